@@ -1,0 +1,77 @@
+/**
+ * The storage contract. Three store kinds, as in Prosody: keyval (one value per user), map
+ * (keyed values per user) and archive (append-only, time-ordered, pageable). Every backend
+ * implements all three and passes the same contract tests (src/storage/contract.ts).
+ *
+ * A store is opened per (host, store name); hosts never see each other's data. `user` is the
+ * account's localpart; host-wide data uses the empty string.
+ *
+ * Values are JSON-compatible. A promise that resolves means the write is durable (for the SQL
+ * backends: committed), so a module may acknowledge it to a client.
+ */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface KeyValStore<T extends Json = Json> {
+	get(user: string): Promise<T | undefined>;
+	/** `undefined` deletes. */
+	set(user: string, value: T | undefined): Promise<void>;
+	/** Every user that has a value, sorted. */
+	users(): Promise<string[]>;
+}
+
+export interface MapStore<T extends Json = Json> {
+	get(user: string, key: string): Promise<T | undefined>;
+	/** `undefined` deletes the key. */
+	set(user: string, key: string, value: T | undefined): Promise<void>;
+	getAll(user: string): Promise<Map<string, T>>;
+	deleteAll(user: string): Promise<void>;
+}
+
+export interface ArchiveItem<T extends Json = Json> {
+	/** Unique within the store; assigned by the backend when not given. */
+	id: string;
+	/** Milliseconds since the epoch. */
+	when: number;
+	/** The conversation partner (bare JID) for MAM's `with` filter; "" when none. */
+	with: string;
+	value: T;
+}
+
+export interface ArchiveQuery {
+	/** Only items with this `with`. */
+	with?: string;
+	/** Inclusive time range, milliseconds. */
+	start?: number;
+	end?: number;
+	/** Only items after / before this id (RSM, XEP-0059). */
+	after?: string;
+	before?: string;
+	/** Newest first when true. Paging with `before` implies walking backwards. */
+	reverse?: boolean;
+	limit?: number;
+}
+
+export interface ArchivePage<T extends Json = Json> {
+	items: ArchiveItem<T>[];
+	/** True when the page is the last one in the direction of the walk. */
+	complete: boolean;
+}
+
+export interface ArchiveStore<T extends Json = Json> {
+	append(user: string, item: { value: T; with?: string; when?: number; id?: string }): Promise<string>;
+	query(user: string, q?: ArchiveQuery): Promise<ArchivePage<T>>;
+	count(user: string, q?: Pick<ArchiveQuery, "with" | "start" | "end">): Promise<number>;
+	/** Deletes the matching items (all of the user's when q is empty); returns how many. */
+	delete(user: string, q?: Pick<ArchiveQuery, "with" | "start" | "end"> & { ids?: string[] }): Promise<number>;
+}
+
+export interface StorageBackend {
+	readonly kind: string;
+	keyval<T extends Json = Json>(host: string, store: string): KeyValStore<T>;
+	map<T extends Json = Json>(host: string, store: string): MapStore<T>;
+	archive<T extends Json = Json>(host: string, store: string): ArchiveStore<T>;
+	/** Deletes everything a user has in every store of a host (account removal). */
+	deleteUser(host: string, user: string): Promise<void>;
+	/** Waits for pending writes, then releases files and connections. */
+	close(): Promise<void>;
+}
