@@ -1,0 +1,213 @@
+import assert from "node:assert/strict";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import {
+	ConfigError,
+	defaultConfig,
+	hostNameProblem,
+	loadConfigFile,
+	parseConfig,
+	resolveDataPath,
+} from "./load.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "parley-config-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+writeFileSync(join(dir, "cert.pem"), "not checked here: only existence and readability");
+writeFileSync(join(dir, "key.pem"), "same");
+
+/** The problems of a config that must fail. */
+function problems(text: string, fileName = "parley.toml"): string[] {
+	try {
+		parseConfig(text, fileName, { baseDir: dir });
+	} catch (err) {
+		assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+		return err.problems;
+	}
+	assert.fail("the configuration was accepted");
+}
+
+test("an empty file gives the defaults, with data_dir made absolute against the file's directory", () => {
+	const config = parseConfig("", "/etc/parley/parley.toml");
+	assert.equal(config.server.data_dir, "/etc/parley/data");
+	assert.deepEqual(Object.keys(config.hosts), ["localhost"]);
+	assert.equal(config.limits.stanza_size, 262_144);
+	assert.deepEqual({ ...config, server: {} }, { ...defaultConfig(), server: {} });
+});
+
+test("a valid file is parsed and its tls paths resolved against the file's directory", () => {
+	const config = parseConfig(
+		[
+			"[server]",
+			'data_dir = "/var/lib/parley"',
+			"[limits]",
+			"stanza_size = 65536",
+			"[tls]",
+			'cert = "cert.pem"',
+			'key = "key.pem"',
+			'[hosts."example.org"]',
+			'modules = ["disco"]',
+			'tls = { cert = "cert.pem", key = "key.pem" }',
+			'[hosts."xn--bcher-kva.example"]',
+		].join("\n"),
+		"parley.toml",
+		{ baseDir: dir },
+	);
+	assert.equal(config.server.data_dir, "/var/lib/parley");
+	assert.equal(config.limits.stanza_size, 65536);
+	assert.equal(config.tls.cert, join(dir, "cert.pem"));
+	assert.equal(config.hosts["example.org"]?.tls?.key, join(dir, "key.pem"));
+	assert.deepEqual(config.hosts["example.org"]?.modules, ["disco"]);
+	assert.ok(config.hosts["xn--bcher-kva.example"]);
+});
+
+test("a wrong value names the file, the line, the key, what was expected and what was found", () => {
+	assert.deepEqual(problems('# c\n\n[limits]\nmax_depth = 8\nstanza_size = "x"\n'), [
+		'parley.toml:5: limits.stanza_size: expected an integer >= 1024, got "x"',
+	]);
+	assert.deepEqual(problems("[limits]\nauth_timeout = 0"), [
+		"parley.toml:2: limits.auth_timeout: expected a number > 0, got 0",
+	]);
+	assert.deepEqual(problems('[log]\nlevel = "loud"'), [
+		'parley.toml:2: log.level: expected one of "trace", "debug", "info", "warn", "error", "fatal", "silent", got "loud"',
+	]);
+	assert.deepEqual(problems("[listeners.c2s]\nport = 70000"), [
+		"parley.toml:2: listeners.c2s.port: expected an integer >= 0 and <= 65535, got 70000",
+	]);
+	assert.deepEqual(problems("server = 3"), ["parley.toml:1: server: expected a table, got 3"]);
+});
+
+test("lines are found for dotted keys, inline tables, quoted keys and arrays spanning lines", () => {
+	const text = [
+		"limits.max_depth = 10", // 1
+		"auth = { scram_iterations = 4096, require_encryption = 1 }", // 2
+		'[hosts."a.example"]', // 3
+		"modules = [", // 4
+		'  "disco", # comment', // 5
+		"  7,", // 6
+		"]", // 7
+		'[hosts."b.example"]', // 8
+		"module_options = { ping = { interval = 1 } }", // 9
+		'require_encryption = "yes"', // 10
+		"'c.example'.enabled = 0", // 11
+	].join("\n");
+	assert.deepEqual(problems(text), [
+		"parley.toml:2: auth.require_encryption: expected true or false, got 1",
+		'parley.toml:6: hosts."a.example".modules[1]: expected a string, got 7',
+		'parley.toml:10: hosts."b.example".require_encryption: expected true or false, got "yes"',
+		'parley.toml:11: unknown key "c.example" in [hosts."b.example"]',
+	]);
+	assert.deepEqual(problems("x = 1\nlimits = { stanza_size = 1 }"), [
+		'parley.toml:1: unknown key "x" at the top level',
+		"parley.toml:2: limits.stanza_size: expected an integer >= 1024, got 1",
+	]);
+});
+
+test("unknown keys are reported with the table they are in and a suggestion when close", () => {
+	assert.deepEqual(problems('[server]\nname = "x"\ndata_dr = "d"\nbogus = 1\n'), [
+		'parley.toml:3: unknown key "data_dr" in [server]; did you mean data_dir?',
+		'parley.toml:4: unknown key "bogus" in [server]',
+	]);
+	assert.deepEqual(problems('[hosts."a.example"]\nmodule = ["x"]'), [
+		'parley.toml:2: unknown key "module" in [hosts."a.example"]; did you mean modules?',
+	]);
+	assert.deepEqual(problems("[limits]\nstanza-size = 2000"), [
+		'parley.toml:2: unknown key "stanza-size" in [limits]; did you mean stanza_size?',
+	]);
+});
+
+test("every problem is reported, in line order", () => {
+	const found = problems('[log]\nlevel = 1\n[server]\nnope = 1\n[hosts."Bad.example"]\n');
+	assert.deepEqual(
+		found.map((p) => p.split(":")[1]),
+		["2", "4", "5"],
+	);
+});
+
+test("TOML syntax errors give the line and column", () => {
+	const found = problems('[server]\nname = "x"\nname = "y"\n');
+	assert.equal(found.length, 1);
+	assert.match(found[0] ?? "", /^parley\.toml:3:\d+: TOML syntax error: /);
+	assert.match(problems("a = [1,\n2\nb = 3")[0] ?? "", /^parley\.toml:3:1: TOML syntax error: /);
+});
+
+test("host names must be lower-case domain names", () => {
+	assert.deepEqual(problems('[hosts."Example.ORG"]'), [
+		'parley.toml:1: hosts."Example.ORG": invalid host name: host names are lower case; write "example.org"',
+	]);
+	assert.equal(hostNameProblem("localhost"), undefined);
+	assert.equal(hostNameProblem("conference.example-1.org"), undefined);
+	assert.match(hostNameProblem("example.org.") ?? "", /trailing dot/);
+	assert.match(hostNameProblem("a..b") ?? "", /empty labels/);
+	assert.match(hostNameProblem("-a.example") ?? "", /cannot start or end/);
+	assert.match(hostNameProblem("a_b.example") ?? "", /may only contain/);
+	assert.match(hostNameProblem("127.0.0.1") ?? "", /IP address/);
+	assert.match(hostNameProblem("bücher.example") ?? "", /xn--bcher-kva\.example/);
+	assert.match(hostNameProblem(`${"a".repeat(64)}.example`) ?? "", /63/);
+});
+
+test("certificate files must exist; tls.cert needs tls.key", () => {
+	assert.deepEqual(problems('[tls]\ncert = "cert.pem"\n'), [
+		"parley.toml:2: tls.key: missing; tls.cert is set, so the private key is needed too",
+	]);
+	assert.deepEqual(problems('[tls]\nkey = "key.pem"\n'), [
+		"parley.toml:2: tls.cert: missing; tls.key is set, so the certificate is needed too",
+	]);
+	assert.deepEqual(problems('[hosts."a.example".tls]\ncert = "cert.pem"\nkey = "nope.pem"\n'), [
+		`parley.toml:3: hosts."a.example".tls.key: cannot read "nope.pem" (${join(dir, "nope.pem")}): no such file (ENOENT)`,
+	]);
+	assert.deepEqual(problems(`[tls]\ncert = "${dir}"\nkey = "key.pem"\n`), [
+		`parley.toml:2: tls.cert: cannot read "${dir}": not a file`,
+	]);
+	assert.deepEqual(problems('[hosts."a.example".tls]\ncert = "cert.pem"\n'), [
+		'parley.toml:1: hosts."a.example".tls.key: missing (path to a PEM private key)',
+	]);
+});
+
+test("an unreadable certificate file is reported", { skip: process.getuid?.() === 0 }, () => {
+	const locked = join(dir, "locked.pem");
+	writeFileSync(locked, "x");
+	chmodSync(locked, 0o000);
+	assert.match(
+		problems('[tls]\ncert = "locked.pem"\nkey = "key.pem"')[0] ?? "",
+		/^parley\.toml:2: tls\.cert: cannot read "locked\.pem" .*permission denied/,
+	);
+});
+
+test("loadConfigFile reads the file, names it in errors, and resolves paths against its directory", () => {
+	const file = join(dir, "parley.toml");
+	writeFileSync(file, '[server]\ndata_dir = "state"\n[tls]\ncert = "cert.pem"\nkey = "key.pem"\n');
+	const config = loadConfigFile(file);
+	assert.equal(config.server.data_dir, join(dir, "state"));
+	assert.equal(config.tls.key, join(dir, "key.pem"));
+	assert.equal(resolveDataPath(config, config.storage.path), join(dir, "state", "parley.sqlite"));
+
+	writeFileSync(file, "[limits]\nstanza_size = 1\n");
+	assert.throws(() => loadConfigFile(file), {
+		name: "ConfigError",
+		message: `${file}:2: limits.stanza_size: expected an integer >= 1024, got 1`,
+	});
+
+	const missing = join(dir, "missing.toml");
+	assert.throws(
+		() => loadConfigFile(missing),
+		(err: unknown) => {
+			assert.ok(err instanceof ConfigError);
+			assert.deepEqual(err.problems, [
+				`${missing}: cannot read the configuration file: no such file (ENOENT)`,
+			]);
+			return true;
+		},
+	);
+	assert.throws(() => loadConfigFile(dir), /it is a directory/);
+});
+
+test("resolveDataPath: relative to data_dir, itself relative to baseDir (cwd by default)", () => {
+	const config = defaultConfig();
+	assert.equal(resolveDataPath(config, "x.db", "/srv"), "/srv/data/x.db");
+	assert.equal(resolveDataPath(config, "/abs/x.db", "/srv"), "/abs/x.db");
+	assert.equal(resolveDataPath(config, "certs"), join(process.cwd(), "data", "certs"));
+	const absolute = { ...config, server: { ...config.server, data_dir: "/var/lib/parley" } };
+	assert.equal(resolveDataPath(absolute, "certs", "/srv"), "/var/lib/parley/certs");
+});
