@@ -46,7 +46,11 @@ export interface ArchiveQuery {
 	/** Only items after / before this id (RSM, XEP-0059). */
 	after?: string;
 	before?: string;
-	/** Newest first when true. Paging with `before` implies walking backwards. */
+	/**
+	 * Walk backwards: the page is the newest `limit` matching items (MAM's `<before/>`). Paging
+	 * with `before` and no `after` implies it. Items are returned in chronological order either
+	 * way (see memory.ts for the full paging semantics).
+	 */
 	reverse?: boolean;
 	limit?: number;
 }

@@ -1,0 +1,596 @@
+/**
+ * Server-side SASL mechanisms for c2s (RFC 6120 §6): SCRAM-SHA-1, SCRAM-SHA-256 (RFC 5802,
+ * RFC 7677), their -PLUS variants with channel binding (RFC 5802 §6) and PLAIN (RFC 4616).
+ *
+ * A mechanism is a small state machine: the stream layer decodes the base64 payload of <auth/>
+ * and <response/> (see `decodeSaslPayload`) and calls `step()`; each step answers a challenge,
+ * a success (with additional data, RFC 6120 §6.4.6) or a failure condition (RFC 6120 §6.5).
+ */
+import { createHmac, randomBytes } from "node:crypto";
+import type { ChannelBindingSource } from "./channel-binding.ts";
+import {
+	digest,
+	hmac,
+	SALT_BYTES,
+	SCRAM_HASH_INFO,
+	type ScramCredential,
+	type ScramHash,
+	type StoredCredentials,
+	safeEqual,
+	verifyPassword,
+	xor,
+} from "./scram.ts";
+
+/** RFC 6120 §6.5 */
+export type SaslCondition =
+	| "aborted"
+	| "account-disabled"
+	| "credentials-expired"
+	| "encryption-required"
+	| "incorrect-encoding"
+	| "invalid-authzid"
+	| "invalid-mechanism"
+	| "malformed-request"
+	| "mechanism-too-weak"
+	| "not-authorized"
+	| "temporary-auth-failure";
+
+export interface SaslContext {
+	/** The host the client connects to. */
+	domain: string;
+	/** TLS in place. */
+	secure: boolean;
+	channelBinding: ChannelBindingSource | null;
+	allowPlainWithoutTls: boolean;
+	/** Throws on invalid (e.g. JID localpart prep); the mechanism maps that to not-authorized. */
+	prepUsername(raw: string): string;
+	/** null = no such user. A rejection becomes temporary-auth-failure. */
+	getCredentials(username: string): Promise<StoredCredentials | null>;
+	/**
+	 * Secret from which the fake SCRAM salt of an unknown user is derived, so that repeated
+	 * attempts see the same salt, as for a real account. Should be per server instance and
+	 * persisted (a salt that changes on restart for unknown users only would tell them apart).
+	 * Default: a random value per process.
+	 */
+	unknownUserSecret?: Buffer;
+	/**
+	 * Iteration count shown for unknown users; should be the one used for new accounts.
+	 * Default 4096 (RFC 7677 §4 minimum).
+	 */
+	unknownUserIterations?: number;
+}
+
+export type SaslStep =
+	| { kind: "challenge"; data: Buffer }
+	/** username = prepared localpart */
+	| { kind: "success"; data: Buffer | null; username: string }
+	| { kind: "failure"; condition: SaslCondition; text?: string };
+
+export interface SaslMechanism {
+	readonly name: string;
+	/** input null = no initial response / empty. */
+	step(input: Buffer | null): Promise<SaslStep>;
+}
+
+export interface MechanismOptions {
+	/** Fixed SCRAM server nonce, for tests (RFC 5802 §5 / RFC 7677 §3 examples). */
+	serverNonce?: string;
+}
+
+/** Default order of preference: channel binding first, then the stronger hash (RFC 7677 §4). */
+const ALL_MECHANISMS = [
+	"SCRAM-SHA-256-PLUS",
+	"SCRAM-SHA-1-PLUS",
+	"SCRAM-SHA-256",
+	"SCRAM-SHA-1",
+	"PLAIN",
+] as const;
+
+/** Used when the context gives no unknownUserSecret. Immutable once made. */
+const PROCESS_UNKNOWN_USER_SECRET: Buffer = randomBytes(32);
+const DEFAULT_UNKNOWN_USER_ITERATIONS = 4096;
+
+function channelBindingAvailable(
+	ctx: Pick<SaslContext, "secure" | "channelBinding">,
+): ctx is { secure: true; channelBinding: ChannelBindingSource } {
+	return ctx.secure && ctx.channelBinding !== null && ctx.channelBinding.types().length > 0;
+}
+
+export function offeredMechanisms(
+	ctx: Pick<SaslContext, "secure" | "channelBinding" | "allowPlainWithoutTls">,
+): string[] {
+	const cb = channelBindingAvailable(ctx);
+	return ALL_MECHANISMS.filter((m) => {
+		if (m.endsWith("-PLUS")) return cb;
+		// RFC 6120 §13.8 / RFC 4616 §5: PLAIN only under TLS unless configured otherwise.
+		if (m === "PLAIN") return ctx.secure || ctx.allowPlainWithoutTls;
+		return true;
+	});
+}
+
+/** null for an unknown or not offered mechanism: the caller answers invalid-mechanism. */
+export function createMechanism(
+	name: string,
+	ctx: SaslContext,
+	options: MechanismOptions = {},
+): SaslMechanism | null {
+	if (!offeredMechanisms(ctx).includes(name)) return null;
+	switch (name) {
+		case "PLAIN":
+			return new PlainMechanism(ctx);
+		case "SCRAM-SHA-1":
+			return new ScramMechanism(name, "SHA-1", false, ctx, options);
+		case "SCRAM-SHA-256":
+			return new ScramMechanism(name, "SHA-256", false, ctx, options);
+		case "SCRAM-SHA-1-PLUS":
+			return new ScramMechanism(name, "SHA-1", true, ctx, options);
+		case "SCRAM-SHA-256-PLUS":
+			return new ScramMechanism(name, "SHA-256", true, ctx, options);
+		default:
+			return null;
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding helpers
+
+const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Strict base64 (RFC 4648 §4, no whitespace, canonical padding bits), or null if invalid.
+ */
+export function strictBase64Decode(text: string): Buffer | null {
+	if (!BASE64_RE.test(text)) return null;
+	const buf = Buffer.from(text, "base64");
+	// Reject non-zero padding bits, which Buffer.from silently drops.
+	if (buf.toString("base64") !== text) return null;
+	return buf;
+}
+
+/**
+ * Decodes the character data of <auth/> or <response/> for `step()` (RFC 6120 §6.4.2): "" means
+ * no data (null), "=" an empty response, anything else strict base64; "invalid" -> the caller
+ * answers incorrect-encoding (RFC 6120 §6.5.3).
+ */
+export function decodeSaslPayload(text: string): Buffer | null | "invalid" {
+	if (text === "") return null;
+	if (text === "=") return Buffer.alloc(0);
+	return strictBase64Decode(text) ?? "invalid";
+}
+
+/** Strict UTF-8 (RFC 6120 §6.5.3 incorrect-encoding otherwise), or null. */
+function decodeUtf8(buf: Buffer): string | null {
+	try {
+		return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(buf);
+	} catch {
+		return null;
+	}
+}
+
+function failure(condition: SaslCondition, text?: string): SaslStep {
+	return text === undefined ? { kind: "failure", condition } : { kind: "failure", condition, text };
+}
+
+/**
+ * RFC 6120 §6.3.8: the authzid must be empty or the bare JID of the authenticated account. We
+ * never let one account act as another. Returns true when acceptable.
+ */
+function authzidAllowed(authzid: string, username: string, ctx: SaslContext): boolean {
+	if (authzid === "") return true;
+	if (authzid.includes("/")) return false; // a full JID is not the account
+	const at = authzid.indexOf("@");
+	if (at <= 0) return false;
+	let local: string;
+	try {
+		local = ctx.prepUsername(authzid.slice(0, at));
+	} catch {
+		return false;
+	}
+	const domain = authzid.slice(at + 1).replace(/\.$/, "");
+	return local === username && domain.toLowerCase() === ctx.domain.toLowerCase();
+}
+
+function fakeSecret(ctx: SaslContext): Buffer {
+	return ctx.unknownUserSecret ?? PROCESS_UNKNOWN_USER_SECRET;
+}
+
+/**
+ * A credential for an unknown user that looks like a real one and is stable for that name (same
+ * salt every time), so a SCRAM challenge does not tell whether the account exists. It matches
+ * no password.
+ */
+function fakeCredential(hash: ScramHash, username: string, ctx: SaslContext): ScramCredential {
+	const derive = (what: string, len: number) =>
+		createHmac("sha256", fakeSecret(ctx))
+			.update(`parley-unknown-user\0${what}\0${hash}\0${username}`)
+			.digest()
+			.subarray(0, len);
+	const len = SCRAM_HASH_INFO[hash].length;
+	return {
+		salt: derive("salt", SALT_BYTES).toString("base64"),
+		iterations: ctx.unknownUserIterations ?? DEFAULT_UNKNOWN_USER_ITERATIONS,
+		storedKey: derive("stored", len).toString("base64"),
+		serverKey: derive("server", len).toString("base64"),
+	};
+}
+
+abstract class BaseMechanism implements SaslMechanism {
+	abstract readonly name: string;
+	#done = false;
+	#busy = false;
+
+	async step(input: Buffer | null): Promise<SaslStep> {
+		// A finished (or concurrently stepped) exchange takes no more input.
+		if (this.#done || this.#busy) {
+			this.#done = true;
+			return failure("malformed-request", "exchange already finished");
+		}
+		this.#busy = true;
+		let result: SaslStep;
+		try {
+			result = await this.run(input);
+		} catch {
+			result = failure("temporary-auth-failure");
+		} finally {
+			this.#busy = false;
+		}
+		if (result.kind !== "challenge") this.#done = true;
+		return result;
+	}
+
+	protected abstract run(input: Buffer | null): Promise<SaslStep>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PLAIN (RFC 4616)
+
+class PlainMechanism extends BaseMechanism {
+	readonly name = "PLAIN";
+	readonly #ctx: SaslContext;
+	#challenged = false;
+
+	constructor(ctx: SaslContext) {
+		super();
+		this.#ctx = ctx;
+	}
+
+	protected async run(input: Buffer | null): Promise<SaslStep> {
+		if (input === null) {
+			// RFC 6120 §6.4.2: no initial response -> an empty challenge, once.
+			if (this.#challenged) return failure("malformed-request");
+			this.#challenged = true;
+			return { kind: "challenge", data: Buffer.alloc(0) };
+		}
+		const text = decodeUtf8(input);
+		if (text === null) return failure("incorrect-encoding");
+		// RFC 4616 §2: message = [authzid] UTF8NUL authcid UTF8NUL passwd
+		const parts = text.split("\0");
+		if (parts.length !== 3) return failure("malformed-request");
+		const [authzid = "", authcid = "", password = ""] = parts;
+		if (authcid === "" || password === "") return failure("malformed-request");
+
+		const ctx = this.#ctx;
+		let username: string;
+		try {
+			username = ctx.prepUsername(authcid);
+		} catch {
+			return failure("not-authorized");
+		}
+		let creds: StoredCredentials | null;
+		try {
+			creds = await ctx.getCredentials(username);
+		} catch {
+			return failure("temporary-auth-failure");
+		}
+		const cred = creds?.["SHA-256"] ?? creds?.["SHA-1"];
+		if (cred === undefined) {
+			// Same work as for a real account, then the same answer as a wrong password.
+			await verifyPassword(fakeCredential("SHA-256", username, ctx), password);
+			return failure("not-authorized");
+		}
+		if (!(await verifyPassword(cred, password))) return failure("not-authorized");
+		// RFC 6120 §6.3.8, checked only once the credentials are proven.
+		if (!authzidAllowed(authzid, username, ctx)) return failure("invalid-authzid");
+		return { kind: "success", data: null, username };
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// SCRAM (RFC 5802, RFC 7677)
+
+/** RFC 5802 §7: printable = %x21-2B / %x2D-7E (no ','). */
+const PRINTABLE_RE = /^[\x21-\x2b\x2d-\x7e]+$/;
+/** RFC 5802 §7: cb-name = 1*(ALPHA / DIGIT / "." / "-") */
+const CB_NAME_RE = /^[A-Za-z0-9.-]+$/;
+/** RFC 5802 §7: attr-val = ALPHA "=" value */
+const ATTR_RE = /^[A-Za-z]=/;
+
+/**
+ * RFC 5802 §5.1 / §7 saslname: "=2C" is ',' and "=3D" is '='; any other '=' is invalid, as are
+ * ',' and NUL. Returns null when invalid.
+ */
+export function decodeSaslname(s: string): string | null {
+	if (s.includes("\0") || s.includes(",")) return null;
+	let out = "";
+	for (let i = 0; i < s.length; i++) {
+		const c = s[i];
+		if (c !== "=") {
+			out += c;
+			continue;
+		}
+		const esc = s.slice(i + 1, i + 3);
+		if (esc === "2C") out += ",";
+		else if (esc === "3D") out += "=";
+		else return null;
+		i += 2;
+	}
+	return out;
+}
+
+interface ClientFirst {
+	gs2Header: string;
+	cbFlag: "n" | "y" | "p";
+	cbName: string | null;
+	authzid: string;
+	bare: string;
+	rawUsername: string;
+	clientNonce: string;
+}
+
+type Parsed<T> = { ok: true; value: T } | { ok: false; step: SaslStep };
+
+function parseClientFirst(text: string): Parsed<ClientFirst> {
+	const bad = (t: string): Parsed<ClientFirst> => ({
+		ok: false,
+		step: failure("malformed-request", t),
+	});
+	// RFC 5802 §7: gs2-header = gs2-cbind-flag "," [ authzid ] ","
+	const c1 = text.indexOf(",");
+	const c2 = c1 < 0 ? -1 : text.indexOf(",", c1 + 1);
+	if (c2 < 0) return bad("missing GS2 header");
+	const flag = text.slice(0, c1);
+	const authzPart = text.slice(c1 + 1, c2);
+	const gs2Header = text.slice(0, c2 + 1);
+	const bare = text.slice(c2 + 1);
+
+	let cbFlag: ClientFirst["cbFlag"];
+	let cbName: string | null = null;
+	if (flag === "n" || flag === "y") cbFlag = flag;
+	else if (flag.startsWith("p=") && CB_NAME_RE.test(flag.slice(2))) {
+		cbFlag = "p";
+		cbName = flag.slice(2);
+	} else return bad("bad channel binding flag");
+
+	let authzid = "";
+	if (authzPart !== "") {
+		if (!authzPart.startsWith("a=")) return bad("bad authzid");
+		const decoded = decodeSaslname(authzPart.slice(2));
+		if (decoded === null || decoded === "") return bad("bad authzid");
+		authzid = decoded;
+	}
+
+	const attrs = bare.split(",");
+	// RFC 5802 §5.1: a mandatory extension (m=) MUST cause authentication failure.
+	if (attrs[0]?.startsWith("m=")) {
+		return { ok: false, step: failure("malformed-request", "extensions-not-supported") };
+	}
+	const userAttr = attrs[0] ?? "";
+	const nonceAttr = attrs[1] ?? "";
+	if (!userAttr.startsWith("n=")) return bad("missing username");
+	const rawUsername = decodeSaslname(userAttr.slice(2));
+	if (rawUsername === null || rawUsername === "") return bad("bad username");
+	if (!nonceAttr.startsWith("r=")) return bad("missing nonce");
+	const clientNonce = nonceAttr.slice(2);
+	if (!PRINTABLE_RE.test(clientNonce)) return bad("bad nonce");
+	// RFC 5802 §7: optional extensions are attr-val; unknown ones are ignored.
+	for (const ext of attrs.slice(2)) if (!ATTR_RE.test(ext)) return bad("bad extension");
+
+	return {
+		ok: true,
+		value: { gs2Header, cbFlag, cbName, authzid, bare, rawUsername, clientNonce },
+	};
+}
+
+interface ClientFinal {
+	withoutProof: string;
+	channelBinding: Buffer;
+	nonce: string;
+	proof: Buffer;
+}
+
+function parseClientFinal(text: string): Parsed<ClientFinal> {
+	const bad = (t: string, condition: SaslCondition = "malformed-request"): Parsed<ClientFinal> => ({
+		ok: false,
+		step: failure(condition, t),
+	});
+	// RFC 5802 §7: client-final-message = channel-binding "," nonce ["," extensions] "," proof
+	const attrs = text.split(",");
+	if (attrs.length < 3) return bad("too few attributes");
+	const [cAttr = "", rAttr = ""] = attrs;
+	const pAttr = attrs[attrs.length - 1] ?? "";
+	if (!cAttr.startsWith("c=")) return bad("missing channel binding");
+	if (!rAttr.startsWith("r=")) return bad("missing nonce");
+	if (!pAttr.startsWith("p=")) return bad("missing proof");
+	for (const ext of attrs.slice(2, -1)) {
+		// RFC 5802 §5.1: m= MUST cause authentication failure.
+		if (ext.startsWith("m=")) return bad("extensions-not-supported");
+		if (!ATTR_RE.test(ext)) return bad("bad extension");
+	}
+	const channelBinding = strictBase64Decode(cAttr.slice(2));
+	const proof = strictBase64Decode(pAttr.slice(2));
+	// RFC 6120 §6.4.2 / §6.5.3: base64 inside the mechanism is strict too.
+	if (channelBinding === null || proof === null) return bad("bad base64", "incorrect-encoding");
+	return {
+		ok: true,
+		value: {
+			withoutProof: text.slice(0, text.length - pAttr.length - 1),
+			channelBinding,
+			nonce: rAttr.slice(2),
+			proof,
+		},
+	};
+}
+
+class ScramMechanism extends BaseMechanism {
+	readonly name: string;
+	readonly #hash: ScramHash;
+	readonly #plus: boolean;
+	readonly #ctx: SaslContext;
+	readonly #options: MechanismOptions;
+	#challenged = false;
+	#state:
+		| { phase: "start" }
+		| {
+				phase: "first-sent";
+				first: ClientFirst;
+				username: string;
+				/** false for an unknown user: the exchange then always ends in not-authorized. */
+				known: boolean;
+				cred: ScramCredential;
+				cbData: Buffer;
+				nonce: string;
+				serverFirst: string;
+		  } = { phase: "start" };
+
+	constructor(
+		name: string,
+		hash: ScramHash,
+		plus: boolean,
+		ctx: SaslContext,
+		options: MechanismOptions,
+	) {
+		super();
+		this.name = name;
+		this.#hash = hash;
+		this.#plus = plus;
+		this.#ctx = ctx;
+		this.#options = options;
+	}
+
+	protected async run(input: Buffer | null): Promise<SaslStep> {
+		if (this.#state.phase === "start") {
+			if (input === null) {
+				// RFC 6120 §6.4.2: no initial response -> an empty challenge, once.
+				if (this.#challenged) return failure("malformed-request");
+				this.#challenged = true;
+				return { kind: "challenge", data: Buffer.alloc(0) };
+			}
+			return this.#clientFirst(input);
+		}
+		if (input === null) return failure("malformed-request", "missing client-final-message");
+		return this.#clientFinal(input);
+	}
+
+	async #clientFirst(input: Buffer): Promise<SaslStep> {
+		const ctx = this.#ctx;
+		const text = decodeUtf8(input);
+		if (text === null) return failure("incorrect-encoding");
+		const parsed = parseClientFirst(text);
+		if (!parsed.ok) return parsed.step;
+		const first = parsed.value;
+
+		// RFC 5802 §6 channel binding negotiation.
+		const cbSource = channelBindingAvailable(ctx) ? ctx.channelBinding : null;
+		let cbData: Buffer = Buffer.alloc(0);
+		if (this.#plus) {
+			// -PLUS requires the client to bind (RFC 5802 §6, §7 gs2-cbind-flag).
+			if (first.cbFlag !== "p" || first.cbName === null) {
+				return failure("malformed-request", "channel binding required by -PLUS mechanism");
+			}
+			const cbType = cbSource?.types().find((t) => t === first.cbName);
+			const data = cbSource && cbType !== undefined ? cbSource.data(cbType) : null;
+			// RFC 5802 §6: "If the flag is set to 'p' and the server does not support the
+			// indicated channel binding type, then the server MUST fail authentication."
+			// RFC 6120 §6.5.10: not-authorized, with the SCRAM server-error-value as text.
+			if (data === null) return failure("not-authorized", "unsupported-channel-binding-type");
+			cbData = data;
+		} else if (first.cbFlag === "p") {
+			// RFC 5802 §6: 'p' is for the -PLUS mechanisms only.
+			return failure("malformed-request", "channel binding requires a -PLUS mechanism");
+		} else if (first.cbFlag === "y" && cbSource !== null) {
+			// RFC 5802 §6: "If the flag is set to 'y' and the server supports channel binding,
+			// the server MUST fail authentication" (downgrade attack).
+			return failure("not-authorized", "server-does-support-channel-binding");
+		}
+
+		let username: string;
+		try {
+			username = ctx.prepUsername(first.rawUsername);
+		} catch {
+			return failure("not-authorized");
+		}
+		let creds: StoredCredentials | null;
+		try {
+			creds = await ctx.getCredentials(username);
+		} catch {
+			return failure("temporary-auth-failure");
+		}
+		const real = creds?.[this.#hash];
+		// RFC 5802 §9 / RFC 6120 §6.5.10: never reveal whether the account exists; an unknown
+		// user gets a stable, real-looking salt and iteration count.
+		const cred = real ?? fakeCredential(this.#hash, username, ctx);
+
+		const serverNonce = this.#options.serverNonce ?? randomBytes(18).toString("base64");
+		const nonce = first.clientNonce + serverNonce;
+		// RFC 5802 §7: server-first-message = [reserved-mext ","] nonce "," salt "," iteration-count
+		const serverFirst = `r=${nonce},s=${cred.salt},i=${cred.iterations}`;
+		this.#state = {
+			phase: "first-sent",
+			first,
+			username,
+			known: real !== undefined,
+			cred,
+			cbData,
+			nonce,
+			serverFirst,
+		};
+		return { kind: "challenge", data: Buffer.from(serverFirst, "utf8") };
+	}
+
+	async #clientFinal(input: Buffer): Promise<SaslStep> {
+		const state = this.#state;
+		if (state.phase !== "first-sent") return failure("malformed-request");
+		const text = decodeUtf8(input);
+		if (text === null) return failure("incorrect-encoding");
+		const parsed = parseClientFinal(text);
+		if (!parsed.ok) return parsed.step;
+		const final = parsed.value;
+		const hash = this.#hash;
+
+		// RFC 5802 §5.1 r=: the nonce must be the one the server sent.
+		if (final.nonce !== state.nonce) return failure("not-authorized", "nonce mismatch");
+		// RFC 5802 §5.1 c=: base64 of the GS2 header and, for -PLUS, the channel binding data.
+		const expectedCb = Buffer.concat([Buffer.from(state.first.gs2Header, "utf8"), state.cbData]);
+		if (!safeEqual(final.channelBinding, expectedCb)) {
+			return failure("not-authorized", "channel-bindings-dont-match");
+		}
+
+		// RFC 5802 §3: AuthMessage, ClientSignature, ClientKey := ClientProof XOR ClientSignature,
+		// and the proof holds iff H(ClientKey) = StoredKey.
+		const authMessage = `${state.first.bare},${state.serverFirst},${final.withoutProof}`;
+		const storedKey = Buffer.from(state.cred.storedKey, "base64");
+		const serverKey = Buffer.from(state.cred.serverKey, "base64");
+		const clientSignature = hmac(hash, storedKey, authMessage);
+		const proof =
+			final.proof.length === clientSignature.length
+				? final.proof
+				: Buffer.alloc(clientSignature.length);
+		const clientKey = xor(proof, clientSignature);
+		const proofOk =
+			safeEqual(digest(hash, clientKey), storedKey) &&
+			final.proof.length === SCRAM_HASH_INFO[hash].length;
+		if (!proofOk || !state.known) return failure("not-authorized");
+
+		// RFC 6120 §6.3.8: checked only once the credentials are proven.
+		if (!authzidAllowed(state.first.authzid, state.username, this.#ctx)) {
+			return failure("invalid-authzid");
+		}
+		// RFC 5802 §3 ServerSignature, sent as v= in the <success/> data (RFC 6120 §6.4.6).
+		const serverSignature = hmac(hash, serverKey, authMessage);
+		return {
+			kind: "success",
+			data: Buffer.from(`v=${serverSignature.toString("base64")}`, "utf8"),
+			username: state.username,
+		};
+	}
+}

@@ -1,0 +1,4 @@
+import { storageContract } from "./contract.ts";
+import { MemoryBackend } from "./memory.ts";
+
+storageContract("memory", () => new MemoryBackend());

@@ -1,0 +1,317 @@
+/**
+ * The in-memory storage backend (tests, throwaway servers) and the pieces every backend shares:
+ * {@link StorageError}, archive id generation and limit validation.
+ *
+ * Archive semantics, common to all backends (the contract tests check them):
+ *
+ * - Items are ordered chronologically by `when`, ties broken by insertion order. That order is
+ *   stable: the same query always returns the same items in the same order.
+ * - `with`, `start`, `end` (both inclusive) filter the items.
+ * - `after: id` keeps the items strictly after that item in that order, `before: id` the items
+ *   strictly before it. The anchor must be an item of the same user in the same store (it does
+ *   not have to match the filters); otherwise the query rejects with a {@link StorageError} of
+ *   code `"item-not-found"` (MAM answers `<item-not-found/>`).
+ * - The walk goes backwards, that is the page is the **last** `limit` matching items, when
+ *   `reverse` is true or when `before` is given without `after` (MAM's `<before/>`, including
+ *   the empty `<before/>` that asks for the newest page, is `reverse: true` plus the optional id).
+ *   Otherwise the page is the first `limit` matching items.
+ * - `items` is **always in chronological order**, whatever the direction of the walk (MAM's
+ *   `<flip-page/>` reverses it in the module).
+ * - `complete` is true when no matching item lies beyond the page in the walking direction (after
+ *   the last item going forwards, before the first going backwards). Without `limit` the page
+ *   holds every matching item and `complete` is true. `limit: 0` returns no items; `complete`
+ *   then says whether there are none to return.
+ * - Given ids are kept and must be unique within the (host, store); a duplicate rejects with a
+ *   {@link StorageError} of code `"conflict"`. Generated ids are 16 URL-safe characters
+ *   (12 random bytes, base64url).
+ * - `delete` with `ids` only deletes those of the listed ids that also match `with`/`start`/
+ *   `end`; `ids: []` deletes nothing.
+ *
+ * Other shared behaviour: `users()` is sorted by UTF-16 code units (JavaScript's default sort),
+ * `getAll()` returns its map with keys in that order, and every call after `close()` rejects
+ * with a {@link StorageError} of code `"closed"`.
+ */
+import { randomBytes } from "node:crypto";
+import type {
+	ArchiveItem,
+	ArchivePage,
+	ArchiveQuery,
+	ArchiveStore,
+	Json,
+	KeyValStore,
+	MapStore,
+	StorageBackend,
+} from "./types.ts";
+
+export type StorageErrorCode = "item-not-found" | "conflict" | "closed";
+
+/** An error with a machine-readable `code` that modules map to XMPP errors. */
+export class StorageError extends Error {
+	readonly code: StorageErrorCode;
+	constructor(code: StorageErrorCode, message: string) {
+		super(message);
+		this.name = "StorageError";
+		this.code = code;
+	}
+}
+
+/** A fresh archive id: 12 random bytes, base64url (16 characters, URL-safe). */
+export function newArchiveId(): string {
+	return randomBytes(12).toString("base64url");
+}
+
+/** Throws unless `limit` is undefined or a non-negative integer. */
+export function checkLimit(limit: number | undefined): void {
+	if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) {
+		throw new RangeError(`archive query limit must be a non-negative integer, got ${limit}`);
+	}
+}
+
+/** Whether a query walks backwards (takes its page from the newest end). */
+export function walksBackwards(q: ArchiveQuery): boolean {
+	return q.reverse === true || (q.before !== undefined && q.after === undefined);
+}
+
+type Filter = Pick<ArchiveQuery, "with" | "start" | "end">;
+
+interface StoredItem {
+	seq: number;
+	id: string;
+	when: number;
+	with: string;
+	value: Json;
+}
+
+interface ArchiveData {
+	/** Per user, sorted by (when, seq). */
+	byUser: Map<string, StoredItem[]>;
+	/** id -> owner, for uniqueness within the store and anchor lookups. */
+	ids: Map<string, { user: string; item: StoredItem }>;
+}
+
+interface HostData {
+	keyval: Map<string, Map<string, Json>>;
+	map: Map<string, Map<string, Map<string, Json>>>;
+	archive: Map<string, ArchiveData>;
+}
+
+function before(a: StoredItem, b: StoredItem): boolean {
+	return a.when < b.when || (a.when === b.when && a.seq < b.seq);
+}
+
+function matches(item: StoredItem, q: Filter): boolean {
+	return (
+		(q.with === undefined || item.with === q.with) &&
+		(q.start === undefined || item.when >= q.start) &&
+		(q.end === undefined || item.when <= q.end)
+	);
+}
+
+function sortedKeys<V>(m: Map<string, V>): string[] {
+	return [...m.keys()].sort();
+}
+
+/**
+ * Everything in Maps. Values are deep-copied (structuredClone) on the way in and out, so
+ * callers never share objects with the store. Writes are "durable" as soon as they resolve,
+ * for the lifetime of the object.
+ */
+export class MemoryBackend implements StorageBackend {
+	readonly kind = "memory";
+	#hosts = new Map<string, HostData>();
+	#seq = 0;
+	#closed = false;
+
+	#host(host: string): HostData {
+		let h = this.#hosts.get(host);
+		if (!h) {
+			h = { keyval: new Map(), map: new Map(), archive: new Map() };
+			this.#hosts.set(host, h);
+		}
+		return h;
+	}
+
+	#open(): void {
+		if (this.#closed) throw new StorageError("closed", "storage backend is closed");
+	}
+
+	keyval<T extends Json = Json>(host: string, store: string): KeyValStore<T> {
+		const data = (): Map<string, Json> => {
+			this.#open();
+			const h = this.#host(host);
+			let s = h.keyval.get(store);
+			if (!s) {
+				s = new Map();
+				h.keyval.set(store, s);
+			}
+			return s;
+		};
+		return {
+			get: async (user) => {
+				const v = data().get(user);
+				return v === undefined ? undefined : (structuredClone(v) as T);
+			},
+			set: async (user, value) => {
+				const s = data();
+				if (value === undefined) s.delete(user);
+				else s.set(user, structuredClone(value));
+			},
+			users: async () => sortedKeys(data()),
+		};
+	}
+
+	map<T extends Json = Json>(host: string, store: string): MapStore<T> {
+		const data = (): Map<string, Map<string, Json>> => {
+			this.#open();
+			const h = this.#host(host);
+			let s = h.map.get(store);
+			if (!s) {
+				s = new Map();
+				h.map.set(store, s);
+			}
+			return s;
+		};
+		return {
+			get: async (user, key) => {
+				const v = data().get(user)?.get(key);
+				return v === undefined ? undefined : (structuredClone(v) as T);
+			},
+			set: async (user, key, value) => {
+				const s = data();
+				let u = s.get(user);
+				if (value === undefined) {
+					u?.delete(key);
+					if (u?.size === 0) s.delete(user);
+					return;
+				}
+				if (!u) {
+					u = new Map();
+					s.set(user, u);
+				}
+				u.set(key, structuredClone(value));
+			},
+			getAll: async (user) => {
+				const u = data().get(user);
+				const out = new Map<string, T>();
+				if (!u) return out;
+				for (const k of sortedKeys(u)) out.set(k, structuredClone(u.get(k)) as T);
+				return out;
+			},
+			deleteAll: async (user) => {
+				data().delete(user);
+			},
+		};
+	}
+
+	archive<T extends Json = Json>(host: string, store: string): ArchiveStore<T> {
+		const data = (): ArchiveData => {
+			this.#open();
+			const h = this.#host(host);
+			let s = h.archive.get(store);
+			if (!s) {
+				s = { byUser: new Map(), ids: new Map() };
+				h.archive.set(store, s);
+			}
+			return s;
+		};
+		const anchor = (s: ArchiveData, user: string, id: string): StoredItem => {
+			const a = s.ids.get(id);
+			if (!a || a.user !== user) throw new StorageError("item-not-found", `no archive item ${id}`);
+			return a.item;
+		};
+		const copy = (i: StoredItem): ArchiveItem<T> => ({
+			id: i.id,
+			when: i.when,
+			with: i.with,
+			value: structuredClone(i.value) as T,
+		});
+		return {
+			append: async (user, item) => {
+				const s = data();
+				const id = item.id ?? newArchiveId();
+				if (s.ids.has(id)) throw new StorageError("conflict", `archive item ${id} already exists`);
+				const stored: StoredItem = {
+					seq: ++this.#seq,
+					id,
+					when: item.when ?? Date.now(),
+					with: item.with ?? "",
+					value: structuredClone(item.value),
+				};
+				let list = s.byUser.get(user);
+				if (!list) {
+					list = [];
+					s.byUser.set(user, list);
+				}
+				// Upper bound on `when`: usually the end, since items mostly arrive in time order.
+				let lo = 0;
+				let hi = list.length;
+				while (lo < hi) {
+					const mid = (lo + hi) >>> 1;
+					if ((list[mid] as StoredItem).when <= stored.when) lo = mid + 1;
+					else hi = mid;
+				}
+				list.splice(lo, 0, stored);
+				s.ids.set(id, { user, item: stored });
+				return id;
+			},
+			query: async (user, q = {}) => {
+				checkLimit(q.limit);
+				const s = data();
+				const after = q.after === undefined ? undefined : anchor(s, user, q.after);
+				const bef = q.before === undefined ? undefined : anchor(s, user, q.before);
+				const all = (s.byUser.get(user) ?? []).filter(
+					(i) =>
+						matches(i, q) &&
+						(after === undefined || before(after, i)) &&
+						(bef === undefined || before(i, bef)),
+				);
+				if (q.limit === undefined) return { items: all.map(copy), complete: true };
+				const page = walksBackwards(q)
+					? all.slice(Math.max(0, all.length - q.limit))
+					: all.slice(0, q.limit);
+				const result: ArchivePage<T> = {
+					items: page.map(copy),
+					complete: all.length <= q.limit,
+				};
+				return result;
+			},
+			count: async (user, q = {}) => {
+				const list = data().byUser.get(user) ?? [];
+				let n = 0;
+				for (const i of list) if (matches(i, q)) n++;
+				return n;
+			},
+			delete: async (user, q = {}) => {
+				const s = data();
+				const list = s.byUser.get(user);
+				if (!list) return 0;
+				const ids = q.ids === undefined ? undefined : new Set(q.ids);
+				const keep: StoredItem[] = [];
+				for (const i of list) {
+					if (matches(i, q) && (ids === undefined || ids.has(i.id))) s.ids.delete(i.id);
+					else keep.push(i);
+				}
+				if (keep.length === 0) s.byUser.delete(user);
+				else s.byUser.set(user, keep);
+				return list.length - keep.length;
+			},
+		};
+	}
+
+	async deleteUser(host: string, user: string): Promise<void> {
+		this.#open();
+		const h = this.#hosts.get(host);
+		if (!h) return;
+		for (const s of h.keyval.values()) s.delete(user);
+		for (const s of h.map.values()) s.delete(user);
+		for (const s of h.archive.values()) {
+			for (const i of s.byUser.get(user) ?? []) s.ids.delete(i.id);
+			s.byUser.delete(user);
+		}
+	}
+
+	async close(): Promise<void> {
+		this.#closed = true;
+		this.#hosts.clear();
+	}
+}

@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { DatabaseSync } from "node:sqlite";
+import { after, test } from "node:test";
+import { pathToFileURL } from "node:url";
+import { storageContract } from "./contract.ts";
+import { createStorage } from "./index.ts";
+import { MemoryBackend } from "./memory.ts";
+import { SQLITE_SCHEMA_VERSION, SqliteBackend } from "./sqlite.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "parley-sqlite-test-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const freshPath = (): string => join(dir, `${randomUUID()}.sqlite`);
+const SQLITE_MODULE = pathToFileURL(join(import.meta.dirname, "sqlite.ts")).href;
+
+storageContract("sqlite (file)", () => new SqliteBackend(freshPath()));
+storageContract("sqlite (:memory:)", () => new SqliteBackend(":memory:"));
+
+/** Runs an ES module snippet in a child Node process (the one running the tests: Node 24). */
+function child(code: string): ReturnType<typeof spawn> {
+	return spawn(process.execPath, ["--input-type=module", "--no-warnings", "-e", code], {
+		stdio: ["ignore", "pipe", "inherit"],
+	});
+}
+
+function exited(p: ReturnType<typeof spawn>): Promise<number | null> {
+	return new Promise((resolve, reject) => {
+		p.on("error", reject);
+		p.on("exit", (code) => resolve(code));
+	});
+}
+
+test("sqlite: the database is created with WAL, the current schema version, and reopens with its data", async () => {
+	const path = freshPath();
+	const b1 = new SqliteBackend(path);
+	await b1.keyval("a.example", "roster").set("alice", { items: ["bob@a.example"] });
+	await b1.map("a.example", "blocklist").set("alice", "spam@x", true);
+	const id = await b1.archive("a.example", "mam").append("alice", { value: "hi", when: 5 });
+	await b1.close();
+
+	const raw = new DatabaseSync(path);
+	assert.equal(raw.prepare("PRAGMA user_version").get()?.user_version, SQLITE_SCHEMA_VERSION);
+	assert.equal(raw.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
+	raw.close();
+
+	const b2 = new SqliteBackend(path);
+	try {
+		assert.deepEqual(await b2.keyval("a.example", "roster").get("alice"), {
+			items: ["bob@a.example"],
+		});
+		assert.equal(await b2.map("a.example", "blocklist").get("alice", "spam@x"), true);
+		assert.deepEqual(await b2.archive("a.example", "mam").query("alice"), {
+			items: [{ id, when: 5, with: "", value: "hi" }],
+			complete: true,
+		});
+		// ordering continues after a reopen
+		await b2.archive("a.example", "mam").append("alice", { id: "second", value: "x", when: 5 });
+		const ids = (await b2.archive("a.example", "mam").query("alice")).items.map((i) => i.id);
+		assert.deepEqual(ids, [id, "second"]);
+	} finally {
+		await b2.close();
+	}
+});
+
+test("sqlite: close() commits writes still queued", async () => {
+	const path = freshPath();
+	const b1 = new SqliteBackend(path);
+	const w1 = b1.keyval("h", "s").set("u", "queued");
+	const w2 = b1.archive("h", "mam").append("u", { id: "q", value: 1 });
+	await b1.close();
+	await Promise.all([w1, w2]);
+	await assert.rejects(b1.keyval("h", "s").set("u", "late"), { code: "closed" });
+	const b2 = new SqliteBackend(path);
+	try {
+		assert.equal(await b2.keyval("h", "s").get("u"), "queued");
+		assert.equal(await b2.archive("h", "mam").count("u"), 1);
+	} finally {
+		await b2.close();
+	}
+});
+
+test("sqlite: two handles on one file see each other's writes", async () => {
+	const path = freshPath();
+	const a = new SqliteBackend(path);
+	const b = new SqliteBackend(path);
+	try {
+		await a.keyval("h", "s").set("u", 1);
+		assert.equal(await b.keyval("h", "s").get("u"), 1);
+		await b.keyval("h", "s").set("u", 2);
+		assert.equal(await a.keyval("h", "s").get("u"), 2);
+		for (let i = 0; i < 20; i++) {
+			await (i % 2 ? a : b).archive("h", "mam").append("u", { id: `x${i}`, value: i, when: i });
+		}
+		const fromA = await a.archive("h", "mam").query("u", { after: "x4", limit: 3 });
+		assert.deepEqual(
+			fromA.items.map((i) => i.value),
+			[5, 6, 7],
+		);
+		await assert.rejects(b.archive("h", "mam").append("u", { id: "x3", value: 0 }), {
+			code: "conflict",
+		});
+		await a.deleteUser("h", "u");
+		assert.equal(await b.keyval("h", "s").get("u"), undefined);
+		assert.equal(await b.archive("h", "mam").count("u"), 0);
+	} finally {
+		await a.close();
+		await b.close();
+	}
+});
+
+test("sqlite: another process writes to the same file concurrently", async () => {
+	const path = freshPath();
+	const mine = new SqliteBackend(path);
+	try {
+		const p = child(`
+			import { SqliteBackend } from ${JSON.stringify(SQLITE_MODULE)};
+			const b = new SqliteBackend(${JSON.stringify(path)});
+			const a = b.archive("h", "mam");
+			for (let i = 0; i < 200; i++) {
+				await a.append("u", { id: "child" + i, value: i });
+				await b.keyval("h", "users").set("child" + i, i);
+			}
+			await b.close();
+		`);
+		const done = exited(p);
+		const a = mine.archive("h", "mam");
+		for (let i = 0; i < 200; i++) {
+			await a.append("u", { id: `parent${i}`, value: i });
+			await mine.keyval("h", "users").set(`parent${i}`, i);
+			// let the other process's writes interleave with ours
+			await new Promise((r) => setImmediate(r));
+		}
+		assert.equal(await done, 0);
+		assert.equal(await a.count("u"), 400);
+		assert.equal((await mine.keyval("h", "users").users()).length, 400);
+	} finally {
+		await mine.close();
+	}
+});
+
+test("sqlite: acknowledged writes survive kill -9 of the writing process", async () => {
+	const path = freshPath();
+	const p = child(`
+		import { SqliteBackend } from ${JSON.stringify(SQLITE_MODULE)};
+		const b = new SqliteBackend(${JSON.stringify(path)});
+		for (let i = 0; ; i++) {
+			await b.archive("h", "mam").append("u", { id: "m" + i, value: { i } });
+			process.stdout.write("m" + i + "\\n");
+		}
+	`);
+	const done = exited(p);
+	const acked: string[] = [];
+	assert.ok(p.stdout);
+	for await (const line of createInterface({ input: p.stdout })) {
+		acked.push(line);
+		if (acked.length === 100) p.kill("SIGKILL");
+	}
+	await done;
+	assert.ok(acked.length >= 100);
+	const b = new SqliteBackend(path);
+	try {
+		const stored = new Set((await b.archive("h", "mam").query("u")).items.map((i) => i.id));
+		for (const id of acked) assert.ok(stored.has(id), `acknowledged ${id} is stored`);
+	} finally {
+		await b.close();
+	}
+});
+
+test("sqlite: a database with a newer schema version is refused and left untouched", () => {
+	const path = freshPath();
+	const raw = new DatabaseSync(path);
+	raw.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION + 1}`);
+	raw.close();
+	assert.throws(
+		() => new SqliteBackend(path),
+		/schema version 2 is newer than this Parley supports/,
+	);
+	const check = new DatabaseSync(path);
+	assert.equal(check.prepare("PRAGMA user_version").get()?.user_version, SQLITE_SCHEMA_VERSION + 1);
+	assert.equal(check.prepare("PRAGMA journal_mode").get()?.journal_mode, "delete");
+	check.close();
+});
+
+test("createStorage: sqlite under a data dir it creates; memory", async () => {
+	const dataDir = join(dir, randomUUID(), "nested");
+	const s = createStorage({ backend: "sqlite", path: "db/../parley.sqlite" }, dataDir);
+	try {
+		assert.equal(s.kind, "sqlite");
+		assert.ok(s instanceof SqliteBackend);
+		assert.equal(s.path, join(dataDir, "parley.sqlite"));
+		await s.keyval("h", "s").set("u", 1);
+		assert.ok(existsSync(join(dataDir, "parley.sqlite")));
+	} finally {
+		await s.close();
+	}
+	const m = createStorage({ backend: "memory", path: "ignored" }, join(dir, "unused"));
+	assert.ok(m instanceof MemoryBackend);
+	assert.equal(existsSync(join(dir, "unused")), false);
+	await m.close();
+});

@@ -1,0 +1,424 @@
+/**
+ * The embedded SQLite backend, on Node's built-in `node:sqlite` (no native addon).
+ *
+ * - Durability: WAL journal with `synchronous = FULL`, and a write's promise resolves only after
+ *   the COMMIT that contains it (WAL fsync'd), so an acknowledged write survives kill -9 and
+ *   power loss.
+ * - Batching: writes are queued and the ones issued during one turn of the event loop are
+ *   committed in a single transaction at `setImmediate` time, one fsync for all of them (each in
+ *   its own savepoint, so a failing write only fails itself). A read first commits the queued
+ *   writes, so it sees every write issued before it, awaited or not.
+ * - Several processes may use the same file at once (the server and `parley user add`): WAL lets
+ *   readers run beside a writer, and a busy timeout makes a writer wait for the other's lock
+ *   instead of failing.
+ * - `DatabaseSync` is synchronous: each call blocks the event loop while SQLite works (a few
+ *   microseconds for a read, one fsync per batch of writes, about 0.5-1.5 ms on a local ext4
+ *   disk; up to the busy timeout when another process holds the write lock). Acceptable for
+ *   now; a worker thread can come later without changing the interface.
+ * - The schema is versioned with `PRAGMA user_version`, created on open, and a file written by
+ *   a newer Parley (higher version) is refused with an Error.
+ *
+ * Archive semantics (ordering, paging, `complete`, errors) are those documented in memory.ts and
+ * checked by the contract tests.
+ */
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { checkLimit, newArchiveId, StorageError, walksBackwards } from "./memory.ts";
+import type {
+	ArchiveItem,
+	ArchiveQuery,
+	ArchiveStore,
+	Json,
+	KeyValStore,
+	MapStore,
+	StorageBackend,
+} from "./types.ts";
+
+/** The schema version this code writes and understands. */
+export const SQLITE_SCHEMA_VERSION = 1;
+
+/** How long a write waits for another connection's lock before failing, in milliseconds. */
+const BUSY_TIMEOUT_MS = 10_000;
+
+/** Migrations: entry i brings a database from version i to version i + 1. */
+const MIGRATIONS: readonly string[] = [
+	`
+	CREATE TABLE keyval (
+		host TEXT NOT NULL,
+		store TEXT NOT NULL,
+		user TEXT NOT NULL,
+		value TEXT NOT NULL,
+		PRIMARY KEY (host, store, user)
+	) WITHOUT ROWID;
+	CREATE TABLE map (
+		host TEXT NOT NULL,
+		store TEXT NOT NULL,
+		user TEXT NOT NULL,
+		key TEXT NOT NULL,
+		value TEXT NOT NULL,
+		PRIMARY KEY (host, store, user, key)
+	) WITHOUT ROWID;
+	CREATE TABLE archive (
+		seq INTEGER PRIMARY KEY AUTOINCREMENT,
+		host TEXT NOT NULL,
+		store TEXT NOT NULL,
+		user TEXT NOT NULL,
+		id TEXT NOT NULL,
+		ts INTEGER NOT NULL,
+		peer TEXT NOT NULL,
+		value TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX archive_id ON archive (host, store, id);
+	CREATE INDEX archive_ts ON archive (host, store, user, ts);
+	CREATE INDEX archive_peer ON archive (host, store, user, peer, ts);
+	`,
+];
+
+type Filter = Pick<ArchiveQuery, "with" | "start" | "end">;
+type Row = Record<string, unknown>;
+
+interface PendingWrite {
+	run: () => unknown;
+	resolve: (value: unknown) => void;
+	reject: (error: unknown) => void;
+}
+
+/** SQLITE_CONSTRAINT_UNIQUE / SQLITE_CONSTRAINT_PRIMARYKEY extended result codes. */
+const UNIQUE_VIOLATIONS = new Set([2067, 1555]);
+
+function isUniqueViolation(e: unknown): boolean {
+	return (
+		e instanceof Error && UNIQUE_VIOLATIONS.has((e as Error & { errcode?: number }).errcode ?? -1)
+	);
+}
+
+/** Appends the WHERE conditions for with/start/end to `sql` and `args`. */
+function filterSql(q: Filter, args: SQLInputValue[]): string {
+	let sql = "";
+	if (q.with !== undefined) {
+		sql += " AND peer = ?";
+		args.push(q.with);
+	}
+	if (q.start !== undefined) {
+		sql += " AND ts >= ?";
+		args.push(q.start);
+	}
+	if (q.end !== undefined) {
+		sql += " AND ts <= ?";
+		args.push(q.end);
+	}
+	return sql;
+}
+
+export class SqliteBackend implements StorageBackend {
+	readonly kind = "sqlite";
+	readonly path: string;
+	#db: DatabaseSync;
+	#stmts = new Map<string, StatementSync>();
+	#closed = false;
+	/** Writes waiting for the batch commit at the end of this turn of the event loop. */
+	#pending: PendingWrite[] = [];
+	#flushTimer: NodeJS.Immediate | undefined;
+
+	/** Opens (creating if needed) the database at `path`; ":memory:" gives a private one. */
+	constructor(path: string) {
+		this.path = path;
+		const db = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS });
+		try {
+			const version = SqliteBackend.#userVersion(db);
+			if (version > SQLITE_SCHEMA_VERSION) {
+				throw new Error(
+					`${path}: database schema version ${version} is newer than this Parley supports ` +
+						`(${SQLITE_SCHEMA_VERSION}); upgrade Parley or use another file`,
+				);
+			}
+			db.exec("PRAGMA journal_mode = WAL");
+			db.exec("PRAGMA synchronous = FULL");
+			if (version < SQLITE_SCHEMA_VERSION) SqliteBackend.#migrate(db, path);
+		} catch (e) {
+			db.close();
+			throw e;
+		}
+		this.#db = db;
+	}
+
+	static #userVersion(db: DatabaseSync): number {
+		const row = db.prepare("PRAGMA user_version").get() as Row | undefined;
+		return Number(row?.user_version ?? 0);
+	}
+
+	static #migrate(db: DatabaseSync, path: string): void {
+		// IMMEDIATE takes the write lock first, so two processes opening a new file don't both
+		// create the schema: the second waits, then sees the new version.
+		db.exec("BEGIN IMMEDIATE");
+		try {
+			const version = SqliteBackend.#userVersion(db);
+			if (version > SQLITE_SCHEMA_VERSION) {
+				throw new Error(
+					`${path}: database schema version ${version} is newer than this Parley supports`,
+				);
+			}
+			for (let v = version; v < SQLITE_SCHEMA_VERSION; v++) db.exec(MIGRATIONS[v] as string);
+			db.exec(`PRAGMA user_version = ${SQLITE_SCHEMA_VERSION}`);
+			db.exec("COMMIT");
+		} catch (e) {
+			if (db.isTransaction) db.exec("ROLLBACK");
+			throw e;
+		}
+	}
+
+	/** The cached prepared statement for `sql`. */
+	#stmt(sql: string): StatementSync {
+		if (this.#closed) throw new StorageError("closed", "storage backend is closed");
+		let s = this.#stmts.get(sql);
+		if (!s) {
+			s = this.#db.prepare(sql);
+			this.#stmts.set(sql, s);
+		}
+		return s;
+	}
+
+	/**
+	 * Queues a write. The writes issued during one turn of the event loop are committed together
+	 * in one transaction (one fsync) by {@link #flush}; each runs in its own savepoint, so a write
+	 * that fails (a duplicate id) leaves the others alone. The promise settles after the COMMIT.
+	 */
+	#write<R>(run: () => R): Promise<R> {
+		if (this.#closed) {
+			return Promise.reject(new StorageError("closed", "storage backend is closed"));
+		}
+		return new Promise<R>((resolve, reject) => {
+			this.#pending.push({ run, resolve: resolve as (v: unknown) => void, reject });
+			this.#flushTimer ??= setImmediate(() => this.#flush());
+		});
+	}
+
+	/** The statement for a read, after committing queued writes so the read sees them. */
+	#read(sql: string): StatementSync {
+		if (this.#pending.length > 0) this.#flush();
+		return this.#stmt(sql);
+	}
+
+	/** Commits the queued writes in one transaction, then settles their promises. */
+	#flush(): void {
+		if (this.#flushTimer) clearImmediate(this.#flushTimer);
+		this.#flushTimer = undefined;
+		const batch = this.#pending;
+		this.#pending = [];
+		if (batch.length === 0) return;
+		const results: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+		try {
+			this.#stmt("BEGIN IMMEDIATE").run();
+			for (const w of batch) {
+				this.#stmt("SAVEPOINT w").run();
+				try {
+					results.push({ ok: true, value: w.run() });
+					this.#stmt("RELEASE w").run();
+				} catch (error) {
+					// SQLite rolled the whole transaction back (I/O error, full disk): fail the batch.
+					if (!this.#db.isTransaction) throw error;
+					this.#stmt("ROLLBACK TO w").run();
+					this.#stmt("RELEASE w").run();
+					results.push({ ok: false, error });
+				}
+			}
+			this.#stmt("COMMIT").run();
+		} catch (error) {
+			try {
+				if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+			} catch {
+				// The connection is unusable; the error below is the one worth reporting.
+			}
+			for (const w of batch) w.reject(error);
+			return;
+		}
+		for (const [i, w] of batch.entries()) {
+			const r = results[i];
+			if (r?.ok) w.resolve(r.value);
+			else w.reject(r?.error);
+		}
+	}
+
+	keyval<T extends Json = Json>(host: string, store: string): KeyValStore<T> {
+		return {
+			get: async (user) => {
+				const row = this.#read(
+					"SELECT value FROM keyval WHERE host = ? AND store = ? AND user = ?",
+				).get(host, store, user) as Row | undefined;
+				return row === undefined ? undefined : (JSON.parse(row.value as string) as T);
+			},
+			set: (user, value) => {
+				const json = value === undefined ? undefined : JSON.stringify(value);
+				return this.#write(() => {
+					if (json === undefined) {
+						this.#stmt("DELETE FROM keyval WHERE host = ? AND store = ? AND user = ?").run(
+							host,
+							store,
+							user,
+						);
+					} else {
+						this.#stmt(
+							"INSERT INTO keyval (host, store, user, value) VALUES (?, ?, ?, ?) " +
+								"ON CONFLICT (host, store, user) DO UPDATE SET value = excluded.value",
+						).run(host, store, user, json);
+					}
+				});
+			},
+			users: async () => {
+				const rows = this.#read("SELECT user FROM keyval WHERE host = ? AND store = ?").all(
+					host,
+					store,
+				) as Row[];
+				return rows.map((r) => r.user as string).sort();
+			},
+		};
+	}
+
+	map<T extends Json = Json>(host: string, store: string): MapStore<T> {
+		return {
+			get: async (user, key) => {
+				const row = this.#read(
+					"SELECT value FROM map WHERE host = ? AND store = ? AND user = ? AND key = ?",
+				).get(host, store, user, key) as Row | undefined;
+				return row === undefined ? undefined : (JSON.parse(row.value as string) as T);
+			},
+			set: (user, key, value) => {
+				const json = value === undefined ? undefined : JSON.stringify(value);
+				return this.#write(() => {
+					if (json === undefined) {
+						this.#stmt("DELETE FROM map WHERE host = ? AND store = ? AND user = ? AND key = ?").run(
+							host,
+							store,
+							user,
+							key,
+						);
+					} else {
+						this.#stmt(
+							"INSERT INTO map (host, store, user, key, value) VALUES (?, ?, ?, ?, ?) " +
+								"ON CONFLICT (host, store, user, key) DO UPDATE SET value = excluded.value",
+						).run(host, store, user, key, json);
+					}
+				});
+			},
+			getAll: async (user) => {
+				const rows = this.#read(
+					"SELECT key, value FROM map WHERE host = ? AND store = ? AND user = ?",
+				).all(host, store, user) as Row[];
+				const entries = rows.map((r) => [r.key as string, r.value as string] as const);
+				entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+				return new Map(entries.map(([k, v]) => [k, JSON.parse(v) as T]));
+			},
+			deleteAll: (user) =>
+				this.#write(() => {
+					this.#stmt("DELETE FROM map WHERE host = ? AND store = ? AND user = ?").run(
+						host,
+						store,
+						user,
+					);
+				}),
+		};
+	}
+
+	archive<T extends Json = Json>(host: string, store: string): ArchiveStore<T> {
+		const anchor = (user: string, id: string): { ts: number; seq: number } => {
+			const row = this.#read(
+				"SELECT ts, seq FROM archive WHERE host = ? AND store = ? AND id = ? AND user = ?",
+			).get(host, store, id, user) as Row | undefined;
+			if (!row) throw new StorageError("item-not-found", `no archive item ${id}`);
+			return { ts: row.ts as number, seq: row.seq as number };
+		};
+		return {
+			append: (user, item) => {
+				const id = item.id ?? newArchiveId();
+				const when = item.when ?? Date.now();
+				const peer = item.with ?? "";
+				const json = JSON.stringify(item.value);
+				return this.#write(() => {
+					try {
+						this.#stmt(
+							"INSERT INTO archive (host, store, user, id, ts, peer, value) " +
+								"VALUES (?, ?, ?, ?, ?, ?, ?)",
+						).run(host, store, user, id, when, peer, json);
+					} catch (e) {
+						if (isUniqueViolation(e)) {
+							throw new StorageError("conflict", `archive item ${id} already exists`);
+						}
+						throw e;
+					}
+					return id;
+				});
+			},
+			query: async (user, q = {}) => {
+				checkLimit(q.limit);
+				const args: SQLInputValue[] = [host, store, user];
+				let sql =
+					"SELECT id, ts, peer, value FROM archive WHERE host = ? AND store = ? AND user = ?";
+				sql += filterSql(q, args);
+				if (q.after !== undefined) {
+					const a = anchor(user, q.after);
+					sql += " AND (ts, seq) > (?, ?)";
+					args.push(a.ts, a.seq);
+				}
+				if (q.before !== undefined) {
+					const b = anchor(user, q.before);
+					sql += " AND (ts, seq) < (?, ?)";
+					args.push(b.ts, b.seq);
+				}
+				const backwards = walksBackwards(q);
+				sql += backwards ? " ORDER BY ts DESC, seq DESC" : " ORDER BY ts, seq";
+				if (q.limit !== undefined) {
+					// One more than asked, to learn whether the page is the last one.
+					sql += " LIMIT ?";
+					args.push(q.limit + 1);
+				}
+				const rows = this.#read(sql).all(...args) as Row[];
+				const complete = q.limit === undefined || rows.length <= q.limit;
+				if (!complete) rows.pop();
+				if (backwards) rows.reverse();
+				const items = rows.map(
+					(r): ArchiveItem<T> => ({
+						id: r.id as string,
+						when: r.ts as number,
+						with: r.peer as string,
+						value: JSON.parse(r.value as string) as T,
+					}),
+				);
+				return { items, complete };
+			},
+			count: async (user, q = {}) => {
+				const args: SQLInputValue[] = [host, store, user];
+				const sql =
+					"SELECT count(*) AS n FROM archive WHERE host = ? AND store = ? AND user = ?" +
+					filterSql(q, args);
+				const row = this.#read(sql).get(...args) as Row;
+				return Number(row.n);
+			},
+			delete: (user, q = {}) => {
+				const args: SQLInputValue[] = [host, store, user];
+				let sql = "DELETE FROM archive WHERE host = ? AND store = ? AND user = ?";
+				sql += filterSql(q, args);
+				if (q.ids !== undefined) {
+					sql += " AND id IN (SELECT value FROM json_each(?))";
+					args.push(JSON.stringify(q.ids));
+				}
+				return this.#write(() => Number(this.#stmt(sql).run(...args).changes));
+			},
+		};
+	}
+
+	deleteUser(host: string, user: string): Promise<void> {
+		return this.#write(() => {
+			for (const table of ["keyval", "map", "archive"]) {
+				this.#stmt(`DELETE FROM ${table} WHERE host = ? AND user = ?`).run(host, user);
+			}
+		});
+	}
+
+	/** Commits the queued writes, then closes the database. */
+	async close(): Promise<void> {
+		if (this.#closed) return;
+		this.#flush();
+		this.#closed = true;
+		this.#stmts.clear();
+		this.#db.close();
+	}
+}
