@@ -62,11 +62,17 @@ export interface ArchivePage<T extends Json = Json> {
 }
 
 export interface ArchiveStore<T extends Json = Json> {
-	append(user: string, item: { value: T; with?: string; when?: number; id?: string }): Promise<string>;
+	append(
+		user: string,
+		item: { value: T; with?: string; when?: number; id?: string },
+	): Promise<string>;
 	query(user: string, q?: ArchiveQuery): Promise<ArchivePage<T>>;
 	count(user: string, q?: Pick<ArchiveQuery, "with" | "start" | "end">): Promise<number>;
 	/** Deletes the matching items (all of the user's when q is empty); returns how many. */
-	delete(user: string, q?: Pick<ArchiveQuery, "with" | "start" | "end"> & { ids?: string[] }): Promise<number>;
+	delete(
+		user: string,
+		q?: Pick<ArchiveQuery, "with" | "start" | "end"> & { ids?: string[] },
+	): Promise<number>;
 }
 
 export interface StorageBackend {

@@ -116,7 +116,11 @@ function inheritNs(el: Element, ns: string): void {
  * An `xmlns` attribute sets the namespace; children without one take their parent's.
  * Attributes whose value is undefined are left out, so optional ones can be passed directly.
  */
-export function x(name: string, attrs?: Record<string, string | undefined> | null, ...children: (Node | Node[] | undefined | null | false)[]): Element {
+export function x(
+	name: string,
+	attrs?: Record<string, string | undefined> | null,
+	...children: (Node | Node[] | undefined | null | false)[]
+): Element {
 	let ns: string | null = null;
 	const a: Attrs = {};
 	if (attrs) {

@@ -23,7 +23,7 @@ const tlsFiles = z.strictObject({
 	key: z.string().describe("path to a PEM private key"),
 });
 
-export const DEFAULT_HOST_MODULES = ["disco", "ping", "legacy_session", "version", "time"] as const;
+export const DEFAULT_HOST_MODULES = ["disco", "ping", "presence", "version", "time"] as const;
 
 const host = z.strictObject({
 	enabled: z.boolean().default(true),

@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+// Parley is TypeScript run by Node's type stripping, which needs Node 24 or later.
+const major = Number(process.versions.node.split(".")[0]);
+if (major < 24) {
+	console.error(
+		`parley: Node.js ${process.versions.node} is too old; Parley needs Node.js 24 or later ` +
+			"(run it through npx or npm scripts in the project, which use the bundled Node 24).",
+	);
+	process.exit(1);
+}
+// node:sqlite announces itself as experimental on every start; that line is noise for operators.
+process.removeAllListeners("warning");
+process.on("warning", (w) => {
+	if (w.name === "ExperimentalWarning" && /SQLite/.test(w.message)) return;
+	console.error(`${w.name}: ${w.message}`);
+});
+const { main } = await import("../src/cli/main.ts");
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,105 @@
+/**
+ * Accounts of one host. An account is its SCRAM credentials for SHA-1 and SHA-256 (so both
+ * mechanisms can always be offered) and nothing reversible: the password itself is never
+ * stored (RFC 5802 §2.2, RFC 7677).
+ */
+import type { KeyValStore, StorageBackend } from "../storage/types.ts";
+import { prepLocalpart } from "../xmpp/jid.ts";
+import { deriveAllCredentials, type StoredCredentials } from "./scram.ts";
+
+export interface AccountRecord {
+	[key: string]: unknown;
+	scram: StoredCredentials;
+	created: number;
+}
+
+export class AccountError extends Error {
+	readonly code: "exists" | "not-found" | "invalid-username" | "invalid-password";
+	constructor(code: AccountError["code"], message: string) {
+		super(message);
+		this.code = code;
+	}
+}
+
+export class AccountManager {
+	readonly host: string;
+	readonly #store: KeyValStore;
+	readonly #storage: StorageBackend;
+	readonly #iterations: number;
+
+	constructor(storage: StorageBackend, host: string, iterations: number) {
+		this.host = host;
+		this.#storage = storage;
+		this.#store = storage.keyval(host, "accounts");
+		this.#iterations = iterations;
+	}
+
+	/** Prepares a username as a JID localpart (RFC 7622 §3.3); throws AccountError. */
+	static prepUsername(username: string): string {
+		try {
+			return prepLocalpart(username);
+		} catch {
+			throw new AccountError("invalid-username", `"${username}" is not a valid username`);
+		}
+	}
+
+	async exists(username: string): Promise<boolean> {
+		return (await this.#store.get(username)) !== undefined;
+	}
+
+	async getCredentials(username: string): Promise<StoredCredentials | null> {
+		const rec = (await this.#store.get(username)) as AccountRecord | undefined;
+		return rec ? rec.scram : null;
+	}
+
+	async create(username: string, password: string): Promise<string> {
+		const user = AccountManager.prepUsername(username);
+		checkPassword(password);
+		if (await this.exists(user))
+			throw new AccountError("exists", `${user}@${this.host} already exists`);
+		const scram = await this.#derive(password);
+		const rec = { scram, created: Date.now() };
+		await this.#store.set(user, rec as unknown as AccountRecord as never);
+		return user;
+	}
+
+	async setPassword(username: string, password: string): Promise<void> {
+		const user = AccountManager.prepUsername(username);
+		checkPassword(password);
+		const rec = (await this.#store.get(user)) as AccountRecord | undefined;
+		if (!rec) throw new AccountError("not-found", `${user}@${this.host} does not exist`);
+		rec.scram = await this.#derive(password);
+		await this.#store.set(user, rec as never);
+	}
+
+	/** Removes the account and everything stored for it on this host. */
+	async delete(username: string): Promise<void> {
+		const user = AccountManager.prepUsername(username);
+		if (!(await this.exists(user)))
+			throw new AccountError("not-found", `${user}@${this.host} does not exist`);
+		await this.#storage.deleteUser(this.host, user);
+		await this.#store.set(user, undefined);
+	}
+
+	async #derive(password: string): Promise<StoredCredentials> {
+		try {
+			return await deriveAllCredentials(password, this.#iterations);
+		} catch (err) {
+			// SASLprep (RFC 4013) refuses some passwords, e.g. ones with control characters.
+			throw new AccountError(
+				"invalid-password",
+				`the password is not allowed: ${(err as Error).message}`,
+			);
+		}
+	}
+
+	list(): Promise<string[]> {
+		return this.#store.users();
+	}
+}
+
+function checkPassword(password: string): void {
+	if (password.length === 0) throw new AccountError("invalid-password", "the password is empty");
+	if (Buffer.byteLength(password) > 1024)
+		throw new AccountError("invalid-password", "the password is longer than 1024 bytes");
+}

@@ -1,0 +1,552 @@
+/**
+ * One client-to-server XML stream (RFC 6120 §4-§7): stream headers, features, STARTTLS, SASL,
+ * resource binding, then stanzas handed to the router in order. Transport-agnostic: TCP/TLS
+ * today, WebSocket and BOSH later, each through the `Transport` interface.
+ */
+import { randomBytes } from "node:crypto";
+import type { ChannelBindingSource } from "../auth/channel-binding.ts";
+import {
+	createMechanism,
+	decodeSaslPayload,
+	offeredMechanisms,
+	type SaslContext,
+	type SaslMechanism,
+} from "../auth/sasl.ts";
+import type { Host } from "../core/host.ts";
+import { isStanzaName } from "../core/router.ts";
+import type { Server } from "../core/server.ts";
+import type { Session } from "../core/session.ts";
+import { type Attrs, type Element, x } from "../xml/element.ts";
+import type { XmlErrorCondition } from "../xml/parser.ts";
+import {
+	errorReply,
+	StanzaError,
+	type StreamErrorCondition,
+	streamErrorElement,
+} from "../xmpp/errors.ts";
+import { type JID, JIDError, makeJID, prepResourcepart } from "../xmpp/jid.ts";
+import {
+	NS_BIND,
+	NS_CLIENT,
+	NS_LIMITS,
+	NS_SASL,
+	NS_SASL_CB,
+	NS_SESSION,
+	NS_STREAMS,
+	NS_TLS,
+} from "../xmpp/ns.ts";
+
+/** What the stream needs from whatever carries it. */
+export interface Transport {
+	readonly remoteAddress: string;
+	/** TLS is in place (STARTTLS done, direct TLS, or an HTTPS/WSS carrier). */
+	readonly secure: boolean;
+	/** STARTTLS can be offered on this transport. */
+	readonly canStartTls: boolean;
+	channelBinding(): ChannelBindingSource | null;
+	/** Write the opening stream header (TCP: `<stream:stream ...>`, WebSocket: `<open/>`). */
+	openStream(attrs: Attrs, features: Element | null): void;
+	send(el: Element): void;
+	/** Write the closing tag and end the connection once written. */
+	closeStream(): void;
+	/** Upgrade to TLS after `<proceed/>` was written; resolves when the handshake is done. */
+	startTls(): Promise<void>;
+	/** The stream restarts (after STARTTLS or SASL): the parser starts a new document. */
+	resetParser(): void;
+	/** Raise or lower parser limits (stanza size grows after authentication). */
+	setStanzaLimit(bytes: number): void;
+	pause(): void;
+	resume(): void;
+}
+
+type State = "header" | "features" | "tls" | "closed";
+
+const MAX_QUEUE = 64;
+
+export class C2SStream implements Session {
+	readonly id = randomBytes(12).toString("base64url");
+	readonly data = new Map<string, unknown>();
+	available = false;
+	priority = 0;
+	presence: Element | null = null;
+	interested = false;
+
+	readonly #server: Server;
+	readonly #transport: Transport;
+	#host: Host | null = null;
+	#state: State = "header";
+	#headerSent = false;
+	#username: string | null = null;
+	#jid: JID | null = null;
+	#sasl: SaslMechanism | null = null;
+	#saslFailures = 0;
+	#queue: Element[] = [];
+	#draining = false;
+	#paused = false;
+	#authTimer: NodeJS.Timeout | null;
+	#onClosed: (() => void) | null = null;
+
+	constructor(server: Server, transport: Transport) {
+		this.#server = server;
+		this.#transport = transport;
+		this.#authTimer = setTimeout(() => {
+			// RFC 6120 §4.9.3.4 connection-timeout: no bound session in time.
+			this.close("connection-timeout", "authentication took too long");
+		}, server.config.limits.auth_timeout * 1000);
+		this.#authTimer.unref();
+	}
+
+	get host(): Host {
+		return this.#host as Host;
+	}
+	get jid(): JID | null {
+		return this.#jid;
+	}
+	get remoteAddress(): string {
+		return this.#transport.remoteAddress;
+	}
+	get secure(): boolean {
+		return this.#transport.secure;
+	}
+	get closed(): boolean {
+		return this.#state === "closed";
+	}
+
+	/** Called once when the stream is over, for the listener's bookkeeping. */
+	onClosed(fn: () => void): void {
+		this.#onClosed = fn;
+	}
+
+	// --- input from the parser ---
+
+	streamStart(name: string, ns: string | null, attrs: Attrs, defaultNs: string | null): void {
+		if (this.#state !== "header") {
+			this.close("bad-format", "unexpected stream header");
+			return;
+		}
+		// RFC 6120 §4.8.1: the stream element is <stream> in the streams namespace.
+		if (name !== "stream" || ns !== NS_STREAMS) {
+			this.close(
+				"invalid-namespace",
+				"expected <stream:stream> in http://etherx.jabber.org/streams",
+			);
+			return;
+		}
+		// RFC 6120 §4.8.2: the content namespace of a client stream is jabber:client.
+		if (defaultNs !== NS_CLIENT) {
+			this.close("invalid-namespace", "the default namespace must be jabber:client");
+			return;
+		}
+		const to = (attrs.to ?? "").toLowerCase().replace(/\.$/, "");
+		const host = to ? this.#server.hosts.get(to) : undefined;
+		if (this.#host && host !== this.#host) {
+			this.close("host-unknown", "the host may not change on a stream restart");
+			return;
+		}
+		this.#host = host ?? null;
+		// RFC 6120 §4.7.5: we speak version 1.0; a missing version means pre-1.0 (RFC 6120 §4.7.5
+		// says treat as 0.9), which we do not support.
+		const version = attrs.version;
+		const major = version ? Number.parseInt(version.split(".")[0] ?? "", 10) : 0;
+		this.#sendHeader(attrs);
+		if (!host) {
+			// RFC 6120 §4.9.3.6 host-unknown.
+			this.close("host-unknown", to ? `${to} is not served here` : "the stream header has no 'to'");
+			return;
+		}
+		if (major !== 1) {
+			this.close("unsupported-version", "XMPP version 1.0 is required");
+			return;
+		}
+		this.#state = "features";
+		this.#transport.send(this.#features());
+	}
+
+	stanza(el: Element): void {
+		if (this.#state === "closed") return;
+		this.#queue.push(el);
+		if (this.#queue.length >= MAX_QUEUE && !this.#paused) {
+			// Stop reading until the backlog is handled: a flood slows its sender down and
+			// nobody else (Prosody's mod_limits pauses reads the same way).
+			this.#paused = true;
+			this.#transport.pause();
+		}
+		if (!this.#draining) void this.#drain();
+	}
+
+	streamEnd(): void {
+		// RFC 6120 §4.4: answer the closing tag with ours and end the connection.
+		this.#queue.length = 0;
+		this.close();
+	}
+
+	parseError(condition: XmlErrorCondition, text: string): void {
+		this.close(condition as StreamErrorCondition, text);
+	}
+
+	/** The connection went away without a closing tag. */
+	transportClosed(): void {
+		if (this.#state === "closed") return;
+		this.#state = "closed";
+		this.#teardown();
+	}
+
+	// --- processing, one element at a time (RFC 6120 §10.1 in-order processing) ---
+
+	async #drain(): Promise<void> {
+		this.#draining = true;
+		try {
+			while (this.#queue.length && this.#state !== "closed") {
+				const el = this.#queue.shift() as Element;
+				try {
+					await this.#handle(el);
+				} catch (err) {
+					this.#server.log.error({ err }, "stream element handling failed");
+					this.close("internal-server-error");
+				}
+				if (this.#paused && this.#queue.length < MAX_QUEUE / 2) {
+					this.#paused = false;
+					this.#transport.resume();
+				}
+			}
+		} finally {
+			this.#draining = false;
+		}
+	}
+
+	async #handle(el: Element): Promise<void> {
+		if (this.#state === "tls") return; // bytes after <starttls/> before the handshake: dropped
+		if (this.#jid) {
+			if (el.ns === NS_CLIENT && isStanzaName(el.name)) return this.#clientStanza(el);
+			// RFC 6120 §4.9.3.24: anything else at the top level ends the stream.
+			return this.close("unsupported-stanza-type", `<${el.name}/> in ${el.ns} is not a stanza`);
+		}
+		if (el.ns === NS_TLS && el.name === "starttls") return this.#startTls();
+		if (el.ns === NS_SASL) return this.#saslElement(el);
+		if (el.ns === NS_CLIENT && el.name === "iq" && this.#username) return this.#preBindIq(el);
+		if (el.ns === NS_CLIENT && isStanzaName(el.name)) {
+			// RFC 6120 §6.4.1 / §7.1: no stanzas before authentication and binding.
+			return this.close("not-authorized", "authenticate and bind a resource first");
+		}
+		return this.close("unsupported-stanza-type", `<${el.name}/> is not allowed here`);
+	}
+
+	// --- stream features (RFC 6120 §4.3.2) ---
+
+	#features(): Element {
+		const host = this.host;
+		const f = x("stream:features");
+		const limits = this.#server.config.limits;
+		if (!this.#username) {
+			const tlsRequired = host.requireEncryption && !this.secure;
+			if (this.#transport.canStartTls && !this.secure) {
+				f.append(x("starttls", { xmlns: NS_TLS }, tlsRequired ? x("required") : undefined));
+			}
+			// RFC 6120 §5.3.1: while TLS is mandatory-to-negotiate, nothing else is offered.
+			if (!tlsRequired) {
+				const mechs = offeredMechanisms(this.#saslContext());
+				f.append(
+					x(
+						"mechanisms",
+						{ xmlns: NS_SASL },
+						mechs.map((m) => x("mechanism", null, m)),
+					),
+				);
+				const cb = this.#transport.channelBinding();
+				if (cb?.types().length) {
+					// XEP-0440: tell the client which channel binding types we support.
+					f.append(
+						x(
+							"sasl-channel-binding",
+							{ xmlns: NS_SASL_CB },
+							cb.types().map((t) => x("channel-binding", { type: t })),
+						),
+					);
+				}
+			}
+			f.append(this.#limitsFeature(limits.preauth_stanza_size));
+			return f;
+		}
+		// RFC 6120 §7.4: bind; RFC 3921 §3 session, marked optional (RFC 6121 Appendix E).
+		f.append(x("bind", { xmlns: NS_BIND }));
+		f.append(x("session", { xmlns: NS_SESSION }, x("optional")));
+		f.append(this.#limitsFeature(limits.stanza_size));
+		void host.events.fire("stream-features", { session: this, features: f });
+		return f;
+	}
+
+	/** XEP-0478: advertise the stanza size limit and idle timeout. */
+	#limitsFeature(maxBytes: number): Element {
+		return x("limits", { xmlns: NS_LIMITS }, x("max-bytes", null, String(maxBytes)));
+	}
+
+	#sendHeader(clientAttrs: Attrs): void {
+		if (this.#headerSent) return;
+		this.#headerSent = true;
+		const attrs: Attrs = Object.create(null);
+		attrs.id = randomBytes(16).toString("hex");
+		attrs.from = this.#host?.name ?? this.#server.defaultHost;
+		attrs.version = "1.0";
+		attrs["xml:lang"] = "en";
+		// RFC 6120 §4.7.2: echo the client's 'from' as our 'to' only if it was given.
+		if (clientAttrs.from) attrs.to = clientAttrs.from;
+		this.#transport.openStream(attrs, null);
+	}
+
+	// --- STARTTLS (RFC 6120 §5.4) ---
+
+	async #startTls(): Promise<void> {
+		if (!this.#transport.canStartTls || this.secure || this.#username) {
+			// RFC 6120 §5.4.2.2: failure, then close the stream.
+			this.#transport.send(x("failure", { xmlns: NS_TLS }));
+			this.close();
+			return;
+		}
+		this.#state = "tls";
+		this.#queue.length = 0;
+		this.#transport.send(x("proceed", { xmlns: NS_TLS }));
+		this.#transport.resetParser();
+		try {
+			await this.#transport.startTls();
+		} catch (err) {
+			this.#server.log.debug({ err, ip: this.remoteAddress }, "TLS handshake failed");
+			this.transportClosed();
+			return;
+		}
+		// RFC 6120 §5.4.3.3: the client opens a new stream over TLS.
+		this.#headerSent = false;
+		this.#state = "header";
+	}
+
+	// --- SASL (RFC 6120 §6) ---
+
+	#saslContext(): SaslContext {
+		const host = this.host;
+		return {
+			domain: host.name,
+			secure: this.secure,
+			channelBinding: this.#transport.channelBinding(),
+			allowPlainWithoutTls: this.#server.config.auth.allow_plain_without_tls,
+			prepUsername: (raw) => {
+				const jid = makeJID(raw, host.name);
+				return jid.local;
+			},
+			getCredentials: (user) => host.accounts.getCredentials(user),
+			// Unknown users get a stable fake salt, so they look like real ones across restarts.
+			unknownUserSecret: host.secret,
+			unknownUserIterations: this.#server.config.auth.scram_iterations,
+		};
+	}
+
+	async #saslElement(el: Element): Promise<void> {
+		if (this.#username) {
+			// RFC 6120 §6.4.8 ... a second authentication is not allowed once authenticated.
+			return this.close("policy-violation", "already authenticated");
+		}
+		if (this.host.requireEncryption && !this.secure) {
+			return this.#saslFailure("encryption-required", "use STARTTLS first");
+		}
+		if (el.name === "abort") {
+			this.#sasl = null;
+			return this.#saslFailure("aborted");
+		}
+		let mech = this.#sasl;
+		if (el.name === "auth") {
+			if (mech) return this.#saslFailure("malformed-request", "an exchange is already running");
+			const name = el.attrs.mechanism ?? "";
+			mech = createMechanism(name, this.#saslContext());
+			// RFC 6120 §6.4.2 invalid-mechanism.
+			if (!mech) return this.#saslFailure("invalid-mechanism", `${name} is not offered`);
+			this.#sasl = mech;
+		} else if (el.name !== "response" || !mech) {
+			return this.#saslFailure("malformed-request", `unexpected <${el.name}/>`);
+		}
+		const delay = this.#server.authFailures.delayFor(this.remoteAddress);
+		if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+		if (this.closed) return;
+		// RFC 6120 §6.4.2: "=" is an empty initial response; no text means none at all.
+		const input = decodeSaslPayload(el.text().trim());
+		if (input === "invalid") return this.#saslFailure("incorrect-encoding");
+		const step = await mech.step(input);
+		if (this.closed) return;
+		if (step.kind === "challenge") {
+			this.#transport.send(x("challenge", { xmlns: NS_SASL }, step.data.toString("base64")));
+			return;
+		}
+		this.#sasl = null;
+		if (step.kind === "failure") return this.#saslFailure(step.condition, step.text, true);
+		this.#username = step.username;
+		this.#transport.send(
+			x("success", { xmlns: NS_SASL }, step.data ? step.data.toString("base64") : undefined),
+		);
+		// RFC 6120 §6.4.6: the stream restarts; the parser starts over and the size limit grows.
+		this.#transport.resetParser();
+		this.#transport.setStanzaLimit(this.#server.config.limits.stanza_size);
+		this.#headerSent = false;
+		this.#state = "header";
+		this.#host?.log.info(
+			{ user: step.username, ip: this.remoteAddress, mech: mech.name },
+			"authenticated",
+		);
+	}
+
+	#saslFailure(condition: string, text?: string, countsAsGuess = false): void {
+		this.#sasl = null;
+		this.#transport.send(
+			x(
+				"failure",
+				{ xmlns: NS_SASL },
+				x(condition),
+				text ? x("text", { "xml:lang": "en" }, text) : undefined,
+			),
+		);
+		if (!countsAsGuess) return;
+		this.#server.authFailures.recordFailure(this.remoteAddress);
+		this.#saslFailures++;
+		if (this.#saslFailures >= this.#server.config.limits.sasl_failures_per_connection) {
+			// RFC 6120 §6.4.5 lets the server close after repeated failures.
+			this.close("policy-violation", "too many failed authentication attempts");
+		}
+	}
+
+	// --- resource binding (RFC 6120 §7) and the legacy session (RFC 3921 §3) ---
+
+	async #preBindIq(iq: Element): Promise<void> {
+		const type = iq.attrs.type;
+		const bind = iq.getChild("bind", NS_BIND);
+		if (type === "set" && bind && iq.attrs.id) return this.#bind(iq, bind);
+		if (type === "set" && iq.getChild("session", NS_SESSION)) {
+			this.#transport.send(x("iq", { type: "result", id: iq.attrs.id }));
+			return;
+		}
+		// RFC 6120 §7.1: the client may not send other stanzas before binding.
+		if (type === "get" || type === "set") {
+			const reply = errorReply(iq, new StanzaError("not-authorized", "bind a resource first"));
+			delete reply.attrs.from;
+			this.#transport.send(reply);
+		}
+	}
+
+	async #bind(iq: Element, bind: Element): Promise<void> {
+		const host = this.host;
+		const user = this.#username as string;
+		const requested = bind.getChildText("resource")?.trim() ?? "";
+		let resource: string;
+		if (requested) {
+			try {
+				resource = prepResourcepart(requested);
+			} catch (e) {
+				if (!(e instanceof JIDError)) throw e;
+				// RFC 6120 §7.7.2.2: bad-request for a resource that cannot be prepared.
+				return this.#bindError(iq, new StanzaError("bad-request", "invalid resource"));
+			}
+		} else {
+			resource = randomBytes(8).toString("base64url");
+		}
+		const existing = host.sessions.get(user)?.get(resource);
+		if (existing && existing !== this) {
+			// RFC 6120 §7.7.2.2 conflict: we let the new session win (the old one is most
+			// likely a dead connection the client is replacing), as Prosody does by default.
+			existing.close("conflict", "replaced by a new connection with the same resource");
+		}
+		const jid = makeJID(user, host.name, resource);
+		this.#jid = jid;
+		let resources = host.sessions.get(user);
+		if (!resources) {
+			resources = new Map();
+			host.sessions.set(user, resources);
+		}
+		resources.set(resource, this);
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = null;
+		this.#transport.send(
+			x(
+				"iq",
+				{ type: "result", id: iq.attrs.id },
+				x("bind", { xmlns: NS_BIND }, x("jid", null, jid.toString())),
+			),
+		);
+		host.log.debug({ jid: jid.toString() }, "resource bound");
+		await host.events.fire("session/bound", { session: this });
+	}
+
+	#bindError(iq: Element, err: StanzaError): void {
+		const reply = errorReply(iq, err);
+		delete reply.attrs.from;
+		this.#transport.send(reply);
+	}
+
+	// --- stanzas after binding ---
+
+	async #clientStanza(el: Element): Promise<void> {
+		const jid = this.#jid as JID;
+		const from = el.attrs.from;
+		// RFC 6120 §8.1.2.1: the server stamps 'from'. A client that claims to be anyone but
+		// itself (its full JID, or its bare JID) is trying to spoof: invalid-from (§4.9.3.9).
+		if (from !== undefined && from !== jid.toString() && from !== jid.bareString) {
+			let ok = false;
+			try {
+				const parsed = this.#server.jids.parse(from);
+				ok = parsed.equals(jid) || parsed.equals(jid.bare);
+			} catch {}
+			if (!ok) return this.close("invalid-from", "the 'from' address is not yours");
+		}
+		el.attrs.from = jid.toString();
+		if (el.name === "iq" && isLegacySession(el, this.host.name)) {
+			// RFC 3921 §3: clients that still establish a "session" after binding get a result.
+			this.#transport.send(x("iq", { type: "result", id: el.attrs.id, to: jid.toString() }));
+			return;
+		}
+		await this.#server.router.fromClient(this, el);
+	}
+
+	// --- Session ---
+
+	send(stanza: Element): void {
+		if (this.#state === "closed") return;
+		this.#transport.send(stanza);
+	}
+
+	close(condition?: StreamErrorCondition, text?: string): void {
+		if (this.#state === "closed") return;
+		if (condition) {
+			// RFC 6120 §4.9.1.2: an error before our header still needs the header first.
+			if (!this.#headerSent) this.#sendHeader(Object.create(null));
+			this.#transport.send(streamErrorElement(condition, text));
+			this.#server.log.debug({ ip: this.remoteAddress, condition, text }, "stream error");
+		}
+		this.#state = "closed";
+		this.#transport.closeStream();
+		this.#teardown();
+	}
+
+	#teardown(): void {
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = null;
+		this.#queue.length = 0;
+		const jid = this.#jid;
+		const host = this.#host;
+		if (jid && host) {
+			const resources = host.sessions.get(jid.local);
+			if (resources?.get(jid.resource) === this) {
+				resources.delete(jid.resource);
+				if (resources.size === 0) host.sessions.delete(jid.local);
+			}
+			void host.events.fire("session/closed", { session: this }).catch((err: unknown) => {
+				host.log.error({ err }, "session/closed handler failed");
+			});
+		}
+		const fn = this.#onClosed;
+		this.#onClosed = null;
+		fn?.();
+	}
+}
+
+function isLegacySession(iq: Element, host: string): boolean {
+	const to = iq.attrs.to;
+	return (
+		iq.attrs.type === "set" &&
+		(to === undefined || to === host) &&
+		iq.getChild("session", NS_SESSION) !== undefined
+	);
+}

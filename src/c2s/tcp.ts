@@ -1,0 +1,240 @@
+/**
+ * The TCP transports for client streams: plain TCP with STARTTLS (RFC 6120 §5, port 5222) and
+ * direct TLS (XEP-0368, port 5223). A socket becomes a Transport for a C2SStream; the XML
+ * parser sits between the socket's bytes and the stream.
+ */
+import net from "node:net";
+import tls from "node:tls";
+import { type ChannelBindingSource, channelBindingFor } from "../auth/channel-binding.ts";
+import type { Server } from "../core/server.ts";
+import type { Attrs, Element } from "../xml/element.ts";
+import { escapeAttr } from "../xml/element.ts";
+import { StreamParser } from "../xml/parser.ts";
+import { NS_CLIENT, NS_STREAMS } from "../xmpp/ns.ts";
+import { C2SStream, type Transport } from "./stream.ts";
+
+/** How long a closing stream waits for the peer's closing tag before dropping the socket. */
+const CLOSE_GRACE_MS = 5000;
+
+export class C2SListener {
+	readonly #server: Server;
+	readonly #directTls: boolean;
+	readonly #address: string;
+	readonly #port: number;
+	#net: net.Server | null = null;
+	readonly #sockets = new Set<net.Socket>();
+
+	constructor(server: Server, opts: { address: string; port: number; directTls: boolean }) {
+		this.#server = server;
+		this.#directTls = opts.directTls;
+		this.#address = opts.address;
+		this.#port = opts.port;
+	}
+
+	get kind(): string {
+		return this.#directTls ? "c2s_direct_tls" : "c2s";
+	}
+
+	/** The bound port (useful when configured as 0). */
+	get port(): number {
+		const a = this.#net?.address();
+		return a && typeof a === "object" ? a.port : this.#port;
+	}
+
+	async listen(): Promise<void> {
+		const server = this.#directTls
+			? tls.createServer(this.#server.certificates.serverOptions(), (s) => this.#accept(s, true))
+			: net.createServer((s) => this.#accept(s, false));
+		if (this.#directTls) {
+			// A failed handshake never reaches the connection handler; it must not crash us.
+			server.on("tlsClientError", (err, socket) => {
+				this.#server.log.debug(
+					{ err: err.message, ip: socket.remoteAddress },
+					"TLS handshake failed",
+				);
+			});
+		}
+		server.maxConnections = 19_000; // below the process's hard limit of open files
+		await new Promise<void>((resolve, reject) => {
+			server.once("error", reject);
+			server.listen({ host: this.#address, port: this.#port }, () => {
+				server.off("error", reject);
+				resolve();
+			});
+		});
+		this.#net = server;
+		this.#server.log.info(
+			{ listener: this.kind, address: this.#address, port: this.port },
+			"listening",
+		);
+	}
+
+	/** Stops accepting; existing streams are closed by the server. */
+	async close(): Promise<void> {
+		const server = this.#net;
+		this.#net = null;
+		if (!server) return;
+		await new Promise<void>((resolve) => {
+			server.close(() => resolve());
+			for (const s of this.#sockets) s.destroy();
+		});
+	}
+
+	#accept(socket: net.Socket, secure: boolean): void {
+		const ip = normalizeIp(socket.remoteAddress ?? "");
+		if (!this.#server.connectionLimiter.acquire(ip)) {
+			// Over the per-IP connection limit: a stream error needs a stream, so the cheapest
+			// honest answer is to close at once (Prosody's limits do the same).
+			socket.destroy();
+			return;
+		}
+		this.#sockets.add(socket);
+		socket.setNoDelay(true);
+		socket.setKeepAlive(true, 60_000);
+		const transport = new TcpTransport(this.#server, socket, ip, secure);
+		socket.once("close", () => {
+			this.#sockets.delete(socket);
+			this.#server.connectionLimiter.release(ip);
+		});
+		transport.start();
+	}
+}
+
+function normalizeIp(ip: string): string {
+	return ip.startsWith("::ffff:") ? ip.slice(7) : ip;
+}
+
+class TcpTransport implements Transport {
+	readonly remoteAddress: string;
+	readonly #server: Server;
+	#socket: net.Socket;
+	#secure: boolean;
+	readonly #parser: StreamParser;
+	readonly #stream: C2SStream;
+	#cb: ChannelBindingSource | null = null;
+	#ending = false;
+
+	constructor(server: Server, socket: net.Socket, ip: string, secure: boolean) {
+		this.#server = server;
+		this.#socket = socket;
+		this.remoteAddress = ip;
+		this.#secure = secure;
+		this.#stream = new C2SStream(server, this);
+		const limits = server.config.limits;
+		const stream = this.#stream;
+		this.#parser = new StreamParser(
+			{
+				streamStart: (name, ns, attrs, defaultNs) => stream.streamStart(name, ns, attrs, defaultNs),
+				stanza: (el) => stream.stanza(el),
+				streamEnd: () => stream.streamEnd(),
+				error: (condition, text) => stream.parseError(condition, text),
+			},
+			{ maxStanzaBytes: limits.preauth_stanza_size, maxDepth: limits.max_depth },
+		);
+		server.streams.add(this.#stream);
+		this.#stream.onClosed(() => server.streams.delete(this.#stream));
+	}
+
+	start(): void {
+		this.#attach(this.#socket);
+	}
+
+	readonly #onData = (chunk: Buffer) => this.#parser.write(chunk);
+	readonly #onClose = () => this.#stream.transportClosed();
+	readonly #onError = (err: Error) => {
+		this.#server.log.debug({ err: err.message, ip: this.remoteAddress }, "socket error");
+	};
+
+	#attach(socket: net.Socket): void {
+		socket.on("data", this.#onData);
+		socket.on("error", this.#onError);
+		socket.on("close", this.#onClose);
+	}
+
+	#detach(socket: net.Socket): void {
+		socket.off("data", this.#onData);
+		socket.off("close", this.#onClose);
+	}
+
+	get secure(): boolean {
+		return this.#secure;
+	}
+
+	get canStartTls(): boolean {
+		return !this.#secure;
+	}
+
+	channelBinding(): ChannelBindingSource | null {
+		if (!this.#secure) return null;
+		this.#cb ??= channelBindingFor(this.#socket as tls.TLSSocket);
+		return this.#cb;
+	}
+
+	openStream(attrs: Attrs, _features: Element | null): void {
+		let s = `<?xml version='1.0'?><stream:stream xmlns='${NS_CLIENT}' xmlns:stream='${NS_STREAMS}'`;
+		for (const k in attrs) s += ` ${k}='${escapeAttr(attrs[k] as string)}'`;
+		this.#write(`${s}>`);
+	}
+
+	send(el: Element): void {
+		this.#write(el.toString(NS_CLIENT));
+	}
+
+	#write(s: string): void {
+		if (this.#ending || this.#socket.destroyed) return;
+		this.#socket.write(s);
+	}
+
+	closeStream(): void {
+		if (this.#ending) return;
+		this.#write("</stream:stream>");
+		this.#ending = true;
+		const socket = this.#socket;
+		socket.end();
+		// RFC 6120 §4.4: wait a little for the peer's closing tag, then drop the connection.
+		setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+	}
+
+	startTls(): Promise<void> {
+		const plain = this.#socket;
+		this.#detach(plain);
+		const opts = this.#server.certificates.serverOptions();
+		return new Promise((resolve, reject) => {
+			const secure = new tls.TLSSocket(plain, {
+				isServer: true,
+				secureContext: opts.secureContext ?? tls.createSecureContext(opts),
+				SNICallback: opts.SNICallback,
+			});
+			secure.once("secure", () => {
+				this.#socket = secure;
+				this.#secure = true;
+				this.#attach(secure);
+				resolve();
+			});
+			secure.once("error", (err) => {
+				secure.destroy();
+				reject(err);
+			});
+			plain.once("close", () => reject(new Error("connection closed during TLS handshake")));
+		});
+	}
+
+	resetParser(): void {
+		this.#parser.reset();
+	}
+
+	setStanzaLimit(bytes: number): void {
+		this.#parser.setLimits({
+			maxStanzaBytes: bytes,
+			maxDepth: this.#server.config.limits.max_depth,
+		});
+	}
+
+	pause(): void {
+		this.#socket.pause();
+	}
+
+	resume(): void {
+		this.#socket.resume();
+	}
+}

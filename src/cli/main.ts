@@ -1,0 +1,380 @@
+/**
+ * The `parley` command. Exit codes scripts can rely on (also in the README):
+ *   0 success · 1 runtime failure · 2 usage error · 3 invalid configuration
+ *   4 account not found · 5 account already exists · 6 check failed
+ */
+
+import { unlinkSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { createInterface } from "node:readline";
+import { Command, CommanderError } from "commander";
+import pkg from "../../package.json" with { type: "json" };
+import { AccountError, AccountManager } from "../auth/accounts.ts";
+import {
+	ConfigError,
+	defaultConfig,
+	loadConfigFile,
+	resolveDataPath,
+} from "../core/config/load.ts";
+import type { Config } from "../core/config/schema.ts";
+import { createLogger } from "../core/log.ts";
+import { Server } from "../core/server.ts";
+import { createStorage } from "../storage/index.ts";
+import type { StorageBackend } from "../storage/types.ts";
+import { loadCertificates } from "../tls/certs.ts";
+import { JIDError, parseJID } from "../xmpp/jid.ts";
+
+export const EXIT = {
+	OK: 0,
+	FAILURE: 1,
+	USAGE: 2,
+	CONFIG: 3,
+	NOT_FOUND: 4,
+	EXISTS: 5,
+	CHECK_FAILED: 6,
+} as const;
+
+class CliError extends Error {
+	readonly exitCode: number;
+	constructor(message: string, exitCode: number) {
+		super(message);
+		this.exitCode = exitCode;
+	}
+}
+
+function loadConfig(path: string | undefined): Config {
+	try {
+		return path ? loadConfigFile(path) : defaultConfig();
+	} catch (err) {
+		if (err instanceof ConfigError) throw new CliError(err.message, EXIT.CONFIG);
+		throw err;
+	}
+}
+
+/** Opens the accounts of the host a JID belongs to, on the configured storage. */
+function openAccounts(
+	config: Config,
+	storage: StorageBackend,
+	jidText: string,
+): { accounts: AccountManager; user: string } {
+	let jid: ReturnType<typeof parseJID>;
+	try {
+		jid = parseJID(jidText);
+	} catch (err) {
+		if (err instanceof JIDError) throw new CliError(`"${jidText}" is not a valid JID`, EXIT.USAGE);
+		throw err;
+	}
+	if (!jid.local || jid.resource)
+		throw new CliError(`"${jidText}" must be a bare JID like user@host`, EXIT.USAGE);
+	if (!config.hosts[jid.domain])
+		throw new CliError(`${jid.domain} is not a host in the configuration`, EXIT.USAGE);
+	return {
+		accounts: new AccountManager(storage, jid.domain, config.auth.scram_iterations),
+		user: jid.local,
+	};
+}
+
+async function withStorage<T>(
+	config: Config,
+	fn: (storage: StorageBackend) => Promise<T>,
+): Promise<T> {
+	const storage = createStorage(config.storage, resolveDataPath(config, "."));
+	try {
+		return await fn(storage);
+	} finally {
+		await storage.close();
+	}
+}
+
+function accountError(err: unknown): never {
+	if (err instanceof AccountError) {
+		const code =
+			err.code === "exists" ? EXIT.EXISTS : err.code === "not-found" ? EXIT.NOT_FOUND : EXIT.USAGE;
+		throw new CliError(err.message, code);
+	}
+	throw err;
+}
+
+async function readStdinLines(): Promise<string[]> {
+	const lines: string[] = [];
+	const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+	for await (const line of rl) lines.push(line);
+	return lines;
+}
+
+/** Asks for a password twice on a terminal without echoing it. */
+async function promptPassword(): Promise<string> {
+	if (!process.stdin.isTTY) {
+		const [first] = await readStdinLines();
+		if (!first) throw new CliError("no password given on standard input", EXIT.USAGE);
+		return first;
+	}
+	const ask = (q: string) =>
+		new Promise<string>((resolve) => {
+			const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+			const out = rl as unknown as { _writeToOutput: (s: string) => void };
+			rl.question(q, (answer) => {
+				rl.close();
+				process.stderr.write("\n");
+				resolve(answer);
+			});
+			// Echo nothing while the password is typed.
+			out._writeToOutput = () => {};
+		});
+	const a = await ask("Password: ");
+	const b = await ask("Again: ");
+	if (a !== b) throw new CliError("the passwords do not match", EXIT.USAGE);
+	return a;
+}
+
+async function resolvePassword(opts: {
+	password?: string;
+	passwordStdin?: boolean;
+}): Promise<string> {
+	if (opts.password !== undefined) return opts.password;
+	if (opts.passwordStdin) {
+		const [first] = await readStdinLines();
+		if (first === undefined) throw new CliError("no password on standard input", EXIT.USAGE);
+		return first;
+	}
+	return promptPassword();
+}
+
+async function serve(opts: { config?: string; pidfile?: string }): Promise<void> {
+	const config = loadConfig(opts.config);
+	const server = new Server(config);
+	try {
+		await server.start();
+	} catch (err) {
+		server.log.fatal({ err }, "Parley could not start");
+		throw new CliError(`could not start: ${(err as Error).message}`, EXIT.FAILURE);
+	}
+	if (opts.pidfile) writeFileSync(opts.pidfile, `${process.pid}\n`);
+	await new Promise<void>((resolve) => {
+		const stop = (signal: string) => {
+			server.log.info({ signal }, "stopping");
+			process.off("SIGTERM", onTerm);
+			process.off("SIGINT", onInt);
+			void server.stop().then(resolve, (err: unknown) => {
+				server.log.error({ err }, "error while stopping");
+				resolve();
+			});
+		};
+		const onTerm = () => stop("SIGTERM");
+		const onInt = () => stop("SIGINT");
+		process.on("SIGTERM", onTerm);
+		process.on("SIGINT", onInt);
+	});
+	if (opts.pidfile) {
+		try {
+			unlinkSync(opts.pidfile);
+		} catch {}
+	}
+}
+
+async function portFree(address: string, port: number): Promise<boolean> {
+	return new Promise((resolve) => {
+		const s = createServer();
+		s.once("error", () => resolve(false));
+		s.listen({ host: address, port }, () => s.close(() => resolve(true)));
+	});
+}
+
+async function check(opts: { config?: string }): Promise<void> {
+	const config = loadConfig(opts.config);
+	const problems: string[] = [];
+	console.log(`configuration: ${opts.config ?? "(built-in defaults)"}: ok`);
+	const hosts = Object.entries(config.hosts)
+		.filter(([, h]) => h.enabled)
+		.map(([n]) => n);
+	console.log(`hosts: ${hosts.join(", ")}`);
+	try {
+		const certs = await loadCertificates({
+			hosts,
+			perHost: Object.fromEntries(hosts.map((h) => [h, config.hosts[h]?.tls])),
+			defaultFiles:
+				config.tls.cert && config.tls.key
+					? { cert: config.tls.cert, key: config.tls.key }
+					: undefined,
+			selfSigned: config.tls.self_signed,
+			dataDir: resolveDataPath(config, "."),
+			log: createLogger({ level: "warn", format: "pretty", destination: 2 }),
+		});
+		for (const c of certs.describe())
+			console.log(
+				`certificate for ${c.host}: ${c.source} ${c.path} (${c.subject}, valid until ${c.notAfter})`,
+			);
+	} catch (err) {
+		problems.push(`certificates: ${(err as Error).message}`);
+	}
+	for (const [name, l] of Object.entries(config.listeners)) {
+		if (!l.enabled) continue;
+		const free = await portFree(l.address, l.port);
+		console.log(
+			`listener ${name} on [${l.address}]:${l.port}: ${free ? "port free" : "PORT IN USE"}`,
+		);
+		if (!free) problems.push(`listeners.${name}: port ${l.port} on ${l.address} is in use`);
+	}
+	if (problems.length) throw new CliError(problems.join("\n"), EXIT.CHECK_FAILED);
+	console.log("all checks passed");
+}
+
+export function buildProgram(): Command {
+	const program = new Command("parley")
+		.description("Parley, an XMPP server")
+		.version(pkg.version)
+		.exitOverride()
+		.showHelpAfterError();
+
+	program
+		.command("serve")
+		.description("run the server in the foreground until SIGTERM or SIGINT")
+		.option("-c, --config <file>", "TOML configuration file (built-in defaults when absent)")
+		.option("--pidfile <file>", "write the server's process id to this file")
+		.action(serve);
+
+	program
+		.command("check")
+		.description("check the configuration, the certificates and that the ports are free")
+		.option("-c, --config <file>", "TOML configuration file")
+		.action(check);
+
+	const user = program.command("user").description("manage accounts (works while the server runs)");
+	user
+		.command("add <jid>")
+		.description("create an account; asks for the password unless one is given")
+		.option("-c, --config <file>", "TOML configuration file")
+		.option(
+			"-p, --password <password>",
+			"the password (visible in the process list: prefer the prompt)",
+		)
+		.option("--password-stdin", "read the password from the first line of standard input")
+		.action(
+			async (
+				jid: string,
+				opts: { config?: string; password?: string; passwordStdin?: boolean },
+			) => {
+				const config = loadConfig(opts.config);
+				const password = await resolvePassword(opts);
+				await withStorage(config, async (storage) => {
+					const { accounts, user: name } = openAccounts(config, storage, jid);
+					const created = await accounts.create(name, password).catch(accountError);
+					console.log(`created ${created}@${accounts.host}`);
+				});
+			},
+		);
+	user
+		.command("import [file]")
+		.description('create many accounts from lines "JID PASSWORD" (a file, or standard input)')
+		.option("-c, --config <file>", "TOML configuration file")
+		.option("--skip-existing", "skip accounts that already exist instead of failing")
+		.action(async (file: string | undefined, opts: { config?: string; skipExisting?: boolean }) => {
+			const config = loadConfig(opts.config);
+			const { readFileSync } = await import("node:fs");
+			const lines =
+				file && file !== "-" ? readFileSync(file, "utf8").split(/\r?\n/) : await readStdinLines();
+			const entries = lines
+				.map((l, i) => ({ line: i + 1, text: l.trim() }))
+				.filter((e) => e.text && !e.text.startsWith("#"));
+			let created = 0;
+			let skipped = 0;
+			await withStorage(config, async (storage) => {
+				// PBKDF2 runs on the thread pool: a few in flight keep every core busy.
+				const width = 8;
+				let next = 0;
+				const errors: string[] = [];
+				const worker = async () => {
+					while (next < entries.length) {
+						const e = entries[next++] as { line: number; text: string };
+						const space = e.text.search(/\s/);
+						if (space < 0) {
+							errors.push(`line ${e.line}: expected "JID PASSWORD"`);
+							continue;
+						}
+						const jid = e.text.slice(0, space);
+						const password = e.text.slice(space).trim();
+						try {
+							const { accounts, user: name } = openAccounts(config, storage, jid);
+							await accounts.create(name, password);
+							created++;
+						} catch (err) {
+							if (err instanceof AccountError && err.code === "exists" && opts.skipExisting)
+								skipped++;
+							else errors.push(`line ${e.line}: ${(err as Error).message}`);
+						}
+					}
+				};
+				await Promise.all(Array.from({ length: width }, worker));
+				console.log(`created ${created} accounts${skipped ? `, skipped ${skipped} existing` : ""}`);
+				if (errors.length) throw new CliError(errors.join("\n"), EXIT.FAILURE);
+			});
+		});
+	user
+		.command("del <jid>")
+		.description("delete an account and all its data")
+		.option("-c, --config <file>", "TOML configuration file")
+		.action(async (jid: string, opts: { config?: string }) => {
+			const config = loadConfig(opts.config);
+			await withStorage(config, async (storage) => {
+				const { accounts, user: name } = openAccounts(config, storage, jid);
+				await accounts.delete(name).catch(accountError);
+				console.log(`deleted ${name}@${accounts.host}`);
+			});
+		});
+	user
+		.command("passwd <jid>")
+		.description("set an account's password")
+		.option("-c, --config <file>", "TOML configuration file")
+		.option("-p, --password <password>", "the new password")
+		.option("--password-stdin", "read the password from the first line of standard input")
+		.action(
+			async (
+				jid: string,
+				opts: { config?: string; password?: string; passwordStdin?: boolean },
+			) => {
+				const config = loadConfig(opts.config);
+				const password = await resolvePassword(opts);
+				await withStorage(config, async (storage) => {
+					const { accounts, user: name } = openAccounts(config, storage, jid);
+					await accounts.setPassword(name, password).catch(accountError);
+					console.log(`password changed for ${name}@${accounts.host}`);
+				});
+			},
+		);
+	user
+		.command("list [host]")
+		.description("list the accounts of one host, or of every host")
+		.option("-c, --config <file>", "TOML configuration file")
+		.action(async (host: string | undefined, opts: { config?: string }) => {
+			const config = loadConfig(opts.config);
+			const hosts = host ? [host] : Object.keys(config.hosts);
+			if (host && !config.hosts[host])
+				throw new CliError(`${host} is not a host in the configuration`, EXIT.USAGE);
+			await withStorage(config, async (storage) => {
+				for (const h of hosts) {
+					const accounts = new AccountManager(storage, h, config.auth.scram_iterations);
+					for (const u of await accounts.list()) console.log(`${u}@${h}`);
+				}
+			});
+		});
+	return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+	const program = buildProgram();
+	try {
+		await program.parseAsync(argv, { from: "user" });
+		return EXIT.OK;
+	} catch (err) {
+		if (err instanceof CommanderError) {
+			// --help and --version end through here with exit code 0.
+			return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+		}
+		if (err instanceof CliError) {
+			console.error(`parley: ${err.message}`);
+			return err.exitCode;
+		}
+		console.error(`parley: ${(err as Error).stack ?? err}`);
+		return EXIT.FAILURE;
+	}
+}

@@ -1,0 +1,71 @@
+/**
+ * A virtual host: one domain with its own event bus, modules, sessions and stores. Hosts share
+ * nothing but the server they run in; stores are opened per host so data never crosses.
+ */
+import type { AccountManager } from "../auth/accounts.ts";
+import type { ArchiveStore, Json, KeyValStore, MapStore } from "../storage/types.ts";
+import type { Element } from "../xml/element.ts";
+import type { HostConfig } from "./config/schema.ts";
+import { EventBus } from "./events.ts";
+import type { Logger } from "./log.ts";
+import type { ModuleManager } from "./modules/manager.ts";
+import type { Server } from "./server.ts";
+import type { Session } from "./session.ts";
+
+export interface DiscoIdentity {
+	category: string;
+	type: string;
+	name?: string;
+}
+
+export class Host {
+	readonly name: string;
+	readonly config: HostConfig;
+	readonly server: Server;
+	readonly events = new EventBus();
+	readonly log: Logger;
+	/** Bound sessions: localpart -> resource -> session. */
+	readonly sessions = new Map<string, Map<string, Session>>();
+	/** Disco features of the host (XEP-0030), reference-counted so modules can unload cleanly. */
+	readonly features = new Map<string, number>();
+	/** Disco features advertised on every account's bare JID (e.g. PEP). */
+	readonly accountFeatures = new Map<string, number>();
+	readonly identities: DiscoIdentity[] = [{ category: "server", type: "im", name: "Parley" }];
+	/** XEP-0128 extended disco info forms on the host (e.g. XEP-0157 contact addresses). */
+	readonly extensions: Element[] = [];
+	accounts!: AccountManager;
+	/** A random secret kept in the host's storage (see Server.addHost). */
+	secret: Buffer = Buffer.alloc(0);
+	modules!: ModuleManager;
+
+	constructor(name: string, config: HostConfig, server: Server) {
+		this.name = name;
+		this.config = config;
+		this.server = server;
+		this.log = server.log.child({ host: name });
+		this.identities[0] = { category: "server", type: "im", name: server.config.server.name };
+	}
+
+	keyval<T extends Json = Json>(store: string): KeyValStore<T> {
+		return this.server.storage.keyval<T>(this.name, store);
+	}
+
+	map<T extends Json = Json>(store: string): MapStore<T> {
+		return this.server.storage.map<T>(this.name, store);
+	}
+
+	archive<T extends Json = Json>(store: string): ArchiveStore<T> {
+		return this.server.storage.archive<T>(this.name, store);
+	}
+
+	/** Sessions of one account, bound resources only. */
+	sessionsOf(user: string): Session[] {
+		const m = this.sessions.get(user);
+		return m ? [...m.values()] : [];
+	}
+
+	/** Whether TLS must be negotiated before authentication on this host (RFC 6120 §5.3.1). */
+	get requireEncryption(): boolean {
+		return this.config.require_encryption ?? this.server.config.auth.require_encryption;
+	}
+}

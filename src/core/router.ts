@@ -1,0 +1,267 @@
+/**
+ * The stanza router: where does a stanza go? It follows RFC 6120 §10 (server rules for
+ * processing XML stanzas) and RFC 6121 §8 (IM-specific delivery rules), and lets modules claim
+ * stanzas through events on the destination host's bus:
+ *
+ *   pre-<kind>/<dest>          on the sender's host, c2s only (blocking, carbons, firewall)
+ *   iq-<type>/<dest>/<ns>:<name> for IQ get/set, keyed by the payload (XEP-0030, XEP-0199, ...)
+ *   <kind>/self                 stanzas a user addresses to their own account (RFC 6120 §10.3)
+ *   <kind>/<dest>               the general event
+ *
+ * where <kind> is message|presence|iq and <dest> is host|bare|full. Whatever no module claims
+ * gets the default treatment below (delivery to sessions or an error per the RFCs).
+ */
+import type { Element } from "../xml/element.ts";
+import { errorReply, mayReplyWithError, StanzaError } from "../xmpp/errors.ts";
+import { type JID, JIDError } from "../xmpp/jid.ts";
+import type { Host } from "./host.ts";
+import type { Server } from "./server.ts";
+import type { Session } from "./session.ts";
+
+export type Destination = "host" | "bare" | "full";
+
+/** What every stanza event handler receives. */
+export interface StanzaEvent {
+	stanza: Element;
+	/** The client session that sent it; null for stanzas the server itself generates. */
+	origin: Session | null;
+	/** The host the event fires on. */
+	host: Host;
+	from: JID;
+	/** The addressee; for a stanza without `to` from a client, the sender's bare JID. */
+	to: JID;
+}
+
+const KINDS = new Set(["message", "presence", "iq"]);
+
+export class Router {
+	readonly #server: Server;
+
+	constructor(server: Server) {
+		this.#server = server;
+	}
+
+	/**
+	 * A stanza from a bound client session. `from` is stamped by the caller (the stream layer
+	 * enforces RFC 6120 §8.1.2.1). Resolves when the stanza has been fully handled, so the
+	 * session can process its stanzas in order (RFC 6120 §10.1).
+	 */
+	async fromClient(session: Session, stanza: Element): Promise<void> {
+		const from = session.jid as JID;
+		const toAttr = stanza.attrs.to;
+		let to: JID;
+		if (toAttr === undefined || toAttr === "") {
+			// RFC 6120 §10.3: no 'to' means the stanza is for the account itself.
+			to = from.bare;
+		} else {
+			try {
+				to = this.#server.jids.parse(toAttr);
+			} catch (e) {
+				if (!(e instanceof JIDError)) throw e;
+				// RFC 6120 §8.3.3.8: jid-malformed.
+				this.#bounce(session, stanza, new StanzaError("jid-malformed"));
+				return;
+			}
+			stanza.attrs.to = to.toString();
+		}
+		const kind = stanza.name;
+		const iqError = kind === "iq" ? checkIq(stanza) : null;
+		if (iqError) {
+			this.#bounce(session, stanza, iqError);
+			return;
+		}
+		const event: StanzaEvent = { stanza, origin: session, host: session.host, from, to };
+		try {
+			const dest = destinationOf(to);
+			if (await session.host.events.fire(`pre-${kind}/${dest}`, event)) return;
+			await this.#deliver(event);
+		} catch (err) {
+			this.#handlerFailed(event, err);
+		}
+	}
+
+	/**
+	 * Route a stanza that carries its own `from` and `to` (sent by a module or the server).
+	 * Errors come back to `from` as error stanzas.
+	 */
+	async route(stanza: Element, origin: Session | null = null): Promise<void> {
+		const from = this.#server.jids.parse(stanza.attrs.from ?? "");
+		const to = this.#server.jids.parse(stanza.attrs.to ?? "");
+		const host = this.#server.hosts.get(from.domain) ?? this.#server.hosts.get(to.domain);
+		if (!host) return;
+		const event: StanzaEvent = { stanza, origin, host, from, to };
+		try {
+			await this.#deliver(event);
+		} catch (err) {
+			this.#handlerFailed(event, err);
+		}
+	}
+
+	async #deliver(event: StanzaEvent): Promise<void> {
+		const { stanza, to } = event;
+		const host = this.#server.hosts.get(to.domain);
+		if (!host) {
+			// Not a local domain. Federation (RFC 6120 §10.4) is not there yet, so every remote
+			// domain is unreachable: RFC 6120 §8.3.3.14 remote-server-not-found.
+			this.#error(event, new StanzaError("remote-server-not-found"));
+			return;
+		}
+		event.host = host;
+		const kind = stanza.name;
+		const dest = destinationOf(to);
+		const bus = host.events;
+		if (kind === "iq") {
+			const type = stanza.attrs.type;
+			if (type === "get" || type === "set") {
+				const payload = stanza.elements()[0] as Element;
+				if (await bus.fire(`iq-${type}/${dest}/${payload.ns}:${payload.name}`, event)) return;
+			}
+		}
+		if (dest === "bare" && event.origin && event.from.bare.equals(to)) {
+			if (await bus.fire(`${kind}/self`, event)) return;
+		}
+		if (await bus.fire(`${kind}/${dest}`, event)) return;
+		this.#defaultDelivery(event, host, dest);
+	}
+
+	/** Delivery when no module claimed the stanza. */
+	#defaultDelivery(event: StanzaEvent, host: Host, dest: Destination): void {
+		const { stanza, to } = event;
+		const kind = stanza.name;
+		const type = stanza.attrs.type;
+		if (dest === "full") {
+			const session = host.sessions.get(to.local)?.get(to.resource);
+			if (session) {
+				session.send(stanza);
+				return;
+			}
+			if (kind === "message" && type !== "groupchat" && type !== "headline") {
+				// RFC 6121 §8.5.3.2.1: a message to an unavailable resource is treated as if it
+				// were addressed to the bare JID.
+				this.#toBareMessage(event, host);
+				return;
+			}
+			if (kind === "message" && type === "headline") return; // RFC 6121 §8.5.3.2.1: ignore
+			if (kind === "presence") return; // RFC 6121 §8.5.3.2.3: ignore
+			// RFC 6121 §8.5.3.2.2: IQ to an unavailable resource: service-unavailable.
+			this.#error(event, new StanzaError("service-unavailable"));
+			return;
+		}
+		if (dest === "bare") {
+			if (kind === "message") {
+				this.#toBareMessage(event, host);
+				return;
+			}
+			if (kind === "presence") return; // subscription handling lives in the presence module
+			// RFC 6121 §8.5.2.1.3 / RFC 6120 §10.5.3.2: an IQ to a bare JID is handled by the
+			// server on behalf of the account; unhandled -> service-unavailable (§8.4).
+			this.#error(event, new StanzaError("service-unavailable"));
+			return;
+		}
+		// To the host itself: RFC 6120 §8.4, an unhandled IQ gets service-unavailable; other
+		// stanzas to the server are ignored.
+		if (kind === "iq") this.#error(event, new StanzaError("service-unavailable"));
+	}
+
+	/** RFC 6121 §8.5.2: message to a bare JID of a local account. */
+	#toBareMessage(event: StanzaEvent, host: Host): void {
+		const { stanza, to } = event;
+		const type = stanza.attrs.type ?? "normal";
+		const targets = pickMessageTargets(host.sessionsOf(to.local), type);
+		if (targets.length) {
+			for (const s of targets) s.send(stanza);
+			return;
+		}
+		if (type === "headline") return; // RFC 6121 §8.5.2.2.1: silently ignore
+		// No available resource. Offline storage (XEP-0160) claims this through the
+		// `message/offline` event; without it the sender learns the message was not delivered
+		// (RFC 6121 §8.5.2.2.1 and §8.5.1 for accounts that do not exist).
+		void this.#offline(event, host);
+	}
+
+	async #offline(event: StanzaEvent, host: Host): Promise<void> {
+		try {
+			if (
+				event.stanza.attrs.type !== "groupchat" &&
+				(await host.events.fire("message/offline", event))
+			)
+				return;
+			this.#error(event, new StanzaError("service-unavailable"));
+		} catch (err) {
+			this.#handlerFailed(event, err);
+		}
+	}
+
+	#handlerFailed(event: StanzaEvent, err: unknown): void {
+		if (err instanceof StanzaError) {
+			this.#error(event, err);
+			return;
+		}
+		this.#server.log.error({ err, stanza: event.stanza.toString() }, "stanza handler failed");
+		this.#error(event, new StanzaError("internal-server-error"));
+	}
+
+	/** Send an error reply for a stanza back to its sender (RFC 6120 §8.3). */
+	#error(event: StanzaEvent, error: StanzaError): void {
+		const { stanza } = event;
+		if (!mayReplyWithError(stanza)) return;
+		const reply = errorReply(stanza, error);
+		if (event.origin?.jid?.equals(event.from)) {
+			event.origin.send(reply);
+			return;
+		}
+		if (stanza.attrs.from) void this.route(reply);
+	}
+
+	#bounce(session: Session, stanza: Element, error: StanzaError): void {
+		if (!mayReplyWithError(stanza)) return;
+		const reply = errorReply(stanza, error);
+		delete reply.attrs.from;
+		session.send(reply);
+	}
+}
+
+export function destinationOf(to: JID): Destination {
+	if (to.resource) return "full";
+	return to.local ? "bare" : "host";
+}
+
+/** RFC 6120 §8.2.3: an IQ needs an id, a known type, and get/set exactly one payload child. */
+function checkIq(stanza: Element): StanzaError | null {
+	const type = stanza.attrs.type;
+	if (!stanza.attrs.id) return new StanzaError("bad-request", "IQ without id");
+	if (type === "get" || type === "set") {
+		if (stanza.elements().length !== 1)
+			return new StanzaError("bad-request", "IQ get/set must have exactly one child");
+		return null;
+	}
+	if (type === "result" || type === "error") return null;
+	return new StanzaError("bad-request", "IQ type must be get, set, result or error");
+}
+
+/**
+ * RFC 6121 §8.5.2.1.1: chat and normal messages go to the available resource(s) with the
+ * highest non-negative priority; resources with negative priority never get bare-JID messages.
+ * Headlines go to every non-negative resource (§8.5.2.1.2 allows it, Prosody does it).
+ */
+export function pickMessageTargets(sessions: Session[], type: string): Session[] {
+	let best = -1;
+	const out: Session[] = [];
+	for (const s of sessions) {
+		if (!s.available || s.priority < 0) continue;
+		if (type === "headline") {
+			out.push(s);
+			continue;
+		}
+		if (s.priority > best) {
+			best = s.priority;
+			out.length = 0;
+			out.push(s);
+		} else if (s.priority === best) out.push(s);
+	}
+	return out;
+}
+
+export function isStanzaName(name: string): boolean {
+	return KINDS.has(name);
+}

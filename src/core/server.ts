@@ -1,0 +1,178 @@
+/**
+ * A Parley server instance. Everything lives here — hosts, sessions, listeners, storage — so an
+ * instance can be created, started, stopped and created again in one process (tests do it all
+ * the time, the admin API will for restarts). Nothing is kept at module level.
+ */
+import { randomBytes } from "node:crypto";
+import { AccountManager } from "../auth/accounts.ts";
+import type { C2SStream } from "../c2s/stream.ts";
+import { C2SListener } from "../c2s/tcp.ts";
+import { builtinModules } from "../modules/index.ts";
+import { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
+import { createStorage } from "../storage/index.ts";
+import type { StorageBackend } from "../storage/types.ts";
+import { type CertificateStore, loadCertificates } from "../tls/certs.ts";
+import { JIDCache } from "../xmpp/jid.ts";
+import { resolveDataPath } from "./config/load.ts";
+import type { Config } from "./config/schema.ts";
+import { Host } from "./host.ts";
+import { createLogger, type Logger } from "./log.ts";
+import type { ModuleDefinition } from "./modules/define.ts";
+import { ModuleManager } from "./modules/manager.ts";
+import { Router } from "./router.ts";
+
+export interface ServerOptions {
+	log?: Logger;
+	/** Use this storage instead of the configured one (tests). */
+	storage?: StorageBackend;
+	/** Extra or replacement modules by name (tests, embedding). */
+	modules?: ModuleDefinition<never>[];
+}
+
+type ServerState = "created" | "starting" | "running" | "stopping" | "stopped";
+
+export class Server {
+	readonly config: Config;
+	readonly log: Logger;
+	readonly hosts = new Map<string, Host>();
+	readonly router: Router;
+	readonly jids = new JIDCache(10_000);
+	readonly streams = new Set<C2SStream>();
+	readonly connectionLimiter: ConnectionLimiter;
+	readonly authFailures: AuthFailureTracker;
+	readonly listeners: C2SListener[] = [];
+	readonly #registry: Map<string, ModuleDefinition<unknown>>;
+	#storage: StorageBackend | null;
+	#certificates: CertificateStore | null = null;
+	#state: ServerState = "created";
+	#sweeper: NodeJS.Timeout | null = null;
+
+	constructor(config: Config, opts: ServerOptions = {}) {
+		this.config = config;
+		this.log = opts.log ?? createLogger({ level: config.log.level, format: config.log.format });
+		this.router = new Router(this);
+		this.#storage = opts.storage ?? null;
+		this.connectionLimiter = new ConnectionLimiter(config.limits.connections_per_ip);
+		this.authFailures = new AuthFailureTracker(config.limits.sasl_failures_per_ip);
+		this.#registry = new Map<string, ModuleDefinition<unknown>>();
+		for (const m of [...builtinModules(), ...(opts.modules ?? [])])
+			this.#registry.set(m.name, m as ModuleDefinition<unknown>);
+	}
+
+	get state(): ServerState {
+		return this.#state;
+	}
+
+	get storage(): StorageBackend {
+		if (!this.#storage) throw new Error("storage is not open: start the server first");
+		return this.#storage;
+	}
+
+	get certificates(): CertificateStore {
+		if (!this.#certificates) throw new Error("certificates are not loaded: start the server first");
+		return this.#certificates;
+	}
+
+	/** The host used when a stream names none (only for the stream header of an error). */
+	get defaultHost(): string {
+		return this.hosts.keys().next().value ?? "localhost";
+	}
+
+	/** The port a listener is bound to, by kind ("c2s", "c2s_direct_tls"). */
+	port(kind: string): number {
+		const l = this.listeners.find((x) => x.kind === kind);
+		if (!l) throw new Error(`no ${kind} listener`);
+		return l.port;
+	}
+
+	async start(): Promise<void> {
+		if (this.#state !== "created") throw new Error(`cannot start a server that is ${this.#state}`);
+		this.#state = "starting";
+		try {
+			const cfg = this.config;
+			this.#storage ??= createStorage(cfg.storage, resolveDataPath(cfg, "."));
+			const hostNames = Object.entries(cfg.hosts)
+				.filter(([, h]) => h.enabled)
+				.map(([name]) => name);
+			this.#certificates = await loadCertificates({
+				hosts: hostNames,
+				perHost: Object.fromEntries(hostNames.map((h) => [h, cfg.hosts[h]?.tls])),
+				defaultFiles:
+					cfg.tls.cert && cfg.tls.key ? { cert: cfg.tls.cert, key: cfg.tls.key } : undefined,
+				selfSigned: cfg.tls.self_signed,
+				dataDir: resolveDataPath(cfg, "."),
+				log: this.log,
+			});
+			for (const name of hostNames) await this.addHost(name);
+			const l = cfg.listeners;
+			if (l.c2s.enabled)
+				this.listeners.push(
+					new C2SListener(this, { address: l.c2s.address, port: l.c2s.port, directTls: false }),
+				);
+			if (l.c2s_direct_tls.enabled)
+				this.listeners.push(
+					new C2SListener(this, {
+						address: l.c2s_direct_tls.address,
+						port: l.c2s_direct_tls.port,
+						directTls: true,
+					}),
+				);
+			for (const listener of this.listeners) await listener.listen();
+			this.#sweeper = setInterval(() => this.authFailures.sweep(), 60_000);
+			this.#sweeper.unref();
+			this.#state = "running";
+			this.log.info({ hosts: hostNames }, "Parley is running");
+		} catch (err) {
+			await this.#shutdown();
+			this.#state = "stopped";
+			throw err;
+		}
+	}
+
+	/** Activates a virtual host and loads its modules. */
+	async addHost(name: string): Promise<Host> {
+		const cfg = this.config.hosts[name];
+		if (!cfg) throw new Error(`host ${name} is not configured`);
+		const host = new Host(name, cfg, this);
+		host.accounts = new AccountManager(this.storage, name, this.config.auth.scram_iterations);
+		host.modules = new ModuleManager(host, this.#registry);
+		host.secret = await this.#hostSecret(name);
+		this.hosts.set(name, host);
+		for (const m of cfg.modules) await host.modules.load(m);
+		return host;
+	}
+
+	/** A per-host random secret, created once and kept in storage so it survives restarts. */
+	async #hostSecret(host: string): Promise<Buffer> {
+		const store = this.storage.keyval<string>(host, "server_secrets");
+		const existing = await store.get("");
+		if (existing) return Buffer.from(existing, "base64");
+		const secret = randomBytes(32);
+		await store.set("", secret.toString("base64"));
+		return secret;
+	}
+
+	/**
+	 * Closes every stream with `system-shutdown` (RFC 6120 §4.9.3.22), stops the listeners,
+	 * unloads modules and closes storage after its pending writes.
+	 */
+	async stop(): Promise<void> {
+		if (this.#state === "stopped" || this.#state === "stopping") return;
+		this.#state = "stopping";
+		await this.#shutdown();
+		this.#state = "stopped";
+		this.log.info("Parley stopped");
+	}
+
+	async #shutdown(): Promise<void> {
+		if (this.#sweeper) clearInterval(this.#sweeper);
+		for (const stream of [...this.streams])
+			stream.close("system-shutdown", "the server is stopping");
+		await Promise.all(this.listeners.map((l) => l.close()));
+		this.listeners.length = 0;
+		for (const host of this.hosts.values()) await host.modules?.unloadAll();
+		this.hosts.clear();
+		await this.#storage?.close();
+		this.#storage = null;
+	}
+}

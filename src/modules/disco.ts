@@ -1,0 +1,83 @@
+/**
+ * XEP-0030 Service Discovery: disco#info and disco#items on the server and on accounts.
+ * Features and identities come from the modules loaded on the host (ModuleApi.addFeature).
+ */
+import { HANDLED } from "../core/events.ts";
+import type { Host } from "../core/host.ts";
+import { defineModule } from "../core/modules/define.ts";
+import type { StanzaEvent } from "../core/router.ts";
+import { type Element, x } from "../xml/element.ts";
+import { StanzaError } from "../xmpp/errors.ts";
+import { NS_DISCO_INFO, NS_DISCO_ITEMS } from "../xmpp/ns.ts";
+import { resultFor } from "../xmpp/stanza.ts";
+
+function hostInfo(host: Host, node: string | undefined): Element {
+	const features = [...new Set([NS_DISCO_INFO, NS_DISCO_ITEMS, ...host.features.keys()])].sort();
+	return x(
+		"query",
+		{ xmlns: NS_DISCO_INFO, node },
+		host.identities.map((i) => x("identity", { category: i.category, type: i.type, name: i.name })),
+		features.map((f) => x("feature", { var: f })),
+		host.extensions.map((e) => e.clone()),
+	);
+}
+
+export default defineModule({
+	name: "disco",
+	description: "XEP-0030 Service Discovery",
+	load(api) {
+		const host = api.host;
+		api.hook(
+			"iq-get/host/http://jabber.org/protocol/disco#info:query",
+			({ stanza, origin }: StanzaEvent) => {
+				const node = (stanza.elements()[0] as Element).attrs.node;
+				// XEP-0030 §3.1: a node we do not know is item-not-found.
+				if (node !== undefined) throw new StanzaError("item-not-found");
+				origin?.send(resultFor(stanza, hostInfo(host, node)));
+				return HANDLED;
+			},
+		);
+		api.hook(
+			"iq-get/host/http://jabber.org/protocol/disco#items:query",
+			({ stanza, origin }: StanzaEvent) => {
+				const node = (stanza.elements()[0] as Element).attrs.node;
+				if (node !== undefined) throw new StanzaError("item-not-found");
+				origin?.send(resultFor(stanza, x("query", { xmlns: NS_DISCO_ITEMS })));
+				return HANDLED;
+			},
+		);
+		// XEP-0030 §3.1 and RFC 6121 §8.5.1: the server answers for accounts' bare JIDs. Only
+		// the owner sees the account's features until subscriptions (issue 3) decide who may.
+		api.hook(
+			"iq-get/bare/http://jabber.org/protocol/disco#info:query",
+			async ({ stanza, origin, from, to }: StanzaEvent) => {
+				if (!(await host.accounts.exists(to.local))) throw new StanzaError("service-unavailable");
+				if (!from.bare.equals(to)) throw new StanzaError("service-unavailable");
+				const features = [
+					...new Set([NS_DISCO_INFO, NS_DISCO_ITEMS, ...host.accountFeatures.keys()]),
+				].sort();
+				origin?.send(
+					resultFor(
+						stanza,
+						x(
+							"query",
+							{ xmlns: NS_DISCO_INFO },
+							x("identity", { category: "account", type: "registered" }),
+							features.map((f) => x("feature", { var: f })),
+						),
+					),
+				);
+				return HANDLED;
+			},
+		);
+		api.hook(
+			"iq-get/bare/http://jabber.org/protocol/disco#items:query",
+			async ({ stanza, origin, from, to }: StanzaEvent) => {
+				if (!(await host.accounts.exists(to.local))) throw new StanzaError("service-unavailable");
+				if (!from.bare.equals(to)) throw new StanzaError("service-unavailable");
+				origin?.send(resultFor(stanza, x("query", { xmlns: NS_DISCO_ITEMS })));
+				return HANDLED;
+			},
+		);
+	},
+});

@@ -1,0 +1,74 @@
+/**
+ * Per-IP limits on the c2s listeners: how many connections one address may hold, and how
+ * fast it may fail SASL. A password-guessing loop is slowed down (each failure past the
+ * allowance is answered later and later) rather than allowed to keep PBKDF2 busy.
+ */
+export class ConnectionLimiter {
+	readonly #max: number;
+	readonly #open = new Map<string, number>();
+
+	/** `max` 0 means unlimited. */
+	constructor(max: number) {
+		this.#max = max;
+	}
+
+	/** Returns false when the address is at its limit; otherwise counts the connection. */
+	acquire(ip: string): boolean {
+		const n = this.#open.get(ip) ?? 0;
+		if (this.#max > 0 && n >= this.#max) return false;
+		this.#open.set(ip, n + 1);
+		return true;
+	}
+
+	release(ip: string): void {
+		const n = (this.#open.get(ip) ?? 1) - 1;
+		if (n > 0) this.#open.set(ip, n);
+		else this.#open.delete(ip);
+	}
+}
+
+const WINDOW_MS = 60_000;
+const MAX_DELAY_MS = 10_000;
+
+export class AuthFailureTracker {
+	readonly #allowance: number;
+	readonly #failures = new Map<string, number[]>();
+	readonly #now: () => number;
+
+	/** `allowance` failures per minute per address go unpunished; 0 switches the tracker off. */
+	constructor(allowance: number, now: () => number = Date.now) {
+		this.#allowance = allowance;
+		this.#now = now;
+	}
+
+	#recent(ip: string): number[] {
+		const now = this.#now();
+		const list = (this.#failures.get(ip) ?? []).filter((t) => now - t < WINDOW_MS);
+		if (list.length) this.#failures.set(ip, list);
+		else this.#failures.delete(ip);
+		return list;
+	}
+
+	recordFailure(ip: string): void {
+		if (this.#allowance === 0) return;
+		const list = this.#recent(ip);
+		list.push(this.#now());
+		this.#failures.set(ip, list);
+	}
+
+	/**
+	 * How long to hold the next SASL attempt from this address: nothing within the allowance,
+	 * then doubling from one second per extra failure, capped at ten seconds.
+	 */
+	delayFor(ip: string): number {
+		if (this.#allowance === 0) return 0;
+		const over = this.#recent(ip).length - this.#allowance;
+		if (over < 0) return 0;
+		return Math.min(MAX_DELAY_MS, 1000 * 2 ** Math.min(over, 4));
+	}
+
+	/** Drops stale entries; called periodically so the map cannot grow without bound. */
+	sweep(): void {
+		for (const ip of [...this.#failures.keys()]) this.#recent(ip);
+	}
+}

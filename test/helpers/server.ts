@@ -1,0 +1,74 @@
+/**
+ * Starts a real Parley server for end-to-end tests: real sockets on free loopback ports, real
+ * TLS with a generated certificate, in-memory storage unless a test asks for SQLite.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Config, configSchema } from "../../src/core/config/schema.ts";
+import { createLogger } from "../../src/core/log.ts";
+import { Server } from "../../src/core/server.ts";
+import { MemoryBackend } from "../../src/storage/memory.ts";
+
+// Test clients connect to a self-signed certificate generated per run.
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
+
+export interface TestServer {
+	server: Server;
+	/** Plain TCP port (STARTTLS). */
+	port: number;
+	/** Direct TLS port (XEP-0368). */
+	tlsPort: number;
+	dataDir: string;
+	stop(): Promise<void>;
+}
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+export async function startTestServer(
+	opts: {
+		config?: DeepPartial<Config> & Record<string, unknown>;
+		users?: [jid: string, password: string][];
+		storage?: "memory" | "sqlite";
+	} = {},
+): Promise<TestServer> {
+	const dataDir = mkdtempSync(join(tmpdir(), "parley-test-"));
+	const raw = {
+		...opts.config,
+		server: { data_dir: dataDir, ...opts.config?.server },
+		listeners: {
+			c2s: { address: "127.0.0.1", port: 0 },
+			c2s_direct_tls: { address: "127.0.0.1", port: 0 },
+			...opts.config?.listeners,
+		},
+		storage: { backend: opts.storage ?? "memory", ...opts.config?.storage },
+	};
+	const config = configSchema.parse(raw);
+	const log = createLogger({
+		level: process.env.PARLEY_TEST_LOG ?? "silent",
+		format: "json",
+		destination: 2,
+	});
+	const server = new Server(config, {
+		log,
+		storage: opts.storage === "sqlite" ? undefined : new MemoryBackend(),
+	});
+	await server.start();
+	for (const [jid, password] of opts.users ?? []) {
+		const [local, domain] = jid.split("@") as [string, string];
+		const host = server.hosts.get(domain);
+		if (!host) throw new Error(`no host ${domain}`);
+		await host.accounts.create(local, password);
+	}
+	const has = (kind: string) => server.listeners.some((l) => l.kind === kind);
+	return {
+		server,
+		port: has("c2s") ? server.port("c2s") : 0,
+		tlsPort: has("c2s_direct_tls") ? server.port("c2s_direct_tls") : 0,
+		dataDir,
+		async stop() {
+			await server.stop();
+			rmSync(dataDir, { recursive: true, force: true });
+		},
+	};
+}
