@@ -837,7 +837,7 @@ class Core {
 		let scope = parentScope;
 		let defaultNs: string | undefined;
 		let prefixed = 0;
-		const attrs = Object.create(null) as Attrs;
+		const attrs = Object.create(ATTRS_PROTO) as Attrs;
 		// Common case: plain attributes; a few string compares beat a keyed look-up per attribute.
 		for (let k = 0; !nsWork && k < n; k++) {
 			const an = names[k] as string;
