@@ -582,7 +582,10 @@ test("p= with a non-PLUS mechanism -> failure (RFC 5802 §6)", async () => {
 });
 
 test("y flag while the server offers -PLUS -> not-authorized (downgrade, RFC 5802 §6)", async () => {
-	const ctx = makeCtx({ channelBinding: fakeChannelBinding() });
+	const ctx = makeCtx({
+		channelBinding: fakeChannelBinding(),
+		strictChannelBindingDowngrade: true,
+	});
 	const step = await mech("SCRAM-SHA-1", ctx).step(utf8("y,,n=juliet,r=abc"));
 	assertFailure(step, "not-authorized");
 	// ...but "y" is fine where the server has no channel binding (RFC 5802 §6),
@@ -728,4 +731,15 @@ test("PLAIN verifies against SHA-256, falling back to SHA-1", async () => {
 test("PLAIN: storage error -> temporary-auth-failure (RFC 6120 §6.5.12)", async () => {
 	const ctx = makeCtx({ getCredentials: () => Promise.reject(new Error("db down")) });
 	assertFailure(await mech("PLAIN", ctx).step(utf8("\0juliet\0r0meo!")), "temporary-auth-failure");
+});
+
+test("y flag with channel binding offered is accepted unless the strict RFC 5802 §6 check is on (XEP-0440 interop)", async () => {
+	const y = new ScramTestClient({
+		hash: "SHA-1",
+		username: "juliet",
+		password: "r0meo!",
+		gs2Header: "y,,",
+	});
+	const ctx = makeCtx({ channelBinding: fakeChannelBinding() });
+	assertScramSuccess(await runScram("SCRAM-SHA-1", ctx, y), y, "juliet");
 });

@@ -53,6 +53,8 @@ export interface SaslContext {
 	 * Default: a random value per process.
 	 */
 	unknownUserSecret?: Buffer;
+	/** Fail SCRAM with the 'y' flag when channel binding is offered (RFC 5802 §6, strict). */
+	strictChannelBindingDowngrade?: boolean;
 	/**
 	 * Iteration count shown for unknown users; should be the one used for new accounts.
 	 * Default 4096 (RFC 7677 §4 minimum).
@@ -507,9 +509,12 @@ class ScramMechanism extends BaseMechanism {
 		} else if (first.cbFlag === "p") {
 			// RFC 5802 §6: 'p' is for the -PLUS mechanisms only.
 			return failure("malformed-request", "channel binding requires a -PLUS mechanism");
-		} else if (first.cbFlag === "y" && cbSource !== null) {
+		} else if (first.cbFlag === "y" && cbSource !== null && ctx.strictChannelBindingDowngrade) {
 			// RFC 5802 §6: "If the flag is set to 'y' and the server supports channel binding,
-			// the server MUST fail authentication" (downgrade attack).
+			// the server MUST fail authentication" (downgrade attack). Only enforced on request:
+			// we announce our types (XEP-0440), and a client that supports none of them (slixmpp
+			// 1.8 knows only tls-unique, which TLS 1.3 lacks) honestly answers 'y'. Failing it
+			// would lock such clients out; the certificate check still guards against a MITM.
 			return failure("not-authorized", "server-does-support-channel-binding");
 		}
 

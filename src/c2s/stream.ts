@@ -61,6 +61,19 @@ export interface Transport {
 
 type State = "header" | "features" | "tls" | "closed";
 
+/**
+ * What a module sees of a stream before authentication, with the `stream-features/preauth`
+ * event (plus `features`) and `preauth-iq/<ns>:<name>` (plus `stanza`).
+ */
+export interface PreauthEvent {
+	readonly host: Host;
+	readonly remoteAddress: string;
+	readonly secure: boolean;
+	/** Writes an element on the stream as is (replies carry no `from` before authentication). */
+	send(el: Element): void;
+	close(condition?: StreamErrorCondition, text?: string): void;
+}
+
 const MAX_QUEUE = 64;
 
 export class C2SStream implements Session {
@@ -82,6 +95,7 @@ export class C2SStream implements Session {
 	#saslFailures = 0;
 	#queue: Element[] = [];
 	#draining = false;
+	#idleWaiters: (() => void)[] = [];
 	#paused = false;
 	#authTimer: NodeJS.Timeout | null;
 	#onClosed: (() => void) | null = null;
@@ -211,7 +225,17 @@ export class C2SStream implements Session {
 			}
 		} finally {
 			this.#draining = false;
+			for (const wake of this.#idleWaiters.splice(0)) wake();
 		}
+	}
+
+	/**
+	 * Resolves once every queued element has been handled. BOSH needs it: a terminate body may
+	 * carry last stanzas (XEP-0124 §13) that must be routed before the stream ends.
+	 */
+	whenIdle(): Promise<void> {
+		if (!this.#draining && this.#queue.length === 0) return Promise.resolve();
+		return new Promise((resolve) => this.#idleWaiters.push(resolve));
 	}
 
 	async #handle(el: Element): Promise<void> {
@@ -224,6 +248,7 @@ export class C2SStream implements Session {
 		if (el.ns === NS_TLS && el.name === "starttls") return this.#startTls();
 		if (el.ns === NS_SASL) return this.#saslElement(el);
 		if (el.ns === NS_CLIENT && el.name === "iq" && this.#username) return this.#preBindIq(el);
+		if (el.ns === NS_CLIENT && el.name === "iq" && (await this.#preauthIq(el))) return;
 		if (el.ns === NS_CLIENT && isStanzaName(el.name)) {
 			// RFC 6120 §6.4.1 / §7.1: no stanzas before authentication and binding.
 			return this.close("not-authorized", "authenticate and bind a resource first");
@@ -265,6 +290,13 @@ export class C2SStream implements Session {
 				}
 			}
 			f.append(this.#limitsFeature(limits.preauth_stanza_size));
+			// Modules may offer pre-authentication features (XEP-0077 §8 in-band registration).
+			// Handlers must append synchronously: the features are written right after this.
+			if (!tlsRequired) {
+				host.events
+					.fire("stream-features/preauth", this.#preauth({ features: f }))
+					.catch((err: unknown) => host.log.error({ err }, "stream-features/preauth failed"));
+			}
 			return f;
 		}
 		// RFC 6120 §7.4: bind; RFC 3921 §3 session, marked optional (RFC 6121 Appendix E).
@@ -335,6 +367,7 @@ export class C2SStream implements Session {
 			// Unknown users get a stable fake salt, so they look like real ones across restarts.
 			unknownUserSecret: host.secret,
 			unknownUserIterations: this.#server.config.auth.scram_iterations,
+			strictChannelBindingDowngrade: this.#server.config.auth.strict_channel_binding,
 		};
 	}
 
@@ -374,7 +407,12 @@ export class C2SStream implements Session {
 			return;
 		}
 		this.#sasl = null;
-		if (step.kind === "failure") return this.#saslFailure(step.condition, step.text, true);
+		if (step.kind === "failure") {
+			// A channel binding type we lack is a capability mismatch, not a password guess:
+			// clients such as slixmpp try tls-unique first and fall back to another mechanism.
+			const guess = step.text !== "unsupported-channel-binding-type";
+			return this.#saslFailure(step.condition, step.text, guess);
+		}
 		this.#username = step.username;
 		this.#transport.send(
 			x("success", { xmlns: NS_SASL }, step.data ? step.data.toString("base64") : undefined),
@@ -407,6 +445,37 @@ export class C2SStream implements Session {
 			// RFC 6120 §6.4.5 lets the server close after repeated failures.
 			this.close("policy-violation", "too many failed authentication attempts");
 		}
+	}
+
+	// --- before authentication: IQs a module answers (XEP-0077 §3.1.1 in-band registration) ---
+
+	#preauth<T>(extra: T): PreauthEvent & T {
+		return {
+			host: this.host,
+			remoteAddress: this.remoteAddress,
+			secure: this.secure,
+			send: (el) => this.#transport.send(el),
+			close: (condition, text) => this.close(condition, text),
+			...extra,
+		};
+	}
+
+	/**
+	 * Fires `preauth-iq/<ns>:<name>` for a well-formed IQ get/set before authentication; true
+	 * when a module answered it. Anything unclaimed keeps the RFC 6120 §6.4.1 behaviour.
+	 */
+	async #preauthIq(iq: Element): Promise<boolean> {
+		// RFC 6120 §5.3.1: while TLS is mandatory-to-negotiate, nothing comes before it.
+		if (this.host.requireEncryption && !this.secure) return false;
+		const type = iq.attrs.type;
+		const children = iq.elements();
+		const payload = children[0];
+		if (!iq.attrs.id || (type !== "get" && type !== "set") || !payload || children.length !== 1)
+			return false;
+		return this.host.events.fire(
+			`preauth-iq/${payload.ns}:${payload.name}`,
+			this.#preauth({ stanza: iq }),
+		);
 	}
 
 	// --- resource binding (RFC 6120 §7) and the legacy session (RFC 3921 §3) ---

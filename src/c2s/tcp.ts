@@ -89,6 +89,10 @@ export class C2SListener {
 			return;
 		}
 		this.#sockets.add(socket);
+		this.#server.log.debug(
+			{ listener: this.kind, ip, port: socket.remotePort },
+			"connection accepted",
+		);
 		socket.setNoDelay(true);
 		socket.setKeepAlive(true, 60_000);
 		const transport = new TcpTransport(this.#server, socket, ip, secure);

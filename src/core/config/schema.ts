@@ -23,7 +23,22 @@ const tlsFiles = z.strictObject({
 	key: z.string().describe("path to a PEM private key"),
 });
 
-export const DEFAULT_HOST_MODULES = ["disco", "ping", "presence", "version", "time"] as const;
+export const DEFAULT_HOST_MODULES = [
+	"disco",
+	"ping",
+	"presence",
+	"roster",
+	"version",
+	"time",
+	"vcard",
+	"private",
+	"last",
+	"contact_info",
+	"caps",
+	"offline",
+	"carbons",
+	"blocking",
+] as const;
 
 const host = z.strictObject({
 	enabled: z.boolean().default(true),
@@ -55,9 +70,24 @@ export const configSchema = z.strictObject({
 		.prefault({}),
 	storage: z
 		.strictObject({
-			backend: z.enum(["sqlite", "memory"]).default("sqlite"),
+			backend: z.enum(["sqlite", "memory", "postgres"]).default("sqlite"),
 			/** SQLite file, relative to server.data_dir. */
 			path: z.string().default("parley.sqlite"),
+			/** PostgreSQL URL (backend "postgres"), e.g. "postgres://parley@127.0.0.1/parley". */
+			url: z.string().optional(),
+			/** PostgreSQL schema holding Parley's tables; created when missing. */
+			schema: z
+				.string()
+				.regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/)
+				.default("public"),
+			/** PostgreSQL connections kept in the pool. */
+			pool_size: z.number().int().min(1).default(10),
+			/** Seconds to wait for a PostgreSQL connection before a request fails. */
+			connect_timeout: z.number().positive().default(5),
+		})
+		.refine((s) => s.backend !== "postgres" || s.url !== undefined, {
+			message: 'storage.url is required when storage.backend is "postgres"',
+			path: ["url"],
 		})
 		.prefault({}),
 	listeners: z
@@ -66,6 +96,48 @@ export const configSchema = z.strictObject({
 			c2s: listener(5222),
 			/** XEP-0368 direct TLS. */
 			c2s_direct_tls: listener(5223),
+			/** Plain HTTP: BOSH, WebSocket, discovery (usually behind a TLS-terminating proxy). */
+			http: listener(5280),
+			/** HTTPS with the hosts' certificates: BOSH and WebSocket over TLS. */
+			https: listener(5281),
+		})
+		.prefault({}),
+	http: z
+		.strictObject({
+			/** Origins allowed by CORS (BOSH) and for WebSocket upgrades; "*" allows any. */
+			cors_origins: z.array(z.string()).default(["*"]),
+			/** Peers whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed (IPs or CIDRs). */
+			trusted_proxies: z.array(z.string()).default(["127.0.0.1", "::1"]),
+			/**
+			 * A reverse proxy terminates TLS in front of the plain HTTP listener: its connections count
+			 * as encrypted (PLAIN offered, require_encryption met). A trusted proxy's
+			 * `X-Forwarded-Proto: https` has the same effect per request.
+			 */
+			proxy_terminates_tls: z.boolean().default(false),
+			websocket: z
+				.strictObject({
+					enabled: z.boolean().default(true),
+					path: z.string().startsWith("/").default("/xmpp-websocket"),
+					/** Seconds between WebSocket pings; a peer that misses one is disconnected. */
+					ping_interval: z.number().positive().default(30),
+				})
+				.prefault({}),
+			bosh: z
+				.strictObject({
+					enabled: z.boolean().default(true),
+					path: z.string().startsWith("/").default("/http-bind"),
+					/** XEP-0124 §7: longest 'wait' granted, seconds. */
+					max_wait: z.number().int().min(1).default(60),
+					/** XEP-0124 §7: most requests held at once ('hold'). */
+					max_hold: z.number().int().min(0).max(10).default(1),
+					/** XEP-0124 §7: 'inactivity', seconds without a pending request before the session ends. */
+					inactivity: z.number().int().min(1).default(60),
+					/** XEP-0124 §10: longest 'pause' a client may ask for, seconds. */
+					max_pause: z.number().int().min(0).default(300),
+					/** XEP-0124 §7: shortest interval between two empty polls, seconds. */
+					polling: z.number().int().min(0).default(2),
+				})
+				.prefault({}),
 		})
 		.prefault({}),
 	tls: z
@@ -83,6 +155,11 @@ export const configSchema = z.strictObject({
 			scram_iterations: z.number().int().min(4096).max(1_000_000).default(4096),
 			/** PLAIN is only offered over TLS unless this is true (tests, benchmarks, loopback). */
 			allow_plain_without_tls: z.boolean().default(false),
+			/**
+			 * Refuse SCRAM's 'y' flag while channel binding is offered (RFC 5802 §6). Off by
+			 * default: clients that support none of our binding types (XEP-0440) send 'y'.
+			 */
+			strict_channel_binding: z.boolean().default(false),
 			/** Require TLS before SASL for every host, unless a host says otherwise. */
 			require_encryption: z.boolean().default(true),
 		})

@@ -1,0 +1,66 @@
+/**
+ * A second, independent client implementation: slixmpp (Debian's python3-slixmpp) logs in over
+ * STARTTLS and direct TLS with the mechanism it picks itself and with each one forced, and two
+ * accounts chat. .ci/run installs python3-slixmpp; without it these tests are skipped, saying so.
+ */
+import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
+import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+
+const run = promisify(execFile);
+const PYTHON = "/usr/bin/python3";
+const hasSlixmpp = spawnSync(PYTHON, ["-c", "import slixmpp"], { stdio: "ignore" }).status === 0;
+const skip = hasSlixmpp
+	? false
+	: "python3-slixmpp is not installed (apt-get install python3-slixmpp)";
+
+describe("slixmpp", { skip }, () => {
+	let t: TestServer;
+	before(async () => {
+		t = await startTestServer({
+			users: [
+				["alice@localhost", "alice-pw"],
+				["bob@localhost", "bob-pw"],
+			],
+		});
+	});
+	after(() => t?.stop());
+
+	const cases: [mode: "starttls" | "directtls", mech: string][] = [
+		["starttls", "auto"],
+		["directtls", "auto"],
+		["starttls", "SCRAM-SHA-1"],
+		["directtls", "PLAIN"],
+	];
+	for (const [mode, mech] of cases) {
+		test(`${mode} with ${mech}: log in and exchange messages both ways`, async () => {
+			const port = mode === "starttls" ? t.port : t.tlsPort;
+			// Async on purpose: a synchronous child would block the server in this process.
+			const r = await run(
+				PYTHON,
+				["test/clients/slixmpp_chat.py", "localhost", String(port), mode, mech],
+				{
+					encoding: "utf8",
+					timeout: 60_000,
+				},
+			).catch((e: { stdout?: string; stderr?: string }) => e);
+			const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+			const result = JSON.parse(line || "{}") as {
+				alice_got?: [string, string];
+				bob_got?: [string, string];
+				mechanisms?: Record<string, string>;
+				error?: string;
+			};
+			assert.equal(result.error, undefined, `${line}\n${r.stderr ?? ""}`);
+			// RFC 6120 §8.1.2.1: stamped full JID; RFC 6121 §8.5.2.1.1: bare-JID delivery.
+			assert.deepEqual(result.bob_got, ["alice@localhost/slix", "hello from alice"]);
+			assert.deepEqual(result.alice_got, ["bob@localhost/slix", "hello from bob"]);
+			if (mech !== "auto") assert.equal(result.mechanisms?.alice, mech);
+			// With its own choice slixmpp ends on SCRAM: it tries -PLUS with tls-unique, which
+			// TLS 1.3 does not have (RFC 9266), and falls back.
+			else assert.match(result.mechanisms?.alice ?? "", /^SCRAM-SHA-256/);
+		});
+	}
+});
