@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import nodeModule from "node:module";
+
 // Parley is TypeScript run by Node's type stripping, which needs Node 24 or later.
 const major = Number(process.versions.node.split(".")[0]);
 if (major < 24) {
@@ -14,5 +16,8 @@ process.on("warning", (w) => {
 	if (w.name === "ExperimentalWarning" && /SQLite/.test(w.message)) return;
 	console.error(`${w.name}: ${w.message}`);
 });
+// Keep compiled, type-stripped code between runs (in the OS temp directory): every command,
+// and scripts that call `parley user add` many times, start about twice as fast.
+nodeModule.enableCompileCache();
 const { main } = await import("../src/cli/main.ts");
 process.exitCode = await main(process.argv.slice(2));

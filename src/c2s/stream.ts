@@ -514,9 +514,15 @@ export class C2SStream implements Session {
 		}
 		const existing = host.sessions.get(user)?.get(resource);
 		if (existing && existing !== this) {
-			// RFC 6120 §7.7.2.2 conflict: we let the new session win (the old one is most
-			// likely a dead connection the client is replacing), as Prosody does by default.
-			existing.close("conflict", "replaced by a new connection with the same resource");
+			// RFC 6120 §7.7.2.2 leaves the choice to the server. By default the new session wins
+			// (the old one is most likely a dead connection the client is replacing), as in
+			// Prosody; the operator may refuse the new one or rename it instead.
+			const policy = this.#server.config.sessions.on_resource_conflict;
+			if (policy === "refuse") {
+				return this.#bindError(iq, new StanzaError("conflict", "that resource is already online"));
+			}
+			if (policy === "rename") resource = `${resource}.${randomBytes(4).toString("hex")}`;
+			else existing.close("conflict", "replaced by a new connection with the same resource");
 		}
 		const jid = makeJID(user, host.name, resource);
 		this.#jid = jid;

@@ -15,6 +15,8 @@ import { C2SStream, type Transport } from "./stream.ts";
 
 /** How long a closing stream waits for the peer's closing tag before dropping the socket. */
 const CLOSE_GRACE_MS = 5000;
+/** How long a stopping listener waits for its sockets to flush and close. */
+const CLOSE_FLUSH_MS = 1000;
 
 export class C2SListener {
 	readonly #server: Server;
@@ -69,15 +71,21 @@ export class C2SListener {
 		);
 	}
 
-	/** Stops accepting; existing streams are closed by the server. */
+	/**
+	 * Stops accepting. Streams were already told to close (the server does that first); give
+	 * their sockets a moment to flush the closing bytes and end, then drop what is left.
+	 */
 	async close(): Promise<void> {
 		const server = this.#net;
 		this.#net = null;
 		if (!server) return;
-		await new Promise<void>((resolve) => {
-			server.close(() => resolve());
-			for (const s of this.#sockets) s.destroy();
-		});
+		const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+		const deadline = Date.now() + CLOSE_FLUSH_MS;
+		while (this.#sockets.size > 0 && Date.now() < deadline) {
+			await new Promise((r) => setTimeout(r, 20));
+		}
+		for (const s of this.#sockets) s.destroy();
+		await closed;
 	}
 
 	#accept(socket: net.Socket, secure: boolean): void {
@@ -184,9 +192,22 @@ class TcpTransport implements Transport {
 		this.#write(el.toString(NS_CLIENT));
 	}
 
+	#corked = false;
+
 	#write(s: string): void {
 		if (this.#ending || this.#socket.destroyed) return;
-		this.#socket.write(s);
+		const socket = this.#socket;
+		// Everything written in one tick leaves in one segment: a presence fan-out or a burst of
+		// offline messages costs one syscall, not one per stanza.
+		if (!this.#corked) {
+			this.#corked = true;
+			socket.cork();
+			process.nextTick(() => {
+				this.#corked = false;
+				socket.uncork();
+			});
+		}
+		socket.write(s);
 	}
 
 	closeStream(): void {

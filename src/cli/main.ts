@@ -17,11 +17,8 @@ import {
 	resolveDataPath,
 } from "../core/config/load.ts";
 import type { Config } from "../core/config/schema.ts";
-import { createLogger } from "../core/log.ts";
-import { Server } from "../core/server.ts";
 import { createStorage } from "../storage/index.ts";
 import type { StorageBackend } from "../storage/types.ts";
-import { loadCertificates } from "../tls/certs.ts";
 import { JIDError, parseJID } from "../xmpp/jid.ts";
 
 export const EXIT = {
@@ -142,28 +139,40 @@ async function resolvePassword(opts: {
 
 async function serve(opts: { config?: string; pidfile?: string }): Promise<void> {
 	const config = loadConfig(opts.config);
+	// Loaded here, not at the top: the user commands start faster without the whole server.
+	const { Server } = await import("../core/server.ts");
 	const server = new Server(config);
+	// Signal handlers go in before start(): a SIGTERM that arrives while the server starts (or
+	// right after its "running" line) must still stop it cleanly rather than kill it.
+	let stopSignal: string | null = null;
+	let wake: (() => void) | null = null;
+	const onSignal = (signal: string) => {
+		stopSignal ??= signal;
+		wake?.();
+	};
+	const onTerm = () => onSignal("SIGTERM");
+	const onInt = () => onSignal("SIGINT");
+	process.on("SIGTERM", onTerm);
+	process.on("SIGINT", onInt);
 	try {
 		await server.start();
 	} catch (err) {
+		process.off("SIGTERM", onTerm);
+		process.off("SIGINT", onInt);
 		server.log.fatal({ err }, "Parley could not start");
 		throw new CliError(`could not start: ${(err as Error).message}`, EXIT.FAILURE);
 	}
 	if (opts.pidfile) writeFileSync(opts.pidfile, `${process.pid}\n`);
-	await new Promise<void>((resolve) => {
-		const stop = (signal: string) => {
-			server.log.info({ signal }, "stopping");
-			process.off("SIGTERM", onTerm);
-			process.off("SIGINT", onInt);
-			void server.stop().then(resolve, (err: unknown) => {
-				server.log.error({ err }, "error while stopping");
-				resolve();
-			});
-		};
-		const onTerm = () => stop("SIGTERM");
-		const onInt = () => stop("SIGINT");
-		process.on("SIGTERM", onTerm);
-		process.on("SIGINT", onInt);
+	if (stopSignal === null)
+		await new Promise<void>((resolve) => {
+			wake = resolve;
+		});
+	server.log.info({ signal: stopSignal }, "stopping");
+	// A second signal while stopping gets Node's default: the process ends at once.
+	process.off("SIGTERM", onTerm);
+	process.off("SIGINT", onInt);
+	await server.stop().catch((err: unknown) => {
+		server.log.error({ err }, "error while stopping");
 	});
 	if (opts.pidfile) {
 		try {
@@ -188,15 +197,23 @@ async function check(opts: { config?: string }): Promise<void> {
 		.filter(([, h]) => h.enabled)
 		.map(([n]) => n);
 	console.log(`hosts: ${hosts.join(", ")}`);
+	const { loadCertificates } = await import("../tls/certs.ts");
+	const { createLogger } = await import("../core/log.ts");
+	const defaultFiles =
+		config.tls.cert && config.tls.key ? { cert: config.tls.cert, key: config.tls.key } : undefined;
+	// A check changes nothing: hosts that would get a generated certificate are only reported.
+	const withFiles = hosts.filter((h) => config.hosts[h]?.tls || defaultFiles);
+	for (const h of hosts.filter((h) => !withFiles.includes(h))) {
+		if (config.tls.self_signed)
+			console.log(`certificate for ${h}: self-signed, generated under the data directory at start`);
+		else problems.push(`certificates: ${h} has no certificate and tls.self_signed is false`);
+	}
 	try {
 		const certs = await loadCertificates({
-			hosts,
-			perHost: Object.fromEntries(hosts.map((h) => [h, config.hosts[h]?.tls])),
-			defaultFiles:
-				config.tls.cert && config.tls.key
-					? { cert: config.tls.cert, key: config.tls.key }
-					: undefined,
-			selfSigned: config.tls.self_signed,
+			hosts: withFiles,
+			perHost: Object.fromEntries(withFiles.map((h) => [h, config.hosts[h]?.tls])),
+			defaultFiles,
+			selfSigned: false,
 			dataDir: resolveDataPath(config, "."),
 			log: createLogger({ level: "warn", format: "pretty", destination: 2 }),
 		});

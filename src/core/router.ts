@@ -4,9 +4,11 @@
  * stanzas through events on the destination host's bus:
  *
  *   pre-<kind>/<dest>          on the sender's host, c2s only (blocking, carbons, firewall)
+ *   inbound-<kind>/<dest>      on the destination host, first, for every stanza (blocking)
  *   iq-<type>/<dest>/<ns>:<name> for IQ get/set, keyed by the payload (XEP-0030, XEP-0199, ...)
  *   <kind>/self                 stanzas a user addresses to their own account (RFC 6120 §10.3)
  *   <kind>/<dest>               the general event
+ *   message/delivered           after the default rules wrote a message to sessions (carbons)
  *
  * where <kind> is message|presence|iq and <dest> is host|bare|full. Whatever no module claims
  * gets the default treatment below (delivery to sessions or an error per the RFCs).
@@ -30,6 +32,11 @@ export interface StanzaEvent {
 	from: JID;
 	/** The addressee; for a stanza without `to` from a client, the sender's bare JID. */
 	to: JID;
+}
+
+/** `message/delivered`: the sessions a message was just written to. */
+export interface DeliveredEvent extends StanzaEvent {
+	sessions: Session[];
 }
 
 const KINDS = new Set(["message", "presence", "iq"]);
@@ -102,7 +109,7 @@ export class Router {
 		const host = this.#server.hosts.get(to.domain);
 		if (!host) {
 			// Not a local domain. Federation (RFC 6120 §10.4) is not there yet, so every remote
-			// domain is unreachable: RFC 6120 §8.3.3.14 remote-server-not-found.
+			// domain is unreachable: RFC 6120 §8.3.3.16 remote-server-not-found.
 			this.#error(event, new StanzaError("remote-server-not-found"));
 			return;
 		}
@@ -110,6 +117,9 @@ export class Router {
 		const kind = stanza.name;
 		const dest = destinationOf(to);
 		const bus = host.events;
+		// Destination-side filters (XEP-0191 blocking) see every stanza for a local address
+		// before any module answers it, IQs to an account's bare JID included.
+		if (await bus.fire(`inbound-${kind}/${dest}`, event)) return;
 		if (kind === "iq") {
 			const type = stanza.attrs.type;
 			if (type === "get" || type === "set") {
@@ -133,15 +143,18 @@ export class Router {
 			const session = host.sessions.get(to.local)?.get(to.resource);
 			if (session) {
 				session.send(stanza);
+				if (kind === "message") this.#delivered(event, host, [session]);
 				return;
 			}
-			if (kind === "message" && type !== "groupchat" && type !== "headline") {
-				// RFC 6121 §8.5.3.2.1: a message to an unavailable resource is treated as if it
-				// were addressed to the bare JID.
-				this.#toBareMessage(event, host);
+			if (kind === "message") {
+				// RFC 6121 §8.5.3.2.1: a chat message to an unavailable resource is treated as if
+				// it were addressed to the bare JID; errors and headlines are silently ignored;
+				// normal and groupchat get service-unavailable (the RFC's option (b)).
+				if (type === "chat") this.#toBareMessage(event, host);
+				else if (type !== "error" && type !== "headline")
+					this.#error(event, new StanzaError("service-unavailable"));
 				return;
 			}
-			if (kind === "message" && type === "headline") return; // RFC 6121 §8.5.3.2.1: ignore
 			if (kind === "presence") return; // RFC 6121 §8.5.3.2.3: ignore
 			// RFC 6121 §8.5.3.2.2: IQ to an unavailable resource: service-unavailable.
 			this.#error(event, new StanzaError("service-unavailable"));
@@ -167,9 +180,15 @@ export class Router {
 	#toBareMessage(event: StanzaEvent, host: Host): void {
 		const { stanza, to } = event;
 		const type = stanza.attrs.type ?? "normal";
+		if (type === "groupchat") {
+			// RFC 6121 §8.5.2.1.1 and §8.5.2.2.1: never delivered to an account's resources.
+			this.#error(event, new StanzaError("service-unavailable"));
+			return;
+		}
 		const targets = pickMessageTargets(host.sessionsOf(to.local), type);
 		if (targets.length) {
 			for (const s of targets) s.send(stanza);
+			this.#delivered(event, host, targets);
 			return;
 		}
 		if (type === "headline") return; // RFC 6121 §8.5.2.2.1: silently ignore
@@ -181,15 +200,24 @@ export class Router {
 
 	async #offline(event: StanzaEvent, host: Host): Promise<void> {
 		try {
-			if (
-				event.stanza.attrs.type !== "groupchat" &&
-				(await host.events.fire("message/offline", event))
-			)
-				return;
+			if (await host.events.fire("message/offline", event)) return;
 			this.#error(event, new StanzaError("service-unavailable"));
 		} catch (err) {
 			this.#handlerFailed(event, err);
 		}
+	}
+
+	/**
+	 * `message/delivered` tells modules which sessions got a message by the default rules
+	 * (XEP-0280 §7 carbons copy it to the others). Nothing can claim or stop it.
+	 */
+	#delivered(event: StanzaEvent, host: Host, sessions: Session[]): void {
+		if (!host.events.has("message/delivered")) return;
+		host.events
+			.fire<DeliveredEvent>("message/delivered", { ...event, sessions })
+			.catch((err: unknown) => {
+				this.#server.log.error({ err }, "message/delivered handler failed");
+			});
 	}
 
 	#handlerFailed(event: StanzaEvent, err: unknown): void {

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { AccountManager } from "../auth/accounts.ts";
 import type { C2SStream } from "../c2s/stream.ts";
 import { C2SListener } from "../c2s/tcp.ts";
+import { HttpListener } from "../http/server.ts";
 import { builtinModules } from "../modules/index.ts";
 import { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
 import { createStorage } from "../storage/index.ts";
@@ -40,7 +41,7 @@ export class Server {
 	readonly streams = new Set<C2SStream>();
 	readonly connectionLimiter: ConnectionLimiter;
 	readonly authFailures: AuthFailureTracker;
-	readonly listeners: C2SListener[] = [];
+	readonly listeners: (C2SListener | HttpListener)[] = [];
 	readonly #registry: Map<string, ModuleDefinition<unknown>>;
 	#storage: StorageBackend | null;
 	#certificates: CertificateStore | null = null;
@@ -78,7 +79,7 @@ export class Server {
 		return this.hosts.keys().next().value ?? "localhost";
 	}
 
-	/** The port a listener is bound to, by kind ("c2s", "c2s_direct_tls"). */
+	/** The port a listener is bound to, by kind ("c2s", "c2s_direct_tls", "http", "https"). */
 	port(kind: string): number {
 		const l = this.listeners.find((x) => x.kind === kind);
 		if (!l) throw new Error(`no ${kind} listener`);
@@ -116,6 +117,15 @@ export class Server {
 						port: l.c2s_direct_tls.port,
 						directTls: true,
 					}),
+				);
+			// BOSH and WebSocket (issue 5): one HTTP server per listener, plain and TLS.
+			if (l.http.enabled)
+				this.listeners.push(
+					new HttpListener(this, { address: l.http.address, port: l.http.port, tls: false }),
+				);
+			if (l.https.enabled)
+				this.listeners.push(
+					new HttpListener(this, { address: l.https.address, port: l.https.port, tls: true }),
 				);
 			for (const listener of this.listeners) await listener.listen();
 			this.#sweeper = setInterval(() => this.authFailures.sweep(), 60_000);

@@ -1,11 +1,41 @@
 /** The modules that ship with Parley, by name. A host's `modules` list picks from these. */
 import type { ModuleDefinition } from "../core/modules/define.ts";
+import blocking from "./blocking.ts";
+import caps from "./caps.ts";
+import carbons from "./carbons.ts";
+import contactInfo from "./contact-info.ts";
 import disco from "./disco.ts";
+import last from "./last.ts";
+import motd from "./motd.ts";
+import offline from "./offline.ts";
 import ping from "./ping.ts";
 import presence from "./presence.ts";
+import privateStorage from "./private.ts";
+import register from "./register.ts";
+import roster from "./roster.ts";
+import sharedRoster from "./shared-roster.ts";
 import time from "./time.ts";
+import vcard from "./vcard.ts";
 import version from "./version.ts";
 
 export function builtinModules(): ModuleDefinition<never>[] {
-	return [disco, ping, presence, time, version] as ModuleDefinition<never>[];
+	return [
+		disco,
+		ping,
+		presence,
+		roster,
+		sharedRoster,
+		time,
+		version,
+		vcard,
+		privateStorage,
+		last,
+		contactInfo,
+		caps,
+		register,
+		motd,
+		offline,
+		carbons,
+		blocking,
+	] as ModuleDefinition<never>[];
 }

@@ -1,13 +1,26 @@
 /**
- * Presence of a user's own sessions (RFC 6121 §4.2, §4.4, §4.5): availability and priority of
- * each resource, broadcast among the account's resources, and unavailable presence when a
- * session ends. Subscriptions and broadcast to contacts build on this (roster module).
+ * Presence (RFC 6121 §4): availability and priority of each resource; broadcast to the
+ * account's other resources and to contacts subscribed to the user (from/both); probes to the
+ * contacts the user is subscribed to (to/both), answered directly since every domain is local;
+ * directed presence and its clean-up; unavailable presence when a session ends, however it
+ * ends. Delivery of presence addressed to a bare JID goes to every available resource.
+ *
+ * Rosters (and so who is subscribed) come from the roster module's storage through
+ * `loadRoster`, which also includes items added by providers such as shared roster groups.
+ *
+ * Fires `presence/initial` ({ session }) after a resource's initial presence has been
+ * broadcast: the roster module re-delivers pending subscription requests on it, and offline
+ * storage can deliver stored messages.
  */
-import { HANDLED } from "../core/events.ts";
+import { z } from "zod";
+import { HANDLED, Priority } from "../core/events.ts";
+import type { Host } from "../core/host.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
 import type { Session } from "../core/session.ts";
 import { type Element, x } from "../xml/element.ts";
+import type { JID } from "../xmpp/jid.ts";
+import { hasFrom, hasTo, loadRoster } from "./roster.ts";
 
 /** RFC 6121 §4.7.2.3: an integer in -128..127; missing or invalid means 0. */
 export function presencePriority(presence: Element): number {
@@ -18,17 +31,124 @@ export function presencePriority(presence: Element): number {
 	return Math.max(-128, Math.min(127, n));
 }
 
+const DIRECTED = "presence.directed";
+
+/** Entities a session sent directed available presence to (RFC 6121 §4.6.3). */
+function directedOf(session: Session): Set<string> {
+	let set = session.data.get(DIRECTED) as Set<string> | undefined;
+	if (!set) {
+		set = new Set();
+		session.data.set(DIRECTED, set);
+	}
+	return set;
+}
+
+/**
+ * Answer a presence probe from `requester` for the account `contact` on `host`
+ * (RFC 6121 §4.3.2): when the requester is subscribed (the contact's roster says from/both),
+ * the last presence of each of the contact's available resources; otherwise nothing, so that
+ * nothing is revealed. A contact with no available resource gets no answer (§4.3.2 allows it).
+ */
+export async function answerProbe(
+	host: Host,
+	contact: string,
+	requester: JID,
+	reply: (presence: Element) => void,
+): Promise<void> {
+	const sessions = host.sessionsOf(contact).filter((s) => s.available && s.presence && s.jid);
+	if (!sessions.length) return;
+	const { items } = await loadRoster(host, contact);
+	if (!hasFrom(items.get(requester.bare.toString())?.subscription)) return;
+	for (const s of sessions) {
+		const p = (s.presence as Element).clone();
+		p.attrs.from = (s.jid as JID).toString();
+		p.attrs.to = requester.toString();
+		reply(p);
+	}
+}
+
+const options = z.strictObject({
+	/** Entities one session may have sent directed presence to and be tracked (§4.6.3). */
+	max_directed: z.number().int().min(1).default(1000),
+});
+
 export default defineModule({
 	name: "presence",
-	description: "RFC 6121 presence of a user's own resources",
+	description: "RFC 6121 presence: broadcast, probes, directed presence, unavailable on exit",
+	options,
 	load(api) {
 		const host = api.host;
+		const { max_directed } = api.options;
 		const others = (session: Session) =>
 			host.sessionsOf(session.jid?.local ?? "").filter((s) => s !== session && s.available);
 
-		api.hook("presence/self", ({ stanza, origin }: StanzaEvent) => {
+		/** Bare JIDs of the contacts subscribed to the user's presence (from/both, §4.2.2). */
+		async function subscribers(user: string, self: string): Promise<string[]> {
+			const { items } = await loadRoster(host, user);
+			const out: string[] = [];
+			for (const [jid, item] of items)
+				if (jid !== self && hasFrom(item.subscription)) out.push(jid);
+			return out;
+		}
+
+		async function broadcastToContacts(session: Session, stanza: Element): Promise<void> {
+			const jid = session.jid as JID;
+			for (const contact of await subscribers(jid.local, jid.bareString)) {
+				const p = stanza.clone();
+				p.attrs.from = jid.toString();
+				p.attrs.to = contact;
+				await api.send(p);
+			}
+		}
+
+		/** §4.3.1: probe the contacts the user is subscribed to; local ones answer at once. */
+		async function probeContacts(session: Session): Promise<void> {
+			const jid = session.jid as JID;
+			const { items } = await loadRoster(host, jid.local);
+			for (const [contact, item] of items) {
+				if (!hasTo(item.subscription) || contact === jid.bareString) continue;
+				let cjid: JID;
+				try {
+					cjid = host.server.jids.parse(contact);
+				} catch {
+					continue;
+				}
+				const chost = host.server.hosts.get(cjid.domain);
+				// Federation is not there yet: a contact on another domain cannot be probed.
+				if (!chost || !cjid.local) continue;
+				await answerProbe(chost, cjid.local, jid, (p) => session.send(p));
+			}
+		}
+
+		/** §4.5.2: unavailable to the other resources, the subscribers and directed-presence recipients. */
+		async function goUnavailable(session: Session, stanza: Element): Promise<void> {
+			const jid = session.jid as JID;
+			session.available = false;
+			session.presence = null;
+			const p = stanza.clone();
+			p.attrs.from = jid.toString();
+			delete p.attrs.to;
+			for (const s of others(session)) s.send(p.clone());
+			const sent = new Set<string>();
+			for (const contact of await subscribers(jid.local, jid.bareString)) {
+				sent.add(contact);
+				const c = p.clone();
+				c.attrs.to = contact;
+				await api.send(c);
+			}
+			const directed = directedOf(session);
+			for (const to of directed) {
+				if (sent.has(to)) continue;
+				const c = p.clone();
+				c.attrs.to = to;
+				await api.send(c);
+			}
+			directed.clear();
+		}
+
+		api.hook("presence/self", async ({ stanza, origin }: StanzaEvent) => {
 			// Only broadcast presence (no 'to') is about the session's own availability.
-			if (!origin || stanza.attrs.to !== undefined) return;
+			if (!origin?.jid || stanza.attrs.to !== undefined) return;
 			const type = stanza.attrs.type;
 			if (type === undefined) {
 				const initial = !origin.available;
@@ -43,25 +163,80 @@ export default defineModule({
 					// RFC 6121 §4.2.2: the new resource learns about the account's other resources.
 					for (const s of others(origin)) if (s.presence) origin.send(s.presence.clone());
 				}
+				// §4.2.2 / §4.4.2: to every contact with a subscription from/both.
+				await broadcastToContacts(origin, stanza);
+				if (initial) {
+					// §4.2.2: probe the contacts the user is subscribed to.
+					await probeContacts(origin);
+					await host.events.fire("presence/initial", { session: origin });
+				}
 				return HANDLED;
 			}
 			if (type === "unavailable") {
 				// RFC 6121 §4.5.2.
-				const wasAvailable = origin.available;
-				origin.available = false;
-				origin.presence = null;
-				if (wasAvailable) for (const s of others(origin)) s.send(stanza.clone());
+				if (origin.available) await goUnavailable(origin, stanza);
 				return HANDLED;
 			}
-			return undefined;
+			// §4.3: a probe to oneself or other types to one's own bare JID: nothing to do.
+			return HANDLED;
 		});
 
-		// RFC 6121 §4.5.2: a session that ends without saying so is broadcast as unavailable.
-		api.hook("session/closed", ({ session }: { session: Session }) => {
+		// --- outbound directed presence and probes, on the sender's host ---
+		const outbound = async ({ stanza, origin, from, to }: StanzaEvent) => {
+			if (!origin || to.bare.equals(from.bare)) return undefined;
+			const type = stanza.attrs.type;
+			if (type === "probe") {
+				// §4.3: probes are the server's business; a client's probe is answered the same
+				// way as one the server sends, for a local account.
+				const chost = host.server.hosts.get(to.domain);
+				if (chost && to.local) await answerProbe(chost, to.local, from, (p) => origin.send(p));
+				return HANDLED;
+			}
+			if (type === undefined) {
+				// §4.6.2: directed presence while available is remembered, so that the entity
+				// learns when the user goes offline (§4.6.3). Bounded per session.
+				if (origin.available) {
+					const set = directedOf(origin);
+					const key = to.toString();
+					if (set.has(key) || set.size < max_directed) set.add(key);
+					else api.log.debug({ jid: from.toString() }, "directed presence set full");
+				}
+			} else if (type === "unavailable") {
+				// §4.6.4: directed unavailable ends it.
+				directedOf(origin).delete(to.toString());
+			}
+			return undefined;
+		};
+		api.hook("pre-presence/bare", outbound);
+		api.hook("pre-presence/full", outbound);
+
+		// --- inbound presence to a bare JID (RFC 6121 §8.5.2.1.2, §8.5.2.2.2) ---
+		api.hook(
+			"presence/bare",
+			async ({ stanza, from, to }: StanzaEvent) => {
+				const type = stanza.attrs.type;
+				if (type === "probe") {
+					// §4.3.2, for a probe that reached the contact's host through the router.
+					const reply = (p: Element) => void api.send(p);
+					await answerProbe(host, to.local, from, reply);
+					return HANDLED;
+				}
+				if (type !== undefined && type !== "unavailable" && type !== "error") return undefined;
+				// Available, unavailable and errors go to every available resource (negative
+				// priority included: §4.7.2.3 only keeps those from bare-JID messages); with none,
+				// or for an account that does not exist, the presence is dropped (§8.5.2.2.2,
+				// §8.5.1).
+				for (const s of host.sessionsOf(to.local)) if (s.available) s.send(stanza);
+				return HANDLED;
+			},
+			Priority.LATE,
+		);
+
+		// RFC 6121 §4.5.2: a session that ends without saying so (connection lost, stream
+		// error) is broadcast as unavailable.
+		api.hook("session/closed", async ({ session }: { session: Session }) => {
 			if (!session.available || !session.jid) return;
-			session.available = false;
-			const unavailable = x("presence", { type: "unavailable", from: session.jid.toString() });
-			for (const s of others(session)) s.send(unavailable.clone());
+			await goUnavailable(session, x("presence", { type: "unavailable" }));
 		});
 	},
 });

@@ -95,7 +95,7 @@ export class Element {
 		return new Element(
 			this.name,
 			this.ns,
-			{ ...this.attrs },
+			Object.assign(Object.create(null) as Attrs, this.attrs),
 			this.children.map((c) => (typeof c === "string" ? c : c.clone())),
 		);
 	}

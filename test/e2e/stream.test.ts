@@ -302,7 +302,7 @@ describe("negotiation and errors (plain TCP allowed for speed)", () => {
 				`${id}: ${e}`,
 			);
 		};
-		// No federation yet: every other domain is unreachable (§8.3.3.14).
+		// No federation yet: every other domain is unreachable (§8.3.3.16).
 		await ask(
 			"<iq type='get' id='i1' to='example.net'><ping xmlns='urn:xmpp:ping'/></iq>",
 			"i1",
@@ -398,6 +398,47 @@ describe("negotiation and errors (plain TCP allowed for speed)", () => {
 		await c.waitFor("</stream:stream>", mark);
 		await c.waitClosed();
 	});
+});
+
+describe("resource conflict policies (RFC 6120 §7.7.2.2)", () => {
+	for (const policy of ["refuse", "rename"] as const) {
+		test(`on_resource_conflict = "${policy}"`, async () => {
+			const t = await startTestServer({
+				config: {
+					auth: { require_encryption: false, allow_plain_without_tls: true },
+					sessions: { on_resource_conflict: policy },
+				},
+				users: [["alice@localhost", "pw"]],
+			});
+			try {
+				const first = await login(t.port, "alice", "pw", { resource: "same" });
+				const c = await RawClient.connect(t.port);
+				c.open();
+				await c.waitFor("</stream:features>");
+				await authenticate(c, "alice", "pw", { mechanism: "PLAIN" });
+				const mark = c.received.length;
+				c.open();
+				await c.waitFor("</stream:features>", mark);
+				c.send(
+					"<iq type='set' id='b2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>same</resource></bind></iq>",
+				);
+				const answer = await c.waitFor(/<iq[^>]*id="b2"[\s\S]*?<\/iq>/, mark);
+				if (policy === "refuse") {
+					assert.match(answer, /type="error"/);
+					assert.match(answer, /<conflict xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/>/);
+				} else {
+					assert.match(answer, /<jid>alice@localhost\/same\.[0-9a-f]{8}<\/jid>/);
+				}
+				// Either way the first session is untouched.
+				assert.equal(first.closed, false);
+				assert.doesNotMatch(first.received, /<conflict/);
+				first.end();
+				c.end();
+			} finally {
+				await t.stop();
+			}
+		});
+	}
 });
 
 describe("limits", () => {

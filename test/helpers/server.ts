@@ -19,6 +19,10 @@ export interface TestServer {
 	port: number;
 	/** Direct TLS port (XEP-0368). */
 	tlsPort: number;
+	/** HTTP port (BOSH, WebSocket), 0 when disabled. */
+	httpPort: number;
+	/** HTTPS port (BOSH, WebSocket over TLS), 0 when disabled. */
+	httpsPort: number;
 	dataDir: string;
 	stop(): Promise<void>;
 }
@@ -30,15 +34,19 @@ export async function startTestServer(
 		config?: DeepPartial<Config> & Record<string, unknown>;
 		users?: [jid: string, password: string][];
 		storage?: "memory" | "sqlite";
+		/** Reuse this data directory (e.g. a stopped server's, to test durability); kept on stop. */
+		dataDir?: string;
 	} = {},
 ): Promise<TestServer> {
-	const dataDir = mkdtempSync(join(tmpdir(), "parley-test-"));
+	const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "parley-test-"));
 	const raw = {
 		...opts.config,
 		server: { data_dir: dataDir, ...opts.config?.server },
 		listeners: {
 			c2s: { address: "127.0.0.1", port: 0 },
 			c2s_direct_tls: { address: "127.0.0.1", port: 0 },
+			http: { address: "127.0.0.1", port: 0 },
+			https: { address: "127.0.0.1", port: 0 },
 			...opts.config?.listeners,
 		},
 		storage: { backend: opts.storage ?? "memory", ...opts.config?.storage },
@@ -65,10 +73,12 @@ export async function startTestServer(
 		server,
 		port: has("c2s") ? server.port("c2s") : 0,
 		tlsPort: has("c2s_direct_tls") ? server.port("c2s_direct_tls") : 0,
+		httpPort: has("http") ? server.port("http") : 0,
+		httpsPort: has("https") ? server.port("https") : 0,
 		dataDir,
 		async stop() {
 			await server.stop();
-			rmSync(dataDir, { recursive: true, force: true });
+			if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
 		},
 	};
 }

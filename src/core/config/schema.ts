@@ -164,6 +164,17 @@ export const configSchema = z.strictObject({
 			require_encryption: z.boolean().default(true),
 		})
 		.prefault({}),
+	sessions: z
+		.strictObject({
+			/**
+			 * RFC 6120 §7.7.2.2: when a client binds a resource that is already online.
+			 * "replace": the old session gets a `conflict` stream error (Prosody's kick_old);
+			 * "refuse": the new bind gets a `conflict` error; "rename": the new session gets a
+			 * server-generated resource.
+			 */
+			on_resource_conflict: z.enum(["replace", "refuse", "rename"]).default("replace"),
+		})
+		.prefault({}),
 	limits: z
 		.strictObject({
 			/** Bytes in one stanza once authenticated (Prosody and ejabberd use 256 KiB). */

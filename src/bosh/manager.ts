@@ -1,0 +1,133 @@
+/**
+ * The BOSH connection manager (XEP-0124 §7): parses each POSTed `<body/>`, creates sessions
+ * and hands later bodies to the session their `sid` names.
+ */
+import type { Server } from "../core/server.ts";
+import type { Element } from "../xml/element.ts";
+import { parseDocument, XmlError } from "../xml/parser.ts";
+import { BODY_SLACK, BoshSession, NS_HTTPBIND, terminateBody } from "./session.ts";
+
+/** How long an ended session still answers its final body to a late request. */
+const ENDED_GRACE_MS = 10_000;
+
+export interface BoshPeer {
+	ip: string;
+	secure: boolean;
+}
+
+export class BoshManager {
+	readonly #server: Server;
+	readonly #sessions = new Map<string, BoshSession>();
+
+	constructor(server: Server) {
+		this.#server = server;
+	}
+
+	get size(): number {
+		return this.#sessions.size;
+	}
+
+	/** The largest body any session may post, for the HTTP layer's own limit. */
+	get maxBodyBytes(): number {
+		return this.#server.config.limits.stanza_size + BODY_SLACK;
+	}
+
+	/** Handles one POSTed body; resolves with the XML to answer (always HTTP 200, §17.2). */
+	handle(raw: Buffer, peer: BoshPeer): Promise<string> {
+		const limits = this.#server.config.limits;
+		let body: Element;
+		try {
+			body = parseDocument(raw, {
+				maxStanzaBytes: this.maxBodyBytes,
+				maxDepth: limits.max_depth + 1,
+			});
+		} catch (err) {
+			if (!(err instanceof XmlError)) throw err;
+			// XEP-0124 §17.2 bad-request: the body is not well-formed (restricted) XML.
+			const condition = err.condition === "policy-violation" ? "policy-violation" : "bad-request";
+			return Promise.resolve(terminateBody(condition));
+		}
+		if (body.name !== "body" || body.ns !== NS_HTTPBIND)
+			return Promise.resolve(terminateBody("bad-request"));
+		const rid = parseRid(body.attrs.rid);
+		// XEP-0124 §7.1: every request carries a rid.
+		if (rid === null) return Promise.resolve(terminateBody("bad-request"));
+		const sid = body.attrs.sid;
+		if (sid === undefined) return Promise.resolve(this.#create(body, rid, raw.length, peer));
+		const session = this.#sessions.get(sid);
+		// XEP-0124 §17.2 item-not-found: the sid is not (or no longer) known.
+		if (!session) return Promise.resolve(terminateBody("item-not-found"));
+		return session.request(rid, body, raw.length);
+	}
+
+	#create(body: Element, rid: number, bytes: number, peer: BoshPeer): string {
+		const server = this.#server;
+		const cfg = server.config.http.bosh;
+		const attrs = body.attrs;
+		if (bytes > server.config.limits.preauth_stanza_size + BODY_SLACK)
+			return terminateBody("policy-violation");
+		const to = (attrs.to ?? "").toLowerCase().replace(/\.$/, "");
+		// XEP-0124 §17.2 host-unknown: 'to' names no host of ours.
+		const host = server.hosts.get(to);
+		if (!host) return terminateBody("host-unknown");
+		// RFC 6120 §5.3.1: TLS is mandatory for this host, and BOSH cannot STARTTLS.
+		if (host.requireEncryption && !peer.secure) return terminateBody("policy-violation");
+		if (!server.connectionLimiter.acquire(peer.ip)) return terminateBody("policy-violation");
+		const streamAttrs = Object.create(null) as Record<string, string>;
+		streamAttrs.to = to;
+		// XEP-0206 §4: the XMPP version rides on the body as xmpp:version.
+		const version = attrs["xmpp:version"];
+		if (version !== undefined) streamAttrs.version = version;
+		const lang = attrs["xml:lang"];
+		if (lang !== undefined) streamAttrs["xml:lang"] = lang;
+		const session = new BoshSession(
+			server,
+			{
+				ip: peer.ip,
+				secure: peer.secure,
+				// XEP-0124 §7.1: we may lower what the client asks for, never raise it.
+				wait: clamp(parseCount(attrs.wait), 1, cfg.max_wait, cfg.max_wait),
+				hold: clamp(parseCount(attrs.hold), 0, cfg.max_hold, 1),
+				inactivity: cfg.inactivity,
+				maxPause: cfg.max_pause,
+				polling: cfg.polling,
+				ack: attrs.ack === "1",
+				streamAttrs,
+			},
+			(s) => this.#ended(s, peer.ip),
+		);
+		this.#sessions.set(session.sid, session);
+		return session.create(rid);
+	}
+
+	#ended(session: BoshSession, ip: string): void {
+		this.#server.connectionLimiter.release(ip);
+		// Late requests still get the terminal body for a moment, then item-not-found.
+		setTimeout(() => {
+			if (this.#sessions.get(session.sid) === session) this.#sessions.delete(session.sid);
+		}, ENDED_GRACE_MS).unref();
+	}
+
+	/** Ends every session (server shutdown, listener close). */
+	closeAll(): void {
+		for (const s of this.#sessions.values()) if (!s.ended) s.end("system-shutdown");
+		this.#sessions.clear();
+	}
+}
+
+/** XEP-0124 §7.1: a positive integer below 2^53. */
+function parseRid(value: string | undefined): number | null {
+	if (value === undefined || !/^[0-9]{1,16}$/.test(value)) return null;
+	const n = Number(value);
+	return Number.isSafeInteger(n) && n > 0 ? n : null;
+}
+
+function parseCount(value: string | undefined): number | undefined {
+	if (value === undefined || !/^[0-9]{1,9}$/.test(value)) return undefined;
+	return Number(value);
+}
+
+function clamp(value: number | undefined, min: number, max: number, fallback: number): number {
+	if (value === undefined) return fallback;
+	return Math.min(max, Math.max(min, value));
+}

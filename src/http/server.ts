@@ -1,0 +1,225 @@
+/**
+ * The HTTP(S) listener: BOSH (XEP-0124/0206), XMPP over WebSocket (RFC 7395) and endpoint
+ * discovery (XEP-0156) on one port. Plain HTTP on 5280 (meant to sit behind a TLS-terminating
+ * proxy) and HTTPS on 5281 with the hosts' certificates.
+ *
+ * Built on fastify (encapsulated plugins and hooks, the project's model for the admin API that
+ * will share this server later) with @fastify/websocket (the `ws` library, upgrades routed
+ * through fastify's hooks) and @fastify/cors.
+ */
+import http from "node:http";
+import https from "node:https";
+import net from "node:net";
+import fastifyCors from "@fastify/cors";
+import fastifyWebsocket from "@fastify/websocket";
+import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import { BoshManager } from "../bosh/manager.ts";
+import { terminateBody } from "../bosh/session.ts";
+import type { Server } from "../core/server.ts";
+import { SUBPROTOCOL, WebSocketTransport } from "../websocket/transport.ts";
+import { isSafeHost, normalizeIp, parseForwarded, trustedProxies } from "./client-info.ts";
+import { endpointLinks, hostMetaJson, hostMetaXml } from "./host-meta.ts";
+
+/** What we believe about the client behind a request. */
+export interface HttpPeer {
+	ip: string;
+	/** TLS up to us, or up to a trusted proxy (X-Forwarded-Proto / Forwarded / config). */
+	secure: boolean;
+	/** Host (and port) the client used, when it is safe to echo into a URL. */
+	host: string | null;
+}
+
+/** RFC 6455 §7.4.1 policy violation close code. */
+const CLOSE_POLICY = 1008;
+
+export class HttpListener {
+	readonly #server: Server;
+	readonly #tls: boolean;
+	readonly #address: string;
+	readonly #port: number;
+	readonly #bosh: BoshManager;
+	#app: FastifyInstance | null = null;
+
+	constructor(server: Server, opts: { address: string; port: number; tls: boolean }) {
+		this.#server = server;
+		this.#tls = opts.tls;
+		this.#address = opts.address;
+		this.#port = opts.port;
+		this.#bosh = new BoshManager(server);
+	}
+
+	get kind(): string {
+		return this.#tls ? "https" : "http";
+	}
+
+	/** The bound port (useful when configured as 0). */
+	get port(): number {
+		const a = this.#app?.server.address();
+		return a && typeof a === "object" ? a.port : this.#port;
+	}
+
+	get boshSessions(): number {
+		return this.#bosh.size;
+	}
+
+	async listen(): Promise<void> {
+		const server = this.#server;
+		const cfg = server.config.http;
+		const isTrusted = trustedProxies(cfg.trusted_proxies);
+		const tlsOptions = this.#tls ? server.certificates.serverOptions() : null;
+		const app = Fastify({
+			// One factory for both: fastify's types follow the plain http server either way.
+			serverFactory: (handler) => {
+				if (!tlsOptions) return http.createServer(handler);
+				const s = https.createServer(tlsOptions, handler);
+				s.on("tlsClientError", (err, socket) => {
+					server.log.debug({ err: err.message, ip: socket.remoteAddress }, "TLS handshake failed");
+				});
+				return s as unknown as http.Server;
+			},
+			trustProxy: (address: string) => isTrusted(address),
+			bodyLimit: this.#bosh.maxBodyBytes,
+			// Idle keep-alive connections must not keep close() waiting; held BOSH requests have
+			// been answered (system-shutdown) by then and finish writing first.
+			forceCloseConnections: "idle",
+			logger: false,
+		});
+		const peer = (req: FastifyRequest): HttpPeer => {
+			let ip = normalizeIp(req.ip);
+			let proto = req.protocol;
+			let host: string | undefined = req.host;
+			const forwarded = req.headers.forwarded;
+			if (typeof forwarded === "string" && isTrusted(req.socket.remoteAddress ?? "")) {
+				// RFC 7239: honoured only from a trusted proxy, like X-Forwarded-*.
+				const f = parseForwarded(forwarded);
+				if (f?.for !== undefined && net.isIP(f.for)) ip = f.for;
+				if (f?.proto !== undefined) proto = f.proto === "https" ? "https" : "http";
+				if (f?.host !== undefined) host = f.host;
+			}
+			return {
+				ip,
+				secure: this.#tls || proto === "https" || cfg.proxy_terminates_tls,
+				host: host && isSafeHost(host) ? host : null,
+			};
+		};
+
+		const anyOrigin = cfg.cors_origins.includes("*");
+		await app.register(fastifyCors, {
+			origin: anyOrigin ? "*" : cfg.cors_origins,
+			methods: ["GET", "POST", "OPTIONS"],
+			allowedHeaders: ["Content-Type"],
+			maxAge: 86_400,
+		});
+
+		// XEP-0156 §3: host-meta in XRD and JSON.
+		const links = (req: FastifyRequest) => {
+			const p = peer(req);
+			const host =
+				p.host ??
+				`${this.#address.includes(":") ? `[${this.#address}]` : this.#address}:${this.port}`;
+			return endpointLinks(
+				{ secure: p.secure, host },
+				{
+					websocket: cfg.websocket.enabled ? cfg.websocket.path : undefined,
+					bosh: cfg.bosh.enabled ? cfg.bosh.path : undefined,
+				},
+			);
+		};
+		app.get("/.well-known/host-meta", async (req, reply) => {
+			reply.type("application/xrd+xml; charset=utf-8");
+			return hostMetaXml(links(req));
+		});
+		app.get("/.well-known/host-meta.json", async (req, reply) => {
+			reply.type("application/json");
+			return hostMetaJson(links(req));
+		});
+
+		if (cfg.bosh.enabled) await app.register(async (scope) => this.#boshRoutes(scope, peer));
+		if (cfg.websocket.enabled) await this.#websocketRoute(app, peer, anyOrigin);
+
+		await app.listen({ host: this.#address, port: this.#port });
+		this.#app = app;
+		server.log.info({ listener: this.kind, address: this.#address, port: this.port }, "listening");
+	}
+
+	async #boshRoutes(scope: FastifyInstance, peer: (req: FastifyRequest) => HttpPeer) {
+		const path = this.#server.config.http.bosh.path;
+		// Clients label bodies text/xml, application/xml or even text/plain: take any as bytes.
+		scope.removeAllContentTypeParsers();
+		scope.addContentTypeParser("*", { parseAs: "buffer" }, (_req, body, done) => done(null, body));
+		scope.setErrorHandler(async (err: { statusCode?: number }, _req, reply) => {
+			// XEP-0124 §17.2: a body over the size limit is a policy-violation.
+			const status = err.statusCode ?? 500;
+			reply.code(status).type("text/xml; charset=utf-8");
+			return terminateBody(status === 413 ? "policy-violation" : "bad-request");
+		});
+		scope.post(path, async (req, reply) => {
+			const raw = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+			reply.type("text/xml; charset=utf-8");
+			return this.#bosh.handle(raw, peer(req));
+		});
+		// XEP-0124 §3: BOSH is POST only (OPTIONS is answered by CORS).
+		scope.get(path, async (_req, reply) => {
+			reply.code(405).header("allow", "POST, OPTIONS").type("text/plain");
+			return "XMPP over BOSH (XEP-0124/XEP-0206): POST <body/> elements here.\n";
+		});
+	}
+
+	async #websocketRoute(
+		app: FastifyInstance,
+		peer: (req: FastifyRequest) => HttpPeer,
+		anyOrigin: boolean,
+	) {
+		const server = this.#server;
+		const cfg = server.config.http;
+		await app.register(fastifyWebsocket, {
+			options: {
+				// A frame larger than any stanza may be is refused by ws (close 1009) before it is
+				// buffered; within it, the stream's own (pre-auth) limit gives policy-violation.
+				maxPayload: server.config.limits.stanza_size + 1024,
+				// RFC 7395 §3.1: we speak only the "xmpp" subprotocol.
+				handleProtocols: (protocols: Set<string>) =>
+					protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false,
+			},
+		});
+		app.get(
+			cfg.websocket.path,
+			{
+				websocket: true,
+				preValidation: async (req, reply) => {
+					const offered = String(req.headers["sec-websocket-protocol"] ?? "")
+						.split(",")
+						.map((p) => p.trim());
+					// RFC 7395 §3.1: a handshake without the xmpp subprotocol is refused.
+					if (!offered.includes(SUBPROTOCOL)) {
+						reply.code(400).type("text/plain");
+						return reply.send("the WebSocket subprotocol 'xmpp' is required (RFC 7395 §3.1)\n");
+					}
+					// Browsers send Origin; only the configured ones may open a session.
+					const origin = req.headers.origin;
+					if (!anyOrigin && origin !== undefined && !cfg.cors_origins.includes(origin)) {
+						reply.code(403).type("text/plain");
+						return reply.send("origin not allowed\n");
+					}
+				},
+			},
+			(socket, req) => {
+				const p = peer(req);
+				if (!server.connectionLimiter.acquire(p.ip)) {
+					socket.close(CLOSE_POLICY, "too many connections");
+					return;
+				}
+				socket.once("close", () => server.connectionLimiter.release(p.ip));
+				new WebSocketTransport(server, socket, { ip: p.ip, secure: p.secure }).start();
+			},
+		);
+	}
+
+	/** Stops accepting; open streams are closed by the server before this. */
+	async close(): Promise<void> {
+		const app = this.#app;
+		this.#app = null;
+		this.#bosh.closeAll();
+		if (app) await app.close();
+	}
+}

@@ -1,0 +1,270 @@
+/**
+ * In-Band Registration (XEP-0077), off unless a host lists the `register` module: accounts
+ * created over an unauthenticated stream (§3.1.1), password change (§3.3) and account removal
+ * (§3.2) once authenticated, with a per-IP rate limit on creation.
+ *
+ * Emits on the host bus: `account/created` { username, host } and `account/deleted`
+ * { username, host }, for modules that react (the welcome message, for one).
+ */
+import { z } from "zod";
+import { AccountError, AccountManager } from "../auth/accounts.ts";
+import type { PreauthEvent } from "../c2s/stream.ts";
+import { HANDLED } from "../core/events.ts";
+import type { Host } from "../core/host.ts";
+import { defineModule } from "../core/modules/define.ts";
+import type { StanzaEvent } from "../core/router.ts";
+import { type Element, x } from "../xml/element.ts";
+import { StanzaError } from "../xmpp/errors.ts";
+import type { JID } from "../xmpp/jid.ts";
+
+export const NS_REGISTER = "jabber:iq:register";
+export const NS_REGISTER_FEATURE = "http://jabber.org/features/iq-register";
+
+const options = z.strictObject({
+	/**
+	 * Seconds between two registrations from one IP address; 0 switches the limit off
+	 * (load tests). Prosody's `min_seconds_between_registrations` works the same way.
+	 */
+	min_seconds_between_registrations_per_ip: z.number().min(0).default(300),
+	/** Allow in-band password changes (§3.3). */
+	allow_password_change: z.boolean().default(true),
+	/** Allow in-band account removal (§3.2). */
+	allow_remove: z.boolean().default(true),
+	instructions: z.string().default("Choose a username and password to register with this server."),
+});
+
+export interface AccountEvent {
+	host: Host;
+	username: string;
+}
+
+/**
+ * An IQ error without the original payload: XEP-0077 §3.3 says not to echo what a client
+ * sent in errors about passwords, and registration payloads carry passwords too.
+ */
+function errorWithoutPayload(iq: Element, err: StanzaError): Element {
+	return x(
+		"iq",
+		{ type: "error", id: iq.attrs.id, to: iq.attrs.from, from: iq.attrs.to },
+		err.toElement(),
+	);
+}
+
+function accountError(err: unknown): StanzaError {
+	if (!(err instanceof AccountError)) throw err;
+	switch (err.code) {
+		case "exists":
+			return new StanzaError("conflict", "that username is taken"); // §3.1
+		case "invalid-username":
+			// RFC 6120 §8.3.3.8: the username cannot be a JID localpart.
+			return new StanzaError("jid-malformed", err.message);
+		case "invalid-password":
+			return new StanzaError("not-acceptable", err.message); // §3.1
+		case "not-found":
+			return new StanzaError("registration-required"); // §3.2
+	}
+}
+
+export default defineModule({
+	name: "register",
+	description: "XEP-0077 In-Band Registration",
+	options,
+	load(api) {
+		const host = api.host;
+		const opts = api.options;
+		const allowPlain = host.server.config.auth.allow_plain_without_tls;
+		/** IP -> time of the last registration from it (ms). */
+		const lastByIp = new Map<string, number>();
+		const windowMs = opts.min_seconds_between_registrations_per_ip * 1000;
+
+		api.addFeature(NS_REGISTER);
+		if (windowMs > 0) {
+			// Forget addresses whose window is over, so the map stays small.
+			api.every(Math.max(1000, Math.min(windowMs, 60_000)), () => {
+				const now = Date.now();
+				for (const [ip, t] of lastByIp) if (now - t >= windowMs) lastByIp.delete(ip);
+			});
+		}
+
+		/** XEP-0077 §10: passwords travel in the clear inside the stream, so TLS first. */
+		const channelOk = (secure: boolean) => secure || allowPlain;
+
+		// XEP-0077 §8: advertise registration in the pre-authentication stream features only
+		// when it will be accepted (and so never when the module is not loaded).
+		api.hook(
+			"stream-features/preauth",
+			({ features, secure }: PreauthEvent & { features: Element }) => {
+				if (channelOk(secure)) features.append(x("register", { xmlns: NS_REGISTER_FEATURE }));
+			},
+		);
+
+		// §3.1: the fields to fill in, asked before authentication.
+		api.hook(`preauth-iq/${NS_REGISTER}:query`, async (ev: PreauthEvent & { stanza: Element }) => {
+			const { stanza, send } = ev;
+			if (!channelOk(ev.secure)) return undefined; // not offered: the stream's default applies
+			if (stanza.attrs.to !== undefined && stanza.attrs.to !== host.name) {
+				send(errorWithoutPayload(stanza, new StanzaError("service-unavailable")));
+				return HANDLED;
+			}
+			if (stanza.attrs.type === "get") {
+				send(
+					x(
+						"iq",
+						{ type: "result", id: stanza.attrs.id },
+						x(
+							"query",
+							{ xmlns: NS_REGISTER },
+							x("instructions", null, opts.instructions),
+							x("username"),
+							x("password"),
+						),
+					),
+				);
+				return HANDLED;
+			}
+			try {
+				await register(stanza.elements()[0] as Element, ev.remoteAddress);
+				send(x("iq", { type: "result", id: stanza.attrs.id }));
+			} catch (err) {
+				if (!(err instanceof StanzaError)) throw err;
+				send(errorWithoutPayload(stanza, err));
+			}
+			return HANDLED;
+		});
+
+		const register = async (query: Element, ip: string): Promise<void> => {
+			if (query.getChild("remove")) {
+				// §3.2 table: cancelling needs an account, hence authentication first.
+				throw new StanzaError("registration-required", "log in to remove an account");
+			}
+			const username = query.getChildText("username")?.trim() ?? "";
+			const password = query.getChildText("password") ?? "";
+			// §3.1: every field asked for, and an empty password counts as missing.
+			if (!username || !password) {
+				throw new StanzaError("not-acceptable", "a username and a password are required");
+			}
+			const last = lastByIp.get(ip);
+			if (windowMs > 0 && last !== undefined && Date.now() - last < windowMs) {
+				// §3.1.1 leaves the policy to the server; RFC 6120 §8.3.3.12 policy-violation
+				// with type wait: try again later.
+				throw new StanzaError("policy-violation", "too many registrations from your address", {
+					type: "wait",
+				});
+			}
+			let user: string;
+			try {
+				user = await host.accounts.create(username, password);
+			} catch (err) {
+				throw accountError(err);
+			}
+			if (windowMs > 0) lastByIp.set(ip, Date.now());
+			host.log.info({ user, ip }, "account registered in-band");
+			await host.events.fire("account/created", { host, username: user } satisfies AccountEvent);
+		};
+
+		// Once authenticated the request goes to the server (`to` = host) or, without `to`, to
+		// the account itself (RFC 6120 §10.3); both mean "my registration here".
+		const onGet = ({ stanza, origin, from, to }: StanzaEvent) => {
+			if (to.local && !from.bare.equals(to)) return undefined;
+			// §3.1: an authenticated entity is registered: <registered/> and its username.
+			origin?.send(
+				x(
+					"iq",
+					{ type: "result", id: stanza.attrs.id, to: stanza.attrs.from, from: stanza.attrs.to },
+					x(
+						"query",
+						{ xmlns: NS_REGISTER },
+						x("registered"),
+						x("username", null, from.local),
+						x("password"),
+					),
+				),
+			);
+			return HANDLED;
+		};
+
+		const onSet = async ({ stanza, origin, from, to }: StanzaEvent) => {
+			if (to.local && !from.bare.equals(to)) return undefined;
+			const query = stanza.elements()[0] as Element;
+			const removing = query.getChild("remove") !== undefined;
+			const err = removing
+				? await remove(query, from)
+				: await changePassword(query, from, origin?.secure ?? false);
+			origin?.send(
+				err
+					? errorWithoutPayload(stanza, err)
+					: x("iq", {
+							type: "result",
+							id: stanza.attrs.id,
+							to: stanza.attrs.from,
+							from: stanza.attrs.to,
+						}),
+			);
+			if (removing && !err) {
+				// §3.2: end every session of the account with a not-authorized stream error.
+				for (const s of host.sessionsOf(from.local)) s.close("not-authorized", "account removed");
+			}
+			return HANDLED;
+		};
+
+		/** §3.2: cancel the registration of the sender's own account. */
+		const remove = async (query: Element, from: JID): Promise<StanzaError | undefined> => {
+			// §3.2 table: <remove/> must be the only child.
+			if (query.elements().length !== 1) return new StanzaError("bad-request");
+			if (!opts.allow_remove) return new StanzaError("not-allowed");
+			try {
+				await host.accounts.delete(from.local);
+			} catch (err) {
+				return accountError(err);
+			}
+			host.log.info({ user: from.local }, "account removed in-band");
+			await host.events.fire("account/deleted", {
+				host,
+				username: from.local,
+			} satisfies AccountEvent);
+			return undefined;
+		};
+
+		/** §3.3: change the sender's own password. */
+		const changePassword = async (
+			query: Element,
+			from: JID,
+			secure: boolean,
+		): Promise<StanzaError | undefined> => {
+			if (!opts.allow_password_change) return new StanzaError("not-allowed");
+			if (!channelOk(secure))
+				return new StanzaError("not-authorized", "use an encrypted connection");
+			const username = query.getChildText("username")?.trim();
+			const password = query.getChildText("password") ?? "";
+			// §3.3: incomplete request; an empty password never replaces the existing one.
+			if (!username || !password)
+				return new StanzaError("bad-request", "username and password are required");
+			if (!isOwnUsername(username, from)) {
+				// §3.2's forbidden ("not sufficient permissions") for another account's password.
+				return new StanzaError("forbidden", "you can only change your own password");
+			}
+			try {
+				await host.accounts.setPassword(from.local, password);
+			} catch (err) {
+				return accountError(err);
+			}
+			host.log.info({ user: from.local }, "password changed in-band");
+			return undefined;
+		};
+
+		/** `bill` or `bill@host` names the sender's account. */
+		const isOwnUsername = (username: string, from: JID): boolean => {
+			try {
+				if (username.includes("@")) return host.server.jids.parse(username).bare.equals(from.bare);
+				return AccountManager.prepUsername(username) === from.local;
+			} catch {
+				return false;
+			}
+		};
+
+		for (const dest of ["host", "bare"] as const) {
+			api.hook(`iq-get/${dest}/${NS_REGISTER}:query`, onGet);
+			api.hook(`iq-set/${dest}/${NS_REGISTER}:query`, onSet);
+		}
+	},
+});

@@ -1,0 +1,102 @@
+/** Per-IP limits (src/security/limits.ts): open connections and SASL failure slow-down. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { AuthFailureTracker, ConnectionLimiter } from "./limits.ts";
+
+test("ConnectionLimiter: at most `max` open connections per address", () => {
+	const l = new ConnectionLimiter(2);
+	assert.equal(l.acquire("10.0.0.1"), true);
+	assert.equal(l.acquire("10.0.0.1"), true);
+	assert.equal(l.acquire("10.0.0.1"), false);
+	// Another address has its own count.
+	assert.equal(l.acquire("10.0.0.2"), true);
+	// Closing one frees a slot.
+	l.release("10.0.0.1");
+	assert.equal(l.acquire("10.0.0.1"), true);
+	assert.equal(l.acquire("10.0.0.1"), false);
+});
+
+test("ConnectionLimiter: a refused acquire does not count, releases never go negative", () => {
+	const l = new ConnectionLimiter(1);
+	assert.equal(l.acquire("a"), true);
+	assert.equal(l.acquire("a"), false);
+	assert.equal(l.acquire("a"), false);
+	l.release("a");
+	assert.equal(l.acquire("a"), true);
+	l.release("a");
+	l.release("a"); // extra release of an address with nothing open
+	l.release("never-seen");
+	assert.equal(l.acquire("a"), true);
+	assert.equal(l.acquire("a"), false, "the extra release did not create a spare slot");
+});
+
+test("ConnectionLimiter: 0 means unlimited", () => {
+	const l = new ConnectionLimiter(0);
+	for (let i = 0; i < 1000; i++) assert.equal(l.acquire("a"), true);
+});
+
+function clock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
+	let t = start;
+	return {
+		now: () => t,
+		advance: (ms) => {
+			t += ms;
+		},
+	};
+}
+
+test("AuthFailureTracker: failures within the allowance cost nothing, then the delay doubles up to 10 s", () => {
+	const c = clock();
+	const tr = new AuthFailureTracker(3, c.now);
+	const delays: number[] = [];
+	for (let i = 0; i < 9; i++) {
+		delays.push(tr.delayFor("1.2.3.4"));
+		tr.recordFailure("1.2.3.4");
+		c.advance(1000);
+	}
+	assert.deepEqual(delays, [0, 0, 0, 1000, 2000, 4000, 8000, 10_000, 10_000]);
+	// Other addresses are not punished for this one.
+	assert.equal(tr.delayFor("5.6.7.8"), 0);
+});
+
+test("AuthFailureTracker: failures older than one minute are forgotten", () => {
+	const c = clock();
+	const tr = new AuthFailureTracker(2, c.now);
+	for (let i = 0; i < 4; i++) tr.recordFailure("ip");
+	assert.equal(tr.delayFor("ip"), 4000);
+	c.advance(59_999);
+	assert.equal(tr.delayFor("ip"), 4000, "still inside the window");
+	c.advance(1);
+	assert.equal(tr.delayFor("ip"), 0, "the window of 60 s has passed");
+});
+
+test("AuthFailureTracker: the window slides (only recent failures count)", () => {
+	const c = clock();
+	const tr = new AuthFailureTracker(1, c.now);
+	tr.recordFailure("ip"); // t = 0
+	c.advance(30_000);
+	tr.recordFailure("ip"); // t = 30 s
+	assert.equal(tr.delayFor("ip"), 2000);
+	c.advance(30_000); // the first one is now 60 s old
+	assert.equal(tr.delayFor("ip"), 1000);
+});
+
+test("AuthFailureTracker: allowance 0 switches the tracker off", () => {
+	const c = clock();
+	const tr = new AuthFailureTracker(0, c.now);
+	for (let i = 0; i < 100; i++) tr.recordFailure("ip");
+	assert.equal(tr.delayFor("ip"), 0);
+});
+
+test("AuthFailureTracker: sweep drops stale addresses and keeps recent ones", () => {
+	const c = clock();
+	const tr = new AuthFailureTracker(1, c.now);
+	tr.recordFailure("old");
+	tr.recordFailure("old");
+	c.advance(61_000);
+	tr.recordFailure("new");
+	tr.recordFailure("new");
+	tr.sweep();
+	assert.equal(tr.delayFor("old"), 0);
+	assert.equal(tr.delayFor("new"), 2000);
+});

@@ -1,0 +1,185 @@
+/**
+ * XMPP over WebSocket (RFC 7395). Each WebSocket text message is one complete XML document:
+ * `<open/>` and `<close/>` in the framing namespace stand for the stream header and the closing
+ * tag, everything else is one stanza or negotiation element (§3.3). The C2SStream above runs
+ * the same negotiation as on TCP; this class only translates framing.
+ */
+import type { WebSocket } from "ws";
+import type { ChannelBindingSource } from "../auth/channel-binding.ts";
+import { C2SStream, type Transport } from "../c2s/stream.ts";
+import type { Server } from "../core/server.ts";
+import { standaloneXml } from "../http/serialize.ts";
+import { type Attrs, type Element, escapeAttr } from "../xml/element.ts";
+import { parseDocument, XmlError } from "../xml/parser.ts";
+import { NS_CLIENT, NS_STREAMS } from "../xmpp/ns.ts";
+
+/** RFC 7395 §3.3.1: the framing namespace of `<open/>` and `<close/>`. */
+export const NS_FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
+/** RFC 7395 §3.1: the WebSocket subprotocol name. */
+export const SUBPROTOCOL = "xmpp";
+
+/** RFC 6455 §7.4.1 normal closure. */
+const CLOSE_NORMAL = 1000;
+
+export interface WebSocketPeer {
+	ip: string;
+	/** wss://, or TLS terminated by a trusted proxy / per config. */
+	secure: boolean;
+}
+
+export class WebSocketTransport implements Transport {
+	readonly remoteAddress: string;
+	readonly secure: boolean;
+	readonly canStartTls = false;
+	readonly #server: Server;
+	readonly #ws: WebSocket;
+	readonly #stream: C2SStream;
+	#stanzaLimit: number;
+	/** True until the client's `<open/>`, and again after each stream restart (§3.4). */
+	#awaitingOpen = true;
+	#closing = false;
+	#alive = true;
+	#pinger: NodeJS.Timeout | null = null;
+
+	constructor(server: Server, ws: WebSocket, peer: WebSocketPeer) {
+		this.#server = server;
+		this.#ws = ws;
+		this.remoteAddress = peer.ip;
+		this.secure = peer.secure;
+		this.#stanzaLimit = server.config.limits.preauth_stanza_size;
+		this.#stream = new C2SStream(server, this);
+		server.streams.add(this.#stream);
+		this.#stream.onClosed(() => server.streams.delete(this.#stream));
+	}
+
+	get stream(): C2SStream {
+		return this.#stream;
+	}
+
+	start(): void {
+		const ws = this.#ws;
+		ws.on("message", (data, isBinary) => this.#message(data as Buffer | Buffer[], isBinary));
+		ws.on("close", () => {
+			if (this.#pinger) clearInterval(this.#pinger);
+			this.#stream.transportClosed();
+		});
+		ws.on("error", (err) => {
+			// ws reports oversized frames (maxPayload, close code 1009) and protocol errors here.
+			this.#server.log.debug({ err: err.message, ip: this.remoteAddress }, "websocket error");
+		});
+		ws.on("pong", () => {
+			this.#alive = true;
+		});
+		// RFC 7395 §3.7 leaves keepalives to WebSocket pings (RFC 6455 §5.5.2): a peer that
+		// has not answered the previous ping by the next one is gone.
+		const interval = this.#server.config.http.websocket.ping_interval * 1000;
+		this.#pinger = setInterval(() => {
+			if (!this.#alive) {
+				ws.terminate();
+				return;
+			}
+			this.#alive = false;
+			ws.ping();
+		}, interval);
+		this.#pinger.unref();
+	}
+
+	#message(data: Buffer | Buffer[], isBinary: boolean): void {
+		const stream = this.#stream;
+		if (stream.closed) return;
+		if (isBinary) {
+			// RFC 7395 §3.2: XMPP travels in text frames only.
+			stream.close("bad-format", "binary WebSocket frames are not XMPP");
+			return;
+		}
+		const limits = this.#server.config.limits;
+		let el: Element;
+		try {
+			el = parseDocument(Array.isArray(data) ? Buffer.concat(data) : data, {
+				maxStanzaBytes: this.#stanzaLimit,
+				maxDepth: limits.max_depth,
+			});
+		} catch (err) {
+			if (!(err instanceof XmlError)) throw err;
+			// RFC 7395 §3.3.3 + RFC 6120 §11: each message must be well-formed restricted XML.
+			stream.parseError(err.condition, err.message);
+			return;
+		}
+		if (el.ns === NS_FRAMING && el.name === "open") {
+			this.#awaitingOpen = false;
+			// RFC 7395 §3.3.1: <open/> is the stream header and the content namespace is
+			// jabber:client, so the stream sees what a TCP header would have said.
+			stream.streamStart("stream", NS_STREAMS, el.attrs, NS_CLIENT);
+			if (!stream.closed && !this.secure && stream.host.requireEncryption) {
+				// RFC 6120 §5.3.1 makes TLS mandatory here, and a WebSocket cannot STARTTLS
+				// (RFC 7395 §3.5): say so at once instead of offering nothing.
+				stream.close("policy-violation", "TLS is required: connect with wss://");
+			}
+			return;
+		}
+		if (el.ns === NS_FRAMING && el.name === "close") {
+			// RFC 7395 §3.6: the peer closes the stream; we answer with our own <close/>.
+			stream.streamEnd();
+			return;
+		}
+		if (this.#awaitingOpen) {
+			// RFC 7395 §3.4: the first message, and the first after a restart, is <open/>.
+			stream.close("bad-format", "expected <open/> in urn:ietf:params:xml:ns:xmpp-framing");
+			return;
+		}
+		stream.stanza(el);
+	}
+
+	channelBinding(): ChannelBindingSource | null {
+		// Browsers cannot reach TLS channel binding data, and behind a proxy the TLS session is
+		// not ours: no SCRAM-PLUS over WebSocket.
+		return null;
+	}
+
+	openStream(attrs: Attrs, _features: Element | null): void {
+		// RFC 7395 §3.3.2: the server's <open/> carries from, id, version and xml:lang.
+		let s = `<open xmlns="${NS_FRAMING}"`;
+		for (const k in attrs) s += ` ${k}="${escapeAttr(attrs[k] as string)}"`;
+		this.#write(`${s}/>`);
+	}
+
+	send(el: Element): void {
+		// RFC 7395 §3.3.3: one complete, namespaced element per message.
+		this.#write(standaloneXml(el));
+	}
+
+	#write(s: string): void {
+		if (this.#closing || this.#ws.readyState !== this.#ws.OPEN) return;
+		this.#ws.send(s);
+	}
+
+	closeStream(): void {
+		if (this.#closing) return;
+		// RFC 7395 §3.6: <close/>, then the server ends the WebSocket connection.
+		this.#write(`<close xmlns="${NS_FRAMING}"/>`);
+		this.#closing = true;
+		if (this.#pinger) clearInterval(this.#pinger);
+		this.#ws.close(CLOSE_NORMAL);
+	}
+
+	startTls(): Promise<void> {
+		return Promise.reject(new Error("STARTTLS is not available over WebSocket (RFC 7395 §3.5)"));
+	}
+
+	resetParser(): void {
+		// Every message is its own document; a restart only means a new <open/> must come.
+		this.#awaitingOpen = true;
+	}
+
+	setStanzaLimit(bytes: number): void {
+		this.#stanzaLimit = bytes;
+	}
+
+	pause(): void {
+		this.#ws.pause();
+	}
+
+	resume(): void {
+		this.#ws.resume();
+	}
+}

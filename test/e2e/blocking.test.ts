@@ -1,0 +1,211 @@
+/**
+ * Blocking Command (XEP-0191 v1.3): list, block, unblock, unblock-all, pushes to interested
+ * resources, and the effects on stanzas in both directions, over raw sockets.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import type { RawClient } from "../helpers/raw.ts";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { login } from "../helpers/xmpp-raw-login.ts";
+
+let t: TestServer;
+
+before(async () => {
+	t = await startTestServer({
+		config: {
+			auth: { require_encryption: false, allow_plain_without_tls: true },
+			hosts: { localhost: {}, "example.net": {} },
+		},
+		users: [
+			["alice@localhost", "pw-alice"],
+			["bob@localhost", "pw-bob"],
+			["carol@localhost", "pw-carol"],
+			["eve@localhost", "pw-eve"],
+			["dave@example.net", "pw-dave"],
+		],
+	});
+});
+after(() => t.stop());
+
+async function online(user: string, resource: string, host = "localhost"): Promise<RawClient> {
+	const c = await login(t.port, user, `pw-${user}`, { resource, host });
+	const mark = c.received.length;
+	c.send("<presence/>");
+	await c.waitFor(new RegExp(`<presence[^>]*from="${user}@${host}/${resource}"`), mark);
+	return c;
+}
+
+/** Sends an IQ and returns the answer with the same id. */
+async function iq(c: RawClient, id: string, stanza: string): Promise<string> {
+	const mark = c.received.length;
+	c.send(stanza);
+	const re = new RegExp(`<iq[^>]*id="${id}"[^>]*(/>|>[\\s\\S]*?</iq>)`);
+	const text = await c.waitFor(re, mark);
+	return (re.exec(text) as RegExpExecArray)[0];
+}
+
+async function message(c: RawClient, id: string, mark: number): Promise<string> {
+	const re = new RegExp(`<message[^>]*id="${id}"[^>]*>[\\s\\S]*?</message>`);
+	const text = await c.waitFor(re, mark);
+	return (re.exec(text) as RegExpExecArray)[0];
+}
+
+/** A marker from `from` to `toJid`, waited for: what `from` sent before has been routed. */
+async function sync(from: RawClient, to: RawClient, toJid: string, mark: number): Promise<string> {
+	const id = `sync-${Math.random().toString(36).slice(2)}`;
+	from.send(`<message to='${toJid}' id='${id}'><body>sync</body></message>`);
+	await message(to, id, mark);
+	return to.received.slice(mark);
+}
+
+const block = (id: string, ...jids: string[]) =>
+	`<iq type='set' id='${id}'><block xmlns='urn:xmpp:blocking'>${jids.map((j) => `<item jid='${j}'/>`).join("")}</block></iq>`;
+const unblock = (id: string, ...jids: string[]) =>
+	`<iq type='set' id='${id}'><unblock xmlns='urn:xmpp:blocking'>${jids.map((j) => `<item jid='${j}'/>`).join("")}</unblock></iq>`;
+const list = (id: string) =>
+	`<iq type='get' id='${id}'><blocklist xmlns='urn:xmpp:blocking'/></iq>`;
+
+test("the server advertises urn:xmpp:blocking (XEP-0191 §3.1)", async () => {
+	const c = await online("carol", "disco");
+	const r = await iq(
+		c,
+		"d",
+		"<iq type='get' to='localhost' id='d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+	);
+	assert.match(r, /<feature var="urn:xmpp:blocking"\/>/);
+	c.end();
+});
+
+test("block, list, pushes to interested resources, unblock, unblock all (XEP-0191 §3.2-§3.5)", async () => {
+	const a1 = await online("alice", "one");
+	const a2 = await online("alice", "two");
+	const a3 = await online("alice", "three"); // never asks for the list
+	// §3.2: empty list.
+	assert.match(await iq(a1, "l0", list("l0")), /<blocklist xmlns="urn:xmpp:blocking"\/>/);
+	await iq(a2, "l0b", list("l0b"));
+	const m2 = a2.received.length;
+	const m3 = a3.received.length;
+	// §3.3: block answers with a result and pushes to every resource that asked for the list.
+	const r = await iq(a1, "b1", block("b1", "eve@localhost", "Spam.Example"));
+	assert.match(r, /type="result"/);
+	const push = await a2.waitFor(/<iq[^>]*type="set"[\s\S]*?<\/iq>/, m2);
+	assert.match(
+		push,
+		/<block xmlns="urn:xmpp:blocking"><item jid="eve@localhost"\/><item jid="spam.example"\/><\/block>/,
+	);
+	assert.match(push, /to="alice@localhost\/two"/);
+	const l = await iq(a1, "l1", list("l1"));
+	assert.match(l, /<item jid="eve@localhost"\/>/);
+	assert.match(l, /<item jid="spam.example"\/>/, "stored normalised");
+	// §3.4: unblock one, pushed.
+	const m2b = a2.received.length;
+	assert.match(await iq(a1, "u1", unblock("u1", "eve@localhost")), /type="result"/);
+	const push2 = await a2.waitFor(/<unblock[\s\S]*?<\/unblock>/, m2b);
+	assert.match(push2, /<unblock xmlns="urn:xmpp:blocking"><item jid="eve@localhost"\/><\/unblock>/);
+	assert.doesNotMatch(await iq(a1, "l2", list("l2")), /eve@localhost/);
+	// §3.5: an empty <unblock/> clears the list and pushes an empty unblock.
+	const m2c = a2.received.length;
+	assert.match(await iq(a1, "u2", unblock("u2")), /type="result"/);
+	await a2.waitFor(/<unblock xmlns="urn:xmpp:blocking"\/>/, m2c);
+	assert.match(await iq(a1, "l3", list("l3")), /<blocklist xmlns="urn:xmpp:blocking"\/>/);
+	// The resource that never asked for the list got no pushes.
+	assert.doesNotMatch(a3.received.slice(m3), /urn:xmpp:blocking/);
+	for (const c of [a1, a2, a3]) c.end();
+});
+
+test("bad block requests: bad-request without items, jid-malformed for a bad JID (XEP-0191 §3.3, RFC 6120 §8.3.3)", async () => {
+	const c = await online("carol", "bad");
+	const e1 = await iq(c, "x1", "<iq type='set' id='x1'><block xmlns='urn:xmpp:blocking'/></iq>");
+	assert.match(e1, /<bad-request xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/>/);
+	const e2 = await iq(c, "x2", block("x2", "a@b@c"));
+	assert.match(e2, /<jid-malformed xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/>/);
+	assert.match(
+		await iq(c, "x3", list("x3")),
+		/<blocklist xmlns="urn:xmpp:blocking"\/>/,
+		"nothing stored",
+	);
+	c.end();
+});
+
+test("effects of a block in both directions (XEP-0191 §3.3)", async () => {
+	const alice = await online("alice", "eff");
+	const bob = await online("bob", "eff");
+	const carol = await online("carol", "eff");
+	const bm = bob.received.length;
+	await iq(alice, "b", block("b", "bob@localhost"));
+	// §3.3: the blocked contact sees the user go unavailable.
+	await bob.waitFor(
+		/<presence[^>]*type="unavailable"[^>]*from="alice@localhost\/eff"|<presence[^>]*from="alice@localhost\/eff"[^>]*type="unavailable"/,
+		bm,
+	);
+
+	const am = alice.received.length;
+	const bm2 = bob.received.length;
+	// Inbound message: not delivered, service-unavailable to the sender.
+	bob.send("<message to='alice@localhost/eff' type='chat' id='in1'><body>x</body></message>");
+	const e1 = await message(bob, "in1", bm2);
+	assert.match(e1, /type="error"/);
+	assert.match(e1, /<service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/>/);
+	// Inbound IQ get: service-unavailable.
+	const e2 = await iq(
+		bob,
+		"in2",
+		"<iq type='get' to='alice@localhost/eff' id='in2'><ping xmlns='urn:xmpp:ping'/></iq>",
+	);
+	assert.match(e2, /<service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/>/);
+	// Inbound presence: dropped without an error.
+	const bm3 = bob.received.length;
+	bob.send("<presence to='alice@localhost/eff' id='in3'/>");
+	const aliceText = await sync(carol, alice, "alice@localhost/eff", am);
+	assert.doesNotMatch(aliceText, /id="in1"|id="in2"|id="in3"|from="bob@localhost/);
+	const bobText = await sync(carol, bob, "bob@localhost/eff", bm3);
+	assert.doesNotMatch(bobText, /id="in3"/, "no error for presence");
+
+	// Outbound: not-acceptable with <blocked/>, not routed.
+	const out = alice.received.length;
+	alice.send("<message to='bob@localhost' type='chat' id='out1'><body>x</body></message>");
+	const e3 = await message(alice, "out1", out);
+	assert.match(
+		e3,
+		/<error type="cancel"><not-acceptable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/><blocked xmlns="urn:xmpp:blocking:errors"\/><\/error>/,
+	);
+	const e4 = await iq(
+		alice,
+		"out2",
+		"<iq type='get' to='bob@localhost/eff' id='out2'><ping xmlns='urn:xmpp:ping'/></iq>",
+	);
+	assert.match(e4, /<not-acceptable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/>/);
+	const bobText2 = await sync(carol, bob, "bob@localhost/eff", bm3);
+	assert.doesNotMatch(bobText2, /id="out1"|id="out2"/);
+
+	// The block lasts across sessions; unblocking lets messages through again (§3.4).
+	alice.end();
+	const again = await online("alice", "again");
+	assert.match(await iq(again, "l", list("l")), /<item jid="bob@localhost"\/>/);
+	await iq(again, "u", unblock("u", "bob@localhost"));
+	const am2 = again.received.length;
+	bob.send("<message to='alice@localhost/again' type='chat' id='back'><body>x</body></message>");
+	await message(again, "back", am2);
+	for (const c of [again, bob, carol]) c.end();
+});
+
+test("JID matching: a domain item blocks its users, a full JID item only that resource (XEP-0191 §6)", async () => {
+	const carol = await online("carol", "match");
+	const dave = await online("dave", "d1", "example.net");
+	const dave2 = await online("dave", "d2", "example.net");
+	const bob = await online("bob", "m");
+	await iq(carol, "b", block("b", "example.net", "bob@localhost/other"));
+	const dm = dave.received.length;
+	dave.send("<message to='carol@localhost/match' type='chat' id='dm'><body>x</body></message>");
+	assert.match(await message(dave, "dm", dm), /<service-unavailable /, "across hosts too");
+	// bob/m is not bob/other: delivered.
+	const cm = carol.received.length;
+	bob.send("<message to='carol@localhost/match' type='chat' id='bm'><body>x</body></message>");
+	await message(carol, "bm", cm);
+	// Outbound to a blocked domain's user.
+	const out = carol.received.length;
+	carol.send("<message to='dave@example.net/d2' type='chat' id='co'><body>x</body></message>");
+	assert.match(await message(carol, "co", out), /<blocked xmlns="urn:xmpp:blocking:errors"\/>/);
+	await iq(carol, "u", unblock("u"));
+	for (const c of [carol, dave, dave2, bob]) c.end();
+});

@@ -1,0 +1,601 @@
+/**
+ * The `parley` command as an operator runs it: a child process (`bin/parley.js` on this Node),
+ * a temp directory with a parley.toml and SQLite data. Exit codes are the ones src/cli/main.ts
+ * promises: 0 ok · 1 failure · 2 usage · 3 config · 4 not found · 5 exists · 6 check failed.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { parseConfig } from "../../src/core/config/load.ts";
+import { configSchema } from "../../src/core/config/schema.ts";
+import { builtinModules } from "../../src/modules/index.ts";
+import { login } from "../helpers/xmpp-raw-login.ts";
+
+const BIN = fileURLToPath(new URL("../../bin/parley.js", import.meta.url));
+
+const EXIT = { OK: 0, USAGE: 2, CONFIG: 3, NOT_FOUND: 4, EXISTS: 5, CHECK_FAILED: 6 };
+
+interface RunResult {
+	code: number | null;
+	stdout: string;
+	stderr: string;
+}
+
+const temps: string[] = [];
+after(() => {
+	for (const d of temps) rmSync(d, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+	const d = mkdtempSync(join(tmpdir(), "parley-cli-"));
+	temps.push(d);
+	return d;
+}
+
+/** Runs `parley ARGS` to completion; `input` is written to its standard input. */
+function run(args: string[], opts: { cwd?: string; input?: string } = {}): Promise<RunResult> {
+	return new Promise((resolve, reject) => {
+		const child = spawn(process.execPath, [BIN, ...args], {
+			cwd: opts.cwd,
+			stdio: ["pipe", "pipe", "pipe"],
+		});
+		let stdout = "";
+		let stderr = "";
+		child.stdout.setEncoding("utf8").on("data", (d: string) => {
+			stdout += d;
+		});
+		child.stderr.setEncoding("utf8").on("data", (d: string) => {
+			stderr += d;
+		});
+		child.on("error", reject);
+		child.on("close", (code) => resolve({ code, stdout, stderr }));
+		child.stdin.end(opts.input ?? "");
+	});
+}
+
+/** Runs `fn` over `items`, at most `width` at a time (each run is a Node process). */
+async function inPool<T, R>(items: T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+	const out: R[] = new Array(items.length);
+	let next = 0;
+	const worker = async () => {
+		while (next < items.length) {
+			const i = next++;
+			out[i] = await fn(items[i] as T);
+		}
+	};
+	await Promise.all(Array.from({ length: width }, worker));
+	return out;
+}
+
+interface ProjectOptions {
+	level?: string;
+	c2sPort?: number;
+	tls?: string;
+}
+
+/** Every listener the schema knows, by name, with its defaults (c2s, c2s_direct_tls, http...). */
+const DEFAULT_LISTENERS = configSchema.parse({}).listeners;
+
+/** A temp directory with a parley.toml: SQLite under ./data, loopback listeners, two hosts. */
+function project(opts: ProjectOptions = {}): { dir: string; config: string } {
+	const dir = tempDir();
+	const config = join(dir, "parley.toml");
+	// Every listener on loopback and a port the system picks, so that tests run side by side.
+	const listeners = Object.keys(DEFAULT_LISTENERS)
+		.map(
+			(name) =>
+				`[listeners.${name}]\naddress = "127.0.0.1"\nport = ${name === "c2s" ? (opts.c2sPort ?? 0) : 0}\n`,
+		)
+		.join("\n");
+	writeFileSync(
+		config,
+		`# written by test/e2e/cli.test.ts
+[server]
+data_dir = "data"
+
+[log]
+level = "${opts.level ?? "info"}"
+
+[storage]
+backend = "sqlite"
+
+[auth]
+# Plain TCP and PLAIN for the raw test client; the defaults require TLS.
+require_encryption = false
+allow_plain_without_tls = true
+
+${listeners}${opts.tls ?? ""}
+[hosts.localhost]
+
+[hosts."other.example"]
+`,
+	);
+	return { dir, config };
+}
+
+type LogLine = Record<string, unknown> & { level?: string; msg?: string };
+
+/** `parley serve` as a child process whose JSON log lines are collected as they come. */
+class Serve {
+	readonly child: ChildProcess;
+	readonly lines: LogLine[] = [];
+	/** Lines of stdout that are not JSON (there should be none). */
+	readonly other: string[] = [];
+	stderr = "";
+	readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+	closed = false;
+	#buffer = "";
+	#waiters: (() => void)[] = [];
+
+	constructor(args: string[], cwd?: string) {
+		this.child = spawn(process.execPath, [BIN, "serve", ...args], {
+			cwd,
+			stdio: ["ignore", "pipe", "pipe"],
+		});
+		this.child.stdout?.setEncoding("utf8").on("data", (d: string) => this.#data(d));
+		this.child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+			this.stderr += d;
+		});
+		this.exited = new Promise((resolve) => {
+			// "close", not "exit": by then everything the child wrote has been read.
+			this.child.on("close", (code, signal) => {
+				this.closed = true;
+				resolve({ code, signal });
+				this.#wake();
+			});
+		});
+	}
+
+	#data(d: string): void {
+		this.#buffer += d;
+		let nl = this.#buffer.indexOf("\n");
+		while (nl >= 0) {
+			const line = this.#buffer.slice(0, nl);
+			this.#buffer = this.#buffer.slice(nl + 1);
+			try {
+				this.lines.push(JSON.parse(line) as LogLine);
+			} catch {
+				this.other.push(line);
+			}
+			nl = this.#buffer.indexOf("\n");
+		}
+		this.#wake();
+	}
+
+	#wake(): void {
+		for (const w of this.#waiters.splice(0)) w();
+	}
+
+	/** Waits for a log line matching `pred` (30 s safety net for a loaded machine, not a timing assertion). */
+	async waitLog(pred: (l: LogLine) => boolean, what: string): Promise<LogLine> {
+		const deadline = Date.now() + 30_000;
+		for (;;) {
+			const found = this.lines.find(pred);
+			if (found) return found;
+			if (this.closed || Date.now() > deadline)
+				throw new Error(
+					`no log line "${what}" (exit ${this.child.exitCode} ${this.child.signalCode}); stdout: ${JSON.stringify(this.lines)} ${this.other.join("\n")} stderr: ${this.stderr}`,
+				);
+			await new Promise<void>((resolve) => {
+				const t = setTimeout(resolve, 100);
+				this.#waiters.push(() => {
+					clearTimeout(t);
+					resolve();
+				});
+			});
+		}
+	}
+
+	running(): Promise<LogLine> {
+		return this.waitLog((l) => l.msg === "Parley is running", "Parley is running");
+	}
+
+	/** Waits for a file to appear (the pid file is written just after the "running" line). */
+	async file(path: string): Promise<void> {
+		const deadline = Date.now() + 30_000;
+		while (!existsSync(path)) {
+			if (this.closed || Date.now() > deadline)
+				throw new Error(`no ${path}; stdout: ${JSON.stringify(this.lines)} stderr: ${this.stderr}`);
+			await new Promise((r) => setTimeout(r, 20));
+		}
+	}
+
+	/** The port the c2s listener bound (the config says 0). */
+	async c2sPort(): Promise<number> {
+		const l = await this.waitLog((x) => x.msg === "listening" && x.listener === "c2s", "listening");
+		return l.port as number;
+	}
+
+	/** Ends the process if a test failed before it did (only this child, by its own handle). */
+	kill(): void {
+		if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+	}
+}
+
+describe("--help and usage errors", () => {
+	test("--help on the program and on every subcommand exits 0 and prints usage", async () => {
+		const commands = [
+			[],
+			["serve"],
+			["check"],
+			["user"],
+			["user", "add"],
+			["user", "del"],
+			["user", "passwd"],
+			["user", "list"],
+			["user", "import"],
+		];
+		const results = await inPool(commands, 3, (c) => run([...c, "--help"]));
+		commands.forEach((c, i) => {
+			const r = results[i] as RunResult;
+			assert.equal(r.code, EXIT.OK, `parley ${c.join(" ")} --help: ${r.stderr}`);
+			assert.match(r.stdout, new RegExp(`^Usage: parley ${c.join(" ")}`.trimEnd()), c.join(" "));
+		});
+		assert.match(results[1]?.stdout ?? "", /--pidfile <file>/);
+		assert.match(results[4]?.stdout ?? "", /--password-stdin/);
+	});
+
+	test("an unknown command, an unknown option or a missing argument exits 2", async () => {
+		const bad = [["frobnicate"], ["user", "frobnicate"], ["serve", "--bogus"], ["user", "add"]];
+		const results = await inPool(bad, 3, (c) => run(c));
+		bad.forEach((c, i) => {
+			const r = results[i] as RunResult;
+			assert.equal(r.code, EXIT.USAGE, `parley ${c.join(" ")}: ${r.stderr}`);
+			assert.match(r.stderr, /error: /);
+		});
+	});
+});
+
+describe("user commands", () => {
+	test("add, duplicate, del, passwd, list, bad JIDs: output and exit codes", async () => {
+		const { config } = project();
+		const c = ["--config", config];
+		let r = await run(["user", "add", "alice@localhost", "--password", "a1", ...c]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.equal(r.stdout.trim(), "created alice@localhost");
+		r = await run(["user", "add", "bob@localhost", "--password-stdin", ...c], {
+			input: "bob's password\nignored second line\n",
+		});
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		r = await run(["user", "add", "carol@other.example", "--password", "c1", ...c]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+
+		// Independent of each other: run them side by side.
+		const cases: [string[], number, RegExp][] = [
+			[["user", "add", "alice@localhost", "--password", "x"], EXIT.EXISTS, /already exists/],
+			[["user", "del", "nobody@localhost"], EXIT.NOT_FOUND, /does not exist/],
+			[["user", "passwd", "nobody@localhost", "--password", "x"], EXIT.NOT_FOUND, /not exist/],
+			// RFC 7622 §3.3.1: a space is not allowed in a localpart.
+			[["user", "add", "al ice@localhost", "--password", "x"], EXIT.USAGE, /not a valid JID/],
+			[["user", "add", "alice@localhost/phone", "--password", "x"], EXIT.USAGE, /bare JID/],
+			[["user", "add", "localhost", "--password", "x"], EXIT.USAGE, /bare JID/],
+			[
+				["user", "add", "dave@elsewhere.example", "--password", "x"],
+				EXIT.USAGE,
+				/elsewhere\.example is not a host in the configuration/,
+			],
+			[["user", "list", "elsewhere.example"], EXIT.USAGE, /not a host/],
+		];
+		const results = await inPool(cases, 3, ([args]) => run([...args, ...c]));
+		cases.forEach(([args, code, message], i) => {
+			const res = results[i] as RunResult;
+			assert.equal(res.code, code, `parley ${args.join(" ")}: ${res.stderr}`);
+			assert.match(res.stderr, message, args.join(" "));
+		});
+
+		const [listLocal, listAll] = await Promise.all([
+			run(["user", "list", "localhost", ...c]),
+			run(["user", "list", ...c]),
+		]);
+		assert.equal(listLocal?.code, EXIT.OK);
+		assert.deepEqual(listLocal?.stdout.trim().split("\n").sort(), [
+			"alice@localhost",
+			"bob@localhost",
+		]);
+		assert.deepEqual(listAll?.stdout.trim().split("\n").sort(), [
+			"alice@localhost",
+			"bob@localhost",
+			"carol@other.example",
+		]);
+
+		r = await run(["user", "del", "bob@localhost", ...c]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.equal(r.stdout.trim(), "deleted bob@localhost");
+		r = await run(["user", "list", "localhost", ...c]);
+		assert.equal(r.stdout.trim(), "alice@localhost");
+	});
+
+	test("an invalid configuration file exits 3 and names the key and its line", async () => {
+		const dir = tempDir();
+		const config = join(dir, "parley.toml");
+		writeFileSync(
+			config,
+			'[server]\nname = "x"\ndata_dr = "data"\n\n[limits]\nstanza_size = "big"\n',
+		);
+		const r = await run(["user", "list", "--config", config]);
+		assert.equal(r.code, EXIT.CONFIG, r.stderr);
+		assert.match(
+			r.stderr,
+			/parley\.toml:3: unknown key "data_dr" in \[server\]; did you mean data_dir\?/,
+		);
+		assert.match(
+			r.stderr,
+			/parley\.toml:6: limits\.stanza_size: expected an integer >= 1024, got "big"/,
+		);
+	});
+
+	test("user import of 2000 JID PASSWORD lines from stdin creates them all", async (t) => {
+		const { config } = project();
+		const n = 2000;
+		const lines = Array.from(
+			{ length: n },
+			(_, i) => `user${i}@${i % 2 ? "localhost" : "other.example"} secret-${i}`,
+		);
+		const started = performance.now();
+		const r = await run(["user", "import", "--config", config], {
+			input: `# a comment line\n${lines.join("\n")}\n`,
+		});
+		const seconds = (performance.now() - started) / 1000;
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.equal(r.stdout.trim(), `created ${n} accounts`);
+		t.diagnostic(
+			`user import: ${n} accounts in ${seconds.toFixed(2)} s = ${Math.round((n / seconds) * 60)} accounts/minute (process start included)`,
+		);
+		const list = await run(["user", "list", "--config", config]);
+		assert.equal(list.stdout.trim().split("\n").length, n);
+		// Importing again fails on the first duplicate unless told to skip.
+		const again = await run(["user", "import", "--config", config, "--skip-existing"], {
+			input: `${lines[0]}\nnew@localhost pw\n`,
+		});
+		assert.equal(again.code, EXIT.OK, again.stderr);
+		assert.equal(again.stdout.trim(), "created 1 accounts, skipped 1 existing");
+	});
+});
+
+describe("serve", () => {
+	test("user commands work while serve runs on the same SQLite data; the new account logs in (RFC 6120 §6)", async () => {
+		const { dir, config } = project();
+		const serve = new Serve(["--config", config], dir);
+		try {
+			await serve.running();
+			const port = await serve.c2sPort();
+			const add = await run([
+				"user",
+				"add",
+				"erin@localhost",
+				"--password",
+				"first",
+				"--config",
+				config,
+			]);
+			assert.equal(add.code, EXIT.OK, add.stderr);
+			const c = await login(port, "erin", "first", { mechanism: "SCRAM-SHA-256" });
+			assert.match(c.received, /<jid>erin@localhost\//);
+			c.end();
+
+			const passwd = await run(
+				["user", "passwd", "erin@localhost", "--password-stdin", "--config", config],
+				{ input: "second\n" },
+			);
+			assert.equal(passwd.code, EXIT.OK, passwd.stderr);
+			// RFC 6120 §6.5.10: the old password is refused, the new one works.
+			await assert.rejects(login(port, "erin", "first"), /<not-authorized\/>/);
+			(await login(port, "erin", "second")).end();
+		} finally {
+			serve.kill();
+		}
+	});
+
+	for (const signal of ["SIGTERM", "SIGINT"] as const) {
+		test(`--pidfile, then ${signal}: clients get system-shutdown, exit 0, pid file removed (RFC 6120 §4.9.3.22)`, async () => {
+			const { dir, config } = project();
+			const add = await run([
+				"user",
+				"add",
+				"frank@localhost",
+				"--password",
+				"pw",
+				"--config",
+				config,
+			]);
+			assert.equal(add.code, EXIT.OK, add.stderr);
+			const pidfile = join(dir, "parley.pid");
+			const serve = new Serve(["--config", config, "--pidfile", pidfile], dir);
+			try {
+				await serve.running();
+				await serve.file(pidfile);
+				assert.equal(readFileSync(pidfile, "utf8").trim(), String(serve.child.pid));
+				const c = await login(await serve.c2sPort(), "frank", "pw");
+				const mark = c.received.length;
+				serve.child.kill(signal);
+				const tail = await c.waitFor("</stream:stream>", mark);
+				assert.match(
+					tail,
+					/<stream:error><system-shutdown xmlns="urn:ietf:params:xml:ns:xmpp-streams"\/>[\s\S]*<\/stream:error><\/stream:stream>/,
+				);
+				await c.waitClosed();
+				assert.deepEqual(await serve.exited, { code: 0, signal: null });
+				assert.equal(existsSync(pidfile), false, "the pid file is removed");
+				assert.ok(serve.lines.some((l) => l.msg === "stopping" && l.signal === signal));
+				assert.ok(serve.lines.some((l) => l.msg === "Parley stopped"));
+			} finally {
+				serve.kill();
+			}
+		});
+	}
+
+	test("logs are JSON lines with level and msg on a pipe; log.level = warn drops info lines", async () => {
+		const info = project();
+		const warn = project({ level: "warn" });
+		const pidfile = join(warn.dir, "parley.pid");
+		const a = new Serve(["--config", info.config], info.dir);
+		const b = new Serve(["--config", warn.config, "--pidfile", pidfile], warn.dir);
+		try {
+			await a.running();
+			// With info lines off there is no "running" line: the pid file says it has started.
+			await b.file(pidfile);
+			a.child.kill("SIGTERM");
+			b.child.kill("SIGTERM");
+			assert.equal((await a.exited).code, 0);
+			assert.equal((await b.exited).code, 0);
+			for (const s of [a, b]) {
+				assert.deepEqual(s.other, [], "every stdout line is JSON");
+				for (const l of s.lines) {
+					assert.equal(typeof l.msg, "string");
+					assert.equal(typeof l.time, "string");
+					assert.match(String(l.level), /^(trace|debug|info|warn|error|fatal)$/);
+				}
+			}
+			assert.ok(a.lines.some((l) => l.level === "info"));
+			// Both generated a self-signed certificate: a warning, which log.level=warn keeps.
+			assert.ok(b.lines.some((l) => l.level === "warn" && /self-signed/.test(String(l.msg))));
+			assert.deepEqual(
+				b.lines.filter((l) => l.level === "info" || l.level === "debug"),
+				[],
+				"no info lines at log.level = warn",
+			);
+		} finally {
+			a.kill();
+			b.kill();
+		}
+	});
+
+	test("with no configuration file at all: defaults, self-signed certificate, data under ./data", async (t) => {
+		// The built-in defaults listen on [::]:5222, [::]:5223 (and the other default listeners);
+		// skip if this machine uses one of them.
+		const defaultPorts = Object.values(DEFAULT_LISTENERS)
+			.filter((l) => l.enabled)
+			.map((l) => l.port);
+		for (const port of defaultPorts) {
+			const free = await new Promise<boolean>((resolve) => {
+				const s = net.createServer();
+				s.once("error", () => resolve(false));
+				s.listen({ host: "::", port }, () => s.close(() => resolve(true)));
+			});
+			if (!free) {
+				t.skip(`port ${port} on [::] is in use or IPv6 is unavailable on this machine`);
+				return;
+			}
+		}
+		const cwd = tempDir();
+		const serve = new Serve([], cwd);
+		try {
+			const running = await serve.running();
+			assert.deepEqual(running.hosts, ["localhost"]);
+			const generated = await serve.waitLog(
+				(l) => /^generated a self-signed certificate for localhost/.test(String(l.msg)),
+				"generated a self-signed certificate",
+			);
+			assert.equal(generated.level, "warn");
+			const ports = serve.lines.filter((l) => l.msg === "listening").map((l) => l.port);
+			assert.ok(ports.includes(5222) && ports.includes(5223), `listening on ${ports.join(", ")}`);
+			assert.ok(existsSync(join(cwd, "data", "parley.sqlite")), "./data/parley.sqlite");
+			assert.ok(existsSync(join(cwd, "data", "certs", "self-signed.crt")), "./data/certs");
+			serve.child.kill("SIGTERM");
+			assert.deepEqual(await serve.exited, { code: 0, signal: null });
+		} finally {
+			serve.kill();
+		}
+	});
+});
+
+describe("check", () => {
+	test("a good configuration passes (exit 0)", async () => {
+		const { config } = project();
+		const r = await run(["check", "--config", config]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.match(r.stdout, /hosts: localhost, other\.example/);
+		assert.match(r.stdout, /all checks passed/);
+	});
+
+	test("a port in use exits 6 and names the listener", async () => {
+		const busy = net.createServer();
+		await new Promise<void>((resolve) => busy.listen({ host: "127.0.0.1", port: 0 }, resolve));
+		try {
+			const port = (busy.address() as net.AddressInfo).port;
+			const { config } = project({ c2sPort: port });
+			const r = await run(["check", "--config", config]);
+			assert.equal(r.code, EXIT.CHECK_FAILED, r.stderr);
+			assert.match(
+				r.stderr,
+				new RegExp(`listeners\\.c2s: port ${port} on 127\\.0\\.0\\.1 is in use`),
+			);
+		} finally {
+			busy.close();
+		}
+	});
+
+	test("a certificate path that does not exist exits 3 and names the key", async () => {
+		const { config } = project({ tls: '\n[tls]\ncert = "missing.crt"\nkey = "missing.key"\n' });
+		const r = await run(["check", "--config", config]);
+		assert.equal(r.code, EXIT.CONFIG, r.stderr);
+		assert.match(
+			r.stderr,
+			/parley\.toml:\d+: tls\.cert: cannot read "missing\.crt" .*no such file/,
+		);
+		assert.match(r.stderr, /tls\.key: cannot read "missing\.key"/);
+	});
+});
+
+describe("docs/configuration.md", () => {
+	const doc = readFileSync(
+		fileURLToPath(new URL("../../docs/configuration.md", import.meta.url)),
+		"utf8",
+	);
+
+	/** Every key path of the schema: `server.data_dir`, `listeners.c2s.port`, `hosts.*.tls`. */
+	function keyPaths(schema: z.ZodType, prefix: string[]): string[][] {
+		let s = schema;
+		while (s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional)
+			s = s.unwrap() as z.ZodType;
+		if (s instanceof z.ZodRecord) return keyPaths(s.valueType as z.ZodType, [...prefix, "*"]);
+		if (!(s instanceof z.ZodObject) || prefix.at(-1) === "tls") return [prefix];
+		return Object.entries(s.shape as Record<string, z.ZodType>).flatMap(([k, v]) =>
+			keyPaths(v, [...prefix, k]),
+		);
+	}
+
+	test("names every configuration key of src/core/config/schema.ts", () => {
+		const missing = keyPaths(configSchema, [])
+			.filter((p) => !p.includes("module_options") || p.at(-1) === "module_options")
+			// Documented by its last segment, in the table of its section.
+			.filter((p) => !doc.includes(`\`${p.at(-1)}\``))
+			.map((p) => p.join("."));
+		assert.deepEqual(missing, []);
+		for (const table of Object.keys(configSchema.shape))
+			assert.ok(doc.includes(`### \`[${table === "hosts" ? 'hosts."<domain>"' : table}`), table);
+	});
+
+	test("lists every built-in module and each of its options", () => {
+		for (const m of builtinModules()) {
+			assert.ok(doc.includes(`| \`${m.name}\``), `module ${m.name}`);
+			const options = m.options?.safeParse({});
+			if (options?.success)
+				for (const key of Object.keys(options.data as object))
+					assert.ok(
+						doc.includes(`\`${m.name}.${key}\``) || doc.includes(`.${key}\``),
+						`${m.name}.${key}`,
+					);
+		}
+	});
+
+	test("the complete example is a valid configuration with valid module options", () => {
+		const example = /```toml\n([\s\S]*?)```/.exec(doc)?.[1];
+		assert.ok(example);
+		const config = parseConfig(example, "example.toml", { baseDir: tmpdir() });
+		const modules = new Map(builtinModules().map((m) => [m.name, m]));
+		for (const [name, host] of Object.entries(config.hosts)) {
+			for (const m of host.modules) assert.ok(modules.has(m), `${name}: unknown module ${m}`);
+			for (const [m, options] of Object.entries(host.module_options)) {
+				const parsed = modules.get(m)?.options?.safeParse(options);
+				assert.ok(parsed?.success, `${name}: module_options.${m}`);
+			}
+		}
+	});
+});
