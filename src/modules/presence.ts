@@ -59,6 +59,18 @@ export async function answerProbe(
 	if (!sessions.length) return;
 	const { items } = await loadRoster(host, contact);
 	if (!hasFrom(items.get(requester.bare.toString())?.subscription)) return;
+	// XEP-0191 §3.5: no presence between a user and someone either of them blocked. The
+	// answer goes straight to a session, so the router's blocking hooks never see it.
+	const contactJid = host.server.jids.parse(`${contact}@${host.name}`);
+	if (await host.events.fire("blocking/outbound", { user: contact, jid: requester })) return;
+	const requesterHost = host.server.hosts.get(requester.domain);
+	if (
+		await requesterHost?.events.fire("blocking/outbound", {
+			user: requester.local,
+			jid: contactJid,
+		})
+	)
+		return;
 	for (const s of sessions) {
 		const p = (s.presence as Element).clone();
 		p.attrs.from = (s.jid as JID).toString();

@@ -22,6 +22,8 @@ before(async () => {
 			["carol@localhost", "pw-carol"],
 			["eve@localhost", "pw-eve"],
 			["dave@example.net", "pw-dave"],
+			["fay@localhost", "pw-fay"],
+			["gus@localhost", "pw-gus"],
 		],
 	});
 });
@@ -208,4 +210,32 @@ test("JID matching: a domain item blocks its users, a full JID item only that re
 	assert.match(await message(carol, "co", out), /<blocked xmlns="urn:xmpp:blocking:errors"\/>/);
 	await iq(carol, "u", unblock("u"));
 	for (const c of [carol, dave, dave2, bob]) c.end();
+});
+
+test("a probe is not answered across a block (XEP-0191 §3.5, RFC 6121 §4.3.2)", async () => {
+	// fay and gus subscribe to each other (RFC 6121 §3.1), then fay blocks gus.
+	const fay = await online("fay", "f");
+	let gus = await online("gus", "g");
+	for (const [from, to, toJid] of [
+		[fay, gus, "gus@localhost"],
+		[gus, fay, "fay@localhost"],
+	] as const) {
+		const mark = to.received.length;
+		from.send(`<presence type='subscribe' to='${toJid}'/>`);
+		await to.waitFor(/type="subscribe"/, mark);
+		const fromJid = toJid === "gus@localhost" ? "fay@localhost" : "gus@localhost";
+		const mark2 = from.received.length;
+		to.send(`<presence type='subscribed' to='${fromJid}'/>`);
+		await from.waitFor(/type="subscribed"/, mark2);
+	}
+	await iq(fay, "b1", block("b1", "gus@localhost"));
+	gus.end();
+	// gus comes back: his initial presence probes fay (§4.3.1), whose answer must not reach him.
+	gus = await login(t.port, "gus", "pw-gus", { resource: "g2" });
+	const mark = gus.received.length;
+	gus.send("<presence/>");
+	await iq(gus, "p1", "<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+	assert.doesNotMatch(gus.received.slice(mark), /<presence[^>]*from="fay@localhost/);
+	fay.end();
+	gus.end();
 });
