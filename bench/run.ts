@@ -1,0 +1,461 @@
+// npm run bench -- [--target parley|prosody|ejabberd|relay]... [login|chat|idle|muc|roster]...
+//                  [--profile] [--sessions N] [--logins N] [--messages N] [--pairs N] [--window N]
+// Starts each target itself, provisions accounts, runs the scenarios one target at a time and
+// prints one table per scenario with each figure's ratio to the best XMPP server. The primary
+// figure is the server's own CPU time (utime+stime of its process tree, from /proc).
+import { type ChildProcess, fork } from "node:child_process";
+import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { cores, Meter, machine, processTree, rssKiB } from "./lib/proc.ts";
+import { topSelfTime } from "./lib/profile.ts";
+import {
+	type Running,
+	type StartOptions,
+	startEjabberd,
+	startParley,
+	startProsody,
+	startRelay,
+	type TargetName,
+} from "./lib/targets.ts";
+import type { ChatResult, Command, LoginResult } from "./lib/worker.ts";
+import { percentile } from "./lib/worker.ts";
+import type { Mech } from "./lib/xmpp.ts";
+
+const ROOT = resolve(import.meta.dirname, "..");
+const OUT = join(ROOT, ".bench-results");
+const PASSWORD = "benchpw";
+const ALL_TARGETS: TargetName[] = ["parley", "prosody", "ejabberd", "relay"];
+const ALL_SCENARIOS = ["login", "chat", "idle", "muc", "roster"] as const;
+type Scenario = (typeof ALL_SCENARIOS)[number];
+
+interface Options {
+	targets: TargetName[];
+	scenarios: Scenario[];
+	profile: boolean;
+	sessions: number;
+	logins: number;
+	messages: number;
+	pairs: number;
+	window: number;
+}
+
+function parseArgs(argv: string[]): Options {
+	const o: Options = {
+		targets: [],
+		scenarios: [],
+		profile: false,
+		sessions: 5000,
+		logins: 2000,
+		messages: 50_000,
+		pairs: 100,
+		window: 10,
+	};
+	const num = (v: string | undefined, name: string) => {
+		const n = Number(v);
+		if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} needs a positive integer`);
+		return n;
+	};
+	for (let i = 0; i < argv.length; i++) {
+		const a = argv[i] as string;
+		if (a === "--target" || a === "-t") {
+			const t = argv[++i] as TargetName;
+			if (!ALL_TARGETS.includes(t)) throw new Error(`unknown target ${t}`);
+			o.targets.push(t);
+		} else if (a === "--profile") o.profile = true;
+		else if (a === "--sessions") o.sessions = num(argv[++i], a);
+		else if (a === "--logins") o.logins = num(argv[++i], a);
+		else if (a === "--messages") o.messages = num(argv[++i], a);
+		else if (a === "--pairs") o.pairs = num(argv[++i], a);
+		else if (a === "--window") o.window = num(argv[++i], a);
+		else if ((ALL_SCENARIOS as readonly string[]).includes(a)) o.scenarios.push(a as Scenario);
+		else throw new Error(`unknown argument ${a}`);
+	}
+	if (o.profile) {
+		if (!o.targets.length) o.targets = ["parley"];
+		if (!o.scenarios.length) o.scenarios = ["chat"];
+	}
+	if (!o.targets.length) o.targets = [...ALL_TARGETS];
+	if (!o.scenarios.length) o.scenarios = [...ALL_SCENARIOS];
+	return o;
+}
+
+/** One generator process, driven over IPC. */
+class Worker {
+	child: ChildProcess;
+	constructor() {
+		this.child = fork(join(ROOT, "bench/lib/worker.ts"), [], {
+			stdio: ["ignore", "inherit", "inherit", "ipc"],
+		});
+	}
+	call<T>(cmd: Command): Promise<T> {
+		return new Promise((res, rej) => {
+			const onExit = (c: number | null) => rej(new Error(`generator exited (${c})`));
+			this.child.once("exit", onExit);
+			this.child.once("message", (m: { ok: boolean; result?: T; error?: string }) => {
+				this.child.off("exit", onExit);
+				if (m.ok) res(m.result as T);
+				else rej(new Error(m.error));
+			});
+			this.child.send(cmd);
+		});
+	}
+	stop() {
+		if (this.child.connected) this.child.send({ cmd: "exit" });
+	}
+}
+
+type Row = Record<string, number | string | boolean>;
+interface ScenarioResult {
+	scenario: string;
+	target: TargetName;
+	figures: Row;
+	note?: string;
+}
+
+const users = (from: number, n: number) => Array.from({ length: n }, (_, i) => `b${from + i}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (s: string) =>
+	process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+
+/** Generators: one process per 15000 connections (a process may hold 20000 open files). */
+function workersFor(n: number): Worker[] {
+	return Array.from({ length: Math.max(1, Math.ceil(n / 15_000)) }, () => new Worker());
+}
+
+async function loginStorm(
+	t: Running,
+	mech: Mech,
+	o: Options,
+	gens: Worker[],
+): Promise<ScenarioResult> {
+	const g = gens[0] as Worker;
+	const base = {
+		cmd: "login",
+		endpoint: t.endpoint,
+		password: PASSWORD,
+		mech,
+		keep: false,
+		presence: false,
+		timeoutMs: 60_000,
+	} as const;
+	// Warm-up (not measured): JIT, caches of the generator.
+	await g.call<LoginResult>({ ...base, users: users(0, 100), concurrency: 20, addrOffset: 0 });
+	await sleep(500);
+	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+	meter.start();
+	const t0 = performance.now();
+	const r = await g.call<LoginResult>({
+		...base,
+		users: users(0, o.logins),
+		concurrency: 50,
+		addrOffset: 100,
+	});
+	const wall = (performance.now() - t0) / 1000;
+	await sleep(500); // let the server finish closing the streams: their cost is part of a login
+	const w = meter.stop();
+	const lat = r.latenciesMs.sort((a, b) => a - b);
+	return {
+		scenario: `login-${mech}`,
+		target: t.name,
+		figures: {
+			"server CPU ms/login": (1000 * w.serverCpu) / Math.max(1, r.ok),
+			"logins/s": r.ok / wall,
+			"p50 ms": percentile(lat, 50),
+			"p99 ms": percentile(lat, 99),
+			failed: r.failures,
+			"generator CPU ms/login": (1000 * w.generatorCpu) / Math.max(1, r.ok),
+			"machine busy %": w.machineBusyPct,
+			"others busy %": w.othersBusyPct,
+		},
+		note: r.errors.length ? r.errors.join("; ") : undefined,
+	};
+}
+
+async function idle(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
+	const tree = () => processTree(t.pid);
+	await sleep(1000);
+	const rss0 = rssKiB(tree());
+	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+	meter.start();
+	const per = Math.ceil(o.sessions / gens.length);
+	const results = await Promise.all(
+		gens.map((g, k) =>
+			g.call<LoginResult>({
+				cmd: "login",
+				endpoint: t.endpoint,
+				password: PASSWORD,
+				mech: "SCRAM-SHA-1",
+				keep: true,
+				presence: true,
+				timeoutMs: 30_000,
+				users: users(k * per, Math.min(per, o.sessions - k * per)),
+				concurrency: 50,
+				addrOffset: k * per,
+			}),
+		),
+	);
+	await sleep(3000);
+	const rss1 = rssKiB(tree());
+	const w = meter.stop();
+	const ok = results.reduce((a, r) => a + r.ok, 0);
+	const failed = results.reduce((a, r) => a + r.failures, 0);
+	await Promise.all(gens.map((g) => g.call({ cmd: "closeAll" })));
+	return {
+		scenario: "idle",
+		target: t.name,
+		figures: {
+			"RSS KiB/session": (rss1 - rss0) / Math.max(1, ok),
+			sessions: ok,
+			failed,
+			"RSS before MiB": rss0 / 1024,
+			"RSS after MiB": rss1 / 1024,
+			"server CPU ms/session (login+presence)": (1000 * w.serverCpu) / Math.max(1, ok),
+			"machine busy %": w.machineBusyPct,
+			"others busy %": w.othersBusyPct,
+		},
+		note:
+			results
+				.flatMap((r) => r.errors)
+				.slice(0, 3)
+				.join("; ") || undefined,
+	};
+}
+
+async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
+	const g = gens[0] as Worker;
+	await g.call({
+		cmd: "chatSetup",
+		endpoint: t.endpoint,
+		relay: !t.xmpp,
+		users: users(0, 2 * o.pairs),
+		password: PASSWORD,
+		mech: "PLAIN",
+	});
+	const perPair = Math.ceil(o.messages / o.pairs);
+	const warm = await g.call<ChatResult>({
+		cmd: "chatRun",
+		tag: "w",
+		window: o.window,
+		perPair: Math.max(10, Math.ceil(perPair / 10)),
+		bodyBytes: 100,
+		capMs: 60_000,
+	});
+	if (warm.missing) log(`${t.name}: warm-up lost ${warm.missing} messages`);
+	await sleep(500);
+	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+	meter.start();
+	const r = await g.call<ChatResult>({
+		cmd: "chatRun",
+		tag: "m",
+		window: o.window,
+		perPair,
+		bodyBytes: 100,
+		capMs: 120_000,
+	});
+	const w = meter.stop();
+	await g.call({ cmd: "closeAll" });
+	return {
+		scenario: "chat",
+		target: t.name,
+		figures: {
+			"server CPU s/10k msgs": (10_000 * w.serverCpu) / Math.max(1, r.delivered),
+			"delivered/s": r.delivered / (r.elapsedMs / 1000),
+			"p50 ms": r.p50Ms,
+			"p99 ms": r.p99Ms,
+			delivered: r.delivered,
+			"exactly once": r.duplicates === 0 && r.missing === 0,
+			duplicates: r.duplicates,
+			missing: r.missing,
+			"generator CPU s/10k msgs": (10_000 * w.generatorCpu) / Math.max(1, r.delivered),
+			"machine busy %": w.machineBusyPct,
+			"others busy %": w.othersBusyPct,
+		},
+		note: r.capped ? `time cap reached after ${r.elapsedMs.toFixed(0)} ms` : undefined,
+	};
+}
+
+const LOWER_IS_BETTER = /CPU|ms|RSS KiB|failed|missing|duplicates/;
+const NO_RATIO = /busy|delivered$|sessions$|RSS before|RSS after|generator/;
+
+function table(results: ScenarioResult[], scenario: string): string {
+	const rows = results.filter((r) => r.scenario === scenario);
+	if (!rows.length) return "";
+	const keys = [...new Set(rows.flatMap((r) => Object.keys(r.figures)))];
+	const head = `| ${scenario} | ${rows.map((r) => r.target).join(" | ")} |`;
+	const sep = `|---|${rows.map(() => "---:").join("|")}|`;
+	const lines = [head, sep];
+	for (const k of keys) {
+		const vals = rows.map((r) => r.figures[k]);
+		const nums = rows
+			.filter((r) => r.target !== "relay")
+			.map((r) => r.figures[k])
+			.filter((v): v is number => typeof v === "number" && Number.isFinite(v) && v > 0);
+		const lower = LOWER_IS_BETTER.test(k) && !/\/s$/.test(k);
+		const best = nums.length ? (lower ? Math.min(...nums) : Math.max(...nums)) : undefined;
+		const cells = vals.map((v) => {
+			if (v === undefined) return "";
+			if (typeof v !== "number") return String(v);
+			const s =
+				Math.abs(v) >= 100
+					? v.toFixed(0)
+					: Math.abs(v) >= 10
+						? v.toFixed(1)
+						: v.toFixed(v === Math.round(v) ? 0 : 3);
+			if (best === undefined || NO_RATIO.test(k) || !Number.isFinite(v) || v <= 0) return s;
+			return `${s} (${(v / best).toFixed(2)}×)`;
+		});
+		lines.push(`| ${k} | ${cells.join(" | ")} |`);
+	}
+	const notes = rows.filter((r) => r.note).map((r) => `- ${r.target}: ${r.note}`);
+	return [...lines, ...notes].join("\n");
+}
+
+async function main() {
+	const o = parseArgs(process.argv.slice(2));
+	const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+	mkdirSync(OUT, { recursive: true });
+	// How busy is the machine before we start? (other users' load)
+	const m0 = machine();
+	await sleep(2000);
+	const m1 = machine();
+	const idleBusy = (100 * (m1.busy - m0.busy)) / (m1.total - m0.total);
+	log(
+		`machine: ${cores()} cores, busy ${idleBusy.toFixed(0)}% before the run (load ${(await import("node:fs")).readFileSync("/proc/loadavg", "utf8").trim()})`,
+	);
+	const results: ScenarioResult[] = [];
+	const versions: Record<string, string> = {};
+	const notes: Record<string, string[]> = {};
+	const accounts = Math.max(o.sessions, o.logins + 100, 2 * o.pairs);
+	let profileFile: string | undefined;
+	for (const name of o.targets) {
+		const wanted = o.scenarios.filter((s) => s !== "muc" && s !== "roster");
+		if (name === "relay" && !wanted.includes("chat")) continue;
+		const stateDir = join(OUT, "state", name);
+		mkdirSync(stateDir, { recursive: true });
+		const profileDir = o.profile && name === "parley" ? join(OUT, "profiles", stamp) : undefined;
+		if (profileDir) mkdirSync(profileDir, { recursive: true });
+		const so: StartOptions = { root: ROOT, stateDir, profileDir, log };
+		log(`${name}: starting`);
+		const start = {
+			parley: startParley,
+			prosody: startProsody,
+			ejabberd: startEjabberd,
+			relay: startRelay,
+		}[name];
+		let t: Running;
+		try {
+			t = await start(so, processTree);
+		} catch (e) {
+			log(`${name}: could not start: ${(e as Error).message}`);
+			continue;
+		}
+		versions[name] = t.version;
+		notes[name] = t.notes;
+		const gens = workersFor(wanted.includes("idle") && t.xmpp ? o.sessions : 2 * o.pairs);
+		try {
+			if (t.xmpp) {
+				await t.provision(accounts, PASSWORD, async (n) => {
+					const r = await (gens[0] as Worker).call<{
+						created: number;
+						exists: number;
+						errors: string[];
+					}>({
+						cmd: "register",
+						endpoint: t.endpoint,
+						users: users(0, n),
+						password: PASSWORD,
+						concurrency: 16,
+					});
+					log(
+						`${name}: registered ${r.created}, existing ${r.exists}${r.errors.length ? `, errors: ${r.errors.join("; ")}` : ""}`,
+					);
+					if (r.created + r.exists < n) throw new Error("registration incomplete");
+				});
+			}
+			for (const s of wanted) {
+				if (name === "relay" && s !== "chat") continue;
+				log(`${name}: ${s}`);
+				if (s === "login") {
+					results.push(await loginStorm(t, "PLAIN", o, gens));
+					results.push(await loginStorm(t, "SCRAM-SHA-1", o, gens));
+				} else if (s === "chat") results.push(await chat(t, o, gens));
+				else if (s === "idle") results.push(await idle(t, o, gens));
+			}
+		} catch (e) {
+			log(`${name}: failed: ${(e as Error).stack}`);
+		} finally {
+			for (const g of gens) g.stop();
+			log(`${name}: stopping`);
+			await t.stop();
+		}
+		if (profileDir) {
+			const files = readdirSync(profileDir).filter((f) => f.endsWith(".cpuprofile"));
+			files.sort(
+				(a, b) => statSync(join(profileDir, b)).mtimeMs - statSync(join(profileDir, a)).mtimeMs,
+			);
+			if (files[0]) profileFile = join(profileDir, files[0]);
+		}
+	}
+	const out: string[] = [];
+	out.push(`# npm run bench -- ${process.argv.slice(2).join(" ")}`);
+	out.push(
+		`${new Date().toISOString()}; ${cores()} cores; machine busy ${idleBusy.toFixed(0)}% in the 2 s before the run`,
+	);
+	for (const [k, v] of Object.entries(versions))
+		out.push(`- ${k}: ${v}; ${(notes[k] ?? []).join("; ")}`);
+	for (const s of ["login-PLAIN", "login-SCRAM-SHA-1", "chat", "idle"]) {
+		const t = table(results, s);
+		if (t) out.push("", t);
+	}
+	if (o.scenarios.includes("muc"))
+		out.push("", "| muc (50 and 500 occupants) | not yet: Parley has no MUC |", "|---|---|");
+	if (o.scenarios.includes("roster"))
+		out.push(
+			"",
+			"| roster-heavy login (200 mutual contacts) | not yet: scenario not written |",
+			"|---|---|",
+		);
+	let profile: ReturnType<typeof topSelfTime> | undefined;
+	if (profileFile) {
+		profile = topSelfTime(profileFile, ROOT, 15);
+		out.push(
+			"",
+			`Profile ${profileFile.replace(`${ROOT}/`, "")}: ${profile.activeMs.toFixed(0)} ms active of ${profile.totalMs.toFixed(0)} ms`,
+			"",
+			"| # | self ms | % of active | function | location |",
+			"|---:|---:|---:|---|---|",
+		);
+		for (const [i, f] of profile.top.entries())
+			out.push(
+				`| ${i + 1} | ${f.selfMs.toFixed(0)} | ${f.pct.toFixed(1)} | ${f.name} | ${f.location} |`,
+			);
+	}
+	const text = out.join("\n");
+	console.log(text);
+	const file = join(OUT, `${stamp}.json`);
+	writeFileSync(
+		file,
+		JSON.stringify(
+			{
+				argv: process.argv.slice(2),
+				options: o,
+				date: new Date().toISOString(),
+				machineBusyBeforePct: idleBusy,
+				cores: cores(),
+				versions,
+				notes,
+				results,
+				profile: profile && { file: profileFile, ...profile },
+			},
+			null,
+			2,
+		),
+	);
+	writeFileSync(join(OUT, `${stamp}.md`), `${text}\n`);
+	log(`results: ${file}`);
+}
+
+main().catch((e: unknown) => {
+	console.error(e);
+	process.exit(1);
+});
