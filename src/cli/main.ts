@@ -236,6 +236,97 @@ async function check(opts: { config?: string }): Promise<void> {
 	console.log("all checks passed");
 }
 
+/** Storage errors (database down, schema too new, bad spec) as a one-line failure. */
+function storageFailure(err: unknown): never {
+	if (err instanceof CliError) throw err;
+	throw new CliError((err as Error).message, EXIT.FAILURE);
+}
+
+/** Issue 4: `storage migrate`, `storage copy`, `export`, `import`. */
+function addStorageCommands(program: Command): void {
+	const storage = program.command("storage").description("storage schema and moving data");
+	storage
+		.command("migrate")
+		.description("bring the database schema to this version (the server also does it on start)")
+		.option("-c, --config <file>", "TOML configuration file")
+		.option("--dry-run", "only show what would be done")
+		.action(async (opts: { config?: string; dryRun?: boolean }) => {
+			const config = loadConfig(opts.config);
+			const { describePlan, migrateStorage } = await import("../storage/migrations/index.ts");
+			const plan = await migrateStorage(config.storage, resolveDataPath(config, "."), {
+				dryRun: opts.dryRun === true,
+			}).catch(storageFailure);
+			console.log(describePlan(plan));
+		});
+	storage
+		.command("copy")
+		.description(
+			"copy every store of every host: --from/--to sqlite:<file> or postgres://…[?schema=s]",
+		)
+		.option("-c, --config <file>", "TOML configuration file (for data_dir)")
+		.requiredOption("--from <storage>", "source, e.g. sqlite:parley.sqlite")
+		.requiredOption("--to <storage>", "target, e.g. postgres://parley@127.0.0.1/parley")
+		.action(async (opts: { config?: string; from: string; to: string }) => {
+			const config = loadConfig(opts.config);
+			const { copyStorage, openBackendSpec } = await import("../storage/copy.ts");
+			const dataDir = resolveDataPath(config, ".");
+			let from: StorageBackend | undefined;
+			let to: StorageBackend | undefined;
+			try {
+				from = openBackendSpec(opts.from, dataDir);
+				to = openBackendSpec(opts.to, dataDir);
+				const s = await copyStorage(from, to);
+				console.log(
+					`copied ${s.keyval} keyval values, ${s.map} map entries, ${s.archive} archive items` +
+						(s.skipped ? ` (${s.skipped} archive items already there)` : ""),
+				);
+			} catch (err) {
+				storageFailure(err);
+			} finally {
+				await from?.close();
+				await to?.close();
+			}
+		});
+	program
+		.command("export [host]")
+		.description(
+			"write a host's data (every host's without one) as XEP-0227 XML to standard output",
+		)
+		.option("-c, --config <file>", "TOML configuration file")
+		.action(async (host: string | undefined, opts: { config?: string }) => {
+			const config = loadConfig(opts.config);
+			if (host && !config.hosts[host])
+				throw new CliError(`${host} is not a host in the configuration`, EXIT.USAGE);
+			const { exportPie } = await import("../storage/xep0227.ts");
+			await withStorage(config, async (storage) => {
+				const xml = await exportPie(storage, host ? [host] : Object.keys(config.hosts), {
+					warn: (m) => console.error(`parley: warning: ${m}`),
+				}).catch(storageFailure);
+				process.stdout.write(xml);
+			});
+		});
+	program
+		.command("import <file>")
+		.description('load a XEP-0227 XML file ("-": standard input) into the configured hosts')
+		.option("-c, --config <file>", "TOML configuration file")
+		.action(async (file: string, opts: { config?: string }) => {
+			const config = loadConfig(opts.config);
+			const { readFileSync } = await import("node:fs");
+			const xml = file === "-" ? (await readStdinLines()).join("\n") : readFileSync(file, "utf8");
+			const { importPie } = await import("../storage/xep0227.ts");
+			await withStorage(config, async (storage) => {
+				const stats = await importPie(storage, xml, {
+					hosts: Object.keys(config.hosts),
+					iterations: config.auth.scram_iterations,
+					warn: (m) => console.error(`parley: warning: ${m}`),
+				}).catch(storageFailure);
+				console.log(`imported ${stats.users} users`);
+				if (stats.skipped.length)
+					throw new CliError(`not imported: ${stats.skipped.join(", ")}`, EXIT.FAILURE);
+			});
+		});
+}
+
 export function buildProgram(): Command {
 	const program = new Command("parley")
 		.description("Parley, an XMPP server")
@@ -374,6 +465,7 @@ export function buildProgram(): Command {
 				}
 			});
 		});
+	addStorageCommands(program);
 	return program;
 }
 

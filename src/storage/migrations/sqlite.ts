@@ -3,7 +3,8 @@
  * (PRAGMA user_version, applied when a SqliteBackend opens the file); this module reports what a
  * migration would do without touching the file (dry run), and applies it by opening the backend.
  */
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { SQLITE_SCHEMA_VERSION, SqliteBackend } from "../sqlite.ts";
 import type { MigrationPlan } from "./postgres.ts";
@@ -41,6 +42,7 @@ export async function migrateSqlite(
 	}
 	const plan = { backend: "sqlite", current, target: SQLITE_SCHEMA_VERSION, pending };
 	if (opts.dryRun || pending.length === 0) return { ...plan, applied: false };
+	if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
 	await new SqliteBackend(path).close(); // opening migrates (in one IMMEDIATE transaction)
 	return { ...plan, applied: true };
 }

@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import pg from "pg";
+import { AccountManager } from "../auth/accounts.ts";
+import { MemoryBackend } from "./memory.ts";
+import { PostgresBackend } from "./postgres.ts";
+import type { StorageBackend } from "./types.ts";
+import { exportPie, importPie } from "./xep0227.ts";
+
+const PG_URL = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
+const schema = `parley_test_pie_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+
+after(async () => {
+	const c = new pg.Client({ connectionString: PG_URL });
+	await c.connect();
+	await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+	await c.end();
+});
+
+const H = "a.example";
+
+async function fill(b: StorageBackend): Promise<void> {
+	const accounts = new AccountManager(b, H, 4096);
+	await accounts.create("alice", "secret one");
+	await accounts.create("bob", "secret two");
+	await b.keyval(H, "roster").set("alice", {
+		ver: 3,
+		items: {
+			"bob@a.example": { name: "Bob & co", groups: ["Friends", "Work"], subscription: "both" },
+			"carol@b.example": { groups: [], subscription: "none", ask: true, approved: true },
+		},
+		pending: {
+			"dave@c.example": "<presence xmlns='jabber:client' type='subscribe' from='dave@c.example'/>",
+		},
+	});
+	await b
+		.keyval(H, "vcard")
+		.set(
+			"alice",
+			`<vCard xmlns="vcard-temp"><FN>Alice &lt;3</FN><NICKNAME>al 🎉</NICKNAME></vCard>`,
+		);
+	await b
+		.map(H, "private")
+		.set(
+			"alice",
+			"storage storage:bookmarks",
+			`<storage xmlns="storage:bookmarks"><conference jid="room@muc.a.example" autojoin="true"/></storage>`,
+		);
+	await b
+		.map(H, "private")
+		.set("alice", "roster roster:delimiter", `<roster xmlns="roster:delimiter">::</roster>`);
+	for (let i = 0; i < 3; i++) {
+		await b.archive(H, "offline").append("bob", {
+			value: {
+				xml: `<message xmlns="jabber:client" from="alice@a.example/phone" to="bob@a.example" type="chat" id="m${i}"><body>hi ${i}</body></message>`,
+			},
+			with: "alice@a.example",
+			when: 1_700_000_000_000 + i * 1000,
+		});
+	}
+	// Another host's data stays out of a one-host export.
+	await new AccountManager(b, "b.example", 4096).create("zed", "pw");
+}
+
+test("XEP-0227: export, import into another backend, export again: identical", async () => {
+	const src = new MemoryBackend();
+	const dst = new PostgresBackend({ url: PG_URL, schema });
+	try {
+		await fill(src);
+		const warnings: string[] = [];
+		const doc = await exportPie(src, [H], { warn: (m) => warnings.push(m) });
+		assert.deepEqual(warnings, []);
+		// XEP-0227 §2 credentials, one element per hash
+		assert.match(doc, /<server-data xmlns="urn:xmpp:pie:0"><host jid="a\.example">/);
+		assert.match(
+			doc,
+			/<scram-credentials xmlns="urn:xmpp:pie:0#scram" mechanism="SCRAM-SHA-256"><iter-count>4096<\/iter-count><salt>/,
+		);
+		assert.doesNotMatch(doc, /zed/);
+
+		const stats = await importPie(dst, doc);
+		assert.deepEqual(stats, { users: 2, skipped: [] });
+		assert.equal(await exportPie(dst, [H]), doc);
+
+		for (const user of ["alice", "bob"]) {
+			assert.deepEqual(
+				await dst.keyval(H, "accounts").get(user),
+				await src.keyval(H, "accounts").get(user),
+			);
+			assert.deepEqual(
+				await dst.keyval(H, "roster").get(user),
+				await src.keyval(H, "roster").get(user),
+			);
+			assert.deepEqual(
+				await dst.keyval(H, "vcard").get(user),
+				await src.keyval(H, "vcard").get(user),
+			);
+			assert.deepEqual(
+				await dst.map(H, "private").getAll(user),
+				await src.map(H, "private").getAll(user),
+			);
+			const strip = (items: { when: number; with: string; value: unknown }[]) =>
+				items.map(({ when, with: w, value }) => ({ when, with: w, value }));
+			assert.deepEqual(
+				strip((await dst.archive(H, "offline").query(user)).items),
+				strip((await src.archive(H, "offline").query(user)).items),
+			);
+		}
+	} finally {
+		await Promise.all([src.close(), dst.close()]);
+	}
+});
+
+test("XEP-0227 import: plaintext passwords become SCRAM credentials; foreign documents are refused", async () => {
+	const b = new MemoryBackend();
+	try {
+		const doc = `<server-data xmlns='urn:xmpp:pie:0'><host jid='${H}'><user name='juliet' password='s3cret'><unknown xmlns='x:y'/></user></host><host jid='other.example'><user name='x' password='y'/></host></server-data>`;
+		assert.deepEqual(await importPie(b, doc, { hosts: [H], iterations: 4096 }), {
+			users: 1,
+			skipped: [],
+		});
+		const accounts = new AccountManager(b, H, 4096);
+		const creds = await accounts.getCredentials("juliet");
+		assert.ok(creds?.["SHA-256"].storedKey);
+		assert.deepEqual(await b.keyval("other.example", "accounts").users(), []);
+		await assert.rejects(importPie(b, "<foo xmlns='bar'/>"), /not a XEP-0227 document/);
+	} finally {
+		await b.close();
+	}
+});

@@ -1,0 +1,314 @@
+/**
+ * Export and import in the portable format of XEP-0227 (Portable Import/Export Format for XMPP
+ * servers, namespace urn:xmpp:pie:0), through the ordinary storage interface, so any backend.
+ *
+ * What is carried, per account of a host (the users of the "accounts" keyval store):
+ * - accounts: one `<scram-credentials xmlns='urn:xmpp:pie:0#scram' mechanism='SCRAM-SHA-…'>` per
+ *   hash (iter-count, salt, server-key, stored-key, base64), as XEP-0227 §2 defines; other fields
+ *   of the account record in `<account xmlns='urn:parley:pie:0'>` as JSON. On import, a `password`
+ *   attribute (servers that keep plaintext) is turned into SCRAM credentials.
+ * - roster ("roster" keyval): `<query xmlns='jabber:iq:roster' ver>` with RFC 6121 items; pending
+ *   inbound subscription requests as `<pending xmlns='urn:parley:pie:0' jid>` holding the stanza.
+ * - vCard ("vcard" keyval, XML text): the `<vCard xmlns='vcard-temp'>` element.
+ * - private XML ("private" map, "name namespace" -> XML text): `<query xmlns='jabber:iq:private'>`.
+ * - offline messages ("offline" archive, `{ xml }`): `<offline-messages>` with the messages, each
+ *   with a `<delay xmlns='urn:xmpp:delay' from=host stamp>` that import turns back into the time.
+ *
+ * Data-driven and tolerant: a store that is empty or absent is skipped, a value that does not
+ * parse is reported through `warn` and left out, and unknown elements on import are ignored.
+ * Not carried yet: the message archive (MAM), pubsub/PEP nodes, and archive ids of offline
+ * messages (new ones are given on import).
+ */
+import { type Element, x } from "../xml/element.ts";
+import { parseDocument } from "../xml/parser.ts";
+import type { Json, StorageBackend } from "./types.ts";
+
+export const NS_PIE = "urn:xmpp:pie:0";
+export const NS_PIE_SCRAM = "urn:xmpp:pie:0#scram";
+const NS_PARLEY = "urn:parley:pie:0";
+const NS_ROSTER = "jabber:iq:roster";
+const NS_PRIVATE = "jabber:iq:private";
+const NS_DELAY = "urn:xmpp:delay";
+const NS_CLIENT = "jabber:client";
+
+/** SCRAM hash names as stored (src/auth/scram.ts) <-> SASL mechanism names. */
+const MECHANISMS: Record<string, string> = { "SHA-1": "SCRAM-SHA-1", "SHA-256": "SCRAM-SHA-256" };
+
+const LIMITS = { maxStanzaBytes: 1 << 30, maxDepth: 1000, maxAttributes: 10_000 };
+
+type Obj = { [key: string]: Json };
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+export interface PieOptions {
+	/** Told about data left out (a stored value that does not parse, ...). */
+	warn?: (message: string) => void;
+}
+
+function parseXml(xml: string): Element {
+	return parseDocument(xml, LIMITS);
+}
+
+/** XML text of a fragment, with `ns` as its namespace when it had none. */
+function fragment(xml: string, ns: string): Element {
+	const el = parseXml(xml);
+	if (!el.ns) el.ns = ns;
+	return el;
+}
+
+/** Exports the given hosts as one XEP-0227 document. */
+export async function exportPie(
+	storage: StorageBackend,
+	hosts: string[],
+	opts: PieOptions = {},
+): Promise<string> {
+	const warn = opts.warn ?? (() => {});
+	const root = x("server-data", { xmlns: NS_PIE });
+	for (const host of hosts) {
+		const hostEl = x("host", { jid: host });
+		const accounts = storage.keyval(host, "accounts");
+		for (const user of await accounts.users()) {
+			try {
+				hostEl.append(await exportUser(storage, host, user, warn));
+			} catch (e) {
+				warn(`${user}@${host}: left out: ${(e as Error).message}`);
+			}
+		}
+		root.append(hostEl);
+	}
+	return `<?xml version='1.0' encoding='UTF-8'?>\n${root.toString()}\n`;
+}
+
+async function exportUser(
+	storage: StorageBackend,
+	host: string,
+	user: string,
+	warn: (m: string) => void,
+): Promise<Element> {
+	const el = x("user", { name: user });
+	const account = await storage.keyval(host, "accounts").get(user);
+	if (isObj(account)) {
+		const { scram, ...rest } = account;
+		if (isObj(scram)) {
+			for (const [hash, cred] of Object.entries(scram)) {
+				const mechanism = MECHANISMS[hash];
+				if (!mechanism || !isObj(cred)) continue;
+				el.append(
+					x(
+						"scram-credentials",
+						{ xmlns: NS_PIE_SCRAM, mechanism },
+						x("iter-count", null, String(cred.iterations)),
+						x("salt", null, String(cred.salt)),
+						x("server-key", null, String(cred.serverKey)),
+						x("stored-key", null, String(cred.storedKey)),
+					),
+				);
+			}
+		}
+		if (Object.keys(rest).length > 0)
+			el.append(x("account", { xmlns: NS_PARLEY }, JSON.stringify(rest)));
+	}
+
+	const roster = await storage.keyval(host, "roster").get(user);
+	if (isObj(roster)) {
+		const query = x("query", {
+			xmlns: NS_ROSTER,
+			ver: roster.ver === undefined ? undefined : String(roster.ver),
+		});
+		for (const [jid, item] of Object.entries(isObj(roster.items) ? roster.items : {})) {
+			if (!isObj(item)) continue;
+			const groups = Array.isArray(item.groups) ? item.groups : [];
+			query.append(
+				x(
+					"item",
+					{
+						jid,
+						name: typeof item.name === "string" ? item.name : undefined,
+						subscription: typeof item.subscription === "string" ? item.subscription : "none",
+						ask: item.ask === true ? "subscribe" : undefined,
+						approved: item.approved === true ? "true" : undefined,
+					},
+					groups.map((g) => x("group", null, String(g))),
+				),
+			);
+		}
+		for (const [jid, stanza] of Object.entries(isObj(roster.pending) ? roster.pending : {})) {
+			query.append(x("pending", { xmlns: NS_PARLEY, jid }, String(stanza)));
+		}
+		el.append(query);
+	}
+
+	const vcard = await storage.keyval(host, "vcard").get(user);
+	if (typeof vcard === "string") {
+		try {
+			el.append(fragment(vcard, "vcard-temp"));
+		} catch (e) {
+			warn(`${user}@${host}: vCard left out: ${(e as Error).message}`);
+		}
+	}
+
+	const priv = await storage.map(host, "private").getAll(user);
+	if (priv.size > 0) {
+		const query = x("query", { xmlns: NS_PRIVATE });
+		for (const [key, xml] of priv) {
+			try {
+				query.append(fragment(String(xml), ""));
+			} catch (e) {
+				warn(`${user}@${host}: private ${key} left out: ${(e as Error).message}`);
+			}
+		}
+		el.append(query);
+	}
+
+	const offline = (await storage.archive(host, "offline").query(user)).items;
+	if (offline.length > 0) {
+		const box = x("offline-messages");
+		for (const item of offline) {
+			const xml = isObj(item.value) ? item.value.xml : item.value;
+			try {
+				const msg = fragment(String(xml), NS_CLIENT);
+				msg.append(
+					x("delay", { xmlns: NS_DELAY, from: host, stamp: new Date(item.when).toISOString() }),
+				);
+				box.append(msg);
+			} catch (e) {
+				warn(`${user}@${host}: offline message ${item.id} left out: ${(e as Error).message}`);
+			}
+		}
+		el.append(box);
+	}
+	return el;
+}
+
+export interface ImportStats {
+	users: number;
+	skipped: string[];
+}
+
+/**
+ * Imports a XEP-0227 document. `hosts`, when given, limits the import to those hosts. Existing
+ * accounts are overwritten; offline messages are appended. `iterations` is used for accounts
+ * that come with a plaintext password.
+ */
+export async function importPie(
+	storage: StorageBackend,
+	xml: string,
+	opts: PieOptions & { hosts?: string[]; iterations?: number } = {},
+): Promise<ImportStats> {
+	const warn = opts.warn ?? (() => {});
+	const root = parseXml(xml);
+	if (!root.is("server-data", NS_PIE)) throw new Error(`not a XEP-0227 document (${NS_PIE})`);
+	const stats: ImportStats = { users: 0, skipped: [] };
+	for (const hostEl of root.getChildren("host", NS_PIE)) {
+		const host = hostEl.attr("jid");
+		if (!host || (opts.hosts && !opts.hosts.includes(host))) continue;
+		for (const u of hostEl.getChildren("user", NS_PIE)) {
+			const user = u.attr("name");
+			if (!user) continue;
+			try {
+				await importUser(storage, host, user, u, opts.iterations ?? 10_000);
+				stats.users++;
+			} catch (e) {
+				stats.skipped.push(`${user}@${host}`);
+				warn(`${user}@${host}: not imported: ${(e as Error).message}`);
+			}
+		}
+	}
+	return stats;
+}
+
+async function importUser(
+	storage: StorageBackend,
+	host: string,
+	user: string,
+	u: Element,
+	iterations: number,
+): Promise<void> {
+	const scram: Obj = {};
+	for (const c of u.getChildren("scram-credentials", NS_PIE_SCRAM)) {
+		const hash = Object.keys(MECHANISMS).find((h) => MECHANISMS[h] === c.attr("mechanism"));
+		if (!hash) continue;
+		scram[hash] = {
+			salt: c.getChildText("salt") ?? "",
+			iterations: Number(c.getChildText("iter-count")),
+			storedKey: c.getChildText("stored-key") ?? "",
+			serverKey: c.getChildText("server-key") ?? "",
+		};
+	}
+	const password = u.attr("password");
+	if (password !== undefined && Object.keys(scram).length === 0) {
+		const { deriveAllCredentials } = await import("../auth/scram.ts");
+		Object.assign(scram, await deriveAllCredentials(password, iterations));
+	}
+	const extra = u.getChild("account", NS_PARLEY)?.text();
+	const rest = extra ? (JSON.parse(extra) as Json) : {};
+	if (Object.keys(scram).length > 0) {
+		const record: Obj = isObj(rest) ? { ...rest } : {};
+		record.scram = scram;
+		record.created ??= Date.now();
+		await storage.keyval(host, "accounts").set(user, record);
+	}
+
+	const roster = u.getChild("query", NS_ROSTER);
+	if (roster) {
+		const items: Obj = {};
+		for (const it of roster.getChildren("item", NS_ROSTER)) {
+			const jid = it.attr("jid");
+			if (!jid) continue;
+			const item: Obj = {
+				groups: it.getChildren("group", NS_ROSTER).map((g) => g.text()),
+				subscription: it.attr("subscription") ?? "none",
+			};
+			const name = it.attr("name");
+			if (name !== undefined) item.name = name;
+			if (it.attr("ask") === "subscribe") item.ask = true;
+			if (it.attr("approved") === "true") item.approved = true;
+			items[jid] = item;
+		}
+		const pending: Obj = {};
+		for (const p of roster.getChildren("pending", NS_PARLEY)) {
+			const jid = p.attr("jid");
+			if (jid) pending[jid] = p.text();
+		}
+		const ver = Number(roster.attr("ver") ?? 0);
+		await storage
+			.keyval(host, "roster")
+			.set(user, { ver: Number.isFinite(ver) ? ver : 0, items, pending });
+	}
+
+	const vcard = u.getChild("vCard", "vcard-temp");
+	if (vcard) await storage.keyval(host, "vcard").set(user, vcard.toString());
+
+	const priv = u.getChild("query", NS_PRIVATE);
+	if (priv) {
+		const map = storage.map(host, "private");
+		await Promise.all(
+			priv.elements().map((el) => map.set(user, `${el.name} ${el.ns ?? ""}`, el.toString())),
+		);
+	}
+
+	const box = u.getChild("offline-messages", NS_PIE);
+	if (box) {
+		const archive = storage.archive(host, "offline");
+		const appends = box.getChildren("message").map((msg) => {
+			// The delay this server added on export is the stored time, not part of the message.
+			const delay = msg
+				.getChildren("delay", NS_DELAY)
+				.find((d) => d.attr("from") === host && d.attr("stamp"));
+			const when = delay ? Date.parse(delay.attr("stamp") as string) : Date.now();
+			const copy = msg.clone();
+			if (delay) copy.children.splice(msg.children.indexOf(delay), 1);
+			return archive.append(user, {
+				value: { xml: copy.toString() },
+				with: bareFrom(copy.attr("from")),
+				when: Number.isFinite(when) ? when : Date.now(),
+			});
+		});
+		await Promise.all(appends);
+	}
+}
+
+function bareFrom(from: string | undefined): string {
+	if (!from) return "";
+	const slash = from.indexOf("/");
+	return slash < 0 ? from : from.slice(0, slash);
+}
