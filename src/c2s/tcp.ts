@@ -15,6 +15,8 @@ import { C2SStream, type Transport } from "./stream.ts";
 
 /** How long a closing stream waits for the peer's closing tag before dropping the socket. */
 const CLOSE_GRACE_MS = 5000;
+/** Bytes queued for a client that does not read before the connection is dropped. */
+const MAX_OUTBOUND_BUFFER = 16 * 1024 * 1024;
 /** How long a stopping listener waits for its sockets to flush and close. */
 const CLOSE_FLUSH_MS = 1000;
 
@@ -208,6 +210,12 @@ class TcpTransport implements Transport {
 			});
 		}
 		socket.write(s);
+		if (socket.writableLength > MAX_OUTBOUND_BUFFER) {
+			// A client that stops reading would make us buffer everything sent to it, without
+			// bound. Past the limit it is dropped; its session ends like any lost connection.
+			this.#server.log.info({ ip: this.remoteAddress }, "client not reading: connection dropped");
+			socket.destroy();
+		}
 	}
 
 	closeStream(): void {

@@ -391,6 +391,33 @@ describe("negotiation and errors (plain TCP allowed for speed)", () => {
 		bob.end();
 	});
 
+	test("a client that stops reading is dropped instead of buffered without bound; others are served", async () => {
+		const sink = await login(t.port, "bob", "pw-bob", { resource: "sink" });
+		sink.socket.pause(); // reads nothing from now on
+		const sender = await login(t.port, "alice", "pw-alice", { resource: "flood" });
+		const body = "x".repeat(200_000);
+		for (let i = 0; i < 150 && !sink.socket.destroyed; i++) {
+			sender.send(`<message to='bob@localhost/sink' id='f${i}'><body>${body}</body></message>`);
+			if (i % 10 === 9) {
+				// Wait for the server to have handled what was sent so far.
+				const mark = sender.received.length;
+				sender.send(`<iq type='get' id='fp${i}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
+				await sender.waitFor(new RegExp(`id="fp${i}"`), mark, 30_000);
+			}
+		}
+		// The sink's session is gone (its resource is no longer bound)...
+		const host = t.server.hosts.get("localhost");
+		for (let i = 0; i < 200 && host?.sessions.get("bob")?.has("sink"); i++)
+			await new Promise((r) => setTimeout(r, 25));
+		assert.equal(host?.sessions.get("bob")?.has("sink") ?? false, false);
+		// ...and the sender is still served.
+		const mark = sender.received.length;
+		sender.send("<iq type='get' id='alive' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+		await sender.waitFor(/id="alive"/, mark);
+		sender.end();
+		sink.end();
+	});
+
 	test("a closing tag from the client is answered with ours (RFC 6120 §4.4)", async () => {
 		const c = await login(t.port, "alice", "pw-alice");
 		const mark = c.received.length;
