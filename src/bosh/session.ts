@@ -72,6 +72,9 @@ export function terminateBody(condition?: BoshCondition, children = ""): string 
 	);
 }
 
+/** Stanzas queued for a client between two requests before the session is ended. */
+const MAX_QUEUED_ELEMENTS = 10_000;
+
 export class BoshSession implements Transport {
 	readonly sid = randomBytes(16).toString("base64url");
 	readonly remoteAddress: string;
@@ -378,6 +381,11 @@ export class BoshSession implements Transport {
 	send(el: Element): void {
 		if (this.#final !== null) return;
 		this.#out.push(el);
+		if (this.#out.length > MAX_QUEUED_ELEMENTS) {
+			// A client that stopped polling would have us queue its stanzas without bound.
+			this.#terminate("policy-violation", "the client is not collecting its stanzas");
+			return;
+		}
 		this.#scheduleFlush();
 	}
 

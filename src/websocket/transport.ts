@@ -27,6 +27,9 @@ export interface WebSocketPeer {
 	secure: boolean;
 }
 
+/** Bytes queued for a client that does not read before the connection is dropped. */
+const MAX_OUTBOUND_BUFFER = 16 * 1024 * 1024;
+
 export class WebSocketTransport implements Transport {
 	readonly remoteAddress: string;
 	readonly secure: boolean;
@@ -151,6 +154,10 @@ export class WebSocketTransport implements Transport {
 	#write(s: string): void {
 		if (this.#closing || this.#ws.readyState !== this.#ws.OPEN) return;
 		this.#ws.send(s);
+		if (this.#ws.bufferedAmount > MAX_OUTBOUND_BUFFER) {
+			// A client that stops reading would have us buffer everything sent to it.
+			this.#ws.terminate();
+		}
 	}
 
 	closeStream(): void {
