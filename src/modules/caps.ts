@@ -7,12 +7,12 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { HANDLED, Priority } from "../core/events.ts";
-import type { Host } from "../core/host.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
 import { type Element, x } from "../xml/element.ts";
-import { NS_DISCO_INFO, NS_DISCO_ITEMS } from "../xmpp/ns.ts";
+import { NS_DISCO_INFO } from "../xmpp/ns.ts";
 import { resultFor } from "../xmpp/stanza.ts";
+import { hostDiscoInfo } from "./disco.ts";
 
 export const NS_CAPS = "http://jabber.org/protocol/caps";
 
@@ -24,18 +24,6 @@ const options = z.strictObject({
 /** "i;octet" collation (XEP-0115 §5.1 via RFC 4790 §9.3): compare UTF-8 bytes. */
 function octetCompare(a: string, b: string): number {
 	return Buffer.compare(Buffer.from(a, "utf8"), Buffer.from(b, "utf8"));
-}
-
-/** The host's disco#info query, exactly what the disco module serves. */
-export function hostDiscoInfo(host: Host, node?: string): Element {
-	const features = [...new Set([NS_DISCO_INFO, NS_DISCO_ITEMS, ...host.features.keys()])].sort();
-	return x(
-		"query",
-		{ xmlns: NS_DISCO_INFO, node },
-		host.identities.map((i) => x("identity", { category: i.category, type: i.type, name: i.name })),
-		features.map((f) => x("feature", { var: f })),
-		host.extensions.map((e) => e.clone()),
-	);
 }
 
 /** XEP-0115 §5.1: the string S that is hashed, built from a disco#info query element. */

@@ -11,7 +11,8 @@ import { StanzaError } from "../xmpp/errors.ts";
 import { NS_DISCO_INFO, NS_DISCO_ITEMS } from "../xmpp/ns.ts";
 import { resultFor } from "../xmpp/stanza.ts";
 
-function hostInfo(host: Host, node: string | undefined): Element {
+/** The host's disco#info query (XEP-0030 §3.1); caps (XEP-0115) hashes exactly this. */
+export function hostDiscoInfo(host: Host, node?: string): Element {
 	const features = [...new Set([NS_DISCO_INFO, NS_DISCO_ITEMS, ...host.features.keys()])].sort();
 	return x(
 		"query",
@@ -33,7 +34,7 @@ export default defineModule({
 				const node = (stanza.elements()[0] as Element).attrs.node;
 				// XEP-0030 §3.1: a node we do not know is item-not-found.
 				if (node !== undefined) throw new StanzaError("item-not-found");
-				origin?.send(resultFor(stanza, hostInfo(host, node)));
+				origin?.send(resultFor(stanza, hostDiscoInfo(host, node)));
 				return HANDLED;
 			},
 		);
