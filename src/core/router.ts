@@ -131,11 +131,15 @@ export class Router {
 			if (await bus.fire(`${kind}/self`, event)) return;
 		}
 		if (await bus.fire(`${kind}/${dest}`, event)) return;
-		this.#defaultDelivery(event, host, dest);
+		await this.#defaultDelivery(event, host, dest);
 	}
 
-	/** Delivery when no module claimed the stanza. */
-	#defaultDelivery(event: StanzaEvent, host: Host, dest: Destination): void {
+	/**
+	 * Delivery when no module claimed the stanza. Async because a message may go to offline
+	 * storage: the session waits for that write before its next stanza (RFC 6120 §10.1), so a
+	 * later answer on the same stream implies the message is stored.
+	 */
+	async #defaultDelivery(event: StanzaEvent, host: Host, dest: Destination): Promise<void> {
 		const { stanza, to } = event;
 		const kind = stanza.name;
 		const type = stanza.attrs.type;
@@ -150,7 +154,7 @@ export class Router {
 				// RFC 6121 §8.5.3.2.1: a chat message to an unavailable resource is treated as if
 				// it were addressed to the bare JID; errors and headlines are silently ignored;
 				// normal and groupchat get service-unavailable (the RFC's option (b)).
-				if (type === "chat") this.#toBareMessage(event, host);
+				if (type === "chat") await this.#toBareMessage(event, host);
 				else if (type !== "error" && type !== "headline")
 					this.#error(event, new StanzaError("service-unavailable"));
 				return;
@@ -162,7 +166,7 @@ export class Router {
 		}
 		if (dest === "bare") {
 			if (kind === "message") {
-				this.#toBareMessage(event, host);
+				await this.#toBareMessage(event, host);
 				return;
 			}
 			if (kind === "presence") return; // subscription handling lives in the presence module
@@ -177,7 +181,7 @@ export class Router {
 	}
 
 	/** RFC 6121 §8.5.2: message to a bare JID of a local account. */
-	#toBareMessage(event: StanzaEvent, host: Host): void {
+	async #toBareMessage(event: StanzaEvent, host: Host): Promise<void> {
 		const { stanza, to } = event;
 		const type = stanza.attrs.type ?? "normal";
 		if (type === "groupchat") {
@@ -195,7 +199,7 @@ export class Router {
 		// No available resource. Offline storage (XEP-0160) claims this through the
 		// `message/offline` event; without it the sender learns the message was not delivered
 		// (RFC 6121 §8.5.2.2.1 and §8.5.1 for accounts that do not exist).
-		void this.#offline(event, host);
+		await this.#offline(event, host);
 	}
 
 	async #offline(event: StanzaEvent, host: Host): Promise<void> {

@@ -53,147 +53,235 @@ const host = z.strictObject({
 
 export type HostConfig = z.infer<typeof host>;
 
-export const configSchema = z.strictObject({
-	server: z
-		.strictObject({
-			data_dir: z.string().default("./data"),
-			/** Written in `<stream:stream id>` logs and in disco/version answers. */
-			name: z.string().default("Parley"),
-		})
-		.prefault({}),
-	log: z
-		.strictObject({
-			level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-			/** "auto": readable on a terminal, JSON otherwise. */
-			format: z.enum(["auto", "json", "pretty"]).default("auto"),
-		})
-		.prefault({}),
-	storage: z
-		.strictObject({
-			backend: z.enum(["sqlite", "memory", "postgres"]).default("sqlite"),
-			/** SQLite file, relative to server.data_dir. */
-			path: z.string().default("parley.sqlite"),
-			/** PostgreSQL URL (backend "postgres"), e.g. "postgres://parley@127.0.0.1/parley". */
-			url: z.string().optional(),
-			/** PostgreSQL schema holding Parley's tables; created when missing. */
-			schema: z
-				.string()
-				.regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/)
-				.default("public"),
-			/** PostgreSQL connections kept in the pool. */
-			pool_size: z.number().int().min(1).default(10),
-			/** Seconds to wait for a PostgreSQL connection before a request fails. */
-			connect_timeout: z.number().positive().default(5),
-		})
-		.refine((s) => s.backend !== "postgres" || s.url !== undefined, {
-			message: 'storage.url is required when storage.backend is "postgres"',
-			path: ["url"],
-		})
-		.prefault({}),
-	listeners: z
-		.strictObject({
-			/** RFC 6120 c2s with STARTTLS. */
-			c2s: listener(5222),
-			/** XEP-0368 direct TLS. */
-			c2s_direct_tls: listener(5223),
-			/** Plain HTTP: BOSH, WebSocket, discovery (usually behind a TLS-terminating proxy). */
-			http: listener(5280),
-			/** HTTPS with the hosts' certificates: BOSH and WebSocket over TLS. */
-			https: listener(5281),
-		})
-		.prefault({}),
-	http: z
-		.strictObject({
-			/** Origins allowed by CORS (BOSH) and for WebSocket upgrades; "*" allows any. */
-			cors_origins: z.array(z.string()).default(["*"]),
-			/** Peers whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed (IPs or CIDRs). */
-			trusted_proxies: z.array(z.string()).default(["127.0.0.1", "::1"]),
-			/**
-			 * A reverse proxy terminates TLS in front of the plain HTTP listener: its connections count
-			 * as encrypted (PLAIN offered, require_encryption met). A trusted proxy's
-			 * `X-Forwarded-Proto: https` has the same effect per request.
-			 */
-			proxy_terminates_tls: z.boolean().default(false),
-			websocket: z
-				.strictObject({
-					enabled: z.boolean().default(true),
-					path: z.string().startsWith("/").default("/xmpp-websocket"),
-					/** Seconds between WebSocket pings; a peer that misses one is disconnected. */
-					ping_interval: z.number().positive().default(30),
-				})
-				.prefault({}),
-			bosh: z
-				.strictObject({
-					enabled: z.boolean().default(true),
-					path: z.string().startsWith("/").default("/http-bind"),
-					/** XEP-0124 §7: longest 'wait' granted, seconds. */
-					max_wait: z.number().int().min(1).default(60),
-					/** XEP-0124 §7: most requests held at once ('hold'). */
-					max_hold: z.number().int().min(0).max(10).default(1),
-					/** XEP-0124 §7: 'inactivity', seconds without a pending request before the session ends. */
-					inactivity: z.number().int().min(1).default(60),
-					/** XEP-0124 §10: longest 'pause' a client may ask for, seconds. */
-					max_pause: z.number().int().min(0).default(300),
-					/** XEP-0124 §7: shortest interval between two empty polls, seconds. */
-					polling: z.number().int().min(0).default(2),
-				})
-				.prefault({}),
-		})
-		.prefault({}),
-	tls: z
-		.strictObject({
-			/** Default certificate for hosts without their own `tls` table. */
-			cert: z.string().optional(),
-			key: z.string().optional(),
-			/** Generate a self-signed certificate under data_dir when a host has none. */
-			self_signed: z.boolean().default(true),
-		})
-		.prefault({}),
-	auth: z
-		.strictObject({
-			/** RFC 5802/7677 iteration count for newly stored SCRAM credentials. */
-			scram_iterations: z.number().int().min(4096).max(1_000_000).default(4096),
-			/** PLAIN is only offered over TLS unless this is true (tests, benchmarks, loopback). */
-			allow_plain_without_tls: z.boolean().default(false),
-			/**
-			 * Refuse SCRAM's 'y' flag while channel binding is offered (RFC 5802 §6). Off by
-			 * default: clients that support none of our binding types (XEP-0440) send 'y'.
-			 */
-			strict_channel_binding: z.boolean().default(false),
-			/** Require TLS before SASL for every host, unless a host says otherwise. */
-			require_encryption: z.boolean().default(true),
-		})
-		.prefault({}),
-	sessions: z
-		.strictObject({
-			/**
-			 * RFC 6120 §7.7.2.2: when a client binds a resource that is already online.
-			 * "replace": the old session gets a `conflict` stream error (Prosody's kick_old);
-			 * "refuse": the new bind gets a `conflict` error; "rename": the new session gets a
-			 * server-generated resource.
-			 */
-			on_resource_conflict: z.enum(["replace", "refuse", "rename"]).default("replace"),
-		})
-		.prefault({}),
-	limits: z
-		.strictObject({
-			/** Bytes in one stanza once authenticated (Prosody and ejabberd use 256 KiB). */
-			stanza_size: z.number().int().min(1024).default(262_144),
-			/** Bytes in one stanza before authentication. */
-			preauth_stanza_size: z.number().int().min(512).default(10_240),
-			/** Element nesting depth inside one stanza. */
-			max_depth: z.number().int().min(4).max(1000).default(64),
-			/** Seconds a connection may take to authenticate and bind. */
-			auth_timeout: z.number().positive().default(60),
-			/** Open c2s connections per source IP; 0 = unlimited. */
-			connections_per_ip: z.number().int().min(0).default(32),
-			/** Failed SASL attempts per IP per minute before further attempts are delayed; 0 = off. */
-			sasl_failures_per_ip: z.number().int().min(0).default(10),
-			/** SASL failures allowed on one connection before it is closed. */
-			sasl_failures_per_connection: z.number().int().min(1).default(3),
-		})
-		.prefault({}),
-	hosts: z.record(z.string(), host).default({ localhost: host.parse({}) }),
-});
+/** The keys that choose and set up one storage backend (the [storage] table itself, and each
+ * [storage.backends.<name>]). */
+const backendFields = {
+	backend: z.enum(["sqlite", "memory", "postgres"]).default("sqlite"),
+	/** SQLite file, relative to server.data_dir. */
+	path: z.string().default("parley.sqlite"),
+	/** PostgreSQL URL (backend "postgres"), e.g. "postgres://parley@127.0.0.1/parley". */
+	url: z.string().optional(),
+	/** PostgreSQL schema holding Parley's tables; created when missing. */
+	schema: z
+		.string()
+		.regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/)
+		.default("public"),
+	/** PostgreSQL connections kept in the pool. */
+	pool_size: z.number().int().min(1).default(10),
+	/** Seconds to wait for a PostgreSQL connection before a request fails. */
+	connect_timeout: z.number().positive().default(5),
+};
+
+const needsUrl = {
+	check: (s: { backend: string; url?: string | undefined }) =>
+		s.backend !== "postgres" || s.url !== undefined,
+	message: 'url is required when backend is "postgres"',
+};
+
+/** The backend [storage] itself describes; the name routes use for it. */
+export const DEFAULT_BACKEND = "default";
+
+/**
+ * A reference to a backend by name. Checked against [storage.backends] by the storage table's
+ * refinement. The union (of one member) only keeps the loader from answering "expected a
+ * string" for a string that names no backend: it then prints the refinement's message.
+ */
+const backendRef = z.union([z.string().min(1)]);
+
+/** Store name -> backend name. */
+const storeRoutes = z.record(z.string(), backendRef).default({});
+
+const storage = z
+	.strictObject({
+		...backendFields,
+		/** Further backends by name: `[storage.backends.pg] backend = "postgres"`. */
+		backends: z
+			.record(
+				z.string().regex(/^[A-Za-z0-9_-]+$/),
+				// A union of one, like backendRef, so that the name check below prints its message.
+				z.union([
+					z.strictObject(backendFields).refine(needsUrl.check, {
+						message: needsUrl.message,
+						path: ["url"],
+					}),
+				]),
+			)
+			.default({}),
+		/** Per store, for every host: `[storage.stores] offline = "cache"`. */
+		stores: storeRoutes,
+		/** Per host: `[storage.hosts."example.org"] default = "pg"`, and its own `stores`. */
+		hosts: z
+			.record(
+				z.string(),
+				// A union of one, like backendRef: so that "not a host" is printed as such.
+				z.union([z.strictObject({ default: backendRef.optional(), stores: storeRoutes })]),
+			)
+			.default({}),
+	})
+	.refine(needsUrl.check, {
+		message: 'storage.url is required when storage.backend is "postgres"',
+		path: ["url"],
+	})
+	.superRefine((s, ctx) => {
+		const known = [DEFAULT_BACKEND, ...Object.keys(s.backends)];
+		if (Object.hasOwn(s.backends, DEFAULT_BACKEND)) {
+			ctx.addIssue({
+				code: "custom",
+				path: ["backends", DEFAULT_BACKEND],
+				message: `"${DEFAULT_BACKEND}" is the backend [storage] itself describes; choose another name`,
+			});
+		}
+		const check = (path: (string | number)[], name: string | undefined) => {
+			if (name === undefined || known.includes(name)) return;
+			ctx.addIssue({
+				code: "custom",
+				path,
+				message: `no such storage backend (known: ${known.join(", ")})`,
+			});
+		};
+		for (const [store, name] of Object.entries(s.stores)) check(["stores", store], name);
+		for (const [host, h] of Object.entries(s.hosts)) {
+			check(["hosts", host, "default"], h.default);
+			for (const [store, name] of Object.entries(h.stores)) {
+				check(["hosts", host, "stores", store], name);
+			}
+		}
+	})
+	.prefault({});
+
+export const configSchema = z
+	.strictObject({
+		server: z
+			.strictObject({
+				data_dir: z.string().default("./data"),
+				/** Written in `<stream:stream id>` logs and in disco/version answers. */
+				name: z.string().default("Parley"),
+			})
+			.prefault({}),
+		log: z
+			.strictObject({
+				level: z
+					.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"])
+					.default("info"),
+				/** "auto": readable on a terminal, JSON otherwise. */
+				format: z.enum(["auto", "json", "pretty"]).default("auto"),
+			})
+			.prefault({}),
+		storage,
+		listeners: z
+			.strictObject({
+				/** RFC 6120 c2s with STARTTLS. */
+				c2s: listener(5222),
+				/** XEP-0368 direct TLS. */
+				c2s_direct_tls: listener(5223),
+				/** Plain HTTP: BOSH, WebSocket, discovery (usually behind a TLS-terminating proxy). */
+				http: listener(5280),
+				/** HTTPS with the hosts' certificates: BOSH and WebSocket over TLS. */
+				https: listener(5281),
+			})
+			.prefault({}),
+		http: z
+			.strictObject({
+				/** Origins allowed by CORS (BOSH) and for WebSocket upgrades; "*" allows any. */
+				cors_origins: z.array(z.string()).default(["*"]),
+				/** Peers whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed (IPs or CIDRs). */
+				trusted_proxies: z.array(z.string()).default(["127.0.0.1", "::1"]),
+				/**
+				 * A reverse proxy terminates TLS in front of the plain HTTP listener: its connections count
+				 * as encrypted (PLAIN offered, require_encryption met). A trusted proxy's
+				 * `X-Forwarded-Proto: https` has the same effect per request.
+				 */
+				proxy_terminates_tls: z.boolean().default(false),
+				websocket: z
+					.strictObject({
+						enabled: z.boolean().default(true),
+						path: z.string().startsWith("/").default("/xmpp-websocket"),
+						/** Seconds between WebSocket pings; a peer that misses one is disconnected. */
+						ping_interval: z.number().positive().default(30),
+					})
+					.prefault({}),
+				bosh: z
+					.strictObject({
+						enabled: z.boolean().default(true),
+						path: z.string().startsWith("/").default("/http-bind"),
+						/** XEP-0124 §7: longest 'wait' granted, seconds. */
+						max_wait: z.number().int().min(1).default(60),
+						/** XEP-0124 §7: most requests held at once ('hold'). */
+						max_hold: z.number().int().min(0).max(10).default(1),
+						/** XEP-0124 §7: 'inactivity', seconds without a pending request before the session ends. */
+						inactivity: z.number().int().min(1).default(60),
+						/** XEP-0124 §10: longest 'pause' a client may ask for, seconds. */
+						max_pause: z.number().int().min(0).default(300),
+						/** XEP-0124 §7: shortest interval between two empty polls, seconds. */
+						polling: z.number().int().min(0).default(2),
+					})
+					.prefault({}),
+			})
+			.prefault({}),
+		tls: z
+			.strictObject({
+				/** Default certificate for hosts without their own `tls` table. */
+				cert: z.string().optional(),
+				key: z.string().optional(),
+				/** Generate a self-signed certificate under data_dir when a host has none. */
+				self_signed: z.boolean().default(true),
+			})
+			.prefault({}),
+		auth: z
+			.strictObject({
+				/** RFC 5802/7677 iteration count for newly stored SCRAM credentials. */
+				scram_iterations: z.number().int().min(4096).max(1_000_000).default(4096),
+				/** PLAIN is only offered over TLS unless this is true (tests, benchmarks, loopback). */
+				allow_plain_without_tls: z.boolean().default(false),
+				/**
+				 * Refuse SCRAM's 'y' flag while channel binding is offered (RFC 5802 §6). Off by
+				 * default: clients that support none of our binding types (XEP-0440) send 'y'.
+				 */
+				strict_channel_binding: z.boolean().default(false),
+				/** Require TLS before SASL for every host, unless a host says otherwise. */
+				require_encryption: z.boolean().default(true),
+			})
+			.prefault({}),
+		sessions: z
+			.strictObject({
+				/**
+				 * RFC 6120 §7.7.2.2: when a client binds a resource that is already online.
+				 * "replace": the old session gets a `conflict` stream error (Prosody's kick_old);
+				 * "refuse": the new bind gets a `conflict` error; "rename": the new session gets a
+				 * server-generated resource.
+				 */
+				on_resource_conflict: z.enum(["replace", "refuse", "rename"]).default("replace"),
+			})
+			.prefault({}),
+		limits: z
+			.strictObject({
+				/** Bytes in one stanza once authenticated (Prosody and ejabberd use 256 KiB). */
+				stanza_size: z.number().int().min(1024).default(262_144),
+				/** Bytes in one stanza before authentication. */
+				preauth_stanza_size: z.number().int().min(512).default(10_240),
+				/** Element nesting depth inside one stanza. */
+				max_depth: z.number().int().min(4).max(1000).default(64),
+				/** Seconds a connection may take to authenticate and bind. */
+				auth_timeout: z.number().positive().default(60),
+				/** Open c2s connections per source IP; 0 = unlimited. */
+				connections_per_ip: z.number().int().min(0).default(32),
+				/** Failed SASL attempts per IP per minute before further attempts are delayed; 0 = off. */
+				sasl_failures_per_ip: z.number().int().min(0).default(10),
+				/** SASL failures allowed on one connection before it is closed. */
+				sasl_failures_per_connection: z.number().int().min(1).default(3),
+			})
+			.prefault({}),
+		hosts: z.record(z.string(), host).default({ localhost: host.parse({}) }),
+	})
+	.superRefine((c, ctx) => {
+		for (const name of Object.keys(c.storage.hosts)) {
+			if (Object.hasOwn(c.hosts, name)) continue;
+			ctx.addIssue({
+				code: "custom",
+				path: ["storage", "hosts", name],
+				message: `${JSON.stringify(name)} is not a host of this configuration ([hosts])`,
+			});
+		}
+	});
 
 export type Config = z.infer<typeof configSchema>;

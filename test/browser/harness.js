@@ -1,0 +1,60 @@
+/**
+ * Starts Converse.js for test/e2e/browser.test.ts. The query string names the transport and the
+ * account: ?transport=websocket|bosh&url=<endpoint>&jid=<jid>&password=<password>.
+ *
+ * A whitelisted plugin hands the test Converse's own API (the `_converse.api` that plugins get)
+ * as `window.parley`, and records the connection status, so the test can wait for the login and
+ * look at chats without depending on Converse's DOM for anything but the message it types.
+ */
+import converse from "/dist/converse.min.js";
+
+{
+	const params = new URLSearchParams(location.search);
+	const transport = params.get("transport");
+	const url = params.get("url");
+
+	/** What the test reads: the API, "connected" once logged in, every status change. */
+	const parley = { api: null, connected: false, statuses: [] };
+	window.parley = parley;
+
+	converse.plugins.add("parley-harness", {
+		initialize() {
+			const { api } = this._converse;
+			parley.api = api;
+			api.listen.on("connected", () => {
+				parley.connected = true;
+			});
+			api.listen.on("disconnected", () => {
+				parley.connected = false;
+			});
+			api.listen.on("statusInitialized", () => parley.statuses.push("initialized"));
+		},
+	});
+
+	converse.initialize({
+		// The endpoint comes from the test; XEP-0156 discovery is tested elsewhere.
+		websocket_url: transport === "websocket" ? url : undefined,
+		bosh_service_url: transport === "bosh" ? url : undefined,
+		discover_connection_methods: false,
+		authentication: "login",
+		auto_login: true,
+		auto_reconnect: false,
+		jid: params.get("jid"),
+		password: params.get("password"),
+		// bob is not in alice's roster; his reply must still be shown.
+		allow_non_roster_messaging: true,
+		view_mode: "fullscreen",
+		// Everything from this origin (the default is '/dist'), and nothing from the network.
+		assets_path: "/dist",
+		i18n: "en",
+		autocomplete_providers_url: "",
+		xmpp_providers_url: "",
+		play_sounds: false,
+		show_desktop_notifications: false,
+		whitelisted_plugins: ["parley-harness"],
+		// OMEMO needs PEP, which Parley does not have yet, and fetches a wasm file by a path of
+		// its own: it would only add errors to the log.
+		blacklisted_plugins: ["converse-omemo", "converse-omemo-views"],
+		loglevel: "debug",
+	});
+}

@@ -1,0 +1,336 @@
+/**
+ * Issue 5, "proven in a real browser": Converse.js (the npm package's own dist build, served from
+ * this process) runs in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
+ * and logs in to Parley over WebSocket (RFC 7395) and over BOSH (XEP-0124/XEP-0206). alice types a
+ * message into Converse's chat box; bob, an xmpp.js client over direct TLS, receives it and
+ * replies; the reply must show up in Converse's chat view.
+ *
+ * The page is served from another origin than Parley's HTTP listener, and Parley allows exactly
+ * that origin (`http.cors_origins`): the browser's CORS preflight (BOSH) and Origin header
+ * (WebSocket) go through the real checks. Any request to a host other than 127.0.0.1 is refused
+ * and fails the test: the client must work with no network.
+ *
+ * Skips when Chromium is missing (CI installs it: .ci/run). A screenshot and Converse's console
+ * log of each run are left in the OS temp directory (their paths are printed).
+ */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { extname, join, normalize, sep } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { client, type XmlElement } from "@xmpp/client";
+import { type Browser, chromium } from "playwright-core";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const skip = existsSync(CHROMIUM)
+	? false
+	: `${CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)`;
+
+/** Safety net for each wait; a healthy run needs a few seconds in all. */
+const TIMEOUT = 20_000;
+
+const PAGE_DIR = join(import.meta.dirname, "../browser");
+const DIST_DIR = join(import.meta.dirname, "../../node_modules/converse.js/dist");
+
+const TYPES: Record<string, string> = {
+	".html": "text/html; charset=utf-8",
+	".js": "text/javascript; charset=utf-8",
+	".css": "text/css; charset=utf-8",
+	".json": "application/json",
+	".map": "application/json",
+	".wasm": "application/wasm",
+	".ttf": "font/ttf",
+	".woff": "font/woff",
+	".woff2": "font/woff2",
+	".svg": "image/svg+xml",
+	".png": "image/png",
+	".ico": "image/x-icon",
+	".mp3": "audio/mpeg",
+	".ogg": "audio/ogg",
+};
+
+/** A file under `dir`, or null (never outside it). */
+function fileUnder(dir: string, rel: string): string | null {
+	const p = normalize(join(dir, rel));
+	if (!p.startsWith(dir + sep)) return null;
+	try {
+		return statSync(p).isFile() ? p : null;
+	} catch {
+		return null;
+	}
+}
+
+/** The static site: the page, its harness script, and Converse's dist directory at /dist. */
+function startStaticServer(missing: string[]): Promise<http.Server> {
+	const srv = http.createServer((req, res) => {
+		const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
+		let file: string | null = null;
+		if (path === "/") file = join(PAGE_DIR, "index.html");
+		else if (path === "/harness.js") file = join(PAGE_DIR, "harness.js");
+		else if (path.startsWith("/dist/")) file = fileUnder(DIST_DIR, path.slice("/dist/".length));
+		if (req.method !== "GET" || file === null) {
+			missing.push(`${req.method} ${path}`);
+			res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+			return;
+		}
+		res.writeHead(200, {
+			"content-type": TYPES[extname(file)] ?? "application/octet-stream",
+			"cache-control": "no-store",
+		});
+		res.end(readFileSync(file));
+	});
+	return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
+}
+
+/** What harness.js puts on `window`; only ever touched inside page.evaluate. */
+interface Harness {
+	connected: boolean;
+	api: {
+		user: { jid(): string; logout(): Promise<unknown> };
+		connection: { isType(type: string): boolean };
+		chats: {
+			open(jid: string, attrs?: object, force?: boolean): Promise<unknown>;
+			get(jid: string): Promise<{
+				messages: { findWhere(q: object): { get(k: string): unknown } | undefined };
+			} | null>;
+		};
+	};
+}
+/** The page's global object (the project's tsconfig has no DOM lib). */
+type PageGlobal = { parley: Harness };
+
+async function poll<T>(fn: () => T | undefined, what: string): Promise<T> {
+	const end = Date.now() + TIMEOUT;
+	while (Date.now() < end) {
+		const v = fn();
+		if (v !== undefined) return v;
+		await new Promise((r) => setTimeout(r, 20));
+	}
+	throw new Error(`timed out waiting for ${what}`);
+}
+
+/** bob: xmpp.js over direct TLS, collecting every stanza. */
+async function startBob(t: TestServer) {
+	const stanzas: XmlElement[] = [];
+	const xmpp = client({
+		service: `xmpps://127.0.0.1:${t.tlsPort}`,
+		domain: "localhost",
+		resource: "desk",
+		username: "bob",
+		password: "bob-secret",
+	});
+	xmpp.reconnect.stop();
+	// xmpp.js gives up on the stream opening after 2 s, too short on a busy CI machine with a
+	// browser running (not in the option types: test/types/xmpp-client.d.ts).
+	(xmpp as unknown as { timeout: number }).timeout = TIMEOUT;
+	xmpp.on("error", () => {});
+	xmpp.on("stanza", (s: XmlElement) => stanzas.push(s));
+	const jid = (await xmpp.start()).toString();
+	const write = (xmpp as unknown as { write(s: string): Promise<void> }).write.bind(xmpp);
+	await write("<presence xmlns='jabber:client'/>");
+	return { jid, stanzas, write, stop: () => xmpp.stop() };
+}
+
+describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
+	let t: TestServer;
+	let site: http.Server;
+	let siteOrigin: string;
+	let browser: Browser;
+	const missing: string[] = [];
+
+	before(async () => {
+		site = await startStaticServer(missing);
+		siteOrigin = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
+		t = await startTestServer({
+			users: [
+				["alice@localhost", "alice-secret"],
+				["bob@localhost", "bob-secret"],
+			],
+			config: {
+				// ws:// and http:// on loopback, as behind a TLS-terminating proxy but without one:
+				// SASL must then be SCRAM (PLAIN stays TLS-only, the default).
+				auth: { require_encryption: false },
+				// Only the page's origin: the browser's CORS preflight and WebSocket Origin are checked.
+				http: { cors_origins: [siteOrigin] },
+			},
+		});
+		browser = await chromium.launch({
+			executablePath: CHROMIUM,
+			headless: true,
+			// playwright-core gives every launch a fresh --user-data-dir.
+			args: [
+				"--headless",
+				"--no-sandbox",
+				"--disable-gpu",
+				"--disable-quic",
+				"--no-first-run",
+				"--disable-background-networking",
+				"--disable-component-update",
+				"--disable-sync",
+			],
+			timeout: TIMEOUT,
+		});
+	});
+
+	after(async () => {
+		await browser?.close();
+		await t?.stop();
+		site?.close();
+	});
+
+	for (const transport of ["websocket", "bosh"] as const) {
+		test(`alice in Converse over ${transport} chats with bob`, async () => {
+			const path = transport === "websocket" ? "/xmpp-websocket" : "/http-bind";
+			const endpoint = `${transport === "websocket" ? "ws" : "http"}://127.0.0.1:${t.httpPort}${path}`;
+			missing.length = 0;
+			const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+			// No network: anything not on loopback is refused and remembered. The one exception
+			// is images: Converse's fullscreen login page shows its sponsors' logos from
+			// conversejs.org (src/shared/components/footer.js, no setting turns them off).
+			const external: string[] = [];
+			const images: string[] = [];
+			await context.route(
+				(url) => url.hostname !== "127.0.0.1",
+				(route) => {
+					const r = route.request();
+					(r.resourceType() === "image" ? images : external).push(r.url());
+					return route.abort();
+				},
+			);
+			const page = await context.newPage();
+			const log: string[] = [];
+			const t0 = Date.now();
+			/** Steps in the console log, with the time since the test started (for reading only). */
+			const step = (what: string) => log.push(`[test] +${Date.now() - t0} ms: ${what}`);
+			page.on("console", (m) => log.push(`[${m.type()}] ${m.text()}`));
+			page.on("pageerror", (e) => log.push(`[pageerror] ${e.stack ?? e.message}`));
+			// What actually went over the wire, per transport.
+			const sockets: string[] = [];
+			const frames: string[] = [];
+			page.on("websocket", (ws) => {
+				sockets.push(ws.url());
+				ws.on("framesent", (f) => frames.push(String(f.payload)));
+			});
+			const boshBodies: string[] = [];
+			page.on("request", (r) => {
+				if (r.method() === "POST" && r.url() === endpoint) boshBodies.push(r.postData() ?? "");
+			});
+			const logFile = join(tmpdir(), `parley-converse-${transport}.log`);
+			const shot = join(tmpdir(), `parley-converse-${transport}.png`);
+			let bob: Awaited<ReturnType<typeof startBob>> | undefined;
+			try {
+				bob = await startBob(t);
+				const toBob = bob.stanzas;
+				const query = new URLSearchParams({
+					transport,
+					url: endpoint,
+					jid: "alice@localhost",
+					password: "alice-secret",
+				});
+				step("loading the page");
+				await page.goto(`${siteOrigin}/?${query}`, { timeout: TIMEOUT });
+				// harness.js sets window.parley synchronously, before Converse starts.
+				const h = await page.evaluateHandle(() => (globalThis as unknown as PageGlobal).parley);
+				await page.waitForFunction((p) => p.connected, h, { timeout: TIMEOUT });
+				step("Converse is connected");
+				const aliceJid = await h.evaluate((p) => p.api.user.jid());
+				assert.match(aliceJid, /^alice@localhost\/.+/, "Converse bound a resource (RFC 6120 §7)");
+				const resource = aliceJid.slice("alice@localhost/".length);
+				const sessions = t.server.hosts.get("localhost")?.sessions;
+				assert.ok(sessions?.get("alice")?.get(resource), "the server has the bound session");
+				assert.equal(
+					await h.evaluate((p, k) => p.api.connection.isType(k), transport),
+					true,
+					`Converse is connected over ${transport}`,
+				);
+
+				// The login went over the transport under test, with SCRAM (no PLAIN without TLS).
+				const wire = transport === "websocket" ? frames : boshBodies;
+				if (transport === "websocket") {
+					assert.deepEqual(sockets, [endpoint], "one WebSocket, to Parley's endpoint");
+					assert.equal(boshBodies.length, 0, "no BOSH request");
+				} else {
+					assert.equal(sockets.length, 0, "no WebSocket");
+					assert.ok(boshBodies.length >= 3, "BOSH requests: session, auth, bind...");
+				}
+				const auth = wire.find((s) => s.includes("<auth "));
+				assert.ok(auth, "Converse sent SASL <auth/>");
+				assert.match(auth, /mechanism=["']SCRAM-SHA-(1|256|512)["']/, "SCRAM over plain HTTP");
+
+				step("opening the chat");
+				// alice opens a chat with bob and types into Converse's message box.
+				await h.evaluate(async (p, jid) => {
+					await p.api.chats.open(jid, {}, true);
+				}, "bob@localhost");
+				const textarea = page.locator("textarea.chat-textarea");
+				await textarea.waitFor({ state: "visible", timeout: TIMEOUT });
+				const hello = `Hello Bob over ${transport}, from Converse & café <ok>`;
+				await textarea.fill(hello);
+				await textarea.press("Enter");
+
+				step("message typed");
+				// Converse writes to bob's bare JID: delivered to his one available resource
+				// (RFC 6121 §8.5.2.1.1).
+				const m1 = await poll(
+					() => toBob.find((s) => s.is("message") && s.getChildText("body") === hello),
+					"bob to receive Converse's message",
+				);
+				// RFC 6120 §8.1.2.1: the server stamps the sender's full JID.
+				assert.equal(m1.attrs.from, aliceJid);
+				assert.equal(m1.attrs.type, "chat");
+
+				step("bob received it");
+				// bob answers alice's full JID; Converse shows it (RFC 6121 §8.5.3.1).
+				const reply = `Hi Alice, bob here (${transport}) & <ok>`;
+				await bob.write(
+					`<message xmlns='jabber:client' to='${aliceJid}' type='chat' id='reply-${transport}'><body>${reply
+						.replaceAll("&", "&amp;")
+						.replaceAll("<", "&lt;")}</body></message>`,
+				);
+				await page
+					.locator(".chat-msg__text", { hasText: reply })
+					.waitFor({ state: "visible", timeout: TIMEOUT });
+				step("reply shown");
+				const sender = await h.evaluate(
+					async (p, [jid, body]) =>
+						(await p.api.chats.get(jid))?.messages.findWhere({ body })?.get("sender") ?? null,
+					["bob@localhost", reply] as const,
+				);
+				assert.equal(sender, "them", "Converse stored bob's reply as received");
+				// Our own message is shown too, i.e. Converse considered it sent.
+				await page
+					.locator(".chat-msg__text", { hasText: hello })
+					.waitFor({ state: "visible", timeout: TIMEOUT });
+				await page.screenshot({ path: shot });
+
+				step("logging out");
+				// Logging out ends the session on the server (RFC 7395 §3.6 <close/>, XEP-0124 §12).
+				await h.evaluate(async (p) => {
+					await p.api.user.logout();
+				});
+				await poll(
+					() => (sessions?.get("alice")?.get(resource) ? undefined : true),
+					"alice's session to end after logout",
+				);
+
+				step("session gone");
+				assert.deepEqual(external, [], "no request left 127.0.0.1");
+				assert.deepEqual(missing, [], "the page found every file it asked for");
+			} catch (err) {
+				await page.screenshot({ path: shot }).catch(() => {});
+				throw err;
+			} finally {
+				log.push(`[test] refused (off loopback): ${external.join(" ") || "none"}`);
+				log.push(`[test] refused images (off loopback): ${images.join(" ") || "none"}`);
+				log.push(`[test] not found on the page server: ${missing.join(" ") || "none"}`);
+				writeFileSync(logFile, `${log.join("\n")}\n`);
+				console.log(`# converse over ${transport}: screenshot ${shot}, console log ${logFile}`);
+				await context.close();
+				await bob?.stop();
+			}
+		});
+	}
+});
