@@ -30,6 +30,9 @@ export interface ServerOptions {
 	modules?: ModuleDefinition<never>[];
 }
 
+/** How long stopping waits for stanzas already being handled. */
+const SHUTDOWN_DRAIN_MS = 5000;
+
 type ServerState = "created" | "starting" | "running" | "stopping" | "stopped";
 
 export class Server {
@@ -176,8 +179,18 @@ export class Server {
 
 	async #shutdown(): Promise<void> {
 		if (this.#sweeper) clearInterval(this.#sweeper);
-		for (const stream of [...this.streams])
-			stream.close("system-shutdown", "the server is stopping");
+		const open = [...this.streams];
+		for (const stream of open) stream.close("system-shutdown", "the server is stopping");
+		// A stanza already being handled finishes before storage closes, so what it acknowledges
+		// (or stores, like an offline message) is kept. Bounded: a stuck handler cannot block exit.
+		let timer: NodeJS.Timeout | undefined;
+		await Promise.race([
+			Promise.all(open.map((s) => s.whenIdle())),
+			new Promise<void>((resolve) => {
+				timer = setTimeout(resolve, SHUTDOWN_DRAIN_MS);
+			}),
+		]);
+		clearTimeout(timer);
 		await Promise.all(this.listeners.map((l) => l.close()));
 		this.listeners.length = 0;
 		for (const host of this.hosts.values()) await host.modules?.unloadAll();

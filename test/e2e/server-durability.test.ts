@@ -10,9 +10,10 @@
  * sockets after that were sent by the server too, so they count as acknowledged. Then the server
  * is started again on the same data and every acknowledged item is read back.
  *
- * Offline messages are not in this test: the router stores them without waiting
- * (`void this.#offline(...)` in src/core/router.ts), so no later answer on the sender's stream
- * implies they are stored, and plain XMPP has no acknowledgement for them.
+ * Offline messages (XEP-0160) have no acknowledgement of their own in plain XMPP, but a
+ * session's stanzas are handled in order and the router waits for the offline store
+ * (RFC 6120 §10.1): the answer to a ping sent after a burst of messages means every message
+ * before it is stored. The second describe block kills the server right at that answer.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -314,6 +315,74 @@ describe("kill -9 of the server: every acknowledged IQ set survives (issue 4)", 
 			t.diagnostic(
 				`${burst.acked.size} acknowledged sets (${burst.inFlightAtKill} in flight at the kill), all found (${found} items checked)`,
 			);
+			second.child.kill("SIGTERM");
+		});
+	}
+});
+
+describe("kill -9 right after the ping that follows a burst of offline messages (XEP-0160)", {
+	timeout: 180_000,
+}, () => {
+	const MESSAGES = 300;
+	const schema = `parley_test_offdur_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+	const dirs: string[] = [];
+	const children: ChildProcess[] = [];
+	after(async () => {
+		for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+		for (const d of dirs) rmSync(d, { recursive: true, force: true });
+		const c = new pg.Client({ connectionString: PG_URL });
+		await c.connect();
+		await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+		await c.end();
+	});
+
+	const cases: [string, string][] = [
+		["SQLite", '[storage]\nbackend = "sqlite"\n'],
+		["PostgreSQL", `[storage]\nbackend = "postgres"\nurl = "${PG_URL}"\nschema = "${schema}"\n`],
+	];
+	for (const [name, storage] of cases) {
+		test(`${name}: every message sent before the pong is delivered after the restart`, async (t) => {
+			const dir = mkdtempSync(join(tmpdir(), "parley-offdur-"));
+			dirs.push(dir);
+			const config = join(dir, "parley.toml");
+			writeFileSync(config, configText(storage));
+			await run(["user", "import", "--config", config], "sender@localhost pw\nreader@localhost pw");
+
+			const first = serve(config, dir);
+			children.push(first.child);
+			const sender = await login(await first.port, "sender", "pw", { resource: "s" });
+			const exited = new Promise<void>((resolve) => first.child.on("exit", () => resolve()));
+			let burst = "";
+			for (let i = 0; i < MESSAGES; i++)
+				burst += `<message to='reader@localhost' type='chat' id='m${i}'><body>offline ${i}</body></message>`;
+			const mark = sender.received.length;
+			sender.send(
+				`${burst}<iq type='get' id='after' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`,
+			);
+			await sender.waitFor(/id=["']after["']/, mark, 60_000);
+			first.child.kill("SIGKILL");
+			await exited;
+			sender.end();
+
+			const second = serve(config, dir);
+			children.push(second.child);
+			const reader = await login(await second.port, "reader", "pw", { resource: "r" });
+			const rmark = reader.received.length;
+			// XEP-0160 §3: stored messages are delivered on the next available presence.
+			reader.send("<presence/>");
+			await reader.waitFor(new RegExp(`id=["']m${MESSAGES - 1}["']`), rmark, 60_000);
+			const ids = [...reader.received.slice(rmark).matchAll(/<message[^>]*id=["']m(\d+)["']/g)].map(
+				(m) => Number(m[1]),
+			);
+			assert.deepEqual(
+				ids,
+				Array.from({ length: MESSAGES }, (_, i) => i),
+				"all, once, oldest first",
+			);
+			t.diagnostic(
+				`${MESSAGES} offline messages acknowledged by the pong, all delivered after kill -9`,
+			);
+			reader.end();
 			second.child.kill("SIGTERM");
 		});
 	}
