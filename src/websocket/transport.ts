@@ -109,6 +109,14 @@ export class WebSocketTransport implements Transport {
 			return;
 		}
 		if (el.ns === NS_FRAMING && el.name === "open") {
+			const elsewhere = this.#server.config.http.websocket.see_other_uri;
+			if (elsewhere) {
+				// RFC 7395 §3.6.1: the endpoint has moved; tell the client where and hang up.
+				this.#ws.send(`<close xmlns="${NS_FRAMING}" see-other-uri="${escapeAttr(elsewhere)}"/>`);
+				this.#closing = true;
+				this.#ws.close(1000);
+				return;
+			}
 			this.#awaitingOpen = false;
 			// RFC 7395 §3.3.1: <open/> is the stream header and the content namespace is
 			// jabber:client, so the stream sees what a TCP header would have said.

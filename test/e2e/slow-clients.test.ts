@@ -112,3 +112,26 @@ test("a BOSH client that stops polling is dropped once its queue is full (XEP-01
 	await waitGone("bosh");
 	await senderStillServed();
 });
+
+test("see-other-uri: a moved WebSocket endpoint redirects clients (RFC 7395 §3.6.1)", async () => {
+	const moved = await startTestServer({
+		config: { http: { websocket: { see_other_uri: "wss://xmpp.example.org/ws" } } },
+	});
+	try {
+		const ws = new WebSocket(`wss://127.0.0.1:${moved.httpsPort}/xmpp-websocket`, ["xmpp"], {
+			rejectUnauthorized: false,
+		});
+		const messages: string[] = [];
+		ws.on("message", (d) => messages.push(d.toString()));
+		ws.on("error", () => {});
+		await new Promise((resolve) => ws.once("open", resolve));
+		const closed = new Promise<number>((resolve) => ws.once("close", (code) => resolve(code)));
+		ws.send("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>");
+		assert.equal(await closed, 1000);
+		assert.deepEqual(messages, [
+			'<close xmlns="urn:ietf:params:xml:ns:xmpp-framing" see-other-uri="wss://xmpp.example.org/ws"/>',
+		]);
+	} finally {
+		await moved.stop();
+	}
+});

@@ -198,6 +198,14 @@ export const configSchema = z
 						path: z.string().startsWith("/").default("/xmpp-websocket"),
 						/** Seconds between WebSocket pings; a peer that misses one is disconnected. */
 						ping_interval: z.number().positive().default(30),
+						/**
+						 * RFC 7395 §3.6.1: when set, every WebSocket client is sent to this URI
+						 * (`<close see-other-uri=.../>`), e.g. while moving the endpoint.
+						 */
+						see_other_uri: z
+							.string()
+							.regex(/^wss?:\/\//, "a ws:// or wss:// URI")
+							.optional(),
 					})
 					.prefault({}),
 				bosh: z
