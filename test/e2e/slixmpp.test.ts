@@ -23,10 +23,40 @@ describe("slixmpp", { skip }, () => {
 			users: [
 				["alice@localhost", "alice-pw"],
 				["bob@localhost", "bob-pw"],
+				["carol@localhost", "carol-pw"],
+				["dave@localhost", "dave-pw"],
 			],
 		});
 	});
 	after(() => t?.stop());
+
+	test("IM as a person does it: subscribe, presence, chat, offline, offline delivery, block", async () => {
+		// RFC 6121 §3 (subscription), §4 (presence), XEP-0160/0203 (offline, delay), XEP-0191.
+		const r = await run(
+			PYTHON,
+			["test/clients/slixmpp_im.py", "localhost", String(t.port), "carol", "dave"],
+			{
+				encoding: "utf8",
+				timeout: 120_000,
+			},
+		).catch((e: { stdout?: string; stderr?: string }) => e);
+		const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+		const steps = JSON.parse(line || "{}") as Record<string, unknown>;
+		assert.deepEqual(
+			steps,
+			{
+				subscribed_both: true,
+				presence_seen: true,
+				chat: true,
+				offline_seen: true,
+				offline_delivered: true,
+				blocked: true,
+				// XEP-0191 §3.5 lets the server answer a blocked sender's message with an error.
+				block_error: ["service-unavailable"],
+			},
+			`${line}\n${r.stderr ?? ""}`,
+		);
+	});
 
 	const cases: [mode: "starttls" | "directtls", mech: string][] = [
 		["starttls", "auto"],
