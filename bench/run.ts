@@ -1,5 +1,8 @@
 // npm run bench -- [--target parley|prosody|ejabberd|relay]... [login|chat|idle|muc|roster]...
-//                  [--profile] [--sessions N] [--logins N] [--messages N] [--pairs N] [--window N]
+//                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N] [--window N]
+// --baseline DIR: also run Parley from another checkout DIR (target "baseline", before "parley")
+//                 for before/after figures in one run.
+// --profile: Parley only, under the scenarios given (chat when none), e.g. `--profile login`.
 // Starts each target itself, provisions accounts, runs the scenarios one target at a time and
 // prints one table per scenario with each figure's ratio to the best XMPP server. The primary
 // figure is the server's own CPU time (utime+stime of its process tree, from /proc).
@@ -11,6 +14,7 @@ import { topSelfTime } from "./lib/profile.ts";
 import {
 	type Running,
 	type StartOptions,
+	startBaseline,
 	startEjabberd,
 	startParley,
 	startProsody,
@@ -32,6 +36,7 @@ interface Options {
 	targets: TargetName[];
 	scenarios: Scenario[];
 	profile: boolean;
+	baseline?: string;
 	sessions: number;
 	logins: number;
 	messages: number;
@@ -62,6 +67,7 @@ function parseArgs(argv: string[]): Options {
 			if (!ALL_TARGETS.includes(t)) throw new Error(`unknown target ${t}`);
 			o.targets.push(t);
 		} else if (a === "--profile") o.profile = true;
+		else if (a === "--baseline") o.baseline = resolve(argv[++i] ?? "");
 		else if (a === "--sessions") o.sessions = num(argv[++i], a);
 		else if (a === "--logins") o.logins = num(argv[++i], a);
 		else if (a === "--messages") o.messages = num(argv[++i], a);
@@ -75,6 +81,7 @@ function parseArgs(argv: string[]): Options {
 		if (!o.scenarios.length) o.scenarios = ["chat"];
 	}
 	if (!o.targets.length) o.targets = [...ALL_TARGETS];
+	if (o.baseline && !o.targets.includes("baseline")) o.targets.unshift("baseline");
 	if (!o.scenarios.length) o.scenarios = [...ALL_SCENARIOS];
 	return o;
 }
@@ -122,11 +129,16 @@ function workersFor(n: number): Worker[] {
 	return Array.from({ length: Math.max(1, Math.ceil(n / 15_000)) }, () => new Worker());
 }
 
+/**
+ * A login storm over accounts b0..b(logins-1). `again`: the same accounts log in a second time
+ * with the same password (a reconnect), after the first storm; no warm-up then.
+ */
 async function loginStorm(
 	t: Running,
 	mech: Mech,
 	o: Options,
 	gens: Worker[],
+	again = false,
 ): Promise<ScenarioResult> {
 	const g = gens[0] as Worker;
 	const base = {
@@ -138,8 +150,17 @@ async function loginStorm(
 		presence: false,
 		timeoutMs: 60_000,
 	} as const;
-	// Warm-up (not measured): JIT, caches of the generator.
-	await g.call<LoginResult>({ ...base, users: users(0, 100), concurrency: 20, addrOffset: 0 });
+	// Warm-up (not measured): JIT, caches of the generator. Other accounts than the measured
+	// ones (b<logins>.. exist, see `accounts`), so that the measured logins are each account's
+	// first since the server started: nothing the server may cache per account helps them.
+	if (!again) {
+		await g.call<LoginResult>({
+			...base,
+			users: users(o.logins, 100),
+			concurrency: 20,
+			addrOffset: 0,
+		});
+	}
 	await sleep(500);
 	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
 	meter.start();
@@ -155,7 +176,7 @@ async function loginStorm(
 	const w = meter.stop();
 	const lat = r.latenciesMs.sort((a, b) => a - b);
 	return {
-		scenario: `login-${mech}`,
+		scenario: `login-${mech}${again ? "-again" : ""}`,
 		target: t.name,
 		figures: {
 			"server CPU ms/login": (1000 * w.serverCpu) / Math.max(1, r.ok),
@@ -334,10 +355,11 @@ async function main() {
 		mkdirSync(stateDir, { recursive: true });
 		const profileDir = o.profile && name === "parley" ? join(OUT, "profiles", stamp) : undefined;
 		if (profileDir) mkdirSync(profileDir, { recursive: true });
-		const so: StartOptions = { root: ROOT, stateDir, profileDir, log };
+		const so: StartOptions = { root: ROOT, stateDir, profileDir, log, baselineRoot: o.baseline };
 		log(`${name}: starting`);
 		const start = {
 			parley: startParley,
+			baseline: startBaseline,
 			prosody: startProsody,
 			ejabberd: startEjabberd,
 			relay: startRelay,
@@ -377,6 +399,8 @@ async function main() {
 				log(`${name}: ${s}`);
 				if (s === "login") {
 					results.push(await loginStorm(t, "PLAIN", o, gens));
+					// The same accounts again with PLAIN: what a reconnecting client costs.
+					results.push(await loginStorm(t, "PLAIN", o, gens, true));
 					results.push(await loginStorm(t, "SCRAM-SHA-1", o, gens));
 				} else if (s === "chat") results.push(await chat(t, o, gens));
 				else if (s === "idle") results.push(await idle(t, o, gens));
@@ -403,7 +427,7 @@ async function main() {
 	);
 	for (const [k, v] of Object.entries(versions))
 		out.push(`- ${k}: ${v}; ${(notes[k] ?? []).join("; ")}`);
-	for (const s of ["login-PLAIN", "login-SCRAM-SHA-1", "chat", "idle"]) {
+	for (const s of ["login-PLAIN", "login-PLAIN-again", "login-SCRAM-SHA-1", "chat", "idle"]) {
 		const t = table(results, s);
 		if (t) out.push("", t);
 	}

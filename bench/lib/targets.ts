@@ -6,7 +6,8 @@ import { connect, createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { type Endpoint, streamHeader } from "./xmpp.ts";
 
-export type TargetName = "parley" | "prosody" | "ejabberd" | "relay";
+/** "baseline": Parley from another checkout (`--baseline DIR`), for before/after in one run. */
+export type TargetName = "parley" | "baseline" | "prosody" | "ejabberd" | "relay";
 
 export interface Running {
 	name: TargetName;
@@ -25,6 +26,7 @@ export interface StartOptions {
 	root: string; // repository root
 	stateDir: string; // .bench-results/state/<target>
 	profileDir?: string; // parley only: --cpu-prof
+	baselineRoot?: string; // the checkout the "baseline" target runs
 	log: (s: string) => void;
 }
 
@@ -116,6 +118,14 @@ function pipeLog(child: ChildProcess, file: string) {
 	const out = createWriteStream(file, { flags: "a" });
 	child.stdout?.pipe(out);
 	child.stderr?.pipe(out);
+}
+
+export async function startBaseline(o: StartOptions, processTree: (p: number) => number[]) {
+	if (!o.baselineRoot) throw new Error("the baseline target needs --baseline DIR");
+	const t = await startParley({ ...o, root: o.baselineRoot, profileDir: undefined }, processTree);
+	t.name = "baseline";
+	t.version = `${t.version.replace("this checkout", o.baselineRoot)}`;
+	return t;
 }
 
 export async function startParley(o: StartOptions, processTree: (p: number) => number[]) {

@@ -6,6 +6,7 @@
 import type { KeyValStore, StorageBackend } from "../storage/types.ts";
 import { prepLocalpart } from "../xmpp/jid.ts";
 import { deriveAllCredentials, type StoredCredentials } from "./scram.ts";
+import { VerifiedPasswordCache } from "./verified-cache.ts";
 
 export interface AccountRecord {
 	[key: string]: unknown;
@@ -26,6 +27,8 @@ export class AccountManager {
 	readonly #store: KeyValStore;
 	readonly #storage: StorageBackend;
 	readonly #iterations: number;
+	/** Recent successful PLAIN verifications on this host (see verified-cache.ts). */
+	readonly verifiedPasswords = new VerifiedPasswordCache();
 
 	constructor(storage: StorageBackend, host: string, iterations: number) {
 		this.host = host;
@@ -70,6 +73,8 @@ export class AccountManager {
 		if (!rec) throw new AccountError("not-found", `${user}@${this.host} does not exist`);
 		rec.scram = await this.#derive(password);
 		await this.#store.set(user, rec as never);
+		// The new credential would miss anyway; forget the old tag at once.
+		this.verifiedPasswords.delete(user);
 	}
 
 	/** Removes the account and everything stored for it on this host. */
@@ -79,6 +84,7 @@ export class AccountManager {
 			throw new AccountError("not-found", `${user}@${this.host} does not exist`);
 		await this.#storage.deleteUser(this.host, user);
 		await this.#store.set(user, undefined);
+		this.verifiedPasswords.delete(user);
 	}
 
 	async #derive(password: string): Promise<StoredCredentials> {

@@ -20,6 +20,7 @@ import {
 	verifyPassword,
 	xor,
 } from "./scram.ts";
+import type { VerifiedPasswordCache } from "./verified-cache.ts";
 
 /** RFC 6120 §6.5 */
 export type SaslCondition =
@@ -60,6 +61,11 @@ export interface SaslContext {
 	 * Default 4096 (RFC 7677 §4 minimum).
 	 */
 	unknownUserIterations?: number;
+	/**
+	 * PLAIN only: recent successful verifications (per host), so a repeated login with the same
+	 * password skips PBKDF2. Keyed by the stored credential too, so a password change misses.
+	 */
+	verifiedPasswords?: Pick<VerifiedPasswordCache, "has" | "add">;
 }
 
 export type SaslStep =
@@ -290,7 +296,12 @@ class PlainMechanism extends BaseMechanism {
 			await verifyPassword(fakeCredential("SHA-256", username, ctx), password);
 			return failure("not-authorized");
 		}
-		if (!(await verifyPassword(cred, password))) return failure("not-authorized");
+		const cache = ctx.verifiedPasswords;
+		if (cache?.has(username, cred, password) !== true) {
+			if (!(await verifyPassword(cred, password))) return failure("not-authorized");
+			// Only a password PBKDF2 has just proven is remembered; failures never are.
+			cache?.add(username, cred, password);
+		}
 		// RFC 6120 §6.3.8, checked only once the credentials are proven.
 		if (!authzidAllowed(authzid, username, ctx)) return failure("invalid-authzid");
 		return { kind: "success", data: null, username };

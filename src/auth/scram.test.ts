@@ -4,6 +4,8 @@ import { test } from "node:test";
 import {
 	deriveAllCredentials,
 	deriveCredential,
+	digest,
+	hmac,
 	type ScramCredential,
 	saslprepPassword,
 	verifyPassword,
@@ -112,4 +114,17 @@ test("PBKDF2 does not block the event loop: a setImmediate runs before a long de
 	setImmediate(() => order.push("immediate"));
 	await derivation;
 	assert.deepEqual(order, ["immediate", "derived"]);
+});
+
+test("hmac and digest: the same bytes as node:crypto's createHmac/createHash (RFC 2104), every key length", () => {
+	for (const h of ["SHA-1", "SHA-256"] as const) {
+		const node = h === "SHA-1" ? "sha1" : "sha256";
+		for (let len = 0; len <= 130; len += 1) {
+			const key = Buffer.alloc(len, len * 7 + 1);
+			for (const data of ["", "Client Key", Buffer.alloc(200, 9)]) {
+				assert.deepEqual(hmac(h, key, data), createHmac(node, key).update(data).digest());
+			}
+			assert.deepEqual(digest(h, key), createHash(node).update(key).digest());
+		}
+	}
 });

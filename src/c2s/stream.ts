@@ -3,7 +3,7 @@
  * resource binding, then stanzas handed to the router in order. Transport-agnostic: TCP/TLS
  * today, WebSocket and BOSH later, each through the `Transport` interface.
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import type { ChannelBindingSource } from "../auth/channel-binding.ts";
 import {
 	createMechanism,
@@ -77,7 +77,9 @@ export interface PreauthEvent {
 const MAX_QUEUE = 64;
 
 export class C2SStream implements Session {
-	readonly id = randomBytes(12).toString("base64url");
+	// randomUUID draws from a pool Node refills in bulk: one CSPRNG call per 128 ids, not one
+	// per stream (randomBytes was 3% of the login profile).
+	readonly id = randomUUID();
 	readonly data = new Map<string, unknown>();
 	available = false;
 	priority = 0;
@@ -316,7 +318,8 @@ export class C2SStream implements Session {
 		if (this.#headerSent) return;
 		this.#headerSent = true;
 		const attrs: Attrs = Object.create(null);
-		attrs.id = randomBytes(16).toString("hex");
+		// RFC 6120 §4.7.3: unique and unpredictable (122 random bits).
+		attrs.id = randomUUID().replaceAll("-", "");
 		attrs.from = this.#host?.name ?? this.#server.defaultHost;
 		attrs.version = "1.0";
 		attrs["xml:lang"] = "en";
@@ -364,6 +367,7 @@ export class C2SStream implements Session {
 				return jid.local;
 			},
 			getCredentials: (user) => host.accounts.getCredentials(user),
+			verifiedPasswords: host.accounts.verifiedPasswords,
 			// Unknown users get a stable fake salt, so they look like real ones across restarts.
 			unknownUserSecret: host.secret,
 			unknownUserIterations: this.#server.config.auth.scram_iterations,

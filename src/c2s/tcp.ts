@@ -194,41 +194,52 @@ class TcpTransport implements Transport {
 		this.#write(el.toString(NS_CLIENT));
 	}
 
-	#corked = false;
+	/** Output of this tick, written as one string (one write system call) on the next tick. */
+	#out = "";
 
 	#write(s: string): void {
 		if (this.#ending || this.#socket.destroyed) return;
+		// Everything written in one tick leaves in one write: a presence fan-out, a burst of
+		// offline messages or the stream header with its features costs one syscall, not one
+		// per stanza. Joining the strings here is cheaper than cork/uncork, which hands libuv an
+		// array of buffers (writev) and keeps a write request per chunk.
+		if (this.#out === "") {
+			this.#out = s;
+			process.nextTick(this.#flushOut);
+		} else this.#out += s;
 		const socket = this.#socket;
-		// Everything written in one tick leaves in one segment: a presence fan-out or a burst of
-		// offline messages costs one syscall, not one per stanza.
-		if (!this.#corked) {
-			this.#corked = true;
-			socket.cork();
-			process.nextTick(() => {
-				this.#corked = false;
-				socket.uncork();
-			});
-		}
-		socket.write(s);
-		if (socket.writableLength > MAX_OUTBOUND_BUFFER) {
+		if (socket.writableLength + this.#out.length > MAX_OUTBOUND_BUFFER) {
 			// A client that stops reading would make us buffer everything sent to it, without
 			// bound. Past the limit it is dropped; its session ends like any lost connection.
 			this.#server.log.info({ ip: this.remoteAddress }, "client not reading: connection dropped");
+			this.#out = "";
 			socket.destroy();
 		}
 	}
+
+	readonly #flushOut = (): void => {
+		const s = this.#out;
+		if (s === "") return;
+		this.#out = "";
+		if (!this.#socket.destroyed) this.#socket.write(s);
+	};
 
 	closeStream(): void {
 		if (this.#ending) return;
 		this.#write("</stream:stream>");
 		this.#ending = true;
 		const socket = this.#socket;
-		socket.end();
+		const rest = this.#out;
+		this.#out = "";
+		if (socket.destroyed) return;
+		socket.end(rest);
 		// RFC 6120 §4.4: wait a little for the peer's closing tag, then drop the connection.
 		setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
 	}
 
 	startTls(): Promise<void> {
+		// <proceed/> (and anything before it) goes out in the clear, before the handshake.
+		this.#flushOut();
 		const plain = this.#socket;
 		this.#detach(plain);
 		const opts = this.#server.certificates.serverOptions();

@@ -16,6 +16,9 @@ import { hasFrom, loadRoster } from "./roster.ts";
 
 export const NS_LAST = "jabber:iq:last";
 
+/** Session data key: the session has sent available presence at least once. */
+const WAS_AVAILABLE = "last.was-available";
+
 /** What is stored per account in keyval "last". */
 interface LastRecord {
 	[key: string]: string | number;
@@ -86,7 +89,10 @@ export default defineModule({
 					recordIfLast(origin).catch((err: unknown) =>
 						api.log.error({ err }, "recording last activity failed"),
 					);
-				} else if (stanza.attrs.type === undefined) origin.data.delete("last");
+				} else if (stanza.attrs.type === undefined) {
+					origin.data.delete("last");
+					origin.data.set(WAS_AVAILABLE, true);
+				}
 				return undefined;
 			},
 			Priority.TRANSFORM,
@@ -102,7 +108,11 @@ export default defineModule({
 			await store.set(user, { when: Date.now(), status: typeof status === "string" ? status : "" });
 		};
 
+		// A session that never sent available presence (a bot, a client that only fetches
+		// something) was never online as far as contacts can tell (§4 counts available
+		// resources): its end is no logout to record, and it costs no storage write.
 		api.hook("session/closed", async ({ session }: { session: Session }) => {
+			if (session.data.get(WAS_AVAILABLE) !== true) return;
 			try {
 				await recordIfLast(session);
 			} catch (err) {
