@@ -80,13 +80,13 @@ export default defineModule({
 	load(api) {
 		const host = api.host;
 		const node = api.options.node;
-		// Features change only when modules load or unload: recompute only when S changes.
-		let cache = { s: "", ver: "" };
+		// Features, identities and forms change only when modules load or unload; a cheap key of
+		// them spares every login from rebuilding and hashing the whole disco#info.
+		let cache = { key: "", ver: "" };
 		const currentVer = (): string => {
-			const s = verificationString(hostDiscoInfo(host));
-			if (s !== cache.s) {
-				cache = { s, ver: createHash("sha1").update(s, "utf8").digest("base64") };
-			}
+			let key = `${host.identities.length}|${host.extensions.length}|`;
+			for (const f of host.features.keys()) key += `${f}\n`;
+			if (key !== cache.key) cache = { key, ver: capsVer(hostDiscoInfo(host)) };
 			return cache.ver;
 		};
 

@@ -458,3 +458,27 @@ test("XEP-0115 §6.3: caps in the stream features after authentication, ver per 
 		alice.end();
 	}
 });
+
+test("XEP-0115 §5.1: the ver follows the features when a module is unloaded and loaded again", async () => {
+	const verOf = async (): Promise<string> => {
+		const c = await connect("alice");
+		try {
+			const features = c.received.slice(c.received.lastIndexOf("<stream:features>"));
+			return (
+				/<c xmlns="http:\/\/jabber.org\/protocol\/caps"[^>]*ver="([^"]*)"/.exec(features)?.[1] ?? ""
+			);
+		} finally {
+			c.end();
+		}
+	};
+	const host = t.server.hosts.get("localhost");
+	const before = await verOf();
+	await host?.modules.unload("ping");
+	try {
+		const without = await verOf();
+		assert.notEqual(without, before, "urn:xmpp:ping left disco#info, so the hash changes");
+	} finally {
+		await host?.modules.load("ping");
+	}
+	assert.equal(await verOf(), before);
+});
