@@ -327,6 +327,34 @@ function addStorageCommands(program: Command): void {
 		});
 }
 
+/**
+ * `user add` and `user passwd`: `<jid>` and a password (from an option, standard input or the
+ * prompt), then `change` on that account; prints the line `change` resolves to.
+ */
+function passwordCommand(
+	command: Command,
+	passwordHelp: string,
+	change: (accounts: AccountManager, user: string, password: string) => Promise<string>,
+): Command {
+	return command
+		.option("-c, --config <file>", "TOML configuration file")
+		.option("-p, --password <password>", passwordHelp)
+		.option("--password-stdin", "read the password from the first line of standard input")
+		.action(
+			async (
+				jid: string,
+				opts: { config?: string; password?: string; passwordStdin?: boolean },
+			) => {
+				const config = loadConfig(opts.config);
+				const password = await resolvePassword(opts);
+				await withStorage(config, async (storage) => {
+					const { accounts, user: name } = openAccounts(config, storage, jid);
+					console.log(await change(accounts, name, password).catch(accountError));
+				});
+			},
+		);
+}
+
 export function buildProgram(): Command {
 	const program = new Command("parley")
 		.description("Parley, an XMPP server")
@@ -348,29 +376,14 @@ export function buildProgram(): Command {
 		.action(check);
 
 	const user = program.command("user").description("manage accounts (works while the server runs)");
-	user
-		.command("add <jid>")
-		.description("create an account; asks for the password unless one is given")
-		.option("-c, --config <file>", "TOML configuration file")
-		.option(
-			"-p, --password <password>",
-			"the password (visible in the process list: prefer the prompt)",
-		)
-		.option("--password-stdin", "read the password from the first line of standard input")
-		.action(
-			async (
-				jid: string,
-				opts: { config?: string; password?: string; passwordStdin?: boolean },
-			) => {
-				const config = loadConfig(opts.config);
-				const password = await resolvePassword(opts);
-				await withStorage(config, async (storage) => {
-					const { accounts, user: name } = openAccounts(config, storage, jid);
-					const created = await accounts.create(name, password).catch(accountError);
-					console.log(`created ${created}@${accounts.host}`);
-				});
-			},
-		);
+	passwordCommand(
+		user
+			.command("add <jid>")
+			.description("create an account; asks for the password unless one is given"),
+		"the password (visible in the process list: prefer the prompt)",
+		async (accounts, name, password) =>
+			`created ${await accounts.create(name, password)}@${accounts.host}`,
+	);
 	user
 		.command("import [file]")
 		.description('create many accounts from lines "JID PASSWORD" (a file, or standard input)')
@@ -429,26 +442,14 @@ export function buildProgram(): Command {
 				console.log(`deleted ${name}@${accounts.host}`);
 			});
 		});
-	user
-		.command("passwd <jid>")
-		.description("set an account's password")
-		.option("-c, --config <file>", "TOML configuration file")
-		.option("-p, --password <password>", "the new password")
-		.option("--password-stdin", "read the password from the first line of standard input")
-		.action(
-			async (
-				jid: string,
-				opts: { config?: string; password?: string; passwordStdin?: boolean },
-			) => {
-				const config = loadConfig(opts.config);
-				const password = await resolvePassword(opts);
-				await withStorage(config, async (storage) => {
-					const { accounts, user: name } = openAccounts(config, storage, jid);
-					await accounts.setPassword(name, password).catch(accountError);
-					console.log(`password changed for ${name}@${accounts.host}`);
-				});
-			},
-		);
+	passwordCommand(
+		user.command("passwd <jid>").description("set an account's password"),
+		"the new password",
+		async (accounts, name, password) => {
+			await accounts.setPassword(name, password);
+			return `password changed for ${name}@${accounts.host}`;
+		},
+	);
 	user
 		.command("list [host]")
 		.description("list the accounts of one host, or of every host")

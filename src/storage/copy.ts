@@ -39,45 +39,26 @@ export function* dumpSqlite(path: string): Generator<DumpRecord> {
 	const db = new DatabaseSync(path, { readOnly: true });
 	try {
 		type R = Record<string, string | number>;
-		for (const r of db
-			.prepare("SELECT host, store, user, value FROM keyval ORDER BY host, store, user")
-			.iterate() as Iterable<R>) {
-			yield {
-				kind: "keyval",
-				host: String(r.host),
-				store: String(r.store),
-				user: String(r.user),
-				value: JSON.parse(String(r.value)) as Json,
-			};
-		}
-		for (const r of db
-			.prepare("SELECT host, store, user, key, value FROM map ORDER BY host, store, user, key")
-			.iterate() as Iterable<R>) {
-			yield {
-				kind: "map",
-				host: String(r.host),
-				store: String(r.store),
-				user: String(r.user),
-				key: String(r.key),
-				value: JSON.parse(String(r.value)) as Json,
-			};
-		}
-		for (const r of db
-			.prepare("SELECT host, store, user, id, ts, peer, value FROM archive ORDER BY seq")
-			.iterate() as Iterable<R>) {
+		const rows = (sql: string) => db.prepare(sql).iterate() as Iterable<R>;
+		/** The columns every table has: the host, store and user a row belongs to. */
+		const owner = (r: R) => ({
+			host: String(r.host),
+			store: String(r.store),
+			user: String(r.user),
+		});
+		const json = (v: R[string] | undefined) => JSON.parse(String(v)) as Json;
+		for (const r of rows("SELECT host, store, user, value FROM keyval ORDER BY host, store, user"))
+			yield { kind: "keyval", ...owner(r), value: json(r.value) };
+		for (const r of rows(
+			"SELECT host, store, user, key, value FROM map ORDER BY host, store, user, key",
+		))
+			yield { kind: "map", ...owner(r), key: String(r.key), value: json(r.value) };
+		for (const r of rows("SELECT host, store, user, id, ts, peer, value FROM archive ORDER BY seq"))
 			yield {
 				kind: "archive",
-				host: String(r.host),
-				store: String(r.store),
-				user: String(r.user),
-				item: {
-					id: String(r.id),
-					when: Number(r.ts),
-					with: String(r.peer),
-					value: JSON.parse(String(r.value)) as Json,
-				},
+				...owner(r),
+				item: { id: String(r.id), when: Number(r.ts), with: String(r.peer), value: json(r.value) },
 			};
-		}
 	} finally {
 		db.close();
 	}

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { RawClient } from "../helpers/raw.ts";
+import { iq, message, online as rawOnline, sync } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
@@ -29,36 +30,8 @@ before(async () => {
 });
 after(() => t.stop());
 
-async function online(user: string, resource: string, host = "localhost"): Promise<RawClient> {
-	const c = await login(t.port, user, `pw-${user}`, { resource, host });
-	const mark = c.received.length;
-	c.send("<presence/>");
-	await c.waitFor(new RegExp(`<presence[^>]*from="${user}@${host}/${resource}"`), mark);
-	return c;
-}
-
-/** Sends an IQ and returns the answer with the same id. */
-async function iq(c: RawClient, id: string, stanza: string): Promise<string> {
-	const mark = c.received.length;
-	c.send(stanza);
-	const re = new RegExp(`<iq[^>]*id="${id}"[^>]*(/>|>[\\s\\S]*?</iq>)`);
-	const text = await c.waitFor(re, mark);
-	return (re.exec(text) as RegExpExecArray)[0];
-}
-
-async function message(c: RawClient, id: string, mark: number): Promise<string> {
-	const re = new RegExp(`<message[^>]*id="${id}"[^>]*>[\\s\\S]*?</message>`);
-	const text = await c.waitFor(re, mark);
-	return (re.exec(text) as RegExpExecArray)[0];
-}
-
-/** A marker from `from` to `toJid`, waited for: what `from` sent before has been routed. */
-async function sync(from: RawClient, to: RawClient, toJid: string, mark: number): Promise<string> {
-	const id = `sync-${Math.random().toString(36).slice(2)}`;
-	from.send(`<message to='${toJid}' id='${id}'><body>sync</body></message>`);
-	await message(to, id, mark);
-	return to.received.slice(mark);
-}
+const online = (user: string, resource: string, host = "localhost"): Promise<RawClient> =>
+	rawOnline(t.port, user, resource, { host });
 
 const block = (id: string, ...jids: string[]) =>
 	`<iq type='set' id='${id}'><block xmlns='urn:xmpp:blocking'>${jids.map((j) => `<item jid='${j}'/>`).join("")}</block></iq>`;

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { BoshClient, NS_HTTPBIND } from "../helpers/bosh.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 let t: TestServer;
 let url: string;
@@ -27,14 +28,6 @@ const PLAIN_AUTH = (user: string, pw: string) =>
 
 function creationBody(rid: number, extra = ""): string {
 	return `<body xmlns='${NS_HTTPBIND}' rid='${rid}' to='localhost' wait='5' hold='1' ver='1.11' xml:lang='en' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh'${extra}/>`;
-}
-
-async function waitUntil(fn: () => boolean, what: string, ms = 10_000): Promise<void> {
-	const deadline = Date.now() + ms;
-	while (!fn()) {
-		if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-		await new Promise((r) => setTimeout(r, 20));
-	}
 }
 
 describe("session creation", () => {
@@ -306,7 +299,7 @@ describe("bad input", () => {
 		const host = t.server.hosts.get("localhost");
 		assert.ok(host?.sessions.get("bob")?.get("idle"), "bound");
 		// inactivity is 2 s in this server's config; no request is pending now.
-		await waitUntil(() => !host?.sessions.get("bob")?.get("idle"), "the session to expire");
+		await waitFor(() => !host?.sessions.get("bob")?.get("idle"), "the session to expire");
 		assert.equal((await c.request()).attrs.type, "terminate");
 	});
 

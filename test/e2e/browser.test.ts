@@ -20,9 +20,10 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { extname, join, normalize, sep } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { client, type XmlElement } from "@xmpp/client";
 import { type Browser, chromium } from "playwright-core";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { connect } from "../helpers/xmpp-client.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const skip = existsSync(CHROMIUM)
@@ -102,33 +103,19 @@ interface Harness {
 /** The page's global object (the project's tsconfig has no DOM lib). */
 type PageGlobal = { parley: Harness };
 
-async function poll<T>(fn: () => T | undefined, what: string): Promise<T> {
-	const end = Date.now() + TIMEOUT;
-	while (Date.now() < end) {
-		const v = fn();
-		if (v !== undefined) return v;
-		await new Promise((r) => setTimeout(r, 20));
-	}
-	throw new Error(`timed out waiting for ${what}`);
-}
-
 /** bob: xmpp.js over direct TLS, collecting every stanza. */
 async function startBob(t: TestServer) {
-	const stanzas: XmlElement[] = [];
-	const xmpp = client({
-		service: `xmpps://127.0.0.1:${t.tlsPort}`,
-		domain: "localhost",
-		resource: "desk",
-		username: "bob",
-		password: "bob-secret",
-	});
-	xmpp.reconnect.stop();
-	// xmpp.js gives up on the stream opening after 2 s, too short on a busy CI machine with a
-	// browser running (not in the option types: test/types/xmpp-client.d.ts).
-	(xmpp as unknown as { timeout: number }).timeout = TIMEOUT;
-	xmpp.on("error", () => {});
-	xmpp.on("stanza", (s: XmlElement) => stanzas.push(s));
-	const jid = (await xmpp.start()).toString();
+	const { xmpp, jid, stanzas } = await connect(
+		`xmpps://127.0.0.1:${t.tlsPort}`,
+		"bob",
+		"bob-secret",
+		{
+			resource: "desk",
+			// xmpp.js gives up on the stream opening after 2 s, too short on a busy CI machine with a
+			// browser running.
+			timeout: TIMEOUT,
+		},
+	);
 	const write = (xmpp as unknown as { write(s: string): Promise<void> }).write.bind(xmpp);
 	await write("<presence xmlns='jabber:client'/>");
 	return { jid, stanzas, write, stop: () => xmpp.stop() };
@@ -274,9 +261,10 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 				step("message typed");
 				// Converse writes to bob's bare JID: delivered to his one available resource
 				// (RFC 6121 §8.5.2.1.1).
-				const m1 = await poll(
+				const m1 = await waitFor(
 					() => toBob.find((s) => s.is("message") && s.getChildText("body") === hello),
 					"bob to receive Converse's message",
+					TIMEOUT,
 				);
 				// RFC 6120 §8.1.2.1: the server stamps the sender's full JID.
 				assert.equal(m1.attrs.from, aliceJid);
@@ -311,9 +299,10 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 				await h.evaluate(async (p) => {
 					await p.api.user.logout();
 				});
-				await poll(
+				await waitFor(
 					() => (sessions?.get("alice")?.get(resource) ? undefined : true),
 					"alice's session to end after logout",
+					TIMEOUT,
 				);
 
 				step("session gone");

@@ -5,10 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { client, type XmlElement, xml } from "@xmpp/client";
+import { type XmlElement, xml } from "@xmpp/client";
 import type { RawClient } from "../helpers/raw.ts";
+import { message, online as rawOnline, sync as rawSync } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { login } from "../helpers/xmpp-raw-login.ts";
+import { connect } from "../helpers/xmpp-client.ts";
 
 let t: TestServer;
 
@@ -32,26 +33,15 @@ async function online(
 	resource: string,
 	opts: { host?: string; carbons?: boolean } = {},
 ): Promise<RawClient> {
-	const host = opts.host ?? "localhost";
-	const c = await login(t.port, user, `pw-${user}`, { resource, host });
-	let mark = c.received.length;
-	c.send("<presence/>");
-	await c.waitFor(new RegExp(`<presence[^>]*from="${user}@${host}/${resource}"`), mark);
+	const c = await rawOnline(t.port, user, resource, { host: opts.host });
 	if (opts.carbons) {
-		mark = c.received.length;
+		const mark = c.received.length;
 		c.send("<iq type='set' id='enable'><enable xmlns='urn:xmpp:carbons:2'/></iq>");
 		const r = await c.waitFor(/<iq[^>]*id="enable"[^>]*\/>/, mark);
 		// XEP-0280 §4: the server acknowledges with a result.
 		assert.match(r, /type="result"/);
 	}
 	return c;
-}
-
-/** The first message with this id after `mark` (the original, not a copy). */
-async function message(c: RawClient, id: string, mark: number): Promise<string> {
-	const re = new RegExp(`<message[^>]*id="${id}"[^>]*>[\\s\\S]*?</message>`);
-	const text = await c.waitFor(re, mark);
-	return (re.exec(text) as RegExpExecArray)[0];
 }
 
 /** A carbon copy (`received` or `sent`) wrapping the message with this id. */
@@ -63,13 +53,12 @@ async function carbon(c: RawClient, kind: string, id: string, mark: number): Pro
 	return (re.exec(text) as RegExpExecArray)[0];
 }
 
-/** Sends a marker to `toJid` and waits for it: what was sent before has been routed. */
-async function sync(from: RawClient, to: RawClient, toJid: string, mark: number): Promise<string> {
-	const id = `sync-${Math.random().toString(36).slice(2)}`;
-	from.send(`<message to='${toJid}' id='${id}' type='headline'><body>sync</body></message>`);
-	await message(to, id, mark);
-	return to.received.slice(mark);
-}
+/**
+ * A marker round trip (helpers/raw-stanzas.ts `sync`) with a headline marker: headlines are not
+ * eligible for carbons (XEP-0280 §6), so the marker adds no copies of its own.
+ */
+const sync = (from: RawClient, to: RawClient, toJid: string, mark: number) =>
+	rawSync(from, to, toJid, mark, "headline");
 
 test("the server advertises urn:xmpp:carbons:2 (XEP-0280 §3)", async () => {
 	const c = await online("alice", "disco");
@@ -186,17 +175,10 @@ test("enabling carbons for another account is not allowed (XEP-0280 §4.1)", asy
 });
 
 test("across hosts, with xmpp.js: a message from example.net is carbon-copied on localhost (XEP-0280 §7)", async () => {
-	const stanzas: XmlElement[] = [];
-	const lib = client({
-		service: `xmpp://127.0.0.1:${t.port}`,
-		domain: "localhost",
+	const { xmpp: lib, stanzas } = await connect(`xmpp://127.0.0.1:${t.port}`, "alice", "pw-alice", {
 		resource: "lib",
-		credentials: (auth) => auth({ username: "alice", password: "pw-alice" }, "SCRAM-SHA-1"),
+		mechanism: "SCRAM-SHA-1",
 	});
-	lib.reconnect.stop();
-	lib.on("error", () => {});
-	lib.on("stanza", (s: XmlElement) => stanzas.push(s));
-	await lib.start();
 	const other = await online("alice", "other");
 	const dave = await online("dave", "d", { host: "example.net" });
 	try {

@@ -4,8 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type Client, client, type XmlElement, xml } from "@xmpp/client";
+import { type XmlElement, xml } from "@xmpp/client";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { connect } from "../helpers/xmpp-client.ts";
 
 let t: TestServer;
 
@@ -18,39 +20,6 @@ before(async () => {
 	});
 });
 after(() => t.stop());
-
-async function connect(
-	service: string,
-	username: string,
-	password: string,
-	opts: { mechanism?: string; resource?: string } = {},
-): Promise<{ xmpp: Client; stanzas: XmlElement[]; mechanisms: string[] }> {
-	const stanzas: XmlElement[] = [];
-	const offered: string[] = [];
-	const xmpp = client({
-		service,
-		domain: "localhost",
-		resource: opts.resource,
-		credentials: async (authenticate, mechanisms) => {
-			offered.push(...mechanisms);
-			await authenticate({ username, password }, opts.mechanism ?? (mechanisms[0] as string));
-		},
-	});
-	xmpp.reconnect.stop();
-	xmpp.on("error", () => {});
-	xmpp.on("stanza", (s: XmlElement) => stanzas.push(s));
-	await xmpp.start();
-	return { xmpp, stanzas, mechanisms: offered };
-}
-
-async function waitFor<T>(fn: () => T | undefined, what: string): Promise<T> {
-	for (let i = 0; i < 500; i++) {
-		const v = fn();
-		if (v !== undefined) return v;
-		await new Promise((r) => setTimeout(r, 10));
-	}
-	throw new Error(`timed out waiting for ${what}`);
-}
 
 test("two clients chat over STARTTLS (SCRAM-SHA-1) and direct TLS (PLAIN)", async () => {
 	const alice = await connect(`xmpp://127.0.0.1:${t.port}`, "alice", "alice-secret", {

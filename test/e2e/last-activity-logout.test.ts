@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { RawClient } from "../helpers/raw.ts";
+import { iq } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
@@ -21,12 +22,8 @@ after(() => t.stop());
 
 const connect = () => login(t.port, "erin", "erin-pw", { resource: "r", mechanism: "PLAIN" });
 
-async function ownLast(c: RawClient, id: string): Promise<string> {
-	const mark = c.received.length;
-	c.send(`<iq type='get' id='${id}' to='erin@localhost'><query xmlns='jabber:iq:last'/></iq>`);
-	const re = new RegExp(`<iq[^>]*id="${id}"[^>]*?(/>|>[\\s\\S]*?</iq>)`);
-	return (re.exec(await c.waitFor(re, mark)) as RegExpExecArray)[0];
-}
+const ownLast = (c: RawClient, id: string): Promise<string> =>
+	iq(c, id, `<iq type='get' id='${id}' to='erin@localhost'><query xmlns='jabber:iq:last'/></iq>`);
 
 async function end(c: RawClient): Promise<void> {
 	c.send("</stream:stream>");

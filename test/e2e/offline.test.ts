@@ -8,58 +8,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { client, type XmlElement, xml } from "@xmpp/client";
-import type { RawClient } from "../helpers/raw.ts";
+import { type XmlElement, xml } from "@xmpp/client";
+import { message, online, sync } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { login } from "../helpers/xmpp-raw-login.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { connect } from "../helpers/xmpp-client.ts";
 
 const PLAIN_TCP = { auth: { require_encryption: false, allow_plain_without_tls: true } };
 const USERS = ["alice", "bob", "carol", "dan", "erin", "frank", "gina", "hal"];
-
-/** Logs in and sends initial presence (with a priority when given); waits for its echo. */
-async function online(
-	port: number,
-	user: string,
-	resource: string,
-	opts: { host?: string; priority?: number } = {},
-): Promise<RawClient> {
-	const host = opts.host ?? "localhost";
-	const c = await login(port, user, `pw-${user}`, { resource, host });
-	const mark = c.received.length;
-	c.send(
-		opts.priority === undefined
-			? "<presence/>"
-			: `<presence><priority>${opts.priority}</priority></presence>`,
-	);
-	await c.waitFor(new RegExp(`<presence[^>]*from="${user}@${host}/${resource}"`), mark);
-	return c;
-}
-
-/** The first `<message>` with this id received after `mark`. */
-async function message(c: RawClient, id: string, mark: number): Promise<string> {
-	const re = new RegExp(`<message[^>]*id="${id}"[^>]*>[\\s\\S]*?</message>`);
-	const text = await c.waitFor(re, mark);
-	return (re.exec(text) as RegExpExecArray)[0];
-}
-
-/**
- * Sends a marker message from `from` to `to`'s full JID and waits for it: anything `from` sent
- * before it has been routed by then (RFC 6120 §10.1 in-order processing, synchronous delivery).
- */
-async function sync(from: RawClient, to: RawClient, toJid: string, mark: number): Promise<string> {
-	const id = `sync-${Math.random().toString(36).slice(2)}`;
-	from.send(`<message to='${toJid}' id='${id}'><body>sync</body></message>`);
-	await message(to, id, mark);
-	return to.received.slice(mark);
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>): Promise<void> {
-	for (let i = 0; i < 500; i++) {
-		if (await check()) return;
-		await new Promise((r) => setTimeout(r, 10));
-	}
-	throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("message delivery (RFC 6121 §8.5) and offline storage (XEP-0160)", () => {
 	let t: TestServer;
@@ -133,7 +89,7 @@ describe("message delivery (RFC 6121 §8.5) and offline storage (XEP-0160)", () 
 		assert.doesNotMatch(after, /id="f3"|id="f4"/);
 		// Negative priority only: a chat to the bare JID is not delivered (§8.5.2.1.1) but stored.
 		alice.send("<message to='bob@localhost' type='chat' id='f5'><body>x</body></message>");
-		await waitUntil("f5 stored", async () => (await stored("bob")) === 1);
+		await waitFor(async () => (await stored("bob")) === 1, "f5 stored");
 		assert.doesNotMatch(await sync(alice, neg, "bob@localhost/neg", negMark), /id="f5"/);
 		neg.end();
 		// A resource with a non-negative priority gets it (XEP-0160 §4 step 5).
@@ -151,7 +107,7 @@ describe("message delivery (RFC 6121 §8.5) and offline storage (XEP-0160)", () 
 		alice.send(
 			"<message to='carol@localhost/old' type='chat' id='o3'><body>three</body></message>",
 		);
-		await waitUntil("3 stored", async () => (await stored("carol")) === 3);
+		await waitFor(async () => (await stored("carol")) === 3, "3 stored");
 		const carol = await online(t.port, "carol", "new");
 		const text = await carol.waitFor(/id="o3"[\s\S]*?<\/message>/);
 		const ids = [...text.matchAll(/<message[^>]*id="(o\d)"/g)].map((m) => m[1]);
@@ -165,7 +121,7 @@ describe("message delivery (RFC 6121 §8.5) and offline storage (XEP-0160)", () 
 			/<delay xmlns="urn:xmpp:delay" from="localhost" stamp="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"\/>/,
 		);
 		// Delivered messages are deleted (XEP-0160 §4).
-		await waitUntil("store emptied", async () => (await stored("carol")) === 0);
+		await waitFor(async () => (await stored("carol")) === 0, "store emptied");
 		carol.end();
 		// A later login gets nothing again.
 		const again = await online(t.port, "carol", "again");
@@ -215,7 +171,7 @@ describe("message delivery (RFC 6121 §8.5) and offline storage (XEP-0160)", () 
 		alice.send("<message to='nobody@localhost' type='chat' id='n6'><body>x</body></message>");
 		const e6 = await message(alice, "n6", mark);
 		assert.match(e6, /<service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/>/);
-		await waitUntil("n3 stored", async () => (await stored("erin")) === 1);
+		await waitFor(async () => (await stored("erin")) === 1, "n3 stored");
 		assert.equal(await stored("nobody"), 0);
 		const rest = await sync(alice, alice, "alice@localhost/hint", mark);
 		assert.doesNotMatch(rest, /id="n[45]"/, "no error for headline or error");
@@ -229,10 +185,7 @@ describe("message delivery (RFC 6121 §8.5) and offline storage (XEP-0160)", () 
 	test("across hosts: a message to an offline user of another local host is stored there (XEP-0160 §4)", async () => {
 		const alice = await online(t.port, "alice", "x");
 		alice.send("<message to='dave@example.net' type='chat' id='x1'><body>hi</body></message>");
-		await waitUntil(
-			"stored on example.net",
-			async () => (await stored("dave", "example.net")) === 1,
-		);
+		await waitFor(async () => (await stored("dave", "example.net")) === 1, "stored on example.net");
 		const dave = await online(t.port, "dave", "d", { host: "example.net" });
 		const m = await message(dave, "x1", 0);
 		assert.match(m, /<delay xmlns="urn:xmpp:delay" from="example.net" stamp="/);
@@ -245,17 +198,13 @@ describe("message delivery (RFC 6121 §8.5) and offline storage (XEP-0160)", () 
 		alice.send(
 			"<message to='frank@localhost' type='chat' id='c1'><body>while you were out</body></message>",
 		);
-		await waitUntil("stored", async () => (await stored("frank")) === 1);
-		const stanzas: XmlElement[] = [];
-		const frank = client({
-			service: `xmpp://127.0.0.1:${t.port}`,
-			domain: "localhost",
-			credentials: (auth) => auth({ username: "frank", password: "pw-frank" }, "SCRAM-SHA-1"),
-		});
-		frank.reconnect.stop();
-		frank.on("error", () => {});
-		frank.on("stanza", (s: XmlElement) => stanzas.push(s));
-		await frank.start();
+		await waitFor(async () => (await stored("frank")) === 1, "stored");
+		const { xmpp: frank, stanzas } = await connect(
+			`xmpp://127.0.0.1:${t.port}`,
+			"frank",
+			"pw-frank",
+			{ mechanism: "SCRAM-SHA-1" },
+		);
 		try {
 			await frank.send(xml("presence"));
 			let m: XmlElement | undefined;
@@ -288,7 +237,7 @@ test("offline messages survive a restart with SQLite (XEP-0160, durable before a
 		const alice = await online(first.port, "alice", "a");
 		alice.send("<message to='bob@localhost' type='chat' id='d1'><body>kept</body></message>");
 		const count = () => first.server.hosts.get("localhost")?.archive("offline").count("bob");
-		await waitUntil("stored", async () => (await count()) === 1);
+		await waitFor(async () => (await count()) === 1, "stored");
 		alice.end();
 		await first.stop();
 

@@ -7,102 +7,30 @@
  * in a temporary directory on a free port, and skips when the binaries are missing.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PostgresBackend } from "../../src/storage/postgres.ts";
-
-function findBin(): string | undefined {
-	const root = "/usr/lib/postgresql";
-	if (!existsSync(root)) return undefined;
-	for (const v of readdirSync(root).sort().reverse()) {
-		const bin = join(root, v, "bin");
-		if (existsSync(join(bin, "initdb")) && existsSync(join(bin, "pg_ctl"))) return bin;
-	}
-	return undefined;
-}
-
-/** PostgreSQL refuses to run as root: run its tools as the postgres user then. */
-function pgUser(): { uid: number; gid: number } | undefined {
-	if (process.getuid?.() !== 0) return undefined;
-	const id = (flag: string) => Number(execFileSync("id", [flag, "postgres"]).toString().trim());
-	return { uid: id("-u"), gid: id("-g") };
-}
-
-function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const s = createServer();
-		s.once("error", reject);
-		s.listen(0, "127.0.0.1", () => {
-			const { port } = s.address() as { port: number };
-			s.close(() => resolve(port));
-		});
-	});
-}
-
-const bin = findBin();
-let skip: string | false = bin ? false : "PostgreSQL server binaries (initdb, pg_ctl) not found";
-if (!skip && process.getuid?.() === 0) {
-	try {
-		pgUser();
-	} catch {
-		skip = "running as root and there is no postgres user to run the private cluster";
-	}
-}
+import { type PgCluster, pgClusterSkip, startPgCluster } from "../helpers/pg-cluster.ts";
 
 // A timeout: a broken pool hangs rather than fails, and a hung test would stall the whole run.
-describe("PostgreSQL stopped and restarted under load (issue 4)", { skip, timeout: 60_000 }, () => {
-	let dir = "";
-	let data = "";
-	let port = 0;
-	const pgctl = (...args: string[]) => {
-		const user = pgUser();
-		execFileSync(
-			join(bin as string, "pg_ctl"),
-			["-D", data, "-w", "-l", join(dir, "log"), ...args],
-			{
-				stdio: "ignore",
-				...(user && { uid: user.uid, gid: user.gid }),
-			},
-		);
-	};
-	const start = () =>
-		pgctl("-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, "start");
-	const stop = () => pgctl("-m", "fast", "stop");
+describe("PostgreSQL stopped and restarted under load (issue 4)", {
+	skip: pgClusterSkip,
+	timeout: 60_000,
+}, () => {
+	let pg: PgCluster | undefined;
 
 	before(async () => {
-		dir = mkdtempSync(join(tmpdir(), "parley-pgfail-"));
-		data = join(dir, "data");
-		port = await freePort();
-		const user = pgUser();
-		if (user) {
-			chownSync(dir, user.uid, user.gid);
-			chmodSync(dir, 0o700);
-		}
-		execFileSync(
-			join(bin as string, "initdb"),
-			["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "--no-instructions"],
-			{ stdio: "ignore", ...(user && { uid: user.uid, gid: user.gid }) },
-		);
-		start();
+		pg = await startPgCluster("parley-pgfail-");
 	});
 
 	after(() => {
-		try {
-			pgctl("-m", "immediate", "stop");
-		} catch {
-			// already stopped
-		}
-		rmSync(dir, { recursive: true, force: true });
+		pg?.destroy();
 	});
 
 	test("calls reject while down, nothing acknowledged is lost, the pool reconnects", async () => {
 		const errors: Error[] = [];
+		const cluster = pg as PgCluster;
 		const b = new PostgresBackend({
-			url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+			url: cluster.url,
 			connectTimeoutMs: 1000,
 			queryTimeoutMs: 5000,
 			poolSize: 4,
@@ -135,14 +63,14 @@ describe("PostgreSQL stopped and restarted under load (issue 4)", { skip, timeou
 			};
 			const writers = Array.from({ length: 8 }, writer);
 			await new Promise((r) => setTimeout(r, 200));
-			stop();
+			cluster.stop();
 
 			// Down: reads and writes reject with an error; the process is still here.
 			await assert.rejects(kv.get("alice"));
 			await assert.rejects(kv.set("alice", "during"));
 			const failedWhileDown = failed.length;
 
-			start();
+			cluster.start();
 			// Back: the pool opens new connections by itself.
 			let back = false;
 			for (let i = 0; i < 100 && !back; i++) {

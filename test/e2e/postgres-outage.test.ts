@@ -9,65 +9,19 @@
  * binaries are missing.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { configSchema } from "../../src/core/config/schema.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { Server } from "../../src/core/server.ts";
 import { PostgresBackend } from "../../src/storage/postgres.ts";
+import { type PgCluster, pgClusterSkip, startPgCluster } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
+import { iq } from "../helpers/raw-stanzas.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
-function findBin(): string | undefined {
-	const root = "/usr/lib/postgresql";
-	if (!existsSync(root)) return undefined;
-	for (const v of readdirSync(root).sort().reverse()) {
-		const bin = join(root, v, "bin");
-		if (existsSync(join(bin, "initdb")) && existsSync(join(bin, "pg_ctl"))) return bin;
-	}
-	return undefined;
-}
-
-/** PostgreSQL refuses to run as root: run its tools as the postgres user then. */
-function pgUser(): { uid: number; gid: number } | undefined {
-	if (process.getuid?.() !== 0) return undefined;
-	const id = (flag: string) => Number(execFileSync("id", [flag, "postgres"]).toString().trim());
-	return { uid: id("-u"), gid: id("-g") };
-}
-
-function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const s = createServer();
-		s.once("error", reject);
-		s.listen(0, "127.0.0.1", () => {
-			const { port } = s.address() as { port: number };
-			s.close(() => resolve(port));
-		});
-	});
-}
-
-const bin = findBin();
-let skip: string | false = bin ? false : "PostgreSQL server binaries (initdb, pg_ctl) not found";
-if (!skip && process.getuid?.() === 0) {
-	try {
-		pgUser();
-	} catch {
-		skip = "running as root and there is no postgres user to run the private cluster";
-	}
-}
-
 /** Sends `xml` and waits for the answer with id `id` (a 20 s safety net); returns it. */
-async function ask(c: RawClient, id: string, xml: string): Promise<string> {
-	const mark = c.received.length;
-	c.send(xml);
-	const re = new RegExp(`<iq\\b[^>]*\\bid=["']${id}["'][^>]*?(/>|>[\\s\\S]*?</iq>)`);
-	const text = await c.waitFor(re, mark, 20_000);
-	return (re.exec(text) as RegExpExecArray)[0];
-}
+const ask = (c: RawClient, id: string, xml: string) => iq(c, id, xml, 20_000);
 
 const typeOf = (iq: string) => /^<iq\b[^>]*\btype=["'](\w+)["']/.exec(iq)?.[1];
 
@@ -77,58 +31,25 @@ const ping = (id: string) =>
 	`<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`;
 
 describe("PostgreSQL down under a running Parley: clients get errors, then service again (issue 4)", {
-	skip,
+	skip: pgClusterSkip,
 	timeout: 60_000,
 }, () => {
-	let dir = "";
-	let data = "";
-	let port = 0;
+	let pg: PgCluster | undefined;
 	let server: Server | undefined;
-	const pgctl = (...args: string[]) => {
-		const user = pgUser();
-		execFileSync(
-			join(bin as string, "pg_ctl"),
-			["-D", data, "-w", "-l", join(dir, "log"), ...args],
-			{
-				stdio: "ignore",
-				...(user && { uid: user.uid, gid: user.gid }),
-			},
-		);
-	};
-	const start = () =>
-		pgctl("-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, "start");
-	const stop = () => pgctl("-m", "fast", "stop");
 
 	before(async () => {
-		dir = mkdtempSync(join(tmpdir(), "parley-pgoutage-"));
-		data = join(dir, "data");
-		port = await freePort();
-		const user = pgUser();
-		if (user) {
-			chownSync(dir, user.uid, user.gid);
-			chmodSync(dir, 0o700);
-		}
-		execFileSync(
-			join(bin as string, "initdb"),
-			["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "--no-instructions"],
-			{ stdio: "ignore", ...(user && { uid: user.uid, gid: user.gid }) },
-		);
-		start();
+		pg = await startPgCluster("parley-pgoutage-");
 	});
 
 	after(async () => {
 		await server?.stop().catch(() => {});
-		try {
-			pgctl("-m", "immediate", "stop");
-		} catch {
-			// already stopped
-		}
-		rmSync(dir, { recursive: true, force: true });
+		pg?.destroy();
 	});
 
 	test("storage requests answer internal-server-error while it is down, pings are answered, the same request succeeds once it is back", async () => {
+		const cluster = pg as PgCluster;
 		const storage = new PostgresBackend({
-			url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+			url: cluster.url,
 			connectTimeoutMs: 1000,
 			queryTimeoutMs: 5000,
 			poolSize: 4,
@@ -136,7 +57,7 @@ describe("PostgreSQL down under a running Parley: clients get errors, then servi
 		});
 		await storage.open();
 		const config = configSchema.parse({
-			server: { data_dir: join(dir, "parley") },
+			server: { data_dir: join(cluster.dir, "parley") },
 			listeners: {
 				c2s: { address: "127.0.0.1", port: 0 },
 				c2s_direct_tls: { enabled: false },
@@ -167,7 +88,7 @@ describe("PostgreSQL down under a running Parley: clients get errors, then servi
 				"result",
 			);
 
-			stop();
+			cluster.stop();
 
 			// RFC 6120 §8.3.3.6 internal-server-error (type cancel) or §8.3.3.18 resource-constraint
 			// (type wait): an error reply to each request that needs storage, and the stream stays.
@@ -196,7 +117,7 @@ describe("PostgreSQL down under a running Parley: clients get errors, then servi
 			assert.equal(typeOf(await ask(alice, "ping2", ping("ping2"))), "result");
 			assert.equal(alice.closed || bob.closed, false, "no stream was closed");
 
-			start();
+			cluster.start();
 
 			// The pool reconnects by itself: the same request succeeds without restarting Parley.
 			let answer = "";

@@ -5,9 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type Client, client, type XmlElement, xml } from "@xmpp/client";
+import { xml } from "@xmpp/client";
 import type { RawClient } from "../helpers/raw.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { type XmppConnection, connect as xmppConnect } from "../helpers/xmpp-client.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
 let t: TestServer;
@@ -27,39 +29,15 @@ before(async () => {
 });
 after(() => t.stop());
 
-interface Conn {
-	xmpp: Client;
-	stanzas: XmlElement[];
-}
+type Conn = XmppConnection;
 
 async function connect(user: string, domain = "a.example", resource = "r1"): Promise<Conn> {
-	const stanzas: XmlElement[] = [];
-	const xmpp = client({
-		service: `xmpp://127.0.0.1:${t.port}`,
-		domain,
-		resource,
-		credentials: async (authenticate, mechanisms) => {
-			await authenticate({ username: user, password: "pw" }, mechanisms[0] as string);
-		},
-	});
-	xmpp.reconnect.stop();
-	xmpp.on("error", () => {});
-	xmpp.on("stanza", (s: XmlElement) => stanzas.push(s));
-	await xmpp.start();
+	const c = await xmppConnect(`xmpp://127.0.0.1:${t.port}`, user, "pw", { domain, resource });
 	// Interested in the roster (RFC 6121 §2.1.6), so subscription stanzas and pushes arrive.
-	await xmpp.iqCaller.request(
+	await c.xmpp.iqCaller.request(
 		xml("iq", { type: "get", id: "r0" }, xml("query", { xmlns: "jabber:iq:roster" })),
 	);
-	return { xmpp, stanzas };
-}
-
-async function waitFor<T>(fn: () => T | undefined, what: string): Promise<T> {
-	for (let i = 0; i < 1000; i++) {
-		const v = fn();
-		if (v !== undefined) return v;
-		await new Promise((r) => setTimeout(r, 10));
-	}
-	throw new Error(`timed out waiting for ${what}`);
+	return c;
 }
 
 const presenceFrom = (c: Conn, from: string, type?: string) => () =>

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { RawClient } from "../helpers/raw.ts";
+import { request } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
@@ -33,16 +34,6 @@ async function preauth(t: TestServer): Promise<{ c: RawClient; features: string 
 	return { c, features };
 }
 
-let seq = 0;
-async function iq(c: RawClient, type: string, body: string, to?: string): Promise<string> {
-	const id = `r${++seq}`;
-	const mark = c.received.length;
-	c.send(`<iq type='${type}' id='${id}'${to ? ` to='${to}'` : ""}>${body}</iq>`);
-	const re = new RegExp(`<iq[^>]*id="${id}"[^>]*?(/>|>[\\s\\S]*?</iq>)`);
-	const text = await c.waitFor(re, mark);
-	return (re.exec(text) as RegExpExecArray)[0];
-}
-
 const condition = (reply: string) =>
 	/<([a-z-]+) xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/.exec(reply)?.[1];
 const register = (user: string, password: string) =>
@@ -64,7 +55,7 @@ test("XEP-0077 disabled by default: not advertised (users.md 26), the IQ ends th
 			"RFC 6120 §6.4.1",
 		);
 		const alice = await login(t.port, "alice", "pw");
-		const info = await iq(
+		const info = await request(
 			alice,
 			"get",
 			"<query xmlns='http://jabber.org/protocol/disco#info'/>",
@@ -100,11 +91,11 @@ test("XEP-0077 §3.1, §3.3, §3.2: register, log in, change password, remove", 
 	try {
 		const { c, features } = await preauth(t);
 		assert.match(features, /<register xmlns="http:\/\/jabber.org\/features\/iq-register"\/>/, "§8");
-		const fields = await iq(c, "get", "<query xmlns='jabber:iq:register'/>");
+		const fields = await request(c, "get", "<query xmlns='jabber:iq:register'/>");
 		assert.match(fields, /type="result"/);
 		assert.match(fields, /<username\/>/, "§3.1: the fields to fill in");
 		assert.match(fields, /<password\/>/);
-		const missing = await iq(
+		const missing = await request(
 			c,
 			"set",
 			"<query xmlns='jabber:iq:register'><username>newbie</username><password/></query>",
@@ -115,39 +106,43 @@ test("XEP-0077 §3.1, §3.3, §3.2: register, log in, change password, remove", 
 			"§3.1: an empty password is missing information",
 		);
 		assert.doesNotMatch(missing, /<query/, "§3.3: the request is not echoed");
-		const ok = await iq(c, "set", register("newbie", "first-pw"));
+		const ok = await request(c, "set", register("newbie", "first-pw"));
 		assert.match(ok, /type="result"/, `§3.1 registered: ${ok}`);
-		const again = await iq(c, "set", register("newbie", "other-pw"));
+		const again = await request(c, "set", register("newbie", "other-pw"));
 		assert.equal(condition(again), "conflict", "§3.1: username taken");
 		c.end();
 
 		const user = await login(t.port, "newbie", "first-pw", { mechanism: "SCRAM-SHA-1" });
-		const reg = await iq(user, "get", "<query xmlns='jabber:iq:register'/>", "localhost");
+		const reg = await request(user, "get", "<query xmlns='jabber:iq:register'/>", "localhost");
 		assert.match(reg, /<registered\/>/, "§3.1: an authenticated entity is registered");
 		assert.match(reg, /<username>newbie<\/username>/);
-		const other = await iq(user, "set", register("someoneelse", "x"), "localhost");
+		const other = await request(user, "set", register("someoneelse", "x"), "localhost");
 		assert.equal(condition(other), "forbidden");
-		const empty = await iq(
+		const empty = await request(
 			user,
 			"set",
 			"<query xmlns='jabber:iq:register'><username>newbie</username><password/></query>",
 			"localhost",
 		);
 		assert.equal(condition(empty), "bad-request", "§3.3: never an empty password");
-		const changed = await iq(user, "set", register("newbie", "second-pw"), "localhost");
+		const changed = await request(user, "set", register("newbie", "second-pw"), "localhost");
 		assert.match(changed, /type="result"/, `§3.3: ${changed}`);
 		user.end();
 		await assert.rejects(login(t.port, "newbie", "first-pw"), /authentication failed/);
 
 		const again2 = await login(t.port, "newbie", "second-pw", { mechanism: "SCRAM-SHA-256" });
 		const second = await login(t.port, "newbie", "second-pw", { resource: "other" });
-		const bad = await iq(
+		const bad = await request(
 			again2,
 			"set",
 			"<query xmlns='jabber:iq:register'><remove/><username>x</username></query>",
 		);
 		assert.equal(condition(bad), "bad-request", "§3.2: <remove/> must be alone");
-		const removed = await iq(again2, "set", "<query xmlns='jabber:iq:register'><remove/></query>");
+		const removed = await request(
+			again2,
+			"set",
+			"<query xmlns='jabber:iq:register'><remove/></query>",
+		);
 		assert.match(removed, /type="result"/, "§3.2");
 		// §3.2: every session of the account ends with a not-authorized stream error.
 		for (const s of [again2, second]) {
@@ -165,8 +160,8 @@ test("XEP-0077 §3.1.1: a second registration from one IP within the window is r
 	const t = await withRegister({ min_seconds_between_registrations_per_ip: 300 });
 	try {
 		const { c } = await preauth(t);
-		assert.match(await iq(c, "set", register("first", "pw")), /type="result"/);
-		const second = await iq(c, "set", register("second", "pw"));
+		assert.match(await request(c, "set", register("first", "pw")), /type="result"/);
+		const second = await request(c, "set", register("second", "pw"));
 		assert.equal(condition(second), "policy-violation");
 		assert.match(second, /type="wait"/, "RFC 6120 §8.3.2: try again later");
 		assert.equal(await t.server.hosts.get("localhost")?.accounts.exists("second"), false);
@@ -185,7 +180,7 @@ test("welcome once to a new account, message of the day once per change", async 
 	assert.ok(host);
 	try {
 		const { c } = await preauth(t);
-		assert.match(await iq(c, "set", register("fresh", "pw")), /type="result"/);
+		assert.match(await request(c, "set", register("fresh", "pw")), /type="result"/);
 		c.end();
 		const goOnline = async () => {
 			const s = await login(t.port, "fresh", "pw");
@@ -193,7 +188,7 @@ test("welcome once to a new account, message of the day once per change", async 
 			s.send("<presence/>");
 			await s.waitFor('<presence from="fresh@localhost', mark);
 			// A ping round trip: anything the server sent for the presence is in by now.
-			await iq(s, "get", "<ping xmlns='urn:xmpp:ping'/>", "localhost");
+			await request(s, "get", "<ping xmlns='urn:xmpp:ping'/>", "localhost");
 			const text = s.received.slice(mark);
 			s.end();
 			return text;

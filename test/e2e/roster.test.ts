@@ -4,11 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type Client, client, type XmlElement, xml } from "@xmpp/client";
+import { type XmlElement, xml } from "@xmpp/client";
 import { DEFAULT_HOST_MODULES } from "../../src/core/config/schema.ts";
 import { setSharedGroup } from "../../src/modules/shared-roster.ts";
 import type { RawClient } from "../helpers/raw.ts";
+import { iq } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { type XmppConnection, connect as xmppConnect } from "../helpers/xmpp-client.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
 let t: TestServer;
@@ -39,41 +42,10 @@ before(async () => {
 });
 after(() => t.stop());
 
-interface Conn {
-	xmpp: Client;
-	stanzas: XmlElement[];
-	features: string;
-}
+type Conn = XmppConnection;
 
-async function connect(user: string, domain = "a.example", resource = "r1"): Promise<Conn> {
-	const stanzas: XmlElement[] = [];
-	let features = "";
-	const xmpp = client({
-		service: `xmpp://127.0.0.1:${t.port}`,
-		domain,
-		resource,
-		credentials: async (authenticate, mechanisms) => {
-			await authenticate({ username: user, password: "pw" }, mechanisms[0] as string);
-		},
-	});
-	xmpp.reconnect.stop();
-	xmpp.on("error", () => {});
-	xmpp.on("stanza", (s: XmlElement) => stanzas.push(s));
-	xmpp.on("element", (el: XmlElement) => {
-		if (el.name === "stream:features") features += el.toString();
-	});
-	await xmpp.start();
-	return { xmpp, stanzas, features };
-}
-
-async function waitFor<T>(fn: () => T | undefined, what: string): Promise<T> {
-	for (let i = 0; i < 1000; i++) {
-		const v = fn();
-		if (v !== undefined && v !== false) return v;
-		await new Promise((r) => setTimeout(r, 10));
-	}
-	throw new Error(`timed out waiting for ${what}`);
-}
+const connect = (user: string, domain = "a.example", resource = "r1"): Promise<Conn> =>
+	xmppConnect(`xmpp://127.0.0.1:${t.port}`, user, "pw", { domain, resource });
 
 const rosterQuery = (attrs: Record<string, string> = {}, ...children: XmlElement[]) =>
 	xml("query", { xmlns: "jabber:iq:roster", ...attrs }, ...children);
@@ -387,14 +359,9 @@ test("shared roster groups: members see each other with subscription both, no re
 
 // --- error cases over raw sockets ---
 
-async function rawIq(c: RawClient, id: string, body: string): Promise<string> {
-	const mark = c.received.length;
-	c.send(`<iq type='set' id='${id}'><query xmlns='jabber:iq:roster'>${body}</query></iq>`);
-	return c.waitFor(
-		new RegExp(`<iq[^>]*id=["']${id}["'][\\s\\S]*?</iq>|<iq[^>]*id=["']${id}["'][^>]*/>`),
-		mark,
-	);
-}
+/** A roster set with `body` over a raw socket; resolves to the answer. */
+const rawIq = (c: RawClient, id: string, body: string): Promise<string> =>
+	iq(c, id, `<iq type='set' id='${id}'><query xmlns='jabber:iq:roster'>${body}</query></iq>`);
 
 test("RFC 6121 §2.3.3 and §2.5.3: roster set errors", async () => {
 	const c = await login(t.port, "carol", "pw", { host: "a.example" });

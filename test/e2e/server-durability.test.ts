@@ -24,6 +24,7 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import type { RawClient } from "../helpers/raw.ts";
+import { iq } from "../helpers/raw-stanzas.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/parley.js", import.meta.url));
@@ -207,14 +208,8 @@ async function burstAndKill(child: ChildProcess, port: number): Promise<Burst> {
 	return { acked, inFlightAtKill, lastVcardSent };
 }
 
-/** Sends `xml` and waits for the answer with id `id`; returns the text from the answer on. */
-async function ask(c: RawClient, id: string, xml: string): Promise<string> {
-	const mark = c.received.length;
-	c.send(xml);
-	const re = new RegExp(`<iq\\b[^>]*\\bid=["']${id}["'][^>]*?(/>|>[\\s\\S]*?</iq>)`);
-	const text = await c.waitFor(re, mark, 20_000);
-	return (re.exec(text) as RegExpExecArray)[0];
-}
+/** Sends `xml` and waits for the answer with id `id` (a 20 s safety net); returns it. */
+const ask = (c: RawClient, id: string, xml: string) => iq(c, id, xml, 20_000);
 
 /** Logs in again after the restart and checks every acknowledged set; returns what was found. */
 async function verify(port: number, burst: Burst): Promise<number> {
@@ -273,10 +268,14 @@ async function verify(port: number, burst: Burst): Promise<number> {
 	return found;
 }
 
-describe("kill -9 of the server: every acknowledged IQ set survives (issue 4)", {
-	timeout: 120_000,
-}, () => {
-	const schema = `parley_test_srvdur_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+/**
+ * What both describe blocks stand on, named after `tag`: a PostgreSQL schema of their own and
+ * the two storage cases to run (SQLite, PostgreSQL in that schema); fresh directories, each with
+ * a parley.toml and its users imported; `parley serve` children. After the block, children still
+ * running are killed, the directories removed and the schema dropped.
+ */
+function durabilitySuite(tag: string) {
+	const schema = `parley_test_${tag}_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
 	const dirs: string[] = [];
 	const children: ChildProcess[] = [];
 	after(async () => {
@@ -292,25 +291,43 @@ describe("kill -9 of the server: every acknowledged IQ set survives (issue 4)", 
 		["SQLite", '[storage]\nbackend = "sqlite"\n'],
 		["PostgreSQL", `[storage]\nbackend = "postgres"\nurl = "${PG_URL}"\nschema = "${schema}"\n`],
 	];
-	for (const [name, storage] of cases) {
-		test(`${name}: roster, private XML and vCard sets acknowledged before SIGKILL are there after a restart`, async (t) => {
-			const dir = mkdtempSync(join(tmpdir(), "parley-srvdur-"));
+	return {
+		cases,
+		/** A new directory with a parley.toml for `storage` and the `users` lines imported. */
+		async prepare(storage: string, users: string): Promise<{ dir: string; config: string }> {
+			const dir = mkdtempSync(join(tmpdir(), `parley-${tag}-`));
 			dirs.push(dir);
 			const config = join(dir, "parley.toml");
 			writeFileSync(config, configText(storage));
-			await run(
-				["user", "import", "--config", config],
+			await run(["user", "import", "--config", config], users);
+			return { dir, config };
+		},
+		/** `serve`, killed after the block if it still runs. */
+		serve(config: string, dir: string): { child: ChildProcess; port: Promise<number> } {
+			const server = serve(config, dir);
+			children.push(server.child);
+			return server;
+		},
+	};
+}
+
+describe("kill -9 of the server: every acknowledged IQ set survives (issue 4)", {
+	timeout: 120_000,
+}, () => {
+	const suite = durabilitySuite("srvdur");
+	for (const [name, storage] of suite.cases) {
+		test(`${name}: roster, private XML and vCard sets acknowledged before SIGKILL are there after a restart`, async (t) => {
+			const { dir, config } = await suite.prepare(
+				storage,
 				Array.from({ length: USERS }, (_, u) => `u${u}@localhost pw`).join("\n"),
 			);
 
-			const first = serve(config, dir);
-			children.push(first.child);
+			const first = suite.serve(config, dir);
 			const burst = await burstAndKill(first.child, await first.port);
 			assert.ok(burst.acked.size >= KILL_AFTER);
 			assert.ok(burst.inFlightAtKill > 0, "sets were still in flight at the kill");
 
-			const second = serve(config, dir);
-			children.push(second.child);
+			const second = suite.serve(config, dir);
 			const found = await verify(await second.port, burst);
 			t.diagnostic(
 				`${burst.acked.size} acknowledged sets (${burst.inFlightAtKill} in flight at the kill), all found (${found} items checked)`,
@@ -324,32 +341,15 @@ describe("kill -9 right after the ping that follows a burst of offline messages 
 	timeout: 180_000,
 }, () => {
 	const MESSAGES = 300;
-	const schema = `parley_test_offdur_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
-	const dirs: string[] = [];
-	const children: ChildProcess[] = [];
-	after(async () => {
-		for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-		for (const d of dirs) rmSync(d, { recursive: true, force: true });
-		const c = new pg.Client({ connectionString: PG_URL });
-		await c.connect();
-		await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-		await c.end();
-	});
-
-	const cases: [string, string][] = [
-		["SQLite", '[storage]\nbackend = "sqlite"\n'],
-		["PostgreSQL", `[storage]\nbackend = "postgres"\nurl = "${PG_URL}"\nschema = "${schema}"\n`],
-	];
-	for (const [name, storage] of cases) {
+	const suite = durabilitySuite("offdur");
+	for (const [name, storage] of suite.cases) {
 		test(`${name}: every message sent before the pong is delivered after the restart`, async (t) => {
-			const dir = mkdtempSync(join(tmpdir(), "parley-offdur-"));
-			dirs.push(dir);
-			const config = join(dir, "parley.toml");
-			writeFileSync(config, configText(storage));
-			await run(["user", "import", "--config", config], "sender@localhost pw\nreader@localhost pw");
+			const { dir, config } = await suite.prepare(
+				storage,
+				"sender@localhost pw\nreader@localhost pw",
+			);
 
-			const first = serve(config, dir);
-			children.push(first.child);
+			const first = suite.serve(config, dir);
 			const sender = await login(await first.port, "sender", "pw", { resource: "s" });
 			const exited = new Promise<void>((resolve) => first.child.on("exit", () => resolve()));
 			let burst = "";
@@ -364,8 +364,7 @@ describe("kill -9 right after the ping that follows a burst of offline messages 
 			await exited;
 			sender.end();
 
-			const second = serve(config, dir);
-			children.push(second.child);
+			const second = suite.serve(config, dir);
 			const reader = await login(await second.port, "reader", "pw", { resource: "r" });
 			const rmark = reader.received.length;
 			// XEP-0160 §3: stored messages are delivered on the next available presence.

@@ -17,6 +17,8 @@ import { Server } from "../../src/core/server.ts";
 import { MemoryBackend } from "../../src/storage/memory.ts";
 import { resultFor } from "../../src/xmpp/stanza.ts";
 import type { RawClient } from "../helpers/raw.ts";
+import { iq as sendIq } from "../helpers/raw-stanzas.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
 const PLAIN_AUTH = { require_encryption: false, allow_plain_without_tls: true };
@@ -43,23 +45,9 @@ function openHandles(): { servers: number; sockets: number } {
 	};
 }
 
-async function waitUntil(cond: () => boolean, what: string): Promise<void> {
-	for (let i = 0; i < 500; i++) {
-		if (cond()) return;
-		await new Promise((r) => setTimeout(r, 10));
-	}
-	throw new Error(`timed out waiting for ${what}`);
-}
-
-/** Sends an IQ and waits for the answer with the same id. */
-async function iq(c: RawClient, id: string, body: string, to = "localhost"): Promise<string> {
-	const mark = c.received.length;
-	c.send(`<iq type='get' id='${id}' to='${to}'>${body}</iq>`);
-	// The answer is either a self-closing <iq .../> or runs to its </iq>.
-	const answer = new RegExp(`<iq[^>]*id="${id}"(?:[^>]*/>|[\\s\\S]*?</iq>)`);
-	const text = await c.waitFor(answer, mark);
-	return (answer.exec(text) as RegExpExecArray)[0];
-}
+/** Sends an IQ get and waits for the answer with the same id. */
+const iq = (c: RawClient, id: string, body: string, to = "localhost"): Promise<string> =>
+	sendIq(c, id, `<iq type='get' id='${id}' to='${to}'>${body}</iq>`);
 
 const PING = "<ping xmlns='urn:xmpp:ping'/>";
 const DISCO_INFO = "<query xmlns='http://jabber.org/protocol/disco#info'/>";
@@ -105,11 +93,11 @@ test("create, start, stop, create again on the same ports three times; nothing i
 			assert.throws(() => server.storage, /not open/);
 			await assert.rejects(server.start(), /cannot start a server that is stopped/);
 			// Listening sockets are closed; the client socket closes on its own.
-			await waitUntil(
+			await waitFor(
 				() => openHandles().servers === baseline.servers,
 				"the listening sockets to close",
 			);
-			await waitUntil(() => openHandles().sockets <= baseline.sockets, "the sockets to close");
+			await waitFor(() => openHandles().sockets <= baseline.sockets, "the sockets to close");
 		}
 	} finally {
 		rmSync(dataDir, { recursive: true, force: true });

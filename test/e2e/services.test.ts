@@ -7,13 +7,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { after, before, test } from "node:test";
-import { client, type XmlElement, xml } from "@xmpp/client";
-import type { RawClient } from "../helpers/raw.ts";
+import { type XmlElement, xml } from "@xmpp/client";
+import { request } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { connect as xmppConnect } from "../helpers/xmpp-client.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
 let t: TestServer;
-let seq = 0;
 
 before(async () => {
 	t = await startTestServer({
@@ -44,16 +44,6 @@ after(() => t.stop());
 const connect = (user: string, resource = "r") =>
 	login(t.port, user, `${user}-pw`, { resource, mechanism: "PLAIN" });
 
-/** Sends an IQ (with a fresh id) and resolves to the reply's XML text. */
-async function iq(c: RawClient, type: string, body: string, to?: string): Promise<string> {
-	const id = `q${++seq}`;
-	const mark = c.received.length;
-	c.send(`<iq type='${type}' id='${id}'${to ? ` to='${to}'` : ""}>${body}</iq>`);
-	const re = new RegExp(`<iq[^>]*id="${id}"[^>]*?(/>|>[\\s\\S]*?</iq>)`);
-	const text = await c.waitFor(re, mark);
-	return (re.exec(text) as RegExpExecArray)[0];
-}
-
 const isResult = (reply: string) => /^<iq[^>]*type="result"/.test(reply);
 const condition = (reply: string) =>
 	/<([a-z-]+) xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/.exec(reply)?.[1];
@@ -63,7 +53,7 @@ const condition = (reply: string) =>
 test("XEP-0054 §3.1: an account without a vCard gets an empty one", async () => {
 	const c = await connect("carol");
 	try {
-		const reply = await iq(c, "get", "<vCard xmlns='vcard-temp'/>");
+		const reply = await request(c, "get", "<vCard xmlns='vcard-temp'/>");
 		assert.ok(isResult(reply), reply);
 		assert.match(reply, /<vCard xmlns="vcard-temp"\/>/);
 	} finally {
@@ -75,16 +65,16 @@ test("XEP-0054 §3.2/§3.3: set own vCard, read it back, others read it through 
 	const alice = await connect("alice");
 	const bob = await connect("bob");
 	try {
-		const set = await iq(
+		const set = await request(
 			alice,
 			"set",
 			"<vCard xmlns='vcard-temp'><FN>Alice Liddell</FN><NICKNAME>al &amp; co</NICKNAME></vCard>",
 		);
 		assert.ok(isResult(set), `§3.2 set: ${set}`);
-		const own = await iq(alice, "get", "<vCard xmlns='vcard-temp'/>");
+		const own = await request(alice, "get", "<vCard xmlns='vcard-temp'/>");
 		assert.match(own, /<FN>Alice Liddell<\/FN>/, "§3.1: own vCard as stored");
 		assert.match(own, /<NICKNAME>al &amp; co<\/NICKNAME>/);
-		const other = await iq(bob, "get", "<vCard xmlns='vcard-temp'/>", "alice@localhost");
+		const other = await request(bob, "get", "<vCard xmlns='vcard-temp'/>", "alice@localhost");
 		assert.ok(isResult(other), other);
 		assert.match(other, /from="alice@localhost"/, "§3.3: the server answers for the bare JID");
 		assert.match(other, /<FN>Alice Liddell<\/FN>/, "§3.3: another user's vCard");
@@ -97,8 +87,8 @@ test("XEP-0054 §3.2/§3.3: set own vCard, read it back, others read it through 
 test("XEP-0054 §3.3: the same error for a missing vCard and a missing user", async () => {
 	const bob = await connect("bob");
 	try {
-		const noVcard = await iq(bob, "get", "<vCard xmlns='vcard-temp'/>", "dave@localhost");
-		const noUser = await iq(bob, "get", "<vCard xmlns='vcard-temp'/>", "nobody@localhost");
+		const noVcard = await request(bob, "get", "<vCard xmlns='vcard-temp'/>", "dave@localhost");
+		const noUser = await request(bob, "get", "<vCard xmlns='vcard-temp'/>", "nobody@localhost");
 		assert.equal(condition(noVcard), "service-unavailable");
 		assert.equal(condition(noUser), "service-unavailable");
 	} finally {
@@ -109,14 +99,14 @@ test("XEP-0054 §3.3: the same error for a missing vCard and a missing user", as
 test("XEP-0054 §3.2: nobody may set another user's vCard (forbidden)", async () => {
 	const bob = await connect("bob");
 	try {
-		const reply = await iq(
+		const reply = await request(
 			bob,
 			"set",
 			"<vCard xmlns='vcard-temp'><FN>Mallory</FN></vCard>",
 			"carol@localhost",
 		);
 		assert.equal(condition(reply), "forbidden");
-		const carol = await iq(bob, "get", "<vCard xmlns='vcard-temp'/>", "carol@localhost");
+		const carol = await request(bob, "get", "<vCard xmlns='vcard-temp'/>", "carol@localhost");
 		assert.doesNotMatch(carol, /Mallory/, "nothing was stored");
 	} finally {
 		bob.end();
@@ -127,10 +117,14 @@ test("XEP-0054: a vCard over the size limit is refused with not-acceptable, the 
 	const alice = await connect("alice");
 	try {
 		const huge = "x".repeat(5000);
-		const reply = await iq(alice, "set", `<vCard xmlns='vcard-temp'><DESC>${huge}</DESC></vCard>`);
+		const reply = await request(
+			alice,
+			"set",
+			`<vCard xmlns='vcard-temp'><DESC>${huge}</DESC></vCard>`,
+		);
 		assert.equal(condition(reply), "not-acceptable", "RFC 6120 §8.3.3.9");
 		assert.match(reply, /<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">[^<]*4096/);
-		const own = await iq(alice, "get", "<vCard xmlns='vcard-temp'/>");
+		const own = await request(alice, "get", "<vCard xmlns='vcard-temp'/>");
 		assert.match(own, /Alice Liddell/);
 	} finally {
 		alice.end();
@@ -142,7 +136,7 @@ test("XEP-0153 §4.2: broadcast presence carries the SHA-1 of the vCard photo", 
 	const hash = createHash("sha1").update(image).digest("hex");
 	const dave = await connect("dave");
 	try {
-		const set = await iq(
+		const set = await request(
 			dave,
 			"set",
 			`<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>${image.toString("base64")}</BINVAL></PHOTO></vCard>`,
@@ -172,19 +166,19 @@ test("XEP-0153 §4.2: broadcast presence carries the SHA-1 of the vCard photo", 
 test("XEP-0049 §2.3: store a fragment, read it back; an unknown one comes back empty", async () => {
 	const alice = await connect("alice");
 	try {
-		const set = await iq(
+		const set = await request(
 			alice,
 			"set",
 			"<query xmlns='jabber:iq:private'><prefs xmlns='test:prefs'><nick>Al</nick></prefs></query>",
 		);
 		assert.ok(isResult(set), set);
-		const got = await iq(
+		const got = await request(
 			alice,
 			"get",
 			"<query xmlns='jabber:iq:private'><prefs xmlns='test:prefs'/></query>",
 		);
 		assert.match(got, /<prefs xmlns="test:prefs"><nick>Al<\/nick><\/prefs>/);
-		const none = await iq(
+		const none = await request(
 			alice,
 			"get",
 			"<query xmlns='jabber:iq:private'><other xmlns='test:none'/></query>",
@@ -205,10 +199,14 @@ test("XEP-0049 §2.3/§3: reserved namespaces and empty queries are not-acceptab
 			"<q xmlns='http://jabber.org/protocol/disco#info'/>",
 			"<plain/>",
 		]) {
-			const reply = await iq(alice, "set", `<query xmlns='jabber:iq:private'>${child}</query>`);
+			const reply = await request(
+				alice,
+				"set",
+				`<query xmlns='jabber:iq:private'>${child}</query>`,
+			);
 			assert.equal(condition(reply), "not-acceptable", `§3 reserved: ${child}`);
 		}
-		const empty = await iq(alice, "get", "<query xmlns='jabber:iq:private'/>");
+		const empty = await request(alice, "get", "<query xmlns='jabber:iq:private'/>");
 		assert.equal(condition(empty), "not-acceptable", "§2.3: at least one child element");
 	} finally {
 		alice.end();
@@ -218,7 +216,7 @@ test("XEP-0049 §2.3/§3: reserved namespaces and empty queries are not-acceptab
 test("XEP-0049 §3: another user's private data is forbidden", async () => {
 	const bob = await connect("bob");
 	try {
-		const get = await iq(
+		const get = await request(
 			bob,
 			"get",
 			"<query xmlns='jabber:iq:private'><prefs xmlns='test:prefs'/></query>",
@@ -226,7 +224,7 @@ test("XEP-0049 §3: another user's private data is forbidden", async () => {
 		);
 		assert.equal(condition(get), "forbidden");
 		assert.doesNotMatch(get, /<nick>/);
-		const set = await iq(
+		const set = await request(
 			bob,
 			"set",
 			"<query xmlns='jabber:iq:private'><prefs xmlns='test:prefs'/></query>",
@@ -243,7 +241,7 @@ test("XEP-0049 §3: another user's private data is forbidden", async () => {
 test("XEP-0012 §5: the server answers with its uptime in seconds", async () => {
 	const alice = await connect("alice");
 	try {
-		const reply = await iq(alice, "get", "<query xmlns='jabber:iq:last'/>", "localhost");
+		const reply = await request(alice, "get", "<query xmlns='jabber:iq:last'/>", "localhost");
 		assert.match(reply, /<query xmlns="jabber:iq:last" seconds="\d+"\/>/);
 	} finally {
 		alice.end();
@@ -253,9 +251,14 @@ test("XEP-0012 §5: the server answers with its uptime in seconds", async () => 
 test("XEP-0012 §4: forbidden without a subscription; service-unavailable for no such user", async () => {
 	const alice = await connect("alice");
 	try {
-		const reply = await iq(alice, "get", "<query xmlns='jabber:iq:last'/>", "carol@localhost");
+		const reply = await request(alice, "get", "<query xmlns='jabber:iq:last'/>", "carol@localhost");
 		assert.equal(condition(reply), "forbidden");
-		const nobody = await iq(alice, "get", "<query xmlns='jabber:iq:last'/>", "nobody@localhost");
+		const nobody = await request(
+			alice,
+			"get",
+			"<query xmlns='jabber:iq:last'/>",
+			"nobody@localhost",
+		);
 		assert.equal(condition(nobody), "service-unavailable", "RFC 6121 §8.5.1");
 	} finally {
 		alice.end();
@@ -279,12 +282,12 @@ test("XEP-0012 §4: a subscriber sees 0 while online, then the time and status o
 		const mark = alice.received.length;
 		bob.send("<presence to='alice@localhost' type='subscribed'/>");
 		await alice.waitFor(/type="subscribed"/, mark);
-		const online = await iq(alice, "get", "<query xmlns='jabber:iq:last'/>", "bob@localhost");
+		const online = await request(alice, "get", "<query xmlns='jabber:iq:last'/>", "bob@localhost");
 		assert.match(online, /seconds="0"/, "§4: an available resource means 0");
 		bob.send("<presence type='unavailable'><status>gone fishing</status></presence>");
 		bob.send("</stream:stream>");
 		await bob.waitClosed();
-		const after = await iq(alice, "get", "<query xmlns='jabber:iq:last'/>", "bob@localhost");
+		const after = await request(alice, "get", "<query xmlns='jabber:iq:last'/>", "bob@localhost");
 		assert.match(after, /<query xmlns="jabber:iq:last" seconds="\d+">gone fishing<\/query>/);
 	} finally {
 		alice.end();
@@ -295,17 +298,9 @@ test("XEP-0012 §4: a subscriber sees 0 while online, then the time and status o
 // --- Entity Time and Software Version, with a real client library ---
 
 async function xmppClient(user: string) {
-	const xmpp = client({
-		service: `xmpp://127.0.0.1:${t.port}`,
-		domain: "localhost",
+	const { xmpp } = await xmppConnect(`xmpp://127.0.0.1:${t.port}`, user, `${user}-pw`, {
 		resource: "lib",
-		credentials: async (authenticate, mechanisms) => {
-			await authenticate({ username: user, password: `${user}-pw` }, mechanisms[0] as string);
-		},
 	});
-	xmpp.reconnect.stop();
-	xmpp.on("error", () => {});
-	await xmpp.start();
 	return xmpp;
 }
 
@@ -437,7 +432,7 @@ test("XEP-0115 §6.3: caps in the stream features after authentication, ver per 
 		assert.match(c, /hash="sha-1"/);
 		const ver = /ver="([^"]*)"/.exec(c)?.[1] as string;
 		const node = /node="([^"]*)"/.exec(c)?.[1] as string;
-		const info = await iq(
+		const info = await request(
 			alice,
 			"get",
 			"<query xmlns='http://jabber.org/protocol/disco#info'/>",
@@ -445,7 +440,7 @@ test("XEP-0115 §6.3: caps in the stream features after authentication, ver per 
 		);
 		assert.equal(ver, recomputeVer(info), "§5.1: ver is the hash of the server's disco#info");
 		// §6.2: disco#info on node#ver is answered with the same identity and features.
-		const byNode = await iq(
+		const byNode = await request(
 			alice,
 			"get",
 			`<query xmlns='http://jabber.org/protocol/disco#info' node='${node}#${ver}'/>`,

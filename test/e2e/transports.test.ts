@@ -5,9 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { client, type XmlElement } from "@xmpp/client";
 import { BoshClient } from "../helpers/bosh.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { connect } from "../helpers/xmpp-client.ts";
 
 type Transport = "tcp" | "websocket" | "bosh";
 
@@ -39,28 +40,17 @@ before(async () => {
 });
 after(() => t.stop());
 
-async function poll<T>(fn: () => T | undefined, what: string): Promise<T> {
-	for (let i = 0; i < 1000; i++) {
-		const v = fn();
-		if (v !== undefined) return v;
-		await new Promise((r) => setTimeout(r, 10));
-	}
-	throw new Error(`timed out waiting for ${what}`);
-}
-
 async function xmppJs(service: string, user: string, password: string, resource: string) {
-	const stanzas: XmlElement[] = [];
-	const xmpp = client({ service, domain: "localhost", resource, username: user, password });
-	xmpp.reconnect.stop();
-	xmpp.on("error", () => {});
-	xmpp.on("stanza", (s: XmlElement) => stanzas.push(s));
-	const jid = await xmpp.start();
+	const { xmpp, jid, stanzas } = await connect(service, user, password, { resource });
 	const write = (xmpp as unknown as { write(s: string): Promise<void> }).write.bind(xmpp);
 	return {
-		jid: jid.toString(),
+		jid,
 		send: (s: string) => void write(s),
 		waitFor: (pred: (s: Received) => boolean, what: string) =>
-			poll(() => stanzas.find((s) => pred(s as unknown as Received)) as Received | undefined, what),
+			waitFor(
+				() => stanzas.find((s) => pred(s as unknown as Received)) as Received | undefined,
+				what,
+			),
 		stop: () => xmpp.stop(),
 	} satisfies Chatter;
 }
@@ -155,7 +145,7 @@ test("a closed web session is gone from the host like a TCP one", async () => {
 		assert.ok(host?.sessions.get("alice")?.get(`gone-${transport}`), "bound");
 		await c.stop();
 		// session/closed fired and the resource was removed (RFC 6120 §7.1 resource lifetime).
-		await poll(
+		await waitFor(
 			() => (host?.sessions.get("alice")?.get(`gone-${transport}`) ? undefined : true),
 			"the resource to go away",
 		);

@@ -4,9 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { type Client, client, type XmlElement, xml } from "@xmpp/client";
+import { xml } from "@xmpp/client";
 import WebSocket from "ws";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { connect } from "../helpers/xmpp-client.ts";
 
 const FRAMING = "urn:ietf:params:xml:ns:xmpp-framing";
 const OPEN = `<open xmlns='${FRAMING}' to='localhost' version='1.0'/>`;
@@ -89,39 +91,6 @@ class RawWs {
 			});
 		});
 	}
-}
-
-async function connect(
-	service: string,
-	username: string,
-	password: string,
-	opts: { mechanism?: string; resource?: string } = {},
-): Promise<{ xmpp: Client; stanzas: XmlElement[]; mechanisms: string[] }> {
-	const stanzas: XmlElement[] = [];
-	const offered: string[] = [];
-	const xmpp = client({
-		service,
-		domain: "localhost",
-		resource: opts.resource,
-		credentials: async (authenticate, mechanisms) => {
-			offered.push(...mechanisms);
-			await authenticate({ username, password }, opts.mechanism ?? (mechanisms[0] as string));
-		},
-	});
-	xmpp.reconnect.stop();
-	xmpp.on("error", () => {});
-	xmpp.on("stanza", (s: XmlElement) => stanzas.push(s));
-	await xmpp.start();
-	return { xmpp, stanzas, mechanisms: offered };
-}
-
-async function waitFor<T>(fn: () => T | undefined, what: string): Promise<T> {
-	for (let i = 0; i < 1000; i++) {
-		const v = fn();
-		if (v !== undefined) return v;
-		await new Promise((r) => setTimeout(r, 10));
-	}
-	throw new Error(`timed out waiting for ${what}`);
 }
 
 describe("WebSocket with TLS (wss://)", () => {
