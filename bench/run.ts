@@ -1,5 +1,13 @@
-// npm run bench -- [--target parley|prosody|ejabberd|relay]... [login|chat|idle|muc|roster]...
-//                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N] [--window N]
+// npm run bench -- [--target parley|prosody|ejabberd|relay]...
+//                  [login|chat|idle|roster|saturation|storage|muc]...
+//                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N]
+//                  [--window N] [--roster N] [--storage-n N] [--rate N]
+// roster: N accounts (201) each with the N-1 others as mutual contacts log in one after another
+//         (roster get + initial presence); server CPU per login and per delivered presence.
+// saturation: chat with the window doubled from 10 until delivered/s stops growing (>5%), per
+//         target; then Parley (run last) paced open-loop at the best peer's saturation rate (or
+//         --rate N): p99 latencies compared.
+// storage: bench/storage.ts (memory, SQLite, PostgreSQL on 127.0.0.1:5432) in the same run.
 // --baseline DIR: also run Parley from another checkout DIR (target "baseline", before "parley")
 //                 for before/after figures in one run.
 // --profile: Parley only, under the scenarios given (chat when none), e.g. `--profile login`.
@@ -21,7 +29,7 @@ import {
 	startRelay,
 	type TargetName,
 } from "./lib/targets.ts";
-import type { ChatResult, Command, LoginResult } from "./lib/worker.ts";
+import type { ChatResult, Command, LoginResult, RosterResult } from "./lib/worker.ts";
 import { percentile } from "./lib/worker.ts";
 import type { Mech } from "./lib/xmpp.ts";
 
@@ -29,7 +37,7 @@ const ROOT = resolve(import.meta.dirname, "..");
 const OUT = join(ROOT, ".bench-results");
 const PASSWORD = "benchpw";
 const ALL_TARGETS: TargetName[] = ["parley", "prosody", "ejabberd", "relay"];
-const ALL_SCENARIOS = ["login", "chat", "idle", "muc", "roster"] as const;
+const ALL_SCENARIOS = ["login", "chat", "idle", "roster", "saturation", "storage", "muc"] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
 
 interface Options {
@@ -42,6 +50,9 @@ interface Options {
 	messages: number;
 	pairs: number;
 	window: number;
+	roster: number;
+	storageN: number;
+	rate?: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -54,6 +65,8 @@ function parseArgs(argv: string[]): Options {
 		messages: 50_000,
 		pairs: 100,
 		window: 10,
+		roster: 201,
+		storageN: 5000,
 	};
 	const num = (v: string | undefined, name: string) => {
 		const n = Number(v);
@@ -73,6 +86,9 @@ function parseArgs(argv: string[]): Options {
 		else if (a === "--messages") o.messages = num(argv[++i], a);
 		else if (a === "--pairs") o.pairs = num(argv[++i], a);
 		else if (a === "--window") o.window = num(argv[++i], a);
+		else if (a === "--roster") o.roster = num(argv[++i], a);
+		else if (a === "--storage-n") o.storageN = num(argv[++i], a);
+		else if (a === "--rate") o.rate = num(argv[++i], a);
 		else if ((ALL_SCENARIOS as readonly string[]).includes(a)) o.scenarios.push(a as Scenario);
 		else throw new Error(`unknown argument ${a}`);
 	}
@@ -83,6 +99,9 @@ function parseArgs(argv: string[]): Options {
 	if (!o.targets.length) o.targets = [...ALL_TARGETS];
 	if (o.baseline && !o.targets.includes("baseline")) o.targets.unshift("baseline");
 	if (!o.scenarios.length) o.scenarios = [...ALL_SCENARIOS];
+	// saturation: Parley goes last, paced at the rate the peers saturated at.
+	if (o.scenarios.includes("saturation"))
+		o.targets.sort((a, b) => Number(isParley(a)) - Number(isParley(b)));
 	return o;
 }
 
@@ -110,6 +129,8 @@ class Worker {
 		if (this.child.connected) this.child.send({ cmd: "exit" });
 	}
 }
+
+const isParley = (t: TargetName) => t === "parley" || t === "baseline";
 
 type Row = Record<string, number | string | boolean>;
 interface ScenarioResult {
@@ -295,11 +316,196 @@ async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 	};
 }
 
-const LOWER_IS_BETTER = /CPU|ms|RSS KiB|failed|missing|duplicates/;
-const NO_RATIO = /busy|delivered$|sessions$|RSS before|RSS after|generator/;
+/** Accounts r0..r(N-1), each with all the others as mutual contacts, log in one after another. */
+async function roster(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
+	const g = gens[0] as Worker;
+	const list = Array.from({ length: o.roster }, (_, i) => `r${i}`);
+	if (!t.provisionRoster) throw new Error("no roster provisioning for this target");
+	await t.provisionRoster(list, PASSWORD, async (us) => {
+		const r = await g.call<{ created: number; exists: number; errors: string[] }>({
+			cmd: "register",
+			endpoint: t.endpoint,
+			users: us,
+			password: PASSWORD,
+			concurrency: 16,
+		});
+		if (r.created + r.exists < us.length) throw new Error(`registration: ${r.errors.join("; ")}`);
+	});
+	await sleep(1000);
+	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+	meter.start();
+	const r = await g.call<RosterResult>({
+		cmd: "rosterRun",
+		endpoint: t.endpoint,
+		users: list,
+		password: PASSWORD,
+		mech: "SCRAM-SHA-1",
+		waitMs: 10_000,
+	});
+	const w = meter.stop();
+	await g.call({ cmd: "closeAll" });
+	const lat = r.latenciesMs.sort((a, b) => a - b);
+	return {
+		scenario: "roster",
+		target: t.name,
+		figures: {
+			"server CPU ms/login (roster get + presence)": (1000 * w.serverCpu) / Math.max(1, r.ok),
+			"server CPU µs per delivered presence": (1e6 * w.serverCpu) / Math.max(1, r.delivered),
+			"p50 ms": percentile(lat, 50),
+			"p99 ms": percentile(lat, 99),
+			logins: r.ok,
+			failed: r.failures,
+			"contact presences delivered": r.delivered,
+			"broadcasts reaching online contacts": `${r.broadcastReached}/${r.expectedEach}`,
+			"probe answers from online contacts": `${r.probeAnswers}/${r.expectedEach}`,
+			duplicates: r.duplicates,
+			"incomplete logins": r.incomplete,
+			"generator CPU ms/login": (1000 * w.generatorCpu) / Math.max(1, r.ok),
+			"machine busy %": w.machineBusyPct,
+			"others busy %": w.othersBusyPct,
+		},
+		note: r.errors.length ? r.errors.join("; ") : undefined,
+	};
+}
+
+/**
+ * Saturation: the chat scenario's pairs with the window doubled from --window until delivered/s
+ * grows by less than 5%; the best step is the target's saturation rate. Parley (run last) is
+ * then also run open-loop at the best peer's saturation rate (`peerRate`), its p99 to compare.
+ */
+async function saturation(
+	t: Running,
+	o: Options,
+	gens: Worker[],
+	peerRate: number | undefined,
+): Promise<ScenarioResult[]> {
+	const g = gens[0] as Worker;
+	await g.call({
+		cmd: "chatSetup",
+		endpoint: t.endpoint,
+		relay: !t.xmpp,
+		users: users(0, 2 * o.pairs),
+		password: PASSWORD,
+		mech: "PLAIN",
+	});
+	const perPair = Math.ceil(o.messages / o.pairs);
+	await g.call<ChatResult>({
+		cmd: "chatRun",
+		tag: "sw",
+		window: o.window,
+		perPair: Math.max(10, Math.ceil(perPair / 10)),
+		bodyBytes: 100,
+		capMs: 60_000,
+	});
+	const out: ScenarioResult[] = [];
+	const step = async (tag: string, window: number, rate?: number, n = perPair) => {
+		await sleep(500);
+		const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+		meter.start();
+		const r = await g.call<ChatResult>({
+			cmd: "chatRun",
+			tag,
+			window,
+			perPair: n,
+			bodyBytes: 100,
+			capMs: 120_000,
+			rate,
+		});
+		const w = meter.stop();
+		return { r, w, rate: r.delivered / (r.elapsedMs / 1000) };
+	};
+	const tags = "abcdefghij";
+	let best: Awaited<ReturnType<typeof step>> | undefined;
+	let bestWindow = o.window;
+	const ramp: string[] = [];
+	// A window past a quarter of the messages per pair is one burst, not a rate: stop there.
+	for (let i = 0, win = o.window; i < tags.length && win <= perPair / 4; i++, win *= 2) {
+		const s = await step(`s${tags[i]}`, win);
+		ramp.push(`${win}: ${s.rate.toFixed(0)}/s p99 ${s.r.p99Ms.toFixed(1)}`);
+		log(`${t.name}: saturation window ${win}: ${s.rate.toFixed(0)} delivered/s`);
+		// Windows 10..80 always (one step's figure is noisy on 2 shared cores), then on while
+		// delivered/s still grows by 5% or more, up to perPair / 4.
+		if (best && win >= 8 * o.window && s.rate < best.rate * 1.05) break;
+		if (!best || s.rate > best.rate) {
+			best = s;
+			bestWindow = win;
+		}
+	}
+	if (!best) throw new Error("saturation needs --messages of at least 4 × window × pairs");
+	const b = best;
+	out.push({
+		scenario: "saturation",
+		target: t.name,
+		figures: {
+			"saturation delivered/s": b.rate,
+			"at window": bestWindow,
+			"p50 ms": b.r.p50Ms,
+			"p99 ms": b.r.p99Ms,
+			"server CPU s/10k msgs": (10_000 * b.w.serverCpu) / Math.max(1, b.r.delivered),
+			"exactly once": b.r.duplicates === 0 && b.r.missing === 0,
+			"machine busy %": b.w.machineBusyPct,
+			"others busy %": b.w.othersBusyPct,
+		},
+		note: `windows → delivered/s, p99 ms: ${ramp.join("; ")}`,
+	});
+	if (peerRate && isParley(t.name)) {
+		// Open loop at the peer's rate, for 5 s worth of messages (at least --messages).
+		const n = Math.ceil(Math.max(o.messages, 5 * peerRate) / o.pairs);
+		const s = await step("so", 1000, peerRate, n);
+		out.push({
+			scenario: "saturation-paced",
+			target: t.name,
+			figures: {
+				"offered msgs/s (best peer's saturation)": peerRate,
+				"delivered/s": s.rate,
+				"p50 ms": s.r.p50Ms,
+				"p99 ms": s.r.p99Ms,
+				"server CPU s/10k msgs": (10_000 * s.w.serverCpu) / Math.max(1, s.r.delivered),
+				"exactly once": s.r.duplicates === 0 && s.r.missing === 0,
+				"machine busy %": s.w.machineBusyPct,
+				"others busy %": s.w.othersBusyPct,
+			},
+		});
+	}
+	await g.call({ cmd: "closeAll" });
+	return out;
+}
+
+/** bench/storage.ts in a child process (memory, SQLite, PostgreSQL), its rows as figures. */
+async function storage(o: Options): Promise<ScenarioResult[]> {
+	const child = fork(join(ROOT, "bench/storage.ts"), ["--ipc", "--n", String(o.storageN)], {
+		stdio: ["ignore", "inherit", "inherit", "ipc"],
+	});
+	const meter = new Meter(child.pid as number, () => []);
+	meter.start();
+	// The child sends its rows and waits, so that its CPU time can be read before it exits.
+	const rows = await new Promise<Record<string, Row>>((res, rej) => {
+		child.once("exit", (c) => rej(new Error(`storage bench exited ${c}`)));
+		child.once("message", (m) => res(m as Record<string, Row>));
+	});
+	const w = meter.stop();
+	child.send("exit");
+	return Object.entries(rows).map(([backend, figures]) => ({
+		scenario: "storage",
+		target: backend as TargetName,
+		figures: {
+			...figures,
+			"bench CPU s (all backends)": w.serverCpu,
+			"machine busy %": w.machineBusyPct,
+			"others busy % (incl. PostgreSQL)": w.othersBusyPct,
+		},
+	}));
+}
+
+const LOWER_IS_BETTER = /CPU|ms|µs|RSS KiB|failed|missing|duplicates|incomplete/;
+const NO_RATIO =
+	/busy|delivered$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU/;
 
 function table(results: ScenarioResult[], scenario: string): string {
-	const rows = results.filter((r) => r.scenario === scenario);
+	const order = ["baseline", "parley", "prosody", "ejabberd", "relay"];
+	const rows = results
+		.filter((r) => r.scenario === scenario)
+		.sort((a, b) => order.indexOf(a.target) - order.indexOf(b.target));
 	if (!rows.length) return "";
 	const keys = [...new Set(rows.flatMap((r) => Object.keys(r.figures)))];
 	const head = `| ${scenario} | ${rows.map((r) => r.target).join(" | ")} |`;
@@ -349,8 +555,8 @@ async function main() {
 	const accounts = Math.max(o.sessions, o.logins + 100, 2 * o.pairs);
 	let profileFile: string | undefined;
 	for (const name of o.targets) {
-		const wanted = o.scenarios.filter((s) => s !== "muc" && s !== "roster");
-		if (name === "relay" && !wanted.includes("chat")) continue;
+		const wanted = o.scenarios.filter((s) => s !== "muc" && s !== "storage");
+		if (name === "relay" && !wanted.includes("chat") && !wanted.includes("saturation")) continue;
 		const stateDir = join(OUT, "state", name);
 		mkdirSync(stateDir, { recursive: true });
 		const profileDir = o.profile && name === "parley" ? join(OUT, "profiles", stamp) : undefined;
@@ -395,7 +601,7 @@ async function main() {
 				});
 			}
 			for (const s of wanted) {
-				if (name === "relay" && s !== "chat") continue;
+				if (name === "relay" && s !== "chat" && s !== "saturation") continue;
 				log(`${name}: ${s}`);
 				if (s === "login") {
 					results.push(await loginStorm(t, "PLAIN", o, gens));
@@ -404,6 +610,18 @@ async function main() {
 					results.push(await loginStorm(t, "SCRAM-SHA-1", o, gens));
 				} else if (s === "chat") results.push(await chat(t, o, gens));
 				else if (s === "idle") results.push(await idle(t, o, gens));
+				else if (s === "roster") results.push(await roster(t, o, gens));
+				else if (s === "saturation") {
+					const peers = results.filter(
+						(r) => r.scenario === "saturation" && !isParley(r.target) && r.target !== "relay",
+					);
+					const peerRate =
+						o.rate ??
+						(peers.length
+							? Math.max(...peers.map((r) => r.figures["saturation delivered/s"] as number))
+							: undefined);
+					results.push(...(await saturation(t, o, gens, peerRate)));
+				}
 			}
 		} catch (e) {
 			log(`${name}: failed: ${(e as Error).stack}`);
@@ -420,6 +638,14 @@ async function main() {
 			if (files[0]) profileFile = join(profileDir, files[0]);
 		}
 	}
+	if (o.scenarios.includes("storage") && !o.profile) {
+		log("storage: bench/storage.ts");
+		try {
+			results.push(...(await storage(o)));
+		} catch (e) {
+			log(`storage: failed: ${(e as Error).message}`);
+		}
+	}
 	const out: string[] = [];
 	out.push(`# npm run bench -- ${process.argv.slice(2).join(" ")}`);
 	out.push(
@@ -427,18 +653,22 @@ async function main() {
 	);
 	for (const [k, v] of Object.entries(versions))
 		out.push(`- ${k}: ${v}; ${(notes[k] ?? []).join("; ")}`);
-	for (const s of ["login-PLAIN", "login-PLAIN-again", "login-SCRAM-SHA-1", "chat", "idle"]) {
+	for (const s of [
+		"login-PLAIN",
+		"login-PLAIN-again",
+		"login-SCRAM-SHA-1",
+		"chat",
+		"idle",
+		"roster",
+		"saturation",
+		"saturation-paced",
+		"storage",
+	]) {
 		const t = table(results, s);
 		if (t) out.push("", t);
 	}
 	if (o.scenarios.includes("muc"))
 		out.push("", "| muc (50 and 500 occupants) | not yet: Parley has no MUC |", "|---|---|");
-	if (o.scenarios.includes("roster"))
-		out.push(
-			"",
-			"| roster-heavy login (200 mutual contacts) | not yet: scenario not written |",
-			"|---|---|",
-		);
 	let profile: ReturnType<typeof topSelfTime> | undefined;
 	if (profileFile) {
 		profile = topSelfTime(profileFile, ROOT, 15);

@@ -2,7 +2,7 @@
  * Storage figures per backend (issue 4): archive inserts per second with many writes in flight
  * (what group commit gives a busy server) and one at a time (one client waiting on each), keyval
  * write latency, and archive query latency (a MAM page of 50 after an id). No gating: it prints a
- * table. Run: npx node bench/storage.ts [--n 5000]
+ * table. Run: npx node bench/storage.ts [--n 5000], or within `npm run bench -- storage`.
  *
  * PostgreSQL: PARLEY_BENCH_PG (default postgres://postgres@127.0.0.1:5432/test), in a throwaway
  * schema dropped at the end; skipped when unreachable.
@@ -108,4 +108,9 @@ try {
 console.log(
 	`storage bench: ${N} pipelined appends, ${SEQ} sequential, ${QUERIES} kv sets and queries`,
 );
-console.table(rows);
+if (process.argv.includes("--ipc") && process.send) {
+	// Run from bench/run.ts (`npm run bench -- storage`): rows over IPC, exit when told, so that
+	// the parent can read this process's CPU time first.
+	process.send(rows);
+	process.once("message", () => process.exit(0));
+} else console.table(rows);

@@ -19,7 +19,41 @@ export interface Running {
 	stop(): Promise<void>;
 	/** provision accounts b0..b(n-1) (kept between runs in the state directory) */
 	provision(n: number, password: string, viaIbr: (n: number) => Promise<void>): Promise<void>;
+	/**
+	 * Roster-heavy scenario: accounts `users`, each with every other one as a mutual ("both")
+	 * contact, by the target's own bulk path; kept between runs (marker roster.json).
+	 */
+	provisionRoster?(
+		users: string[],
+		password: string,
+		viaIbr: (users: string[]) => Promise<void>,
+	): Promise<void>;
 	notes: string[];
+}
+
+/** XEP-0227 document: the users, each with all the others as mutual contacts, plain passwords. */
+export function pieRoster(users: string[], domain: string, password: string): string {
+	const out = [`<?xml version='1.0' encoding='UTF-8'?>`, `<server-data xmlns='urn:xmpp:pie:0'>`];
+	out.push(`<host jid='${domain}'>`);
+	for (const u of users) {
+		out.push(`<user name='${u}' password='${password}'><query xmlns='jabber:iq:roster'>`);
+		for (const v of users)
+			if (v !== u) out.push(`<item jid='${v}@${domain}' subscription='both'/>`);
+		out.push("</query></user>");
+	}
+	out.push("</host></server-data>", "");
+	return out.join("\n");
+}
+
+function rosterDone(stateDir: string, users: string[]): boolean {
+	try {
+		return readFileSync(join(stateDir, "roster.json"), "utf8") === JSON.stringify(users);
+	} catch {
+		return false;
+	}
+}
+function setRosterDone(stateDir: string, users: string[]) {
+	writeFileSync(join(stateDir, "roster.json"), JSON.stringify(users));
 }
 
 export interface StartOptions {
@@ -198,6 +232,18 @@ enabled = false
 		notes: ["storage: SQLite (WAL, synchronous=FULL); default module set"],
 		stop: () => stopTree(child, () => processTree(child.pid as number), 15_000),
 		provision: async (n, pw) => provision(n, pw),
+		// The operator's path: `parley import` of a XEP-0227 file (accounts and rosters), through
+		// the storage interface, beside the running server (shared SQLite file, before measuring).
+		provisionRoster: async (users, pw) => {
+			if (rosterDone(o.stateDir, users)) return;
+			const file = join(o.stateDir, "roster-pie.xml");
+			writeFileSync(file, pieRoster(users, endpoint.domain, pw));
+			o.log(`parley: importing ${users.length} accounts with mutual rosters (parley import)`);
+			execFileSync(process.execPath, [bin, "import", file, "--config", cfg], {
+				stdio: ["ignore", "inherit", "inherit"],
+			});
+			setRosterDone(o.stateDir, users);
+		},
 	};
 	return running;
 }
@@ -258,6 +304,24 @@ VirtualHost "localhost"
 			o.log(`prosody: registering ${n - have} accounts in-band`);
 			await viaIbr(n);
 			setAccountsMarker(o.stateDir, n);
+		},
+		// Accounts in-band; rosters written as Prosody's own storage files (mod_storage_internal:
+		// data/<host>/roster/<user>.dat, a Lua table; [false] holds the version and pending).
+		provisionRoster: async (users, _pw, viaIbr) => {
+			if (rosterDone(o.stateDir, users)) return;
+			o.log(`prosody: registering ${users.length} accounts in-band, writing their rosters`);
+			await viaIbr(users);
+			const dir = join(data, "localhost", "roster");
+			mkdirSync(dir, { recursive: true });
+			for (const u of users) {
+				const lines = ["return {", '\t[false] = { ["version"] = 1; ["pending"] = {}; };'];
+				for (const v of users)
+					if (v !== u)
+						lines.push(`\t["${v}@localhost"] = { ["subscription"] = "both"; ["groups"] = {}; };`);
+				lines.push("};", "");
+				writeFileSync(join(dir, `${u}.dat`), lines.join("\n"));
+			}
+			setRosterDone(o.stateDir, users);
 		},
 	} satisfies Running;
 }
@@ -384,6 +448,20 @@ modules:
 			o.log(`ejabberd: registering ${n - have} accounts in-band`);
 			await viaIbr(n);
 			setAccountsMarker(o.stateDir, n);
+		},
+		// ejabberd's own XEP-0227 import (`ejabberdctl import_piefxis`) on the running node.
+		provisionRoster: async (users, pw) => {
+			if (rosterDone(o.stateDir, users)) return;
+			const file = join(o.stateDir, "roster-pie.xml");
+			writeFileSync(file, pieRoster(users, endpoint.domain, pw));
+			execFileSync("chown", ["ejabberd:ejabberd", file]);
+			o.log(`ejabberd: importing ${users.length} accounts with mutual rosters (import_piefxis)`);
+			execFileSync(
+				"ejabberdctl",
+				["--node", "parleybench@localhost", "--config-dir", o.stateDir, "import_piefxis", file],
+				{ stdio: ["ignore", "inherit", "inherit"] },
+			);
+			setRosterDone(o.stateDir, users);
 		},
 	} satisfies Running;
 }

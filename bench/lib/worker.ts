@@ -32,6 +32,17 @@ export type Command =
 			perPair: number;
 			bodyBytes: number;
 			capMs: number;
+			/** open loop: offered messages/s over all pairs (window then only caps what is in flight) */
+			rate?: number;
+	  }
+	| {
+			cmd: "rosterRun";
+			endpoint: Endpoint;
+			users: string[];
+			password: string;
+			mech: Mech;
+			/** per login: how long to wait for the presences of the contacts already online */
+			waitMs: number;
 	  }
 	| { cmd: "closeAll" }
 	| { cmd: "exit" };
@@ -53,6 +64,25 @@ export interface ChatResult {
 	p50Ms: number;
 	p99Ms: number;
 	capped: boolean;
+}
+
+export interface RosterResult {
+	ok: number;
+	failures: number;
+	errors: string[];
+	/** connect → roster → presence → the presences of all contacts already online, per login */
+	latenciesMs: number[];
+	/** available presences from contacts received, all sessions (unique sender per receiver) */
+	delivered: number;
+	/** of those: a later login's broadcast reaching a contact already online */
+	broadcastReached: number;
+	/** of those: answers to the new session's probes, from contacts already online */
+	probeAnswers: number;
+	/** pairs (receiver, earlier/later contact) that should have been delivered */
+	expectedEach: number;
+	duplicates: number;
+	/** logins that did not get all the online contacts' presences within waitMs */
+	incomplete: number;
 }
 
 export function addr(i: number): string {
@@ -190,13 +220,17 @@ class Generator {
 		const tag = c.tag;
 		const marker = `zq${tag}`;
 		const t0 = performance.now();
+		const perPairRate = (c.rate ?? 0) / P;
 		return new Promise<ChatResult>((resolve) => {
 			const prefixes = this.pairs.map((p) => `<message to='${p.bJid}' type='chat' id='${tag}`);
 			const pump = (p: number) => {
 				const pair = this.pairs[p] as Pair;
 				let out = "";
 				const prefix = prefixes[p] as string;
-				while ((inflight[p] as number) < c.window && (nextSeq[p] as number) < M) {
+				const due = c.rate
+					? Math.min(M, Math.floor(((performance.now() - t0) * perPairRate) / 1000) + 1)
+					: M;
+				while ((inflight[p] as number) < c.window && (nextSeq[p] as number) < due) {
 					const seq = nextSeq[p] as number;
 					nextSeq[p] = seq + 1;
 					inflight[p] = (inflight[p] as number) + 1;
@@ -207,8 +241,15 @@ class Generator {
 				if (out) pair.a.write(out);
 			};
 			const listeners: Array<[Socket, (d: string) => void]> = [];
+			// Open loop: every 2 ms, each pair sends what its share of the rate says is due.
+			const ticker = c.rate
+				? setInterval(() => {
+						for (let p = 0; p < P; p++) pump(p);
+					}, 2)
+				: undefined;
 			const finish = (capped: boolean) => {
 				clearTimeout(cap);
+				clearInterval(ticker);
 				for (const [s, fn] of listeners) s.off("data", fn);
 				const elapsedMs = performance.now() - t0;
 				const lats: number[] = [];
@@ -276,6 +317,118 @@ class Generator {
 		});
 	}
 
+	/**
+	 * Roster-heavy login: the users log in one after another (SCRAM or PLAIN, roster get, initial
+	 * presence) and stay online; each login waits until the presences of all contacts already
+	 * online arrived (probe answers) or waitMs passed. Every session counts the available
+	 * presences it receives from the others (mutual subscriptions assumed between all of them).
+	 */
+	async rosterRun(c: Extract<Command, { cmd: "rosterRun" }>): Promise<RosterResult> {
+		const N = c.users.length;
+		const index = new Map(c.users.map((u, i) => [u, i]));
+		const got = Array.from({ length: N }, () => new Set<number>());
+		const res: RosterResult = {
+			ok: 0,
+			failures: 0,
+			errors: [],
+			latenciesMs: [],
+			delivered: 0,
+			broadcastReached: 0,
+			probeAnswers: 0,
+			expectedEach: 0,
+			duplicates: 0,
+			incomplete: 0,
+		};
+		let waiting: { k: number; need: number; done: () => void } | null = null;
+		const FROM = /from=['"]([^@'"]+)@/;
+		const TYPE = /\stype=['"]([a-z]+)['"]/;
+		const counter = (k: number) => {
+			let buf = "";
+			return (d: string) => {
+				buf += d;
+				let i = buf.indexOf("<presence");
+				let keep = Math.max(0, buf.length - 9);
+				while (i !== -1) {
+					const end = buf.indexOf(">", i);
+					if (end === -1) {
+						keep = i;
+						break;
+					}
+					const tag = buf.slice(i, end);
+					const from = FROM.exec(tag);
+					const type = TYPE.exec(tag);
+					const j = from ? index.get(from[1] as string) : undefined;
+					if (j !== undefined && j !== k && !type) {
+						const set = got[k] as Set<number>;
+						if (set.has(j)) res.duplicates++;
+						else set.add(j);
+						if (waiting && waiting.k === k && set.size >= waiting.need) waiting.done();
+					}
+					keep = end + 1;
+					i = buf.indexOf("<presence", end);
+				}
+				buf = buf.slice(keep);
+			};
+		};
+		const online: number[] = [];
+		for (let k = 0; k < N; k++) {
+			const t0 = performance.now();
+			try {
+				const s = await login({
+					endpoint: c.endpoint,
+					localAddress: addr(k),
+					user: c.users[k] as string,
+					password: c.password,
+					mech: c.mech,
+					resource: "r",
+					presence: true,
+					roster: true,
+					timeoutMs: 30_000,
+					scramCache: this.scramCache,
+				});
+				this.held.push(s.socket);
+				const onData = counter(k);
+				s.socket.on("data", onData);
+				const need = online.length;
+				await new Promise<void>((resolve) => {
+					let timer: NodeJS.Timeout | undefined;
+					const done = () => {
+						clearTimeout(timer);
+						waiting = null;
+						resolve();
+					};
+					waiting = { k, need, done };
+					timer = setTimeout(() => {
+						res.incomplete++;
+						done();
+					}, c.waitMs);
+					onData(s.rest);
+					if ((got[k] as Set<number>).size >= need && waiting) done();
+				});
+				res.latenciesMs.push(performance.now() - t0);
+				online.push(k);
+				res.ok++;
+			} catch (e) {
+				res.failures++;
+				if (res.errors.length < 5) res.errors.push((e as Error).message);
+			}
+		}
+		// Let the last broadcasts arrive.
+		await new Promise((r) => setTimeout(r, 1000));
+		const pos = new Map(online.map((k, i) => [k, i]));
+		for (const k of online) {
+			for (const j of got[k] as Set<number>) {
+				const pj = pos.get(j);
+				if (pj === undefined) continue;
+				res.delivered++;
+				if (pj > (pos.get(k) as number)) res.broadcastReached++;
+				else res.probeAnswers++;
+			}
+		}
+		res.expectedEach = (online.length * (online.length - 1)) / 2;
+		return res;
+	}
+
 	async closeAll() {
 		const all = [...this.held, ...this.pairs.flatMap((p) => [p.a, p.b])];
 		this.held = [];
@@ -331,6 +484,9 @@ process.on("message", (msg: Command) => {
 			break;
 		case "chatRun":
 			gen.chatRun(msg).then(reply, fail);
+			break;
+		case "rosterRun":
+			gen.rosterRun(msg).then(reply, fail);
 			break;
 		case "closeAll":
 			gen.closeAll().then(reply, fail);

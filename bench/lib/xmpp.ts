@@ -20,6 +20,8 @@ export interface LoginOptions {
 	mech: Mech;
 	resource: string;
 	presence: boolean;
+	/** fetch the roster (and wait for it) before initial presence, as a client does */
+	roster?: boolean;
 	timeoutMs: number;
 	/** SCRAM SaltedPassword cache, keyed by salt/iterations/password (client cost, not server's) */
 	scramCache: Map<string, Buffer>;
@@ -28,6 +30,8 @@ export interface LoginOptions {
 export interface Session {
 	socket: Socket;
 	jid: string;
+	/** bytes received after what negotiation consumed (e.g. the first presences) */
+	rest: string;
 }
 
 const SASL = "urn:ietf:params:xml:ns:xmpp-sasl";
@@ -41,6 +45,7 @@ const SUCCESS = /<success[^>]*\/>|<success[^>]*>[^<]*<\/success>/;
 const FAILURE = /<failure[\s\S]*?(?:<\/failure>|\/>)|<stream:error[\s\S]*<\/stream:error>/;
 const CHALLENGE = /<challenge[^>]*>([^<]*)<\/challenge>/;
 const BIND_JID = /<jid>([^<]+)<\/jid>/;
+const ROSTER_RESULT = /<iq[^>]*id=['"]roster1['"](?:[^>]*\/>|[\s\S]*?<\/iq>)/;
 
 function pbkdf2Async(pw: string, salt: Buffer, iter: number): Promise<Buffer> {
 	return new Promise((resolve, reject) =>
@@ -137,6 +142,10 @@ export function login(o: LoginOptions): Promise<Session> {
 				`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${o.resource}</resource></bind></iq>`,
 			);
 			const b = await expect(BIND_JID);
+			if (o.roster) {
+				send("<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>");
+				await expect(ROSTER_RESULT);
+			}
 			if (o.presence) send("<presence/>");
 			if (done) return;
 			done = true;
@@ -145,7 +154,7 @@ export function login(o: LoginOptions): Promise<Session> {
 			socket.removeAllListeners("close");
 			socket.removeAllListeners("error");
 			socket.on("error", () => {});
-			resolve({ socket, jid: b[1] ?? "" });
+			resolve({ socket, jid: b[1] ?? "", rest: buf });
 		};
 		run().catch((e: unknown) => fail((e as Error).message));
 	});
