@@ -109,11 +109,15 @@ export async function loadRoster(
 	const items = new Map<string, RosterItem>();
 	for (const [jid, item] of Object.entries(stored.items))
 		items.set(jid, { ...item, groups: [...item.groups] });
-	const before = stableJson(items);
-	await host.events.fire<RosterLoadEvent>("roster/load", { host, user, items });
-	const after = stableJson(items);
 	let ver = String(stored.ver);
-	if (after !== before) ver += `-${createHash("sha1").update(after).digest("hex").slice(0, 12)}`;
+	// Only providers of unstored items (shared groups) can change the roster here; without one,
+	// skip serialising it twice (it is loaded for every probe answer and presence broadcast).
+	if (host.events.has("roster/load")) {
+		const before = stableJson(items);
+		await host.events.fire<RosterLoadEvent>("roster/load", { host, user, items });
+		const after = stableJson(items);
+		if (after !== before) ver += `-${createHash("sha1").update(after).digest("hex").slice(0, 12)}`;
+	}
 	return { items, ver, stored };
 }
 
