@@ -175,6 +175,28 @@ function decodeUtf8(buf: Buffer): string | null {
 	}
 }
 
+/**
+ * The prepared username and its stored credentials (null for an unknown user), or the failure to
+ * answer: a name that cannot be prepared is not-authorized, a storage error is
+ * temporary-auth-failure (RFC 6120 §6.5.10, §6.5.13).
+ */
+async function lookupUser(
+	ctx: SaslContext,
+	raw: string,
+): Promise<{ username: string; creds: StoredCredentials | null } | SaslStep> {
+	let username: string;
+	try {
+		username = ctx.prepUsername(raw);
+	} catch {
+		return failure("not-authorized");
+	}
+	try {
+		return { username, creds: await ctx.getCredentials(username) };
+	} catch {
+		return failure("temporary-auth-failure");
+	}
+}
+
 function failure(condition: SaslCondition, text?: string): SaslStep {
 	return text === undefined ? { kind: "failure", condition } : { kind: "failure", condition, text };
 }
@@ -278,18 +300,9 @@ class PlainMechanism extends BaseMechanism {
 		if (authcid === "" || password === "") return failure("malformed-request");
 
 		const ctx = this.#ctx;
-		let username: string;
-		try {
-			username = ctx.prepUsername(authcid);
-		} catch {
-			return failure("not-authorized");
-		}
-		let creds: StoredCredentials | null;
-		try {
-			creds = await ctx.getCredentials(username);
-		} catch {
-			return failure("temporary-auth-failure");
-		}
+		const found = await lookupUser(ctx, authcid);
+		if ("kind" in found) return found;
+		const { username, creds } = found;
 		const cred = creds?.["SHA-256"] ?? creds?.["SHA-1"];
 		if (cred === undefined) {
 			// Same work as for a real account, then the same answer as a wrong password.
@@ -529,18 +542,9 @@ class ScramMechanism extends BaseMechanism {
 			return failure("not-authorized", "server-does-support-channel-binding");
 		}
 
-		let username: string;
-		try {
-			username = ctx.prepUsername(first.rawUsername);
-		} catch {
-			return failure("not-authorized");
-		}
-		let creds: StoredCredentials | null;
-		try {
-			creds = await ctx.getCredentials(username);
-		} catch {
-			return failure("temporary-auth-failure");
-		}
+		const found = await lookupUser(ctx, first.rawUsername);
+		if ("kind" in found) return found;
+		const { username, creds } = found;
 		const real = creds?.[this.#hash];
 		// RFC 5802 §9 / RFC 6120 §6.5.10: never reveal whether the account exists; an unknown
 		// user gets a stable, real-looking salt and iteration count.
