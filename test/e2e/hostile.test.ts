@@ -1,0 +1,193 @@
+/**
+ * A battery of hostile and broken input, before and after authentication, on every c2s port.
+ * Whatever each one gets (a stream error, a closed connection), the server must keep serving a
+ * client that was logged in all along (RFC 6120 §4.9: errors end one stream, not the server).
+ */
+import assert from "node:assert/strict";
+import net from "node:net";
+import { after, before, test } from "node:test";
+import { RawClient } from "../helpers/raw.ts";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { login } from "../helpers/xmpp-raw-login.ts";
+
+let t: TestServer;
+let witness: RawClient;
+
+before(async () => {
+	t = await startTestServer({
+		config: {
+			auth: { require_encryption: false, allow_plain_without_tls: true },
+			limits: { sasl_failures_per_ip: 0, connections_per_ip: 0 },
+		},
+		users: [
+			["alice@localhost", "pw-alice"],
+			["mallory@localhost", "pw-mallory"],
+		],
+	});
+	witness = await login(t.port, "alice", "pw-alice", { resource: "witness" });
+});
+after(async () => {
+	witness.end();
+	await t.stop();
+});
+
+let pings = 0;
+async function stillServing(): Promise<void> {
+	const id = `w${pings++}`;
+	const mark = witness.received.length;
+	witness.send(`<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
+	await witness.waitFor(new RegExp(`id="${id}"`), mark);
+}
+
+const HEADER =
+	"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>";
+
+const preauth: [string, string | Buffer][] = [
+	["binary garbage", Buffer.from([0xff, 0xfe, 0x00, 0x01, 0x80, 0x81, 0xc0, 0xc1])],
+	["an HTTP request", "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"],
+	["a TLS ClientHello on the plain port", Buffer.from("16030100a5010000a10303", "hex")],
+	[
+		"a header with 10k attributes",
+		`<stream:stream ${Array.from({ length: 10_000 }, (_, i) => `a${i}='x'`).join(" ")}>`,
+	],
+	["a 1 MB attribute value", `<stream:stream to='${"x".repeat(1_000_000)}'>`],
+	["a 2000-deep nesting", `${HEADER}${"<a>".repeat(2000)}`],
+	[
+		"a billion-laughs entity bomb",
+		`<!DOCTYPE x [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>${HEADER}`,
+	],
+	[
+		"an external entity",
+		`<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>${HEADER}<message>&e;</message>`,
+	],
+	[
+		"invalid UTF-8 inside a stanza",
+		Buffer.concat([
+			Buffer.from(`${HEADER}<message><body>`),
+			Buffer.from([0xc3, 0x28]),
+			Buffer.from("</body></message>"),
+		]),
+	],
+	[
+		"an overlong UTF-8 encoding of '<'",
+		Buffer.concat([Buffer.from(HEADER), Buffer.from([0xc0, 0xbc])]),
+	],
+	["a stream header twice", `${HEADER}${HEADER}`],
+	[
+		"an unknown host name of 3000 bytes",
+		`<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='${"a".repeat(3000)}' version='1.0'>`,
+	],
+	[
+		"SASL with broken base64",
+		`${HEADER}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>!!!not base64!!!</auth>`,
+	],
+	[
+		"SASL with an unknown mechanism",
+		`${HEADER}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X-EVIL'/>`,
+	],
+	[
+		"a SCRAM response without a challenge",
+		`${HEADER}<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>Yz1iaXdz</response>`,
+	],
+	[
+		"a 9 KB PLAIN password",
+		`${HEADER}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0alice\0${"p".repeat(7000)}`).toString("base64")}</auth>`,
+	],
+	[
+		"bind before authentication",
+		`${HEADER}<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>`,
+	],
+	["a stream closed before it opened", "</stream:stream>"],
+	[
+		"many namespace declarations",
+		`${HEADER}<message ${Array.from({ length: 90 }, (_, i) => `xmlns:p${i}='urn:${i}'`).join(" ")}/>`,
+	],
+];
+
+for (const [what, bytes] of preauth) {
+	test(`before authentication: ${what}`, async () => {
+		const c = await RawClient.connect(t.port);
+		c.send(bytes);
+		// Most of these end the stream at once; some (a SASL failure) rightly leave it open.
+		await c.waitClosed(1000).catch(() => undefined);
+		c.end();
+		await stillServing();
+	});
+}
+
+const postauth: [string, string][] = [
+	[
+		"a message to a 3000-byte JID",
+		`<message to='${"a".repeat(3000)}@localhost'><body>x</body></message>`,
+	],
+	["an IQ with no id and two payloads", "<iq type='set'><a xmlns='urn:a'/><b xmlns='urn:b'/></iq>"],
+	["presence to a malformed JID", "<presence to='@@@' type='subscribe'/>"],
+	[
+		"a roster set for someone else",
+		"<iq type='set' id='r' to='alice@localhost'><query xmlns='jabber:iq:roster'><item jid='x@y'/></query></iq>",
+	],
+	[
+		"a roster item with a 2 KB group",
+		`<iq type='set' id='r2'><query xmlns='jabber:iq:roster'><item jid='x@localhost'><group>${"g".repeat(2048)}</group></item></query></iq>`,
+	],
+	[
+		"a vCard set for someone else",
+		"<iq type='set' id='v' to='alice@localhost'><vCard xmlns='vcard-temp'><FN>pwned</FN></vCard></iq>",
+	],
+	[
+		"private storage in jabber:client",
+		"<iq type='set' id='p'><query xmlns='jabber:iq:private'><message xmlns='jabber:client'/></query></iq>",
+	],
+	[
+		"a self-subscription flood",
+		Array.from({ length: 200 }, () => "<presence to='mallory@localhost' type='subscribe'/>").join(
+			"",
+		),
+	],
+	[
+		"a directed-presence flood",
+		Array.from({ length: 300 }, (_, i) => `<presence to='u${i}@localhost/r'/>`).join(""),
+	],
+	[
+		"an error answered with an error",
+		"<message to='alice@localhost/witness' type='error' id='e'><error type='cancel'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>",
+	],
+	[
+		"a second SASL attempt after binding",
+		"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNlAHB3LWFsaWNl</auth>",
+	],
+	[
+		"a stanza over the post-auth size limit",
+		`<message to='alice@localhost'><body>${"z".repeat(300_000)}</body></message>`,
+	],
+];
+
+for (const [what, xml] of postauth) {
+	test(`after binding: ${what}`, async () => {
+		const c = await login(t.port, "mallory", "pw-mallory", { resource: `m${Math.random()}` });
+		c.send(xml);
+		// Either the stream is ended with an error or it keeps going; a ping on it settles which.
+		c.send("<iq type='get' id='after' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+		await c.waitFor(/id="after"|<\/stream:stream>/, 0, 15_000).catch(() => undefined);
+		c.end();
+		await stillServing();
+	});
+}
+
+test("nothing the hostile client sent reached alice except what was addressed to her", () => {
+	// The vCard and roster sets "for someone else" must not have changed alice's data, and no
+	// stanza claiming to be from alice was forged (RFC 6120 §8.1.2.1).
+	assert.doesNotMatch(witness.received, /pwned/);
+	assert.doesNotMatch(witness.received, /from="alice@localhost\/witness"[^>]*type="subscribe"/);
+});
+
+test("a half-open TCP connection that never sends anything is closed by the auth timeout", async () => {
+	const s = await startTestServer({ config: { limits: { auth_timeout: 0.3 } } });
+	try {
+		const socket = net.connect({ port: s.port, host: "127.0.0.1" });
+		socket.resume(); // read (and drop) the stream error, so the end of the stream is seen
+		await new Promise<void>((resolve) => socket.once("close", () => resolve()));
+	} finally {
+		await s.stop();
+	}
+});
