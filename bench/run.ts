@@ -263,7 +263,8 @@ async function idle(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 	};
 }
 
-async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
+/** Logs in the chat scenario's pairs on the first generator and returns it. */
+async function chatSetup(t: Running, o: Options, gens: Worker[]): Promise<Worker> {
 	const g = gens[0] as Worker;
 	await g.call({
 		cmd: "chatSetup",
@@ -273,6 +274,11 @@ async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 		password: PASSWORD,
 		mech: "PLAIN",
 	});
+	return g;
+}
+
+async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
+	const g = await chatSetup(t, o, gens);
 	const perPair = Math.ceil(o.messages / o.pairs);
 	const warm = await g.call<ChatResult>({
 		cmd: "chatRun",
@@ -379,15 +385,7 @@ async function saturation(
 	gens: Worker[],
 	peerRate: number | undefined,
 ): Promise<ScenarioResult[]> {
-	const g = gens[0] as Worker;
-	await g.call({
-		cmd: "chatSetup",
-		endpoint: t.endpoint,
-		relay: !t.xmpp,
-		users: users(0, 2 * o.pairs),
-		password: PASSWORD,
-		mech: "PLAIN",
-	});
+	const g = await chatSetup(t, o, gens);
 	const perPair = Math.ceil(o.messages / o.pairs);
 	await g.call<ChatResult>({
 		cmd: "chatRun",
