@@ -15,7 +15,7 @@ import {
 import type { Host } from "../core/host.ts";
 import { isStanzaName } from "../core/router.ts";
 import type { Server } from "../core/server.ts";
-import type { Session } from "../core/session.ts";
+import { type Session, SessionData } from "../core/session.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import type { XmlErrorCondition } from "../xml/parser.ts";
 import {
@@ -80,11 +80,11 @@ export class C2SStream implements Session {
 	// randomUUID draws from a pool Node refills in bulk: one CSPRNG call per 128 ids, not one
 	// per stream (randomBytes was 3% of the login profile).
 	readonly id = randomUUID();
-	readonly data = new Map<string, unknown>();
-	available = false;
-	priority = 0;
-	presence: Element | null = null;
-	interested = false;
+	readonly data = new SessionData(() => this.#changed());
+	#available = false;
+	#priority = 0;
+	#presence: Element | null = null;
+	#interested = false;
 
 	readonly #server: Server;
 	readonly #transport: Transport;
@@ -118,6 +118,43 @@ export class C2SStream implements Session {
 	get jid(): JID | null {
 		return this.#jid;
 	}
+	// The state other nodes of a cluster replicate: a change is published (once per tick).
+	get available(): boolean {
+		return this.#available;
+	}
+	set available(v: boolean) {
+		if (v === this.#available) return;
+		this.#available = v;
+		this.#changed();
+	}
+	get priority(): number {
+		return this.#priority;
+	}
+	set priority(v: number) {
+		if (v === this.#priority) return;
+		this.#priority = v;
+		this.#changed();
+	}
+	get presence(): Element | null {
+		return this.#presence;
+	}
+	set presence(v: Element | null) {
+		this.#presence = v;
+		this.#changed();
+	}
+	get interested(): boolean {
+		return this.#interested;
+	}
+	set interested(v: boolean) {
+		if (v === this.#interested) return;
+		this.#interested = v;
+		this.#changed();
+	}
+
+	#changed(): void {
+		if (this.#jid && this.#state !== "closed") this.#server.cluster?.sessionChanged(this);
+	}
+
 	get remoteAddress(): string {
 		return this.#transport.remoteAddress;
 	}
@@ -536,6 +573,7 @@ export class C2SStream implements Session {
 			host.sessions.set(user, resources);
 		}
 		resources.set(resource, this);
+		this.#server.cluster?.sessionChanged(this);
 		if (this.#authTimer) clearTimeout(this.#authTimer);
 		this.#authTimer = null;
 		this.#transport.send(
@@ -611,6 +649,7 @@ export class C2SStream implements Session {
 				resources.delete(jid.resource);
 				if (resources.size === 0) host.sessions.delete(jid.local);
 			}
+			this.#server.cluster?.sessionClosed(this);
 			void host.events.fire("session/closed", { session: this }).catch((err: unknown) => {
 				host.log.error({ err }, "session/closed handler failed");
 			});

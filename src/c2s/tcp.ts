@@ -3,6 +3,7 @@
  * direct TLS (XEP-0368, port 5223). A socket becomes a Transport for a C2SStream; the XML
  * parser sits between the socket's bytes and the stream.
  */
+import cluster from "node:cluster";
 import net from "node:net";
 import tls from "node:tls";
 import { type ChannelBindingSource, channelBindingFor } from "../auth/channel-binding.ts";
@@ -61,10 +62,18 @@ export class C2SListener {
 		server.maxConnections = 19_000; // below the process's hard limit of open files
 		await new Promise<void>((resolve, reject) => {
 			server.once("error", reject);
-			server.listen({ host: this.#address, port: this.#port }, () => {
-				server.off("error", reject);
-				resolve();
-			});
+			// Workers of `server.workers` each open their own socket on the port (SO_REUSEPORT), and
+			// the kernel spreads connections evenly over them by address hash; sharing one socket
+			// leaves the choice to whichever worker wakes first, which can starve the others.
+			// Port 0 has to be shared (each worker would get a port of its own).
+			const reusePort = cluster.isWorker && this.#port !== 0;
+			server.listen(
+				{ host: this.#address, port: this.#port, reusePort, exclusive: reusePort },
+				() => {
+					server.off("error", reject);
+					resolve();
+				},
+			);
 		});
 		this.#net = server;
 		this.#server.log.info(

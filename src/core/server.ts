@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { AccountManager } from "../auth/accounts.ts";
 import type { C2SStream } from "../c2s/stream.ts";
 import { C2SListener } from "../c2s/tcp.ts";
+import { ClusterLink } from "../cluster/link.ts";
 import { HttpListener } from "../http/server.ts";
 import { builtinModules } from "../modules/index.ts";
 import { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
@@ -50,6 +51,8 @@ export class Server {
 	#certificates: CertificateStore | null = null;
 	#state: ServerState = "created";
 	#sweeper: NodeJS.Timeout | null = null;
+	/** The link to the other nodes when `[cluster]` is enabled (DESIGN.md "Cluster"). */
+	cluster: ClusterLink | null = null;
 
 	constructor(config: Config, opts: ServerOptions = {}) {
 		this.config = config;
@@ -98,16 +101,12 @@ export class Server {
 			const hostNames = Object.entries(cfg.hosts)
 				.filter(([, h]) => h.enabled)
 				.map(([name]) => name);
-			this.#certificates = await loadCertificates({
-				hosts: hostNames,
-				perHost: Object.fromEntries(hostNames.map((h) => [h, cfg.hosts[h]?.tls])),
-				defaultFiles:
-					cfg.tls.cert && cfg.tls.key ? { cert: cfg.tls.cert, key: cfg.tls.key } : undefined,
-				selfSigned: cfg.tls.self_signed,
-				dataDir: resolveDataPath(cfg, "."),
-				log: this.log,
-			});
+			this.#certificates = await this.#loadCertificates(hostNames);
 			for (const name of hostNames) await this.addHost(name);
+			if (cfg.cluster.enabled) {
+				this.cluster = new ClusterLink(this);
+				await this.cluster.start();
+			}
 			const l = cfg.listeners;
 			if (l.c2s.enabled)
 				this.listeners.push(
@@ -155,6 +154,42 @@ export class Server {
 		return host;
 	}
 
+	/**
+	 * What several processes starting at once must not each do their own way (the primary of
+	 * `server.workers` runs it before forking): bring the storage schema up to date, create the
+	 * hosts' secrets, generate missing self-signed certificates.
+	 */
+	async prepare(): Promise<void> {
+		if (this.#state !== "created")
+			throw new Error(`cannot prepare a server that is ${this.#state}`);
+		const cfg = this.config;
+		const storage = this.#storage ?? createStorage(cfg.storage, resolveDataPath(cfg, "."));
+		this.#storage = storage;
+		try {
+			const hostNames = Object.entries(cfg.hosts)
+				.filter(([, h]) => h.enabled)
+				.map(([name]) => name);
+			for (const name of hostNames) await this.#hostSecret(name);
+			await this.#loadCertificates(hostNames);
+		} finally {
+			await storage.close();
+			this.#storage = null;
+		}
+	}
+
+	#loadCertificates(hostNames: string[]): Promise<CertificateStore> {
+		const cfg = this.config;
+		return loadCertificates({
+			hosts: hostNames,
+			perHost: Object.fromEntries(hostNames.map((h) => [h, cfg.hosts[h]?.tls])),
+			defaultFiles:
+				cfg.tls.cert && cfg.tls.key ? { cert: cfg.tls.cert, key: cfg.tls.key } : undefined,
+			selfSigned: cfg.tls.self_signed,
+			dataDir: resolveDataPath(cfg, "."),
+			log: this.log,
+		});
+	}
+
 	/** A per-host random secret, created once and kept in storage so it survives restarts. */
 	async #hostSecret(host: string): Promise<Buffer> {
 		const store = this.storage.keyval<string>(host, "server_secrets");
@@ -193,6 +228,8 @@ export class Server {
 		clearTimeout(timer);
 		await Promise.all(this.listeners.map((l) => l.close()));
 		this.listeners.length = 0;
+		await this.cluster?.stop();
+		this.cluster = null;
 		for (const host of this.hosts.values()) await host.modules?.unloadAll();
 		this.hosts.clear();
 		await this.#storage?.close();

@@ -10,7 +10,9 @@
  * `blocking/changed` ({user, blocked, unblocked, all}) after every change, for the presence
  * module (presence to and from contacts is its business).
  */
+
 import { randomUUID } from "node:crypto";
+import type { ClusterNotice } from "../cluster/link.ts";
 import { HANDLED, Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
@@ -161,6 +163,7 @@ export default defineModule({
 					await store.set(user, j.toString(), true);
 					list.add(j.toString());
 				}
+				if (fresh.length) server.cluster?.notify(host, "blocking", user);
 				return fresh;
 			});
 			origin.send(resultFor(event.stanza));
@@ -199,6 +202,7 @@ export default defineModule({
 					const was = [...list];
 					await store.deleteAll(user);
 					list.clear();
+					server.cluster?.notify(host, "blocking", user);
 					return was.map((j) => server.jids.parse(j));
 				}
 				const gone = jids.filter((j) => list.has(j.toString()));
@@ -206,6 +210,7 @@ export default defineModule({
 					await store.set(user, j.toString(), undefined);
 					list.delete(j.toString());
 				}
+				if (gone.length) server.cluster?.notify(host, "blocking", user);
 				return gone;
 			});
 			origin.send(resultFor(event.stanza));
@@ -221,6 +226,13 @@ export default defineModule({
 			});
 			return HANDLED;
 		});
+
+		// Another node of the cluster changed a user's list: the cached copy here is stale.
+		api.hook("cluster/blocking", ({ data: user }: ClusterNotice) =>
+			serial(user, async () => {
+				cache.delete(user);
+			}),
+		);
 
 		// For other hosts: did `user` of this host block `jid`?
 		api.hook("blocking/outbound", async ({ user, jid }: { user: string; jid: JID }) =>

@@ -168,6 +168,11 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown, report: Report): v
 
 	const schema = schemaAt(path);
 	const found = valueAt(raw, path);
+	// A refinement's own message says what is wrong better than the key's type would.
+	if (issue.code === "custom" && found.present !== false) {
+		report(path, `${key}: ${issue.message}, got ${describeValue(found.value)}`);
+		return;
+	}
 	const expected = schema === undefined ? undefined : describeExpected(schema);
 
 	if (found.present === false) {

@@ -156,6 +156,37 @@ export const configSchema = z
 				data_dir: z.string().default("./data"),
 				/** Written in `<stream:stream id>` logs and in disco/version answers. */
 				name: z.string().default("Parley"),
+				/**
+				 * Processes serving clients on this machine: a number, or "auto" for one per core.
+				 * More than 1 runs a local cluster (see [cluster]), which needs shared storage
+				 * (SQLite or PostgreSQL, not memory) and Redis.
+				 */
+				workers: z.union([z.literal("auto"), z.number().int().min(1).max(256)]).default(1),
+			})
+			.prefault({}),
+		cluster: z
+			.strictObject({
+				/** Join a cluster: sessions and stanzas are shared with the other nodes through Redis. */
+				enabled: z.boolean().default(false),
+				/** The Redis server the nodes share (pub/sub and the session registry). */
+				redis: z
+					.string()
+					.regex(/^rediss?:\/\//, "a redis:// or rediss:// URL")
+					.default("redis://127.0.0.1:6379"),
+				/** Namespace of the cluster's keys and channels; one per cluster sharing a Redis. */
+				prefix: z
+					.string()
+					.regex(/^[A-Za-z0-9_.:-]+$/)
+					.default("parley"),
+				/** This node's name, unique in the cluster; empty: host name, process id and a random tag. */
+				node: z
+					.string()
+					.regex(/^[A-Za-z0-9_.-]*$/)
+					.default(""),
+				/** Seconds between a node's heartbeats. */
+				heartbeat: z.number().positive().default(2),
+				/** Seconds without a heartbeat after which a node counts as dead and its sessions end. */
+				node_timeout: z.number().positive().default(6),
 			})
 			.prefault({}),
 		log: z
@@ -282,6 +313,19 @@ export const configSchema = z
 		hosts: z.record(z.string(), host).default({ localhost: host.parse({}) }),
 	})
 	.superRefine((c, ctx) => {
+		if ((c.server.workers !== 1 || c.cluster.enabled) && c.storage.backend === "memory")
+			ctx.addIssue({
+				code: "custom",
+				path: ["storage", "backend"],
+				message:
+					"a cluster (server.workers > 1 or cluster.enabled) needs shared storage: sqlite or postgres",
+			});
+		if (c.cluster.node_timeout <= c.cluster.heartbeat)
+			ctx.addIssue({
+				code: "custom",
+				path: ["cluster", "node_timeout"],
+				message: "must be longer than cluster.heartbeat",
+			});
 		for (const name of Object.keys(c.storage.hosts)) {
 			if (Object.hasOwn(c.hosts, name)) continue;
 			ctx.addIssue({

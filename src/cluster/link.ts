@@ -1,0 +1,541 @@
+/**
+ * The cluster link: how one Parley node shares its sessions with the other nodes and hands
+ * them stanzas, through Redis (DESIGN.md "Cluster": an existing engine, no home-made protocol).
+ *
+ * - Session registry. Every node keeps a full replica of the cluster's bound sessions: its own
+ *   in `host.sessions` as always, the others' as {@link RemoteSession}s in the same maps. A node
+ *   publishes each change of one of its sessions (bound, presence, priority, roster interest,
+ *   module flags, closed) on `<prefix>:registry` and keeps the same entry in the hash
+ *   `<prefix>:sessions:<node>`, from which a node that starts (or reconnects to Redis) loads
+ *   the current state. Entries carry a per-node sequence number; a replica keeps the newest.
+ * - Delivery. A stanza for a remote session is published on its node's channel
+ *   `<prefix>:node:<node>`; Redis keeps the order of one publisher's messages, so a session
+ *   still gets one sender's stanzas in order (RFC 6120 §10.1).
+ * - Liveness. A node refreshes `<prefix>:alive:<node>` (expires after `node_timeout`) every
+ *   `heartbeat` and checks the others'. A node that stopped refreshing is dead: every node drops
+ *   its sessions, and the leader (the live node with the smallest name) ends them as if their
+ *   streams had closed (unavailable presence to contacts, RFC 6121 §4.5.2; last activity) and
+ *   deletes its registry. Messages to those users then go to offline storage.
+ * - Module caches (blocking lists, avatar hashes) are told of changes made on other nodes by
+ *   `cluster/<topic>` events on the host's bus ({@link ClusterLink.notify}).
+ */
+import { hostname } from "node:os";
+import { Redis } from "ioredis";
+import type { Config } from "../core/config/schema.ts";
+import type { Host } from "../core/host.ts";
+import type { Logger } from "../core/log.ts";
+import type { Server } from "../core/server.ts";
+import type { Session } from "../core/session.ts";
+import type { Element } from "../xml/element.ts";
+import { parseDocument } from "../xml/parser.ts";
+import type { StreamErrorCondition } from "../xmpp/errors.ts";
+import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
+
+/** Separates the fields of a node-channel message; U+0000 cannot occur in XML or in a JID. */
+const SEP = "\u0000";
+/** Separates the records of one batch on a node channel; U+0001 cannot occur in XML 1.0 either. */
+const REC = "\u0001";
+
+type RegistryMessage =
+	| { op: "put"; entry: SessionEntry }
+	| { op: "del"; node: string; id: string; seq: number }
+	| { op: "notify"; node: string; host: string; topic: string; data: string };
+
+/** `cluster/<topic>` event data on a host's bus. */
+export interface ClusterNotice {
+	topic: string;
+	data: string;
+	node: string;
+}
+
+export function defaultNodeName(): string {
+	const tag = Math.random().toString(36).slice(2, 8);
+	return `${hostname().replace(/[^A-Za-z0-9_.-]/g, "-")}-${process.pid}-${tag}`;
+}
+
+export class ClusterLink implements RemoteLink {
+	readonly node: string;
+	readonly #server: Server;
+	readonly #cfg: Config["cluster"];
+	readonly #log: Logger;
+	readonly #keys: {
+		registry: string;
+		nodes: string;
+		sessions: (node: string) => string;
+		alive: (node: string) => string;
+		channel: (node: string) => string;
+	};
+	#pub: Redis | null = null;
+	#sub: Redis | null = null;
+	#seq = 0;
+	/** Local sessions whose state changed since the last publication. */
+	readonly #dirty = new Set<Session>();
+	/** Replicas of other nodes' sessions, by session id. */
+	readonly #remote = new Map<string, RemoteSession>();
+	/** Registry messages that arrive while the snapshot loads, applied after it. */
+	#buffered: RegistryMessage[] | null = null;
+	#timer: NodeJS.Timeout | null = null;
+	#leader = false;
+	#stopping = false;
+	#ticking = false;
+	#ready = false;
+
+	constructor(server: Server) {
+		this.#server = server;
+		this.#cfg = server.config.cluster;
+		this.node = this.#cfg.node || defaultNodeName();
+		this.#log = server.log.child({ node: this.node });
+		const p = this.#cfg.prefix;
+		this.#keys = {
+			registry: `${p}:registry`,
+			nodes: `${p}:nodes`,
+			sessions: (n) => `${p}:sessions:${n}`,
+			alive: (n) => `${p}:alive:${n}`,
+			channel: (n) => `${p}:node:${n}`,
+		};
+	}
+
+	/** Whether this node currently ends the sessions of dead nodes. */
+	get leader(): boolean {
+		return this.#leader;
+	}
+
+	/** Sessions of other nodes this node knows of. */
+	get remoteSessions(): number {
+		return this.#remote.size;
+	}
+
+	async start(): Promise<void> {
+		const options = {
+			lazyConnect: true,
+			connectTimeout: 5000,
+			// Commands wait for a reconnection rather than fail at once; a stanza for another node
+			// that cannot be published within this is logged and lost.
+			maxRetriesPerRequest: 3,
+			retryStrategy: (times: number) => (this.#stopping ? null : Math.min(times * 200, 2000)),
+		};
+		// Named, so that an operator sees in CLIENT LIST which node holds a connection.
+		const pub = new Redis(this.#cfg.redis, { ...options, connectionName: `${this.node}:pub` });
+		const sub = new Redis(this.#cfg.redis, { ...options, connectionName: `${this.node}:sub` });
+		this.#pub = pub;
+		this.#sub = sub;
+		for (const [name, r] of [
+			["publisher", pub],
+			["subscriber", sub],
+		] as const)
+			r.on("error", (err: Error) => {
+				if (!this.#stopping) this.#log.warn({ err: err.message }, `cluster ${name}: Redis error`);
+			});
+		try {
+			await Promise.all([pub.connect(), sub.connect()]);
+		} catch (err) {
+			this.#stopping = true;
+			pub.disconnect();
+			sub.disconnect();
+			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${String(err)}`);
+		}
+		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
+		await sub.subscribe(this.#keys.registry, this.#keys.channel(this.node));
+		await this.#join();
+		// After a lost connection ioredis resubscribes by itself; what was published meanwhile is
+		// gone, so the node republishes its sessions and reloads the others'.
+		sub.on("ready", () => {
+			if (this.#ready && !this.#stopping) void this.#resync("Redis connection restored");
+		});
+		this.#ready = true;
+		this.#timer = setInterval(() => void this.#tick(), this.#cfg.heartbeat * 1000);
+		this.#timer.unref();
+		this.#log.info({ redis: this.#cfg.redis, prefix: this.#cfg.prefix }, "joined the cluster");
+	}
+
+	/** Registers the node, then loads the registry (messages arriving meanwhile wait). */
+	async #join(): Promise<void> {
+		const pub = this.#pub as Redis;
+		this.#buffered = [];
+		await pub
+			.multi()
+			.sadd(this.#keys.nodes, this.node)
+			.set(this.#keys.alive(this.node), "1", "PX", this.#cfg.node_timeout * 1000)
+			.exec();
+		const nodes = await pub.smembers(this.#keys.nodes);
+		const seen = new Set<string>();
+		for (const n of nodes) {
+			if (n === this.node) continue;
+			const entries = await pub.hgetall(this.#keys.sessions(n));
+			for (const json of Object.values(entries)) {
+				try {
+					const entry = JSON.parse(json) as SessionEntry;
+					seen.add(entry.id);
+					this.#put(entry);
+				} catch (err) {
+					this.#log.warn({ err, node: n }, "cluster: unreadable registry entry");
+				}
+			}
+		}
+		// After a lost connection: sessions that ended meanwhile are no longer in the registry.
+		for (const r of [...this.#remote.values()]) if (!seen.has(r.id)) this.#drop(r);
+		const buffered = this.#buffered;
+		this.#buffered = null;
+		for (const m of buffered) this.#apply(m);
+		await this.#tick();
+	}
+
+	async #resync(why: string): Promise<void> {
+		this.#log.warn({ why }, "cluster: resynchronising the session registry");
+		for (const hostSessions of this.#server.hosts.values())
+			for (const resources of hostSessions.sessions.values())
+				for (const s of resources.values()) if (!(s instanceof RemoteSession)) this.#dirty.add(s);
+		this.#writeOut();
+		await this.#join().catch((err: unknown) => this.#log.error({ err }, "cluster: resync failed"));
+	}
+
+	async stop(): Promise<void> {
+		if (this.#stopping) return;
+		this.#stopping = true;
+		if (this.#timer) clearInterval(this.#timer);
+		this.#timer = null;
+		this.#writeOut();
+		const pub = this.#pub;
+		if (pub && pub.status === "ready") {
+			await pub
+				.multi()
+				.del(this.#keys.sessions(this.node), this.#keys.alive(this.node))
+				.srem(this.#keys.nodes, this.node)
+				.exec()
+				.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving failed"));
+		}
+		// Forget the replicas without ending them: their nodes still serve them.
+		for (const r of this.#remote.values()) this.#unlink(r);
+		this.#remote.clear();
+		await Promise.all([pub?.quit().catch(() => {}), this.#sub?.quit().catch(() => {})]);
+		this.#pub = null;
+		this.#sub = null;
+	}
+
+	// --- local sessions -> registry ---
+
+	/** A local session was bound or changed state; published with this tick's batch. */
+	sessionChanged(session: Session): void {
+		if (this.#stopping || !session.jid) return;
+		this.#dirty.add(session);
+		this.#queueOut();
+	}
+
+	sessionClosed(session: Session): void {
+		this.#dirty.delete(session);
+		if (!this.#pub || !session.jid) return;
+		const seq = ++this.#seq;
+		this.#outRegistry.push(JSON.stringify({ op: "del", node: this.node, id: session.id, seq }));
+		this.#outHdel.push(session.id);
+		this.#queueOut();
+	}
+
+	/** Tell the other nodes that something a module keeps in memory changed (`cluster/<topic>`). */
+	notify(host: Host, topic: string, data: string): void {
+		const m: RegistryMessage = { op: "notify", node: this.node, host: host.name, topic, data };
+		this.#outRegistry.push(JSON.stringify(m));
+		this.#queueOut();
+	}
+
+	#entryOf(s: Session): SessionEntry | null {
+		const jid = s.jid;
+		if (!jid) return null;
+		const data: Record<string, string | number | boolean> = {};
+		for (const [k, v] of s.data)
+			if (typeof v === "string" || typeof v === "number" || typeof v === "boolean") data[k] = v;
+		return {
+			node: this.node,
+			seq: ++this.#seq,
+			id: s.id,
+			host: s.host.name,
+			jid: jid.toString(),
+			addr: s.remoteAddress,
+			secure: s.secure,
+			available: s.available,
+			priority: s.priority,
+			presence: s.presence ? s.presence.toString("jabber:client") : "",
+			interested: s.interested,
+			data,
+		};
+	}
+
+	// --- stanzas to remote sessions (RemoteLink) ---
+
+	forward(session: RemoteSession, stanza: Element): void {
+		this.#toNode(
+			session.node,
+			`s${SEP}${session.host.name}${SEP}${session.jid.toString()}${SEP}${stanza.toString("jabber:client")}`,
+		);
+	}
+
+	closeRemote(session: RemoteSession, condition?: StreamErrorCondition, text?: string): void {
+		this.#toNode(
+			session.node,
+			`c${SEP}${session.host.name}${SEP}${session.jid.toString()}${SEP}${condition ?? ""}${SEP}${text ?? ""}`,
+		);
+	}
+
+	/** Have another node route a stanza (e.g. to a component it owns). */
+	routeOn(node: string, stanza: Element): void {
+		this.#toNode(node, `r${SEP}${stanza.toString("jabber:client")}`);
+	}
+
+	#toNode(node: string, message: string): void {
+		if (!this.#pub) return;
+		let out = this.#outNodes.get(node);
+		if (!out) {
+			out = [];
+			this.#outNodes.set(node, out);
+		}
+		out.push(message);
+		this.#queueOut();
+	}
+
+	// --- one batch per tick ---
+	//
+	// Everything a tick produces goes out together when the tick's I/O is done: one PUBLISH of
+	// the registry changes, one HSET and one HDEL of this node's registry hash, one PUBLISH per
+	// node with stanzas for it. Under load that is a few Redis commands for many sessions and
+	// stanzas instead of one each (the client library's cost per command dominated the login
+	// profile of a two-worker cluster). Registry changes go before the stanzas of the same
+	// tick, on the same connection, so a node learns of a session before it gets stanzas from
+	// it. A batch is a JSON array (registry) or records separated by U+0001 (node channels),
+	// which XML 1.0 does not allow in a stanza.
+
+	#outRegistry: string[] = [];
+	#outHdel: string[] = [];
+	readonly #outNodes = new Map<string, string[]>();
+	#outQueued = false;
+
+	#queueOut(): void {
+		if (this.#outQueued) return;
+		this.#outQueued = true;
+		setImmediate(() => this.#writeOut());
+	}
+
+	#writeOut(): void {
+		this.#outQueued = false;
+		const pub = this.#pub;
+		const hset: string[] = [];
+		for (const s of this.#dirty) {
+			const entry = this.#entryOf(s);
+			if (!entry) continue;
+			const json = JSON.stringify(entry);
+			hset.push(s.id, json);
+			this.#outRegistry.push(`{"op":"put","entry":${json}}`);
+		}
+		this.#dirty.clear();
+		const registry = this.#outRegistry;
+		const hdel = this.#outHdel;
+		this.#outRegistry = [];
+		this.#outHdel = [];
+		if (!pub) {
+			this.#outNodes.clear();
+			return;
+		}
+		const commands: [string, ...string[]][] = [];
+		if (registry.length) commands.push(["publish", this.#keys.registry, `[${registry.join(",")}]`]);
+		const hash = this.#keys.sessions(this.node);
+		if (hset.length) commands.push(["hset", hash, ...hset]);
+		if (hdel.length) commands.push(["hdel", hash, ...hdel]);
+		for (const [node, messages] of this.#outNodes)
+			commands.push(["publish", this.#keys.channel(node), messages.join(REC)]);
+		const lost = (err: unknown) =>
+			this.#log.warn({ err }, "cluster: a batch for the other nodes was lost");
+		// One command goes as it is; several in one pipeline (one socket write).
+		if (commands.length === 1) {
+			const [name, ...args] = commands[0] as [string, ...string[]];
+			pub.call(name, ...args).catch(lost);
+		} else
+			pub
+				.pipeline(commands)
+				.exec()
+				.then((results) => {
+					const err = results?.find(([e]) => e)?.[0];
+					if (err) lost(err);
+				}, lost);
+		this.#outNodes.clear();
+	}
+
+	// --- incoming ---
+
+	#onMessage(channel: string, message: string): void {
+		try {
+			if (channel === this.#keys.registry) {
+				const batch = JSON.parse(message) as RegistryMessage[];
+				if (this.#buffered) this.#buffered.push(...batch);
+				else for (const m of batch) this.#apply(m);
+			} else for (const record of message.split(REC)) this.#fromNode(record);
+		} catch (err) {
+			this.#log.error({ err, channel }, "cluster: a message from another node failed");
+		}
+	}
+
+	#apply(m: RegistryMessage): void {
+		if (m.op === "put") {
+			this.#put(m.entry);
+			return;
+		}
+		if (m.node === this.node) return;
+		if (m.op === "del") {
+			const r = this.#remote.get(m.id);
+			if (r && r.seq < m.seq) this.#drop(r);
+			return;
+		}
+		const host = this.#server.hosts.get(m.host);
+		if (!host) return;
+		const notice: ClusterNotice = { topic: m.topic, data: m.data, node: m.node };
+		host.events.fire(`cluster/${m.topic}`, notice).catch((err: unknown) => {
+			this.#log.error({ err, topic: m.topic }, "cluster: notice handler failed");
+		});
+	}
+
+	#put(e: SessionEntry): void {
+		if (e.node === this.node) return;
+		const host = this.#server.hosts.get(e.host);
+		if (!host) return;
+		let r = this.#remote.get(e.id);
+		if (r && r.seq >= e.seq) return;
+		if (!r) {
+			const jid = this.#server.jids.parse(e.jid);
+			r = new RemoteSession(e, host, jid, this);
+			this.#remote.set(e.id, r);
+			let resources = host.sessions.get(jid.local);
+			if (!resources) {
+				resources = new Map();
+				host.sessions.set(jid.local, resources);
+			}
+			const there = resources.get(jid.resource);
+			// A local session keeps its place (this node decides for its own streams); a replica
+			// of a replaced remote session gives way to the newer one.
+			if (!there || there instanceof RemoteSession) resources.set(jid.resource, r);
+		}
+		r.seq = e.seq;
+		r.remoteAddress = e.addr;
+		r.secure = e.secure;
+		r.available = e.available;
+		r.priority = e.priority;
+		r.interested = e.interested;
+		r.presence = e.presence ? this.#parse(e.presence) : null;
+		r.data.clear();
+		for (const [k, v] of Object.entries(e.data)) r.data.set(k, v);
+	}
+
+	#drop(r: RemoteSession): void {
+		this.#remote.delete(r.id);
+		this.#unlink(r);
+	}
+
+	#unlink(r: RemoteSession): void {
+		const resources = r.host.sessions.get(r.jid.local);
+		if (resources?.get(r.jid.resource) === r) {
+			resources.delete(r.jid.resource);
+			if (resources.size === 0) r.host.sessions.delete(r.jid.local);
+		}
+	}
+
+	#fromNode(message: string): void {
+		const kind = message[0];
+		if (kind === "r") {
+			this.#server.router.route(this.#parse(message.slice(2))).catch((err: unknown) => {
+				this.#log.warn({ err }, "cluster: a stanza from another node could not be routed");
+			});
+			return;
+		}
+		const a = message.indexOf(SEP, 2);
+		const b = message.indexOf(SEP, a + 1);
+		const host = this.#server.hosts.get(message.slice(2, a));
+		if (!host || a < 0 || b < 0) return;
+		const jid = this.#server.jids.parse(message.slice(a + 1, b));
+		const target = host.sessions.get(jid.local)?.get(jid.resource);
+		const local = target && !(target instanceof RemoteSession) ? target : null;
+		if (kind === "c") {
+			const c = message.indexOf(SEP, b + 1);
+			const condition = message.slice(b + 1, c) as StreamErrorCondition | "";
+			local?.close(condition || undefined, message.slice(c + 1) || undefined);
+			return;
+		}
+		const stanza = this.#parse(message.slice(b + 1));
+		if (local) {
+			local.send(stanza);
+			return;
+		}
+		// The session ended before the stanza arrived: route it again as this node sees the
+		// account now (a chat message falls back to another resource or offline storage, RFC 6121
+		// §8.5.3.2.1). Not when another node claims that resource: no ping-pong between replicas.
+		if (!target && stanza.name === "message" && stanza.attrs.from && stanza.attrs.to)
+			this.#server.router.route(stanza).catch((err: unknown) => {
+				this.#log.debug({ err }, "cluster: a stanza for an ended session could not be routed");
+			});
+	}
+
+	#parse(xml: string): Element {
+		const limits = this.#server.config.limits;
+		const root = parseDocument(`<w xmlns="jabber:client">${xml}</w>`, {
+			maxStanzaBytes: limits.stanza_size * 2 + 4096,
+			maxDepth: limits.max_depth + 1,
+		});
+		return root.elements()[0] as Element;
+	}
+
+	// --- liveness ---
+
+	async #tick(): Promise<void> {
+		const pub = this.#pub;
+		if (!pub || this.#stopping || this.#ticking || pub.status !== "ready") return;
+		this.#ticking = true;
+		try {
+			const ttl = this.#cfg.node_timeout * 1000;
+			const [[, added], , [, nodes]] = (await pub
+				.multi()
+				.sadd(this.#keys.nodes, this.node)
+				.set(this.#keys.alive(this.node), "1", "PX", ttl)
+				.smembers(this.#keys.nodes)
+				.exec()) as [[null, number], [null, string], [null, string[]]];
+			if (added === 1 && this.#ready) {
+				// Another node declared this one dead (a pause longer than node_timeout) and removed
+				// its registry: publish every local session again.
+				void this.#resync("this node had been declared dead");
+				return;
+			}
+			// Nodes this one still holds replicas of count too: the leader may already have removed
+			// a dead node from the set before this node noticed.
+			const others = [
+				...new Set([...nodes, ...[...this.#remote.values()].map((r) => r.node)]),
+			].filter((n) => n !== this.node);
+			const alive = others.length ? await pub.mget(others.map((n) => this.#keys.alive(n))) : [];
+			const live = [this.node];
+			const dead: string[] = [];
+			others.forEach((n, i) => {
+				if (alive[i] === null) dead.push(n);
+				else live.push(n);
+			});
+			live.sort();
+			this.#leader = live[0] === this.node;
+			for (const n of dead) await this.#nodeDied(n);
+		} catch (err) {
+			this.#log.warn({ err }, "cluster: heartbeat failed");
+		} finally {
+			this.#ticking = false;
+		}
+	}
+
+	async #nodeDied(node: string): Promise<void> {
+		const gone = [...this.#remote.values()].filter((r) => r.node === node);
+		for (const r of gone) this.#drop(r);
+		if (!this.#leader) return;
+		this.#log.warn(
+			{ dead: node, sessions: gone.length },
+			"cluster: a node stopped; ending its sessions",
+		);
+		await (this.#pub as Redis)
+			.multi()
+			.del(this.#keys.sessions(node))
+			.srem(this.#keys.nodes, node)
+			.exec();
+		for (const r of gone)
+			await r.host.events.fire("session/closed", { session: r }).catch((err: unknown) => {
+				this.#log.error({ err }, "session/closed handler failed");
+			});
+	}
+}

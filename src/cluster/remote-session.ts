@@ -1,0 +1,73 @@
+/**
+ * A session bound on another node of the cluster, as this node sees it: a replica of what the
+ * owning node published (presence, priority, roster interest, module flags). It sits in
+ * `host.sessions` beside the local sessions, so the router and the modules address it like any
+ * other session; sending to it or closing it goes to its node through the cluster link.
+ */
+import type { Host } from "../core/host.ts";
+import type { Session } from "../core/session.ts";
+import type { Element } from "../xml/element.ts";
+import type { StreamErrorCondition } from "../xmpp/errors.ts";
+import type { JID } from "../xmpp/jid.ts";
+
+/** What a node publishes about one of its sessions (the registry entry, JSON). */
+export interface SessionEntry {
+	/** Owning node. */
+	node: string;
+	/** Per node, increasing: a replica keeps the newest state it saw. */
+	seq: number;
+	/** Session id (unique in the cluster: a random UUID). */
+	id: string;
+	host: string;
+	/** Full JID. */
+	jid: string;
+	addr: string;
+	secure: boolean;
+	available: boolean;
+	priority: number;
+	/** The last broadcast available presence, serialized; "" when none. */
+	presence: string;
+	interested: boolean;
+	/** Module flags that other nodes read (carbons enabled, roster versioning, ...). */
+	data: Record<string, string | number | boolean>;
+}
+
+export interface RemoteLink {
+	forward(session: RemoteSession, stanza: Element): void;
+	closeRemote(session: RemoteSession, condition?: StreamErrorCondition, text?: string): void;
+}
+
+export class RemoteSession implements Session {
+	readonly id: string;
+	readonly host: Host;
+	readonly jid: JID;
+	readonly node: string;
+	remoteAddress: string;
+	secure: boolean;
+	available = false;
+	priority = 0;
+	presence: Element | null = null;
+	interested = false;
+	readonly data = new Map<string, unknown>();
+	/** Sequence number of the entry this replica reflects. */
+	seq = 0;
+	readonly #link: RemoteLink;
+
+	constructor(entry: SessionEntry, host: Host, jid: JID, link: RemoteLink) {
+		this.id = entry.id;
+		this.node = entry.node;
+		this.host = host;
+		this.jid = jid;
+		this.remoteAddress = entry.addr;
+		this.secure = entry.secure;
+		this.#link = link;
+	}
+
+	send(stanza: Element): void {
+		this.#link.forward(this, stanza);
+	}
+
+	close(condition?: StreamErrorCondition, text?: string): void {
+		this.#link.closeRemote(this, condition, text);
+	}
+}
