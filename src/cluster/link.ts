@@ -13,7 +13,7 @@
  *   still gets one sender's stanzas in order (RFC 6120 §10.1).
  * - Liveness. A node refreshes `<prefix>:alive:<node>` (expires after `node_timeout`) every
  *   `heartbeat` and checks the others'. A node that stopped refreshing is dead: every node drops
- *   its sessions, and the leader (the live node with the smallest name) ends them as if their
+ *   its sessions, and the leader (the live node that joined first) ends them as if their
  *   streams had closed (unavailable presence to contacts, RFC 6121 §4.5.2; last activity) and
  *   deletes its registry. Messages to those users then go to offline storage.
  * - Module caches (blocking lists, avatar hashes) are told of changes made on other nodes by
@@ -76,6 +76,7 @@ export class ClusterLink implements RemoteLink {
 	#buffered: RegistryMessage[] | null = null;
 	#timer: NodeJS.Timeout | null = null;
 	#leader = false;
+	#leaderNode = "";
 	#stopping = false;
 	#ticking = false;
 	#ready = false;
@@ -98,6 +99,11 @@ export class ClusterLink implements RemoteLink {
 	/** Whether this node currently ends the sessions of dead nodes. */
 	get leader(): boolean {
 		return this.#leader;
+	}
+
+	/** The live node that joined first: it ends dead nodes' sessions and runs components. */
+	get leaderNode(): string {
+		return this.#leaderNode || this.node;
 	}
 
 	/** Sessions of other nodes this node knows of. */
@@ -154,10 +160,10 @@ export class ClusterLink implements RemoteLink {
 		this.#buffered = [];
 		await pub
 			.multi()
-			.sadd(this.#keys.nodes, this.node)
+			.zadd(this.#keys.nodes, "NX", String(Date.now()), this.node)
 			.set(this.#keys.alive(this.node), "1", "PX", this.#cfg.node_timeout * 1000)
 			.exec();
-		const nodes = await pub.smembers(this.#keys.nodes);
+		const nodes = await pub.zrange(this.#keys.nodes, "0", "-1");
 		const seen = new Set<string>();
 		for (const n of nodes) {
 			if (n === this.node) continue;
@@ -200,7 +206,7 @@ export class ClusterLink implements RemoteLink {
 			await pub
 				.multi()
 				.del(this.#keys.sessions(this.node), this.#keys.alive(this.node))
-				.srem(this.#keys.nodes, this.node)
+				.zrem(this.#keys.nodes, this.node)
 				.exec()
 				.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving failed"));
 		}
@@ -488,9 +494,9 @@ export class ClusterLink implements RemoteLink {
 			const ttl = this.#cfg.node_timeout * 1000;
 			const [[, added], , [, nodes]] = (await pub
 				.multi()
-				.sadd(this.#keys.nodes, this.node)
+				.zadd(this.#keys.nodes, "NX", String(Date.now()), this.node)
 				.set(this.#keys.alive(this.node), "1", "PX", ttl)
-				.smembers(this.#keys.nodes)
+				.zrange(this.#keys.nodes, "0", "-1")
 				.exec()) as [[null, number], [null, string], [null, string[]]];
 			if (added === 1 && this.#ready) {
 				// Another node declared this one dead (a pause longer than node_timeout) and removed
@@ -504,14 +510,16 @@ export class ClusterLink implements RemoteLink {
 				...new Set([...nodes, ...[...this.#remote.values()].map((r) => r.node)]),
 			].filter((n) => n !== this.node);
 			const alive = others.length ? await pub.mget(others.map((n) => this.#keys.alive(n))) : [];
-			const live = [this.node];
-			const dead: string[] = [];
-			others.forEach((n, i) => {
-				if (alive[i] === null) dead.push(n);
-				else live.push(n);
-			});
-			live.sort();
-			this.#leader = live[0] === this.node;
+			const dead = new Set(others.filter((_, i) => alive[i] === null));
+			// The leader is the live node that joined first (`nodes` is ordered by joining time):
+			// a node joining does not take the components over from a running one.
+			const leader = nodes.find((n) => !dead.has(n)) ?? this.node;
+			const wasLeader = this.#leader;
+			this.#leaderNode = leader;
+			this.#leader = leader === this.node;
+			// Components (MUC rooms) run on the leader; a node that takes over loads their state
+			// from storage afresh (persistent rooms; temporary ones ended with the old leader).
+			if (this.#leader && !wasLeader && this.#ready) await this.#server.restartComponents();
 			for (const n of dead) await this.#nodeDied(n);
 		} catch (err) {
 			this.#log.warn({ err }, "cluster: heartbeat failed");
@@ -531,7 +539,7 @@ export class ClusterLink implements RemoteLink {
 		await (this.#pub as Redis)
 			.multi()
 			.del(this.#keys.sessions(node))
-			.srem(this.#keys.nodes, node)
+			.zrem(this.#keys.nodes, node)
 			.exec();
 		for (const r of gone)
 			await r.host.events.fire("session/closed", { session: r }).catch((err: unknown) => {

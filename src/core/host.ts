@@ -5,7 +5,7 @@
 import type { AccountManager } from "../auth/accounts.ts";
 import type { ArchiveStore, Json, KeyValStore, MapStore } from "../storage/types.ts";
 import type { Element } from "../xml/element.ts";
-import type { HostConfig } from "./config/schema.ts";
+import type { ComponentConfig, HostConfig } from "./config/schema.ts";
 import { EventBus } from "./events.ts";
 import type { Logger } from "./log.ts";
 import type { ModuleManager } from "./modules/manager.ts";
@@ -18,8 +18,21 @@ export interface DiscoIdentity {
 	name?: string;
 }
 
+/** A XEP-0030 item another entity's disco#items lists (a component under its parent host). */
+export interface DiscoItem {
+	jid: string;
+	name?: string;
+}
+
 export class Host {
 	readonly name: string;
+	/**
+	 * "host": a virtual host clients log in to. "component": a service domain
+	 * (`[components."x"]`) the router reaches like a host, without accounts or sessions.
+	 */
+	readonly kind: "host" | "component";
+	/** The `[components."x"]` table of a component. */
+	readonly component: ComponentConfig | undefined;
 	readonly config: HostConfig;
 	readonly server: Server;
 	readonly events = new EventBus();
@@ -33,17 +46,23 @@ export class Host {
 	readonly identities: DiscoIdentity[] = [{ category: "server", type: "im", name: "Parley" }];
 	/** XEP-0128 extended disco info forms on the host (e.g. XEP-0157 contact addresses). */
 	readonly extensions: Element[] = [];
+	/** XEP-0030 items of the host's disco#items (the components under it), by JID. */
+	readonly discoItems = new Map<string, DiscoItem>();
 	accounts!: AccountManager;
 	/** A random secret kept in the host's storage (see Server.addHost). */
 	secret: Buffer = Buffer.alloc(0);
 	modules!: ModuleManager;
 
-	constructor(name: string, config: HostConfig, server: Server) {
+	constructor(name: string, config: HostConfig, server: Server, component?: ComponentConfig) {
 		this.name = name;
+		this.kind = component ? "component" : "host";
+		this.component = component;
 		this.config = config;
 		this.server = server;
 		this.log = server.log.child({ host: name });
-		this.identities[0] = { category: "server", type: "im", name: server.config.server.name };
+		// A component is no IM server: its modules add their own identity (conference/text).
+		if (component) this.identities.length = 0;
+		else this.identities[0] = { category: "server", type: "im", name: server.config.server.name };
 	}
 
 	keyval<T extends Json = Json>(store: string): KeyValStore<T> {

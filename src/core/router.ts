@@ -94,7 +94,7 @@ export class Router {
 	async route(stanza: Element, origin: Session | null = null): Promise<void> {
 		const from = this.#server.jids.parse(stanza.attrs.from ?? "");
 		const to = this.#server.jids.parse(stanza.attrs.to ?? "");
-		const host = this.#server.hosts.get(from.domain) ?? this.#server.hosts.get(to.domain);
+		const host = this.#server.local(from.domain) ?? this.#server.local(to.domain);
 		if (!host) return;
 		const event: StanzaEvent = { stanza, origin, host, from, to };
 		try {
@@ -106,11 +106,19 @@ export class Router {
 
 	async #deliver(event: StanzaEvent): Promise<void> {
 		const { stanza, to } = event;
-		const host = this.#server.hosts.get(to.domain);
+		// Hosts and components (XEP-0045 MUC, ...) alike: a component has its own bus.
+		const host = this.#server.local(to.domain);
 		if (!host) {
 			// Not a local domain. Federation (RFC 6120 §10.4) is not there yet, so every remote
 			// domain is unreachable: RFC 6120 §8.3.3.16 remote-server-not-found.
 			this.#error(event, new StanzaError("remote-server-not-found"));
+			return;
+		}
+		// In a cluster a component (MUC) runs on one node, the leader, which holds its state:
+		// the others pass its stanzas on.
+		const cluster = this.#server.cluster;
+		if (host.kind === "component" && cluster && !cluster.leader) {
+			cluster.routeOn(cluster.leaderNode, stanza);
 			return;
 		}
 		event.host = host;

@@ -40,6 +40,8 @@ export class Server {
 	readonly config: Config;
 	readonly log: Logger;
 	readonly hosts = new Map<string, Host>();
+	/** Component domains (`[components."x"]`): reached by the router, no client logs in. */
+	readonly components = new Map<string, Host>();
 	readonly router: Router;
 	readonly jids = new JIDCache(10_000);
 	readonly streams = new Set<C2SStream>();
@@ -103,6 +105,8 @@ export class Server {
 				.map(([name]) => name);
 			this.#certificates = await this.#loadCertificates(hostNames);
 			for (const name of hostNames) await this.addHost(name);
+			for (const [name, c] of Object.entries(cfg.components))
+				if (c.enabled) await this.addComponent(name);
 			if (cfg.cluster.enabled) {
 				this.cluster = new ClusterLink(this);
 				await this.cluster.start();
@@ -152,6 +156,40 @@ export class Server {
 		this.hosts.set(name, host);
 		for (const m of cfg.modules) await host.modules.load(m);
 		return host;
+	}
+
+	/**
+	 * Activates a component: a Host of kind "component" with its own bus, stores and modules
+	 * (the module named by its type), listed in its parent host's disco#items (XEP-0030, as
+	 * Prosody does for subdomains).
+	 */
+	async addComponent(name: string): Promise<Host> {
+		const cfg = this.config.components[name];
+		if (!cfg) throw new Error(`component ${name} is not configured`);
+		const hostConfig = { enabled: true, modules: [cfg.type], module_options: {} };
+		const host = new Host(name, hostConfig, this, cfg);
+		host.modules = new ModuleManager(host, this.#registry);
+		this.components.set(name, host);
+		const parent = this.hosts.get(cfg.parent_host ?? name.slice(name.indexOf(".") + 1));
+		parent?.discoItems.set(name, { jid: name, name: cfg.name });
+		for (const m of hostConfig.modules) await host.modules.load(m);
+		return host;
+	}
+
+	/**
+	 * Unloads and loads again every component's modules, so that they start from what storage
+	 * holds: a cluster node that becomes the leader takes the components over this way.
+	 */
+	async restartComponents(): Promise<void> {
+		for (const c of this.components.values()) {
+			await c.modules.unloadAll();
+			for (const m of c.config.modules) await c.modules.load(m);
+		}
+	}
+
+	/** The host or component serving `domain`, if it is one of ours. */
+	local(domain: string): Host | undefined {
+		return this.hosts.get(domain) ?? this.components.get(domain);
 	}
 
 	/**
@@ -230,6 +268,8 @@ export class Server {
 		this.listeners.length = 0;
 		await this.cluster?.stop();
 		this.cluster = null;
+		for (const c of this.components.values()) await c.modules?.unloadAll();
+		this.components.clear();
 		for (const host of this.hosts.values()) await host.modules?.unloadAll();
 		this.hosts.clear();
 		await this.#storage?.close();

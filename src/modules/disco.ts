@@ -43,7 +43,12 @@ export default defineModule({
 			({ stanza, origin }: StanzaEvent) => {
 				const node = (stanza.elements()[0] as Element).attrs.node;
 				if (node !== undefined) throw new StanzaError("item-not-found");
-				origin?.send(resultFor(stanza, x("query", { xmlns: NS_DISCO_ITEMS })));
+				// XEP-0030 §4.1: the services under this host (components such as a XEP-0045 MUC
+				// service), as Prosody lists its subdomain components.
+				const items = [...host.discoItems.values()].map((i) =>
+					x("item", { jid: i.jid, name: i.name }),
+				);
+				origin?.send(resultFor(stanza, x("query", { xmlns: NS_DISCO_ITEMS }, items)));
 				return HANDLED;
 			},
 		);

@@ -7,6 +7,7 @@ import contactInfo from "./contact-info.ts";
 import disco from "./disco.ts";
 import last from "./last.ts";
 import motd from "./motd.ts";
+import muc from "./muc/index.ts";
 import offline from "./offline.ts";
 import ping from "./ping.ts";
 import presence from "./presence.ts";
@@ -37,5 +38,6 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		offline,
 		carbons,
 		blocking,
+		muc,
 	] as ModuleDefinition<never>[];
 }

@@ -26,6 +26,7 @@ const USERS = ["alice", "bob", "carol", "dave", "erin", "mallory"];
 const clusterConfig = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
 	cluster: { enabled: true, prefix: PREFIX, node, heartbeat: 0.5, node_timeout: 3 },
+	components: { "conference.localhost": { type: "muc" as const } },
 });
 
 /** Runs the CLI without blocking this process (a test server may be running in it). */
@@ -218,6 +219,52 @@ test("XEP-0191 §3.3: a block made on one node holds on the other", async () => 
 	const err = await mallory.waitFor(/<message[^>]*id="post"[^>]*type="error"/, mark);
 	assert.match(err, /service-unavailable/);
 	for (const c of [aliceB, mallory, aliceA]) c.end();
+	await replicas(a, 0);
+	await replicas(b, 0);
+});
+
+test("XEP-0045 in a cluster: the room lives on the leader; occupants on any node talk", async () => {
+	assert.equal(a.server.cluster?.leader, true, "node A joined first");
+	const alice = await on(b.port, "alice", "muc");
+	const bob = await on(a.port, "bob", "muc");
+	const room = "talk@conference.localhost";
+	const join = async (c: RawClient, nick: string) => {
+		const mark = c.received.length;
+		c.send(`<presence to='${room}/${nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
+		// §7.2.2: the self-presence carries status 110.
+		return c.waitFor(new RegExp(`from="${room}/${nick}"[\\s\\S]*?<status code="110"`), mark);
+	};
+	const created = await join(alice, "Alice");
+	assert.match(created, /<status code="201"/); // §10.1.1: a new room
+	// §10.1.2: an instant room, accepted with an empty form.
+	assert.match(
+		await iq(
+			alice,
+			"inst",
+			`<iq type='set' id='inst' to='${room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`,
+		),
+		/type="result"/,
+	);
+	await join(bob, "Bob");
+	const markA = alice.received.length;
+	const markB = bob.received.length;
+	bob.send(`<message to='${room}' type='groupchat' id='g1'><body>hello room</body></message>`);
+	// §7.4: to every occupant, the sender's reflection included.
+	for (const [c, mark] of [
+		[alice, markA],
+		[bob, markB],
+	] as const)
+		assert.match(
+			await c.waitFor(/<message[^>]*from="talk@conference.localhost\/Bob"[\s\S]*?hello room/, mark),
+			/type="groupchat"/,
+		);
+	const markLeave = bob.received.length;
+	alice.end(); // §7.14: the stream's end is an exit, across nodes too
+	await bob.waitFor(
+		/from="talk@conference.localhost\/Alice"[^>]*type="unavailable"|type="unavailable"[^>]*from="talk@conference.localhost\/Alice"/,
+		markLeave,
+	);
+	bob.end();
 	await replicas(a, 0);
 	await replicas(b, 0);
 });

@@ -58,6 +58,50 @@ describe("slixmpp", { skip }, () => {
 		);
 	});
 
+	test("XEP-0045 with slixmpp's xep_0045 plugin: create a room, enter, talk, set the subject", async () => {
+		const muc = await startTestServer({
+			config: { components: { "conference.localhost": { type: "muc" } } },
+			users: [
+				["alice@localhost", "alice-pw"],
+				["bob@localhost", "bob-pw"],
+			],
+		});
+		try {
+			const r = await run(
+				PYTHON,
+				["test/clients/slixmpp_muc.py", "localhost", String(muc.port), "conference.localhost"],
+				{ encoding: "utf8", timeout: 60_000 },
+			).catch((e: { stdout?: string; stderr?: string }) => e);
+			const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+			const result = JSON.parse(line || "{}") as Record<string, unknown>;
+			assert.deepEqual(
+				result,
+				{
+					// §10.1.1: 201 room created, 110 self-presence.
+					created_codes: [110, 201],
+					bob_affiliation: "none",
+					// §7.2.3: bob learns about alice and himself.
+					bob_saw: ["alice", "bob"],
+					// §7.4: both messages reach both occupants, the sender's own included.
+					alice_got: [
+						["alice", "hello from alice"],
+						["bob", "hello from bob"],
+					],
+					bob_got: [
+						["alice", "hello from alice"],
+						["bob", "hello from bob"],
+					],
+					// §8.1: the subject the owner set.
+					bob_subject: "slixmpp subject",
+					roster: ["alice", "bob"],
+				},
+				`${line}\n${r.stderr ?? ""}`,
+			);
+		} finally {
+			await muc.stop();
+		}
+	});
+
 	const cases: [mode: "starttls" | "directtls", mech: string][] = [
 		["starttls", "auto"],
 		["directtls", "auto"],

@@ -327,12 +327,15 @@ export function hostNameProblem(name: string): string | undefined {
 }
 
 function checkHostNames(raw: Record<string, unknown>, report: Report): void {
-	const hosts = raw.hosts;
-	if (!isTable(hosts)) return;
-	for (const name of Object.keys(hosts)) {
-		const problem = hostNameProblem(name);
-		if (problem !== undefined) {
-			report(["hosts", name], `${formatKeyPath(["hosts", name])}: invalid host name: ${problem}`);
+	// Component domains ([components."x"]) are domains like hosts, with the same rules.
+	for (const table of ["hosts", "components"]) {
+		const hosts = raw[table];
+		if (!isTable(hosts)) continue;
+		for (const name of Object.keys(hosts)) {
+			const problem = hostNameProblem(name);
+			if (problem !== undefined) {
+				report([table, name], `${formatKeyPath([table, name])}: invalid host name: ${problem}`);
+			}
 		}
 	}
 }

@@ -53,6 +53,70 @@ const host = z.strictObject({
 
 export type HostConfig = z.infer<typeof host>;
 
+/**
+ * XEP-0045 room settings a new room starts with (the owner may change them with the
+ * muc#owner form, XEP-0045 §10.2). Persistent rooms keep what the owner chose.
+ */
+const roomDefaults = z
+	.strictObject({
+		/** XEP-0045 §4.2 persistent vs temporary (destroyed when the last occupant leaves). */
+		persistent: z.boolean().default(false),
+		/** Listed in the service's disco#items (§4.2 public vs hidden). */
+		public: z.boolean().default(true),
+		members_only: z.boolean().default(false),
+		moderated: z.boolean().default(false),
+		/** Who may see occupants' real JIDs (§4.2 non-anonymous / semi-anonymous). */
+		whois: z.enum(["anyone", "moderators"]).default("moderators"),
+		/** Participants (not only moderators) may change the subject (§8.1). */
+		change_subject: z.boolean().default(false),
+		/** Occupants (not only moderators) may send mediated invitations (§7.8.2). */
+		allow_invites: z.boolean().default(false),
+		/** Who may send private messages (§7.5). */
+		allow_pm: z.enum(["anyone", "participants", "moderators", "none"]).default("anyone"),
+		/** Messages kept for the history sent on entering (§7.2.14); at most `max_history`. */
+		history_length: z.number().int().min(0).default(20),
+		/** Occupants; at most the service's `max_occupants`. */
+		max_occupants: z.number().int().min(1).default(200),
+	})
+	.prefault({});
+
+/**
+ * `[components."conference.example.org"]`: a service on its own domain, reached through the
+ * router like a host but without accounts. `type = "muc"` is XEP-0045 Multi-User Chat.
+ */
+const mucComponent = z.strictObject({
+	type: z.literal("muc"),
+	enabled: z.boolean().default(true),
+	/** The name of the conference/text identity in disco#info (XEP-0030). */
+	name: z.string().default("Chatrooms"),
+	/**
+	 * The host whose disco#items lists this service and whose users count as "local"; by default
+	 * the domain without its first label, when that is a host of this server.
+	 */
+	parent_host: z.string().optional(),
+	/** Who may create rooms: anyone, users of the parent host, or the `admins` only. */
+	room_creation: z.enum(["anyone", "local", "admins"]).default("anyone"),
+	/** Bare JIDs that are owners of every room (and may always create rooms). */
+	admins: z.array(z.string()).default([]),
+	/** Rooms one bare JID may have created and that still exist; 0 = unlimited. */
+	max_rooms_per_user: z.number().int().min(0).default(100),
+	/** Rooms on the service; 0 = unlimited. */
+	max_rooms: z.number().int().min(0).default(0),
+	/** Highest `maxusers` an owner may set. */
+	max_occupants: z.number().int().min(1).default(1000),
+	/** Highest `historylength` an owner may set. */
+	max_history: z.number().int().min(0).default(100),
+	/** Characters in a room nickname. */
+	max_nick_length: z.number().int().min(1).max(1023).default(64),
+	/** Characters in a subject, a room name or a room description. */
+	max_subject_length: z.number().int().min(1).default(1024),
+	/** Seconds a newly created reserved room stays locked before it is destroyed (§10.1.3). */
+	room_lock_timeout: z.number().positive().default(300),
+	room_defaults: roomDefaults,
+});
+
+export type ComponentConfig = z.infer<typeof mucComponent>;
+
 /** The keys that choose and set up one storage backend (the [storage] table itself, and each
  * [storage.backends.<name>]). */
 const backendFields = {
@@ -311,8 +375,24 @@ export const configSchema = z
 			})
 			.prefault({}),
 		hosts: z.record(z.string(), host).default({ localhost: host.parse({}) }),
+		/** Services on their own domains: `[components."conference.example.org"] type = "muc"`. */
+		components: z.record(z.string(), mucComponent).default({}),
 	})
 	.superRefine((c, ctx) => {
+		for (const [name, comp] of Object.entries(c.components)) {
+			if (Object.hasOwn(c.hosts, name))
+				ctx.addIssue({
+					code: "custom",
+					path: ["components", name],
+					message: `${JSON.stringify(name)} is also a host ([hosts]); a domain is one or the other`,
+				});
+			if (comp.parent_host !== undefined && !Object.hasOwn(c.hosts, comp.parent_host))
+				ctx.addIssue({
+					code: "custom",
+					path: ["components", name, "parent_host"],
+					message: `${JSON.stringify(comp.parent_host)} is not a host of this configuration ([hosts])`,
+				});
+		}
 		if ((c.server.workers !== 1 || c.cluster.enabled) && c.storage.backend === "memory")
 			ctx.addIssue({
 				code: "custom",
@@ -327,7 +407,7 @@ export const configSchema = z
 				message: "must be longer than cluster.heartbeat",
 			});
 		for (const name of Object.keys(c.storage.hosts)) {
-			if (Object.hasOwn(c.hosts, name)) continue;
+			if (Object.hasOwn(c.hosts, name) || Object.hasOwn(c.components, name)) continue;
 			ctx.addIssue({
 				code: "custom",
 				path: ["storage", "hosts", name],

@@ -1,0 +1,286 @@
+/**
+ * XEP-0045 names and the data forms (XEP-0004) the MUC service speaks: the room configuration
+ * form (muc#roomconfig, XEP-0045 §10.2 and §15.5.3) and the room information form
+ * (muc#roominfo, §6.4 and §15.5.4).
+ */
+import { type Element, x } from "../../xml/element.ts";
+import { StanzaError } from "../../xmpp/errors.ts";
+
+export const NS_MUC = "http://jabber.org/protocol/muc";
+export const NS_MUC_USER = "http://jabber.org/protocol/muc#user";
+export const NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin";
+export const NS_MUC_OWNER = "http://jabber.org/protocol/muc#owner";
+export const NS_ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig";
+export const NS_ROOMINFO = "http://jabber.org/protocol/muc#roominfo";
+/** XEP-0410 §4: the room answers its occupants' self-pings itself. */
+export const NS_SELF_PING = "http://jabber.org/protocol/muc#self-ping-optimization";
+export const NS_DATA = "jabber:x:data";
+export const NS_VCARD = "vcard-temp";
+
+export type Role = "moderator" | "participant" | "visitor" | "none";
+export type Affiliation = "owner" | "admin" | "member" | "outcast" | "none";
+
+export const ROLES: readonly Role[] = ["moderator", "participant", "visitor", "none"];
+export const AFFILIATIONS: readonly Affiliation[] = ["owner", "admin", "member", "outcast", "none"];
+
+/** The room settings an owner controls (XEP-0045 §10.2). */
+export interface RoomConfig {
+	name: string;
+	description: string;
+	persistent: boolean;
+	public: boolean;
+	members_only: boolean;
+	moderated: boolean;
+	/** Non-empty: password-protected (§7.2.6). */
+	password: string;
+	max_occupants: number;
+	whois: "anyone" | "moderators";
+	change_subject: boolean;
+	allow_invites: boolean;
+	allow_pm: "anyone" | "participants" | "moderators" | "none";
+	history_length: number;
+	/** Messages sent on entering when the client does not say (muc#maxhistoryfetch). */
+	max_history_fetch: number;
+}
+
+/** Service limits the form is checked against. */
+export interface FormLimits {
+	maxOccupants: number;
+	maxHistory: number;
+	maxText: number;
+}
+
+function field(
+	v: string,
+	type: string,
+	label: string,
+	value: string | string[],
+	options?: [string, string][],
+): Element {
+	const values = Array.isArray(value) ? value : [value];
+	return x(
+		"field",
+		{ var: v, type, label },
+		options?.map(([val, lab]) => x("option", { label: lab }, x("value", null, val))),
+		values.map((val) => x("value", null, val)),
+	);
+}
+
+const bool = (b: boolean) => (b ? "1" : "0");
+
+/** XEP-0045 §10.2 (Example 163): the configuration form an owner fills in. */
+export function configForm(c: RoomConfig, limits: FormLimits): Element {
+	return x(
+		"x",
+		{ xmlns: NS_DATA, type: "form" },
+		x("title", null, "Room configuration"),
+		field("FORM_TYPE", "hidden", "", NS_ROOMCONFIG),
+		field("muc#roomconfig_roomname", "text-single", "Name", c.name),
+		field("muc#roomconfig_roomdesc", "text-single", "Description", c.description),
+		field("muc#roomconfig_persistentroom", "boolean", "Persistent", bool(c.persistent)),
+		field("muc#roomconfig_publicroom", "boolean", "Listed in the directory", bool(c.public)),
+		field("muc#roomconfig_membersonly", "boolean", "Members only", bool(c.members_only)),
+		field("muc#roomconfig_moderatedroom", "boolean", "Moderated", bool(c.moderated)),
+		field(
+			"muc#roomconfig_passwordprotectedroom",
+			"boolean",
+			"Password required to enter",
+			bool(c.password !== ""),
+		),
+		field("muc#roomconfig_roomsecret", "text-private", "Password", c.password),
+		field(
+			"muc#roomconfig_maxusers",
+			"text-single",
+			`Maximum occupants (1-${limits.maxOccupants})`,
+			String(c.max_occupants),
+		),
+		field("muc#roomconfig_whois", "list-single", "Who may discover real JIDs", c.whois, [
+			["moderators", "Moderators only"],
+			["anyone", "Anyone"],
+		]),
+		field(
+			"muc#roomconfig_changesubject",
+			"boolean",
+			"Participants may change the subject",
+			bool(c.change_subject),
+		),
+		field(
+			"muc#roomconfig_allowinvites",
+			"boolean",
+			"Occupants may invite others",
+			bool(c.allow_invites),
+		),
+		field("muc#roomconfig_allowpm", "list-single", "Who may send private messages", c.allow_pm, [
+			["anyone", "Anyone"],
+			["participants", "Participants and moderators"],
+			["moderators", "Moderators only"],
+			["none", "Nobody"],
+		]),
+		field(
+			"muc#roomconfig_historylength",
+			"text-single",
+			`Messages kept for new occupants (0-${limits.maxHistory})`,
+			String(c.history_length),
+		),
+		field(
+			"muc#maxhistoryfetch",
+			"text-single",
+			"Messages sent on entering by default",
+			String(c.max_history_fetch),
+		),
+	);
+}
+
+/** The values of a submitted form: var -> values. */
+export function formValues(form: Element): Map<string, string[]> {
+	const out = new Map<string, string[]>();
+	for (const f of form.getChildren("field")) {
+		const v = f.attrs.var;
+		if (v === undefined) continue;
+		out.set(
+			v,
+			f.getChildren("value").map((e) => e.text()),
+		);
+	}
+	return out;
+}
+
+function parseBool(v: string, name: string): boolean {
+	// XEP-0004 §3.3: boolean values are 0/1/false/true.
+	if (v === "1" || v === "true") return true;
+	if (v === "0" || v === "false") return false;
+	throw new StanzaError("not-acceptable", `${name}: not a boolean`);
+}
+
+function parseInteger(v: string, name: string, min: number, max: number): number {
+	const n = Number(v.trim());
+	if (!Number.isInteger(n) || n < min || n > max)
+		throw new StanzaError("not-acceptable", `${name}: expected an integer from ${min} to ${max}`);
+	return n;
+}
+
+/**
+ * Applies a submitted muc#roomconfig form to `current` and returns the new configuration.
+ * XEP-0045 §10.2: a value the service cannot accept is `not-acceptable`; fields the form
+ * leaves out keep their value.
+ */
+export function applyConfigForm(
+	current: RoomConfig,
+	form: Element,
+	limits: FormLimits,
+): RoomConfig {
+	const values = formValues(form);
+	const formType = values.get("FORM_TYPE")?.[0];
+	if (formType !== undefined && formType !== NS_ROOMCONFIG)
+		throw new StanzaError("not-acceptable", `FORM_TYPE must be ${NS_ROOMCONFIG}`);
+	const next: RoomConfig = { ...current };
+	let passwordProtected: boolean | undefined;
+	for (const [name, vals] of values) {
+		const v = vals[0] ?? "";
+		switch (name) {
+			case "FORM_TYPE":
+				break;
+			case "muc#roomconfig_roomname":
+				if (v.length > limits.maxText) throw new StanzaError("not-acceptable", "name too long");
+				next.name = v;
+				break;
+			case "muc#roomconfig_roomdesc":
+				if (v.length > limits.maxText)
+					throw new StanzaError("not-acceptable", "description too long");
+				next.description = v;
+				break;
+			case "muc#roomconfig_persistentroom":
+				next.persistent = parseBool(v, name);
+				break;
+			case "muc#roomconfig_publicroom":
+				next.public = parseBool(v, name);
+				break;
+			case "muc#roomconfig_membersonly":
+				next.members_only = parseBool(v, name);
+				break;
+			case "muc#roomconfig_moderatedroom":
+				next.moderated = parseBool(v, name);
+				break;
+			case "muc#roomconfig_passwordprotectedroom":
+				passwordProtected = parseBool(v, name);
+				break;
+			case "muc#roomconfig_roomsecret":
+				if (v.length > limits.maxText) throw new StanzaError("not-acceptable", "password too long");
+				next.password = v;
+				break;
+			case "muc#roomconfig_maxusers":
+				// "none" is XEP-0045's "no limit": the service's own limit then.
+				next.max_occupants =
+					v === "none" || v === ""
+						? limits.maxOccupants
+						: parseInteger(v, name, 1, limits.maxOccupants);
+				break;
+			case "muc#roomconfig_whois":
+				if (v !== "anyone" && v !== "moderators")
+					throw new StanzaError("not-acceptable", `${name}: anyone or moderators`);
+				next.whois = v;
+				break;
+			case "muc#roomconfig_changesubject":
+				next.change_subject = parseBool(v, name);
+				break;
+			case "muc#roomconfig_allowinvites":
+				next.allow_invites = parseBool(v, name);
+				break;
+			case "muc#roomconfig_allowpm":
+				if (v !== "anyone" && v !== "participants" && v !== "moderators" && v !== "none")
+					throw new StanzaError(
+						"not-acceptable",
+						`${name}: anyone, participants, moderators or none`,
+					);
+				next.allow_pm = v;
+				break;
+			case "muc#roomconfig_historylength":
+				next.history_length = parseInteger(v, name, 0, limits.maxHistory);
+				break;
+			case "muc#maxhistoryfetch":
+				next.max_history_fetch = parseInteger(v, name, 0, limits.maxHistory);
+				break;
+			default:
+				// XEP-0004 §3.2: fields the service does not know are ignored.
+				break;
+		}
+	}
+	// §10.2: password protection is off when asked so, or when the secret is empty.
+	if (passwordProtected === false) next.password = "";
+	else if (passwordProtected === true && next.password === "")
+		throw new StanzaError("not-acceptable", "a password-protected room needs a roomsecret");
+	return next;
+}
+
+/** XEP-0045 §6.4 (Example 10): extended room information (XEP-0128). */
+export function roomInfoForm(c: RoomConfig, occupants: number, subject: string): Element {
+	return x(
+		"x",
+		{ xmlns: NS_DATA, type: "result" },
+		field("FORM_TYPE", "hidden", "", NS_ROOMINFO),
+		field("muc#roominfo_description", "text-single", "Description", c.description),
+		field("muc#roominfo_occupants", "text-single", "Number of occupants", String(occupants)),
+		field("muc#roominfo_subject", "text-single", "Subject", subject),
+		field(
+			"muc#roominfo_changesubject",
+			"boolean",
+			"Occupants may change the subject",
+			bool(c.change_subject),
+		),
+		field("muc#roomconfig_roomname", "text-single", "Name", c.name),
+		field("muc#maxhistoryfetch", "text-single", "Maximum history", String(c.max_history_fetch)),
+	);
+}
+
+/** XEP-0045 §6.4: the muc_* features that describe a room's type (§4.2). */
+export function roomFeatures(c: RoomConfig): string[] {
+	return [
+		NS_MUC,
+		c.persistent ? "muc_persistent" : "muc_temporary",
+		c.members_only ? "muc_membersonly" : "muc_open",
+		c.public ? "muc_public" : "muc_hidden",
+		c.whois === "anyone" ? "muc_nonanonymous" : "muc_semianonymous",
+		c.moderated ? "muc_moderated" : "muc_unmoderated",
+		c.password ? "muc_passwordprotected" : "muc_unsecured",
+	];
+}

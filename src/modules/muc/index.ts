@@ -1,0 +1,83 @@
+/**
+ * Multi-User Chat (XEP-0045) with XEP-0410 self-ping, as the module of a component:
+ *
+ *     [components."conference.example.org"]
+ *     type = "muc"
+ *
+ * The component is a Host of kind "component" (src/core/host.ts): the router delivers
+ * stanzas for room@conference.example.org/nick to its bus like to any host, and this module
+ * claims them all. Its options are the keys of the component's table, validated with the
+ * rest of the configuration (src/core/config/schema.ts). XEP-0249 direct invitations are
+ * messages between users and need nothing here.
+ */
+import { HANDLED } from "../../core/events.ts";
+import { defineModule, type ModuleApi } from "../../core/modules/define.ts";
+import { ModuleError } from "../../core/modules/manager.ts";
+import type { StanzaEvent } from "../../core/router.ts";
+import type { Session } from "../../core/session.ts";
+import { StanzaError } from "../../xmpp/errors.ts";
+import { NS_PING } from "../../xmpp/ns.ts";
+import { NS_MUC } from "./form.ts";
+import { MucService, ROOM_STORE } from "./service.ts";
+
+export default defineModule({
+	name: "muc",
+	description: 'XEP-0045 Multi-User Chat service (a component: [components."x"] type = "muc")',
+	async load(api: ModuleApi) {
+		const host = api.host;
+		const cfg = host.component;
+		if (host.kind !== "component" || !cfg || cfg.type !== "muc")
+			throw new ModuleError(
+				`muc runs on a component domain: [components."conference.${host.name}"] type = "muc"`,
+			);
+		const service = new MucService(host, cfg, api.keyval(ROOM_STORE));
+		await service.load();
+		api.onUnload(() => service.unload());
+
+		// XEP-0045 §6.1, §6.2: a conference service.
+		api.addIdentity({ category: "conference", type: "text", name: cfg.name });
+		api.addFeature(NS_MUC);
+		api.addFeature(NS_PING);
+
+		// --- presence ---
+		api.hook("presence/full", async (e: StanzaEvent) => {
+			if (e.to.local) await service.presenceToOccupant(e);
+			return HANDLED;
+		});
+		api.hook("presence/bare", ({ stanza }: StanzaEvent) => {
+			// §7.2 (no nickname): entering needs room@service/nick.
+			if (stanza.attrs.type === undefined)
+				throw new StanzaError("jid-malformed", "enter a room as room@service/nickname");
+			return HANDLED;
+		});
+		api.hook("presence/host", () => HANDLED);
+
+		// --- messages ---
+		api.hook("message/bare", async (e: StanzaEvent) => {
+			await service.messageToRoom(e);
+			return HANDLED;
+		});
+		api.hook("message/full", (e: StanzaEvent) => {
+			if (e.to.local) service.messageToOccupant(e);
+			return HANDLED;
+		});
+		api.hook("message/host", () => HANDLED);
+
+		// --- IQs (every payload: the router's iq-<type>/<dest>/<payload> events are not hooked) ---
+		api.hook("iq/host", (e: StanzaEvent) => (service.iqToService(e) ? HANDLED : undefined));
+		api.hook("iq/bare", async (e: StanzaEvent) => {
+			await service.iqToRoom(e);
+			return HANDLED;
+		});
+		api.hook("iq/full", (e: StanzaEvent) => {
+			if (!e.to.local) return undefined;
+			service.iqToOccupant(e);
+			return HANDLED;
+		});
+
+		// §7.14 and no ghosts: a client whose stream ends leaves its rooms, whether or not it
+		// said so. Sessions live on the user hosts, so the hook goes on each of their buses.
+		const closed = ({ session }: { session: Session }) => service.sessionClosed(session);
+		for (const h of host.server.hosts.values()) api.onUnload(h.events.on("session/closed", closed));
+	},
+});

@@ -1,0 +1,925 @@
+/**
+ * One XEP-0045 room: occupants, roles and affiliations, history, subject and configuration.
+ * Everything here is synchronous: the room's state changes in one step per stanza, so two
+ * occupants' stanzas handled concurrently cannot interleave inside a change. Storage writes
+ * (persistent rooms) go through `RoomHost.save`, which the callers await before answering.
+ *
+ * Fan-out: a broadcast is built once as a PreparedStanza (src/xml/prepared.ts) and each
+ * occupant's session gets it addressed to its own JID; occupants' presences are cached per
+ * variant (with and without the real JID) until they change.
+ */
+import type { Session } from "../../core/session.ts";
+import { Element, x } from "../../xml/element.ts";
+import { PreparedStanza } from "../../xml/prepared.ts";
+import { StanzaError } from "../../xmpp/errors.ts";
+import type { JID } from "../../xmpp/jid.ts";
+import { NS_DELAY } from "../../xmpp/ns.ts";
+import { delayStamp } from "../offline.ts";
+import {
+	type Affiliation,
+	applyConfigForm,
+	configForm,
+	type FormLimits,
+	NS_DATA,
+	NS_MUC,
+	NS_MUC_USER,
+	type Role,
+	type RoomConfig,
+} from "./form.ts";
+import { entryChars, type HistoryEntry, parseHistoryRequest, selectHistory } from "./history.ts";
+
+/** What a room needs from the service it lives in. */
+export interface RoomHost {
+	/** Write to one occupant session (directly to a local session, else through the router). */
+	deliver(to: OccupantSession, stanza: Element): void;
+	/** Send through the router (invitations, forwarded IQs: the addressee may be anyone). */
+	route(stanza: Element): void;
+	/** Parse a JID (the server's cache); throws JIDError. */
+	parseJid(s: string): JID;
+	/** Service admins are owners of every room. */
+	isServiceAdmin(bare: string): boolean;
+	/** A session of the room joined or left: the service keeps an index for `session/closed`. */
+	sessionIndex(room: Room, realJid: string, joined: boolean): void;
+	/** The room has no reason to exist any more (destroyed, or temporary and empty). */
+	discard(room: Room): void;
+	limits: FormLimits;
+	now(): number;
+}
+
+export interface OccupantSession {
+	/** The real full JID. */
+	jid: JID;
+	/** jid.toString(). */
+	key: string;
+	/** The local session, when the occupant is a client of this server. */
+	session: Session | null;
+	/** The last presence this session sent to the room, as received. */
+	presence: Element;
+}
+
+export class Occupant {
+	nick: string;
+	/** room@service/nick */
+	jid: JID;
+	/** The real bare JID. */
+	readonly bare: string;
+	role: Role;
+	readonly sessions = new Map<string, OccupantSession>();
+	/** The session whose presence the other occupants see (the latest to send one). */
+	primary: OccupantSession;
+	/** Cached presence broadcasts: [without real JID, with real JID]. */
+	cache: [PreparedStanza | null, PreparedStanza | null] = [null, null];
+
+	constructor(nick: string, jid: JID, bare: string, role: Role, first: OccupantSession) {
+		this.nick = nick;
+		this.jid = jid;
+		this.bare = bare;
+		this.role = role;
+		this.primary = first;
+		this.sessions.set(first.key, first);
+	}
+}
+
+interface AffiliationEntry {
+	affiliation: Exclude<Affiliation, "none">;
+	/** A reserved nickname (XEP-0045 §7.12, §9.3 'nick'). */
+	nick?: string;
+	reason?: string;
+}
+
+export interface Subject {
+	text: string;
+	/** Nickname of whoever set it ("" for the room itself). */
+	nick: string;
+	when: number;
+}
+
+/** What a persistent room keeps in storage. */
+export interface StoredRoom {
+	[key: string]: unknown;
+	v: 1;
+	config: RoomConfig;
+	affiliations: [string, Exclude<Affiliation, "none">, string | null, string | null][];
+	subject: Subject | null;
+	creator: string;
+	created: number;
+}
+
+/** Options of one presence built for the room. */
+interface PresenceOpts {
+	type?: "unavailable";
+	codes?: number[];
+	/** <item nick=...> (nick change, status 303). */
+	newNick?: string;
+	actor?: string;
+	reason?: string;
+	/** <destroy/> (§10.9). */
+	destroy?: Element;
+	/** Replaces the occupant's own presence payload (an exit's <status/>). */
+	payload?: Element;
+}
+
+const RANK: Record<Affiliation, number> = { owner: 4, admin: 3, member: 2, none: 1, outcast: 0 };
+
+export class Room {
+	readonly jid: JID;
+	readonly key: string;
+	readonly #host: RoomHost;
+	config: RoomConfig;
+	readonly affiliations = new Map<string, AffiliationEntry>();
+	subject: Subject | null = null;
+	readonly history: HistoryEntry[] = [];
+	/** nick -> occupant */
+	readonly occupants = new Map<string, Occupant>();
+	/** real full JID -> occupant */
+	readonly byReal = new Map<string, Occupant>();
+	/** §10.1: a room created with the MUC protocol is locked until its owner configures it. */
+	locked = false;
+	creator: string;
+	created: number;
+	lockTimer: NodeJS.Timeout | null = null;
+
+	constructor(jid: JID, config: RoomConfig, host: RoomHost, creator: string, created: number) {
+		this.jid = jid;
+		this.key = jid.toString();
+		this.config = config;
+		this.#host = host;
+		this.creator = creator;
+		this.created = created;
+	}
+
+	// --- affiliations and roles (§5) ---
+
+	affiliationOf(bare: string): Affiliation {
+		if (this.#host.isServiceAdmin(bare)) return "owner";
+		return this.affiliations.get(bare)?.affiliation ?? "none";
+	}
+
+	/** §5.1.2 default roles: owners and admins moderate; visitors in moderated rooms. */
+	defaultRole(aff: Affiliation): Role {
+		if (aff === "owner" || aff === "admin") return "moderator";
+		if (aff === "member") return "participant";
+		if (aff === "outcast") return "none";
+		return this.config.moderated ? "visitor" : "participant";
+	}
+
+	/** §4.2 semi-anonymous rooms show real JIDs to moderators only; non-anonymous to all. */
+	seesRealJids(o: Occupant): boolean {
+		return this.config.whois === "anyone" || o.role === "moderator";
+	}
+
+	/** The bare JID that reserved `nick` (§7.12), if another one did. */
+	#nickOwner(nick: string): string | undefined {
+		for (const [bare, e] of this.affiliations) if (e.nick === nick) return bare;
+		return undefined;
+	}
+
+	get isEmpty(): boolean {
+		return this.occupants.size === 0;
+	}
+
+	// --- presence building and broadcast ---
+
+	#presence(o: Occupant, withJid: boolean, opts: PresenceOpts = {}): Element {
+		const source = opts.payload ?? o.primary.presence;
+		const p = new Element("presence", null, { from: o.jid.toString() }, []);
+		if (opts.type) p.attrs.type = opts.type;
+		for (const c of source.children) {
+			// The client's own MUC elements are not repeated (§7.2.3: the service adds its own).
+			if (typeof c !== "string" && (c.ns === NS_MUC || c.ns === NS_MUC_USER)) continue;
+			if (typeof c !== "string") p.children.push(c);
+		}
+		const item = x("item", {
+			affiliation: this.affiliationOf(o.bare),
+			// An exit has role none; a nick change's unavailable keeps the role (§7.6, Example 49).
+			role: opts.type === "unavailable" && opts.newNick === undefined ? "none" : o.role,
+			jid: withJid ? o.primary.key : undefined,
+			nick: opts.newNick,
+		});
+		if (opts.actor !== undefined) item.append(x("actor", { nick: opts.actor }));
+		if (opts.reason !== undefined) item.append(x("reason", null, opts.reason));
+		const xEl = x("x", { xmlns: NS_MUC_USER }, item);
+		if (opts.destroy) xEl.append(opts.destroy);
+		for (const code of opts.codes ?? []) xEl.append(x("status", { code: String(code) }));
+		p.append(xEl);
+		return p;
+	}
+
+	/** The occupant's current presence as another occupant `viewer` sees it. */
+	#cachedPresence(o: Occupant, viewer: Occupant): PreparedStanza {
+		const i = this.seesRealJids(viewer) ? 1 : 0;
+		let p = o.cache[i];
+		if (!p) {
+			p = new PreparedStanza(this.#presence(o, i === 1));
+			o.cache[i] = p;
+		}
+		return p;
+	}
+
+	/**
+	 * §7.2.3, §7.7: the occupant's presence to every occupant; its own sessions get it with
+	 * status 110 (and `selfCodes`) and their real JID.
+	 */
+	#broadcastPresence(o: Occupant, opts: PresenceOpts = {}, selfCodes: number[] = []): void {
+		const stateful = opts.type === undefined && !opts.codes && !opts.actor && !opts.reason;
+		let plain: PreparedStanza | null = null;
+		let withJid: PreparedStanza | null = null;
+		for (const viewer of this.occupants.values()) {
+			if (viewer === o) continue;
+			let p: PreparedStanza;
+			if (stateful) p = this.#cachedPresence(o, viewer);
+			else if (this.seesRealJids(viewer))
+				p = withJid ??= new PreparedStanza(this.#presence(o, true, opts));
+			else p = plain ??= new PreparedStanza(this.#presence(o, false, opts));
+			for (const s of viewer.sessions.values()) this.#host.deliver(s, p.to(s.key));
+		}
+		this.#selfPresence(o, [...o.sessions.values()], opts, selfCodes);
+	}
+
+	#selfPresence(
+		o: Occupant,
+		sessions: OccupantSession[],
+		opts: PresenceOpts,
+		selfCodes: number[],
+	): void {
+		if (!sessions.length) return;
+		const codes = [...(opts.codes ?? []), ...selfCodes, 110].sort((a, b) => a - b);
+		const self = new PreparedStanza(this.#presence(o, true, { ...opts, codes }));
+		for (const s of sessions) this.#host.deliver(s, self.to(s.key));
+	}
+
+	// --- entering, changing, leaving (§7.2, §7.6, §7.7, §7.14) ---
+
+	/**
+	 * An available presence to room@service/nick from `real`. `created`: this presence just
+	 * created the room (§10.1).
+	 */
+	presence(stanza: Element, real: JID, nick: string, session: Session | null, created: boolean) {
+		const key = real.toString();
+		const current = this.byReal.get(key);
+		if (!current) return this.#enter(stanza, real, key, nick, session, created);
+		const s = current.sessions.get(key) as OccupantSession;
+		if (session) s.session = session;
+		if (current.nick === nick) {
+			// §7.7: a change of availability status, broadcast to everyone.
+			s.presence = stanza;
+			current.primary = s;
+			current.cache = [null, null];
+			this.#broadcastPresence(current);
+			return;
+		}
+		this.#changeNick(current, s, stanza, nick);
+	}
+
+	#enter(
+		stanza: Element,
+		real: JID,
+		key: string,
+		nick: string,
+		session: Session | null,
+		created: boolean,
+	): void {
+		const bare = real.bare.toString();
+		const aff = this.affiliationOf(bare);
+		const mucX = stanza.getChild("x", NS_MUC);
+		// §7.2.11: nobody but the owner enters a room that is still locked.
+		if (this.locked && aff !== "owner")
+			throw new StanzaError("item-not-found", "the room is locked until its owner configures it");
+		// §7.2.8: banned users cannot enter.
+		if (aff === "outcast") throw new StanzaError("forbidden", "you are banned from this room");
+		// §7.2.7: members-only rooms admit members, admins and owners.
+		if (this.config.members_only && aff === "none")
+			throw new StanzaError("registration-required", "this room is members-only");
+		// §7.2.6: a password-protected room needs the right password.
+		if (this.config.password !== "" && mucX?.getChildText("password") !== this.config.password)
+			throw new StanzaError("not-authorized", "a password is required to enter this room");
+		// §7.2.9: the nickname is someone else's (in use, or reserved by another user).
+		const same = this.occupants.get(nick);
+		if (same && same.bare !== bare)
+			throw new StanzaError("conflict", "that nickname is in use", { type: "cancel" });
+		const owner = this.#nickOwner(nick);
+		if (owner !== undefined && owner !== bare)
+			throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
+		// §7.2.10: the room is full (admins and owners still enter).
+		if (
+			!same &&
+			this.occupants.size >= this.config.max_occupants &&
+			aff !== "owner" &&
+			aff !== "admin"
+		)
+			throw new StanzaError("service-unavailable", "the room is full", { type: "wait" });
+
+		const s: OccupantSession = { jid: real, key, session, presence: stanza };
+		let o: Occupant;
+		if (same) {
+			// Several sessions of one user may share a nickname (Prosody's multi-session nicks):
+			// the newest session's presence is the one the others see.
+			o = same;
+			o.sessions.set(key, s);
+			o.primary = s;
+			o.cache = [null, null];
+		} else {
+			o = new Occupant(nick, this.jid.withResource(nick), bare, this.defaultRole(aff), s);
+		}
+		// §7.2.3: first the presence of every occupant already there...
+		for (const other of this.occupants.values()) {
+			if (other === o) continue;
+			this.#host.deliver(s, this.#cachedPresence(other, o).to(key));
+		}
+		this.occupants.set(nick, o);
+		this.byReal.set(key, o);
+		this.#host.sessionIndex(this, key, true);
+		// ...then the new occupant's presence to everyone, itself last with its status codes:
+		// 100 in a non-anonymous room (§7.2.4), 110 self, 201 a new room (§10.1.1).
+		const selfCodes: number[] = [];
+		if (this.config.whois === "anyone") selfCodes.push(100);
+		if (created) selfCodes.push(201);
+		for (const viewer of this.occupants.values()) {
+			if (viewer === o) continue;
+			const p = this.#cachedPresence(o, viewer);
+			for (const vs of viewer.sessions.values()) this.#host.deliver(vs, p.to(vs.key));
+		}
+		// The user's other sessions under this nick learn of the new one's presence too.
+		this.#selfPresence(
+			o,
+			[...o.sessions.values()].filter((x) => x !== s),
+			{},
+			[],
+		);
+		this.#selfPresence(o, [s], {}, selfCodes);
+		// §7.2.14, §7.2.15: the discussion history, with XEP-0203 delays.
+		const req = parseHistoryRequest(mucX?.getChild("history", NS_MUC));
+		const now = this.#host.now();
+		for (const e of selectHistory(
+			this.history,
+			req,
+			this.config.max_history_fetch,
+			now,
+			key.length,
+		))
+			this.#host.deliver(s, e.stanza.to(key));
+		// §7.2.16: then the subject, always (empty when there is none).
+		const subj = this.subject;
+		this.#host.deliver(
+			s,
+			x(
+				"message",
+				{
+					from: subj?.nick ? this.jid.withResource(subj.nick).toString() : this.key,
+					to: key,
+					type: "groupchat",
+				},
+				x("subject", null, subj?.text ?? ""),
+			),
+		);
+	}
+
+	#changeNick(o: Occupant, s: OccupantSession, stanza: Element, nick: string): void {
+		// §7.6: the same conflict rules as on entering (§7.2.9).
+		if (this.occupants.has(nick))
+			throw new StanzaError("conflict", "that nickname is in use", { type: "cancel" });
+		const owner = this.#nickOwner(nick);
+		if (owner !== undefined && owner !== o.bare)
+			throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
+		// §7.6: unavailable from the old nickname with 303 and the new one, then available from
+		// the new one. Every session of the occupant moves: a nickname belongs to the user.
+		this.#broadcastPresence(o, { type: "unavailable", codes: [303], newNick: nick });
+		this.occupants.delete(o.nick);
+		o.nick = nick;
+		o.jid = this.jid.withResource(nick);
+		s.presence = stanza;
+		o.primary = s;
+		o.cache = [null, null];
+		this.occupants.set(nick, o);
+		this.#broadcastPresence(o);
+	}
+
+	/**
+	 * §7.14: a session leaves (unavailable presence, or its stream ended). `stanza` is the
+	 * client's unavailable presence, whose <status/> the others see.
+	 */
+	leave(realKey: string, stanza: Element | null): void {
+		const o = this.byReal.get(realKey);
+		if (!o) return;
+		const s = o.sessions.get(realKey) as OccupantSession;
+		this.#detach(o, s);
+		const payload = stanza ?? x("presence", { type: "unavailable" });
+		if (o.sessions.size === 0) {
+			this.occupants.delete(o.nick);
+			this.#broadcastPresence(o, { type: "unavailable", payload });
+			this.#selfPresence(o, [s], { type: "unavailable", payload }, []);
+		} else {
+			this.#selfPresence(o, [s], { type: "unavailable", payload }, []);
+			if (o.primary === s) {
+				o.primary = o.sessions.values().next().value as OccupantSession;
+				o.cache = [null, null];
+				this.#broadcastPresence(o);
+			}
+		}
+		this.#maybeDiscard();
+	}
+
+	#detach(o: Occupant, s: OccupantSession): void {
+		o.sessions.delete(s.key);
+		this.byReal.delete(s.key);
+		this.#host.sessionIndex(this, s.key, false);
+	}
+
+	/** A temporary room is destroyed when its last occupant leaves (§4.2, §10.1.3 for locked). */
+	#maybeDiscard(): void {
+		if (this.isEmpty && (!this.config.persistent || this.locked)) this.#host.discard(this);
+	}
+
+	/** Removes every session of an occupant (kick, ban, affiliation change), saying why. */
+	#remove(o: Occupant, codes: number[], actor?: string, reason?: string): void {
+		const sessions = [...o.sessions.values()];
+		for (const s of sessions) this.#detach(o, s);
+		this.occupants.delete(o.nick);
+		const opts: PresenceOpts = { type: "unavailable", codes, actor, reason };
+		this.#broadcastPresence(o, opts);
+		this.#selfPresence(o, sessions, opts, []);
+	}
+
+	// --- messages (§7.4, §7.5, §8.1) ---
+
+	/** §7.4: a groupchat message from `real` to the room. Returns the subject if it changed. */
+	groupchat(stanza: Element, real: JID): "subject" | "message" {
+		const o = this.byReal.get(real.toString());
+		// §7.4: only occupants may send messages to all occupants.
+		if (!o) throw new StanzaError("not-acceptable", "only occupants may send to the room");
+		// §7.4 / §5.1.1: visitors in a moderated room have no voice.
+		if (o.role === "visitor" || o.role === "none")
+			throw new StanzaError("forbidden", "you have no voice in this room");
+		const subject = stanza.getChild("subject");
+		const body = stanza.getChild("body");
+		if (subject && !body) {
+			// §8.1: moderators, and participants when the room allows it, change the subject.
+			if (o.role !== "moderator" && !this.config.change_subject)
+				throw new StanzaError("forbidden", "you may not change the subject");
+			const text = subject.text();
+			if (text.length > this.#host.limits.maxText)
+				throw new StanzaError("not-acceptable", "the subject is too long");
+			this.subject = { text, nick: o.nick, when: this.#host.now() };
+		}
+		const attrs: Record<string, string> = { from: o.jid.toString(), type: "groupchat" };
+		if (stanza.attrs.id !== undefined) attrs.id = stanza.attrs.id;
+		const lang = stanza.attrs["xml:lang"];
+		if (lang !== undefined) attrs["xml:lang"] = lang;
+		const msg = new Element("message", null, attrs, stanza.children);
+		this.broadcast(new PreparedStanza(msg));
+		if (body) this.#remember(msg);
+		return subject && !body ? "subject" : "message";
+	}
+
+	/** Writes a prepared stanza to every session of every occupant. */
+	broadcast(p: PreparedStanza): void {
+		for (const o of this.occupants.values())
+			for (const s of o.sessions.values()) this.#host.deliver(s, p.to(s.key));
+	}
+
+	/** §7.2.14: history keeps the message as sent, with a delay stamp from the room's JID. */
+	#remember(msg: Element): void {
+		const max = this.config.history_length;
+		if (max === 0) return;
+		const when = this.#host.now();
+		const delay = x("delay", { xmlns: NS_DELAY, from: this.key, stamp: delayStamp(when) });
+		const stored = new PreparedStanza(
+			new Element(msg.name, msg.ns, msg.attrs, [...msg.children, delay]),
+		);
+		this.history.push({ stanza: stored, when, chars: entryChars(stored) });
+		if (this.history.length > max) this.history.splice(0, this.history.length - max);
+	}
+
+	/** §7.5: a private message from `real` to the occupant `nick`. */
+	privateMessage(stanza: Element, real: JID, nick: string): void {
+		const type = stanza.attrs.type ?? "normal";
+		if (type === "error") return;
+		// §7.5: a private message of type groupchat is refused.
+		if (type === "groupchat")
+			throw new StanzaError("bad-request", "private messages cannot be of type groupchat");
+		const from = this.byReal.get(real.toString());
+		// §7.5: only occupants send private messages.
+		if (!from) throw new StanzaError("not-acceptable", "only occupants may send private messages");
+		const to = this.occupants.get(nick);
+		// §7.5: no occupant with that nickname.
+		if (!to) throw new StanzaError("item-not-found", "no occupant with that nickname");
+		const pm = this.config.allow_pm;
+		if (
+			pm === "none" ||
+			(pm === "moderators" && from.role !== "moderator") ||
+			(pm === "participants" && from.role === "visitor")
+		)
+			throw new StanzaError("forbidden", "private messages are not allowed here");
+		const attrs: Record<string, string> = { ...stanza.attrs, from: from.jid.toString() };
+		delete attrs.to;
+		const children = [...stanza.children];
+		// §7.5: the service adds <x xmlns='muc#user'/> so that clients (and XEP-0280 carbons)
+		// know it is a private message in a room.
+		if (!stanza.getChild("x", NS_MUC_USER)) children.push(x("x", { xmlns: NS_MUC_USER }));
+		const p = new PreparedStanza(new Element("message", stanza.ns, attrs, children));
+		for (const s of to.sessions.values()) this.#host.deliver(s, p.to(s.key));
+	}
+
+	occupantByReal(real: JID): Occupant | undefined {
+		return this.byReal.get(real.toString());
+	}
+
+	// --- invitations (§7.8.2) ---
+
+	/** §7.8.2 mediated invitations and declines inside a message to the room. */
+	invitations(stanza: Element, real: JID): boolean {
+		const xEl = stanza.getChild("x", NS_MUC_USER);
+		if (!xEl) return false;
+		const invites = xEl.getChildren("invite");
+		const declines = xEl.getChildren("decline");
+		if (!invites.length && !declines.length) return false;
+		if (invites.length) {
+			const o = this.byReal.get(real.toString());
+			// §7.8.2: the inviter must be in the room.
+			if (!o) throw new StanzaError("not-acceptable", "only occupants may invite");
+			// §7.8.2 / muc#roomconfig_allowinvites: otherwise only moderators invite.
+			if (!this.config.allow_invites && o.role !== "moderator")
+				throw new StanzaError("forbidden", "only moderators may invite to this room");
+			const targets: JID[] = [];
+			for (const inv of invites) targets.push(this.#jidAttr(inv.attrs.to));
+			const aff = this.affiliationOf(o.bare);
+			for (const [i, to] of targets.entries()) {
+				const inv = invites[i] as Element;
+				// §9.3 / §7.8.2: in a members-only room, an invitation by an admin (or by anyone
+				// the room lets invite) makes the invitee a member, so that it can enter.
+				const toBare = to.bare.toString();
+				if (
+					this.config.members_only &&
+					this.affiliationOf(toBare) === "none" &&
+					(RANK[aff] >= RANK.admin || this.config.allow_invites)
+				)
+					this.affiliations.set(toBare, { affiliation: "member" });
+				const reason = inv.getChildText("reason");
+				this.#host.route(
+					x(
+						"message",
+						{ from: this.key, to: to.toString() },
+						x(
+							"x",
+							{ xmlns: NS_MUC_USER },
+							x(
+								"invite",
+								{ from: real.toString() },
+								reason !== undefined && x("reason", null, reason),
+							),
+							this.config.password !== "" && x("password", null, this.config.password),
+						),
+						x("body", null, `${real.bare.toString()} invites you to the room ${this.key}`),
+					),
+				);
+			}
+		}
+		for (const dec of declines) {
+			// §7.8.2: a decline goes back to the inviter, from the room, naming the invitee.
+			const to = this.#jidAttr(dec.attrs.to);
+			const reason = dec.getChildText("reason");
+			this.#host.route(
+				x(
+					"message",
+					{ from: this.key, to: to.toString() },
+					x(
+						"x",
+						{ xmlns: NS_MUC_USER },
+						x(
+							"decline",
+							{ from: real.bare.toString() },
+							reason !== undefined && x("reason", null, reason),
+						),
+					),
+				),
+			);
+		}
+		return true;
+	}
+
+	#jidAttr(v: string | undefined): JID {
+		if (v === undefined) throw new StanzaError("bad-request", "'to' is required");
+		try {
+			return this.#host.parseJid(v);
+		} catch {
+			throw new StanzaError("jid-malformed", `not a JID: ${v}`);
+		}
+	}
+
+	// --- muc#admin (§8, §9) ---
+
+	/** The list a muc#admin get asks for (§8.5, §9.2, §9.5, §9.8, §10.5, §10.8). */
+	adminList(real: JID, item: Element): Element[] {
+		const bare = real.bare.toString();
+		const aff = this.affiliationOf(bare);
+		const { affiliation, role } = item.attrs;
+		if (affiliation !== undefined) {
+			if (!isAffiliation(affiliation) || affiliation === "none")
+				throw new StanzaError("bad-request", "unknown affiliation");
+			// §9.2, §9.5: admins and owners read the lists; §7.11: members read the member list of
+			// a members-only room.
+			const allowed =
+				RANK[aff] >= RANK.admin ||
+				(aff === "member" && this.config.members_only && affiliation !== "outcast");
+			if (!allowed) throw new StanzaError("forbidden", "you may not read this list");
+			const out: Element[] = [];
+			for (const [jid, e] of this.affiliations)
+				if (e.affiliation === affiliation)
+					out.push(
+						x(
+							"item",
+							{ affiliation, jid, nick: e.nick },
+							e.reason !== undefined && x("reason", null, e.reason),
+						),
+					);
+			return out;
+		}
+		if (role !== undefined) {
+			if (!isRole(role) || role === "none") throw new StanzaError("bad-request", "unknown role");
+			// §8.5, §9.8: moderators read the role lists.
+			if (this.byReal.get(real.toString())?.role !== "moderator")
+				throw new StanzaError("forbidden", "only moderators may read this list");
+			const out: Element[] = [];
+			for (const o of this.occupants.values())
+				if (o.role === role)
+					out.push(
+						x("item", {
+							role,
+							nick: o.nick,
+							affiliation: this.affiliationOf(o.bare),
+							jid: o.primary.key,
+						}),
+					);
+			return out;
+		}
+		throw new StanzaError("bad-request", "an item needs an affiliation or a role");
+	}
+
+	/**
+	 * A muc#admin set: every item is checked before any is applied (§8, §9). Returns whether
+	 * affiliations changed (so the service saves a persistent room).
+	 */
+	adminSet(real: JID, items: Element[]): boolean {
+		if (!items.length) throw new StanzaError("bad-request", "no item");
+		const actorBare = real.bare.toString();
+		const actorAff = this.affiliationOf(actorBare);
+		const actor = this.byReal.get(real.toString());
+		const changes: (() => void)[] = [];
+		let affiliationsChanged = false;
+		// Affiliations as they will be once the earlier items of this request are applied.
+		const pending = new Map<string, Affiliation>();
+		const current = (bare: string) => pending.get(bare) ?? this.affiliationOf(bare);
+		for (const item of items) {
+			const reason = item.getChildText("reason");
+			const { affiliation, role, nick, jid } = item.attrs;
+			if (affiliation !== undefined) {
+				if (!isAffiliation(affiliation))
+					throw new StanzaError("bad-request", "unknown affiliation");
+				let bare: string;
+				if (jid !== undefined) bare = this.#jidAttr(jid).bare.toString();
+				else if (nick !== undefined) {
+					const o = this.occupants.get(nick);
+					if (!o) throw new StanzaError("item-not-found", "no occupant with that nickname");
+					bare = o.bare;
+				} else throw new StanzaError("bad-request", "an affiliation item needs a jid or nick");
+				this.#maySetAffiliation(actorBare, actorAff, bare, current(bare), affiliation);
+				pending.set(bare, affiliation);
+				affiliationsChanged = true;
+				// A nick given with a jid reserves it for that user (§9.3); one naming an occupant
+				// only finds the user.
+				const reserve = jid !== undefined ? nick : undefined;
+				changes.push(() => this.#setAffiliation(bare, affiliation, actor?.nick, reason, reserve));
+			} else if (role !== undefined) {
+				if (!isRole(role)) throw new StanzaError("bad-request", "unknown role");
+				let target: Occupant | undefined;
+				if (nick !== undefined) target = this.occupants.get(nick);
+				else if (jid !== undefined) target = this.byReal.get(this.#jidAttr(jid).toString());
+				else throw new StanzaError("bad-request", "a role item needs a nick");
+				// §8.2, §8.3: the occupant must be in the room.
+				if (!target) throw new StanzaError("item-not-found", "no occupant with that nickname");
+				this.#maySetRole(actor, actorAff, target, current(target.bare), role);
+				const t = target;
+				changes.push(() => this.#setRole(t, role, actor?.nick, reason));
+			} else throw new StanzaError("bad-request", "an item needs an affiliation or a role");
+		}
+		for (const apply of changes) apply();
+		return affiliationsChanged;
+	}
+
+	/**
+	 * §5.1.3, §8.2-§8.4, §9.6-§9.7 (and Prosody's may_set_role): only moderators change roles;
+	 * nobody changes an admin's or an owner's role; granting or revoking moderator needs an
+	 * admin or owner.
+	 */
+	#maySetRole(
+		actor: Occupant | undefined,
+		actorAff: Affiliation,
+		target: Occupant,
+		targetAff: Affiliation,
+		role: Role,
+	): void {
+		if (actor?.role !== "moderator")
+			throw new StanzaError("forbidden", "only moderators may change roles");
+		if (targetAff === "owner" || targetAff === "admin")
+			throw new StanzaError("not-allowed", "the roles of admins and owners cannot be changed");
+		if ((target.role === "moderator" || role === "moderator") && RANK[actorAff] < RANK.admin)
+			throw new StanzaError("not-allowed", "only admins and owners grant or revoke moderator");
+	}
+
+	/**
+	 * §5.2.3, §9, §10.3-§10.8 (and Prosody's set_affiliation): owners change any affiliation
+	 * but a room keeps at least one owner; admins only move users between none, member and
+	 * outcast; others may not change affiliations at all.
+	 */
+	#maySetAffiliation(
+		actorBare: string,
+		actorAff: Affiliation,
+		target: string,
+		targetAff: Affiliation,
+		next: Affiliation,
+	): void {
+		if (RANK[actorAff] < RANK.admin)
+			throw new StanzaError("forbidden", "only admins and owners change affiliations");
+		if (actorAff === "owner") {
+			if (target === actorBare && next !== "owner" && targetAff === "owner") {
+				// §10.5: the last owner cannot step down.
+				let owners = 0;
+				for (const e of this.affiliations.values()) if (e.affiliation === "owner") owners++;
+				if (owners <= 1) throw new StanzaError("conflict", "a room needs an owner");
+			}
+			return;
+		}
+		if (next === "owner" || next === "admin" || targetAff === "owner" || targetAff === "admin")
+			throw new StanzaError("not-allowed", "admins cannot change owners and admins");
+	}
+
+	#setAffiliation(
+		bare: string,
+		aff: Affiliation,
+		actorNick: string | undefined,
+		reason: string | undefined,
+		nick: string | undefined,
+	): void {
+		if (aff === "none") this.affiliations.delete(bare);
+		else {
+			const e: AffiliationEntry = { affiliation: aff };
+			const known = this.affiliations.get(bare)?.nick;
+			if (nick !== undefined) e.nick = nick;
+			else if (known !== undefined) e.nick = known;
+			if (reason !== undefined) e.reason = reason;
+			this.affiliations.set(bare, e);
+		}
+		for (const o of [...this.occupants.values()]) {
+			if (o.bare !== bare) continue;
+			if (aff === "outcast") {
+				// §9.1: banned, status 301.
+				this.#remove(o, [301], actorNick, reason);
+			} else if (aff === "none" && this.config.members_only) {
+				// §9.4: no longer a member of a members-only room, status 321.
+				this.#remove(o, [321], actorNick, reason);
+			} else {
+				// §9.3, §10.3, §10.6: the new affiliation (and the role it implies) is broadcast.
+				o.role = this.defaultRole(aff);
+				o.cache = [null, null];
+				this.#broadcastPresence(o, { actor: actorNick, reason });
+			}
+		}
+		this.#maybeDiscard();
+	}
+
+	#setRole(o: Occupant, role: Role, actorNick: string | undefined, reason?: string): void {
+		if (!this.occupants.has(o.nick) || this.occupants.get(o.nick) !== o) return;
+		if (role === "none") {
+			// §8.2: kicked, status 307.
+			this.#remove(o, [307], actorNick, reason);
+			this.#maybeDiscard();
+			return;
+		}
+		// §8.3, §8.4, §9.6, §9.7: voice and moderator granted or revoked.
+		o.role = role;
+		o.cache = [null, null];
+		this.#broadcastPresence(o, { actor: actorNick, reason });
+	}
+
+	// --- muc#owner (§10) ---
+
+	ownerOnly(real: JID): void {
+		// §10.2: only owners configure the room.
+		if (this.affiliationOf(real.bare.toString()) !== "owner")
+			throw new StanzaError("forbidden", "only owners may configure the room");
+	}
+
+	configForm(): Element {
+		return configForm(this.config, this.#host.limits);
+	}
+
+	/**
+	 * §10.1.2, §10.1.3, §10.2: a submitted configuration form. Returns the change; the service
+	 * saves the room, answers, then calls `announce`.
+	 */
+	configure(form: Element): { before: RoomConfig; after: RoomConfig } {
+		if (form.ns !== NS_DATA || form.attrs.type !== "submit")
+			throw new StanzaError("bad-request", "expected a submitted jabber:x:data form");
+		const before = this.config;
+		const after = applyConfigForm(before, form, this.#host.limits);
+		this.config = after;
+		this.locked = false;
+		if (this.lockTimer) clearTimeout(this.lockTimer);
+		this.lockTimer = null;
+		return { before, after };
+	}
+
+	/** §10.2.1: tell the occupants what changed; §9.? members-only removes non-members (322). */
+	announce(before: RoomConfig, after: RoomConfig): void {
+		if (after.whois !== before.whois || after.moderated !== before.moderated)
+			for (const o of this.occupants.values()) o.cache = [null, null];
+		if (after.members_only && !before.members_only) {
+			for (const o of [...this.occupants.values()])
+				if (this.affiliationOf(o.bare) === "none") this.#remove(o, [322]);
+		}
+		const codes: number[] = [];
+		const privacy = after.whois !== before.whois;
+		const other = (Object.keys(after) as (keyof RoomConfig)[]).some(
+			(k) => k !== "whois" && after[k] !== before[k],
+		);
+		if (other) codes.push(104);
+		// §10.2.1: 172 the room is now non-anonymous, 173 semi-anonymous.
+		if (privacy) codes.push(after.whois === "anyone" ? 172 : 173);
+		if (codes.length)
+			this.broadcast(
+				new PreparedStanza(
+					x(
+						"message",
+						{ from: this.key, type: "groupchat" },
+						x(
+							"x",
+							{ xmlns: NS_MUC_USER },
+							codes.map((c) => x("status", { code: String(c) })),
+						),
+					),
+				),
+			);
+		this.#maybeDiscard();
+	}
+
+	/** §10.9: every occupant is told the room is gone (with the alternate venue, if any). */
+	destroy(reason?: string, alternate?: string): void {
+		const destroy = x(
+			"destroy",
+			{ jid: alternate },
+			reason !== undefined && x("reason", null, reason),
+		);
+		for (const o of [...this.occupants.values()]) {
+			const p = new PreparedStanza(
+				x(
+					"presence",
+					{ from: o.jid.toString(), type: "unavailable" },
+					x("x", { xmlns: NS_MUC_USER }, x("item", { affiliation: "none", role: "none" }), destroy),
+				),
+			);
+			for (const s of [...o.sessions.values()]) {
+				this.#detach(o, s);
+				this.#host.deliver(s, p.to(s.key));
+			}
+			this.occupants.delete(o.nick);
+		}
+		this.#host.discard(this);
+	}
+
+	// --- persistence ---
+
+	toStored(): StoredRoom {
+		return {
+			v: 1,
+			config: this.config,
+			affiliations: [...this.affiliations].map(([jid, e]) => [
+				jid,
+				e.affiliation,
+				e.nick ?? null,
+				e.reason ?? null,
+			]),
+			subject: this.subject,
+			creator: this.creator,
+			created: this.created,
+		};
+	}
+
+	restore(stored: StoredRoom): void {
+		this.config = { ...this.config, ...stored.config };
+		for (const [jid, affiliation, nick, reason] of stored.affiliations) {
+			const e: AffiliationEntry = { affiliation };
+			if (nick !== null) e.nick = nick;
+			if (reason !== null) e.reason = reason;
+			this.affiliations.set(jid, e);
+		}
+		this.subject = stored.subject;
+	}
+}
+
+function isAffiliation(s: string): s is Affiliation {
+	return s === "owner" || s === "admin" || s === "member" || s === "outcast" || s === "none";
+}
+
+function isRole(s: string): s is Role {
+	return s === "moderator" || s === "participant" || s === "visitor" || s === "none";
+}

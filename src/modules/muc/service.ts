@@ -1,0 +1,513 @@
+/**
+ * The XEP-0045 service of one component domain: its rooms, who may create them, their
+ * persistence, and the routing of stanzas to rooms and occupants. One instance per loaded
+ * module (so per component and per server): nothing is kept at module level.
+ */
+import type { ComponentConfig } from "../../core/config/schema.ts";
+import type { Host } from "../../core/host.ts";
+import type { StanzaEvent } from "../../core/router.ts";
+import type { Session } from "../../core/session.ts";
+import type { Json, KeyValStore } from "../../storage/types.ts";
+import { Element, x } from "../../xml/element.ts";
+import { StanzaError } from "../../xmpp/errors.ts";
+import type { JID } from "../../xmpp/jid.ts";
+import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from "../../xmpp/ns.ts";
+import { resultFor } from "../../xmpp/stanza.ts";
+import { hostDiscoInfo } from "../disco.ts";
+import {
+	type FormLimits,
+	NS_DATA,
+	NS_MUC,
+	NS_MUC_ADMIN,
+	NS_MUC_OWNER,
+	NS_SELF_PING,
+	NS_VCARD,
+	type RoomConfig,
+	roomFeatures,
+	roomInfoForm,
+} from "./form.ts";
+import { type OccupantSession, Room, type RoomHost, type StoredRoom } from "./room.ts";
+
+export const ROOM_STORE = "muc_rooms";
+
+/** Prefix of the ids of IQs the room passes between occupants. */
+const FORWARDED = "muc.";
+
+export class MucService implements RoomHost {
+	readonly host: Host;
+	readonly cfg: ComponentConfig;
+	readonly rooms = new Map<string, Room>();
+	readonly limits: FormLimits;
+	/** The host whose users count as "local" for room_creation = "local". */
+	readonly parentHost: string | undefined;
+	readonly #store: KeyValStore<Json>;
+	readonly #admins: Set<string>;
+	/** real full JID -> the rooms it is in, so that a closed session leaves them all. */
+	readonly #index = new Map<string, Set<Room>>();
+	/** creator bare JID -> rooms it created that still exist (max_rooms_per_user). */
+	readonly #created = new Map<string, number>();
+	/** Rooms that have a record in storage. */
+	readonly #stored = new Set<string>();
+	/** Per room, the last storage write, so writes of one room happen in order. */
+	readonly #writes = new Map<string, Promise<void>>();
+	readonly #log: Host["log"];
+
+	constructor(host: Host, cfg: ComponentConfig, store: KeyValStore<Json>) {
+		this.host = host;
+		this.cfg = cfg;
+		this.#store = store;
+		this.#log = host.log;
+		this.#admins = new Set(cfg.admins.map((a) => host.server.jids.parse(a).bare.toString()));
+		this.limits = {
+			maxOccupants: cfg.max_occupants,
+			maxHistory: cfg.max_history,
+			maxText: cfg.max_subject_length,
+		};
+		const derived = host.name.slice(host.name.indexOf(".") + 1);
+		this.parentHost = cfg.parent_host ?? (host.server.hosts.has(derived) ? derived : undefined);
+	}
+
+	// --- RoomHost ---
+
+	deliver(to: OccupantSession, stanza: Element): void {
+		if (to.session) to.session.send(stanza);
+		else this.route(stanza);
+	}
+
+	route(stanza: Element): void {
+		this.host.server.router.route(stanza).catch((err: unknown) => {
+			this.#log.error({ err }, "MUC stanza could not be routed");
+		});
+	}
+
+	parseJid(s: string): JID {
+		return this.host.server.jids.parse(s);
+	}
+
+	isServiceAdmin(bare: string): boolean {
+		return this.#admins.has(bare);
+	}
+
+	sessionIndex(room: Room, realJid: string, joined: boolean): void {
+		let rooms = this.#index.get(realJid);
+		if (joined) {
+			if (!rooms) {
+				rooms = new Set();
+				this.#index.set(realJid, rooms);
+			}
+			rooms.add(room);
+		} else if (rooms) {
+			rooms.delete(room);
+			if (!rooms.size) this.#index.delete(realJid);
+		}
+	}
+
+	discard(room: Room): void {
+		if (this.rooms.get(room.jid.local) !== room) return;
+		this.rooms.delete(room.jid.local);
+		if (room.lockTimer) clearTimeout(room.lockTimer);
+		room.lockTimer = null;
+		const n = (this.#created.get(room.creator) ?? 1) - 1;
+		if (n > 0) this.#created.set(room.creator, n);
+		else this.#created.delete(room.creator);
+		for (const key of [...room.byReal.keys()]) this.sessionIndex(room, key, false);
+		if (this.#stored.has(room.jid.local)) void this.#write(room.jid.local, undefined);
+	}
+
+	now(): number {
+		return Date.now();
+	}
+
+	// --- life cycle ---
+
+	/** Restores the persistent rooms (XEP-0045 §4.2 persistent rooms outlive a restart). */
+	async load(): Promise<void> {
+		for (const local of await this.#store.users()) {
+			const stored = (await this.#store.get(local)) as StoredRoom | undefined;
+			if (stored?.v !== 1) continue;
+			const room = new Room(
+				this.parseJid(`${local}@${this.host.name}`),
+				this.#defaults(),
+				this,
+				stored.creator,
+				stored.created,
+			);
+			room.restore(stored);
+			this.rooms.set(local, room);
+			this.#stored.add(local);
+			this.#created.set(room.creator, (this.#created.get(room.creator) ?? 0) + 1);
+		}
+	}
+
+	unload(): void {
+		for (const room of this.rooms.values()) if (room.lockTimer) clearTimeout(room.lockTimer);
+	}
+
+	/** A client's session ended: it leaves every room it was in (§7.14), so no ghost stays. */
+	sessionClosed(session: Session): void {
+		const jid = session.jid;
+		if (!jid) return;
+		const key = jid.toString();
+		const rooms = this.#index.get(key);
+		if (!rooms) return;
+		for (const room of [...rooms]) {
+			const o = room.byReal.get(key);
+			const s = o?.sessions.get(key);
+			// A newer session with the same full JID (resource conflict "replace") stays.
+			if (s?.session && s.session !== session) continue;
+			room.leave(key, null);
+		}
+	}
+
+	#defaults(): RoomConfig {
+		const d = this.cfg.room_defaults;
+		return {
+			name: "",
+			description: "",
+			persistent: d.persistent,
+			public: d.public,
+			members_only: d.members_only,
+			moderated: d.moderated,
+			password: "",
+			max_occupants: Math.min(d.max_occupants, this.cfg.max_occupants),
+			whois: d.whois,
+			change_subject: d.change_subject,
+			allow_invites: d.allow_invites,
+			allow_pm: d.allow_pm,
+			history_length: Math.min(d.history_length, this.cfg.max_history),
+			max_history_fetch: Math.min(d.history_length, this.cfg.max_history),
+		};
+	}
+
+	/** Saves a persistent room, or removes the record of one that is not persistent any more. */
+	async save(room: Room): Promise<void> {
+		const local = room.jid.local;
+		if (this.rooms.get(local) !== room) return;
+		if (room.config.persistent && !room.locked)
+			await this.#write(local, room.toStored() as unknown as Json);
+		else if (this.#stored.has(local)) await this.#write(local, undefined);
+	}
+
+	#write(local: string, value: Json | undefined): Promise<void> {
+		if (value === undefined) this.#stored.delete(local);
+		else this.#stored.add(local);
+		const run = (this.#writes.get(local) ?? Promise.resolve()).then(() =>
+			this.#store.set(local, value),
+		);
+		const tail = run.catch(() => {});
+		this.#writes.set(local, tail);
+		void tail.then(() => {
+			if (this.#writes.get(local) === tail) this.#writes.delete(local);
+		});
+		return run;
+	}
+
+	#sessionOf(jid: JID, origin: Session | null): Session | null {
+		if (origin?.jid?.equals(jid)) return origin;
+		return (
+			this.host.server.hosts.get(jid.domain)?.sessions.get(jid.local)?.get(jid.resource) ?? null
+		);
+	}
+
+	// --- creation policy and limits ---
+
+	/** §10.1.1: may `from` create a room here? Throws the error the user gets. */
+	#mayCreate(from: JID): void {
+		const bare = from.bare.toString();
+		if (this.#admins.has(bare)) return;
+		const policy = this.cfg.room_creation;
+		if (policy === "admins")
+			throw new StanzaError("not-allowed", "only service administrators create rooms here");
+		if (policy === "local") {
+			const local = this.parentHost
+				? from.domain === this.parentHost
+				: this.host.server.hosts.has(from.domain);
+			if (!local) throw new StanzaError("not-allowed", "only local users create rooms here");
+		}
+		if (this.cfg.max_rooms > 0 && this.rooms.size >= this.cfg.max_rooms)
+			throw new StanzaError("resource-constraint", "this service has reached its room limit");
+		const mine = this.#created.get(bare) ?? 0;
+		if (this.cfg.max_rooms_per_user > 0 && mine >= this.cfg.max_rooms_per_user)
+			throw new StanzaError("policy-violation", "you have created as many rooms as allowed");
+	}
+
+	/** §7.2: a usable room nickname (resourceprep already done by the JID parser). */
+	#checkNick(nick: string): void {
+		// XEP-0045 §7.2 (and the 1.21 revision): a nickname of only spaces is malformed.
+		if (nick.trim() === "") throw new StanzaError("jid-malformed", "the nickname is empty");
+		if ([...nick].length > this.cfg.max_nick_length)
+			throw new StanzaError(
+				"not-acceptable",
+				`nicknames are at most ${this.cfg.max_nick_length} characters`,
+			);
+	}
+
+	#create(jid: JID, creator: JID, locked: boolean): Room {
+		const bare = creator.bare.toString();
+		const room = new Room(jid, this.#defaults(), this, bare, this.now());
+		room.affiliations.set(bare, { affiliation: "owner" });
+		// §10.1.1: created with the MUC protocol, the room is locked until configured; the
+		// groupchat 1.0 protocol (no <x/>) gets an instant room.
+		room.locked = locked;
+		if (locked) {
+			room.lockTimer = setTimeout(() => {
+				if (room.locked && this.rooms.get(jid.local) === room)
+					room.destroy("the room was not configured in time");
+			}, this.cfg.room_lock_timeout * 1000);
+			room.lockTimer.unref();
+		}
+		this.rooms.set(jid.local, room);
+		this.#created.set(bare, (this.#created.get(bare) ?? 0) + 1);
+		return room;
+	}
+
+	// --- presence (§7.2, §7.6, §7.7, §7.14) ---
+
+	async presenceToOccupant(e: StanzaEvent): Promise<void> {
+		const { stanza, from, to } = e;
+		const type = stanza.attrs.type;
+		let room = this.rooms.get(to.local);
+		if (type === "unavailable" || type === "error") {
+			// §7.14: exit. An error from an occupant's address means it cannot be reached any
+			// more: it leaves too (XEP-0045 §7.2 "service SHOULD remove the occupant").
+			room?.leave(from.toString(), type === "unavailable" ? stanza : null);
+			return;
+		}
+		if (type !== undefined) return; // probes and subscriptions mean nothing to a room
+		const nick = to.resource;
+		this.#checkNick(nick);
+		let created = false;
+		if (!room) {
+			this.#mayCreate(from);
+			room = this.#create(to.bare, from, stanza.getChild("x", NS_MUC) !== undefined);
+			created = true;
+		}
+		try {
+			room.presence(stanza, from, nick, this.#sessionOf(from, e.origin), created);
+		} catch (err) {
+			if (created) this.discard(room);
+			throw err;
+		}
+		if (created) await this.save(room);
+	}
+
+	// --- messages (§7.4, §7.5, §7.8, §8.1) ---
+
+	async messageToRoom(e: StanzaEvent): Promise<void> {
+		const { stanza, from, to } = e;
+		const type = stanza.attrs.type ?? "normal";
+		if (type === "error") return;
+		const room = this.rooms.get(to.local);
+		// §7.2.12 (nonexistent room): nothing to send to.
+		if (!room) throw new StanzaError("item-not-found", "no such room");
+		if (type === "groupchat") {
+			if (room.groupchat(stanza, from) === "subject") await this.save(room);
+			return;
+		}
+		if (room.invitations(stanza, from)) {
+			await this.save(room);
+			return;
+		}
+		throw new StanzaError("bad-request", "messages to a room are of type groupchat");
+	}
+
+	messageToOccupant(e: StanzaEvent): void {
+		const { stanza, from, to } = e;
+		const room = this.rooms.get(to.local);
+		if (!room) {
+			if (stanza.attrs.type !== "error") throw new StanzaError("item-not-found", "no such room");
+			return;
+		}
+		room.privateMessage(stanza, from, to.resource);
+	}
+
+	// --- IQs ---
+
+	/** The service itself (§6.1-§6.3). */
+	iqToService(e: StanzaEvent): boolean {
+		const { stanza } = e;
+		const type = stanza.attrs.type;
+		if (type !== "get" && type !== "set") return true;
+		const q = stanza.elements()[0] as Element;
+		const reply = (el?: Element) => this.#reply(e, el ? resultFor(stanza, el) : resultFor(stanza));
+		if (type === "get" && q.ns === NS_DISCO_INFO && q.name === "query") {
+			if (q.attrs.node !== undefined) throw new StanzaError("item-not-found");
+			reply(hostDiscoInfo(this.host));
+			return true;
+		}
+		if (type === "get" && q.ns === NS_DISCO_ITEMS && q.name === "query") {
+			if (q.attrs.node !== undefined) throw new StanzaError("item-not-found");
+			// §6.3: public rooms only; a locked room is not there yet (§10.1).
+			const items: Element[] = [];
+			for (const room of this.rooms.values())
+				if (room.config.public && !room.locked)
+					items.push(x("item", { jid: room.key, name: room.config.name || room.jid.local }));
+			reply(x("query", { xmlns: NS_DISCO_ITEMS }, items));
+			return true;
+		}
+		if (type === "get" && q.ns === NS_PING && q.name === "ping") {
+			reply();
+			return true;
+		}
+		return false;
+	}
+
+	/** The room's bare JID: discovery (§6.4, §6.5), admin (§8-§9), owner (§10), ping. */
+	async iqToRoom(e: StanzaEvent): Promise<void> {
+		const { stanza, from, to } = e;
+		const type = stanza.attrs.type;
+		if (type !== "get" && type !== "set") return;
+		const room = this.rooms.get(to.local);
+		const q = stanza.elements()[0] as Element;
+		// §6.4: a room that does not exist.
+		if (!room) throw new StanzaError("item-not-found", "no such room");
+		const reply = (el?: Element) => this.#reply(e, el ? resultFor(stanza, el) : resultFor(stanza));
+		if (type === "get" && q.name === "query" && q.ns === NS_DISCO_INFO) {
+			if (q.attrs.node !== undefined) throw new StanzaError("item-not-found");
+			const c = room.config;
+			const features = [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_SELF_PING, ...roomFeatures(c)];
+			reply(
+				x(
+					"query",
+					{ xmlns: NS_DISCO_INFO },
+					x("identity", { category: "conference", type: "text", name: c.name || to.local }),
+					features.sort().map((f) => x("feature", { var: f })),
+					roomInfoForm(c, room.occupants.size, room.subject?.text ?? ""),
+				),
+			);
+			return;
+		}
+		if (type === "get" && q.name === "query" && q.ns === NS_DISCO_ITEMS) {
+			// §6.5: the service may keep the occupants to itself; it does.
+			reply(x("query", { xmlns: NS_DISCO_ITEMS }));
+			return;
+		}
+		if (type === "get" && q.name === "ping" && q.ns === NS_PING) {
+			reply();
+			return;
+		}
+		if (q.name === "query" && q.ns === NS_MUC_ADMIN) {
+			const items = q.getChildren("item");
+			if (type === "get") {
+				if (items.length !== 1) throw new StanzaError("bad-request", "one item expected");
+				reply(x("query", { xmlns: NS_MUC_ADMIN }, room.adminList(from, items[0] as Element)));
+				return;
+			}
+			if (room.adminSet(from, items)) await this.save(room);
+			reply();
+			return;
+		}
+		if (q.name === "query" && q.ns === NS_MUC_OWNER) {
+			room.ownerOnly(from);
+			if (type === "get") {
+				// §10.2: the configuration form.
+				reply(x("query", { xmlns: NS_MUC_OWNER }, room.configForm()));
+				return;
+			}
+			const destroy = q.getChild("destroy");
+			if (destroy) {
+				// §10.9: destroy the room, telling the occupants (and where to go instead).
+				const alt = destroy.attrs.jid;
+				room.destroy(destroy.getChildText("reason"), alt);
+				await this.#write(room.jid.local, undefined);
+				reply();
+				return;
+			}
+			const form = q.getChild("x", NS_DATA);
+			if (!form) throw new StanzaError("bad-request", "expected a form or <destroy/>");
+			if (form.attrs.type === "cancel") {
+				// §10.1.3: cancelling the initial configuration destroys the new room.
+				if (room.locked) room.destroy();
+				reply();
+				return;
+			}
+			// §10.1.2 (an empty form: instant room), §10.1.3, §10.2.
+			const { before, after } = room.configure(form);
+			await this.save(room);
+			reply();
+			room.announce(before, after);
+			return;
+		}
+		// RFC 6120 §8.4: a payload the room does not serve.
+		throw new StanzaError("service-unavailable");
+	}
+
+	/**
+	 * An occupant's JID: XEP-0410 self-ping, and IQs passed to the occupant's real JID with a
+	 * rewritten id (as Prosody does), whose answers are passed back.
+	 */
+	iqToOccupant(e: StanzaEvent): void {
+		const { stanza, from, to } = e;
+		const type = stanza.attrs.type;
+		const room = this.rooms.get(to.local);
+		if (type === "result" || type === "error") {
+			if (room) this.#iqAnswer(room, stanza, from, to);
+			return;
+		}
+		if (!room) throw new StanzaError("item-not-found", "no such room");
+		const q = stanza.elements()[0] as Element;
+		const sender = room.occupantByReal(from);
+		if (type === "get" && q.name === "ping" && q.ns === NS_PING) {
+			// XEP-0410 §3: the room answers a ping to one's own occupant JID: joined...
+			if (sender?.nick === to.resource) {
+				this.#reply(e, resultFor(stanza));
+				return;
+			}
+		}
+		// ...or not (XEP-0410 §3); and only occupants address other occupants (§7.5 for IQs).
+		if (!sender) throw new StanzaError("not-acceptable", "you are not an occupant of this room");
+		const target = room.occupants.get(to.resource);
+		if (!target) throw new StanzaError("item-not-found", "no occupant with that nickname");
+		// vCards are the account's: the bare JID answers (Prosody does the same).
+		const vcard = type === "get" && q.name === "vCard" && q.ns === NS_VCARD;
+		const id =
+			FORWARDED +
+			Buffer.from(JSON.stringify([from.toString(), stanza.attrs.id ?? ""])).toString("base64url");
+		this.route(
+			new Element(
+				"iq",
+				stanza.ns,
+				{
+					type: type as string,
+					id,
+					from: sender.jid.toString(),
+					to: vcard ? target.bare : target.primary.key,
+				},
+				stanza.children,
+			),
+		);
+	}
+
+	#iqAnswer(room: Room, stanza: Element, from: JID, to: JID): void {
+		const id = stanza.attrs.id ?? "";
+		if (!id.startsWith(FORWARDED)) return;
+		let real: string;
+		let original: string;
+		try {
+			const v = JSON.parse(Buffer.from(id.slice(FORWARDED.length), "base64url").toString());
+			if (!Array.isArray(v) || typeof v[0] !== "string" || typeof v[1] !== "string") return;
+			[real, original] = v as [string, string];
+		} catch {
+			return;
+		}
+		// Only to the session that asked, and while it is still that occupant.
+		if (room.byReal.get(real)?.nick !== to.resource) return;
+		const fromBare = from.bare.toString();
+		let answerer = room.occupantByReal(from);
+		if (!answerer) for (const o of room.occupants.values()) if (o.bare === fromBare) answerer = o;
+		if (!answerer) return;
+		this.route(
+			new Element(
+				"iq",
+				stanza.ns,
+				{ ...stanza.attrs, id: original, from: answerer.jid.toString(), to: real },
+				stanza.children,
+			),
+		);
+	}
+
+	#reply(e: StanzaEvent, reply: Element): void {
+		if (e.origin?.jid?.equals(e.from)) e.origin.send(reply);
+		else this.route(reply);
+	}
+}
