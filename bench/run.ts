@@ -2,14 +2,23 @@
 //                  [login|chat|idle|roster|saturation|storage|muc]...
 //                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N]
 //                  [--window N] [--roster N] [--storage-n N] [--rate N]
+//                  [--occupants N]... [--muc-deliveries N] [--muc-senders N] [--muc-window N]
 // roster: N accounts (201) each with the N-1 others as mutual contacts log in one after another
 //         (roster get + initial presence); server CPU per login and per delivered presence.
 // saturation: chat with the window doubled from 10 until delivered/s stops growing (>5%), per
 //         target; then Parley (run last) paced open-loop at the best peer's saturation rate (or
 //         --rate N): p99 latencies compared.
+// muc: one fresh room per size (--occupants, default 50 and 500) at conference.localhost; the
+//         occupants log in and join, then --muc-senders (10) of them send groupchat messages
+//         (--muc-window 2 in flight each) until about --muc-deliveries (200000) deliveries;
+//         server CPU per 10k deliveries, exactly once per occupant, join cost per occupant; the
+//         server is restarted first when other scenarios ran before on it.
 // storage: bench/storage.ts (memory, SQLite, PostgreSQL on 127.0.0.1:5432) in the same run.
 // --baseline DIR: also run Parley from another checkout DIR (target "baseline", before "parley")
 //                 for before/after figures in one run.
+// --workers N (or --target workers, N = 2): also Parley as a local cluster of N processes
+//                 (`parley serve --workers N`) over a private redis-server, whose CPU and RSS
+//                 count as the server's.
 // --profile: Parley only, under the scenarios given (chat when none), e.g. `--profile login`.
 // Starts each target itself, provisions accounts, runs the scenarios one target at a time and
 // prints one table per scenario with each figure's ratio to the best XMPP server. The primary
@@ -27,9 +36,17 @@ import {
 	startParley,
 	startProsody,
 	startRelay,
+	startWorkers,
 	type TargetName,
 } from "./lib/targets.ts";
-import type { ChatResult, Command, LoginResult, RosterResult } from "./lib/worker.ts";
+import type {
+	ChatResult,
+	Command,
+	LoginResult,
+	MucJoinResult,
+	MucResult,
+	RosterResult,
+} from "./lib/worker.ts";
 import { percentile } from "./lib/worker.ts";
 import type { Mech } from "./lib/xmpp.ts";
 
@@ -45,6 +62,8 @@ interface Options {
 	scenarios: Scenario[];
 	profile: boolean;
 	baseline?: string;
+	/** --workers N: also Parley with N worker processes (target "workers") */
+	workers?: number;
 	sessions: number;
 	logins: number;
 	messages: number;
@@ -53,6 +72,10 @@ interface Options {
 	roster: number;
 	storageN: number;
 	rate?: number;
+	occupants: number[];
+	mucDeliveries: number;
+	mucSenders: number;
+	mucWindow: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -67,6 +90,10 @@ function parseArgs(argv: string[]): Options {
 		window: 10,
 		roster: 201,
 		storageN: 5000,
+		occupants: [],
+		mucDeliveries: 200_000,
+		mucSenders: 10,
+		mucWindow: 2,
 	};
 	const num = (v: string | undefined, name: string) => {
 		const n = Number(v);
@@ -77,10 +104,11 @@ function parseArgs(argv: string[]): Options {
 		const a = argv[i] as string;
 		if (a === "--target" || a === "-t") {
 			const t = argv[++i] as TargetName;
-			if (!ALL_TARGETS.includes(t)) throw new Error(`unknown target ${t}`);
+			if (!ALL_TARGETS.includes(t) && t !== "workers") throw new Error(`unknown target ${t}`);
 			o.targets.push(t);
 		} else if (a === "--profile") o.profile = true;
 		else if (a === "--baseline") o.baseline = resolve(argv[++i] ?? "");
+		else if (a === "--workers") o.workers = num(argv[++i], a);
 		else if (a === "--sessions") o.sessions = num(argv[++i], a);
 		else if (a === "--logins") o.logins = num(argv[++i], a);
 		else if (a === "--messages") o.messages = num(argv[++i], a);
@@ -89,6 +117,10 @@ function parseArgs(argv: string[]): Options {
 		else if (a === "--roster") o.roster = num(argv[++i], a);
 		else if (a === "--storage-n") o.storageN = num(argv[++i], a);
 		else if (a === "--rate") o.rate = num(argv[++i], a);
+		else if (a === "--occupants") o.occupants.push(num(argv[++i], a));
+		else if (a === "--muc-deliveries") o.mucDeliveries = num(argv[++i], a);
+		else if (a === "--muc-senders") o.mucSenders = num(argv[++i], a);
+		else if (a === "--muc-window") o.mucWindow = num(argv[++i], a);
 		else if ((ALL_SCENARIOS as readonly string[]).includes(a)) o.scenarios.push(a as Scenario);
 		else throw new Error(`unknown argument ${a}`);
 	}
@@ -98,7 +130,9 @@ function parseArgs(argv: string[]): Options {
 	}
 	if (!o.targets.length) o.targets = [...ALL_TARGETS];
 	if (o.baseline && !o.targets.includes("baseline")) o.targets.unshift("baseline");
+	if (o.workers && !o.targets.includes("workers")) o.targets.push("workers");
 	if (!o.scenarios.length) o.scenarios = [...ALL_SCENARIOS];
+	if (!o.occupants.length) o.occupants = [50, 500];
 	// saturation: Parley goes last, paced at the rate the peers saturated at.
 	if (o.scenarios.includes("saturation"))
 		o.targets.sort((a, b) => Number(isParley(a)) - Number(isParley(b)));
@@ -130,7 +164,7 @@ class Worker {
 	}
 }
 
-const isParley = (t: TargetName) => t === "parley" || t === "baseline";
+const isParley = (t: TargetName) => t === "parley" || t === "baseline" || t === "workers";
 
 type Row = Record<string, number | string | boolean>;
 interface ScenarioResult {
@@ -469,6 +503,119 @@ async function saturation(
 	return out;
 }
 
+/**
+ * MUC fan-out (XEP-0045): per size, a fresh room `bench<size>-<run>@conference.localhost`; the
+ * occupants b0..b(size-1) log in (SCRAM-SHA-1, bind, initial presence; not measured) and join
+ * (measured: join cost per occupant); a warm-up of 10% of the messages; then the first
+ * --muc-senders occupants send groupchat messages, --muc-window in flight each, a message
+ * leaving the window when all occupants (the sender's reflection included) received it.
+ */
+async function muc(t: Running, o: Options, gens: Worker[], run: string): Promise<ScenarioResult[]> {
+	const out: ScenarioResult[] = [];
+	const g = gens[0] as Worker;
+	for (const size of o.occupants) {
+		const scenario = `muc-${size}`;
+		if (!t.muc) {
+			out.push({
+				scenario,
+				target: t.name,
+				figures: { "server CPU s/10k deliveries": "no MUC yet" },
+			});
+			continue;
+		}
+		const room = `bench${size}-${run}@${t.muc}`;
+		const login = await g.call<LoginResult>({
+			cmd: "mucLogin",
+			endpoint: t.endpoint,
+			users: users(0, size),
+			password: PASSWORD,
+			mech: "SCRAM-SHA-1",
+			concurrency: 20,
+		});
+		if (login.failures)
+			log(`${t.name}: ${login.failures} occupant logins failed: ${login.errors.join("; ")}`);
+		await sleep(500);
+		const jm = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+		jm.start();
+		const j = await g.call<MucJoinResult>({
+			cmd: "mucJoin",
+			room,
+			concurrency: 10,
+			timeoutMs: 30_000,
+			subjectWaitMs: 3000,
+		});
+		const jw = jm.stop(); // includes mucJoin's 500 ms drain of the last broadcasts
+		log(
+			`${t.name}: ${room}: ${j.joined} joined, ${j.failures} failed, created ${j.created}, form ${j.configured}, no subject ${j.noSubject}`,
+		);
+		if (!j.joined) {
+			await g.call({ cmd: "closeAll" });
+			out.push({
+				scenario,
+				target: t.name,
+				figures: { "server CPU s/10k deliveries": "no occupant joined" },
+				note: j.errors.join("; "),
+			});
+			continue;
+		}
+		const perSender = Math.max(1, Math.ceil(o.mucDeliveries / j.joined / o.mucSenders));
+		const base = {
+			cmd: "mucRun",
+			senders: o.mucSenders,
+			window: o.mucWindow,
+			bodyBytes: 100,
+		} as const;
+		const warm = await g.call<MucResult>({
+			...base,
+			tag: "w",
+			perSender: Math.max(2, Math.ceil(perSender / 10)),
+			capMs: 60_000,
+		});
+		if (warm.missing) log(`${t.name}: ${scenario} warm-up lost ${warm.missing} deliveries`);
+		await sleep(500);
+		const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+		meter.start();
+		const r = await g.call<MucResult>({ ...base, tag: "m", perSender, capMs: 180_000 });
+		const w = meter.stop();
+		await g.call({ cmd: "closeAll" });
+		const jl = j.latenciesMs.sort((a, b) => a - b);
+		const notes = [
+			r.capped ? `time cap reached after ${r.elapsedMs.toFixed(0)} ms` : "",
+			j.failures ? `joins failed: ${j.errors.join("; ")}` : "",
+			login.failures ? `logins failed: ${login.errors.join("; ")}` : "",
+			j.noSubject ? `${j.noSubject} joins without a subject message within 3 s` : "",
+			`room ${room}: ${j.created ? "created (201)" : "not created by the first join"}, instant-room form ${j.configured}`,
+		].filter(Boolean);
+		out.push({
+			scenario,
+			target: t.name,
+			figures: {
+				"server CPU s/10k deliveries": (10_000 * w.serverCpu) / Math.max(1, r.delivered),
+				"deliveries/s": r.delivered / (r.elapsedMs / 1000),
+				"p50 ms": r.p50Ms,
+				"p99 ms": r.p99Ms,
+				occupants: r.occupants,
+				"messages (senders × each)": `${r.messages} (${r.senders} × ${perSender})`,
+				deliveries: r.delivered,
+				"exactly once": r.duplicates === 0 && r.missing === 0,
+				duplicates: r.duplicates,
+				missing: r.missing,
+				"occupants missing a message": r.occupantsMissing,
+				"server CPU ms/join": (1000 * jw.serverCpu) / Math.max(1, j.joined),
+				"join p50 ms": percentile(jl, 50),
+				"join p99 ms": percentile(jl, 99),
+				"joins failed": j.failures,
+				"generator CPU s/10k deliveries": (10_000 * w.generatorCpu) / Math.max(1, r.delivered),
+				"machine busy %": w.machineBusyPct,
+				"others busy %": w.othersBusyPct,
+				"others busy % (joins)": jw.othersBusyPct,
+			},
+			note: notes.join("; "),
+		});
+	}
+	return out;
+}
+
 /** bench/storage.ts in a child process (memory, SQLite, PostgreSQL), its rows as figures. */
 async function storage(o: Options): Promise<ScenarioResult[]> {
 	const child = fork(join(ROOT, "bench/storage.ts"), ["--ipc", "--n", String(o.storageN)], {
@@ -497,10 +644,10 @@ async function storage(o: Options): Promise<ScenarioResult[]> {
 
 const LOWER_IS_BETTER = /CPU|ms|µs|RSS KiB|failed|missing|duplicates|incomplete/;
 const NO_RATIO =
-	/busy|delivered$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU/;
+	/busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU/;
 
 function table(results: ScenarioResult[], scenario: string): string {
-	const order = ["baseline", "parley", "prosody", "ejabberd", "relay"];
+	const order = ["baseline", "parley", "workers", "prosody", "ejabberd", "relay"];
 	const rows = results
 		.filter((r) => r.scenario === scenario)
 		.sort((a, b) => order.indexOf(a.target) - order.indexOf(b.target));
@@ -520,8 +667,9 @@ function table(results: ScenarioResult[], scenario: string): string {
 		const cells = vals.map((v) => {
 			if (v === undefined) return "";
 			if (typeof v !== "number") return String(v);
-			const s =
-				Math.abs(v) >= 100
+			const s = Number.isInteger(v)
+				? String(v)
+				: Math.abs(v) >= 100
 					? v.toFixed(0)
 					: Math.abs(v) >= 10
 						? v.toFixed(1)
@@ -550,20 +698,38 @@ async function main() {
 	const results: ScenarioResult[] = [];
 	const versions: Record<string, string> = {};
 	const notes: Record<string, string[]> = {};
-	const accounts = Math.max(o.sessions, o.logins + 100, 2 * o.pairs);
+	const accounts = Math.max(
+		o.sessions,
+		o.logins + 100,
+		2 * o.pairs,
+		...(o.scenarios.includes("muc") ? o.occupants : []),
+	);
+	const run = Date.now().toString(36);
 	let profileFile: string | undefined;
 	for (const name of o.targets) {
-		const wanted = o.scenarios.filter((s) => s !== "muc" && s !== "storage");
+		const wanted = o.scenarios.filter((s) => s !== "storage");
 		if (name === "relay" && !wanted.includes("chat") && !wanted.includes("saturation")) continue;
 		const stateDir = join(OUT, "state", name);
 		mkdirSync(stateDir, { recursive: true });
-		const profileDir = o.profile && name === "parley" ? join(OUT, "profiles", stamp) : undefined;
+		const profileDir =
+			o.profile && (name === "parley" || name === "workers")
+				? join(OUT, "profiles", `${stamp}-${name}`)
+				: undefined;
 		if (profileDir) mkdirSync(profileDir, { recursive: true });
-		const so: StartOptions = { root: ROOT, stateDir, profileDir, log, baselineRoot: o.baseline };
+		const so: StartOptions = {
+			root: ROOT,
+			stateDir,
+			profileDir,
+			log,
+			baselineRoot: o.baseline,
+			workers: name === "workers" ? (o.workers ?? 2) : undefined,
+			muc: wanted.includes("muc"),
+		};
 		log(`${name}: starting`);
 		const start = {
 			parley: startParley,
 			baseline: startBaseline,
+			workers: startWorkers,
 			prosody: startProsody,
 			ejabberd: startEjabberd,
 			relay: startRelay,
@@ -609,7 +775,16 @@ async function main() {
 				} else if (s === "chat") results.push(await chat(t, o, gens));
 				else if (s === "idle") results.push(await idle(t, o, gens));
 				else if (s === "roster") results.push(await roster(t, o, gens));
-				else if (s === "saturation") {
+				else if (s === "muc") {
+					// On a freshly started server: Prosody's fan-out costs 3–5× more after the idle
+					// scenario's sessions came and went in the same process (docs/performance.md).
+					if (wanted.indexOf("muc") > 0) {
+						log(`${name}: restarting for muc`);
+						await t.stop();
+						t = await start(so, processTree);
+					}
+					results.push(...(await muc(t, o, gens, run)));
+				} else if (s === "saturation") {
 					const peers = results.filter(
 						(r) => r.scenario === "saturation" && !isParley(r.target) && r.target !== "relay",
 					);
@@ -660,13 +835,12 @@ async function main() {
 		"roster",
 		"saturation",
 		"saturation-paced",
+		...o.occupants.map((n) => `muc-${n}`),
 		"storage",
 	]) {
 		const t = table(results, s);
 		if (t) out.push("", t);
 	}
-	if (o.scenarios.includes("muc"))
-		out.push("", "| muc (50 and 500 occupants) | not yet: Parley has no MUC |", "|---|---|");
 	let profile: ReturnType<typeof topSelfTime> | undefined;
 	if (profileFile) {
 		profile = topSelfTime(profileFile, ROOT, 15);

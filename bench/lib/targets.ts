@@ -7,7 +7,8 @@ import { join, resolve } from "node:path";
 import { type Endpoint, streamHeader } from "./xmpp.ts";
 
 /** "baseline": Parley from another checkout (`--baseline DIR`), for before/after in one run. */
-export type TargetName = "parley" | "baseline" | "prosody" | "ejabberd" | "relay";
+/** "workers": Parley from this checkout with `--workers N` (a local cluster over a private Redis). */
+export type TargetName = "parley" | "baseline" | "workers" | "prosody" | "ejabberd" | "relay";
 
 export interface Running {
 	name: TargetName;
@@ -16,6 +17,8 @@ export interface Running {
 	endpoint: Endpoint;
 	/** what this target can run */
 	xmpp: boolean;
+	/** the MUC service's domain (XEP-0045), when StartOptions.muc asked for it and it exists */
+	muc?: string;
 	stop(): Promise<void>;
 	/** provision accounts b0..b(n-1) (kept between runs in the state directory) */
 	provision(n: number, password: string, viaIbr: (n: number) => Promise<void>): Promise<void>;
@@ -61,8 +64,15 @@ export interface StartOptions {
 	stateDir: string; // .bench-results/state/<target>
 	profileDir?: string; // parley only: --cpu-prof
 	baselineRoot?: string; // the checkout the "baseline" target runs
+	/** the "workers" target: processes (`parley serve --workers N`) */
+	workers?: number;
+	/** enable a MUC service at conference.localhost (the muc scenario runs) */
+	muc?: boolean;
 	log: (s: string) => void;
 }
+
+/** The MUC service every target gets when the muc scenario runs. */
+export const MUC_DOMAIN = "conference.localhost";
 
 export async function freePort(): Promise<number> {
 	return new Promise((res, rej) => {
@@ -148,10 +158,33 @@ function setAccountsMarker(stateDir: string, n: number) {
 	writeFileSync(join(stateDir, "accounts.json"), JSON.stringify({ count: n }));
 }
 
+/** The command name of a process (/proc/<pid>/comm), "" when it is gone. */
+function readProcName(pid: number): string {
+	try {
+		return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+	} catch {
+		return "";
+	}
+}
+
 function pipeLog(child: ChildProcess, file: string) {
 	const out = createWriteStream(file, { flags: "a" });
 	child.stdout?.pipe(out);
 	child.stderr?.pipe(out);
+}
+
+/**
+ * Parley with `--workers N`: N node processes and, for their cluster link, a private Redis
+ * (no persistence) started by the same shell that then execs Parley, so that Redis is a child of
+ * the server's process and its CPU and memory count in the server's figures.
+ */
+export async function startWorkers(o: StartOptions, processTree: (p: number) => number[]) {
+	const t = await startParley(
+		{ ...o, workers: o.workers ?? 2, profileDir: undefined },
+		processTree,
+	);
+	t.name = "workers";
+	return t;
 }
 
 export async function startBaseline(o: StartOptions, processTree: (p: number) => number[]) {
@@ -162,9 +195,48 @@ export async function startBaseline(o: StartOptions, processTree: (p: number) =>
 	return t;
 }
 
+/**
+ * Parley's MUC component, as its configuration enables it; the room default of 200 occupants
+ * (ejabberd's too) raised for the 500-occupant room, as ejabberd's max_users is.
+ */
+const PARLEY_MUC = `[components."${MUC_DOMAIN}"]
+type = "muc"
+room_defaults = { max_occupants = 1000 }
+`;
+/** The same without the limit, in case that key is not (yet) in the checkout's schema. */
+const PARLEY_MUC_PLAIN = `[components."${MUC_DOMAIN}"]
+type = "muc"
+`;
+
+/**
+ * Parley, with its MUC component when the muc scenario runs and the checkout has
+ * src/modules/muc (the config schema rejects unknown keys); if the server does not start with
+ * it (MUC work in progress), with the plain component, then without MUC.
+ */
 export async function startParley(o: StartOptions, processTree: (p: number) => number[]) {
+	const withMuc = !!o.muc && existsSync(join(o.root, "src/modules/muc"));
+	if (o.muc && !withMuc) o.log("parley: no src/modules/muc in this checkout: no MUC");
+	if (!withMuc) return startParleyWith(o, processTree, "");
+	for (const muc of [PARLEY_MUC, PARLEY_MUC_PLAIN]) {
+		try {
+			return await startParleyWith(o, processTree, muc);
+		} catch (e) {
+			o.log(`parley: did not start with ${JSON.stringify(muc)}: ${(e as Error).message}`);
+		}
+	}
+	o.log("parley: starting without MUC");
+	return startParleyWith(o, processTree, "");
+}
+
+async function startParleyWith(
+	o: StartOptions,
+	processTree: (p: number) => number[],
+	/** the components table to append to the configuration, "" for none */
+	muc: string,
+): Promise<Running> {
 	mkdirSync(join(o.stateDir, "data"), { recursive: true });
 	const port = await freePort();
+	const redisPort = o.workers ? await freePort() : 0;
 	const cfg = join(o.stateDir, "parley.toml");
 	writeFileSync(
 		cfg,
@@ -194,7 +266,11 @@ enabled = false
 [listeners.https]
 enabled = false
 [hosts."localhost"]
-`,
+${muc}${
+	redisPort
+		? `[cluster]\nenabled = true\nredis = "redis://127.0.0.1:${redisPort}"\nprefix = "bench"\n`
+		: ""
+}`,
 	);
 	const bin = join(o.root, "bin/parley.js");
 	const args = [
@@ -219,7 +295,19 @@ enabled = false
 	};
 	// Accounts are imported with the server running (the CLI and the server share the SQLite
 	// file); the import happens before any measurement.
-	const child = spawn(process.execPath, args, { cwd: o.root, stdio: ["ignore", "pipe", "pipe"] });
+	const child = o.workers
+		? spawn(
+				"/bin/sh",
+				[
+					"-c",
+					`redis-server --port ${redisPort} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning & ` +
+						`sleep 0.3; exec "$0" "$@" --workers ${o.workers}`,
+					process.execPath,
+					...args,
+				],
+				{ cwd: o.root, stdio: ["ignore", "pipe", "pipe"] },
+			)
+		: spawn(process.execPath, args, { cwd: o.root, stdio: ["ignore", "pipe", "pipe"] });
 	pipeLog(child, join(o.stateDir, "parley.log"));
 	await waitXmpp(endpoint, child, 30_000);
 	const version = JSON.parse(readFileSync(join(o.root, "package.json"), "utf8")).version;
@@ -229,8 +317,30 @@ enabled = false
 		pid: child.pid as number,
 		endpoint,
 		xmpp: true,
-		notes: ["storage: SQLite (WAL, synchronous=FULL); default module set"],
-		stop: () => stopTree(child, () => processTree(child.pid as number), 15_000),
+		muc: muc ? MUC_DOMAIN : undefined,
+		notes: [
+			`storage: SQLite (WAL, synchronous=FULL); default module set${muc ? `; MUC at ${MUC_DOMAIN}${muc === PARLEY_MUC ? " (room_defaults.max_occupants 1000)" : ""}` : ""}`,
+			...(o.workers
+				? [
+						`${o.workers} worker processes (parley serve --workers ${o.workers}) and a private redis-server for their cluster link; server CPU and RSS include the primary, the workers and Redis`,
+					]
+				: []),
+		],
+		stop: async () => {
+			const tree = processTree(child.pid as number);
+			const redis = tree.filter((p) => readProcName(p) === "redis-server");
+			await stopTree(
+				child,
+				() => processTree(child.pid as number),
+				15_000,
+				(p) => !redis.includes(p),
+			);
+			for (const p of redis) {
+				try {
+					process.kill(p, "SIGTERM");
+				} catch {}
+			}
+		},
 		provision: async (n, pw) => provision(n, pw),
 		// The operator's path: `parley import` of a XEP-0227 file (accounts and rosters), through
 		// the storage interface, beside the running server (shared SQLite file, before measuring).
@@ -280,7 +390,18 @@ registration_allowlist = { "127.0.0.1" }
 c2s_timeout = 3600
 network_settings = { tcp_backlog = 1024 }
 VirtualHost "localhost"
-`,
+${
+	o.muc
+		? `-- muc scenario: no mod_muc_limits; rooms locked until the owner's form (muc_room_locking,
+-- the default), history 20 (the default), no occupant limit in 0.12
+Component "${MUC_DOMAIN}" "muc"
+	restrict_room_creation = false
+	muc_room_locking = true
+	muc_room_default_history_length = 20
+	muc_tombstones = false
+`
+		: ""
+}`,
 	);
 	const endpoint: Endpoint = { host: "127.0.0.1", port, domain: "localhost" };
 	const child = spawn("prosody", ["--config", cfg, "-F"], {
@@ -296,7 +417,10 @@ VirtualHost "localhost"
 		pid: child.pid as number,
 		endpoint,
 		xmpp: true,
-		notes: ["storage: internal (files); accounts via in-band registration, no throttle"],
+		muc: o.muc ? MUC_DOMAIN : undefined,
+		notes: [
+			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}` : ""}`,
+		],
 		stop: () => stopTree(child, () => processTree(child.pid as number), 15_000),
 		provision: async (n: number, _pw: string, viaIbr: (n: number) => Promise<void>) => {
 			const have = accountsMarker(o.stateDir);
@@ -387,7 +511,26 @@ modules:
   mod_register:
     ip_access: all
     access: register
-`,
+${
+	o.muc
+		? `  mod_muc:
+    host: "${MUC_DOMAIN}"
+    access: all
+    access_create: all
+    access_persistent: all
+    access_admin: none
+    max_users: 2000
+    max_users_presence: 10000
+    max_user_conferences: 100
+    min_message_interval: 0
+    min_presence_interval: 0
+    history_size: 20
+    default_room_options:
+      max_users: 2000
+      persistent: false
+`
+		: ""
+}`,
 	);
 	writeFileSync(join(o.stateDir, "inetrc"), "{lookup, [file, native]}.\n");
 	execFileSync("chown", ["-R", "ejabberd:ejabberd", o.stateDir]);
@@ -425,8 +568,9 @@ modules:
 		pid: child.pid as number,
 		endpoint,
 		xmpp: true,
+		muc: o.muc ? MUC_DOMAIN : undefined,
 		notes: [
-			"storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration",
+			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals)` : ""}`,
 		],
 		// SIGTERM to the Erlang VM only (init:stop); its port programs end with it.
 		stop: () =>

@@ -44,8 +44,77 @@ export type Command =
 			/** per login: how long to wait for the presences of the contacts already online */
 			waitMs: number;
 	  }
+	| {
+			/** MUC occupants: log in (bind, initial presence) and hold the sessions; no join yet */
+			cmd: "mucLogin";
+			endpoint: Endpoint;
+			users: string[];
+			password: string;
+			mech: Mech;
+			concurrency: number;
+	  }
+	| {
+			/**
+			 * The held sessions join `room` (bare JID; nick = user name), the first one alone (it
+			 * creates the room and, on status 201, unlocks it with an empty muc#owner form), then
+			 * the others `concurrency` at a time. A join is done at its subject message.
+			 */
+			cmd: "mucJoin";
+			room: string;
+			concurrency: number;
+			timeoutMs: number;
+			/** after the self-presence (110), how long to wait for the subject before giving up */
+			subjectWaitMs: number;
+	  }
+	| {
+			/**
+			 * The first `senders` occupants each send `perSender` groupchat messages with up to
+			 * `window` in flight; a message leaves the window when every occupant (the sender's
+			 * own reflection included) received it.
+			 */
+			cmd: "mucRun";
+			tag: string;
+			senders: number;
+			window: number;
+			perSender: number;
+			bodyBytes: number;
+			capMs: number;
+	  }
 	| { cmd: "closeAll" }
 	| { cmd: "exit" };
+
+export interface MucJoinResult {
+	joined: number;
+	failures: number;
+	errors: string[];
+	/** join presence sent → subject received (or self-presence + subjectWaitMs), per occupant */
+	latenciesMs: number[];
+	/** the first join's self-presence carried status 201 (a new room) */
+	created: boolean;
+	/** the instant-room form (XEP-0045 §10.1.2): "accepted", "not asked (no 201)" or the error */
+	configured: string;
+	/** joins that got their self-presence but no subject message within subjectWaitMs */
+	noSubject: number;
+}
+
+export interface MucResult {
+	occupants: number;
+	senders: number;
+	messages: number;
+	sent: number;
+	/** messages × occupants */
+	expected: number;
+	delivered: number;
+	duplicates: number;
+	missing: number;
+	/** occupants that missed at least one message */
+	occupantsMissing: number;
+	elapsedMs: number;
+	/** send → each occupant's receipt, over all deliveries */
+	p50Ms: number;
+	p99Ms: number;
+	capped: boolean;
+}
 
 export interface LoginResult {
 	ok: number;
@@ -102,9 +171,24 @@ interface Pair {
 	bJid: string;
 }
 
+interface Occupant {
+	socket: Socket;
+	nick: string;
+	/** swallows what arrives between phases (other joins' presences) */
+	idle: (d: string) => void;
+}
+
+const NS_MUC = "http://jabber.org/protocol/muc";
+const SELF_PRESENCE = /code=['"]110['"]/;
+const SUBJECT = /<subject[\s/>]/;
+const ERROR_PRESENCE = /<presence[^>]*type=['"]error['"][\s\S]*?<\/presence>/;
+const CONFIG_RESULT = /<iq[^>]*\bid=['"]mucconf['"][^>]*>/;
+
 class Generator {
 	held: Socket[] = [];
 	pairs: Pair[] = [];
+	occupants: Occupant[] = [];
+	room = "";
 	scramCache = new Map<string, Buffer>();
 
 	async login(c: Extract<Command, { cmd: "login" }>): Promise<LoginResult> {
@@ -429,10 +513,289 @@ class Generator {
 		return res;
 	}
 
+	async mucLogin(c: Extract<Command, { cmd: "mucLogin" }>): Promise<LoginResult> {
+		const res: LoginResult = { ok: 0, failures: 0, errors: [], latenciesMs: [] };
+		const slots: (Occupant | undefined)[] = [];
+		let next = 0;
+		const one = async () => {
+			while (next < c.users.length) {
+				const i = next++;
+				const user = c.users[i] as string;
+				const t0 = performance.now();
+				try {
+					const s = await login({
+						endpoint: c.endpoint,
+						localAddress: addr(i),
+						user,
+						password: c.password,
+						mech: c.mech,
+						resource: "muc",
+						presence: true,
+						timeoutMs: 60_000,
+						scramCache: this.scramCache,
+					});
+					const idle = () => {};
+					s.socket.on("data", idle);
+					slots[i] = { socket: s.socket, nick: user, idle };
+					res.latenciesMs.push(performance.now() - t0);
+					res.ok++;
+				} catch (e) {
+					res.failures++;
+					if (res.errors.length < 5) res.errors.push((e as Error).message);
+				}
+			}
+		};
+		await Promise.all(Array.from({ length: Math.min(c.concurrency, c.users.length) }, one));
+		this.occupants = slots.filter((x): x is Occupant => x !== undefined);
+		return res;
+	}
+
+	/** One occupant's join; resolves when it is in the room (and, for the creator, unlocked). */
+	#join(
+		o: Occupant,
+		room: string,
+		creator: boolean,
+		timeoutMs: number,
+		subjectWaitMs: number,
+	): Promise<{ ms: number; created: boolean; configured?: string; noSubject: boolean }> {
+		return new Promise((resolve, reject) => {
+			const t0 = performance.now();
+			let buf = "";
+			// 0: until the self-presence; 1: until the subject; 2: until the owner form's answer
+			let stage = 0;
+			let created = false;
+			let subjectTimer: NodeJS.Timeout | undefined;
+			const end = (err: Error | null, noSubject = false, configured?: string) => {
+				clearTimeout(timer);
+				clearTimeout(subjectTimer);
+				o.socket.off("data", onData);
+				if (err) reject(err);
+				else resolve({ ms: performance.now() - t0, created, configured, noSubject });
+			};
+			const timer = setTimeout(
+				() => end(new Error(`${o.nick}: no join within ${timeoutMs} ms (stage ${stage})`)),
+				timeoutMs,
+			);
+			const onData = (d: string) => {
+				buf += d;
+				if (stage === 0) {
+					const err = ERROR_PRESENCE.exec(buf);
+					if (err) return end(new Error(`${o.nick}: join refused: ${err[0].slice(0, 300)}`));
+					const m = SELF_PRESENCE.exec(buf);
+					const close = m ? buf.indexOf("</presence>", m.index) : -1;
+					if (!m || close === -1) {
+						// Keep a tail long enough for a self-presence or an error split across reads.
+						if (buf.length > 8192) buf = buf.slice(buf.lastIndexOf("<presence"));
+						return;
+					}
+					const open = buf.lastIndexOf("<presence", m.index);
+					created = /code=['"]201['"]/.test(buf.slice(open, close));
+					buf = buf.slice(close + 11);
+					if (creator && created) {
+						stage = 2;
+						o.socket.write(
+							`<iq type='set' id='mucconf' to='${room}'><query xmlns='${NS_MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`,
+						);
+					} else {
+						stage = 1;
+						subjectTimer = setTimeout(() => end(null, true), subjectWaitMs);
+					}
+				}
+				if (stage === 1) {
+					if (SUBJECT.test(buf)) return end(null);
+					buf = buf.slice(Math.max(0, buf.length - 16));
+				} else if (stage === 2) {
+					const r = CONFIG_RESULT.exec(buf);
+					if (!r) return;
+					if (/type=['"]result['"]/.test(r[0])) return end(null, false, "accepted");
+					const stop = buf.indexOf("</iq>", r.index);
+					if (stop === -1) return;
+					end(null, false, `refused: ${buf.slice(r.index, stop).slice(0, 300)}`);
+				}
+			};
+			o.socket.on("data", onData);
+			o.socket.write(
+				`<presence to='${room}/${o.nick}'><x xmlns='${NS_MUC}'><history maxstanzas='0'/></x></presence>`,
+			);
+		});
+	}
+
+	async mucJoin(c: Extract<Command, { cmd: "mucJoin" }>): Promise<MucJoinResult> {
+		const res: MucJoinResult = {
+			joined: 0,
+			failures: 0,
+			errors: [],
+			latenciesMs: [],
+			created: false,
+			configured: "not asked (no 201)",
+			noSubject: 0,
+		};
+		this.room = c.room;
+		const joined: Occupant[] = [];
+		const one = async (o: Occupant, creator: boolean) => {
+			try {
+				const r = await this.#join(o, c.room, creator, c.timeoutMs, c.subjectWaitMs);
+				if (creator) {
+					res.created = r.created;
+					if (r.configured) res.configured = r.configured;
+				}
+				if (r.noSubject) res.noSubject++;
+				res.latenciesMs.push(r.ms);
+				res.joined++;
+				joined.push(o);
+			} catch (e) {
+				res.failures++;
+				if (res.errors.length < 5) res.errors.push((e as Error).message);
+			}
+		};
+		const [first, ...rest] = this.occupants;
+		if (!first) return res;
+		await one(first, true);
+		let next = 0;
+		const worker = async () => {
+			while (next < rest.length) await one(rest[next++] as Occupant, false);
+		};
+		await Promise.all(Array.from({ length: Math.min(c.concurrency, rest.length) }, worker));
+		// Only occupants in the room count (and send) in mucRun; the others are closed.
+		const out = this.occupants.filter((o) => !joined.includes(o));
+		this.occupants = this.occupants.filter((o) => joined.includes(o));
+		await Promise.all(out.map((o) => closeGracefully(o.socket)));
+		// Let the last joins' presence broadcasts drain before measuring.
+		await new Promise((r) => setTimeout(r, 500));
+		return res;
+	}
+
+	mucRun(c: Extract<Command, { cmd: "mucRun" }>): Promise<MucResult> {
+		const occ = this.occupants;
+		const N = occ.length;
+		const S = Math.min(c.senders, N);
+		const M = c.perSender;
+		const total = S * M;
+		const expected = total * N;
+		const sendAt = new Float64Array(total);
+		const count = new Int32Array(total);
+		const seen = new Uint8Array(expected);
+		const lats = new Float64Array(expected);
+		const inflight = new Int32Array(S);
+		const nextSeq = new Int32Array(S);
+		let delivered = 0;
+		let duplicates = 0;
+		let sent = 0;
+		const pad = "x".repeat(Math.max(0, c.bodyBytes - 20));
+		const tag = c.tag;
+		const marker = `zq${tag}`;
+		const t0 = performance.now();
+		const prefix = `<message to='${this.room}' type='groupchat' id='${tag}`;
+		return new Promise<MucResult>((resolve) => {
+			const pump = (s: number) => {
+				let out = "";
+				while ((inflight[s] as number) < c.window && (nextSeq[s] as number) < M) {
+					const seq = nextSeq[s] as number;
+					nextSeq[s] = seq + 1;
+					inflight[s] = (inflight[s] as number) + 1;
+					out += `${prefix}${s}.${seq}'><body>${marker}:${s}:${seq};${pad}</body></message>`;
+					sendAt[s * M + seq] = performance.now();
+					sent++;
+				}
+				if (out) (occ[s] as Occupant).socket.write(out);
+			};
+			const listeners: Array<[Occupant, (d: string) => void]> = [];
+			const finish = (capped: boolean) => {
+				clearTimeout(cap);
+				for (const [o, fn] of listeners) {
+					o.socket.off("data", fn);
+					o.socket.on("data", o.idle);
+				}
+				const elapsedMs = performance.now() - t0;
+				const sorted = lats.subarray(0, delivered).sort();
+				let occupantsMissing = 0;
+				for (let k = 0; k < N; k++) {
+					for (let m = 0; m < total; m++) {
+						if (!seen[m * N + k]) {
+							occupantsMissing++;
+							break;
+						}
+					}
+				}
+				resolve({
+					occupants: N,
+					senders: S,
+					messages: total,
+					sent,
+					expected,
+					delivered,
+					duplicates,
+					missing: expected - delivered,
+					occupantsMissing,
+					elapsedMs,
+					p50Ms: percentile(sorted, 50),
+					p99Ms: percentile(sorted, 99),
+					capped,
+				});
+			};
+			const cap = setTimeout(() => finish(true), c.capMs);
+			for (let k = 0; k < N; k++) {
+				const o = occ[k] as Occupant;
+				let carry = "";
+				const onData = (d: string) => {
+					const str = carry.length ? carry + d : d;
+					let last = 0;
+					let i = str.indexOf(marker);
+					while (i !== -1) {
+						const end = str.indexOf(";", i);
+						if (end === -1) break;
+						// marker:sender:seq;
+						let j = i + marker.length + 1;
+						let s = 0;
+						let ch = str.charCodeAt(j);
+						while (ch >= 48 && ch <= 57) {
+							s = s * 10 + ch - 48;
+							ch = str.charCodeAt(++j);
+						}
+						j++;
+						let seq = 0;
+						ch = str.charCodeAt(j);
+						while (ch >= 48 && ch <= 57) {
+							seq = seq * 10 + ch - 48;
+							ch = str.charCodeAt(++j);
+						}
+						if (s < S && seq < M) {
+							const m = s * M + seq;
+							const x = m * N + k;
+							if (seen[x]) duplicates++;
+							else {
+								seen[x] = 1;
+								lats[delivered++] = performance.now() - (sendAt[m] as number);
+								count[m] = (count[m] as number) + 1;
+								if (count[m] === N) {
+									inflight[s] = (inflight[s] as number) - 1;
+									pump(s);
+								}
+							}
+						}
+						last = end + 1;
+						i = str.indexOf(marker, last);
+					}
+					carry = i !== -1 ? str.slice(i) : str.slice(Math.max(last, str.length - marker.length));
+					if (delivered === expected) finish(false);
+				};
+				o.socket.off("data", o.idle);
+				o.socket.on("data", onData);
+				listeners.push([o, onData]);
+			}
+			for (let s = 0; s < S; s++) pump(s);
+		});
+	}
+
 	async closeAll() {
-		const all = [...this.held, ...this.pairs.flatMap((p) => [p.a, p.b])];
+		const all = [
+			...this.held,
+			...this.pairs.flatMap((p) => [p.a, p.b]),
+			...this.occupants.map((o) => o.socket),
+		];
 		this.held = [];
 		this.pairs = [];
+		this.occupants = [];
 		await Promise.all(all.map((s) => closeGracefully(s)));
 		return { closed: all.length };
 	}
@@ -487,6 +850,15 @@ process.on("message", (msg: Command) => {
 			break;
 		case "rosterRun":
 			gen.rosterRun(msg).then(reply, fail);
+			break;
+		case "mucLogin":
+			gen.mucLogin(msg).then(reply, fail);
+			break;
+		case "mucJoin":
+			gen.mucJoin(msg).then(reply, fail);
+			break;
+		case "mucRun":
+			gen.mucRun(msg).then(reply, fail);
 			break;
 		case "closeAll":
 			gen.closeAll().then(reply, fail);
