@@ -26,7 +26,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { cores, Meter, machine, processTree, rssKiB } from "./lib/proc.ts";
+import { cores, describeSplit, Meter, machine, processTree, rssKiB } from "./lib/proc.ts";
 import { topSelfTime } from "./lib/profile.ts";
 import {
 	type Running,
@@ -243,7 +243,10 @@ async function loginStorm(
 			"machine busy %": w.machineBusyPct,
 			"others busy %": w.othersBusyPct,
 		},
-		note: r.errors.length ? r.errors.join("; ") : undefined,
+		note:
+			[...r.errors, w.processes.length > 1 ? `server processes: ${describeSplit(w.processes)}` : ""]
+				.filter(Boolean)
+				.join("; ") || undefined,
 	};
 }
 
@@ -352,7 +355,13 @@ async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 			"machine busy %": w.machineBusyPct,
 			"others busy %": w.othersBusyPct,
 		},
-		note: r.capped ? `time cap reached after ${r.elapsedMs.toFixed(0)} ms` : undefined,
+		note:
+			[
+				r.capped ? `time cap reached after ${r.elapsedMs.toFixed(0)} ms` : "",
+				w.processes.length > 1 ? `server processes: ${describeSplit(w.processes)}` : "",
+			]
+				.filter(Boolean)
+				.join("; ") || undefined,
 	};
 }
 

@@ -50,6 +50,25 @@ export function processTree(root: number): number[] {
 	return out;
 }
 
+/** The command name of a process, "" when it is gone. */
+export function procName(pid: number): string {
+	try {
+		return readFileSync(`/proc/${pid}/comm`, "latin1").trim();
+	} catch {
+		return "";
+	}
+}
+
+/** "node 41% (1.23 s), node 40% (...), redis-server 19% (...)": who did the server's work. */
+export function describeSplit(processes: Window["processes"]): string {
+	const busy = processes.filter((p) => p.cpu > 0.005);
+	const total = busy.reduce((a, p) => a + p.cpu, 0);
+	return busy
+		.sort((a, b) => b.cpu - a.cpu)
+		.map((p) => `${p.name === "MainThread" ? "node" : p.name} ${p.pid} ${((100 * p.cpu) / total).toFixed(0)}% (${p.cpu.toFixed(2)} s)`)
+		.join(", ");
+}
+
 /** CPU seconds (user + system) used so far by the given processes. */
 export function cpuSeconds(pids: readonly number[]): number {
 	let sum = 0;
@@ -100,6 +119,8 @@ export interface Window {
 	/** busy % of the machine not explained by the server and the generator (other users' load) */
 	othersBusyPct: number;
 	generatorCpu: number;
+	/** CPU seconds of each server process during the window (several for a cluster). */
+	processes: { pid: number; name: string; cpu: number }[];
 }
 
 export class Meter {
@@ -113,15 +134,24 @@ export class Meter {
 		this.#pid = serverPid;
 		this.#genPids = generatorPids;
 	}
+	#per0 = new Map<number, number>();
 	start(): void {
 		this.#t0 = performance.now();
-		this.#cpu0 = cpuSeconds(processTree(this.#pid));
+		const tree = processTree(this.#pid);
+		this.#cpu0 = cpuSeconds(tree);
+		this.#per0 = new Map(tree.map((p) => [p, cpuSeconds([p])]));
 		this.#gen0 = cpuSeconds(this.#genPids());
 		this.#m0 = machine();
 	}
 	stop(): Window {
 		const seconds = (performance.now() - this.#t0) / 1000;
-		const serverCpu = cpuSeconds(processTree(this.#pid)) - this.#cpu0;
+		const tree = processTree(this.#pid);
+		const serverCpu = cpuSeconds(tree) - this.#cpu0;
+		const processes = tree.map((pid) => ({
+			pid,
+			name: procName(pid),
+			cpu: cpuSeconds([pid]) - (this.#per0.get(pid) ?? 0),
+		}));
 		const generatorCpu = cpuSeconds(this.#genPids()) - this.#gen0;
 		const m = machine();
 		const total = m.total - this.#m0.total;
@@ -133,6 +163,7 @@ export class Meter {
 			generatorCpu,
 			machineBusyPct: pct(busy),
 			othersBusyPct: Math.max(0, pct(busy - serverCpu - generatorCpu)),
+			processes,
 		};
 	}
 }

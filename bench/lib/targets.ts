@@ -4,6 +4,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { join, resolve } from "node:path";
+import { procName } from "./proc.ts";
 import { type Endpoint, streamHeader } from "./xmpp.ts";
 
 /** "baseline": Parley from another checkout (`--baseline DIR`), for before/after in one run. */
@@ -156,15 +157,6 @@ function accountsMarker(stateDir: string): number {
 }
 function setAccountsMarker(stateDir: string, n: number) {
 	writeFileSync(join(stateDir, "accounts.json"), JSON.stringify({ count: n }));
-}
-
-/** The command name of a process (/proc/<pid>/comm), "" when it is gone. */
-function readProcName(pid: number): string {
-	try {
-		return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-	} catch {
-		return "";
-	}
 }
 
 function pipeLog(child: ChildProcess, file: string) {
@@ -328,7 +320,7 @@ ${muc}${
 		],
 		stop: async () => {
 			const tree = processTree(child.pid as number);
-			const redis = tree.filter((p) => readProcName(p) === "redis-server");
+			const redis = tree.filter((p) => procName(p) === "redis-server");
 			await stopTree(
 				child,
 				() => processTree(child.pid as number),

@@ -5,9 +5,11 @@
  * - Session registry. Every node keeps a full replica of the cluster's bound sessions: its own
  *   in `host.sessions` as always, the others' as {@link RemoteSession}s in the same maps. A node
  *   publishes each change of one of its sessions (bound, presence, priority, roster interest,
- *   module flags, closed) on `<prefix>:registry` and keeps the same entry in the hash
- *   `<prefix>:sessions:<node>`, from which a node that starts (or reconnects to Redis) loads
- *   the current state. Entries carry a per-node sequence number; a replica keeps the newest.
+ *   module flags, closed) on `<prefix>:registry`. A node that starts (or lost messages while
+ *   its Redis connection was down) says `hello` there, and every node answers with its whole
+ *   `state`, which replaces its replicas. Entries carry a per-node sequence number; a replica
+ *   keeps the newest. Nothing but the node list and the heartbeats is stored in Redis: the
+ *   registry is what the nodes hold.
  * - Delivery. A stanza for a remote session is published on its node's channel
  *   `<prefix>:node:<node>`; Redis keeps the order of one publisher's messages, so a session
  *   still gets one sender's stanzas in order (RFC 6120 §10.1).
@@ -15,7 +17,7 @@
  *   `heartbeat` and checks the others'. A node that stopped refreshing is dead: every node drops
  *   its sessions, and the leader (the live node that joined first) ends them as if their
  *   streams had closed (unavailable presence to contacts, RFC 6121 §4.5.2; last activity) and
- *   deletes its registry. Messages to those users then go to offline storage.
+ *   removes it from the node list. Messages to those users then go to offline storage.
  * - Module caches (blocking lists, avatar hashes) are told of changes made on other nodes by
  *   `cluster/<topic>` events on the host's bus ({@link ClusterLink.notify}).
  */
@@ -38,6 +40,10 @@ const REC = "\u0001";
 
 type RegistryMessage =
 	| { op: "put"; entry: SessionEntry }
+	/** A node that starts (or lost messages) asks every other node for its state. */
+	| { op: "hello"; node: string }
+	/** All of a node's sessions: its replicas elsewhere are replaced by these. */
+	| { op: "state"; node: string; entries: SessionEntry[] }
 	| { op: "del"; node: string; id: string; seq: number }
 	| { op: "notify"; node: string; host: string; topic: string; data: string };
 
@@ -61,7 +67,6 @@ export class ClusterLink implements RemoteLink {
 	readonly #keys: {
 		registry: string;
 		nodes: string;
-		sessions: (node: string) => string;
 		alive: (node: string) => string;
 		channel: (node: string) => string;
 	};
@@ -72,8 +77,6 @@ export class ClusterLink implements RemoteLink {
 	readonly #dirty = new Set<Session>();
 	/** Replicas of other nodes' sessions, by session id. */
 	readonly #remote = new Map<string, RemoteSession>();
-	/** Registry messages that arrive while the snapshot loads, applied after it. */
-	#buffered: RegistryMessage[] | null = null;
 	#timer: NodeJS.Timeout | null = null;
 	#leader = false;
 	#leaderNode = "";
@@ -90,7 +93,6 @@ export class ClusterLink implements RemoteLink {
 		this.#keys = {
 			registry: `${p}:registry`,
 			nodes: `${p}:nodes`,
-			sessions: (n) => `${p}:sessions:${n}`,
 			alive: (n) => `${p}:alive:${n}`,
 			channel: (n) => `${p}:node:${n}`,
 		};
@@ -154,44 +156,24 @@ export class ClusterLink implements RemoteLink {
 		this.#log.info({ redis: this.#cfg.redis, prefix: this.#cfg.prefix }, "joined the cluster");
 	}
 
-	/** Registers the node, then loads the registry (messages arriving meanwhile wait). */
+	/**
+	 * Registers the node and asks the others for their sessions (they answer with `state` on
+	 * the registry channel, which this node already listens to).
+	 */
 	async #join(): Promise<void> {
 		const pub = this.#pub as Redis;
-		this.#buffered = [];
 		await pub
 			.multi()
 			.zadd(this.#keys.nodes, "NX", String(Date.now()), this.node)
 			.set(this.#keys.alive(this.node), "1", "PX", this.#cfg.node_timeout * 1000)
 			.exec();
-		const nodes = await pub.zrange(this.#keys.nodes, "0", "-1");
-		const seen = new Set<string>();
-		for (const n of nodes) {
-			if (n === this.node) continue;
-			const entries = await pub.hgetall(this.#keys.sessions(n));
-			for (const json of Object.values(entries)) {
-				try {
-					const entry = JSON.parse(json) as SessionEntry;
-					seen.add(entry.id);
-					this.#put(entry);
-				} catch (err) {
-					this.#log.warn({ err, node: n }, "cluster: unreadable registry entry");
-				}
-			}
-		}
-		// After a lost connection: sessions that ended meanwhile are no longer in the registry.
-		for (const r of [...this.#remote.values()]) if (!seen.has(r.id)) this.#drop(r);
-		const buffered = this.#buffered;
-		this.#buffered = null;
-		for (const m of buffered) this.#apply(m);
+		await pub.publish(this.#keys.registry, JSON.stringify([{ op: "hello", node: this.node }]));
 		await this.#tick();
 	}
 
 	async #resync(why: string): Promise<void> {
 		this.#log.warn({ why }, "cluster: resynchronising the session registry");
-		for (const hostSessions of this.#server.hosts.values())
-			for (const resources of hostSessions.sessions.values())
-				for (const s of resources.values()) if (!(s instanceof RemoteSession)) this.#dirty.add(s);
-		this.#writeOut();
+		this.#queueState();
 		await this.#join().catch((err: unknown) => this.#log.error({ err }, "cluster: resync failed"));
 	}
 
@@ -205,7 +187,7 @@ export class ClusterLink implements RemoteLink {
 		if (pub && pub.status === "ready") {
 			await pub
 				.multi()
-				.del(this.#keys.sessions(this.node), this.#keys.alive(this.node))
+				.del(this.#keys.alive(this.node))
 				.zrem(this.#keys.nodes, this.node)
 				.exec()
 				.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving failed"));
@@ -232,13 +214,27 @@ export class ClusterLink implements RemoteLink {
 		if (!this.#pub || !session.jid) return;
 		const seq = ++this.#seq;
 		this.#outRegistry.push(JSON.stringify({ op: "del", node: this.node, id: session.id, seq }));
-		this.#outHdel.push(session.id);
 		this.#queueOut();
 	}
 
 	/** Tell the other nodes that something a module keeps in memory changed (`cluster/<topic>`). */
 	notify(host: Host, topic: string, data: string): void {
 		const m: RegistryMessage = { op: "notify", node: this.node, host: host.name, topic, data };
+		this.#outRegistry.push(JSON.stringify(m));
+		this.#queueOut();
+	}
+
+	/** Publishes all of this node's sessions with the next batch (for a node that said hello). */
+	#queueState(): void {
+		const entries: SessionEntry[] = [];
+		for (const host of this.#server.hosts.values())
+			for (const resources of host.sessions.values())
+				for (const s of resources.values()) {
+					if (s instanceof RemoteSession) continue;
+					const entry = this.#entryOf(s);
+					if (entry) entries.push(entry);
+				}
+		const m: RegistryMessage = { op: "state", node: this.node, entries };
 		this.#outRegistry.push(JSON.stringify(m));
 		this.#queueOut();
 	}
@@ -300,8 +296,7 @@ export class ClusterLink implements RemoteLink {
 	// --- one batch per tick ---
 	//
 	// Everything a tick produces goes out together when the tick's I/O is done: one PUBLISH of
-	// the registry changes, one HSET and one HDEL of this node's registry hash, one PUBLISH per
-	// node with stanzas for it. Under load that is a few Redis commands for many sessions and
+	// the registry changes and one PUBLISH per node with stanzas for it. Under load that is a few Redis commands for many sessions and
 	// stanzas instead of one each (the client library's cost per command dominated the login
 	// profile of a two-worker cluster). Registry changes go before the stanzas of the same
 	// tick, on the same connection, so a node learns of a session before it gets stanzas from
@@ -309,7 +304,6 @@ export class ClusterLink implements RemoteLink {
 	// which XML 1.0 does not allow in a stanza.
 
 	#outRegistry: string[] = [];
-	#outHdel: string[] = [];
 	readonly #outNodes = new Map<string, string[]>();
 	#outQueued = false;
 
@@ -322,44 +316,22 @@ export class ClusterLink implements RemoteLink {
 	#writeOut(): void {
 		this.#outQueued = false;
 		const pub = this.#pub;
-		const hset: string[] = [];
-		for (const s of this.#dirty) {
-			const entry = this.#entryOf(s);
-			if (!entry) continue;
-			const json = JSON.stringify(entry);
-			hset.push(s.id, json);
-			this.#outRegistry.push(`{"op":"put","entry":${json}}`);
+		for (const session of this.#dirty) {
+			const entry = this.#entryOf(session);
+			if (entry) this.#outRegistry.push(`{"op":"put","entry":${JSON.stringify(entry)}}`);
 		}
 		this.#dirty.clear();
 		const registry = this.#outRegistry;
-		const hdel = this.#outHdel;
 		this.#outRegistry = [];
-		this.#outHdel = [];
 		if (!pub) {
 			this.#outNodes.clear();
 			return;
 		}
-		const commands: [string, ...string[]][] = [];
-		if (registry.length) commands.push(["publish", this.#keys.registry, `[${registry.join(",")}]`]);
-		const hash = this.#keys.sessions(this.node);
-		if (hset.length) commands.push(["hset", hash, ...hset]);
-		if (hdel.length) commands.push(["hdel", hash, ...hdel]);
-		for (const [node, messages] of this.#outNodes)
-			commands.push(["publish", this.#keys.channel(node), messages.join(REC)]);
 		const lost = (err: unknown) =>
 			this.#log.warn({ err }, "cluster: a batch for the other nodes was lost");
-		// One command goes as it is; several in one pipeline (one socket write).
-		if (commands.length === 1) {
-			const [name, ...args] = commands[0] as [string, ...string[]];
-			pub.call(name, ...args).catch(lost);
-		} else
-			pub
-				.pipeline(commands)
-				.exec()
-				.then((results) => {
-					const err = results?.find(([e]) => e)?.[0];
-					if (err) lost(err);
-				}, lost);
+		if (registry.length) pub.publish(this.#keys.registry, `[${registry.join(",")}]`).catch(lost);
+		for (const [node, messages] of this.#outNodes)
+			pub.publish(this.#keys.channel(node), messages.join(REC)).catch(lost);
 		this.#outNodes.clear();
 	}
 
@@ -368,9 +340,7 @@ export class ClusterLink implements RemoteLink {
 	#onMessage(channel: string, message: string): void {
 		try {
 			if (channel === this.#keys.registry) {
-				const batch = JSON.parse(message) as RegistryMessage[];
-				if (this.#buffered) this.#buffered.push(...batch);
-				else for (const m of batch) this.#apply(m);
+				for (const m of JSON.parse(message) as RegistryMessage[]) this.#apply(m);
 			} else for (const record of message.split(REC)) this.#fromNode(record);
 		} catch (err) {
 			this.#log.error({ err, channel }, "cluster: a message from another node failed");
@@ -383,6 +353,17 @@ export class ClusterLink implements RemoteLink {
 			return;
 		}
 		if (m.node === this.node) return;
+		if (m.op === "hello") {
+			this.#queueState();
+			return;
+		}
+		if (m.op === "state") {
+			const ids = new Set(m.entries.map((e) => e.id));
+			for (const r of [...this.#remote.values()])
+				if (r.node === m.node && !ids.has(r.id)) this.#drop(r);
+			for (const e of m.entries) this.#put(e);
+			return;
+		}
 		if (m.op === "del") {
 			const r = this.#remote.get(m.id);
 			if (r && r.seq < m.seq) this.#drop(r);
@@ -536,11 +517,7 @@ export class ClusterLink implements RemoteLink {
 			{ dead: node, sessions: gone.length },
 			"cluster: a node stopped; ending its sessions",
 		);
-		await (this.#pub as Redis)
-			.multi()
-			.del(this.#keys.sessions(node))
-			.zrem(this.#keys.nodes, node)
-			.exec();
+		await (this.#pub as Redis).zrem(this.#keys.nodes, node);
 		for (const r of gone)
 			await r.host.events.fire("session/closed", { session: r }).catch((err: unknown) => {
 				this.#log.error({ err }, "session/closed handler failed");
