@@ -6,7 +6,8 @@
  * ends. Delivery of presence addressed to a bare JID goes to every available resource.
  *
  * Rosters (and so who is subscribed) come from the roster module's storage through
- * `loadRoster`, which also includes items added by providers such as shared roster groups.
+ * `loadRoster`, which also includes items added by providers such as shared roster groups; a
+ * probe answer reads only the one item it checks (`loadRosterItem`).
  *
  * Fires `presence/initial` ({ session }) after a resource's initial presence has been
  * broadcast: the roster module re-delivers pending subscription requests on it, and offline
@@ -20,7 +21,7 @@ import type { StanzaEvent } from "../core/router.ts";
 import type { Session } from "../core/session.ts";
 import { type Element, x } from "../xml/element.ts";
 import type { JID } from "../xmpp/jid.ts";
-import { hasFrom, hasTo, loadRoster } from "./roster.ts";
+import { hasFrom, hasTo, loadRoster, loadRosterItem } from "./roster.ts";
 
 /** RFC 6121 §4.7.2.3: an integer in -128..127; missing or invalid means 0. */
 export function presencePriority(presence: Element): number {
@@ -57,8 +58,10 @@ export async function answerProbe(
 ): Promise<void> {
 	const sessions = host.sessionsOf(contact).filter((s) => s.available && s.presence && s.jid);
 	if (!sessions.length) return;
-	const { items } = await loadRoster(host, contact);
-	if (!hasFrom(items.get(requester.bare.toString())?.subscription)) return;
+	// §4.3.2: only a requester the contact's roster says is subscribed (from/both) gets an
+	// answer. One item is read, not the contact's whole roster.
+	const item = await loadRosterItem(host, contact, requester.bare.toString());
+	if (!hasFrom(item?.subscription)) return;
 	// XEP-0191 §3.5: no presence between a user and someone either of them blocked. The
 	// answer goes straight to a session, so the router's blocking hooks never see it.
 	const contactJid = host.server.jids.parse(`${contact}@${host.name}`);

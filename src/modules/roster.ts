@@ -121,6 +121,24 @@ export async function loadRoster(
 	return { items, ver, stored };
 }
 
+/**
+ * One item of the roster as `user` sees it (what `loadRoster(host, user).items.get(jid)`
+ * gives), or undefined. Without `roster/load` providers, only that item is read from storage
+ * (a probe answer checks one subscription, RFC 6121 §4.3.2: reading and copying the whole
+ * roster for it made a login's probes cost one full roster per online contact). With one,
+ * the merged roster is built, since a provider may add or change any item.
+ */
+export async function loadRosterItem(
+	host: Host,
+	user: string,
+	jid: string,
+): Promise<RosterItem | undefined> {
+	if (host.events.has("roster/load")) return (await loadRoster(host, user)).items.get(jid);
+	// The store holds JSON written by this module only; the cast restores its shape.
+	const item = await host.keyval("roster").getPath(user, ["items", jid]);
+	return (item ?? undefined) as RosterItem | undefined;
+}
+
 export function hasFrom(s: Subscription | undefined): boolean {
 	return s === "from" || s === "both";
 }

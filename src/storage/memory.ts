@@ -67,6 +67,21 @@ export function checkLimit(limit: number | undefined): void {
 	}
 }
 
+/**
+ * The part of `value` at `path` (object members only, as KeyValStore.getPath describes), not
+ * copied; undefined when a step is missing or goes into something that is not an object.
+ */
+export function valueAt(value: Json | undefined, path: readonly string[]): Json | undefined {
+	let v = value;
+	for (const key of path) {
+		if (v === null || typeof v !== "object" || Array.isArray(v) || !Object.hasOwn(v, key)) {
+			return undefined;
+		}
+		v = v[key];
+	}
+	return v;
+}
+
 /** Whether a query walks backwards (takes its page from the newest end). */
 export function walksBackwards(q: ArchiveQuery): boolean {
 	return q.reverse === true || (q.before !== undefined && q.after === undefined);
@@ -150,6 +165,10 @@ export class MemoryBackend implements StorageBackend {
 			get: async (user) => {
 				const v = data().get(user);
 				return v === undefined ? undefined : (structuredClone(v) as T);
+			},
+			getPath: async (user, path) => {
+				const v = valueAt(data().get(user), path);
+				return v === undefined ? undefined : structuredClone(v);
 			},
 			set: async (user, value) => {
 				const s = data();

@@ -27,7 +27,7 @@
  */
 import { createHash } from "node:crypto";
 import pg from "pg";
-import { checkLimit, newArchiveId, StorageError, walksBackwards } from "./memory.ts";
+import { checkLimit, newArchiveId, StorageError, valueAt, walksBackwards } from "./memory.ts";
 import { migratePostgres, quoteSchema } from "./migrations/postgres.ts";
 import type {
 	ArchiveItem,
@@ -356,6 +356,35 @@ export class PostgresBackend implements StorageBackend {
 					);
 					const row = r.rows[0];
 					return row === undefined ? undefined : (JSON.parse(row.value as string) as T);
+				}),
+			getPath: (user, path) =>
+				this.#read(async (c) => {
+					// `json -> text` takes one object member (NULL for a missing one, and for any
+					// step into an array or a scalar), so only that part's text comes back.
+					const steps = path.map((_, i) => ` -> $${i + 4}::text`).join("");
+					let r: pg.QueryResult<Row>;
+					try {
+						r = await this.#q(
+							c,
+							`SELECT (value::json${steps})::text AS part FROM ${t} ` +
+								"WHERE host = $1 AND store = $2 AND username = $3",
+							[host, store, user, ...path],
+						);
+					} catch (e) {
+						// A value PostgreSQL's json type refuses (class 22, data exception: a lone
+						// UTF-16 surrogate that JSON.stringify wrote as an escape) is still valid
+						// JavaScript JSON: read it whole and walk it here.
+						if (!String((e as { code?: unknown } | null)?.code).startsWith("22")) throw e;
+						const whole = await this.#q(
+							c,
+							`SELECT value FROM ${t} WHERE host = $1 AND store = $2 AND username = $3`,
+							[host, store, user],
+						);
+						const row = whole.rows[0];
+						return row === undefined ? undefined : valueAt(JSON.parse(row.value as string), path);
+					}
+					const part = r.rows[0]?.part;
+					return typeof part === "string" ? (JSON.parse(part) as Json) : undefined;
 				}),
 			set: (user, value) => {
 				const json = value === undefined ? undefined : JSON.stringify(value);

@@ -11,7 +11,7 @@ import { pathToFileURL } from "node:url";
 import { storageContract } from "./contract.ts";
 import { createStorage } from "./index.ts";
 import { MemoryBackend } from "./memory.ts";
-import { SQLITE_SCHEMA_VERSION, SqliteBackend } from "./sqlite.ts";
+import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION, SqliteBackend } from "./sqlite.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "parley-sqlite-test-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -179,12 +179,89 @@ test("sqlite: a database with a newer schema version is refused and left untouch
 	raw.close();
 	assert.throws(
 		() => new SqliteBackend(path),
-		/schema version 2 is newer than this Parley supports/,
+		new RegExp(`schema version ${SQLITE_SCHEMA_VERSION + 1} is newer than this Parley supports`),
 	);
 	const check = new DatabaseSync(path);
 	assert.equal(check.prepare("PRAGMA user_version").get()?.user_version, SQLITE_SCHEMA_VERSION + 1);
 	assert.equal(check.prepare("PRAGMA journal_mode").get()?.journal_mode, "delete");
 	check.close();
+});
+
+/** keyval and map must be rowid tables (schema version 2), the archive and nothing else beside. */
+function assertRowidTables(path: string): void {
+	const db = new DatabaseSync(path);
+	try {
+		assert.equal(db.prepare("PRAGMA user_version").get()?.user_version, SQLITE_SCHEMA_VERSION);
+		const tables = db
+			.prepare("SELECT name, wr FROM pragma_table_list WHERE schema = 'main' ORDER BY name")
+			.all()
+			.filter((r) => !String(r.name).startsWith("sqlite_"));
+		assert.deepEqual(
+			tables.map((r) => [r.name, r.wr]),
+			[
+				["archive", 0],
+				["keyval", 0],
+				["map", 0],
+			],
+		);
+	} finally {
+		db.close();
+	}
+}
+
+test("sqlite: a version 1 file (WITHOUT ROWID keyval and map) becomes rowid tables, data kept", async () => {
+	const path = freshPath();
+	const raw = new DatabaseSync(path);
+	raw.exec(SQLITE_MIGRATIONS[0] as string);
+	raw.exec("PRAGMA user_version = 1");
+	const roster = {
+		ver: 7,
+		items: Object.fromEntries(
+			Array.from({ length: 300 }, (_, i) => [`c${i}@b.example`, { subscription: "both" }]),
+		),
+	};
+	const kv = raw.prepare("INSERT INTO keyval (host, store, user, value) VALUES (?, ?, ?, ?)");
+	kv.run("a.example", "roster", "alice", JSON.stringify(roster)); // several overflow pages
+	kv.run("a.example", "roster", "bob", JSON.stringify({ ver: 1 }));
+	kv.run("b.example", "roster", "alice", JSON.stringify("other host"));
+	const map = raw.prepare("INSERT INTO map (host, store, user, key, value) VALUES (?, ?, ?, ?, ?)");
+	map.run("a.example", "blocklist", "alice", "spam@x", "true");
+	map.run("a.example", "blocklist", "alice", "eggs@x", JSON.stringify({ n: 1 }));
+	raw.close();
+
+	const b = new SqliteBackend(path);
+	try {
+		const r = b.keyval("a.example", "roster");
+		assert.deepEqual(await r.get("alice"), roster);
+		assert.deepEqual(await r.getPath("alice", ["items", "c299@b.example"]), {
+			subscription: "both",
+		});
+		assert.deepEqual(await r.users(), ["alice", "bob"]);
+		assert.equal(await b.keyval("b.example", "roster").get("alice"), "other host");
+		const m = b.map("a.example", "blocklist");
+		assert.deepEqual(
+			[...(await m.getAll("alice"))],
+			[
+				["eggs@x", { n: 1 }],
+				["spam@x", true],
+			],
+		);
+		// The primary key is still unique: writes replace, deletes remove.
+		await r.set("bob", { ver: 2 });
+		assert.deepEqual(await r.get("bob"), { ver: 2 });
+		await r.set("bob", undefined);
+		assert.deepEqual(await r.users(), ["alice"]);
+		await m.set("alice", "spam@x", false);
+		assert.equal(await m.get("alice", "spam@x"), false);
+		assert.equal((await m.getAll("alice")).size, 2);
+	} finally {
+		await b.close();
+	}
+	assertRowidTables(path);
+	// A new file gets the same tables.
+	const fresh = freshPath();
+	await new SqliteBackend(fresh).close();
+	assertRowidTables(fresh);
 });
 
 test("createStorage: sqlite under a data dir it creates; memory", async () => {

@@ -13,6 +13,14 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 
 export interface KeyValStore<T extends Json = Json> {
 	get(user: string): Promise<T | undefined>;
+	/**
+	 * One part of the user's value: `path` names object members, outermost first (["items",
+	 * "bob@example.com"] is `value.items["bob@example.com"]`). `undefined` when the user has no
+	 * value or nothing is there (a member that is missing, or a step into something that is not
+	 * an object, arrays included). It reads what `get` would, but a backend can hand over one
+	 * entry of a large value without reading and parsing all of it (a roster item for a probe).
+	 */
+	getPath(user: string, path: readonly string[]): Promise<Json | undefined>;
 	/** `undefined` deletes. */
 	set(user: string, value: T | undefined): Promise<void>;
 	/** Every user that has a value, sorted. */

@@ -10,7 +10,10 @@ import { SQLITE_SCHEMA_VERSION, SqliteBackend } from "../sqlite.ts";
 import type { MigrationPlan } from "./postgres.ts";
 
 /** What each SQLite schema version brought (entry i: version i + 1). */
-const DESCRIPTIONS: readonly string[] = ["keyval, map and archive tables"];
+const DESCRIPTIONS: readonly string[] = [
+	"keyval, map and archive tables",
+	"keyval and map as rowid tables (one lookup no longer reads its neighbours' large values)",
+];
 
 function version(path: string): number {
 	if (path === ":memory:" || !existsSync(path)) return 0;
