@@ -65,7 +65,10 @@ export function describeSplit(processes: Window["processes"]): string {
 	const total = busy.reduce((a, p) => a + p.cpu, 0);
 	return busy
 		.sort((a, b) => b.cpu - a.cpu)
-		.map((p) => `${p.name === "MainThread" ? "node" : p.name} ${p.pid} ${((100 * p.cpu) / total).toFixed(0)}% (${p.cpu.toFixed(2)} s)`)
+		.map(
+			(p) =>
+				`${p.name === "MainThread" ? "node" : p.name} ${p.pid} ${((100 * p.cpu) / total).toFixed(0)}% (${p.cpu.toFixed(2)} s)`,
+		)
 		.join(", ");
 }
 

@@ -703,6 +703,17 @@ test("PLAIN: malformed messages and encoding (RFC 4616 §2, RFC 6120 §6.5.3)", 
 		await mech("PLAIN", makeCtx()).step(Buffer.from([0, 0x6a, 0, 0xff])),
 		"incorrect-encoding",
 	);
+	// Each message is decoded on its own: a sequence cut at the end of one (0xc3) is not
+	// completed by the next one's first byte (0xa9 would make "é" of both).
+	assertFailure(
+		await mech("PLAIN", makeCtx()).step(Buffer.from([0, 0x6a, 0, 0x72, 0xc3])),
+		"incorrect-encoding",
+	);
+	assertFailure(
+		await mech("PLAIN", makeCtx()).step(Buffer.from([0xa9, 0, ...utf8("juliet\0r0meo!")])),
+		"incorrect-encoding",
+	);
+	assert.equal((await mech("PLAIN", makeCtx()).step(utf8("\0juliet\0r0meo!"))).kind, "success");
 });
 
 test("PLAIN: no initial response -> empty challenge, then the response (RFC 6120 §6.4.2)", async () => {

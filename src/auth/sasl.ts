@@ -166,10 +166,13 @@ export function decodeSaslPayload(text: string): Buffer | null | "invalid" {
 	return strictBase64Decode(text) ?? "invalid";
 }
 
+/** Fatal on malformed input. Without `stream: true` each decode starts afresh: shareable. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
 /** Strict UTF-8 (RFC 6120 §6.5.3 incorrect-encoding otherwise), or null. */
 function decodeUtf8(buf: Buffer): string | null {
 	try {
-		return new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(buf);
+		return UTF8.decode(buf);
 	} catch {
 		return null;
 	}

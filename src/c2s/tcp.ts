@@ -136,6 +136,8 @@ class TcpTransport implements Transport {
 	readonly #stream: C2SStream;
 	#cb: ChannelBindingSource | null = null;
 	#ending = false;
+	/** The client's closing tag has arrived (RFC 6120 §4.4): its stream is over. */
+	#peerClosed = false;
 
 	constructor(server: Server, socket: net.Socket, ip: string, secure: boolean) {
 		this.#server = server;
@@ -149,7 +151,10 @@ class TcpTransport implements Transport {
 			{
 				streamStart: (name, ns, attrs, defaultNs) => stream.streamStart(name, ns, attrs, defaultNs),
 				stanza: (el) => stream.stanza(el),
-				streamEnd: () => stream.streamEnd(),
+				streamEnd: () => {
+					this.#peerClosed = true;
+					stream.streamEnd();
+				},
 				error: (condition, text) => stream.parseError(condition, text),
 			},
 			{ maxStanzaBytes: limits.preauth_stanza_size, maxDepth: limits.max_depth },
@@ -241,9 +246,25 @@ class TcpTransport implements Transport {
 		const rest = this.#out;
 		this.#out = "";
 		if (socket.destroyed) return;
-		socket.end(rest);
-		// RFC 6120 §4.4: wait a little for the peer's closing tag, then drop the connection.
-		setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+		if (this.#peerClosed && !this.#secure) {
+			// RFC 6120 §4.4: the client closed its stream first and ours is closed now, so there
+			// is nothing left to wait for: write the closing tag and close the connection, rather
+			// than half-close and wait for the client's FIN (a shutdown, one more read, and the
+			// grace timer). Only once the kernel holds every byte; a client that is not reading
+			// gets the flushing end() below. Over TLS, end() also sends close_notify.
+			socket.write(rest);
+			if (socket.writableLength === 0) {
+				socket.destroy();
+				return;
+			}
+			socket.end();
+		} else socket.end(rest);
+		// RFC 6120 §4.4: wait a little for the peer's closing tag, then drop the connection. The
+		// timer goes as soon as the socket closes: it would otherwise keep the closed connection
+		// (socket, stream, parser) alive for the whole grace period, long enough for the garbage
+		// collector to move it to the old generation, at every login storm's pace.
+		const grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+		socket.once("close", () => clearTimeout(grace));
 	}
 
 	startTls(): Promise<void> {
