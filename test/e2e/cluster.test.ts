@@ -29,6 +29,33 @@ const clusterConfig = (node: string) => ({
 	components: { "conference.localhost": { type: "muc" as const } },
 });
 
+/**
+ * A TOML file for a `parley serve` child: plain TCP on `port` only, PLAIN allowed; `log` is the
+ * rest of the [log] table and any further tables.
+ */
+function writeNodeConfig(file: string, dataDir: string, port: number, log: string[]): string {
+	const lines = [
+		"[server]",
+		`data_dir = ${JSON.stringify(dataDir)}`,
+		"[auth]",
+		"require_encryption = false",
+		"allow_plain_without_tls = true",
+		"[listeners.c2s]",
+		'address = "127.0.0.1"',
+		`port = ${port}`,
+		"[listeners.c2s_direct_tls]",
+		"enabled = false",
+		"[listeners.http]",
+		"enabled = false",
+		"[listeners.https]",
+		"enabled = false",
+		"[log]",
+		...log,
+	];
+	writeFileSync(file, `${lines.join("\n")}\n`);
+	return file;
+}
+
 /** Runs the CLI without blocking this process (a test server may be running in it). */
 const run = (args: string[]) => promisify(execFile)(process.execPath, args);
 
@@ -330,34 +357,15 @@ test("RFC 6121 §4.5.2 and XEP-0160: a node killed with SIGKILL has its sessions
 
 	// Node C: a separate process on the same storage and cluster.
 	const port = await freePort();
-	const toml = join(a.dataDir, "node-c.toml");
-	writeFileSync(
-		toml,
-		[
-			"[server]",
-			`data_dir = ${JSON.stringify(a.dataDir)}`,
-			"[log]",
-			'level = "warn"',
-			"[auth]",
-			"require_encryption = false",
-			"allow_plain_without_tls = true",
-			"[cluster]",
-			"enabled = true",
-			`prefix = ${JSON.stringify(PREFIX)}`,
-			'node = "node-c"',
-			"heartbeat = 0.5",
-			"node_timeout = 3",
-			"[listeners.c2s]",
-			'address = "127.0.0.1"',
-			`port = ${port}`,
-			"[listeners.c2s_direct_tls]",
-			"enabled = false",
-			"[listeners.http]",
-			"enabled = false",
-			"[listeners.https]",
-			"enabled = false",
-		].join("\n"),
-	);
+	const toml = writeNodeConfig(join(a.dataDir, "node-c.toml"), a.dataDir, port, [
+		'level = "warn"',
+		"[cluster]",
+		"enabled = true",
+		`prefix = ${JSON.stringify(PREFIX)}`,
+		'node = "node-c"',
+		"heartbeat = 0.5",
+		"node_timeout = 3",
+	]);
 	let child: ChildProcess | null = spawn(process.execPath, [BIN, "serve", "--config", toml], {
 		stdio: ["ignore", "ignore", "pipe"],
 	});
@@ -413,31 +421,12 @@ test("server.workers: `parley serve --workers 2` spreads clients over two proces
 	const dir = mkdtempSync(join(tmpdir(), "parley-workers-"));
 	const prefix = `${PREFIX}-w`;
 	const port = await freePort();
-	const toml = join(dir, "parley.toml");
-	writeFileSync(
-		toml,
-		[
-			"[server]",
-			`data_dir = ${JSON.stringify(dir)}`,
-			"[log]",
-			'level = "info"',
-			'format = "json"',
-			"[auth]",
-			"require_encryption = false",
-			"allow_plain_without_tls = true",
-			"[cluster]",
-			`prefix = ${JSON.stringify(prefix)}`,
-			"[listeners.c2s]",
-			'address = "127.0.0.1"',
-			`port = ${port}`,
-			"[listeners.c2s_direct_tls]",
-			"enabled = false",
-			"[listeners.http]",
-			"enabled = false",
-			"[listeners.https]",
-			"enabled = false",
-		].join("\n"),
-	);
+	const toml = writeNodeConfig(join(dir, "parley.toml"), dir, port, [
+		'level = "info"',
+		'format = "json"',
+		"[cluster]",
+		`prefix = ${JSON.stringify(prefix)}`,
+	]);
 	for (const u of ["alice", "bob"])
 		await run([BIN, "user", "add", `${u}@localhost`, "--config", toml, "--password", `pw-${u}`]);
 	const pidfile = join(dir, "parley.pid");
