@@ -26,7 +26,15 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { cores, describeSplit, Meter, machine, processTree, rssKiB } from "./lib/proc.ts";
+import {
+	cores,
+	describeSplit,
+	Meter,
+	machine,
+	processTree,
+	rssKiB,
+	type Window,
+} from "./lib/proc.ts";
 import { topSelfTime } from "./lib/profile.ts";
 import {
 	type Running,
@@ -181,6 +189,13 @@ interface ScenarioResult {
  */
 const LOGIN_WARMUP = 1000;
 
+/** A scenario's notes, plus each server process's share of the CPU when there are several. */
+function noteWithSplit(notes: string[], w: Window): string | undefined {
+	const all = [...notes];
+	if (w.processes.length > 1) all.push(`server processes: ${describeSplit(w.processes)}`);
+	return all.length ? all.join("; ") : undefined;
+}
+
 const users = (from: number, n: number) => Array.from({ length: n }, (_, i) => `b${from + i}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (s: string) =>
@@ -250,10 +265,7 @@ async function loginStorm(
 			"machine busy %": w.machineBusyPct,
 			"others busy %": w.othersBusyPct,
 		},
-		note:
-			[...r.errors, w.processes.length > 1 ? `server processes: ${describeSplit(w.processes)}` : ""]
-				.filter(Boolean)
-				.join("; ") || undefined,
+		note: noteWithSplit(r.errors, w),
 	};
 }
 
@@ -362,13 +374,7 @@ async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 			"machine busy %": w.machineBusyPct,
 			"others busy %": w.othersBusyPct,
 		},
-		note:
-			[
-				r.capped ? `time cap reached after ${r.elapsedMs.toFixed(0)} ms` : "",
-				w.processes.length > 1 ? `server processes: ${describeSplit(w.processes)}` : "",
-			]
-				.filter(Boolean)
-				.join("; ") || undefined,
+		note: noteWithSplit(r.capped ? [`time cap reached after ${r.elapsedMs.toFixed(0)} ms`] : [], w),
 	};
 }
 

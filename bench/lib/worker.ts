@@ -354,44 +354,20 @@ class Generator {
 			const cap = setTimeout(() => finish(true), c.capMs);
 			for (let p = 0; p < P; p++) {
 				const pair = this.pairs[p] as Pair;
-				let carry = "";
-				const onData = (d: string) => {
-					const s = carry.length ? carry + d : d;
-					let last = 0;
-					let i = s.indexOf(marker);
-					while (i !== -1) {
-						const end = s.indexOf(";", i);
-						if (end === -1) break;
-						// marker:pair:seq;
-						let j = i + marker.length + 1;
-						let pp = 0;
-						let ch = s.charCodeAt(j);
-						while (ch >= 48 && ch <= 57) {
-							pp = pp * 10 + ch - 48;
-							ch = s.charCodeAt(++j);
-						}
-						j++;
-						let seq = 0;
-						ch = s.charCodeAt(j);
-						while (ch >= 48 && ch <= 57) {
-							seq = seq * 10 + ch - 48;
-							ch = s.charCodeAt(++j);
-						}
-						const k = pp * M + seq;
-						if (pp < P && seq < M) {
-							if (seen[k]) duplicates++;
-							else {
-								seen[k] = 1;
-								latency[k] = performance.now() - (sendAt[k] as number);
-								delivered++;
-								inflight[pp] = (inflight[pp] as number) - 1;
-								pump(pp);
-							}
-						}
-						last = end + 1;
-						i = s.indexOf(marker, last);
+				const scan = markerScanner(marker, (pp, seq) => {
+					const k = pp * M + seq;
+					if (pp >= P || seq >= M) return;
+					if (seen[k]) duplicates++;
+					else {
+						seen[k] = 1;
+						latency[k] = performance.now() - (sendAt[k] as number);
+						delivered++;
+						inflight[pp] = (inflight[pp] as number) - 1;
+						pump(pp);
 					}
-					carry = i !== -1 ? s.slice(i) : s.slice(Math.max(last, s.length - marker.length));
+				});
+				const onData = (d: string) => {
+					scan(d);
 					if (delivered === total) finish(false);
 				};
 				pair.b.on("data", onData);
@@ -736,47 +712,23 @@ class Generator {
 			const cap = setTimeout(() => finish(true), c.capMs);
 			for (let k = 0; k < N; k++) {
 				const o = occ[k] as Occupant;
-				let carry = "";
-				const onData = (d: string) => {
-					const str = carry.length ? carry + d : d;
-					let last = 0;
-					let i = str.indexOf(marker);
-					while (i !== -1) {
-						const end = str.indexOf(";", i);
-						if (end === -1) break;
-						// marker:sender:seq;
-						let j = i + marker.length + 1;
-						let s = 0;
-						let ch = str.charCodeAt(j);
-						while (ch >= 48 && ch <= 57) {
-							s = s * 10 + ch - 48;
-							ch = str.charCodeAt(++j);
+				const scan = markerScanner(marker, (s, seq) => {
+					if (s >= S || seq >= M) return;
+					const m = s * M + seq;
+					const x = m * N + k;
+					if (seen[x]) duplicates++;
+					else {
+						seen[x] = 1;
+						lats[delivered++] = performance.now() - (sendAt[m] as number);
+						count[m] = (count[m] as number) + 1;
+						if (count[m] === N) {
+							inflight[s] = (inflight[s] as number) - 1;
+							pump(s);
 						}
-						j++;
-						let seq = 0;
-						ch = str.charCodeAt(j);
-						while (ch >= 48 && ch <= 57) {
-							seq = seq * 10 + ch - 48;
-							ch = str.charCodeAt(++j);
-						}
-						if (s < S && seq < M) {
-							const m = s * M + seq;
-							const x = m * N + k;
-							if (seen[x]) duplicates++;
-							else {
-								seen[x] = 1;
-								lats[delivered++] = performance.now() - (sendAt[m] as number);
-								count[m] = (count[m] as number) + 1;
-								if (count[m] === N) {
-									inflight[s] = (inflight[s] as number) - 1;
-									pump(s);
-								}
-							}
-						}
-						last = end + 1;
-						i = str.indexOf(marker, last);
 					}
-					carry = i !== -1 ? str.slice(i) : str.slice(Math.max(last, str.length - marker.length));
+				});
+				const onData = (d: string) => {
+					scan(d);
 					if (delivered === expected) finish(false);
 				};
 				o.socket.off("data", o.idle);
@@ -867,3 +819,35 @@ process.on("message", (msg: Command) => {
 			process.exit(0);
 	}
 });
+
+/**
+ * Finds `<marker>:<a>:<seq>;` in a socket's text as it arrives (a marker may be split across
+ * reads) and calls `found(a, seq)` for each: no XML parsing in the hot loop.
+ */
+function markerScanner(marker: string, found: (a: number, seq: number) => void) {
+	let carry = "";
+	const num = (s: string, j: number): [number, number] => {
+		let n = 0;
+		let ch = s.charCodeAt(j);
+		while (ch >= 48 && ch <= 57) {
+			n = n * 10 + ch - 48;
+			ch = s.charCodeAt(++j);
+		}
+		return [n, j];
+	};
+	return (d: string): void => {
+		const s = carry.length ? carry + d : d;
+		let last = 0;
+		let i = s.indexOf(marker);
+		while (i !== -1) {
+			const end = s.indexOf(";", i);
+			if (end === -1) break;
+			const [a, j] = num(s, i + marker.length + 1);
+			const [seq] = num(s, j + 1);
+			found(a, seq);
+			last = end + 1;
+			i = s.indexOf(marker, last);
+		}
+		carry = i !== -1 ? s.slice(i) : s.slice(Math.max(last, s.length - marker.length));
+	};
+}
