@@ -497,3 +497,57 @@ test("server.workers needs shared storage: memory storage is a configuration err
 	assert.match((r as { stderr: string }).stderr, /needs shared storage/);
 	rmSync(dir, { recursive: true, force: true });
 });
+
+test("XEP-0045 §10.2 persistent rooms outlive their node: the next leader loads them from storage", async () => {
+	const prefix = `${PREFIX}-f`;
+	const config = (node: string) => ({
+		...clusterConfig(node),
+		cluster: { enabled: true, prefix, node, heartbeat: 0.5, node_timeout: 3 },
+	});
+	const dataDir = mkdtempSync(join(tmpdir(), "parley-failover-"));
+	const x = await startTestServer({
+		storage: "sqlite",
+		dataDir,
+		config: config("node-x"),
+		users: [["frank@localhost", "pw-frank"]],
+	});
+	const y = await startTestServer({
+		storage: "sqlite",
+		dataDir: x.dataDir,
+		config: config("node-y"),
+	});
+	try {
+		await waitFor(() => y.server.cluster?.leaderNode === "node-x", "node X leading");
+		const frank = await online(y.port, "frank", "f");
+		clients.push(frank);
+		const room = "kept@conference.localhost";
+		const join = async () => {
+			const mark = frank.received.length;
+			frank.send(
+				`<presence to='${room}/Frank'><x xmlns='http://jabber.org/protocol/muc'/></presence>`,
+			);
+			return frank.waitFor(
+				/from="kept@conference.localhost\/Frank"[\s\S]*?<status code="110"/,
+				mark,
+			);
+		};
+		assert.match(await join(), /<status code="201"/); // created on node X, the leader
+		assert.match(
+			await iq(
+				frank,
+				"cfg",
+				`<iq type='set' id='cfg' to='${room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>`,
+			),
+			/type="result"/,
+		);
+		await x.stop();
+		await waitFor(() => y.server.cluster?.leader === true, "node Y leading");
+		// The room is there on node Y, from storage: entering it creates nothing (no 201).
+		assert.doesNotMatch(await join(), /<status code="201"/);
+		frank.end();
+	} finally {
+		await y.stop();
+		await x.stop();
+		rmSync(dataDir, { recursive: true, force: true });
+	}
+});
