@@ -246,6 +246,31 @@ async function servePrimary(config: Config, count: number, pidfile?: string): Pr
 	}
 }
 
+/** Why the cluster's Redis cannot be used (a PING), or undefined when it answers. */
+async function redisProblem(url: string): Promise<string | undefined> {
+	const { Redis } = await import("ioredis");
+	const r = new Redis(url, {
+		lazyConnect: true,
+		connectTimeout: 3000,
+		maxRetriesPerRequest: 0,
+		retryStrategy: () => null,
+	});
+	// The socket's own error (ECONNREFUSED, ENOTFOUND, NOAUTH...) says more than the rejection.
+	let cause = "";
+	r.on("error", (err: Error) => {
+		cause ||= err.message;
+	});
+	try {
+		await r.connect();
+		await r.ping();
+		return undefined;
+	} catch (err) {
+		return `not reachable (${cause || (err as Error).message})`;
+	} finally {
+		r.disconnect();
+	}
+}
+
 async function portFree(address: string, port: number): Promise<boolean> {
 	return new Promise((resolve) => {
 		const s = createServer();
@@ -296,6 +321,12 @@ async function check(opts: { config?: string }): Promise<void> {
 			`listener ${name} on [${l.address}]:${l.port}: ${free ? "port free" : "PORT IN USE"}`,
 		);
 		if (!free) problems.push(`listeners.${name}: port ${l.port} on ${l.address} is in use`);
+	}
+	const workers = await import("../cluster/workers.ts");
+	if (config.cluster.enabled || workers.workerCount(config.server.workers) > 1) {
+		const problem = await redisProblem(config.cluster.redis);
+		console.log(`cluster: Redis at ${config.cluster.redis}: ${problem ?? "reachable"}`);
+		if (problem) problems.push(`cluster.redis: ${problem}`);
 	}
 	if (problems.length) throw new CliError(problems.join("\n"), EXIT.CHECK_FAILED);
 	console.log("all checks passed");

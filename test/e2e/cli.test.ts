@@ -77,6 +77,8 @@ interface ProjectOptions {
 	level?: string;
 	c2sPort?: number;
 	tls?: string;
+	/** More TOML tables, appended. */
+	extra?: string;
 }
 
 /** Every listener the schema knows, by name, with its defaults (c2s, c2s_direct_tls, http...). */
@@ -110,7 +112,7 @@ backend = "sqlite"
 require_encryption = false
 allow_plain_without_tls = true
 
-${listeners}${opts.tls ?? ""}
+${listeners}${opts.tls ?? ""}${opts.extra ?? ""}
 [hosts.localhost]
 
 [hosts."other.example"]
@@ -529,6 +531,20 @@ describe("check", () => {
 		} finally {
 			busy.close();
 		}
+	});
+
+	test("a cluster's Redis is pinged: reachable passes, unreachable exits 6 and says why", async () => {
+		const up = project({
+			extra: '\n[cluster]\nenabled = true\nredis = "redis://127.0.0.1:6379"\n',
+		});
+		const ok = await run(["check", "--config", up.config]);
+		assert.equal(ok.code, EXIT.OK, ok.stderr);
+		assert.match(ok.stdout, /cluster: Redis at redis:\/\/127\.0\.0\.1:6379: reachable/);
+		// Port 1 on loopback: nothing listens there.
+		const down = project({ extra: '\n[cluster]\nenabled = true\nredis = "redis://127.0.0.1:1"\n' });
+		const r = await run(["check", "--config", down.config]);
+		assert.equal(r.code, EXIT.CHECK_FAILED, r.stderr);
+		assert.match(r.stderr, /cluster\.redis: not reachable \(connect ECONNREFUSED 127\.0\.0\.1:1\)/);
 	});
 
 	test("a certificate path that does not exist exits 3 and names the key", async () => {
