@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
+import pg from "pg";
 import { RemoteSession } from "../../src/cluster/remote-session.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
@@ -549,5 +550,52 @@ test("XEP-0045 §10.2 persistent rooms outlive their node: the next leader loads
 		await y.stop();
 		await x.stop();
 		rmSync(dataDir, { recursive: true, force: true });
+	}
+});
+
+test("a cluster on PostgreSQL, as on several machines: chat across nodes, offline storage shared", async () => {
+	const url = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
+	const schema = `parley_cluster_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+	const prefix = `${PREFIX}-pg`;
+	const config = (node: string) => ({
+		...clusterConfig(node),
+		cluster: { enabled: true, prefix, node, heartbeat: 0.5, node_timeout: 3 },
+		storage: { backend: "postgres" as const, url, schema },
+	});
+	// Each node has a data directory of its own, as on separate machines; storage is shared.
+	const p = await startTestServer({
+		storage: "sqlite",
+		config: config("node-p"),
+		users: [
+			["gina@localhost", "pw-gina"],
+			["hank@localhost", "pw-hank"],
+		],
+	});
+	const q = await startTestServer({ storage: "sqlite", config: config("node-q") });
+	try {
+		const gina = await online(p.port, "gina", "g");
+		clients.push(gina);
+		const hank = await online(q.port, "hank", "h");
+		clients.push(hank);
+		await replicas(p, 1);
+		const mark = hank.received.length;
+		gina.send("<message to='hank@localhost/h' id='pg1' type='chat'><body>over pg</body></message>");
+		await message(hank, "pg1", mark);
+		hank.end();
+		await replicas(p, 0);
+		// XEP-0160: stored by node P in PostgreSQL, delivered by node Q at the next login.
+		gina.send("<message to='hank@localhost' id='pg2' type='chat'><body>later</body></message>");
+		await iq(gina, "f", "<iq type='get' id='f' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+		const again = await online(q.port, "hank", "h2");
+		clients.push(again);
+		await again.waitFor(/id="pg2"[\s\S]*?<body>later<\/body>/);
+		gina.end();
+	} finally {
+		await q.stop();
+		await p.stop();
+		const c = new pg.Client({ connectionString: url });
+		await c.connect();
+		await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+		await c.end();
 	}
 });
