@@ -127,12 +127,16 @@ export class ClusterLink implements RemoteLink {
 		const sub = new Redis(this.#cfg.redis, { ...options, connectionName: `${this.node}:sub` });
 		this.#pub = pub;
 		this.#sub = sub;
+		// The socket's own error (ECONNREFUSED, NOAUTH, ...) says more than a failed connect().
+		let firstError = "";
 		for (const [name, r] of [
 			["publisher", pub],
 			["subscriber", sub],
 		] as const)
 			r.on("error", (err: Error) => {
-				if (!this.#stopping) this.#log.warn({ err: err.message }, `cluster ${name}: Redis error`);
+				firstError ||= err.message;
+				if (!this.#stopping && this.#ready)
+					this.#log.warn({ err: err.message }, `cluster ${name}: Redis error`);
 			});
 		try {
 			await Promise.all([pub.connect(), sub.connect()]);
@@ -140,7 +144,8 @@ export class ClusterLink implements RemoteLink {
 			this.#stopping = true;
 			pub.disconnect();
 			sub.disconnect();
-			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${String(err)}`);
+			const why = firstError || (err as Error).message;
+			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${why}`);
 		}
 		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
 		await sub.subscribe(this.#keys.registry, this.#keys.channel(this.node));

@@ -599,3 +599,15 @@ test("a cluster on PostgreSQL, as on several machines: chat across nodes, offlin
 		await c.end();
 	}
 });
+
+test("a node whose Redis cannot be reached does not start, and says why", async () => {
+	await assert.rejects(
+		startTestServer({
+			storage: "sqlite",
+			config: {
+				cluster: { enabled: true, prefix: `${PREFIX}-down`, redis: "redis://127.0.0.1:1" },
+			},
+		}),
+		/cluster: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: connect ECONNREFUSED/,
+	);
+});
