@@ -61,7 +61,13 @@ export async function startTestServer(
 		log,
 		storage: opts.storage === "sqlite" ? undefined : new MemoryBackend(),
 	});
-	await server.start();
+	try {
+		await server.start();
+	} catch (err) {
+		// A server that does not start leaves nothing behind (tests of start-up failures).
+		if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+		throw err;
+	}
 	for (const [jid, password] of opts.users ?? []) {
 		const [local, domain] = jid.split("@") as [string, string];
 		const host = server.hosts.get(domain);
