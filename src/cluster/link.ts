@@ -18,7 +18,7 @@
  *   its sessions, and the leader (the live node that joined first) ends them as if their
  *   streams had closed (unavailable presence to contacts, RFC 6121 §4.5.2; last activity) and
  *   removes it from the node list. Messages to those users then go to offline storage.
- * - Module caches (blocking lists, avatar hashes) are told of changes made on other nodes by
+ * - Module caches (the blocking lists) are told of changes made on other nodes by
  *   `cluster/<topic>` events on the host's bus ({@link ClusterLink.notify}).
  */
 import { hostname } from "node:os";
