@@ -2,7 +2,8 @@
  * The BOSH connection manager (XEP-0124 §7): parses each POSTed `<body/>`, creates sessions
  * and hands later bodies to the session their `sid` names.
  */
-import type { Server } from "../core/server.ts";
+
+import type { Core } from "../core/contracts.ts";
 import type { Element } from "../xml/element.ts";
 import { parseDocument, XmlError } from "../xml/parser.ts";
 import { BODY_SLACK, BoshSession, NS_HTTPBIND, terminateBody } from "./session.ts";
@@ -16,10 +17,10 @@ export interface BoshPeer {
 }
 
 export class BoshManager {
-	readonly #server: Server;
+	readonly #server: Core;
 	readonly #sessions = new Map<string, BoshSession>();
 
-	constructor(server: Server) {
+	constructor(server: Core) {
 		this.#server = server;
 	}
 

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import type { ChannelBindingSource } from "../auth/channel-binding.ts";
 import { C2SStream, type Transport } from "../c2s/stream.ts";
-import type { Server } from "../core/server.ts";
+import type { Core } from "../core/contracts.ts";
 import { standaloneXml } from "../http/serialize.ts";
 import { type Attrs, Element, escapeAttr } from "../xml/element.ts";
 import { NS_CLIENT, NS_STREAMS } from "../xmpp/ns.ts";
@@ -80,7 +80,7 @@ export class BoshSession implements Transport {
 	readonly remoteAddress: string;
 	readonly secure: boolean;
 	readonly canStartTls = false;
-	readonly #server: Server;
+	readonly #server: Core;
 	readonly #opts: BoshSessionOptions;
 	readonly #stream: C2SStream;
 	readonly #requests: number;
@@ -105,7 +105,7 @@ export class BoshSession implements Transport {
 	/** Set once the session is over: the answer to anything that still comes in. */
 	#final: string | null = null;
 
-	constructor(server: Server, opts: BoshSessionOptions, onEnd: (s: BoshSession) => void) {
+	constructor(server: Core, opts: BoshSessionOptions, onEnd: (s: BoshSession) => void) {
 		this.#server = server;
 		this.#opts = opts;
 		this.remoteAddress = opts.ip;

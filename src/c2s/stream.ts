@@ -12,10 +12,9 @@ import {
 	type SaslContext,
 	type SaslMechanism,
 } from "../auth/sasl.ts";
-import type { Host } from "../core/host.ts";
+import type { Core, Host, PreauthEvent, Session } from "../core/contracts.ts";
 import { isStanzaName } from "../core/router.ts";
-import type { Server } from "../core/server.ts";
-import { type Session, SessionData } from "../core/session.ts";
+import { SessionData } from "../core/session.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import type { XmlErrorCondition } from "../xml/parser.ts";
 import {
@@ -61,19 +60,6 @@ export interface Transport {
 
 type State = "header" | "features" | "tls" | "closed";
 
-/**
- * What a module sees of a stream before authentication, with the `stream-features/preauth`
- * event (plus `features`) and `preauth-iq/<ns>:<name>` (plus `stanza`).
- */
-export interface PreauthEvent {
-	readonly host: Host;
-	readonly remoteAddress: string;
-	readonly secure: boolean;
-	/** Writes an element on the stream as is (replies carry no `from` before authentication). */
-	send(el: Element): void;
-	close(condition?: StreamErrorCondition, text?: string): void;
-}
-
 const MAX_QUEUE = 64;
 
 export class C2SStream implements Session {
@@ -86,7 +72,7 @@ export class C2SStream implements Session {
 	#presence: Element | null = null;
 	#interested = false;
 
-	readonly #server: Server;
+	readonly #server: Core;
 	readonly #transport: Transport;
 	#host: Host | null = null;
 	#state: State = "header";
@@ -102,7 +88,7 @@ export class C2SStream implements Session {
 	#authTimer: NodeJS.Timeout | null;
 	#onClosed: (() => void) | null = null;
 
-	constructor(server: Server, transport: Transport) {
+	constructor(server: Core, transport: Transport) {
 		this.#server = server;
 		this.#transport = transport;
 		this.#authTimer = setTimeout(() => {

@@ -7,7 +7,7 @@ import cluster from "node:cluster";
 import net from "node:net";
 import tls from "node:tls";
 import { type ChannelBindingSource, channelBindingFor } from "../auth/channel-binding.ts";
-import type { Server } from "../core/server.ts";
+import type { Core } from "../core/contracts.ts";
 import type { Attrs, Element } from "../xml/element.ts";
 import { escapeAttr } from "../xml/element.ts";
 import { StreamParser } from "../xml/parser.ts";
@@ -22,14 +22,14 @@ const MAX_OUTBOUND_BUFFER = 16 * 1024 * 1024;
 const CLOSE_FLUSH_MS = 1000;
 
 export class C2SListener {
-	readonly #server: Server;
+	readonly #server: Core;
 	readonly #directTls: boolean;
 	readonly #address: string;
 	readonly #port: number;
 	#net: net.Server | null = null;
 	readonly #sockets = new Set<net.Socket>();
 
-	constructor(server: Server, opts: { address: string; port: number; directTls: boolean }) {
+	constructor(server: Core, opts: { address: string; port: number; directTls: boolean }) {
 		this.#server = server;
 		this.#directTls = opts.directTls;
 		this.#address = opts.address;
@@ -129,7 +129,7 @@ function normalizeIp(ip: string): string {
 
 class TcpTransport implements Transport {
 	readonly remoteAddress: string;
-	readonly #server: Server;
+	readonly #server: Core;
 	#socket: net.Socket;
 	#secure: boolean;
 	readonly #parser: StreamParser;
@@ -139,7 +139,7 @@ class TcpTransport implements Transport {
 	/** The client's closing tag has arrived (RFC 6120 §4.4): its stream is over. */
 	#peerClosed = false;
 
-	constructor(server: Server, socket: net.Socket, ip: string, secure: boolean) {
+	constructor(server: Core, socket: net.Socket, ip: string, secure: boolean) {
 		this.#server = server;
 		this.#socket = socket;
 		this.remoteAddress = ip;

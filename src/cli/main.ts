@@ -140,7 +140,7 @@ async function resolvePassword(opts: {
 async function serve(opts: { config?: string; pidfile?: string; workers?: string }): Promise<void> {
 	const config = loadConfig(opts.config);
 	// Loaded here, not at the top: the user commands start faster without the whole server.
-	const { Server } = await import("../core/server.ts");
+	const { createServer: buildServer } = await import("../app/server.ts");
 	const workers = await import("../cluster/workers.ts");
 	if (workers.isWorker()) {
 		workers.workerConfig(config);
@@ -150,7 +150,7 @@ async function serve(opts: { config?: string; pidfile?: string; workers?: string
 		const count = workers.workerCount(parseWorkers(opts.workers) ?? config.server.workers);
 		if (count > 1) return servePrimary(config, count, opts.pidfile);
 	}
-	const server = new Server(config);
+	const server = buildServer(config);
 	// Signal handlers go in before start(): a SIGTERM that arrives while the server starts (or
 	// right after its "running" line) must still stop it cleanly rather than kill it.
 	let stopSignal: string | null = null;
@@ -216,9 +216,9 @@ async function servePrimary(config: Config, count: number, pidfile?: string): Pr
 			"storage.backend: several workers need shared storage (sqlite or postgres), not memory",
 			EXIT.CONFIG,
 		);
-	const { Server } = await import("../core/server.ts");
+	const { createServer: buildServer } = await import("../app/server.ts");
 	const { runPrimary } = await import("../cluster/workers.ts");
-	const server = new Server(config);
+	const server = buildServer(config);
 	try {
 		await server.prepare();
 	} catch (err) {

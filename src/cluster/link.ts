@@ -24,10 +24,8 @@
 import { hostname } from "node:os";
 import { Redis } from "ioredis";
 import type { Config } from "../core/config/schema.ts";
-import type { Host } from "../core/host.ts";
+import type { ClusterHook, ClusterNotice, Core, Host, Session } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
-import type { Server } from "../core/server.ts";
-import type { Session } from "../core/session.ts";
 import type { Element } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
@@ -48,20 +46,15 @@ type RegistryMessage =
 	| { op: "notify"; node: string; host: string; topic: string; data: string };
 
 /** `cluster/<topic>` event data on a host's bus. */
-export interface ClusterNotice {
-	topic: string;
-	data: string;
-	node: string;
-}
 
 export function defaultNodeName(): string {
 	const tag = Math.random().toString(36).slice(2, 8);
 	return `${hostname().replace(/[^A-Za-z0-9_.-]/g, "-")}-${process.pid}-${tag}`;
 }
 
-export class ClusterLink implements RemoteLink {
+export class ClusterLink implements ClusterHook, RemoteLink {
 	readonly node: string;
-	readonly #server: Server;
+	readonly #server: Core;
 	readonly #cfg: Config["cluster"];
 	readonly #log: Logger;
 	readonly #keys: {
@@ -84,7 +77,7 @@ export class ClusterLink implements RemoteLink {
 	#ticking = false;
 	#ready = false;
 
-	constructor(server: Server) {
+	constructor(server: Core) {
 		this.#server = server;
 		this.#cfg = server.config.cluster;
 		this.node = this.#cfg.node || defaultNodeName();

@@ -4,8 +4,8 @@
  * `host.sessions` beside the local sessions, so the router and the modules address it like any
  * other session; sending to it or closing it goes to its node through the cluster link.
  */
-import type { Host } from "../core/host.ts";
-import type { Session } from "../core/session.ts";
+
+import type { Host, Session } from "../core/contracts.ts";
 import type { Element } from "../xml/element.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
 import type { JID } from "../xmpp/jid.ts";

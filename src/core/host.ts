@@ -6,25 +6,12 @@ import type { AccountManager } from "../auth/accounts.ts";
 import type { ArchiveStore, Json, KeyValStore, MapStore } from "../storage/types.ts";
 import type { Element } from "../xml/element.ts";
 import type { ComponentConfig, HostConfig } from "./config/schema.ts";
+import type { Core, DiscoIdentity, DiscoItem, Host, HostModules, Session } from "./contracts.ts";
 import { EventBus } from "./events.ts";
 import type { Logger } from "./log.ts";
-import type { ModuleManager } from "./modules/manager.ts";
-import type { Server } from "./server.ts";
-import type { Session } from "./session.ts";
 
-export interface DiscoIdentity {
-	category: string;
-	type: string;
-	name?: string;
-}
-
-/** A XEP-0030 item another entity's disco#items lists (a component under its parent host). */
-export interface DiscoItem {
-	jid: string;
-	name?: string;
-}
-
-export class Host {
+/** The core's `Host` (src/core/contracts.ts): a virtual host or a component. */
+export class VirtualHost implements Host {
 	readonly name: string;
 	/**
 	 * "host": a virtual host clients log in to. "component": a service domain
@@ -34,7 +21,7 @@ export class Host {
 	/** The `[components."x"]` table of a component. */
 	readonly component: ComponentConfig | undefined;
 	readonly config: HostConfig;
-	readonly server: Server;
+	readonly server: Core;
 	readonly events = new EventBus();
 	readonly log: Logger;
 	/** Bound sessions: localpart -> resource -> session. */
@@ -51,9 +38,9 @@ export class Host {
 	accounts!: AccountManager;
 	/** A random secret kept in the host's storage (see Server.addHost). */
 	secret: Buffer = Buffer.alloc(0);
-	modules!: ModuleManager;
+	modules!: HostModules;
 
-	constructor(name: string, config: HostConfig, server: Server, component?: ComponentConfig) {
+	constructor(name: string, config: HostConfig, server: Core, component?: ComponentConfig) {
 		this.name = name;
 		this.kind = component ? "component" : "host";
 		this.component = component;

@@ -16,9 +16,7 @@
 import type { Element } from "../xml/element.ts";
 import { errorReply, mayReplyWithError, StanzaError } from "../xmpp/errors.ts";
 import { type JID, JIDError } from "../xmpp/jid.ts";
-import type { Host } from "./host.ts";
-import type { Server } from "./server.ts";
-import type { Session } from "./session.ts";
+import type { Core, Host, Session, StanzaRouter } from "./contracts.ts";
 
 export type Destination = "host" | "bare" | "full";
 
@@ -41,10 +39,10 @@ export interface DeliveredEvent extends StanzaEvent {
 
 const KINDS = new Set(["message", "presence", "iq"]);
 
-export class Router {
-	readonly #server: Server;
+export class Router implements StanzaRouter {
+	readonly #server: Core;
 
-	constructor(server: Server) {
+	constructor(server: Core) {
 		this.#server = server;
 	}
 

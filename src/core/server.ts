@@ -1,34 +1,44 @@
 /**
- * A Parley server instance. Everything lives here — hosts, sessions, listeners, storage — so an
- * instance can be created, started, stopped and created again in one process (tests do it all
- * the time, the admin API will for restarts). Nothing is kept at module level.
+ * A Parley server instance: the core. It owns the hosts, components, router, open streams,
+ * storage, certificates and limiters, so an instance can be created, started, stopped and
+ * created again in one process (tests do it all the time, the admin API will for restarts).
+ * Nothing is kept at module level.
+ *
+ * The core knows no transport, module or cluster engine by name: the composition root
+ * (src/app/server.ts) hands it its parts (`ServerParts`), and they see the core through the
+ * interfaces of contracts.ts.
  */
 import { randomBytes } from "node:crypto";
 import { AccountManager } from "../auth/accounts.ts";
-import type { C2SStream } from "../c2s/stream.ts";
-import { C2SListener } from "../c2s/tcp.ts";
-import { ClusterLink } from "../cluster/link.ts";
-import { HttpListener } from "../http/server.ts";
-import { builtinModules } from "../modules/index.ts";
 import { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
-import { createStorage } from "../storage/index.ts";
 import type { StorageBackend } from "../storage/types.ts";
 import { type CertificateStore, loadCertificates } from "../tls/certs.ts";
 import { JIDCache } from "../xmpp/jid.ts";
 import { resolveDataPath } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
-import { Host } from "./host.ts";
+import type { ClusterHook, Connection, Core, Host, Listener } from "./contracts.ts";
+import { VirtualHost } from "./host.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { ModuleDefinition } from "./modules/define.ts";
 import { ModuleManager } from "./modules/manager.ts";
 import { Router } from "./router.ts";
 
+/** What the composition root plugs into a server. */
+export interface ServerParts {
+	/** The modules hosts and components can load, by name; a later one of a name wins. */
+	modules: readonly ModuleDefinition<never>[];
+	/** Opens the configured storage (the composition root knows the backends). */
+	openStorage(config: Config): StorageBackend;
+	/** The listeners to open, once hosts and components are up. */
+	listeners?(core: Core): Listener[];
+	/** The link to the other nodes, when `[cluster]` is enabled. */
+	cluster?(core: Core): ClusterHook;
+}
+
 export interface ServerOptions {
 	log?: Logger;
 	/** Use this storage instead of the configured one (tests). */
 	storage?: StorageBackend;
-	/** Extra or replacement modules by name (tests, embedding). */
-	modules?: ModuleDefinition<never>[];
 }
 
 /** How long stopping waits for stanzas already being handled. */
@@ -36,7 +46,7 @@ const SHUTDOWN_DRAIN_MS = 5000;
 
 type ServerState = "created" | "starting" | "running" | "stopping" | "stopped";
 
-export class Server {
+export class Server implements Core {
 	readonly config: Config;
 	readonly log: Logger;
 	readonly hosts = new Map<string, Host>();
@@ -44,28 +54,29 @@ export class Server {
 	readonly components = new Map<string, Host>();
 	readonly router: Router;
 	readonly jids = new JIDCache(10_000);
-	readonly streams = new Set<C2SStream>();
+	readonly streams = new Set<Connection>();
 	readonly connectionLimiter: ConnectionLimiter;
 	readonly authFailures: AuthFailureTracker;
-	readonly listeners: (C2SListener | HttpListener)[] = [];
+	readonly listeners: Listener[] = [];
+	readonly #parts: ServerParts;
 	readonly #registry: Map<string, ModuleDefinition<unknown>>;
 	#storage: StorageBackend | null;
 	#certificates: CertificateStore | null = null;
 	#state: ServerState = "created";
 	#sweeper: NodeJS.Timeout | null = null;
 	/** The link to the other nodes when `[cluster]` is enabled (DESIGN.md "Cluster"). */
-	cluster: ClusterLink | null = null;
+	cluster: ClusterHook | null = null;
 
-	constructor(config: Config, opts: ServerOptions = {}) {
+	constructor(config: Config, parts: ServerParts, opts: ServerOptions = {}) {
 		this.config = config;
+		this.#parts = parts;
 		this.log = opts.log ?? createLogger({ level: config.log.level, format: config.log.format });
 		this.router = new Router(this);
 		this.#storage = opts.storage ?? null;
 		this.connectionLimiter = new ConnectionLimiter(config.limits.connections_per_ip);
 		this.authFailures = new AuthFailureTracker(config.limits.sasl_failures_per_ip);
 		this.#registry = new Map<string, ModuleDefinition<unknown>>();
-		for (const m of [...builtinModules(), ...(opts.modules ?? [])])
-			this.#registry.set(m.name, m as ModuleDefinition<unknown>);
+		for (const m of parts.modules) this.#registry.set(m.name, m as ModuleDefinition<unknown>);
 	}
 
 	get state(): ServerState {
@@ -99,7 +110,7 @@ export class Server {
 		this.#state = "starting";
 		try {
 			const cfg = this.config;
-			this.#storage ??= createStorage(cfg.storage, resolveDataPath(cfg, "."));
+			this.#storage ??= this.#parts.openStorage(cfg);
 			const hostNames = Object.entries(cfg.hosts)
 				.filter(([, h]) => h.enabled)
 				.map(([name]) => name);
@@ -108,31 +119,12 @@ export class Server {
 			for (const [name, c] of Object.entries(cfg.components))
 				if (c.enabled) await this.addComponent(name);
 			if (cfg.cluster.enabled) {
-				this.cluster = new ClusterLink(this);
+				if (!this.#parts.cluster)
+					throw new Error("[cluster] is enabled but no cluster link is built in");
+				this.cluster = this.#parts.cluster(this);
 				await this.cluster.start();
 			}
-			const l = cfg.listeners;
-			if (l.c2s.enabled)
-				this.listeners.push(
-					new C2SListener(this, { address: l.c2s.address, port: l.c2s.port, directTls: false }),
-				);
-			if (l.c2s_direct_tls.enabled)
-				this.listeners.push(
-					new C2SListener(this, {
-						address: l.c2s_direct_tls.address,
-						port: l.c2s_direct_tls.port,
-						directTls: true,
-					}),
-				);
-			// BOSH and WebSocket (issue 5): one HTTP server per listener, plain and TLS.
-			if (l.http.enabled)
-				this.listeners.push(
-					new HttpListener(this, { address: l.http.address, port: l.http.port, tls: false }),
-				);
-			if (l.https.enabled)
-				this.listeners.push(
-					new HttpListener(this, { address: l.https.address, port: l.https.port, tls: true }),
-				);
+			this.listeners.push(...(this.#parts.listeners?.(this) ?? []));
 			for (const listener of this.listeners) await listener.listen();
 			this.#sweeper = setInterval(() => this.authFailures.sweep(), 60_000);
 			this.#sweeper.unref();
@@ -149,7 +141,7 @@ export class Server {
 	async addHost(name: string): Promise<Host> {
 		const cfg = this.config.hosts[name];
 		if (!cfg) throw new Error(`host ${name} is not configured`);
-		const host = new Host(name, cfg, this);
+		const host = new VirtualHost(name, cfg, this);
 		host.accounts = new AccountManager(this.storage, name, this.config.auth.scram_iterations);
 		host.modules = new ModuleManager(host, this.#registry);
 		host.secret = await this.#hostSecret(name);
@@ -167,7 +159,7 @@ export class Server {
 		const cfg = this.config.components[name];
 		if (!cfg) throw new Error(`component ${name} is not configured`);
 		const hostConfig = { enabled: true, modules: [cfg.type], module_options: {} };
-		const host = new Host(name, hostConfig, this, cfg);
+		const host = new VirtualHost(name, hostConfig, this, cfg);
 		host.modules = new ModuleManager(host, this.#registry);
 		this.components.set(name, host);
 		const parent = this.hosts.get(cfg.parent_host ?? name.slice(name.indexOf(".") + 1));
@@ -201,7 +193,7 @@ export class Server {
 		if (this.#state !== "created")
 			throw new Error(`cannot prepare a server that is ${this.#state}`);
 		const cfg = this.config;
-		const storage = this.#storage ?? createStorage(cfg.storage, resolveDataPath(cfg, "."));
+		const storage = this.#storage ?? this.#parts.openStorage(cfg);
 		this.#storage = storage;
 		try {
 			const hostNames = Object.entries(cfg.hosts)

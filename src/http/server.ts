@@ -15,7 +15,7 @@ import fastifyWebsocket from "@fastify/websocket";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { BoshManager } from "../bosh/manager.ts";
 import { terminateBody } from "../bosh/session.ts";
-import type { Server } from "../core/server.ts";
+import type { Core } from "../core/contracts.ts";
 import { SUBPROTOCOL, WebSocketTransport } from "../websocket/transport.ts";
 import { isSafeHost, normalizeIp, parseForwarded, trustedProxies } from "./client-info.ts";
 import { endpointLinks, hostMetaJson, hostMetaXml } from "./host-meta.ts";
@@ -33,14 +33,14 @@ export interface HttpPeer {
 const CLOSE_POLICY = 1008;
 
 export class HttpListener {
-	readonly #server: Server;
+	readonly #server: Core;
 	readonly #tls: boolean;
 	readonly #address: string;
 	readonly #port: number;
 	readonly #bosh: BoshManager;
 	#app: FastifyInstance | null = null;
 
-	constructor(server: Server, opts: { address: string; port: number; tls: boolean }) {
+	constructor(server: Core, opts: { address: string; port: number; tls: boolean }) {
 		this.#server = server;
 		this.#tls = opts.tls;
 		this.#address = opts.address;

@@ -12,11 +12,10 @@
  */
 
 import { randomUUID } from "node:crypto";
-import type { ClusterNotice } from "../cluster/link.ts";
+import type { ClusterNotice, Session } from "../core/contracts.ts";
 import { HANDLED, Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
-import type { Session } from "../core/session.ts";
 import { type Element, x } from "../xml/element.ts";
 import { mayReplyWithError, StanzaError } from "../xmpp/errors.ts";
 import { type JID, JIDError } from "../xmpp/jid.ts";

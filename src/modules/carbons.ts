@@ -3,10 +3,11 @@
  * copy of the messages its account sends and receives on other resources, so all of a user's
  * clients see whole conversations. The on/off state lives in session.data.
  */
+
+import type { Session } from "../core/contracts.ts";
 import { HANDLED, Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { DeliveredEvent, StanzaEvent } from "../core/router.ts";
-import type { Session } from "../core/session.ts";
 import { type Element, x } from "../xml/element.ts";
 import { StanzaError } from "../xmpp/errors.ts";
 import type { JID } from "../xmpp/jid.ts";

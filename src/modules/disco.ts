@@ -2,8 +2,9 @@
  * XEP-0030 Service Discovery: disco#info and disco#items on the server and on accounts.
  * Features and identities come from the modules loaded on the host (ModuleApi.addFeature).
  */
+
+import type { Host } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
-import type { Host } from "../core/host.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
 import { type Element, x } from "../xml/element.ts";

@@ -3,11 +3,11 @@
  * last resource went away together with the status it left with. Queries to a full JID are
  * the client's business and the router delivers them.
  */
+
+import type { Host, Session } from "../core/contracts.ts";
 import { HANDLED, Priority } from "../core/events.ts";
-import type { Host } from "../core/host.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
-import type { Session } from "../core/session.ts";
 import { x } from "../xml/element.ts";
 import { StanzaError } from "../xmpp/errors.ts";
 import type { JID } from "../xmpp/jid.ts";

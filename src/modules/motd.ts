@@ -10,10 +10,10 @@
  */
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import type { Session } from "../core/contracts.ts";
 import { Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
-import type { Session } from "../core/session.ts";
 import { x } from "../xml/element.ts";
 import type { AccountEvent } from "./register.ts";
 

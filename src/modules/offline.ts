@@ -8,11 +8,10 @@
  * behind until the next login.
  */
 import { z } from "zod";
+import type { Host, Session } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
-import type { Host } from "../core/host.ts";
 import { defineModule } from "../core/modules/define.ts";
 import { pickMessageTargets, type StanzaEvent } from "../core/router.ts";
-import type { Session } from "../core/session.ts";
 import type { ArchiveStore } from "../storage/types.ts";
 import { type Element, x } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";

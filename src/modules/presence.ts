@@ -14,11 +14,10 @@
  * storage can deliver stored messages.
  */
 import { z } from "zod";
+import type { Host, Session } from "../core/contracts.ts";
 import { HANDLED, Priority } from "../core/events.ts";
-import type { Host } from "../core/host.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
-import type { Session } from "../core/session.ts";
 import { type Element, x } from "../xml/element.ts";
 import type { JID } from "../xmpp/jid.ts";
 import { hasFrom, hasTo, loadRoster, loadRosterItem } from "./roster.ts";

@@ -8,9 +8,8 @@
  */
 import { z } from "zod";
 import { AccountError, AccountManager } from "../auth/accounts.ts";
-import type { PreauthEvent } from "../c2s/stream.ts";
+import type { Host, PreauthEvent } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
-import type { Host } from "../core/host.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
 import { type Element, x } from "../xml/element.ts";

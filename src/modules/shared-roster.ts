@@ -18,8 +18,8 @@
  * (RFC 6121 §2.1.6) and their presence is exchanged or withdrawn (§4.2.2, §4.5.2).
  */
 import { z } from "zod";
+import type { Host } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
-import type { Host } from "../core/host.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { Json } from "../storage/types.ts";
 import { x } from "../xml/element.ts";

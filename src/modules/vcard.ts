@@ -4,10 +4,10 @@
  */
 import { createHash } from "node:crypto";
 import { z } from "zod";
+import type { Session } from "../core/contracts.ts";
 import { HANDLED, Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
-import type { Session } from "../core/session.ts";
 import { type Element, x } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import { StanzaError } from "../xmpp/errors.ts";

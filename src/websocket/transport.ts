@@ -7,7 +7,7 @@
 import type { WebSocket } from "ws";
 import type { ChannelBindingSource } from "../auth/channel-binding.ts";
 import { C2SStream, type Transport } from "../c2s/stream.ts";
-import type { Server } from "../core/server.ts";
+import type { Core } from "../core/contracts.ts";
 import { standaloneXml } from "../http/serialize.ts";
 import { type Attrs, type Element, escapeAttr } from "../xml/element.ts";
 import { parseDocument, XmlError } from "../xml/parser.ts";
@@ -34,7 +34,7 @@ export class WebSocketTransport implements Transport {
 	readonly remoteAddress: string;
 	readonly secure: boolean;
 	readonly canStartTls = false;
-	readonly #server: Server;
+	readonly #server: Core;
 	readonly #ws: WebSocket;
 	readonly #stream: C2SStream;
 	#stanzaLimit: number;
@@ -44,7 +44,7 @@ export class WebSocketTransport implements Transport {
 	#alive = true;
 	#pinger: NodeJS.Timeout | null = null;
 
-	constructor(server: Server, ws: WebSocket, peer: WebSocketPeer) {
+	constructor(server: Core, ws: WebSocket, peer: WebSocketPeer) {
 		this.#server = server;
 		this.#ws = ws;
 		this.remoteAddress = peer.ip;

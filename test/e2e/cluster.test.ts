@@ -13,6 +13,7 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import pg from "pg";
+import type { ClusterLink } from "../../src/cluster/link.ts";
 import { RemoteSession } from "../../src/cluster/remote-session.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
@@ -78,7 +79,7 @@ async function replicas(node: TestServer, count: number): Promise<void> {
 			.filter((s) => s instanceof RemoteSession)
 			.map((s) => `${s.jid?.toString()} on ${(s as RemoteSession).node}`);
 	await waitFor(
-		() => node.server.cluster?.remoteSessions === count,
+		() => (node.server.cluster as ClusterLink | null)?.remoteSessions === count,
 		`${count} remote sessions`,
 	).catch((err: Error) => {
 		throw new Error(`${err.message}; there are: ${seen().join(", ")}`);

@@ -11,9 +11,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { createServer } from "../../src/app/server.ts";
 import { configSchema } from "../../src/core/config/schema.ts";
 import { createLogger } from "../../src/core/log.ts";
-import { Server } from "../../src/core/server.ts";
+import type { Server } from "../../src/core/server.ts";
 import { PostgresBackend } from "../../src/storage/postgres.ts";
 import { type PgCluster, pgClusterSkip, startPgCluster } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
@@ -72,7 +73,7 @@ describe("PostgreSQL down under a running Parley: clients get errors, then servi
 			format: "json",
 			destination: 2,
 		});
-		server = new Server(config, { log, storage });
+		server = createServer(config, { log, storage });
 		await server.start();
 		const host = server.hosts.get("localhost");
 		assert.ok(host);

@@ -8,12 +8,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { createServer } from "../../src/app/server.ts";
 import { type Config, configSchema } from "../../src/core/config/schema.ts";
 import { HANDLED } from "../../src/core/events.ts";
 import { createSilentLogger } from "../../src/core/log.ts";
 import { defineModule, type ModuleDefinition } from "../../src/core/modules/define.ts";
 import type { StanzaEvent } from "../../src/core/router.ts";
-import { Server } from "../../src/core/server.ts";
+import type { Server } from "../../src/core/server.ts";
 import { MemoryBackend } from "../../src/storage/memory.ts";
 import { resultFor } from "../../src/xmpp/stanza.ts";
 import type { RawClient } from "../helpers/raw.ts";
@@ -59,7 +60,7 @@ test("create, start, stop, create again on the same ports three times; nothing i
 		const kinds = Object.keys(configSchema.parse({}).listeners);
 		let ports: Record<string, number> = {};
 		for (let round = 0; round < 3; round++) {
-			const server = new Server(makeConfig(dataDir, ports), {
+			const server = createServer(makeConfig(dataDir, ports), {
 				log: createSilentLogger(),
 				storage: new MemoryBackend(),
 			});
@@ -107,13 +108,13 @@ test("create, start, stop, create again on the same ports three times; nothing i
 test("stop() twice, and stop() of a server that failed to start, are harmless", async () => {
 	const dataDir = mkdtempSync(join(tmpdir(), "parley-lifecycle-"));
 	try {
-		const a = new Server(makeConfig(dataDir), {
+		const a = createServer(makeConfig(dataDir), {
 			log: createSilentLogger(),
 			storage: new MemoryBackend(),
 		});
 		await a.start();
 		// A second server on a port that is taken fails to start and cleans up after itself.
-		const b = new Server(makeConfig(dataDir, { c2s: a.port("c2s") }), {
+		const b = createServer(makeConfig(dataDir, { c2s: a.port("c2s") }), {
 			log: createSilentLogger(),
 			storage: new MemoryBackend(),
 		});
@@ -166,7 +167,7 @@ describe("modules at runtime", () => {
 		const localhost = raw.hosts.localhost;
 		assert.ok(localhost);
 		localhost.modules.push("boom");
-		server = new Server(raw, {
+		server = createServer(raw, {
 			log: createSilentLogger(),
 			storage: new MemoryBackend(),
 			modules: [boom as ModuleDefinition<never>],

@@ -5,9 +5,10 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer } from "../../src/app/server.ts";
 import { type Config, configSchema } from "../../src/core/config/schema.ts";
 import { createLogger } from "../../src/core/log.ts";
-import { Server } from "../../src/core/server.ts";
+import type { Server } from "../../src/core/server.ts";
 import { MemoryBackend } from "../../src/storage/memory.ts";
 
 // Test clients connect to a self-signed certificate generated per run.
@@ -57,7 +58,7 @@ export async function startTestServer(
 		format: "json",
 		destination: 2,
 	});
-	const server = new Server(config, {
+	const server = createServer(config, {
 		log,
 		storage: opts.storage === "sqlite" ? undefined : new MemoryBackend(),
 	});

@@ -6,8 +6,8 @@
 import type { z } from "zod";
 import type { ArchiveStore, Json, KeyValStore, MapStore } from "../../storage/types.ts";
 import type { Element } from "../../xml/element.ts";
+import type { DiscoIdentity, Host } from "../contracts.ts";
 import type { Handler } from "../events.ts";
-import type { DiscoIdentity, Host } from "../host.ts";
 import type { Logger } from "../log.ts";
 
 export interface ModuleApi<O = Record<string, unknown>> {

@@ -3,10 +3,12 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { z } from "zod";
 import builtinVersion from "../../modules/version.ts";
+import { MemoryBackend } from "../../storage/memory.ts";
 import { x } from "../../xml/element.ts";
 import { configSchema } from "../config/schema.ts";
+import type { Host } from "../contracts.ts";
 import { HANDLED } from "../events.ts";
-import { Host } from "../host.ts";
+import { VirtualHost } from "../host.ts";
 import { createSilentLogger } from "../log.ts";
 import { Server } from "../server.ts";
 import { defineModule, type ModuleDefinition } from "./define.ts";
@@ -22,10 +24,14 @@ function setup(
 	const config = configSchema.parse({
 		hosts: { [HOST]: { modules: [], module_options: moduleOptions } },
 	});
-	const server = new Server(config, { log: createSilentLogger() });
+	const server = new Server(
+		config,
+		{ modules: [], openStorage: () => new MemoryBackend() },
+		{ log: createSilentLogger() },
+	);
 	const hostConfig = config.hosts[HOST];
 	assert.ok(hostConfig);
-	const host = new Host(HOST, hostConfig, server);
+	const host = new VirtualHost(HOST, hostConfig, server);
 	const registry = new Map<string, ModuleDefinition<unknown>>(
 		modules.map((m) => [m.name, m as ModuleDefinition<unknown>]),
 	);

@@ -3,7 +3,7 @@
  * that records every registration, so unloading removes exactly what the module added.
  */
 import type { Element } from "../../xml/element.ts";
-import type { Host } from "../host.ts";
+import type { Host, HostModules } from "../contracts.ts";
 import type { ModuleApi, ModuleDefinition } from "./define.ts";
 
 interface Loaded {
@@ -13,7 +13,7 @@ interface Loaded {
 
 export class ModuleError extends Error {}
 
-export class ModuleManager {
+export class ModuleManager implements HostModules {
 	readonly #host: Host;
 	readonly #registry: ReadonlyMap<string, ModuleDefinition<unknown>>;
 	readonly #loaded = new Map<string, Loaded>();

@@ -10,11 +10,12 @@
  * rest of the configuration (src/core/config/schema.ts). XEP-0249 direct invitations are
  * messages between users and need nothing here.
  */
+
+import type { Session } from "../../core/contracts.ts";
 import { HANDLED } from "../../core/events.ts";
 import { defineModule, type ModuleApi } from "../../core/modules/define.ts";
 import { ModuleError } from "../../core/modules/manager.ts";
 import type { StanzaEvent } from "../../core/router.ts";
-import type { Session } from "../../core/session.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import { NS_PING } from "../../xmpp/ns.ts";
 import { NS_MUC } from "./form.ts";

@@ -8,7 +8,8 @@
  * occupant's session gets it addressed to its own JID; occupants' presences are cached per
  * variant (with and without the real JID) until they change.
  */
-import type { Session } from "../../core/session.ts";
+
+import type { Session } from "../../core/contracts.ts";
 import { Element, x } from "../../xml/element.ts";
 import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";

@@ -4,9 +4,8 @@
  * module (so per component and per server): nothing is kept at module level.
  */
 import type { ComponentConfig } from "../../core/config/schema.ts";
-import type { Host } from "../../core/host.ts";
+import type { Host, Session } from "../../core/contracts.ts";
 import type { StanzaEvent } from "../../core/router.ts";
-import type { Session } from "../../core/session.ts";
 import type { Json, KeyValStore } from "../../storage/types.ts";
 import { Element, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";

@@ -1,0 +1,58 @@
+/**
+ * The composition root: builds a Parley server from its configuration. This is the one place
+ * that knows every part by name — the core, the storage backends, the transports, the cluster
+ * link and the modules — and connects them; each part sees the others only through the core's
+ * interfaces (src/core/contracts.ts). A new transport adds its listeners in `listenersFor`, a
+ * new module or component type adds itself to src/modules/index.ts.
+ */
+import { C2SListener } from "../c2s/tcp.ts";
+import { ClusterLink } from "../cluster/link.ts";
+import { resolveDataPath } from "../core/config/load.ts";
+import type { Config } from "../core/config/schema.ts";
+import type { Core, Listener } from "../core/contracts.ts";
+import type { ModuleDefinition } from "../core/modules/define.ts";
+import { Server, type ServerOptions } from "../core/server.ts";
+import { HttpListener } from "../http/server.ts";
+import { builtinModules } from "../modules/index.ts";
+import { createStorage } from "../storage/index.ts";
+
+export interface CreateServerOptions extends ServerOptions {
+	/** Extra or replacement modules by name (tests, embedding). */
+	modules?: ModuleDefinition<never>[];
+}
+
+export function createServer(config: Config, opts: CreateServerOptions = {}): Server {
+	const { modules = [], ...serverOptions } = opts;
+	return new Server(
+		config,
+		{
+			modules: [...builtinModules(), ...modules],
+			openStorage: (cfg) => createStorage(cfg.storage, resolveDataPath(cfg, ".")),
+			listeners: listenersFor,
+			cluster: (core) => new ClusterLink(core),
+		},
+		serverOptions,
+	);
+}
+
+/** The listeners `[listeners.*]` enables: client TCP and direct TLS, HTTP and HTTPS. */
+function listenersFor(core: Core): Listener[] {
+	const l = core.config.listeners;
+	const out: Listener[] = [];
+	if (l.c2s.enabled)
+		out.push(new C2SListener(core, { address: l.c2s.address, port: l.c2s.port, directTls: false }));
+	if (l.c2s_direct_tls.enabled)
+		out.push(
+			new C2SListener(core, {
+				address: l.c2s_direct_tls.address,
+				port: l.c2s_direct_tls.port,
+				directTls: true,
+			}),
+		);
+	// BOSH and WebSocket (XEP-0124/0206, RFC 7395): one HTTP server per listener, plain and TLS.
+	if (l.http.enabled)
+		out.push(new HttpListener(core, { address: l.http.address, port: l.http.port, tls: false }));
+	if (l.https.enabled)
+		out.push(new HttpListener(core, { address: l.https.address, port: l.https.port, tls: true }));
+	return out;
+}

@@ -1,0 +1,228 @@
+/**
+ * The interfaces the core owns. Everything outside `core/` — transports (c2s, BOSH, WebSocket,
+ * later s2s and external components), services (MUC, later PubSub and upload), the cluster link,
+ * the modules — sees the server through these and implements the ones that are theirs
+ * (`Session`, `Listener`, `Connection`, `ClusterHook`). The core imports none of them back: the
+ * composition root (src/app/) builds a server and hands it its parts.
+ *
+ * The types here refer to each other (a session has a host, a host has sessions), which is why
+ * they live in one file: a file of interfaces only, so nothing here runs at import time.
+ */
+import type { AccountManager } from "../auth/accounts.ts";
+import type { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
+import type {
+	ArchiveStore,
+	Json,
+	KeyValStore,
+	MapStore,
+	StorageBackend,
+} from "../storage/types.ts";
+import type { CertificateStore } from "../tls/certs.ts";
+import type { Element } from "../xml/element.ts";
+import type { StreamErrorCondition } from "../xmpp/errors.ts";
+import type { JID, JIDCache } from "../xmpp/jid.ts";
+import type { ComponentConfig, Config, HostConfig } from "./config/schema.ts";
+import type { EventBus } from "./events.ts";
+import type { Logger } from "./log.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Sessions and connections
+
+/**
+ * What the router and the modules know of a client session, whatever carries it (TCP, TLS,
+ * WebSocket, BOSH, or another node of the cluster). A transport never appears here.
+ */
+export interface Session {
+	readonly id: string;
+	readonly host: Host;
+	/** The full JID once a resource is bound (RFC 6120 §7). */
+	readonly jid: JID | null;
+	readonly remoteAddress: string;
+	readonly secure: boolean;
+	/** Sent initial presence and not yet unavailable (RFC 6121 §4.2, §4.5). */
+	available: boolean;
+	/** Priority of the last broadcast presence (RFC 6121 §4.7.2.3); meaningless unless available. */
+	priority: number;
+	/** The last available presence the client broadcast, as sent. */
+	presence: Element | null;
+	/** Requested the roster (RFC 6121 §2.1.6 "interested resource"). */
+	interested: boolean;
+	/** Per-session state for modules, keyed by module name (carbons on/off, CSI state, ...). */
+	readonly data: Map<string, unknown>;
+	send(stanza: Element): void;
+	/** Ends the stream, with a stream error when a condition is given. */
+	close(condition?: StreamErrorCondition, text?: string): void;
+}
+
+/**
+ * An open stream as the server sees it when it stops: it closes each one with
+ * `system-shutdown` (RFC 6120 §4.9.3.22) and waits until what it was handling is done.
+ */
+export interface Connection {
+	close(condition?: StreamErrorCondition, text?: string): void;
+	/** Resolves when no stanza of this stream is being handled. */
+	whenIdle(): Promise<void>;
+}
+
+/**
+ * What a module sees of a stream before authentication, with the `stream-features/preauth`
+ * event (plus `features`) and `preauth-iq/<ns>:<name>` (plus `stanza`).
+ */
+export interface PreauthEvent {
+	readonly host: Host;
+	readonly remoteAddress: string;
+	readonly secure: boolean;
+	/** Writes an element on the stream as is (replies carry no `from` before authentication). */
+	send(el: Element): void;
+	close(condition?: StreamErrorCondition, text?: string): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hosts and components
+
+export interface DiscoIdentity {
+	category: string;
+	type: string;
+	name?: string;
+}
+
+/** A XEP-0030 item another entity's disco#items lists (a component under its parent host). */
+export interface DiscoItem {
+	jid: string;
+	name?: string;
+}
+
+/** The modules loaded on one host; modules can be loaded and unloaded at runtime. */
+export interface HostModules {
+	readonly loaded: string[];
+	isLoaded(name: string): boolean;
+	load(name: string): Promise<void>;
+	unload(name: string): Promise<void>;
+	unloadAll(): Promise<void>;
+}
+
+/**
+ * A virtual host, or a component: one domain with its own event bus, modules, sessions and
+ * stores. A component (`kind: "component"`, `[components."x"]` in the config) is reached by the
+ * router like a host but has no accounts and no sessions; the module named by its `type`
+ * implements it (MUC today; PubSub, upload and external components next). That module reads its
+ * options from `component`, adds its identity and features, and claims the stanzas addressed to
+ * its domain through the same events as on a host (`presence/full`, `message/bare`, `iq-get/...`).
+ */
+export interface Host {
+	readonly name: string;
+	readonly kind: "host" | "component";
+	/** The `[components."x"]` table of a component. */
+	readonly component: ComponentConfig | undefined;
+	readonly config: HostConfig;
+	readonly server: Core;
+	readonly events: EventBus;
+	readonly log: Logger;
+	/** Bound sessions: localpart -> resource -> session. */
+	readonly sessions: Map<string, Map<string, Session>>;
+	/** Disco features of the host (XEP-0030), reference-counted so modules can unload cleanly. */
+	readonly features: Map<string, number>;
+	/** Disco features advertised on every account's bare JID (e.g. PEP). */
+	readonly accountFeatures: Map<string, number>;
+	readonly identities: DiscoIdentity[];
+	/** XEP-0128 extended disco info forms on the host (e.g. XEP-0157 contact addresses). */
+	readonly extensions: Element[];
+	/** XEP-0030 items of the host's disco#items (the components under it), by JID. */
+	readonly discoItems: Map<string, DiscoItem>;
+	/** The host's accounts; a component has none. */
+	readonly accounts: AccountManager;
+	/** A random secret kept in the host's storage, the same after a restart. */
+	readonly secret: Buffer;
+	readonly modules: HostModules;
+	/** Whether TLS must be negotiated before authentication on this host (RFC 6120 §5.3.1). */
+	readonly requireEncryption: boolean;
+	keyval<T extends Json = Json>(store: string): KeyValStore<T>;
+	map<T extends Json = Json>(store: string): MapStore<T>;
+	archive<T extends Json = Json>(store: string): ArchiveStore<T>;
+	/** Sessions of one account, bound resources only. */
+	sessionsOf(user: string): Session[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+
+/** The stanza router (src/core/router.ts) as the transports and the modules use it. */
+export interface StanzaRouter {
+	/**
+	 * A stanza from a bound client session, `from` already stamped. Resolves when it has been
+	 * handled, so the session can process its stanzas in order (RFC 6120 §10.1).
+	 */
+	fromClient(session: Session, stanza: Element): Promise<void>;
+	/** A stanza that carries its own `from` and `to` (a module, the server, another node). */
+	route(stanza: Element, origin?: Session | null): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners and the cluster: parts the composition root plugs in
+
+/** A transport's listening side (TCP, TLS, HTTP; later s2s, components, the admin API). */
+export interface Listener {
+	/** A name for logs and `Server.port()`: "c2s", "c2s_direct_tls", "http", "https", ... */
+	readonly kind: string;
+	/** The bound port (the real one when the configuration says 0). */
+	readonly port: number;
+	listen(): Promise<void>;
+	/** Stops accepting; the server closes the open streams before this. */
+	close(): Promise<void>;
+}
+
+/** `cluster/<topic>` on a host's bus: another node changed something a module caches. */
+export interface ClusterNotice {
+	topic: string;
+	data: string;
+	node: string;
+}
+
+/**
+ * The link to the other nodes of a cluster (src/cluster/), as the core, the streams and the
+ * modules use it. Without `[cluster]` there is none and `Core.cluster` is null.
+ */
+export interface ClusterHook {
+	/** This node runs the components (the live node that joined first). */
+	readonly leader: boolean;
+	readonly leaderNode: string;
+	start(): Promise<void>;
+	stop(): Promise<void>;
+	/** A stanza for a component, passed to the leader that runs it. */
+	routeOn(node: string, stanza: Element): void;
+	/** Fires `cluster/<topic>` with `data` on the host's bus of every other node. */
+	notify(host: Host, topic: string, data: string): void;
+	/** A local session was bound or changed what other nodes replicate. */
+	sessionChanged(session: Session): void;
+	sessionClosed(session: Session): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server instance
+
+/**
+ * A server instance as everything outside the core sees it (src/core/server.ts implements it).
+ * It holds the hosts and components, the router, the open streams and the shared limits.
+ */
+export interface Core {
+	readonly config: Config;
+	readonly log: Logger;
+	readonly hosts: Map<string, Host>;
+	/** Component domains: reached by the router, no client logs in. */
+	readonly components: Map<string, Host>;
+	readonly router: StanzaRouter;
+	readonly jids: JIDCache;
+	/** Open client streams, for shutdown; a transport adds each stream it creates. */
+	readonly streams: Set<Connection>;
+	readonly connectionLimiter: ConnectionLimiter;
+	readonly authFailures: AuthFailureTracker;
+	readonly storage: StorageBackend;
+	readonly certificates: CertificateStore;
+	readonly cluster: ClusterHook | null;
+	/** The host used when a stream names none (only for the stream header of an error). */
+	readonly defaultHost: string;
+	/** The host or component serving `domain`, if it is one of ours. */
+	local(domain: string): Host | undefined;
+	/** Reloads every component's modules from storage (a node that becomes the leader). */
+	restartComponents(): Promise<void>;
+}
