@@ -224,7 +224,7 @@ async function lookupUser(
 	try {
 		return { username, creds: await ctx.getCredentials(username) };
 	} catch {
-		return storageFailure(username);
+		return serverFault("the account could not be read (storage error)", username);
 	}
 }
 
@@ -252,11 +252,11 @@ function wrongCredentials(username: string, reason: string): SaslFailure {
 }
 
 /** RFC 6120 §6.5.13 temporary-auth-failure: our fault, never the client's; not counted. */
-function storageFailure(username?: string): SaslFailure {
+function serverFault(reason: string, username?: string): SaslFailure {
 	return failure("temporary-auth-failure", undefined, {
 		throttle: false,
 		warn: true,
-		reason: "the account could not be read (storage error)",
+		reason,
 		...(username === undefined ? {} : { username }),
 	});
 }
@@ -329,7 +329,7 @@ abstract class BaseMechanism implements SaslMechanism {
 		try {
 			result = await this.run(input);
 		} catch {
-			result = storageFailure();
+			result = serverFault("internal error while checking the credentials");
 		} finally {
 			this.#busy = false;
 		}
