@@ -8,6 +8,7 @@ import {
 	type MechanismOptions,
 	offeredMechanisms,
 	type SaslContext,
+	type SaslFailure,
 	type SaslMechanism,
 	type SaslStep,
 } from "./sasl.ts";
@@ -89,10 +90,20 @@ function challenge(step: SaslStep): string {
 	return step.data.toString("utf8");
 }
 
-function assertFailure(step: SaslStep, condition: string): void {
+function assertFailure(step: SaslStep, condition: string): SaslFailure {
 	assert.equal(step.kind, "failure", JSON.stringify(step));
 	assert.ok(step.kind === "failure");
 	assert.equal(step.condition, condition);
+	return step;
+}
+
+/**
+ * What the client is told of a failure (RFC 6120 §6.4.5: the condition and the <text/>) and
+ * whether it counts toward the throttles; the log-only fields (reason, username) may differ.
+ */
+function seenByClient(step: SaslStep): { condition?: string; text?: string; throttle?: boolean } {
+	assert.ok(step.kind === "failure", JSON.stringify(step));
+	return { condition: step.condition, text: step.text, throttle: step.throttle };
 }
 
 const utf8 = (s: string) => Buffer.from(s, "utf8");
@@ -378,7 +389,8 @@ test("SCRAM: an unknown user gets a challenge shaped like a real one, then not-a
 	const a = await runScram("SCRAM-SHA-256", ctx, unknown);
 	const b = await runScram("SCRAM-SHA-256", ctx, wrong);
 	assertFailure(a, "not-authorized");
-	assert.deepEqual(a, b);
+	assert.deepEqual(seenByClient(a), seenByClient(b));
+	assert.equal(assertFailure(b, "not-authorized").throttle, true, "a wrong password counts");
 });
 
 test("SCRAM: username that fails prep -> not-authorized; storage error -> temporary-auth-failure", async () => {
@@ -552,14 +564,42 @@ test("SCRAM-PLUS: client's channel binding data differs (another TLS channel) ->
 	assertFailure(await runScram("SCRAM-SHA-256-PLUS", ctx, noData), "not-authorized");
 });
 
-test("SCRAM-PLUS: unsupported channel binding type -> not-authorized (RFC 5802 §6)", async () => {
+test("SCRAM-PLUS: unsupported channel binding type -> malformed-request with RFC 5802 §7 e=unsupported-channel-binding-type as text (RFC 5802 §6, RFC 6120 §6.4.5), not counted", async () => {
 	const ctx = makeCtx({ channelBinding: fakeChannelBinding(["tls-server-end-point"]) });
 	for (const type of ["tls-exporter", "tls-unique", "x-made-up"]) {
-		const step = await mech("SCRAM-SHA-256-PLUS", ctx).step(utf8(`p=${type},,n=juliet,r=abc`));
-		assertFailure(step, "not-authorized");
-		assert.ok(step.kind === "failure");
-		assert.equal(step.text, "unsupported-channel-binding-type");
+		for (const name of ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"]) {
+			const step = await mech(name, ctx).step(utf8(`p=${type},,n=juliet,r=abc`));
+			// RFC 6120 §6.5.9: nothing about the credentials was checked, so not §6.5.10.
+			const f = assertFailure(step, "malformed-request");
+			assert.equal(f.text, "unsupported-channel-binding-type");
+			assert.equal(f.throttle, false, "a capability mismatch is not a password guess");
+			assert.deepEqual(f.channelBinding, { requested: type, available: ["tls-server-end-point"] });
+			assert.equal(f.username, "juliet");
+			assert.match(f.reason, new RegExp(`channel binding type ${type}`));
+		}
 	}
+	// RFC 9266 §1: the log says why tls-unique in particular is never there.
+	const unique = await mech("SCRAM-SHA-256-PLUS", ctx).step(utf8("p=tls-unique,,n=juliet,r=abc"));
+	assert.match(assertFailure(unique, "malformed-request").reason, /undefined for TLS 1\.3/);
+});
+
+test("SCRAM-PLUS: slixmpp 1.8.3's sequence (p=tls-unique twice, then y) ends in success, no failure counted (issue 11)", async () => {
+	// What Debian's slixmpp sends under TLS 1.3 (util/sasl/mechanisms.py SCRAM.process_1).
+	const ctx = makeCtx({ channelBinding: fakeChannelBinding() });
+	for (const name of ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"]) {
+		const f = assertFailure(
+			await mech(name, ctx).step(utf8("p=tls-unique,,n=juliet,r=123")),
+			"malformed-request",
+		);
+		assert.equal(f.throttle, false);
+	}
+	const y = new ScramTestClient({
+		hash: "SHA-256",
+		username: "juliet",
+		password: "r0meo!",
+		gs2Header: "y,,",
+	});
+	assertScramSuccess(await runScram("SCRAM-SHA-256", ctx, y), y, "juliet");
 });
 
 test("SCRAM-PLUS without p= -> failure (RFC 5802 §6)", async () => {
@@ -665,7 +705,8 @@ test("PLAIN: success, wrong password, unknown user (RFC 4616 §2)", async () => 
 	const unknown = await mech("PLAIN", makeCtx()).step(utf8("\0nobody\0r0meo!"));
 	const wrong = await mech("PLAIN", makeCtx()).step(utf8("\0juliet\0nope"));
 	assertFailure(unknown, "not-authorized");
-	assert.deepEqual(unknown, wrong);
+	assert.deepEqual(seenByClient(unknown), seenByClient(wrong));
+	assert.equal(assertFailure(wrong, "not-authorized").throttle, true, "a wrong password counts");
 	assertFailure(await mech("PLAIN", makeCtx()).step(utf8("\0bad user\0x")), "not-authorized");
 });
 
@@ -753,4 +794,105 @@ test("y flag with channel binding offered is accepted unless the strict RFC 5802
 	});
 	const ctx = makeCtx({ channelBinding: fakeChannelBinding() });
 	assertScramSuccess(await runScram("SCRAM-SHA-1", ctx, y), y, "juliet");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Which failures count toward the SASL failure throttles (issue 22: a correct password never
+// does; wrong passwords, unknown users and malformed input do).
+
+test("throttle: wrong password, unknown user, unpreparable name and malformed input count (RFC 6120 §6.5.10, §6.5.9)", async () => {
+	const ctx = makeCtx();
+	const counted: [string, SaslStep][] = [
+		[
+			"SCRAM wrong password",
+			await runScram(
+				"SCRAM-SHA-256",
+				ctx,
+				new ScramTestClient({ hash: "SHA-256", username: "juliet", password: "x" }),
+			),
+		],
+		[
+			"SCRAM unknown user",
+			await runScram(
+				"SCRAM-SHA-1",
+				ctx,
+				new ScramTestClient({ hash: "SHA-1", username: "nobody", password: "x" }),
+			),
+		],
+		["SCRAM bad name", await mech("SCRAM-SHA-1", ctx).step(utf8("n,,n=bad user,r=abc"))],
+		["SCRAM malformed", await mech("SCRAM-SHA-1", ctx).step(utf8("x,,n=juliet,r=abc"))],
+		["PLAIN wrong password", await mech("PLAIN", ctx).step(utf8("\0juliet\0nope"))],
+		["PLAIN unknown user", await mech("PLAIN", ctx).step(utf8("\0nobody\0nope"))],
+		["PLAIN malformed", await mech("PLAIN", ctx).step(utf8("juliet"))],
+	];
+	for (const [what, step] of counted) {
+		assert.ok(step.kind === "failure", what);
+		assert.equal(step.throttle, true, what);
+	}
+	// The log tells a wrong password from an unknown user; the client is told the same.
+	const wrong = counted[4]?.[1];
+	const unknown = counted[5]?.[1];
+	assert.ok(wrong?.kind === "failure" && unknown?.kind === "failure");
+	assert.equal(wrong.reason, "wrong password");
+	assert.equal(unknown.reason, "unknown user");
+});
+
+test("throttle: a storage error (RFC 6120 §6.5.13 temporary-auth-failure) does not count, and is a warning", async () => {
+	const broken = makeCtx({ getCredentials: () => Promise.reject(new Error("db down")) });
+	for (const step of [
+		await mech("SCRAM-SHA-256", broken).step(utf8("n,,n=juliet,r=abc")),
+		await mech("PLAIN", broken).step(utf8("\0juliet\0r0meo!")),
+	]) {
+		const f = assertFailure(step, "temporary-auth-failure");
+		assert.equal(f.throttle, false);
+		assert.equal(f.warn, true);
+	}
+});
+
+test("throttle: invalid-authzid after a proven password (RFC 6120 §6.3.8, §6.5.6) does not count", async () => {
+	const plain = await mech("PLAIN", makeCtx()).step(utf8("romeo@example.com\0juliet\0r0meo!"));
+	assert.equal(assertFailure(plain, "invalid-authzid").throttle, false);
+	const client = new ScramTestClient({
+		hash: "SHA-256",
+		username: "juliet",
+		password: "r0meo!",
+		gs2Header: "n,a=romeo@example.com,",
+	});
+	const scram = await runScram("SCRAM-SHA-256", makeCtx(), client);
+	assert.equal(assertFailure(scram, "invalid-authzid").throttle, false);
+});
+
+test("throttle: c= of another TLS channel (RFC 5802 §5.1, e=channel-bindings-dont-match) counts only with a wrong proof; with a right one it is a warning", async () => {
+	const ctx = makeCtx({ channelBinding: fakeChannelBinding() });
+	const other = Buffer.alloc(32, 1); // what a man in the middle's (or a proxy's) channel gives
+	const right = new ScramTestClient({
+		hash: "SHA-256",
+		username: "juliet",
+		password: "r0meo!",
+		gs2Header: "p=tls-exporter,,",
+		cbData: other,
+	});
+	const wrong = new ScramTestClient({ ...right.o, password: "guess" });
+	const a = assertFailure(await runScram("SCRAM-SHA-256-PLUS", ctx, right), "not-authorized");
+	const b = assertFailure(await runScram("SCRAM-SHA-256-PLUS", ctx, wrong), "not-authorized");
+	// The client is told the same either way.
+	assert.equal(a.text, "channel-bindings-dont-match");
+	assert.equal(b.text, "channel-bindings-dont-match");
+	assert.equal(a.throttle, false, "the password was right");
+	assert.equal(a.warn, true);
+	assert.equal(b.throttle, true, "a wrong password still counts");
+});
+
+test("throttle: the strict 'y' downgrade refusal (RFC 5802 §6) does not count, and is a warning", async () => {
+	const ctx = makeCtx({
+		channelBinding: fakeChannelBinding(),
+		strictChannelBindingDowngrade: true,
+	});
+	const f = assertFailure(
+		await mech("SCRAM-SHA-1", ctx).step(utf8("y,,n=juliet,r=abc")),
+		"not-authorized",
+	);
+	assert.equal(f.text, "server-does-support-channel-binding");
+	assert.equal(f.throttle, false);
+	assert.equal(f.warn, true);
 });

@@ -72,7 +72,34 @@ export type SaslStep =
 	| { kind: "challenge"; data: Buffer }
 	/** username = prepared localpart */
 	| { kind: "success"; data: Buffer | null; username: string }
-	| { kind: "failure"; condition: SaslCondition; text?: string };
+	| SaslFailure;
+
+/**
+ * A failed exchange (RFC 6120 §6.4.5): `condition` and `text` go to the client, the rest is for
+ * the stream's throttles and the server log.
+ */
+export interface SaslFailure {
+	kind: "failure";
+	condition: SaslCondition;
+	/** RFC 6120 §6.4.5 <text/>; for SCRAM the RFC 5802 §7 server-error-value where one fits. */
+	text?: string;
+	/**
+	 * Counts toward the SASL failure limits (per connection and per IP). False when the failure
+	 * says nothing against the client's credentials: a channel binding type we lack (the client
+	 * falls back), a storage error, or anything refused after the password was proven right, so
+	 * that a correct password never counts (issues 11 and 22). Malformed input, wrong passwords
+	 * and unknown users count.
+	 */
+	throttle: boolean;
+	/** For the operator's log, never sent: why the exchange failed. */
+	reason: string;
+	/** Log at warn rather than info: may be an attack or a fault on our side. */
+	warn?: boolean;
+	/** The name the client gave, when the exchange got that far. */
+	username?: string;
+	/** RFC 5802 §7 cb-name the client asked for, and the types this connection has. */
+	channelBinding?: { requested: string; available: string[] };
+}
 
 export interface SaslMechanism {
 	readonly name: string;
@@ -180,28 +207,67 @@ function decodeUtf8(buf: Buffer): string | null {
 
 /**
  * The prepared username and its stored credentials (null for an unknown user), or the failure to
- * answer: a name that cannot be prepared is not-authorized, a storage error is
- * temporary-auth-failure (RFC 6120 §6.5.10, §6.5.13).
+ * answer: a name that cannot be prepared is not-authorized (no account has it: counted like an
+ * unknown user), a storage error is temporary-auth-failure, not counted: the password may well
+ * be right (RFC 6120 §6.5.10, §6.5.13).
  */
 async function lookupUser(
 	ctx: SaslContext,
 	raw: string,
-): Promise<{ username: string; creds: StoredCredentials | null } | SaslStep> {
+): Promise<{ username: string; creds: StoredCredentials | null } | SaslFailure> {
 	let username: string;
 	try {
 		username = ctx.prepUsername(raw);
 	} catch {
-		return failure("not-authorized");
+		return wrongCredentials(raw, "the username is not a valid JID localpart");
 	}
 	try {
 		return { username, creds: await ctx.getCredentials(username) };
 	} catch {
-		return failure("temporary-auth-failure");
+		return serverFault("the account could not be read (storage error)", username);
 	}
 }
 
-function failure(condition: SaslCondition, text?: string): SaslStep {
-	return text === undefined ? { kind: "failure", condition } : { kind: "failure", condition, text };
+type FailureExtras = Partial<Omit<SaslFailure, "kind" | "condition" | "text">>;
+
+/**
+ * A failure that counts toward the throttles unless `extras.throttle` is false; the log reason
+ * defaults to the text or the condition.
+ */
+function failure(condition: SaslCondition, text?: string, extras: FailureExtras = {}): SaslFailure {
+	const f: SaslFailure = {
+		kind: "failure",
+		condition,
+		throttle: true,
+		reason: text ?? condition,
+		...extras,
+	};
+	if (text !== undefined) f.text = text;
+	return f;
+}
+
+/** Wrong password or unknown user (RFC 6120 §6.5.10): what a guess looks like; counted. */
+function wrongCredentials(username: string, reason: string): SaslFailure {
+	return failure("not-authorized", undefined, { reason, username });
+}
+
+/** RFC 6120 §6.5.13 temporary-auth-failure: our fault, never the client's; not counted. */
+function serverFault(reason: string, username?: string): SaslFailure {
+	return failure("temporary-auth-failure", undefined, {
+		throttle: false,
+		warn: true,
+		reason,
+		...(username === undefined ? {} : { username }),
+	});
+}
+
+/** RFC 6120 §6.3.8 / §6.5.6: the password was right, the authzid is not the account's own. */
+function authzidRefused(username: string): SaslFailure {
+	return failure("invalid-authzid", undefined, {
+		throttle: false,
+		reason: "credentials proven, but the authzid names another identity",
+		username,
+	});
 }
 
 /**
@@ -263,7 +329,7 @@ abstract class BaseMechanism implements SaslMechanism {
 		try {
 			result = await this.run(input);
 		} catch {
-			result = failure("temporary-auth-failure");
+			result = serverFault("internal error while checking the credentials");
 		} finally {
 			this.#busy = false;
 		}
@@ -310,16 +376,18 @@ class PlainMechanism extends BaseMechanism {
 		if (cred === undefined) {
 			// Same work as for a real account, then the same answer as a wrong password.
 			await verifyPassword(fakeCredential("SHA-256", username, ctx), password);
-			return failure("not-authorized");
+			return wrongCredentials(username, "unknown user");
 		}
 		const cache = ctx.verifiedPasswords;
 		if (cache?.has(username, cred, password) !== true) {
-			if (!(await verifyPassword(cred, password))) return failure("not-authorized");
+			if (!(await verifyPassword(cred, password))) {
+				return wrongCredentials(username, "wrong password");
+			}
 			// Only a password PBKDF2 has just proven is remembered; failures never are.
 			cache?.add(username, cred, password);
 		}
 		// RFC 6120 §6.3.8, checked only once the credentials are proven.
-		if (!authzidAllowed(authzid, username, ctx)) return failure("invalid-authzid");
+		if (!authzidAllowed(authzid, username, ctx)) return authzidRefused(username);
 		return { kind: "success", data: null, username };
 	}
 }
@@ -460,6 +528,51 @@ function parseClientFinal(text: string): Parsed<ClientFinal> {
 	};
 }
 
+/**
+ * RFC 5802 §6: "If the flag is set to 'p' and the server does not support the indicated channel
+ * binding type, then the server MUST fail authentication", with the server-error-value
+ * "unsupported-channel-binding-type" (§7).
+ *
+ * How it is answered, and why:
+ * - In XMPP a SASL failure is a <failure/> with a defined condition and an optional <text/>
+ *   (RFC 6120 §6.4.5); there is no failure-with-data to carry SCRAM's server-final `e=`. The
+ *   RFC 5802 value goes in the <text/>, verbatim.
+ * - We fail at once, on the client-first-message: sending a server-final `e=` as a challenge
+ *   where a server-first-message is due would break clients (slixmpp 1.8.3's SCRAM reads the
+ *   challenge's s= and i= without a check and would raise).
+ * - Condition malformed-request (RFC 6120 §6.5.9), not not-authorized (§6.5.10): the latter
+ *   means wrong credentials to clients and operators, and nothing about the credentials has
+ *   been checked. Prosody 0.12 (util/sasl/scram.lua) answers the same case with
+ *   malformed-request too. slixmpp treats every condition alike: it marks the mechanism as
+ *   tried and goes on to the next one.
+ * - Not counted toward the SASL failure throttles (SaslFailure.throttle): a client that asks for
+ *   a type we lack is not guessing a password, and its next mechanism may well succeed.
+ *
+ * tls-unique in particular: undefined for TLS 1.3 (RFC 9266 §1, RFC 8446 §C.5), so never offered
+ * (channel-binding.ts). slixmpp 1.8.3 (Debian 12) ignores XEP-0440 and always binds -PLUS to
+ * tls-unique (util/sasl/mechanisms.py, SCRAM.process_1: `p=tls-unique`); it tries each -PLUS
+ * mechanism offered, then SCRAM with the 'y' flag, which succeeds. We still offer -PLUS: clients
+ * that read our XEP-0440 list (tls-exporter, tls-server-end-point) get channel binding, and RFC
+ * 6120 §13.8 wants SCRAM-SHA-1-PLUS supported. Not offering -PLUS on TLS 1.3 (what Prosody 0.12
+ * does, because tls-unique is all it has) would take channel binding away from every client to
+ * save slixmpp 1.8 two round trips that cost no PBKDF2 and no throttle count.
+ */
+function unsupportedChannelBinding(first: ClientFirst, available: readonly string[]): SaslFailure {
+	const requested = first.cbName ?? "";
+	const why =
+		requested === "tls-unique"
+			? "tls-unique is undefined for TLS 1.3 (RFC 9266) and weak before it, so never offered"
+			: "not a type this connection offers";
+	return failure("malformed-request", "unsupported-channel-binding-type", {
+		throttle: false,
+		reason:
+			`client asked for channel binding type ${requested}: ${why} (XEP-0440 lists ` +
+			`${available.join(", ") || "none"}); the client may retry without channel binding`,
+		username: first.rawUsername,
+		channelBinding: { requested, available: [...available] },
+	});
+}
+
 class ScramMechanism extends BaseMechanism {
 	readonly name: string;
 	readonly #hash: ScramHash;
@@ -526,12 +639,10 @@ class ScramMechanism extends BaseMechanism {
 			if (first.cbFlag !== "p" || first.cbName === null) {
 				return failure("malformed-request", "channel binding required by -PLUS mechanism");
 			}
-			const cbType = cbSource?.types().find((t) => t === first.cbName);
+			const available = cbSource?.types() ?? [];
+			const cbType = available.find((t) => t === first.cbName);
 			const data = cbSource && cbType !== undefined ? cbSource.data(cbType) : null;
-			// RFC 5802 §6: "If the flag is set to 'p' and the server does not support the
-			// indicated channel binding type, then the server MUST fail authentication."
-			// RFC 6120 §6.5.10: not-authorized, with the SCRAM server-error-value as text.
-			if (data === null) return failure("not-authorized", "unsupported-channel-binding-type");
+			if (data === null) return unsupportedChannelBinding(first, available);
 			cbData = data;
 		} else if (first.cbFlag === "p") {
 			// RFC 5802 §6: 'p' is for the -PLUS mechanisms only.
@@ -542,7 +653,15 @@ class ScramMechanism extends BaseMechanism {
 			// we announce our types (XEP-0440), and a client that supports none of them (slixmpp
 			// 1.8 knows only tls-unique, which TLS 1.3 lacks) honestly answers 'y'. Failing it
 			// would lock such clients out; the certificate check still guards against a MITM.
-			return failure("not-authorized", "server-does-support-channel-binding");
+			// Not counted: the client may well know the password (see SaslFailure.throttle).
+			return failure("not-authorized", "server-does-support-channel-binding", {
+				throttle: false,
+				warn: true,
+				reason:
+					"client sent the 'y' flag although we offer -PLUS (RFC 5802 §6): a client " +
+					"without our channel binding types, or a downgrade attack",
+				username: first.rawUsername,
+			});
 		}
 
 		const found = await lookupUser(ctx, first.rawUsername);
@@ -582,14 +701,11 @@ class ScramMechanism extends BaseMechanism {
 
 		// RFC 5802 §5.1 r=: the nonce must be the one the server sent.
 		if (final.nonce !== state.nonce) return failure("not-authorized", "nonce mismatch");
-		// RFC 5802 §5.1 c=: base64 of the GS2 header and, for -PLUS, the channel binding data.
-		const expectedCb = Buffer.concat([Buffer.from(state.first.gs2Header, "utf8"), state.cbData]);
-		if (!safeEqual(final.channelBinding, expectedCb)) {
-			return failure("not-authorized", "channel-bindings-dont-match");
-		}
 
 		// RFC 5802 §3: AuthMessage, ClientSignature, ClientKey := ClientProof XOR ClientSignature,
-		// and the proof holds iff H(ClientKey) = StoredKey.
+		// and the proof holds iff H(ClientKey) = StoredKey. AuthMessage holds the c= the client
+		// sent, so the proof is checked even when c= is wrong: that tells a wrong password
+		// (counted) from a right one on another TLS channel (not counted, see below).
 		const authMessage = `${state.first.bare},${state.serverFirst},${final.withoutProof}`;
 		const storedKey = Buffer.from(state.cred.storedKey, "base64");
 		const serverKey = Buffer.from(state.cred.serverKey, "base64");
@@ -602,11 +718,31 @@ class ScramMechanism extends BaseMechanism {
 		const proofOk =
 			safeEqual(digest(hash, clientKey), storedKey) &&
 			final.proof.length === SCRAM_HASH_INFO[hash].length;
-		if (!proofOk || !state.known) return failure("not-authorized");
+		const proven = proofOk && state.known;
+
+		// RFC 5802 §5.1 c=: base64 of the GS2 header and, for -PLUS, the channel binding data.
+		const expectedCb = Buffer.concat([Buffer.from(state.first.gs2Header, "utf8"), state.cbData]);
+		if (!safeEqual(final.channelBinding, expectedCb)) {
+			// The client sees the same answer either way (RFC 5802 §7 server-error-value). With a
+			// right proof the client's TLS channel is not ours: a TLS-terminating proxy or a man
+			// in the middle relaying a real user's login. Worth a warning, not a throttle count.
+			return failure("not-authorized", "channel-bindings-dont-match", {
+				throttle: !proven,
+				warn: proven,
+				reason: proven
+					? "password right, but the channel binding data is not this connection's " +
+						"(a TLS-terminating proxy, or a man in the middle)"
+					: "channel binding data does not match, and the proof is wrong",
+				username: state.username,
+			});
+		}
+		if (!proven) {
+			return wrongCredentials(state.username, state.known ? "wrong password" : "unknown user");
+		}
 
 		// RFC 6120 §6.3.8: checked only once the credentials are proven.
 		if (!authzidAllowed(state.first.authzid, state.username, this.#ctx)) {
-			return failure("invalid-authzid");
+			return authzidRefused(state.username);
 		}
 		// RFC 5802 §3 ServerSignature, sent as v= in the <success/> data (RFC 6120 §6.4.6).
 		const serverSignature = hmac(hash, serverKey, authMessage);

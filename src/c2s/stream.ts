@@ -435,10 +435,21 @@ export class C2SStream implements Session {
 		}
 		this.#sasl = null;
 		if (step.kind === "failure") {
-			// A channel binding type we lack is a capability mismatch, not a password guess:
-			// clients such as slixmpp try tls-unique first and fall back to another mechanism.
-			const guess = step.text !== "unsupported-channel-binding-type";
-			return this.#saslFailure(step.condition, step.text, guess);
+			// Only failures that speak against the credentials count (SaslFailure.throttle): a
+			// channel binding type we lack (slixmpp 1.8 asks for tls-unique) never does. The log
+			// says why, so an operator can tell such a client from a wrong password.
+			const fields = {
+				ip: this.remoteAddress,
+				mech: mech.name,
+				user: step.username,
+				condition: step.condition,
+				reason: step.reason,
+				channelBinding: step.channelBinding,
+				counted: step.throttle,
+			};
+			if (step.warn) this.host.log.warn(fields, "authentication failed");
+			else this.host.log.info(fields, "authentication failed");
+			return this.#saslFailure(step.condition, step.text, step.throttle);
 		}
 		this.#username = step.username;
 		this.#transport.send(

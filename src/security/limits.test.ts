@@ -100,3 +100,16 @@ test("AuthFailureTracker: sweep drops stale addresses and keeps recent ones", ()
 	assert.equal(tr.delayFor("old"), 0);
 	assert.equal(tr.delayFor("new"), 2000);
 });
+
+test("AuthFailureTracker: failures() is the count inside the window, per address", () => {
+	const c = clock();
+	const tr = new AuthFailureTracker(5, c.now);
+	assert.equal(tr.failures("ip"), 0);
+	tr.recordFailure("ip");
+	c.advance(30_000);
+	tr.recordFailure("ip");
+	assert.equal(tr.failures("ip"), 2);
+	assert.equal(tr.failures("other"), 0);
+	c.advance(30_000);
+	assert.equal(tr.failures("ip"), 1, "the first one left the window");
+});

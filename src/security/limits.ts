@@ -56,6 +56,11 @@ export class AuthFailureTracker {
 		this.#failures.set(ip, list);
 	}
 
+	/** Failures recorded for this address in the last minute (diagnostics and tests). */
+	failures(ip: string): number {
+		return this.#recent(ip).length;
+	}
+
 	/**
 	 * How long to hold the next SASL attempt from this address: nothing within the allowance,
 	 * then doubling from one second per extra failure, capped at ten seconds.

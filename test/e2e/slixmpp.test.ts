@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
+import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -137,4 +138,124 @@ describe("slixmpp", { skip }, () => {
 			else assert.match(result.mechanisms?.alice ?? "", /^SCRAM-SHA-256/);
 		});
 	}
+});
+
+/** The server's JSON log lines, as objects. */
+function logCollector(): { stream: Writable; lines: Record<string, unknown>[] } {
+	const lines: Record<string, unknown>[] = [];
+	let rest = "";
+	const stream = new Writable({
+		write(chunk: Buffer, _enc, done) {
+			const parts = (rest + chunk.toString("utf8")).split("\n");
+			rest = parts.pop() ?? "";
+			for (const line of parts) if (line.trim()) lines.push(JSON.parse(line));
+			done();
+		},
+	});
+	return { stream, lines };
+}
+
+interface LoginRecord {
+	ok: boolean;
+	mech: string | null;
+	failures: [condition: string, text: string][];
+	error?: string;
+}
+
+async function slixmppLogins(
+	port: number,
+	user: string,
+	password: string,
+	count: number,
+): Promise<{ logins: LoginRecord[]; raw: string }> {
+	const r = await run(
+		PYTHON,
+		["test/clients/slixmpp_logins.py", "localhost", String(port), user, password, String(count)],
+		{ encoding: "utf8", timeout: 120_000 },
+	).catch((e: { stdout?: string; stderr?: string }) => e);
+	const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+	const parsed = JSON.parse(line || '{"logins":[]}') as { logins: LoginRecord[] };
+	return { logins: parsed.logins, raw: `${line}\n${r.stderr ?? ""}` };
+}
+
+describe("slixmpp 1.8.3 and channel binding (issues 11 and 22)", { skip }, () => {
+	// slixmpp 1.8.3 binds every -PLUS mechanism to tls-unique (util/sasl/mechanisms.py), which
+	// TLS 1.3 does not have (RFC 9266 §1), and ignores our XEP-0440 list. Each such attempt is
+	// refused at once and must not count toward either throttle.
+	const ALLOWANCE = 2;
+	const LOGINS = ALLOWANCE + 2;
+	let t: TestServer;
+	const log = logCollector();
+	before(async () => {
+		t = await startTestServer({
+			config: {
+				// One counted failure would close the connection; ALLOWANCE per IP would delay.
+				limits: { sasl_failures_per_connection: 1, sasl_failures_per_ip: ALLOWANCE },
+			},
+			users: [["erin@localhost", "erin-pw"]],
+			log: log.stream,
+		});
+	});
+	after(() => t?.stop());
+
+	test(`a correct password logs in ${LOGINS} times in a row, more than sasl_failures_per_ip allows failures, and nothing counts (RFC 5802 §6, RFC 6120 §6.4.5)`, async () => {
+		const { logins, raw } = await slixmppLogins(t.port, "erin", "erin-pw", LOGINS);
+		assert.equal(logins.length, LOGINS, raw);
+		for (const login of logins) {
+			assert.equal(login.ok, true, raw);
+			// Both -PLUS mechanisms are refused with RFC 6120 §6.5.9 malformed-request and the
+			// RFC 5802 §7 server-error-value as text, then SCRAM without binding ('y') succeeds.
+			assert.deepEqual(
+				login.failures,
+				[
+					["malformed-request", "unsupported-channel-binding-type"],
+					["malformed-request", "unsupported-channel-binding-type"],
+				],
+				raw,
+			);
+			assert.equal(login.mech, "SCRAM-SHA-256", raw);
+		}
+		// Neither throttle counted anything: no per-IP failure recorded, no delay ahead.
+		assert.equal(t.server.authFailures.failures("127.0.0.1"), 0);
+		assert.equal(t.server.authFailures.delayFor("127.0.0.1"), 0);
+
+		// The log names the reason for each refusal, so an operator can tell it from a wrong
+		// password: the type asked for, the types we have (XEP-0440), the address, not counted.
+		const refusals = log.lines.filter((l) => l.msg === "authentication failed");
+		assert.equal(refusals.length, 2 * LOGINS, JSON.stringify(log.lines));
+		for (const l of refusals) {
+			assert.equal(l.level, "info");
+			assert.equal(l.ip, "127.0.0.1");
+			assert.equal(l.user, "erin");
+			assert.match(String(l.mech), /^SCRAM-SHA-(1|256)-PLUS$/);
+			assert.equal(l.condition, "malformed-request");
+			assert.equal(l.counted, false);
+			const cb = l.channelBinding as { requested: string; available: string[] };
+			assert.equal(cb.requested, "tls-unique");
+			assert.ok(cb.available.includes("tls-exporter"), JSON.stringify(cb));
+			assert.match(String(l.reason), /tls-unique is undefined for TLS 1\.3/);
+		}
+		const ok = log.lines.filter((l) => l.msg === "authenticated");
+		assert.equal(ok.length, LOGINS);
+	});
+
+	test("a wrong password still counts (RFC 6120 §6.5.10), and only the guess, not the refused -PLUS", async () => {
+		const before = t.server.authFailures.failures("127.0.0.1");
+		const mark = log.lines.length;
+		const { logins, raw } = await slixmppLogins(t.port, "erin", "not-erin-pw", 1);
+		assert.equal(logins[0]?.ok, false, raw);
+		// sasl_failures_per_connection = 1: the first counted failure closes the connection
+		// (RFC 6120 §6.4.5), so exactly one guess was counted.
+		assert.equal(t.server.authFailures.failures("127.0.0.1"), before + 1);
+		const failed = log.lines.slice(mark).filter((l) => l.msg === "authentication failed");
+		assert.deepEqual(
+			failed.map((l) => [l.mech, l.condition, l.counted, l.reason]),
+			[
+				["SCRAM-SHA-256-PLUS", "malformed-request", false, failed[0]?.reason],
+				["SCRAM-SHA-1-PLUS", "malformed-request", false, failed[1]?.reason],
+				["SCRAM-SHA-256", "not-authorized", true, "wrong password"],
+			],
+			JSON.stringify(failed),
+		);
+	});
 });

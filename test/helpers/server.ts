@@ -37,6 +37,8 @@ export async function startTestServer(
 		storage?: "memory" | "sqlite";
 		/** Reuse this data directory (e.g. a stopped server's, to test durability); kept on stop. */
 		dataDir?: string;
+		/** Write the server's JSON log lines here, from level info (tests that read the log). */
+		log?: NodeJS.WritableStream;
 	} = {},
 ): Promise<TestServer> {
 	const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "parley-test-"));
@@ -54,9 +56,9 @@ export async function startTestServer(
 	};
 	const config = configSchema.parse(raw);
 	const log = createLogger({
-		level: process.env.PARLEY_TEST_LOG ?? "silent",
+		level: opts.log ? "info" : (process.env.PARLEY_TEST_LOG ?? "silent"),
 		format: "json",
-		destination: 2,
+		destination: opts.log ?? 2,
 	});
 	const server = createServer(config, {
 		log,
