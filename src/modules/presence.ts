@@ -94,7 +94,7 @@ export default defineModule({
 	load(api) {
 		const host = api.host;
 		const { max_directed } = api.options;
-		const others = (session: Session) =>
+		const availableOthers = (session: Session) =>
 			host.sessionsOf(session.jid?.local ?? "").filter((s) => s !== session && s.available);
 
 		/** Bare JIDs of the contacts subscribed to the user's presence (from/both, §4.2.2). */
@@ -135,15 +135,26 @@ export default defineModule({
 			}
 		}
 
-		/** §4.5.2: unavailable to the other resources, the subscribers and directed-presence recipients. */
-		async function goUnavailable(session: Session, stanza: Element): Promise<void> {
+		/**
+		 * §4.5.2: unavailable to the other resources, the subscribers and directed-presence
+		 * recipients. `reflect`: the session sent it itself and is still there, so it gets it back
+		 * too ("as well as to the resource that generated the unavailable presence in the first
+		 * place"), like available presence in §4.2.2 / §4.4.2.
+		 */
+		async function goUnavailable(
+			session: Session,
+			stanza: Element,
+			reflect: boolean,
+		): Promise<void> {
 			const jid = session.jid as JID;
+			const others = availableOthers(session);
 			session.available = false;
 			session.presence = null;
 			const p = stanza.clone();
 			p.attrs.from = jid.toString();
 			delete p.attrs.to;
-			for (const s of others(session)) s.send(p.clone());
+			for (const s of others) s.send(p.clone());
+			if (reflect) session.send(p.clone());
 			const sent = new Set<string>();
 			for (const contact of await subscribers(jid.local, jid.bareString)) {
 				sent.add(contact);
@@ -172,11 +183,11 @@ export default defineModule({
 				origin.presence = stanza;
 				// RFC 6121 §4.2.2 / §4.4.2: to all of the user's available resources,
 				// including the one that sent it.
-				for (const s of others(origin)) s.send(stanza.clone());
+				for (const s of availableOthers(origin)) s.send(stanza.clone());
 				origin.send(stanza.clone());
 				if (initial) {
 					// RFC 6121 §4.2.2: the new resource learns about the account's other resources.
-					for (const s of others(origin)) if (s.presence) origin.send(s.presence.clone());
+					for (const s of availableOthers(origin)) if (s.presence) origin.send(s.presence.clone());
 				}
 				// §4.2.2 / §4.4.2: to every contact with a subscription from/both.
 				await broadcastToContacts(origin, stanza);
@@ -188,8 +199,8 @@ export default defineModule({
 				return HANDLED;
 			}
 			if (type === "unavailable") {
-				// RFC 6121 §4.5.2.
-				if (origin.available) await goUnavailable(origin, stanza);
+				// RFC 6121 §4.5.2, the sender included.
+				if (origin.available) await goUnavailable(origin, stanza, true);
 				return HANDLED;
 			}
 			// §4.3: a probe to oneself or other types to one's own bare JID: nothing to do.
@@ -251,7 +262,7 @@ export default defineModule({
 		// error) is broadcast as unavailable.
 		api.hook("session/closed", async ({ session }: { session: Session }) => {
 			if (!session.available || !session.jid) return;
-			await goUnavailable(session, x("presence", { type: "unavailable" }));
+			await goUnavailable(session, x("presence", { type: "unavailable" }), false);
 		});
 	},
 });
