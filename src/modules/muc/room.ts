@@ -869,12 +869,22 @@ export class Room {
 			{ jid: alternate },
 			reason !== undefined && x("reason", null, reason),
 		);
+		// §10.9: one unavailable presence to each occupant (none broadcast), with <destroy/>.
+		// It comes from the occupant's own JID, so it is self-presence and carries 110: the
+		// status code registry (§16.6) gives 110 the context "any room presence", and §7.14
+		// requires it on the presence that tells an occupant it is out of the room.
 		for (const o of [...this.occupants.values()]) {
 			const p = new PreparedStanza(
 				x(
 					"presence",
 					{ from: o.jid.toString(), type: "unavailable" },
-					x("x", { xmlns: NS_MUC_USER }, x("item", { affiliation: "none", role: "none" }), destroy),
+					x(
+						"x",
+						{ xmlns: NS_MUC_USER },
+						x("item", { affiliation: "none", role: "none" }),
+						destroy,
+						x("status", { code: "110" }),
+					),
 				),
 			);
 			for (const s of [...o.sessions.values()]) {
