@@ -330,7 +330,10 @@ export class Room {
 		this.byReal.set(key, o);
 		this.#host.sessionIndex(this, key, true);
 		// ...then the new occupant's presence to everyone, itself last with its status codes:
-		// 100 in a non-anonymous room (§7.2.4), 110 self, 201 a new room (§10.1.1).
+		// 100 in a non-anonymous room (§7.2.4), 110 self, 201 a new room (§10.1.1). No 210
+		// (§7.2.3: "if the service modifies the user's nickname"): the nickname is the resource
+		// of the 'to' the client sent, prepared like every JID (RFC 7622 §3.4), and no policy
+		// here rewrites it.
 		const selfCodes: number[] = [];
 		if (this.config.whois === "anyone") selfCodes.push(100);
 		if (created) selfCodes.push(201);
