@@ -167,18 +167,8 @@ export default defineModule({
 			});
 			origin.send(resultFor(event.stanza));
 			push(user, x("block", { xmlns: NS_BLOCKING }, itemsOf(jids.map((j) => j.toString()))));
-			// §3.3: the contact sees the user go offline. Unavailable presence reveals nothing, so
-			// it goes to blocked accounts without asking the roster (presence can refine this
-			// through blocking/changed).
-			for (const s of host.sessionsOf(user)) {
-				if (!s.available || !s.jid) continue;
-				for (const j of added) {
-					if (!j.local) continue;
-					await api.send(
-						x("presence", { type: "unavailable", from: s.jid.toString(), to: j.toString() }),
-					);
-				}
-			}
+			// §3.3: unavailable presence to the contacts allowed to see the user's presence is
+			// the presence module's business (blocking/changed), like §3.4's presence on unblock.
 			await host.events.fire<BlockingChanged>("blocking/changed", {
 				user,
 				blocked: added,

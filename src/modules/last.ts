@@ -46,6 +46,8 @@ export default defineModule({
 		const host = api.host;
 		const store = api.keyval<LastRecord>("last");
 		const started = Date.now();
+		/** user -> the write of a logout that is under way. */
+		const writing = new Map<string, Promise<void>>();
 		const seconds = (since: number) => String(Math.max(0, Math.floor((Date.now() - since) / 1000)));
 
 		api.addFeature(NS_LAST);
@@ -66,6 +68,9 @@ export default defineModule({
 				origin?.send(resultFor(stanza, x("query", { xmlns: NS_LAST, seconds: "0" })));
 				return HANDLED;
 			}
+			// A logout being recorded (Prosody's lastactivity.scs asks right after its own
+			// unavailable presence, on the same stream) is waited for, so the answer has its status.
+			await writing.get(to.local);
 			const rec = await store.get(to.local);
 			// Never logged out since we started keeping track: nothing to tell.
 			if (!rec) throw new StanzaError("item-not-found");
@@ -86,9 +91,17 @@ export default defineModule({
 				if (!origin || stanza.attrs.to !== undefined) return undefined;
 				if (stanza.attrs.type === "unavailable") {
 					origin.data.set("last", stanza.getChildText("status") ?? "");
-					recordIfLast(origin).catch((err: unknown) =>
+					const user = origin.jid?.local;
+					const write = recordIfLast(origin).catch((err: unknown) =>
 						api.log.error({ err }, "recording last activity failed"),
 					);
+					// The broadcast does not wait for storage; a query does (see below).
+					if (user !== undefined) {
+						writing.set(user, write);
+						void write.then(() => {
+							if (writing.get(user) === write) writing.delete(user);
+						});
+					}
 				} else if (stanza.attrs.type === undefined) {
 					origin.data.delete("last");
 					origin.data.set(WAS_AVAILABLE, true);

@@ -9,6 +9,9 @@
  * `loadRoster`, which also includes items added by providers such as shared roster groups; a
  * probe answer reads only the one item it checks (`loadRosterItem`).
  *
+ * On `blocking/changed` it does the presence side of XEP-0191: unavailable presence both ways
+ * on a block (§3.3), current presence both ways on an unblock (§3.4).
+ *
  * Fires `presence/initial` ({ session }) after a resource's initial presence has been
  * broadcast: the roster module re-delivers pending subscription requests on it, and offline
  * storage can deliver stored messages.
@@ -20,6 +23,7 @@ import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
 import { type Element, x } from "../xml/element.ts";
 import type { JID } from "../xmpp/jid.ts";
+import { type BlockingChanged, isBlocked } from "./blocking.ts";
 import { hasFrom, hasTo, loadRoster, loadRosterItem } from "./roster.ts";
 
 /** RFC 6121 §4.7.2.3: an integer in -128..127; missing or invalid means 0. */
@@ -93,7 +97,7 @@ export default defineModule({
 	load(api) {
 		const host = api.host;
 		const { max_directed } = api.options;
-		const others = (session: Session) =>
+		const availableOthers = (session: Session) =>
 			host.sessionsOf(session.jid?.local ?? "").filter((s) => s !== session && s.available);
 
 		/** Bare JIDs of the contacts subscribed to the user's presence (from/both, §4.2.2). */
@@ -134,15 +138,26 @@ export default defineModule({
 			}
 		}
 
-		/** §4.5.2: unavailable to the other resources, the subscribers and directed-presence recipients. */
-		async function goUnavailable(session: Session, stanza: Element): Promise<void> {
+		/**
+		 * §4.5.2: unavailable to the other resources, the subscribers and directed-presence
+		 * recipients. `reflect`: the session sent it itself and is still there, so it gets it back
+		 * too ("as well as to the resource that generated the unavailable presence in the first
+		 * place"), like available presence in §4.2.2 / §4.4.2.
+		 */
+		async function goUnavailable(
+			session: Session,
+			stanza: Element,
+			reflect: boolean,
+		): Promise<void> {
 			const jid = session.jid as JID;
+			const others = availableOthers(session);
 			session.available = false;
 			session.presence = null;
 			const p = stanza.clone();
 			p.attrs.from = jid.toString();
 			delete p.attrs.to;
-			for (const s of others(session)) s.send(p.clone());
+			for (const s of others) s.send(p.clone());
+			if (reflect) session.send(p.clone());
 			const sent = new Set<string>();
 			for (const contact of await subscribers(jid.local, jid.bareString)) {
 				sent.add(contact);
@@ -171,11 +186,11 @@ export default defineModule({
 				origin.presence = stanza;
 				// RFC 6121 §4.2.2 / §4.4.2: to all of the user's available resources,
 				// including the one that sent it.
-				for (const s of others(origin)) s.send(stanza.clone());
+				for (const s of availableOthers(origin)) s.send(stanza.clone());
 				origin.send(stanza.clone());
 				if (initial) {
 					// RFC 6121 §4.2.2: the new resource learns about the account's other resources.
-					for (const s of others(origin)) if (s.presence) origin.send(s.presence.clone());
+					for (const s of availableOthers(origin)) if (s.presence) origin.send(s.presence.clone());
 				}
 				// §4.2.2 / §4.4.2: to every contact with a subscription from/both.
 				await broadcastToContacts(origin, stanza);
@@ -187,8 +202,8 @@ export default defineModule({
 				return HANDLED;
 			}
 			if (type === "unavailable") {
-				// RFC 6121 §4.5.2.
-				if (origin.available) await goUnavailable(origin, stanza);
+				// RFC 6121 §4.5.2, the sender included.
+				if (origin.available) await goUnavailable(origin, stanza, true);
 				return HANDLED;
 			}
 			// §4.3: a probe to oneself or other types to one's own bare JID: nothing to do.
@@ -246,11 +261,144 @@ export default defineModule({
 			Priority.LATE,
 		);
 
+		/**
+		 * Of the addresses a block list change names (`items`, as a set of strings and a list),
+		 * those that cover `contact` (a bare JID): the contact itself when an item matches its
+		 * bare JID or its domain (XEP-0191 §6), else the full-JID items of its resources.
+		 */
+		function covering(items: ReadonlySet<string>, list: JID[], contact: JID): string[] {
+			if (isBlocked(items, contact)) return [contact.toString()];
+			return list.filter((j) => j.resource && j.bare.equals(contact)).map((j) => j.toString());
+		}
+
+		function parseJid(s: string): JID | null {
+			try {
+				return host.server.jids.parse(s);
+			} catch {
+				return null;
+			}
+		}
+
+		/**
+		 * XEP-0191 §3.3: the user blocked `blocked`. The user's server "MUST send unavailable
+		 * presence information to the contact (but only if the contact is allowed to receive
+		 * presence notifications from the user)": a contact subscribed to the user (from/both,
+		 * RFC 6121 §4.2.2) and an entity a resource sent directed presence to (RFC 6121 §4.6.2),
+		 * from each available resource. Nobody else learns the user's resources this way.
+		 *
+		 * And the user's resources see the blocked contacts go unavailable: from now on nothing
+		 * from them is delivered (§3.3), so the presence they showed would stay forever, where
+		 * a new session of the user sees them offline (probes are not answered across a block).
+		 * Only contacts the user is subscribed to (to/both) had their presence broadcast to the
+		 * user; one that blocked the user already went unavailable for them and is skipped.
+		 */
+		async function blockedPresence(user: string, mine: Session[], blocked: JID[]): Promise<void> {
+			const items = new Set(blocked.map((j) => j.toString()));
+			const userJid = (mine[0] as Session).jid?.bare as JID;
+			const { items: roster } = await loadRoster(host, user);
+			const subscribers: string[] = [];
+			const watched: [JID, string[]][] = [];
+			for (const [contact, item] of roster) {
+				const cjid = parseJid(contact);
+				if (!cjid || cjid.equals(userJid)) continue;
+				const cover = covering(items, blocked, cjid);
+				if (!cover.length) continue;
+				if (hasFrom(item.subscription)) subscribers.push(...cover);
+				if (hasTo(item.subscription)) watched.push([cjid, cover]);
+			}
+			for (const s of mine) {
+				const targets = new Set(subscribers);
+				// §4.6.3 would send these at the end of the session: send them now, once.
+				const directed = directedOf(s);
+				for (const to of [...directed]) {
+					const j = parseJid(to);
+					if (j && isBlocked(items, j)) {
+						targets.add(to);
+						directed.delete(to);
+					}
+				}
+				for (const to of targets)
+					await api.send(
+						x("presence", { type: "unavailable", from: (s.jid as JID).toString(), to }),
+					);
+			}
+			for (const [cjid, cover] of watched) {
+				const chost = host.server.hosts.get(cjid.domain);
+				if (!chost || !cjid.local) continue; // no federation: only local contacts
+				if (await chost.events.fire("blocking/outbound", { user: cjid.local, jid: userJid }))
+					continue;
+				const whole = cover.length === 1 && cover[0] === cjid.toString();
+				for (const cs of chost.sessionsOf(cjid.local)) {
+					if (!cs.available || !cs.jid) continue;
+					if (!whole && !cover.includes(cs.jid.toString())) continue;
+					const p = x("presence", {
+						type: "unavailable",
+						from: cs.jid.toString(),
+						to: userJid.toString(),
+					});
+					// Straight to the sessions: the router would now drop it as from a blocked JID.
+					for (const us of mine) us.send(p.clone());
+				}
+			}
+		}
+
+		/**
+		 * XEP-0191 §3.4: the user unblocked `unblocked`. The user's server "MUST send the user's
+		 * current presence information to the contact (but only if the contact is allowed to
+		 * receive presence notifications from the user)": each available resource's last
+		 * presence to each contact subscribed to the user (from/both) that no other item still
+		 * blocks. The other way round, the contacts the user is subscribed to (to/both) are
+		 * probed for the user (RFC 6121 §4.3.2), so their presence shows again.
+		 */
+		async function unblockedPresence(
+			user: string,
+			mine: Session[],
+			unblocked: JID[],
+		): Promise<void> {
+			const items = new Set(unblocked.map((j) => j.toString()));
+			const userJid = (mine[0] as Session).jid?.bare as JID;
+			const { items: roster } = await loadRoster(host, user);
+			for (const [contact, item] of roster) {
+				const cjid = parseJid(contact);
+				if (!cjid || cjid.equals(userJid)) continue;
+				const cover: string[] = [];
+				for (const to of covering(items, unblocked, cjid)) {
+					const j = parseJid(to) as JID;
+					// Still blocked by another item (its domain, say): nothing changes for it.
+					if (!(await host.events.fire("blocking/outbound", { user, jid: j }))) cover.push(to);
+				}
+				if (!cover.length) continue;
+				if (hasFrom(item.subscription))
+					for (const s of mine) {
+						if (!s.presence || !s.jid) continue;
+						for (const to of cover) {
+							const p = s.presence.clone();
+							p.attrs.from = s.jid.toString();
+							p.attrs.to = to;
+							await api.send(p);
+						}
+					}
+				const chost = host.server.hosts.get(cjid.domain);
+				if (hasTo(item.subscription) && chost && cjid.local)
+					await answerProbe(chost, cjid.local, userJid, (p) => {
+						for (const us of mine) us.send(p.clone());
+					});
+			}
+		}
+
+		api.hook("blocking/changed", async (change: BlockingChanged) => {
+			const mine = host.sessionsOf(change.user).filter((s) => s.available && s.jid);
+			if (!mine.length) return undefined;
+			if (change.blocked.length) await blockedPresence(change.user, mine, change.blocked);
+			if (change.unblocked.length) await unblockedPresence(change.user, mine, change.unblocked);
+			return undefined;
+		});
+
 		// RFC 6121 §4.5.2: a session that ends without saying so (connection lost, stream
 		// error) is broadcast as unavailable.
 		api.hook("session/closed", async ({ session }: { session: Session }) => {
 			if (!session.available || !session.jid) return;
-			await goUnavailable(session, x("presence", { type: "unavailable" }));
+			await goUnavailable(session, x("presence", { type: "unavailable" }), false);
 		});
 	},
 });

@@ -163,8 +163,8 @@ export function itemElement(jid: string, item: RosterItem | null): Element {
 }
 
 /**
- * RFC 6121 §2.1.6 roster push of one item to every interested resource of `user`. The
- * version is included for sessions that use versioning (§2.6.2).
+ * RFC 6121 §2.1.6 roster push of one item to every interested resource of `user`, with the
+ * new version (§2.6.3 for a client that uses versioning; for the others see the roster get).
  */
 export async function pushItem(
 	host: Host,
@@ -176,12 +176,11 @@ export async function pushItem(
 	if (!sessions.length) return;
 	const { ver } = await loadRoster(host, user);
 	for (const s of sessions) {
-		const versioned = s.data.get("roster.ver") === true;
 		s.send(
 			x(
 				"iq",
 				{ type: "set", id: `push-${randomBytes(6).toString("hex")}`, to: s.jid?.toString() },
-				x("query", { xmlns: NS_ROSTER, ver: versioned ? ver : undefined }, itemElement(jid, item)),
+				x("query", { xmlns: NS_ROSTER, ver }, itemElement(jid, item)),
 			),
 		);
 	}
@@ -290,18 +289,23 @@ export default defineModule({
 				const clientVer = query.attrs.ver;
 				const { items, ver } = await loadRoster(host, from.local);
 				origin.interested = true; // §2.1.6: an interested resource from now on
-				if (clientVer !== undefined) origin.data.set("roster.ver", true);
 				if (clientVer !== undefined && clientVer === ver) {
 					// §2.6.3: the client's version is current: empty result, changes come as pushes.
 					origin.send(resultFor(stanza));
 					return HANDLED;
 				}
+				// The version goes with every roster, whether or not the client sent one (as Prosody
+				// does). §2.6.2 only says that a client without versioning "will not include the
+				// 'ver' attribute"; nothing asks the server to leave it out. The attribute is part
+				// of the roster syntax (§2.1.1) and the roster results of RFC 6121's own examples
+				// carry it (§2.1.3), a client that does not version ignores it, and one that does
+				// can start from it instead of asking again with ver="" (§2.6.2).
 				origin.send(
 					resultFor(
 						stanza,
 						x(
 							"query",
-							{ xmlns: NS_ROSTER, ver: clientVer !== undefined ? ver : undefined },
+							{ xmlns: NS_ROSTER, ver },
 							[...items].map(([jid, item]) => itemElement(jid, item)),
 						),
 					),

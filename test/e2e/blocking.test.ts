@@ -25,6 +25,9 @@ before(async () => {
 			["dave@example.net", "pw-dave"],
 			["fay@localhost", "pw-fay"],
 			["gus@localhost", "pw-gus"],
+			["romeo@localhost", "pw-romeo"],
+			["juliet@localhost", "pw-juliet"],
+			["nurse@localhost", "pw-nurse"],
 		],
 	});
 });
@@ -108,10 +111,12 @@ test("effects of a block in both directions (XEP-0191 §3.3)", async () => {
 	const carol = await online("carol", "eff");
 	const bm = bob.received.length;
 	await iq(alice, "b", block("b", "bob@localhost"));
-	// §3.3: the blocked contact sees the user go unavailable.
-	await bob.waitFor(
-		/<presence[^>]*type="unavailable"[^>]*from="alice@localhost\/eff"|<presence[^>]*from="alice@localhost\/eff"[^>]*type="unavailable"/,
-		bm,
+	// §3.3: unavailable presence goes to the contact "only if the contact is allowed to receive
+	// presence notifications from the user": bob is not subscribed to alice, so he learns
+	// nothing of her resources (the subscribed case is the next test).
+	assert.doesNotMatch(
+		await sync(carol, bob, "bob@localhost/eff", bm),
+		/<presence[^>]*from="alice@localhost/,
 	);
 
 	const am = alice.received.length;
@@ -162,6 +167,116 @@ test("effects of a block in both directions (XEP-0191 §3.3)", async () => {
 	bob.send("<message to='alice@localhost/again' type='chat' id='back'><body>x</body></message>");
 	await message(again, "back", am2);
 	for (const c of [again, bob, carol]) c.end();
+});
+
+/** A mutual subscription (RFC 6121 §3.1) between two online raw clients. */
+async function befriend(a: RawClient, aJid: string, b: RawClient, bJid: string): Promise<void> {
+	for (const [from, to, fromJid, toJid] of [
+		[a, b, aJid, bJid],
+		[b, a, bJid, aJid],
+	] as const) {
+		const mark = to.received.length;
+		from.send(`<presence type='subscribe' to='${toJid}'/>`);
+		await to.waitFor(
+			new RegExp(`type="subscribe"[^>]*from="${fromJid}"|from="${fromJid}"[^>]*type="subscribe"`),
+			mark,
+		);
+		const mark2 = from.received.length;
+		to.send(`<presence type='subscribed' to='${fromJid}'/>`);
+		await from.waitFor(/type="subscribed"/, mark2);
+	}
+}
+
+let pings = 0;
+/** A round trip to the server on `c`'s stream. */
+const ping = (c: RawClient) => {
+	const id = `ping${++pings}`;
+	return iq(c, id, `<iq type='get' id='${id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>`);
+};
+
+/** A `<presence>` from `from` (of `type`, or available) in `text`. */
+function presenceIn(text: string, from: string, type?: string): boolean {
+	const re = /<presence\b[^>]*>/g;
+	for (const tag of text.match(re) ?? []) {
+		if (!tag.includes(`from="${from}"`)) continue;
+		const t = /\btype="([^"]*)"/.exec(tag)?.[1];
+		if (t === type) return true;
+	}
+	return false;
+}
+
+test("presence on block and unblock between subscribed contacts (XEP-0191 §3.3, §3.4; Prosody's blocking.scs)", async () => {
+	const r1 = await online("romeo", "r1");
+	const r2 = await online("romeo", "r2");
+	const juliet = await online("juliet", "j");
+	const nurse = await online("nurse", "n");
+	const carol = await online("carol", "bk");
+	await befriend(r1, "romeo@localhost", juliet, "juliet@localhost");
+	// romeo also sent directed presence to the nurse, who has no subscription (RFC 6121 §4.6).
+	r1.send("<presence to='nurse@localhost'/>");
+	await nurse.waitFor('from="romeo@localhost/r1"');
+	await juliet.waitFor('from="romeo@localhost/r2"');
+	await r2.waitFor('from="juliet@localhost/j"');
+
+	const jm = juliet.received.length;
+	const nm = nurse.received.length;
+	const m1 = r1.received.length;
+	const m2 = r2.received.length;
+	await iq(r1, "b", block("b", "juliet@localhost", "nurse@localhost"));
+	// romeo's stream handles its stanzas in order (RFC 6120 §10.1): once this answer is there,
+	// everything the block caused has been written.
+	await ping(r1);
+	// §3.3: the contact allowed to see romeo's presence gets unavailable from each of his
+	// available resources...
+	const jText = await sync(carol, juliet, "juliet@localhost/j", jm);
+	assert.ok(presenceIn(jText, "romeo@localhost/r1", "unavailable"), jText);
+	assert.ok(presenceIn(jText, "romeo@localhost/r2", "unavailable"), jText);
+	// ...and so does an entity romeo sent directed presence to (RFC 6121 §4.6.2), from that
+	// resource only.
+	const nText = await sync(carol, nurse, "nurse@localhost/n", nm);
+	assert.ok(presenceIn(nText, "romeo@localhost/r1", "unavailable"), nText);
+	assert.ok(!presenceIn(nText, "romeo@localhost/r2", "unavailable"), nText);
+	// romeo's resources see juliet go unavailable: nothing from her reaches them any more, and
+	// her last presence would otherwise stay on their rosters.
+	for (const [c, m, jid] of [
+		[r1, m1, "romeo@localhost/r1"],
+		[r2, m2, "romeo@localhost/r2"],
+	] as const) {
+		const text = await sync(carol, c, jid, m);
+		assert.ok(presenceIn(text, "juliet@localhost/j", "unavailable"), text);
+	}
+	// While blocked, juliet's presence changes do not reach romeo (§3.3, inbound presence).
+	const m1b = r1.received.length;
+	juliet.send("<presence><status>still here</status></presence>");
+	await ping(juliet);
+	assert.doesNotMatch(await sync(carol, r1, "romeo@localhost/r1", m1b), /still here/);
+
+	// §3.4: on unblock, juliet gets romeo's current presence from each resource, and romeo's
+	// resources get juliet's (a probe on romeo's behalf, RFC 6121 §4.3.2).
+	const jm2 = juliet.received.length;
+	const nm2 = nurse.received.length;
+	const m1c = r1.received.length;
+	const m2c = r2.received.length;
+	await iq(r2, "u", unblock("u", "juliet@localhost"));
+	await ping(r2);
+	const jBack = await sync(carol, juliet, "juliet@localhost/j", jm2);
+	assert.ok(presenceIn(jBack, "romeo@localhost/r1"), jBack);
+	assert.ok(presenceIn(jBack, "romeo@localhost/r2"), jBack);
+	for (const [c, m, jid] of [
+		[r1, m1c, "romeo@localhost/r1"],
+		[r2, m2c, "romeo@localhost/r2"],
+	] as const) {
+		const text = await sync(carol, c, jid, m);
+		assert.ok(presenceIn(text, "juliet@localhost/j"), text);
+		assert.match(text, /still here/);
+	}
+	// The nurse is still blocked: nothing for her.
+	assert.doesNotMatch(
+		await sync(carol, nurse, "nurse@localhost/n", nm2),
+		/<presence[^>]*from="romeo@/,
+	);
+	await iq(r1, "u2", unblock("u2"));
+	for (const c of [r1, r2, juliet, nurse, carol]) c.end();
 });
 
 test("JID matching: a domain item blocks its users, a full JID item only that resource (XEP-0191 §6)", async () => {

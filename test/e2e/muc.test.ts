@@ -400,6 +400,78 @@ describe("XEP-0045 Multi-User Chat", () => {
 		);
 	});
 
+	test("status codes on every self-presence of a user joined from two resources: 201, 100, 110, 303 (§7.2.3, §7.2.4, §7.6, §7.7, §10.1.1, §10.9)", async () => {
+		const a1 = await user("alice", "one");
+		const a2 = await user("alice", "two");
+		const b = await user("bob");
+		const room = `codes@${SERVICE}`;
+		const both = [a1, a2] as const;
+		const fromAlice = (nick: string, type?: string) => (el: Element) =>
+			el.is("presence") && el.attrs.from === `${room}/${nick}` && el.attrs.type === type;
+		// §10.1.1: the creator's self-presence has 201 and 110 (instantRoom checks it).
+		await instantRoom(a1, room, "alice");
+		await configure(a1, room, { "muc#roomconfig_whois": "anyone" });
+		// §7.2.4: the second session enters a non-anonymous room: 100 and 110, no 201.
+		let m1 = a1.r.mark();
+		const second = await enter(a2, `${room}/alice`);
+		assert.deepEqual(codes(second.self), [100, 110], second.self.toString());
+		assert.equal(item(second.self)?.attrs.jid, a2.jid);
+		// The first session learns that its occupant's presence changed: self-presence, 110.
+		const told = await a1.r.wait(fromAlice("alice"), m1, "alice/two's entry at alice/one");
+		assert.deepEqual(codes(told), [110]);
+		// bob's entry: 100 and 110 for him, his presence without 110 on both of alice's sessions.
+		const marks = both.map((u) => u.r.mark());
+		const bob = await enter(b, `${room}/bob`);
+		assert.deepEqual(codes(bob.self), [100, 110]);
+		for (const [i, u] of both.entries()) {
+			const p = await u.r.wait(
+				(el) => el.is("presence") && el.attrs.from === `${room}/bob`,
+				marks[i] as number,
+				"bob at alice",
+			);
+			assert.deepEqual(codes(p), []);
+		}
+		// §7.7: a presence change from one session reaches both with 110.
+		const m2 = both.map((u) => u.r.mark());
+		a2.c.send(`<presence to='${room}/alice'><show>away</show></presence>`);
+		for (const [i, u] of both.entries()) {
+			const p = await u.r.wait(
+				(el) => fromAlice("alice")(el) && el.getChildText("show") === "away",
+				m2[i] as number,
+				"away, to self",
+			);
+			assert.deepEqual(codes(p), [110]);
+		}
+		// §7.6: a nick change moves both sessions: 303 with 110, then the new nick with 110.
+		const m3 = both.map((u) => u.r.mark());
+		a1.c.send(`<presence to='${room}/alicia'/>`);
+		for (const [i, u] of both.entries()) {
+			const old = await u.r.wait(fromAlice("alice", "unavailable"), m3[i] as number, "303");
+			assert.deepEqual(codes(old), [110, 303]);
+			const now = await u.r.wait(fromAlice("alicia"), m3[i] as number, "new nick");
+			assert.deepEqual(codes(now), [110]);
+		}
+		// §10.9: destroying the room tells each session, with 110.
+		const m4 = both.map((u) => u.r.mark());
+		m1 = b.r.mark();
+		await iq(a1, "set", room, `<query xmlns='${MUC_OWNER}'><destroy/></query>`);
+		for (const [i, u] of both.entries()) {
+			const p = await u.r.wait(fromAlice("alicia", "unavailable"), m4[i] as number, "destroy");
+			assert.deepEqual(codes(p), [110]);
+			assert.ok(p.getChild("x", MUC_USER)?.getChild("destroy"));
+		}
+		const pb = await b.r.wait(
+			(el) => el.attrs.from === `${room}/bob` && el.attrs.type === "unavailable",
+			m1,
+			"destroy at bob",
+		);
+		assert.deepEqual(codes(pb), [110]);
+		// §10.9: "only one presence stanza of type unavailable to each occupant": bob did not
+		// get alicia's.
+		await settle(b);
+		assert.ok(!b.r.since(m1).some(fromAlice("alicia", "unavailable")));
+	});
+
 	test("§7.2.7 members-only (registration-required), §7.2.8 banned (forbidden), §7.2.6 password (not-authorized), §7.2.10 full (service-unavailable)", async () => {
 		const a = await user("alice");
 		const b = await user("bob");
@@ -1035,6 +1107,8 @@ describe("XEP-0045 Multi-User Chat", () => {
 			"destroy",
 		);
 		const destroy = p.getChild("x", MUC_USER)?.getChild("destroy");
+		// It is self-presence: 110 (§16.6, context "any room presence"), as on any exit (§7.14).
+		assert.deepEqual(codes(p), [110]);
 		assert.equal(destroy?.attrs.jid, `other@${SERVICE}`);
 		assert.equal(destroy?.getChildText("reason"), "moving");
 		const gone = await iq(a, "get", room, `<query xmlns='${DISCO_INFO}'/>`);

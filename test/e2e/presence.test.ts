@@ -7,13 +7,14 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { xml } from "@xmpp/client";
 import type { RawClient } from "../helpers/raw.ts";
+import { iq } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { type XmppConnection, connect as xmppConnect } from "../helpers/xmpp-client.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
 let t: TestServer;
-const USERS = ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"];
+const USERS = ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"];
 
 before(async () => {
 	t = await startTestServer({
@@ -214,5 +215,56 @@ test("RFC 6121 §4 across hosts; §3.2.2 cancelling a subscription sends unavail
 	} finally {
 		await a.xmpp.stop();
 		await b.xmpp.stop();
+	}
+});
+
+test("RFC 6121 §4.5.2: unavailable presence comes back to the resource that sent it; XEP-0012 §4 then reports its status", async () => {
+	// Prosody's lastactivity.scs scenario, over a raw socket, plus a second resource.
+	const other = await login(t.port, "p9", "pw", { host: "a.example", resource: "other" });
+	const raw = await login(t.port, "p9", "pw", { host: "a.example", resource: "leaver" });
+	try {
+		other.send("<presence/>");
+		await other.waitFor('<presence from="p9@a.example/other"');
+		raw.send("<presence><status>Hello</status></presence>");
+		// §4.2.2: initial presence goes to all available resources, the sender included.
+		await raw.waitFor(/<presence from="p9@a.example\/leaver"><status>Hello<\/status><\/presence>/);
+		const mark = raw.received.length;
+		const markOther = other.received.length;
+		raw.send("<presence type='unavailable'><status>Goodbye</status></presence>");
+		// §4.5.2: "to all of the user's available resources (as well as to the resource that
+		// generated the unavailable presence in the first place)", with its full XML.
+		const back =
+			/<presence[^>]*type="unavailable"[^>]*>\s*<status>Goodbye<\/status>\s*<\/presence>/;
+		const text = await raw.waitFor(back, mark);
+		assert.match(
+			(back.exec(text) as RegExpExecArray)[0],
+			/from="p9@a\.example\/leaver"/,
+			"from the sender's full JID",
+		);
+		assert.doesNotMatch((back.exec(text) as RegExpExecArray)[0], /\bto=/, "no 'to'");
+		await other.waitFor(back, markOther);
+		// XEP-0012 §4: the account is still online through "other": 0 seconds.
+		const online = await iq(
+			raw,
+			"l1",
+			"<iq type='get' id='l1'><query xmlns='jabber:iq:last'/></iq>",
+		);
+		assert.match(online, /<query xmlns="jabber:iq:last" seconds="0"\/>/);
+		// Once the last available resource leaves, its status is the account's (Prosody's scenario:
+		// the query on the same stream, right after the unavailable presence).
+		other.send("<presence type='unavailable'><status>Goodbye</status></presence>");
+		await other.waitFor(
+			/type="unavailable"[^>]*>\s*<status>Goodbye<\/status>[\s\S]*type="unavailable"[^>]*>\s*<status>Goodbye/,
+			markOther,
+		);
+		const last = await iq(
+			other,
+			"l2",
+			"<iq type='get' id='l2'><query xmlns='jabber:iq:last'/></iq>",
+		);
+		assert.match(last, /<query xmlns="jabber:iq:last" seconds="\d+">Goodbye<\/query>/);
+	} finally {
+		raw.end();
+		other.end();
 	}
 });

@@ -109,7 +109,10 @@ test("RFC 6121 §2.3, §2.1.6, §2.6: add an item, push to interested resources,
 		const first = await rosterGet(a1, "");
 		const ver0 = first.getChild("query", "jabber:iq:roster")?.attrs.ver;
 		assert.ok(ver0, "§2.6.3 ver attribute on the roster result");
-		await rosterGet(a2); // a2 becomes interested too (§2.1.6)
+		// a2 becomes interested too (§2.1.6). It sent no 'ver' (§2.6.2: it does not version),
+		// and still gets the version, like every roster result (§2.1.1, §2.1.3's example).
+		const plain = await rosterGet(a2);
+		assert.equal(plain.getChild("query", "jabber:iq:roster")?.attrs.ver, ver0);
 		const res = await a1.xmpp.iqCaller.request(
 			xml(
 				"iq",
@@ -129,7 +132,8 @@ test("RFC 6121 §2.3, §2.1.6, §2.6: add an item, push to interested resources,
 		assert.equal(item?.attrs.name, "Nurse");
 		assert.equal(item?.getChildText("group"), "Servants");
 		const pushVer = p1.getChild("query")?.attrs.ver;
-		assert.ok(pushVer && pushVer !== ver0, "§2.6.2: the push carries the new version");
+		assert.ok(pushVer && pushVer !== ver0, "§2.6.3: the push carries the new version");
+		assert.equal(p2.getChild("query")?.attrs.ver, pushVer, "to a2 as well");
 
 		// §2.6.3: when the client's version is current, the result is empty.
 		const same = await rosterGet(a1, pushVer);

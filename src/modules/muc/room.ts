@@ -331,7 +331,10 @@ export class Room {
 		this.byReal.set(key, o);
 		this.#host.sessionIndex(this, key, true);
 		// ...then the new occupant's presence to everyone, itself last with its status codes:
-		// 100 in a non-anonymous room (§7.2.4), 110 self, 201 a new room (§10.1.1).
+		// 100 in a non-anonymous room (§7.2.4), 110 self, 201 a new room (§10.1.1). No 210
+		// (§7.2.3: "if the service modifies the user's nickname"): the nickname is the resource
+		// of the 'to' the client sent, prepared like every JID (RFC 7622 §3.4), and no policy
+		// here rewrites it.
 		const selfCodes: number[] = [];
 		if (this.config.whois === "anyone") selfCodes.push(100);
 		if (created) selfCodes.push(201);
@@ -870,12 +873,22 @@ export class Room {
 			{ jid: alternate },
 			reason !== undefined && x("reason", null, reason),
 		);
+		// §10.9: one unavailable presence to each occupant (none broadcast), with <destroy/>.
+		// It comes from the occupant's own JID, so it is self-presence and carries 110: the
+		// status code registry (§16.6) gives 110 the context "any room presence", and §7.14
+		// requires it on the presence that tells an occupant it is out of the room.
 		for (const o of [...this.occupants.values()]) {
 			const p = new PreparedStanza(
 				x(
 					"presence",
 					{ from: o.jid.toString(), type: "unavailable" },
-					x("x", { xmlns: NS_MUC_USER }, x("item", { affiliation: "none", role: "none" }), destroy),
+					x(
+						"x",
+						{ xmlns: NS_MUC_USER },
+						x("item", { affiliation: "none", role: "none" }),
+						destroy,
+						x("status", { code: "110" }),
+					),
 				),
 			);
 			for (const s of [...o.sessions.values()]) {
