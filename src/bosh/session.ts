@@ -5,7 +5,8 @@
  */
 import { randomBytes } from "node:crypto";
 import type { ChannelBindingSource } from "../auth/channel-binding.ts";
-import { C2SStream, type Transport } from "../c2s/stream.ts";
+import { C2SStream } from "../c2s/stream.ts";
+import type { Transport } from "../c2s/transport.ts";
 import type { Core } from "../core/contracts.ts";
 import { standaloneXml } from "../http/serialize.ts";
 import { type Attrs, Element, escapeAttr } from "../xml/element.ts";

@@ -1,14 +1,13 @@
 /**
  * One client-to-server XML stream (RFC 6120 §4-§7): stream headers, features, STARTTLS, SASL,
- * resource binding, then stanzas handed to the router in order. Transport-agnostic: TCP/TLS
- * today, WebSocket and BOSH later, each through the `Transport` interface.
+ * resource binding, then stanzas handed to the router in order. Transport-agnostic: TCP/TLS,
+ * WebSocket and BOSH each carry it through the `Transport` contract (transport.ts). What it
+ * offers is built in features.ts, which resource it binds is chosen in bind.ts.
  */
-import { randomBytes, randomUUID } from "node:crypto";
-import type { ChannelBindingSource } from "../auth/channel-binding.ts";
+import { randomUUID } from "node:crypto";
 import {
 	createMechanism,
 	decodeSaslPayload,
-	offeredMechanisms,
 	type SaslContext,
 	type SaslMechanism,
 } from "../auth/sasl.ts";
@@ -23,40 +22,11 @@ import {
 	type StreamErrorCondition,
 	streamErrorElement,
 } from "../xmpp/errors.ts";
-import { type JID, JIDError, makeJID, prepResourcepart } from "../xmpp/jid.ts";
-import {
-	NS_BIND,
-	NS_CLIENT,
-	NS_LIMITS,
-	NS_SASL,
-	NS_SASL_CB,
-	NS_SESSION,
-	NS_STREAMS,
-	NS_TLS,
-} from "../xmpp/ns.ts";
-
-/** What the stream needs from whatever carries it. */
-export interface Transport {
-	readonly remoteAddress: string;
-	/** TLS is in place (STARTTLS done, direct TLS, or an HTTPS/WSS carrier). */
-	readonly secure: boolean;
-	/** STARTTLS can be offered on this transport. */
-	readonly canStartTls: boolean;
-	channelBinding(): ChannelBindingSource | null;
-	/** Write the opening stream header (TCP: `<stream:stream ...>`, WebSocket: `<open/>`). */
-	openStream(attrs: Attrs, features: Element | null): void;
-	send(el: Element): void;
-	/** Write the closing tag and end the connection once written. */
-	closeStream(): void;
-	/** Upgrade to TLS after `<proceed/>` was written; resolves when the handshake is done. */
-	startTls(): Promise<void>;
-	/** The stream restarts (after STARTTLS or SASL): the parser starts a new document. */
-	resetParser(): void;
-	/** Raise or lower parser limits (stanza size grows after authentication). */
-	setStanzaLimit(bytes: number): void;
-	pause(): void;
-	resume(): void;
-}
+import { type JID, makeJID } from "../xmpp/jid.ts";
+import { NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_STREAMS, NS_TLS } from "../xmpp/ns.ts";
+import { chooseResource } from "./bind.ts";
+import { boundFeatures, preauthFeatures, saslContextFor } from "./features.ts";
+import type { Transport } from "./transport.ts";
 
 type State = "header" | "features" | "tls" | "closed";
 
@@ -285,56 +255,27 @@ export class C2SStream implements Session {
 
 	#features(): Element {
 		const host = this.host;
-		const f = x("stream:features");
 		const limits = this.#server.config.limits;
-		if (!this.#username) {
-			const tlsRequired = host.requireEncryption && !this.secure;
-			if (this.#transport.canStartTls && !this.secure) {
-				f.append(x("starttls", { xmlns: NS_TLS }, tlsRequired ? x("required") : undefined));
-			}
-			// RFC 6120 §5.3.1: while TLS is mandatory-to-negotiate, nothing else is offered.
-			if (!tlsRequired) {
-				const mechs = offeredMechanisms(this.#saslContext());
-				f.append(
-					x(
-						"mechanisms",
-						{ xmlns: NS_SASL },
-						mechs.map((m) => x("mechanism", null, m)),
-					),
-				);
-				const cb = this.#transport.channelBinding();
-				if (cb?.types().length) {
-					// XEP-0440: tell the client which channel binding types we support.
-					f.append(
-						x(
-							"sasl-channel-binding",
-							{ xmlns: NS_SASL_CB },
-							cb.types().map((t) => x("channel-binding", { type: t })),
-						),
-					);
-				}
-			}
-			f.append(this.#limitsFeature(limits.preauth_stanza_size));
-			// Modules may offer pre-authentication features (XEP-0077 §8 in-band registration).
-			// Handlers must append synchronously: the features are written right after this.
-			if (!tlsRequired) {
-				host.events
-					.fire("stream-features/preauth", this.#preauth({ features: f }))
-					.catch((err: unknown) => host.log.error({ err }, "stream-features/preauth failed"));
-			}
+		if (this.#username) {
+			const f = boundFeatures(limits.stanza_size);
+			void host.events.fire("stream-features", { session: this, features: f });
 			return f;
 		}
-		// RFC 6120 §7.4: bind; RFC 3921 §3 session, marked optional (RFC 6121 Appendix E).
-		f.append(x("bind", { xmlns: NS_BIND }));
-		f.append(x("session", { xmlns: NS_SESSION }, x("optional")));
-		f.append(this.#limitsFeature(limits.stanza_size));
-		void host.events.fire("stream-features", { session: this, features: f });
+		const tlsRequired = host.requireEncryption && !this.secure;
+		const f = preauthFeatures({
+			canStartTls: this.#transport.canStartTls && !this.secure,
+			tlsRequired,
+			sasl: this.#saslContext(),
+			maxBytes: limits.preauth_stanza_size,
+		});
+		// Modules may offer pre-authentication features (XEP-0077 §8 in-band registration).
+		// Handlers must append synchronously: the features are written right after this.
+		if (!tlsRequired) {
+			host.events
+				.fire("stream-features/preauth", this.#preauth({ features: f }))
+				.catch((err: unknown) => host.log.error({ err }, "stream-features/preauth failed"));
+		}
 		return f;
-	}
-
-	/** XEP-0478: advertise the stanza size limit and idle timeout. */
-	#limitsFeature(maxBytes: number): Element {
-		return x("limits", { xmlns: NS_LIMITS }, x("max-bytes", null, String(maxBytes)));
 	}
 
 	#sendHeader(clientAttrs: Attrs): void {
@@ -379,23 +320,11 @@ export class C2SStream implements Session {
 	// --- SASL (RFC 6120 §6) ---
 
 	#saslContext(): SaslContext {
-		const host = this.host;
-		return {
-			domain: host.name,
-			secure: this.secure,
-			channelBinding: this.#transport.channelBinding(),
-			allowPlainWithoutTls: this.#server.config.auth.allow_plain_without_tls,
-			prepUsername: (raw) => {
-				const jid = makeJID(raw, host.name);
-				return jid.local;
-			},
-			getCredentials: (user) => host.accounts.getCredentials(user),
-			verifiedPasswords: host.accounts.verifiedPasswords,
-			// Unknown users get a stable fake salt, so they look like real ones across restarts.
-			unknownUserSecret: host.secret,
-			unknownUserIterations: this.#server.config.auth.scram_iterations,
-			strictChannelBindingDowngrade: this.#server.config.auth.strict_channel_binding,
-		};
+		return saslContextFor(
+			this.host,
+			{ secure: this.secure, channelBinding: this.#transport.channelBinding() },
+			this.#server.config.auth,
+		);
 	}
 
 	async #saslElement(el: Element): Promise<void> {
@@ -537,31 +466,17 @@ export class C2SStream implements Session {
 	async #bind(iq: Element, bind: Element): Promise<void> {
 		const host = this.host;
 		const user = this.#username as string;
-		const requested = bind.getChildText("resource")?.trim() ?? "";
-		let resource: string;
-		if (requested) {
-			try {
-				resource = prepResourcepart(requested);
-			} catch (e) {
-				if (!(e instanceof JIDError)) throw e;
-				// RFC 6120 §7.7.2.2: bad-request for a resource that cannot be prepared.
-				return this.#bindError(iq, new StanzaError("bad-request", "invalid resource"));
-			}
-		} else {
-			resource = randomBytes(8).toString("base64url");
-		}
-		const existing = host.sessions.get(user)?.get(resource);
-		if (existing && existing !== this) {
-			// RFC 6120 §7.7.2.2 leaves the choice to the server. By default the new session wins
-			// (the old one is most likely a dead connection the client is replacing), as in
-			// Prosody; the operator may refuse the new one or rename it instead.
-			const policy = this.#server.config.sessions.on_resource_conflict;
-			if (policy === "refuse") {
-				return this.#bindError(iq, new StanzaError("conflict", "that resource is already online"));
-			}
-			if (policy === "rename") resource = `${resource}.${randomBytes(4).toString("hex")}`;
-			else existing.close("conflict", "replaced by a new connection with the same resource");
-		}
+		const choice = chooseResource(
+			bind.getChildText("resource")?.trim() ?? "",
+			(r) => {
+				const existing = host.sessions.get(user)?.get(r);
+				return existing === this ? undefined : existing;
+			},
+			this.#server.config.sessions.on_resource_conflict,
+		);
+		if (choice instanceof StanzaError) return this.#bindError(iq, choice);
+		const { resource } = choice;
+		choice.replaces?.close("conflict", "replaced by a new connection with the same resource");
 		const jid = makeJID(user, host.name, resource);
 		this.#jid = jid;
 		let resources = host.sessions.get(user);

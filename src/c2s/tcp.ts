@@ -12,7 +12,8 @@ import type { Attrs, Element } from "../xml/element.ts";
 import { escapeAttr } from "../xml/element.ts";
 import { StreamParser } from "../xml/parser.ts";
 import { NS_CLIENT, NS_STREAMS } from "../xmpp/ns.ts";
-import { C2SStream, type Transport } from "./stream.ts";
+import { C2SStream } from "./stream.ts";
+import type { Transport } from "./transport.ts";
 
 /** How long a closing stream waits for the peer's closing tag before dropping the socket. */
 const CLOSE_GRACE_MS = 5000;

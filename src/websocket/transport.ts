@@ -6,7 +6,8 @@
  */
 import type { WebSocket } from "ws";
 import type { ChannelBindingSource } from "../auth/channel-binding.ts";
-import { C2SStream, type Transport } from "../c2s/stream.ts";
+import { C2SStream } from "../c2s/stream.ts";
+import type { Transport } from "../c2s/transport.ts";
 import type { Core } from "../core/contracts.ts";
 import { standaloneXml } from "../http/serialize.ts";
 import { type Attrs, type Element, escapeAttr } from "../xml/element.ts";

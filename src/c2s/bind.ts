@@ -1,0 +1,38 @@
+/** Which resource a client binds (RFC 6120 §7): preparation, generation and conflicts. */
+import { randomBytes } from "node:crypto";
+import type { Config } from "../core/config/schema.ts";
+import type { Session } from "../core/contracts.ts";
+import { StanzaError } from "../xmpp/errors.ts";
+import { JIDError, prepResourcepart } from "../xmpp/jid.ts";
+
+/**
+ * The resource to bind for a requested one ("" when the client asked the server to choose), or
+ * the error to answer. `taken` returns another session already bound to a resource; the
+ * session it returns as `replaces` must be closed with `conflict` before binding.
+ */
+export function chooseResource(
+	requested: string,
+	taken: (resource: string) => Session | undefined,
+	policy: Config["sessions"]["on_resource_conflict"],
+): { resource: string; replaces?: Session } | StanzaError {
+	let resource: string;
+	if (requested) {
+		try {
+			resource = prepResourcepart(requested);
+		} catch (e) {
+			if (!(e instanceof JIDError)) throw e;
+			// RFC 6120 §7.7.2.2: bad-request for a resource that cannot be prepared.
+			return new StanzaError("bad-request", "invalid resource");
+		}
+	} else {
+		resource = randomBytes(8).toString("base64url");
+	}
+	const existing = taken(resource);
+	if (!existing) return { resource };
+	// RFC 6120 §7.7.2.2 leaves the choice to the server. By default the new session wins (the
+	// old one is most likely a dead connection the client is replacing), as in Prosody; the
+	// operator may refuse the new one or rename it instead.
+	if (policy === "refuse") return new StanzaError("conflict", "that resource is already online");
+	if (policy === "rename") return { resource: `${resource}.${randomBytes(4).toString("hex")}` };
+	return { resource, replaces: existing };
+}

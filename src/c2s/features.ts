@@ -1,0 +1,86 @@
+/**
+ * What a client stream offers (RFC 6120 §4.3.2 stream features) and the SASL context its
+ * mechanisms run in: pure functions of the host, the transport's security and the config.
+ */
+import type { ChannelBindingSource } from "../auth/channel-binding.ts";
+import { offeredMechanisms, type SaslContext } from "../auth/sasl.ts";
+import type { Config } from "../core/config/schema.ts";
+import type { Host } from "../core/contracts.ts";
+import { type Element, x } from "../xml/element.ts";
+import { makeJID } from "../xmpp/jid.ts";
+import { NS_BIND, NS_LIMITS, NS_SASL, NS_SASL_CB, NS_SESSION, NS_TLS } from "../xmpp/ns.ts";
+
+/** Features before authentication: STARTTLS, SASL mechanisms, XEP-0440, XEP-0478. */
+export function preauthFeatures(opts: {
+	/** STARTTLS can be offered (the transport can, and TLS is not in place yet). */
+	canStartTls: boolean;
+	/** TLS is mandatory-to-negotiate and not done yet (RFC 6120 §5.3.1). */
+	tlsRequired: boolean;
+	sasl: SaslContext;
+	maxBytes: number;
+}): Element {
+	const f = x("stream:features");
+	if (opts.canStartTls) {
+		f.append(x("starttls", { xmlns: NS_TLS }, opts.tlsRequired ? x("required") : undefined));
+	}
+	// RFC 6120 §5.3.1: while TLS is mandatory-to-negotiate, nothing else is offered.
+	if (!opts.tlsRequired) {
+		const mechs = offeredMechanisms(opts.sasl);
+		f.append(
+			x(
+				"mechanisms",
+				{ xmlns: NS_SASL },
+				mechs.map((m) => x("mechanism", null, m)),
+			),
+		);
+		const cb = opts.sasl.channelBinding;
+		if (cb?.types().length) {
+			// XEP-0440: tell the client which channel binding types we support.
+			f.append(
+				x(
+					"sasl-channel-binding",
+					{ xmlns: NS_SASL_CB },
+					cb.types().map((t) => x("channel-binding", { type: t })),
+				),
+			);
+		}
+	}
+	f.append(limitsFeature(opts.maxBytes));
+	return f;
+}
+
+/** Features after authentication: RFC 6120 §7.4 bind; RFC 3921 §3 session, marked optional
+ * (RFC 6121 Appendix E); XEP-0478 limits. */
+export function boundFeatures(maxBytes: number): Element {
+	const f = x("stream:features");
+	f.append(x("bind", { xmlns: NS_BIND }));
+	f.append(x("session", { xmlns: NS_SESSION }, x("optional")));
+	f.append(limitsFeature(maxBytes));
+	return f;
+}
+
+/** XEP-0478: advertise the stanza size limit. */
+function limitsFeature(maxBytes: number): Element {
+	return x("limits", { xmlns: NS_LIMITS }, x("max-bytes", null, String(maxBytes)));
+}
+
+/** What the SASL mechanisms (src/auth/sasl.ts) need to know of the host and the stream. */
+export function saslContextFor(
+	host: Host,
+	stream: { secure: boolean; channelBinding: ChannelBindingSource | null },
+	auth: Config["auth"],
+): SaslContext {
+	return {
+		domain: host.name,
+		secure: stream.secure,
+		channelBinding: stream.channelBinding,
+		allowPlainWithoutTls: auth.allow_plain_without_tls,
+		prepUsername: (raw) => makeJID(raw, host.name).local,
+		getCredentials: (user) => host.accounts.getCredentials(user),
+		verifiedPasswords: host.accounts.verifiedPasswords,
+		// Unknown users get a stable fake salt, so they look like real ones across restarts.
+		unknownUserSecret: host.secret,
+		unknownUserIterations: auth.scram_iterations,
+		strictChannelBindingDowngrade: auth.strict_channel_binding,
+	};
+}
