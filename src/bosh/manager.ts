@@ -4,7 +4,8 @@
  */
 import type { Server } from "../core/server.ts";
 import type { Element } from "../xml/element.ts";
-import { parseDocument, XmlError } from "../xml/parser.ts";
+import { XmlError } from "../xml/errors.ts";
+import { parseDocument } from "../xml/parser.ts";
 import { BODY_SLACK, BoshSession, NS_HTTPBIND, terminateBody } from "./session.ts";
 
 /** How long an ended session still answers its final body to a late request. */

@@ -17,7 +17,7 @@ import { isStanzaName } from "../core/router.ts";
 import type { Server } from "../core/server.ts";
 import { type Session, SessionData } from "../core/session.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
-import type { XmlErrorCondition } from "../xml/parser.ts";
+import type { XmlErrorCondition } from "../xml/errors.ts";
 import {
 	errorReply,
 	StanzaError,

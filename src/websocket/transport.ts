@@ -10,7 +10,8 @@ import { C2SStream, type Transport } from "../c2s/stream.ts";
 import type { Server } from "../core/server.ts";
 import { standaloneXml } from "../http/serialize.ts";
 import { type Attrs, type Element, escapeAttr } from "../xml/element.ts";
-import { parseDocument, XmlError } from "../xml/parser.ts";
+import { XmlError } from "../xml/errors.ts";
+import { parseDocument } from "../xml/parser.ts";
 import { NS_CLIENT, NS_STREAMS } from "../xmpp/ns.ts";
 
 /** RFC 7395 §3.3.1: the framing namespace of `<open/>` and `<close/>`. */

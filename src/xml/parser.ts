@@ -13,13 +13,7 @@
  */
 import { isUtf8 } from "node:buffer";
 import { type Attrs, Element } from "./element.ts";
-
-export type XmlErrorCondition =
-	| "not-well-formed"
-	| "restricted-xml"
-	| "policy-violation"
-	| "unsupported-encoding"
-	| "invalid-namespace";
+import { XmlError, type XmlErrorCondition } from "./errors.ts";
 
 export interface ParserLimits {
 	/** Maximum UTF-8 bytes of one depth-1 element (and of the stream header plus anything before it). */
@@ -35,15 +29,6 @@ export interface StreamHandler {
 	stanza(el: Element): void;
 	streamEnd(): void;
 	error(condition: XmlErrorCondition, text: string): void;
-}
-
-export class XmlError extends Error {
-	condition: XmlErrorCondition;
-	constructor(condition: XmlErrorCondition, message: string) {
-		super(message);
-		this.name = "XmlError";
-		this.condition = condition;
-	}
 }
 
 const DEFAULT_MAX_ATTRIBUTES = 100;
