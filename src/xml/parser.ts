@@ -11,18 +11,10 @@
  * is queued and parsed after the current chunk. A handler that throws leaves the parser
  * consistent: the exception propagates out of write() and unparsed bytes stay buffered.
  */
-import { isUtf8 } from "node:buffer";
-import {
-	BAD_CHARS,
-	isNameChar,
-	isNameCharWide,
-	isNameStart,
-	isWs,
-	isXmlChar,
-	NAME_ASCII,
-} from "./chars.ts";
+import { isNameChar, isNameCharWide, isNameStart, isWs, isXmlChar, NAME_ASCII } from "./chars.ts";
 import { type Attrs, Element } from "./element.ts";
 import { XmlError, type XmlErrorCondition } from "./errors.ts";
+import { InputDecoder } from "./input.ts";
 
 export interface ParserLimits {
 	/** Maximum UTF-8 bytes of one depth-1 element (and of the stream header plus anything before it). */
@@ -92,40 +84,6 @@ const ATTRS_PROTO: object = Object.freeze(Object.create(null) as object);
 const XML_DECL =
 	/^[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:'1\.[0-9]+'|"1\.[0-9]+")(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:'([A-Za-z][A-Za-z0-9._-]*)'|"([A-Za-z][A-Za-z0-9._-]*)"))?(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(?:'(?:yes|no)'|"(?:yes|no)"))?[ \t\r\n]*$/;
 
-/** Offset of the first byte that starts an invalid UTF-8 sequence (RFC 3629 §4), or `end`. */
-function firstInvalidUtf8(b: Buffer, end: number): number {
-	let i = 0;
-	while (i < end) {
-		const c = b[i] as number;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		let n: number;
-		let lo = 0x80;
-		let hi = 0xbf;
-		if (c >= 0xc2 && c <= 0xdf) n = 1;
-		else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			if (c === 0xe0) lo = 0xa0;
-			else if (c === 0xed) hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			if (c === 0xf0) lo = 0x90;
-			else if (c === 0xf4) hi = 0x8f;
-		} else return i;
-		if (i + n >= end) return i;
-		const c1 = b[i + 1] as number;
-		if (c1 < lo || c1 > hi) return i;
-		for (let k = 2; k <= n; k++) {
-			const ck = b[i + k] as number;
-			if (ck < 0x80 || ck > 0xbf) return i;
-		}
-		i += n + 1;
-	}
-	return end;
-}
-
 interface Limits {
 	maxStanzaBytes: number;
 	maxDepth: number;
@@ -154,10 +112,8 @@ class Core {
 	private busy = false;
 	private queue: (Buffer | string)[] = [];
 
-	/** Incomplete UTF-8 sequence at the end of the last chunk. */
-	private carry: Buffer | null = null;
-	/** High surrogate at the end of the last string chunk. */
-	private hiSurrogate = "";
+	/** Bytes (or string chunks) to text, with what was cut by a chunk boundary held back. */
+	private readonly input = new InputDecoder();
 
 	/** Unconsumed input starts at `pos`. */
 	private buf = "";
@@ -211,8 +167,7 @@ class Core {
 		this.gen++;
 		this.failed = false;
 		this.queue = [];
-		this.carry = null;
-		this.hiSurrogate = "";
+		this.input.reset();
 		this.buf = "";
 		this.pos = 0;
 		this.bufAscii = true;
@@ -249,12 +204,9 @@ class Core {
 	/** End of a standalone document (parseDocument). */
 	end(): void {
 		if (this.failed) return;
-		if (this.carry !== null) {
-			this.fail("unsupported-encoding", "truncated UTF-8 sequence");
-			return;
-		}
-		if (this.hiSurrogate !== "") {
-			this.fail("not-well-formed", "lone surrogate");
+		const cut = this.input.endFault();
+		if (cut !== null) {
+			this.fail(cut.condition, cut.text);
 			return;
 		}
 		if (this.mode !== EPILOG || this.pos < this.buf.length) {
@@ -278,82 +230,15 @@ class Core {
 	}
 
 	private feed(chunk: Buffer | string): void {
-		let s: string;
-		let ascii: boolean;
-		let late: XmlErrorCondition | null = null;
-		let lateText = "";
-		if (typeof chunk === "string") {
-			s = this.hiSurrogate === "" ? chunk : this.hiSurrogate + chunk;
-			this.hiSurrogate = "";
-			const last = s.charCodeAt(s.length - 1);
-			if (last >= 0xd800 && last <= 0xdbff) {
-				this.hiSurrogate = s.slice(-1);
-				s = s.slice(0, -1);
-			}
-			if (!s.isWellFormed()) {
-				let i = 0;
-				for (; i < s.length; i++) {
-					const c = s.charCodeAt(i);
-					if (c >= 0xd800 && c <= 0xdbff) {
-						const d = s.charCodeAt(i + 1);
-						if (d >= 0xdc00 && d <= 0xdfff) i++;
-						else break;
-					} else if (c >= 0xdc00 && c <= 0xdfff) break;
-				}
-				s = s.slice(0, i);
-				late = "not-well-formed";
-				lateText = "lone surrogate";
-			}
-			ascii = Buffer.byteLength(s) === s.length;
-		} else {
-			let bytes = chunk;
-			if (this.carry !== null) {
-				bytes = Buffer.concat([this.carry, chunk]);
-				this.carry = null;
-			}
-			let end = bytes.length;
-			if (end > 0 && (bytes[end - 1] as number) >= 0x80) {
-				// Hold back a multi-byte character cut by the chunk boundary.
-				let i = end - 1;
-				while (i > end - 4 && i > 0 && ((bytes[i] as number) & 0xc0) === 0x80) i--;
-				const lead = bytes[i] as number;
-				// Only a valid lead byte is held; anything else fails validation now.
-				const need =
-					lead >= 0xc2 && lead <= 0xdf
-						? 2
-						: lead >= 0xe0 && lead <= 0xef
-							? 3
-							: lead >= 0xf0 && lead <= 0xf4
-								? 4
-								: 1;
-				if (end - i < need) {
-					this.carry = Buffer.from(bytes.subarray(i, end));
-					end = i;
-				}
-			}
-			if (!isUtf8(end === bytes.length ? bytes : bytes.subarray(0, end))) {
-				// RFC 6120 §11.6: UTF-8 only. Parse what came before the bad byte, then fail.
-				end = firstInvalidUtf8(bytes, end);
-				this.carry = null;
-				late = "unsupported-encoding";
-				lateText = "input is not valid UTF-8";
-			}
-			s = bytes.toString("utf8", 0, end);
-			ascii = s.length === end;
-		}
-		const bad = s.search(BAD_CHARS);
-		if (bad >= 0) {
-			// XML 1.0 §2.2: parse up to the character so the outcome does not depend on chunking.
-			s = s.slice(0, bad);
-			late = "not-well-formed";
-			lateText = "character not allowed in XML";
-		}
-		if (s.length > 0) this.append(s, ascii);
+		const input = this.input;
+		const s = input.decode(chunk);
+		const late = input.fault;
+		if (s.length > 0) this.append(s, input.ascii);
 		const gen = this.gen;
 		this.run();
 		if (this.failed || this.gen !== gen) return;
 		if (late !== null) {
-			this.fail(late, lateText);
+			this.fail(late.condition, late.text);
 			return;
 		}
 		if (this.counting) {
