@@ -11,10 +11,11 @@
  * is queued and parsed after the current chunk. A handler that throws leaves the parser
  * consistent: the exception propagates out of write() and unparsed bytes stay buffered.
  */
-import { isNameChar, isNameCharWide, isNameStart, isWs, isXmlChar, NAME_ASCII } from "./chars.ts";
+import { isNameCharWide, isNameStart, isWs, NAME_ASCII } from "./chars.ts";
 import { type Attrs, Element } from "./element.ts";
 import { XmlError, type XmlErrorCondition } from "./errors.ts";
 import { InputDecoder } from "./input.ts";
+import { MAX_REF, resolveReferences } from "./references.ts";
 
 export interface ParserLimits {
 	/** Maximum UTF-8 bytes of one depth-1 element (and of the stream header plus anything before it). */
@@ -35,22 +36,16 @@ export interface StreamHandler {
 const DEFAULT_MAX_ATTRIBUTES = 100;
 const NS_XML = "http://www.w3.org/XML/1998/namespace";
 const NS_XMLNS = "http://www.w3.org/2000/xmlns/";
-/** Longest entity or character reference accepted, from `&` to `;` (bounds look-ahead). */
-const MAX_REF = 32;
 
 // Character codes. Module-local on purpose (not imported): the tokenizer compares against them
 // per character, and an imported binding is a memory load each time.
-const TAB = 9;
-const LF = 10;
 const CR = 13;
 const BANG = 33;
 const QUOT = 34;
-const HASH = 35;
 const AMP = 38;
 const APOS = 39;
 const SLASH = 47;
 const COLON = 58;
-const SEMI = 59;
 const LT = 60;
 const EQ = 61;
 const GT = 62;
@@ -826,86 +821,11 @@ class Core {
 		return i < 0 ? FAR : i;
 	}
 
-	/**
-	 * Resolve references (XML 1.0 §4.1; RFC 6120 §11.1 allows only the predefined entities and
-	 * character references) and normalise line ends (§2.11) or attribute whitespace (§3.3.3).
-	 */
+	/** resolveReferences, failing the parse on a fault. */
 	private decode(s: string, attr: boolean): string | null {
-		let out = "";
-		let last = 0;
-		const len = s.length;
-		for (let i = 0; i < len; i++) {
-			const c = s.charCodeAt(i);
-			if (c === AMP) {
-				out += s.slice(last, i);
-				let j = i + 1;
-				while (j < len && j - i < MAX_REF && s.charCodeAt(j) !== SEMI) j++;
-				if (j >= len || s.charCodeAt(j) !== SEMI) {
-					const name = s.slice(i + 1, j);
-					if (j - i >= MAX_REF && /^[A-Za-z_][A-Za-z0-9._-]*$/.test(name)) {
-						this.fail("restricted-xml", "undefined entity");
-					} else this.fail("not-well-formed", "malformed reference");
-					return null;
-				}
-				const r = this.ref(s.slice(i + 1, j));
-				if (r === null) return null;
-				out += r;
-				i = j;
-				last = j + 1;
-			} else if (c === CR) {
-				out += s.slice(last, i) + (attr ? " " : "\n");
-				if (s.charCodeAt(i + 1) === LF) i++;
-				last = i + 1;
-			} else if (attr) {
-				if (c === LF || c === TAB) {
-					out += `${s.slice(last, i)} `;
-					last = i + 1;
-				}
-			} else if (c === RBRACKET && s.startsWith("]]>", i)) {
-				// XML 1.0 §2.4: "]]>" may not appear in character data.
-				this.fail("not-well-formed", "']]>' in character data");
-				return null;
-			}
-		}
-		return last === 0 ? s : out + s.slice(last);
-	}
-
-	private ref(name: string): string | null {
-		switch (name) {
-			case "lt":
-				return "<";
-			case "gt":
-				return ">";
-			case "amp":
-				return "&";
-			case "quot":
-				return '"';
-			case "apos":
-				return "'";
-		}
-		if (name.charCodeAt(0) === HASH) {
-			const hex = name.charCodeAt(1) === 120; // x
-			const digits = name.slice(hex ? 2 : 1);
-			if (!(hex ? /^[0-9A-Fa-f]+$/ : /^[0-9]+$/).test(digits)) {
-				this.fail("not-well-formed", "malformed character reference");
-				return null;
-			}
-			const cp = Number.parseInt(digits, hex ? 16 : 10);
-			if (!isXmlChar(cp)) {
-				// XML 1.0 §4.1 WFC "Legal Character".
-				this.fail("not-well-formed", "character reference to a character not allowed in XML");
-				return null;
-			}
-			return String.fromCodePoint(cp);
-		}
-		let ok = name.length > 0 && isNameStart(name.charCodeAt(0));
-		for (let k = 1; ok && k < name.length; k++) ok = isNameChar(name.charCodeAt(k));
-		if (!ok) {
-			this.fail("not-well-formed", "malformed reference");
-			return null;
-		}
-		// RFC 6120 §11.1: entities could only be declared in a DTD, which is not allowed.
-		this.fail("restricted-xml", `undefined entity &${name};`);
+		const r = resolveReferences(s, attr);
+		if (typeof r === "string") return r;
+		this.fail(r.condition, r.text);
 		return null;
 	}
 }
