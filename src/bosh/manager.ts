@@ -5,7 +5,8 @@
 
 import type { Core } from "../core/contracts.ts";
 import type { Element } from "../xml/element.ts";
-import { parseDocument, XmlError } from "../xml/parser.ts";
+import { XmlError } from "../xml/errors.ts";
+import { parseDocument } from "../xml/parser.ts";
 import { BODY_SLACK, BoshSession, NS_HTTPBIND, terminateBody } from "./session.ts";
 
 /** How long an ended session still answers its final body to a late request. */

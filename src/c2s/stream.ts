@@ -15,7 +15,7 @@ import type { Core, Host, PreauthEvent, Session } from "../core/contracts.ts";
 import { isStanzaName } from "../core/router.ts";
 import { SessionData } from "../core/session.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
-import type { XmlErrorCondition } from "../xml/parser.ts";
+import type { XmlErrorCondition } from "../xml/errors.ts";
 import {
 	errorReply,
 	StanzaError,

@@ -107,7 +107,7 @@ export async function runPrimary(opts: {
 	process.on("SIGTERM", onTerm);
 	process.on("SIGINT", onInt);
 
-	// A worker says so once its server runs (src/cli/main.ts).
+	// A worker says so once its server runs (src/cli/commands/serve.ts).
 	let running = 0;
 	cluster.on("message", (_w, message: unknown) => {
 		if ((message as { parley?: string } | null)?.parley !== "running") return;

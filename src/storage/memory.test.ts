@@ -1,4 +1,4 @@
-import { storageContract } from "./contract.ts";
+import { storageContract } from "./contract/index.ts";
 import { MemoryBackend } from "./memory.ts";
 
 storageContract("memory", () => new MemoryBackend());

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import pg from "pg";
-import { storageContract } from "./contract.ts";
+import { storageContract } from "./contract/index.ts";
 import { PostgresBackend } from "./postgres.ts";
 
 /** The local test server (trust auth); PARLEY_TEST_PG overrides it. */

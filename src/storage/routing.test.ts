@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { storageContract } from "./contract.ts";
+import { storageContract } from "./contract/index.ts";
 import { createStorage, type StorageConfig } from "./index.ts";
 import { MemoryBackend } from "./memory.ts";
 import { RoutingBackend } from "./routing.ts";

@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 import { DatabaseSync } from "node:sqlite";
 import { after, test } from "node:test";
 import { pathToFileURL } from "node:url";
-import { storageContract } from "./contract.ts";
+import { storageContract } from "./contract/index.ts";
 import { createStorage } from "./index.ts";
 import { MemoryBackend } from "./memory.ts";
 import { SQLITE_MIGRATIONS, SQLITE_SCHEMA_VERSION, SqliteBackend } from "./sqlite.ts";

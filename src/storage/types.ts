@@ -1,7 +1,7 @@
 /**
  * The storage contract. Three store kinds, as in Prosody: keyval (one value per user), map
  * (keyed values per user) and archive (append-only, time-ordered, pageable). Every backend
- * implements all three and passes the same contract tests (src/storage/contract.ts).
+ * implements all three and passes the same contract tests (src/storage/contract/).
  *
  * A store is opened per (host, store name); hosts never see each other's data. `user` is the
  * account's localpart; host-wide data uses the empty string.

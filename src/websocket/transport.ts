@@ -11,7 +11,8 @@ import type { Transport } from "../c2s/transport.ts";
 import type { Core } from "../core/contracts.ts";
 import { standaloneXml } from "../http/serialize.ts";
 import { type Attrs, type Element, escapeAttr } from "../xml/element.ts";
-import { parseDocument, XmlError } from "../xml/parser.ts";
+import { XmlError } from "../xml/errors.ts";
+import { parseDocument } from "../xml/parser.ts";
 import { NS_CLIENT, NS_STREAMS } from "../xmpp/ns.ts";
 
 /** RFC 7395 §3.3.1: the framing namespace of `<open/>` and `<close/>`. */

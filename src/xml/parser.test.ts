@@ -1,14 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { Element } from "./element.ts";
-import {
-	type ParserLimits,
-	parseDocument,
-	type StreamHandler,
-	StreamParser,
-	XmlError,
-	type XmlErrorCondition,
-} from "./parser.ts";
+import { XmlError, type XmlErrorCondition } from "./errors.ts";
+import { type ParserLimits, parseDocument, type StreamHandler, StreamParser } from "./parser.ts";
 
 const LIMITS: ParserLimits = { maxStanzaBytes: 10_000, maxDepth: 10 };
 const NS_STREAM = "http://etherx.jabber.org/streams";

@@ -11,15 +11,11 @@
  * is queued and parsed after the current chunk. A handler that throws leaves the parser
  * consistent: the exception propagates out of write() and unparsed bytes stay buffered.
  */
-import { isUtf8 } from "node:buffer";
+import { isNameCharWide, isNameStart, isWs, NAME_ASCII } from "./chars.ts";
 import { type Attrs, Element } from "./element.ts";
-
-export type XmlErrorCondition =
-	| "not-well-formed"
-	| "restricted-xml"
-	| "policy-violation"
-	| "unsupported-encoding"
-	| "invalid-namespace";
+import { XmlError, type XmlErrorCondition } from "./errors.ts";
+import { InputDecoder } from "./input.ts";
+import { MAX_REF, resolveReferences } from "./references.ts";
 
 export interface ParserLimits {
 	/** Maximum UTF-8 bytes of one depth-1 element (and of the stream header plus anything before it). */
@@ -37,34 +33,19 @@ export interface StreamHandler {
 	error(condition: XmlErrorCondition, text: string): void;
 }
 
-export class XmlError extends Error {
-	condition: XmlErrorCondition;
-	constructor(condition: XmlErrorCondition, message: string) {
-		super(message);
-		this.name = "XmlError";
-		this.condition = condition;
-	}
-}
-
 const DEFAULT_MAX_ATTRIBUTES = 100;
 const NS_XML = "http://www.w3.org/XML/1998/namespace";
 const NS_XMLNS = "http://www.w3.org/2000/xmlns/";
-/** Longest entity or character reference accepted, from `&` to `;` (bounds look-ahead). */
-const MAX_REF = 32;
 
-// Character codes.
-const TAB = 9;
-const LF = 10;
+// Character codes. Module-local on purpose (not imported): the tokenizer compares against them
+// per character, and an imported binding is a memory load each time.
 const CR = 13;
-const SPACE = 32;
 const BANG = 33;
 const QUOT = 34;
-const HASH = 35;
 const AMP = 38;
 const APOS = 39;
 const SLASH = 47;
 const COLON = 58;
-const SEMI = 59;
 const LT = 60;
 const EQ = 61;
 const GT = 62;
@@ -80,79 +61,6 @@ const EPILOG = 2;
 
 /** Not-found marker for the cached look-ahead positions (larger than any buffer index). */
 const FAR = 0x3fffffff;
-
-/**
- * Raw characters that are not XML Chars (XML 1.0 §2.2). Lone surrogates cannot come out of
- * validated UTF-8 and are checked separately for string input.
- */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: these are exactly the characters XML 1.0 §2.2 forbids
-const BAD_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/;
-
-/** ASCII name characters (XML 1.0 §2.3 with Namespaces' NCName): 1 = may start a name, 2 = may continue one. */
-const NAME_ASCII: Uint8Array = (() => {
-	const t = new Uint8Array(128);
-	for (let c = 65; c <= 90; c++) t[c] = 1;
-	for (let c = 97; c <= 122; c++) t[c] = 1;
-	t[95] = 1; // _
-	for (let c = 48; c <= 57; c++) t[c] = 2;
-	t[45] = 2; // -
-	t[46] = 2; // .
-	t[COLON] = 2; // a colon never starts a QName; its position is checked separately
-	return t;
-})();
-
-/** XML 1.0 §2.3 NameStartChar above ASCII; surrogates stand for U+10000..U+EFFFF. */
-function isNameStartWide(c: number): boolean {
-	return (
-		(c >= 0xc0 && c <= 0xd6) ||
-		(c >= 0xd8 && c <= 0xf6) ||
-		(c >= 0xf8 && c <= 0x2ff) ||
-		(c >= 0x370 && c <= 0x37d) ||
-		(c >= 0x37f && c <= 0x1fff) ||
-		c === 0x200c ||
-		c === 0x200d ||
-		(c >= 0x2070 && c <= 0x218f) ||
-		(c >= 0x2c00 && c <= 0x2fef) ||
-		(c >= 0x3001 && c <= 0xdb7f) ||
-		(c >= 0xf900 && c <= 0xfdcf) ||
-		(c >= 0xfdf0 && c <= 0xfffd)
-	);
-}
-
-function isNameCharWide(c: number): boolean {
-	return (
-		isNameStartWide(c) ||
-		c === 0xb7 ||
-		(c >= 0x300 && c <= 0x36f) ||
-		c === 0x203f ||
-		c === 0x2040 ||
-		(c >= 0xdc00 && c <= 0xdfff)
-	);
-}
-
-function isNameStart(c: number): boolean {
-	return c < 128 ? NAME_ASCII[c] === 1 : isNameStartWide(c);
-}
-
-function isNameChar(c: number): boolean {
-	return c < 128 ? NAME_ASCII[c] !== 0 : isNameCharWide(c);
-}
-
-function isWs(c: number): boolean {
-	return c === SPACE || c === LF || c === TAB || c === CR;
-}
-
-/** XML 1.0 §2.2 Char production, for character references. */
-function isXmlChar(cp: number): boolean {
-	return (
-		cp === TAB ||
-		cp === LF ||
-		cp === CR ||
-		(cp >= 0x20 && cp <= 0xd7ff) ||
-		(cp >= 0xe000 && cp <= 0xfffd) ||
-		(cp >= 0x10000 && cp <= 0x10ffff)
-	);
-}
 
 type Scope = Record<string, string>;
 
@@ -170,40 +78,6 @@ const ATTRS_PROTO: object = Object.freeze(Object.create(null) as object);
 
 const XML_DECL =
 	/^[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*(?:'1\.[0-9]+'|"1\.[0-9]+")(?:[ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*(?:'([A-Za-z][A-Za-z0-9._-]*)'|"([A-Za-z][A-Za-z0-9._-]*)"))?(?:[ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*(?:'(?:yes|no)'|"(?:yes|no)"))?[ \t\r\n]*$/;
-
-/** Offset of the first byte that starts an invalid UTF-8 sequence (RFC 3629 §4), or `end`. */
-function firstInvalidUtf8(b: Buffer, end: number): number {
-	let i = 0;
-	while (i < end) {
-		const c = b[i] as number;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		let n: number;
-		let lo = 0x80;
-		let hi = 0xbf;
-		if (c >= 0xc2 && c <= 0xdf) n = 1;
-		else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			if (c === 0xe0) lo = 0xa0;
-			else if (c === 0xed) hi = 0x9f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			if (c === 0xf0) lo = 0x90;
-			else if (c === 0xf4) hi = 0x8f;
-		} else return i;
-		if (i + n >= end) return i;
-		const c1 = b[i + 1] as number;
-		if (c1 < lo || c1 > hi) return i;
-		for (let k = 2; k <= n; k++) {
-			const ck = b[i + k] as number;
-			if (ck < 0x80 || ck > 0xbf) return i;
-		}
-		i += n + 1;
-	}
-	return end;
-}
 
 interface Limits {
 	maxStanzaBytes: number;
@@ -233,10 +107,8 @@ class Core {
 	private busy = false;
 	private queue: (Buffer | string)[] = [];
 
-	/** Incomplete UTF-8 sequence at the end of the last chunk. */
-	private carry: Buffer | null = null;
-	/** High surrogate at the end of the last string chunk. */
-	private hiSurrogate = "";
+	/** Bytes (or string chunks) to text, with what was cut by a chunk boundary held back. */
+	private readonly input = new InputDecoder();
 
 	/** Unconsumed input starts at `pos`. */
 	private buf = "";
@@ -290,8 +162,7 @@ class Core {
 		this.gen++;
 		this.failed = false;
 		this.queue = [];
-		this.carry = null;
-		this.hiSurrogate = "";
+		this.input.reset();
 		this.buf = "";
 		this.pos = 0;
 		this.bufAscii = true;
@@ -328,12 +199,9 @@ class Core {
 	/** End of a standalone document (parseDocument). */
 	end(): void {
 		if (this.failed) return;
-		if (this.carry !== null) {
-			this.fail("unsupported-encoding", "truncated UTF-8 sequence");
-			return;
-		}
-		if (this.hiSurrogate !== "") {
-			this.fail("not-well-formed", "lone surrogate");
+		const cut = this.input.endFault();
+		if (cut !== null) {
+			this.fail(cut.condition, cut.text);
 			return;
 		}
 		if (this.mode !== EPILOG || this.pos < this.buf.length) {
@@ -357,82 +225,15 @@ class Core {
 	}
 
 	private feed(chunk: Buffer | string): void {
-		let s: string;
-		let ascii: boolean;
-		let late: XmlErrorCondition | null = null;
-		let lateText = "";
-		if (typeof chunk === "string") {
-			s = this.hiSurrogate === "" ? chunk : this.hiSurrogate + chunk;
-			this.hiSurrogate = "";
-			const last = s.charCodeAt(s.length - 1);
-			if (last >= 0xd800 && last <= 0xdbff) {
-				this.hiSurrogate = s.slice(-1);
-				s = s.slice(0, -1);
-			}
-			if (!s.isWellFormed()) {
-				let i = 0;
-				for (; i < s.length; i++) {
-					const c = s.charCodeAt(i);
-					if (c >= 0xd800 && c <= 0xdbff) {
-						const d = s.charCodeAt(i + 1);
-						if (d >= 0xdc00 && d <= 0xdfff) i++;
-						else break;
-					} else if (c >= 0xdc00 && c <= 0xdfff) break;
-				}
-				s = s.slice(0, i);
-				late = "not-well-formed";
-				lateText = "lone surrogate";
-			}
-			ascii = Buffer.byteLength(s) === s.length;
-		} else {
-			let bytes = chunk;
-			if (this.carry !== null) {
-				bytes = Buffer.concat([this.carry, chunk]);
-				this.carry = null;
-			}
-			let end = bytes.length;
-			if (end > 0 && (bytes[end - 1] as number) >= 0x80) {
-				// Hold back a multi-byte character cut by the chunk boundary.
-				let i = end - 1;
-				while (i > end - 4 && i > 0 && ((bytes[i] as number) & 0xc0) === 0x80) i--;
-				const lead = bytes[i] as number;
-				// Only a valid lead byte is held; anything else fails validation now.
-				const need =
-					lead >= 0xc2 && lead <= 0xdf
-						? 2
-						: lead >= 0xe0 && lead <= 0xef
-							? 3
-							: lead >= 0xf0 && lead <= 0xf4
-								? 4
-								: 1;
-				if (end - i < need) {
-					this.carry = Buffer.from(bytes.subarray(i, end));
-					end = i;
-				}
-			}
-			if (!isUtf8(end === bytes.length ? bytes : bytes.subarray(0, end))) {
-				// RFC 6120 §11.6: UTF-8 only. Parse what came before the bad byte, then fail.
-				end = firstInvalidUtf8(bytes, end);
-				this.carry = null;
-				late = "unsupported-encoding";
-				lateText = "input is not valid UTF-8";
-			}
-			s = bytes.toString("utf8", 0, end);
-			ascii = s.length === end;
-		}
-		const bad = s.search(BAD_CHARS);
-		if (bad >= 0) {
-			// XML 1.0 §2.2: parse up to the character so the outcome does not depend on chunking.
-			s = s.slice(0, bad);
-			late = "not-well-formed";
-			lateText = "character not allowed in XML";
-		}
-		if (s.length > 0) this.append(s, ascii);
+		const input = this.input;
+		const s = input.decode(chunk);
+		const late = input.fault;
+		if (s.length > 0) this.append(s, input.ascii);
 		const gen = this.gen;
 		this.run();
 		if (this.failed || this.gen !== gen) return;
 		if (late !== null) {
-			this.fail(late, lateText);
+			this.fail(late.condition, late.text);
 			return;
 		}
 		if (this.counting) {
@@ -1020,86 +821,11 @@ class Core {
 		return i < 0 ? FAR : i;
 	}
 
-	/**
-	 * Resolve references (XML 1.0 §4.1; RFC 6120 §11.1 allows only the predefined entities and
-	 * character references) and normalise line ends (§2.11) or attribute whitespace (§3.3.3).
-	 */
+	/** resolveReferences, failing the parse on a fault. */
 	private decode(s: string, attr: boolean): string | null {
-		let out = "";
-		let last = 0;
-		const len = s.length;
-		for (let i = 0; i < len; i++) {
-			const c = s.charCodeAt(i);
-			if (c === AMP) {
-				out += s.slice(last, i);
-				let j = i + 1;
-				while (j < len && j - i < MAX_REF && s.charCodeAt(j) !== SEMI) j++;
-				if (j >= len || s.charCodeAt(j) !== SEMI) {
-					const name = s.slice(i + 1, j);
-					if (j - i >= MAX_REF && /^[A-Za-z_][A-Za-z0-9._-]*$/.test(name)) {
-						this.fail("restricted-xml", "undefined entity");
-					} else this.fail("not-well-formed", "malformed reference");
-					return null;
-				}
-				const r = this.ref(s.slice(i + 1, j));
-				if (r === null) return null;
-				out += r;
-				i = j;
-				last = j + 1;
-			} else if (c === CR) {
-				out += s.slice(last, i) + (attr ? " " : "\n");
-				if (s.charCodeAt(i + 1) === LF) i++;
-				last = i + 1;
-			} else if (attr) {
-				if (c === LF || c === TAB) {
-					out += `${s.slice(last, i)} `;
-					last = i + 1;
-				}
-			} else if (c === RBRACKET && s.startsWith("]]>", i)) {
-				// XML 1.0 §2.4: "]]>" may not appear in character data.
-				this.fail("not-well-formed", "']]>' in character data");
-				return null;
-			}
-		}
-		return last === 0 ? s : out + s.slice(last);
-	}
-
-	private ref(name: string): string | null {
-		switch (name) {
-			case "lt":
-				return "<";
-			case "gt":
-				return ">";
-			case "amp":
-				return "&";
-			case "quot":
-				return '"';
-			case "apos":
-				return "'";
-		}
-		if (name.charCodeAt(0) === HASH) {
-			const hex = name.charCodeAt(1) === 120; // x
-			const digits = name.slice(hex ? 2 : 1);
-			if (!(hex ? /^[0-9A-Fa-f]+$/ : /^[0-9]+$/).test(digits)) {
-				this.fail("not-well-formed", "malformed character reference");
-				return null;
-			}
-			const cp = Number.parseInt(digits, hex ? 16 : 10);
-			if (!isXmlChar(cp)) {
-				// XML 1.0 §4.1 WFC "Legal Character".
-				this.fail("not-well-formed", "character reference to a character not allowed in XML");
-				return null;
-			}
-			return String.fromCodePoint(cp);
-		}
-		let ok = name.length > 0 && isNameStart(name.charCodeAt(0));
-		for (let k = 1; ok && k < name.length; k++) ok = isNameChar(name.charCodeAt(k));
-		if (!ok) {
-			this.fail("not-well-formed", "malformed reference");
-			return null;
-		}
-		// RFC 6120 §11.1: entities could only be declared in a DTD, which is not allowed.
-		this.fail("restricted-xml", `undefined entity &${name};`);
+		const r = resolveReferences(s, attr);
+		if (typeof r === "string") return r;
+		this.fail(r.condition, r.text);
 		return null;
 	}
 }

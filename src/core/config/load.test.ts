@@ -3,10 +3,10 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { hostNameProblem } from "./checks.ts";
 import {
 	ConfigError,
 	defaultConfig,
-	hostNameProblem,
 	loadConfigFile,
 	parseConfig,
 	resolveDataPath,

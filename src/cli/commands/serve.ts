@@ -1,0 +1,130 @@
+/**
+ * `parley serve`: run the server in the foreground, alone or as the primary of several workers
+ * (src/cluster/workers.ts), until SIGTERM or SIGINT.
+ */
+import { unlinkSync, writeFileSync } from "node:fs";
+import type { Command } from "commander";
+import type { Config } from "../../core/config/schema.ts";
+import { CliError, EXIT, loadConfig } from "../common.ts";
+
+export function addServeCommand(program: Command): void {
+	program
+		.command("serve")
+		.description("run the server in the foreground until SIGTERM or SIGINT")
+		.option("-c, --config <file>", "TOML configuration file (built-in defaults when absent)")
+		.option("--pidfile <file>", "write the server's process id to this file")
+		.option(
+			"--workers <n>",
+			'processes serving clients: a number or "auto" (one per core); overrides server.workers',
+		)
+		.action(serve);
+}
+
+async function serve(opts: { config?: string; pidfile?: string; workers?: string }): Promise<void> {
+	const config = loadConfig(opts.config);
+	// Loaded here, not at the top: the user commands start faster without the whole server.
+	const { createServer: buildServer } = await import("../../app/server.ts");
+	const workers = await import("../../cluster/workers.ts");
+	if (workers.isWorker()) {
+		workers.workerConfig(config);
+		// The primary writes the pidfile; a worker inherits the option with the command line.
+		delete opts.pidfile;
+	} else {
+		const count = workers.workerCount(parseWorkers(opts.workers) ?? config.server.workers);
+		if (count > 1) return servePrimary(config, count, opts.pidfile);
+	}
+	const server = buildServer(config);
+	// Signal handlers go in before start(): a SIGTERM that arrives while the server starts (or
+	// right after its "running" line) must still stop it cleanly rather than kill it.
+	let stopSignal: string | null = null;
+	let wake: (() => void) | null = null;
+	const onSignal = (signal: string) => {
+		stopSignal ??= signal;
+		wake?.();
+	};
+	const onTerm = () => onSignal("SIGTERM");
+	const onInt = () => onSignal("SIGINT");
+	process.on("SIGTERM", onTerm);
+	process.on("SIGINT", onInt);
+	try {
+		await server.start();
+	} catch (err) {
+		process.off("SIGTERM", onTerm);
+		process.off("SIGINT", onInt);
+		server.log.fatal({ err }, "Parley could not start");
+		throw new CliError(`could not start: ${(err as Error).message}`, EXIT.FAILURE);
+	}
+	if (opts.pidfile) writeFileSync(opts.pidfile, `${process.pid}\n`);
+	if (workers.isWorker()) process.send?.({ parley: "running" });
+	if (stopSignal === null)
+		await new Promise<void>((resolve) => {
+			wake = resolve;
+		});
+	server.log.info({ signal: stopSignal }, "stopping");
+	// A second signal while stopping gets Node's default: the process ends at once. Not in a
+	// worker: the primary passes the signal on, and a service manager may also signal the whole
+	// process group (systemd's KillMode=control-group), so a worker sees it twice.
+	if (!workers.isWorker()) {
+		process.off("SIGTERM", onTerm);
+		process.off("SIGINT", onInt);
+	}
+	await server.stop().catch((err: unknown) => {
+		server.log.error({ err }, "error while stopping");
+	});
+	if (opts.pidfile) {
+		try {
+			unlinkSync(opts.pidfile);
+		} catch {}
+	}
+	// A worker's channel to the primary would keep it alive.
+	if (workers.isWorker()) process.disconnect?.();
+}
+
+function parseWorkers(value: string | undefined): Config["server"]["workers"] | undefined {
+	if (value === undefined) return undefined;
+	if (value === "auto") return "auto";
+	const n = Number(value);
+	if (!Number.isInteger(n) || n < 1 || n > 256)
+		throw new CliError(
+			`--workers: expected "auto" or an integer 1-256, got ${JSON.stringify(value)}`,
+			EXIT.USAGE,
+		);
+	return n;
+}
+
+/** `server.workers` > 1: prepare once, then fork the workers (src/cluster/workers.ts). */
+async function servePrimary(config: Config, count: number, pidfile?: string): Promise<void> {
+	if (config.storage.backend === "memory")
+		throw new CliError(
+			"storage.backend: several workers need shared storage (sqlite or postgres), not memory",
+			EXIT.CONFIG,
+		);
+	const { createServer: buildServer } = await import("../../app/server.ts");
+	const { runPrimary } = await import("../../cluster/workers.ts");
+	const server = buildServer(config);
+	try {
+		await server.prepare();
+	} catch (err) {
+		server.log.fatal({ err }, "Parley could not start");
+		throw new CliError(`could not start: ${(err as Error).message}`, EXIT.FAILURE);
+	}
+	try {
+		await runPrimary({
+			workers: count,
+			config,
+			log: server.log,
+			onRunning: () => {
+				if (pidfile) writeFileSync(pidfile, `${process.pid}\n`);
+			},
+		});
+	} catch (err) {
+		server.log.fatal({ err }, "Parley stopped");
+		throw new CliError((err as Error).message, EXIT.FAILURE);
+	} finally {
+		if (pidfile) {
+			try {
+				unlinkSync(pidfile);
+			} catch {}
+		}
+	}
+}
