@@ -28,15 +28,26 @@ import {
 	type RoomConfig,
 } from "./form.ts";
 import { entryChars, type HistoryEntry, parseHistoryRequest, selectHistory } from "./history.ts";
+import {
+	type AffiliationEntry,
+	isAffiliation,
+	isRole,
+	type JidParser,
+	jidAttr,
+	Occupant,
+	type OccupantSession,
+	RANK,
+	type Subject,
+} from "./occupant.ts";
+
+export type { OccupantSession } from "./occupant.ts";
 
 /** What a room needs from the service it lives in. */
-export interface RoomHost {
+export interface RoomHost extends JidParser {
 	/** Write to one occupant session (directly to a local session, else through the router). */
 	deliver(to: OccupantSession, stanza: Element): void;
 	/** Send through the router (invitations, forwarded IQs: the addressee may be anyone). */
 	route(stanza: Element): void;
-	/** Parse a JID (the server's cache); throws JIDError. */
-	parseJid(s: string): JID;
 	/** Service admins are owners of every room. */
 	isServiceAdmin(bare: string): boolean;
 	/** A session of the room joined or left: the service keeps an index for `session/closed`. */
@@ -45,54 +56,6 @@ export interface RoomHost {
 	discard(room: Room): void;
 	limits: FormLimits;
 	now(): number;
-}
-
-export interface OccupantSession {
-	/** The real full JID. */
-	jid: JID;
-	/** jid.toString(). */
-	key: string;
-	/** The local session, when the occupant is a client of this server. */
-	session: Session | null;
-	/** The last presence this session sent to the room, as received. */
-	presence: Element;
-}
-
-export class Occupant {
-	nick: string;
-	/** room@service/nick */
-	jid: JID;
-	/** The real bare JID. */
-	readonly bare: string;
-	role: Role;
-	readonly sessions = new Map<string, OccupantSession>();
-	/** The session whose presence the other occupants see (the latest to send one). */
-	primary: OccupantSession;
-	/** Cached presence broadcasts: [without real JID, with real JID]. */
-	cache: [PreparedStanza | null, PreparedStanza | null] = [null, null];
-
-	constructor(nick: string, jid: JID, bare: string, role: Role, first: OccupantSession) {
-		this.nick = nick;
-		this.jid = jid;
-		this.bare = bare;
-		this.role = role;
-		this.primary = first;
-		this.sessions.set(first.key, first);
-	}
-}
-
-interface AffiliationEntry {
-	affiliation: Exclude<Affiliation, "none">;
-	/** A reserved nickname (XEP-0045 §7.12, §9.3 'nick'). */
-	nick?: string;
-	reason?: string;
-}
-
-export interface Subject {
-	text: string;
-	/** Nickname of whoever set it ("" for the room itself). */
-	nick: string;
-	when: number;
 }
 
 /** What a persistent room keeps in storage. */
@@ -119,8 +82,6 @@ interface PresenceOpts {
 	/** Replaces the occupant's own presence payload (an exit's <status/>). */
 	payload?: Element;
 }
-
-const RANK: Record<Affiliation, number> = { owner: 4, admin: 3, member: 2, none: 1, outcast: 0 };
 
 export class Room {
 	readonly jid: JID;
@@ -545,7 +506,7 @@ export class Room {
 			if (!this.config.allow_invites && o.role !== "moderator")
 				throw new StanzaError("forbidden", "only moderators may invite to this room");
 			const targets: JID[] = [];
-			for (const inv of invites) targets.push(this.#jidAttr(inv.attrs.to));
+			for (const inv of invites) targets.push(jidAttr(this.#host, inv.attrs.to));
 			const aff = this.affiliationOf(o.bare);
 			for (const [i, to] of targets.entries()) {
 				const inv = invites[i] as Element;
@@ -580,7 +541,7 @@ export class Room {
 		}
 		for (const dec of declines) {
 			// §7.8.2: a decline goes back to the inviter, from the room, naming the invitee.
-			const to = this.#jidAttr(dec.attrs.to);
+			const to = jidAttr(this.#host, dec.attrs.to);
 			const reason = dec.getChildText("reason");
 			this.#host.route(
 				x(
@@ -599,15 +560,6 @@ export class Room {
 			);
 		}
 		return true;
-	}
-
-	#jidAttr(v: string | undefined): JID {
-		if (v === undefined) throw new StanzaError("bad-request", "'to' is required");
-		try {
-			return this.#host.parseJid(v);
-		} catch {
-			throw new StanzaError("jid-malformed", `not a JID: ${v}`);
-		}
 	}
 
 	// --- muc#admin (§8, §9) ---
@@ -680,7 +632,7 @@ export class Room {
 				if (!isAffiliation(affiliation))
 					throw new StanzaError("bad-request", "unknown affiliation");
 				let bare: string;
-				if (jid !== undefined) bare = this.#jidAttr(jid).bare.toString();
+				if (jid !== undefined) bare = jidAttr(this.#host, jid).bare.toString();
 				else if (nick !== undefined) {
 					const o = this.occupants.get(nick);
 					if (!o) throw new StanzaError("item-not-found", "no occupant with that nickname");
@@ -697,7 +649,7 @@ export class Room {
 				if (!isRole(role)) throw new StanzaError("bad-request", "unknown role");
 				let target: Occupant | undefined;
 				if (nick !== undefined) target = this.occupants.get(nick);
-				else if (jid !== undefined) target = this.byReal.get(this.#jidAttr(jid).toString());
+				else if (jid !== undefined) target = this.byReal.get(jidAttr(this.#host, jid).toString());
 				else throw new StanzaError("bad-request", "a role item needs a nick");
 				// §8.2, §8.3: the occupant must be in the room.
 				if (!target) throw new StanzaError("item-not-found", "no occupant with that nickname");
@@ -928,12 +880,4 @@ export class Room {
 		}
 		this.subject = stored.subject;
 	}
-}
-
-function isAffiliation(s: string): s is Affiliation {
-	return s === "owner" || s === "admin" || s === "member" || s === "outcast" || s === "none";
-}
-
-function isRole(s: string): s is Role {
-	return s === "moderator" || s === "participant" || s === "visitor" || s === "none";
 }
