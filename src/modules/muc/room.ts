@@ -39,6 +39,16 @@ import {
 	RANK,
 	type Subject,
 } from "./occupant.ts";
+import {
+	configChangeCodes,
+	destroyElement,
+	destroyPresence,
+	entryCodes,
+	occupantPresence,
+	type PresenceOpts,
+	selfOpts,
+	statusMessage,
+} from "./presence.ts";
 
 export type { OccupantSession } from "./occupant.ts";
 
@@ -67,20 +77,6 @@ export interface StoredRoom {
 	subject: Subject | null;
 	creator: string;
 	created: number;
-}
-
-/** Options of one presence built for the room. */
-interface PresenceOpts {
-	type?: "unavailable";
-	codes?: number[];
-	/** <item nick=...> (nick change, status 303). */
-	newNick?: string;
-	actor?: string;
-	reason?: string;
-	/** <destroy/> (§10.9). */
-	destroy?: Element;
-	/** Replaces the occupant's own presence payload (an exit's <status/>). */
-	payload?: Element;
 }
 
 export class Room {
@@ -142,29 +138,9 @@ export class Room {
 
 	// --- presence building and broadcast ---
 
-	#presence(o: Occupant, withJid: boolean, opts: PresenceOpts = {}): Element {
-		const source = opts.payload ?? o.primary.presence;
-		const p = new Element("presence", null, { from: o.jid.toString() }, []);
-		if (opts.type) p.attrs.type = opts.type;
-		for (const c of source.children) {
-			// The client's own MUC elements are not repeated (§7.2.3: the service adds its own).
-			if (typeof c !== "string" && (c.ns === NS_MUC || c.ns === NS_MUC_USER)) continue;
-			if (typeof c !== "string") p.children.push(c);
-		}
-		const item = x("item", {
-			affiliation: this.affiliationOf(o.bare),
-			// An exit has role none; a nick change's unavailable keeps the role (§7.6, Example 49).
-			role: opts.type === "unavailable" && opts.newNick === undefined ? "none" : o.role,
-			jid: withJid ? o.primary.key : undefined,
-			nick: opts.newNick,
-		});
-		if (opts.actor !== undefined) item.append(x("actor", { nick: opts.actor }));
-		if (opts.reason !== undefined) item.append(x("reason", null, opts.reason));
-		const xEl = x("x", { xmlns: NS_MUC_USER }, item);
-		if (opts.destroy) xEl.append(opts.destroy);
-		for (const code of opts.codes ?? []) xEl.append(x("status", { code: String(code) }));
-		p.append(xEl);
-		return p;
+	/** The occupant's presence (presence.ts) with its current affiliation. */
+	#presence(o: Occupant, withJid: boolean, opts?: PresenceOpts): Element {
+		return occupantPresence(o, this.affiliationOf(o.bare), withJid, opts);
 	}
 
 	/** The occupant's current presence as another occupant `viewer` sees it. */
@@ -205,8 +181,7 @@ export class Room {
 		selfCodes: number[],
 	): void {
 		if (!sessions.length) return;
-		const codes = [...(opts.codes ?? []), ...selfCodes, 110].sort((a, b) => a - b);
-		const self = new PreparedStanza(this.#presence(o, true, { ...opts, codes }));
+		const self = new PreparedStanza(this.#presence(o, true, selfOpts(opts, selfCodes)));
 		for (const s of sessions) this.#host.deliver(s, self.to(s.key));
 	}
 
@@ -291,14 +266,8 @@ export class Room {
 		this.occupants.set(nick, o);
 		this.byReal.set(key, o);
 		this.#host.sessionIndex(this, key, true);
-		// ...then the new occupant's presence to everyone, itself last with its status codes:
-		// 100 in a non-anonymous room (§7.2.4), 110 self, 201 a new room (§10.1.1). No 210
-		// (§7.2.3: "if the service modifies the user's nickname"): the nickname is the resource
-		// of the 'to' the client sent, prepared like every JID (RFC 7622 §3.4), and no policy
-		// here rewrites it.
-		const selfCodes: number[] = [];
-		if (this.config.whois === "anyone") selfCodes.push(100);
-		if (created) selfCodes.push(201);
+		// ...then the new occupant's presence to everyone, itself last with its status codes
+		// (110 self, and entryCodes: 100 non-anonymous, 201 new room).
 		for (const viewer of this.occupants.values()) {
 			if (viewer === o) continue;
 			const p = this.#cachedPresence(o, viewer);
@@ -311,7 +280,7 @@ export class Room {
 			{},
 			[],
 		);
-		this.#selfPresence(o, [s], {}, selfCodes);
+		this.#selfPresence(o, [s], {}, entryCodes(this.config, created));
 		// §7.2.14, §7.2.15: the discussion history, with XEP-0203 delays.
 		const req = parseHistoryRequest(mucX?.getChild("history", NS_MUC));
 		const now = this.#host.now();
@@ -793,56 +762,19 @@ export class Room {
 			for (const o of [...this.occupants.values()])
 				if (this.affiliationOf(o.bare) === "none") this.#remove(o, [322]);
 		}
-		const codes: number[] = [];
-		const privacy = after.whois !== before.whois;
-		const other = (Object.keys(after) as (keyof RoomConfig)[]).some(
-			(k) => k !== "whois" && after[k] !== before[k],
-		);
-		if (other) codes.push(104);
-		// §10.2.1: 172 the room is now non-anonymous, 173 semi-anonymous.
-		if (privacy) codes.push(after.whois === "anyone" ? 172 : 173);
-		if (codes.length)
-			this.broadcast(
-				new PreparedStanza(
-					x(
-						"message",
-						{ from: this.key, type: "groupchat" },
-						x(
-							"x",
-							{ xmlns: NS_MUC_USER },
-							codes.map((c) => x("status", { code: String(c) })),
-						),
-					),
-				),
-			);
+		// §10.2.1: 104, 172, 173.
+		const codes = configChangeCodes(before, after);
+		if (codes.length) this.broadcast(new PreparedStanza(statusMessage(this.key, codes)));
 		this.#maybeDiscard();
 	}
 
 	/** §10.9: every occupant is told the room is gone (with the alternate venue, if any). */
 	destroy(reason?: string, alternate?: string): void {
-		const destroy = x(
-			"destroy",
-			{ jid: alternate },
-			reason !== undefined && x("reason", null, reason),
-		);
-		// §10.9: one unavailable presence to each occupant (none broadcast), with <destroy/>.
-		// It comes from the occupant's own JID, so it is self-presence and carries 110: the
-		// status code registry (§16.6) gives 110 the context "any room presence", and §7.14
-		// requires it on the presence that tells an occupant it is out of the room.
+		const destroy = destroyElement(reason, alternate);
+		// §10.9: one unavailable presence to each occupant (none broadcast), with <destroy/>
+		// and 110 (destroyPresence).
 		for (const o of [...this.occupants.values()]) {
-			const p = new PreparedStanza(
-				x(
-					"presence",
-					{ from: o.jid.toString(), type: "unavailable" },
-					x(
-						"x",
-						{ xmlns: NS_MUC_USER },
-						x("item", { affiliation: "none", role: "none" }),
-						destroy,
-						x("status", { code: "110" }),
-					),
-				),
-			);
+			const p = new PreparedStanza(destroyPresence(o, destroy));
 			for (const s of [...o.sessions.values()]) {
 				this.#detach(o, s);
 				this.#host.deliver(s, p.to(s.key));
