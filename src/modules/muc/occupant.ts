@@ -1,4 +1,4 @@
-// What a room's state is made of: occupants and their sessions, affiliations and their ranks, the subject.
+// A room's state: occupants and sessions, affiliations and ranks (XEP-0045 §5), the subject.
 import type { Session } from "../../core/contracts.ts";
 import type { Element } from "../../xml/element.ts";
 import type { PreparedStanza } from "../../xml/prepared.ts";

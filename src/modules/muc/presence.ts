@@ -1,4 +1,4 @@
-// The presences a room sends and the status codes they carry (XEP-0045 §7.2, §7.6, §7.14, §10.9, §16.6).
+// The presences a room sends and their status codes (XEP-0045 §7.2, §7.6, §7.14, §10.9, §16.6).
 import { Element, x } from "../../xml/element.ts";
 import { type Affiliation, NS_MUC, NS_MUC_USER, type RoomConfig } from "./form.ts";
 import type { Occupant } from "./occupant.ts";

@@ -16,6 +16,7 @@ import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import { NS_DELAY } from "../../xmpp/ns.ts";
 import { delayStamp } from "../offline.ts";
+import { adminList, planAdminSet } from "./admin.ts";
 import {
 	type Affiliation,
 	applyConfigForm,
@@ -30,8 +31,6 @@ import {
 import { entryChars, type HistoryEntry, parseHistoryRequest, selectHistory } from "./history.ts";
 import {
 	type AffiliationEntry,
-	isAffiliation,
-	isRole,
 	type JidParser,
 	jidAttr,
 	Occupant,
@@ -533,149 +532,23 @@ export class Room {
 
 	// --- muc#admin (§8, §9) ---
 
-	/** The list a muc#admin get asks for (§8.5, §9.2, §9.5, §9.8, §10.5, §10.8). */
+	/** The list a muc#admin get asks for (admin.ts). */
 	adminList(real: JID, item: Element): Element[] {
-		const bare = real.bare.toString();
-		const aff = this.affiliationOf(bare);
-		const { affiliation, role } = item.attrs;
-		if (affiliation !== undefined) {
-			if (!isAffiliation(affiliation) || affiliation === "none")
-				throw new StanzaError("bad-request", "unknown affiliation");
-			// §9.2, §9.5: admins and owners read the lists; §7.11: members read the member list of
-			// a members-only room.
-			const allowed =
-				RANK[aff] >= RANK.admin ||
-				(aff === "member" && this.config.members_only && affiliation !== "outcast");
-			if (!allowed) throw new StanzaError("forbidden", "you may not read this list");
-			const out: Element[] = [];
-			for (const [jid, e] of this.affiliations)
-				if (e.affiliation === affiliation)
-					out.push(
-						x(
-							"item",
-							{ affiliation, jid, nick: e.nick },
-							e.reason !== undefined && x("reason", null, e.reason),
-						),
-					);
-			return out;
-		}
-		if (role !== undefined) {
-			if (!isRole(role) || role === "none") throw new StanzaError("bad-request", "unknown role");
-			// §8.5, §9.8: moderators read the role lists.
-			if (this.byReal.get(real.toString())?.role !== "moderator")
-				throw new StanzaError("forbidden", "only moderators may read this list");
-			const out: Element[] = [];
-			for (const o of this.occupants.values())
-				if (o.role === role)
-					out.push(
-						x("item", {
-							role,
-							nick: o.nick,
-							affiliation: this.affiliationOf(o.bare),
-							jid: o.primary.key,
-						}),
-					);
-			return out;
-		}
-		throw new StanzaError("bad-request", "an item needs an affiliation or a role");
+		return adminList(this, real, item);
 	}
 
 	/**
-	 * A muc#admin set: every item is checked before any is applied (§8, §9). Returns whether
-	 * affiliations changed (so the service saves a persistent room).
+	 * A muc#admin set: every item is checked (admin.ts) before any is applied (§8, §9). Returns
+	 * whether affiliations changed (so the service saves a persistent room).
 	 */
 	adminSet(real: JID, items: Element[]): boolean {
-		if (!items.length) throw new StanzaError("bad-request", "no item");
-		const actorBare = real.bare.toString();
-		const actorAff = this.affiliationOf(actorBare);
-		const actor = this.byReal.get(real.toString());
-		const changes: (() => void)[] = [];
-		let affiliationsChanged = false;
-		// Affiliations as they will be once the earlier items of this request are applied.
-		const pending = new Map<string, Affiliation>();
-		const current = (bare: string) => pending.get(bare) ?? this.affiliationOf(bare);
-		for (const item of items) {
-			const reason = item.getChildText("reason");
-			const { affiliation, role, nick, jid } = item.attrs;
-			if (affiliation !== undefined) {
-				if (!isAffiliation(affiliation))
-					throw new StanzaError("bad-request", "unknown affiliation");
-				let bare: string;
-				if (jid !== undefined) bare = jidAttr(this.#host, jid).bare.toString();
-				else if (nick !== undefined) {
-					const o = this.occupants.get(nick);
-					if (!o) throw new StanzaError("item-not-found", "no occupant with that nickname");
-					bare = o.bare;
-				} else throw new StanzaError("bad-request", "an affiliation item needs a jid or nick");
-				this.#maySetAffiliation(actorBare, actorAff, bare, current(bare), affiliation);
-				pending.set(bare, affiliation);
-				affiliationsChanged = true;
-				// A nick given with a jid reserves it for that user (§9.3); one naming an occupant
-				// only finds the user.
-				const reserve = jid !== undefined ? nick : undefined;
-				changes.push(() => this.#setAffiliation(bare, affiliation, actor?.nick, reason, reserve));
-			} else if (role !== undefined) {
-				if (!isRole(role)) throw new StanzaError("bad-request", "unknown role");
-				let target: Occupant | undefined;
-				if (nick !== undefined) target = this.occupants.get(nick);
-				else if (jid !== undefined) target = this.byReal.get(jidAttr(this.#host, jid).toString());
-				else throw new StanzaError("bad-request", "a role item needs a nick");
-				// §8.2, §8.3: the occupant must be in the room.
-				if (!target) throw new StanzaError("item-not-found", "no occupant with that nickname");
-				this.#maySetRole(actor, actorAff, target, current(target.bare), role);
-				const t = target;
-				changes.push(() => this.#setRole(t, role, actor?.nick, reason));
-			} else throw new StanzaError("bad-request", "an item needs an affiliation or a role");
-		}
-		for (const apply of changes) apply();
-		return affiliationsChanged;
-	}
-
-	/**
-	 * §5.1.3, §8.2-§8.4, §9.6-§9.7 (and Prosody's may_set_role): only moderators change roles;
-	 * nobody changes an admin's or an owner's role; granting or revoking moderator needs an
-	 * admin or owner.
-	 */
-	#maySetRole(
-		actor: Occupant | undefined,
-		actorAff: Affiliation,
-		target: Occupant,
-		targetAff: Affiliation,
-		role: Role,
-	): void {
-		if (actor?.role !== "moderator")
-			throw new StanzaError("forbidden", "only moderators may change roles");
-		if (targetAff === "owner" || targetAff === "admin")
-			throw new StanzaError("not-allowed", "the roles of admins and owners cannot be changed");
-		if ((target.role === "moderator" || role === "moderator") && RANK[actorAff] < RANK.admin)
-			throw new StanzaError("not-allowed", "only admins and owners grant or revoke moderator");
-	}
-
-	/**
-	 * §5.2.3, §9, §10.3-§10.8 (and Prosody's set_affiliation): owners change any affiliation
-	 * but a room keeps at least one owner; admins only move users between none, member and
-	 * outcast; others may not change affiliations at all.
-	 */
-	#maySetAffiliation(
-		actorBare: string,
-		actorAff: Affiliation,
-		target: string,
-		targetAff: Affiliation,
-		next: Affiliation,
-	): void {
-		if (RANK[actorAff] < RANK.admin)
-			throw new StanzaError("forbidden", "only admins and owners change affiliations");
-		if (actorAff === "owner") {
-			if (target === actorBare && next !== "owner" && targetAff === "owner") {
-				// §10.5: the last owner cannot step down.
-				let owners = 0;
-				for (const e of this.affiliations.values()) if (e.affiliation === "owner") owners++;
-				if (owners <= 1) throw new StanzaError("conflict", "a room needs an owner");
-			}
-			return;
-		}
-		if (next === "owner" || next === "admin" || targetAff === "owner" || targetAff === "admin")
-			throw new StanzaError("not-allowed", "admins cannot change owners and admins");
+		const changes = planAdminSet(this, this.#host, real, items);
+		const actorNick = this.byReal.get(real.toString())?.nick;
+		for (const c of changes)
+			if (c.kind === "affiliation")
+				this.#setAffiliation(c.bare, c.affiliation, actorNick, c.reason, c.reserve);
+			else this.#setRole(c.target, c.role, actorNick, c.reason);
+		return changes.some((c) => c.kind === "affiliation");
 	}
 
 	#setAffiliation(
