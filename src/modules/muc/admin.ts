@@ -2,27 +2,16 @@
 import { type Element, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
-import type { Affiliation, Role, RoomConfig } from "./form.ts";
+import type { Affiliation, Role } from "./form.ts";
 import {
-	type AffiliationEntry,
 	isAffiliation,
 	isRole,
 	type JidParser,
 	jidAttr,
 	type Occupant,
 	RANK,
+	type RoomView,
 } from "./occupant.ts";
-
-/** What these rules read of a room (a Room is one); they change nothing. */
-export interface RoomView {
-	readonly config: RoomConfig;
-	readonly affiliations: ReadonlyMap<string, AffiliationEntry>;
-	/** nick -> occupant */
-	readonly occupants: ReadonlyMap<string, Occupant>;
-	/** real full JID -> occupant */
-	readonly byReal: ReadonlyMap<string, Occupant>;
-	affiliationOf(bare: string): Affiliation;
-}
 
 /** One checked item of a muc#admin set, for the room to apply. */
 export type AdminChange =

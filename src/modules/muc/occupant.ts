@@ -4,7 +4,7 @@ import type { Element } from "../../xml/element.ts";
 import type { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
-import type { Affiliation, Role } from "./form.ts";
+import type { Affiliation, Role, RoomConfig } from "./form.ts";
 
 export interface OccupantSession {
 	/** The real full JID. */
@@ -52,6 +52,17 @@ export interface Subject {
 	/** Nickname of whoever set it ("" for the room itself). */
 	nick: string;
 	when: number;
+}
+
+/** What the rules in admin.ts and messages.ts read of a room (a Room is one). */
+export interface RoomView {
+	readonly config: RoomConfig;
+	readonly affiliations: ReadonlyMap<string, AffiliationEntry>;
+	/** nick -> occupant */
+	readonly occupants: ReadonlyMap<string, Occupant>;
+	/** real full JID -> occupant */
+	readonly byReal: ReadonlyMap<string, Occupant>;
+	affiliationOf(bare: string): Affiliation;
 }
 
 /** §5.2: affiliations by rank, outcast lowest. */

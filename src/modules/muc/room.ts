@@ -10,12 +10,10 @@
  */
 
 import type { Session } from "../../core/contracts.ts";
-import { Element, x } from "../../xml/element.ts";
+import { type Element, x } from "../../xml/element.ts";
 import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
-import { NS_DELAY } from "../../xmpp/ns.ts";
-import { delayStamp } from "../offline.ts";
 import { adminList, planAdminSet } from "./admin.ts";
 import {
 	type Affiliation,
@@ -28,14 +26,22 @@ import {
 	type Role,
 	type RoomConfig,
 } from "./form.ts";
-import { entryChars, type HistoryEntry, parseHistoryRequest, selectHistory } from "./history.ts";
+import { type HistoryEntry, historyEntry, parseHistoryRequest, selectHistory } from "./history.ts";
+import {
+	checkInviter,
+	declineMessage,
+	groupchatCopy,
+	invitationMakesMember,
+	inviteMessage,
+	privateMessage,
+	subjectMessage,
+} from "./messages.ts";
 import {
 	type AffiliationEntry,
 	type JidParser,
 	jidAttr,
 	Occupant,
 	type OccupantSession,
-	RANK,
 	type Subject,
 } from "./occupant.ts";
 import {
@@ -292,19 +298,7 @@ export class Room {
 		))
 			this.#host.deliver(s, e.stanza.to(key));
 		// §7.2.16: then the subject, always (empty when there is none).
-		const subj = this.subject;
-		this.#host.deliver(
-			s,
-			x(
-				"message",
-				{
-					from: subj?.nick ? this.jid.withResource(subj.nick).toString() : this.key,
-					to: key,
-					type: "groupchat",
-				},
-				x("subject", null, subj?.text ?? ""),
-			),
-		);
+		this.#host.deliver(s, subjectMessage(this.jid, this.subject, key));
 	}
 
 	#changeNick(o: Occupant, s: OccupantSession, stanza: Element, nick: string): void {
@@ -394,11 +388,7 @@ export class Room {
 				throw new StanzaError("not-acceptable", "the subject is too long");
 			this.subject = { text, nick: o.nick, when: this.#host.now() };
 		}
-		const attrs: Record<string, string> = { from: o.jid.toString(), type: "groupchat" };
-		if (stanza.attrs.id !== undefined) attrs.id = stanza.attrs.id;
-		const lang = stanza.attrs["xml:lang"];
-		if (lang !== undefined) attrs["xml:lang"] = lang;
-		const msg = new Element("message", null, attrs, stanza.children);
+		const msg = groupchatCopy(stanza, o);
 		this.broadcast(new PreparedStanza(msg));
 		if (body) this.#remember(msg);
 		return subject && !body ? "subject" : "message";
@@ -410,47 +400,18 @@ export class Room {
 			for (const s of o.sessions.values()) this.#host.deliver(s, p.to(s.key));
 	}
 
-	/** §7.2.14: history keeps the message as sent, with a delay stamp from the room's JID. */
+	/** §7.2.14: the room's history, at most muc#roomconfig_historylength messages. */
 	#remember(msg: Element): void {
 		const max = this.config.history_length;
 		if (max === 0) return;
-		const when = this.#host.now();
-		const delay = x("delay", { xmlns: NS_DELAY, from: this.key, stamp: delayStamp(when) });
-		const stored = new PreparedStanza(
-			new Element(msg.name, msg.ns, msg.attrs, [...msg.children, delay]),
-		);
-		this.history.push({ stanza: stored, when, chars: entryChars(stored) });
+		this.history.push(historyEntry(msg, this.key, this.#host.now()));
 		if (this.history.length > max) this.history.splice(0, this.history.length - max);
 	}
 
-	/** §7.5: a private message from `real` to the occupant `nick`. */
+	/** §7.5: a private message from `real` to the occupant `nick` (messages.ts). */
 	privateMessage(stanza: Element, real: JID, nick: string): void {
-		const type = stanza.attrs.type ?? "normal";
-		if (type === "error") return;
-		// §7.5: a private message of type groupchat is refused.
-		if (type === "groupchat")
-			throw new StanzaError("bad-request", "private messages cannot be of type groupchat");
-		const from = this.byReal.get(real.toString());
-		// §7.5: only occupants send private messages.
-		if (!from) throw new StanzaError("not-acceptable", "only occupants may send private messages");
-		const to = this.occupants.get(nick);
-		// §7.5: no occupant with that nickname.
-		if (!to) throw new StanzaError("item-not-found", "no occupant with that nickname");
-		const pm = this.config.allow_pm;
-		if (
-			pm === "none" ||
-			(pm === "moderators" && from.role !== "moderator") ||
-			(pm === "participants" && from.role === "visitor")
-		)
-			throw new StanzaError("forbidden", "private messages are not allowed here");
-		const attrs: Record<string, string> = { ...stanza.attrs, from: from.jid.toString() };
-		delete attrs.to;
-		const children = [...stanza.children];
-		// §7.5: the service adds <x xmlns='muc#user'/> so that clients (and XEP-0280 carbons)
-		// know it is a private message in a room.
-		if (!stanza.getChild("x", NS_MUC_USER)) children.push(x("x", { xmlns: NS_MUC_USER }));
-		const p = new PreparedStanza(new Element("message", stanza.ns, attrs, children));
-		for (const s of to.sessions.values()) this.#host.deliver(s, p.to(s.key));
+		const pm = privateMessage(this, stanza, real, nick);
+		if (pm) for (const s of pm.to.sessions.values()) this.#host.deliver(s, pm.copy.to(s.key));
 	}
 
 	occupantByReal(real: JID): Occupant | undefined {
@@ -459,7 +420,10 @@ export class Room {
 
 	// --- invitations (§7.8.2) ---
 
-	/** §7.8.2 mediated invitations and declines inside a message to the room. */
+	/**
+	 * §7.8.2 mediated invitations and declines inside a message to the room (the rules and
+	 * the messages are in messages.ts). Returns whether there were any.
+	 */
 	invitations(stanza: Element, real: JID): boolean {
 		const xEl = stanza.getChild("x", NS_MUC_USER);
 		if (!xEl) return false;
@@ -468,65 +432,21 @@ export class Room {
 		if (!invites.length && !declines.length) return false;
 		if (invites.length) {
 			const o = this.byReal.get(real.toString());
-			// §7.8.2: the inviter must be in the room.
-			if (!o) throw new StanzaError("not-acceptable", "only occupants may invite");
-			// §7.8.2 / muc#roomconfig_allowinvites: otherwise only moderators invite.
-			if (!this.config.allow_invites && o.role !== "moderator")
-				throw new StanzaError("forbidden", "only moderators may invite to this room");
+			checkInviter(this.config, o);
+			// Every invitee's JID is checked before any invitation goes out.
 			const targets: JID[] = [];
 			for (const inv of invites) targets.push(jidAttr(this.#host, inv.attrs.to));
 			const aff = this.affiliationOf(o.bare);
 			for (const [i, to] of targets.entries()) {
-				const inv = invites[i] as Element;
-				// §9.3 / §7.8.2: in a members-only room, an invitation by an admin (or by anyone
-				// the room lets invite) makes the invitee a member, so that it can enter.
 				const toBare = to.bare.toString();
-				if (
-					this.config.members_only &&
-					this.affiliationOf(toBare) === "none" &&
-					(RANK[aff] >= RANK.admin || this.config.allow_invites)
-				)
+				if (invitationMakesMember(this.config, aff, this.affiliationOf(toBare)))
 					this.affiliations.set(toBare, { affiliation: "member" });
-				const reason = inv.getChildText("reason");
-				this.#host.route(
-					x(
-						"message",
-						{ from: this.key, to: to.toString() },
-						x(
-							"x",
-							{ xmlns: NS_MUC_USER },
-							x(
-								"invite",
-								{ from: real.toString() },
-								reason !== undefined && x("reason", null, reason),
-							),
-							this.config.password !== "" && x("password", null, this.config.password),
-						),
-						x("body", null, `${real.bare.toString()} invites you to the room ${this.key}`),
-					),
-				);
+				const inv = invites[i] as Element;
+				this.#host.route(inviteMessage(this.key, this.config.password, to, real, inv));
 			}
 		}
-		for (const dec of declines) {
-			// §7.8.2: a decline goes back to the inviter, from the room, naming the invitee.
-			const to = jidAttr(this.#host, dec.attrs.to);
-			const reason = dec.getChildText("reason");
-			this.#host.route(
-				x(
-					"message",
-					{ from: this.key, to: to.toString() },
-					x(
-						"x",
-						{ xmlns: NS_MUC_USER },
-						x(
-							"decline",
-							{ from: real.bare.toString() },
-							reason !== undefined && x("reason", null, reason),
-						),
-					),
-				),
-			);
-		}
+		for (const dec of declines)
+			this.#host.route(declineMessage(this.key, jidAttr(this.#host, dec.attrs.to), real, dec));
 		return true;
 	}
 
