@@ -54,7 +54,7 @@ export interface Subject {
 	when: number;
 }
 
-/** What the rules in admin.ts and messages.ts read of a room (a Room is one). */
+/** What the rules in rules.ts and messages.ts read of a room (a Room is one). */
 export interface RoomView {
 	readonly config: RoomConfig;
 	readonly affiliations: ReadonlyMap<string, AffiliationEntry>;
@@ -62,6 +62,8 @@ export interface RoomView {
 	readonly occupants: ReadonlyMap<string, Occupant>;
 	/** real full JID -> occupant */
 	readonly byReal: ReadonlyMap<string, Occupant>;
+	/** §10.1: not yet configured by its owner. */
+	readonly locked: boolean;
 	affiliationOf(bare: string): Affiliation;
 }
 

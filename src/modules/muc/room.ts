@@ -14,7 +14,6 @@ import { type Element, x } from "../../xml/element.ts";
 import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
-import { adminList, planAdminSet } from "./admin.ts";
 import {
 	type Affiliation,
 	applyConfigForm,
@@ -54,6 +53,7 @@ import {
 	selfOpts,
 	statusMessage,
 } from "./presence.ts";
+import { adminList, checkEntry, checkNickChange, defaultRole, planAdminSet } from "./rules.ts";
 
 export type { OccupantSession } from "./occupant.ts";
 
@@ -118,23 +118,9 @@ export class Room {
 		return this.affiliations.get(bare)?.affiliation ?? "none";
 	}
 
-	/** §5.1.2 default roles: owners and admins moderate; visitors in moderated rooms. */
-	defaultRole(aff: Affiliation): Role {
-		if (aff === "owner" || aff === "admin") return "moderator";
-		if (aff === "member") return "participant";
-		if (aff === "outcast") return "none";
-		return this.config.moderated ? "visitor" : "participant";
-	}
-
 	/** §4.2 semi-anonymous rooms show real JIDs to moderators only; non-anonymous to all. */
 	seesRealJids(o: Occupant): boolean {
 		return this.config.whois === "anyone" || o.role === "moderator";
-	}
-
-	/** The bare JID that reserved `nick` (§7.12), if another one did. */
-	#nickOwner(nick: string): string | undefined {
-		for (const [bare, e] of this.affiliations) if (e.nick === nick) return bare;
-		return undefined;
 	}
 
 	get isEmpty(): boolean {
@@ -224,33 +210,8 @@ export class Room {
 		const bare = real.bare.toString();
 		const aff = this.affiliationOf(bare);
 		const mucX = stanza.getChild("x", NS_MUC);
-		// §7.2.11: nobody but the owner enters a room that is still locked.
-		if (this.locked && aff !== "owner")
-			throw new StanzaError("item-not-found", "the room is locked until its owner configures it");
-		// §7.2.8: banned users cannot enter.
-		if (aff === "outcast") throw new StanzaError("forbidden", "you are banned from this room");
-		// §7.2.7: members-only rooms admit members, admins and owners.
-		if (this.config.members_only && aff === "none")
-			throw new StanzaError("registration-required", "this room is members-only");
-		// §7.2.6: a password-protected room needs the right password.
-		if (this.config.password !== "" && mucX?.getChildText("password") !== this.config.password)
-			throw new StanzaError("not-authorized", "a password is required to enter this room");
-		// §7.2.9: the nickname is someone else's (in use, or reserved by another user).
-		const same = this.occupants.get(nick);
-		if (same && same.bare !== bare)
-			throw new StanzaError("conflict", "that nickname is in use", { type: "cancel" });
-		const owner = this.#nickOwner(nick);
-		if (owner !== undefined && owner !== bare)
-			throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
-		// §7.2.10: the room is full (admins and owners still enter).
-		if (
-			!same &&
-			this.occupants.size >= this.config.max_occupants &&
-			aff !== "owner" &&
-			aff !== "admin"
-		)
-			throw new StanzaError("service-unavailable", "the room is full", { type: "wait" });
-
+		// §7.2.6-§7.2.11: locked, banned, members-only, password, nickname, full (rules.ts).
+		const same = checkEntry(this, bare, aff, nick, mucX);
 		const s: OccupantSession = { jid: real, key, session, presence: stanza };
 		let o: Occupant;
 		if (same) {
@@ -261,7 +222,7 @@ export class Room {
 			o.primary = s;
 			o.cache = [null, null];
 		} else {
-			o = new Occupant(nick, this.jid.withResource(nick), bare, this.defaultRole(aff), s);
+			o = new Occupant(nick, this.jid.withResource(nick), bare, defaultRole(aff, this.config), s);
 		}
 		// §7.2.3: first the presence of every occupant already there...
 		for (const other of this.occupants.values()) {
@@ -302,12 +263,8 @@ export class Room {
 	}
 
 	#changeNick(o: Occupant, s: OccupantSession, stanza: Element, nick: string): void {
-		// §7.6: the same conflict rules as on entering (§7.2.9).
-		if (this.occupants.has(nick))
-			throw new StanzaError("conflict", "that nickname is in use", { type: "cancel" });
-		const owner = this.#nickOwner(nick);
-		if (owner !== undefined && owner !== o.bare)
-			throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
+		// §7.6: the nickname conflict rules of entering (§7.2.9, rules.ts).
+		checkNickChange(this, o, nick);
 		// §7.6: unavailable from the old nickname with 303 and the new one, then available from
 		// the new one. Every session of the occupant moves: a nickname belongs to the user.
 		this.#broadcastPresence(o, { type: "unavailable", codes: [303], newNick: nick });
@@ -452,13 +409,13 @@ export class Room {
 
 	// --- muc#admin (§8, §9) ---
 
-	/** The list a muc#admin get asks for (admin.ts). */
+	/** The list a muc#admin get asks for (rules.ts). */
 	adminList(real: JID, item: Element): Element[] {
 		return adminList(this, real, item);
 	}
 
 	/**
-	 * A muc#admin set: every item is checked (admin.ts) before any is applied (§8, §9). Returns
+	 * A muc#admin set: every item is checked (rules.ts) before any is applied (§8, §9). Returns
 	 * whether affiliations changed (so the service saves a persistent room).
 	 */
 	adminSet(real: JID, items: Element[]): boolean {
@@ -497,7 +454,7 @@ export class Room {
 				this.#remove(o, [321], actorNick, reason);
 			} else {
 				// §9.3, §10.3, §10.6: the new affiliation (and the role it implies) is broadcast.
-				o.role = this.defaultRole(aff);
+				o.role = defaultRole(aff, this.config);
 				o.cache = [null, null];
 				this.#broadcastPresence(o, { actor: actorNick, reason });
 			}

@@ -1,8 +1,8 @@
-// muc#admin: the role and affiliation lists, and who may change what (XEP-0045 §5, §8, §9, §10).
+// Who may enter, take a nickname, change roles and affiliations (XEP-0045 §5, §7.2, §7.6, §8-§10).
 import { type Element, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
-import type { Affiliation, Role } from "./form.ts";
+import type { Affiliation, Role, RoomConfig } from "./form.ts";
 import {
 	isAffiliation,
 	isRole,
@@ -12,6 +12,74 @@ import {
 	RANK,
 	type RoomView,
 } from "./occupant.ts";
+
+// --- entering (§5.1.2, §7.2, §7.6) ---
+
+/** §5.1.2 default roles: owners and admins moderate; visitors in moderated rooms. */
+export function defaultRole(aff: Affiliation, config: RoomConfig): Role {
+	if (aff === "owner" || aff === "admin") return "moderator";
+	if (aff === "member") return "participant";
+	if (aff === "outcast") return "none";
+	return config.moderated ? "visitor" : "participant";
+}
+
+/** The bare JID that reserved `nick` (§7.12), if another one did. */
+function nickOwner(room: RoomView, nick: string): string | undefined {
+	for (const [bare, e] of room.affiliations) if (e.nick === nick) return bare;
+	return undefined;
+}
+
+/**
+ * Whether the user `bare` (affiliation `aff`) may enter as `nick`, with the MUC <x/> of its
+ * presence; throws the error that says why not. Returns the occupant of that nickname if it is
+ * the same user's (another session of it).
+ */
+export function checkEntry(
+	room: RoomView,
+	bare: string,
+	aff: Affiliation,
+	nick: string,
+	mucX: Element | undefined,
+): Occupant | undefined {
+	// §7.2.11: nobody but the owner enters a room that is still locked.
+	if (room.locked && aff !== "owner")
+		throw new StanzaError("item-not-found", "the room is locked until its owner configures it");
+	// §7.2.8: banned users cannot enter.
+	if (aff === "outcast") throw new StanzaError("forbidden", "you are banned from this room");
+	// §7.2.7: members-only rooms admit members, admins and owners.
+	if (room.config.members_only && aff === "none")
+		throw new StanzaError("registration-required", "this room is members-only");
+	// §7.2.6: a password-protected room needs the right password.
+	if (room.config.password !== "" && mucX?.getChildText("password") !== room.config.password)
+		throw new StanzaError("not-authorized", "a password is required to enter this room");
+	// §7.2.9: the nickname is someone else's (in use, or reserved by another user).
+	const same = room.occupants.get(nick);
+	if (same && same.bare !== bare)
+		throw new StanzaError("conflict", "that nickname is in use", { type: "cancel" });
+	const owner = nickOwner(room, nick);
+	if (owner !== undefined && owner !== bare)
+		throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
+	// §7.2.10: the room is full (admins and owners still enter).
+	if (
+		!same &&
+		room.occupants.size >= room.config.max_occupants &&
+		aff !== "owner" &&
+		aff !== "admin"
+	)
+		throw new StanzaError("service-unavailable", "the room is full", { type: "wait" });
+	return same;
+}
+
+/** §7.6: whether occupant `o` may take `nick`: the same conflict rules as on entering (§7.2.9). */
+export function checkNickChange(room: RoomView, o: Occupant, nick: string): void {
+	if (room.occupants.has(nick))
+		throw new StanzaError("conflict", "that nickname is in use", { type: "cancel" });
+	const owner = nickOwner(room, nick);
+	if (owner !== undefined && owner !== o.bare)
+		throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
+}
+
+// --- muc#admin (§5, §8, §9, §10.3-§10.8) ---
 
 /** One checked item of a muc#admin set, for the room to apply. */
 export type AdminChange =
