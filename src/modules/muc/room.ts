@@ -2,7 +2,9 @@
  * One XEP-0045 room: occupants, roles and affiliations, history, subject and configuration.
  * Everything here is synchronous: the room's state changes in one step per stanza, so two
  * occupants' stanzas handled concurrently cannot interleave inside a change. Storage writes
- * (persistent rooms) go through `RoomHost.save`, which the callers await before answering.
+ * (persistent rooms) go through `MucService.save`, which the callers await before answering.
+ * Who may do what is checked in rules.ts and messages.ts, the stanzas are built by presence.ts
+ * and messages.ts: they read the room; only the Room changes it.
  *
  * Fan-out: a broadcast is built once as a PreparedStanza (src/xml/prepared.ts) and each
  * occupant's session gets it addressed to its own JID; occupants' presences are cached per
