@@ -1,9 +1,10 @@
 /**
  * Discussion history (XEP-0045 §7.2.14) and how much of it a new occupant gets (§7.2.15).
  */
-import type { Element } from "../../xml/element.ts";
-import type { PreparedStanza } from "../../xml/prepared.ts";
-import { NS_CLIENT } from "../../xmpp/ns.ts";
+import { Element, x } from "../../xml/element.ts";
+import { PreparedStanza } from "../../xml/prepared.ts";
+import { NS_CLIENT, NS_DELAY } from "../../xmpp/ns.ts";
+import { delayStamp } from "../offline.ts";
 
 export interface HistoryEntry {
 	/** The message as broadcast, with its XEP-0203 `<delay/>` already added. */
@@ -49,6 +50,15 @@ export function parseHistoryRequest(history: Element | undefined): HistoryReques
 export function entryChars(stanza: PreparedStanza): number {
 	const [head, tail] = stanza.parts(NS_CLIENT);
 	return head.length + tail.length;
+}
+
+/** §7.2.14: history keeps the message as sent, with a delay stamp from the room's JID. */
+export function historyEntry(msg: Element, room: string, when: number): HistoryEntry {
+	const delay = x("delay", { xmlns: NS_DELAY, from: room, stamp: delayStamp(when) });
+	const stanza = new PreparedStanza(
+		new Element(msg.name, msg.ns, msg.attrs, [...msg.children, delay]),
+	);
+	return { stanza, when, chars: entryChars(stanza) };
 }
 
 /**

@@ -2,7 +2,9 @@
  * One XEP-0045 room: occupants, roles and affiliations, history, subject and configuration.
  * Everything here is synchronous: the room's state changes in one step per stanza, so two
  * occupants' stanzas handled concurrently cannot interleave inside a change. Storage writes
- * (persistent rooms) go through `RoomHost.save`, which the callers await before answering.
+ * (persistent rooms) go through `MucService.save`, which the callers await before answering.
+ * Who may do what is checked in rules.ts and messages.ts, the stanzas are built by presence.ts
+ * and messages.ts: they read the room; only the Room changes it.
  *
  * Fan-out: a broadcast is built once as a PreparedStanza (src/xml/prepared.ts) and each
  * occupant's session gets it addressed to its own JID; occupants' presences are cached per
@@ -10,12 +12,10 @@
  */
 
 import type { Session } from "../../core/contracts.ts";
-import { Element, x } from "../../xml/element.ts";
+import { type Element, x } from "../../xml/element.ts";
 import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
-import { NS_DELAY } from "../../xmpp/ns.ts";
-import { delayStamp } from "../offline.ts";
 import {
 	type Affiliation,
 	applyConfigForm,
@@ -27,16 +27,44 @@ import {
 	type Role,
 	type RoomConfig,
 } from "./form.ts";
-import { entryChars, type HistoryEntry, parseHistoryRequest, selectHistory } from "./history.ts";
+import { type HistoryEntry, historyEntry, parseHistoryRequest, selectHistory } from "./history.ts";
+import {
+	checkInviter,
+	declineMessage,
+	groupchatCopy,
+	invitationMakesMember,
+	inviteMessage,
+	privateMessage,
+	subjectMessage,
+} from "./messages.ts";
+import {
+	type AffiliationEntry,
+	type JidParser,
+	jidAttr,
+	Occupant,
+	type OccupantSession,
+	type Subject,
+} from "./occupant.ts";
+import {
+	configChangeCodes,
+	destroyElement,
+	destroyPresence,
+	entryCodes,
+	occupantPresence,
+	type PresenceOpts,
+	selfOpts,
+	statusMessage,
+} from "./presence.ts";
+import { adminList, checkEntry, checkNickChange, defaultRole, planAdminSet } from "./rules.ts";
+
+export type { OccupantSession } from "./occupant.ts";
 
 /** What a room needs from the service it lives in. */
-export interface RoomHost {
+export interface RoomHost extends JidParser {
 	/** Write to one occupant session (directly to a local session, else through the router). */
 	deliver(to: OccupantSession, stanza: Element): void;
 	/** Send through the router (invitations, forwarded IQs: the addressee may be anyone). */
 	route(stanza: Element): void;
-	/** Parse a JID (the server's cache); throws JIDError. */
-	parseJid(s: string): JID;
 	/** Service admins are owners of every room. */
 	isServiceAdmin(bare: string): boolean;
 	/** A session of the room joined or left: the service keeps an index for `session/closed`. */
@@ -45,54 +73,6 @@ export interface RoomHost {
 	discard(room: Room): void;
 	limits: FormLimits;
 	now(): number;
-}
-
-export interface OccupantSession {
-	/** The real full JID. */
-	jid: JID;
-	/** jid.toString(). */
-	key: string;
-	/** The local session, when the occupant is a client of this server. */
-	session: Session | null;
-	/** The last presence this session sent to the room, as received. */
-	presence: Element;
-}
-
-export class Occupant {
-	nick: string;
-	/** room@service/nick */
-	jid: JID;
-	/** The real bare JID. */
-	readonly bare: string;
-	role: Role;
-	readonly sessions = new Map<string, OccupantSession>();
-	/** The session whose presence the other occupants see (the latest to send one). */
-	primary: OccupantSession;
-	/** Cached presence broadcasts: [without real JID, with real JID]. */
-	cache: [PreparedStanza | null, PreparedStanza | null] = [null, null];
-
-	constructor(nick: string, jid: JID, bare: string, role: Role, first: OccupantSession) {
-		this.nick = nick;
-		this.jid = jid;
-		this.bare = bare;
-		this.role = role;
-		this.primary = first;
-		this.sessions.set(first.key, first);
-	}
-}
-
-interface AffiliationEntry {
-	affiliation: Exclude<Affiliation, "none">;
-	/** A reserved nickname (XEP-0045 §7.12, §9.3 'nick'). */
-	nick?: string;
-	reason?: string;
-}
-
-export interface Subject {
-	text: string;
-	/** Nickname of whoever set it ("" for the room itself). */
-	nick: string;
-	when: number;
 }
 
 /** What a persistent room keeps in storage. */
@@ -105,22 +85,6 @@ export interface StoredRoom {
 	creator: string;
 	created: number;
 }
-
-/** Options of one presence built for the room. */
-interface PresenceOpts {
-	type?: "unavailable";
-	codes?: number[];
-	/** <item nick=...> (nick change, status 303). */
-	newNick?: string;
-	actor?: string;
-	reason?: string;
-	/** <destroy/> (§10.9). */
-	destroy?: Element;
-	/** Replaces the occupant's own presence payload (an exit's <status/>). */
-	payload?: Element;
-}
-
-const RANK: Record<Affiliation, number> = { owner: 4, admin: 3, member: 2, none: 1, outcast: 0 };
 
 export class Room {
 	readonly jid: JID;
@@ -156,23 +120,9 @@ export class Room {
 		return this.affiliations.get(bare)?.affiliation ?? "none";
 	}
 
-	/** §5.1.2 default roles: owners and admins moderate; visitors in moderated rooms. */
-	defaultRole(aff: Affiliation): Role {
-		if (aff === "owner" || aff === "admin") return "moderator";
-		if (aff === "member") return "participant";
-		if (aff === "outcast") return "none";
-		return this.config.moderated ? "visitor" : "participant";
-	}
-
 	/** §4.2 semi-anonymous rooms show real JIDs to moderators only; non-anonymous to all. */
 	seesRealJids(o: Occupant): boolean {
 		return this.config.whois === "anyone" || o.role === "moderator";
-	}
-
-	/** The bare JID that reserved `nick` (§7.12), if another one did. */
-	#nickOwner(nick: string): string | undefined {
-		for (const [bare, e] of this.affiliations) if (e.nick === nick) return bare;
-		return undefined;
 	}
 
 	get isEmpty(): boolean {
@@ -181,29 +131,9 @@ export class Room {
 
 	// --- presence building and broadcast ---
 
-	#presence(o: Occupant, withJid: boolean, opts: PresenceOpts = {}): Element {
-		const source = opts.payload ?? o.primary.presence;
-		const p = new Element("presence", null, { from: o.jid.toString() }, []);
-		if (opts.type) p.attrs.type = opts.type;
-		for (const c of source.children) {
-			// The client's own MUC elements are not repeated (§7.2.3: the service adds its own).
-			if (typeof c !== "string" && (c.ns === NS_MUC || c.ns === NS_MUC_USER)) continue;
-			if (typeof c !== "string") p.children.push(c);
-		}
-		const item = x("item", {
-			affiliation: this.affiliationOf(o.bare),
-			// An exit has role none; a nick change's unavailable keeps the role (§7.6, Example 49).
-			role: opts.type === "unavailable" && opts.newNick === undefined ? "none" : o.role,
-			jid: withJid ? o.primary.key : undefined,
-			nick: opts.newNick,
-		});
-		if (opts.actor !== undefined) item.append(x("actor", { nick: opts.actor }));
-		if (opts.reason !== undefined) item.append(x("reason", null, opts.reason));
-		const xEl = x("x", { xmlns: NS_MUC_USER }, item);
-		if (opts.destroy) xEl.append(opts.destroy);
-		for (const code of opts.codes ?? []) xEl.append(x("status", { code: String(code) }));
-		p.append(xEl);
-		return p;
+	/** The occupant's presence (presence.ts) with its current affiliation. */
+	#presence(o: Occupant, withJid: boolean, opts?: PresenceOpts): Element {
+		return occupantPresence(o, this.affiliationOf(o.bare), withJid, opts);
 	}
 
 	/** The occupant's current presence as another occupant `viewer` sees it. */
@@ -244,8 +174,7 @@ export class Room {
 		selfCodes: number[],
 	): void {
 		if (!sessions.length) return;
-		const codes = [...(opts.codes ?? []), ...selfCodes, 110].sort((a, b) => a - b);
-		const self = new PreparedStanza(this.#presence(o, true, { ...opts, codes }));
+		const self = new PreparedStanza(this.#presence(o, true, selfOpts(opts, selfCodes)));
 		for (const s of sessions) this.#host.deliver(s, self.to(s.key));
 	}
 
@@ -283,33 +212,8 @@ export class Room {
 		const bare = real.bare.toString();
 		const aff = this.affiliationOf(bare);
 		const mucX = stanza.getChild("x", NS_MUC);
-		// §7.2.11: nobody but the owner enters a room that is still locked.
-		if (this.locked && aff !== "owner")
-			throw new StanzaError("item-not-found", "the room is locked until its owner configures it");
-		// §7.2.8: banned users cannot enter.
-		if (aff === "outcast") throw new StanzaError("forbidden", "you are banned from this room");
-		// §7.2.7: members-only rooms admit members, admins and owners.
-		if (this.config.members_only && aff === "none")
-			throw new StanzaError("registration-required", "this room is members-only");
-		// §7.2.6: a password-protected room needs the right password.
-		if (this.config.password !== "" && mucX?.getChildText("password") !== this.config.password)
-			throw new StanzaError("not-authorized", "a password is required to enter this room");
-		// §7.2.9: the nickname is someone else's (in use, or reserved by another user).
-		const same = this.occupants.get(nick);
-		if (same && same.bare !== bare)
-			throw new StanzaError("conflict", "that nickname is in use", { type: "cancel" });
-		const owner = this.#nickOwner(nick);
-		if (owner !== undefined && owner !== bare)
-			throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
-		// §7.2.10: the room is full (admins and owners still enter).
-		if (
-			!same &&
-			this.occupants.size >= this.config.max_occupants &&
-			aff !== "owner" &&
-			aff !== "admin"
-		)
-			throw new StanzaError("service-unavailable", "the room is full", { type: "wait" });
-
+		// §7.2.6-§7.2.11: locked, banned, members-only, password, nickname, full (rules.ts).
+		const same = checkEntry(this, bare, aff, nick, mucX);
 		const s: OccupantSession = { jid: real, key, session, presence: stanza };
 		let o: Occupant;
 		if (same) {
@@ -320,7 +224,7 @@ export class Room {
 			o.primary = s;
 			o.cache = [null, null];
 		} else {
-			o = new Occupant(nick, this.jid.withResource(nick), bare, this.defaultRole(aff), s);
+			o = new Occupant(nick, this.jid.withResource(nick), bare, defaultRole(aff, this.config), s);
 		}
 		// §7.2.3: first the presence of every occupant already there...
 		for (const other of this.occupants.values()) {
@@ -330,14 +234,8 @@ export class Room {
 		this.occupants.set(nick, o);
 		this.byReal.set(key, o);
 		this.#host.sessionIndex(this, key, true);
-		// ...then the new occupant's presence to everyone, itself last with its status codes:
-		// 100 in a non-anonymous room (§7.2.4), 110 self, 201 a new room (§10.1.1). No 210
-		// (§7.2.3: "if the service modifies the user's nickname"): the nickname is the resource
-		// of the 'to' the client sent, prepared like every JID (RFC 7622 §3.4), and no policy
-		// here rewrites it.
-		const selfCodes: number[] = [];
-		if (this.config.whois === "anyone") selfCodes.push(100);
-		if (created) selfCodes.push(201);
+		// ...then the new occupant's presence to everyone, itself last with its status codes
+		// (110 self, and entryCodes: 100 non-anonymous, 201 new room).
 		for (const viewer of this.occupants.values()) {
 			if (viewer === o) continue;
 			const p = this.#cachedPresence(o, viewer);
@@ -350,7 +248,7 @@ export class Room {
 			{},
 			[],
 		);
-		this.#selfPresence(o, [s], {}, selfCodes);
+		this.#selfPresence(o, [s], {}, entryCodes(this.config, created));
 		// §7.2.14, §7.2.15: the discussion history, with XEP-0203 delays.
 		const req = parseHistoryRequest(mucX?.getChild("history", NS_MUC));
 		const now = this.#host.now();
@@ -363,28 +261,12 @@ export class Room {
 		))
 			this.#host.deliver(s, e.stanza.to(key));
 		// §7.2.16: then the subject, always (empty when there is none).
-		const subj = this.subject;
-		this.#host.deliver(
-			s,
-			x(
-				"message",
-				{
-					from: subj?.nick ? this.jid.withResource(subj.nick).toString() : this.key,
-					to: key,
-					type: "groupchat",
-				},
-				x("subject", null, subj?.text ?? ""),
-			),
-		);
+		this.#host.deliver(s, subjectMessage(this.jid, this.subject, key));
 	}
 
 	#changeNick(o: Occupant, s: OccupantSession, stanza: Element, nick: string): void {
-		// §7.6: the same conflict rules as on entering (§7.2.9).
-		if (this.occupants.has(nick))
-			throw new StanzaError("conflict", "that nickname is in use", { type: "cancel" });
-		const owner = this.#nickOwner(nick);
-		if (owner !== undefined && owner !== o.bare)
-			throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
+		// §7.6: the nickname conflict rules of entering (§7.2.9, rules.ts).
+		checkNickChange(this, o, nick);
 		// §7.6: unavailable from the old nickname with 303 and the new one, then available from
 		// the new one. Every session of the occupant moves: a nickname belongs to the user.
 		this.#broadcastPresence(o, { type: "unavailable", codes: [303], newNick: nick });
@@ -465,11 +347,7 @@ export class Room {
 				throw new StanzaError("not-acceptable", "the subject is too long");
 			this.subject = { text, nick: o.nick, when: this.#host.now() };
 		}
-		const attrs: Record<string, string> = { from: o.jid.toString(), type: "groupchat" };
-		if (stanza.attrs.id !== undefined) attrs.id = stanza.attrs.id;
-		const lang = stanza.attrs["xml:lang"];
-		if (lang !== undefined) attrs["xml:lang"] = lang;
-		const msg = new Element("message", null, attrs, stanza.children);
+		const msg = groupchatCopy(stanza, o);
 		this.broadcast(new PreparedStanza(msg));
 		if (body) this.#remember(msg);
 		return subject && !body ? "subject" : "message";
@@ -481,47 +359,18 @@ export class Room {
 			for (const s of o.sessions.values()) this.#host.deliver(s, p.to(s.key));
 	}
 
-	/** §7.2.14: history keeps the message as sent, with a delay stamp from the room's JID. */
+	/** §7.2.14: the room's history, at most muc#roomconfig_historylength messages. */
 	#remember(msg: Element): void {
 		const max = this.config.history_length;
 		if (max === 0) return;
-		const when = this.#host.now();
-		const delay = x("delay", { xmlns: NS_DELAY, from: this.key, stamp: delayStamp(when) });
-		const stored = new PreparedStanza(
-			new Element(msg.name, msg.ns, msg.attrs, [...msg.children, delay]),
-		);
-		this.history.push({ stanza: stored, when, chars: entryChars(stored) });
+		this.history.push(historyEntry(msg, this.key, this.#host.now()));
 		if (this.history.length > max) this.history.splice(0, this.history.length - max);
 	}
 
-	/** §7.5: a private message from `real` to the occupant `nick`. */
+	/** §7.5: a private message from `real` to the occupant `nick` (messages.ts). */
 	privateMessage(stanza: Element, real: JID, nick: string): void {
-		const type = stanza.attrs.type ?? "normal";
-		if (type === "error") return;
-		// §7.5: a private message of type groupchat is refused.
-		if (type === "groupchat")
-			throw new StanzaError("bad-request", "private messages cannot be of type groupchat");
-		const from = this.byReal.get(real.toString());
-		// §7.5: only occupants send private messages.
-		if (!from) throw new StanzaError("not-acceptable", "only occupants may send private messages");
-		const to = this.occupants.get(nick);
-		// §7.5: no occupant with that nickname.
-		if (!to) throw new StanzaError("item-not-found", "no occupant with that nickname");
-		const pm = this.config.allow_pm;
-		if (
-			pm === "none" ||
-			(pm === "moderators" && from.role !== "moderator") ||
-			(pm === "participants" && from.role === "visitor")
-		)
-			throw new StanzaError("forbidden", "private messages are not allowed here");
-		const attrs: Record<string, string> = { ...stanza.attrs, from: from.jid.toString() };
-		delete attrs.to;
-		const children = [...stanza.children];
-		// §7.5: the service adds <x xmlns='muc#user'/> so that clients (and XEP-0280 carbons)
-		// know it is a private message in a room.
-		if (!stanza.getChild("x", NS_MUC_USER)) children.push(x("x", { xmlns: NS_MUC_USER }));
-		const p = new PreparedStanza(new Element("message", stanza.ns, attrs, children));
-		for (const s of to.sessions.values()) this.#host.deliver(s, p.to(s.key));
+		const pm = privateMessage(this, stanza, real, nick);
+		if (pm) for (const s of pm.to.sessions.values()) this.#host.deliver(s, pm.copy.to(s.key));
 	}
 
 	occupantByReal(real: JID): Occupant | undefined {
@@ -530,7 +379,10 @@ export class Room {
 
 	// --- invitations (§7.8.2) ---
 
-	/** §7.8.2 mediated invitations and declines inside a message to the room. */
+	/**
+	 * §7.8.2 mediated invitations and declines inside a message to the room (the rules and
+	 * the messages are in messages.ts). Returns whether there were any.
+	 */
 	invitations(stanza: Element, real: JID): boolean {
 		const xEl = stanza.getChild("x", NS_MUC_USER);
 		if (!xEl) return false;
@@ -539,222 +391,43 @@ export class Room {
 		if (!invites.length && !declines.length) return false;
 		if (invites.length) {
 			const o = this.byReal.get(real.toString());
-			// §7.8.2: the inviter must be in the room.
-			if (!o) throw new StanzaError("not-acceptable", "only occupants may invite");
-			// §7.8.2 / muc#roomconfig_allowinvites: otherwise only moderators invite.
-			if (!this.config.allow_invites && o.role !== "moderator")
-				throw new StanzaError("forbidden", "only moderators may invite to this room");
+			checkInviter(this.config, o);
+			// Every invitee's JID is checked before any invitation goes out.
 			const targets: JID[] = [];
-			for (const inv of invites) targets.push(this.#jidAttr(inv.attrs.to));
+			for (const inv of invites) targets.push(jidAttr(this.#host, inv.attrs.to));
 			const aff = this.affiliationOf(o.bare);
 			for (const [i, to] of targets.entries()) {
-				const inv = invites[i] as Element;
-				// §9.3 / §7.8.2: in a members-only room, an invitation by an admin (or by anyone
-				// the room lets invite) makes the invitee a member, so that it can enter.
 				const toBare = to.bare.toString();
-				if (
-					this.config.members_only &&
-					this.affiliationOf(toBare) === "none" &&
-					(RANK[aff] >= RANK.admin || this.config.allow_invites)
-				)
+				if (invitationMakesMember(this.config, aff, this.affiliationOf(toBare)))
 					this.affiliations.set(toBare, { affiliation: "member" });
-				const reason = inv.getChildText("reason");
-				this.#host.route(
-					x(
-						"message",
-						{ from: this.key, to: to.toString() },
-						x(
-							"x",
-							{ xmlns: NS_MUC_USER },
-							x(
-								"invite",
-								{ from: real.toString() },
-								reason !== undefined && x("reason", null, reason),
-							),
-							this.config.password !== "" && x("password", null, this.config.password),
-						),
-						x("body", null, `${real.bare.toString()} invites you to the room ${this.key}`),
-					),
-				);
+				const inv = invites[i] as Element;
+				this.#host.route(inviteMessage(this.key, this.config.password, to, real, inv));
 			}
 		}
-		for (const dec of declines) {
-			// §7.8.2: a decline goes back to the inviter, from the room, naming the invitee.
-			const to = this.#jidAttr(dec.attrs.to);
-			const reason = dec.getChildText("reason");
-			this.#host.route(
-				x(
-					"message",
-					{ from: this.key, to: to.toString() },
-					x(
-						"x",
-						{ xmlns: NS_MUC_USER },
-						x(
-							"decline",
-							{ from: real.bare.toString() },
-							reason !== undefined && x("reason", null, reason),
-						),
-					),
-				),
-			);
-		}
+		for (const dec of declines)
+			this.#host.route(declineMessage(this.key, jidAttr(this.#host, dec.attrs.to), real, dec));
 		return true;
-	}
-
-	#jidAttr(v: string | undefined): JID {
-		if (v === undefined) throw new StanzaError("bad-request", "'to' is required");
-		try {
-			return this.#host.parseJid(v);
-		} catch {
-			throw new StanzaError("jid-malformed", `not a JID: ${v}`);
-		}
 	}
 
 	// --- muc#admin (§8, §9) ---
 
-	/** The list a muc#admin get asks for (§8.5, §9.2, §9.5, §9.8, §10.5, §10.8). */
+	/** The list a muc#admin get asks for (rules.ts). */
 	adminList(real: JID, item: Element): Element[] {
-		const bare = real.bare.toString();
-		const aff = this.affiliationOf(bare);
-		const { affiliation, role } = item.attrs;
-		if (affiliation !== undefined) {
-			if (!isAffiliation(affiliation) || affiliation === "none")
-				throw new StanzaError("bad-request", "unknown affiliation");
-			// §9.2, §9.5: admins and owners read the lists; §7.11: members read the member list of
-			// a members-only room.
-			const allowed =
-				RANK[aff] >= RANK.admin ||
-				(aff === "member" && this.config.members_only && affiliation !== "outcast");
-			if (!allowed) throw new StanzaError("forbidden", "you may not read this list");
-			const out: Element[] = [];
-			for (const [jid, e] of this.affiliations)
-				if (e.affiliation === affiliation)
-					out.push(
-						x(
-							"item",
-							{ affiliation, jid, nick: e.nick },
-							e.reason !== undefined && x("reason", null, e.reason),
-						),
-					);
-			return out;
-		}
-		if (role !== undefined) {
-			if (!isRole(role) || role === "none") throw new StanzaError("bad-request", "unknown role");
-			// §8.5, §9.8: moderators read the role lists.
-			if (this.byReal.get(real.toString())?.role !== "moderator")
-				throw new StanzaError("forbidden", "only moderators may read this list");
-			const out: Element[] = [];
-			for (const o of this.occupants.values())
-				if (o.role === role)
-					out.push(
-						x("item", {
-							role,
-							nick: o.nick,
-							affiliation: this.affiliationOf(o.bare),
-							jid: o.primary.key,
-						}),
-					);
-			return out;
-		}
-		throw new StanzaError("bad-request", "an item needs an affiliation or a role");
+		return adminList(this, real, item);
 	}
 
 	/**
-	 * A muc#admin set: every item is checked before any is applied (§8, §9). Returns whether
-	 * affiliations changed (so the service saves a persistent room).
+	 * A muc#admin set: every item is checked (rules.ts) before any is applied (§8, §9). Returns
+	 * whether affiliations changed (so the service saves a persistent room).
 	 */
 	adminSet(real: JID, items: Element[]): boolean {
-		if (!items.length) throw new StanzaError("bad-request", "no item");
-		const actorBare = real.bare.toString();
-		const actorAff = this.affiliationOf(actorBare);
-		const actor = this.byReal.get(real.toString());
-		const changes: (() => void)[] = [];
-		let affiliationsChanged = false;
-		// Affiliations as they will be once the earlier items of this request are applied.
-		const pending = new Map<string, Affiliation>();
-		const current = (bare: string) => pending.get(bare) ?? this.affiliationOf(bare);
-		for (const item of items) {
-			const reason = item.getChildText("reason");
-			const { affiliation, role, nick, jid } = item.attrs;
-			if (affiliation !== undefined) {
-				if (!isAffiliation(affiliation))
-					throw new StanzaError("bad-request", "unknown affiliation");
-				let bare: string;
-				if (jid !== undefined) bare = this.#jidAttr(jid).bare.toString();
-				else if (nick !== undefined) {
-					const o = this.occupants.get(nick);
-					if (!o) throw new StanzaError("item-not-found", "no occupant with that nickname");
-					bare = o.bare;
-				} else throw new StanzaError("bad-request", "an affiliation item needs a jid or nick");
-				this.#maySetAffiliation(actorBare, actorAff, bare, current(bare), affiliation);
-				pending.set(bare, affiliation);
-				affiliationsChanged = true;
-				// A nick given with a jid reserves it for that user (§9.3); one naming an occupant
-				// only finds the user.
-				const reserve = jid !== undefined ? nick : undefined;
-				changes.push(() => this.#setAffiliation(bare, affiliation, actor?.nick, reason, reserve));
-			} else if (role !== undefined) {
-				if (!isRole(role)) throw new StanzaError("bad-request", "unknown role");
-				let target: Occupant | undefined;
-				if (nick !== undefined) target = this.occupants.get(nick);
-				else if (jid !== undefined) target = this.byReal.get(this.#jidAttr(jid).toString());
-				else throw new StanzaError("bad-request", "a role item needs a nick");
-				// §8.2, §8.3: the occupant must be in the room.
-				if (!target) throw new StanzaError("item-not-found", "no occupant with that nickname");
-				this.#maySetRole(actor, actorAff, target, current(target.bare), role);
-				const t = target;
-				changes.push(() => this.#setRole(t, role, actor?.nick, reason));
-			} else throw new StanzaError("bad-request", "an item needs an affiliation or a role");
-		}
-		for (const apply of changes) apply();
-		return affiliationsChanged;
-	}
-
-	/**
-	 * §5.1.3, §8.2-§8.4, §9.6-§9.7 (and Prosody's may_set_role): only moderators change roles;
-	 * nobody changes an admin's or an owner's role; granting or revoking moderator needs an
-	 * admin or owner.
-	 */
-	#maySetRole(
-		actor: Occupant | undefined,
-		actorAff: Affiliation,
-		target: Occupant,
-		targetAff: Affiliation,
-		role: Role,
-	): void {
-		if (actor?.role !== "moderator")
-			throw new StanzaError("forbidden", "only moderators may change roles");
-		if (targetAff === "owner" || targetAff === "admin")
-			throw new StanzaError("not-allowed", "the roles of admins and owners cannot be changed");
-		if ((target.role === "moderator" || role === "moderator") && RANK[actorAff] < RANK.admin)
-			throw new StanzaError("not-allowed", "only admins and owners grant or revoke moderator");
-	}
-
-	/**
-	 * §5.2.3, §9, §10.3-§10.8 (and Prosody's set_affiliation): owners change any affiliation
-	 * but a room keeps at least one owner; admins only move users between none, member and
-	 * outcast; others may not change affiliations at all.
-	 */
-	#maySetAffiliation(
-		actorBare: string,
-		actorAff: Affiliation,
-		target: string,
-		targetAff: Affiliation,
-		next: Affiliation,
-	): void {
-		if (RANK[actorAff] < RANK.admin)
-			throw new StanzaError("forbidden", "only admins and owners change affiliations");
-		if (actorAff === "owner") {
-			if (target === actorBare && next !== "owner" && targetAff === "owner") {
-				// §10.5: the last owner cannot step down.
-				let owners = 0;
-				for (const e of this.affiliations.values()) if (e.affiliation === "owner") owners++;
-				if (owners <= 1) throw new StanzaError("conflict", "a room needs an owner");
-			}
-			return;
-		}
-		if (next === "owner" || next === "admin" || targetAff === "owner" || targetAff === "admin")
-			throw new StanzaError("not-allowed", "admins cannot change owners and admins");
+		const changes = planAdminSet(this, this.#host, real, items);
+		const actorNick = this.byReal.get(real.toString())?.nick;
+		for (const c of changes)
+			if (c.kind === "affiliation")
+				this.#setAffiliation(c.bare, c.affiliation, actorNick, c.reason, c.reserve);
+			else this.#setRole(c.target, c.role, actorNick, c.reason);
+		return changes.some((c) => c.kind === "affiliation");
 	}
 
 	#setAffiliation(
@@ -783,7 +456,7 @@ export class Room {
 				this.#remove(o, [321], actorNick, reason);
 			} else {
 				// §9.3, §10.3, §10.6: the new affiliation (and the role it implies) is broadcast.
-				o.role = this.defaultRole(aff);
+				o.role = defaultRole(aff, this.config);
 				o.cache = [null, null];
 				this.#broadcastPresence(o, { actor: actorNick, reason });
 			}
@@ -841,56 +514,19 @@ export class Room {
 			for (const o of [...this.occupants.values()])
 				if (this.affiliationOf(o.bare) === "none") this.#remove(o, [322]);
 		}
-		const codes: number[] = [];
-		const privacy = after.whois !== before.whois;
-		const other = (Object.keys(after) as (keyof RoomConfig)[]).some(
-			(k) => k !== "whois" && after[k] !== before[k],
-		);
-		if (other) codes.push(104);
-		// §10.2.1: 172 the room is now non-anonymous, 173 semi-anonymous.
-		if (privacy) codes.push(after.whois === "anyone" ? 172 : 173);
-		if (codes.length)
-			this.broadcast(
-				new PreparedStanza(
-					x(
-						"message",
-						{ from: this.key, type: "groupchat" },
-						x(
-							"x",
-							{ xmlns: NS_MUC_USER },
-							codes.map((c) => x("status", { code: String(c) })),
-						),
-					),
-				),
-			);
+		// §10.2.1: 104, 172, 173.
+		const codes = configChangeCodes(before, after);
+		if (codes.length) this.broadcast(new PreparedStanza(statusMessage(this.key, codes)));
 		this.#maybeDiscard();
 	}
 
 	/** §10.9: every occupant is told the room is gone (with the alternate venue, if any). */
 	destroy(reason?: string, alternate?: string): void {
-		const destroy = x(
-			"destroy",
-			{ jid: alternate },
-			reason !== undefined && x("reason", null, reason),
-		);
-		// §10.9: one unavailable presence to each occupant (none broadcast), with <destroy/>.
-		// It comes from the occupant's own JID, so it is self-presence and carries 110: the
-		// status code registry (§16.6) gives 110 the context "any room presence", and §7.14
-		// requires it on the presence that tells an occupant it is out of the room.
+		const destroy = destroyElement(reason, alternate);
+		// §10.9: one unavailable presence to each occupant (none broadcast), with <destroy/>
+		// and 110 (destroyPresence).
 		for (const o of [...this.occupants.values()]) {
-			const p = new PreparedStanza(
-				x(
-					"presence",
-					{ from: o.jid.toString(), type: "unavailable" },
-					x(
-						"x",
-						{ xmlns: NS_MUC_USER },
-						x("item", { affiliation: "none", role: "none" }),
-						destroy,
-						x("status", { code: "110" }),
-					),
-				),
-			);
+			const p = new PreparedStanza(destroyPresence(o, destroy));
 			for (const s of [...o.sessions.values()]) {
 				this.#detach(o, s);
 				this.#host.deliver(s, p.to(s.key));
@@ -928,12 +564,4 @@ export class Room {
 		}
 		this.subject = stored.subject;
 	}
-}
-
-function isAffiliation(s: string): s is Affiliation {
-	return s === "owner" || s === "admin" || s === "member" || s === "outcast" || s === "none";
-}
-
-function isRole(s: string): s is Role {
-	return s === "moderator" || s === "participant" || s === "visitor" || s === "none";
 }

@@ -25,7 +25,8 @@ import {
 	roomFeatures,
 	roomInfoForm,
 } from "./form.ts";
-import { type OccupantSession, Room, type RoomHost, type StoredRoom } from "./room.ts";
+import type { OccupantSession } from "./occupant.ts";
+import { Room, type RoomHost, type StoredRoom } from "./room.ts";
 
 export const ROOM_STORE = "muc_rooms";
 
