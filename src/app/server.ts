@@ -3,7 +3,8 @@
  * that knows every part by name — the core, the storage backends, the transports, the cluster
  * link and the modules — and connects them; each part sees the others only through the core's
  * interfaces (src/core/contracts.ts). A new transport adds its listeners in `listenersFor`, a
- * new module or component type adds itself to src/modules/index.ts.
+ * new module or component type adds itself to src/modules/index.ts. Federation (src/s2s/) is
+ * both: the router's `RemoteDomains` and the s2s listener.
  */
 import { C2SListener } from "../c2s/tcp.ts";
 import { ClusterLink } from "../cluster/link.ts";
@@ -14,6 +15,7 @@ import type { ModuleDefinition } from "../core/modules/define.ts";
 import { Server, type ServerOptions } from "../core/server.ts";
 import { HttpListener } from "../http/server.ts";
 import { builtinModules } from "../modules/index.ts";
+import { S2SManager } from "../s2s/manager.ts";
 import { createStorage } from "../storage/index.ts";
 
 export interface CreateServerOptions extends ServerOptions {
@@ -23,13 +25,19 @@ export interface CreateServerOptions extends ServerOptions {
 
 export function createServer(config: Config, opts: CreateServerOptions = {}): Server {
 	const { modules = [], ...serverOptions } = opts;
+	// Federation's listener hands connections to the same manager the router sends to.
+	let s2s: S2SManager | null = null;
 	return new Server(
 		config,
 		{
 			modules: [...builtinModules(), ...modules],
 			openStorage: (cfg) => createStorage(cfg.storage, resolveDataPath(cfg, ".")),
-			listeners: listenersFor,
+			listeners: (core) => [...listenersFor(core), ...(s2s ? [s2s.listener()] : [])],
 			cluster: (core) => new ClusterLink(core),
+			remote: (core) => {
+				s2s = new S2SManager(core);
+				return s2s;
+			},
 		},
 		serverOptions,
 	);

@@ -197,6 +197,18 @@ export interface ClusterHook {
 	sessionClosed(session: Session): void;
 }
 
+/**
+ * Federation (src/s2s/): where the router sends a stanza for a domain that is not ours. The
+ * stanza's `from` is a local address; failures come back to it as error stanzas through the
+ * router (RFC 6120 §8.3), never silently dropped.
+ */
+export interface RemoteDomains {
+	send(stanza: Element, from: JID, to: JID): void;
+	start(): Promise<void>;
+	/** Closes every server-to-server stream (`system-shutdown`). */
+	stop(): Promise<void>;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The server instance
 
@@ -219,6 +231,8 @@ export interface Core {
 	readonly storage: StorageBackend;
 	readonly certificates: CertificateStore;
 	readonly cluster: ClusterHook | null;
+	/** Federation, when server-to-server is on; null: remote domains are unreachable. */
+	readonly remote: RemoteDomains | null;
 	/** The host used when a stream names none (only for the stream header of an error). */
 	readonly defaultHost: string;
 	/** The host or component serving `domain`, if it is one of ours. */

@@ -107,8 +107,14 @@ export class Router implements StanzaRouter {
 		// Hosts and components (XEP-0045 MUC, ...) alike: a component has its own bus.
 		const host = this.#server.local(to.domain);
 		if (!host) {
-			// Not a local domain. Federation (RFC 6120 §10.4) is not there yet, so every remote
-			// domain is unreachable: RFC 6120 §8.3.3.16 remote-server-not-found.
+			// RFC 6120 §10.4: not a local domain. Federation takes it when it is on (only for
+			// stanzas from a local address: a remote server cannot relay through us); otherwise
+			// the domain is unreachable: §8.3.3.16 remote-server-not-found.
+			const remote = this.#server.remote;
+			if (remote && this.#server.local(event.from.domain)) {
+				remote.send(stanza, event.from, to);
+				return;
+			}
 			this.#error(event, new StanzaError("remote-server-not-found"));
 			return;
 		}

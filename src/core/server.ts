@@ -16,7 +16,7 @@ import { type CertificateStore, loadCertificates } from "../tls/certs.ts";
 import { JIDCache } from "../xmpp/jid.ts";
 import { resolveDataPath } from "./config/load.ts";
 import type { Config } from "./config/schema.ts";
-import type { ClusterHook, Connection, Core, Host, Listener } from "./contracts.ts";
+import type { ClusterHook, Connection, Core, Host, Listener, RemoteDomains } from "./contracts.ts";
 import { VirtualHost } from "./host.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { ModuleDefinition } from "./modules/define.ts";
@@ -33,6 +33,8 @@ export interface ServerParts {
 	listeners?(core: Core): Listener[];
 	/** The link to the other nodes, when `[cluster]` is enabled. */
 	cluster?(core: Core): ClusterHook;
+	/** Federation (server-to-server), when its listener is enabled. */
+	remote?(core: Core): RemoteDomains;
 }
 
 export interface ServerOptions {
@@ -66,6 +68,8 @@ export class Server implements Core {
 	#sweeper: NodeJS.Timeout | null = null;
 	/** The link to the other nodes when `[cluster]` is enabled (DESIGN.md "Cluster"). */
 	cluster: ClusterHook | null = null;
+	/** Federation when `[listeners.s2s]` is enabled (src/s2s/). */
+	remote: RemoteDomains | null = null;
 
 	constructor(config: Config, parts: ServerParts, opts: ServerOptions = {}) {
 		this.config = config;
@@ -123,6 +127,10 @@ export class Server implements Core {
 					throw new Error("[cluster] is enabled but no cluster link is built in");
 				this.cluster = this.#parts.cluster(this);
 				await this.cluster.start();
+			}
+			if (cfg.listeners.s2s.enabled && this.#parts.remote) {
+				this.remote = this.#parts.remote(this);
+				await this.remote.start();
 			}
 			this.listeners.push(...(this.#parts.listeners?.(this) ?? []));
 			for (const listener of this.listeners) await listener.listen();
@@ -256,6 +264,8 @@ export class Server implements Core {
 			}),
 		]);
 		clearTimeout(timer);
+		await this.remote?.stop();
+		this.remote = null;
 		await Promise.all(this.listeners.map((l) => l.close()));
 		this.listeners.length = 0;
 		await this.cluster?.stop();

@@ -102,7 +102,7 @@ export default defineModule({
 			({ stanza, origin }: StanzaEvent) => {
 				const asked = (stanza.elements()[0] as Element).attrs.node;
 				if (asked === undefined || asked !== `${node}#${currentVer()}`) return undefined;
-				origin?.send(resultFor(stanza, hostDiscoInfo(host, asked)));
+				api.reply(origin, resultFor(stanza, hostDiscoInfo(host, asked)));
 				return HANDLED;
 			},
 			Priority.TRANSFORM,

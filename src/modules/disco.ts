@@ -35,7 +35,7 @@ export default defineModule({
 				const node = (stanza.elements()[0] as Element).attrs.node;
 				// XEP-0030 §3.1: a node we do not know is item-not-found.
 				if (node !== undefined) throw new StanzaError("item-not-found");
-				origin?.send(resultFor(stanza, hostDiscoInfo(host, node)));
+				api.reply(origin, resultFor(stanza, hostDiscoInfo(host, node)));
 				return HANDLED;
 			},
 		);
@@ -49,7 +49,7 @@ export default defineModule({
 				const items = [...host.discoItems.values()].map((i) =>
 					x("item", { jid: i.jid, name: i.name }),
 				);
-				origin?.send(resultFor(stanza, x("query", { xmlns: NS_DISCO_ITEMS }, items)));
+				api.reply(origin, resultFor(stanza, x("query", { xmlns: NS_DISCO_ITEMS }, items)));
 				return HANDLED;
 			},
 		);
@@ -63,7 +63,8 @@ export default defineModule({
 				const features = [
 					...new Set([NS_DISCO_INFO, NS_DISCO_ITEMS, ...host.accountFeatures.keys()]),
 				].sort();
-				origin?.send(
+				api.reply(
+					origin,
 					resultFor(
 						stanza,
 						x(
@@ -82,7 +83,7 @@ export default defineModule({
 			async ({ stanza, origin, from, to }: StanzaEvent) => {
 				if (!(await host.accounts.exists(to.local))) throw new StanzaError("service-unavailable");
 				if (!from.bare.equals(to)) throw new StanzaError("service-unavailable");
-				origin?.send(resultFor(stanza, x("query", { xmlns: NS_DISCO_ITEMS })));
+				api.reply(origin, resultFor(stanza, x("query", { xmlns: NS_DISCO_ITEMS })));
 				return HANDLED;
 			},
 		);

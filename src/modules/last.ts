@@ -54,7 +54,10 @@ export default defineModule({
 
 		// XEP-0012 §5: a query to a server gives its uptime.
 		api.hook(`iq-get/host/${NS_LAST}:query`, ({ stanza, origin }: StanzaEvent) => {
-			origin?.send(resultFor(stanza, x("query", { xmlns: NS_LAST, seconds: seconds(started) })));
+			api.reply(
+				origin,
+				resultFor(stanza, x("query", { xmlns: NS_LAST, seconds: seconds(started) })),
+			);
 			return HANDLED;
 		});
 
@@ -65,7 +68,7 @@ export default defineModule({
 			if (!(await mayViewPresence(host, to, from))) throw new StanzaError("forbidden");
 			// §4: with an available resource the answer is 0 seconds.
 			if (host.sessionsOf(to.local).some((s) => s.available)) {
-				origin?.send(resultFor(stanza, x("query", { xmlns: NS_LAST, seconds: "0" })));
+				api.reply(origin, resultFor(stanza, x("query", { xmlns: NS_LAST, seconds: "0" })));
 				return HANDLED;
 			}
 			// A logout being recorded (Prosody's lastactivity.scs asks right after its own
@@ -74,7 +77,8 @@ export default defineModule({
 			const rec = await store.get(to.local);
 			// Never logged out since we started keeping track: nothing to tell.
 			if (!rec) throw new StanzaError("item-not-found");
-			origin?.send(
+			api.reply(
+				origin,
 				resultFor(
 					stanza,
 					x("query", { xmlns: NS_LAST, seconds: seconds(rec.when) }, rec.status || undefined),

@@ -12,14 +12,14 @@ export default defineModule({
 		api.addFeature(NS_PING);
 		// XEP-0199 §4.2 (client-to-server ping): answer with an empty result.
 		api.hook("iq-get/host/urn:xmpp:ping:ping", ({ stanza, origin }: StanzaEvent) => {
-			origin?.send(resultFor(stanza));
+			api.reply(origin, resultFor(stanza));
 			return HANDLED;
 		});
 		// A ping to one's own bare JID is answered by the server on the account's behalf
 		// (RFC 6120 §10.5.3.2 lets the server handle IQs to bare JIDs).
 		api.hook("iq-get/bare/urn:xmpp:ping:ping", ({ stanza, origin, from, to }: StanzaEvent) => {
 			if (!from.bare.equals(to)) return;
-			origin?.send(resultFor(stanza));
+			api.reply(origin, resultFor(stanza));
 			return HANDLED;
 		});
 	},

@@ -14,7 +14,8 @@ export default defineModule({
 		api.hook("iq-get/host/urn:xmpp:time:time", ({ stanza, origin }: StanzaEvent) => {
 			// XEP-0202 §4: tzo and utc (XEP-0082 DateTime, UTC with 'Z').
 			const utc = `${new Date().toISOString().slice(0, 19)}Z`;
-			origin?.send(
+			api.reply(
+				origin,
 				resultFor(
 					stanza,
 					x("time", { xmlns: NS_TIME }, x("tzo", null, "+00:00"), x("utc", null, utc)),

@@ -82,14 +82,14 @@ export default defineModule({
 			if (xml === undefined) {
 				if (own) {
 					// §3.1: no vCard yet -> an empty one.
-					origin?.send(resultFor(stanza, x("vCard", { xmlns: NS_VCARD })));
+					api.reply(origin, resultFor(stanza, x("vCard", { xmlns: NS_VCARD })));
 					return HANDLED;
 				}
 				// §3.3: the same error whether the user or the vCard is missing, so replies
 				// cannot be used to harvest accounts (RFC 6121 §8.5.1 uses the same condition).
 				throw new StanzaError("service-unavailable");
 			}
-			origin?.send(resultFor(stanza, parseStoredVCard(xml)));
+			api.reply(origin, resultFor(stanza, parseStoredVCard(xml)));
 			return HANDLED;
 		});
 
@@ -113,7 +113,7 @@ export default defineModule({
 				);
 			}
 			await store.set(to.local, xml);
-			origin?.send(resultFor(stanza));
+			api.reply(origin, resultFor(stanza));
 			return HANDLED;
 		});
 

@@ -20,7 +20,8 @@ export default defineModule({
 	load(api) {
 		api.addFeature(NS_VERSION);
 		api.hook("iq-get/host/jabber:iq:version:query", ({ stanza, origin }: StanzaEvent) => {
-			origin?.send(
+			api.reply(
+				origin,
 				resultFor(
 					stanza,
 					x(

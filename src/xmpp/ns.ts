@@ -16,3 +16,6 @@ export const NS_VERSION = "jabber:iq:version";
 export const NS_TIME = "urn:xmpp:time";
 export const NS_DELAY = "urn:xmpp:delay";
 export const NS_XML = "http://www.w3.org/XML/1998/namespace";
+export const NS_SERVER = "jabber:server";
+export const NS_DIALBACK = "jabber:server:dialback";
+export const NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback";

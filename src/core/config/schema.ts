@@ -228,6 +228,32 @@ export const configSchema = z
 				workers: z.union([z.literal("auto"), z.number().int().min(1).max(256)]).default(1),
 			})
 			.prefault({}),
+		s2s: z
+			.strictObject({
+				/**
+				 * Where to connect for a remote domain, before DNS: `"domain" = "host:port"` (a
+				 * federation of known servers, a test lab on loopback).
+				 */
+				routes: z
+					.record(
+						z.string(),
+						z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$/, "host:port ([v6]:port)"),
+					)
+					.default({}),
+				/** TLS is required on every server-to-server stream, both ways (RFC 6120 §5.3.1). */
+				require_encryption: z.boolean().default(true),
+				/** Seconds to set up an outgoing stream (DNS, TCP, TLS, authentication) before giving up. */
+				connect_timeout: z.number().positive().default(30),
+				/** Seconds an outgoing stream with no traffic stays open. */
+				idle_timeout: z.number().positive().default(300),
+				/** Stanzas waiting for an outgoing stream to a domain before more are bounced. */
+				queue_size: z.number().int().min(1).default(1000),
+				/** Remote domains never federated with (exact, or a parent of the domain). */
+				blocked_domains: z.array(z.string()).default([]),
+				/** When not empty, the only remote domains federated with. */
+				allowed_domains: z.array(z.string()).default([]),
+			})
+			.prefault({}),
 		cluster: z
 			.strictObject({
 				/** Join a cluster: sessions and stanzas are shared with the other nodes through Redis. */
@@ -273,6 +299,11 @@ export const configSchema = z
 				http: listener(5280),
 				/** HTTPS with the hosts' certificates: BOSH and WebSocket over TLS. */
 				https: listener(5281),
+				/**
+				 * RFC 6120 server-to-server (federation), STARTTLS. Off until `[s2s]` is complete
+				 * (SASL EXTERNAL is still to come): turn it on to federate with dialback.
+				 */
+				s2s: listener(5269, false),
 			})
 			.prefault({}),
 		http: z

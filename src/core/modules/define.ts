@@ -6,7 +6,7 @@
 import type { z } from "zod";
 import type { ArchiveStore, Json, KeyValStore, MapStore } from "../../storage/types.ts";
 import type { Element } from "../../xml/element.ts";
-import type { DiscoIdentity, Host } from "../contracts.ts";
+import type { DiscoIdentity, Host, Session } from "../contracts.ts";
 import type { Handler } from "../events.ts";
 import type { Logger } from "../log.ts";
 
@@ -30,6 +30,12 @@ export interface ModuleApi<O = Record<string, unknown>> {
 	archive<T extends Json = Json>(store: string): ArchiveStore<T>;
 	/** Route a stanza that carries `from` and `to` as the server. */
 	send(stanza: Element): Promise<void>;
+	/**
+	 * Answers a stanza's sender (an IQ result, an error): straight to `origin` when the answer is
+	 * addressed to that session, otherwise through the router, so a sender on another server
+	 * (RFC 6120 §10.4) or another node gets it too.
+	 */
+	reply(origin: Session | null, stanza: Element): void;
 	/** A repeating timer, cleared on unload. */
 	every(ms: number, fn: () => void): void;
 	/** Anything else to undo on unload. */

@@ -118,6 +118,14 @@ export class ModuleManager implements HostModules {
 			map: (store) => host.map(store),
 			archive: (store) => host.archive(store),
 			send: (stanza) => host.server.router.route(stanza),
+			reply: (origin, stanza) => {
+				const to = stanza.attrs.to;
+				if (origin && (to === undefined || to === origin.jid?.toString())) origin.send(stanza);
+				else if (to !== undefined && stanza.attrs.from !== undefined)
+					void host.server.router.route(stanza).catch((err: unknown) => {
+						host.log.error({ err }, "reply failed");
+					});
+			},
 			every(ms, fn) {
 				const t = setInterval(fn, ms);
 				t.unref();

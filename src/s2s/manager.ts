@@ -1,0 +1,275 @@
+/**
+ * Federation: the server-to-server streams of one server instance. It implements the core's
+ * `RemoteDomains` (the router hands it every stanza for a domain that is not ours) and owns
+ *
+ * - the outgoing streams, one per (local domain, remote domain) pair, made on demand, reused,
+ *   closed when idle (outgoing.ts);
+ * - the incoming streams the s2s listener accepts (incoming.ts);
+ * - the XEP-0220 dialback keys, made from each host's persistent secret.
+ *
+ * In a cluster each node keeps its own streams: a stanza leaves from the node its sender is on,
+ * so nothing crosses between nodes to reach a remote domain, and a node that dies takes only
+ * its own streams with it. The dialback secret is in the shared storage, so any node can
+ * answer a verification request for a key another node gave out.
+ */
+import net from "node:net";
+import type { Core, Listener, RemoteDomains } from "../core/contracts.ts";
+import type { Logger } from "../core/log.ts";
+import type { Element } from "../xml/element.ts";
+import { errorReply, mayReplyWithError, StanzaError } from "../xmpp/errors.ts";
+import type { JID } from "../xmpp/jid.ts";
+import { dialbackKey, keysMatch } from "./dialback.ts";
+import { type DialbackOutcome, IncomingStream } from "./incoming.ts";
+import { type OutgoingContext, OutgoingStream } from "./outgoing.ts";
+import { type Resolver, S2SResolver } from "./resolver.ts";
+import { S2SSocket } from "./socket.ts";
+
+/** What `parley` shows of one open stream. */
+export interface S2SStreamInfo {
+	direction: "incoming" | "outgoing";
+	local: string;
+	remote: string[];
+	state: string;
+	tls: string | null;
+}
+
+export class S2SManager implements RemoteDomains {
+	readonly #core: Core;
+	readonly #log: Logger;
+	readonly #resolver: Resolver;
+	readonly #out = new Map<string, OutgoingStream>();
+	readonly #in = new Set<IncomingStream>();
+	readonly #outCtx: OutgoingContext;
+	#stopping = false;
+
+	constructor(core: Core, resolver?: Resolver) {
+		this.#core = core;
+		this.#log = core.log.child({ component: "s2s" });
+		const cfg = core.config.s2s;
+		this.#resolver = resolver ?? new S2SResolver(cfg.routes);
+		this.#outCtx = {
+			log: this.#log,
+			requireEncryption: cfg.require_encryption,
+			connectTimeoutMs: cfg.connect_timeout * 1000,
+			idleTimeoutMs: cfg.idle_timeout * 1000,
+			queueSize: cfg.queue_size,
+			stanzaBytes: core.config.limits.stanza_size,
+			maxDepth: core.config.limits.max_depth,
+			resolve: (domain) => this.#resolver.resolve(domain),
+			tlsOptions: (local) => ({ secureContext: core.certificates.contextFor(local) }),
+			dialbackKey: (local, remote, id) => this.#key(local, remote, id),
+			bounce: (stanza, error) => this.#bounce(stanza, error),
+			ended: (stream) => {
+				const key = pairKey(stream.local, stream.remote);
+				if (this.#out.get(key) === stream) this.#out.delete(key);
+			},
+		};
+	}
+
+	async start(): Promise<void> {}
+
+	send(stanza: Element, from: JID, to: JID): void {
+		const remote = to.domain;
+		if (this.#stopping) {
+			this.#bounce(stanza, new StanzaError("remote-server-not-found", "the server is stopping"));
+			return;
+		}
+		if (!this.allowed(remote)) {
+			// Federation with this domain is off by the operator's choice (`s2s.blocked_domains`,
+			// `s2s.allowed_domains`): RFC 6120 §8.3.3.16 remote-server-not-found, with the reason.
+			this.#bounce(
+				stanza,
+				new StanzaError("remote-server-not-found", `federation with ${remote} is not allowed here`),
+			);
+			return;
+		}
+		this.#outgoing(from.domain, remote).send(stanza);
+	}
+
+	/** The outgoing stream for a pair, made when there is none. */
+	#outgoing(local: string, remote: string): OutgoingStream {
+		const key = pairKey(local, remote);
+		let stream = this.#out.get(key);
+		if (!stream) {
+			stream = new OutgoingStream(local, remote, this.#outCtx);
+			this.#out.set(key, stream);
+		}
+		return stream;
+	}
+
+	/** Whether the config lets us federate with `domain` (or the parent domain listed). */
+	allowed(domain: string): boolean {
+		const cfg = this.#core.config.s2s;
+		const matches = (list: string[]) => list.some((d) => domain === d || domain.endsWith(`.${d}`));
+		if (matches(cfg.blocked_domains)) return false;
+		return cfg.allowed_domains.length === 0 || matches(cfg.allowed_domains);
+	}
+
+	#key(originating: string, receiving: string, id: string): string {
+		const host = this.#core.hosts.get(originating) ?? this.#core.components.get(originating);
+		// A domain without a host secret (a component) signs with its parent host's.
+		const secret = host?.secret.length ? host.secret : this.#parentSecret(originating);
+		return dialbackKey(secret, receiving, originating, id);
+	}
+
+	#parentSecret(domain: string): Buffer {
+		for (const [name, host] of this.#core.hosts)
+			if (domain.endsWith(`.${name}`)) return host.secret;
+		return this.#core.hosts.values().next().value?.secret ?? Buffer.alloc(0);
+	}
+
+	#bounce(stanza: Element, error: StanzaError): void {
+		// RFC 6120 §8.3.1: never answer an error with an error.
+		if (!mayReplyWithError(stanza)) return;
+		void this.#core.router.route(errorReply(stanza, error)).catch((err: unknown) => {
+			this.#log.error({ err }, "s2s bounce failed");
+		});
+	}
+
+	/** The listener for incoming streams (`[listeners.s2s]`). */
+	listener(): Listener {
+		return new S2SListener(this.#core, this);
+	}
+
+	/** Takes an accepted connection. */
+	accept(socket: net.Socket): void {
+		const core = this.#core;
+		const cfg = core.config;
+		const stream: IncomingStream = new IncomingStream({
+			log: this.#log,
+			jids: core.jids,
+			requireEncryption: cfg.s2s.require_encryption,
+			stanzaBytes: cfg.limits.stanza_size,
+			isLocal: (domain) => core.local(domain) !== undefined,
+			allowed: (domain) => this.allowed(domain),
+			startTls: (s) => s.startTlsServer(core.certificates.serverOptions()),
+			dialbackKey: (originating, receiving, id) => this.#key(originating, receiving, id),
+			keysMatch,
+			verifyWithAuthority: (receiving, originating, id, key) =>
+				this.#verify(receiving, originating, id, key),
+			route: (stanza) => core.router.route(stanza),
+			ended: (s) => this.#in.delete(s),
+		});
+		const s2sSocket = new S2SSocket(
+			socket,
+			false,
+			{ stanzaBytes: cfg.limits.preauth_stanza_size, maxDepth: cfg.limits.max_depth },
+			{
+				streamStart: (attrs, name, ns, defaultNs) => stream.streamStart(attrs, name, ns, defaultNs),
+				element: (el) => stream.element(el),
+				streamEnd: () => stream.streamEnd(),
+				parseError: (condition, text) => stream.parseError(condition, text),
+				closed: () => stream.closed(),
+			},
+			this.#log,
+		);
+		stream.attach(s2sSocket);
+		this.#in.add(stream);
+	}
+
+	/**
+	 * XEP-0220 §2.1.2: asks the authoritative server of `originating` whether `key` is right,
+	 * over our outgoing stream to it (made if needed; the verification does not wait for our own
+	 * authentication on it).
+	 */
+	async #verify(
+		receiving: string,
+		originating: string,
+		id: string,
+		key: string,
+	): Promise<DialbackOutcome> {
+		const stream = this.#outgoing(receiving, originating);
+		const valid = await stream.verify(receiving, id, key);
+		if (valid) return "valid";
+		// A stream that never got past TLS could not ask: XEP-0220 §2.4 remote-server-not-found.
+		return stream.state === "closed" && !stream.ready
+			? { error: "remote-server-not-found" }
+			: "invalid";
+	}
+
+	/** Open streams, for the logs and the CLI. */
+	streams(): S2SStreamInfo[] {
+		return [
+			...[...this.#out.values()].map((s) => ({
+				direction: "outgoing" as const,
+				local: s.local,
+				remote: [s.remote],
+				state: s.state,
+				tls: s.tlsVersion,
+			})),
+			...[...this.#in].map((s) => ({
+				direction: "incoming" as const,
+				local: s.local,
+				remote: s.remoteDomains,
+				state: "open",
+				tls: s.tlsVersion,
+			})),
+		];
+	}
+
+	async stop(): Promise<void> {
+		this.#stopping = true;
+		for (const s of [...this.#in]) s.close("system-shutdown");
+		for (const s of [...this.#out.values()]) s.close();
+		this.#in.clear();
+		this.#out.clear();
+	}
+}
+
+function pairKey(local: string, remote: string): string {
+	return `${local} ${remote}`;
+}
+
+/** The s2s port (RFC 6120 §14.7: 5269): accepts connections for the manager. */
+class S2SListener implements Listener {
+	readonly kind = "s2s";
+	readonly #core: Core;
+	readonly #manager: S2SManager;
+	#net: net.Server | null = null;
+	readonly #sockets = new Set<net.Socket>();
+
+	constructor(core: Core, manager: S2SManager) {
+		this.#core = core;
+		this.#manager = manager;
+	}
+
+	get port(): number {
+		const a = this.#net?.address();
+		return a && typeof a === "object" ? a.port : this.#core.config.listeners.s2s.port;
+	}
+
+	async listen(): Promise<void> {
+		const { address, port } = this.#core.config.listeners.s2s;
+		const server = net.createServer((socket) => {
+			const ip = socket.remoteAddress ?? "";
+			if (!this.#core.connectionLimiter.acquire(ip)) {
+				socket.destroy();
+				return;
+			}
+			this.#sockets.add(socket);
+			socket.once("close", () => {
+				this.#sockets.delete(socket);
+				this.#core.connectionLimiter.release(ip);
+			});
+			this.#manager.accept(socket);
+		});
+		await new Promise<void>((resolve, reject) => {
+			server.once("error", reject);
+			server.listen({ host: address, port }, () => {
+				server.off("error", reject);
+				resolve();
+			});
+		});
+		this.#net = server;
+		this.#core.log.info({ listener: this.kind, address, port: this.port }, "listening");
+	}
+
+	async close(): Promise<void> {
+		const server = this.#net;
+		this.#net = null;
+		if (!server) return;
+		const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+		for (const s of this.#sockets) s.destroy();
+		await closed;
+	}
+}

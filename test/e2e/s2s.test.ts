@@ -1,0 +1,233 @@
+/**
+ * Federation between two Parley servers on loopback (issue 12): real s2s streams with STARTTLS
+ * and Server Dialback (XEP-0220), reached through static routes (`[s2s] routes`), with real
+ * clients (xmpp.js) on each side, and raw sockets for a peer that misbehaves.
+ */
+import assert from "node:assert/strict";
+import { createHash, createHmac } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { xml } from "@xmpp/client";
+import { freePort } from "../helpers/pg-cluster.ts";
+import { RawClient } from "../helpers/raw.ts";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { connect, type XmppConnection } from "../helpers/xmpp-client.ts";
+
+let a: TestServer;
+let b: TestServer;
+let aS2s: number;
+let bS2s: number;
+let closedPort: number;
+
+function federated(domain: string, port: number, routes: Record<string, string>) {
+	return {
+		hosts: { [domain]: {} },
+		listeners: { s2s: { enabled: true, address: "127.0.0.1", port } },
+		s2s: { routes },
+	};
+}
+
+before(async () => {
+	[aS2s, bS2s, closedPort] = await Promise.all([freePort(), freePort(), freePort()]);
+	a = await startTestServer({
+		config: federated("a.example", aS2s, {
+			"b.example": `127.0.0.1:${bS2s}`,
+			"nowhere.example": `127.0.0.1:${closedPort}`,
+		}),
+		users: [["alice@a.example", "alice-pw"]],
+	});
+	b = await startTestServer({
+		config: federated("b.example", bS2s, { "a.example": `127.0.0.1:${aS2s}` }),
+		users: [["bob@b.example", "bob-pw"]],
+	});
+});
+after(async () => {
+	await a?.stop();
+	await b?.stop();
+});
+
+async function login(t: TestServer, user: string, domain: string): Promise<XmppConnection> {
+	return connect(`xmpp://127.0.0.1:${t.port}`, user, `${user}-pw`, { domain, resource: "r" });
+}
+
+describe("Parley to Parley", () => {
+	test("a chat message crosses both ways, unknown payload intact (RFC 6120 §10.4, seed 003)", async () => {
+		const alice = await login(a, "alice", "a.example");
+		const bob = await login(b, "bob", "b.example");
+		try {
+			await alice.xmpp.send(xml("presence"));
+			await bob.xmpp.send(xml("presence"));
+			await alice.xmpp.send(
+				xml(
+					"message",
+					{ to: "bob@b.example/r", type: "chat", id: "s1" },
+					xml("body", {}, "hello from a <&>"),
+					xml("x", { xmlns: "urn:example:unknown" }, xml("y", {}, "kept")),
+				),
+			);
+			const m = await waitFor(
+				() => bob.stanzas.find((s) => s.is("message") && s.attrs.id === "s1"),
+				"bob to get the message",
+			);
+			// The receiving server takes `from` as the authenticated peer stamped it (RFC 6120 §8.1.2.2).
+			assert.equal(m.attrs.from, "alice@a.example/r");
+			assert.equal(m.getChildText("body"), "hello from a <&>");
+			assert.equal(m.getChild("x", "urn:example:unknown")?.getChildText("y"), "kept");
+			// jabber:server on the wire is jabber:client again for the client (RFC 6120 §4.8.3).
+			assert.equal(m.getChild("body")?.attrs.xmlns, undefined);
+
+			await bob.xmpp.send(
+				xml("message", { to: "alice@a.example", type: "chat", id: "s2" }, xml("body", {}, "hi a")),
+			);
+			const reply = await waitFor(
+				() => alice.stanzas.find((s) => s.is("message") && s.attrs.id === "s2"),
+				"alice to get the reply",
+			);
+			assert.equal(reply.attrs.from, "bob@b.example/r");
+		} finally {
+			await alice.xmpp.stop();
+			await bob.xmpp.stop();
+		}
+	});
+
+	test("an IQ to the remote server comes back with its result (XEP-0199 over s2s)", async () => {
+		const alice = await login(a, "alice", "a.example");
+		try {
+			const result = await alice.xmpp.iqCaller.request(
+				xml(
+					"iq",
+					{ type: "get", to: "b.example", id: "p1" },
+					xml("ping", { xmlns: "urn:xmpp:ping" }),
+				),
+			);
+			assert.equal(result.attrs.type, "result");
+			assert.equal(result.attrs.from, "b.example");
+		} finally {
+			await alice.xmpp.stop();
+		}
+	});
+
+	test("a subscription across servers: both see each other's presence (RFC 6121 §3, §4)", async () => {
+		const alice = await login(a, "alice", "a.example");
+		const bob = await login(b, "bob", "b.example");
+		try {
+			await alice.xmpp.send(xml("presence"));
+			await bob.xmpp.send(xml("presence"));
+			await alice.xmpp.send(xml("presence", { to: "bob@b.example", type: "subscribe" }));
+			await waitFor(
+				() =>
+					bob.stanzas.find(
+						(s) =>
+							s.is("presence") &&
+							s.attrs.type === "subscribe" &&
+							s.attrs.from === "alice@a.example",
+					),
+				"bob to get the subscription request",
+			);
+			await bob.xmpp.send(xml("presence", { to: "alice@a.example", type: "subscribed" }));
+			await waitFor(
+				() =>
+					alice.stanzas.find(
+						(s) =>
+							s.is("presence") && s.attrs.from === "bob@b.example/r" && s.attrs.type === undefined,
+					),
+				"alice to see bob available",
+			);
+		} finally {
+			await alice.xmpp.stop();
+			await bob.xmpp.stop();
+		}
+	});
+
+	test("a domain that cannot be reached: the message comes back remote-server-not-found with its payload (RFC 6120 §8.3.3.16)", async () => {
+		const alice = await login(a, "alice", "a.example");
+		try {
+			await alice.xmpp.send(
+				xml(
+					"message",
+					{ to: "x@nowhere.example", type: "chat", id: "n1" },
+					xml("body", {}, "lost?"),
+				),
+			);
+			const err = await waitFor(
+				() => alice.stanzas.find((s) => s.is("message") && s.attrs.id === "n1"),
+				"the bounce",
+			);
+			assert.equal(err.attrs.type, "error");
+			assert.equal(err.attrs.from, "x@nowhere.example");
+			assert.equal(err.getChildText("body"), "lost?");
+			assert.ok(
+				err
+					.getChild("error")
+					?.getChild("remote-server-not-found", "urn:ietf:params:xml:ns:xmpp-stanzas"),
+			);
+		} finally {
+			await alice.xmpp.stop();
+		}
+	});
+});
+
+describe("a peer that misbehaves", () => {
+	const header = (from: string, to: string) =>
+		`<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='${from}' to='${to}' version='1.0'>`;
+
+	/** Opens an s2s stream to B as a.example and upgrades it with STARTTLS. */
+	async function tlsStream(): Promise<{ c: RawClient; id: string }> {
+		const c = await RawClient.connect(bS2s);
+		c.send(header("a.example", "b.example"));
+		await c.waitFor(/<starttls[^>]*>/);
+		c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+		await c.waitFor(/<proceed/);
+		await c.startTls("b.example");
+		c.received = "";
+		c.send(header("a.example", "b.example"));
+		const opened = await c.waitFor(/<stream:stream[^>]*>/);
+		const id = /id='([^']+)'/.exec(opened)?.[1] ?? /id="([^"]+)"/.exec(opened)?.[1] ?? "";
+		await c.waitFor(/<\/stream:features>/);
+		return { c, id };
+	}
+
+	test("stanzas before authentication end the stream with not-authorized (RFC 6120 §4.9.3.12)", async () => {
+		const { c } = await tlsStream();
+		c.send("<message from='mallory@a.example' to='bob@b.example'><body>x</body></message>");
+		await c.waitFor(/<not-authorized/);
+		await c.waitClosed();
+	});
+
+	test("dialback without TLS is refused when TLS is required (RFC 6120 §5.3.1)", async () => {
+		const c = await RawClient.connect(bS2s);
+		c.send(header("a.example", "b.example"));
+		await c.waitFor(/<\/stream:features>/);
+		assert.doesNotMatch(c.received, /urn:xmpp:features:dialback/);
+		c.send("<db:result from='a.example' to='b.example'>00</db:result>");
+		await c.waitFor(/<policy-violation/);
+		await c.waitClosed();
+	});
+
+	test("a wrong dialback key is refused; a right one lets the peer speak only for its domain (XEP-0220 §2.1, RFC 6120 §4.9.3.9)", async () => {
+		const { c, id } = await tlsStream();
+		c.send("<db:result from='a.example' to='b.example'>0123456789abcdef</db:result>");
+		await c.waitFor(/<db:result[^>]*type=.invalid/);
+		// The key a.example's server would give for this stream (XEP-0185 §3): its host secret,
+		// which the authoritative server (A) checks when B asks.
+		const secret = a.server.hosts.get("a.example")?.secret ?? Buffer.alloc(0);
+		const key = createHmac("sha256", createHash("sha256").update(secret).digest("hex"))
+			.update(`b.example a.example ${id}`)
+			.digest("hex");
+		c.received = "";
+		c.send(`<db:result from='a.example' to='b.example'>${key}</db:result>`);
+		await c.waitFor(/<db:result[^>]*type=.valid/);
+		c.send(
+			"<message from='mallory@evil.example' to='bob@b.example' type='chat'><body>spoof</body></message>",
+		);
+		await c.waitFor(/<invalid-from/);
+		await c.waitClosed();
+	});
+
+	test("a stream to a domain not served here gets host-unknown (RFC 6120 §4.9.3.6)", async () => {
+		const c = await RawClient.connect(bS2s);
+		c.send(header("a.example", "elsewhere.example"));
+		await c.waitFor(/<host-unknown/);
+		await c.waitClosed();
+	});
+});
