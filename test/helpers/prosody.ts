@@ -6,34 +6,46 @@
  *
  * How Prosody reaches a Parley domain on loopback, without DNS
  * ------------------------------------------------------------
- * Prosody 0.12 finds an s2s peer with net.resolvers.service: an SRV lookup of
- * `_xmpp-server._tcp.<domain>`, then (no SRV) the domain's A/AAAA records on port 5269
- * (mod_s2s, route_to_new_session). The lookups go through net.adns, which is one of two DNS
- * clients, picked at start:
+ * Prosody 0.12 finds an s2s peer with net.resolvers.service (mod_s2s, route_to_new_session):
+ * an SRV lookup of `_xmpp-server._tcp.<domain>`, and without SRV records the domain's A/AAAA
+ * records on port 5269. The lookups go through net.adns, which is one of two DNS clients, picked
+ * at start:
  *   - with lua-unbound installed, net.unbound (libunbound). It reads a hosts file only when
  *     told to (`unbound = { hoststxt = "<file>" }`; Prosody's default is false). That would
- *     work, but needs an extra package (lua-unbound, not pulled in by prosody) and the peer
- *     must then listen on port 5269, since a hosts file has no SRV records.
- *   - without it (the case here: Debian's prosody only suggests lua-unbound), net.dns, Prosody's
- *     own pure-Lua resolver. It reads the nameservers from /etc/resolv.conf and sends UDP
- *     queries; it never reads /etc/hosts (grep net/dns.lua: no "hosts"), so an /etc/hosts line
- *     does nothing, and nor does a loopback alias on its own.
- * There is no config option in 0.12.3 to route a remote domain (the `s2sout-pre-connect` event
- * that community module mod_s2soutinjection uses arrived in 0.12.4), and a local DNS server
- * would mean pointing the whole machine's /etc/resolv.conf at it.
+ *     work, but needs an extra package (lua-unbound; Debian's prosody only suggests it) and the
+ *     peer must then listen on port 5269, since a hosts file has no SRV records.
+ *   - without it (the case here), net.dns, Prosody's own pure-Lua resolver: it reads the
+ *     nameservers from /etc/resolv.conf and sends UDP queries, and never reads /etc/hosts.
+ *     Tried: with `127.0.0.1 vm` in /etc/hosts (as on this machine) and a listener on
+ *     127.0.0.1:5269, a message to bob@vm makes Prosody ask the nameserver for
+ *     _xmpps-server._tcp.vm, _xmpp-server._tcp.vm, then A and AAAA of vm, and bounce it with
+ *     remote-server-not-found ("unable to resolve service") after about 2 s; nothing connects.
+ *     So an /etc/hosts line or a loopback alias does nothing here.
+ * 0.12.3 has no config option to route a remote domain (the `s2sout-pre-connect` event that
+ * community module mod_s2soutinjection now uses arrived in 0.12.4), and a local DNS server would
+ * mean pointing the whole machine's /etc/resolv.conf at it.
  *
- * What works, and is what this harness does: a 30-line Prosody plugin of our own,
- * mod_test_s2s_routes (written into the private plugin directory, loaded through
- * `plugin_paths`, the same trick as community mod_srvinjection). It wraps net.adns's resolver
- * so that the SRV query `_xmpp-server._tcp.<domain>` for a domain listed in a routes file is
- * answered with one SRV record whose target is an IP address and port from that file
- * (`_xmpps-server._tcp.<domain>`, direct TLS, gets an empty answer); every other query goes to
- * the real resolver. The routes file is read at each lookup, so a test can start Prosody first,
- * start Parley with a static route to Prosody's s2s port, then `setRoute()` Parley's address
- * and port (any loopback address and port: nothing needs 5269, root, /etc/hosts or an alias).
- * Only the DNS answer is faked: Prosody's own mod_s2s, TLS, certificate checks, SASL EXTERNAL
- * and dialback run unchanged, and the certificate is still checked against the domain, not
- * the IP address. Parley -> Prosody needs nothing: a static route to `address`:`s2sPort`.
+ * What works, and is what this harness does: a small Prosody plugin of our own,
+ * mod_test_s2s_routes (ROUTES_PLUGIN below, written into the private plugin directory and
+ * loaded through `plugin_paths`; community mod_srvinjection uses the same trick). It wraps
+ * net.adns's resolver so that the SRV query `_xmpp-server._tcp.<domain>` for a domain listed in
+ * a routes file is answered with one record whose target is the IP address and port from that
+ * file (`_xmpps-server._tcp.<domain>`, direct TLS, gets an empty answer); every other query goes
+ * to the real resolver, unchanged. The routes file is read at each lookup, so a test can start
+ * Prosody, start Parley with a static route to Prosody's `address`:`s2sPort`, then `setRoute()`
+ * the Parley domain to Parley's s2s address and port: any loopback address (127.0.0.2 works
+ * with no alias on Linux) and any port, so nothing needs port 5269, /etc/hosts or an alias, and
+ * parallel tests do not collide. Only the DNS answer is faked: Prosody's own mod_s2s, TLS,
+ * certificate checks, SASL EXTERNAL and dialback run unchanged, and the peer's certificate is
+ * still checked against the domain, not the address. (net.unbound has the same resolver()
+ * shape, so it should work there too; not tried, lua-unbound is not installed.)
+ * Parley -> Prosody needs nothing but Parley's static route to `address`:`s2sPort`.
+ *
+ * Seen on the wire (test/e2e/prosody-harness.test.ts): Prosody 0.12.3 sends no SNI on s2s
+ * STARTTLS (net.server sets a server name only for direct TLS), so a receiving server must pick
+ * its certificate from the stream header's 'to', not from SNI. It presents its certificate as
+ * a client certificate, and as the initiator it tries SASL EXTERNAL whenever the receiver offers
+ * it, with its own domain as authorization identity.
  *
  * Prosody refuses to run as root unless `run_as_root = true` (mod_posix), which the config sets
  * (CI runs as root); it is harmless as another user.
@@ -225,7 +237,6 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
 	for (const [d, r] of Object.entries(opts.routes ?? {})) routes.set(d, `${r.address} ${r.port}`);
 	writeRoutes();
 
-	const [c2sPort, s2sPort] = [await freePort(address), await freePort(address)];
 	const modules = [
 		"roster",
 		"saslauth",
@@ -237,37 +248,40 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
 		...(opts.modules ?? []),
 	];
 	const hostSsl = `ssl = { certificate = ${lua(cert.certPath)}; key = ${lua(cert.keyPath)}; }`;
-	const config = [
-		"-- Written by Parley's test/helpers/prosody.ts for one test; removed when it stops.",
-		"run_as_root = true",
-		`pidfile = ${lua(join(dir, "prosody.pid"))}`,
-		`data_path = ${lua(dataDir)}`,
-		`certificates = ${lua(certsDir)}`,
-		`plugin_paths = { ${lua(pluginDir)} }`,
-		`log = { { levels = { min = "debug" }, to = "file", filename = ${lua(logPath)} }; { levels = { min = "error" }, to = "console" } }`,
-		`modules_enabled = { ${modules.map(lua).join("; ")} }`,
-		'authentication = "internal_hashed"',
-		"allow_registration = false",
-		"c2s_require_encryption = true",
-		`s2s_require_encryption = ${opts.requireEncryption !== false}`,
-		`s2s_secure_auth = ${opts.secureAuth === true}`,
-		`c2s_ports = { ${c2sPort} }`,
-		`c2s_interfaces = { ${lua(address)} }`,
-		`s2s_ports = { ${s2sPort} }`,
-		`s2s_interfaces = { ${lua(address)} }`,
-		"c2s_direct_tls_ports = { }",
-		"s2s_direct_tls_ports = { }",
-		"legacy_ssl_ports = { }",
-		`test_s2s_routes_file = ${lua(routesPath)}`,
-		...(opts.trustCa ? [`ssl = { cafile = ${lua(opts.trustCa)}; }`] : []),
-		opts.extraConfig ?? "",
-		"",
-		`VirtualHost ${lua(domain)}`,
-		`\t${hostSsl}`,
-		...(muc ? ["", `Component ${lua(muc)} "muc"`, `\t${hostSsl}`] : []),
-		"",
-	].join("\n");
-	writeFileSync(configPath, config);
+	const writeConfig = (c2sPort: number, s2sPort: number) =>
+		writeFileSync(
+			configPath,
+			[
+				"-- Written by Parley's test/helpers/prosody.ts for one test; removed when it stops.",
+				"run_as_root = true",
+				`pidfile = ${lua(join(dir, "prosody.pid"))}`,
+				`data_path = ${lua(dataDir)}`,
+				`certificates = ${lua(certsDir)}`,
+				`plugin_paths = { ${lua(pluginDir)} }`,
+				`log = { { levels = { min = "debug" }, to = "file", filename = ${lua(logPath)} }; { levels = { min = "error" }, to = "console" } }`,
+				`modules_enabled = { ${modules.map(lua).join("; ")} }`,
+				'authentication = "internal_hashed"',
+				"allow_registration = false",
+				"c2s_require_encryption = true",
+				`s2s_require_encryption = ${opts.requireEncryption !== false}`,
+				`s2s_secure_auth = ${opts.secureAuth === true}`,
+				`c2s_ports = { ${c2sPort} }`,
+				`c2s_interfaces = { ${lua(address)} }`,
+				`s2s_ports = { ${s2sPort} }`,
+				`s2s_interfaces = { ${lua(address)} }`,
+				"c2s_direct_tls_ports = { }",
+				"s2s_direct_tls_ports = { }",
+				"legacy_ssl_ports = { }",
+				`test_s2s_routes_file = ${lua(routesPath)}`,
+				...(opts.trustCa ? [`ssl = { cafile = ${lua(opts.trustCa)}; }`] : []),
+				opts.extraConfig ?? "",
+				"",
+				`VirtualHost ${lua(domain)}`,
+				`\t${hostSsl}`,
+				...(muc ? ["", `Component ${lua(muc)} "muc"`, `\t${hostSsl}`] : []),
+				"",
+			].join("\n"),
+		);
 
 	const addUser = async (user: string, password: string) => {
 		try {
@@ -277,22 +291,10 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
 			throw new Error(`prosodyctl register ${user}@${domain} failed: ${e.stderr || e.message}`);
 		}
 	};
+	writeConfig(0, 0);
 	for (const [user, password] of opts.users ?? []) await addUser(user, password);
 
 	let console_ = "";
-	const child: ChildProcess = spawn(PROSODY, ["--config", configPath, "-F"], {
-		stdio: ["ignore", "pipe", "pipe"],
-	});
-	child.stdout?.setEncoding("utf8").on("data", (d: string) => {
-		console_ += d;
-	});
-	child.stderr?.setEncoding("utf8").on("data", (d: string) => {
-		console_ += d;
-	});
-	const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-	const killOnExit = () => child.kill("SIGKILL");
-	process.once("exit", killOnExit);
-
 	const log = () => {
 		let text = "";
 		try {
@@ -301,35 +303,83 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
 		return console_ ? `${text}\n--- console ---\n${console_}` : text;
 	};
 
+	// The ports are free when picked, but another process may take one before Prosody binds it
+	// (Prosody then logs the error and runs on): start again on new ports, a few times.
+	let child: ChildProcess | undefined;
+	let exited: Promise<void> = Promise.resolve();
+	const killOnExit = () => child?.kill("SIGKILL");
+	process.once("exit", killOnExit);
+	const halt = async () => {
+		const c = child;
+		if (c && c.exitCode === null && c.signalCode === null) {
+			c.kill("SIGTERM");
+			const t = setTimeout(() => c.kill("SIGKILL"), 5000);
+			await exited;
+			clearTimeout(t);
+		}
+	};
 	let stopped = false;
 	const stop = async () => {
 		if (stopped) return;
 		stopped = true;
-		if (child.exitCode === null && child.signalCode === null) {
-			child.kill("SIGTERM");
-			const t = setTimeout(() => child.kill("SIGKILL"), 5000);
-			await exited;
-			clearTimeout(t);
-		}
+		await halt();
 		process.removeListener("exit", killOnExit);
 		rmSync(dir, { recursive: true, force: true });
 	};
+	const fail = async (why: string): Promise<never> => {
+		const text = log();
+		await stop();
+		throw new Error(`${why}:\n${text}`);
+	};
 
-	const deadline = Date.now() + 15_000;
-	for (;;) {
-		if (child.exitCode !== null || child.signalCode !== null) {
+	let c2sPort = 0;
+	let s2sPort = 0;
+	for (let attempt = 1; ; attempt++) {
+		c2sPort = await freePort(address);
+		s2sPort = await freePort(address);
+		writeConfig(c2sPort, s2sPort);
+		rmSync(logPath, { force: true });
+		console_ = "";
+		const c = spawn(PROSODY, ["--config", configPath, "-F"], {
+			stdio: ["ignore", "pipe", "pipe"],
+		});
+		child = c;
+		exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
+		const collect = (d: string) => {
+			console_ += d;
+		};
+		c.stdout?.setEncoding("utf8").on("data", collect);
+		c.stderr?.setEncoding("utf8").on("data", collect);
+
+		const ready = [
+			`Activated service 'c2s' on [${address}]:${c2sPort}`,
+			`Activated service 's2s' on [${address}]:${s2sPort}`,
+		];
+		const deadline = Date.now() + 15_000;
+		let portTaken = false;
+		for (;;) {
+			if (c.exitCode !== null || c.signalCode !== null)
+				return fail(`prosody exited (${c.exitCode ?? c.signalCode}) at start`);
 			const text = log();
-			await stop();
-			throw new Error(`prosody exited (${child.exitCode ?? child.signalCode}) at start:\n${text}`);
+			if (text.includes("Failed to open server port")) {
+				portTaken = true;
+				break;
+			}
+			if (
+				ready.every((line) => text.includes(line)) &&
+				(await canConnect(address, c2sPort)) &&
+				(await canConnect(address, s2sPort))
+			)
+				break;
+			if (Date.now() > deadline)
+				return fail(`prosody did not listen on ${c2sPort}/${s2sPort} within 15 s`);
+			await new Promise((r) => setTimeout(r, 50));
 		}
-		if ((await canConnect(address, c2sPort)) && (await canConnect(address, s2sPort))) break;
-		if (Date.now() > deadline) {
-			const text = log();
-			await stop();
-			throw new Error(`prosody did not listen on ${c2sPort}/${s2sPort} within 15 s:\n${text}`);
-		}
-		await new Promise((r) => setTimeout(r, 50));
+		if (!portTaken) break;
+		if (attempt === 3) return fail("prosody could not bind its ports 3 times");
+		await halt();
 	}
+	const running = child as ChildProcess;
 
 	return {
 		domain,
@@ -360,7 +410,7 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
 			writeRoutes();
 		},
 		addUser,
-		exitCode: () => child.exitCode,
+		exitCode: () => running.exitCode,
 		stop,
 	};
 }
