@@ -11,16 +11,17 @@
  * records on port 5269. The lookups go through net.adns, which is one of two DNS clients, picked
  * at start:
  *   - with lua-unbound installed, net.unbound (libunbound). It reads a hosts file only when
- *     told to (`unbound = { hoststxt = "<file>" }`; Prosody's default is false). That would
- *     work, but needs an extra package (lua-unbound; Debian's prosody only suggests it) and the
- *     peer must then listen on port 5269, since a hosts file has no SRV records.
- *   - without it (the case here), net.dns, Prosody's own pure-Lua resolver: it reads the
- *     nameservers from /etc/resolv.conf and sends UDP queries, and never reads /etc/hosts.
- *     Tried: with `127.0.0.1 vm` in /etc/hosts (as on this machine) and a listener on
- *     127.0.0.1:5269, a message to bob@vm makes Prosody ask the nameserver for
- *     _xmpps-server._tcp.vm, _xmpp-server._tcp.vm, then A and AAAA of vm, and bounce it with
- *     remote-server-not-found ("unable to resolve service") after about 2 s; nothing connects.
- *     So an /etc/hosts line or a loopback alias does nothing here.
+ *     told to (`unbound = { hoststxt = "<file>" }`; Prosody's default is false). That should
+ *     work (not tried), but the peer must then listen on port 5269, since a hosts file has no SRV records.
+ *     Debian's prosody Recommends lua-unbound, so a plain `apt-get install prosody` brings it.
+ *   - without it (as installed on this machine), net.dns, Prosody's own pure-Lua resolver: it
+ *     reads the nameservers from /etc/resolv.conf, sends UDP queries, never reads /etc/hosts.
+ * Tried, with both: with `127.0.0.1 vm` in /etc/hosts (as on this machine) and a listener on
+ * 127.0.0.1:5269, a message to bob@vm makes Prosody ask the nameserver for
+ * _xmpps-server._tcp.vm, _xmpp-server._tcp.vm, then A and AAAA of vm, and bounce it with
+ * remote-server-not-found ("unable to resolve service" after about 2 s with net.dns,
+ * "NXDomain in AAAA lookup" at once with net.unbound); nothing connects. So an /etc/hosts line
+ * or a loopback alias does nothing for Prosody.
  * 0.12.3 has no config option to route a remote domain (the `s2sout-pre-connect` event that
  * community module mod_s2soutinjection now uses arrived in 0.12.4), and a local DNS server would
  * mean pointing the whole machine's /etc/resolv.conf at it.
@@ -37,8 +38,8 @@
  * with no alias on Linux) and any port, so nothing needs port 5269, /etc/hosts or an alias, and
  * parallel tests do not collide. Only the DNS answer is faked: Prosody's own mod_s2s, TLS,
  * certificate checks, SASL EXTERNAL and dialback run unchanged, and the peer's certificate is
- * still checked against the domain, not the address. (net.unbound has the same resolver()
- * shape, so it should work there too; not tried, lua-unbound is not installed.)
+ * still checked against the domain, not the address. The harness test passes with net.dns and
+ * with net.unbound (lua-unbound installed for the try, then removed).
  * Parley -> Prosody needs nothing but Parley's static route to `address`:`s2sPort`.
  *
  * Seen on the wire (test/e2e/prosody-harness.test.ts): Prosody 0.12.3 sends no SNI on s2s
