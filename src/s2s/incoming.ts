@@ -34,8 +34,8 @@ export interface IncomingContext {
 	isLocal(domain: string): boolean;
 	/** Federation with this remote domain is allowed by the config. */
 	allowed(domain: string): boolean;
-	/** TLS server options (the hosts' certificates by SNI). */
-	startTls(socket: S2SSocket): Promise<void>;
+	/** Upgrades to TLS with the certificate of `local` (the peer may send no SNI). */
+	startTls(socket: S2SSocket, local: string): Promise<void>;
 	/** XEP-0220 key this server (as `originating`) would have given `receiving`'s stream `id`. */
 	dialbackKey(originating: string, receiving: string, id: string): string;
 	keysMatch(received: string, expected: string): boolean;
@@ -186,7 +186,7 @@ export class IncomingStream {
 		this.#socket.send(x("proceed", { xmlns: NS_TLS }));
 		this.#socket.resetParser();
 		try {
-			await this.#ctx.startTls(this.#socket);
+			await this.#ctx.startTls(this.#socket, this.#local);
 		} catch (err) {
 			this.#ctx.log.debug({ err, ip: this.remoteAddress }, "s2s TLS handshake failed");
 			this.#socket.destroy();

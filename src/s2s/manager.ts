@@ -142,7 +142,13 @@ export class S2SManager implements RemoteDomains {
 			stanzaBytes: cfg.limits.stanza_size,
 			isLocal: (domain) => core.local(domain) !== undefined,
 			allowed: (domain) => this.allowed(domain),
-			startTls: (s) => s.startTlsServer(core.certificates.serverOptions()),
+			// Prosody 0.12 sends no SNI on s2s: the stream header's `to` chooses the certificate,
+			// SNI (when there is one) still wins through the SNICallback.
+			startTls: (s, local) => {
+				const options = core.certificates.serverOptions();
+				const context = local ? core.certificates.contextFor(local) : undefined;
+				return s.startTlsServer(context ? { ...options, secureContext: context } : options);
+			},
 			dialbackKey: (originating, receiving, id) => this.#key(originating, receiving, id),
 			keysMatch,
 			verifyWithAuthority: (receiving, originating, id, key) =>
