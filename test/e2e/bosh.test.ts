@@ -19,7 +19,7 @@ before(async () => {
 		],
 		config: { http: { bosh: { max_wait: 30, inactivity: 2, max_pause: 60, polling: 0 } } },
 	});
-	url = `https://127.0.0.1:${t.httpsPort}/http-bind`;
+	url = `https://localhost:${t.httpsPort}/http-bind`;
 });
 after(() => t.stop());
 
@@ -327,7 +327,7 @@ describe("bad input", () => {
 describe("shutdown", () => {
 	test("stopping the server answers a held request with system-shutdown (RFC 6120 §4.9.3.22, XEP-0206 §7)", async () => {
 		const s = await startTestServer({ users: [["carol@localhost", "carol-secret"]] });
-		const c = new BoshClient(`https://127.0.0.1:${s.httpsPort}/http-bind`);
+		const c = new BoshClient(`https://localhost:${s.httpsPort}/http-bind`);
 		await c.login("carol", "carol-secret");
 		const held = c.request();
 		await new Promise((r) => setTimeout(r, 50)); // ordering aid: the request is held first
@@ -343,20 +343,20 @@ describe("shutdown", () => {
 
 describe("discovery (XEP-0156)", () => {
 	test("host-meta lists the BOSH and WebSocket endpoints (XEP-0156 §3)", async () => {
-		const res = await fetch(`https://127.0.0.1:${t.httpsPort}/.well-known/host-meta`);
+		const res = await fetch(`https://localhost:${t.httpsPort}/.well-known/host-meta`);
 		assert.equal(res.status, 200);
 		assert.match(res.headers.get("content-type") ?? "", /^application\/xrd\+xml/);
 		const text = await res.text();
 		assert.match(text, /<XRD xmlns='http:\/\/docs.oasis-open.org\/ns\/xri\/xrd-1.0'>/);
 		assert.ok(
 			text.includes(
-				`<Link rel="urn:xmpp:alt-connections:xbosh" href="https://127.0.0.1:${t.httpsPort}/http-bind"/>`,
+				`<Link rel="urn:xmpp:alt-connections:xbosh" href="https://localhost:${t.httpsPort}/http-bind"/>`,
 			),
 			text,
 		);
 		assert.ok(
 			text.includes(
-				`<Link rel="urn:xmpp:alt-connections:websocket" href="wss://127.0.0.1:${t.httpsPort}/xmpp-websocket"/>`,
+				`<Link rel="urn:xmpp:alt-connections:websocket" href="wss://localhost:${t.httpsPort}/xmpp-websocket"/>`,
 			),
 			text,
 		);

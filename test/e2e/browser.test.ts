@@ -106,7 +106,7 @@ type PageGlobal = { parley: Harness };
 /** bob: xmpp.js over direct TLS, collecting every stanza. */
 async function startBob(t: TestServer) {
 	const { xmpp, jid, stanzas } = await connect(
-		`xmpps://127.0.0.1:${t.tlsPort}`,
+		`xmpps://localhost:${t.tlsPort}`,
 		"bob",
 		"bob-secret",
 		{

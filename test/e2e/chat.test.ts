@@ -26,7 +26,7 @@ test("two clients chat over STARTTLS (SCRAM-SHA-1) and direct TLS (PLAIN)", asyn
 		mechanism: "SCRAM-SHA-1",
 		resource: "laptop",
 	});
-	const bob = await connect(`xmpps://127.0.0.1:${t.tlsPort}`, "bob", "bob-secret", {
+	const bob = await connect(`xmpps://localhost:${t.tlsPort}`, "bob", "bob-secret", {
 		mechanism: "PLAIN",
 		resource: "phone",
 	});

@@ -1213,7 +1213,7 @@ describe("XEP-0045 Multi-User Chat", () => {
 		const alice = await xmppConnect(`xmpp://127.0.0.1:${t.port}`, "alice", "alice-pw", {
 			resource: "js",
 		});
-		const bob = await xmppConnect(`xmpps://127.0.0.1:${t.tlsPort}`, "bob", "bob-pw", {
+		const bob = await xmppConnect(`xmpps://localhost:${t.tlsPort}`, "bob", "bob-pw", {
 			resource: "js",
 		});
 		try {

@@ -64,9 +64,7 @@ async function senderStillServed(): Promise<void> {
 }
 
 test("a WebSocket client that stops reading is dropped (RFC 7395 transport, bounded buffer)", async () => {
-	const ws = new WebSocket(`wss://127.0.0.1:${t.httpsPort}/xmpp-websocket`, ["xmpp"], {
-		rejectUnauthorized: false,
-	});
+	const ws = new WebSocket(`wss://localhost:${t.httpsPort}/xmpp-websocket`, ["xmpp"]);
 	const messages: string[] = [];
 	ws.on("message", (d) => messages.push(d.toString()));
 	ws.on("error", () => {});
@@ -105,7 +103,7 @@ test("a WebSocket client that stops reading is dropped (RFC 7395 transport, boun
 });
 
 test("a BOSH client that stops polling is dropped once its queue is full (XEP-0124, bounded queue)", async () => {
-	const alice = new BoshClient(`https://127.0.0.1:${t.httpsPort}/http-bind`);
+	const alice = new BoshClient(`https://localhost:${t.httpsPort}/http-bind`);
 	await alice.login("alice", "pw-alice", "bosh");
 	// No polling from here on: everything for alice is queued on the server.
 	await flood("bosh", 10_050, 10, 1000);
@@ -118,9 +116,7 @@ test("see-other-uri: a moved WebSocket endpoint redirects clients (RFC 7395 §3.
 		config: { http: { websocket: { see_other_uri: "wss://xmpp.example.org/ws" } } },
 	});
 	try {
-		const ws = new WebSocket(`wss://127.0.0.1:${moved.httpsPort}/xmpp-websocket`, ["xmpp"], {
-			rejectUnauthorized: false,
-		});
+		const ws = new WebSocket(`wss://localhost:${moved.httpsPort}/xmpp-websocket`, ["xmpp"]);
 		const messages: string[] = [];
 		ws.on("message", (d) => messages.push(d.toString()));
 		ws.on("error", () => {});

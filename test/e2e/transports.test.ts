@@ -62,10 +62,10 @@ async function login(
 	resource: string,
 ): Promise<Chatter> {
 	if (transport === "tcp")
-		return xmppJs(`xmpps://127.0.0.1:${t.tlsPort}`, user, password, resource);
+		return xmppJs(`xmpps://localhost:${t.tlsPort}`, user, password, resource);
 	if (transport === "websocket")
-		return xmppJs(`wss://127.0.0.1:${t.httpsPort}/xmpp-websocket`, user, password, resource);
-	const bosh = new BoshClient(`https://127.0.0.1:${t.httpsPort}/http-bind`);
+		return xmppJs(`wss://localhost:${t.httpsPort}/xmpp-websocket`, user, password, resource);
+	const bosh = new BoshClient(`https://localhost:${t.httpsPort}/http-bind`);
 	const jid = await bosh.login(user, password, resource);
 	bosh.startPolling();
 	return {

@@ -43,7 +43,7 @@ class RawWs {
 		headers: Record<string, string> = {},
 	): Promise<RawWs> {
 		return new Promise((resolve, reject) => {
-			const ws = new WebSocket(url, protocols, { headers, rejectUnauthorized: false });
+			const ws = new WebSocket(url, protocols, { headers });
 			ws.once("open", () => resolve(new RawWs(ws)));
 			ws.once("unexpected-response", (_req, res) =>
 				reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })),
@@ -103,7 +103,7 @@ describe("WebSocket with TLS (wss://)", () => {
 				["bob@localhost", "bob-secret"],
 			],
 		});
-		wss = `wss://127.0.0.1:${t.httpsPort}/xmpp-websocket`;
+		wss = `wss://localhost:${t.httpsPort}/xmpp-websocket`;
 	});
 	after(() => t.stop());
 
@@ -270,7 +270,7 @@ describe("WebSocket with TLS (wss://)", () => {
 
 test("stopping the server sends system-shutdown and <close/> (RFC 6120 §4.9.3.22, RFC 7395 §3.6)", async () => {
 	const s = await startTestServer();
-	const c = await RawWs.open(`wss://127.0.0.1:${s.httpsPort}/xmpp-websocket`);
+	const c = await RawWs.open(`wss://localhost:${s.httpsPort}/xmpp-websocket`);
 	c.send(OPEN);
 	await c.waitFor("features");
 	await s.stop();
@@ -282,11 +282,11 @@ test("stopping the server sends system-shutdown and <close/> (RFC 6120 §4.9.3.2
 test("a peer that stops answering pings is disconnected (RFC 6455 §5.5.2, RFC 7395 §3.7)", async () => {
 	const s = await startTestServer({ config: { http: { websocket: { ping_interval: 0.1 } } } });
 	try {
-		const url = `wss://127.0.0.1:${s.httpsPort}/xmpp-websocket`;
+		const url = `wss://localhost:${s.httpsPort}/xmpp-websocket`;
 		const answering = await RawWs.open(url);
 		// ws answers pings by itself unless autoPong is off: this one plays dead.
 		const silent = await new Promise<WebSocket>((resolve, reject) => {
-			const ws = new WebSocket(url, ["xmpp"], { rejectUnauthorized: false, autoPong: false });
+			const ws = new WebSocket(url, ["xmpp"], { autoPong: false });
 			ws.once("open", () => resolve(ws));
 			ws.once("error", reject);
 		});

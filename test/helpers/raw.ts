@@ -43,7 +43,6 @@ export class RawClient {
 						port,
 						host: "127.0.0.1",
 						servername: opts.servername ?? "localhost",
-						rejectUnauthorized: false,
 					})
 				: net.connect({ port, host: "127.0.0.1" });
 			socket.once(opts.tls ? "secureConnect" : "connect", () => resolve(new RawClient(socket)));
@@ -107,7 +106,7 @@ export class RawClient {
 		const plain = this.socket;
 		plain.removeAllListeners("data");
 		plain.removeAllListeners("close");
-		const secure = tls.connect({ socket: plain, servername, rejectUnauthorized: false });
+		const secure = tls.connect({ socket: plain, servername });
 		await new Promise<void>((resolve, reject) => {
 			secure.once("secureConnect", () => resolve());
 			secure.once("error", reject);

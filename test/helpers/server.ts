@@ -10,9 +10,7 @@ import { type Config, configSchema } from "../../src/core/config/schema.ts";
 import { createLogger } from "../../src/core/log.ts";
 import type { Server } from "../../src/core/server.ts";
 import { MemoryBackend } from "../../src/storage/memory.ts";
-
-// Test clients connect to a self-signed certificate generated per run.
-process.env.NODE_TLS_REJECT_UNAUTHORIZED = "0";
+import { provideSelfSignedCertificate, trustServerCertificates } from "./tls.ts";
 
 export interface TestServer {
 	server: Server;
@@ -55,6 +53,7 @@ export async function startTestServer(
 		storage: { backend: opts.storage ?? "memory", ...opts.config?.storage },
 	};
 	const config = configSchema.parse(raw);
+	await provideSelfSignedCertificate(config);
 	const log = createLogger({
 		level: opts.log ? "info" : (process.env.PARLEY_TEST_LOG ?? "silent"),
 		format: "json",
@@ -77,6 +76,8 @@ export async function startTestServer(
 		if (!host) throw new Error(`no host ${domain}`);
 		await host.accounts.create(local, password);
 	}
+	// Test clients verify the server's certificate: trust it (test/helpers/tls.ts).
+	trustServerCertificates(server);
 	const has = (kind: string) => server.listeners.some((l) => l.kind === kind);
 	return {
 		server,
