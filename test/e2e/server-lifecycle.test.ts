@@ -26,9 +26,10 @@ const PLAIN_AUTH = { require_encryption: false, allow_plain_without_tls: true };
 
 /** Every listener the schema knows (c2s, direct TLS, HTTP, ...) on loopback; port 0 unless given. */
 function makeConfig(dataDir: string, ports: Record<string, number> = {}): Config {
-	const listeners: Record<string, { address: string; port: number }> = {};
+	// Every listener, those off by default (s2s) too: all of them must come and go cleanly.
+	const listeners: Record<string, { enabled: true; address: string; port: number }> = {};
 	for (const kind of Object.keys(configSchema.parse({}).listeners))
-		listeners[kind] = { address: "127.0.0.1", port: ports[kind] ?? 0 };
+		listeners[kind] = { enabled: true, address: "127.0.0.1", port: ports[kind] ?? 0 };
 	return configSchema.parse({
 		server: { data_dir: dataDir },
 		auth: PLAIN_AUTH,
