@@ -16,11 +16,13 @@ import { type JIDCache, JIDError } from "../xmpp/jid.ts";
 import {
 	NS_DIALBACK,
 	NS_DIALBACK_FEATURE,
+	NS_SASL,
 	NS_SERVER,
 	NS_STANZA_ERRORS,
 	NS_STREAMS,
 	NS_TLS,
 } from "../xmpp/ns.ts";
+import type { PeerCheck } from "./certificates.ts";
 import { newStreamId } from "./outgoing.ts";
 import { intoClientNs, type S2SSocket } from "./socket.ts";
 
@@ -34,6 +36,10 @@ export interface IncomingContext {
 	isLocal(domain: string): boolean;
 	/** Federation with this remote domain is allowed by the config. */
 	allowed(domain: string): boolean;
+	/** Whether `domain` must authenticate with a certificate (no dialback). */
+	secureFor(domain: string): boolean;
+	/** Does the peer's certificate on `socket` name `domain` and verify? */
+	checkPeer(socket: S2SSocket, domain: string): PeerCheck;
 	/** Upgrades to TLS with the certificate of `local` (the peer may send no SNI). */
 	startTls(socket: S2SSocket, local: string): Promise<void>;
 	/** XEP-0220 key this server (as `originating`) would have given `receiving`'s stream `id`. */
@@ -65,6 +71,10 @@ export class IncomingStream {
 	readonly #authenticated = new Set<string>();
 	#pending = 0;
 	#chain: Promise<void> = Promise.resolve();
+	/** The domain the peer's stream header says it is (RFC 6120 §4.7.1 'from'). */
+	#peerFrom = "";
+	/** The domain SASL EXTERNAL authenticated; the stream restarted after it. */
+	#saslDomain = "";
 
 	constructor(ctx: IncomingContext) {
 		this.#ctx = ctx;
@@ -107,6 +117,7 @@ export class IncomingStream {
 			}
 			this.#local = to;
 		}
+		if (attrs.from) this.#peerFrom = attrs.from.toLowerCase();
 		this.#open(attrs);
 		// RFC 6120 §4.8.2: the content namespace of a server-to-server stream is jabber:server.
 		if (defaultNs !== NS_SERVER) {
@@ -140,23 +151,116 @@ export class IncomingStream {
 	#features(): Element {
 		const secure = this.#socket.secure;
 		const f = x("stream:features");
+		// RFC 6120 §6.4.6: after SASL the restarted stream has nothing left to negotiate.
+		if (this.#saslDomain) return f;
 		if (!secure) {
 			f.append(
 				x("starttls", { xmlns: NS_TLS }, this.#ctx.requireEncryption ? x("required") : undefined),
 			);
 		}
+		if (secure && this.#peerFrom && this.#ctx.checkPeer(this.#socket, this.#peerFrom).valid) {
+			// XEP-0178 §2 (RFC 6120 §13.7.2): EXTERNAL is offered when the peer's certificate proves
+			// the domain its stream header names.
+			f.append(x("mechanisms", { xmlns: NS_SASL }, x("mechanism", null, "EXTERNAL")));
+		}
 		// XEP-0220 §2.1 and urn:xmpp:features:dialback (with <errors/>: we understand XEP-0220 §2.4
-		// error replies), offered once TLS is there or not required.
-		if (secure || !this.#ctx.requireEncryption) {
+		// error replies), offered once TLS is there or not required, to peers not held to
+		// certificates.
+		const dialback = !this.#peerFrom || !this.#ctx.secureFor(this.#peerFrom);
+		if ((secure || !this.#ctx.requireEncryption) && dialback) {
 			f.append(x("dialback", { xmlns: NS_DIALBACK_FEATURE }, x("errors")));
 		}
 		return f;
+	}
+
+	/** RFC 6120 §6.4 with the EXTERNAL mechanism (RFC 4422 Appendix A), as XEP-0178 §3 uses it. */
+	#sasl(el: Element): void {
+		const failure = (condition: string, text?: string) => {
+			this.#socket.send(
+				x(
+					"failure",
+					{ xmlns: NS_SASL },
+					x(condition),
+					text ? x("text", { "xml:lang": "en" }, text) : undefined,
+				),
+			);
+		};
+		if (this.#saslDomain) {
+			this.close("policy-violation", "already authenticated");
+			return;
+		}
+		if (el.name !== "auth") {
+			failure(el.name === "abort" ? "aborted" : "malformed-request");
+			return;
+		}
+		if (!this.#socket.secure) {
+			failure("encryption-required");
+			return;
+		}
+		if (el.attrs.mechanism !== "EXTERNAL") {
+			failure("invalid-mechanism");
+			return;
+		}
+		// The authorization identity is the peer's domain; "=" or nothing means the stream's 'from'.
+		const raw = el.text().trim();
+		let authzid = "";
+		if (raw && raw !== "=") {
+			const decoded = Buffer.from(raw, "base64");
+			if (decoded.toString("base64") !== raw.replace(/\s/g, "")) {
+				failure("incorrect-encoding");
+				return;
+			}
+			authzid = decoded.toString("utf8").toLowerCase();
+		}
+		const domain = authzid || this.#peerFrom;
+		if (!domain) {
+			failure("invalid-authzid", "no domain to authenticate");
+			return;
+		}
+		// XEP-0178 §3: an authorization identity other than the stream's 'from' is refused.
+		if (this.#peerFrom && domain !== this.#peerFrom) {
+			failure("invalid-authzid", "not the domain of the stream header");
+			return;
+		}
+		const check = this.#ctx.checkPeer(this.#socket, domain);
+		if (!check.valid || !this.#ctx.allowed(domain) || this.#ctx.isLocal(domain)) {
+			this.#ctx.log.info(
+				{
+					remote: domain,
+					ip: this.remoteAddress,
+					reason: check.valid ? "not allowed" : check.reason,
+				},
+				"s2s SASL EXTERNAL refused",
+			);
+			failure("not-authorized");
+			return;
+		}
+		this.#saslDomain = domain;
+		this.#authenticated.add(`${domain} ${this.#local}`);
+		this.#socket.setStanzaLimit(this.#ctx.stanzaBytes);
+		this.#socket.send(x("success", { xmlns: NS_SASL }));
+		this.#socket.resetParser();
+		this.#state = "header";
+		this.#ctx.log.info(
+			{
+				direction: "incoming",
+				local: this.#local,
+				remote: domain,
+				auth: "external",
+				tls: this.#socket.tlsVersion ?? "none",
+			},
+			"s2s stream authenticated",
+		);
 	}
 
 	element(el: Element): void {
 		if (this.#state !== "open") return;
 		if (el.ns === NS_TLS && el.name === "starttls") {
 			void this.#startTls();
+			return;
+		}
+		if (el.ns === NS_SASL) {
+			this.#sasl(el);
 			return;
 		}
 		if (el.ns === NS_DIALBACK) {
@@ -218,6 +322,11 @@ export class IncomingStream {
 		}
 		if (!this.#ctx.allowed(from)) {
 			reply("error", dialbackError("cancel", "forbidden"));
+			return;
+		}
+		// A domain held to certificates does not get in by dialback (RFC 6120 §8.3.3.12).
+		if (this.#ctx.secureFor(from)) {
+			reply("error", dialbackError("cancel", "policy-violation"));
 			return;
 		}
 		this.#pending++;

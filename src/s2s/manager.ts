@@ -13,11 +13,13 @@
  * answer a verification request for a key another node gave out.
  */
 import net from "node:net";
+import type { TLSSocket } from "node:tls";
 import type { Core, Listener, RemoteDomains } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
 import type { Element } from "../xml/element.ts";
 import { errorReply, mayReplyWithError, StanzaError } from "../xmpp/errors.ts";
 import type { JID } from "../xmpp/jid.ts";
+import { type PeerCheck, PeerVerifier } from "./certificates.ts";
 import { dialbackKey, keysMatch } from "./dialback.ts";
 import { type DialbackOutcome, IncomingStream } from "./incoming.ts";
 import { type OutgoingContext, OutgoingStream } from "./outgoing.ts";
@@ -40,6 +42,7 @@ export class S2SManager implements RemoteDomains {
 	readonly #out = new Map<string, OutgoingStream>();
 	readonly #in = new Set<IncomingStream>();
 	readonly #outCtx: OutgoingContext;
+	readonly #verifier: PeerVerifier;
 	#stopping = false;
 
 	constructor(core: Core, resolver?: Resolver) {
@@ -47,6 +50,7 @@ export class S2SManager implements RemoteDomains {
 		this.#log = core.log.child({ component: "s2s" });
 		const cfg = core.config.s2s;
 		this.#resolver = resolver ?? new S2SResolver(cfg.routes);
+		this.#verifier = new PeerVerifier(cfg.ca_file);
 		this.#outCtx = {
 			log: this.#log,
 			requireEncryption: cfg.require_encryption,
@@ -58,6 +62,8 @@ export class S2SManager implements RemoteDomains {
 			resolve: (domain) => this.#resolver.resolve(domain),
 			tlsOptions: (local) => ({ secureContext: core.certificates.contextFor(local) }),
 			dialbackKey: (local, remote, id) => this.#key(local, remote, id),
+			secureFor: (remote) => this.secureFor(remote),
+			checkPeer: (socket, domain) => this.#checkPeer(socket, domain),
 			bounce: (stanza, error) => this.#bounce(stanza, error),
 			ended: (stream) => {
 				const key = pairKey(stream.local, stream.remote);
@@ -105,6 +111,23 @@ export class S2SManager implements RemoteDomains {
 		return cfg.allowed_domains.length === 0 || matches(cfg.allowed_domains);
 	}
 
+	/**
+	 * Whether `domain` must authenticate with a certificate (`s2s.secure_auth`, Prosody's
+	 * s2s_secure_auth), with the per-domain exceptions.
+	 */
+	secureFor(domain: string): boolean {
+		const cfg = this.#core.config.s2s;
+		const listed = (list: string[]) => list.some((d) => domain === d || domain.endsWith(`.${d}`));
+		if (listed(cfg.secure_domains)) return true;
+		if (listed(cfg.insecure_domains)) return false;
+		return cfg.secure_auth;
+	}
+
+	#checkPeer(socket: S2SSocket, domain: string): PeerCheck {
+		if (!socket.secure) return { valid: false, reason: "no TLS" };
+		return this.#verifier.check(socket.socket as TLSSocket, domain);
+	}
+
 	#key(originating: string, receiving: string, id: string): string {
 		const host = this.#core.hosts.get(originating) ?? this.#core.components.get(originating);
 		// A domain without a host secret (a component) signs with its parent host's.
@@ -142,10 +165,14 @@ export class S2SManager implements RemoteDomains {
 			stanzaBytes: cfg.limits.stanza_size,
 			isLocal: (domain) => core.local(domain) !== undefined,
 			allowed: (domain) => this.allowed(domain),
+			secureFor: (domain) => this.secureFor(domain),
+			checkPeer: (socket, domain) => this.#checkPeer(socket, domain),
 			// Prosody 0.12 sends no SNI on s2s: the stream header's `to` chooses the certificate,
 			// SNI (when there is one) still wins through the SNICallback.
 			startTls: (s, local) => {
-				const options = core.certificates.serverOptions();
+				// The peer's certificate is asked for (and checked by us, not OpenSSL) for SASL
+				// EXTERNAL; a peer without one can still use dialback.
+				const options = { ...core.certificates.serverOptions(), requestCert: true };
 				const context = local ? core.certificates.contextFor(local) : undefined;
 				return s.startTlsServer(context ? { ...options, secureContext: context } : options);
 			},

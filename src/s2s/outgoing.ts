@@ -14,7 +14,8 @@ import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import { StanzaError, type StanzaErrorCondition } from "../xmpp/errors.ts";
-import { NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER, NS_STREAMS, NS_TLS } from "../xmpp/ns.ts";
+import { NS_DIALBACK, NS_SASL, NS_SERVER, NS_STREAMS, NS_TLS } from "../xmpp/ns.ts";
+import type { PeerCheck } from "./certificates.ts";
 import type { Target } from "./resolver.ts";
 import { S2SSocket } from "./socket.ts";
 
@@ -31,6 +32,10 @@ export interface OutgoingContext {
 	tlsOptions(localDomain: string): tls.ConnectionOptions;
 	/** XEP-0220 key for (receiving = remote, originating = local, stream id). */
 	dialbackKey(local: string, remote: string, streamId: string): string;
+	/** Whether `remote` must prove itself with a certificate (no dialback). */
+	secureFor(remote: string): boolean;
+	/** Does the peer's certificate on `socket` name `domain` and verify? */
+	checkPeer(socket: S2SSocket, domain: string): PeerCheck;
 	/** The stanza could not be delivered: answer its sender with this error. */
 	bounce(stanza: Element, error: StanzaError): void;
 	/** The stream is gone (failed, idle or closed); the manager forgets it. */
@@ -58,6 +63,10 @@ export class OutgoingStream {
 	#setupTimer: NodeJS.Timeout | null = null;
 	#idleTimer: NodeJS.Timeout | null = null;
 	#dialbackSent = false;
+	/** SASL EXTERNAL: not tried yet, sent and waiting, refused, or done (the stream restarted). */
+	#sasl: "none" | "sent" | "refused" | "done" = "none";
+	/** How this stream authenticated, for the logs: "external" or "dialback". */
+	#method = "";
 
 	constructor(local: string, remote: string, ctx: OutgoingContext) {
 		this.local = local;
@@ -81,6 +90,11 @@ export class OutgoingStream {
 
 	get tlsVersion(): string | null {
 		return this.#socket?.tlsVersion ?? null;
+	}
+
+	/** "external" or "dialback" once authenticated. */
+	get method(): string {
+		return this.#method;
 	}
 
 	/** Sends a stanza now, or queues it until the stream is authenticated. */
@@ -220,7 +234,9 @@ export class OutgoingStream {
 				this.fail("remote-server-not-found", "the remote server does not offer TLS");
 				return;
 			}
-			this.#authenticate();
+			this.#state = "authenticating";
+			for (const p of this.#verifyQueue.splice(0)) this.#sendVerify(p);
+			this.#dialback();
 		}
 	}
 
@@ -238,7 +254,11 @@ export class OutgoingStream {
 			return;
 		}
 		if (el.ns === NS_DIALBACK) {
-			this.#dialback(el);
+			this.#dialbackAnswer(el);
+			return;
+		}
+		if (el.ns === NS_SASL) {
+			this.#saslOutcome(el);
 			return;
 		}
 		if (el.ns === NS_STREAMS && el.name === "error") {
@@ -272,10 +292,70 @@ export class OutgoingStream {
 			this.fail("remote-server-not-found", "the remote server does not offer TLS");
 			return;
 		}
-		// XEP-0220 §2.1: dialback; a peer of RFC 6120 advertises it (urn:xmpp:features:dialback)
-		// but older ones do not, and Prosody accepts dialback either way, so it is tried anyway.
-		void features.getChild("dialback", NS_DIALBACK_FEATURE);
-		this.#authenticate();
+		// Past TLS: dialback verification requests may go now, whatever we authenticate with.
+		this.#state = "authenticating";
+		for (const p of this.#verifyQueue.splice(0)) this.#sendVerify(p);
+		if (this.#sasl === "done") {
+			// RFC 6120 §6.4.6: the stream restarted after SASL; nothing else is negotiated on s2s.
+			this.#ready("external");
+			return;
+		}
+		const secure = this.#ctx.secureFor(this.remote);
+		if (secure) {
+			// A peer held to certificates must show one for its domain (RFC 6120 §13.7.2).
+			const check = this.#ctx.checkPeer(socket, this.remote);
+			if (!check.valid) {
+				this.fail("remote-server-not-found", `the certificate of ${this.remote}: ${check.reason}`);
+				return;
+			}
+		}
+		// XEP-0178 §3: a receiving server offers EXTERNAL when it accepts our certificate; the
+		// authorization identity is our domain.
+		const mechanisms = features.getChild("mechanisms", NS_SASL);
+		const external = mechanisms
+			?.getChildren("mechanism")
+			.some((m) => m.text().trim().toUpperCase() === "EXTERNAL");
+		if (socket.secure && external && this.#sasl === "none") {
+			this.#sasl = "sent";
+			socket.send(
+				x(
+					"auth",
+					{ xmlns: NS_SASL, mechanism: "EXTERNAL" },
+					Buffer.from(this.local).toString("base64"),
+				),
+			);
+			return;
+		}
+		if (secure) {
+			this.fail("remote-server-not-found", `${this.remote} does not accept our certificate`);
+			return;
+		}
+		// XEP-0220 §2.1: dialback. RFC 6120 peers advertise it (urn:xmpp:features:dialback), older
+		// ones do not, and Prosody accepts dialback either way, so it is tried anyway.
+		this.#dialback();
+	}
+
+	/** RFC 6120 §6.4.6 / §6.4.5: the answer to our SASL EXTERNAL. */
+	#saslOutcome(el: Element): void {
+		const socket = this.#socket;
+		if (!socket || this.#sasl !== "sent") return;
+		if (el.name === "success") {
+			this.#sasl = "done";
+			socket.resetParser();
+			this.#openStream();
+			return;
+		}
+		this.#sasl = "refused";
+		const condition = el.elements()[0]?.name ?? "failure";
+		this.#ctx.log.info(
+			{ local: this.local, remote: this.remote, condition },
+			"s2s SASL EXTERNAL refused; trying dialback",
+		);
+		if (this.#ctx.secureFor(this.remote)) {
+			this.fail("remote-server-not-found", `${this.remote} refused our certificate (${condition})`);
+			return;
+		}
+		this.#dialback();
 	}
 
 	async #startTls(): Promise<void> {
@@ -292,9 +372,8 @@ export class OutgoingStream {
 		this.#openStream();
 	}
 
-	#authenticate(): void {
-		this.#state = "authenticating";
-		for (const p of this.#verifyQueue.splice(0)) this.#sendVerify(p);
+	/** XEP-0220 §2.1.1: our key for this stream, to be checked with our authoritative server. */
+	#dialback(): void {
 		if (this.#dialbackSent) return;
 		this.#dialbackSent = true;
 		const key = this.#ctx.dialbackKey(this.local, this.remote, this.#streamId);
@@ -303,7 +382,7 @@ export class OutgoingStream {
 		);
 	}
 
-	#dialback(el: Element): void {
+	#dialbackAnswer(el: Element): void {
 		const type = el.attrs.type;
 		if (el.name === "verify") {
 			const p = this.#verifying.get(el.attrs.id ?? "");
@@ -314,7 +393,7 @@ export class OutgoingStream {
 		}
 		if (el.name !== "result" || el.attrs.from !== this.remote || el.attrs.to !== this.local) return;
 		if (type === "valid") {
-			this.#ready();
+			this.#ready("dialback");
 			return;
 		}
 		// XEP-0220 §2.4: an error says why (e.g. item-not-found: the domain is not hosted there).
@@ -325,16 +404,17 @@ export class OutgoingStream {
 		);
 	}
 
-	#ready(): void {
+	#ready(method: "external" | "dialback"): void {
 		if (this.#setupTimer) clearTimeout(this.#setupTimer);
 		this.#setupTimer = null;
 		this.#state = "ready";
+		this.#method = method;
 		this.#ctx.log.info(
 			{
 				direction: "outgoing",
 				local: this.local,
 				remote: this.remote,
-				auth: "dialback",
+				auth: method,
 				tls: this.#socket?.tlsVersion ?? "none",
 			},
 			"s2s stream authenticated",

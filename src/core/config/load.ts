@@ -12,7 +12,7 @@
  * Paths. Relative paths written in the file are relative to the directory of the file, not to
  * the working directory of the process (so `parley serve -c /etc/parley/parley.toml` means the
  * same thing from any directory). `parseConfig` / `loadConfigFile` therefore return a Config in
- * which `server.data_dir` and every `tls.cert` / `tls.key` path are absolute. Other paths
+ * which `server.data_dir`, every `tls.cert` / `tls.key` path and `s2s.ca_file` are absolute. Other paths
  * (`storage.path`, ...) are relative to `server.data_dir`: use `resolveDataPath`.
  * `defaultConfig()` (no file) keeps `./data`, which `resolveDataPath` resolves against the
  * working directory.
@@ -138,5 +138,9 @@ function absolutePaths(config: Config, baseDir: string): Config {
 			...(config.tls.key === undefined ? {} : { key: abs(config.tls.key) }),
 		},
 		hosts,
+		s2s: {
+			...config.s2s,
+			...(config.s2s.ca_file === undefined ? {} : { ca_file: abs(config.s2s.ca_file) }),
+		},
 	};
 }

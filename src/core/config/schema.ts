@@ -242,6 +242,17 @@ export const configSchema = z
 					.default({}),
 				/** TLS is required on every server-to-server stream, both ways (RFC 6120 §5.3.1). */
 				require_encryption: z.boolean().default(true),
+				/**
+				 * Peers must prove their domain with a valid certificate (SASL EXTERNAL, RFC 6120
+				 * §13.7.2; outgoing, the peer's certificate must verify): no dialback.
+				 */
+				secure_auth: z.boolean().default(false),
+				/** Domains held to `secure_auth` even when it is off. */
+				secure_domains: z.array(z.string()).default([]),
+				/** Domains allowed dialback even when `secure_auth` is on. */
+				insecure_domains: z.array(z.string()).default([]),
+				/** Extra trusted certificate authorities (PEM file) for peers, beside the system's. */
+				ca_file: z.string().optional(),
 				/** Seconds to set up an outgoing stream (DNS, TCP, TLS, authentication) before giving up. */
 				connect_timeout: z.number().positive().default(30),
 				/** Seconds an outgoing stream with no traffic stays open. */
@@ -300,8 +311,8 @@ export const configSchema = z
 				/** HTTPS with the hosts' certificates: BOSH and WebSocket over TLS. */
 				https: listener(5281),
 				/**
-				 * RFC 6120 server-to-server (federation), STARTTLS. Off until `[s2s]` is complete
-				 * (SASL EXTERNAL is still to come): turn it on to federate with dialback.
+				 * RFC 6120 server-to-server (federation), STARTTLS, SASL EXTERNAL and dialback. Off
+				 * by default while federation is being completed (issue 12): turn it on to federate.
 				 */
 				s2s: listener(5269, false),
 			})
