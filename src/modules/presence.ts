@@ -131,9 +131,14 @@ export default defineModule({
 				} catch {
 					continue;
 				}
+				if (!cjid.local) continue;
 				const chost = host.server.hosts.get(cjid.domain);
-				// Federation is not there yet: a contact on another domain cannot be probed.
-				if (!chost || !cjid.local) continue;
+				if (!chost) {
+					// A contact on another server (RFC 6120 §10.4): the probe goes there, from the
+					// user's bare JID, and the answers come back to every available resource.
+					await api.send(x("presence", { type: "probe", from: jid.bareString, to: contact }));
+					continue;
+				}
 				await answerProbe(chost, cjid.local, jid, (p) => session.send(p));
 			}
 		}
@@ -218,6 +223,8 @@ export default defineModule({
 				// §4.3: probes are the server's business; a client's probe is answered the same
 				// way as one the server sends, for a local account.
 				const chost = host.server.hosts.get(to.domain);
+				// A contact on another server answers it there: the router takes it (§4.3.1).
+				if (!chost && !host.server.local(to.domain)) return undefined;
 				if (chost && to.local) await answerProbe(chost, to.local, from, (p) => origin.send(p));
 				return HANDLED;
 			}

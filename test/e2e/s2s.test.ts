@@ -139,6 +139,33 @@ describe("Parley to Parley", () => {
 		}
 	});
 
+	test("logging in again, the user's server probes the remote contact, who answers (RFC 6121 §4.3)", async () => {
+		// After the subscription above, alice is subscribed to bob (on b.example).
+		const bob = await login(b, "bob", "b.example");
+		try {
+			await bob.xmpp.send(xml("presence", {}, xml("status", {}, "here")));
+			const alice = await login(a, "alice", "a.example");
+			try {
+				await alice.xmpp.send(xml("presence"));
+				const p = await waitFor(
+					() =>
+						alice.stanzas.find(
+							(s) =>
+								s.is("presence") &&
+								s.attrs.from === "bob@b.example/r" &&
+								s.attrs.type === undefined,
+						),
+					"bob's presence in answer to the probe",
+				);
+				assert.equal(p.getChildText("status"), "here");
+			} finally {
+				await alice.xmpp.stop();
+			}
+		} finally {
+			await bob.xmpp.stop();
+		}
+	});
+
 	test("a domain that cannot be reached: the message comes back remote-server-not-found with its payload (RFC 6120 §8.3.3.16)", async () => {
 		const alice = await login(a, "alice", "a.example");
 		try {
