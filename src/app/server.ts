@@ -32,7 +32,7 @@ export function createServer(config: Config, opts: CreateServerOptions = {}): Se
 		{
 			modules: [...builtinModules(), ...modules],
 			openStorage: (cfg) => createStorage(cfg.storage, resolveDataPath(cfg, ".")),
-			listeners: (core) => [...listenersFor(core), ...(s2s ? [s2s.listener()] : [])],
+			listeners: (core) => [...listenersFor(core), ...(s2s?.listeners() ?? [])],
 			cluster: (core) => new ClusterLink(core),
 			remote: (core) => {
 				s2s = new S2SManager(core);

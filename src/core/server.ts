@@ -128,7 +128,10 @@ export class Server implements Core {
 				this.cluster = this.#parts.cluster(this);
 				await this.cluster.start();
 			}
-			if (cfg.listeners.s2s.enabled && this.#parts.remote) {
+			if (
+				(cfg.listeners.s2s.enabled || cfg.listeners.s2s_direct_tls.enabled) &&
+				this.#parts.remote
+			) {
 				this.remote = this.#parts.remote(this);
 				await this.remote.start();
 			}

@@ -12,7 +12,7 @@
  * its own streams with it. The dialback secret is in the shared storage, so any node can
  * answer a verification request for a key another node gave out.
  */
-import net from "node:net";
+import type net from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Core, Listener, RemoteDomains } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
@@ -22,6 +22,7 @@ import type { JID } from "../xmpp/jid.ts";
 import { type PeerCheck, PeerVerifier } from "./certificates.ts";
 import { dialbackKey, keysMatch } from "./dialback.ts";
 import { type DialbackOutcome, IncomingStream } from "./incoming.ts";
+import { S2SListener } from "./listener.ts";
 import { type OutgoingContext, OutgoingStream } from "./outgoing.ts";
 import { type Resolver, S2SResolver } from "./resolver.ts";
 import { S2SSocket } from "./socket.ts";
@@ -149,13 +150,17 @@ export class S2SManager implements RemoteDomains {
 		});
 	}
 
-	/** The listener for incoming streams (`[listeners.s2s]`). */
-	listener(): Listener {
-		return new S2SListener(this.#core, this);
+	/** The listeners for incoming streams: `[listeners.s2s]` and `[listeners.s2s_direct_tls]`. */
+	listeners(): Listener[] {
+		const l = this.#core.config.listeners;
+		const out: Listener[] = [];
+		if (l.s2s.enabled) out.push(new S2SListener(this.#core, this, false));
+		if (l.s2s_direct_tls.enabled) out.push(new S2SListener(this.#core, this, true));
+		return out;
 	}
 
-	/** Takes an accepted connection. */
-	accept(socket: net.Socket): void {
+	/** Takes an accepted connection (already TLS for XEP-0368 direct TLS). */
+	accept(socket: net.Socket, secure: boolean): void {
 		const core = this.#core;
 		const cfg = core.config;
 		const stream: IncomingStream = new IncomingStream({
@@ -185,7 +190,7 @@ export class S2SManager implements RemoteDomains {
 		});
 		const s2sSocket = new S2SSocket(
 			socket,
-			false,
+			secure,
 			{ stanzaBytes: cfg.limits.preauth_stanza_size, maxDepth: cfg.limits.max_depth },
 			{
 				streamStart: (attrs, name, ns, defaultNs) => stream.streamStart(attrs, name, ns, defaultNs),
@@ -251,58 +256,4 @@ export class S2SManager implements RemoteDomains {
 
 function pairKey(local: string, remote: string): string {
 	return `${local} ${remote}`;
-}
-
-/** The s2s port (RFC 6120 §14.7: 5269): accepts connections for the manager. */
-class S2SListener implements Listener {
-	readonly kind = "s2s";
-	readonly #core: Core;
-	readonly #manager: S2SManager;
-	#net: net.Server | null = null;
-	readonly #sockets = new Set<net.Socket>();
-
-	constructor(core: Core, manager: S2SManager) {
-		this.#core = core;
-		this.#manager = manager;
-	}
-
-	get port(): number {
-		const a = this.#net?.address();
-		return a && typeof a === "object" ? a.port : this.#core.config.listeners.s2s.port;
-	}
-
-	async listen(): Promise<void> {
-		const { address, port } = this.#core.config.listeners.s2s;
-		const server = net.createServer((socket) => {
-			const ip = socket.remoteAddress ?? "";
-			if (!this.#core.connectionLimiter.acquire(ip)) {
-				socket.destroy();
-				return;
-			}
-			this.#sockets.add(socket);
-			socket.once("close", () => {
-				this.#sockets.delete(socket);
-				this.#core.connectionLimiter.release(ip);
-			});
-			this.#manager.accept(socket);
-		});
-		await new Promise<void>((resolve, reject) => {
-			server.once("error", reject);
-			server.listen({ host: address, port }, () => {
-				server.off("error", reject);
-				resolve();
-			});
-		});
-		this.#net = server;
-		this.#core.log.info({ listener: this.kind, address, port: this.port }, "listening");
-	}
-
-	async close(): Promise<void> {
-		const server = this.#net;
-		this.#net = null;
-		if (!server) return;
-		const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-		for (const s of this.#sockets) s.destroy();
-		await closed;
-	}
 }

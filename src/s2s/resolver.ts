@@ -72,11 +72,14 @@ export class S2SResolver implements Resolver {
 	}
 }
 
+/** `host:port`, `[v6]:port`, or either after `tls:` for XEP-0368 direct TLS. */
 export function parseRoute(route: string): Target {
-	const colon = route.lastIndexOf(":");
-	let host = route.slice(0, colon);
+	const directTls = route.startsWith("tls:");
+	const rest = directTls ? route.slice(4) : route;
+	const colon = rest.lastIndexOf(":");
+	let host = rest.slice(0, colon);
 	if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-	return { host, port: Number(route.slice(colon + 1)), directTls: false };
+	return { host, port: Number(rest.slice(colon + 1)), directTls };
 }
 
 /**

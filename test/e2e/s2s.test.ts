@@ -15,8 +15,10 @@ import { connect, type XmppConnection } from "../helpers/xmpp-client.ts";
 
 let a: TestServer;
 let b: TestServer;
+let c: TestServer;
 let aS2s: number;
 let bS2s: number;
+let cTls: number;
 let closedPort: number;
 
 function federated(domain: string, port: number, routes: Record<string, string>) {
@@ -28,10 +30,16 @@ function federated(domain: string, port: number, routes: Record<string, string>)
 }
 
 before(async () => {
-	[aS2s, bS2s, closedPort] = await Promise.all([freePort(), freePort(), freePort()]);
+	[aS2s, bS2s, cTls, closedPort] = await Promise.all([
+		freePort(),
+		freePort(),
+		freePort(),
+		freePort(),
+	]);
 	a = await startTestServer({
 		config: federated("a.example", aS2s, {
 			"b.example": `127.0.0.1:${bS2s}`,
+			"c.example": `tls:127.0.0.1:${cTls}`,
 			"nowhere.example": `127.0.0.1:${closedPort}`,
 		}),
 		users: [["alice@a.example", "alice-pw"]],
@@ -40,10 +48,20 @@ before(async () => {
 		config: federated("b.example", bS2s, { "a.example": `127.0.0.1:${aS2s}` }),
 		users: [["bob@b.example", "bob-pw"]],
 	});
+	// c.example listens for servers on XEP-0368 direct TLS only.
+	c = await startTestServer({
+		config: {
+			hosts: { "c.example": {} },
+			listeners: { s2s_direct_tls: { enabled: true, address: "127.0.0.1", port: cTls } },
+			s2s: { routes: { "a.example": `127.0.0.1:${aS2s}` } },
+		},
+		users: [["carol@c.example", "carol-pw"]],
+	});
 });
 after(async () => {
 	await a?.stop();
 	await b?.stop();
+	await c?.stop();
 });
 
 async function login(t: TestServer, user: string, domain: string): Promise<XmppConnection> {
@@ -163,6 +181,25 @@ describe("Parley to Parley", () => {
 			}
 		} finally {
 			await bob.xmpp.stop();
+		}
+	});
+
+	test("to a server that listens on direct TLS only (XEP-0368, route tls:host:port)", async () => {
+		const alice = await login(a, "alice", "a.example");
+		const carol = await login(c, "carol", "c.example");
+		try {
+			await carol.xmpp.send(xml("presence"));
+			await alice.xmpp.send(
+				xml("message", { to: "carol@c.example", type: "chat", id: "t1" }, xml("body", {}, "tls")),
+			);
+			const m = await waitFor(
+				() => carol.stanzas.find((s) => s.is("message") && s.attrs.id === "t1"),
+				"carol to get the message",
+			);
+			assert.equal(m.attrs.from, "alice@a.example/r");
+		} finally {
+			await alice.xmpp.stop();
+			await carol.xmpp.stop();
 		}
 	});
 

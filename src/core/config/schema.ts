@@ -232,12 +232,18 @@ export const configSchema = z
 			.strictObject({
 				/**
 				 * Where to connect for a remote domain, before DNS: `"domain" = "host:port"` (a
-				 * federation of known servers, a test lab on loopback).
+				 * federation of known servers, a test lab on loopback); `"tls:host:port"` for a
+				 * peer's XEP-0368 direct TLS port.
 				 */
 				routes: z
 					.record(
 						z.string(),
-						z.string().regex(/^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$/, "host:port ([v6]:port)"),
+						z
+							.string()
+							.regex(
+								/^(tls:)?(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$/,
+								"host:port, [v6]:port, or tls:host:port for direct TLS",
+							),
 					)
 					.default({}),
 				/** TLS is required on every server-to-server stream, both ways (RFC 6120 §5.3.1). */
@@ -315,6 +321,8 @@ export const configSchema = z
 				 * by default while federation is being completed (issue 12): turn it on to federate.
 				 */
 				s2s: listener(5269, false),
+				/** XEP-0368 direct TLS for servers (no standard port; 5270 as Prosody suggests). */
+				s2s_direct_tls: listener(5270, false),
 			})
 			.prefault({}),
 		http: z
