@@ -4,10 +4,12 @@
  * link and the modules — and connects them; each part sees the others only through the core's
  * interfaces (src/core/contracts.ts). A new transport adds its listeners in `listenersFor`, a
  * new module or component type adds itself to src/modules/index.ts. Federation (src/s2s/) is
- * both: the router's `RemoteDomains` and the s2s listener.
+ * both: the router's `RemoteDomains` and the s2s listener. External components (src/component/)
+ * meet their module on the component's event bus (`component/connect`), not here.
  */
 import { C2SListener } from "../c2s/tcp.ts";
 import { ClusterLink } from "../cluster/link.ts";
+import { ComponentListener } from "../component/listener.ts";
 import { resolveDataPath } from "../core/config/load.ts";
 import type { Config } from "../core/config/schema.ts";
 import type { Core, Listener } from "../core/contracts.ts";
@@ -43,7 +45,10 @@ export function createServer(config: Config, opts: CreateServerOptions = {}): Se
 	);
 }
 
-/** The listeners `[listeners.*]` enables: client TCP and direct TLS, HTTP and HTTPS. */
+/**
+ * The listeners `[listeners.*]` enables: client TCP and direct TLS, HTTP and HTTPS, and the
+ * XEP-0114 component port when an external component is configured.
+ */
 function listenersFor(core: Core): Listener[] {
 	const l = core.config.listeners;
 	const out: Listener[] = [];
@@ -62,5 +67,11 @@ function listenersFor(core: Core): Listener[] {
 		out.push(new HttpListener(core, { address: l.http.address, port: l.http.port, tls: false }));
 	if (l.https.enabled)
 		out.push(new HttpListener(core, { address: l.https.address, port: l.https.port, tls: true }));
+	// Like Prosody, the component port opens only when there is a component to connect to it.
+	const external = Object.values(core.config.components).some(
+		(c) => c.enabled && c.type === "external",
+	);
+	if (l.component.enabled && external)
+		out.push(new ComponentListener(core, { address: l.component.address, port: l.component.port }));
 	return out;
 }

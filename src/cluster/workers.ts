@@ -27,7 +27,8 @@ export function isWorker(): boolean {
 /**
  * A worker's configuration: a cluster node named after the primary, and the HTTP listeners
  * (BOSH, WebSocket) only in the first worker, because a BOSH session is a series of HTTP
- * requests that must all reach the process holding it (XEP-0124 §7).
+ * requests that must all reach the process holding it (XEP-0124 §7); the component port too,
+ * because components run on the leader, the node that joined first.
  */
 export function workerConfig(config: Config): Config {
 	const node = process.env[NODE_ENV];
@@ -36,6 +37,8 @@ export function workerConfig(config: Config): Config {
 	if (Number(process.env.PARLEY_WORKER_SLOT) !== 1) {
 		config.listeners.http.enabled = false;
 		config.listeners.https.enabled = false;
+		// XEP-0114 components run on the leader, the first worker while it lives.
+		config.listeners.component.enabled = false;
 	}
 	return config;
 }

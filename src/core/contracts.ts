@@ -104,8 +104,8 @@ export interface HostModules {
 /**
  * A virtual host, or a component: one domain with its own event bus, modules, sessions and
  * stores. A component (`kind: "component"`, `[components."x"]` in the config) is reached by the
- * router like a host but has no accounts and no sessions; the module named by its `type`
- * implements it (MUC today; PubSub, upload and external components next). That module reads its
+ * router like a host but has no accounts and no sessions; the module its `type` names
+ * implements it (MUC and XEP-0114 external components today; PubSub and upload next). That module reads its
  * options from `component`, adds its identity and features, and claims the stanzas addressed to
  * its domain through the same events as on a host (`presence/full`, `message/bare`, `iq-get/...`).
  */
@@ -143,6 +143,30 @@ export interface Host {
 	sessionsOf(user: string): Session[];
 }
 
+/**
+ * An external component's authenticated stream (XEP-0114, src/component/), as the module of its
+ * domain sees it: the module writes the stanzas addressed to the domain to it.
+ */
+export interface ComponentLink {
+	readonly remoteAddress: string;
+	/** Writes a stanza (held in `jabber:client`) to the component. */
+	send(stanza: Element): void;
+	/** Ends the stream, with a stream error when a condition is given. */
+	close(condition?: StreamErrorCondition, text?: string): void;
+}
+
+/**
+ * `component/connect` on a component's bus, fired by the component listener once a handshake
+ * (XEP-0114 §3) succeeded: the module that serves the domain claims it and keeps the link, or
+ * sets `refused` (a second connection: `conflict`). `component/disconnect` (same shape) follows
+ * when a link it kept ends.
+ */
+export interface ComponentConnectEvent {
+	readonly host: Host;
+	readonly link: ComponentLink;
+	refused?: { condition: StreamErrorCondition; text: string };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Routing
 
@@ -160,7 +184,7 @@ export interface StanzaRouter {
 // ---------------------------------------------------------------------------------------------
 // Listeners and the cluster: parts the composition root plugs in
 
-/** A transport's listening side (TCP, TLS, HTTP; later s2s, components, the admin API). */
+/** A transport's listening side (TCP, TLS, HTTP, s2s, components; later the admin API). */
 export interface Listener {
 	/** A name for logs and `Server.port()`: "c2s", "c2s_direct_tls", "http", "https", ... */
 	readonly kind: string;

@@ -271,7 +271,7 @@ export function destinationOf(to: JID): Destination {
 }
 
 /** RFC 6120 §8.2.3: an IQ needs an id, a known type, and get/set exactly one payload child. */
-function checkIq(stanza: Element): StanzaError | null {
+export function checkIq(stanza: Element): StanzaError | null {
 	const type = stanza.attrs.type;
 	if (!stanza.attrs.id) return new StanzaError("bad-request", "IQ without id");
 	if (type === "get" || type === "set") {

@@ -15,7 +15,7 @@ import type { StorageBackend } from "../storage/types.ts";
 import { type CertificateStore, loadCertificates } from "../tls/certs.ts";
 import { JIDCache } from "../xmpp/jid.ts";
 import { resolveDataPath } from "./config/load.ts";
-import type { Config } from "./config/schema.ts";
+import { COMPONENT_MODULES, type Config } from "./config/schema.ts";
 import type { ClusterHook, Connection, Core, Host, Listener, RemoteDomains } from "./contracts.ts";
 import { VirtualHost } from "./host.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -66,6 +66,8 @@ export class Server implements Core {
 	#certificates: CertificateStore | null = null;
 	#state: ServerState = "created";
 	#sweeper: NodeJS.Timeout | null = null;
+	/** Components that serve their subdomains too: `local()` looks for parents only if any. */
+	#withSubdomains = 0;
 	/** The link to the other nodes when `[cluster]` is enabled (DESIGN.md "Cluster"). */
 	cluster: ClusterHook | null = null;
 	/** Federation when `[listeners.s2s]` is enabled (src/s2s/). */
@@ -169,10 +171,15 @@ export class Server implements Core {
 	async addComponent(name: string): Promise<Host> {
 		const cfg = this.config.components[name];
 		if (!cfg) throw new Error(`component ${name} is not configured`);
-		const hostConfig = { enabled: true, modules: [cfg.type], module_options: {} };
+		const hostConfig = {
+			enabled: true,
+			modules: [COMPONENT_MODULES[cfg.type]],
+			module_options: {},
+		};
 		const host = new VirtualHost(name, hostConfig, this, cfg);
 		host.modules = new ModuleManager(host, this.#registry);
 		this.components.set(name, host);
+		if (cfg.type === "external" && cfg.subdomains) this.#withSubdomains++;
 		const parent = this.hosts.get(cfg.parent_host ?? name.slice(name.indexOf(".") + 1));
 		parent?.discoItems.set(name, { jid: name, name: cfg.name });
 		for (const m of hostConfig.modules) await host.modules.load(m);
@@ -190,9 +197,20 @@ export class Server implements Core {
 		}
 	}
 
-	/** The host or component serving `domain`, if it is one of ours. */
+	/**
+	 * The host or component serving `domain`, if it is one of ours: an exact match, else the
+	 * nearest parent domain that is a component serving its subdomains (an external component
+	 * with `subdomains = true`: a gateway that gives each remote network a domain of its own).
+	 */
 	local(domain: string): Host | undefined {
-		return this.hosts.get(domain) ?? this.components.get(domain);
+		const exact = this.hosts.get(domain) ?? this.components.get(domain);
+		if (exact || this.#withSubdomains === 0) return exact;
+		for (let i = domain.indexOf("."); i !== -1; i = domain.indexOf(".", i + 1)) {
+			const parent = this.components.get(domain.slice(i + 1));
+			const c = parent?.component;
+			if (c?.type === "external" && c.subdomains) return parent;
+		}
+		return undefined;
 	}
 
 	/**
@@ -275,6 +293,7 @@ export class Server implements Core {
 		this.cluster = null;
 		for (const c of this.components.values()) await c.modules?.unloadAll();
 		this.components.clear();
+		this.#withSubdomains = 0;
 		for (const host of this.hosts.values()) await host.modules?.unloadAll();
 		this.hosts.clear();
 		await this.#storage?.close();

@@ -5,6 +5,7 @@ import caps from "./caps.ts";
 import carbons from "./carbons.ts";
 import contactInfo from "./contact-info.ts";
 import disco from "./disco.ts";
+import externalComponent from "./external-component.ts";
 import last from "./last.ts";
 import motd from "./motd.ts";
 import muc from "./muc/index.ts";
@@ -39,5 +40,6 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		carbons,
 		blocking,
 		muc,
+		externalComponent,
 	] as ModuleDefinition<never>[];
 }

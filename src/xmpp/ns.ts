@@ -18,4 +18,6 @@ export const NS_DELAY = "urn:xmpp:delay";
 export const NS_XML = "http://www.w3.org/XML/1998/namespace";
 export const NS_SERVER = "jabber:server";
 export const NS_DIALBACK = "jabber:server:dialback";
+/** XEP-0114: the content namespace of an external component's stream. */
+export const NS_COMPONENT_ACCEPT = "jabber:component:accept";
 export const NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback";

@@ -571,6 +571,9 @@ describe("docs/configuration.md", () => {
 		while (s instanceof z.ZodDefault || s instanceof z.ZodPrefault || s instanceof z.ZodOptional)
 			s = s.unwrap() as z.ZodType;
 		if (s instanceof z.ZodRecord) return keyPaths(s.valueType as z.ZodType, [...prefix, "*"]);
+		// `[components.*]`: every type's table, each by its `type`.
+		if (s instanceof z.ZodDiscriminatedUnion)
+			return (s.options as z.ZodType[]).flatMap((o) => keyPaths(o, prefix));
 		if (!(s instanceof z.ZodObject) || prefix.at(-1) === "tls") return [prefix];
 		return Object.entries(s.shape as Record<string, z.ZodType>).flatMap(([k, v]) =>
 			keyPaths(v, [...prefix, k]),

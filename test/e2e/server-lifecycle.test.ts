@@ -35,6 +35,8 @@ function makeConfig(dataDir: string, ports: Record<string, number> = {}): Config
 		auth: PLAIN_AUTH,
 		listeners,
 		storage: { backend: "memory" },
+		// The component port (XEP-0114) opens only when there is an external component.
+		components: { "gateway.localhost": { type: "external", secret: "s3cret" } },
 	});
 }
 

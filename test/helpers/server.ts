@@ -22,6 +22,8 @@ export interface TestServer {
 	httpPort: number;
 	/** HTTPS port (BOSH, WebSocket over TLS), 0 when disabled. */
 	httpsPort: number;
+	/** XEP-0114 component port, 0 when not open (no external component configured). */
+	componentPort: number;
 	dataDir: string;
 	stop(): Promise<void>;
 }
@@ -48,6 +50,8 @@ export async function startTestServer(
 			c2s_direct_tls: { address: "127.0.0.1", port: 0 },
 			http: { address: "127.0.0.1", port: 0 },
 			https: { address: "127.0.0.1", port: 0 },
+			// Opened only with an external component configured; never the real 5347 in a test.
+			component: { address: "127.0.0.1", port: 0 },
 			...opts.config?.listeners,
 		},
 		storage: { backend: opts.storage ?? "memory", ...opts.config?.storage },
@@ -85,6 +89,7 @@ export async function startTestServer(
 		tlsPort: has("c2s_direct_tls") ? server.port("c2s_direct_tls") : 0,
 		httpPort: has("http") ? server.port("http") : 0,
 		httpsPort: has("https") ? server.port("https") : 0,
+		componentPort: has("component") ? server.port("component") : 0,
 		dataDir,
 		async stop() {
 			await server.stop();

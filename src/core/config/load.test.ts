@@ -117,6 +117,33 @@ test("unknown keys are reported with the table they are in and a suggestion when
 	]);
 });
 
+test("a component's table is the one its type chooses: its keys, its errors, suggestions", () => {
+	const gw = '[components."gw.localhost"]\n';
+	// An external component (XEP-0114) has a secret and no MUC keys, and the reverse.
+	assert.deepEqual(problems(`${gw}type = "external"\nsecret = "s"\nsubdomain = true\n`), [
+		'parley.toml:4: unknown key "subdomain" in [components."gw.localhost"]; did you mean subdomains?',
+	]);
+	assert.deepEqual(problems(`${gw}type = "external"\nsecret = "s"\nroom_creation = "local"\n`), [
+		'parley.toml:4: unknown key "room_creation" in [components."gw.localhost"]',
+	]);
+	assert.deepEqual(problems(`${gw}type = "muc"\nsecret = "s"\n`), [
+		'parley.toml:3: unknown key "secret" in [components."gw.localhost"]',
+	]);
+	assert.deepEqual(problems(`${gw}type = "external"\n`), [
+		'parley.toml:1: components."gw.localhost".secret: missing (the shared secret the component authenticates with)',
+	]);
+	assert.deepEqual(problems(`${gw}type = "external"\nsecret = 3\nsubdomains = "yes"\n`), [
+		'parley.toml:3: components."gw.localhost".secret: expected a string, got 3',
+		'parley.toml:4: components."gw.localhost".subdomains: expected true or false, got "yes"',
+	]);
+	assert.deepEqual(problems(`${gw}type = "externa"\n`), [
+		'parley.toml:2: components."gw.localhost".type: expected one of "muc", "external", got "externa"',
+	]);
+	assert.deepEqual(problems(`${gw}name = "x"\n`), [
+		'parley.toml:1: components."gw.localhost".type: missing (one of "muc", "external")',
+	]);
+});
+
 test("every problem is reported, in line order", () => {
 	const found = problems('[log]\nlevel = 1\n[server]\nnope = 1\n[hosts."Bad.example"]\n');
 	assert.deepEqual(

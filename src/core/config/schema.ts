@@ -9,11 +9,11 @@ import { z } from "zod";
 
 const port = z.number().int().min(0).max(65535);
 
-const listener = (defaultPort: number, defaultEnabled = true) =>
+const listener = (defaultPort: number, defaultEnabled = true, defaultAddress = "::") =>
 	z
 		.strictObject({
 			enabled: z.boolean().default(defaultEnabled),
-			address: z.string().default("::"),
+			address: z.string().default(defaultAddress),
 			port: port.default(defaultPort),
 		})
 		.prefault({});
@@ -82,18 +82,24 @@ const roomDefaults = z
 
 /**
  * `[components."conference.example.org"]`: a service on its own domain, reached through the
- * router like a host but without accounts. `type = "muc"` is XEP-0045 Multi-User Chat.
+ * router like a host but without accounts. The `type` chooses the service and the module that
+ * runs it (`COMPONENT_MODULES`): `"muc"` is XEP-0045 Multi-User Chat, `"external"` a XEP-0114
+ * component that connects to the component listener. Each type is its own table of keys.
  */
-const mucComponent = z.strictObject({
-	type: z.literal("muc"),
+const componentBase = {
 	enabled: z.boolean().default(true),
-	/** The name of the conference/text identity in disco#info (XEP-0030). */
-	name: z.string().default("Chatrooms"),
 	/**
-	 * The host whose disco#items lists this service and whose users count as "local"; by default
-	 * the domain without its first label, when that is a host of this server.
+	 * The host whose disco#items lists this service (and, for MUC, whose users count as
+	 * "local"); by default the domain without its first label, when that is a host here.
 	 */
 	parent_host: z.string().optional(),
+};
+
+const mucComponent = z.strictObject({
+	type: z.literal("muc"),
+	...componentBase,
+	/** The name of the conference/text identity in disco#info (XEP-0030). */
+	name: z.string().default("Chatrooms"),
 	/** Who may create rooms: anyone, users of the parent host, or the `admins` only. */
 	room_creation: z.enum(["anyone", "local", "admins"]).default("anyone"),
 	/** Bare JIDs that are owners of every room (and may always create rooms). */
@@ -115,7 +121,33 @@ const mucComponent = z.strictObject({
 	room_defaults: roomDefaults,
 });
 
-export type ComponentConfig = z.infer<typeof mucComponent>;
+/**
+ * `type = "external"`: a XEP-0114 component (a gateway, a bot, a service written elsewhere)
+ * that connects to `[listeners.component]` and authenticates with the shared `secret`.
+ */
+const externalComponent = z.strictObject({
+	type: z.literal("external"),
+	...componentBase,
+	/** The name of the item in the parent host's disco#items (XEP-0030); none by default. */
+	name: z.string().optional(),
+	/** XEP-0114 §3: the shared secret of the handshake. */
+	secret: z.string().min(1).describe("the shared secret the component authenticates with"),
+	/** Stanzas to any subdomain (`x.gateway.example.org`) go to the component too, and it may send from them. */
+	subdomains: z.boolean().default(false),
+});
+
+/** Chosen by `type`: the keys of the other types are unknown keys there. */
+const component = z.discriminatedUnion("type", [mucComponent, externalComponent]);
+
+export type MucComponentConfig = z.infer<typeof mucComponent>;
+export type ExternalComponentConfig = z.infer<typeof externalComponent>;
+export type ComponentConfig = z.infer<typeof component>;
+
+/** The module a component of each type runs (`Server.addComponent` loads it on the component). */
+export const COMPONENT_MODULES = {
+	muc: "muc",
+	external: "external_component",
+} as const satisfies Record<ComponentConfig["type"], string>;
 
 /** The keys that choose and set up one storage backend (the [storage] table itself, and each
  * [storage.backends.<name>]). */
@@ -323,6 +355,11 @@ export const configSchema = z
 				s2s: listener(5269, false),
 				/** XEP-0368 direct TLS for servers (no standard port; 5270 as Prosody suggests). */
 				s2s_direct_tls: listener(5270, false),
+				/**
+				 * XEP-0114 external components, on loopback by default. Opened only when a component
+				 * of type "external" is configured (as Prosody does).
+				 */
+				component: listener(5347, true, "127.0.0.1"),
 			})
 			.prefault({}),
 		http: z
@@ -426,7 +463,7 @@ export const configSchema = z
 			.prefault({}),
 		hosts: z.record(z.string(), host).default({ localhost: host.parse({}) }),
 		/** Services on their own domains: `[components."conference.example.org"] type = "muc"`. */
-		components: z.record(z.string(), mucComponent).default({}),
+		components: z.record(z.string(), component).default({}),
 	})
 	.superRefine((c, ctx) => {
 		for (const [name, comp] of Object.entries(c.components)) {

@@ -16,7 +16,7 @@ export function describeIssue(issue: z.core.$ZodIssue, raw: unknown, report: Rep
 	const key = formatKeyPath(path);
 
 	if (issue.code === "unrecognized_keys") {
-		const valid = Object.keys(objectShapeAt(path) ?? {});
+		const valid = Object.keys(objectShapeAt(path, raw) ?? {});
 		for (const unknown of issue.keys) {
 			const suggestion = closest(unknown, valid);
 			const hint = suggestion === undefined ? "" : `; did you mean ${suggestion}?`;
@@ -28,7 +28,7 @@ export function describeIssue(issue: z.core.$ZodIssue, raw: unknown, report: Rep
 		return;
 	}
 
-	const schema = schemaAt(path);
+	const schema = schemaAt(path, raw);
 	const found = valueAt(raw, path);
 	// A refinement's own message says what is wrong better than the key's type would.
 	if (issue.code === "custom" && found.present !== false) {
@@ -59,11 +59,24 @@ function unwrap(schema: z.ZodType): z.ZodType {
 	return s;
 }
 
-/** The schema of the value at `path`, or undefined where the schema does not say (unknown). */
-function schemaAt(path: readonly (string | number)[]): z.ZodType | undefined {
+/**
+ * The schema of the value at `path`, or undefined where the schema does not say (unknown). A
+ * discriminated union (the `[components.*]` tables, by `type`) is the member the file's value
+ * chooses; its discriminator key itself is described as the choice of the members' values.
+ */
+function schemaAt(path: readonly (string | number)[], raw: unknown): z.ZodType | undefined {
 	let s: z.ZodType = configSchema;
-	for (const segment of path) {
-		const u = unwrap(s);
+	for (const [i, segment] of path.entries()) {
+		let u = unwrap(s);
+		if (u instanceof z.ZodDiscriminatedUnion) {
+			const key = u._zod.def.discriminator;
+			const values = unionValues(u, key);
+			if (segment === key) return z.enum(values.map(([v]) => v));
+			const found = valueAt(raw, [...path.slice(0, i), key]);
+			const member = values.find(([v]) => found.present && v === found.value)?.[1];
+			if (member === undefined) return undefined;
+			u = member;
+		}
 		if (u instanceof z.ZodObject && typeof segment === "string") {
 			const next = (u.shape as Record<string, z.ZodType>)[segment];
 			if (next === undefined) return undefined;
@@ -79,11 +92,31 @@ function schemaAt(path: readonly (string | number)[]): z.ZodType | undefined {
 	return s;
 }
 
-function objectShapeAt(path: readonly (string | number)[]): Record<string, unknown> | undefined {
-	const s = schemaAt(path);
+function objectShapeAt(
+	path: readonly (string | number)[],
+	raw: unknown,
+): Record<string, unknown> | undefined {
+	const s = path.length === 0 ? configSchema : schemaAt(path, raw);
 	if (s === undefined) return undefined;
-	const u = unwrap(s);
+	let u = unwrap(s);
+	if (u instanceof z.ZodDiscriminatedUnion) {
+		const key = u._zod.def.discriminator;
+		const found = valueAt(raw, [...path, key]);
+		u = unionValues(u, key).find(([v]) => found.present && v === found.value)?.[1] ?? u;
+	}
 	return u instanceof z.ZodObject ? (u.shape as Record<string, unknown>) : undefined;
+}
+
+/** Each member of a discriminated union of objects with the string literal it is chosen by. */
+function unionValues(u: z.ZodDiscriminatedUnion, key: string): [string, z.ZodObject][] {
+	const out: [string, z.ZodObject][] = [];
+	for (const option of u.options) {
+		if (!(option instanceof z.ZodObject)) continue;
+		const literal = (option.shape as Record<string, z.ZodType>)[key];
+		if (!(literal instanceof z.ZodLiteral)) continue;
+		for (const v of literal.values) if (typeof v === "string") out.push([v, option]);
+	}
+	return out;
 }
 
 interface BoundCheck {

@@ -3,7 +3,7 @@
  * persistence, and the routing of stanzas to rooms and occupants. One instance per loaded
  * module (so per component and per server): nothing is kept at module level.
  */
-import type { ComponentConfig } from "../../core/config/schema.ts";
+import type { MucComponentConfig } from "../../core/config/schema.ts";
 import type { Host, Session } from "../../core/contracts.ts";
 import type { StanzaEvent } from "../../core/router.ts";
 import type { Json, KeyValStore } from "../../storage/types.ts";
@@ -35,7 +35,7 @@ const FORWARDED = "muc.";
 
 export class MucService implements RoomHost {
 	readonly host: Host;
-	readonly cfg: ComponentConfig;
+	readonly cfg: MucComponentConfig;
 	readonly rooms = new Map<string, Room>();
 	readonly limits: FormLimits;
 	/** The host whose users count as "local" for room_creation = "local". */
@@ -52,7 +52,7 @@ export class MucService implements RoomHost {
 	readonly #writes = new Map<string, Promise<void>>();
 	readonly #log: Host["log"];
 
-	constructor(host: Host, cfg: ComponentConfig, store: KeyValStore<Json>) {
+	constructor(host: Host, cfg: MucComponentConfig, store: KeyValStore<Json>) {
 		this.host = host;
 		this.cfg = cfg;
 		this.#store = store;

@@ -1,0 +1,350 @@
+/**
+ * One external component's connection (XEP-0114, "jabber:component:accept"): the socket, the
+ * streaming XML parser under the configured limits, the writer, and the protocol of §3.
+ *
+ *   component: <stream:stream xmlns='jabber:component:accept' to='gateway.example.org'>
+ *   server:    <stream:stream xmlns='jabber:component:accept' from='gateway.example.org' id='...'>
+ *   component: <handshake>hex(SHA-1(id + secret))</handshake>
+ *   server:    <handshake/>                      or a not-authorized stream error
+ *
+ * then stanzas both ways. A `to` that is not an external component here gets `host-unknown`,
+ * another content namespace `invalid-namespace`. Once authenticated, the stream fires
+ * `component/connect` on the component's bus; the module that serves the domain
+ * (src/modules/external-component.ts) keeps it as its `ComponentLink`, or refuses it.
+ *
+ * Stanzas from the component: `from` must be the component's domain or an address at it (or at
+ * a subdomain it serves), else `invalid-from` (RFC 6120 §4.9.3.9); without `from`, the domain
+ * is stamped, and without `to` the stanza gets `bad-request`, as Prosody does. They are moved
+ * into `jabber:client` (Parley holds stanzas there) and routed one at a time, in order (RFC 6120
+ * §10.1). Stanzas to the component are written with `jabber:client` as their context, so they
+ * take the stream's namespace, as on s2s streams (RFC 6120 §4.8.3).
+ */
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
+import type net from "node:net";
+import type {
+	ComponentConnectEvent,
+	ComponentLink,
+	Connection,
+	Core,
+	Host,
+} from "../core/contracts.ts";
+import type { Logger } from "../core/log.ts";
+import { checkIq } from "../core/router.ts";
+import { type Attrs, type Element, escapeAttr } from "../xml/element.ts";
+import { StreamParser } from "../xml/parser.ts";
+import {
+	errorReply,
+	mayReplyWithError,
+	StanzaError,
+	type StreamErrorCondition,
+	streamErrorElement,
+} from "../xmpp/errors.ts";
+import { JIDError } from "../xmpp/jid.ts";
+import { NS_CLIENT, NS_COMPONENT_ACCEPT, NS_STREAMS } from "../xmpp/ns.ts";
+import { intoClientNs } from "../xmpp/stanza.ts";
+
+/** How long a closing stream waits for the peer's closing tag before dropping the socket. */
+const CLOSE_GRACE_MS = 5000;
+/** Bytes queued for a component that does not read before the connection is dropped. */
+const MAX_OUTBOUND_BUFFER = 16 * 1024 * 1024;
+/** Stanzas being routed before the stream stops reading (as for client and s2s streams). */
+const MAX_QUEUE = 64;
+const STANZAS = new Set(["message", "presence", "iq"]);
+
+type State = "header" | "handshake" | "online" | "closed";
+
+export class ComponentStream implements Connection, ComponentLink {
+	readonly id = randomUUID().replaceAll("-", "");
+	readonly remoteAddress: string;
+	readonly #core: Core;
+	readonly #socket: net.Socket;
+	readonly #parser: StreamParser;
+	readonly #log: Logger;
+	readonly #ended: (stream: ComponentStream) => void;
+	#state: State = "header";
+	#headerSent = false;
+	/** The component's domain, once the header named one of ours. */
+	#domain = "";
+	#host: Host | null = null;
+	/** The module kept this stream as its link: it hears of the end. */
+	#attached = false;
+	#pending = 0;
+	#chain: Promise<void> = Promise.resolve();
+	#out = "";
+	#ending = false;
+	#authTimer: NodeJS.Timeout | null;
+
+	constructor(core: Core, socket: net.Socket, ended: (stream: ComponentStream) => void) {
+		this.#core = core;
+		this.#socket = socket;
+		this.#ended = ended;
+		this.remoteAddress = socket.remoteAddress ?? "";
+		this.#log = core.log.child({ listener: "component" });
+		const limits = core.config.limits;
+		this.#parser = new StreamParser(
+			{
+				streamStart: (name, ns, attrs, defaultNs) => this.#streamStart(name, ns, attrs, defaultNs),
+				stanza: (el) => this.#element(el),
+				streamEnd: () => this.close(),
+				error: (condition, text) => this.close(condition, text),
+			},
+			// Until the handshake, the small pre-authentication limit (as for clients).
+			{ maxStanzaBytes: limits.preauth_stanza_size, maxDepth: limits.max_depth },
+		);
+		this.#authTimer = setTimeout(
+			() => this.close("connection-timeout", "no handshake in time"),
+			limits.auth_timeout * 1000,
+		).unref();
+		socket.setNoDelay(true);
+		socket.setKeepAlive(true, 60_000);
+		socket.on("data", (chunk: Buffer) => this.#parser.write(chunk));
+		socket.on("error", (err) =>
+			this.#log.debug({ err: err.message, ip: this.remoteAddress }, "component socket error"),
+		);
+		socket.on("close", () => this.#closed());
+	}
+
+	/** The domain the component authenticated for ("" before the stream header). */
+	get domain(): string {
+		return this.#domain;
+	}
+
+	// --- ComponentLink ---------------------------------------------------------------------------
+
+	send(stanza: Element): void {
+		if (this.#state === "online") this.#write(stanza.toString(NS_CLIENT));
+	}
+
+	/** Ends the stream, with a stream error when a condition is given (RFC 6120 §4.9). */
+	close(condition?: StreamErrorCondition, text?: string): void {
+		if (this.#state === "closed") return;
+		if (condition) {
+			this.#open();
+			this.#write(streamErrorElement(condition, text).toString());
+			this.#log.info(
+				{ ip: this.remoteAddress, domain: this.#domain || undefined, condition, text },
+				"component stream error",
+			);
+		}
+		this.#state = "closed";
+		this.#write("</stream:stream>");
+		this.#flush();
+		this.#ending = true;
+		const socket = this.#socket;
+		if (!socket.destroyed) {
+			socket.end();
+			const grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+			socket.once("close", () => clearTimeout(grace));
+		}
+		this.#end();
+	}
+
+	// --- Connection ------------------------------------------------------------------------------
+
+	whenIdle(): Promise<void> {
+		return this.#chain;
+	}
+
+	// --- the protocol ----------------------------------------------------------------------------
+
+	#streamStart(name: string, ns: string | null, attrs: Attrs, defaultNs: string | null): void {
+		if (this.#state !== "header") return;
+		// RFC 6120 §4.9.3.10: not a stream in the streams namespace.
+		if (name !== "stream" || ns !== NS_STREAMS) {
+			this.close("invalid-namespace", "not an XMPP stream");
+			return;
+		}
+		let to = "";
+		try {
+			to = attrs.to ? this.#core.jids.parse(attrs.to).domain : "";
+		} catch (e) {
+			if (!(e instanceof JIDError)) throw e;
+		}
+		const host = to ? this.#core.components.get(to) : undefined;
+		// XEP-0114 §3: a 'to' the server does not serve as a component is host-unknown.
+		if (host?.component?.type !== "external") {
+			this.close("host-unknown", `${attrs.to ?? "(no 'to')"} is not an external component here`);
+			return;
+		}
+		this.#domain = to;
+		this.#host = host;
+		this.#open();
+		if (defaultNs !== NS_COMPONENT_ACCEPT) {
+			this.close("invalid-namespace", `use ${NS_COMPONENT_ACCEPT}`);
+			return;
+		}
+		this.#state = "handshake";
+	}
+
+	/** The server's stream header (XEP-0114 §3, example 2): the component's domain and an id. */
+	#open(): void {
+		if (this.#headerSent) return;
+		this.#headerSent = true;
+		const from = this.#domain ? ` from='${escapeAttr(this.#domain)}'` : "";
+		this.#write(
+			`<?xml version='1.0'?><stream:stream xmlns='${NS_COMPONENT_ACCEPT}' xmlns:stream='${NS_STREAMS}'${from} id='${this.id}'>`,
+		);
+	}
+
+	/** Elements are handled one at a time, in order; a flood stops the reading. */
+	#element(el: Element): void {
+		if (this.#state === "closed") return;
+		this.#pending++;
+		if (this.#pending > MAX_QUEUE) this.#socket.pause();
+		this.#chain = this.#chain.then(async () => {
+			try {
+				if (this.#state !== "closed") await this.#handle(el);
+			} catch (err) {
+				this.#log.error({ err, domain: this.#domain }, "component stanza handling failed");
+			} finally {
+				this.#pending--;
+				if (this.#pending <= MAX_QUEUE / 2) this.#socket.resume();
+			}
+		});
+	}
+
+	async #handle(el: Element): Promise<void> {
+		if (this.#state === "handshake") {
+			if (el.name === "handshake" && el.ns === NS_COMPONENT_ACCEPT) await this.#handshake(el);
+			else this.close("not-authorized", "send the handshake first (XEP-0114 §3)");
+			return;
+		}
+		if (el.ns !== NS_COMPONENT_ACCEPT || !STANZAS.has(el.name)) {
+			if (el.name === "handshake") return; // a repeated handshake changes nothing
+			this.close("unsupported-stanza-type", `<${el.name}/> is not allowed here`);
+			return;
+		}
+		await this.#stanza(intoClientNs(el, NS_COMPONENT_ACCEPT));
+	}
+
+	/** XEP-0114 §3: the handshake is the lower-case hex SHA-1 of the stream id and the secret. */
+	async #handshake(el: Element): Promise<void> {
+		const host = this.#host as Host;
+		const cfg = host.component;
+		if (cfg?.type !== "external") return;
+		const expected = createHash("sha1").update(`${this.id}${cfg.secret}`, "utf8").digest();
+		const given = Buffer.from(el.text().trim().toLowerCase(), "utf8");
+		const hex = Buffer.from(expected.toString("hex"), "utf8");
+		if (given.length !== hex.length || !timingSafeEqual(given, hex)) {
+			this.close("not-authorized", "the handshake does not match the shared secret");
+			return;
+		}
+		const event: ComponentConnectEvent = { host, link: this };
+		const claimed = await host.events.fire("component/connect", event);
+		if (claimed && !event.refused) this.#attached = true;
+		if (this.#state === "closed") {
+			// Gone while the module was deciding.
+			if (this.#attached) this.#end();
+			return;
+		}
+		if (!claimed) {
+			this.close("internal-server-error", `no module serves ${host.name}`);
+			return;
+		}
+		if (event.refused) {
+			this.close(event.refused.condition, event.refused.text);
+			return;
+		}
+		this.#state = "online";
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = null;
+		// Past authentication, stanzas may be as large as a client's (RFC 6120 §13.12).
+		const limits = this.#core.config.limits;
+		this.#parser.setLimits({ maxStanzaBytes: limits.stanza_size, maxDepth: limits.max_depth });
+		this.#write("<handshake/>");
+		this.#log.info({ ip: this.remoteAddress, domain: this.#domain }, "component authenticated");
+	}
+
+	async #stanza(el: Element): Promise<void> {
+		const jids = this.#core.jids;
+		const fromAttr = el.attrs.from;
+		if (!fromAttr) el.attrs.from = this.#domain;
+		else {
+			let fromDomain: string;
+			try {
+				const from = jids.parse(fromAttr);
+				fromDomain = from.domain;
+				el.attrs.from = from.toString();
+			} catch (e) {
+				if (!(e instanceof JIDError)) throw e;
+				this.close("invalid-from", `${fromAttr} is not a valid address`);
+				return;
+			}
+			// The component speaks for its domain, and for its subdomains when it serves them:
+			// whatever the router would deliver to it (and nothing a host or another component has).
+			if (this.#core.local(fromDomain) !== this.#host) {
+				this.close("invalid-from", `${fromAttr} is not an address of ${this.#domain}`);
+				return;
+			}
+		}
+		const toAttr = el.attrs.to;
+		if (!toAttr) {
+			this.#reject(
+				el,
+				new StanzaError("bad-request", "a component's stanzas carry a 'to' (XEP-0114 §3)"),
+			);
+			return;
+		}
+		try {
+			el.attrs.to = jids.parse(toAttr).toString();
+		} catch (e) {
+			if (!(e instanceof JIDError)) throw e;
+			this.#reject(el, new StanzaError("jid-malformed")); // RFC 6120 §8.3.3.8
+			return;
+		}
+		const iqError = el.name === "iq" ? checkIq(el) : null;
+		if (iqError) {
+			this.#reject(el, iqError);
+			return;
+		}
+		await this.#core.router.route(el);
+	}
+
+	/** An error reply written straight back (RFC 6120 §8.3; never an error to an error). */
+	#reject(el: Element, error: StanzaError): void {
+		if (mayReplyWithError(el)) this.send(errorReply(el, error));
+	}
+
+	// --- bytes -----------------------------------------------------------------------------------
+
+	/** Output of this tick goes out as one write on the next tick. */
+	#write(s: string): void {
+		if (this.#ending || this.#socket.destroyed) return;
+		if (this.#out === "") {
+			this.#out = s;
+			process.nextTick(this.#flush);
+		} else this.#out += s;
+		if (this.#socket.writableLength + this.#out.length > MAX_OUTBOUND_BUFFER) {
+			// A component that stops reading would make us buffer without bound.
+			this.#log.info({ domain: this.#domain }, "component not reading: connection dropped");
+			this.#out = "";
+			this.#socket.destroy();
+		}
+	}
+
+	readonly #flush = (): void => {
+		const s = this.#out;
+		if (s === "") return;
+		this.#out = "";
+		if (!this.#socket.destroyed) this.#socket.write(s);
+	};
+
+	/** The connection went away. */
+	#closed(): void {
+		if (this.#state === "closed") return;
+		this.#state = "closed";
+		this.#end();
+	}
+
+	#end(): void {
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = null;
+		this.#ended(this);
+		if (!this.#attached || !this.#host) return;
+		this.#attached = false;
+		const event: ComponentConnectEvent = { host: this.#host, link: this };
+		this.#host.events.fire("component/disconnect", event).catch((err: unknown) => {
+			this.#log.error({ err }, "component/disconnect handler failed");
+		});
+	}
+}
