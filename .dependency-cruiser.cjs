@@ -3,8 +3,8 @@
  * Rules apply to source files; a test may reach for whatever real part it exercises, but it may
  * not create a cycle either.
  */
-const TRANSPORTS = "^src/(c2s|bosh|http|websocket|component)/";
-const LOWER = "^src/(xml|xmpp|storage|auth|tls|security)/";
+const TRANSPORTS = "^src/(c2s|bosh|http|websocket|component|s2s)/";
+const LOWER = "^src/(xml|xmpp|storage|auth|tls|security|net)/";
 const TEST = "\\.test\\.ts$";
 
 /** @type {import('dependency-cruiser').IConfiguration} */
@@ -23,7 +23,7 @@ module.exports = {
 				"core/ owns the interfaces (core/contracts.ts); transports, services, the cluster link, modules, the CLI and the composition root implement or use them, never the reverse.",
 			severity: "error",
 			from: { path: "^src/core/", pathNot: TEST },
-			to: { path: "^src/(app|cli|cluster|modules|c2s|bosh|http|websocket|component)/" },
+			to: { path: "^src/(app|cli|cluster|modules|c2s|bosh|http|websocket|component|s2s)/" },
 		},
 		{
 			name: "lower-layers-stay-below",
@@ -32,7 +32,7 @@ module.exports = {
 			severity: "error",
 			from: { path: LOWER, pathNot: TEST },
 			to: {
-				path: "^src/(app|cli|cluster|modules|c2s|bosh|http|websocket|component|core)/",
+				path: "^src/(app|cli|cluster|modules|c2s|bosh|http|websocket|component|s2s|core)/",
 				pathNot: "^src/core/log\\.ts$",
 			},
 		},
@@ -42,7 +42,7 @@ module.exports = {
 				"A module talks to the server through its ModuleApi and the core's interfaces, never to a transport or the cluster link.",
 			severity: "error",
 			from: { path: "^src/modules/", pathNot: TEST },
-			to: { path: "^src/(app|cli|cluster|c2s|bosh|http|websocket|component)/" },
+			to: { path: "^src/(app|cli|cluster|c2s|bosh|http|websocket|component|s2s)/" },
 		},
 		{
 			name: "transports-know-no-module",
@@ -56,7 +56,7 @@ module.exports = {
 			comment: "The cluster link sees sessions through the core's Session contract.",
 			severity: "error",
 			from: { path: "^src/cluster/", pathNot: TEST },
-			to: { path: "^src/(app|cli|modules|c2s|bosh|http|websocket|component)/" },
+			to: { path: "^src/(app|cli|modules|c2s|bosh|http|websocket|component|s2s)/" },
 		},
 		{
 			name: "only-the-cli-uses-the-composition-root",

@@ -9,7 +9,7 @@
  */
 import { C2SListener } from "../c2s/tcp.ts";
 import { ClusterLink } from "../cluster/link.ts";
-import { ComponentListener } from "../component/listener.ts";
+import { componentListener } from "../component/listener.ts";
 import { resolveDataPath } from "../core/config/load.ts";
 import type { Config } from "../core/config/schema.ts";
 import type { Core, Listener } from "../core/contracts.ts";
@@ -72,6 +72,6 @@ function listenersFor(core: Core): Listener[] {
 		(c) => c.enabled && c.type === "external",
 	);
 	if (l.component.enabled && external)
-		out.push(new ComponentListener(core, { address: l.component.address, port: l.component.port }));
+		out.push(componentListener(core, { address: l.component.address, port: l.component.port }));
 	return out;
 }

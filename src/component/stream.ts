@@ -1,6 +1,6 @@
 /**
- * One external component's connection (XEP-0114, "jabber:component:accept"): the socket, the
- * streaming XML parser under the configured limits, the writer, and the protocol of §3.
+ * One external component's connection (XEP-0114, "jabber:component:accept"): the protocol of
+ * §3 over an XmlSocket (src/net/xml-socket.ts: the socket, the parser, the writer).
  *
  *   component: <stream:stream xmlns='jabber:component:accept' to='gateway.example.org'>
  *   server:    <stream:stream xmlns='jabber:component:accept' from='gateway.example.org' id='...'>
@@ -30,8 +30,8 @@ import type {
 } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
 import { checkIq } from "../core/router.ts";
-import { type Attrs, type Element, escapeAttr } from "../xml/element.ts";
-import { StreamParser } from "../xml/parser.ts";
+import { XmlSocket } from "../net/xml-socket.ts";
+import type { Attrs, Element } from "../xml/element.ts";
 import {
 	errorReply,
 	mayReplyWithError,
@@ -40,13 +40,9 @@ import {
 	streamErrorElement,
 } from "../xmpp/errors.ts";
 import { JIDError } from "../xmpp/jid.ts";
-import { NS_CLIENT, NS_COMPONENT_ACCEPT, NS_STREAMS } from "../xmpp/ns.ts";
+import { NS_COMPONENT_ACCEPT, NS_STREAMS } from "../xmpp/ns.ts";
 import { intoClientNs } from "../xmpp/stanza.ts";
 
-/** How long a closing stream waits for the peer's closing tag before dropping the socket. */
-const CLOSE_GRACE_MS = 5000;
-/** Bytes queued for a component that does not read before the connection is dropped. */
-const MAX_OUTBOUND_BUFFER = 16 * 1024 * 1024;
 /** Stanzas being routed before the stream stops reading (as for client and s2s streams). */
 const MAX_QUEUE = 64;
 const STANZAS = new Set(["message", "presence", "iq"]);
@@ -57,8 +53,7 @@ export class ComponentStream implements Connection, ComponentLink {
 	readonly id = randomUUID().replaceAll("-", "");
 	readonly remoteAddress: string;
 	readonly #core: Core;
-	readonly #socket: net.Socket;
-	readonly #parser: StreamParser;
+	readonly #socket: XmlSocket;
 	readonly #log: Logger;
 	readonly #ended: (stream: ComponentStream) => void;
 	#state: State = "header";
@@ -70,38 +65,32 @@ export class ComponentStream implements Connection, ComponentLink {
 	#attached = false;
 	#pending = 0;
 	#chain: Promise<void> = Promise.resolve();
-	#out = "";
-	#ending = false;
 	#authTimer: NodeJS.Timeout | null;
 
 	constructor(core: Core, socket: net.Socket, ended: (stream: ComponentStream) => void) {
 		this.#core = core;
-		this.#socket = socket;
 		this.#ended = ended;
 		this.remoteAddress = socket.remoteAddress ?? "";
 		this.#log = core.log.child({ listener: "component" });
 		const limits = core.config.limits;
-		this.#parser = new StreamParser(
+		// Until the handshake, the small pre-authentication limit (as for clients).
+		this.#socket = new XmlSocket(
+			socket,
+			false,
+			{ stanzaBytes: limits.preauth_stanza_size, maxDepth: limits.max_depth },
 			{
-				streamStart: (name, ns, attrs, defaultNs) => this.#streamStart(name, ns, attrs, defaultNs),
-				stanza: (el) => this.#element(el),
+				streamStart: (attrs, name, ns, defaultNs) => this.#streamStart(name, ns, attrs, defaultNs),
+				element: (el) => this.#element(el),
 				streamEnd: () => this.close(),
-				error: (condition, text) => this.close(condition, text),
+				parseError: (condition, text) => this.close(condition, text),
+				closed: () => this.#closed(),
 			},
-			// Until the handshake, the small pre-authentication limit (as for clients).
-			{ maxStanzaBytes: limits.preauth_stanza_size, maxDepth: limits.max_depth },
+			this.#log,
 		);
 		this.#authTimer = setTimeout(
 			() => this.close("connection-timeout", "no handshake in time"),
 			limits.auth_timeout * 1000,
 		).unref();
-		socket.setNoDelay(true);
-		socket.setKeepAlive(true, 60_000);
-		socket.on("data", (chunk: Buffer) => this.#parser.write(chunk));
-		socket.on("error", (err) =>
-			this.#log.debug({ err: err.message, ip: this.remoteAddress }, "component socket error"),
-		);
-		socket.on("close", () => this.#closed());
 	}
 
 	/** The domain the component authenticated for ("" before the stream header). */
@@ -112,7 +101,7 @@ export class ComponentStream implements Connection, ComponentLink {
 	// --- ComponentLink ---------------------------------------------------------------------------
 
 	send(stanza: Element): void {
-		if (this.#state === "online") this.#write(stanza.toString(NS_CLIENT));
+		if (this.#state === "online") this.#socket.send(stanza);
 	}
 
 	/** Ends the stream, with a stream error when a condition is given (RFC 6120 §4.9). */
@@ -120,22 +109,14 @@ export class ComponentStream implements Connection, ComponentLink {
 		if (this.#state === "closed") return;
 		if (condition) {
 			this.#open();
-			this.#write(streamErrorElement(condition, text).toString());
+			this.#socket.send(streamErrorElement(condition, text));
 			this.#log.info(
 				{ ip: this.remoteAddress, domain: this.#domain || undefined, condition, text },
 				"component stream error",
 			);
 		}
 		this.#state = "closed";
-		this.#write("</stream:stream>");
-		this.#flush();
-		this.#ending = true;
-		const socket = this.#socket;
-		if (!socket.destroyed) {
-			socket.end();
-			const grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
-			socket.once("close", () => clearTimeout(grace));
-		}
+		this.#socket.close();
 		this.#end();
 	}
 
@@ -180,10 +161,10 @@ export class ComponentStream implements Connection, ComponentLink {
 	#open(): void {
 		if (this.#headerSent) return;
 		this.#headerSent = true;
-		const from = this.#domain ? ` from='${escapeAttr(this.#domain)}'` : "";
-		this.#write(
-			`<?xml version='1.0'?><stream:stream xmlns='${NS_COMPONENT_ACCEPT}' xmlns:stream='${NS_STREAMS}'${from} id='${this.id}'>`,
-		);
+		const attrs: Attrs = Object.create(null);
+		if (this.#domain) attrs.from = this.#domain;
+		attrs.id = this.id;
+		this.#socket.openStream(NS_COMPONENT_ACCEPT, attrs);
 	}
 
 	/** Elements are handled one at a time, in order; a flood stops the reading. */
@@ -250,8 +231,8 @@ export class ComponentStream implements Connection, ComponentLink {
 		this.#authTimer = null;
 		// Past authentication, stanzas may be as large as a client's (RFC 6120 §13.12).
 		const limits = this.#core.config.limits;
-		this.#parser.setLimits({ maxStanzaBytes: limits.stanza_size, maxDepth: limits.max_depth });
-		this.#write("<handshake/>");
+		this.#socket.setStanzaLimit(limits.stanza_size);
+		this.#socket.write("<handshake/>");
 		this.#log.info({ ip: this.remoteAddress, domain: this.#domain }, "component authenticated");
 	}
 
@@ -304,30 +285,6 @@ export class ComponentStream implements Connection, ComponentLink {
 	#reject(el: Element, error: StanzaError): void {
 		if (mayReplyWithError(el)) this.send(errorReply(el, error));
 	}
-
-	// --- bytes -----------------------------------------------------------------------------------
-
-	/** Output of this tick goes out as one write on the next tick. */
-	#write(s: string): void {
-		if (this.#ending || this.#socket.destroyed) return;
-		if (this.#out === "") {
-			this.#out = s;
-			process.nextTick(this.#flush);
-		} else this.#out += s;
-		if (this.#socket.writableLength + this.#out.length > MAX_OUTBOUND_BUFFER) {
-			// A component that stops reading would make us buffer without bound.
-			this.#log.info({ domain: this.#domain }, "component not reading: connection dropped");
-			this.#out = "";
-			this.#socket.destroy();
-		}
-	}
-
-	readonly #flush = (): void => {
-		const s = this.#out;
-		if (s === "") return;
-		this.#out = "";
-		if (!this.#socket.destroyed) this.#socket.write(s);
-	};
 
 	/** The connection went away. */
 	#closed(): void {

@@ -9,6 +9,7 @@
  * `host-unknown` (§4.9.3.6). Stanzas are routed one at a time, in order (§10.1).
  */
 import type { Logger } from "../core/log.ts";
+import type { XmlSocket } from "../net/xml-socket.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import type { XmlErrorCondition } from "../xml/errors.ts";
 import { type StreamErrorCondition, streamErrorElement } from "../xmpp/errors.ts";
@@ -22,9 +23,9 @@ import {
 	NS_STREAMS,
 	NS_TLS,
 } from "../xmpp/ns.ts";
+import { intoClientNs } from "../xmpp/stanza.ts";
 import type { PeerCheck } from "./certificates.ts";
 import { newStreamId } from "./outgoing.ts";
-import { intoClientNs, type S2SSocket } from "./socket.ts";
 
 export type DialbackOutcome = "valid" | "invalid" | { error: string };
 
@@ -39,9 +40,9 @@ export interface IncomingContext {
 	/** Whether `domain` must authenticate with a certificate (no dialback). */
 	secureFor(domain: string): boolean;
 	/** Does the peer's certificate on `socket` name `domain` and verify? */
-	checkPeer(socket: S2SSocket, domain: string): PeerCheck;
+	checkPeer(socket: XmlSocket, domain: string): PeerCheck;
 	/** Upgrades to TLS with the certificate of `local` (the peer may send no SNI). */
-	startTls(socket: S2SSocket, local: string): Promise<void>;
+	startTls(socket: XmlSocket, local: string): Promise<void>;
 	/** XEP-0220 key this server (as `originating`) would have given `receiving`'s stream `id`. */
 	dialbackKey(originating: string, receiving: string, id: string): string;
 	keysMatch(received: string, expected: string): boolean;
@@ -63,7 +64,7 @@ const MAX_QUEUE = 64;
 export class IncomingStream {
 	readonly id = newStreamId();
 	readonly #ctx: IncomingContext;
-	#socket!: S2SSocket;
+	#socket!: XmlSocket;
 	#state: "header" | "open" | "closed" = "header";
 	/** The local domain the peer's stream header addressed. */
 	#local = "";
@@ -81,7 +82,7 @@ export class IncomingStream {
 	}
 
 	/** Connects the socket; called once, right after construction. */
-	attach(socket: S2SSocket): void {
+	attach(socket: XmlSocket): void {
 		this.#socket = socket;
 	}
 
@@ -145,7 +146,7 @@ export class IncomingStream {
 		if (peer.from) attrs.to = peer.from;
 		attrs.id = this.id;
 		attrs.version = "1.0";
-		this.#socket.openStream(attrs);
+		this.#socket.openStream(NS_SERVER, attrs, { db: NS_DIALBACK });
 	}
 
 	#features(): Element {
@@ -412,7 +413,7 @@ export class IncomingStream {
 			this.close("invalid-from", `${fromDomain} is not authenticated on this stream`);
 			return;
 		}
-		intoClientNs(el);
+		intoClientNs(el, NS_SERVER);
 		this.#pending++;
 		if (this.#pending > MAX_QUEUE) this.#socket.pause();
 		this.#chain = this.#chain.then(async () => {

@@ -16,16 +16,16 @@ import type net from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Core, Listener, RemoteDomains } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
+import { SocketListener } from "../net/listener.ts";
+import { XmlSocket } from "../net/xml-socket.ts";
 import type { Element } from "../xml/element.ts";
 import { errorReply, mayReplyWithError, StanzaError } from "../xmpp/errors.ts";
 import type { JID } from "../xmpp/jid.ts";
 import { type PeerCheck, PeerVerifier } from "./certificates.ts";
 import { dialbackKey, keysMatch } from "./dialback.ts";
 import { type DialbackOutcome, IncomingStream } from "./incoming.ts";
-import { S2SListener } from "./listener.ts";
 import { type OutgoingContext, OutgoingStream } from "./outgoing.ts";
 import { type Resolver, S2SResolver } from "./resolver.ts";
-import { S2SSocket } from "./socket.ts";
 
 /** What `parley` shows of one open stream. */
 export interface S2SStreamInfo {
@@ -124,7 +124,7 @@ export class S2SManager implements RemoteDomains {
 		return cfg.secure_auth;
 	}
 
-	#checkPeer(socket: S2SSocket, domain: string): PeerCheck {
+	#checkPeer(socket: XmlSocket, domain: string): PeerCheck {
 		if (!socket.secure) return { valid: false, reason: "no TLS" };
 		return this.#verifier.check(socket.socket as TLSSocket, domain);
 	}
@@ -152,10 +152,38 @@ export class S2SManager implements RemoteDomains {
 
 	/** The listeners for incoming streams: `[listeners.s2s]` and `[listeners.s2s_direct_tls]`. */
 	listeners(): Listener[] {
-		const l = this.#core.config.listeners;
+		const core = this.#core;
+		const l = core.config.listeners;
 		const out: Listener[] = [];
-		if (l.s2s.enabled) out.push(new S2SListener(this.#core, this, false));
-		if (l.s2s_direct_tls.enabled) out.push(new S2SListener(this.#core, this, true));
+		const common = { log: core.log, limiter: core.connectionLimiter };
+		if (l.s2s.enabled)
+			out.push(
+				new SocketListener({
+					...common,
+					kind: "s2s",
+					address: l.s2s.address,
+					port: l.s2s.port,
+					onSocket: (socket) => this.accept(socket, false),
+				}),
+			);
+		// XEP-0368: TLS from the first byte, ALPN "xmpp-server", the certificate by SNI; the
+		// peer's certificate is asked for and checked by us (SASL EXTERNAL), not by OpenSSL.
+		if (l.s2s_direct_tls.enabled)
+			out.push(
+				new SocketListener({
+					...common,
+					kind: "s2s_direct_tls",
+					address: l.s2s_direct_tls.address,
+					port: l.s2s_direct_tls.port,
+					tls: {
+						...core.certificates.serverOptions(),
+						requestCert: true,
+						rejectUnauthorized: false,
+						ALPNProtocols: ["xmpp-server"],
+					},
+					onSocket: (socket) => this.accept(socket, true),
+				}),
+			);
 		return out;
 	}
 
@@ -188,7 +216,7 @@ export class S2SManager implements RemoteDomains {
 			route: (stanza) => core.router.route(stanza),
 			ended: (s) => this.#in.delete(s),
 		});
-		const s2sSocket = new S2SSocket(
+		const s2sSocket = new XmlSocket(
 			socket,
 			secure,
 			{ stanzaBytes: cfg.limits.preauth_stanza_size, maxDepth: cfg.limits.max_depth },

@@ -12,12 +12,12 @@ import { randomUUID } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
+import { XmlSocket } from "../net/xml-socket.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import { StanzaError, type StanzaErrorCondition } from "../xmpp/errors.ts";
 import { NS_DIALBACK, NS_SASL, NS_SERVER, NS_STREAMS, NS_TLS } from "../xmpp/ns.ts";
 import type { PeerCheck } from "./certificates.ts";
 import type { Target } from "./resolver.ts";
-import { S2SSocket } from "./socket.ts";
 
 export interface OutgoingContext {
 	readonly log: Logger;
@@ -35,7 +35,7 @@ export interface OutgoingContext {
 	/** Whether `remote` must prove itself with a certificate (no dialback). */
 	secureFor(remote: string): boolean;
 	/** Does the peer's certificate on `socket` name `domain` and verify? */
-	checkPeer(socket: S2SSocket, domain: string): PeerCheck;
+	checkPeer(socket: XmlSocket, domain: string): PeerCheck;
 	/** The stanza could not be delivered: answer its sender with this error. */
 	bounce(stanza: Element, error: StanzaError): void;
 	/** The stream is gone (failed, idle or closed); the manager forgets it. */
@@ -54,7 +54,7 @@ export class OutgoingStream {
 	readonly remote: string;
 	readonly #ctx: OutgoingContext;
 	#state: State = "connecting";
-	#socket: S2SSocket | null = null;
+	#socket: XmlSocket | null = null;
 	#streamId = "";
 	readonly #queue: Element[] = [];
 	/** db:verify requests waiting for the stream to be past TLS, and those sent, by id. */
@@ -196,7 +196,7 @@ export class OutgoingStream {
 
 	#attach(raw: net.Socket, secure: boolean): void {
 		this.#state = "negotiating";
-		this.#socket = new S2SSocket(
+		this.#socket = new XmlSocket(
 			raw,
 			secure,
 			{ stanzaBytes: this.#ctx.stanzaBytes, maxDepth: this.#ctx.maxDepth },
@@ -218,7 +218,7 @@ export class OutgoingStream {
 		attrs.from = this.local;
 		attrs.to = this.remote;
 		attrs.version = "1.0";
-		this.#socket?.openStream(attrs);
+		this.#socket?.openStream(NS_SERVER, attrs, { db: NS_DIALBACK });
 	}
 
 	#streamStart(attrs: Attrs, name: string, ns: string | null, defaultNs: string | null): void {

@@ -1,12 +1,14 @@
 /**
- * One server-to-server connection's bytes: the socket (plain, STARTTLS-upgraded or direct
- * TLS), the streaming XML parser under the configured limits, and the writer. Incoming and
- * outgoing streams (incoming.ts, outgoing.ts) put the protocol on top.
+ * The bytes of one XML stream over TCP, for the transports other than c2s (s2s, XEP-0114
+ * components): the socket (plain, STARTTLS-upgraded or direct TLS), the streaming XML parser
+ * under the configured limits, and a writer that sends a tick's output in one write and drops
+ * a peer that stops reading. The protocol sits on top (src/s2s/, src/component/).
  *
- * Stanzas are held in the `jabber:client` namespace inside Parley, whatever carried them. On an
- * s2s stream, whose default namespace is `jabber:server`, an element is written with
- * `jabber:client` as its context, so the stanza and its `jabber:client` children go out without
- * an `xmlns` and take the stream's namespace (RFC 6120 §4.8.3: the server translates).
+ * Stanzas are held in the `jabber:client` namespace inside Parley, whatever carried them. On a
+ * stream whose default namespace is another (`jabber:server`, `jabber:component:accept`), an
+ * element is written with `jabber:client` as its context, so the stanza and its `jabber:client`
+ * children go out without an `xmlns` and take the stream's namespace (RFC 6120 §4.8.3: the
+ * server translates); `intoClientNs` (src/xmpp/stanza.ts) does the reverse for what arrives.
  */
 import type net from "node:net";
 import tls from "node:tls";
@@ -14,14 +16,14 @@ import type { Logger } from "../core/log.ts";
 import { type Attrs, type Element, escapeAttr } from "../xml/element.ts";
 import type { XmlErrorCondition } from "../xml/errors.ts";
 import { StreamParser } from "../xml/parser.ts";
-import { NS_CLIENT, NS_DIALBACK, NS_SERVER, NS_STREAMS } from "../xmpp/ns.ts";
+import { NS_CLIENT, NS_STREAMS } from "../xmpp/ns.ts";
 
 /** How long a closing stream waits for the peer's closing tag before dropping the socket. */
 const CLOSE_GRACE_MS = 5000;
 /** Bytes queued for a peer that does not read before the connection is dropped. */
 const MAX_OUTBOUND_BUFFER = 16 * 1024 * 1024;
 
-export interface S2SSocketEvents {
+export interface XmlSocketEvents {
 	streamStart(attrs: Attrs, name: string, ns: string | null, defaultNs: string | null): void;
 	element(el: Element): void;
 	streamEnd(): void;
@@ -30,17 +32,17 @@ export interface S2SSocketEvents {
 	closed(): void;
 }
 
-export interface S2SLimits {
+export interface XmlSocketLimits {
 	stanzaBytes: number;
 	maxDepth: number;
 }
 
-export class S2SSocket {
+export class XmlSocket {
 	#socket: net.Socket;
 	#secure: boolean;
 	readonly remoteAddress: string;
 	readonly #parser: StreamParser;
-	readonly #events: S2SSocketEvents;
+	readonly #events: XmlSocketEvents;
 	readonly #log: Logger;
 	readonly #maxDepth: number;
 	#out = "";
@@ -50,8 +52,8 @@ export class S2SSocket {
 	constructor(
 		socket: net.Socket,
 		secure: boolean,
-		limits: S2SLimits,
-		events: S2SSocketEvents,
+		limits: XmlSocketLimits,
+		events: XmlSocketEvents,
 		log: Logger,
 	) {
 		this.#socket = socket;
@@ -94,7 +96,7 @@ export class S2SSocket {
 		this.#events.closed();
 	};
 	readonly #onError = (err: Error) => {
-		this.#log.debug({ err: err.message, ip: this.remoteAddress }, "s2s socket error");
+		this.#log.debug({ err: err.message, ip: this.remoteAddress }, "socket error");
 	};
 
 	#attach(socket: net.Socket): void {
@@ -108,11 +110,20 @@ export class S2SSocket {
 		socket.off("close", this.#onClose);
 	}
 
-	/** The opening tag of an s2s stream (RFC 6120 §4.7), declaring the dialback prefix. */
-	openStream(attrs: Attrs): void {
-		let s = `<?xml version='1.0'?><stream:stream xmlns='${NS_SERVER}' xmlns:stream='${NS_STREAMS}' xmlns:db='${NS_DIALBACK}'`;
+	/**
+	 * The opening tag (RFC 6120 §4.7) with `ns` as the content namespace; `prefixes` declares
+	 * more (s2s: `{ db: "jabber:server:dialback" }`).
+	 */
+	openStream(ns: string, attrs: Attrs, prefixes: Record<string, string> = {}): void {
+		let s = `<?xml version='1.0'?><stream:stream xmlns='${ns}' xmlns:stream='${NS_STREAMS}'`;
+		for (const p in prefixes) s += ` xmlns:${p}='${escapeAttr(prefixes[p] as string)}'`;
 		for (const k in attrs) s += ` ${k}='${escapeAttr(attrs[k] as string)}'`;
 		this.#write(`${s}>`);
+	}
+
+	/** Writes text as is (an element serialised by the caller). */
+	write(text: string): void {
+		this.#write(text);
 	}
 
 	send(el: Element): void {
@@ -128,7 +139,7 @@ export class S2SSocket {
 		} else this.#out += s;
 		if (this.#socket.writableLength + this.#out.length > MAX_OUTBOUND_BUFFER) {
 			// A peer that stops reading would make us buffer without bound.
-			this.#log.info({ ip: this.remoteAddress }, "s2s peer not reading: connection dropped");
+			this.#log.info({ ip: this.remoteAddress }, "peer not reading: connection dropped");
 			this.#out = "";
 			this.#socket.destroy();
 		}
@@ -217,14 +228,4 @@ export class S2SSocket {
 		this.#ending = true;
 		this.#socket.destroy();
 	}
-}
-
-/**
- * A stanza read from an s2s stream, moved into `jabber:client` as Parley holds stanzas (RFC 6120
- * §4.8.3): the stanza and each child in `jabber:server`; other namespaces stay as they are.
- */
-export function intoClientNs(el: Element): Element {
-	if (el.ns === NS_SERVER) el.ns = NS_CLIENT;
-	for (const c of el.children) if (typeof c !== "string") intoClientNs(c);
-	return el;
 }

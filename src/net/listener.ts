@@ -1,0 +1,84 @@
+/**
+ * A listening TCP (or direct TLS) port for the transports that hand each connection to a
+ * stream of their own (s2s, XEP-0114 components): the per-IP connection limit, the `listening`
+ * log line, and a close that drops what is still connected. It fits the core's `Listener`.
+ */
+import net from "node:net";
+import tls from "node:tls";
+import type { Logger } from "../core/log.ts";
+import type { ConnectionLimiter } from "../security/limits.ts";
+
+export interface SocketListenerOptions {
+	/** The listener's name in logs and `Server.port()` ("s2s", "component", ...). */
+	kind: string;
+	address: string;
+	port: number;
+	log: Logger;
+	limiter: ConnectionLimiter;
+	/** Direct TLS from the first byte with these options; plain TCP without. */
+	tls?: tls.TlsOptions;
+	onSocket(socket: net.Socket): void;
+}
+
+export class SocketListener {
+	readonly kind: string;
+	readonly #opts: SocketListenerOptions;
+	#net: net.Server | null = null;
+	readonly #sockets = new Set<net.Socket>();
+
+	constructor(opts: SocketListenerOptions) {
+		this.kind = opts.kind;
+		this.#opts = opts;
+	}
+
+	/** The bound port (the real one when configured as 0). */
+	get port(): number {
+		const a = this.#net?.address();
+		return a && typeof a === "object" ? a.port : this.#opts.port;
+	}
+
+	async listen(): Promise<void> {
+		const { address, port, log, limiter } = this.#opts;
+		const accept = (socket: net.Socket) => {
+			const ip = socket.remoteAddress ?? "";
+			if (!limiter.acquire(ip)) {
+				socket.destroy();
+				return;
+			}
+			this.#sockets.add(socket);
+			socket.once("close", () => {
+				this.#sockets.delete(socket);
+				limiter.release(ip);
+			});
+			this.#opts.onSocket(socket);
+		};
+		const server = this.#opts.tls
+			? tls.createServer(this.#opts.tls, accept)
+			: net.createServer(accept);
+		if (this.#opts.tls) {
+			// A failed handshake never reaches `accept`; it must not crash the server.
+			server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
+				log.debug({ err: err.message, ip: socket.remoteAddress }, "TLS handshake failed");
+			});
+		}
+		await new Promise<void>((resolve, reject) => {
+			server.once("error", reject);
+			server.listen({ host: address, port }, () => {
+				server.off("error", reject);
+				resolve();
+			});
+		});
+		this.#net = server;
+		log.info({ listener: this.kind, address, port: this.port }, "listening");
+	}
+
+	/** Stops accepting and drops the connections still open (their streams were told first). */
+	async close(): Promise<void> {
+		const server = this.#net;
+		this.#net = null;
+		if (!server) return;
+		const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+		for (const s of this.#sockets) s.destroy();
+		await closed;
+	}
+}
