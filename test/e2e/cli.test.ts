@@ -611,7 +611,10 @@ describe("check with federation on ([listeners.s2s])", () => {
 
 	test("the self-signed default: a warning; no DNS records: the fallback line (exit 0)", async () => {
 		const port = await freePort();
-		const { config } = project({ s2sPort: port });
+		const { config } = project({
+			s2sPort: port,
+			extra: '\n[components."rooms.other.example"]\ntype = "muc"\n',
+		});
 		const r = await run(["check", "--config", config]);
 		assert.equal(r.code, EXIT.OK, r.stderr);
 		assert.match(
@@ -636,6 +639,12 @@ describe("check with federation on ([listeners.s2s])", () => {
 				),
 			);
 		}
+		// A component is checked too, with its parent host's certificate.
+		assert.match(
+			r.stdout,
+			/^federation: rooms\.other\.example: certificate \(other\.example's\): warning: self-signed/m,
+		);
+		assert.match(r.stdout, /^federation: rooms\.other\.example: SRV: warning: no _xmpp-server/m);
 		assert.match(r.stdout, /^federation: localhost: address of localhost: warning: only loopback/m);
 		assert.match(
 			r.stdout,

@@ -144,9 +144,13 @@ async function federation(
 	// A component is shown its closest parent host's certificate, else the first host's (the
 	// TLS server's default): the same choice as CertificateStore.contextFor / serverOptions.
 	const ownerOf = (domain: string): string => {
-		for (let d = domain.toLowerCase(); d.includes("."); d = d.slice(d.indexOf(".") + 1))
+		let d = domain.toLowerCase();
+		for (;;) {
 			if (lower.includes(d)) return d;
-		return lower[0] ?? domain;
+			const dot = d.indexOf(".");
+			if (dot < 0) return lower[0] ?? domain;
+			d = d.slice(dot + 1);
+		}
 	};
 	const components = Object.entries(config.components)
 		.filter(([, c]) => c.enabled)
