@@ -11,7 +11,13 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
 
-export type PeerCheck = { valid: true } | { valid: false; reason: string };
+/**
+ * Why a certificate does not prove a domain, for callers that treat the cases differently
+ * (`parley check`: an expired certificate is an error, a self-signed one a warning).
+ */
+export type PeerProblem = "none" | "expired" | "self-signed" | "untrusted" | "name";
+
+export type PeerCheck = { valid: true } | { valid: false; reason: string; problem?: PeerProblem };
 
 export class PeerVerifier {
 	readonly #roots: X509Certificate[];
@@ -33,7 +39,7 @@ export class PeerVerifier {
 	/** Checks the certificate chain `socket`'s peer presented for `domain`. */
 	check(socket: tls.TLSSocket, domain: string): PeerCheck {
 		const presented = socket.getPeerCertificate(true);
-		if (!presented?.raw) return { valid: false, reason: "no certificate" };
+		if (!presented?.raw) return { valid: false, reason: "no certificate", problem: "none" };
 		const chain: X509Certificate[] = [];
 		const seen = new Set<string>();
 		let c: tls.DetailedPeerCertificate | undefined = presented;
@@ -42,29 +48,71 @@ export class PeerVerifier {
 			chain.push(new X509Certificate(c.raw));
 			c = c.issuerCertificate;
 		}
-		const leaf = chain[0] as X509Certificate;
+		return this.checkChain(chain, domain);
+	}
+
+	/**
+	 * Checks a chain given as PEM text (a certificate file: the leaf first, then intermediates),
+	 * as a peer would check it when we present it for `domain`: what `parley check` asks of our
+	 * own certificates.
+	 */
+	checkPem(pem: string, domain: string): PeerCheck {
+		const chain: X509Certificate[] = [];
+		for (const block of splitPem(pem)) {
+			try {
+				chain.push(new X509Certificate(block));
+			} catch (err) {
+				return {
+					valid: false,
+					reason: `unreadable certificate: ${(err as Error).message}`,
+					problem: "none",
+				};
+			}
+		}
+		return this.checkChain(chain, domain);
+	}
+
+	/** Checks `chain` (leaf first, then what was sent with it, in any order) for `domain`. */
+	checkChain(chain: readonly X509Certificate[], domain: string): PeerCheck {
+		const leaf = chain[0];
+		if (!leaf) return { valid: false, reason: "no certificate", problem: "none" };
 		const trust = this.#chainToRoot(leaf, chain.slice(1));
-		if (trust !== true) return { valid: false, reason: trust };
-		if (!namesDomain(leaf, domain)) return { valid: false, reason: `not issued for ${domain}` };
+		if (trust !== true) return { valid: false, ...trust };
+		if (!namesDomain(leaf, domain))
+			return { valid: false, reason: `not issued for ${domain}`, problem: "name" };
 		return { valid: true };
 	}
 
 	/** True when `leaf` leads to a trusted root through `intermediates`, else why not. */
-	#chainToRoot(leaf: X509Certificate, intermediates: X509Certificate[]): true | string {
+	#chainToRoot(
+		leaf: X509Certificate,
+		intermediates: X509Certificate[],
+	): true | { reason: string; problem: PeerProblem } {
 		const now = Date.now();
 		let cert = leaf;
 		for (let depth = 0; depth < 10; depth++) {
 			if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now)
-				return `certificate ${cert.subject} is expired or not yet valid`;
+				return {
+					reason: `certificate ${cert.subject} is expired or not yet valid`,
+					problem: "expired",
+				};
 			const root = this.#roots.find((r) => cert.checkIssued(r) && cert.verify(r.publicKey));
 			if (root) return true;
 			const next = intermediates.find(
 				(i) => i !== cert && cert.checkIssued(i) && cert.verify(i.publicKey) && i.ca,
 			);
-			if (!next) return "not issued by a trusted authority";
+			if (!next) {
+				// Not checkIssued: a server certificate may sign itself without the keyCertSign usage.
+				if (cert === leaf && cert.issuer === cert.subject && cert.verify(cert.publicKey))
+					return {
+						reason: "self-signed, not issued by a trusted authority",
+						problem: "self-signed",
+					};
+				return { reason: "not issued by a trusted authority", problem: "untrusted" };
+			}
 			cert = next;
 		}
-		return "certificate chain too long";
+		return { reason: "certificate chain too long", problem: "untrusted" };
 	}
 }
 

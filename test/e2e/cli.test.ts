@@ -11,10 +11,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { generate } from "selfsigned";
 import { z } from "zod";
 import { parseConfig } from "../../src/core/config/load.ts";
 import { configSchema } from "../../src/core/config/schema.ts";
 import { builtinModules } from "../../src/modules/index.ts";
+import { serverCert, testCa } from "../helpers/test-ca.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
 const BIN = fileURLToPath(new URL("../../bin/parley.js", import.meta.url));
@@ -76,6 +78,8 @@ async function inPool<T, R>(items: T[], width: number, fn: (item: T) => Promise<
 interface ProjectOptions {
 	level?: string;
 	c2sPort?: number;
+	/** Turns the s2s listener (off by default) on, on this port. */
+	s2sPort?: number;
 	tls?: string;
 	/** More TOML tables, appended. */
 	extra?: string;
@@ -90,10 +94,11 @@ function project(opts: ProjectOptions = {}): { dir: string; config: string } {
 	const config = join(dir, "parley.toml");
 	// Every listener on loopback and a port the system picks, so that tests run side by side.
 	const listeners = Object.keys(DEFAULT_LISTENERS)
-		.map(
-			(name) =>
-				`[listeners.${name}]\naddress = "127.0.0.1"\nport = ${name === "c2s" ? (opts.c2sPort ?? 0) : 0}\n`,
-		)
+		.map((name) => {
+			const port = name === "c2s" ? opts.c2sPort : name === "s2s" ? opts.s2sPort : undefined;
+			const on = name === "s2s" && opts.s2sPort !== undefined ? "enabled = true\n" : "";
+			return `[listeners.${name}]\n${on}address = "127.0.0.1"\nport = ${port ?? 0}\n`;
+		})
 		.join("\n");
 	writeFileSync(
 		config,
@@ -514,6 +519,7 @@ describe("check", () => {
 		assert.equal(r.code, EXIT.OK, r.stderr);
 		assert.match(r.stdout, /hosts: localhost, other\.example/);
 		assert.match(r.stdout, /all checks passed/);
+		assert.doesNotMatch(r.stdout, /federation/, "no federation section while s2s is off");
 	});
 
 	test("a port in use exits 6 and names the listener", async () => {
@@ -556,6 +562,150 @@ describe("check", () => {
 			/parley\.toml:\d+: tls\.cert: cannot read "missing\.crt" .*no such file/,
 		);
 		assert.match(r.stderr, /tls\.key: cannot read "missing\.key"/);
+	});
+});
+
+describe("check with federation on ([listeners.s2s])", () => {
+	/** A port nothing listens on now (the system's pick, released). */
+	async function freePort(): Promise<number> {
+		const s = net.createServer();
+		await new Promise<void>((resolve) => s.listen({ host: "127.0.0.1", port: 0 }, resolve));
+		const port = (s.address() as net.AddressInfo).port;
+		await new Promise((resolve) => s.close(resolve));
+		return port;
+	}
+
+	test("a test-CA certificate and s2s.ca_file: valid for every host (exit 0)", async () => {
+		const cert = await serverCert(["localhost", "other.example"]);
+		const ca = await testCa();
+		const { config } = project({
+			s2sPort: 0,
+			tls: `\n[tls]\ncert = "${cert.certPath}"\nkey = "${cert.keyPath}"\n`,
+			extra: `\n[s2s]\nca_file = "${ca.certPath}"\n`,
+		});
+		const r = await run(["check", "--config", config]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		for (const host of ["localhost", "other.example"])
+			assert.ok(
+				r.stdout.includes(
+					`federation: ${host}: certificate ${cert.certPath}: valid for federation (chains to a trusted root, names ${host})`,
+				),
+				r.stdout,
+			);
+		assert.match(r.stdout, /all checks passed/);
+	});
+
+	test("the same certificate without s2s.ca_file: untrusted, a warning (exit 0)", async () => {
+		const cert = await serverCert(["localhost", "other.example"]);
+		const { config } = project({
+			s2sPort: 0,
+			tls: `\n[tls]\ncert = "${cert.certPath}"\nkey = "${cert.keyPath}"\n`,
+		});
+		const r = await run(["check", "--config", config]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.match(
+			r.stdout,
+			/federation: localhost: certificate \S+: warning: not issued by a trusted authority \(system roots and s2s\.ca_file\): peers will only accept dialback/,
+		);
+	});
+
+	test("the self-signed default: a warning; no DNS records: the fallback line (exit 0)", async () => {
+		const port = await freePort();
+		const { config } = project({
+			s2sPort: port,
+			extra: '\n[components."rooms.other.example"]\ntype = "muc"\n',
+		});
+		const r = await run(["check", "--config", config]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.match(
+			r.stdout,
+			new RegExp(`^listener s2s on \\[127\\.0\\.0\\.1\\]:${port}: port free$`, "m"),
+		);
+		for (const host of ["localhost", "other.example"]) {
+			const h = host.replace(".", "\\.");
+			assert.match(
+				r.stdout,
+				new RegExp(
+					`^federation: ${h}: certificate: warning: self-signed \\(generated at start\\): peers will only accept dialback, and those requiring certificates \\(Prosody's s2s_secure_auth, Parley's s2s\\.secure_auth\\) will refuse$`,
+					"m",
+				),
+			);
+			// This machine has no DNS for the test domains.
+			assert.match(
+				r.stdout,
+				new RegExp(
+					`^federation: ${h}: SRV: warning: no _xmpp-server\\._tcp\\.${h} or _xmpps-server\\._tcp\\.${h} records; peers fall back to ${h}:5269 \\(RFC 6120 §3\\.2\\.2\\): the s2s listener is on port ${port}, not 5269`,
+					"m",
+				),
+			);
+		}
+		// A component is checked too, with its parent host's certificate.
+		assert.match(
+			r.stdout,
+			/^federation: rooms\.other\.example: certificate \(other\.example's\): warning: self-signed/m,
+		);
+		assert.match(r.stdout, /^federation: rooms\.other\.example: SRV: warning: no _xmpp-server/m);
+		assert.match(r.stdout, /^federation: localhost: address of localhost: warning: only loopback/m);
+		assert.match(
+			r.stdout,
+			/^federation: other\.example: address of other\.example: warning: no address/m,
+		);
+		assert.match(r.stdout, /all checks passed/);
+	});
+
+	test("the s2s port in use exits 6 with the listener line", async () => {
+		const busy = net.createServer();
+		await new Promise<void>((resolve) => busy.listen({ host: "127.0.0.1", port: 0 }, resolve));
+		try {
+			const port = (busy.address() as net.AddressInfo).port;
+			const { config } = project({ s2sPort: port });
+			const r = await run(["check", "--config", config]);
+			assert.equal(r.code, EXIT.CHECK_FAILED, r.stderr);
+			assert.match(
+				r.stdout,
+				new RegExp(`listener s2s on \\[127\\.0\\.0\\.1\\]:${port}: PORT IN USE`),
+			);
+			assert.match(
+				r.stderr,
+				new RegExp(`listeners\\.s2s: port ${port} on 127\\.0\\.0\\.1 is in use`),
+			);
+		} finally {
+			busy.close();
+		}
+	});
+
+	test("an expired certificate exits 6 and names the file", async () => {
+		const dir = tempDir();
+		const day = 24 * 3600 * 1000;
+		const pems = await generate([{ name: "commonName", value: "localhost" }], {
+			keyType: "ec",
+			curve: "P-256",
+			algorithm: "sha256",
+			notBeforeDate: new Date(Date.now() - 30 * day),
+			notAfterDate: new Date(Date.now() - day),
+			extensions: [
+				{
+					name: "subjectAltName",
+					altNames: [
+						{ type: 2, value: "localhost" },
+						{ type: 2, value: "other.example" },
+					],
+				},
+			],
+		});
+		writeFileSync(join(dir, "old.crt"), pems.cert);
+		writeFileSync(join(dir, "old.key"), pems.private);
+		const { config } = project({
+			s2sPort: 0,
+			tls: `\n[tls]\ncert = "${join(dir, "old.crt")}"\nkey = "${join(dir, "old.key")}"\n`,
+		});
+		const r = await run(["check", "--config", config]);
+		assert.equal(r.code, EXIT.CHECK_FAILED, r.stderr);
+		assert.match(r.stdout, /^federation: localhost: certificate \S+old\.crt: EXPIRED \(/m);
+		assert.match(
+			r.stderr,
+			/federation\.localhost: certificate \S+old\.crt: certificate CN=localhost is expired or not yet valid/,
+		);
 	});
 });
 

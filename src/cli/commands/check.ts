@@ -1,13 +1,22 @@
-/** `parley check`: the configuration, the certificates, free ports and the cluster's Redis. */
+/**
+ * `parley check`: the configuration, the certificates, free ports, the cluster's Redis and, with
+ * `[listeners.s2s]` on, what federation needs (DNS, certificates: check-federation.ts).
+ */
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import type { Command } from "commander";
 import { resolveDataPath } from "../../core/config/load.ts";
+import type { Config } from "../../core/config/schema.ts";
+import type { CertificateDescription } from "../../tls/certs.ts";
 import { CliError, EXIT, loadConfig } from "../common.ts";
+import type { DomainCertificate, FederationDns } from "./check-federation.ts";
 
 export function addCheckCommand(program: Command): void {
 	program
 		.command("check")
-		.description("check the configuration, the certificates and that the ports are free")
+		.description(
+			"check the configuration, the certificates, that the ports are free and, with s2s on, DNS and certificates for federation",
+		)
 		.option("-c, --config <file>", "TOML configuration file")
 		.action(check);
 }
@@ -64,6 +73,7 @@ async function check(opts: { config?: string }): Promise<void> {
 			console.log(`certificate for ${h}: self-signed, generated under the data directory at start`);
 		else problems.push(`certificates: ${h} has no certificate and tls.self_signed is false`);
 	}
+	let described: CertificateDescription[] | undefined;
 	try {
 		const certs = await loadCertificates({
 			hosts: withFiles,
@@ -73,7 +83,8 @@ async function check(opts: { config?: string }): Promise<void> {
 			dataDir: resolveDataPath(config, "."),
 			log: createLogger({ level: "warn", format: "pretty", destination: 2 }),
 		});
-		for (const c of certs.describe())
+		described = certs.describe();
+		for (const c of described)
 			console.log(
 				`certificate for ${c.host}: ${c.source} ${c.path} (${c.subject}, valid until ${c.notAfter})`,
 			);
@@ -88,6 +99,7 @@ async function check(opts: { config?: string }): Promise<void> {
 		);
 		if (!free) problems.push(`listeners.${name}: port ${l.port} on ${l.address} is in use`);
 	}
+	if (config.listeners.s2s.enabled) problems.push(...(await federation(config, hosts, described)));
 	const workers = await import("../../cluster/workers.ts");
 	if (config.cluster.enabled || workers.workerCount(config.server.workers) > 1) {
 		const problem = await redisProblem(config.cluster.redis);
@@ -96,4 +108,89 @@ async function check(opts: { config?: string }): Promise<void> {
 	}
 	if (problems.length) throw new CliError(problems.join("\n"), EXIT.CHECK_FAILED);
 	console.log("all checks passed");
+}
+
+/**
+ * The federation section: prints one line per finding, returns the errors. `described`: the
+ * hosts' certificates from files (undefined when they did not load); the other hosts get the
+ * self-signed one at start.
+ */
+async function federation(
+	config: Config,
+	hosts: string[],
+	described: CertificateDescription[] | undefined,
+): Promise<string[]> {
+	const { checkFederation } = await import("./check-federation.ts");
+	const { PeerVerifier } = await import("../../s2s/certificates.ts");
+	let verifier: InstanceType<typeof PeerVerifier>;
+	try {
+		verifier = new PeerVerifier(config.s2s.ca_file);
+	} catch (err) {
+		const message = `s2s.ca_file: cannot read ${config.s2s.ca_file}: ${(err as Error).message}`;
+		console.log(`federation: ${message}`);
+		return [message];
+	}
+	const lower = hosts.map((h) => h.toLowerCase());
+	const certificateOf = (host: string): DomainCertificate => {
+		if (described === undefined) return { kind: "unknown" };
+		const file = described.find((c) => c.host === host);
+		if (!file) return { kind: "self-signed", owner: host };
+		try {
+			return { kind: "file", path: file.path, pem: readFileSync(file.path, "utf8"), owner: host };
+		} catch {
+			return { kind: "unknown" };
+		}
+	};
+	// A component is shown its closest parent host's certificate, else the first host's (the
+	// TLS server's default): the same choice as CertificateStore.contextFor / serverOptions.
+	const ownerOf = (domain: string): string => {
+		let d = domain.toLowerCase();
+		for (;;) {
+			if (lower.includes(d)) return d;
+			const dot = d.indexOf(".");
+			if (dot < 0) return lower[0] ?? domain;
+			d = d.slice(dot + 1);
+		}
+	};
+	const components = Object.entries(config.components)
+		.filter(([, c]) => c.enabled)
+		.map(([n]) => n);
+	const findings = await checkFederation({
+		domains: [...hosts, ...components].map((domain) => ({
+			domain,
+			certificate: certificateOf(ownerOf(domain)),
+		})),
+		listener: config.listeners.s2s,
+		directTlsListener: config.listeners.s2s_direct_tls.enabled
+			? config.listeners.s2s_direct_tls
+			: null,
+		dns: await systemDns(),
+		checkPem: (pem, domain) => verifier.checkPem(pem, domain),
+		localAddresses: Object.values((await import("node:os")).networkInterfaces()).flatMap((list) =>
+			(list ?? []).map((i) => i.address),
+		),
+	});
+	for (const f of findings) console.log(f.line);
+	return findings.flatMap((f) => (f.problem ? [f.problem] : []));
+}
+
+/** The system's resolver, with short timeouts: a check should not hang on a dead DNS server. */
+async function systemDns(): Promise<FederationDns> {
+	const dns = await import("node:dns");
+	const resolver = new dns.promises.Resolver({ timeout: 3000, tries: 2 });
+	return {
+		resolveSrv: (name) => resolver.resolveSrv(name),
+		lookup: async (host) => {
+			let timer: NodeJS.Timeout | undefined;
+			const timeout = new Promise<never>((_, reject) => {
+				timer = setTimeout(() => reject(new Error("lookup timed out after 5 s")), 5000);
+			});
+			try {
+				const found = await Promise.race([dns.promises.lookup(host, { all: true }), timeout]);
+				return found.map((a) => a.address);
+			} finally {
+				clearTimeout(timer);
+			}
+		},
+	};
 }
