@@ -37,6 +37,8 @@ export interface IncomingContext {
 	isLocal(domain: string): boolean;
 	/** Federation with this remote domain is allowed by the config. */
 	allowed(domain: string): boolean;
+	/** `domain` already has `s2s.max_streams_per_domain` other incoming streams. */
+	tooManyStreams(domain: string, stream: IncomingStream): boolean;
 	/** Whether `domain` must authenticate with a certificate (no dialback). */
 	secureFor(domain: string): boolean;
 	/** Does the peer's certificate on `socket` name `domain` and verify? */
@@ -236,6 +238,10 @@ export class IncomingStream {
 			failure("not-authorized");
 			return;
 		}
+		if (this.#ctx.tooManyStreams(domain, this)) {
+			this.close("policy-violation", `too many streams from ${domain}`);
+			return;
+		}
 		this.#saslDomain = domain;
 		this.#authenticated.add(`${domain} ${this.#local}`);
 		this.#socket.setStanzaLimit(this.#ctx.stanzaBytes);
@@ -337,6 +343,11 @@ export class IncomingStream {
 				this.#pending--;
 				if (this.#state === "closed") return;
 				if (outcome === "valid") {
+					// A peer opens a stream or two per domain pair; hundreds are an attack on memory.
+					if (!this.#authenticated.size && this.#ctx.tooManyStreams(from, this)) {
+						this.close("policy-violation", `too many streams from ${from}`);
+						return;
+					}
 					this.#authenticated.add(`${from} ${to}`);
 					// Past authentication, stanzas may be as large as a client's (RFC 6120 §13.12).
 					this.#socket.setStanzaLimit(this.#ctx.stanzaBytes);

@@ -198,6 +198,11 @@ export class S2SManager implements RemoteDomains {
 			stanzaBytes: cfg.limits.stanza_size,
 			isLocal: (domain) => core.local(domain) !== undefined,
 			allowed: (domain) => this.allowed(domain),
+			tooManyStreams: (domain, self) => {
+				let n = 0;
+				for (const s of this.#in) if (s !== self && s.remoteDomains.includes(domain)) n++;
+				return n >= cfg.s2s.max_streams_per_domain;
+			},
 			secureFor: (domain) => this.secureFor(domain),
 			checkPeer: (socket, domain) => this.#checkPeer(socket, domain),
 			// Prosody 0.12 sends no SNI on s2s: the stream header's `to` chooses the certificate,

@@ -9,6 +9,7 @@ import { createHash, createHmac } from "node:crypto";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { xml } from "@xmpp/client";
+import { parseDocument } from "../../src/xml/parser.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -144,7 +145,7 @@ describe("a peer that floods", () => {
 			config: {
 				hosts: { "b.example": {} },
 				listeners: { s2s: { enabled: true, address: "127.0.0.1", port: bS2s } },
-				s2s: { routes: { "a.example": `127.0.0.1:${aS2s}` } },
+				s2s: { routes: { "a.example": `127.0.0.1:${aS2s}` }, max_streams_per_domain: 2 },
 			},
 			users: [
 				["bob@b.example", "bob-pw"],
@@ -157,26 +158,32 @@ describe("a peer that floods", () => {
 		await b?.stop();
 	});
 
-	test("5000 stanzas in one burst from one peer: the server reads it in step and serves the others (RFC 6120 §10.1)", async () => {
+	/** A raw stream to B that authenticates as a.example with A's real dialback key (XEP-0185). */
+	async function asA(): Promise<RawClient> {
 		const header = `<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='a.example' to='b.example' version='1.0'>`;
-		const flood = await RawClient.connect(bS2s);
-		flood.send(header);
-		await flood.waitFor(/<\/stream:features>/);
-		flood.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
-		await flood.waitFor(/<proceed/);
-		await flood.startTls("b.example");
-		flood.received = "";
-		flood.send(header);
-		const opened = await flood.waitFor(/<stream:stream[^>]*>/);
+		const c = await RawClient.connect(bS2s);
+		c.send(header);
+		await c.waitFor(/<\/stream:features>/);
+		c.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+		await c.waitFor(/<proceed/);
+		await c.startTls("b.example");
+		c.received = "";
+		c.send(header);
+		const opened = await c.waitFor(/<stream:stream[^>]*>/);
 		const id = /id=["']([^"']+)["']/.exec(opened)?.[1] ?? "";
-		await flood.waitFor(/<\/stream:features>/);
-		// a.example's real key for this stream (XEP-0185): B checks it with A.
+		await c.waitFor(/<\/stream:features>/);
 		const secret = a.server.hosts.get("a.example")?.secret ?? Buffer.alloc(0);
 		const key = createHmac("sha256", createHash("sha256").update(secret).digest("hex"))
 			.update(`b.example a.example ${id}`)
 			.digest("hex");
-		flood.send(`<db:result from='a.example' to='b.example'>${key}</db:result>`);
-		await flood.waitFor(/type=["']valid/);
+		c.send(`<db:result from='a.example' to='b.example'>${key}</db:result>`);
+		await c.waitFor(/<db:result[^>]*(type=["']valid|<policy-violation)|<policy-violation/);
+		return c;
+	}
+
+	test("5000 stanzas in one burst from one peer: the server reads it in step and serves the others (RFC 6120 §10.1)", async () => {
+		const flood = await asA();
+		assert.match(flood.received, /type=["']valid/);
 
 		const bob = await connect(`xmpp://127.0.0.1:${b.port}`, "bob", "bob-pw", {
 			domain: "b.example",
@@ -214,7 +221,41 @@ describe("a peer that floods", () => {
 			);
 		} finally {
 			await bob.xmpp.stop();
-			flood.end();
+			// RFC 6120 §4.4: closing our stream makes the server close its own, and forget it.
+			flood.send("</stream:stream>");
+			await flood.waitClosed();
+		}
+	});
+
+	test("s2s.max_streams_per_domain: one stream more from the same domain is closed (policy-violation)", async () => {
+		// A's own stream to B is one (made here so the count does not depend on test order).
+		const bob = await connect(`xmpp://127.0.0.1:${b.port}`, "bob", "bob-pw", {
+			domain: "b.example",
+			resource: "r",
+		});
+		try {
+			await bob.xmpp.send(xml("presence"));
+			const m = parseDocument(
+				"<message xmlns='jabber:client' from='a@a.example' to='bob@b.example/r' id='legit'/>",
+				{ maxStanzaBytes: 1000, maxDepth: 5 },
+			);
+			await a.server.router.route(m);
+			await waitFor(
+				() => bob.stanzas.find((s) => s.attrs.id === "legit"),
+				"a.example's own stream to b.example",
+			);
+		} finally {
+			await bob.xmpp.stop();
+		}
+		const second = await asA();
+		try {
+			assert.match(second.received, /type=["']valid/, "the second stream of a.example");
+			const third = await asA();
+			assert.match(third.received, /<policy-violation/, "the third (the limit is 2)");
+			await third.waitClosed();
+		} finally {
+			second.send("</stream:stream>");
+			await second.waitClosed();
 		}
 	});
 });

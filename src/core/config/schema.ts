@@ -297,6 +297,8 @@ export const configSchema = z
 				idle_timeout: z.number().positive().default(300),
 				/** Stanzas waiting for an outgoing stream to a domain before more are bounced. */
 				queue_size: z.number().int().min(1).default(1000),
+				/** Incoming streams one remote domain may hold open at once. */
+				max_streams_per_domain: z.number().int().min(1).default(10),
 				/** Remote domains never federated with (exact, or a parent of the domain). */
 				blocked_domains: z.array(z.string()).default([]),
 				/** When not empty, the only remote domains federated with. */
