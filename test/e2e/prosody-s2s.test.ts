@@ -17,6 +17,7 @@ import { connect, type XmppConnection } from "../helpers/xmpp-client.ts";
 const PARLEY = "parley.test";
 const PARLEY_MUC = `conference.${PARLEY}`;
 const MUC_USER = "http://jabber.org/protocol/muc#user";
+const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 
 /** XEP-0045 §7.2.3: an occupant's own presence carries status code 110. */
 const isSelfPresence = (s: XmlElement, from: string) =>
@@ -199,5 +200,109 @@ describe("federation with Prosody over dialback", { skip: prosodySkip }, () => {
 				20_000,
 			);
 			assert.equal(echo.attrs.from, `hall@${PARLEY_MUC}/pam`);
+		}));
+
+	test("disco#info and vCard queries cross both ways (XEP-0030, XEP-0054)", () =>
+		both(async (a, b) => {
+			const info = await a.xmpp.iqCaller.request(
+				xml("iq", { type: "get", to: "prosody.test" }, xml("query", { xmlns: NS_DISCO_INFO })),
+				20_000,
+			);
+			assert.equal(
+				info.getChild("query", NS_DISCO_INFO)?.getChild("identity")?.attrs.category,
+				"server",
+			);
+			const back = await b.xmpp.iqCaller.request(
+				xml("iq", { type: "get", to: PARLEY }, xml("query", { xmlns: NS_DISCO_INFO })),
+				20_000,
+			);
+			const features = (back.getChild("query", NS_DISCO_INFO)?.children ?? []).filter(
+				(c) => typeof c !== "string" && c.name === "feature",
+			);
+			assert.ok(features.length > 0, "Parley's features reach Prosody's user");
+			// Parley answers for its account's vCard (XEP-0054 §3.3), once there is one.
+			await a.xmpp.iqCaller.request(
+				xml("iq", { type: "set" }, xml("vCard", { xmlns: "vcard-temp" }, xml("FN", {}, "Paul P."))),
+				20_000,
+			);
+			const vcard = await b.xmpp.iqCaller.request(
+				xml("iq", { type: "get", to: "paul@parley.test" }, xml("vCard", { xmlns: "vcard-temp" })),
+				20_000,
+			);
+			assert.equal(vcard.getChild("vCard", "vcard-temp")?.getChildText("FN"), "Paul P.");
+		}));
+
+	test("a message from Prosody to an offline Parley user is stored and delivered at login (XEP-0160)", async () => {
+		const b = await pam();
+		try {
+			await b.xmpp.send(
+				xml(
+					"message",
+					{ to: "paul@parley.test", type: "chat", id: "off1" },
+					xml("body", {}, "later"),
+				),
+			);
+			// A ping round trip on the same path orders it behind the message (RFC 6120 §10.1).
+			await b.xmpp.iqCaller.request(
+				xml("iq", { type: "get", to: PARLEY }, xml("ping", { xmlns: "urn:xmpp:ping" })),
+				20_000,
+			);
+		} finally {
+			await b.xmpp.stop();
+		}
+		const a = await paul();
+		try {
+			await a.xmpp.send(xml("presence"));
+			const m = await waitFor(
+				() => a.stanzas.find((s) => s.is("message") && s.attrs.id === "off1"),
+				"the stored message",
+				20_000,
+			);
+			assert.equal(m.attrs.from, "pam@prosody.test/q");
+			assert.ok(m.getChild("delay", "urn:xmpp:delay"), "XEP-0203 delay stamp");
+		} finally {
+			await a.xmpp.stop();
+		}
+	});
+
+	test("blocking a Prosody user: its messages do not arrive (XEP-0191 §3.2)", () =>
+		both(async (a, b) => {
+			await a.xmpp.iqCaller.request(
+				xml(
+					"iq",
+					{ type: "set" },
+					xml("block", { xmlns: "urn:xmpp:blocking" }, xml("item", { jid: "pam@prosody.test" })),
+				),
+				20_000,
+			);
+			await b.xmpp.send(
+				xml(
+					"message",
+					{ to: "paul@parley.test/p", type: "chat", id: "blk1" },
+					xml("body", {}, "x"),
+				),
+			);
+			// XEP-0191 §3.5: a message from a blocked entity is answered service-unavailable.
+			const err = await waitFor(
+				() =>
+					b.stanzas.find(
+						(s) => s.is("message") && s.attrs.id === "blk1" && s.attrs.type === "error",
+					),
+				"the refusal",
+				20_000,
+			);
+			assert.ok(err);
+			assert.equal(
+				a.stanzas.find((s) => s.attrs.id === "blk1"),
+				undefined,
+			);
+			await a.xmpp.iqCaller.request(
+				xml(
+					"iq",
+					{ type: "set" },
+					xml("unblock", { xmlns: "urn:xmpp:blocking" }, xml("item", { jid: "pam@prosody.test" })),
+				),
+				20_000,
+			);
 		}));
 });
