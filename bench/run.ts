@@ -1,5 +1,5 @@
 // npm run bench -- [--target parley|prosody|ejabberd|relay]...
-//                  [login|chat|idle|roster|saturation|storage|muc]...
+//                  [login|chat|idle|roster|saturation|storage|muc|s2s]...
 //                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N]
 //                  [--window N] [--roster N] [--storage-n N] [--rate N]
 //                  [--occupants N]... [--muc-deliveries N] [--muc-senders N] [--muc-window N]
@@ -14,6 +14,11 @@
 //         server CPU per 10k deliveries, exactly once per occupant, join cost per occupant; the
 //         server is restarted first when other scenarios ran before on it.
 // storage: bench/storage.ts (memory, SQLite, PostgreSQL on 127.0.0.1:5432) in the same run.
+// s2s: federation, two servers on loopback per pairing, a.bench (senders) → b.bench (receivers):
+//         Parley→Parley, Parley→Prosody, Prosody→Parley, Prosody→Prosody (those of the --target
+//         servers); --pairs senders on a.bench each send to a partner on b.bench, chat's window
+//         and warm-up, --messages (20000 unless given) over STARTTLS + dialback; CPU per 10k
+//         messages of each server and their sum. With --profile, each Parley side's profile.
 // --baseline DIR: also run Parley from another checkout DIR (target "baseline", before "parley")
 //                 for before/after figures in one run.
 // --workers N (or --target workers, N = 2): also Parley as a local cluster of N processes
@@ -37,7 +42,9 @@ import {
 } from "./lib/proc.ts";
 import { topSelfTime } from "./lib/profile.ts";
 import {
+	freePort,
 	type Running,
+	type S2SOptions,
 	type StartOptions,
 	startBaseline,
 	startEjabberd,
@@ -62,7 +69,16 @@ const ROOT = resolve(import.meta.dirname, "..");
 const OUT = join(ROOT, ".bench-results");
 const PASSWORD = "benchpw";
 const ALL_TARGETS: TargetName[] = ["parley", "prosody", "ejabberd", "relay"];
-const ALL_SCENARIOS = ["login", "chat", "idle", "roster", "saturation", "storage", "muc"] as const;
+const ALL_SCENARIOS = [
+	"login",
+	"chat",
+	"idle",
+	"roster",
+	"saturation",
+	"storage",
+	"muc",
+	"s2s",
+] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
 
 interface Options {
@@ -75,6 +91,8 @@ interface Options {
 	sessions: number;
 	logins: number;
 	messages: number;
+	/** the s2s scenario's messages: --messages when given, else 20000 (two servers per run) */
+	s2sMessages: number;
 	pairs: number;
 	window: number;
 	roster: number;
@@ -94,6 +112,7 @@ function parseArgs(argv: string[]): Options {
 		sessions: 5000,
 		logins: 2000,
 		messages: 50_000,
+		s2sMessages: 20_000,
 		pairs: 100,
 		window: 10,
 		roster: 201,
@@ -119,7 +138,7 @@ function parseArgs(argv: string[]): Options {
 		else if (a === "--workers") o.workers = num(argv[++i], a);
 		else if (a === "--sessions") o.sessions = num(argv[++i], a);
 		else if (a === "--logins") o.logins = num(argv[++i], a);
-		else if (a === "--messages") o.messages = num(argv[++i], a);
+		else if (a === "--messages") o.messages = o.s2sMessages = num(argv[++i], a);
 		else if (a === "--pairs") o.pairs = num(argv[++i], a);
 		else if (a === "--window") o.window = num(argv[++i], a);
 		else if (a === "--roster") o.roster = num(argv[++i], a);
@@ -177,7 +196,8 @@ const isParley = (t: TargetName) => t === "parley" || t === "baseline" || t === 
 type Row = Record<string, number | string | boolean>;
 interface ScenarioResult {
 	scenario: string;
-	target: TargetName;
+	/** a target, a storage backend, or an s2s pairing ("parley→prosody") */
+	target: string;
 	figures: Row;
 	note?: string;
 }
@@ -333,9 +353,18 @@ async function chatSetup(t: Running, o: Options, gens: Worker[]): Promise<Worker
 	return g;
 }
 
-async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
-	const g = await chatSetup(t, o, gens);
-	const perPair = Math.ceil(o.messages / o.pairs);
+/**
+ * The chat scenario's traffic on pairs already set up on `g`: a warm-up of 10% (at least 10 per
+ * pair), then `perPair` messages per pair, window `o.window`, 100-byte bodies, with `meters`
+ * (one per server: the s2s scenario has two) around the measured part only.
+ */
+async function chatTraffic(
+	name: string,
+	g: Worker,
+	o: Options,
+	perPair: number,
+	meters: Meter[],
+): Promise<{ r: ChatResult; w: Window[] }> {
 	const warm = await g.call<ChatResult>({
 		cmd: "chatRun",
 		tag: "w",
@@ -344,10 +373,9 @@ async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 		bodyBytes: 100,
 		capMs: 60_000,
 	});
-	if (warm.missing) log(`${t.name}: warm-up lost ${warm.missing} messages`);
+	if (warm.missing) log(`${name}: warm-up lost ${warm.missing} messages`);
 	await sleep(500);
-	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
-	meter.start();
+	for (const m of meters) m.start();
 	const r = await g.call<ChatResult>({
 		cmd: "chatRun",
 		tag: "m",
@@ -356,7 +384,18 @@ async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 		bodyBytes: 100,
 		capMs: 120_000,
 	});
-	const w = meter.stop();
+	return { r, w: meters.map((m) => m.stop()) };
+}
+
+async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
+	const g = await chatSetup(t, o, gens);
+	const perPair = Math.ceil(o.messages / o.pairs);
+	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+	const {
+		r,
+		w: [w],
+	} = await chatTraffic(t.name, g, o, perPair, [meter]);
+	if (!w) throw new Error("no measurement");
 	await g.call({ cmd: "closeAll" });
 	return {
 		scenario: "chat",
@@ -638,6 +677,196 @@ async function muc(t: Running, o: Options, gens: Worker[], run: string): Promise
 	return out;
 }
 
+/** The servers the s2s scenario can federate (static routes on loopback, no DNS). */
+const S2S_SERVERS = ["parley", "prosody"] as const;
+type S2SServer = (typeof S2S_SERVERS)[number];
+/** The sender's domain and the receiver's. */
+const S2S_A = "a.bench";
+const S2S_B = "b.bench";
+
+/**
+ * One s2s pairing: server `from` serves a.bench (the senders), server `to` serves b.bench (the
+ * receivers), each with a listener on its own loopback port and a route to the other's (the
+ * receiver connects back to the sender's domain to verify the dialback key). --pairs accounts
+ * b0.. on each; sender b<p>@a.bench sends to b<p>@b.bench/chat. One message per pair first
+ * (window 1) opens the s2s streams (TCP, STARTTLS, dialback both ways: `s2s set-up ms`), then
+ * the chat scenario's warm-up and measured run (chatTraffic) with a meter on each server.
+ */
+async function s2sPairing(
+	from: S2SServer,
+	to: S2SServer,
+	o: Options,
+	stamp: string,
+): Promise<{
+	result: ScenarioResult;
+	profiles: { label: string; file: string }[];
+	servers: Running[];
+}> {
+	const pairing = `${from}→${to}`;
+	const [portA, portB] = [await freePort(), await freePort()];
+	const loop = (port: number) => ({ host: "127.0.0.1", port });
+	const sides: { server: S2SServer; domain: string; port: number; routes: S2SOptions["routes"] }[] =
+		[
+			{ server: from, domain: S2S_A, port: portA, routes: { [S2S_B]: loop(portB) } },
+			{ server: to, domain: S2S_B, port: portB, routes: { [S2S_A]: loop(portA) } },
+		];
+	const profileDirs: (string | undefined)[] = [];
+	const running: Running[] = [];
+	const gens = workersFor(2 * o.pairs);
+	const stopAll = async () => {
+		for (const g of gens) g.stop();
+		for (const t of running) await t.stop();
+	};
+	try {
+		for (const [k, side] of sides.entries()) {
+			const stateDir = join(OUT, "state", `s2s-${side.server}-${side.domain}`);
+			mkdirSync(stateDir, { recursive: true });
+			const profileDir =
+				o.profile && side.server === "parley"
+					? join(OUT, "profiles", `${stamp}-s2s-${from}-${to}-${side.domain}`)
+					: undefined;
+			if (profileDir) mkdirSync(profileDir, { recursive: true });
+			profileDirs[k] = profileDir;
+			const so: StartOptions = {
+				root: ROOT,
+				stateDir,
+				profileDir,
+				log,
+				domain: side.domain,
+				s2s: { port: side.port, routes: side.routes },
+			};
+			log(`${pairing}: starting ${side.server} for ${side.domain}`);
+			const t = await (side.server === "parley" ? startParley : startProsody)(so, processTree);
+			running.push(t);
+			await t.provision(o.pairs, PASSWORD, async (n) => {
+				const r = await (gens[0] as Worker).call<{
+					created: number;
+					exists: number;
+					errors: string[];
+				}>({
+					cmd: "register",
+					endpoint: t.endpoint,
+					users: users(0, n),
+					password: PASSWORD,
+					concurrency: 16,
+				});
+				if (r.created + r.exists < n)
+					throw new Error(`registration on ${side.domain}: ${r.errors.join("; ")}`);
+			});
+		}
+		const [a, b] = running as [Running, Running];
+		const g = gens[0] as Worker;
+		await g.call({
+			cmd: "chatSetup",
+			endpoint: a.endpoint,
+			relay: false,
+			users: users(0, o.pairs),
+			password: PASSWORD,
+			mech: "PLAIN",
+			receivers: { endpoint: b.endpoint, users: users(0, o.pairs) },
+		});
+		const first = await g.call<ChatResult>({
+			cmd: "chatRun",
+			tag: "f",
+			window: 1,
+			perPair: 1,
+			bodyBytes: 100,
+			capMs: 60_000,
+		});
+		log(
+			`${pairing}: s2s streams up, first ${first.delivered}/${first.messages} messages in ${first.elapsedMs.toFixed(0)} ms`,
+		);
+		if (first.missing) throw new Error(`${first.missing} of the first messages did not arrive`);
+		const perPair = Math.ceil(o.s2sMessages / o.pairs);
+		const genPids = () => gens.map((w) => w.child.pid as number);
+		const { r, w } = await chatTraffic(pairing, g, o, perPair, [
+			new Meter(a.pid, genPids),
+			new Meter(b.pid, genPids),
+		]);
+		const [wa, wb] = w as [Window, Window];
+		await g.call({ cmd: "closeAll" });
+		const per10k = (cpu: number) => (10_000 * cpu) / Math.max(1, r.delivered);
+		// The machine's busy time not explained by either server or the generator.
+		const others = Math.max(
+			0,
+			wa.othersBusyPct - (100 * wb.serverCpu) / Math.max(1e-9, wa.machineSeconds),
+		);
+		const notes = [
+			r.capped ? `time cap reached after ${r.elapsedMs.toFixed(0)} ms` : "",
+			wa.processes.length > 1 ? `sender's processes: ${describeSplit(wa.processes)}` : "",
+			wb.processes.length > 1 ? `receiver's processes: ${describeSplit(wb.processes)}` : "",
+		].filter(Boolean);
+		const result: ScenarioResult = {
+			scenario: "s2s",
+			target: pairing,
+			figures: {
+				"server CPU s/10k msgs (both servers)": per10k(wa.serverCpu + wb.serverCpu),
+				"sender's server CPU s/10k msgs": per10k(wa.serverCpu),
+				"receiver's server CPU s/10k msgs": per10k(wb.serverCpu),
+				"delivered/s": r.delivered / (r.elapsedMs / 1000),
+				"p50 ms": r.p50Ms,
+				"p99 ms": r.p99Ms,
+				delivered: r.delivered,
+				"exactly once": r.duplicates === 0 && r.missing === 0,
+				duplicates: r.duplicates,
+				missing: r.missing,
+				"s2s set-up ms (first message per pair)": first.elapsedMs,
+				"generator CPU s/10k msgs": per10k(wa.generatorCpu),
+				"machine busy %": wa.machineBusyPct,
+				"others busy %": others,
+			},
+			note: notes.length ? notes.join("; ") : undefined,
+		};
+		await stopAll();
+		const profiles: { label: string; file: string }[] = [];
+		for (const [k, dir] of profileDirs.entries()) {
+			if (!dir) continue;
+			const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile"));
+			files.sort((x, y) => statSync(join(dir, y)).mtimeMs - statSync(join(dir, x)).mtimeMs);
+			const side = sides[k] as { domain: string };
+			const role = k === 0 ? "sender" : "receiver";
+			if (files[0])
+				profiles.push({ label: `${pairing}, ${role} (${side.domain})`, file: join(dir, files[0]) });
+		}
+		return { result, profiles, servers: running };
+	} catch (e) {
+		await stopAll();
+		throw e;
+	}
+}
+
+/** The s2s scenario: every pairing of the --target servers that can federate here. */
+async function s2s(
+	o: Options,
+	stamp: string,
+): Promise<{
+	results: ScenarioResult[];
+	profiles: { label: string; file: string }[];
+	/** what each side ran, by "s2s <server> <domain>" */
+	versions: Record<string, { version: string; notes: string[] }>;
+}> {
+	const versions: Record<string, { version: string; notes: string[] }> = {};
+	const servers = S2S_SERVERS.filter((x) => o.targets.includes(x));
+	const skipped = o.targets.filter((x) => !(S2S_SERVERS as readonly string[]).includes(x));
+	if (skipped.length) log(`s2s: not set up for ${skipped.join(", ")}`);
+	const results: ScenarioResult[] = [];
+	const profiles: { label: string; file: string }[] = [];
+	for (const from of servers) {
+		for (const to of servers) {
+			try {
+				const p = await s2sPairing(from, to, o, stamp);
+				results.push(p.result);
+				profiles.push(...p.profiles);
+				for (const t of p.servers)
+					versions[`s2s ${t.name} ${t.endpoint.domain}`] = { version: t.version, notes: t.notes };
+			} catch (e) {
+				log(`s2s ${from}→${to}: failed: ${(e as Error).stack}`);
+			}
+		}
+	}
+	return { results, profiles, versions };
+}
+
 /** bench/storage.ts in a child process (memory, SQLite, PostgreSQL), its rows as figures. */
 async function storage(o: Options): Promise<ScenarioResult[]> {
 	const child = fork(join(ROOT, "bench/storage.ts"), ["--ipc", "--n", String(o.storageN)], {
@@ -669,7 +898,15 @@ const NO_RATIO =
 	/busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU/;
 
 function table(results: ScenarioResult[], scenario: string): string {
-	const order = ["baseline", "parley", "workers", "prosody", "ejabberd", "relay"];
+	const order = [
+		"baseline",
+		"parley",
+		"workers",
+		"prosody",
+		"ejabberd",
+		"relay",
+		...S2S_SERVERS.flatMap((x) => S2S_SERVERS.map((y) => `${x}→${y}`)),
+	];
 	const rows = results
 		.filter((r) => r.scenario === scenario)
 		.sort((a, b) => order.indexOf(a.target) - order.indexOf(b.target));
@@ -729,7 +966,8 @@ async function main() {
 	const run = Date.now().toString(36);
 	let profileFile: string | undefined;
 	for (const name of o.targets) {
-		const wanted = o.scenarios.filter((s) => s !== "storage");
+		const wanted = o.scenarios.filter((s) => s !== "storage" && s !== "s2s");
+		if (!wanted.length) continue;
 		if (name === "relay" && !wanted.includes("chat") && !wanted.includes("saturation")) continue;
 		const stateDir = join(OUT, "state", name);
 		mkdirSync(stateDir, { recursive: true });
@@ -808,7 +1046,10 @@ async function main() {
 					results.push(...(await muc(t, o, gens, run)));
 				} else if (s === "saturation") {
 					const peers = results.filter(
-						(r) => r.scenario === "saturation" && !isParley(r.target) && r.target !== "relay",
+						(r) =>
+							r.scenario === "saturation" &&
+							!isParley(r.target as TargetName) &&
+							r.target !== "relay",
 					);
 					const peerRate =
 						o.rate ??
@@ -831,6 +1072,16 @@ async function main() {
 				(a, b) => statSync(join(profileDir, b)).mtimeMs - statSync(join(profileDir, a)).mtimeMs,
 			);
 			if (files[0]) profileFile = join(profileDir, files[0]);
+		}
+	}
+	const s2sProfiles: { label: string; file: string }[] = [];
+	if (o.scenarios.includes("s2s")) {
+		const r = await s2s(o, stamp);
+		results.push(...r.results);
+		s2sProfiles.push(...r.profiles);
+		for (const [k, v] of Object.entries(r.versions)) {
+			versions[k] = v.version;
+			notes[k] = v.notes;
 		}
 	}
 	if (o.scenarios.includes("storage") && !o.profile) {
@@ -858,17 +1109,22 @@ async function main() {
 		"saturation",
 		"saturation-paced",
 		...o.occupants.map((n) => `muc-${n}`),
+		"s2s",
 		"storage",
 	]) {
 		const t = table(results, s);
 		if (t) out.push("", t);
 	}
-	let profile: ReturnType<typeof topSelfTime> | undefined;
-	if (profileFile) {
-		profile = topSelfTime(profileFile, ROOT, 15);
+	const profiles: ({ label?: string; file: string } & ReturnType<typeof topSelfTime>)[] = [];
+	for (const { label, file } of [
+		...(profileFile ? [{ label: undefined, file: profileFile }] : []),
+		...s2sProfiles,
+	]) {
+		const profile = topSelfTime(file, ROOT, 15);
+		profiles.push({ label, file, ...profile });
 		out.push(
 			"",
-			`Profile ${profileFile.replace(`${ROOT}/`, "")}: ${profile.activeMs.toFixed(0)} ms active of ${profile.totalMs.toFixed(0)} ms`,
+			`Profile ${label ? `(s2s ${label}) ` : ""}${file.replace(`${ROOT}/`, "")}: ${profile.activeMs.toFixed(0)} ms active of ${profile.totalMs.toFixed(0)} ms`,
 			"",
 			"| # | self ms | % of active | function | location |",
 			"|---:|---:|---:|---|---|",
@@ -893,7 +1149,8 @@ async function main() {
 				versions,
 				notes,
 				results,
-				profile: profile && { file: profileFile, ...profile },
+				profile: profiles.find((p) => !p.label),
+				s2sProfiles: profiles.filter((p) => p.label),
 			},
 			null,
 			2,

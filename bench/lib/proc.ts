@@ -116,6 +116,8 @@ export function cores(): number {
 /** A before/after measurement of a server's process tree and of the machine. */
 export interface Window {
 	seconds: number;
+	/** all CPU time of the machine in the window, seconds summed over cores (for shares of it) */
+	machineSeconds: number;
 	serverCpu: number;
 	/** machine busy %, all cores = 100 */
 	machineBusyPct: number;
@@ -162,6 +164,7 @@ export class Meter {
 		const pct = (x: number) => (total > 0 ? (100 * x) / total : 0);
 		return {
 			seconds,
+			machineSeconds: total,
 			serverCpu,
 			generatorCpu,
 			machineBusyPct: pct(busy),

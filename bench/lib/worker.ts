@@ -21,9 +21,15 @@ export type Command =
 			cmd: "chatSetup";
 			endpoint: Endpoint;
 			relay: boolean;
+			/** pairs (users[2p], users[2p+1]), or with `receivers` (users[p], receivers.users[p]) */
 			users: string[];
 			password: string;
 			mech: Mech;
+			/**
+			 * The s2s scenario: the receivers are on another server (`endpoint`, its domain), and
+			 * `users` are all senders; the pairs' messages cross from one server to the other.
+			 */
+			receivers?: { endpoint: Endpoint; users: string[] };
 	  }
 	| {
 			cmd: "chatRun";
@@ -258,15 +264,24 @@ class Generator {
 			}
 			return { pairs: this.pairs.length };
 		}
+		// Logins in pair order: sender, receiver, sender, ... (the pairs' two sessions).
+		const r = c.receivers;
+		const jobs = r
+			? c.users.flatMap((u, p) => [
+					{ endpoint: c.endpoint, user: u },
+					{ endpoint: r.endpoint, user: r.users[p] as string },
+				])
+			: c.users.map((u) => ({ endpoint: c.endpoint, user: u }));
 		const sessions: Session[] = [];
 		let next = 0;
 		const one = async () => {
-			while (next < c.users.length) {
+			while (next < jobs.length) {
 				const i = next++;
+				const job = jobs[i] as { endpoint: Endpoint; user: string };
 				const s = await login({
-					endpoint: c.endpoint,
+					endpoint: job.endpoint,
 					localAddress: addr(i),
-					user: c.users[i] as string,
+					user: job.user,
 					password: c.password,
 					mech: c.mech,
 					resource: "chat",
@@ -278,7 +293,7 @@ class Generator {
 			}
 		};
 		await Promise.all(Array.from({ length: 20 }, one));
-		for (let p = 0; p < n; p++) {
+		for (let p = 0; p < jobs.length >> 1; p++) {
 			const a = sessions[2 * p] as Session;
 			const b = sessions[2 * p + 1] as Session;
 			this.pairs.push({ a: a.socket, b: b.socket, bJid: b.jid });

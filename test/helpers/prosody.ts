@@ -161,9 +161,12 @@ function canConnect(address: string, port: number): Promise<boolean> {
 /**
  * The routing plugin (see the top of this file). `adns.resolver` is looked up by
  * net.resolvers.service and net.resolvers.basic at each connection attempt, so replacing it
- * on the shared module table takes effect for every later s2s connection.
+ * on the shared module table takes effect for every later s2s connection. Exported for the
+ * bench's Prosody instances (bench/lib/targets.ts), which load it the same way: the file
+ * `mod_test_s2s_routes.lua` in a `plugin_paths` directory, `test_s2s_routes_file` naming the
+ * routes file.
  */
-const ROUTES_PLUGIN = `-- Test-only (Parley's test/helpers/prosody.ts): answers the s2s SRV lookup of the
+export const ROUTES_PLUGIN = `-- Test-only (Parley's test/helpers/prosody.ts): answers the s2s SRV lookup of the
 -- domains listed in test_s2s_routes_file ("domain address port" lines) with that address and
 -- port, so Prosody reaches a test server on loopback without DNS. Other lookups are untouched.
 module:set_global();
