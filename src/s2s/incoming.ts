@@ -37,6 +37,8 @@ export interface IncomingContext {
 	isLocal(domain: string): boolean;
 	/** Federation with this remote domain is allowed by the config. */
 	allowed(domain: string): boolean;
+	/** A domain authenticated on `stream` (the manager's list of streams changed). */
+	authenticated(stream: IncomingStream): void;
 	/** `domain` already has `s2s.max_streams_per_domain` other incoming streams. */
 	tooManyStreams(domain: string, stream: IncomingStream): boolean;
 	/** Whether `domain` must authenticate with a certificate (no dialback). */
@@ -78,6 +80,10 @@ export class IncomingStream {
 	#peerFrom = "";
 	/** The domain SASL EXTERNAL authenticated; the stream restarted after it. */
 	#saslDomain = "";
+	/** How each remote domain authenticated: "external" or "dialback". */
+	readonly methods = new Map<string, string>();
+	/** When the connection was accepted (ms since the epoch). */
+	readonly since = Date.now();
 
 	constructor(ctx: IncomingContext) {
 		this.#ctx = ctx;
@@ -244,6 +250,8 @@ export class IncomingStream {
 		}
 		this.#saslDomain = domain;
 		this.#authenticated.add(`${domain} ${this.#local}`);
+		this.methods.set(domain, "external");
+		this.#ctx.authenticated(this);
 		this.#socket.setStanzaLimit(this.#ctx.stanzaBytes);
 		this.#socket.send(x("success", { xmlns: NS_SASL }));
 		this.#socket.resetParser();
@@ -349,6 +357,8 @@ export class IncomingStream {
 						return;
 					}
 					this.#authenticated.add(`${from} ${to}`);
+					if (!this.methods.has(from)) this.methods.set(from, "dialback");
+					this.#ctx.authenticated(this);
 					// Past authentication, stanzas may be as large as a client's (RFC 6120 §13.12).
 					this.#socket.setStanzaLimit(this.#ctx.stanzaBytes);
 					reply("valid");

@@ -12,8 +12,11 @@
  * its own streams with it. The dialback secret is in the shared storage, so any node can
  * answer a verification request for a key another node gave out.
  */
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import type net from "node:net";
+import { dirname, join } from "node:path";
 import type { TLSSocket } from "node:tls";
+import { resolveDataPath } from "../core/config/load.ts";
 import type { Core, Listener, RemoteDomains } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
 import { SocketListener } from "../net/listener.ts";
@@ -27,13 +30,26 @@ import { type DialbackOutcome, IncomingStream } from "./incoming.ts";
 import { type OutgoingContext, OutgoingStream } from "./outgoing.ts";
 import { type Resolver, S2SResolver } from "./resolver.ts";
 
-/** What `parley` shows of one open stream. */
+/** What `parley s2s` shows of one open stream. */
 export interface S2SStreamInfo {
 	direction: "incoming" | "outgoing";
 	local: string;
+	/** The remote domains it carries (several on an incoming stream: XEP-0220 §2.5). */
 	remote: string[];
 	state: string;
+	/** How each remote domain authenticated ("external", "dialback"), in `remote`'s order. */
+	auth: string[];
 	tls: string | null;
+	/** ISO 8601: when the connection was made. */
+	since: string;
+}
+
+/**
+ * The file a running server keeps its streams in, under `data_dir` (one per process, so the
+ * workers of `server.workers` and a CLI next to them do not collide): `parley s2s` reads it.
+ */
+export function s2sStatusFile(dataDir: string, pid: number): string {
+	return join(dataDir, "run", `s2s-${pid}.json`);
 }
 
 export class S2SManager implements RemoteDomains {
@@ -44,6 +60,8 @@ export class S2SManager implements RemoteDomains {
 	readonly #in = new Set<IncomingStream>();
 	readonly #outCtx: OutgoingContext;
 	readonly #verifier: PeerVerifier;
+	readonly #statusFile: string;
+	#statusTimer: NodeJS.Timeout | null = null;
 	#stopping = false;
 
 	constructor(core: Core, resolver?: Resolver) {
@@ -52,6 +70,7 @@ export class S2SManager implements RemoteDomains {
 		const cfg = core.config.s2s;
 		this.#resolver = resolver ?? new S2SResolver(cfg.routes);
 		this.#verifier = new PeerVerifier(cfg.ca_file);
+		this.#statusFile = s2sStatusFile(resolveDataPath(core.config, "."), process.pid);
 		this.#outCtx = {
 			log: this.#log,
 			requireEncryption: cfg.require_encryption,
@@ -66,14 +85,45 @@ export class S2SManager implements RemoteDomains {
 			secureFor: (remote) => this.secureFor(remote),
 			checkPeer: (socket, domain) => this.#checkPeer(socket, domain),
 			bounce: (stanza, error) => this.#bounce(stanza, error),
+			authenticated: () => this.#changed(),
 			ended: (stream) => {
 				const key = pairKey(stream.local, stream.remote);
 				if (this.#out.get(key) === stream) this.#out.delete(key);
+				this.#changed();
 			},
 		};
 	}
 
-	async start(): Promise<void> {}
+	async start(): Promise<void> {
+		await this.#writeStatus();
+	}
+
+	/** The list of streams changed: the status file follows within a fifth of a second. */
+	#changed(): void {
+		if (this.#statusTimer || this.#stopping) return;
+		this.#statusTimer = setTimeout(() => {
+			this.#statusTimer = null;
+			void this.#writeStatus();
+		}, 200);
+		this.#statusTimer.unref();
+	}
+
+	async #writeStatus(): Promise<void> {
+		const file = this.#statusFile;
+		const body = JSON.stringify({
+			pid: process.pid,
+			updated: new Date().toISOString(),
+			streams: this.streams(),
+		});
+		try {
+			await mkdir(dirname(file), { recursive: true });
+			// Written aside and renamed, so a reader never sees half a file.
+			await writeFile(`${file}.tmp`, body);
+			await rename(`${file}.tmp`, file);
+		} catch (err) {
+			this.#log.warn({ err, file }, "could not write the s2s status file");
+		}
+	}
 
 	send(stanza: Element, from: JID, to: JID): void {
 		const remote = to.domain;
@@ -219,7 +269,11 @@ export class S2SManager implements RemoteDomains {
 			verifyWithAuthority: (receiving, originating, id, key) =>
 				this.#verify(receiving, originating, id, key),
 			route: (stanza) => core.router.route(stanza),
-			ended: (s) => this.#in.delete(s),
+			authenticated: () => this.#changed(),
+			ended: (s) => {
+				this.#in.delete(s);
+				this.#changed();
+			},
 		});
 		const s2sSocket = new XmlSocket(
 			socket,
@@ -266,20 +320,29 @@ export class S2SManager implements RemoteDomains {
 				local: s.local,
 				remote: [s.remote],
 				state: s.state,
+				auth: [s.method],
 				tls: s.tlsVersion,
+				since: new Date(s.since).toISOString(),
 			})),
-			...[...this.#in].map((s) => ({
-				direction: "incoming" as const,
-				local: s.local,
-				remote: s.remoteDomains,
-				state: "open",
-				tls: s.tlsVersion,
-			})),
+			...[...this.#in].map((s) => {
+				const remote = s.remoteDomains;
+				return {
+					direction: "incoming" as const,
+					local: s.local,
+					remote,
+					state: remote.length ? "ready" : "negotiating",
+					auth: remote.map((d) => s.methods.get(d) ?? ""),
+					tls: s.tlsVersion,
+					since: new Date(s.since).toISOString(),
+				};
+			}),
 		];
 	}
 
 	async stop(): Promise<void> {
 		this.#stopping = true;
+		if (this.#statusTimer) clearTimeout(this.#statusTimer);
+		await rm(this.#statusFile, { force: true });
 		for (const s of [...this.#in]) s.close("system-shutdown");
 		for (const s of [...this.#out.values()]) s.close();
 		this.#in.clear();

@@ -38,6 +38,8 @@ export interface OutgoingContext {
 	checkPeer(socket: XmlSocket, domain: string): PeerCheck;
 	/** The stanza could not be delivered: answer its sender with this error. */
 	bounce(stanza: Element, error: StanzaError): void;
+	/** The stream is authenticated and carries stanzas. */
+	authenticated(stream: OutgoingStream): void;
 	/** The stream is gone (failed, idle or closed); the manager forgets it. */
 	ended(stream: OutgoingStream): void;
 }
@@ -61,6 +63,8 @@ export class OutgoingStream {
 	readonly #verifyQueue: PendingVerify[] = [];
 	readonly #verifying = new Map<string, PendingVerify>();
 	#setupTimer: NodeJS.Timeout | null = null;
+	/** When the stream was asked for (ms since the epoch). */
+	readonly since = Date.now();
 	#idleTimer: NodeJS.Timeout | null = null;
 	#dialbackSent = false;
 	/** SASL EXTERNAL: not tried yet, sent and waiting, refused, or done (the stream restarted). */
@@ -422,6 +426,7 @@ export class OutgoingStream {
 		const socket = this.#socket;
 		for (const stanza of this.#queue.splice(0)) socket?.send(stanza);
 		this.#touch();
+		this.#ctx.authenticated(this);
 	}
 
 	#touch(): void {

@@ -4,14 +4,21 @@
  * clients (xmpp.js) on each side, and raw sockets for a peer that misbehaves.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { createHash, createHmac } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { xml } from "@xmpp/client";
 import { freePort } from "../helpers/pg-cluster.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { connect, type XmppConnection } from "../helpers/xmpp-client.ts";
+
+const BIN = fileURLToPath(new URL("../../bin/parley.js", import.meta.url));
 
 let a: TestServer;
 let b: TestServer;
@@ -106,6 +113,23 @@ describe("Parley to Parley", () => {
 			await alice.xmpp.stop();
 			await bob.xmpp.stop();
 		}
+	});
+
+	test("`parley s2s` lists the open streams with direction, domains, authentication and TLS", async () => {
+		const file = join(a.dataDir, "parley.toml");
+		writeFileSync(file, `[server]\ndata_dir = ${JSON.stringify(a.dataDir)}\n`);
+		const run = async (...args: string[]) =>
+			(await promisify(execFile)(process.execPath, [BIN, "s2s", "--config", file, ...args])).stdout;
+		// The status file follows the streams within a fifth of a second.
+		const text = await waitFor(async () => {
+			const out = await run();
+			return /outgoing +a\.example -> b\.example +ready/.test(out) ? out : undefined;
+		}, "a.example's stream to b.example in the list");
+		assert.match(text, /outgoing +a\.example -> b\.example +ready +dialback +TLSv1\.3/);
+		// b.example's stream to a.example carries its answers (RFC 6120 §2.5: streams are one-way).
+		assert.match(text, /incoming +a\.example <- b\.example +ready +dialback +TLSv1\.3/);
+		const json = JSON.parse(await run("--json")) as { direction: string; remote: string[] }[];
+		assert.ok(json.some((s) => s.direction === "outgoing" && s.remote[0] === "b.example"));
 	});
 
 	test("an IQ to the remote server comes back with its result (XEP-0199 over s2s)", async () => {
