@@ -77,7 +77,11 @@ async function inPool<T, R>(items: T[], width: number, fn: (item: T) => Promise<
 
 interface ProjectOptions {
 	level?: string;
+	/** log.format ("auto" when absent: JSON on the test's pipe). */
+	format?: string;
 	c2sPort?: number;
+	/** Ports of other listeners by name (0, the system's pick, when absent). */
+	ports?: Record<string, number>;
 	/** Turns the s2s listener (off by default) on, on this port. */
 	s2sPort?: number;
 	tls?: string;
@@ -95,7 +99,9 @@ function project(opts: ProjectOptions = {}): { dir: string; config: string } {
 	// Every listener on loopback and a port the system picks, so that tests run side by side.
 	const listeners = Object.keys(DEFAULT_LISTENERS)
 		.map((name) => {
-			const port = name === "c2s" ? opts.c2sPort : name === "s2s" ? opts.s2sPort : undefined;
+			const port =
+				opts.ports?.[name] ??
+				(name === "c2s" ? opts.c2sPort : name === "s2s" ? opts.s2sPort : undefined);
 			const on = name === "s2s" && opts.s2sPort !== undefined ? "enabled = true\n" : "";
 			return `[listeners.${name}]\n${on}address = "127.0.0.1"\nport = ${port ?? 0}\n`;
 		})
@@ -108,6 +114,7 @@ data_dir = "data"
 
 [log]
 level = "${opts.level ?? "info"}"
+format = "${opts.format ?? "auto"}"
 
 [storage]
 backend = "sqlite"
@@ -473,6 +480,49 @@ describe("serve", () => {
 		}
 	});
 
+	test("log.format = pretty (a terminal's default): one plain line per listener with its address", async () => {
+		const { dir, config } = project({ format: "pretty" });
+		const serve = new Serve(["--config", config], dir);
+		try {
+			const deadline = Date.now() + 30_000;
+			while (
+				!serve.other.some((l) => /INFO: Parley is running for localhost, other\.example$/.test(l))
+			) {
+				assert.ok(
+					!serve.closed && Date.now() < deadline,
+					`${serve.other.join("\n")}${serve.stderr}`,
+				);
+				await new Promise((r) => setTimeout(r, 50));
+			}
+			const listening = serve.other.filter((l) => /INFO: listening/.test(l));
+			const expected = [
+				["c2s", "clients, STARTTLS"],
+				["c2s_direct_tls", "clients, direct TLS \\(XEP-0368\\)"],
+				["http", "BOSH, WebSocket and discovery over plain HTTP"],
+				["https", "BOSH, WebSocket and discovery over HTTPS"],
+			];
+			assert.equal(listening.length, expected.length, listening.join("\n"));
+			for (const [name, purpose] of expected)
+				assert.ok(
+					listening.some((l) =>
+						new RegExp(
+							`INFO: listening on 127\\.0\\.0\\.1:[1-9]\\d* \\(listeners\\.${name}: ${purpose}\\)$`,
+						).test(l),
+					),
+					`${name}: ${listening.join("\n")}`,
+				);
+			// The fields are in the line: none follows on lines of its own.
+			assert.ok(
+				!serve.other.some((l) => /^\s+(listener|address|port|hosts):/.test(l)),
+				serve.other.join("\n"),
+			);
+			serve.child.kill("SIGTERM");
+			assert.equal((await serve.exited).code, 0);
+		} finally {
+			serve.kill();
+		}
+	});
+
 	test("with no configuration file at all: defaults, self-signed certificate, data under ./data", async (t) => {
 		// The built-in defaults listen on [::]:5222, [::]:5223 (and the other default listeners);
 		// skip if this machine uses one of them.
@@ -512,6 +562,45 @@ describe("serve", () => {
 	});
 });
 
+describe("serve: a port it cannot open", () => {
+	/** A port held by this test process on 127.0.0.1, until `close`. */
+	async function holdPort(): Promise<{ port: number; close: () => void }> {
+		const busy = net.createServer();
+		await new Promise<void>((resolve) => busy.listen({ host: "127.0.0.1", port: 0 }, resolve));
+		return { port: (busy.address() as net.AddressInfo).port, close: () => busy.close() };
+	}
+
+	test("a port in use: one line naming the key, exit 1, no stack trace, nothing written", async () => {
+		const busy = await holdPort();
+		try {
+			const { dir, config } = project({ c2sPort: busy.port });
+			const r = await run(["serve", "--config", config], { cwd: dir });
+			assert.equal(r.code, 1, r.stderr);
+			assert.equal(
+				r.stderr,
+				`parley: listeners.c2s: port ${busy.port} on 127.0.0.1 is in use; stop the program using it or set another listeners.c2s.port\n`,
+			);
+			assert.equal(r.stdout, "", "no log record (a FATAL one with a stack trace before)");
+			// Tested before storage opens and the self-signed certificate is written.
+			assert.equal(existsSync(join(dir, "data")), false, "no data directory");
+		} finally {
+			busy.close();
+		}
+	});
+
+	test("two listeners on one port: the second is named, exit 1", async () => {
+		const busy = await holdPort();
+		busy.close();
+		const { dir, config } = project({ c2sPort: busy.port, ports: { https: busy.port } });
+		const r = await run(["serve", "--config", config], { cwd: dir });
+		assert.equal(r.code, 1, r.stderr);
+		assert.equal(
+			r.stderr,
+			`parley: listeners.https: port ${busy.port} on 127.0.0.1 is also listeners.c2s's port; change listeners.https.port or listeners.https.address\n`,
+		);
+	});
+});
+
 describe("check", () => {
 	test("a good configuration passes (exit 0)", async () => {
 		const { config } = project();
@@ -530,13 +619,29 @@ describe("check", () => {
 			const { config } = project({ c2sPort: port });
 			const r = await run(["check", "--config", config]);
 			assert.equal(r.code, EXIT.CHECK_FAILED, r.stderr);
-			assert.match(
+			// The same line serve prints for the same problem.
+			assert.ok(
+				r.stderr.includes(
+					`parley: listeners.c2s: port ${port} on 127.0.0.1 is in use; stop the program using it or set another listeners.c2s.port\n`,
+				),
 				r.stderr,
-				new RegExp(`listeners\\.c2s: port ${port} on 127\\.0\\.0\\.1 is in use`),
 			);
 		} finally {
 			busy.close();
 		}
+	});
+
+	test("the component port is checked only when an external component will open it", async () => {
+		const without = project();
+		const r = await run(["check", "--config", without.config]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.doesNotMatch(r.stdout, /listener component/);
+		const withBot = project({
+			extra: '\n[components."bot.localhost"]\ntype = "external"\nsecret = "s3cret-s3cret"\n',
+		});
+		const r2 = await run(["check", "--config", withBot.config]);
+		assert.equal(r2.code, EXIT.OK, r2.stderr);
+		assert.match(r2.stdout, /^listener component on \[127\.0\.0\.1\]:0: port free$/m);
 	});
 
 	test("a cluster's Redis is pinged: reachable passes, unreachable exits 6 and says why", async () => {

@@ -3,12 +3,12 @@
  * `[listeners.s2s]` on, what federation needs (DNS, certificates: check-federation.ts).
  */
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import type { Command } from "commander";
 import { resolveDataPath } from "../../core/config/load.ts";
 import type { Config } from "../../core/config/schema.ts";
 import type { CertificateDescription } from "../../tls/certs.ts";
 import { CliError, EXIT, loadConfig } from "../common.ts";
+import { IN_USE, listenerProblemLine, probeListeners } from "../ports.ts";
 import type { DomainCertificate, FederationDns } from "./check-federation.ts";
 
 export function addCheckCommand(program: Command): void {
@@ -44,14 +44,6 @@ async function redisProblem(url: string): Promise<string | undefined> {
 	} finally {
 		r.disconnect();
 	}
-}
-
-async function portFree(address: string, port: number): Promise<boolean> {
-	return new Promise((resolve) => {
-		const s = createServer();
-		s.once("error", () => resolve(false));
-		s.listen({ host: address, port }, () => s.close(() => resolve(true)));
-	});
 }
 
 async function check(opts: { config?: string }): Promise<void> {
@@ -91,13 +83,17 @@ async function check(opts: { config?: string }): Promise<void> {
 	} catch (err) {
 		problems.push(`certificates: ${(err as Error).message}`);
 	}
-	for (const [name, l] of Object.entries(config.listeners)) {
-		if (!l.enabled) continue;
-		const free = await portFree(l.address, l.port);
-		console.log(
-			`listener ${name} on [${l.address}]:${l.port}: ${free ? "port free" : "PORT IN USE"}`,
-		);
-		if (!free) problems.push(`listeners.${name}: port ${l.port} on ${l.address} is in use`);
+	// The listeners serve opens (the component port only with an external component), tested
+	// the way serve tests them before it starts (src/cli/ports.ts).
+	for (const l of await probeListeners(config)) {
+		const state =
+			l.problem === undefined
+				? "port free"
+				: l.problem === IN_USE
+					? "PORT IN USE"
+					: `port ${l.problem}`;
+		console.log(`listener ${l.name} on [${l.address}]:${l.port}: ${state}`);
+		if (l.problem !== undefined) problems.push(listenerProblemLine(l, l.problem));
 	}
 	if (config.listeners.s2s.enabled) problems.push(...(await federation(config, hosts, described)));
 	const workers = await import("../../cluster/workers.ts");

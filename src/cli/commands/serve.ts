@@ -4,8 +4,11 @@
  */
 import { unlinkSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
+import { openedListeners } from "../../core/config/listeners.ts";
 import type { Config } from "../../core/config/schema.ts";
+import type { Logger } from "../../core/log.ts";
 import { CliError, EXIT, loadConfig } from "../common.ts";
+import { listenerProblemLine, listenProblem, probeListeners } from "../ports.ts";
 
 export function addServeCommand(program: Command): void {
 	program
@@ -31,6 +34,10 @@ async function serve(opts: { config?: string; pidfile?: string; workers?: string
 		delete opts.pidfile;
 	} else {
 		const count = workers.workerCount(parseWorkers(opts.workers) ?? config.server.workers);
+		// Before anything is opened or written (storage, the self-signed certificate): a port in
+		// use is one line naming the key to change, and leaves nothing behind. Not in a worker:
+		// the primary tested them, and the other workers already hold them (SO_REUSEPORT).
+		await portsFree(config);
 		if (count > 1) return servePrimary(config, count, opts.pidfile);
 	}
 	const server = buildServer(config);
@@ -51,8 +58,7 @@ async function serve(opts: { config?: string; pidfile?: string; workers?: string
 	} catch (err) {
 		process.off("SIGTERM", onTerm);
 		process.off("SIGINT", onInt);
-		server.log.fatal({ err }, "Parley could not start");
-		throw new CliError(`could not start: ${(err as Error).message}`, EXIT.FAILURE);
+		throw startFailure(config, server.log, err);
 	}
 	if (opts.pidfile) writeFileSync(opts.pidfile, `${process.pid}\n`);
 	if (workers.isWorker()) process.send?.({ parley: "running" });
@@ -80,6 +86,30 @@ async function serve(opts: { config?: string; pidfile?: string; workers?: string
 	if (workers.isWorker()) process.disconnect?.();
 }
 
+/** Every listener's port can be opened, or a CliError with one line per one that cannot. */
+async function portsFree(config: Config): Promise<void> {
+	const problems = (await probeListeners(config)).flatMap((l) =>
+		l.problem === undefined ? [] : [listenerProblemLine(l, l.problem)],
+	);
+	if (problems.length > 0) throw new CliError(problems.join("\n"), EXIT.FAILURE);
+}
+
+/**
+ * A failed start as the one line `parley: ...` on stderr (main.ts prints it); the stack goes
+ * to the log at debug level only. A port taken between the test and the listen (or one the
+ * test could not see) is worded as the test words it.
+ */
+function startFailure(config: Config, log: Logger, err: unknown): CliError {
+	log.debug({ err }, "Parley could not start");
+	// Server.start() names the listener whose listen() failed.
+	const e = err as NodeJS.ErrnoException & { listener?: unknown };
+	if (e?.syscall === "listen" && typeof e.listener === "string") {
+		const l = openedListeners(config).find((x) => x.name === e.listener);
+		if (l) return new CliError(listenerProblemLine(l, listenProblem(e)), EXIT.FAILURE);
+	}
+	return new CliError(`could not start: ${(err as Error)?.message ?? String(err)}`, EXIT.FAILURE);
+}
+
 function parseWorkers(value: string | undefined): Config["server"]["workers"] | undefined {
 	if (value === undefined) return undefined;
 	if (value === "auto") return "auto";
@@ -105,8 +135,7 @@ async function servePrimary(config: Config, count: number, pidfile?: string): Pr
 	try {
 		await server.prepare();
 	} catch (err) {
-		server.log.fatal({ err }, "Parley could not start");
-		throw new CliError(`could not start: ${(err as Error).message}`, EXIT.FAILURE);
+		throw startFailure(config, server.log, err);
 	}
 	try {
 		await runPrimary({
