@@ -16,6 +16,7 @@ import { z } from "zod";
 import { parseConfig } from "../../src/core/config/load.ts";
 import { configSchema } from "../../src/core/config/schema.ts";
 import { builtinModules } from "../../src/modules/index.ts";
+import { generateSelfSigned } from "../../src/tls/certs.ts";
 import { serverCert, testCa } from "../helpers/test-ca.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
@@ -41,10 +42,14 @@ function tempDir(): string {
 }
 
 /** Runs `parley ARGS` to completion; `input` is written to its standard input. */
-function run(args: string[], opts: { cwd?: string; input?: string } = {}): Promise<RunResult> {
+function run(
+	args: string[],
+	opts: { cwd?: string; input?: string; env?: Record<string, string> } = {},
+): Promise<RunResult> {
 	return new Promise((resolve, reject) => {
 		const child = spawn(process.execPath, [BIN, ...args], {
 			cwd: opts.cwd,
+			env: { ...process.env, PARLEY_CONFIG: "", ...opts.env },
 			stdio: ["pipe", "pipe", "pipe"],
 		});
 		let stdout = "";
@@ -150,6 +155,7 @@ class Serve {
 	constructor(args: string[], cwd?: string) {
 		this.child = spawn(process.execPath, [BIN, "serve", ...args], {
 			cwd,
+			env: { ...process.env, PARLEY_CONFIG: "" },
 			stdio: ["ignore", "pipe", "pipe"],
 		});
 		this.child.stdout?.setEncoding("utf8").on("data", (d: string) => this.#data(d));
@@ -601,7 +607,85 @@ describe("serve: a port it cannot open", () => {
 	});
 });
 
+describe("where the configuration is found: --config, PARLEY_CONFIG, ./parley.toml, defaults", () => {
+	test("every command reads ./parley.toml without --config; check says which file", async () => {
+		const { dir } = project();
+		const [check, add] = await Promise.all([
+			run(["check"], { cwd: dir }),
+			run(["user", "add", "gina@other.example", "--password", "pw"], { cwd: dir }),
+		]);
+		assert.equal(check.code, EXIT.OK, check.stderr);
+		assert.match(
+			check.stdout,
+			/^configuration: parley\.toml \(found in the working directory\): ok$/m,
+		);
+		assert.match(check.stdout, /^hosts: localhost, other\.example$/m);
+		// other.example exists only in that file.
+		assert.equal(add.code, EXIT.OK, add.stderr);
+		const list = await run(["user", "list", "other.example"], { cwd: dir });
+		assert.equal(list.stdout, "gina@other.example\n");
+	});
+
+	test("PARLEY_CONFIG names the file; --config wins over it; a missing one exits 3", async () => {
+		const a = project();
+		const elsewhere = tempDir();
+		const r = await run(["check"], { cwd: elsewhere, env: { PARLEY_CONFIG: a.config } });
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.ok(
+			r.stdout.startsWith(`configuration: ${a.config} (from PARLEY_CONFIG): ok\n`),
+			r.stdout,
+		);
+		const b = project({ extra: '\n[hosts."third.example"]\n' });
+		const flag = await run(["check", "--config", b.config], {
+			cwd: elsewhere,
+			env: { PARLEY_CONFIG: a.config },
+		});
+		assert.match(flag.stdout, /^hosts: .*third\.example/m);
+		const missing = await run(["user", "list"], {
+			cwd: elsewhere,
+			env: { PARLEY_CONFIG: join(elsewhere, "nope.toml") },
+		});
+		assert.equal(missing.code, EXIT.CONFIG);
+		assert.equal(
+			missing.stderr,
+			`parley: ${join(elsewhere, "nope.toml")}: cannot read the configuration file: no such file (ENOENT) (named by PARLEY_CONFIG)\n`,
+		);
+	});
+
+	test("with none of them, the built-in defaults (localhost, ./data); --help says the rule", async () => {
+		const cwd = tempDir();
+		const r = await run(["user", "list", "localhost"], { cwd });
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.equal(r.stdout, "");
+		assert.ok(existsSync(join(cwd, "data", "parley.sqlite")), "./data/parley.sqlite");
+		const help = await run(["check", "--help"], { cwd });
+		assert.match(help.stdout, /default: \$PARLEY_CONFIG, else\s+\.\/parley\.toml if there is one/);
+	});
+});
+
 describe("check", () => {
+	test("an existing self-signed certificate is reported as it is: subject and expiry", async () => {
+		const { dir, config } = project();
+		const before = await run(["check", "--config", config]);
+		assert.match(
+			before.stdout,
+			/^certificate for localhost: self-signed, none yet: generated at start as \S+self-signed\.crt$/m,
+		);
+		await generateSelfSigned(["localhost", "other.example"], join(dir, "data", "certs"));
+		const r = await run(["check", "--config", config]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		const path = join(dir, "data", "certs", "self-signed.crt").replace(/[.\\/]/g, "\\$&");
+		for (const host of ["localhost", "other\\.example"])
+			assert.match(
+				r.stdout,
+				new RegExp(
+					`^certificate for ${host}: self-signed ${path} \\(CN=localhost, valid until \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)$`,
+					"m",
+				),
+			);
+		assert.doesNotMatch(r.stdout, /generated at start/);
+	});
+
 	test("a good configuration passes (exit 0)", async () => {
 		const { config } = project();
 		const r = await run(["check", "--config", config]);

@@ -7,14 +7,14 @@ import type { Command } from "commander";
 import { openedListeners } from "../../core/config/listeners.ts";
 import type { Config } from "../../core/config/schema.ts";
 import type { Logger } from "../../core/log.ts";
-import { CliError, EXIT, loadConfig } from "../common.ts";
+import { CliError, CONFIG_HELP, describeSource, EXIT, loadConfigFrom } from "../common.ts";
 import { listenerProblemLine, listenProblem, probeListeners } from "../ports.ts";
 
 export function addServeCommand(program: Command): void {
 	program
 		.command("serve")
 		.description("run the server in the foreground until SIGTERM or SIGINT")
-		.option("-c, --config <file>", "TOML configuration file (built-in defaults when absent)")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.option("--pidfile <file>", "write the server's process id to this file")
 		.option(
 			"--workers <n>",
@@ -24,7 +24,7 @@ export function addServeCommand(program: Command): void {
 }
 
 async function serve(opts: { config?: string; pidfile?: string; workers?: string }): Promise<void> {
-	const config = loadConfig(opts.config);
+	const { config, source } = loadConfigFrom(opts.config);
 	// Loaded here, not at the top: the user commands start faster without the whole server.
 	const { createServer: buildServer } = await import("../../app/server.ts");
 	const workers = await import("../../cluster/workers.ts");
@@ -38,9 +38,10 @@ async function serve(opts: { config?: string; pidfile?: string; workers?: string
 		// use is one line naming the key to change, and leaves nothing behind. Not in a worker:
 		// the primary tested them, and the other workers already hold them (SO_REUSEPORT).
 		await portsFree(config);
-		if (count > 1) return servePrimary(config, count, opts.pidfile);
+		if (count > 1) return servePrimary(config, describeSource(source), count, opts.pidfile);
 	}
 	const server = buildServer(config);
+	if (!workers.isWorker()) server.log.info(`configuration: ${describeSource(source)}`);
 	// Signal handlers go in before start(): a SIGTERM that arrives while the server starts (or
 	// right after its "running" line) must still stop it cleanly rather than kill it.
 	let stopSignal: string | null = null;
@@ -123,7 +124,12 @@ function parseWorkers(value: string | undefined): Config["server"]["workers"] | 
 }
 
 /** `server.workers` > 1: prepare once, then fork the workers (src/cluster/workers.ts). */
-async function servePrimary(config: Config, count: number, pidfile?: string): Promise<void> {
+async function servePrimary(
+	config: Config,
+	source: string,
+	count: number,
+	pidfile?: string,
+): Promise<void> {
 	if (config.storage.backend === "memory")
 		throw new CliError(
 			"storage.backend: several workers need shared storage (sqlite or postgres), not memory",
@@ -132,6 +138,7 @@ async function servePrimary(config: Config, count: number, pidfile?: string): Pr
 	const { createServer: buildServer } = await import("../../app/server.ts");
 	const { runPrimary } = await import("../../cluster/workers.ts");
 	const server = buildServer(config);
+	server.log.info(`configuration: ${source}`);
 	try {
 		await server.prepare();
 	} catch (err) {

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { after, test } from "node:test";
 import { hostNameProblem } from "./checks.ts";
 import {
 	ConfigError,
 	defaultConfig,
+	findConfigFile,
 	loadConfigFile,
 	parseConfig,
 	resolveDataPath,
@@ -237,4 +238,25 @@ test("resolveDataPath: relative to data_dir, itself relative to baseDir (cwd by 
 	assert.equal(resolveDataPath(config, "certs"), join(process.cwd(), "data", "certs"));
 	const absolute = { ...config, server: { ...config.server, data_dir: "/var/lib/parley" } };
 	assert.equal(resolveDataPath(absolute, "certs", "/srv"), "/var/lib/parley/certs");
+});
+
+test("the configuration is found by one rule: --config, PARLEY_CONFIG, ./parley.toml, none", () => {
+	const cwd = mkdtempSync(join(dir, "find-"));
+	const env = { PARLEY_CONFIG: "/etc/parley/parley.toml" };
+	assert.deepEqual(findConfigFile("given.toml", env, cwd), {
+		path: "given.toml",
+		from: "--config",
+	});
+	assert.deepEqual(findConfigFile(undefined, env, cwd), {
+		path: "/etc/parley/parley.toml",
+		from: "PARLEY_CONFIG",
+	});
+	// Not there yet: the built-in defaults; an empty PARLEY_CONFIG counts as unset.
+	assert.deepEqual(findConfigFile(undefined, { PARLEY_CONFIG: "" }, cwd), { from: "defaults" });
+	writeFileSync(join(cwd, "parley.toml"), "");
+	assert.deepEqual(findConfigFile(undefined, {}, cwd), {
+		path: relative(process.cwd(), join(cwd, "parley.toml")),
+		from: "./parley.toml",
+	});
+	assert.equal(findConfigFile(undefined, env, cwd).from, "PARLEY_CONFIG");
 });

@@ -20,8 +20,8 @@
  * The parts: zod-issues.ts (messages for zod's issues), checks.ts (host names, certificate
  * files), toml-lines.ts (the line of a key), suggest.ts ("did you mean"), report.ts.
  */
-import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { checkHostNames, checkTlsFiles, fsReason } from "./checks.ts";
 import type { Problem } from "./report.ts";
@@ -99,6 +99,34 @@ export function loadConfigFile(path: string): Config {
 		throw new ConfigError([`${path}: cannot read the configuration file: ${fsReason(err)}`]);
 	}
 	return parseConfig(text, path);
+}
+
+/** Where a command's configuration file came from (`findConfigFile`). */
+export interface ConfigSource {
+	/** The file, or undefined for the built-in defaults. */
+	path?: string;
+	/** How it was found, for messages: "--config", "PARLEY_CONFIG", "./parley.toml", "defaults". */
+	from: "--config" | "PARLEY_CONFIG" | "./parley.toml" | "defaults";
+}
+
+/**
+ * The one rule every `parley` command follows to find its configuration: `--config FILE` if
+ * given, else the file `PARLEY_CONFIG` names (if set and not empty), else `parley.toml` in the
+ * working directory if there is one, else none (every key at its default). A file named by the
+ * first two must exist; the third is only looked for.
+ */
+export function findConfigFile(
+	flag: string | undefined,
+	env: NodeJS.ProcessEnv = process.env,
+	cwd: string = process.cwd(),
+): ConfigSource {
+	if (flag !== undefined) return { path: flag, from: "--config" };
+	const fromEnv = env.PARLEY_CONFIG;
+	if (fromEnv) return { path: fromEnv, from: "PARLEY_CONFIG" };
+	const local = join(cwd, "parley.toml");
+	// Named as the operator sees it: "parley.toml:3: ..." in the working directory.
+	if (existsSync(local)) return { path: relative(process.cwd(), local), from: "./parley.toml" };
+	return { from: "defaults" };
 }
 
 /** The configuration used when there is no file: every default. */
