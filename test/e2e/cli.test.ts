@@ -350,6 +350,20 @@ describe("user commands", () => {
 		);
 	});
 
+	test("a TOML syntax error exits 3 with one line: where the parser stopped and where the array began", async () => {
+		const dir = tempDir();
+		writeFileSync(
+			join(dir, "parley.toml"),
+			'[server]\nname = "x"\n\n[hosts.localhost]\nmodules = ["disco", "ping"\n\n[limits]\nstanza_size = 2000\n',
+		);
+		const r = await run(["check"], { cwd: dir });
+		assert.equal(r.code, EXIT.CONFIG);
+		assert.equal(
+			r.stderr,
+			'parley: parley.toml:7:1: TOML syntax error: expected comma or end of structure, in the array that begins at parley.toml:5:11 (is a "]" missing?)\n',
+		);
+	});
+
 	test("user import of 2000 JID PASSWORD lines from stdin creates them all", async (t) => {
 		const { config } = project();
 		const n = 2000;

@@ -160,6 +160,24 @@ test("TOML syntax errors give the line and column", () => {
 	assert.match(problems("a = [1,\n2\nb = 3")[0] ?? "", /^parley\.toml:3:1: TOML syntax error: /);
 });
 
+test("an unclosed array or inline table: also the line where it began", () => {
+	// Issue 22: the array opened on line 5 was reported only at line 7, the next table header.
+	const unclosed =
+		'[server]\nname = "x"\n\n[hosts.localhost]\nmodules = ["disco", "ping"\n\n[limits]\nstanza_size = 2000\n';
+	assert.deepEqual(problems(unclosed), [
+		'parley.toml:7:1: TOML syntax error: expected comma or end of structure, in the array that begins at parley.toml:5:11 (is a "]" missing?)',
+	]);
+	// Strings, comments and brackets inside them do not count; a nested array is inside the outer one.
+	const nested = 'a = "[" # [\nb = [ "]", [1, 2],\n  # ]\n  \'x]\'\n\n[c]\n';
+	assert.match(problems(nested)[0] ?? "", /in the array that begins at parley\.toml:2:5 /);
+	assert.match(
+		problems("t = { a = 1\n\n[x]\n")[0] ?? "",
+		/^parley\.toml:3:1: TOML syntax error: .*, in the inline table that begins at parley\.toml:1:5 \(is a "}" missing\?\)$/,
+	);
+	// A mistake on the line of its own array needs no second position.
+	assert.doesNotMatch(problems("a = [1 2]\n")[0] ?? "", /begins at/);
+});
+
 test("host names must be lower-case domain names", () => {
 	assert.deepEqual(problems('[hosts."Example.ORG"]'), [
 		'parley.toml:1: hosts."Example.ORG": invalid host name: host names are lower case; write "example.org"',

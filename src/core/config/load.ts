@@ -5,6 +5,8 @@
  *     parley.toml:12: limits.stanza_size: expected an integer >= 1024, got "x"
  *     parley.toml:3: unknown key "data_dr" in [server]; did you mean data_dir?
  *     parley.toml:4:9: TOML syntax error: ...
+ *     parley.toml:7:1: TOML syntax error: expected comma or end of structure, in the array that
+ *       begins at parley.toml:5:11 (is a "]" missing?)
  *
  * Every problem in the file is reported at once (one line each, sorted by line), not only the
  * first one.
@@ -26,7 +28,7 @@ import { parse as parseToml, TomlError } from "smol-toml";
 import { checkHostNames, checkTlsFiles, fsReason } from "./checks.ts";
 import type { Problem } from "./report.ts";
 import { type Config, configSchema } from "./schema.ts";
-import { indexKeyLines } from "./toml-lines.ts";
+import { indexKeyLines, openConstructAt } from "./toml-lines.ts";
 import { describeIssue } from "./zod-issues.ts";
 
 export type { Config } from "./schema.ts";
@@ -60,7 +62,16 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 	} catch (err) {
 		if (err instanceof TomlError) {
 			const first = (err.message.split("\n")[0] ?? "").replace(/^Invalid TOML document:\s*/, "");
-			throw new ConfigError([`${fileName}:${err.line}:${err.column}: TOML syntax error: ${first}`]);
+			// The parser notices an unclosed "[" only where the next statement starts, often at the
+			// next table header: say where the array (or inline table) it was reading began.
+			const open = openConstructAt(text, err.line, err.column);
+			const within =
+				open && open.line < err.line
+					? `, in the ${open.kind} that begins at ${fileName}:${open.line}:${open.column} (is a "${open.kind === "array" ? "]" : "}"}" missing?)`
+					: "";
+			throw new ConfigError([
+				`${fileName}:${err.line}:${err.column}: TOML syntax error: ${first}${within}`,
+			]);
 		}
 		throw err;
 	}
