@@ -10,6 +10,7 @@
 import { C2SListener } from "../c2s/tcp.ts";
 import { ClusterLink } from "../cluster/link.ts";
 import { componentListener } from "../component/listener.ts";
+import { componentPortOpens } from "../core/config/listeners.ts";
 import { resolveDataPath } from "../core/config/load.ts";
 import type { Config } from "../core/config/schema.ts";
 import type { Core, Listener } from "../core/contracts.ts";
@@ -67,11 +68,7 @@ function listenersFor(core: Core): Listener[] {
 		out.push(new HttpListener(core, { address: l.http.address, port: l.http.port, tls: false }));
 	if (l.https.enabled)
 		out.push(new HttpListener(core, { address: l.https.address, port: l.https.port, tls: true }));
-	// Like Prosody, the component port opens only when there is a component to connect to it.
-	const external = Object.values(core.config.components).some(
-		(c) => c.enabled && c.type === "external",
-	);
-	if (l.component.enabled && external)
+	if (componentPortOpens(core.config))
 		out.push(componentListener(core, { address: l.component.address, port: l.component.port }));
 	return out;
 }

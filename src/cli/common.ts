@@ -2,7 +2,9 @@
 import { createInterface } from "node:readline";
 import {
 	ConfigError,
+	type ConfigSource,
 	defaultConfig,
+	findConfigFile,
 	loadConfigFile,
 	resolveDataPath,
 } from "../core/config/load.ts";
@@ -29,12 +31,44 @@ export class CliError extends Error {
 	}
 }
 
-export function loadConfig(path: string | undefined): Config {
+/** Every command's `--config` help: where the file is looked for without it. */
+export const CONFIG_HELP =
+	"TOML configuration file (default: $PARLEY_CONFIG, else ./parley.toml if there is one, else built-in defaults)";
+
+/** The command's configuration, found by the one rule of `findConfigFile`. */
+export function loadConfig(flag: string | undefined): Config {
+	return loadConfigFrom(flag).config;
+}
+
+/** The configuration and where it came from (check and serve say it). */
+export function loadConfigFrom(flag: string | undefined): { config: Config; source: ConfigSource } {
+	const source = findConfigFile(flag);
 	try {
-		return path ? loadConfigFile(path) : defaultConfig();
+		return { config: source.path ? loadConfigFile(source.path) : defaultConfig(), source };
 	} catch (err) {
-		if (err instanceof ConfigError) throw new CliError(err.message, EXIT.CONFIG);
+		if (err instanceof ConfigError) {
+			// A file nobody named on the command line: say where its name came from.
+			const unread = source.from === "PARLEY_CONFIG" && err.problems.length === 1;
+			throw new CliError(
+				unread ? `${err.message} (named by PARLEY_CONFIG)` : err.message,
+				EXIT.CONFIG,
+			);
+		}
 		throw err;
+	}
+}
+
+/** `parley.toml (./parley.toml in the working directory)`, `(built-in defaults: ...)`. */
+export function describeSource(source: ConfigSource): string {
+	switch (source.from) {
+		case "--config":
+			return `${source.path}`;
+		case "PARLEY_CONFIG":
+			return `${source.path} (from PARLEY_CONFIG)`;
+		case "./parley.toml":
+			return "parley.toml (found in the working directory)";
+		case "defaults":
+			return "(built-in defaults: no --config, PARLEY_CONFIG or ./parley.toml)";
 	}
 }
 

@@ -77,3 +77,37 @@ test("silent logger writes nothing and does not throw", () => {
 	log.error("nothing");
 	assert.equal(log.level, "silent");
 });
+
+test("pretty: one plain line per listener and for the running line; JSON keeps the fields", () => {
+	const out = capture(false);
+	const log = createLogger({ level: "info", format: "pretty", destination: out.stream });
+	log.info({ listener: "c2s", address: "::", port: 5222 }, "listening");
+	log.info({ listener: "https", address: "127.0.0.1", port: 5281 }, "listening");
+	log.info({ hosts: ["localhost", "example.org"] }, "Parley is running");
+	log.info({ port: 9 }, "something else");
+	const lines = out.text().trimEnd().split("\n");
+	assert.match(
+		lines[0] ?? "",
+		/INFO: listening on \[::\]:5222 \(listeners\.c2s: clients, STARTTLS\)$/,
+	);
+	assert.match(
+		lines[1] ?? "",
+		/INFO: listening on 127\.0\.0\.1:5281 \(listeners\.https: BOSH, WebSocket and discovery over HTTPS\)$/,
+	);
+	assert.match(lines[2] ?? "", /INFO: Parley is running for localhost, example\.org$/);
+	// Other records keep their fields, one per line below the message.
+	assert.match(lines[3] ?? "", /INFO: something else$/);
+	assert.match(lines[4] ?? "", /^\s+port: 9$/);
+	assert.equal(lines.length, 5);
+
+	const json = capture(false);
+	createLogger({ level: "info", format: "json", destination: json.stream }).info(
+		{ listener: "c2s", address: "::", port: 5222 },
+		"listening",
+	);
+	const [record] = jsonLines(json.text());
+	assert.deepEqual(
+		[record?.msg, record?.listener, record?.address, record?.port],
+		["listening", "c2s", "::", 5222],
+	);
+});

@@ -138,7 +138,15 @@ export class Server implements Core {
 				await this.remote.start();
 			}
 			this.listeners.push(...(this.#parts.listeners?.(this) ?? []));
-			for (const listener of this.listeners) await listener.listen();
+			for (const listener of this.listeners) {
+				try {
+					await listener.listen();
+				} catch (err) {
+					// Which listener could not open its port: the CLI names its configuration key.
+					if (err instanceof Error) Object.assign(err, { listener: listener.kind });
+					throw err;
+				}
+			}
 			this.#sweeper = setInterval(() => this.authFailures.sweep(), 60_000);
 			this.#sweeper.unref();
 			this.#state = "running";

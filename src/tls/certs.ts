@@ -272,38 +272,103 @@ export async function generateSelfSigned(hosts: string[], dir: string): Promise<
 	return { cert, key };
 }
 
+/** The self-signed certificate under `<dataDir>/certs`, as `parley check` reports it. */
+export type SelfSignedState =
+	| { status: "absent"; path: string }
+	| { status: "unusable"; path: string; reason: string }
+	| {
+			/** "reuse": serve will use it; "replace": it does not cover every host or expires soon. */
+			status: "reuse" | "replace";
+			path: string;
+			subject: string;
+			notAfter: string;
+			/** Why it is replaced. */
+			reason?: string;
+	  };
+
+/** What is there, and whether a start would reuse it (the rule of `reusableSelfSigned`). */
+export async function inspectSelfSigned(
+	dataDir: string,
+	hosts: readonly string[],
+): Promise<SelfSignedState> {
+	const e = await examineSelfSigned(join(dataDir, "certs"), hosts);
+	const path = e.files.cert;
+	if (e.pair === undefined)
+		return e.missingFile
+			? { status: "absent", path }
+			: { status: "unusable", path, reason: message(e.error) };
+	const described = {
+		path,
+		subject: e.pair.x509.subject.replaceAll("\n", ", "),
+		notAfter: e.pair.x509.validToDate.toISOString(),
+	};
+	if (e.uncovered.length > 0)
+		return { status: "replace", ...described, reason: `does not name ${e.uncovered.join(", ")}` };
+	if (e.expiresSoon) return { status: "replace", ...described, reason: "expires within 30 days" };
+	return { status: "reuse", ...described };
+}
+
+interface SelfSignedExamination {
+	files: CertificateFiles;
+	/** Undefined when the files do not load. */
+	pair?: LoadedPair;
+	missingFile: boolean;
+	error?: unknown;
+	uncovered: string[];
+	expiresSoon: boolean;
+}
+
+async function examineSelfSigned(
+	dir: string,
+	hosts: readonly string[],
+): Promise<SelfSignedExamination> {
+	const files = { cert: join(dir, SELF_SIGNED_CERT), key: join(dir, SELF_SIGNED_KEY) };
+	let pair: LoadedPair;
+	try {
+		pair = await loadPair(files);
+	} catch (error) {
+		const missingFile = (error as { code?: unknown }).code === "ENOENT";
+		return { files, missingFile, error, uncovered: [], expiresSoon: false };
+	}
+	return {
+		files,
+		pair,
+		missingFile: false,
+		uncovered: hosts.filter((h) => !sanCovers(pair.x509, h)),
+		expiresSoon: pair.x509.validToDate.getTime() - Date.now() < RENEW_BEFORE_MS,
+	};
+}
+
 /** The existing self-signed files, if they load, cover every host and are not about to expire. */
 async function reusableSelfSigned(
 	dir: string,
 	hosts: readonly string[],
 	log: Logger,
 ): Promise<CertificateFiles | undefined> {
-	const files = { cert: join(dir, SELF_SIGNED_CERT), key: join(dir, SELF_SIGNED_KEY) };
-	let pair: LoadedPair;
-	try {
-		pair = await loadPair(files);
-	} catch (err) {
-		if ((err as { code?: unknown }).code !== "ENOENT") {
-			log.warn({ err }, "the self-signed certificate cannot be used; generating a new one");
-		}
+	const e = await examineSelfSigned(dir, hosts);
+	if (e.pair === undefined) {
+		if (!e.missingFile)
+			log.warn(
+				{ err: e.error },
+				"the self-signed certificate cannot be used; generating a new one",
+			);
 		return undefined;
 	}
-	const missing = hosts.filter((h) => !sanCovers(pair.x509, h));
-	if (missing.length > 0) {
+	if (e.uncovered.length > 0) {
 		log.info(
-			{ missing },
+			{ missing: e.uncovered },
 			"the self-signed certificate does not cover every host; generating a new one",
 		);
 		return undefined;
 	}
-	if (pair.x509.validToDate.getTime() - Date.now() < RENEW_BEFORE_MS) {
+	if (e.expiresSoon) {
 		log.info(
-			{ notAfter: pair.x509.validToDate },
+			{ notAfter: e.pair.x509.validToDate },
 			"the self-signed certificate expires soon; generating a new one",
 		);
 		return undefined;
 	}
-	return files;
+	return e.files;
 }
 
 /** Exact DNS subjectAltName match (checkHost alone would also accept a wildcard). */

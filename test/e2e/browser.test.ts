@@ -11,10 +11,11 @@
  * and fails the test: the client must work with no network.
  *
  * Skips when Chromium is missing (CI installs it: .ci/run). A screenshot and Converse's console
- * log of each run are left in the OS temp directory (their paths are printed).
+ * log of each run are written to this file's own temporary directory, removed at the end when
+ * every test passed; after a failure it is kept and its path printed, to look at what happened.
  */
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -127,8 +128,12 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 	let siteOrigin: string;
 	let browser: Browser;
 	const missing: string[] = [];
+	/** Screenshots and console logs of this run. */
+	let outDir: string;
+	let failed = false;
 
 	before(async () => {
+		outDir = mkdtempSync(join(tmpdir(), "parley-converse-"));
 		site = await startStaticServer(missing);
 		siteOrigin = `http://127.0.0.1:${(site.address() as AddressInfo).port}`;
 		t = await startTestServer({
@@ -166,6 +171,9 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 		await browser?.close();
 		await t?.stop();
 		site?.close();
+		if (!outDir) return;
+		if (failed) console.log(`# converse: screenshots and console logs kept in ${outDir}`);
+		else rmSync(outDir, { recursive: true, force: true });
 	});
 
 	for (const transport of ["websocket", "bosh"] as const) {
@@ -205,8 +213,8 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 			page.on("request", (r) => {
 				if (r.method() === "POST" && r.url() === endpoint) boshBodies.push(r.postData() ?? "");
 			});
-			const logFile = join(tmpdir(), `parley-converse-${transport}.log`);
-			const shot = join(tmpdir(), `parley-converse-${transport}.png`);
+			const logFile = join(outDir, `${transport}.log`);
+			const shot = join(outDir, `${transport}.png`);
 			let bob: Awaited<ReturnType<typeof startBob>> | undefined;
 			try {
 				bob = await startBob(t);
@@ -309,6 +317,7 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 				assert.deepEqual(external, [], "no request left 127.0.0.1");
 				assert.deepEqual(missing, [], "the page found every file it asked for");
 			} catch (err) {
+				failed = true;
 				await page.screenshot({ path: shot }).catch(() => {});
 				throw err;
 			} finally {
@@ -316,7 +325,6 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 				log.push(`[test] refused images (off loopback): ${images.join(" ") || "none"}`);
 				log.push(`[test] not found on the page server: ${missing.join(" ") || "none"}`);
 				writeFileSync(logFile, `${log.join("\n")}\n`);
-				console.log(`# converse over ${transport}: screenshot ${shot}, console log ${logFile}`);
 				await context.close();
 				await bob?.stop();
 			}

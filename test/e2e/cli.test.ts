@@ -16,6 +16,7 @@ import { z } from "zod";
 import { parseConfig } from "../../src/core/config/load.ts";
 import { configSchema } from "../../src/core/config/schema.ts";
 import { builtinModules } from "../../src/modules/index.ts";
+import { generateSelfSigned } from "../../src/tls/certs.ts";
 import { serverCert, testCa } from "../helpers/test-ca.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
@@ -41,10 +42,14 @@ function tempDir(): string {
 }
 
 /** Runs `parley ARGS` to completion; `input` is written to its standard input. */
-function run(args: string[], opts: { cwd?: string; input?: string } = {}): Promise<RunResult> {
+function run(
+	args: string[],
+	opts: { cwd?: string; input?: string; env?: Record<string, string> } = {},
+): Promise<RunResult> {
 	return new Promise((resolve, reject) => {
 		const child = spawn(process.execPath, [BIN, ...args], {
 			cwd: opts.cwd,
+			env: { ...process.env, PARLEY_CONFIG: "", ...opts.env },
 			stdio: ["pipe", "pipe", "pipe"],
 		});
 		let stdout = "";
@@ -77,7 +82,11 @@ async function inPool<T, R>(items: T[], width: number, fn: (item: T) => Promise<
 
 interface ProjectOptions {
 	level?: string;
+	/** log.format ("auto" when absent: JSON on the test's pipe). */
+	format?: string;
 	c2sPort?: number;
+	/** Ports of other listeners by name (0, the system's pick, when absent). */
+	ports?: Record<string, number>;
 	/** Turns the s2s listener (off by default) on, on this port. */
 	s2sPort?: number;
 	tls?: string;
@@ -95,7 +104,9 @@ function project(opts: ProjectOptions = {}): { dir: string; config: string } {
 	// Every listener on loopback and a port the system picks, so that tests run side by side.
 	const listeners = Object.keys(DEFAULT_LISTENERS)
 		.map((name) => {
-			const port = name === "c2s" ? opts.c2sPort : name === "s2s" ? opts.s2sPort : undefined;
+			const port =
+				opts.ports?.[name] ??
+				(name === "c2s" ? opts.c2sPort : name === "s2s" ? opts.s2sPort : undefined);
 			const on = name === "s2s" && opts.s2sPort !== undefined ? "enabled = true\n" : "";
 			return `[listeners.${name}]\n${on}address = "127.0.0.1"\nport = ${port ?? 0}\n`;
 		})
@@ -108,6 +119,7 @@ data_dir = "data"
 
 [log]
 level = "${opts.level ?? "info"}"
+format = "${opts.format ?? "auto"}"
 
 [storage]
 backend = "sqlite"
@@ -143,6 +155,7 @@ class Serve {
 	constructor(args: string[], cwd?: string) {
 		this.child = spawn(process.execPath, [BIN, "serve", ...args], {
 			cwd,
+			env: { ...process.env, PARLEY_CONFIG: "" },
 			stdio: ["ignore", "pipe", "pipe"],
 		});
 		this.child.stdout?.setEncoding("utf8").on("data", (d: string) => this.#data(d));
@@ -337,6 +350,20 @@ describe("user commands", () => {
 		);
 	});
 
+	test("a TOML syntax error exits 3 with one line: where the parser stopped and where the array began", async () => {
+		const dir = tempDir();
+		writeFileSync(
+			join(dir, "parley.toml"),
+			'[server]\nname = "x"\n\n[hosts.localhost]\nmodules = ["disco", "ping"\n\n[limits]\nstanza_size = 2000\n',
+		);
+		const r = await run(["check"], { cwd: dir });
+		assert.equal(r.code, EXIT.CONFIG);
+		assert.equal(
+			r.stderr,
+			'parley: parley.toml:7:1: TOML syntax error: expected comma or end of structure, in the array that begins at parley.toml:5:11 (is a "]" missing?)\n',
+		);
+	});
+
 	test("user import of 2000 JID PASSWORD lines from stdin creates them all", async (t) => {
 		const { config } = project();
 		const n = 2000;
@@ -473,6 +500,49 @@ describe("serve", () => {
 		}
 	});
 
+	test("log.format = pretty (a terminal's default): one plain line per listener with its address", async () => {
+		const { dir, config } = project({ format: "pretty" });
+		const serve = new Serve(["--config", config], dir);
+		try {
+			const deadline = Date.now() + 30_000;
+			while (
+				!serve.other.some((l) => /INFO: Parley is running for localhost, other\.example$/.test(l))
+			) {
+				assert.ok(
+					!serve.closed && Date.now() < deadline,
+					`${serve.other.join("\n")}${serve.stderr}`,
+				);
+				await new Promise((r) => setTimeout(r, 50));
+			}
+			const listening = serve.other.filter((l) => /INFO: listening/.test(l));
+			const expected = [
+				["c2s", "clients, STARTTLS"],
+				["c2s_direct_tls", "clients, direct TLS \\(XEP-0368\\)"],
+				["http", "BOSH, WebSocket and discovery over plain HTTP"],
+				["https", "BOSH, WebSocket and discovery over HTTPS"],
+			];
+			assert.equal(listening.length, expected.length, listening.join("\n"));
+			for (const [name, purpose] of expected)
+				assert.ok(
+					listening.some((l) =>
+						new RegExp(
+							`INFO: listening on 127\\.0\\.0\\.1:[1-9]\\d* \\(listeners\\.${name}: ${purpose}\\)$`,
+						).test(l),
+					),
+					`${name}: ${listening.join("\n")}`,
+				);
+			// The fields are in the line: none follows on lines of its own.
+			assert.ok(
+				!serve.other.some((l) => /^\s+(listener|address|port|hosts):/.test(l)),
+				serve.other.join("\n"),
+			);
+			serve.child.kill("SIGTERM");
+			assert.equal((await serve.exited).code, 0);
+		} finally {
+			serve.kill();
+		}
+	});
+
 	test("with no configuration file at all: defaults, self-signed certificate, data under ./data", async (t) => {
 		// The built-in defaults listen on [::]:5222, [::]:5223 (and the other default listeners);
 		// skip if this machine uses one of them.
@@ -512,7 +582,124 @@ describe("serve", () => {
 	});
 });
 
+describe("serve: a port it cannot open", () => {
+	/** A port held by this test process on 127.0.0.1, until `close`. */
+	async function holdPort(): Promise<{ port: number; close: () => void }> {
+		const busy = net.createServer();
+		await new Promise<void>((resolve) => busy.listen({ host: "127.0.0.1", port: 0 }, resolve));
+		return { port: (busy.address() as net.AddressInfo).port, close: () => busy.close() };
+	}
+
+	test("a port in use: one line naming the key, exit 1, no stack trace, nothing written", async () => {
+		const busy = await holdPort();
+		try {
+			const { dir, config } = project({ c2sPort: busy.port });
+			const r = await run(["serve", "--config", config], { cwd: dir });
+			assert.equal(r.code, 1, r.stderr);
+			assert.equal(
+				r.stderr,
+				`parley: listeners.c2s: port ${busy.port} on 127.0.0.1 is in use; stop the program using it or set another listeners.c2s.port\n`,
+			);
+			assert.equal(r.stdout, "", "no log record (a FATAL one with a stack trace before)");
+			// Tested before storage opens and the self-signed certificate is written.
+			assert.equal(existsSync(join(dir, "data")), false, "no data directory");
+		} finally {
+			busy.close();
+		}
+	});
+
+	test("two listeners on one port: the second is named, exit 1", async () => {
+		const busy = await holdPort();
+		busy.close();
+		const { dir, config } = project({ c2sPort: busy.port, ports: { https: busy.port } });
+		const r = await run(["serve", "--config", config], { cwd: dir });
+		assert.equal(r.code, 1, r.stderr);
+		assert.equal(
+			r.stderr,
+			`parley: listeners.https: port ${busy.port} on 127.0.0.1 is also listeners.c2s's port; change listeners.https.port or listeners.https.address\n`,
+		);
+	});
+});
+
+describe("where the configuration is found: --config, PARLEY_CONFIG, ./parley.toml, defaults", () => {
+	test("every command reads ./parley.toml without --config; check says which file", async () => {
+		const { dir } = project();
+		const [check, add] = await Promise.all([
+			run(["check"], { cwd: dir }),
+			run(["user", "add", "gina@other.example", "--password", "pw"], { cwd: dir }),
+		]);
+		assert.equal(check.code, EXIT.OK, check.stderr);
+		assert.match(
+			check.stdout,
+			/^configuration: parley\.toml \(found in the working directory\): ok$/m,
+		);
+		assert.match(check.stdout, /^hosts: localhost, other\.example$/m);
+		// other.example exists only in that file.
+		assert.equal(add.code, EXIT.OK, add.stderr);
+		const list = await run(["user", "list", "other.example"], { cwd: dir });
+		assert.equal(list.stdout, "gina@other.example\n");
+	});
+
+	test("PARLEY_CONFIG names the file; --config wins over it; a missing one exits 3", async () => {
+		const a = project();
+		const elsewhere = tempDir();
+		const r = await run(["check"], { cwd: elsewhere, env: { PARLEY_CONFIG: a.config } });
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.ok(
+			r.stdout.startsWith(`configuration: ${a.config} (from PARLEY_CONFIG): ok\n`),
+			r.stdout,
+		);
+		const b = project({ extra: '\n[hosts."third.example"]\n' });
+		const flag = await run(["check", "--config", b.config], {
+			cwd: elsewhere,
+			env: { PARLEY_CONFIG: a.config },
+		});
+		assert.match(flag.stdout, /^hosts: .*third\.example/m);
+		const missing = await run(["user", "list"], {
+			cwd: elsewhere,
+			env: { PARLEY_CONFIG: join(elsewhere, "nope.toml") },
+		});
+		assert.equal(missing.code, EXIT.CONFIG);
+		assert.equal(
+			missing.stderr,
+			`parley: ${join(elsewhere, "nope.toml")}: cannot read the configuration file: no such file (ENOENT) (named by PARLEY_CONFIG)\n`,
+		);
+	});
+
+	test("with none of them, the built-in defaults (localhost, ./data); --help says the rule", async () => {
+		const cwd = tempDir();
+		const r = await run(["user", "list", "localhost"], { cwd });
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.equal(r.stdout, "");
+		assert.ok(existsSync(join(cwd, "data", "parley.sqlite")), "./data/parley.sqlite");
+		const help = await run(["check", "--help"], { cwd });
+		assert.match(help.stdout, /default: \$PARLEY_CONFIG, else\s+\.\/parley\.toml if there is one/);
+	});
+});
+
 describe("check", () => {
+	test("an existing self-signed certificate is reported as it is: subject and expiry", async () => {
+		const { dir, config } = project();
+		const before = await run(["check", "--config", config]);
+		assert.match(
+			before.stdout,
+			/^certificate for localhost: self-signed, none yet: generated at start as \S+self-signed\.crt$/m,
+		);
+		await generateSelfSigned(["localhost", "other.example"], join(dir, "data", "certs"));
+		const r = await run(["check", "--config", config]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		const path = join(dir, "data", "certs", "self-signed.crt").replace(/[.\\/]/g, "\\$&");
+		for (const host of ["localhost", "other\\.example"])
+			assert.match(
+				r.stdout,
+				new RegExp(
+					`^certificate for ${host}: self-signed ${path} \\(CN=localhost, valid until \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)$`,
+					"m",
+				),
+			);
+		assert.doesNotMatch(r.stdout, /generated at start/);
+	});
+
 	test("a good configuration passes (exit 0)", async () => {
 		const { config } = project();
 		const r = await run(["check", "--config", config]);
@@ -530,13 +717,29 @@ describe("check", () => {
 			const { config } = project({ c2sPort: port });
 			const r = await run(["check", "--config", config]);
 			assert.equal(r.code, EXIT.CHECK_FAILED, r.stderr);
-			assert.match(
+			// The same line serve prints for the same problem.
+			assert.ok(
+				r.stderr.includes(
+					`parley: listeners.c2s: port ${port} on 127.0.0.1 is in use; stop the program using it or set another listeners.c2s.port\n`,
+				),
 				r.stderr,
-				new RegExp(`listeners\\.c2s: port ${port} on 127\\.0\\.0\\.1 is in use`),
 			);
 		} finally {
 			busy.close();
 		}
+	});
+
+	test("the component port is checked only when an external component will open it", async () => {
+		const without = project();
+		const r = await run(["check", "--config", without.config]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.doesNotMatch(r.stdout, /listener component/);
+		const withBot = project({
+			extra: '\n[components."bot.localhost"]\ntype = "external"\nsecret = "s3cret-s3cret"\n',
+		});
+		const r2 = await run(["check", "--config", withBot.config]);
+		assert.equal(r2.code, EXIT.OK, r2.stderr);
+		assert.match(r2.stdout, /^listener component on \[127\.0\.0\.1\]:0: port free$/m);
 	});
 
 	test("a cluster's Redis is pinged: reachable passes, unreachable exits 6 and says why", async () => {

@@ -3,12 +3,12 @@
  * `[listeners.s2s]` on, what federation needs (DNS, certificates: check-federation.ts).
  */
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import type { Command } from "commander";
 import { resolveDataPath } from "../../core/config/load.ts";
 import type { Config } from "../../core/config/schema.ts";
-import type { CertificateDescription } from "../../tls/certs.ts";
-import { CliError, EXIT, loadConfig } from "../common.ts";
+import type { CertificateDescription, SelfSignedState } from "../../tls/certs.ts";
+import { CliError, CONFIG_HELP, describeSource, EXIT, loadConfigFrom } from "../common.ts";
+import { IN_USE, listenerProblemLine, probeListeners } from "../ports.ts";
 import type { DomainCertificate, FederationDns } from "./check-federation.ts";
 
 export function addCheckCommand(program: Command): void {
@@ -17,8 +17,22 @@ export function addCheckCommand(program: Command): void {
 		.description(
 			"check the configuration, the certificates, that the ports are free and, with s2s on, DNS and certificates for federation",
 		)
-		.option("-c, --config <file>", "TOML configuration file")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.action(check);
+}
+
+/** The self-signed certificate as it is now, and what a start does with it. */
+function selfSignedLine(s: SelfSignedState): string {
+	switch (s.status) {
+		case "absent":
+			return `self-signed, none yet: generated at start as ${s.path}`;
+		case "unusable":
+			return `self-signed ${s.path} cannot be used (${s.reason}); a new one is generated at start`;
+		case "reuse":
+			return `self-signed ${s.path} (${s.subject}, valid until ${s.notAfter})`;
+		case "replace":
+			return `self-signed ${s.path} (${s.subject}, valid until ${s.notAfter}) ${s.reason}; a new one is generated at start`;
+	}
 }
 
 /** Why the cluster's Redis cannot be used (a PING), or undefined when it answers. */
@@ -46,32 +60,27 @@ async function redisProblem(url: string): Promise<string | undefined> {
 	}
 }
 
-async function portFree(address: string, port: number): Promise<boolean> {
-	return new Promise((resolve) => {
-		const s = createServer();
-		s.once("error", () => resolve(false));
-		s.listen({ host: address, port }, () => s.close(() => resolve(true)));
-	});
-}
-
 async function check(opts: { config?: string }): Promise<void> {
-	const config = loadConfig(opts.config);
+	const { config, source } = loadConfigFrom(opts.config);
 	const problems: string[] = [];
-	console.log(`configuration: ${opts.config ?? "(built-in defaults)"}: ok`);
+	console.log(`configuration: ${describeSource(source)}: ok`);
 	const hosts = Object.entries(config.hosts)
 		.filter(([, h]) => h.enabled)
 		.map(([n]) => n);
 	console.log(`hosts: ${hosts.join(", ")}`);
-	const { loadCertificates } = await import("../../tls/certs.ts");
+	const { inspectSelfSigned, loadCertificates } = await import("../../tls/certs.ts");
 	const { createLogger } = await import("../../core/log.ts");
 	const defaultFiles =
 		config.tls.cert && config.tls.key ? { cert: config.tls.cert, key: config.tls.key } : undefined;
-	// A check changes nothing: hosts that would get a generated certificate are only reported.
+	// A check changes nothing: the self-signed certificate is reported as it is, or as missing.
 	const withFiles = hosts.filter((h) => config.hosts[h]?.tls || defaultFiles);
-	for (const h of hosts.filter((h) => !withFiles.includes(h))) {
-		if (config.tls.self_signed)
-			console.log(`certificate for ${h}: self-signed, generated under the data directory at start`);
-		else problems.push(`certificates: ${h} has no certificate and tls.self_signed is false`);
+	const selfSigned = hosts.filter((h) => !withFiles.includes(h));
+	if (selfSigned.length > 0 && !config.tls.self_signed)
+		for (const h of selfSigned)
+			problems.push(`certificates: ${h} has no certificate and tls.self_signed is false`);
+	else if (selfSigned.length > 0) {
+		const line = selfSignedLine(await inspectSelfSigned(resolveDataPath(config, "."), selfSigned));
+		for (const h of selfSigned) console.log(`certificate for ${h}: ${line}`);
 	}
 	let described: CertificateDescription[] | undefined;
 	try {
@@ -91,13 +100,17 @@ async function check(opts: { config?: string }): Promise<void> {
 	} catch (err) {
 		problems.push(`certificates: ${(err as Error).message}`);
 	}
-	for (const [name, l] of Object.entries(config.listeners)) {
-		if (!l.enabled) continue;
-		const free = await portFree(l.address, l.port);
-		console.log(
-			`listener ${name} on [${l.address}]:${l.port}: ${free ? "port free" : "PORT IN USE"}`,
-		);
-		if (!free) problems.push(`listeners.${name}: port ${l.port} on ${l.address} is in use`);
+	// The listeners serve opens (the component port only with an external component), tested
+	// the way serve tests them before it starts (src/cli/ports.ts).
+	for (const l of await probeListeners(config)) {
+		const state =
+			l.problem === undefined
+				? "port free"
+				: l.problem === IN_USE
+					? "PORT IN USE"
+					: `port ${l.problem}`;
+		console.log(`listener ${l.name} on [${l.address}]:${l.port}: ${state}`);
+		if (l.problem !== undefined) problems.push(listenerProblemLine(l, l.problem));
 	}
 	if (config.listeners.s2s.enabled) problems.push(...(await federation(config, hosts, described)));
 	const workers = await import("../../cluster/workers.ts");

@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import {
 	CliError,
+	CONFIG_HELP,
 	EXIT,
 	loadConfig,
 	readStdinLines,
@@ -16,7 +17,7 @@ export function addExportImportCommands(program: Command): void {
 		.description(
 			"write a host's data (every host's without one) as XEP-0227 XML to standard output",
 		)
-		.option("-c, --config <file>", "TOML configuration file")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.action(async (host: string | undefined, opts: { config?: string }) => {
 			const config = loadConfig(opts.config);
 			if (host && !config.hosts[host])
@@ -32,7 +33,7 @@ export function addExportImportCommands(program: Command): void {
 	program
 		.command("import <file>")
 		.description('load a XEP-0227 XML file ("-": standard input) into the configured hosts')
-		.option("-c, --config <file>", "TOML configuration file")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.action(async (file: string, opts: { config?: string }) => {
 			const config = loadConfig(opts.config);
 			const { readFileSync } = await import("node:fs");

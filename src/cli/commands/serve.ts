@@ -4,14 +4,17 @@
  */
 import { unlinkSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
+import { openedListeners } from "../../core/config/listeners.ts";
 import type { Config } from "../../core/config/schema.ts";
-import { CliError, EXIT, loadConfig } from "../common.ts";
+import type { Logger } from "../../core/log.ts";
+import { CliError, CONFIG_HELP, describeSource, EXIT, loadConfigFrom } from "../common.ts";
+import { listenerProblemLine, listenProblem, probeListeners } from "../ports.ts";
 
 export function addServeCommand(program: Command): void {
 	program
 		.command("serve")
 		.description("run the server in the foreground until SIGTERM or SIGINT")
-		.option("-c, --config <file>", "TOML configuration file (built-in defaults when absent)")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.option("--pidfile <file>", "write the server's process id to this file")
 		.option(
 			"--workers <n>",
@@ -21,7 +24,7 @@ export function addServeCommand(program: Command): void {
 }
 
 async function serve(opts: { config?: string; pidfile?: string; workers?: string }): Promise<void> {
-	const config = loadConfig(opts.config);
+	const { config, source } = loadConfigFrom(opts.config);
 	// Loaded here, not at the top: the user commands start faster without the whole server.
 	const { createServer: buildServer } = await import("../../app/server.ts");
 	const workers = await import("../../cluster/workers.ts");
@@ -31,9 +34,14 @@ async function serve(opts: { config?: string; pidfile?: string; workers?: string
 		delete opts.pidfile;
 	} else {
 		const count = workers.workerCount(parseWorkers(opts.workers) ?? config.server.workers);
-		if (count > 1) return servePrimary(config, count, opts.pidfile);
+		// Before anything is opened or written (storage, the self-signed certificate): a port in
+		// use is one line naming the key to change, and leaves nothing behind. Not in a worker:
+		// the primary tested them, and the other workers already hold them (SO_REUSEPORT).
+		await portsFree(config);
+		if (count > 1) return servePrimary(config, describeSource(source), count, opts.pidfile);
 	}
 	const server = buildServer(config);
+	if (!workers.isWorker()) server.log.info(`configuration: ${describeSource(source)}`);
 	// Signal handlers go in before start(): a SIGTERM that arrives while the server starts (or
 	// right after its "running" line) must still stop it cleanly rather than kill it.
 	let stopSignal: string | null = null;
@@ -51,8 +59,7 @@ async function serve(opts: { config?: string; pidfile?: string; workers?: string
 	} catch (err) {
 		process.off("SIGTERM", onTerm);
 		process.off("SIGINT", onInt);
-		server.log.fatal({ err }, "Parley could not start");
-		throw new CliError(`could not start: ${(err as Error).message}`, EXIT.FAILURE);
+		throw startFailure(config, server.log, err);
 	}
 	if (opts.pidfile) writeFileSync(opts.pidfile, `${process.pid}\n`);
 	if (workers.isWorker()) process.send?.({ parley: "running" });
@@ -80,6 +87,30 @@ async function serve(opts: { config?: string; pidfile?: string; workers?: string
 	if (workers.isWorker()) process.disconnect?.();
 }
 
+/** Every listener's port can be opened, or a CliError with one line per one that cannot. */
+async function portsFree(config: Config): Promise<void> {
+	const problems = (await probeListeners(config)).flatMap((l) =>
+		l.problem === undefined ? [] : [listenerProblemLine(l, l.problem)],
+	);
+	if (problems.length > 0) throw new CliError(problems.join("\n"), EXIT.FAILURE);
+}
+
+/**
+ * A failed start as the one line `parley: ...` on stderr (main.ts prints it); the stack goes
+ * to the log at debug level only. A port taken between the test and the listen (or one the
+ * test could not see) is worded as the test words it.
+ */
+function startFailure(config: Config, log: Logger, err: unknown): CliError {
+	log.debug({ err }, "Parley could not start");
+	// Server.start() names the listener whose listen() failed.
+	const e = err as NodeJS.ErrnoException & { listener?: unknown };
+	if (e?.syscall === "listen" && typeof e.listener === "string") {
+		const l = openedListeners(config).find((x) => x.name === e.listener);
+		if (l) return new CliError(listenerProblemLine(l, listenProblem(e)), EXIT.FAILURE);
+	}
+	return new CliError(`could not start: ${(err as Error)?.message ?? String(err)}`, EXIT.FAILURE);
+}
+
 function parseWorkers(value: string | undefined): Config["server"]["workers"] | undefined {
 	if (value === undefined) return undefined;
 	if (value === "auto") return "auto";
@@ -93,7 +124,12 @@ function parseWorkers(value: string | undefined): Config["server"]["workers"] | 
 }
 
 /** `server.workers` > 1: prepare once, then fork the workers (src/cluster/workers.ts). */
-async function servePrimary(config: Config, count: number, pidfile?: string): Promise<void> {
+async function servePrimary(
+	config: Config,
+	source: string,
+	count: number,
+	pidfile?: string,
+): Promise<void> {
 	if (config.storage.backend === "memory")
 		throw new CliError(
 			"storage.backend: several workers need shared storage (sqlite or postgres), not memory",
@@ -102,11 +138,11 @@ async function servePrimary(config: Config, count: number, pidfile?: string): Pr
 	const { createServer: buildServer } = await import("../../app/server.ts");
 	const { runPrimary } = await import("../../cluster/workers.ts");
 	const server = buildServer(config);
+	server.log.info(`configuration: ${source}`);
 	try {
 		await server.prepare();
 	} catch (err) {
-		server.log.fatal({ err }, "Parley could not start");
-		throw new CliError(`could not start: ${(err as Error).message}`, EXIT.FAILURE);
+		throw startFailure(config, server.log, err);
 	}
 	try {
 		await runPrimary({

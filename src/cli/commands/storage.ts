@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { resolveDataPath } from "../../core/config/load.ts";
 import type { StorageBackend } from "../../storage/types.ts";
-import { loadConfig, storageFailure } from "../common.ts";
+import { CONFIG_HELP, loadConfig, storageFailure } from "../common.ts";
 
 /** Issue 4: `storage migrate`, `storage copy` (`export` and `import` are in export-import.ts). */
 export function addStorageCommands(program: Command): void {
@@ -10,7 +10,7 @@ export function addStorageCommands(program: Command): void {
 	storage
 		.command("migrate")
 		.description("bring the database schema to this version (the server also does it on start)")
-		.option("-c, --config <file>", "TOML configuration file")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.option("--dry-run", "only show what would be done")
 		.action(async (opts: { config?: string; dryRun?: boolean }) => {
 			const config = loadConfig(opts.config);
@@ -25,7 +25,7 @@ export function addStorageCommands(program: Command): void {
 		.description(
 			"copy every store of every host: --from/--to sqlite:<file> or postgres://…[?schema=s]",
 		)
-		.option("-c, --config <file>", "TOML configuration file (for data_dir)")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.requiredOption("--from <storage>", "source, e.g. sqlite:parley.sqlite")
 		.requiredOption("--to <storage>", "target, e.g. postgres://parley@127.0.0.1/parley")
 		.action(async (opts: { config?: string; from: string; to: string }) => {

@@ -5,7 +5,7 @@ import { AccountError, AccountManager } from "../../auth/accounts.ts";
 import type { Config } from "../../core/config/schema.ts";
 import type { StorageBackend } from "../../storage/types.ts";
 import { JIDError, parseJID } from "../../xmpp/jid.ts";
-import { CliError, EXIT, loadConfig, readStdinLines, withStorage } from "../common.ts";
+import { CliError, CONFIG_HELP, EXIT, loadConfig, readStdinLines, withStorage } from "../common.ts";
 
 export function addUserCommands(program: Command): void {
 	const user = program.command("user").description("manage accounts (works while the server runs)");
@@ -20,7 +20,7 @@ export function addUserCommands(program: Command): void {
 	user
 		.command("import [file]")
 		.description('create many accounts from lines "JID PASSWORD" (a file, or standard input)')
-		.option("-c, --config <file>", "TOML configuration file")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.option("--skip-existing", "skip accounts that already exist instead of failing")
 		.action(async (file: string | undefined, opts: { config?: string; skipExisting?: boolean }) => {
 			const config = loadConfig(opts.config);
@@ -66,7 +66,7 @@ export function addUserCommands(program: Command): void {
 	user
 		.command("del <jid>")
 		.description("delete an account and all its data")
-		.option("-c, --config <file>", "TOML configuration file")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.action(async (jid: string, opts: { config?: string }) => {
 			const config = loadConfig(opts.config);
 			await withStorage(config, async (storage) => {
@@ -86,7 +86,7 @@ export function addUserCommands(program: Command): void {
 	user
 		.command("list [host]")
 		.description("list the accounts of one host, or of every host")
-		.option("-c, --config <file>", "TOML configuration file")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.action(async (host: string | undefined, opts: { config?: string }) => {
 			const config = loadConfig(opts.config);
 			const hosts = host ? [host] : Object.keys(config.hosts);
@@ -181,7 +181,7 @@ function passwordCommand(
 	change: (accounts: AccountManager, user: string, password: string) => Promise<string>,
 ): Command {
 	return command
-		.option("-c, --config <file>", "TOML configuration file")
+		.option("-c, --config <file>", CONFIG_HELP)
 		.option("-p, --password <password>", passwordHelp)
 		.option("--password-stdin", "read the password from the first line of standard input")
 		.action(

@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { after, test } from "node:test";
 import { hostNameProblem } from "./checks.ts";
 import {
 	ConfigError,
 	defaultConfig,
+	findConfigFile,
 	loadConfigFile,
 	parseConfig,
 	resolveDataPath,
@@ -159,6 +160,24 @@ test("TOML syntax errors give the line and column", () => {
 	assert.match(problems("a = [1,\n2\nb = 3")[0] ?? "", /^parley\.toml:3:1: TOML syntax error: /);
 });
 
+test("an unclosed array or inline table: also the line where it began", () => {
+	// Issue 22: the array opened on line 5 was reported only at line 7, the next table header.
+	const unclosed =
+		'[server]\nname = "x"\n\n[hosts.localhost]\nmodules = ["disco", "ping"\n\n[limits]\nstanza_size = 2000\n';
+	assert.deepEqual(problems(unclosed), [
+		'parley.toml:7:1: TOML syntax error: expected comma or end of structure, in the array that begins at parley.toml:5:11 (is a "]" missing?)',
+	]);
+	// Strings, comments and brackets inside them do not count; a nested array is inside the outer one.
+	const nested = 'a = "[" # [\nb = [ "]", [1, 2],\n  # ]\n  \'x]\'\n\n[c]\n';
+	assert.match(problems(nested)[0] ?? "", /in the array that begins at parley\.toml:2:5 /);
+	assert.match(
+		problems("t = { a = 1\n\n[x]\n")[0] ?? "",
+		/^parley\.toml:3:1: TOML syntax error: .*, in the inline table that begins at parley\.toml:1:5 \(is a "}" missing\?\)$/,
+	);
+	// A mistake on the line of its own array needs no second position.
+	assert.doesNotMatch(problems("a = [1 2]\n")[0] ?? "", /begins at/);
+});
+
 test("host names must be lower-case domain names", () => {
 	assert.deepEqual(problems('[hosts."Example.ORG"]'), [
 		'parley.toml:1: hosts."Example.ORG": invalid host name: host names are lower case; write "example.org"',
@@ -237,4 +256,25 @@ test("resolveDataPath: relative to data_dir, itself relative to baseDir (cwd by 
 	assert.equal(resolveDataPath(config, "certs"), join(process.cwd(), "data", "certs"));
 	const absolute = { ...config, server: { ...config.server, data_dir: "/var/lib/parley" } };
 	assert.equal(resolveDataPath(absolute, "certs", "/srv"), "/var/lib/parley/certs");
+});
+
+test("the configuration is found by one rule: --config, PARLEY_CONFIG, ./parley.toml, none", () => {
+	const cwd = mkdtempSync(join(dir, "find-"));
+	const env = { PARLEY_CONFIG: "/etc/parley/parley.toml" };
+	assert.deepEqual(findConfigFile("given.toml", env, cwd), {
+		path: "given.toml",
+		from: "--config",
+	});
+	assert.deepEqual(findConfigFile(undefined, env, cwd), {
+		path: "/etc/parley/parley.toml",
+		from: "PARLEY_CONFIG",
+	});
+	// Not there yet: the built-in defaults; an empty PARLEY_CONFIG counts as unset.
+	assert.deepEqual(findConfigFile(undefined, { PARLEY_CONFIG: "" }, cwd), { from: "defaults" });
+	writeFileSync(join(cwd, "parley.toml"), "");
+	assert.deepEqual(findConfigFile(undefined, {}, cwd), {
+		path: relative(process.cwd(), join(cwd, "parley.toml")),
+		from: "./parley.toml",
+	});
+	assert.equal(findConfigFile(undefined, env, cwd).from, "PARLEY_CONFIG");
 });

@@ -5,6 +5,8 @@
  *     parley.toml:12: limits.stanza_size: expected an integer >= 1024, got "x"
  *     parley.toml:3: unknown key "data_dr" in [server]; did you mean data_dir?
  *     parley.toml:4:9: TOML syntax error: ...
+ *     parley.toml:7:1: TOML syntax error: expected comma or end of structure, in the array that
+ *       begins at parley.toml:5:11 (is a "]" missing?)
  *
  * Every problem in the file is reported at once (one line each, sorted by line), not only the
  * first one.
@@ -20,13 +22,13 @@
  * The parts: zod-issues.ts (messages for zod's issues), checks.ts (host names, certificate
  * files), toml-lines.ts (the line of a key), suggest.ts ("did you mean"), report.ts.
  */
-import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { checkHostNames, checkTlsFiles, fsReason } from "./checks.ts";
 import type { Problem } from "./report.ts";
 import { type Config, configSchema } from "./schema.ts";
-import { indexKeyLines } from "./toml-lines.ts";
+import { indexKeyLines, openConstructAt } from "./toml-lines.ts";
 import { describeIssue } from "./zod-issues.ts";
 
 export type { Config } from "./schema.ts";
@@ -60,7 +62,16 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 	} catch (err) {
 		if (err instanceof TomlError) {
 			const first = (err.message.split("\n")[0] ?? "").replace(/^Invalid TOML document:\s*/, "");
-			throw new ConfigError([`${fileName}:${err.line}:${err.column}: TOML syntax error: ${first}`]);
+			// The parser notices an unclosed "[" only where the next statement starts, often at the
+			// next table header: say where the array (or inline table) it was reading began.
+			const open = openConstructAt(text, err.line, err.column);
+			const within =
+				open && open.line < err.line
+					? `, in the ${open.kind} that begins at ${fileName}:${open.line}:${open.column} (is a "${open.kind === "array" ? "]" : "}"}" missing?)`
+					: "";
+			throw new ConfigError([
+				`${fileName}:${err.line}:${err.column}: TOML syntax error: ${first}${within}`,
+			]);
 		}
 		throw err;
 	}
@@ -99,6 +110,34 @@ export function loadConfigFile(path: string): Config {
 		throw new ConfigError([`${path}: cannot read the configuration file: ${fsReason(err)}`]);
 	}
 	return parseConfig(text, path);
+}
+
+/** Where a command's configuration file came from (`findConfigFile`). */
+export interface ConfigSource {
+	/** The file, or undefined for the built-in defaults. */
+	path?: string;
+	/** How it was found, for messages: "--config", "PARLEY_CONFIG", "./parley.toml", "defaults". */
+	from: "--config" | "PARLEY_CONFIG" | "./parley.toml" | "defaults";
+}
+
+/**
+ * The one rule every `parley` command follows to find its configuration: `--config FILE` if
+ * given, else the file `PARLEY_CONFIG` names (if set and not empty), else `parley.toml` in the
+ * working directory if there is one, else none (every key at its default). A file named by the
+ * first two must exist; the third is only looked for.
+ */
+export function findConfigFile(
+	flag: string | undefined,
+	env: NodeJS.ProcessEnv = process.env,
+	cwd: string = process.cwd(),
+): ConfigSource {
+	if (flag !== undefined) return { path: flag, from: "--config" };
+	const fromEnv = env.PARLEY_CONFIG;
+	if (fromEnv) return { path: fromEnv, from: "PARLEY_CONFIG" };
+	const local = join(cwd, "parley.toml");
+	// Named as the operator sees it: "parley.toml:3: ..." in the working directory.
+	if (existsSync(local)) return { path: relative(process.cwd(), local), from: "./parley.toml" };
+	return { from: "defaults" };
 }
 
 /** The configuration used when there is no file: every default. */

@@ -181,3 +181,78 @@ export function indexKeyLines(text: string): KeyLines {
 		},
 	};
 }
+
+/** An array or inline table still open at some point of the text, and where it began. */
+export interface OpenConstruct {
+	kind: "array" | "inline table";
+	/** 1-based, as the TOML parser counts. */
+	line: number;
+	column: number;
+}
+
+/**
+ * The outermost array or inline table still open at `line`:`column` (where a TOML parser
+ * stopped): an unclosed `[` is found only at the next table header, lines after it began, and
+ * this is where it began. Undefined when the position is not inside a value that spans lines.
+ */
+export function openConstructAt(
+	text: string,
+	line: number,
+	column: number,
+): OpenConstruct | undefined {
+	const stack: OpenConstruct[] = [];
+	let l = 1;
+	let c = 1;
+	let i = 0;
+	/** Only blanks so far on this line (a `[` here, outside a value, is a table header). */
+	let lineStart = true;
+	/** After `=` of a key at the top level, until the end of its value. */
+	let inValue = false;
+	const before = () => l < line || (l === line && c < column);
+	const advance = () => {
+		if (text[i] === "\n") {
+			l++;
+			c = 1;
+			lineStart = true;
+			if (stack.length === 0) inValue = false;
+		} else c++;
+		i++;
+	};
+	const toLineEnd = () => {
+		while (i < text.length && text[i] !== "\n" && before()) advance();
+	};
+	while (i < text.length && before()) {
+		const ch = text[i] ?? "";
+		if (ch === "#") {
+			toLineEnd();
+			continue;
+		}
+		if (ch === '"' || ch === "'") {
+			const triple = text.startsWith(ch.repeat(3), i);
+			const delim = triple ? ch.repeat(3) : ch;
+			for (let k = 0; k < delim.length; k++) advance();
+			while (i < text.length && before() && !text.startsWith(delim, i)) {
+				if (!triple && text[i] === "\n") break;
+				if (ch === '"' && text[i] === "\\") advance();
+				advance();
+			}
+			for (let k = 0; k < delim.length && text.startsWith(delim, i); k++) advance();
+			lineStart = false;
+			continue;
+		}
+		if (stack.length === 0 && !inValue) {
+			if (ch === "=") inValue = true;
+			else if (ch === "[" && lineStart) {
+				toLineEnd();
+				continue;
+			}
+		} else if (ch === "[" || ch === "{") {
+			stack.push({ kind: ch === "[" ? "array" : "inline table", line: l, column: c });
+		} else if (ch === "]" || ch === "}") {
+			stack.pop();
+		}
+		if (ch !== " " && ch !== "\t" && ch !== "\r" && ch !== "\n") lineStart = false;
+		advance();
+	}
+	return stack[0];
+}
