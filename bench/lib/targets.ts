@@ -257,7 +257,7 @@ ${Object.entries(o.s2s.routes)
 	.map(([d, r]) => `"${d}" = "${r.host}:${r.port}"`)
 	.join("\n")}
 `
-		: "";
+		: "[listeners.s2s]\nenabled = false\n";
 	const cfg = join(o.stateDir, "parley.toml");
 	writeFileSync(
 		cfg,

@@ -107,7 +107,9 @@ function project(opts: ProjectOptions = {}): { dir: string; config: string } {
 			const port =
 				opts.ports?.[name] ??
 				(name === "c2s" ? opts.c2sPort : name === "s2s" ? opts.s2sPort : undefined);
-			const on = name === "s2s" && opts.s2sPort !== undefined ? "enabled = true\n" : "";
+			// Federation (on by default) only where a test asks for it.
+			const on =
+				name === "s2s" ? (opts.s2sPort !== undefined ? "enabled = true\n" : "enabled = false\n") : "";
 			return `[listeners.${name}]\n${on}address = "127.0.0.1"\nport = ${port ?? 0}\n`;
 		})
 		.join("\n");

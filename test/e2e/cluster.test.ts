@@ -51,6 +51,8 @@ function writeNodeConfig(file: string, dataDir: string, port: number, log: strin
 		"enabled = false",
 		"[listeners.https]",
 		"enabled = false",
+		"[listeners.s2s]",
+		"enabled = false",
 		"[log]",
 		...log,
 	];

@@ -64,6 +64,7 @@ describe("PostgreSQL down under a running Parley: clients get errors, then servi
 				c2s_direct_tls: { enabled: false },
 				http: { enabled: false },
 				https: { enabled: false },
+				s2s: { enabled: false },
 			},
 			auth: { require_encryption: false, allow_plain_without_tls: true },
 			storage: { backend: "memory" }, // replaced by the PostgresBackend below

@@ -56,6 +56,8 @@ enabled = false
 enabled = false
 [listeners.https]
 enabled = false
+[listeners.s2s]
+enabled = false
 [hosts.localhost]
 `;
 }

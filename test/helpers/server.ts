@@ -52,6 +52,8 @@ export async function startTestServer(
 			https: { address: "127.0.0.1", port: 0 },
 			// Opened only with an external component configured; never the real 5347 in a test.
 			component: { address: "127.0.0.1", port: 0 },
+			// Federation is on by default; a test that needs it turns it on with its own port.
+			s2s: { enabled: false, address: "127.0.0.1", port: 0 },
 			...opts.config?.listeners,
 		},
 		storage: { backend: opts.storage ?? "memory", ...opts.config?.storage },

@@ -351,10 +351,10 @@ export const configSchema = z
 				/** HTTPS with the hosts' certificates: BOSH and WebSocket over TLS. */
 				https: listener(5281),
 				/**
-				 * RFC 6120 server-to-server (federation), STARTTLS, SASL EXTERNAL and dialback. Off
-				 * by default while federation is being completed (issue 12): turn it on to federate.
+				 * RFC 6120 server-to-server (federation): STARTTLS, SASL EXTERNAL and dialback. On by
+				 * default, as in Prosody and ejabberd: a server on the XMPP network talks to others.
 				 */
-				s2s: listener(5269, false),
+				s2s: listener(5269, true),
 				/** XEP-0368 direct TLS for servers (no standard port; 5270 as Prosody suggests). */
 				s2s_direct_tls: listener(5270, false),
 				/**
