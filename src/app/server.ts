@@ -12,7 +12,7 @@ import { ClusterLink } from "../cluster/link.ts";
 import { componentListener } from "../component/listener.ts";
 import { componentPortOpens } from "../core/config/listeners.ts";
 import { resolveDataPath } from "../core/config/load.ts";
-import type { Config } from "../core/config/schema.ts";
+import { anonymousHosts, type Config } from "../core/config/schema.ts";
 import type { Core, Listener } from "../core/contracts.ts";
 import type { ModuleDefinition } from "../core/modules/define.ts";
 import { Server, type ServerOptions } from "../core/server.ts";
@@ -34,7 +34,11 @@ export function createServer(config: Config, opts: CreateServerOptions = {}): Se
 		config,
 		{
 			modules: [...builtinModules(), ...modules],
-			openStorage: (cfg) => createStorage(cfg.storage, resolveDataPath(cfg, ".")),
+			openStorage: (cfg) =>
+				createStorage(
+					{ ...cfg.storage, memory_hosts: anonymousHosts(cfg) },
+					resolveDataPath(cfg, "."),
+				),
 			listeners: (core) => [...listenersFor(core), ...(s2s?.listeners() ?? [])],
 			cluster: (core) => new ClusterLink(core),
 			remote: (core) => {

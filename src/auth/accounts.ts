@@ -15,11 +15,19 @@ export interface AccountRecord {
 }
 
 export class AccountError extends Error {
-	readonly code: "exists" | "not-found" | "invalid-username" | "invalid-password";
+	readonly code: "exists" | "not-found" | "invalid-username" | "invalid-password" | "not-allowed";
 	constructor(code: AccountError["code"], message: string) {
 		super(message);
 		this.code = code;
 	}
+}
+
+export interface AccountOptions {
+	/**
+	 * An anonymous host's accounts (RFC 4505, XEP-0175): none is stored, none can be created,
+	 * and a (random) username exists exactly while `live` says it has a session.
+	 */
+	live?: (username: string) => boolean;
 }
 
 export class AccountManager {
@@ -27,14 +35,26 @@ export class AccountManager {
 	readonly #store: KeyValStore;
 	readonly #storage: StorageBackend;
 	readonly #iterations: number;
+	readonly #live: ((username: string) => boolean) | undefined;
 	/** Recent successful PLAIN verifications on this host (see verified-cache.ts). */
 	readonly verifiedPasswords = new VerifiedPasswordCache();
 
-	constructor(storage: StorageBackend, host: string, iterations: number) {
+	constructor(
+		storage: StorageBackend,
+		host: string,
+		iterations: number,
+		options: AccountOptions = {},
+	) {
 		this.host = host;
 		this.#storage = storage;
 		this.#store = storage.keyval(host, "accounts");
 		this.#iterations = iterations;
+		this.#live = options.live;
+	}
+
+	/** Accounts are sessions (an anonymous host): nothing is stored, nothing can be created. */
+	get anonymous(): boolean {
+		return this.#live !== undefined;
 	}
 
 	/** Prepares a username as a JID localpart (RFC 7622 §3.3); throws AccountError. */
@@ -47,15 +67,18 @@ export class AccountManager {
 	}
 
 	async exists(username: string): Promise<boolean> {
+		if (this.#live) return this.#live(username);
 		return (await this.#store.get(username)) !== undefined;
 	}
 
 	async getCredentials(username: string): Promise<StoredCredentials | null> {
+		if (this.#live) return null;
 		const rec = (await this.#store.get(username)) as AccountRecord | undefined;
 		return rec ? rec.scram : null;
 	}
 
 	async create(username: string, password: string): Promise<string> {
+		this.#refuseAnonymous();
 		const user = AccountManager.prepUsername(username);
 		checkPassword(password);
 		if (await this.exists(user))
@@ -67,6 +90,7 @@ export class AccountManager {
 	}
 
 	async setPassword(username: string, password: string): Promise<void> {
+		this.#refuseAnonymous();
 		const user = AccountManager.prepUsername(username);
 		checkPassword(password);
 		const rec = (await this.#store.get(user)) as AccountRecord | undefined;
@@ -85,6 +109,14 @@ export class AccountManager {
 		await this.#storage.deleteUser(this.host, user);
 		await this.#store.set(user, undefined);
 		this.verifiedPasswords.delete(user);
+	}
+
+	#refuseAnonymous(): void {
+		if (this.#live)
+			throw new AccountError(
+				"not-allowed",
+				`${this.host} is an anonymous host: it has no accounts`,
+			);
 	}
 
 	async #derive(password: string): Promise<StoredCredentials> {

@@ -11,6 +11,7 @@ import {
 	type SaslFailure,
 	type SaslMechanism,
 	type SaslStep,
+	sanitizeTrace,
 } from "./sasl.ts";
 import { deriveAllCredentials, deriveCredential, type StoredCredentials } from "./scram.ts";
 
@@ -895,4 +896,57 @@ test("throttle: the strict 'y' downgrade refusal (RFC 5802 §6) does not count, 
 	assert.equal(f.text, "server-does-support-channel-binding");
 	assert.equal(f.throttle, false);
 	assert.equal(f.warn, true);
+});
+
+// --- ANONYMOUS (RFC 4505) ---------------------------------------------------------------------
+
+const open = { refuse: () => null };
+
+test("ANONYMOUS: offered alone on an anonymous host, never elsewhere (RFC 4505, XEP-0175)", () => {
+	assert.deepEqual(offeredMechanisms(makeCtx({ anonymous: open })), ["ANONYMOUS"]);
+	assert.ok(!offeredMechanisms(makeCtx({ allowPlainWithoutTls: true })).includes("ANONYMOUS"));
+	assert.equal(createMechanism("ANONYMOUS", makeCtx()), null);
+	assert.equal(createMechanism("PLAIN", makeCtx({ anonymous: open })), null);
+	assert.equal(createMechanism("SCRAM-SHA-256", makeCtx({ anonymous: open })), null);
+});
+
+test("ANONYMOUS: every login is a new random 128-bit localpart; the trace is not the identity (RFC 4505 §2)", async () => {
+	const names = new Set<string>();
+	for (const input of [null, Buffer.alloc(0), Buffer.from("alice@example.org")]) {
+		const mech = createMechanism("ANONYMOUS", makeCtx({ anonymous: open })) as SaslMechanism;
+		const step = await mech.step(input);
+		assert.equal(step.kind, "success");
+		if (step.kind !== "success") return;
+		assert.match(step.username, /^[0-9a-f]{32}$/);
+		assert.equal(step.data, null); // no additional data (RFC 6120 §6.4.6)
+		names.add(step.username);
+	}
+	assert.equal(names.size, 3);
+});
+
+test("ANONYMOUS: a cap reached is temporary-auth-failure, counted only when it is the client's own address (RFC 6120 §6.5)", async () => {
+	for (const throttle of [false, true]) {
+		const ctx = makeCtx({
+			anonymous: { refuse: () => ({ text: "full", reason: "cap", throttle }) },
+		});
+		const step = await (createMechanism("ANONYMOUS", ctx) as SaslMechanism).step(null);
+		assert.equal(step.kind, "failure");
+		if (step.kind !== "failure") return;
+		assert.equal(step.condition, "temporary-auth-failure");
+		assert.equal(step.text, "full");
+		assert.equal(step.throttle, throttle);
+	}
+});
+
+test("sanitizeTrace: decoded leniently, control and format characters replaced, 255 characters at most (RFC 4505 §2)", () => {
+	assert.equal(sanitizeTrace(null), "");
+	assert.equal(sanitizeTrace(Buffer.from("guest@example.org")), "guest@example.org");
+	assert.equal(
+		sanitizeTrace(Buffer.from("a\r\nfake log line\u202e\u001b[31m")),
+		"a??fake log line??[31m",
+	);
+	assert.equal(sanitizeTrace(Buffer.from([0x61, 0xff, 0x62])), "a\ufffdb");
+	const long = sanitizeTrace(Buffer.from("é".repeat(300)));
+	assert.equal(Array.from(long).length, 256);
+	assert.ok(long.endsWith("é…"));
 });

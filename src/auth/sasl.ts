@@ -1,6 +1,7 @@
 /**
  * Server-side SASL mechanisms for c2s (RFC 6120 §6): SCRAM-SHA-1, SCRAM-SHA-256 (RFC 5802,
- * RFC 7677), their -PLUS variants with channel binding (RFC 5802 §6) and PLAIN (RFC 4616).
+ * RFC 7677), their -PLUS variants with channel binding (RFC 5802 §6), PLAIN (RFC 4616), and
+ * ANONYMOUS (RFC 4505, XEP-0175), the only one an anonymous host offers.
  *
  * A mechanism is a small state machine: the stream layer decodes the base64 payload of <auth/>
  * and <response/> (see `decodeSaslPayload`) and calls `step()`; each step answers a challenge,
@@ -66,12 +67,30 @@ export interface SaslContext {
 	 * password skips PBKDF2. Keyed by the stored credential too, so a password change misses.
 	 */
 	verifiedPasswords?: Pick<VerifiedPasswordCache, "has" | "add">;
+	/**
+	 * The host is anonymous: ANONYMOUS is offered and nothing else (the password mechanisms
+	 * would have no accounts to check against); absent on a host with accounts, which never
+	 * offers ANONYMOUS.
+	 */
+	anonymous?: AnonymousPolicy;
+}
+
+/** What the ANONYMOUS mechanism asks of the host before it makes a guest. */
+export interface AnonymousPolicy {
+	/**
+	 * Why one more guest may not log in now (a session cap reached), or null. `throttle`: count
+	 * it toward the per-IP SASL failure limit (a cap on the client's own address, not the host's).
+	 */
+	refuse(): { text: string; reason: string; throttle: boolean } | null;
 }
 
 export type SaslStep =
 	| { kind: "challenge"; data: Buffer }
-	/** username = prepared localpart */
-	| { kind: "success"; data: Buffer | null; username: string }
+	/**
+	 * username = prepared localpart. trace: ANONYMOUS only, the client's RFC 4505 trace
+	 * information, made safe to log (see `sanitizeTrace`) and never trusted.
+	 */
+	| { kind: "success"; data: Buffer | null; username: string; trace?: string }
 	| SaslFailure;
 
 /**
@@ -132,8 +151,11 @@ function channelBindingAvailable(
 }
 
 export function offeredMechanisms(
-	ctx: Pick<SaslContext, "secure" | "channelBinding" | "allowPlainWithoutTls">,
+	ctx: Pick<SaslContext, "secure" | "channelBinding" | "allowPlainWithoutTls" | "anonymous">,
 ): string[] {
+	// An anonymous host has no accounts to check a password against (Prosody's anonymous
+	// authentication provider offers ANONYMOUS alone too).
+	if (ctx.anonymous) return ["ANONYMOUS"];
 	const cb = channelBindingAvailable(ctx);
 	return ALL_MECHANISMS.filter((m) => {
 		if (m.endsWith("-PLUS")) return cb;
@@ -151,6 +173,8 @@ export function createMechanism(
 ): SaslMechanism | null {
 	if (!offeredMechanisms(ctx).includes(name)) return null;
 	switch (name) {
+		case "ANONYMOUS":
+			return ctx.anonymous ? new AnonymousMechanism(ctx.anonymous) : null;
 		case "PLAIN":
 			return new PlainMechanism(ctx);
 		case "SCRAM-SHA-1":
@@ -751,5 +775,66 @@ class ScramMechanism extends BaseMechanism {
 			data: Buffer.from(`v=${serverSignature.toString("base64")}`, "utf8"),
 			username: state.username,
 		};
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// ANONYMOUS (RFC 4505)
+
+/** RFC 4505 §2: trace information is at most 255 characters. */
+export const MAX_TRACE_CHARS = 255;
+
+/** Lenient: the trace is only logged, so bad bytes become U+FFFD instead of failing a login. */
+const UTF8_LENIENT = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true });
+
+/**
+ * The trace information of RFC 4505 §2 as it may go into a log line: decoded as UTF-8 (bad
+ * bytes replaced), control, format and line/paragraph separator characters (which could forge
+ * or hide log lines: CR, LF, ESC, bidi overrides) replaced by "?", cut at 255 characters with
+ * "…". Nothing else looks at it: RFC 4505 §4, it proves nothing about the client.
+ */
+export function sanitizeTrace(input: Buffer | null): string {
+	if (!input || input.length === 0) return "";
+	const text = UTF8_LENIENT.decode(input).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, "?");
+	const chars = Array.from(text);
+	return chars.length > MAX_TRACE_CHARS ? `${chars.slice(0, MAX_TRACE_CHARS).join("")}…` : text;
+}
+
+/**
+ * A fresh localpart for a guest: 128 bits from the CSPRNG as 32 hex digits (lower case, so it
+ * is its own PRECIS form). Unguessable, so nobody can address a guest without being told the JID;
+ * and no coordination between workers or nodes is needed: two equal draws are as likely as
+ * guessing an AES key (with 10^12 logins in all, about 1.5 * 10^-15).
+ */
+export function randomLocalpart(): string {
+	return randomBytes(16).toString("hex");
+}
+
+/**
+ * RFC 4505 §2: one message from the client, the optional trace information; no challenge.
+ * The result is a new random identity; the trace is passed on for the log only.
+ */
+class AnonymousMechanism implements SaslMechanism {
+	readonly name = "ANONYMOUS";
+	readonly #policy: AnonymousPolicy;
+	#done = false;
+
+	constructor(policy: AnonymousPolicy) {
+		this.#policy = policy;
+	}
+
+	async step(input: Buffer | null): Promise<SaslStep> {
+		if (this.#done) return failure("malformed-request", "ANONYMOUS is a single message");
+		this.#done = true;
+		const trace = sanitizeTrace(input);
+		const refused = this.#policy.refuse();
+		// RFC 6120 §6.5 temporary-auth-failure: nothing wrong with the client; try again later.
+		if (refused) {
+			return failure("temporary-auth-failure", refused.text, {
+				throttle: refused.throttle,
+				reason: refused.reason,
+			});
+		}
+		return { kind: "success", data: null, username: randomLocalpart(), trace };
 	}
 }

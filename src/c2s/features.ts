@@ -3,9 +3,9 @@
  * mechanisms run in: pure functions of the host, the transport's security and the config.
  */
 import type { ChannelBindingSource } from "../auth/channel-binding.ts";
-import { offeredMechanisms, type SaslContext } from "../auth/sasl.ts";
+import { type AnonymousPolicy, offeredMechanisms, type SaslContext } from "../auth/sasl.ts";
 import type { Config } from "../core/config/schema.ts";
-import type { Host } from "../core/contracts.ts";
+import type { Host, Session } from "../core/contracts.ts";
 import { type Element, x } from "../xml/element.ts";
 import { makeJID } from "../xmpp/jid.ts";
 import { NS_BIND, NS_LIMITS, NS_SASL, NS_SASL_CB, NS_SESSION, NS_TLS } from "../xmpp/ns.ts";
@@ -67,10 +67,19 @@ function limitsFeature(maxBytes: number): Element {
 /** What the SASL mechanisms (src/auth/sasl.ts) need to know of the host and the stream. */
 export function saslContextFor(
 	host: Host,
-	stream: { secure: boolean; channelBinding: ChannelBindingSource | null },
+	stream: {
+		secure: boolean;
+		channelBinding: ChannelBindingSource | null;
+		remoteAddress: string;
+	},
 	auth: Config["auth"],
 ): SaslContext {
+	const anonymous: AnonymousPolicy | undefined =
+		host.config.authentication === "anonymous"
+			? { refuse: () => guestLimit(host, stream.remoteAddress) }
+			: undefined;
 	return {
+		...(anonymous && { anonymous }),
 		domain: host.name,
 		secure: stream.secure,
 		channelBinding: stream.channelBinding,
@@ -83,4 +92,42 @@ export function saslContextFor(
 		unknownUserIterations: auth.scram_iterations,
 		strictChannelBindingDowngrade: auth.strict_channel_binding,
 	};
+}
+
+/**
+ * Why one more guest may not log in to an anonymous host from `ip`, or null: the host's
+ * `anonymous.max_sessions` (bound sessions in the whole cluster: every node holds them all) and
+ * `anonymous.max_sessions_per_ip`. Checked at SASL time and again when the resource is bound
+ * (`self` is then left out), so guests that authenticate together cannot pass it before any binds.
+ */
+export function guestLimit(
+	host: Host,
+	ip: string,
+	self?: Session,
+): { text: string; reason: string; throttle: boolean } | null {
+	const { max_sessions: maxTotal, max_sessions_per_ip: maxPerIp } = host.config.anonymous;
+	let total = 0;
+	let fromIp = 0;
+	for (const resources of host.sessions.values()) {
+		for (const s of resources.values()) {
+			if (s === self) continue;
+			total++;
+			if (s.remoteAddress === ip) fromIp++;
+		}
+	}
+	if (maxTotal > 0 && total >= maxTotal) {
+		return {
+			text: "too many guests are connected; try again later",
+			reason: `anonymous.max_sessions (${maxTotal}) reached`,
+			throttle: false,
+		};
+	}
+	if (maxPerIp > 0 && fromIp >= maxPerIp) {
+		return {
+			text: "too many guest sessions from this address",
+			reason: `anonymous.max_sessions_per_ip (${maxPerIp}) reached`,
+			throttle: true,
+		};
+	}
+	return null;
 }

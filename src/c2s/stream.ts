@@ -25,7 +25,7 @@ import {
 import { type JID, makeJID } from "../xmpp/jid.ts";
 import { NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_STREAMS, NS_TLS } from "../xmpp/ns.ts";
 import { chooseResource } from "./bind.ts";
-import { boundFeatures, preauthFeatures, saslContextFor } from "./features.ts";
+import { boundFeatures, guestLimit, preauthFeatures, saslContextFor } from "./features.ts";
 import type { Transport } from "./transport.ts";
 
 type State = "header" | "features" | "tls" | "closed";
@@ -322,7 +322,11 @@ export class C2SStream implements Session {
 	#saslContext(): SaslContext {
 		return saslContextFor(
 			this.host,
-			{ secure: this.secure, channelBinding: this.#transport.channelBinding() },
+			{
+				secure: this.secure,
+				channelBinding: this.#transport.channelBinding(),
+				remoteAddress: this.remoteAddress,
+			},
 			this.#server.config.auth,
 		);
 	}
@@ -389,8 +393,14 @@ export class C2SStream implements Session {
 		this.#transport.setStanzaLimit(this.#server.config.limits.stanza_size);
 		this.#headerSent = false;
 		this.#state = "header";
+		// A guest's RFC 4505 trace is logged (sanitised, at most 255 characters) and never used.
 		this.#host?.log.info(
-			{ user: step.username, ip: this.remoteAddress, mech: mech.name },
+			{
+				user: step.username,
+				ip: this.remoteAddress,
+				mech: mech.name,
+				...(step.trace !== undefined && { trace: step.trace }),
+			},
 			"authenticated",
 		);
 	}
@@ -475,6 +485,15 @@ export class C2SStream implements Session {
 			this.#server.config.sessions.on_resource_conflict,
 		);
 		if (choice instanceof StanzaError) return this.#bindError(iq, choice);
+		if (host.accounts.anonymous) {
+			// Guests that authenticated together passed the SASL-time cap before any of them was
+			// bound: RFC 6120 §7.6.2.1 resource-constraint, the limit on connected resources.
+			const limit = guestLimit(host, this.remoteAddress, this);
+			if (limit) {
+				host.log.info({ ip: this.remoteAddress, reason: limit.reason }, "guest refused at bind");
+				return this.#bindError(iq, new StanzaError("resource-constraint", limit.text));
+			}
+		}
 		const { resource } = choice;
 		choice.replaces?.close("conflict", "replaced by a new connection with the same resource");
 		const jid = makeJID(user, host.name, resource);

@@ -8,7 +8,7 @@ import {
 	loadConfigFile,
 	resolveDataPath,
 } from "../core/config/load.ts";
-import type { Config } from "../core/config/schema.ts";
+import { anonymousHosts, type Config } from "../core/config/schema.ts";
 import { createStorage } from "../storage/index.ts";
 import type { StorageBackend } from "../storage/types.ts";
 
@@ -76,7 +76,10 @@ export async function withStorage<T>(
 	config: Config,
 	fn: (storage: StorageBackend) => Promise<T>,
 ): Promise<T> {
-	const storage = createStorage(config.storage, resolveDataPath(config, "."));
+	const storage = createStorage(
+		{ ...config.storage, memory_hosts: anonymousHosts(config) },
+		resolveDataPath(config, "."),
+	);
 	try {
 		return await fn(storage);
 	} finally {

@@ -15,7 +15,7 @@ import type { StorageBackend } from "../storage/types.ts";
 import { type CertificateStore, loadCertificates } from "../tls/certs.ts";
 import { JIDCache } from "../xmpp/jid.ts";
 import { resolveDataPath } from "./config/load.ts";
-import { COMPONENT_MODULES, type Config } from "./config/schema.ts";
+import { ANONYMOUS_MODULE, COMPONENT_MODULES, type Config } from "./config/schema.ts";
 import type { ClusterHook, Connection, Core, Host, Listener, RemoteDomains } from "./contracts.ts";
 import { VirtualHost } from "./host.ts";
 import { createLogger, type Logger } from "./log.ts";
@@ -163,11 +163,20 @@ export class Server implements Core {
 		const cfg = this.config.hosts[name];
 		if (!cfg) throw new Error(`host ${name} is not configured`);
 		const host = new VirtualHost(name, cfg, this);
-		host.accounts = new AccountManager(this.storage, name, this.config.auth.scram_iterations);
+		const anonymous = cfg.authentication === "anonymous";
+		host.accounts = new AccountManager(
+			this.storage,
+			name,
+			this.config.auth.scram_iterations,
+			// An anonymous host has no stored accounts: a guest exists while it has a session.
+			anonymous ? { live: (user) => host.sessions.has(user) } : {},
+		);
 		host.modules = new ModuleManager(host, this.#registry);
 		host.secret = await this.#hostSecret(name);
 		this.hosts.set(name, host);
-		for (const m of cfg.modules) await host.modules.load(m);
+		// Its limits come with the host, whatever its `modules` list says.
+		const modules = anonymous ? [...new Set([...cfg.modules, ANONYMOUS_MODULE])] : cfg.modules;
+		for (const m of modules) await host.modules.load(m);
 		return host;
 	}
 
@@ -183,6 +192,8 @@ export class Server implements Core {
 			enabled: true,
 			modules: [COMPONENT_MODULES[cfg.type]],
 			module_options: {},
+			authentication: "accounts" as const,
+			anonymous: { max_sessions: 0, max_sessions_per_ip: 0, allow_s2s: false },
 		};
 		const host = new VirtualHost(name, hostConfig, this, cfg);
 		host.modules = new ModuleManager(host, this.#registry);

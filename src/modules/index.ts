@@ -1,5 +1,6 @@
 /** The modules that ship with Parley, by name. A host's `modules` list picks from these. */
 import type { ModuleDefinition } from "../core/modules/define.ts";
+import anonymous from "./anonymous.ts";
 import blocking from "./blocking.ts";
 import caps from "./caps.ts";
 import carbons from "./carbons.ts";
@@ -41,5 +42,6 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		blocking,
 		muc,
 		externalComponent,
+		anonymous,
 	] as ModuleDefinition<never>[];
 }

@@ -61,6 +61,8 @@ function accountError(err: unknown): StanzaError {
 			return new StanzaError("not-acceptable", err.message); // §3.1
 		case "not-found":
 			return new StanzaError("registration-required"); // §3.2
+		case "not-allowed":
+			return new StanzaError("not-allowed", err.message); // an anonymous host
 	}
 }
 

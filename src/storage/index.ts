@@ -6,13 +6,13 @@ import { mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { MemoryBackend } from "./memory.ts";
 import { PostgresBackend } from "./postgres.ts";
-import { DEFAULT_BACKEND, RoutingBackend } from "./routing.ts";
+import { DEFAULT_BACKEND, type HostRoute, RoutingBackend } from "./routing.ts";
 import { SqliteBackend } from "./sqlite.ts";
 import type { StorageBackend } from "./types.ts";
 
 export { MemoryBackend, StorageError, type StorageErrorCode } from "./memory.ts";
 export { PostgresBackend, type PostgresOptions } from "./postgres.ts";
-export { DEFAULT_BACKEND, RoutingBackend, type StorageRoutes } from "./routing.ts";
+export { DEFAULT_BACKEND, type HostRoute, RoutingBackend, type StorageRoutes } from "./routing.ts";
 export { SQLITE_SCHEMA_VERSION, SqliteBackend } from "./sqlite.ts";
 export type {
 	ArchiveItem,
@@ -45,7 +45,17 @@ export interface StorageConfig extends BackendConfig {
 	backends?: Record<string, BackendConfig>;
 	stores?: Record<string, string>;
 	hosts?: Record<string, { default?: string | undefined; stores?: Record<string, string> }>;
+	/**
+	 * Hosts whose stores all live in one memory backend of this process, whatever the routes
+	 * say, except their `server_secrets` (kept where the default backend is, so that every node
+	 * and every restart signs with the same host secret). Anonymous hosts: nothing a guest leaves
+	 * survives a restart or a crash.
+	 */
+	memory_hosts?: string[];
 }
+
+/** The name the memory backend of `memory_hosts` has in the routes (not a valid config name). */
+export const MEMORY_HOSTS_BACKEND = "(memory hosts)";
 
 /**
  * Opens the configured backend. For SQLite, `dataDir` is created when missing and the database
@@ -65,9 +75,21 @@ export function createStorage(cfg: StorageConfig, dataDir: string): StorageBacke
 		for (const name of Object.values(h.stores ?? {})) used.add(name);
 	}
 	used.delete(DEFAULT_BACKEND);
-	if (used.size === 0) return openBackend(cfg, dataDir);
+	const memoryHosts = cfg.memory_hosts ?? [];
+	if (used.size === 0 && memoryHosts.length === 0) return openBackend(cfg, dataDir);
 
 	const byName = new Map<string, BackendConfig>([[DEFAULT_BACKEND, cfg]]);
+	const hosts: Record<string, HostRoute> = { ...cfg.hosts };
+	if (memoryHosts.length) {
+		byName.set(MEMORY_HOSTS_BACKEND, { backend: "memory", path: "" });
+		for (const h of memoryHosts) {
+			hosts[h] = {
+				default: MEMORY_HOSTS_BACKEND,
+				stores: { server_secrets: DEFAULT_BACKEND },
+				exclusive: true,
+			};
+		}
+	}
 	for (const name of used) {
 		const b = cfg.backends?.[name];
 		if (b === undefined) throw new Error(`no storage backend named ${JSON.stringify(name)}`);
@@ -87,7 +109,7 @@ export function createStorage(cfg: StorageConfig, dataDir: string): StorageBacke
 		}
 		return new RoutingBackend(backends, {
 			...(cfg.stores !== undefined && { stores: cfg.stores }),
-			...(cfg.hosts !== undefined && { hosts: cfg.hosts }),
+			hosts,
 		});
 	} catch (e) {
 		for (const b of opened.values()) void b.close().catch(() => {});

@@ -43,6 +43,24 @@ function spy(): { backend: MemoryBackend; deleted: string[]; closed: number } {
 }
 
 describe("routing specifics", () => {
+	test("an exclusive host route ignores the global store routes (anonymous hosts stay in memory)", () => {
+		const backends = new Map<string, StorageBackend>([
+			["default", spy().backend],
+			["pg", spy().backend],
+			["mem", spy().backend],
+		]);
+		const r = new RoutingBackend(backends, {
+			stores: { offline: "pg", roster: "pg" },
+			hosts: {
+				"guest.example": { default: "mem", stores: { server_secrets: "default" }, exclusive: true },
+			},
+		});
+		assert.equal(r.routeOf("guest.example", "offline"), "mem");
+		assert.equal(r.routeOf("guest.example", "roster"), "mem");
+		assert.equal(r.routeOf("guest.example", "server_secrets"), "default");
+		assert.equal(r.routeOf("example.org", "offline"), "pg");
+	});
+
 	test("each (host, store) goes to its backend: host store, global store, host default, default", async () => {
 		const def = spy();
 		const pg = spy();

@@ -9,6 +9,8 @@
  * 3. the host's `default`,
  * 4. the backend named "default".
  *
+ * A host route marked `exclusive` skips rule 2.
+ *
  * Per-store entries come before defaults because a store's nature (a cache, an archive) is the
  * usual reason to place it; a host's default moves the rest of that host.
  *
@@ -24,7 +26,17 @@ export interface StorageRoutes {
 	/** Store name -> backend name, for every host. */
 	stores?: Record<string, string>;
 	/** Per host: a default backend and store name -> backend name. */
-	hosts?: Record<string, { default?: string | undefined; stores?: Record<string, string> }>;
+	hosts?: Record<string, HostRoute>;
+}
+
+export interface HostRoute {
+	default?: string | undefined;
+	stores?: Record<string, string>;
+	/**
+	 * The host's own routes are all there is: the global `stores` do not apply to it (an
+	 * anonymous host, whose stores must all stay in memory whatever `[storage.stores]` says).
+	 */
+	exclusive?: boolean;
 }
 
 export class RoutingBackend implements StorageBackend {
@@ -58,7 +70,8 @@ export class RoutingBackend implements StorageBackend {
 		const h = this.#routes.hosts?.[host];
 		const own = (m: Record<string, string> | undefined) =>
 			m !== undefined && Object.hasOwn(m, store) ? m[store] : undefined;
-		return own(h?.stores) ?? own(this.#routes.stores) ?? h?.default ?? DEFAULT_BACKEND;
+		const global = h?.exclusive ? undefined : own(this.#routes.stores);
+		return own(h?.stores) ?? global ?? h?.default ?? DEFAULT_BACKEND;
 	}
 
 	backendFor(host: string, store: string): StorageBackend {

@@ -711,6 +711,20 @@ describe("check", () => {
 		assert.doesNotMatch(r.stdout, /federation/, "no federation section while s2s is off");
 	});
 
+	test("anonymous hosts are listed with their limits, one line each (issue 20)", async () => {
+		const { config } = project({
+			extra:
+				'\n[hosts."guest.example"]\nauthentication = "anonymous"\nanonymous = { max_sessions = 50, max_sessions_per_ip = 0 }\n',
+		});
+		const r = await run(["check", "--config", config]);
+		assert.equal(r.code, EXIT.OK, r.stderr);
+		assert.match(
+			r.stdout,
+			/^anonymous host guest\.example: SASL ANONYMOUS only, data in memory, max 50 sessions \(unlimited per IP\), federation refused, no registration$/m,
+		);
+		assert.equal(r.stdout.match(/^anonymous host /gm)?.length, 1);
+	});
+
 	test("a port in use exits 6 and names the listener", async () => {
 		const busy = net.createServer();
 		await new Promise<void>((resolve) => busy.listen({ host: "127.0.0.1", port: 0 }, resolve));

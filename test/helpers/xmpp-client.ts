@@ -49,13 +49,53 @@ export async function connect(
 			await authenticate({ username, password }, opts.mechanism ?? (mechanisms[0] as string));
 		},
 	});
+	return started(
+		xmpp,
+		stanzas,
+		offered,
+		() => features,
+		(f) => (features += f),
+		opts,
+	);
+}
+
+/**
+ * Connects with no credentials at all, as a web page's guest does: xmpp.js then picks SASL
+ * ANONYMOUS by itself when the server offers it (RFC 4505, XEP-0175; @xmpp/client's
+ * createOnAuthenticate). `mechanisms` stays empty: xmpp.js does not show its choice.
+ */
+export async function connectAnonymous(
+	service: string,
+	opts: Omit<XmppConnectOptions, "mechanism"> = {},
+): Promise<XmppConnection> {
+	const stanzas: XmlElement[] = [];
+	let features = "";
+	const xmpp = client({ service, domain: opts.domain ?? "localhost", resource: opts.resource });
+	return started(
+		xmpp,
+		stanzas,
+		[],
+		() => features,
+		(f) => (features += f),
+		opts,
+	);
+}
+
+async function started(
+	xmpp: Client,
+	stanzas: XmlElement[],
+	offered: string[],
+	features: () => string,
+	addFeatures: (f: string) => void,
+	opts: XmppConnectOptions,
+): Promise<XmppConnection> {
 	xmpp.reconnect.stop();
 	if (opts.timeout !== undefined) (xmpp as unknown as { timeout: number }).timeout = opts.timeout;
 	xmpp.on("error", () => {});
 	xmpp.on("stanza", (s: XmlElement) => stanzas.push(s));
 	xmpp.on("element", (el: XmlElement) => {
-		if (el.name === "stream:features") features += el.toString();
+		if (el.name === "stream:features") addFeatures(el.toString());
 	});
 	const jid = await xmpp.start();
-	return { xmpp, jid: jid.toString(), stanzas, mechanisms: offered, features };
+	return { xmpp, jid: jid.toString(), stanzas, mechanisms: offered, features: features() };
 }

@@ -30,6 +30,7 @@ declare module "@xmpp/client" {
 		iqCaller: {
 			request(el: XmlElement, timeout?: number): Promise<XmlElement>;
 			get(el: XmlElement, to?: string, timeout?: number): Promise<XmlElement>;
+			set(el: XmlElement, to?: string, timeout?: number): Promise<XmlElement>;
 		};
 		reconnect: { stop(): void };
 	}

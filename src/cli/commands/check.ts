@@ -35,6 +35,19 @@ function selfSignedLine(s: SelfSignedState): string {
 	}
 }
 
+/** One line for an anonymous host and its limits (issue 20); undefined for a host with accounts. */
+export function anonymousHostLine(name: string, config: Config): string | undefined {
+	const h = config.hosts[name];
+	if (h?.authentication !== "anonymous") return undefined;
+	const cap = (n: number) => (n === 0 ? "unlimited" : String(n));
+	const a = h.anonymous;
+	return (
+		`anonymous host ${name}: SASL ANONYMOUS only, data in memory, ` +
+		`max ${cap(a.max_sessions)} sessions (${cap(a.max_sessions_per_ip)} per IP), ` +
+		`federation ${a.allow_s2s ? "allowed" : "refused"}, no registration`
+	);
+}
+
 /** Why the cluster's Redis cannot be used (a PING), or undefined when it answers. */
 async function redisProblem(url: string): Promise<string | undefined> {
 	const { Redis } = await import("ioredis");
@@ -68,6 +81,10 @@ async function check(opts: { config?: string }): Promise<void> {
 		.filter(([, h]) => h.enabled)
 		.map(([n]) => n);
 	console.log(`hosts: ${hosts.join(", ")}`);
+	for (const h of hosts) {
+		const line = anonymousHostLine(h, config);
+		if (line) console.log(line);
+	}
 	const { inspectSelfSigned, loadCertificates } = await import("../../tls/certs.ts");
 	const { createLogger } = await import("../../core/log.ts");
 	const defaultFiles =

@@ -116,8 +116,10 @@ function openAccounts(
 	}
 	if (!jid.local || jid.resource)
 		throw new CliError(`"${jidText}" must be a bare JID like user@host`, EXIT.USAGE);
-	if (!config.hosts[jid.domain])
-		throw new CliError(`${jid.domain} is not a host in the configuration`, EXIT.USAGE);
+	const host = config.hosts[jid.domain];
+	if (!host) throw new CliError(`${jid.domain} is not a host in the configuration`, EXIT.USAGE);
+	if (host.authentication === "anonymous")
+		throw new CliError(`${jid.domain} is an anonymous host: it has no accounts`, EXIT.USAGE);
 	return {
 		accounts: new AccountManager(storage, jid.domain, config.auth.scram_iterations),
 		user: jid.local,

@@ -49,7 +49,34 @@ const host = z.strictObject({
 	/** RFC 6120 §5.3.1: STARTTLS is mandatory-to-negotiate unless this is false. */
 	require_encryption: z.boolean().optional(),
 	tls: tlsFiles.optional(),
+	/**
+	 * How clients log in (Prosody's name): "accounts" (SCRAM and PLAIN against stored accounts)
+	 * or "anonymous" (SASL ANONYMOUS only, RFC 4505 / XEP-0175: every login is a fresh random
+	 * JID whose data lives in memory and goes when its session ends).
+	 */
+	authentication: z.enum(["accounts", "anonymous"]).default("accounts"),
+	/** Limits of an anonymous host (`authentication = "anonymous"`); ignored otherwise. */
+	anonymous: z
+		.strictObject({
+			/** Concurrent anonymous sessions on this host (the whole cluster); 0 = unlimited. */
+			max_sessions: z.number().int().min(0).default(1000),
+			/** Concurrent anonymous sessions from one IP address; 0 = unlimited. */
+			max_sessions_per_ip: z.number().int().min(0).default(16),
+			/** May guests send stanzas to other domains over federation (Prosody: allow_anonymous_s2s)? */
+			allow_s2s: z.boolean().default(false),
+		})
+		.prefault({}),
 });
+
+/** The module every anonymous host loads, whatever its `modules` list says (src/modules/anonymous.ts). */
+export const ANONYMOUS_MODULE = "anonymous";
+
+/** The hosts with `authentication = "anonymous"`: their stores live in memory (storage routing). */
+export function anonymousHosts(config: Pick<Config, "hosts">): string[] {
+	return Object.entries(config.hosts)
+		.filter(([, h]) => h.authentication === "anonymous")
+		.map(([name]) => name);
+}
 
 export type HostConfig = z.infer<typeof host>;
 
@@ -495,6 +522,24 @@ export const configSchema = z
 				path: ["cluster", "node_timeout"],
 				message: "must be longer than cluster.heartbeat",
 			});
+		for (const [name, h] of Object.entries(c.hosts)) {
+			if (h.authentication !== "anonymous") continue;
+			// A guest never creates an account: registration belongs on the accounts host.
+			const reg = h.modules.indexOf("register");
+			if (reg >= 0)
+				ctx.addIssue({
+					code: "custom",
+					path: ["hosts", name, "modules", reg],
+					message: "an anonymous host cannot offer in-band registration (XEP-0077)",
+				});
+			// An anonymous host's data lives in memory, so that nothing of a guest outlives it.
+			if (Object.hasOwn(c.storage.hosts, name))
+				ctx.addIssue({
+					code: "custom",
+					path: ["storage", "hosts", name],
+					message: `${JSON.stringify(name)} is an anonymous host: its data lives in memory and cannot be routed`,
+				});
+		}
 		for (const name of Object.keys(c.storage.hosts)) {
 			if (Object.hasOwn(c.hosts, name) || Object.hasOwn(c.components, name)) continue;
 			ctx.addIssue({

@@ -107,3 +107,42 @@ stores = { offline = "default" }
 		);
 	});
 });
+
+describe("anonymous hosts (issue 20)", () => {
+	test("authentication and the anonymous limits are read with their defaults", () => {
+		const c = parse(
+			'[hosts."guest.example"]\nauthentication = "anonymous"\n[hosts."example.org"]\n',
+		);
+		assert.equal(c.hosts["guest.example"]?.authentication, "anonymous");
+		assert.deepEqual(c.hosts["guest.example"]?.anonymous, {
+			max_sessions: 1000,
+			max_sessions_per_ip: 16,
+			allow_s2s: false,
+		});
+		assert.equal(c.hosts["example.org"]?.authentication, "accounts");
+	});
+
+	test("no registration module and no storage route for an anonymous host", () => {
+		const p = problems(`
+[hosts."guest.example"]
+authentication = "anonymous"
+modules = ["disco", "register"]
+
+[storage.backends.pg]
+backend = "postgres"
+url = "postgres://x"
+
+[storage.hosts."guest.example"]
+default = "pg"
+`);
+		assert.equal(p.length, 2, p.join("\n"));
+		assert.match(p[0] ?? "", /modules\[1\]: an anonymous host cannot offer in-band registration/);
+		assert.match(p[1] ?? "", /storage\.hosts\."guest\.example": .* is an anonymous host/);
+	});
+
+	test("an unknown authentication method is an error", () => {
+		const p = problems('[hosts."guest.example"]\nauthentication = "internal_hashed"\n');
+		assert.equal(p.length, 1);
+		assert.match(p[0] ?? "", /hosts\."guest\.example"\.authentication/);
+	});
+});
