@@ -109,7 +109,11 @@ function project(opts: ProjectOptions = {}): { dir: string; config: string } {
 				(name === "c2s" ? opts.c2sPort : name === "s2s" ? opts.s2sPort : undefined);
 			// Federation (on by default) only where a test asks for it.
 			const on =
-				name === "s2s" ? (opts.s2sPort !== undefined ? "enabled = true\n" : "enabled = false\n") : "";
+				name === "s2s"
+					? opts.s2sPort !== undefined
+						? "enabled = true\n"
+						: "enabled = false\n"
+					: "";
 			return `[listeners.${name}]\n${on}address = "127.0.0.1"\nport = ${port ?? 0}\n`;
 		})
 		.join("\n");
