@@ -227,7 +227,8 @@ test("XEP-0191 §3.3: a block made on one node holds on the other", async () => 
 			b.server.hosts
 				.get("localhost")
 				?.sessionsOf("alice")
-				.some((s) => s.jid?.resource === "other" && s.data.size > 0),
+				// The blocking module's flag itself (other modules keep flags in `data` too).
+				.some((s) => s.jid?.resource === "other" && s.data.get("blocking") === true),
 		"alice/other's interest replicated",
 	);
 	// Node A caches alice's (empty) list when mallory writes to her.
