@@ -257,7 +257,11 @@ ${Object.entries(o.s2s.routes)
 	.map(([d, r]) => `"${d}" = "${r.host}:${r.port}"`)
 	.join("\n")}
 `
-		: "[listeners.s2s]\nenabled = false\n";
+		: // Federation is on by default since it exists; a checkout from before (a --baseline)
+			// would refuse the key.
+			existsSync(join(o.root, "src/s2s"))
+			? "[listeners.s2s]\nenabled = false\n"
+			: "";
 	const cfg = join(o.stateDir, "parley.toml");
 	writeFileSync(
 		cfg,
