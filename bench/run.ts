@@ -1,6 +1,7 @@
 // npm run bench -- [--target parley|prosody|ejabberd|relay]...
-//                  [login|chat|idle|roster|saturation|storage|muc|s2s]...
+//                  [login|chat|idle|roster|saturation|storage|muc|s2s|anon]...
 //                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N]
+//                  [--guests N]
 //                  [--window N] [--roster N] [--storage-n N] [--rate N]
 //                  [--occupants N]... [--muc-deliveries N] [--muc-senders N] [--muc-window N]
 // roster: N accounts (201) each with the N-1 others as mutual contacts log in one after another
@@ -13,6 +14,11 @@
 //         (--muc-window 2 in flight each) until about --muc-deliveries (200000) deliveries;
 //         server CPU per 10k deliveries, exactly once per occupant, join cost per occupant; the
 //         server is restarted first when other scenarios ran before on it.
+// anon: guest logins (SASL ANONYMOUS, RFC 4505) on the anonymous host guest.localhost beside
+//         SCRAM-SHA-1 logins of accounts on localhost, same server process: --logins (2000)
+//         logins + initial presence each, closed at once (after 1000 unmeasured ones each), server
+//         CPU per login; then --guests (2000) account sessions held, then as many guests on top
+//         (initial presence each), RSS growth per session. Parley and Prosody (ejabberd skipped).
 // storage: bench/storage.ts (memory, SQLite, PostgreSQL on 127.0.0.1:5432) in the same run.
 // s2s: federation, two servers on loopback per pairing, a.bench (senders) → b.bench (receivers):
 //         Parley→Parley, Parley→Prosody, Prosody→Parley, Prosody→Prosody (those of the --target
@@ -63,7 +69,7 @@ import type {
 	RosterResult,
 } from "./lib/worker.ts";
 import { percentile } from "./lib/worker.ts";
-import type { Mech } from "./lib/xmpp.ts";
+import type { Endpoint, Mech } from "./lib/xmpp.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const OUT = join(ROOT, ".bench-results");
@@ -78,6 +84,7 @@ const ALL_SCENARIOS = [
 	"storage",
 	"muc",
 	"s2s",
+	"anon",
 ] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
 
@@ -102,6 +109,8 @@ interface Options {
 	mucDeliveries: number;
 	mucSenders: number;
 	mucWindow: number;
+	/** the anon scenario's sessions held (accounts, then as many guests) */
+	guests: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -121,6 +130,7 @@ function parseArgs(argv: string[]): Options {
 		mucDeliveries: 200_000,
 		mucSenders: 10,
 		mucWindow: 2,
+		guests: 2000,
 	};
 	const num = (v: string | undefined, name: string) => {
 		const n = Number(v);
@@ -148,6 +158,7 @@ function parseArgs(argv: string[]): Options {
 		else if (a === "--muc-deliveries") o.mucDeliveries = num(argv[++i], a);
 		else if (a === "--muc-senders") o.mucSenders = num(argv[++i], a);
 		else if (a === "--muc-window") o.mucWindow = num(argv[++i], a);
+		else if (a === "--guests") o.guests = num(argv[++i], a);
 		else if ((ALL_SCENARIOS as readonly string[]).includes(a)) o.scenarios.push(a as Scenario);
 		else throw new Error(`unknown argument ${a}`);
 	}
@@ -336,6 +347,151 @@ async function idle(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 				.flatMap((r) => r.errors)
 				.slice(0, 3)
 				.join("; ") || undefined,
+	};
+}
+
+/**
+ * The anon scenario's login storm: `list` logs in on `endpoint` with `mech`, initial presence,
+ * then closes (after `warm` unmeasured logins). Server CPU per login.
+ */
+async function presenceStorm(
+	t: Running,
+	endpoint: Endpoint,
+	mech: Mech,
+	list: string[],
+	warm: string[],
+	gens: Worker[],
+) {
+	const g = gens[0] as Worker;
+	const base = {
+		cmd: "login",
+		endpoint,
+		password: PASSWORD,
+		mech,
+		keep: false,
+		presence: true,
+		timeoutMs: 60_000,
+	} as const;
+	await g.call<LoginResult>({ ...base, users: warm, concurrency: 20, addrOffset: 0 });
+	await sleep(500);
+	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+	meter.start();
+	const t0 = performance.now();
+	const r = await g.call<LoginResult>({ ...base, users: list, concurrency: 50, addrOffset: 100 });
+	const wall = (performance.now() - t0) / 1000;
+	await sleep(500); // closing the streams (and a guest's clean-up) is part of a login
+	const w = meter.stop();
+	return { r, w, wall, lat: r.latenciesMs.sort((a, b) => a - b) };
+}
+
+/** Holds `list` logged in on `endpoint` (initial presence), spread over the generators. */
+async function hold(
+	t: Running,
+	endpoint: Endpoint,
+	mech: Mech,
+	list: string[],
+	gens: Worker[],
+	addrBase: number,
+) {
+	const tree = () => processTree(t.pid);
+	const rss0 = rssKiB(tree());
+	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+	meter.start();
+	const per = Math.ceil(list.length / gens.length);
+	const results = await Promise.all(
+		gens.map((g, k) =>
+			g.call<LoginResult>({
+				cmd: "login",
+				endpoint,
+				password: PASSWORD,
+				mech,
+				keep: true,
+				presence: true,
+				timeoutMs: 30_000,
+				users: list.slice(k * per, (k + 1) * per),
+				concurrency: 50,
+				addrOffset: addrBase + k * per,
+			}),
+		),
+	);
+	await sleep(3000);
+	const rss1 = rssKiB(tree());
+	const w = meter.stop();
+	const ok = results.reduce((a, r) => a + r.ok, 0);
+	return {
+		ok,
+		failed: results.reduce((a, r) => a + r.failures, 0),
+		errors: results.flatMap((r) => r.errors),
+		rss0,
+		rss1,
+		w,
+	};
+}
+
+/**
+ * Guests (SASL ANONYMOUS on t.guest) beside accounts (SCRAM-SHA-1 on the main host) in the same
+ * server process: login + presence storms, then --guests account sessions held and as many
+ * guests on top of them, RSS growth per session of each.
+ */
+async function anon(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
+	if (!t.guest) throw new Error("no anonymous host");
+	const guestEp: Endpoint = { ...t.endpoint, domain: t.guest };
+	const trace = (p: string, n: number) => Array.from({ length: n }, (_, i) => `${p}${i}`);
+	const g = await presenceStorm(
+		t,
+		guestEp,
+		"ANONYMOUS",
+		trace("bench-", o.logins),
+		trace("warm-", LOGIN_WARMUP),
+		gens,
+	);
+	const a = await presenceStorm(
+		t,
+		t.endpoint,
+		"SCRAM-SHA-1",
+		users(0, o.logins),
+		users(o.logins, LOGIN_WARMUP),
+		gens,
+	);
+	await sleep(1000);
+	const ha = await hold(t, t.endpoint, "SCRAM-SHA-1", users(0, o.guests), gens, 0);
+	const hg = await hold(t, guestEp, "ANONYMOUS", trace("idle-", o.guests), gens, o.guests);
+	await Promise.all(gens.map((w) => w.call({ cmd: "closeAll" })));
+	const ws = [g.w, a.w, ha.w, hg.w];
+	const cpuG = (1000 * g.w.serverCpu) / Math.max(1, g.r.ok);
+	const cpuA = (1000 * a.w.serverCpu) / Math.max(1, a.r.ok);
+	const notes = [
+		...g.r.errors.slice(0, 2).map((e) => `guest login: ${e}`),
+		...a.r.errors.slice(0, 2).map((e) => `SCRAM login: ${e}`),
+		...ha.errors.slice(0, 2).map((e) => `account session: ${e}`),
+		...hg.errors.slice(0, 2).map((e) => `guest session: ${e}`),
+	];
+	return {
+		scenario: "anon",
+		target: t.name,
+		figures: {
+			"guest: server CPU ms/login (+presence)": cpuG,
+			"SCRAM-SHA-1 account: server CPU ms/login (+presence)": cpuA,
+			"guest ÷ SCRAM CPU per login": cpuG / cpuA,
+			"guest logins/s": g.r.ok / g.wall,
+			"SCRAM logins/s": a.r.ok / a.wall,
+			"guest login p50 ms": percentile(g.lat, 50),
+			"guest login p99 ms": percentile(g.lat, 99),
+			"SCRAM login p50 ms": percentile(a.lat, 50),
+			"SCRAM login p99 ms": percentile(a.lat, 99),
+			"guest: RSS KiB/session": (hg.rss1 - hg.rss0) / Math.max(1, hg.ok),
+			"SCRAM account: RSS KiB/session": (ha.rss1 - ha.rss0) / Math.max(1, ha.ok),
+			"guest ÷ account RSS per session":
+				(hg.rss1 - hg.rss0) / hg.ok / ((ha.rss1 - ha.rss0) / ha.ok),
+			"guest sessions": hg.ok,
+			"account sessions": ha.ok,
+			"RSS before MiB": ha.rss0 / 1024,
+			"RSS after MiB": hg.rss1 / 1024,
+			failed: g.r.failures + a.r.failures + ha.failed + hg.failed,
+			"machine busy % (max of 4 windows)": Math.max(...ws.map((w) => w.machineBusyPct)),
+			"others busy % (max of 4 windows)": Math.max(...ws.map((w) => w.othersBusyPct)),
+		},
+		note: notes.length ? notes.join("; ") : undefined,
 	};
 }
 
@@ -895,7 +1051,7 @@ async function storage(o: Options): Promise<ScenarioResult[]> {
 
 const LOWER_IS_BETTER = /CPU|ms|µs|RSS KiB|failed|missing|duplicates|incomplete/;
 const NO_RATIO =
-	/busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU/;
+	/÷|busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU/;
 
 function table(results: ScenarioResult[], scenario: string): string {
 	const order = [
@@ -961,6 +1117,7 @@ async function main() {
 		o.sessions,
 		o.logins + LOGIN_WARMUP,
 		2 * o.pairs,
+		...(o.scenarios.includes("anon") ? [o.guests] : []),
 		...(o.scenarios.includes("muc") ? o.occupants : []),
 	);
 	const run = Date.now().toString(36);
@@ -984,6 +1141,7 @@ async function main() {
 			baselineRoot: o.baseline,
 			workers: name === "workers" ? (o.workers ?? 2) : undefined,
 			muc: wanted.includes("muc"),
+			guest: wanted.includes("anon") && (name === "parley" || name === "prosody"),
 		};
 		log(`${name}: starting`);
 		const start = {
@@ -1003,7 +1161,12 @@ async function main() {
 		}
 		versions[name] = t.version;
 		notes[name] = t.notes;
-		const gens = workersFor(wanted.includes("idle") && t.xmpp ? o.sessions : 2 * o.pairs);
+		const gens = workersFor(
+			Math.max(
+				wanted.includes("idle") && t.xmpp ? o.sessions : 2 * o.pairs,
+				wanted.includes("anon") ? 2 * o.guests : 0,
+			),
+		);
 		try {
 			if (t.xmpp) {
 				await t.provision(accounts, PASSWORD, async (n) => {
@@ -1034,7 +1197,10 @@ async function main() {
 					results.push(await loginStorm(t, "SCRAM-SHA-1", o, gens));
 				} else if (s === "chat") results.push(await chat(t, o, gens));
 				else if (s === "idle") results.push(await idle(t, o, gens));
-				else if (s === "roster") results.push(await roster(t, o, gens));
+				else if (s === "anon") {
+					if (t.guest) results.push(await anon(t, o, gens));
+					else log(`${name}: no anonymous host configured by the bench: anon skipped`);
+				} else if (s === "roster") results.push(await roster(t, o, gens));
 				else if (s === "muc") {
 					// On a freshly started server: Prosody's fan-out costs 3–5× more after the idle
 					// scenario's sessions came and went in the same process (docs/performance.md).
@@ -1105,6 +1271,7 @@ async function main() {
 		"login-SCRAM-SHA-1",
 		"chat",
 		"idle",
+		"anon",
 		"roster",
 		"saturation",
 		"saturation-paced",

@@ -21,6 +21,8 @@ export interface Running {
 	xmpp: boolean;
 	/** the MUC service's domain (XEP-0045), when StartOptions.muc asked for it and it exists */
 	muc?: string;
+	/** the anonymous (SASL ANONYMOUS) host's domain, when StartOptions.guest asked for it */
+	guest?: string;
 	stop(): Promise<void>;
 	/** provision accounts b0..b(n-1) (kept between runs in the state directory) */
 	provision(n: number, password: string, viaIbr: (n: number) => Promise<void>): Promise<void>;
@@ -70,6 +72,8 @@ export interface StartOptions {
 	workers?: number;
 	/** enable a MUC service at conference.localhost (the muc scenario runs) */
 	muc?: boolean;
+	/** also an anonymous host guest.<domain>, without session caps (the anon scenario runs) */
+	guest?: boolean;
 	/** the XMPP domain served, accounts b0.. on it; "localhost" unless given (the s2s scenario) */
 	domain?: string;
 	/** federation (the s2s scenario): STARTTLS and dialback, no DNS */
@@ -215,6 +219,14 @@ const PARLEY_MUC_PLAIN = `[components."${MUC_DOMAIN}"]
 type = "muc"
 `;
 
+/** The anon scenario's guest host: SASL ANONYMOUS only, its session caps off (0 = unlimited). */
+const parleyGuest = (domain: string) => `[hosts."guest.${domain}"]
+authentication = "anonymous"
+[hosts."guest.${domain}".anonymous]
+max_sessions = 0
+max_sessions_per_ip = 0
+`;
+
 /**
  * Parley, with its MUC component when the muc scenario runs and the checkout has
  * src/modules/muc (the config schema rejects unknown keys); if the server does not start with
@@ -291,7 +303,7 @@ enabled = false
 [listeners.https]
 enabled = false
 ${s2s}[hosts."${domain}"]
-${muc}${
+${muc}${o.guest ? parleyGuest(domain) : ""}${
 	redisPort
 		? `[cluster]\nenabled = true\nredis = "redis://127.0.0.1:${redisPort}"\nprefix = "bench"\n`
 		: ""
@@ -343,8 +355,9 @@ ${muc}${
 		endpoint,
 		xmpp: true,
 		muc: muc ? MUC_DOMAIN : undefined,
+		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
-			`storage: SQLite (WAL, synchronous=FULL); default module set${muc ? `; MUC at ${MUC_DOMAIN}${muc === PARLEY_MUC ? " (room_defaults.max_occupants 1000)" : ""}` : ""}`,
+			`storage: SQLite (WAL, synchronous=FULL); default module set${muc ? `; MUC at ${MUC_DOMAIN}${muc === PARLEY_MUC ? " (room_defaults.max_occupants 1000)" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (max_sessions and max_sessions_per_ip 0: unlimited)` : ""}`,
 			...(o.workers
 				? [
 						`${o.workers} worker processes (parley serve --workers ${o.workers}) and a private redis-server for their cluster link; server CPU and RSS include the primary, the workers and Redis`,
@@ -424,6 +437,14 @@ c2s_timeout = 3600
 network_settings = { tcp_backlog = 1024 }
 VirtualHost "${domain}"
 ${s2s ? s2s.host : ""}${
+	o.guest
+		? `-- anon scenario: mod_auth_anonymous (no storage, no s2s for guests, as by default)
+VirtualHost "guest.${domain}"
+	authentication = "anonymous"
+	allow_registration = false
+`
+		: ""
+}${
 	o.muc
 		? `-- muc scenario: no mod_muc_limits; rooms locked until the owner's form (muc_room_locking,
 -- the default), history 20 (the default), no occupant limit in 0.12
@@ -451,8 +472,9 @@ Component "${MUC_DOMAIN}" "muc"
 		endpoint,
 		xmpp: true,
 		muc: o.muc ? MUC_DOMAIN : undefined,
+		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
-			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}` : ""}`,
+			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}` : ""}${o.guest ? `; anonymous host guest.${domain} (mod_auth_anonymous, its defaults)` : ""}`,
 			...(o.s2s
 				? [
 						`${domain}: s2s on 127.0.0.1:${o.s2s.port}, mod_tls + mod_dialback, s2s_require_encryption and s2s_secure_auth as by default (true, false), a self-signed certificate; routes by the SRV-answering plugin of test/helpers/prosody.ts`,

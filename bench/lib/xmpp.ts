@@ -1,5 +1,5 @@
-// A minimal raw-socket XMPP client for the load generator: stream, SASL (PLAIN, SCRAM-SHA-1),
-// bind, optional initial presence. Negotiation matches substrings (no XML library); once a
+// A minimal raw-socket XMPP client for the load generator: stream, SASL (PLAIN, SCRAM-SHA-1,
+// ANONYMOUS), bind, optional initial presence. Negotiation matches substrings (no XML library); once a
 // session is up, the caller takes over the socket's 'data' events.
 import { createHash, createHmac, pbkdf2, randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
@@ -10,7 +10,11 @@ export interface Endpoint {
 	domain: string;
 }
 
-export type Mech = "PLAIN" | "SCRAM-SHA-1";
+/**
+ * ANONYMOUS (RFC 4505): `user` is sent as the trace token, `password` is unused; the server picks
+ * the localpart, Session.jid (from the bind result) has it.
+ */
+export type Mech = "PLAIN" | "SCRAM-SHA-1" | "ANONYMOUS";
 
 export interface LoginOptions {
 	endpoint: Endpoint;
@@ -105,6 +109,10 @@ export function login(o: LoginOptions): Promise<Session> {
 			if (o.mech === "PLAIN") {
 				const token = Buffer.from(`\0${o.user}\0${o.password}`).toString("base64");
 				send(`<auth xmlns='${SASL}' mechanism='PLAIN'>${token}</auth>`);
+			} else if (o.mech === "ANONYMOUS") {
+				// The trace token as the initial response (no empty challenge round trip).
+				const trace = Buffer.from(o.user).toString("base64");
+				send(`<auth xmlns='${SASL}' mechanism='ANONYMOUS'>${trace}</auth>`);
 			} else {
 				const cnonce = randomBytes(12).toString("base64");
 				const first = `n=${o.user},r=${cnonce}`;
