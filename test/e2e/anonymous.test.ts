@@ -6,9 +6,11 @@
  * one `parley serve` builds. Each test names the section it checks.
  */
 import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 import type { XmlElement } from "@xmpp/client";
 import { xml } from "@xmpp/client";
 import { MEMORY_HOSTS_BACKEND, type RoutingBackend } from "../../src/storage/index.ts";
@@ -22,6 +24,11 @@ const GUEST = "guest.localhost";
 const MUC = "conference.localhost";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const GUEST_JID = /^([0-9a-f]{32})@guest\.localhost\/.+$/;
+const PYTHON = "/usr/bin/python3";
+const noSlixmpp =
+	spawnSync(PYTHON, ["-c", "import slixmpp"], { stdio: "ignore" }).status === 0
+		? false
+		: "python3-slixmpp is not installed (apt-get install python3-slixmpp)";
 
 function config(anonymous: Record<string, unknown> = {}) {
 	return {
@@ -76,6 +83,26 @@ const errorOf = (el: XmlElement | undefined) =>
 		?.children.find((ch) => typeof ch !== "string" && ch.attrs.xmlns === STANZAS) as
 		| XmlElement
 		| undefined;
+
+/** An account holder enters `room` as `nick` and unlocks it as an instant room (XEP-0045 §10.1.2). */
+async function createRoom(conn: XmppConnection, room: string, nick: string): Promise<void> {
+	await conn.xmpp.send(
+		xml(
+			"presence",
+			{ to: `${room}/${nick}` },
+			xml("x", { xmlns: "http://jabber.org/protocol/muc" }),
+		),
+	);
+	await stanzaFrom(conn, (s) => s.is("presence") && s.attrs.from === `${room}/${nick}`, "entered");
+	await conn.xmpp.iqCaller.set(
+		xml(
+			"query",
+			{ xmlns: "http://jabber.org/protocol/muc#owner" },
+			xml("x", { xmlns: "jabber:x:data", type: "submit" }),
+		),
+		room,
+	);
+}
 
 async function stanzaFrom(
 	conn: XmppConnection,
@@ -219,6 +246,57 @@ describe("anonymous host beside a host with accounts", () => {
 		} finally {
 			await alice.xmpp.stop();
 			await guest.xmpp.stop();
+		}
+	});
+
+	test("slixmpp, with no local part and no password, logs in with ANONYMOUS and talks in a room with an account holder (RFC 4505, XEP-0045 §7.2, §7.4)", {
+		skip: noSlixmpp,
+	}, async () => {
+		const alice = await connect(`xmpp://127.0.0.1:${t.port}`, "alice", "alice-pw", {
+			mechanism: "PLAIN",
+		});
+		const room = `slixguests@${MUC}`;
+		try {
+			await createRoom(alice, room, "alice");
+			// Async on purpose: a synchronous child would block the server in this process.
+			const child = promisify(execFile)(
+				PYTHON,
+				["test/clients/slixmpp_anonymous.py", GUEST, String(t.port), room],
+				{ encoding: "utf8", timeout: 60_000 },
+			).catch((e: { stdout?: string; stderr?: string }) => e);
+			// §7.2.3: alice sees the guest enter; §7.4: the guest's message reaches her.
+			await stanzaFrom(
+				alice,
+				(s) => s.is("presence") && s.attrs.from === `${room}/guest`,
+				"guest seen",
+			);
+			await stanzaFrom(
+				alice,
+				(s) =>
+					s.attrs.from === `${room}/guest` &&
+					s.getChildText("body") === "hello from a slixmpp guest",
+				"the guest's message",
+			);
+			await alice.xmpp.send(
+				xml("message", { to: room, type: "groupchat" }, xml("body", {}, "welcome, guest")),
+			);
+			const r = await child;
+			const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+			const result = JSON.parse(line || "{}") as Record<string, unknown>;
+			assert.equal(result.error, undefined, `${line}\n${r.stderr ?? ""}`);
+			assert.equal(result.mech, "ANONYMOUS");
+			// RFC 6120 §7.6.1: the server made up the local part and the resource.
+			assert.match(String(result.jid), GUEST_JID);
+			// §7.2.3: the guest saw alice and itself (110 marks its own presence).
+			assert.deepEqual(result.saw, ["alice", "guest"]);
+			assert.ok((result.codes as number[]).includes(110), line);
+			// §7.4: both messages reach the guest, its own reflected.
+			assert.deepEqual(result.got, [
+				["guest", "hello from a slixmpp guest"],
+				["alice", "welcome, guest"],
+			]);
+		} finally {
+			await alice.xmpp.stop();
 		}
 	});
 
