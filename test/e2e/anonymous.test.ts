@@ -14,6 +14,7 @@ import { promisify } from "node:util";
 import type { XmlElement } from "@xmpp/client";
 import { xml } from "@xmpp/client";
 import { MEMORY_HOSTS_BACKEND, type RoutingBackend } from "../../src/storage/index.ts";
+import { BoshClient } from "../helpers/bosh.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -297,6 +298,87 @@ describe("anonymous host beside a host with accounts", () => {
 			]);
 		} finally {
 			await alice.xmpp.stop();
+		}
+	});
+
+	test("a guest over BOSH (HTTPS): creation offers ANONYMOUS alone, the bound JID is random, and it chats with an account holder (XEP-0206 §5, §6, RFC 4505)", async () => {
+		const bosh = new BoshClient(`https://localhost:${t.httpsPort}/http-bind`);
+		const other = new BoshClient(`https://localhost:${t.httpsPort}/http-bind`);
+		const alice = await connect(`xmpp://127.0.0.1:${t.port}`, "alice", "alice-pw", {
+			mechanism: "PLAIN",
+		});
+		try {
+			const jid = await bosh.loginAnonymous(GUEST);
+			// XEP-0206 §5: the session creation response carried the stream features.
+			const mechs = bosh.received
+				.find((e) => e.name === "features")
+				?.getChild("mechanisms")
+				?.getChildren("mechanism")
+				.map((m) => m.text());
+			assert.deepEqual(mechs, ["ANONYMOUS"]);
+			const local = GUEST_JID.exec(jid)?.[1];
+			assert.ok(local, jid);
+			assert.ok(t.server.hosts.get(GUEST)?.sessions.has(local));
+			// A second BOSH guest is someone else.
+			const jid2 = await other.loginAnonymous(GUEST);
+			assert.notEqual(GUEST_JID.exec(jid2)?.[1], local, jid2);
+			bosh.startPolling();
+			bosh.send(
+				`<message xmlns='jabber:client' to='${alice.jid}' type='chat' id='g1'><body>from BOSH</body></message>`,
+			);
+			// RFC 6120 §8.1.2.1: stamped with the guest's full JID.
+			const got = await stanzaFrom(
+				alice,
+				(s) => s.is("message") && s.getChildText("body") === "from BOSH",
+				"the guest's message",
+			);
+			assert.equal(got.attrs.from, jid);
+			await alice.xmpp.send(
+				xml("message", { to: jid, type: "chat", id: "g2" }, xml("body", {}, "to BOSH")),
+			);
+			const back = await bosh.waitFor((e) => e.name === "message" && e.attrs.id === "g2", "g2");
+			assert.equal(back.getChildText("body"), "to BOSH");
+			assert.equal(back.attrs.from, alice.jid);
+			// XEP-0124 §13: terminating the session ends the guest.
+			await bosh.terminate();
+			await waitFor(() => !t.server.hosts.get(GUEST)?.sessions.has(local), "the guest is gone");
+		} finally {
+			await bosh.terminate().catch(() => {});
+			await other.terminate().catch(() => {});
+			await alice.xmpp.stop();
+		}
+	});
+
+	test("a guest over direct TLS (XEP-0368): xmpp.js on xmpps:// and a raw stream with SNI for the guest host get random JIDs (RFC 4505, RFC 6120 §7)", async () => {
+		const guest = await connectAnonymous(`xmpps://localhost:${t.tlsPort}`, { domain: GUEST });
+		try {
+			assert.match(guest.jid, GUEST_JID);
+			assert.match(guest.features, /<mechanism>ANONYMOUS<\/mechanism>/);
+			assert.doesNotMatch(guest.features, /starttls/);
+		} finally {
+			await guest.xmpp.stop();
+		}
+		// The certificate for the name the client asked for (RFC 6120 §13.7.2.1, SNI).
+		const c = await RawClient.connect(t.tlsPort, { tls: true, servername: GUEST });
+		try {
+			c.open(GUEST);
+			const features = await c.waitFor("</stream:features>");
+			assert.deepEqual(
+				[...features.matchAll(/<mechanism>([^<]+)<\/mechanism>/g)].map((m) => m[1]),
+				["ANONYMOUS"],
+			);
+			assert.match(await anonymousAuth(c), /<success/);
+			const mark = c.received.length;
+			c.open(GUEST);
+			await c.waitFor("</stream:features>", mark);
+			const mark2 = c.received.length;
+			c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+			const bind = await c.waitFor(/<\/iq>/, mark2);
+			const jid = /<jid>([^<]+)<\/jid>/.exec(bind)?.[1] ?? "";
+			assert.match(jid, GUEST_JID);
+			assert.notEqual(GUEST_JID.exec(jid)?.[1], GUEST_JID.exec(guest.jid)?.[1]);
+		} finally {
+			c.end();
 		}
 	});
 
