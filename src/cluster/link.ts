@@ -358,13 +358,13 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		if (m.op === "state") {
 			const ids = new Set(m.entries.map((e) => e.id));
 			for (const r of [...this.#remote.values()])
-				if (r.node === m.node && !ids.has(r.id)) this.#drop(r);
+				if (r.node === m.node && !ids.has(r.id)) this.#closed(r);
 			for (const e of m.entries) this.#put(e);
 			return;
 		}
 		if (m.op === "del") {
 			const r = this.#remote.get(m.id);
-			if (r && r.seq < m.seq) this.#drop(r);
+			if (r && r.seq < m.seq) this.#closed(r);
 			return;
 		}
 		const host = this.#server.hosts.get(m.host);
@@ -404,6 +404,19 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		r.presence = e.presence ? this.#parse(e.presence) : null;
 		r.data.clear();
 		for (const [k, v] of Object.entries(e.data)) r.data.set(k, v);
+	}
+
+	/**
+	 * Another node's session ended. Its node ran `session/closed` (presence, last activity, ...);
+	 * here `session/remote-closed` tells what runs on this node only: the leader's MUC rooms,
+	 * which an occupant that entered before its initial presence leaves by no unavailable
+	 * presence (it is no directed-presence recipient, RFC 6121 §4.6.2).
+	 */
+	#closed(r: RemoteSession): void {
+		this.#drop(r);
+		r.host.events.fire("session/remote-closed", { session: r }).catch((err: unknown) => {
+			this.#log.error({ err }, "session/remote-closed handler failed");
+		});
 	}
 
 	#drop(r: RemoteSession): void {

@@ -1,6 +1,7 @@
 /**
  * Starts Converse.js for test/e2e/browser.test.ts. The query string names the transport and the
- * account: ?transport=websocket|bosh&url=<endpoint>&jid=<jid>&password=<password>.
+ * account: ?transport=websocket|bosh&url=<endpoint>&jid=<jid>&password=<password>, or
+ * &authentication=anonymous with the guest domain as jid and no password.
  *
  * A whitelisted plugin hands the test Converse's own API (the `_converse.api` that plugins get)
  * as `window.parley`, and records the connection status, so the test can wait for the login and
@@ -36,11 +37,12 @@ import converse from "/dist/converse.min.js";
 		websocket_url: transport === "websocket" ? url : undefined,
 		bosh_service_url: transport === "bosh" ? url : undefined,
 		discover_connection_methods: false,
-		authentication: "login",
+		// "anonymous": SASL ANONYMOUS to the domain given as `jid` (XEP-0175), no password.
+		authentication: params.get("authentication") ?? "login",
 		auto_login: true,
 		auto_reconnect: false,
 		jid: params.get("jid"),
-		password: params.get("password"),
+		password: params.get("password") ?? undefined,
 		// bob is not in alice's roster; his reply must still be shown.
 		allow_non_roster_messaging: true,
 		view_mode: "fullscreen",

@@ -6,12 +6,15 @@
  * one `parley serve` builds. Each test names the section it checks.
  */
 import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 import type { XmlElement } from "@xmpp/client";
 import { xml } from "@xmpp/client";
 import { MEMORY_HOSTS_BACKEND, type RoutingBackend } from "../../src/storage/index.ts";
+import { BoshClient } from "../helpers/bosh.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -22,6 +25,11 @@ const GUEST = "guest.localhost";
 const MUC = "conference.localhost";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 const GUEST_JID = /^([0-9a-f]{32})@guest\.localhost\/.+$/;
+const PYTHON = "/usr/bin/python3";
+const noSlixmpp =
+	spawnSync(PYTHON, ["-c", "import slixmpp"], { stdio: "ignore" }).status === 0
+		? false
+		: "python3-slixmpp is not installed (apt-get install python3-slixmpp)";
 
 function config(anonymous: Record<string, unknown> = {}) {
 	return {
@@ -76,6 +84,26 @@ const errorOf = (el: XmlElement | undefined) =>
 		?.children.find((ch) => typeof ch !== "string" && ch.attrs.xmlns === STANZAS) as
 		| XmlElement
 		| undefined;
+
+/** An account holder enters `room` as `nick` and unlocks it as an instant room (XEP-0045 §10.1.2). */
+async function createRoom(conn: XmppConnection, room: string, nick: string): Promise<void> {
+	await conn.xmpp.send(
+		xml(
+			"presence",
+			{ to: `${room}/${nick}` },
+			xml("x", { xmlns: "http://jabber.org/protocol/muc" }),
+		),
+	);
+	await stanzaFrom(conn, (s) => s.is("presence") && s.attrs.from === `${room}/${nick}`, "entered");
+	await conn.xmpp.iqCaller.set(
+		xml(
+			"query",
+			{ xmlns: "http://jabber.org/protocol/muc#owner" },
+			xml("x", { xmlns: "jabber:x:data", type: "submit" }),
+		),
+		room,
+	);
+}
 
 async function stanzaFrom(
 	conn: XmppConnection,
@@ -219,6 +247,138 @@ describe("anonymous host beside a host with accounts", () => {
 		} finally {
 			await alice.xmpp.stop();
 			await guest.xmpp.stop();
+		}
+	});
+
+	test("slixmpp, with no local part and no password, logs in with ANONYMOUS and talks in a room with an account holder (RFC 4505, XEP-0045 §7.2, §7.4)", {
+		skip: noSlixmpp,
+	}, async () => {
+		const alice = await connect(`xmpp://127.0.0.1:${t.port}`, "alice", "alice-pw", {
+			mechanism: "PLAIN",
+		});
+		const room = `slixguests@${MUC}`;
+		try {
+			await createRoom(alice, room, "alice");
+			// Async on purpose: a synchronous child would block the server in this process.
+			const child = promisify(execFile)(
+				PYTHON,
+				["test/clients/slixmpp_anonymous.py", GUEST, String(t.port), room],
+				{ encoding: "utf8", timeout: 60_000 },
+			).catch((e: { stdout?: string; stderr?: string }) => e);
+			// §7.2.3: alice sees the guest enter; §7.4: the guest's message reaches her.
+			await stanzaFrom(
+				alice,
+				(s) => s.is("presence") && s.attrs.from === `${room}/guest`,
+				"guest seen",
+			);
+			await stanzaFrom(
+				alice,
+				(s) =>
+					s.attrs.from === `${room}/guest` &&
+					s.getChildText("body") === "hello from a slixmpp guest",
+				"the guest's message",
+			);
+			await alice.xmpp.send(
+				xml("message", { to: room, type: "groupchat" }, xml("body", {}, "welcome, guest")),
+			);
+			const r = await child;
+			const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+			const result = JSON.parse(line || "{}") as Record<string, unknown>;
+			assert.equal(result.error, undefined, `${line}\n${r.stderr ?? ""}`);
+			assert.equal(result.mech, "ANONYMOUS");
+			// RFC 6120 §7.6.1: the server made up the local part and the resource.
+			assert.match(String(result.jid), GUEST_JID);
+			// §7.2.3: the guest saw alice and itself (110 marks its own presence).
+			assert.deepEqual(result.saw, ["alice", "guest"]);
+			assert.ok((result.codes as number[]).includes(110), line);
+			// §7.4: both messages reach the guest, its own reflected.
+			assert.deepEqual(result.got, [
+				["guest", "hello from a slixmpp guest"],
+				["alice", "welcome, guest"],
+			]);
+		} finally {
+			await alice.xmpp.stop();
+		}
+	});
+
+	test("a guest over BOSH (HTTPS): creation offers ANONYMOUS alone, the bound JID is random, and it chats with an account holder (XEP-0206 §5, §6, RFC 4505)", async () => {
+		const bosh = new BoshClient(`https://localhost:${t.httpsPort}/http-bind`);
+		const other = new BoshClient(`https://localhost:${t.httpsPort}/http-bind`);
+		const alice = await connect(`xmpp://127.0.0.1:${t.port}`, "alice", "alice-pw", {
+			mechanism: "PLAIN",
+		});
+		try {
+			const jid = await bosh.loginAnonymous(GUEST);
+			// XEP-0206 §5: the session creation response carried the stream features.
+			const mechs = bosh.received
+				.find((e) => e.name === "features")
+				?.getChild("mechanisms")
+				?.getChildren("mechanism")
+				.map((m) => m.text());
+			assert.deepEqual(mechs, ["ANONYMOUS"]);
+			const local = GUEST_JID.exec(jid)?.[1];
+			assert.ok(local, jid);
+			assert.ok(t.server.hosts.get(GUEST)?.sessions.has(local));
+			// A second BOSH guest is someone else.
+			const jid2 = await other.loginAnonymous(GUEST);
+			assert.notEqual(GUEST_JID.exec(jid2)?.[1], local, jid2);
+			bosh.startPolling();
+			bosh.send(
+				`<message xmlns='jabber:client' to='${alice.jid}' type='chat' id='g1'><body>from BOSH</body></message>`,
+			);
+			// RFC 6120 §8.1.2.1: stamped with the guest's full JID.
+			const got = await stanzaFrom(
+				alice,
+				(s) => s.is("message") && s.getChildText("body") === "from BOSH",
+				"the guest's message",
+			);
+			assert.equal(got.attrs.from, jid);
+			await alice.xmpp.send(
+				xml("message", { to: jid, type: "chat", id: "g2" }, xml("body", {}, "to BOSH")),
+			);
+			const back = await bosh.waitFor((e) => e.name === "message" && e.attrs.id === "g2", "g2");
+			assert.equal(back.getChildText("body"), "to BOSH");
+			assert.equal(back.attrs.from, alice.jid);
+			// XEP-0124 §13: terminating the session ends the guest.
+			await bosh.terminate();
+			await waitFor(() => !t.server.hosts.get(GUEST)?.sessions.has(local), "the guest is gone");
+		} finally {
+			await bosh.terminate().catch(() => {});
+			await other.terminate().catch(() => {});
+			await alice.xmpp.stop();
+		}
+	});
+
+	test("a guest over direct TLS (XEP-0368): xmpp.js on xmpps:// and a raw stream with SNI for the guest host get random JIDs (RFC 4505, RFC 6120 §7)", async () => {
+		const guest = await connectAnonymous(`xmpps://localhost:${t.tlsPort}`, { domain: GUEST });
+		try {
+			assert.match(guest.jid, GUEST_JID);
+			assert.match(guest.features, /<mechanism>ANONYMOUS<\/mechanism>/);
+			assert.doesNotMatch(guest.features, /starttls/);
+		} finally {
+			await guest.xmpp.stop();
+		}
+		// The certificate for the name the client asked for (RFC 6120 §13.7.2.1, SNI).
+		const c = await RawClient.connect(t.tlsPort, { tls: true, servername: GUEST });
+		try {
+			c.open(GUEST);
+			const features = await c.waitFor("</stream:features>");
+			assert.deepEqual(
+				[...features.matchAll(/<mechanism>([^<]+)<\/mechanism>/g)].map((m) => m[1]),
+				["ANONYMOUS"],
+			);
+			assert.match(await anonymousAuth(c), /<success/);
+			const mark = c.received.length;
+			c.open(GUEST);
+			await c.waitFor("</stream:features>", mark);
+			const mark2 = c.received.length;
+			c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+			const bind = await c.waitFor(/<\/iq>/, mark2);
+			const jid = /<jid>([^<]+)<\/jid>/.exec(bind)?.[1] ?? "";
+			assert.match(jid, GUEST_JID);
+			assert.notEqual(GUEST_JID.exec(jid)?.[1], GUEST_JID.exec(guest.jid)?.[1]);
+		} finally {
+			c.end();
 		}
 	});
 

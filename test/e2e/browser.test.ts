@@ -3,7 +3,8 @@
  * this process) runs in headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core)
  * and logs in to Parley over WebSocket (RFC 7395) and over BOSH (XEP-0124/XEP-0206). alice types a
  * message into Converse's chat box; bob, an xmpp.js client over direct TLS, receives it and
- * replies; the reply must show up in Converse's chat view.
+ * replies; the reply must show up in Converse's chat view. A guest does the same in Converse's
+ * anonymous mode (`authentication: 'anonymous'`, the guest domain as `jid`; issue 20).
  *
  * The page is served from another origin than Parley's HTTP listener, and Parley allows exactly
  * that origin (`http.cors_origins`): the browser's CORS preflight (BOSH) and Origin header
@@ -26,6 +27,7 @@ import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { connect } from "../helpers/xmpp-client.ts";
 
+const GUEST = "guest.localhost";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const skip = existsSync(CHROMIUM)
 	? false
@@ -147,6 +149,8 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 				auth: { require_encryption: false },
 				// Only the page's origin: the browser's CORS preflight and WebSocket Origin are checked.
 				http: { cors_origins: [siteOrigin] },
+				// Guest access (issue 20): Converse's anonymous mode logs in here.
+				hosts: { localhost: {}, [GUEST]: { authentication: "anonymous" } },
 			},
 		});
 		browser = await chromium.launch({
@@ -176,8 +180,17 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 		else rmSync(outDir, { recursive: true, force: true });
 	});
 
-	for (const transport of ["websocket", "bosh"] as const) {
-		test(`alice in Converse over ${transport} chats with bob`, async () => {
+	const runs = [
+		["websocket", "alice"],
+		["bosh", "alice"],
+		["websocket", "guest"],
+	] as const;
+	for (const [transport, who] of runs) {
+		const guest = who === "guest";
+		const name = guest
+			? `a guest in Converse's anonymous mode over ${transport} chats with bob (XEP-0175, RFC 4505)`
+			: `alice in Converse over ${transport} chats with bob`;
+		test(name, async () => {
 			const path = transport === "websocket" ? "/xmpp-websocket" : "/http-bind";
 			const endpoint = `${transport === "websocket" ? "ws" : "http"}://127.0.0.1:${t.httpPort}${path}`;
 			missing.length = 0;
@@ -213,18 +226,18 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 			page.on("request", (r) => {
 				if (r.method() === "POST" && r.url() === endpoint) boshBodies.push(r.postData() ?? "");
 			});
-			const logFile = join(outDir, `${transport}.log`);
-			const shot = join(outDir, `${transport}.png`);
+			const logFile = join(outDir, `${who}-${transport}.log`);
+			const shot = join(outDir, `${who}-${transport}.png`);
 			let bob: Awaited<ReturnType<typeof startBob>> | undefined;
 			try {
 				bob = await startBob(t);
 				const toBob = bob.stanzas;
-				const query = new URLSearchParams({
-					transport,
-					url: endpoint,
-					jid: "alice@localhost",
-					password: "alice-secret",
-				});
+				const query = new URLSearchParams(
+					guest
+						? // Converse's anonymous mode: the domain as jid, no password.
+							{ transport, url: endpoint, jid: GUEST, authentication: "anonymous" }
+						: { transport, url: endpoint, jid: "alice@localhost", password: "alice-secret" },
+				);
 				step("loading the page");
 				await page.goto(`${siteOrigin}/?${query}`, { timeout: TIMEOUT });
 				// harness.js sets window.parley synchronously, before Converse starts.
@@ -232,10 +245,14 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 				await page.waitForFunction((p) => p.connected, h, { timeout: TIMEOUT });
 				step("Converse is connected");
 				const aliceJid = await h.evaluate((p) => p.api.user.jid());
-				assert.match(aliceJid, /^alice@localhost\/.+/, "Converse bound a resource (RFC 6120 §7)");
-				const resource = aliceJid.slice("alice@localhost/".length);
-				const sessions = t.server.hosts.get("localhost")?.sessions;
-				assert.ok(sessions?.get("alice")?.get(resource), "the server has the bound session");
+				// RFC 6120 §7: a bound resource; a guest's local part is the server's choice.
+				const bound = (
+					guest ? /^([0-9a-f]{32})@guest\.localhost\/(.+)$/ : /^(alice)@localhost\/(.+)$/
+				).exec(aliceJid);
+				assert.ok(bound, `Converse bound a resource: ${aliceJid}`);
+				const [, local, resource] = bound as unknown as [string, string, string];
+				const sessions = t.server.hosts.get(guest ? GUEST : "localhost")?.sessions;
+				assert.ok(sessions?.get(local)?.get(resource), "the server has the bound session");
 				assert.equal(
 					await h.evaluate((p, k) => p.api.connection.isType(k), transport),
 					true,
@@ -253,7 +270,8 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 				}
 				const auth = wire.find((s) => s.includes("<auth "));
 				assert.ok(auth, "Converse sent SASL <auth/>");
-				assert.match(auth, /mechanism=["']SCRAM-SHA-(1|256|512)["']/, "SCRAM over plain HTTP");
+				if (guest) assert.match(auth, /mechanism=["']ANONYMOUS["']/, "the guest host's only one");
+				else assert.match(auth, /mechanism=["']SCRAM-SHA-(1|256|512)["']/, "SCRAM over plain HTTP");
 
 				step("opening the chat");
 				// alice opens a chat with bob and types into Converse's message box.
@@ -308,8 +326,8 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 					await p.api.user.logout();
 				});
 				await waitFor(
-					() => (sessions?.get("alice")?.get(resource) ? undefined : true),
-					"alice's session to end after logout",
+					() => (sessions?.get(local)?.get(resource) ? undefined : true),
+					"the session to end after logout",
 					TIMEOUT,
 				);
 

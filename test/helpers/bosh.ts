@@ -99,9 +99,22 @@ export class BoshClient {
 	async login(user: string, password: string, resource?: string): Promise<string> {
 		await this.create();
 		const auth = Buffer.from(`\0${user}\0${password}`).toString("base64");
+		return this.#authenticateAndBind("PLAIN", auth, resource);
+	}
+
+	/**
+	 * Creates a session to `domain`, authenticates with SASL ANONYMOUS (RFC 4505: one message,
+	 * an empty trace here), restarts and binds: the JID is the server's choice.
+	 */
+	async loginAnonymous(domain: string, resource?: string): Promise<string> {
+		await this.create({ to: domain });
+		return this.#authenticateAndBind("ANONYMOUS", "=", resource);
+	}
+
+	async #authenticateAndBind(mechanism: string, payload: string, resource?: string) {
 		const r1 = await this.request(
 			{},
-			`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${auth}</auth>`,
+			`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='${mechanism}'>${payload}</auth>`,
 		);
 		if (!r1.getChild("success")) throw new Error(`authentication failed: ${r1.toString()}`);
 		const r2 = await this.request({ "xmpp:restart": "true", "xmlns:xmpp": "urn:xmpp:xbosh" });

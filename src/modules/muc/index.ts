@@ -77,8 +77,11 @@ export default defineModule({
 		});
 
 		// §7.14 and no ghosts: a client whose stream ends leaves its rooms, whether or not it
-		// said so. Sessions live on the user hosts, so the hook goes on each of their buses.
+		// said so. Sessions live on the user hosts, so the hook goes on each of their buses; in a
+		// cluster, a session of another node ends here as `session/remote-closed`.
 		const closed = ({ session }: { session: Session }) => service.sessionClosed(session);
-		for (const h of host.server.hosts.values()) api.onUnload(h.events.on("session/closed", closed));
+		for (const h of host.server.hosts.values())
+			for (const event of ["session/closed", "session/remote-closed"])
+				api.onUnload(h.events.on(event, closed));
 	},
 });
