@@ -193,7 +193,12 @@ export class Server implements Core {
 			modules: [COMPONENT_MODULES[cfg.type]],
 			module_options: {},
 			authentication: "accounts" as const,
-			anonymous: { max_sessions: 0, max_sessions_per_ip: 0, allow_s2s: false },
+			anonymous: {
+				max_sessions: 0,
+				max_sessions_per_ip: 0,
+				allow_s2s: false,
+				allow_local_users: true,
+			},
 		};
 		const host = new VirtualHost(name, hostConfig, this, cfg);
 		host.modules = new ModuleManager(host, this.#registry);

@@ -8,6 +8,9 @@
  *   served here is refused with `not-allowed` (RFC 6120 §8.3.3.10), as Prosody's
  *   mod_auth_anonymous does by default (its core answers "Communication with remote domains is
  *   not enabled"). Rooms on local MUC services and local users stay reachable.
+ * - With `anonymous.allow_local_users = false`, guests reach only rooms and other services
+ *   (components) and server JIDs: a stanza to `user@host` on any host of this server is refused
+ *   with `not-allowed` too (except errors and results, which answer something).
  * - No offline storage: a message to a guest with no available resource bounces with
  *   `service-unavailable` (RFC 6121 §8.5.2.2.1 allows it; a gone guest is an account that does
  *   not exist, §8.5.1, which the router answers the same way).
@@ -45,6 +48,22 @@ export default defineModule({
 			for (const kind of ["message", "presence", "iq"])
 				for (const dest of ["host", "bare", "full"])
 					api.hook(`pre-${kind}/${dest}`, refuseRemote, Priority.SECURITY);
+		}
+
+		if (!limits.allow_local_users) {
+			const refuseUsers = ({ stanza, to }: StanzaEvent) => {
+				const target = server.local(to.domain);
+				if (!target || target.kind !== "host" || !to.local) return undefined;
+				const type = stanza.attrs.type;
+				if (type === "error" || (stanza.name === "iq" && type === "result")) return HANDLED;
+				// A guest's own account (its roster, vCard, private storage) stays its own business.
+				if (stanza.attrs.from && to.bare.equals(server.jids.parse(stanza.attrs.from).bare))
+					return undefined;
+				throw new StanzaError("not-allowed", "guests here may only talk in rooms");
+			};
+			for (const kind of ["message", "presence", "iq"])
+				for (const dest of ["bare", "full"])
+					api.hook(`pre-${kind}/${dest}`, refuseUsers, Priority.SECURITY);
 		}
 
 		// Before the offline module (which would store it): never kept for a guest.

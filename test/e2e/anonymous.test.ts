@@ -607,3 +607,34 @@ describe("anonymous session caps", () => {
 		}
 	});
 });
+
+describe("anonymous.allow_local_users = false", () => {
+	test("a guest reaches rooms and the server, not the users of its hosts (not-allowed, RFC 6120 §8.3.3.10)", async () => {
+		const t = await startTestServer({
+			config: config({ allow_local_users: false }),
+			users: [["alice@localhost", "alice-pw"]],
+		});
+		try {
+			const g = await rawGuest(t);
+			const mark = g.c.received.length;
+			g.c.send("<message to='alice@localhost' type='chat' id='u1'><body>hi</body></message>");
+			const refused = await g.c.waitFor(
+				/<message(?=[^>]*id="u1")(?=[^>]*type="error")[^>]*>[\s\S]*?<\/message>/,
+				mark,
+			);
+			assert.match(refused, /<not-allowed /);
+			// The server itself still answers (XEP-0199), and so does a room service (XEP-0030).
+			const mark2 = g.c.received.length;
+			g.c.send("<iq type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+			assert.match(await g.c.waitFor(/<iq[^>]*id="p1"[^>]*>/, mark2), /type="result"/);
+			const mark3 = g.c.received.length;
+			g.c.send(
+				`<iq type='get' id='d1' to='${MUC}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`,
+			);
+			assert.match(await g.c.waitFor(/<iq[^>]*id="d1"[^>]*>/, mark3), /type="result"/);
+			g.c.end();
+		} finally {
+			await t.stop();
+		}
+	});
+});

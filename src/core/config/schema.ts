@@ -64,6 +64,12 @@ const host = z.strictObject({
 			max_sessions_per_ip: z.number().int().min(0).default(16),
 			/** May guests send stanzas to other domains over federation (Prosody: allow_anonymous_s2s)? */
 			allow_s2s: z.boolean().default(false),
+			/**
+			 * May guests address the users of this server's hosts (messages, presence, IQs to
+			 * `user@host`)? false: only rooms and other services (components) and the servers
+			 * themselves, as a meeting or support-room deployment wants.
+			 */
+			allow_local_users: z.boolean().default(true),
 		})
 		.prefault({}),
 });
