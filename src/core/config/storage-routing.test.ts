@@ -118,6 +118,7 @@ describe("anonymous hosts (issue 20)", () => {
 			max_sessions: 1000,
 			max_sessions_per_ip: 16,
 			allow_s2s: false,
+			allow_local_users: true,
 		});
 		assert.equal(c.hosts["example.org"]?.authentication, "accounts");
 	});
