@@ -53,7 +53,7 @@ export default defineModule({
 		if (!limits.allow_local_users) {
 			const refuseUsers = ({ stanza, to }: StanzaEvent) => {
 				const target = server.local(to.domain);
-				if (!target || target.kind !== "host" || !to.local) return undefined;
+				if (target?.kind !== "host" || !to.local) return undefined;
 				const type = stanza.attrs.type;
 				if (type === "error" || (stanza.name === "iq" && type === "result")) return HANDLED;
 				// A guest's own account (its roster, vCard, private storage) stays its own business.

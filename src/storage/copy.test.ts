@@ -4,17 +4,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import pg from "pg";
+import { postgresSkip, TEST_PG_URL } from "../../test/helpers/services.ts";
 import { copyStorage, dumpBackend, openBackendSpec } from "./copy.ts";
 import { MemoryBackend } from "./memory.ts";
 import type { DumpRecord } from "./postgres.ts";
 import type { StorageBackend } from "./types.ts";
 
-const PG_URL = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
+const PG_URL = TEST_PG_URL;
 const schema = `parley_test_copy_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
 const dir = mkdtempSync(join(tmpdir(), "parley-copy-"));
 
 after(async () => {
 	rmSync(dir, { recursive: true, force: true });
+	if (postgresSkip) return;
 	const c = new pg.Client({ connectionString: PG_URL });
 	await c.connect();
 	await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -45,7 +47,9 @@ async function all(b: StorageBackend): Promise<DumpRecord[]> {
 	return out;
 }
 
-test("storage copy: sqlite -> postgres -> memory gives the same data back, twice is harmless", async () => {
+test("storage copy: sqlite -> postgres -> memory gives the same data back, twice is harmless", {
+	skip: postgresSkip,
+}, async () => {
 	const sqlite = openBackendSpec("sqlite:src.sqlite", dir);
 	const pgb = openBackendSpec(`${PG_URL}?schema=${schema}`, dir);
 	const mem = new MemoryBackend();

@@ -1,25 +1,28 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import pg from "pg";
+import { postgresSkip, TEST_PG_URL } from "../../test/helpers/services.ts";
 import { storageContract } from "./contract/index.ts";
 import { PostgresBackend } from "./postgres.ts";
-
-/** The local test server (trust auth); PARLEY_TEST_PG overrides it. */
-export const TEST_PG_URL = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
 
 // One schema per backend made, under a prefix unique to this run, all dropped at the end.
 const prefix = `parley_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
 const schemas: string[] = [];
 
-storageContract("postgres", async () => {
-	const schema = `${prefix}_${schemas.length}`;
-	schemas.push(schema);
-	const b = new PostgresBackend({ url: TEST_PG_URL, schema, poolSize: 4 });
-	await b.open();
-	return b;
-});
+storageContract(
+	"postgres",
+	async () => {
+		const schema = `${prefix}_${schemas.length}`;
+		schemas.push(schema);
+		const b = new PostgresBackend({ url: TEST_PG_URL, schema, poolSize: 4 });
+		await b.open();
+		return b;
+	},
+	postgresSkip,
+);
 
 after(async () => {
+	if (schemas.length === 0) return;
 	const c = new pg.Client({ connectionString: TEST_PG_URL });
 	await c.connect();
 	try {
@@ -29,7 +32,7 @@ after(async () => {
 	}
 });
 
-describe("postgres specifics", () => {
+describe("postgres specifics", { skip: postgresSkip }, () => {
 	const fresh = async () => {
 		const schema = `${prefix}_${schemas.length}`;
 		schemas.push(schema);

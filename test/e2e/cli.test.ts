@@ -17,6 +17,7 @@ import { parseConfig } from "../../src/core/config/load.ts";
 import { configSchema } from "../../src/core/config/schema.ts";
 import { builtinModules } from "../../src/modules/index.ts";
 import { generateSelfSigned } from "../../src/tls/certs.ts";
+import { redisSkip } from "../helpers/services.ts";
 import { serverCert, testCa } from "../helpers/test-ca.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
@@ -762,7 +763,9 @@ describe("check", () => {
 		assert.match(r2.stdout, /^listener component on \[127\.0\.0\.1\]:0: port free$/m);
 	});
 
-	test("a cluster's Redis is pinged: reachable passes, unreachable exits 6 and says why", async () => {
+	test("a cluster's Redis is pinged: reachable passes, unreachable exits 6 and says why", {
+		skip: redisSkip,
+	}, async () => {
 		const up = project({
 			extra: '\n[cluster]\nenabled = true\nredis = "redis://127.0.0.1:6379"\n',
 		});

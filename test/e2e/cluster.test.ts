@@ -9,7 +9,7 @@ import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import pg from "pg";
@@ -19,6 +19,7 @@ import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online, sync } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { postgresSkip, redisSkip } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
@@ -88,530 +89,551 @@ async function replicas(node: TestServer, count: number): Promise<void> {
 	});
 }
 
-before(async () => {
-	a = await startTestServer({
-		storage: "sqlite",
-		config: clusterConfig("node-a"),
-		users: USERS.map((u) => [`${u}@localhost`, `pw-${u}`] as [string, string]),
-	});
-	b = await startTestServer({
-		storage: "sqlite",
-		dataDir: a.dataDir,
-		config: clusterConfig("node-b"),
-	});
-});
-
-after(async () => {
-	for (const c of clients) c.end();
-	await b?.stop();
-	await a?.stop();
-	const r = new Redis();
-	const keys = await r.keys(`${PREFIX}:*`);
-	if (keys.length) await r.del(...keys);
-	await r.quit();
-});
-
-test("RFC 6120 §10.5.4: a message to a full JID reaches a session on another node", async () => {
-	const alice = await on(a.port, "alice", "a1");
-	const bob = await on(b.port, "bob", "b1");
-	await replicas(a, 1);
-	await replicas(b, 1);
-	const mark = bob.received.length;
-	alice.send("<message to='bob@localhost/b1' id='m1' type='chat'><body>across</body></message>");
-	const got = await message(bob, "m1", mark);
-	assert.match(got, /from="alice@localhost\/a1"/);
-	assert.match(got, /<body>across<\/body>/);
-	// and back, to the bare JID (RFC 6121 §8.5.2.1.1: the one available resource)
-	const mark2 = alice.received.length;
-	bob.send("<message to='alice@localhost' id='m2' type='chat'><body>back</body></message>");
-	assert.match(await message(alice, "m2", mark2), /from="bob@localhost\/b1"/);
-	// In order (RFC 6120 §10.1): 50 messages from one sender arrive as sent.
-	const mark3 = bob.received.length;
-	for (let i = 0; i < 50; i++)
-		alice.send(`<message to='bob@localhost/b1' id='o${i}' type='chat'><body>${i}</body></message>`);
-	await message(bob, "o49", mark3);
-	const ids = [...bob.received.slice(mark3).matchAll(/id="(o\d+)"/g)].map((m) => m[1]);
-	assert.deepEqual(
-		ids,
-		Array.from({ length: 50 }, (_, i) => `o${i}`),
-	);
-	alice.end();
-	bob.end();
-	await replicas(a, 0);
-	await replicas(b, 0);
-});
-
-test("RFC 6121 §8.5.2.1.1: a bare-JID message goes to the highest-priority resource, whichever node holds it", async () => {
-	const low = await on(a.port, "carol", "low", 1);
-	const high = await on(b.port, "carol", "high", 5);
-	const dave = await on(a.port, "dave", "d");
-	await replicas(a, 1);
-	await replicas(b, 2);
-	const markLow = low.received.length;
-	const markHigh = high.received.length;
-	dave.send("<message to='carol@localhost' id='p1' type='chat'><body>prio</body></message>");
-	await message(high, "p1", markHigh);
-	// Ordered after p1 on low's node: p1 would have arrived first.
-	await sync(dave, low, "carol@localhost/low", markLow);
-	assert.doesNotMatch(low.received.slice(markLow), /id="p1"/);
-	// A presence change on one node moves the choice on the other (RFC 6121 §4.7.2.3).
-	const mark = dave.received.length;
-	high.send("<presence><priority>-1</priority></presence>");
-	await waitFor(
-		() =>
-			[...(a.server.hosts.get("localhost")?.sessionsOf("carol") ?? [])].find(
-				(s) => s.jid?.resource === "high" && s.priority === -1,
-			) ?? undefined,
-		"the new priority replicated",
-	);
-	const markLow2 = low.received.length;
-	dave.send("<message to='carol@localhost' id='p2' type='chat'><body>prio2</body></message>");
-	await message(low, "p2", markLow2);
-	assert.equal(dave.received.slice(mark).includes('type="error"'), false);
-	for (const c of [low, high, dave]) c.end();
-	await replicas(a, 0);
-	await replicas(b, 0);
-});
-
-test("XEP-0280 §7: a carbon copy reaches the user's resource on the other node", async () => {
-	const enable = async (c: RawClient) =>
-		assert.match(
-			await iq(c, "cb", "<iq type='set' id='cb'><enable xmlns='urn:xmpp:carbons:2'/></iq>"),
-			/type="result"/,
-		);
-	const e1 = await on(a.port, "erin", "e1");
-	const e2 = await on(b.port, "erin", "e2");
-	const dave = await on(a.port, "dave", "d2");
-	await enable(e1);
-	await enable(e2);
-	// The flag is replicated: node A sees e2's carbons enabled.
-	await waitFor(
-		() =>
-			a.server.hosts
-				.get("localhost")
-				?.sessionsOf("erin")
-				.find((s) => s.jid?.resource === "e2" && s.data.get("carbons") === true),
-		"carbons flag replicated",
-	);
-	const mark = e2.received.length;
-	dave.send("<message to='erin@localhost/e1' id='c1' type='chat'><body>carbon</body></message>");
-	const text = await e2.waitFor(/<received xmlns="urn:xmpp:carbons:2">[\s\S]*?id="c1"/, mark);
-	assert.match(text, /<forwarded/);
-	for (const c of [e1, e2, dave]) c.end();
-	await replicas(a, 0);
-	await replicas(b, 0);
-});
-
-test("RFC 6120 §7.7.2.2: binding a resource that is online on another node replaces that session", async () => {
-	const first = await on(a.port, "alice", "same");
-	await replicas(b, 1);
-	const second = await on(b.port, "alice", "same");
-	await first.waitFor(/<conflict xmlns="urn:ietf:params:xml:ns:xmpp-streams"/);
-	await first.waitClosed();
-	const mark = second.received.length;
-	second.send("<iq type='get' id='ping1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
-	await second.waitFor(/id="ping1"/, mark);
-	second.end();
-	await replicas(a, 0);
-});
-
-test("XEP-0191 §3.3: a block made on one node holds on the other", async () => {
-	const aliceB = await on(b.port, "alice", "blocker");
-	const mallory = await on(a.port, "mallory", "m");
-	const aliceA = await on(a.port, "alice", "other");
-	// XEP-0191 §3.2: asking for the list makes a resource one that gets pushes.
-	await iq(aliceA, "bl", "<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>");
-	await replicas(b, 2);
-	await waitFor(
-		() =>
-			b.server.hosts
-				.get("localhost")
-				?.sessionsOf("alice")
-				// The blocking module's flag itself (other modules keep flags in `data` too).
-				.some((s) => s.jid?.resource === "other" && s.data.get("blocking") === true),
-		"alice/other's interest replicated",
-	);
-	// Node A caches alice's (empty) list when mallory writes to her.
-	const mark0 = aliceA.received.length;
-	mallory.send("<message to='alice@localhost/other' id='pre'><body>before</body></message>");
-	await message(aliceA, "pre", mark0);
-	assert.match(
-		await iq(
-			aliceB,
-			"blk",
-			"<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='mallory@localhost'/></block></iq>",
-		),
-		/type="result"/,
-	);
-	// XEP-0191 §3.3: the other resource (on node A) gets the push.
-	await aliceA.waitFor(/<block xmlns="urn:xmpp:blocking"><item jid="mallory@localhost"\/>/);
-	const mark = mallory.received.length;
-	mallory.send("<message to='alice@localhost/other' id='post'><body>after</body></message>");
-	// XEP-0191 §3.5: the blocked sender gets service-unavailable.
-	const err = await mallory.waitFor(/<message[^>]*id="post"[^>]*type="error"/, mark);
-	assert.match(err, /service-unavailable/);
-	for (const c of [aliceB, mallory, aliceA]) c.end();
-	await replicas(a, 0);
-	await replicas(b, 0);
-});
-
-test("XEP-0045 in a cluster: the room lives on the leader; occupants on any node talk", async () => {
-	assert.equal(a.server.cluster?.leader, true, "node A joined first");
-	const alice = await on(b.port, "alice", "muc");
-	const bob = await on(a.port, "bob", "muc");
-	const room = "talk@conference.localhost";
-	const join = async (c: RawClient, nick: string) => {
-		const mark = c.received.length;
-		c.send(`<presence to='${room}/${nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
-		// §7.2.2: the self-presence carries status 110.
-		return c.waitFor(new RegExp(`from="${room}/${nick}"[\\s\\S]*?<status code="110"`), mark);
-	};
-	const created = await join(alice, "Alice");
-	assert.match(created, /<status code="201"/); // §10.1.1: a new room
-	// §10.1.2: an instant room, accepted with an empty form.
-	assert.match(
-		await iq(
-			alice,
-			"inst",
-			`<iq type='set' id='inst' to='${room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`,
-		),
-		/type="result"/,
-	);
-	await join(bob, "Bob");
-	const markA = alice.received.length;
-	const markB = bob.received.length;
-	bob.send(`<message to='${room}' type='groupchat' id='g1'><body>hello room</body></message>`);
-	// §7.4: to every occupant, the sender's reflection included.
-	for (const [c, mark] of [
-		[alice, markA],
-		[bob, markB],
-	] as const)
-		assert.match(
-			await c.waitFor(/<message[^>]*from="talk@conference.localhost\/Bob"[\s\S]*?hello room/, mark),
-			/type="groupchat"/,
-		);
-	const markLeave = bob.received.length;
-	alice.end(); // §7.14: the stream's end is an exit, across nodes too
-	await bob.waitFor(
-		/from="talk@conference.localhost\/Alice"[^>]*type="unavailable"|type="unavailable"[^>]*from="talk@conference.localhost\/Alice"/,
-		markLeave,
-	);
-	bob.end();
-	await replicas(a, 0);
-	await replicas(b, 0);
-});
-
-test("a node that loses its Redis connections resynchronises: what changed meanwhile is seen", async () => {
-	const alice = await on(a.port, "alice", "stay");
-	const gone = await on(a.port, "dave", "gone");
-	await replicas(b, 2);
-	// Cut node B off Redis (both its connections); ioredis reconnects by itself.
-	const r = new Redis();
-	const list = (await r.call("CLIENT", "LIST")) as string;
-	const ids = list
-		.split("\n")
-		.filter((l) => / name=node-b:(pub|sub) /.test(l))
-		.map((l) => /id=(\d+)/.exec(l)?.[1] as string);
-	assert.equal(ids.length, 2, list);
-	for (const id of ids) await r.call("CLIENT", "KILL", "ID", id);
-	await r.quit();
-	// Meanwhile dave leaves: node B may miss the announcement, but not the registry.
-	gone.end();
-	await replicas(b, 1);
-	const bob = await on(b.port, "bob", "after");
-	await replicas(a, 1);
-	const mark = bob.received.length;
-	alice.send("<message to='bob@localhost/after' id='rs1' type='chat'><body>again</body></message>");
-	await message(bob, "rs1", mark);
-	for (const c of [alice, bob]) c.end();
-	await replicas(a, 0);
-	await replicas(b, 0);
-});
-
-test("RFC 6121 §4.5.2 and XEP-0160: a node killed with SIGKILL has its sessions ended; messages then go offline", async () => {
-	// Mutual subscription between alice and bob, made across the nodes.
-	const alice = await on(a.port, "alice", "watch");
-	const bob0 = await on(b.port, "bob", "setup");
-	for (const c of [alice, bob0])
-		await iq(c, "r", "<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
-	const subscribe = async (from: RawClient, to: RawClient, toJid: string, fromJid: string) => {
-		const mark = to.received.length;
-		from.send(`<presence to='${toJid}' type='subscribe'/>`);
-		await to.waitFor(
-			new RegExp(`<presence(?=[^>]*from="${fromJid}")(?=[^>]*type="subscribe")`),
-			mark,
-		);
-		to.send(`<presence to='${fromJid}' type='subscribed'/>`);
-	};
-	await subscribe(alice, bob0, "bob@localhost", "alice@localhost");
-	await subscribe(bob0, alice, "alice@localhost", "bob@localhost");
-	await waitFor(async () => {
-		const r = await iq(
-			alice,
-			"r2",
-			"<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>",
-		);
-		return /jid="bob@localhost"[^>]*subscription="both"|subscription="both"[^>]*jid="bob@localhost"/.test(
-			r,
-		)
-			? true
-			: undefined;
-	}, "mutual subscription");
-	bob0.end();
-	await replicas(a, 0);
-
-	// Node C: a separate process on the same storage and cluster.
-	const port = await freePort();
-	const toml = writeNodeConfig(join(a.dataDir, "node-c.toml"), a.dataDir, port, [
-		'level = "warn"',
-		"[cluster]",
-		"enabled = true",
-		`prefix = ${JSON.stringify(PREFIX)}`,
-		'node = "node-c"',
-		"heartbeat = 0.5",
-		"node_timeout = 3",
-	]);
-	let child: ChildProcess | null = spawn(process.execPath, [BIN, "serve", "--config", toml], {
-		stdio: ["ignore", "ignore", "pipe"],
-	});
-	let stderr = "";
-	child.stderr?.on("data", (d) => {
-		stderr += d;
-	});
-	try {
-		await waitFor(
-			async () => {
-				try {
-					const c = await online(port, "bob", "onc");
-					clients.push(c);
-					return c;
-				} catch {
-					return undefined;
-				}
-			},
-			"node C to serve",
-			20_000,
-		).catch((err: Error) => {
-			throw new Error(`${err.message}; node C said: ${stderr}`);
+describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
+	before(async () => {
+		a = await startTestServer({
+			storage: "sqlite",
+			config: clusterConfig("node-a"),
+			users: USERS.map((u) => [`${u}@localhost`, `pw-${u}`] as [string, string]),
 		});
-		// Alice (node A) sees bob come online on node C.
-		await alice.waitFor(/<presence[^>]*from="bob@localhost\/onc"/);
-		await replicas(a, 1);
-		const mark = alice.received.length;
-		child.kill("SIGKILL");
-		child = null;
-		// RFC 6121 §4.5.2: the server ends the session as unavailable, here the surviving leader.
-		await alice.waitFor(
-			/<presence[^>]*from="bob@localhost\/onc"[^>]*type="unavailable"|<presence[^>]*type="unavailable"[^>]*from="bob@localhost\/onc"/,
-			mark,
-		);
-		await replicas(a, 0);
-		await replicas(b, 1); // alice/watch on node A
-		// With bob nowhere, a chat message is stored (XEP-0160) and delivered at his next login.
-		alice.send("<message to='bob@localhost' id='off1' type='chat'><body>later</body></message>");
-		await iq(
-			alice,
-			"flush",
-			"<iq type='get' id='flush' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
-		);
-		const bob = await on(b.port, "bob", "back");
-		await bob.waitFor(/id="off1"[\s\S]*?<body>later<\/body>/);
-	} finally {
-		child?.kill("SIGKILL");
-	}
-	alice.end();
-});
+		b = await startTestServer({
+			storage: "sqlite",
+			dataDir: a.dataDir,
+			config: clusterConfig("node-b"),
+		});
+	});
 
-test("server.workers: `parley serve --workers 2` spreads clients over two processes that serve each other", async () => {
-	const dir = mkdtempSync(join(tmpdir(), "parley-workers-"));
-	const prefix = `${PREFIX}-w`;
-	const port = await freePort();
-	const toml = writeNodeConfig(join(dir, "parley.toml"), dir, port, [
-		'level = "info"',
-		'format = "json"',
-		"[cluster]",
-		`prefix = ${JSON.stringify(prefix)}`,
-	]);
-	for (const u of ["alice", "bob"])
-		await run([BIN, "user", "add", `${u}@localhost`, "--config", toml, "--password", `pw-${u}`]);
-	const pidfile = join(dir, "parley.pid");
-	const child = spawn(
-		process.execPath,
-		[BIN, "serve", "--workers", "2", "--config", toml, "--pidfile", pidfile],
-		{ stdio: ["ignore", "pipe", "pipe"] },
-	);
-	let out = "";
-	child.stdout?.on("data", (d) => {
-		out += d;
-	});
-	child.stderr?.on("data", (d) => {
-		out += d;
-	});
-	const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
-	try {
-		await waitFor(() => existsSync(pidfile), "the pidfile (all workers running)", 30_000).catch(
-			(err: Error) => {
-				throw new Error(`${err.message}; output: ${out}`);
-			},
-		);
-		assert.equal(readFileSync(pidfile, "utf8").trim(), String(child.pid));
-		const cs: RawClient[] = [];
-		for (let i = 0; i < 16; i++) cs.push(await online(port, i % 2 ? "bob" : "alice", `r${i}`));
-		// Each worker listens on the port with SO_REUSEPORT and the kernel spreads connections by
-		// address hash: with 16 connections both workers serve some (all on one: p = 2^-15).
-		const pids = new Set(
-			out
-				.split("\n")
-				.filter((l) => l.includes('"msg":"authenticated"'))
-				.map((l) => (JSON.parse(l) as { pid: number }).pid),
-		);
-		assert.equal(pids.size, 2, out);
-		for (let i = 0; i < 4; i++)
-			for (let j = 0; j < 4; j++) {
-				if (i === j) continue;
-				const to = `${j % 2 ? "bob" : "alice"}@localhost/r${j}`;
-				const mark = (cs[j] as RawClient).received.length;
-				(cs[i] as RawClient).send(
-					`<message to='${to}' id='w${i}${j}' type='chat'><body>x</body></message>`,
-				);
-				await message(cs[j] as RawClient, `w${i}${j}`, mark);
-			}
-		for (const c of cs) c.end();
-		child.kill("SIGTERM");
-		assert.equal(await exited, 0, out);
-		assert.equal(existsSync(pidfile), false);
-		// Each worker left the cluster: nothing of it stays in Redis.
+	after(async () => {
+		for (const c of clients) c.end();
+		await b?.stop();
+		await a?.stop();
 		const r = new Redis();
-		const left = await r.keys(`${prefix}:*`);
+		const keys = await r.keys(`${PREFIX}:*`);
+		if (keys.length) await r.del(...keys);
 		await r.quit();
-		assert.deepEqual(left, []);
-	} finally {
-		child.kill("SIGKILL");
-		rmSync(dir, { recursive: true, force: true });
-	}
-});
+	});
 
-test("server.workers needs shared storage: memory storage is a configuration error (exit 3)", async () => {
-	const dir = mkdtempSync(join(tmpdir(), "parley-workers-"));
-	const toml = join(dir, "parley.toml");
-	writeFileSync(toml, '[server]\nworkers = 2\n[storage]\nbackend = "memory"\n');
-	const r = await run([BIN, "serve", "--config", toml]).catch(
-		(e: { code: number; stderr: string }) => e,
-	);
-	assert.equal((r as { code: number }).code, 3);
-	assert.match((r as { stderr: string }).stderr, /needs shared storage/);
-	rmSync(dir, { recursive: true, force: true });
-});
+	test("RFC 6120 §10.5.4: a message to a full JID reaches a session on another node", async () => {
+		const alice = await on(a.port, "alice", "a1");
+		const bob = await on(b.port, "bob", "b1");
+		await replicas(a, 1);
+		await replicas(b, 1);
+		const mark = bob.received.length;
+		alice.send("<message to='bob@localhost/b1' id='m1' type='chat'><body>across</body></message>");
+		const got = await message(bob, "m1", mark);
+		assert.match(got, /from="alice@localhost\/a1"/);
+		assert.match(got, /<body>across<\/body>/);
+		// and back, to the bare JID (RFC 6121 §8.5.2.1.1: the one available resource)
+		const mark2 = alice.received.length;
+		bob.send("<message to='alice@localhost' id='m2' type='chat'><body>back</body></message>");
+		assert.match(await message(alice, "m2", mark2), /from="bob@localhost\/b1"/);
+		// In order (RFC 6120 §10.1): 50 messages from one sender arrive as sent.
+		const mark3 = bob.received.length;
+		for (let i = 0; i < 50; i++)
+			alice.send(
+				`<message to='bob@localhost/b1' id='o${i}' type='chat'><body>${i}</body></message>`,
+			);
+		await message(bob, "o49", mark3);
+		const ids = [...bob.received.slice(mark3).matchAll(/id="(o\d+)"/g)].map((m) => m[1]);
+		assert.deepEqual(
+			ids,
+			Array.from({ length: 50 }, (_, i) => `o${i}`),
+		);
+		alice.end();
+		bob.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
+	});
 
-test("XEP-0045 §10.2 persistent rooms outlive their node: the next leader loads them from storage", async () => {
-	const prefix = `${PREFIX}-f`;
-	const config = (node: string) => ({
-		...clusterConfig(node),
-		cluster: { enabled: true, prefix, node, heartbeat: 0.5, node_timeout: 3 },
+	test("RFC 6121 §8.5.2.1.1: a bare-JID message goes to the highest-priority resource, whichever node holds it", async () => {
+		const low = await on(a.port, "carol", "low", 1);
+		const high = await on(b.port, "carol", "high", 5);
+		const dave = await on(a.port, "dave", "d");
+		await replicas(a, 1);
+		await replicas(b, 2);
+		const markLow = low.received.length;
+		const markHigh = high.received.length;
+		dave.send("<message to='carol@localhost' id='p1' type='chat'><body>prio</body></message>");
+		await message(high, "p1", markHigh);
+		// Ordered after p1 on low's node: p1 would have arrived first.
+		await sync(dave, low, "carol@localhost/low", markLow);
+		assert.doesNotMatch(low.received.slice(markLow), /id="p1"/);
+		// A presence change on one node moves the choice on the other (RFC 6121 §4.7.2.3).
+		const mark = dave.received.length;
+		high.send("<presence><priority>-1</priority></presence>");
+		await waitFor(
+			() =>
+				[...(a.server.hosts.get("localhost")?.sessionsOf("carol") ?? [])].find(
+					(s) => s.jid?.resource === "high" && s.priority === -1,
+				) ?? undefined,
+			"the new priority replicated",
+		);
+		const markLow2 = low.received.length;
+		dave.send("<message to='carol@localhost' id='p2' type='chat'><body>prio2</body></message>");
+		await message(low, "p2", markLow2);
+		assert.equal(dave.received.slice(mark).includes('type="error"'), false);
+		for (const c of [low, high, dave]) c.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
 	});
-	const dataDir = mkdtempSync(join(tmpdir(), "parley-failover-"));
-	const x = await startTestServer({
-		storage: "sqlite",
-		dataDir,
-		config: config("node-x"),
-		users: [["frank@localhost", "pw-frank"]],
-	});
-	const y = await startTestServer({
-		storage: "sqlite",
-		dataDir: x.dataDir,
-		config: config("node-y"),
-	});
-	try {
-		await waitFor(() => y.server.cluster?.leaderNode === "node-x", "node X leading");
-		const frank = await online(y.port, "frank", "f");
-		clients.push(frank);
-		const room = "kept@conference.localhost";
-		const join = async () => {
-			const mark = frank.received.length;
-			frank.send(
-				`<presence to='${room}/Frank'><x xmlns='http://jabber.org/protocol/muc'/></presence>`,
+
+	test("XEP-0280 §7: a carbon copy reaches the user's resource on the other node", async () => {
+		const enable = async (c: RawClient) =>
+			assert.match(
+				await iq(c, "cb", "<iq type='set' id='cb'><enable xmlns='urn:xmpp:carbons:2'/></iq>"),
+				/type="result"/,
 			);
-			return frank.waitFor(
-				/from="kept@conference.localhost\/Frank"[\s\S]*?<status code="110"/,
-				mark,
-			);
-		};
-		assert.match(await join(), /<status code="201"/); // created on node X, the leader
+		const e1 = await on(a.port, "erin", "e1");
+		const e2 = await on(b.port, "erin", "e2");
+		const dave = await on(a.port, "dave", "d2");
+		await enable(e1);
+		await enable(e2);
+		// The flag is replicated: node A sees e2's carbons enabled.
+		await waitFor(
+			() =>
+				a.server.hosts
+					.get("localhost")
+					?.sessionsOf("erin")
+					.find((s) => s.jid?.resource === "e2" && s.data.get("carbons") === true),
+			"carbons flag replicated",
+		);
+		const mark = e2.received.length;
+		dave.send("<message to='erin@localhost/e1' id='c1' type='chat'><body>carbon</body></message>");
+		const text = await e2.waitFor(/<received xmlns="urn:xmpp:carbons:2">[\s\S]*?id="c1"/, mark);
+		assert.match(text, /<forwarded/);
+		for (const c of [e1, e2, dave]) c.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
+	});
+
+	test("RFC 6120 §7.7.2.2: binding a resource that is online on another node replaces that session", async () => {
+		const first = await on(a.port, "alice", "same");
+		await replicas(b, 1);
+		const second = await on(b.port, "alice", "same");
+		await first.waitFor(/<conflict xmlns="urn:ietf:params:xml:ns:xmpp-streams"/);
+		await first.waitClosed();
+		const mark = second.received.length;
+		second.send("<iq type='get' id='ping1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+		await second.waitFor(/id="ping1"/, mark);
+		second.end();
+		await replicas(a, 0);
+	});
+
+	test("XEP-0191 §3.3: a block made on one node holds on the other", async () => {
+		const aliceB = await on(b.port, "alice", "blocker");
+		const mallory = await on(a.port, "mallory", "m");
+		const aliceA = await on(a.port, "alice", "other");
+		// XEP-0191 §3.2: asking for the list makes a resource one that gets pushes.
+		await iq(aliceA, "bl", "<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>");
+		await replicas(b, 2);
+		await waitFor(
+			() =>
+				b.server.hosts
+					.get("localhost")
+					?.sessionsOf("alice")
+					// The blocking module's flag itself (other modules keep flags in `data` too).
+					.some((s) => s.jid?.resource === "other" && s.data.get("blocking") === true),
+			"alice/other's interest replicated",
+		);
+		// Node A caches alice's (empty) list when mallory writes to her.
+		const mark0 = aliceA.received.length;
+		mallory.send("<message to='alice@localhost/other' id='pre'><body>before</body></message>");
+		await message(aliceA, "pre", mark0);
 		assert.match(
 			await iq(
-				frank,
-				"cfg",
-				`<iq type='set' id='cfg' to='${room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>`,
+				aliceB,
+				"blk",
+				"<iq type='set' id='blk'><block xmlns='urn:xmpp:blocking'><item jid='mallory@localhost'/></block></iq>",
 			),
 			/type="result"/,
 		);
-		await x.stop();
-		await waitFor(() => y.server.cluster?.leader === true, "node Y leading");
-		// The room is there on node Y, from storage: entering it creates nothing (no 201).
-		assert.doesNotMatch(await join(), /<status code="201"/);
-		frank.end();
-	} finally {
-		await y.stop();
-		await x.stop();
-		rmSync(dataDir, { recursive: true, force: true });
-	}
-});
-
-test("a cluster on PostgreSQL, as on several machines: chat across nodes, offline storage shared", async () => {
-	const url = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
-	const schema = `parley_cluster_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
-	const prefix = `${PREFIX}-pg`;
-	const config = (node: string) => ({
-		...clusterConfig(node),
-		cluster: { enabled: true, prefix, node, heartbeat: 0.5, node_timeout: 3 },
-		storage: { backend: "postgres" as const, url, schema },
+		// XEP-0191 §3.3: the other resource (on node A) gets the push.
+		await aliceA.waitFor(/<block xmlns="urn:xmpp:blocking"><item jid="mallory@localhost"\/>/);
+		const mark = mallory.received.length;
+		mallory.send("<message to='alice@localhost/other' id='post'><body>after</body></message>");
+		// XEP-0191 §3.5: the blocked sender gets service-unavailable.
+		const err = await mallory.waitFor(/<message[^>]*id="post"[^>]*type="error"/, mark);
+		assert.match(err, /service-unavailable/);
+		for (const c of [aliceB, mallory, aliceA]) c.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
 	});
-	// Each node has a data directory of its own, as on separate machines; storage is shared.
-	const p = await startTestServer({
-		storage: "sqlite",
-		config: config("node-p"),
-		users: [
-			["gina@localhost", "pw-gina"],
-			["hank@localhost", "pw-hank"],
-		],
-	});
-	const q = await startTestServer({ storage: "sqlite", config: config("node-q") });
-	try {
-		const gina = await online(p.port, "gina", "g");
-		clients.push(gina);
-		const hank = await online(q.port, "hank", "h");
-		clients.push(hank);
-		await replicas(p, 1);
-		const mark = hank.received.length;
-		gina.send("<message to='hank@localhost/h' id='pg1' type='chat'><body>over pg</body></message>");
-		await message(hank, "pg1", mark);
-		hank.end();
-		await replicas(p, 0);
-		// XEP-0160: stored by node P in PostgreSQL, delivered by node Q at the next login.
-		gina.send("<message to='hank@localhost' id='pg2' type='chat'><body>later</body></message>");
-		await iq(gina, "f", "<iq type='get' id='f' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
-		const again = await online(q.port, "hank", "h2");
-		clients.push(again);
-		await again.waitFor(/id="pg2"[\s\S]*?<body>later<\/body>/);
-		gina.end();
-	} finally {
-		await q.stop();
-		await p.stop();
-		const c = new pg.Client({ connectionString: url });
-		await c.connect();
-		await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-		await c.end();
-	}
-});
 
-test("a node whose Redis cannot be reached does not start, and says why", async () => {
-	await assert.rejects(
-		startTestServer({
+	test("XEP-0045 in a cluster: the room lives on the leader; occupants on any node talk", async () => {
+		assert.equal(a.server.cluster?.leader, true, "node A joined first");
+		const alice = await on(b.port, "alice", "muc");
+		const bob = await on(a.port, "bob", "muc");
+		const room = "talk@conference.localhost";
+		const join = async (c: RawClient, nick: string) => {
+			const mark = c.received.length;
+			c.send(
+				`<presence to='${room}/${nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>`,
+			);
+			// §7.2.2: the self-presence carries status 110.
+			return c.waitFor(new RegExp(`from="${room}/${nick}"[\\s\\S]*?<status code="110"`), mark);
+		};
+		const created = await join(alice, "Alice");
+		assert.match(created, /<status code="201"/); // §10.1.1: a new room
+		// §10.1.2: an instant room, accepted with an empty form.
+		assert.match(
+			await iq(
+				alice,
+				"inst",
+				`<iq type='set' id='inst' to='${room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`,
+			),
+			/type="result"/,
+		);
+		await join(bob, "Bob");
+		const markA = alice.received.length;
+		const markB = bob.received.length;
+		bob.send(`<message to='${room}' type='groupchat' id='g1'><body>hello room</body></message>`);
+		// §7.4: to every occupant, the sender's reflection included.
+		for (const [c, mark] of [
+			[alice, markA],
+			[bob, markB],
+		] as const)
+			assert.match(
+				await c.waitFor(
+					/<message[^>]*from="talk@conference.localhost\/Bob"[\s\S]*?hello room/,
+					mark,
+				),
+				/type="groupchat"/,
+			);
+		const markLeave = bob.received.length;
+		alice.end(); // §7.14: the stream's end is an exit, across nodes too
+		await bob.waitFor(
+			/from="talk@conference.localhost\/Alice"[^>]*type="unavailable"|type="unavailable"[^>]*from="talk@conference.localhost\/Alice"/,
+			markLeave,
+		);
+		bob.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
+	});
+
+	test("a node that loses its Redis connections resynchronises: what changed meanwhile is seen", async () => {
+		const alice = await on(a.port, "alice", "stay");
+		const gone = await on(a.port, "dave", "gone");
+		await replicas(b, 2);
+		// Cut node B off Redis (both its connections); ioredis reconnects by itself.
+		const r = new Redis();
+		const list = (await r.call("CLIENT", "LIST")) as string;
+		const ids = list
+			.split("\n")
+			.filter((l) => / name=node-b:(pub|sub) /.test(l))
+			.map((l) => /id=(\d+)/.exec(l)?.[1] as string);
+		assert.equal(ids.length, 2, list);
+		for (const id of ids) await r.call("CLIENT", "KILL", "ID", id);
+		await r.quit();
+		// Meanwhile dave leaves: node B may miss the announcement, but not the registry.
+		gone.end();
+		await replicas(b, 1);
+		const bob = await on(b.port, "bob", "after");
+		await replicas(a, 1);
+		const mark = bob.received.length;
+		alice.send(
+			"<message to='bob@localhost/after' id='rs1' type='chat'><body>again</body></message>",
+		);
+		await message(bob, "rs1", mark);
+		for (const c of [alice, bob]) c.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
+	});
+
+	test("RFC 6121 §4.5.2 and XEP-0160: a node killed with SIGKILL has its sessions ended; messages then go offline", async () => {
+		// Mutual subscription between alice and bob, made across the nodes.
+		const alice = await on(a.port, "alice", "watch");
+		const bob0 = await on(b.port, "bob", "setup");
+		for (const c of [alice, bob0])
+			await iq(c, "r", "<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
+		const subscribe = async (from: RawClient, to: RawClient, toJid: string, fromJid: string) => {
+			const mark = to.received.length;
+			from.send(`<presence to='${toJid}' type='subscribe'/>`);
+			await to.waitFor(
+				new RegExp(`<presence(?=[^>]*from="${fromJid}")(?=[^>]*type="subscribe")`),
+				mark,
+			);
+			to.send(`<presence to='${fromJid}' type='subscribed'/>`);
+		};
+		await subscribe(alice, bob0, "bob@localhost", "alice@localhost");
+		await subscribe(bob0, alice, "alice@localhost", "bob@localhost");
+		await waitFor(async () => {
+			const r = await iq(
+				alice,
+				"r2",
+				"<iq type='get' id='r2'><query xmlns='jabber:iq:roster'/></iq>",
+			);
+			return /jid="bob@localhost"[^>]*subscription="both"|subscription="both"[^>]*jid="bob@localhost"/.test(
+				r,
+			)
+				? true
+				: undefined;
+		}, "mutual subscription");
+		bob0.end();
+		await replicas(a, 0);
+
+		// Node C: a separate process on the same storage and cluster.
+		const port = await freePort();
+		const toml = writeNodeConfig(join(a.dataDir, "node-c.toml"), a.dataDir, port, [
+			'level = "warn"',
+			"[cluster]",
+			"enabled = true",
+			`prefix = ${JSON.stringify(PREFIX)}`,
+			'node = "node-c"',
+			"heartbeat = 0.5",
+			"node_timeout = 3",
+		]);
+		let child: ChildProcess | null = spawn(process.execPath, [BIN, "serve", "--config", toml], {
+			stdio: ["ignore", "ignore", "pipe"],
+		});
+		let stderr = "";
+		child.stderr?.on("data", (d) => {
+			stderr += d;
+		});
+		try {
+			await waitFor(
+				async () => {
+					try {
+						const c = await online(port, "bob", "onc");
+						clients.push(c);
+						return c;
+					} catch {
+						return undefined;
+					}
+				},
+				"node C to serve",
+				20_000,
+			).catch((err: Error) => {
+				throw new Error(`${err.message}; node C said: ${stderr}`);
+			});
+			// Alice (node A) sees bob come online on node C.
+			await alice.waitFor(/<presence[^>]*from="bob@localhost\/onc"/);
+			await replicas(a, 1);
+			const mark = alice.received.length;
+			child.kill("SIGKILL");
+			child = null;
+			// RFC 6121 §4.5.2: the server ends the session as unavailable, here the surviving leader.
+			await alice.waitFor(
+				/<presence[^>]*from="bob@localhost\/onc"[^>]*type="unavailable"|<presence[^>]*type="unavailable"[^>]*from="bob@localhost\/onc"/,
+				mark,
+			);
+			await replicas(a, 0);
+			await replicas(b, 1); // alice/watch on node A
+			// With bob nowhere, a chat message is stored (XEP-0160) and delivered at his next login.
+			alice.send("<message to='bob@localhost' id='off1' type='chat'><body>later</body></message>");
+			await iq(
+				alice,
+				"flush",
+				"<iq type='get' id='flush' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+			);
+			const bob = await on(b.port, "bob", "back");
+			await bob.waitFor(/id="off1"[\s\S]*?<body>later<\/body>/);
+		} finally {
+			child?.kill("SIGKILL");
+		}
+		alice.end();
+	});
+
+	test("server.workers: `parley serve --workers 2` spreads clients over two processes that serve each other", async () => {
+		const dir = mkdtempSync(join(tmpdir(), "parley-workers-"));
+		const prefix = `${PREFIX}-w`;
+		const port = await freePort();
+		const toml = writeNodeConfig(join(dir, "parley.toml"), dir, port, [
+			'level = "info"',
+			'format = "json"',
+			"[cluster]",
+			`prefix = ${JSON.stringify(prefix)}`,
+		]);
+		for (const u of ["alice", "bob"])
+			await run([BIN, "user", "add", `${u}@localhost`, "--config", toml, "--password", `pw-${u}`]);
+		const pidfile = join(dir, "parley.pid");
+		const child = spawn(
+			process.execPath,
+			[BIN, "serve", "--workers", "2", "--config", toml, "--pidfile", pidfile],
+			{ stdio: ["ignore", "pipe", "pipe"] },
+		);
+		let out = "";
+		child.stdout?.on("data", (d) => {
+			out += d;
+		});
+		child.stderr?.on("data", (d) => {
+			out += d;
+		});
+		const exited = new Promise<number | null>((resolve) =>
+			child.on("exit", (code) => resolve(code)),
+		);
+		try {
+			await waitFor(() => existsSync(pidfile), "the pidfile (all workers running)", 30_000).catch(
+				(err: Error) => {
+					throw new Error(`${err.message}; output: ${out}`);
+				},
+			);
+			assert.equal(readFileSync(pidfile, "utf8").trim(), String(child.pid));
+			const cs: RawClient[] = [];
+			for (let i = 0; i < 16; i++) cs.push(await online(port, i % 2 ? "bob" : "alice", `r${i}`));
+			// Each worker listens on the port with SO_REUSEPORT and the kernel spreads connections by
+			// address hash: with 16 connections both workers serve some (all on one: p = 2^-15).
+			const pids = new Set(
+				out
+					.split("\n")
+					.filter((l) => l.includes('"msg":"authenticated"'))
+					.map((l) => (JSON.parse(l) as { pid: number }).pid),
+			);
+			assert.equal(pids.size, 2, out);
+			for (let i = 0; i < 4; i++)
+				for (let j = 0; j < 4; j++) {
+					if (i === j) continue;
+					const to = `${j % 2 ? "bob" : "alice"}@localhost/r${j}`;
+					const mark = (cs[j] as RawClient).received.length;
+					(cs[i] as RawClient).send(
+						`<message to='${to}' id='w${i}${j}' type='chat'><body>x</body></message>`,
+					);
+					await message(cs[j] as RawClient, `w${i}${j}`, mark);
+				}
+			for (const c of cs) c.end();
+			child.kill("SIGTERM");
+			assert.equal(await exited, 0, out);
+			assert.equal(existsSync(pidfile), false);
+			// Each worker left the cluster: nothing of it stays in Redis.
+			const r = new Redis();
+			const left = await r.keys(`${prefix}:*`);
+			await r.quit();
+			assert.deepEqual(left, []);
+		} finally {
+			child.kill("SIGKILL");
+			rmSync(dir, { recursive: true, force: true });
+		}
+	});
+
+	test("server.workers needs shared storage: memory storage is a configuration error (exit 3)", async () => {
+		const dir = mkdtempSync(join(tmpdir(), "parley-workers-"));
+		const toml = join(dir, "parley.toml");
+		writeFileSync(toml, '[server]\nworkers = 2\n[storage]\nbackend = "memory"\n');
+		const r = await run([BIN, "serve", "--config", toml]).catch(
+			(e: { code: number; stderr: string }) => e,
+		);
+		assert.equal((r as { code: number }).code, 3);
+		assert.match((r as { stderr: string }).stderr, /needs shared storage/);
+		rmSync(dir, { recursive: true, force: true });
+	});
+
+	test("XEP-0045 §10.2 persistent rooms outlive their node: the next leader loads them from storage", async () => {
+		const prefix = `${PREFIX}-f`;
+		const config = (node: string) => ({
+			...clusterConfig(node),
+			cluster: { enabled: true, prefix, node, heartbeat: 0.5, node_timeout: 3 },
+		});
+		const dataDir = mkdtempSync(join(tmpdir(), "parley-failover-"));
+		const x = await startTestServer({
 			storage: "sqlite",
-			config: {
-				cluster: { enabled: true, prefix: `${PREFIX}-down`, redis: "redis://127.0.0.1:1" },
-			},
-		}),
-		/cluster: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: connect ECONNREFUSED/,
-	);
+			dataDir,
+			config: config("node-x"),
+			users: [["frank@localhost", "pw-frank"]],
+		});
+		const y = await startTestServer({
+			storage: "sqlite",
+			dataDir: x.dataDir,
+			config: config("node-y"),
+		});
+		try {
+			await waitFor(() => y.server.cluster?.leaderNode === "node-x", "node X leading");
+			const frank = await online(y.port, "frank", "f");
+			clients.push(frank);
+			const room = "kept@conference.localhost";
+			const join = async () => {
+				const mark = frank.received.length;
+				frank.send(
+					`<presence to='${room}/Frank'><x xmlns='http://jabber.org/protocol/muc'/></presence>`,
+				);
+				return frank.waitFor(
+					/from="kept@conference.localhost\/Frank"[\s\S]*?<status code="110"/,
+					mark,
+				);
+			};
+			assert.match(await join(), /<status code="201"/); // created on node X, the leader
+			assert.match(
+				await iq(
+					frank,
+					"cfg",
+					`<iq type='set' id='cfg' to='${room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>`,
+				),
+				/type="result"/,
+			);
+			await x.stop();
+			await waitFor(() => y.server.cluster?.leader === true, "node Y leading");
+			// The room is there on node Y, from storage: entering it creates nothing (no 201).
+			assert.doesNotMatch(await join(), /<status code="201"/);
+			frank.end();
+		} finally {
+			await y.stop();
+			await x.stop();
+			rmSync(dataDir, { recursive: true, force: true });
+		}
+	});
+
+	test("a cluster on PostgreSQL, as on several machines: chat across nodes, offline storage shared", {
+		skip: postgresSkip,
+	}, async () => {
+		const url = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
+		const schema = `parley_cluster_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+		const prefix = `${PREFIX}-pg`;
+		const config = (node: string) => ({
+			...clusterConfig(node),
+			cluster: { enabled: true, prefix, node, heartbeat: 0.5, node_timeout: 3 },
+			storage: { backend: "postgres" as const, url, schema },
+		});
+		// Each node has a data directory of its own, as on separate machines; storage is shared.
+		const p = await startTestServer({
+			storage: "sqlite",
+			config: config("node-p"),
+			users: [
+				["gina@localhost", "pw-gina"],
+				["hank@localhost", "pw-hank"],
+			],
+		});
+		const q = await startTestServer({ storage: "sqlite", config: config("node-q") });
+		try {
+			const gina = await online(p.port, "gina", "g");
+			clients.push(gina);
+			const hank = await online(q.port, "hank", "h");
+			clients.push(hank);
+			await replicas(p, 1);
+			const mark = hank.received.length;
+			gina.send(
+				"<message to='hank@localhost/h' id='pg1' type='chat'><body>over pg</body></message>",
+			);
+			await message(hank, "pg1", mark);
+			hank.end();
+			await replicas(p, 0);
+			// XEP-0160: stored by node P in PostgreSQL, delivered by node Q at the next login.
+			gina.send("<message to='hank@localhost' id='pg2' type='chat'><body>later</body></message>");
+			await iq(
+				gina,
+				"f",
+				"<iq type='get' id='f' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+			);
+			const again = await online(q.port, "hank", "h2");
+			clients.push(again);
+			await again.waitFor(/id="pg2"[\s\S]*?<body>later<\/body>/);
+			gina.end();
+		} finally {
+			await q.stop();
+			await p.stop();
+			const c = new pg.Client({ connectionString: url });
+			await c.connect();
+			await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+			await c.end();
+		}
+	});
+
+	test("a node whose Redis cannot be reached does not start, and says why", async () => {
+		await assert.rejects(
+			startTestServer({
+				storage: "sqlite",
+				config: {
+					cluster: { enabled: true, prefix: `${PREFIX}-down`, redis: "redis://127.0.0.1:1" },
+				},
+			}),
+			/cluster: cannot reach Redis at redis:\/\/127\.0\.0\.1:1: connect ECONNREFUSED/,
+		);
+	});
 });

@@ -18,8 +18,9 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { createStorage, type StorageConfig } from "../../src/storage/index.ts";
+import { postgresSkip, TEST_PG_URL } from "../helpers/services.ts";
 
-const PG_URL = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
+const PG_URL = TEST_PG_URL;
 const HOST = "durable.example";
 const KILL_AFTER = 3000;
 
@@ -91,6 +92,7 @@ if (process.env.PARLEY_DURABILITY_CHILD) {
 		const schema = `parley_test_dur_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
 		after(async () => {
 			rmSync(dir, { recursive: true, force: true });
+			if (postgresSkip) return;
 			const c = new pg.Client({ connectionString: PG_URL });
 			await c.connect();
 			await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -102,7 +104,9 @@ if (process.env.PARLEY_DURABILITY_CHILD) {
 			["postgres", { backend: "postgres", path: "", url: PG_URL, schema }],
 		];
 		for (const [name, cfg] of cases) {
-			test(`${name}: every acknowledged write survives SIGKILL`, async () => {
+			test(`${name}: every acknowledged write survives SIGKILL`, {
+				skip: name === "postgres" ? postgresSkip : false,
+			}, async () => {
 				const acked = await burstAndKill(cfg, dir);
 				assert.ok(acked.size >= KILL_AFTER);
 				const stored = await verify(cfg, dir, acked);

@@ -10,9 +10,14 @@ import { keyvalContract } from "./keyval.ts";
 import { mapContract } from "./map.ts";
 import { type MakeBackend, withBackendFrom } from "./support.ts";
 
-export function storageContract(name: string, make: MakeBackend): void {
+/** `skip`: false, or why this backend's contract is skipped (its server is not reachable). */
+export function storageContract(
+	name: string,
+	make: MakeBackend,
+	skip: string | false = false,
+): void {
 	const withBackend = withBackendFrom(make);
-	describe(`storage contract: ${name}`, () => {
+	describe(`storage contract: ${name}`, { skip }, () => {
 		keyvalContract(withBackend);
 		mapContract(withBackend);
 		archiveContract(withBackend);

@@ -5,11 +5,12 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, describe, test } from "node:test";
 import pg from "pg";
+import { postgresSkip, TEST_PG_URL } from "../../../test/helpers/services.ts";
 import { PostgresBackend } from "../postgres.ts";
 import { SQLITE_SCHEMA_VERSION, SqliteBackend } from "../sqlite.ts";
 import { describePlan, migrateStorage, POSTGRES_SCHEMA_VERSION } from "./index.ts";
 
-const PG_URL = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
+const PG_URL = TEST_PG_URL;
 const prefix = `parley_test_mig_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
 const schemas: string[] = [];
 const newSchema = () => {
@@ -35,7 +36,7 @@ after(async () => {
 	for (const s of schemas) await sql(`DROP SCHEMA IF EXISTS "${s}" CASCADE`);
 });
 
-describe("postgres migrations", () => {
+describe("postgres migrations", { skip: postgresSkip }, () => {
 	test("dry run reports and changes nothing; migrate applies once; data is kept", async () => {
 		const schema = newSchema();
 		const cfg = { backend: "postgres" as const, path: "", url: PG_URL, schema };
