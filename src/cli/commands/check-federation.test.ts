@@ -288,4 +288,26 @@ describe("certificates", () => {
 			/^federation: example\.org: certificate: warning: self-signed \(generated at start\): peers will only accept dialback, and those requiring certificates \(Prosody's s2s_secure_auth, Parley's s2s\.secure_auth\) will refuse$/,
 		);
 	});
+
+	test("a self-signed certificate already on disk is named by its file (issue 22, item 6)", async () => {
+		const out = await checkFederation(
+			input({
+				dns,
+				domains: [
+					{
+						domain: "example.org",
+						certificate: {
+							kind: "self-signed",
+							owner: "example.org",
+							path: "/d/certs/self-signed.crt",
+						},
+					},
+				],
+			}),
+		);
+		assert.match(
+			(out.at(-1) as Finding).line,
+			/^federation: example\.org: certificate: warning: self-signed \/d\/certs\/self-signed\.crt: peers will only accept dialback/,
+		);
+	});
 });

@@ -27,7 +27,11 @@ export interface FederationDns extends SrvLookup {
 /** The certificate a remote server is shown for a domain. */
 export type DomainCertificate =
 	| { kind: "file"; path: string; pem: string; owner: string }
-	| { kind: "self-signed"; owner: string }
+	| {
+			kind: "self-signed";
+			owner: string /** The file, when one is there already. */;
+			path?: string;
+	  }
 	/** Certificates did not load (already reported by check). */
 	| { kind: "unknown" };
 
@@ -258,7 +262,7 @@ function certificateFinding(d: FederationDomain, input: FederationInput): Findin
 	if (c.kind === "self-signed")
 		return {
 			level: "warning",
-			line: `${prefix}${whose}: warning: self-signed (generated at start): ${DIALBACK_ONLY}`,
+			line: `${prefix}${whose}: warning: self-signed ${c.path ?? "(generated at start)"}: ${DIALBACK_ONLY}`,
 		};
 	const name = `${prefix}${whose} ${c.path}`;
 	const r = input.checkPem(c.pem, d.domain);

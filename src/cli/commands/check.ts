@@ -95,8 +95,12 @@ async function check(opts: { config?: string }): Promise<void> {
 	if (selfSigned.length > 0 && !config.tls.self_signed)
 		for (const h of selfSigned)
 			problems.push(`certificates: ${h} has no certificate and tls.self_signed is false`);
-	else if (selfSigned.length > 0) {
-		const line = selfSignedLine(await inspectSelfSigned(resolveDataPath(config, "."), selfSigned));
+	/** The self-signed certificate's file when it is there and kept at start. */
+	let selfSignedFile: string | undefined;
+	if (selfSigned.length > 0 && config.tls.self_signed) {
+		const state = await inspectSelfSigned(resolveDataPath(config, "."), selfSigned);
+		if (state.status === "reuse") selfSignedFile = state.path;
+		const line = selfSignedLine(state);
 		for (const h of selfSigned) console.log(`certificate for ${h}: ${line}`);
 	}
 	let described: CertificateDescription[] | undefined;
@@ -129,7 +133,8 @@ async function check(opts: { config?: string }): Promise<void> {
 		console.log(`listener ${l.name} on [${l.address}]:${l.port}: ${state}`);
 		if (l.problem !== undefined) problems.push(listenerProblemLine(l, l.problem));
 	}
-	if (config.listeners.s2s.enabled) problems.push(...(await federation(config, hosts, described)));
+	if (config.listeners.s2s.enabled)
+		problems.push(...(await federation(config, hosts, described, selfSignedFile)));
 	const workers = await import("../../cluster/workers.ts");
 	if (config.cluster.enabled || workers.workerCount(config.server.workers) > 1) {
 		const problem = await redisProblem(config.cluster.redis);
@@ -149,6 +154,8 @@ async function federation(
 	config: Config,
 	hosts: string[],
 	described: CertificateDescription[] | undefined,
+	/** The self-signed certificate file, when there is one to keep. */
+	selfSignedFile?: string,
 ): Promise<string[]> {
 	const { checkFederation } = await import("./check-federation.ts");
 	const { PeerVerifier } = await import("../../s2s/certificates.ts");
@@ -164,7 +171,7 @@ async function federation(
 	const certificateOf = (host: string): DomainCertificate => {
 		if (described === undefined) return { kind: "unknown" };
 		const file = described.find((c) => c.host === host);
-		if (!file) return { kind: "self-signed", owner: host };
+		if (!file) return { kind: "self-signed", owner: host, path: selfSignedFile };
 		try {
 			return { kind: "file", path: file.path, pem: readFileSync(file.path, "utf8"), owner: host };
 		} catch {
