@@ -24,6 +24,7 @@ import { HANDLED, Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
 import { StanzaError } from "../xmpp/errors.ts";
+import type { JID } from "../xmpp/jid.ts";
 
 export default defineModule({
 	name: "anonymous",
@@ -33,37 +34,29 @@ export default defineModule({
 		const server = host.server;
 		const limits = host.config.anonymous;
 
-		if (!limits.allow_s2s) {
-			const refuseRemote = ({ stanza, to }: StanzaEvent) => {
-				if (server.local(to.domain)) return undefined;
+		// What a guest may not address: other domains (unless allow_s2s), and users of this
+		// server's hosts other than itself (unless allow_local_users). One handler, checked before
+		// any module sees the stanza.
+		const refused = (from: JID, to: JID): string | undefined => {
+			const target = server.local(to.domain);
+			if (!target) return limits.allow_s2s ? undefined : "guests cannot reach other domains";
+			if (limits.allow_local_users || target.kind !== "host" || !to.local) return undefined;
+			// A guest's own account (its roster, vCard, private storage) stays its own business.
+			return to.bare.equals(from.bare) ? undefined : "guests here may only talk in rooms";
+		};
+		if (!limits.allow_s2s || !limits.allow_local_users) {
+			const guard = ({ stanza, from, to }: StanzaEvent) => {
+				const why = refused(from, to);
+				if (why === undefined) return undefined;
 				const type = stanza.attrs.type;
 				// Errors are never answered with errors (RFC 6120 §8.3.1); results carry nothing.
 				if (type === "error" || (stanza.name === "iq" && type === "result")) return HANDLED;
-				api.log.info(
-					{ from: stanza.attrs.from, to: to.domain },
-					"guest stanza to a remote domain refused",
-				);
-				throw new StanzaError("not-allowed", "guests cannot reach other domains");
+				api.log.info({ from: from.toString(), to: to.toString(), why }, "guest stanza refused");
+				throw new StanzaError("not-allowed", why);
 			};
 			for (const kind of ["message", "presence", "iq"])
 				for (const dest of ["host", "bare", "full"])
-					api.hook(`pre-${kind}/${dest}`, refuseRemote, Priority.SECURITY);
-		}
-
-		if (!limits.allow_local_users) {
-			const refuseUsers = ({ stanza, to }: StanzaEvent) => {
-				const target = server.local(to.domain);
-				if (target?.kind !== "host" || !to.local) return undefined;
-				const type = stanza.attrs.type;
-				if (type === "error" || (stanza.name === "iq" && type === "result")) return HANDLED;
-				// A guest's own account (its roster, vCard, private storage) stays its own business.
-				if (stanza.attrs.from && to.bare.equals(server.jids.parse(stanza.attrs.from).bare))
-					return undefined;
-				throw new StanzaError("not-allowed", "guests here may only talk in rooms");
-			};
-			for (const kind of ["message", "presence", "iq"])
-				for (const dest of ["bare", "full"])
-					api.hook(`pre-${kind}/${dest}`, refuseUsers, Priority.SECURITY);
+					api.hook(`pre-${kind}/${dest}`, guard, Priority.SECURITY);
 		}
 
 		// Before the offline module (which would store it): never kept for a guest.
