@@ -306,10 +306,9 @@ export class S2SManager implements RemoteDomains {
 		const stream = this.#outgoing(receiving, originating);
 		const valid = await stream.verify(receiving, id, key);
 		if (valid) return "valid";
-		// A stream that never got past TLS could not ask: XEP-0220 §2.4 remote-server-not-found.
-		return stream.state === "closed" && !stream.ready
-			? { error: "remote-server-not-found" }
-			: "invalid";
+		// The stream to the authority failed, so it was never asked: XEP-0220 §2.4
+		// remote-server-not-found, not a verdict on the key.
+		return stream.state === "closed" ? { error: "remote-server-not-found" } : "invalid";
 	}
 
 	/** Open streams, for the logs and the CLI. */
