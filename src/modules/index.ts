@@ -14,6 +14,7 @@ import offline from "./offline.ts";
 import ping from "./ping.ts";
 import presence from "./presence.ts";
 import privateStorage from "./private.ts";
+import pubsub from "./pubsub/index.ts";
 import register from "./register.ts";
 import roster from "./roster.ts";
 import sharedRoster from "./shared-roster.ts";
@@ -41,6 +42,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		carbons,
 		blocking,
 		muc,
+		pubsub,
 		externalComponent,
 		anonymous,
 	] as ModuleDefinition<never>[];

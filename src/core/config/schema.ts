@@ -117,7 +117,7 @@ const roomDefaults = z
  * `[components."conference.example.org"]`: a service on its own domain, reached through the
  * router like a host but without accounts. The `type` chooses the service and the module that
  * runs it (`COMPONENT_MODULES`): `"muc"` is XEP-0045 Multi-User Chat, `"external"` a XEP-0114
- * component that connects to the component listener. Each type is its own table of keys.
+ * component that connects to the component listener, `"pubsub"` a XEP-0060 service. Each type is its own table of keys.
  */
 const componentBase = {
 	enabled: z.boolean().default(true),
@@ -169,17 +169,44 @@ const externalComponent = z.strictObject({
 	subdomains: z.boolean().default(false),
 });
 
+/**
+ * `type = "pubsub"`: a XEP-0060 publish-subscribe service (feeds, bots, IoT, shared block
+ * lists) on its own domain. Nodes and items are kept in the component's stores.
+ */
+const pubsubComponent = z.strictObject({
+	type: z.literal("pubsub"),
+	...componentBase,
+	/** The name of the pubsub/service identity in disco#info (XEP-0030). */
+	name: z.string().default("Publish-Subscribe"),
+	/** Who may create nodes: anyone, users of the parent host, or the `admins` only. */
+	node_creation: z.enum(["anyone", "local", "admins"]).default("local"),
+	/** Bare JIDs that are owners of every node (and may always create nodes). */
+	admins: z.array(z.string()).default([]),
+	/** Nodes on the service. */
+	max_nodes: z.number().int().min(1).default(10_000),
+	/** Items a node may keep: what `pubsub#max_items = max` means, and the highest number allowed. */
+	max_items: z.number().int().min(1).default(10_000),
+	/** `pubsub#max_items` of a node created without saying. */
+	default_max_items: z.number().int().min(1).default(256),
+	/** Bytes of one item's payload at most (`pubsub#max_payload_size` can only lower it). */
+	max_payload_size: z.number().int().min(1).default(65_536),
+	/** Subscriptions one node may hold. */
+	max_subscriptions_per_node: z.number().int().min(1).default(10_000),
+});
+
 /** Chosen by `type`: the keys of the other types are unknown keys there. */
-const component = z.discriminatedUnion("type", [mucComponent, externalComponent]);
+const component = z.discriminatedUnion("type", [mucComponent, externalComponent, pubsubComponent]);
 
 export type MucComponentConfig = z.infer<typeof mucComponent>;
 export type ExternalComponentConfig = z.infer<typeof externalComponent>;
+export type PubsubComponentConfig = z.infer<typeof pubsubComponent>;
 export type ComponentConfig = z.infer<typeof component>;
 
 /** The module a component of each type runs (`Server.addComponent` loads it on the component). */
 export const COMPONENT_MODULES = {
 	muc: "muc",
 	external: "external_component",
+	pubsub: "pubsub",
 } as const satisfies Record<ComponentConfig["type"], string>;
 
 /** The keys that choose and set up one storage backend (the [storage] table itself, and each

@@ -4,6 +4,7 @@
  * (muc#roominfo, §6.4 and §15.5.4).
  */
 import { type Element, x } from "../../xml/element.ts";
+import { field, formValues, NS_DATA } from "../../xmpp/data-form.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 
 export const NS_MUC = "http://jabber.org/protocol/muc";
@@ -14,7 +15,7 @@ export const NS_ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig";
 export const NS_ROOMINFO = "http://jabber.org/protocol/muc#roominfo";
 /** XEP-0410 §4: the room answers its occupants' self-pings itself. */
 export const NS_SELF_PING = "http://jabber.org/protocol/muc#self-ping-optimization";
-export const NS_DATA = "jabber:x:data";
+export { NS_DATA };
 export const NS_VCARD = "vcard-temp";
 
 export type Role = "moderator" | "participant" | "visitor" | "none";
@@ -48,22 +49,6 @@ export interface FormLimits {
 	maxOccupants: number;
 	maxHistory: number;
 	maxText: number;
-}
-
-function field(
-	v: string,
-	type: string,
-	label: string,
-	value: string | string[],
-	options?: [string, string][],
-): Element {
-	const values = Array.isArray(value) ? value : [value];
-	return x(
-		"field",
-		{ var: v, type, label },
-		options?.map(([val, lab]) => x("option", { label: lab }, x("value", null, val))),
-		values.map((val) => x("value", null, val)),
-	);
 }
 
 const bool = (b: boolean) => (b ? "1" : "0");
@@ -129,20 +114,6 @@ export function configForm(c: RoomConfig, limits: FormLimits): Element {
 			String(c.max_history_fetch),
 		),
 	);
-}
-
-/** The values of a submitted form: var -> values. */
-export function formValues(form: Element): Map<string, string[]> {
-	const out = new Map<string, string[]>();
-	for (const f of form.getChildren("field")) {
-		const v = f.attrs.var;
-		if (v === undefined) continue;
-		out.set(
-			v,
-			f.getChildren("value").map((e) => e.text()),
-		);
-	}
-	return out;
 }
 
 function parseBool(v: string, name: string): boolean {
