@@ -124,6 +124,8 @@ export interface Host {
 	readonly features: Map<string, number>;
 	/** Disco features advertised on every account's bare JID (e.g. PEP). */
 	readonly accountFeatures: Map<string, number>;
+	/** Disco identities of every account's bare JID besides account/registered (PEP's pubsub/pep). */
+	readonly accountIdentities: DiscoIdentity[];
 	readonly identities: DiscoIdentity[];
 	/** XEP-0128 extended disco info forms on the host (e.g. XEP-0157 contact addresses). */
 	readonly extensions: Element[];

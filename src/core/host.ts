@@ -30,6 +30,7 @@ export class VirtualHost implements Host {
 	readonly features = new Map<string, number>();
 	/** Disco features advertised on every account's bare JID (e.g. PEP). */
 	readonly accountFeatures = new Map<string, number>();
+	readonly accountIdentities: DiscoIdentity[] = [];
 	readonly identities: DiscoIdentity[] = [{ category: "server", type: "im", name: "Parley" }];
 	/** XEP-0128 extended disco info forms on the host (e.g. XEP-0157 contact addresses). */
 	readonly extensions: Element[] = [];

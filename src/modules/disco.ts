@@ -11,6 +11,7 @@ import { type Element, x } from "../xml/element.ts";
 import { StanzaError } from "../xmpp/errors.ts";
 import { NS_DISCO_INFO, NS_DISCO_ITEMS } from "../xmpp/ns.ts";
 import { resultFor } from "../xmpp/stanza.ts";
+import { hasFrom, loadRosterItem } from "./roster.ts";
 
 /** The host's disco#info query (XEP-0030 §3.1); caps (XEP-0115) hashes exactly this. */
 export function hostDiscoInfo(host: Host, node?: string): Element {
@@ -53,13 +54,23 @@ export default defineModule({
 				return HANDLED;
 			},
 		);
-		// XEP-0030 §3.1 and RFC 6121 §8.5.1: the server answers for accounts' bare JIDs. Only
-		// the owner sees the account's features until subscriptions (issue 3) decide who may.
+		/**
+		 * XEP-0030 §3.1 and RFC 6121 §8.5.1: the server answers for accounts' bare JIDs. The
+		 * account itself and the contacts subscribed to its presence (from/both, as Prosody's
+		 * mod_disco does) see its identities and features; others get service-unavailable,
+		 * which does not reveal whether the account exists.
+		 */
+		const mayDiscover = async ({ from, to }: StanzaEvent): Promise<boolean> => {
+			if (!(await host.accounts.exists(to.local))) return false;
+			if (from.bare.equals(to)) return true;
+			const item = await loadRosterItem(host, to.local, from.bareString);
+			return hasFrom(item?.subscription);
+		};
 		api.hook(
 			"iq-get/bare/http://jabber.org/protocol/disco#info:query",
-			async ({ stanza, origin, from, to }: StanzaEvent) => {
-				if (!(await host.accounts.exists(to.local))) throw new StanzaError("service-unavailable");
-				if (!from.bare.equals(to)) throw new StanzaError("service-unavailable");
+			async (event: StanzaEvent) => {
+				const { stanza, origin } = event;
+				if (!(await mayDiscover(event))) throw new StanzaError("service-unavailable");
 				const features = [
 					...new Set([NS_DISCO_INFO, NS_DISCO_ITEMS, ...host.accountFeatures.keys()]),
 				].sort();
@@ -71,6 +82,9 @@ export default defineModule({
 							"query",
 							{ xmlns: NS_DISCO_INFO },
 							x("identity", { category: "account", type: "registered" }),
+							host.accountIdentities.map((i) =>
+								x("identity", { category: i.category, type: i.type, name: i.name }),
+							),
 							features.map((f) => x("feature", { var: f })),
 						),
 					),
@@ -80,10 +94,9 @@ export default defineModule({
 		);
 		api.hook(
 			"iq-get/bare/http://jabber.org/protocol/disco#items:query",
-			async ({ stanza, origin, from, to }: StanzaEvent) => {
-				if (!(await host.accounts.exists(to.local))) throw new StanzaError("service-unavailable");
-				if (!from.bare.equals(to)) throw new StanzaError("service-unavailable");
-				api.reply(origin, resultFor(stanza, x("query", { xmlns: NS_DISCO_ITEMS })));
+			async (event: StanzaEvent) => {
+				if (!(await mayDiscover(event))) throw new StanzaError("service-unavailable");
+				api.reply(event.origin, resultFor(event.stanza, x("query", { xmlns: NS_DISCO_ITEMS })));
 				return HANDLED;
 			},
 		);

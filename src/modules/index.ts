@@ -11,6 +11,7 @@ import last from "./last.ts";
 import motd from "./motd.ts";
 import muc from "./muc/index.ts";
 import offline from "./offline.ts";
+import pep from "./pep/index.ts";
 import ping from "./ping.ts";
 import presence from "./presence.ts";
 import privateStorage from "./private.ts";
@@ -43,6 +44,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		blocking,
 		muc,
 		pubsub,
+		pep,
 		externalComponent,
 		anonymous,
 	] as ModuleDefinition<never>[];

@@ -38,6 +38,7 @@ export const DEFAULT_HOST_MODULES = [
 	"offline",
 	"carbons",
 	"blocking",
+	"pep",
 ] as const;
 
 const host = z.strictObject({

@@ -23,6 +23,8 @@ export interface ModuleApi<O = Record<string, unknown>> {
 	/** Advertise a feature on every account's bare JID (e.g. PEP, XEP-0163 §4). */
 	addAccountFeature(ns: string): void;
 	addIdentity(identity: DiscoIdentity): void;
+	/** An identity of every account's bare JID (XEP-0163 §1: pubsub/pep). */
+	addAccountIdentity(identity: DiscoIdentity): void;
 	/** A XEP-0128 data form on the host's disco#info. */
 	addExtension(form: Element): void;
 	keyval<T extends Json = Json>(store: string): KeyValStore<T>;

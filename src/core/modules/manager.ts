@@ -113,6 +113,7 @@ export class ModuleManager implements HostModules {
 			addFeature: (ns) => refAdd(host.features, ns),
 			addAccountFeature: (ns) => refAdd(host.accountFeatures, ns),
 			addIdentity: (identity) => listAdd(host.identities, identity),
+			addAccountIdentity: (identity) => listAdd(host.accountIdentities, identity),
 			addExtension: (form: Element) => listAdd(host.extensions, form),
 			keyval: (store) => host.keyval(store),
 			map: (store) => host.map(store),

@@ -212,7 +212,8 @@ export function applyConfigForm(
 ): NodeConfig {
 	const values = formValues(form);
 	const formType = values.get("FORM_TYPE")?.[0];
-	if (formType !== undefined && formType !== NS_NODE_CONFIG)
+	// §7.1.5: publish-options that create a node configure it like a node_config form.
+	if (formType !== undefined && formType !== NS_NODE_CONFIG && formType !== NS_PUBLISH_OPTIONS)
 		throw pubsubError("bad-request", undefined, `FORM_TYPE must be ${NS_NODE_CONFIG}`);
 	if (form.attrs.type === "cancel") return current;
 	const next: NodeConfig = { ...current };

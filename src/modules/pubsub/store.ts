@@ -76,10 +76,14 @@ export class AccountNodeStore implements NodeStore {
 	/** The stored meta of every node, rewritten whole on each change (it is small). */
 	#nodes: Record<string, NodeMeta> = {};
 
-	constructor(meta: KeyValStore, items: MapStore, user: string) {
+	/** Called after each write (a cluster tells the other nodes to forget their copy). */
+	readonly #changed: () => void;
+
+	constructor(meta: KeyValStore, items: MapStore, user: string, changed: () => void = () => {}) {
 		this.#meta = meta;
 		this.#items = items;
 		this.#user = user;
+		this.#changed = changed;
 	}
 
 	async load(): Promise<Map<string, LoadedNode>> {
@@ -95,10 +99,11 @@ export class AccountNodeStore implements NodeStore {
 		return out;
 	}
 
-	#write(): Promise<void> {
+	async #write(): Promise<void> {
 		const nodes = this.#nodes;
 		const value = Object.keys(nodes).length ? ({ nodes } as unknown as Json) : undefined;
-		return this.#meta.set(this.#user, value);
+		await this.#meta.set(this.#user, value);
+		this.#changed();
 	}
 
 	saveMeta(node: string, meta: NodeMeta): Promise<void> {
@@ -112,11 +117,17 @@ export class AccountNodeStore implements NodeStore {
 		await this.#write();
 	}
 
-	putItem(node: string, item: StoredItem): Promise<void> {
-		return this.#items.set(this.#user, node + SEP + item.id, item);
+	async putItem(node: string, item: StoredItem): Promise<void> {
+		await this.#items.set(this.#user, node + SEP + item.id, item);
+		this.#changed();
 	}
 
 	async deleteItems(node: string, ids: Iterable<string>): Promise<void> {
-		for (const id of ids) await this.#items.set(this.#user, node + SEP + id, undefined);
+		let any = false;
+		for (const id of ids) {
+			await this.#items.set(this.#user, node + SEP + id, undefined);
+			any = true;
+		}
+		if (any) this.#changed();
 	}
 }

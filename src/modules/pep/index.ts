@@ -1,0 +1,283 @@
+/**
+ * Personal Eventing Protocol (XEP-0163): every account is a PubSub service (XEP-0060) at its
+ * bare JID, where clients keep OMEMO keys, avatars, bookmarks, nicknames and profiles.
+ *
+ * - The account owns every node and is the only publisher; publishing creates the node
+ *   (§3, auto-create), with publish-options applied (XEP-0060 §7.1.5).
+ * - Contacts subscribed to the account's presence (from/both) get notifications without
+ *   subscribing, for the nodes whose name their client advertises with "+notify" in its
+ *   entity capabilities (§4.3, XEP-0115), and the last item of each such node when they come
+ *   online. So do the account's own resources. Explicit XEP-0060 subscriptions work too.
+ * - Contacts on other servers are learned from the presence they send the account; local
+ *   ones (this node's or another cluster node's sessions) are read from their sessions.
+ *
+ * State: one PubSubService per account, loaded from the `pep` / `pep_items` stores on first
+ * use and kept in a bounded cache; a write on one cluster node makes the others drop theirs.
+ */
+import { z } from "zod";
+import type { ClusterNotice, Session } from "../../core/contracts.ts";
+import { HANDLED, Priority } from "../../core/events.ts";
+import { defineModule } from "../../core/modules/define.ts";
+import type { StanzaEvent } from "../../core/router.ts";
+import type { Element } from "../../xml/element.ts";
+import { StanzaError } from "../../xmpp/errors.ts";
+import type { JID } from "../../xmpp/jid.ts";
+import { NS_DISCO_INFO, NS_DISCO_ITEMS } from "../../xmpp/ns.ts";
+import { resultFor } from "../../xmpp/stanza.ts";
+import { PEP_NODE_DEFAULTS } from "../pubsub/defaults.ts";
+import { discoItems, nodeInfo } from "../pubsub/disco.ts";
+import type { PubSubNode } from "../pubsub/node.ts";
+import { NS_PUBSUB, NS_PUBSUB_OWNER, PEP_FEATURES, PUBSUB_FEATURES } from "../pubsub/ns.ts";
+import { handlePubsubIq } from "../pubsub/protocol.ts";
+import { rosterRelation } from "../pubsub/relation.ts";
+import { PubSubService } from "../pubsub/service.ts";
+import { AccountNodeStore } from "../pubsub/store.ts";
+import { hasFrom, loadRoster, loadRosterItem } from "../roster.ts";
+import { CapsCache, type CapsRef, capsOf } from "./caps.ts";
+
+const options = z.strictObject({
+	/** Nodes one account may have (OMEMO adds one per device). */
+	max_nodes: z.number().int().min(1).default(200),
+	/** Items one node may keep: what `pubsub#max_items = max` means. */
+	max_items: z.number().int().min(1).default(256),
+	/** Bytes of one item's payload (an avatar's data node is the largest common one). */
+	max_payload_size: z.number().int().min(1024).default(131_072),
+	/** Explicit subscriptions one node may hold. */
+	max_subscriptions_per_node: z.number().int().min(1).default(1000),
+	/** Accounts whose PEP services stay in memory. */
+	cache_size: z.number().int().min(1).default(10_000),
+});
+
+/** The session data key: the caps ver of the session's last presence, "" without caps. */
+const SEEN = "pep";
+
+export default defineModule({
+	name: "pep",
+	description: "XEP-0163 Personal Eventing Protocol: a PubSub service on every account",
+	options,
+	load(api) {
+		const host = api.host;
+		const core = host.server;
+		const opts = api.options;
+		const caps = new CapsCache(api.keyval<string[]>("caps"), (s) => void api.send(s), api.log);
+		api.every(30_000, () => caps.sweep());
+		const services = new Map<string, PubSubService>();
+		/**
+		 * Per account, the contacts' resources that sent it available presence (full JID -> caps,
+		 * null without): to send last items only for a new resource or new caps, and, for contacts
+		 * on other servers, as the notification recipients.
+		 */
+		const contacts = new Map<string, Map<string, CapsRef | null>>();
+
+		const wants = (ref: CapsRef | null | undefined, node: string): boolean =>
+			ref ? (caps.known(ref.ver)?.has(`${node}+notify`) ?? false) : false;
+
+		function parse(s: string): JID | null {
+			try {
+				return core.jids.parse(s);
+			} catch {
+				return null;
+			}
+		}
+
+		/** XEP-0163 §4.3: who gets a node's notifications without subscribing. */
+		async function recipients(user: string, node: PubSubNode): Promise<string[]> {
+			const out: string[] = [];
+			const name = node.name;
+			const interested = (sessions: Session[], into: string[]) => {
+				for (const s of sessions)
+					if (s.available && s.jid && wants(capsOf(s.presence), name)) into.push(s.jid.toString());
+			};
+			interested(host.sessionsOf(user), out);
+			const model = node.config.access_model;
+			// Closed models: only the owner's resources and explicit subscribers (§4.3.1).
+			if (model === "whitelist" || model === "authorize") return out;
+			const remote = contacts.get(user);
+			const { items } = await loadRoster(host, user);
+			for (const [contact, item] of items) {
+				if (!hasFrom(item.subscription)) continue;
+				if (
+					model === "roster" &&
+					!item.groups.some((g) => node.config.roster_groups_allowed.includes(g))
+				)
+					continue;
+				const cjid = parse(contact);
+				if (!cjid?.local) continue;
+				const theirs: string[] = [];
+				const chost = core.hosts.get(cjid.domain);
+				if (chost) interested(chost.sessionsOf(cjid.local), theirs);
+				else if (remote)
+					for (const [full, ref] of remote)
+						if (full.startsWith(`${contact}/`) && wants(ref, name)) theirs.push(full);
+				// XEP-0191 §3.3: nothing goes to a contact the account blocked.
+				if (theirs.length && !(await host.events.fire("blocking/outbound", { user, jid: cjid })))
+					out.push(...theirs);
+			}
+			return out;
+		}
+
+		function serviceFor(user: string): PubSubService {
+			const cached = services.get(user);
+			if (cached) {
+				services.delete(user);
+				services.set(user, cached);
+				return cached;
+			}
+			const owner = `${user}@${host.name}`;
+			const store = new AccountNodeStore(api.keyval("pep"), api.map("pep_items"), user, () =>
+				core.cluster?.notify(host, "pep", user),
+			);
+			const service = new PubSubService({
+				pepOwner: owner,
+				jid: owner,
+				defaults: { ...PEP_NODE_DEFAULTS, max_payload_size: opts.max_payload_size },
+				limits: {
+					maxItems: opts.max_items,
+					maxPayloadSize: opts.max_payload_size,
+					maxNodes: opts.max_nodes,
+					maxSubscriptionsPerNode: opts.max_subscriptions_per_node,
+				},
+				store,
+				mayCreate: () => false,
+				relation: (o, r) => rosterRelation(core, o, r),
+				send: (s) => void api.send(s),
+				implicitRecipients: (node) => recipients(user, node),
+			});
+			services.set(user, service);
+			if (services.size > opts.cache_size) services.delete(services.keys().next().value as string);
+			return service;
+		}
+
+		/** §4.3.2: the last item of each node `to` wants and may see. */
+		async function sendLastItems(user: string, to: JID, ref: CapsRef): Promise<void> {
+			const service = serviceFor(user);
+			await service.run(async () => {
+				for (const node of service.nodes.values()) {
+					if (node.config.send_last_published_item !== "on_sub_and_presence") continue;
+					if (!wants(ref, node.name) || !(await service.canAccess(node, to))) continue;
+					service.sendLast(node, to.toString());
+				}
+			});
+		}
+
+		const learn = (user: string, ref: CapsRef, to: JID) =>
+			caps.learn(ref, `${user}@${host.name}`, to.toString(), () => {
+				sendLastItems(user, to, ref).catch((err: unknown) =>
+					api.log.warn({ err }, "PEP last items failed"),
+				);
+			});
+
+		// XEP-0163 §1 / §8: the account is a PEP service.
+		api.addAccountIdentity({ category: "pubsub", type: "pep" });
+		api.addAccountFeature(NS_PUBSUB);
+		for (const f of [...PUBSUB_FEATURES, ...PEP_FEATURES]) api.addAccountFeature(f);
+
+		const answer = async (e: StanzaEvent) => {
+			if (!(await host.accounts.exists(e.to.local))) throw new StanzaError("service-unavailable");
+			const { payload, after } = await handlePubsubIq({
+				service: serviceFor(e.to.local),
+				iq: e.stanza,
+				actor: e.from,
+				parseJid: (s) => core.jids.parse(s),
+			});
+			api.reply(e.origin, resultFor(e.stanza, ...(payload ? [payload] : [])));
+			if (after) await after();
+			return HANDLED;
+		};
+		for (const ns of [NS_PUBSUB, NS_PUBSUB_OWNER])
+			for (const type of ["get", "set"]) api.hook(`iq-${type}/bare/${ns}:pubsub`, answer);
+
+		// XEP-0060 §5.3-§5.5 on the account: node info, the nodes, a node's items.
+		api.hook(
+			`iq-get/bare/${NS_DISCO_INFO}:query`,
+			async (e: StanzaEvent) => {
+				const node = (e.stanza.elements()[0] as Element).attrs.node;
+				if (node === undefined) return undefined; // the account's own (disco module)
+				if (!(await host.accounts.exists(e.to.local))) throw new StanzaError("service-unavailable");
+				api.reply(
+					e.origin,
+					resultFor(e.stanza, await nodeInfo(serviceFor(e.to.local), e.from, node)),
+				);
+				return HANDLED;
+			},
+			Priority.TRANSFORM,
+		);
+		api.hook(
+			`iq-get/bare/${NS_DISCO_ITEMS}:query`,
+			async (e: StanzaEvent) => {
+				if (!(await host.accounts.exists(e.to.local))) throw new StanzaError("service-unavailable");
+				const node = (e.stanza.elements()[0] as Element).attrs.node;
+				api.reply(
+					e.origin,
+					resultFor(e.stanza, await discoItems(serviceFor(e.to.local), e.from, node)),
+				);
+				return HANDLED;
+			},
+			Priority.TRANSFORM,
+		);
+
+		// Answers to our caps queries (XEP-0115 §6.2), addressed to an account's bare JID.
+		const capsAnswer = async ({ stanza }: StanzaEvent) => {
+			const type = stanza.attrs.type;
+			if (type !== "result" && type !== "error") return undefined;
+			return (await caps.answer(stanza)) ? HANDLED : undefined;
+		};
+		api.hook("iq/self", capsAnswer, Priority.TRANSFORM);
+		api.hook("iq/bare", capsAnswer, Priority.TRANSFORM);
+
+		// The account's own resources (§4.3.1): a new resource or new caps gets the last items.
+		api.hook(
+			"presence/self",
+			async ({ stanza, origin }: StanzaEvent) => {
+				if (!origin?.jid || stanza.attrs.to !== undefined || stanza.attrs.type !== undefined)
+					return undefined;
+				const ref = capsOf(stanza);
+				const ver = ref?.ver ?? "";
+				if (origin.data.get(SEEN) === ver) return undefined;
+				origin.data.set(SEEN, ver);
+				if (ref) await learn(origin.jid.local, ref, origin.jid);
+				return undefined;
+			},
+			Priority.TRANSFORM,
+		);
+
+		// Contacts' presence to the account (§4.3.2): available from a subscribed contact's new
+		// resource (or with new caps) brings the last items it wants.
+		api.hook(
+			"presence/bare",
+			async ({ stanza, from, to }: StanzaEvent) => {
+				if (!from.resource || from.bare.equals(to)) return undefined;
+				const type = stanza.attrs.type;
+				const user = to.local;
+				const key = from.toString();
+				if (type === "unavailable") {
+					const m = contacts.get(user);
+					m?.delete(key);
+					if (m?.size === 0) contacts.delete(user);
+					return undefined;
+				}
+				if (type !== undefined) return undefined;
+				const ref = capsOf(stanza) ?? null;
+				const m = contacts.get(user);
+				const prev = m?.get(key);
+				if (prev !== undefined && (prev?.ver ?? "") === (ref?.ver ?? "")) return undefined;
+				const item = await loadRosterItem(host, user, from.bareString);
+				if (!hasFrom(item?.subscription)) return undefined;
+				if (m) m.set(key, ref);
+				else contacts.set(user, new Map([[key, ref]]));
+				if (ref) await learn(user, ref, from);
+				return undefined;
+			},
+			Priority.TRANSFORM,
+		);
+
+		// Another cluster node changed an account's PEP nodes: read them again when needed.
+		api.hook("cluster/pep", ({ data: user }: ClusterNotice) => {
+			services.delete(user);
+		});
+		api.hook("account/deleted", ({ username }: { username: string }) => {
+			services.delete(username);
+			contacts.delete(username);
+		});
+	},
+});

@@ -1,0 +1,212 @@
+/**
+ * Personal Eventing Protocol (XEP-0163) end to end over real sockets: auto-create, access
+ * models, +notify filtering through entity capabilities (XEP-0115), the last item on presence,
+ * publish-options as OMEMO (XEP-0384) uses them, limits, and persistence.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { Element } from "../../src/xml/element.ts";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+import {
+	availableWithCaps,
+	befriend,
+	connectUser,
+	errorOf,
+	iq,
+	type User,
+} from "../helpers/xmpp-user.ts";
+
+const PUBSUB = "http://jabber.org/protocol/pubsub";
+const EVENT = "http://jabber.org/protocol/pubsub#event";
+const TUNE = "http://jabber.org/protocol/tune";
+const DEVICELIST = "eu.siacs.conversations.axolotl.devicelist";
+const BUNDLE = "eu.siacs.conversations.axolotl.bundles:1234";
+
+const publishOptions = (fields: Record<string, string>) =>
+	`<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>${PUBSUB}#publish-options</value></field>${Object.entries(
+		fields,
+	)
+		.map(([k, v]) => `<field var='${k}'><value>${v}</value></field>`)
+		.join("")}</x></publish-options>`;
+
+const publish = (node: string, payload: string, id = "current", options = "") =>
+	`<pubsub xmlns='${PUBSUB}'><publish node='${node}'><item id='${id}'>${payload}</item></publish>${options}</pubsub>`;
+
+const tune = (title: string) => `<tune xmlns='${TUNE}'><title>${title}</title></tune>`;
+
+const isEvent = (node: string, from: string) => (el: Element) =>
+	el.is("message") &&
+	el.attrs.from === from &&
+	el.getChild("event", EVENT)?.getChild("items")?.attrs.node === node;
+
+describe("XEP-0163 Personal Eventing Protocol", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	const user = async (name: string, resource = "r") => {
+		const u = await connectUser(t.port, name, resource);
+		open.push(u);
+		return u;
+	};
+
+	before(async () => {
+		t = await startTestServer({
+			config: {
+				auth: { require_encryption: false, allow_plain_without_tls: true },
+				hosts: { localhost: { module_options: { pep: { max_nodes: 5 } } } },
+			},
+			users: ["alice", "bob", "carol", "dave", "erin"].map((u) => [`${u}@localhost`, `${u}-pw`]),
+		});
+		await befriend(t.server, "alice@localhost", "bob@localhost");
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t.stop();
+	});
+
+	test("§1 / XEP-0060 §7.1.5: the account's disco#info has pubsub/pep and publish-options", async () => {
+		const alice = await user("alice", "disco");
+		const r = await iq(alice, "get", "", "<query xmlns='http://jabber.org/protocol/disco#info'/>");
+		assert.equal(r.attrs.type, "result", r.toString());
+		const q = r.getChild("query") as Element;
+		assert.ok(
+			q
+				.getChildren("identity")
+				.some((i) => i.attrs.category === "pubsub" && i.attrs.type === "pep"),
+		);
+		const features = q.getChildren("feature").map((f) => f.attrs.var);
+		assert.ok(features.includes(`${PUBSUB}#publish-options`));
+		assert.ok(features.includes(`${PUBSUB}#auto-create`));
+	});
+
+	test("§3 auto-create, presence access (§4.5): a contact reads, a stranger gets presence-subscription-required, only the owner publishes", async () => {
+		const alice = await user("alice", "p1");
+		const bob = await user("bob", "p1");
+		const carol = await user("carol", "p1");
+		const pub = await iq(alice, "set", "", publish(TUNE, tune("one"), "t1"));
+		assert.equal(pub.attrs.type, "result", pub.toString());
+		const got = await iq(
+			bob,
+			"get",
+			"alice@localhost",
+			`<pubsub xmlns='${PUBSUB}'><items node='${TUNE}'/></pubsub>`,
+		);
+		assert.equal(got.attrs.type, "result", got.toString());
+		assert.equal(got.getChild("pubsub")?.getChild("items")?.getChild("item")?.attrs.id, "t1");
+		const denied = await iq(
+			carol,
+			"get",
+			"alice@localhost",
+			`<pubsub xmlns='${PUBSUB}'><items node='${TUNE}'/></pubsub>`,
+		);
+		assert.deepEqual(errorOf(denied), {
+			condition: "not-authorized",
+			app: "presence-subscription-required",
+		});
+		const forged = await iq(bob, "set", "alice@localhost", publish(TUNE, tune("not mine")));
+		assert.equal(errorOf(forged).condition, "forbidden", forged.toString());
+	});
+
+	test("§4.3: +notify filtering: the resource that asked gets the notification, the other does not", async () => {
+		const alice = await user("alice", "n1");
+		const bob1 = await user("bob", "wants");
+		const bob2 = await user("bob", "nowant");
+		await availableWithCaps(bob1, [TUNE]);
+		await availableWithCaps(bob2, ["urn:example:other"]);
+		// The caps are learned when the answer arrives: a round trip makes sure it was handled.
+		await iq(bob1, "get", "localhost", "<ping xmlns='urn:xmpp:ping'/>");
+		const m1 = bob1.r.mark();
+		const m2 = bob2.r.mark();
+		await iq(alice, "set", "", publish(TUNE, tune("two"), "t2"));
+		const ev = await bob1.r.wait(isEvent(TUNE, "alice@localhost"), m1, "tune notification");
+		assert.equal(ev.getChild("event", EVENT)?.getChild("items")?.getChild("item")?.attrs.id, "t2");
+		// bob2 is a contact too; a round trip after the publish shows nothing came for it.
+		await iq(bob2, "get", "localhost", "<ping xmlns='urn:xmpp:ping'/>");
+		assert.equal(bob2.r.since(m2).filter(isEvent(TUNE, "alice@localhost")).length, 0);
+	});
+
+	test("§4.3.2: a contact coming online gets the last item of each node it wants", async () => {
+		const alice = await user("alice", "l1");
+		await iq(alice, "set", "", publish(TUNE, tune("latest"), "t3"));
+		const bob = await user("bob", "late");
+		const mark = await availableWithCaps(bob, [TUNE]);
+		const ev = await bob.r.wait(isEvent(TUNE, "alice@localhost"), mark, "last tune");
+		assert.equal(ev.getChild("event", EVENT)?.getChild("items")?.getChild("item")?.attrs.id, "t3");
+		assert.ok(ev.getChild("delay", "urn:xmpp:delay"), "a last item carries its delay");
+	});
+
+	test("XEP-0384 with §7.1.5 publish-options: a device list and a bundle readable by a non-contact; preconditions hold", async () => {
+		const alice = await user("alice", "omemo");
+		const carol = await user("carol", "omemo");
+		const list = `<list xmlns='eu.siacs.conversations.axolotl'><device id='1234'/></list>`;
+		const r1 = await iq(
+			alice,
+			"set",
+			"",
+			publish(DEVICELIST, list, "current", publishOptions({ "pubsub#access_model": "open" })),
+		);
+		assert.equal(r1.attrs.type, "result", r1.toString());
+		const bundle = `<bundle xmlns='eu.siacs.conversations.axolotl'><signedPreKeyPublic signedPreKeyId='1'>AAAA</signedPreKeyPublic></bundle>`;
+		const r2 = await iq(
+			alice,
+			"set",
+			"",
+			publish(
+				BUNDLE,
+				bundle,
+				"current",
+				publishOptions({ "pubsub#access_model": "open", "pubsub#max_items": "max" }),
+			),
+		);
+		assert.equal(r2.attrs.type, "result", r2.toString());
+		for (const node of [DEVICELIST, BUNDLE]) {
+			const got = await iq(
+				carol,
+				"get",
+				"alice@localhost",
+				`<pubsub xmlns='${PUBSUB}'><items node='${node}'/></pubsub>`,
+			);
+			assert.equal(got.attrs.type, "result", got.toString());
+			assert.ok(got.getChild("pubsub")?.getChild("items")?.getChild("item")?.elements()[0], node);
+		}
+		// Same options again: met ("true"/"1" do not matter for booleans, nor "max" for max).
+		const again = await iq(
+			alice,
+			"set",
+			"",
+			publish(DEVICELIST, list, "current", publishOptions({ "pubsub#access_model": "open" })),
+		);
+		assert.equal(again.attrs.type, "result", again.toString());
+		// The tune node has access_model presence: asking for open is a precondition not met.
+		const conflict = await iq(
+			alice,
+			"set",
+			"",
+			publish(TUNE, tune("x"), "t9", publishOptions({ "pubsub#access_model": "open" })),
+		);
+		assert.deepEqual(errorOf(conflict), { condition: "conflict", app: "precondition-not-met" });
+	});
+
+	test("owner configuration and node limits: max_nodes holds with not-allowed + max-nodes-exceeded", async () => {
+		const dave = await user("dave", "lim");
+		for (let i = 0; i < 5; i++) {
+			const r = await iq(dave, "set", "", publish(`urn:example:n${i}`, "<x xmlns='urn:example'/>"));
+			assert.equal(r.attrs.type, "result", r.toString());
+		}
+		const over = await iq(dave, "set", "", publish("urn:example:n5", "<x xmlns='urn:example'/>"));
+		assert.deepEqual(errorOf(over), { condition: "not-allowed", app: "max-nodes-exceeded" });
+		const items = await iq(
+			dave,
+			"get",
+			"",
+			"<query xmlns='http://jabber.org/protocol/disco#items'/>",
+		);
+		assert.equal(items.getChild("query")?.getChildren("item").length, 5);
+	});
+
+	test("payloads over the limit are not-acceptable + payload-too-big", async () => {
+		const erin = await user("erin", "big");
+		const big = `<data xmlns='urn:xmpp:avatar:data'>${"A".repeat(140_000)}</data>`;
+		const r = await iq(erin, "set", "", publish("urn:xmpp:avatar:data", big, "abc"));
+		assert.deepEqual(errorOf(r), { condition: "not-acceptable", app: "payload-too-big" });
+	});
+});
