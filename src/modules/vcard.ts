@@ -38,6 +38,18 @@ export function avatarHash(vcard: Element): string | null {
 	return createHash("sha1").update(Buffer.from(binval, "base64")).digest("hex");
 }
 
+/**
+ * `vcard/changed` on the host's bus, after an account set its vCard (XEP-0054 §3.2): XEP-0398
+ * conversion (src/modules/pep/) publishes its photo as a XEP-0084 avatar.
+ */
+export interface VCardChangedEvent {
+	user: string;
+	vcard: Element;
+}
+
+/** The store holding each account's vCard as XML text (user = localpart). */
+export const VCARD_STORE = "vcard";
+
 /** A stored vCard back into an element; limits generous enough for anything we accepted. */
 export function parseStoredVCard(xml: string): Element {
 	return parseDocument(xml, { maxStanzaBytes: Buffer.byteLength(xml) + 1, maxDepth: 64 });
@@ -49,7 +61,7 @@ export default defineModule({
 	options,
 	load(api) {
 		const host = api.host;
-		const store = api.keyval<string>("vcard");
+		const store = api.keyval<string>(VCARD_STORE);
 		// Avatar hash per user, valid while the stored XML is the same string.
 		const hashes = new Map<string, { xml: string; hash: string | null }>();
 
@@ -113,6 +125,7 @@ export default defineModule({
 				);
 			}
 			await store.set(to.local, xml);
+			await host.events.fire<VCardChangedEvent>("vcard/changed", { user: to.local, vcard: stored });
 			api.reply(origin, resultFor(stanza));
 			return HANDLED;
 		});

@@ -61,10 +61,24 @@ export interface ServiceHooks {
 	/** Routes a stanza the service sends (notifications, authorization requests). */
 	send(stanza: Element): void;
 	/**
+	 * After a change to a node's items is stored (outside the service's lock, before the IQ
+	 * result): PEP's conversions (XEP-0398 avatars, XEP-0402 bookmarks) follow it there.
+	 */
+	changed?(change: NodeChange): Promise<void>;
+	/**
 	 * Full JIDs that get the node's notifications without an explicit subscription (PEP's
 	 * +notify contacts and the owner's resources, XEP-0163 §4.3), deduplicated by the service.
 	 */
 	implicitRecipients?(node: PubSubNode): Promise<Iterable<string>>;
+}
+
+export interface NodeChange {
+	node: string;
+	actor: JID;
+	published?: { id: string; payload: Element | undefined };
+	retracted?: string[];
+	/** Every item is gone (purge, or the node was deleted). */
+	cleared?: boolean;
 }
 
 export interface ItemsQuery {
@@ -295,7 +309,7 @@ export class PubSubService {
 	}
 
 	/** §8.4: deletes a node; subscribers learn it with the redirect, if any. */
-	delete(actor: JID, name: string | undefined, redirect?: string): Promise<void> {
+	#deleteRun(actor: JID, name: string | undefined, redirect?: string): Promise<void> {
 		return this.run(async () => {
 			const node = this.#node(name);
 			this.#requireOwner(node, actor);
@@ -311,7 +325,7 @@ export class PubSubService {
 	}
 
 	/** §8.5: removes every item. */
-	purge(actor: JID, name: string | undefined): Promise<void> {
+	#purgeRun(actor: JID, name: string | undefined): Promise<void> {
 		return this.run(async () => {
 			const node = this.#node(name);
 			this.#requireOwner(node, actor);
@@ -322,6 +336,43 @@ export class PubSubService {
 		});
 	}
 
+	// The operations that change items tell `hooks.changed` once their change is stored.
+
+	async publish(
+		actor: JID,
+		name: string | undefined,
+		item: { id?: string; payload?: Element; extra?: boolean },
+		options?: Element,
+	): Promise<string> {
+		const id = await this.#publishRun(actor, name, item, options);
+		await this.hooks.changed?.({
+			node: name as string,
+			actor,
+			published: { id, payload: item.payload },
+		});
+		return id;
+	}
+
+	async retract(
+		actor: JID,
+		name: string | undefined,
+		ids: string[],
+		notify: boolean,
+	): Promise<void> {
+		await this.#retractRun(actor, name, ids, notify);
+		await this.hooks.changed?.({ node: name as string, actor, retracted: ids });
+	}
+
+	async purge(actor: JID, name: string | undefined): Promise<void> {
+		await this.#purgeRun(actor, name);
+		await this.hooks.changed?.({ node: name as string, actor, cleared: true });
+	}
+
+	async delete(actor: JID, name: string | undefined, redirect?: string): Promise<void> {
+		await this.#deleteRun(actor, name, redirect);
+		await this.hooks.changed?.({ node: name as string, actor, cleared: true });
+	}
+
 	// ------------------------------------------------------------------------------------------
 	// Items (§7.1, §7.2, §6.5)
 
@@ -330,7 +381,7 @@ export class PubSubService {
 	 * `options` when the actor may create nodes (§7.1.4 auto-create; XEP-0163 §3); on an
 	 * existing node `options` are preconditions (§7.1.5).
 	 */
-	publish(
+	#publishRun(
 		actor: JID,
 		name: string | undefined,
 		item: { id?: string; payload?: Element; extra?: boolean },
@@ -415,7 +466,7 @@ export class PubSubService {
 	}
 
 	/** §7.2: deletes items; notifies with `<retract/>` when asked or configured. */
-	retract(actor: JID, name: string | undefined, ids: string[], notify: boolean): Promise<void> {
+	#retractRun(actor: JID, name: string | undefined, ids: string[], notify: boolean): Promise<void> {
 		return this.run(async () => {
 			const node = this.#node(name);
 			if (ids.length === 0) throw pubsubError("bad-request", "item-required");
