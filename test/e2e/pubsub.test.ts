@@ -2,8 +2,9 @@
  * Publish-Subscribe (XEP-0060) end to end: a real server with pubsub components
  * (`[components."pubsub.localhost"] type = "pubsub"`), real sockets, stanzas parsed with the
  * server's parser; one test with xmpp.js. Every error is checked for its stanza error condition
- * and its pubsub#errors application condition (§§6-8, §14). Each test names the section it
- * checks.
+ * and its pubsub#errors application condition (§§6-8, §12). Each test names the section it
+ * checks; section numbers are those of XEP-0060 1.30 (errors §12, features §11, the
+ * pubsub#node_config registry §17.4.4, implementation notes §13).
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -54,6 +55,7 @@ const baseConfig = {
 			max_items: 5,
 			default_max_items: 3,
 			max_payload_size: 200,
+			max_subscriptions_per_node: 2,
 		},
 		[TINY]: { type: "pubsub" as const, max_nodes: 2 },
 	},
@@ -254,7 +256,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assert.ok(jids.includes(SERVICE), r.toString());
 	});
 
-	test("§5.1: the service is a pubsub/service entity with the pubsub features (§10)", async () => {
+	test("§5.1: the service is a pubsub/service entity with the pubsub features (§11)", async () => {
 		const a = await user("alice");
 		const r = await iq(a, "get", `<query xmlns='${DISCO_INFO}'/>`);
 		assertResult(r);
@@ -345,7 +347,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		);
 	});
 
-	test("§8.1.2: an instant node gets a generated name, returned in the result", async () => {
+	test("§8.1.1: an instant node gets a generated name, returned in the result", async () => {
 		const a = await user("alice");
 		const r = await iq(a, "set", ps("<create/>"));
 		assertResult(r);
@@ -424,11 +426,11 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 			assert.ok(c.has(f), f);
 		assertError(await iq(b, "get", own(`<configure node='${node}'/>`)), "forbidden");
 		assertError(await configure(b, node, { "pubsub#title": "taken over" }), "forbidden");
-		// §8.2.3.4: no such node.
+		// §8.2.3.5: no such node.
 		assertError(await iq(a, "get", own("<configure node='no-such-node'/>")), "item-not-found");
 	});
 
-	test("§8.2.4: the owner submits a configuration; §8.2.5.3: a bad value is not-acceptable and changes nothing", async () => {
+	test("§8.2.4: the owner submits a configuration; §8.2.5.2: a bad value is not-acceptable and changes nothing", async () => {
 		const a = await user("alice");
 		const node = fresh("reconf");
 		await create(a, node);
@@ -531,7 +533,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assert.deepEqual(itemIds(await items(a, node)), [generated, "given"]);
 	});
 
-	test("§7.1.2: republishing an item id replaces the item", async () => {
+	test("§7.1.3 (note): republishing an item id replaces the item", async () => {
 		const a = await user("alice");
 		const node = fresh("replace");
 		await create(a, node);
@@ -544,7 +546,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assert.equal(it.getChild("entry", "urn:test")?.text(), "new");
 	});
 
-	test('§7.1.2 max_items: the oldest items go; "max" is the service\'s limit', async () => {
+	test('§7.1.2.5 max_items: the oldest items go; "max" is the service\'s limit', async () => {
 		const a = await user("alice");
 		const node = fresh("trim");
 		await create(a, node, { "pubsub#max_items": "2" });
@@ -589,7 +591,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assertError(conf, "not-acceptable");
 	});
 
-	test("§7.1.3.4: a payload over pubsub#max_payload_size is not-acceptable with payload-too-big", async () => {
+	test("§7.1.3.5: a payload over pubsub#max_payload_size is not-acceptable with payload-too-big", async () => {
 		const a = await user("alice");
 		const node = fresh("small-payload");
 		await create(a, node, { "pubsub#max_payload_size": "64" });
@@ -630,7 +632,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 			"forbidden",
 		);
 		assert.deepEqual(itemIds(await items(a, node)), ["mine"]);
-		// §7.2.3.3: no such item.
+		// §7.2.3.2: no such item.
 		assertError(
 			await iq(a, "set", ps(`<retract node='${node}'><item id='nope'/></retract>`)),
 			"item-not-found",
@@ -643,7 +645,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		);
 	});
 
-	test("§7.2.2: retract with notify='true' sends <retract id/> to subscribers", async () => {
+	test("§7.2.2.1: retract with notify='true' sends <retract id/> to subscribers", async () => {
 		const a = await user("alice");
 		const b = await user("bob");
 		const node = fresh("retract");
@@ -774,12 +776,40 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 			"unexpected-request",
 			"not-subscribed",
 		);
-		// §6.2.3.3: unsubscribing someone else.
+		// §6.2.3.3: unsubscribing someone else is forbidden.
 		assertResult(await subscribe(a, node));
 		assertError(
 			await iq(b, "set", ps(`<unsubscribe node='${node}' jid='${a.jid}'/>`)),
-			"bad-request",
-			"invalid-jid",
+			"forbidden",
+		);
+		// §6.2.3.4: no such node; §6.2.3.5: a subid that is not the subscription's.
+		assertError(
+			await iq(b, "set", ps(`<unsubscribe node='no-such-node' jid='${b.jid}'/>`)),
+			"item-not-found",
+		);
+		assertError(
+			await iq(a, "set", ps(`<unsubscribe node='${node}' jid='${a.jid}' subid='not-it'/>`)),
+			"not-acceptable",
+			"invalid-subid",
+		);
+	});
+
+	test("§6.1.3.9: beyond max_subscriptions_per_node, policy-violation with too-many-subscriptions", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const c = await user("carol");
+		const node = fresh("crowded");
+		assertResult(await iq(a, "set", ps(`<create node='${node}'/>`), SMALL));
+		for (const u of [a, b])
+			assertResult(await iq(u, "set", ps(`<subscribe node='${node}' jid='${u.jid}'/>`), SMALL));
+		const r = await iq(c, "set", ps(`<subscribe node='${node}' jid='${c.jid}'/>`), SMALL);
+		assertError(r, "policy-violation", "too-many-subscriptions");
+		// §6.1.6: subscribing again returns the current subscription, and counts nothing new.
+		const again = await iq(b, "set", ps(`<subscribe node='${node}' jid='${b.jid}'/>`), SMALL);
+		assertResult(again);
+		assert.equal(
+			again.getChild("pubsub", PUBSUB)?.getChild("subscription")?.attrs.subscription,
+			"subscribed",
 		);
 	});
 
@@ -824,9 +854,9 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assertResult(await publish(a, node, "heard"));
 		const ev = eventOf(await waitEvent(b, mark, node, "the notification"), node) as Element;
 		assert.equal(ev.getChild("item")?.attrs.id, "heard");
-		// §6.3.4.2: options of someone else's subscription.
+		// §6.3.4.1: options of someone else's subscription.
 		assertError(await iq(b, "get", ps(`<options node='${node}' jid='${a.jid}'/>`)), "forbidden");
-		// §6.3.4.4: options of no subscription.
+		// §6.3.4.2: options of no subscription.
 		assertError(
 			await iq(a, "get", ps(`<options node='${node}' jid='${a.jid}'/>`)),
 			"unexpected-request",
@@ -862,7 +892,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 
 	// --- access models (§4.5, §6.1.3, §6.5.9) ---
 
-	test("§6.1.3.2, §6.5.9.2: presence access needs a presence subscription to the owner (presence-subscription-required)", async () => {
+	test("§4.5, §6.1.3.2, §6.5.9.6: presence access needs a presence subscription to the owner (presence-subscription-required)", async () => {
 		const a = await user("alice");
 		const c = await user("carol");
 		const node = fresh("presence");
@@ -895,7 +925,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assert.deepEqual(itemIds(await items(c, node)), ["p"]);
 	});
 
-	test("§6.1.3.3, §6.5.9.3: roster access needs an allowed roster group (not-in-roster-group)", async () => {
+	test("§4.5, §6.1.3.3, §6.5.9.7: roster access needs an allowed roster group (not-in-roster-group)", async () => {
 		const a = await user("alice");
 		const d = await user("dave");
 		const node = fresh("roster");
@@ -926,7 +956,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assertResult(await items(d, node));
 	});
 
-	test("§6.1.3.4, §8.6: authorize: pending, the owner gets the approval form, submits it, the subscriber is told", async () => {
+	test("§6.1.4, §8.6, §13.14: authorize: pending, the owner gets the approval form, submits it, the subscriber is told", async () => {
 		const a = await user("alice");
 		const e = await user("eve");
 		const node = fresh("authorize");
@@ -937,8 +967,10 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assertResult(r);
 		const sub = r.getChild("pubsub", PUBSUB)?.getChild("subscription") as Element;
 		assert.equal(sub.attrs.subscription, "pending", "§6.1.4: pending");
-		// §6.5.9.?: not subscribed yet, no items.
+		// §6.5.9.3: a pending subscription is not a subscription: no items.
 		assertError(await items(e, node), "not-authorized", "not-subscribed");
+		// §6.1.3.7: asking again while pending.
+		assertError(await subscribe(e, node), "not-authorized", "pending-subscription");
 		// §8.6.1: the owner is asked with a subscribe_authorization form.
 		const ask = await a.r.wait(
 			(el) => el.is("message") && el.attrs.from === SERVICE && !!el.getChild("x", DATA),
@@ -977,7 +1009,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assert.deepEqual(itemIds(await items(e, node)), ["secret"]);
 	});
 
-	test("§6.1.3.4: a subscription the owner denies is gone", async () => {
+	test("§8.6, §13.14: a subscription the owner denies is gone, and the subscriber is told", async () => {
 		const a = await user("alice");
 		const e = await user("eve");
 		const node = fresh("deny");
@@ -1008,7 +1040,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		);
 	});
 
-	test("§6.1.3.5, §6.5.9.5: whitelist: not-allowed with closed-node until the owner makes one a member", async () => {
+	test("§4.5, §6.1.3.4, §6.5.9.8: whitelist: not-allowed with closed-node until the owner makes one a member", async () => {
 		const a = await user("alice");
 		const b = await user("bob");
 		const node = fresh("whitelist");
@@ -1037,7 +1069,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		);
 	});
 
-	test("§4.1, §6.1.3.8: an outcast is forbidden to subscribe or retrieve, and loses its subscription", async () => {
+	test("§4.1, §6.1.3.8, §6.5.9.10: an outcast is forbidden to subscribe or retrieve, and loses its subscription", async () => {
 		const a = await user("alice");
 		const c = await user("carol");
 		const node = fresh("outcast");
@@ -1200,7 +1232,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assertResult(await iq(d, "set", ps(`<retract node='${node}'><item id='dropped'/></retract>`)));
 	});
 
-	test("§16.4.4 pubsub#notification_type: headline by default, normal when configured", async () => {
+	test("§17.4.4 pubsub#notification_type: headline by default, normal when configured", async () => {
 		const a = await user("alice");
 		const b = await user("bob");
 		const node = fresh("types");
@@ -1333,7 +1365,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 });
 
 describe("XEP-0060 persistence", () => {
-	test("§4.6 / persist_items: nodes, configuration, affiliations, subscriptions and items survive a restart", async () => {
+	test("§4.3 persistent items: nodes, configuration, affiliations, subscriptions and items survive a restart", async () => {
 		const dataDir = mkdtempSync(pathJoin(tmpdir(), "parley-pubsub-"));
 		const node = "kept";
 		try {

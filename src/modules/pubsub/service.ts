@@ -525,9 +525,13 @@ export class PubSubService {
 			await this.checkAccess(node, actor, true);
 			const key = jid.toString();
 			const existing = node.meta.subscriptions[key];
+			// §6.1.3.7: a pending subscription is not asked for again.
+			if (existing?.state === "pending")
+				throw pubsubError("not-authorized", "pending-subscription");
 			if (existing) return [key, existing];
+			// §6.1.3.9: too many subscriptions is policy-violation.
 			if (Object.keys(node.meta.subscriptions).length >= this.hooks.limits.maxSubscriptionsPerNode)
-				throw pubsubError("not-allowed", "too-many-subscriptions");
+				throw pubsubError("policy-violation", "too-many-subscriptions");
 			const aff = this.affiliationOf(node, actor);
 			const pending =
 				node.config.access_model === "authorize" &&
@@ -639,7 +643,8 @@ export class PubSubService {
 		return this.run(async () => {
 			const node = this.#node(name);
 			const owner = this.affiliationOf(node, actor) === "owner";
-			if (!owner && !jid.bare.equals(actor.bare)) throw pubsubError("bad-request", "invalid-jid");
+			// §6.2.3.3: unsubscribing another entity is forbidden (invalid-jid is §6.1.3.1's, for subscribe).
+			if (!owner && !jid.bare.equals(actor.bare)) throw pubsubError("forbidden");
 			const key = jid.toString();
 			const sub = node.meta.subscriptions[key];
 			if (!sub) throw pubsubError("unexpected-request", "not-subscribed");
