@@ -1149,7 +1149,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		await waitEvent(e, mark, node, "a notification on the subscription the owner made");
 	});
 
-	test("§8.9.1, §8.9.2: the owner reads and sets affiliations; a publisher may publish; the last owner stays", async () => {
+	test("§8.9.1, §8.9.2: the owner reads and sets affiliations; a publisher may publish, retract and purge (§4.1); the last owner stays", async () => {
 		const a = await user("alice");
 		const b = await user("bob");
 		const node = fresh("manage-affs");
@@ -1190,6 +1190,9 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		// §7.2.1: a publisher may retract any item.
 		assertResult(await publish(a, node, "by-alice"));
 		assertResult(await iq(b, "set", ps(`<retract node='${node}'><item id='by-alice'/></retract>`)));
+		// §4.1 (Table 4): a publisher may purge.
+		assertResult(await iq(b, "set", own(`<purge node='${node}'/>`)));
+		assert.deepEqual(itemIds(await items(a, node)), []);
 		// §8.9.2.4: removing the only owner is refused.
 		assertError(
 			await iq(
@@ -1205,7 +1208,7 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assertResult(still);
 	});
 
-	test("§4.1: publish-only may publish but not retrieve items of a whitelist node", async () => {
+	test("§4.1: publish-only may publish but not subscribe or retrieve items (forbidden), on a whitelist node as on an open one", async () => {
 		const a = await user("alice");
 		const d = await user("dave");
 		const node = fresh("publish-only");
@@ -1220,8 +1223,8 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 			),
 		);
 		assertResult(await publish(d, node, "dropped"));
-		assertError(await items(d, node), "not-allowed", "closed-node");
-		assertError(await subscribe(d, node), "not-allowed", "closed-node");
+		assertError(await items(d, node), "forbidden");
+		assertError(await subscribe(d, node), "forbidden");
 		assert.deepEqual(itemIds(await items(a, node)), ["dropped"]);
 		// §4.1: publish-only may retract its own items only.
 		assertResult(await publish(a, node, "owners"));
@@ -1230,6 +1233,20 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 			"forbidden",
 		);
 		assertResult(await iq(d, "set", ps(`<retract node='${node}'><item id='dropped'/></retract>`)));
+		const open = fresh("publish-only-open");
+		await create(a, open);
+		assertResult(
+			await iq(
+				a,
+				"set",
+				own(
+					`<affiliations node='${open}'><affiliation jid='${d.bare}' affiliation='publish-only'/></affiliations>`,
+				),
+			),
+		);
+		assertResult(await publish(d, open, "in"));
+		assertError(await items(d, open), "forbidden");
+		assertError(await subscribe(d, open), "forbidden");
 	});
 
 	test("§17.4.4 pubsub#notification_type: headline by default, normal when configured", async () => {

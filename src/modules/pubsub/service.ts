@@ -184,6 +184,9 @@ export class PubSubService {
 		const aff = this.affiliationOf(node, actor);
 		if (aff === "outcast")
 			throw pubsubError("forbidden", undefined, "you are banned from this node");
+		// §4.1 (Table 4): publish-only may neither subscribe nor retrieve items, whatever the access model.
+		if (aff === "publish-only")
+			throw pubsubError("forbidden", undefined, "publish-only: you may publish, not read");
 		if (aff === "owner" || aff === "publisher" || aff === "member") return;
 		const c = node.config;
 		switch (c.access_model) {
@@ -314,7 +317,8 @@ export class PubSubService {
 	purge(actor: JID, name: string | undefined): Promise<void> {
 		return this.run(async () => {
 			const node = this.#node(name);
-			this.#requireOwner(node, actor);
+			// §4.1 (Table 4): publishers may purge too.
+			if (this.affiliationOf(node, actor) !== "publisher") this.#requireOwner(node, actor);
 			const ids = [...node.items.keys()];
 			node.items.clear();
 			await this.hooks.store.deleteItems(node.name, ids);
