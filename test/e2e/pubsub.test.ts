@@ -380,7 +380,8 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 				`<create node='${bad}'/><configure>${form(NODE_CONFIG, { "pubsub#access_model": "everyone" })}</configure>`,
 			),
 		);
-		assertError(r, "not-acceptable");
+		// §8.1.2: an access model the service does not offer.
+		assertError(r, "not-acceptable", "unsupported-access-model");
 		assertError(await items(a, bad), "item-not-found");
 	});
 
@@ -440,8 +441,12 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		let c = await configOf(a, node);
 		assert.deepEqual(c.get("pubsub#title"), ["New title"]);
 		assert.deepEqual(c.get("pubsub#max_items"), ["3"]);
+		assertError(
+			await configure(a, node, { "pubsub#access_model": "everyone" }),
+			"not-acceptable",
+			"unsupported-access-model",
+		);
 		const bads: Record<string, string>[] = [
-			{ "pubsub#access_model": "everyone" },
 			{ "pubsub#max_items": "0" },
 			{ "pubsub#max_items": "many" },
 			{ "pubsub#persist_items": "perhaps" },
@@ -618,6 +623,86 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 			);
 		assertError(await onSmall("y".repeat(300)), "not-acceptable", "payload-too-big");
 		assertResult(await onSmall("y".repeat(100)));
+	});
+
+	test("§7.1.3.6, §7.1.3.7: item-required, payload-required, invalid-payload (two payloads, or not the node's pubsub#type)", async () => {
+		const a = await user("alice");
+		const node = fresh("strict");
+		await create(a, node, { "pubsub#type": "urn:test" });
+		assertError(
+			await iq(a, "set", ps(`<publish node='${node}'/>`)),
+			"bad-request",
+			"item-required",
+		);
+		assertError(
+			await iq(a, "set", ps(`<publish node='${node}'><item id='empty'/></publish>`)),
+			"bad-request",
+			"payload-required",
+		);
+		assertError(
+			await publish(a, node, "two", "<entry xmlns='urn:test'/><entry xmlns='urn:test'/>"),
+			"bad-request",
+			"invalid-payload",
+		);
+		assertError(
+			await publish(a, node, "other-ns", "<entry xmlns='urn:other'/>"),
+			"bad-request",
+			"invalid-payload",
+		);
+		assertResult(await publish(a, node, "right-ns", "<entry xmlns='urn:test'/>"));
+		assert.deepEqual(itemIds(await items(a, node)), ["right-ns"]);
+		// A publish names its node (nodeid-required, §12).
+		assertError(await iq(a, "set", ps("<publish/>")), "bad-request", "nodeid-required");
+	});
+
+	test("§7.1.3.7, §7.1.2.2: a transient notification-only node takes no item (item-forbidden) and notifies without payload; §7.2.3.5, §8.5.3.3: nothing to retract or purge", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const node = fresh("transient");
+		await create(a, node, { "pubsub#persist_items": "0", "pubsub#deliver_payloads": "false" });
+		assertResult(await subscribe(b, node));
+		assertError(await publish(a, node, "x"), "bad-request", "item-forbidden");
+		const mark = b.r.mark();
+		assertResult(await iq(a, "set", ps(`<publish node='${node}'/>`)));
+		const ev = eventOf(await waitEvent(b, mark, node, "the notification"), node) as Element;
+		assert.equal(ev.name, "items");
+		const item = ev.getChild("item");
+		assert.ok(item?.attrs.id, ev.toString());
+		assert.deepEqual(item.elements(), [], "§7.1.2.2: no payload");
+		const unsupported = (r: Element, feature: string) => {
+			assertError(r, "feature-not-implemented", "unsupported");
+			assert.equal(r.getChild("error")?.getChildByNs(ERRORS)?.attrs.feature, feature, r.toString());
+		};
+		unsupported(
+			await iq(a, "set", ps(`<retract node='${node}'><item id='${item.attrs.id}'/></retract>`)),
+			"persistent-items",
+		);
+		unsupported(await iq(a, "set", own(`<purge node='${node}'/>`)), "persistent-items");
+		// §12: a request the service does not know names the feature by its short name.
+		unsupported(await iq(a, "get", ps(`<frobnicate node='${node}'/>`)), "frobnicate");
+	});
+
+	test("§8.2.5.3: pubsub#notify_config: subscribers get <configuration/>, with the form when payloads are delivered", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const node = fresh("notify-config");
+		await create(a, node, { "pubsub#notify_config": "1" });
+		assertResult(await subscribe(b, node));
+		let mark = b.r.mark();
+		assertResult(await configure(a, node, { "pubsub#title": "Renamed" }));
+		let ev = eventOf(
+			await waitEvent(b, mark, node, "the configuration notification"),
+			node,
+		) as Element;
+		assert.equal(ev.name, "configuration");
+		const f = values(ev.getChild("x", DATA));
+		assert.deepEqual(f.get("FORM_TYPE"), [NODE_CONFIG]);
+		assert.deepEqual(f.get("pubsub#title"), ["Renamed"]);
+		mark = b.r.mark();
+		assertResult(await configure(a, node, { "pubsub#deliver_payloads": "0" }));
+		ev = eventOf(await waitEvent(b, mark, node, "a notification-only one"), node) as Element;
+		assert.equal(ev.name, "configuration");
+		assert.deepEqual(ev.elements(), [], "notification-only: an empty <configuration/>");
 	});
 
 	test("§7.1.3.1: publishing without the publisher affiliation is forbidden; §7.2.3.1: so is retracting", async () => {
