@@ -280,6 +280,10 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 			`${PUBSUB}#publish-only-affiliation`,
 		])
 			assert.ok(features.includes(f), `${f} in ${features.join(" ")}`);
+		// §8.7 get-pending (XEP-0050) is not implemented; §4.3 last-published would make
+		// on_sub_and_presence the default, and nodes here default to never.
+		for (const f of [`${PUBSUB}#get-pending`, `${PUBSUB}#last-published`])
+			assert.ok(!features.includes(f), `${f} is not advertised`);
 	});
 
 	test("§5.2, §5.3, §5.4, §5.5: disco#items lists nodes; node disco#info is pubsub/leaf with meta-data; node disco#items lists items", async () => {
