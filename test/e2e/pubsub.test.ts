@@ -1078,7 +1078,16 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 			?.getChildren("subscription")
 			.find((s) => s.attrs.jid === e.jid);
 		assert.equal(pending?.attrs.subscription, "pending");
-		// §8.6.2: the owner approves.
+		// §8.6: only an owner's answer counts: the subscriber approving itself changes nothing.
+		e.c.send(
+			`<message to='${SERVICE}' id='self-approve'>${form(SUB_AUTH, {
+				"pubsub#node": node,
+				"pubsub#subscriber_jid": e.jid,
+				"pubsub#allow": "true",
+			})}</message>`,
+		);
+		assertError(await items(e, node), "not-authorized", "not-subscribed");
+		// §8.6: the owner approves.
 		const eMark = e.r.mark();
 		a.c.send(
 			`<message to='${SERVICE}' id='approve'>${form(SUB_AUTH, {
