@@ -173,7 +173,14 @@ function parseField(
 			if (v.length > 1024) throw pubsubError("not-acceptable", undefined, `${name}: too long`);
 			return [key, v];
 		case "access_model":
-			return [key, oneOf(v, ACCESS_MODELS, name)];
+			// §8.1.2: an access model the service does not offer is unsupported-access-model.
+			if (!(ACCESS_MODELS as readonly string[]).includes(v))
+				throw pubsubError(
+					"not-acceptable",
+					"unsupported-access-model",
+					`${name}: one of ${ACCESS_MODELS.join(", ")}`,
+				);
+			return [key, v as AccessModel];
 		case "roster_groups_allowed":
 			return [key, values.slice(0, 100)];
 		case "publish_model":

@@ -13,7 +13,12 @@ export const NS_SUBSCRIBE_AUTH = "http://jabber.org/protocol/pubsub#subscribe_au
 export const NS_META_DATA = "http://jabber.org/protocol/pubsub#meta-data";
 export const NS_RSM = "http://jabber.org/protocol/rsm";
 
-/** The XEP-0060 §10 features a service implementing all of this advertises. */
+/**
+ * The XEP-0060 §11 features a service implementing all of this advertises. Not here:
+ * get-pending (§8.7, XEP-0050 commands, not implemented), and last-published and
+ * presence-subscribe, which PEP has (§9, §4.3: last-published means on_sub_and_presence by
+ * default, a service's nodes default to never).
+ */
 export const PUBSUB_FEATURES = [
 	"access-authorize",
 	"access-open",
@@ -27,10 +32,8 @@ export const PUBSUB_FEATURES = [
 	"create-nodes",
 	"delete-items",
 	"delete-nodes",
-	"get-pending",
 	"instant-nodes",
 	"item-ids",
-	"last-published",
 	"manage-subscriptions",
 	"member-affiliation",
 	"meta-data",
@@ -38,7 +41,6 @@ export const PUBSUB_FEATURES = [
 	"multi-items",
 	"outcast-affiliation",
 	"persistent-items",
-	"presence-subscribe",
 	"publish",
 	"publish-only-affiliation",
 	"publish-options",
@@ -57,6 +59,8 @@ export const PUBSUB_FEATURES = [
 /** PEP adds these (XEP-0163 §8). */
 export const PEP_FEATURES = [
 	"auto-subscribe",
+	"last-published",
+	"presence-subscribe",
 	"filtered-notifications",
 	"presence-notifications",
 ].map((f) => `${NS_PUBSUB}#${f}`);

@@ -37,7 +37,8 @@ function unsupported(feature: string): never {
 		"feature-not-implemented",
 		"unsupported",
 		`${feature} is not supported`,
-		`${NS_PUBSUB}#${feature}`,
+		// §18.2: the feature attribute is the feature's short name (an NCName), not its URI.
+		feature,
 	);
 }
 
@@ -128,7 +129,12 @@ async function userSet(
 			const id = await service.publish(
 				actor,
 				node,
-				{ id: item?.attrs.id, payload: payloads[0], extra: payloads.length > 1 },
+				{
+					id: item?.attrs.id,
+					payload: payloads[0],
+					extra: payloads.length > 1,
+					absent: item === undefined,
+				},
 				form,
 			);
 			return {

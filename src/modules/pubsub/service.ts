@@ -20,6 +20,7 @@ import {
 	applyConfigForm,
 	type ConfigLimits,
 	checkPreconditions,
+	configForm,
 	type NodeConfig,
 } from "./config.ts";
 import {
@@ -117,6 +118,16 @@ export function checkNodeName(name: string): void {
 		);
 }
 
+/** §12: feature-not-implemented with <unsupported feature='...'/>. */
+function unsupported(feature: string): never {
+	throw pubsubError(
+		"feature-not-implemented",
+		"unsupported",
+		`${feature} is not supported here`,
+		feature,
+	);
+}
+
 export class PubSubService {
 	readonly hooks: ServiceHooks;
 	readonly nodes = new Map<string, PubSubNode>();
@@ -198,6 +209,9 @@ export class PubSubService {
 		const aff = this.affiliationOf(node, actor);
 		if (aff === "outcast")
 			throw pubsubError("forbidden", undefined, "you are banned from this node");
+		// §4.1 (Table 4): publish-only may neither subscribe nor retrieve items, whatever the access model.
+		if (aff === "publish-only")
+			throw pubsubError("forbidden", undefined, "publish-only: you may publish, not read");
 		if (aff === "owner" || aff === "publisher" || aff === "member") return;
 		const c = node.config;
 		switch (c.access_model) {
@@ -304,7 +318,16 @@ export class PubSubService {
 			node.meta = { ...node.meta, config: next };
 			await this.#trim(node);
 			await this.hooks.store.saveMeta(node.name, node.meta);
-			if (next.notify_config) await this.#notify(node, x("configuration", { node: node.name }));
+			// §8.2.5.3: with payloads, the notification carries the new configuration.
+			if (next.notify_config)
+				await this.#notify(
+					node,
+					x(
+						"configuration",
+						{ node: node.name },
+						next.deliver_payloads ? configForm(next, this.hooks.limits, "result") : undefined,
+					),
+				);
 		});
 	}
 
@@ -328,7 +351,10 @@ export class PubSubService {
 	#purgeRun(actor: JID, name: string | undefined): Promise<void> {
 		return this.run(async () => {
 			const node = this.#node(name);
-			this.#requireOwner(node, actor);
+			// §4.1 (Table 4): publishers may purge too.
+			if (this.affiliationOf(node, actor) !== "publisher") this.#requireOwner(node, actor);
+			// §8.5.3.3: a node that keeps no items has nothing to purge.
+			if (!node.config.persist_items) unsupported("persistent-items");
 			const ids = [...node.items.keys()];
 			node.items.clear();
 			await this.hooks.store.deleteItems(node.name, ids);
@@ -384,7 +410,7 @@ export class PubSubService {
 	#publishRun(
 		actor: JID,
 		name: string | undefined,
-		item: { id?: string; payload?: Element; extra?: boolean },
+		item: { id?: string; payload?: Element; extra?: boolean; absent?: boolean },
 		options?: Element,
 	): Promise<string> {
 		return this.run(async () => {
@@ -407,7 +433,7 @@ export class PubSubService {
 	async #publish(
 		node: PubSubNode,
 		actor: JID,
-		item: { id?: string; payload?: Element; extra?: boolean },
+		item: { id?: string; payload?: Element; extra?: boolean; absent?: boolean },
 	): Promise<string> {
 		const aff = this.affiliationOf(node, actor);
 		const c = node.config;
@@ -420,8 +446,15 @@ export class PubSubService {
 		// XEP-0163 §3: only the account owner publishes to a PEP node.
 		if (this.hooks.pepOwner && actor.bareString !== this.hooks.pepOwner) allowed = false;
 		if (!allowed) throw pubsubError("forbidden", undefined, "you may not publish to this node");
-		// §7.1.3.5: one payload at most.
+		// §7.1.3.7: a persistent node needs an item; a transient notification-only node takes none.
+		if (item.absent && c.persist_items)
+			throw pubsubError("bad-request", "item-required", "this node keeps items: publish one");
+		if (!item.absent && !c.persist_items && !c.deliver_payloads)
+			throw pubsubError("bad-request", "item-forbidden", "this node takes no items");
+		// §7.1.3.6: one payload at most, in the node's pubsub#type namespace when it has one.
 		if (item.extra) throw pubsubError("bad-request", "invalid-payload", "one payload per item");
+		if (item.payload && c.type !== "" && item.payload.ns !== c.type)
+			throw pubsubError("bad-request", "invalid-payload", `payloads of this node are ${c.type}`);
 		const needsPayload = c.persist_items || c.deliver_payloads;
 		if (!item.payload && needsPayload)
 			throw pubsubError("bad-request", "payload-required", "this node needs a payload in the item");
@@ -470,6 +503,8 @@ export class PubSubService {
 		return this.run(async () => {
 			const node = this.#node(name);
 			if (ids.length === 0) throw pubsubError("bad-request", "item-required");
+			// §7.2.3.5: a node that keeps no items has none to retract.
+			if (!node.config.persist_items) unsupported("persistent-items");
 			const aff = this.affiliationOf(node, actor);
 			for (const id of ids) {
 				const item = node.items.get(id);
@@ -576,9 +611,13 @@ export class PubSubService {
 			await this.checkAccess(node, actor, true);
 			const key = jid.toString();
 			const existing = node.meta.subscriptions[key];
+			// §6.1.3.7: a pending subscription is not asked for again.
+			if (existing?.state === "pending")
+				throw pubsubError("not-authorized", "pending-subscription");
 			if (existing) return [key, existing];
+			// §6.1.3.9: too many subscriptions is policy-violation.
 			if (Object.keys(node.meta.subscriptions).length >= this.hooks.limits.maxSubscriptionsPerNode)
-				throw pubsubError("not-allowed", "too-many-subscriptions");
+				throw pubsubError("policy-violation", "too-many-subscriptions");
 			const aff = this.affiliationOf(node, actor);
 			const pending =
 				node.config.access_model === "authorize" &&
@@ -690,7 +729,8 @@ export class PubSubService {
 		return this.run(async () => {
 			const node = this.#node(name);
 			const owner = this.affiliationOf(node, actor) === "owner";
-			if (!owner && !jid.bare.equals(actor.bare)) throw pubsubError("bad-request", "invalid-jid");
+			// §6.2.3.3: unsubscribing another entity is forbidden (invalid-jid is §6.1.3.1's, for subscribe).
+			if (!owner && !jid.bare.equals(actor.bare)) throw pubsubError("forbidden");
 			const key = jid.toString();
 			const sub = node.meta.subscriptions[key];
 			if (!sub) throw pubsubError("unexpected-request", "not-subscribed");
