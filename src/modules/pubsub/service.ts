@@ -367,7 +367,7 @@ export class PubSubService {
 	async publish(
 		actor: JID,
 		name: string | undefined,
-		item: { id?: string; payload?: Element; extra?: boolean },
+		item: { id?: string; payload?: Element; extra?: boolean; absent?: boolean },
 		options?: Element,
 	): Promise<string> {
 		const id = await this.#publishRun(actor, name, item, options);
