@@ -28,6 +28,18 @@ export function isReservedNamespace(ns: string | null): boolean {
 	return ns.startsWith("jabber:") || ns.startsWith("http://jabber.org/") || ns === "vcard-temp";
 }
 
+/** The store: one map entry per (user, fragmentKey), the fragment as XML text. */
+export const PRIVATE_STORE = "private";
+
+/**
+ * `private/changed` on the host's bus after an account stored fragments (XEP-0049 §2.2):
+ * XEP-0402 compatibility (src/modules/pep/) follows `storage:bookmarks` there.
+ */
+export interface PrivateChangedEvent {
+	user: string;
+	fragments: Element[];
+}
+
 /** The storage key of a fragment: its root element's name and namespace. */
 export function fragmentKey(el: Element): string {
 	return `${el.name} ${el.ns ?? ""}`;
@@ -54,7 +66,7 @@ export default defineModule({
 	options,
 	load(api) {
 		// One map entry per (user, "name namespace"), the fragment as XML text.
-		const store = api.map<string>("private");
+		const store = api.map<string>(PRIVATE_STORE);
 
 		/** XEP-0049 §3: only the owner, addressing their own account (or no one), may use it. */
 		const checkOwner = ({ from, to }: StanzaEvent) => {
@@ -112,6 +124,10 @@ export default defineModule({
 				);
 			}
 			for (const [k, v] of updates) await store.set(to.local, k, v);
+			await api.host.events.fire<PrivateChangedEvent>("private/changed", {
+				user: to.local,
+				fragments: children,
+			});
 			origin?.send(resultFor(stanza));
 			return HANDLED;
 		});

@@ -4,6 +4,7 @@
  * publish-options as OMEMO (XEP-0384) uses them, limits, and persistence.
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import type { Element } from "../../src/xml/element.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -208,5 +209,201 @@ describe("XEP-0163 Personal Eventing Protocol", () => {
 		const big = `<data xmlns='urn:xmpp:avatar:data'>${"A".repeat(140_000)}</data>`;
 		const r = await iq(erin, "set", "", publish("urn:xmpp:avatar:data", big, "abc"));
 		assert.deepEqual(errorOf(r), { condition: "not-acceptable", app: "payload-too-big" });
+	});
+});
+
+describe("XEP-0398 avatar conversion and XEP-0402 bookmarks compatibility", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	const user = async (name: string, resource = "r") => {
+		const u = await connectUser(t.port, name, resource);
+		open.push(u);
+		return u;
+	};
+	// A 1x1 PNG.
+	const PNG =
+		"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+	const sha1 = (b64: string) => createHash("sha1").update(Buffer.from(b64, "base64")).digest("hex");
+	const BM2 = "urn:xmpp:bookmarks:1";
+
+	before(async () => {
+		t = await startTestServer({
+			config: { auth: { require_encryption: false, allow_plain_without_tls: true } },
+			users: ["frank", "gina", "hank"].map((u) => [`${u}@localhost`, `${u}-pw`]),
+		});
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t.stop();
+	});
+
+	test("XEP-0398 §4: a vCard PHOTO is published as a XEP-0084 avatar (data and metadata)", async () => {
+		const frank = await user("frank", "v");
+		const set = await iq(
+			frank,
+			"set",
+			"",
+			`<vCard xmlns='vcard-temp'><FN>Frank</FN><PHOTO><TYPE>image/png</TYPE><BINVAL>${PNG}</BINVAL></PHOTO></vCard>`,
+		);
+		assert.equal(set.attrs.type, "result", set.toString());
+		const meta = await iq(
+			frank,
+			"get",
+			"",
+			`<pubsub xmlns='${PUBSUB}'><items node='urn:xmpp:avatar:metadata'/></pubsub>`,
+		);
+		const info = meta
+			.getChild("pubsub")
+			?.getChild("items")
+			?.getChild("item")
+			?.getChild("metadata")
+			?.getChild("info");
+		assert.equal(info?.attrs.id, sha1(PNG), meta.toString());
+		assert.equal(info?.attrs.type, "image/png");
+		const data = await iq(
+			frank,
+			"get",
+			"",
+			`<pubsub xmlns='${PUBSUB}'><items node='urn:xmpp:avatar:data'><item id='${sha1(PNG)}'/></items></pubsub>`,
+		);
+		assert.equal(
+			data.getChild("pubsub")?.getChild("items")?.getChild("item")?.getChildText("data"),
+			PNG,
+		);
+	});
+
+	test("XEP-0398 §3: an avatar published with XEP-0084 shows in the vCard and in presence (XEP-0153)", async () => {
+		const gina = await user("gina", "v");
+		const id = sha1(PNG);
+		const d = await iq(
+			gina,
+			"set",
+			"",
+			publish("urn:xmpp:avatar:data", `<data xmlns='urn:xmpp:avatar:data'>${PNG}</data>`, id),
+		);
+		assert.equal(d.attrs.type, "result", d.toString());
+		const m = await iq(
+			gina,
+			"set",
+			"",
+			publish(
+				"urn:xmpp:avatar:metadata",
+				`<metadata xmlns='urn:xmpp:avatar:metadata'><info id='${id}' type='image/png' bytes='70'/></metadata>`,
+				id,
+			),
+		);
+		assert.equal(m.attrs.type, "result", m.toString());
+		const vcard = await iq(gina, "get", "", "<vCard xmlns='vcard-temp'/>");
+		assert.equal(
+			vcard.getChild("vCard")?.getChild("PHOTO")?.getChildText("BINVAL"),
+			PNG,
+			vcard.toString(),
+		);
+		const mark = gina.r.mark();
+		gina.c.send("<presence/>");
+		const own = await gina.r.wait(
+			(el) => el.is("presence") && el.attrs.from === gina.jid,
+			mark,
+			"own presence",
+		);
+		assert.equal(own.getChild("x", "vcard-temp:x:update")?.getChildText("photo"), id);
+		// Disabling the avatar (XEP-0084 §4.4, empty metadata) removes the vCard photo.
+		await iq(
+			gina,
+			"set",
+			"",
+			publish("urn:xmpp:avatar:metadata", "<metadata xmlns='urn:xmpp:avatar:metadata'/>", "off"),
+		);
+		const after = await iq(gina, "get", "", "<vCard xmlns='vcard-temp'/>");
+		assert.equal(after.getChild("vCard")?.getChild("PHOTO"), undefined, after.toString());
+	});
+
+	test("XEP-0402 §5.3: XEP-0048 private bookmarks become Bookmarks 2 items and back", async () => {
+		const hank = await user("hank", "b");
+		const disco = await iq(
+			hank,
+			"get",
+			"",
+			"<query xmlns='http://jabber.org/protocol/disco#info'/>",
+		);
+		const features =
+			disco
+				.getChild("query")
+				?.getChildren("feature")
+				.map((f) => f.attrs.var) ?? [];
+		assert.ok(features.includes(`${BM2}#compat`), disco.toString());
+		const legacy = `<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'><conference jid='a@conference.localhost' name='A' autojoin='true'><nick>hank</nick></conference><conference jid='b@conference.localhost' name='B'/><url name='site' url='https://example.org'/></storage></query>`;
+		assert.equal((await iq(hank, "set", "", legacy)).attrs.type, "result");
+		const items = await iq(
+			hank,
+			"get",
+			"",
+			`<pubsub xmlns='${PUBSUB}'><items node='${BM2}'/></pubsub>`,
+		);
+		const got = items.getChild("pubsub")?.getChild("items")?.getChildren("item") ?? [];
+		assert.deepEqual(
+			got.map((i) => i.attrs.id).sort(),
+			["a@conference.localhost", "b@conference.localhost"],
+			items.toString(),
+		);
+		const a = got.find((i) => i.attrs.id === "a@conference.localhost")?.getChild("conference", BM2);
+		assert.equal(a?.attrs.autojoin, "true");
+		assert.equal(a?.getChildText("nick"), "hank");
+		// XEP-0402 §3: the node is whitelist-only and keeps every item.
+		const cfg = await iq(
+			hank,
+			"get",
+			"",
+			`<pubsub xmlns='${PUBSUB}#owner'><configure node='${BM2}'/></pubsub>`,
+		);
+		const value = (v: string) =>
+			cfg
+				.getChild("pubsub")
+				?.getChild("configure")
+				?.getChild("x")
+				?.getChildren("field")
+				.find((f) => f.attrs.var === v)
+				?.getChildText("value");
+		assert.equal(value("pubsub#access_model"), "whitelist");
+		assert.equal(value("pubsub#max_items"), "max");
+		// A Bookmarks 2 client adds one and removes one: the private copy follows.
+		await iq(
+			hank,
+			"set",
+			"",
+			publish(
+				BM2,
+				`<conference xmlns='${BM2}' name='C' autojoin='true'/>`,
+				"c@conference.localhost",
+				publishOptions({
+					"pubsub#access_model": "whitelist",
+					"pubsub#max_items": "max",
+					"pubsub#persist_items": "true",
+					"pubsub#send_last_published_item": "never",
+				}),
+			),
+		);
+		await iq(
+			hank,
+			"set",
+			"",
+			`<pubsub xmlns='${PUBSUB}'><retract node='${BM2}' notify='true'><item id='b@conference.localhost'/></retract></pubsub>`,
+		);
+		const priv = await iq(
+			hank,
+			"get",
+			"",
+			"<query xmlns='jabber:iq:private'><storage xmlns='storage:bookmarks'/></query>",
+		);
+		const storage = priv.getChild("query")?.getChild("storage");
+		assert.deepEqual(
+			storage
+				?.getChildren("conference")
+				.map((c) => c.attrs.jid)
+				.sort(),
+			["a@conference.localhost", "c@conference.localhost"],
+			priv.toString(),
+		);
+		assert.ok(storage?.getChild("url"), "URL bookmarks stay in the private copy");
 	});
 });

@@ -19,21 +19,40 @@ import type { ClusterNotice, Session } from "../../core/contracts.ts";
 import { HANDLED, Priority } from "../../core/events.ts";
 import { defineModule } from "../../core/modules/define.ts";
 import type { StanzaEvent } from "../../core/router.ts";
-import type { Element } from "../../xml/element.ts";
+import { type Element, x } from "../../xml/element.ts";
+import { parseDocument } from "../../xml/parser.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import { NS_DISCO_INFO, NS_DISCO_ITEMS } from "../../xmpp/ns.ts";
 import { resultFor } from "../../xmpp/stanza.ts";
+import { fragmentKey, PRIVATE_STORE, type PrivateChangedEvent } from "../private.ts";
 import { PEP_NODE_DEFAULTS } from "../pubsub/defaults.ts";
 import { discoItems, nodeInfo } from "../pubsub/disco.ts";
 import type { PubSubNode } from "../pubsub/node.ts";
 import { NS_PUBSUB, NS_PUBSUB_OWNER, PEP_FEATURES, PUBSUB_FEATURES } from "../pubsub/ns.ts";
 import { handlePubsubIq } from "../pubsub/protocol.ts";
 import { rosterRelation } from "../pubsub/relation.ts";
-import { PubSubService } from "../pubsub/service.ts";
+import { type NodeChange, PubSubService } from "../pubsub/service.ts";
 import { AccountNodeStore } from "../pubsub/store.ts";
 import { hasFrom, loadRoster, loadRosterItem } from "../roster.ts";
+import { NS_VCARD, parseStoredVCard, VCARD_STORE, type VCardChangedEvent } from "../vcard.ts";
 import { CapsCache, type CapsRef, capsOf } from "./caps.ts";
+import {
+	avatarMetadata,
+	BOOKMARKS_OPTIONS,
+	bookmarksToLegacy,
+	legacyToBookmarks,
+	metadataInfo,
+	NS_AVATAR_DATA,
+	NS_AVATAR_METADATA,
+	NS_BOOKMARKS_LEGACY,
+	NS_BOOKMARKS2,
+	NS_VCARD_CONVERSION,
+	publishOptions,
+	sameBookmark,
+	vcardPhoto,
+	withPhoto,
+} from "./conversions.ts";
 
 const options = z.strictObject({
 	/** Nodes one account may have (OMEMO adds one per device). */
@@ -142,6 +161,7 @@ export default defineModule({
 				relation: (o, r) => rosterRelation(core, o, r),
 				send: (s) => void api.send(s),
 				implicitRecipients: (node) => recipients(user, node),
+				changed: (change) => converted(user, change),
 			});
 			services.set(user, service);
 			if (services.size > opts.cache_size) services.delete(services.keys().next().value as string);
@@ -166,6 +186,157 @@ export default defineModule({
 					api.log.warn({ err }, "PEP last items failed"),
 				);
 			});
+
+		// --- XEP-0398 and XEP-0402 #compat: avatars and bookmarks kept in step (conversions.ts) ---
+		const vcards = api.keyval<string>(VCARD_STORE);
+		const privateStore = api.map<string>(PRIVATE_STORE);
+		const LEGACY_KEY = fragmentKey(x("storage", { xmlns: NS_BOOKMARKS_LEGACY }));
+		/** Accounts whose conversion is running: what it publishes is not converted back. */
+		const converting = new Set<string>();
+		const parseStored = (xml: string) =>
+			parseDocument(xml, { maxStanzaBytes: Buffer.byteLength(xml) + 1, maxDepth: 64 });
+		const ownerOf = (user: string) => core.jids.parse(`${user}@${host.name}`);
+
+		async function asConversion(
+			user: string,
+			fn: (service: PubSubService, owner: JID) => Promise<void>,
+		) {
+			converting.add(user);
+			try {
+				const service = serviceFor(user);
+				await service.load();
+				await fn(service, ownerOf(user));
+			} catch (err) {
+				api.log.warn({ err, user }, "PEP conversion failed");
+			} finally {
+				converting.delete(user);
+			}
+		}
+
+		/** The newest payload of a node, if any. */
+		const lastPayload = (service: PubSubService, node: string): Element | undefined => {
+			const last = service.nodes.get(node)?.last;
+			return last ? service.payloadOf(last) : undefined;
+		};
+
+		/** XEP-0398 §3: an avatar published to PEP becomes the vCard's PHOTO. */
+		async function avatarToVCard(user: string, metadata: Element | undefined): Promise<void> {
+			const info = metadataInfo(metadata);
+			const xml = await vcards.get(user);
+			const vcard = xml ? parseStoredVCard(xml) : x("vCard", { xmlns: NS_VCARD });
+			if (!info) {
+				if (vcard.getChild("PHOTO")) await vcards.set(user, withPhoto(vcard, null).toString());
+				return;
+			}
+			if (vcardPhoto(vcard)?.id === info.id) return;
+			const service = serviceFor(user);
+			const item = service.nodes.get(NS_AVATAR_DATA)?.items.get(info.id);
+			const data = item ? service.payloadOf(item) : undefined;
+			if (!data) return; // the data node is published first (XEP-0084 §4.1); nothing to copy yet
+			const base64 = data.text().replace(/\s+/g, "");
+			await vcards.set(user, withPhoto(vcard, { type: info.type, base64 }).toString());
+		}
+
+		/** XEP-0398 §4: a vCard's PHOTO is published as the XEP-0084 avatar. */
+		async function vcardToAvatar(user: string, vcard: Element): Promise<void> {
+			const photo = vcardPhoto(vcard);
+			if (!photo && vcard.getChild("PHOTO")) return; // an EXTVAL: nothing to publish
+			await asConversion(user, async (service, owner) => {
+				const current = metadataInfo(lastPayload(service, NS_AVATAR_METADATA));
+				if ((photo?.id ?? null) === (current?.id ?? null)) return;
+				if (photo)
+					await service.publish(owner, NS_AVATAR_DATA, {
+						id: photo.id,
+						payload: x("data", { xmlns: NS_AVATAR_DATA }, photo.base64),
+					});
+				await service.publish(owner, NS_AVATAR_METADATA, {
+					id: photo?.id,
+					payload: avatarMetadata(photo),
+				});
+			});
+		}
+
+		/** Publishes a Bookmarks 2 item with XEP-0402's node configuration, or as the node is. */
+		async function publishBookmark(
+			service: PubSubService,
+			owner: JID,
+			id: string,
+			payload: Element,
+		) {
+			try {
+				await service.publish(
+					owner,
+					NS_BOOKMARKS2,
+					{ id, payload },
+					publishOptions(BOOKMARKS_OPTIONS),
+				);
+			} catch {
+				// A node the user configured otherwise: keep its configuration (precondition-not-met).
+				await service.publish(owner, NS_BOOKMARKS2, { id, payload });
+			}
+		}
+
+		/** XEP-0402 §5.3: XEP-0048 bookmarks (private XML or PEP) into Bookmarks 2 items. */
+		async function legacyToBookmarks2(user: string, storage: Element): Promise<void> {
+			const wanted = legacyToBookmarks(storage);
+			await asConversion(user, async (service, owner) => {
+				const node = service.nodes.get(NS_BOOKMARKS2);
+				const existing = new Map<string, Element | undefined>();
+				for (const item of node?.items.values() ?? [])
+					existing.set(item.id, service.payloadOf(item));
+				for (const [jid, conference] of wanted)
+					if (!sameBookmark(existing.get(jid), conference))
+						await publishBookmark(service, owner, jid, conference);
+				const gone = [...existing.keys()].filter((jid) => !wanted.has(jid));
+				if (gone.length) await service.retract(owner, NS_BOOKMARKS2, gone, true);
+			});
+		}
+
+		/** XEP-0402 §5.3: Bookmarks 2 items back into XEP-0048 private XML (and PEP, if used). */
+		async function bookmarks2ToLegacy(user: string): Promise<void> {
+			await asConversion(user, async (service, owner) => {
+				const items: [string, Element][] = [];
+				for (const item of service.nodes.get(NS_BOOKMARKS2)?.items.values() ?? []) {
+					const payload = service.payloadOf(item);
+					if (payload) items.push([item.id, payload]);
+				}
+				const xml = await privateStore.get(user, LEGACY_KEY);
+				const keep = xml
+					? parseStored(xml)
+							.elements()
+							.filter((e) => e.name !== "conference")
+					: [];
+				const storage = bookmarksToLegacy(items, keep);
+				await privateStore.set(user, LEGACY_KEY, storage.toString());
+				if (service.nodes.has(NS_BOOKMARKS_LEGACY))
+					await service.publish(owner, NS_BOOKMARKS_LEGACY, { id: "current", payload: storage });
+			});
+		}
+
+		async function converted(user: string, change: NodeChange): Promise<void> {
+			if (converting.has(user)) return;
+			if (change.node === NS_AVATAR_METADATA && change.published)
+				await avatarToVCard(user, change.published.payload);
+			else if (change.node === NS_BOOKMARKS2) await bookmarks2ToLegacy(user);
+			else if (change.node === NS_BOOKMARKS_LEGACY && change.published?.payload) {
+				const storage = change.published.payload;
+				await legacyToBookmarks2(user, storage);
+				await bookmarks2ToLegacy(user);
+			}
+		}
+
+		api.hook("vcard/changed", async ({ user, vcard }: VCardChangedEvent) => {
+			await vcardToAvatar(user, vcard);
+			return undefined;
+		});
+		api.hook("private/changed", async ({ user, fragments }: PrivateChangedEvent) => {
+			const storage = fragments.find((f) => f.is("storage", NS_BOOKMARKS_LEGACY));
+			if (storage) await legacyToBookmarks2(user, storage);
+			return undefined;
+		});
+		api.addAccountFeature(NS_VCARD_CONVERSION);
+		api.addAccountFeature(`${NS_BOOKMARKS2}#compat`);
+		api.addAccountFeature(`${NS_BOOKMARKS2}#compat-pep`);
 
 		// XEP-0163 §1 / §8: the account is a PEP service.
 		api.addAccountIdentity({ category: "pubsub", type: "pep" });
