@@ -5,7 +5,7 @@ import { postgresSkip, TEST_PG_URL } from "../../test/helpers/services.ts";
 import { AccountManager } from "../auth/accounts.ts";
 import { MemoryBackend } from "./memory.ts";
 import { PostgresBackend } from "./postgres.ts";
-import type { StorageBackend } from "./types.ts";
+import type { Json, StorageBackend } from "./types.ts";
 import { exportPie, importPie } from "./xep0227.ts";
 
 const PG_URL = TEST_PG_URL;
@@ -60,6 +60,52 @@ async function fill(b: StorageBackend): Promise<void> {
 			when: 1_700_000_000_000 + i * 1000,
 		});
 	}
+	// PEP (XEP-0163) nodes with their configuration, affiliations and items, in the layout of
+	// src/modules/pubsub/store.ts.
+	const config = (over: Record<string, Json>) => ({
+		title: "",
+		access_model: "presence",
+		roster_groups_allowed: [],
+		max_items: 1,
+		persist_items: true,
+		deliver_payloads: true,
+		max_payload_size: 131072,
+		...over,
+	});
+	await b.keyval(H, "pep").set("alice", {
+		nodes: {
+			"urn:xmpp:avatar:metadata": {
+				config: config({}),
+				affiliations: {},
+				subscriptions: {},
+				created: 1,
+			},
+			"urn:xmpp:bookmarks:1": {
+				config: config({
+					access_model: "whitelist",
+					max_items: "max",
+					roster_groups_allowed: ["a", "b"],
+				}),
+				affiliations: { "bob@a.example": "member" },
+				subscriptions: { "bob@a.example/x": { subid: "s1", state: "subscribed", deliver: true } },
+				created: 2,
+			},
+		},
+	});
+	const items = b.map(H, "pep_items");
+	await items.set("alice", "urn:xmpp:avatar:metadata\nabc", {
+		id: "abc",
+		publisher: "alice@a.example/phone",
+		t: 10,
+		xml: `<metadata xmlns="urn:xmpp:avatar:metadata"><info id="abc" type="image/png" bytes="70"/></metadata>`,
+	});
+	for (const [i, room] of ["r1@muc.a.example", "r2@muc.a.example"].entries())
+		await items.set("alice", `urn:xmpp:bookmarks:1\n${room}`, {
+			id: room,
+			publisher: "alice@a.example/phone",
+			t: 20 + i,
+			xml: `<conference xmlns="urn:xmpp:bookmarks:1" autojoin="true"/>`,
+		});
 	// Another host's data stays out of a one-host export.
 	await new AccountManager(b, "b.example", 4096).create("zed", "pw");
 }
@@ -103,6 +149,14 @@ test("XEP-0227: export, import into another backend, export again: identical", {
 				await dst.map(H, "private").getAll(user),
 				await src.map(H, "private").getAll(user),
 			);
+			assert.deepEqual(await dst.keyval(H, "pep").get(user), await src.keyval(H, "pep").get(user));
+			// Items keep their order, id, publisher and payload; their stamps are new.
+			const pepItems = async (b: StorageBackend) =>
+				[...(await b.map(H, "pep_items").getAll(user)).entries()]
+					.map(([k, v]) => [k, v as { t: number }] as const)
+					.sort((a, c) => a[1].t - c[1].t)
+					.map(([k, v]) => [k, { ...v, t: 0 }]);
+			assert.deepEqual(await pepItems(dst), await pepItems(src));
 			const strip = (items: { when: number; with: string; value: unknown }[]) =>
 				items.map(({ when, with: w, value }) => ({ when, with: w, value }));
 			assert.deepEqual(

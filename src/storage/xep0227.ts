@@ -13,10 +13,15 @@
  * - private XML ("private" map, "name namespace" -> XML text): `<query xmlns='jabber:iq:private'>`.
  * - offline messages ("offline" archive, `{ xml }`): `<offline-messages>` with the messages, each
  *   with a `<delay xmlns='urn:xmpp:delay' from=host stamp>` that import turns back into the time.
+ * - PEP nodes (XEP-0163; "pep" keyval with every node's meta, "pep_items" map keyed
+ *   "node\nitem id"), as XEP-0227 §2 has them: `<pubsub xmlns='…pubsub#owner'>` with a
+ *   `<configure node>` form per node, and `<pubsub xmlns='…pubsub'>` with `<items node>`; the
+ *   affiliations and subscriptions ride along as JSON in `<node xmlns='urn:parley:pie:0'>`.
  *
  * Data-driven and tolerant: a store that is empty or absent is skipped, a value that does not
  * parse is reported through `warn` and left out, and unknown elements on import are ignored.
- * Not carried yet: the message archive (MAM), pubsub/PEP nodes, and archive ids of offline
+ * Not carried yet: the message archive (MAM), PubSub component nodes (`parley storage copy`
+ * moves those), and archive ids of offline
  * messages (new ones are given on import).
  */
 import { type Element, x } from "../xml/element.ts";
@@ -30,6 +35,12 @@ const NS_ROSTER = "jabber:iq:roster";
 const NS_PRIVATE = "jabber:iq:private";
 const NS_DELAY = "urn:xmpp:delay";
 const NS_CLIENT = "jabber:client";
+const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
+const NS_PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner";
+const NS_DATA = "jabber:x:data";
+const NS_NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config";
+/** The separator of PEP item keys (src/modules/pubsub/store.ts). */
+const PEP_SEP = "\n";
 
 /** SCRAM hash names as stored (src/auth/scram.ts) <-> SASL mechanism names. */
 const MECHANISMS: Record<string, string> = { "SHA-1": "SCRAM-SHA-1", "SHA-256": "SCRAM-SHA-256" };
@@ -176,7 +187,154 @@ async function exportUser(
 		}
 		el.append(box);
 	}
+
+	await exportPep(storage, host, user, el, warn);
 	return el;
+}
+
+/** The XEP-0060 §16.4.4 form of a stored node configuration (JSON values as field values). */
+function configForm(config: Obj): Element {
+	const fields = Object.entries(config).map(([k, v]) => {
+		const values = Array.isArray(v)
+			? v.map(String)
+			: [typeof v === "boolean" ? (v ? "1" : "0") : String(v)];
+		return x(
+			"field",
+			{ var: `pubsub#${k}` },
+			values.map((val) => x("value", null, val)),
+		);
+	});
+	return x(
+		"x",
+		{ xmlns: NS_DATA, type: "submit" },
+		x("field", { var: "FORM_TYPE", type: "hidden" }, x("value", null, NS_NODE_CONFIG)),
+		fields,
+	);
+}
+
+async function exportPep(
+	storage: StorageBackend,
+	host: string,
+	user: string,
+	el: Element,
+	warn: (m: string) => void,
+): Promise<void> {
+	const stored = await storage.keyval(host, "pep").get(user);
+	const nodes = isObj(stored) && isObj(stored.nodes) ? stored.nodes : {};
+	if (Object.keys(nodes).length === 0) return;
+	const items = new Map<string, Obj[]>();
+	for (const [key, value] of await storage.map(host, "pep_items").getAll(user)) {
+		const at = key.indexOf(PEP_SEP);
+		if (at < 0 || !isObj(value)) continue;
+		const node = key.slice(0, at);
+		items.set(node, [...(items.get(node) ?? []), value]);
+	}
+	const owner = x("pubsub", { xmlns: NS_PUBSUB_OWNER });
+	const pubsub = x("pubsub", { xmlns: NS_PUBSUB });
+	for (const [name, meta] of Object.entries(nodes)) {
+		if (!isObj(meta)) continue;
+		const { config, ...rest } = meta;
+		owner.append(
+			x("configure", { node: name }, isObj(config) ? configForm(config) : undefined),
+			x("node", { xmlns: NS_PARLEY, node: name }, JSON.stringify(rest)),
+		);
+		const list = (items.get(name) ?? []).sort((a, b) => Number(a.t) - Number(b.t));
+		const itemsEl = x("items", { node: name });
+		for (const item of list) {
+			try {
+				const payload = typeof item.xml === "string" && item.xml ? parseXml(item.xml) : undefined;
+				itemsEl.append(
+					x(
+						"item",
+						{ id: String(item.id), publisher: item.publisher ? String(item.publisher) : undefined },
+						payload,
+					),
+				);
+			} catch (e) {
+				warn(
+					`${user}@${host}: PEP item ${name}/${String(item.id)} left out: ${(e as Error).message}`,
+				);
+			}
+		}
+		pubsub.append(itemsEl);
+	}
+	el.append(owner, pubsub);
+}
+
+/** Configuration values whose JSON type is not a string (src/modules/pubsub/config.ts). */
+const BOOLEAN_CONFIG = new Set([
+	"persist_items",
+	"deliver_payloads",
+	"deliver_notifications",
+	"notify_retract",
+	"notify_delete",
+	"notify_config",
+	"notify_sub",
+]);
+
+/** A submitted node_config form back into stored configuration; unknown fields are kept as text. */
+function configFromForm(form: Element | undefined): Obj {
+	const config: Obj = {};
+	for (const f of form?.getChildren("field") ?? []) {
+		const v = f.attr("var") ?? "";
+		if (!v.startsWith("pubsub#")) continue;
+		const key = v.slice(7);
+		const values = f.getChildren("value").map((e) => e.text());
+		const first = values[0] ?? "";
+		if (key === "roster_groups_allowed") config[key] = values;
+		else if (BOOLEAN_CONFIG.has(key)) config[key] = first === "1" || first === "true";
+		else if (key === "max_payload_size") config[key] = Number(first);
+		else if (key === "max_items") config[key] = first === "max" ? "max" : Number(first);
+		else config[key] = first;
+	}
+	return config;
+}
+
+async function importPep(
+	storage: StorageBackend,
+	host: string,
+	user: string,
+	u: Element,
+): Promise<void> {
+	const owner = u.getChild("pubsub", NS_PUBSUB_OWNER);
+	const pubsub = u.getChild("pubsub", NS_PUBSUB);
+	if (!owner && !pubsub) return;
+	const nodes: Obj = {};
+	for (const c of owner?.getChildren("configure") ?? []) {
+		const name = c.attr("node");
+		if (!name) continue;
+		nodes[name] = {
+			config: configFromForm(c.getChild("x", NS_DATA)),
+			affiliations: {},
+			subscriptions: {},
+			created: Date.now(),
+		};
+	}
+	for (const n of owner?.getChildren("node", NS_PARLEY) ?? []) {
+		const name = n.attr("node");
+		const meta = name ? nodes[name] : undefined;
+		const rest = JSON.parse(n.text()) as Json;
+		if (isObj(meta) && isObj(rest)) Object.assign(meta, rest);
+	}
+	const map = storage.map(host, "pep_items");
+	let t = Date.now();
+	for (const itemsEl of pubsub?.getChildren("items") ?? []) {
+		const name = itemsEl.attr("node");
+		if (!name) continue;
+		nodes[name] ??= { config: {}, affiliations: {}, subscriptions: {}, created: Date.now() };
+		for (const item of itemsEl.getChildren("item")) {
+			const id = item.attr("id");
+			if (!id) continue;
+			const payload = item.elements()[0];
+			await map.set(user, name + PEP_SEP + id, {
+				id,
+				publisher: item.attr("publisher") ?? `${user}@${host}`,
+				t: t++,
+				xml: payload ? payload.toString() : "",
+			});
+		}
+	}
+	if (Object.keys(nodes).length > 0) await storage.keyval(host, "pep").set(user, { nodes });
 }
 
 export interface ImportStats {
@@ -305,6 +463,8 @@ async function importUser(
 		});
 		await Promise.all(appends);
 	}
+
+	await importPep(storage, host, user, u);
 }
 
 function bareFrom(from: string | undefined): string {

@@ -143,8 +143,12 @@ export class PubSubService {
 	/** Loads the nodes from storage once. */
 	load(): Promise<void> {
 		this.#ready ??= this.hooks.store.load().then((loaded) => {
-			for (const [name, { meta, items }] of loaded)
-				this.nodes.set(name, new PubSubNode(name, meta, items));
+			// Stored configurations are completed with today's defaults (an import from another
+			// server, or a key added since the node was stored).
+			for (const [name, { meta, items }] of loaded) {
+				const config = { ...this.hooks.defaults, ...meta.config };
+				this.nodes.set(name, new PubSubNode(name, { ...meta, config }, items));
+			}
 		});
 		return this.#ready;
 	}
