@@ -9,6 +9,7 @@ import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { befriend } from "../helpers/xmpp-user.ts";
 
 const run = promisify(execFile);
 const PYTHON = "/usr/bin/python3";
@@ -57,6 +58,37 @@ describe("slixmpp", { skip }, () => {
 			},
 			`${line}\n${r.stderr ?? ""}`,
 		);
+	});
+
+	test("XEP-0163 PEP with slixmpp's plugins: OMEMO's nodes, +notify, XEP-0084/XEP-0398 avatars, XEP-0048/0402 bookmarks", async () => {
+		const pep = await startTestServer({
+			users: ["alice", "bob", "carol"].map(
+				(u) => [`${u}@localhost`, `${u}-pw`] as [string, string],
+			),
+		});
+		try {
+			await befriend(pep.server, "alice@localhost", "bob@localhost");
+			const r = await run(PYTHON, ["test/clients/slixmpp_pep.py", "localhost", String(pep.port)], {
+				encoding: "utf8",
+				timeout: 120_000,
+			}).catch((e: { stdout?: string; stderr?: string }) => e);
+			const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+			const result = JSON.parse(line || "{}") as Record<string, unknown>;
+			assert.deepEqual(
+				result,
+				{
+					omemo: { devices: ["4242"], bundle: ["{eu.siacs.conversations.axolotl}bundle"] },
+					notified: [["http://jabber.org/protocol/tune", "alice@localhost"]],
+					vcard_photo_matches: true,
+					avatar_from_vcard: true,
+					bookmarks2: ["room@conference.localhost"],
+					private_after_pep: ["other@conference.localhost", "room@conference.localhost"],
+				},
+				`${line}\n${(r.stderr ?? "").slice(-3000)}`,
+			);
+		} finally {
+			await pep.stop();
+		}
 	});
 
 	test("XEP-0045 with slixmpp's xep_0045 plugin: create a room, enter, talk, set the subject", async () => {
