@@ -21,6 +21,7 @@ import { iq, message, online, sync } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { postgresSkip, redisSkip } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { availableWithCaps, befriend, connectUser, iq as xiq } from "../helpers/xmpp-user.ts";
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
 const PREFIX = `parley-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -143,6 +144,46 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		bob.end();
 		await replicas(a, 0);
 		await replicas(b, 0);
+	});
+
+	test("XEP-0163 in a cluster: a contact on another node is notified; a node sees what another node published", async () => {
+		const TUNE = "http://jabber.org/protocol/tune";
+		const EVENT = "http://jabber.org/protocol/pubsub#event";
+		const publish = (title: string) =>
+			`<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='${TUNE}'><item id='${title}'><tune xmlns='${TUNE}'><title>${title}</title></tune></item></publish></pubsub>`;
+		await befriend(a.server, "dave@localhost", "erin@localhost");
+		const dave = await connectUser(a.port, "dave", "a", "pw-dave");
+		const erin = await connectUser(b.port, "erin", "b", "pw-erin");
+		clients.push(dave.c, erin.c);
+		// erin's node learns her caps (XEP-0115) and keeps them in the shared store.
+		await availableWithCaps(erin, [TUNE]);
+		await xiq(erin, "get", "localhost", "<ping xmlns='urn:xmpp:ping'/>");
+		await waitFor(
+			() => a.server.hosts.get("localhost")?.sessions.get("erin")?.get("b")?.presence,
+			"erin's presence on node a",
+		);
+		const mark = erin.r.mark();
+		assert.equal((await xiq(dave, "set", "", publish("one"))).attrs.type, "result");
+		const ev = await erin.r.wait(
+			(el) =>
+				el.is("message") && el.getChild("event", EVENT)?.getChild("items")?.attrs.node === TUNE,
+			mark,
+			"tune from node a",
+		);
+		assert.equal(ev.attrs.from, "dave@localhost");
+		// dave publishes again from a session on node b; node a drops its copy (cluster notice).
+		const dave2 = await connectUser(b.port, "dave", "b", "pw-dave");
+		clients.push(dave2.c);
+		assert.equal((await xiq(dave2, "set", "", publish("two"))).attrs.type, "result");
+		await waitFor(async () => {
+			const items = await xiq(
+				dave,
+				"get",
+				"",
+				`<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='${TUNE}'/></pubsub>`,
+			);
+			return items.getChild("pubsub")?.getChild("items")?.getChild("item")?.attrs.id === "two";
+		}, "node a to see the item published on node b");
 	});
 
 	test("RFC 6121 §8.5.2.1.1: a bare-JID message goes to the highest-priority resource, whichever node holds it", async () => {

@@ -38,7 +38,11 @@ async function wantNotifications(c: XmppConnection, notify: string[]): Promise<v
 		void c.xmpp.send(xml("iq", { type: "result", id: s.attrs.id, to: s.attrs.from }, answer));
 	});
 	await c.xmpp.send(
-		xml("presence", {}, xml("c", { xmlns: "http://jabber.org/protocol/caps", hash: "sha-1", node: CAPS_NODE, ver })),
+		xml(
+			"presence",
+			{},
+			xml("c", { xmlns: "http://jabber.org/protocol/caps", hash: "sha-1", node: CAPS_NODE, ver }),
+		),
 	);
 }
 
@@ -56,8 +60,12 @@ const tuneEvent = (c: XmppConnection, from: string, title: string) =>
 				(s) =>
 					s.is("message") &&
 					s.attrs.from === from &&
-					s.getChild("event", EVENT)?.getChild("items")?.getChild("item")?.getChild("tune", TUNE)?.getChildText("title") ===
-						title,
+					s
+						.getChild("event", EVENT)
+						?.getChild("items")
+						?.getChild("item")
+						?.getChild("tune", TUNE)
+						?.getChildText("title") === title,
 			),
 		`${title} from ${from}`,
 		20_000,
@@ -71,7 +79,11 @@ const publishTune = (c: XmppConnection, title: string) =>
 			xml(
 				"pubsub",
 				{ xmlns: PUBSUB },
-				xml("publish", { node: TUNE }, xml("item", {}, xml("tune", { xmlns: TUNE }, xml("title", {}, title)))),
+				xml(
+					"publish",
+					{ node: TUNE },
+					xml("item", {}, xml("tune", { xmlns: TUNE }, xml("title", {}, title))),
+				),
 			),
 		),
 		20_000,
@@ -84,7 +96,11 @@ describe("PEP across federation with Prosody", { skip: prosodySkip }, () => {
 	let pam: XmppConnection;
 
 	before(async () => {
-		prosody = await startProsody({ domain: "prosody.test", users: [["pam", "pam-pw"]], modules: ["pep"] });
+		prosody = await startProsody({
+			domain: "prosody.test",
+			users: [["pam", "pam-pw"]],
+			modules: ["pep"],
+		});
 		const s2sPort = await freePort();
 		parley = await startTestServer({
 			config: {
@@ -96,8 +112,14 @@ describe("PEP across federation with Prosody", { skip: prosodySkip }, () => {
 		});
 		prosody.setRoute(PARLEY, "127.0.0.1", s2sPort);
 		trustCertificates([(await testCa()).certPath]);
-		paul = await connect(`xmpp://localhost:${parley.port}`, "paul", "paul-pw", { domain: PARLEY, resource: "p" });
-		pam = await connect(`xmpp://localhost:${prosody.c2sPort}`, "pam", "pam-pw", { domain: "prosody.test", resource: "q" });
+		paul = await connect(`xmpp://localhost:${parley.port}`, "paul", "paul-pw", {
+			domain: PARLEY,
+			resource: "p",
+		});
+		pam = await connect(`xmpp://localhost:${prosody.c2sPort}`, "pam", "pam-pw", {
+			domain: "prosody.test",
+			resource: "q",
+		});
 		await paul.xmpp.send(xml("presence"));
 		await pam.xmpp.send(xml("presence"));
 		// A mutual subscription (RFC 6121 §3.1): each asks, the other approves.
@@ -107,7 +129,10 @@ describe("PEP across federation with Prosody", { skip: prosodySkip }, () => {
 		] as const) {
 			await a.xmpp.send(xml("presence", { to: bJid, type: "subscribe" }));
 			await waitFor(
-				() => b.stanzas.find((s) => s.is("presence") && s.attrs.type === "subscribe" && s.attrs.from === aJid),
+				() =>
+					b.stanzas.find(
+						(s) => s.is("presence") && s.attrs.type === "subscribe" && s.attrs.from === aJid,
+					),
 				`${bJid} to get the request`,
 				20_000,
 			);
@@ -117,7 +142,10 @@ describe("PEP across federation with Prosody", { skip: prosodySkip }, () => {
 			await waitFor(
 				() =>
 					a.stanzas.find(
-						(s) => s.is("presence") && s.attrs.type === undefined && s.attrs.from?.startsWith(`${bJid}/`),
+						(s) =>
+							s.is("presence") &&
+							s.attrs.type === undefined &&
+							s.attrs.from?.startsWith(`${bJid}/`),
 					),
 				`${aJid} to see ${bJid} available`,
 				20_000,
@@ -148,11 +176,19 @@ describe("PEP across federation with Prosody", { skip: prosodySkip }, () => {
 	});
 
 	test("XEP-0384's open device list is read from Prosody by a remote user (XEP-0060 §6.5 over s2s)", async () => {
-		const list = xml("list", { xmlns: "eu.siacs.conversations.axolotl" }, xml("device", { id: "77" }));
+		const list = xml(
+			"list",
+			{ xmlns: "eu.siacs.conversations.axolotl" },
+			xml("device", { id: "77" }),
+		);
 		const form = xml(
 			"x",
 			{ xmlns: "jabber:x:data", type: "submit" },
-			xml("field", { var: "FORM_TYPE", type: "hidden" }, xml("value", {}, `${PUBSUB}#publish-options`)),
+			xml(
+				"field",
+				{ var: "FORM_TYPE", type: "hidden" },
+				xml("value", {}, `${PUBSUB}#publish-options`),
+			),
 			xml("field", { var: "pubsub#access_model" }, xml("value", {}, "open")),
 		);
 		const node = "eu.siacs.conversations.axolotl.devicelist";
@@ -160,15 +196,29 @@ describe("PEP across federation with Prosody", { skip: prosodySkip }, () => {
 			xml(
 				"iq",
 				{ type: "set" },
-				xml("pubsub", { xmlns: PUBSUB }, xml("publish", { node }, xml("item", { id: "current" }, list)), xml("publish-options", {}, form)),
+				xml(
+					"pubsub",
+					{ xmlns: PUBSUB },
+					xml("publish", { node }, xml("item", { id: "current" }, list)),
+					xml("publish-options", {}, form),
+				),
 			),
 			20_000,
 		);
 		const got = await pam.xmpp.iqCaller.request(
-			xml("iq", { type: "get", to: "paul@parley.test" }, xml("pubsub", { xmlns: PUBSUB }, xml("items", { node }))),
+			xml(
+				"iq",
+				{ type: "get", to: "paul@parley.test" },
+				xml("pubsub", { xmlns: PUBSUB }, xml("items", { node })),
+			),
 			20_000,
 		);
-		const device = got.getChild("pubsub")?.getChild("items")?.getChild("item")?.getChild("list")?.getChild("device");
+		const device = got
+			.getChild("pubsub")
+			?.getChild("items")
+			?.getChild("item")
+			?.getChild("list")
+			?.getChild("device");
 		assert.equal(device?.attrs.id, "77");
 	});
 });

@@ -21,9 +21,14 @@ export interface User {
 let seq = 0;
 export const nextId = (): string => `u${++seq}`;
 
-/** Logs in `user@localhost/resource` with the password `<user>-pw`. */
-export async function connectUser(port: number, user: string, resource = "r"): Promise<User> {
-	const c = await login(port, user, `${user}-pw`, { resource, mechanism: "PLAIN" });
+/** Logs in `user@localhost/resource` with the password `<user>-pw` unless given. */
+export async function connectUser(
+	port: number,
+	user: string,
+	resource = "r",
+	password = `${user}-pw`,
+): Promise<User> {
+	const c = await login(port, user, password, { resource, mechanism: "PLAIN" });
 	return {
 		c,
 		r: new StanzaReader(c),

@@ -50,6 +50,20 @@ export class CapsCache {
 		return this.#known.get(ver);
 	}
 
+	/**
+	 * The features behind `ver` from memory or, failing that, from the store (another cluster
+	 * node, or an earlier run, learned them).
+	 */
+	async features(ver: string): Promise<ReadonlySet<string> | undefined> {
+		const known = this.#known.get(ver);
+		if (known) return known;
+		const stored = await this.#store.get(ver);
+		if (!stored) return undefined;
+		const features = new Set(stored);
+		this.#remember(ver, features);
+		return features;
+	}
+
 	#remember(ver: string, features: ReadonlySet<string>): void {
 		if (this.#known.size >= MAX_REMEMBERED) this.#known.clear();
 		this.#known.set(ver, features);

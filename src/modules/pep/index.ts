@@ -103,11 +103,16 @@ export default defineModule({
 		async function recipients(user: string, node: PubSubNode): Promise<string[]> {
 			const out: string[] = [];
 			const name = node.name;
-			const interested = (sessions: Session[], into: string[]) => {
-				for (const s of sessions)
-					if (s.available && s.jid && wants(capsOf(s.presence), name)) into.push(s.jid.toString());
+			const interested = async (sessions: Session[], into: string[]) => {
+				for (const s of sessions) {
+					if (!s.available || !s.jid) continue;
+					const ref = capsOf(s.presence);
+					// A session of another cluster node: its node learned the caps into the store.
+					if (ref && !caps.known(ref.ver)) await caps.features(ref.ver);
+					if (wants(ref, name)) into.push(s.jid.toString());
+				}
 			};
-			interested(host.sessionsOf(user), out);
+			await interested(host.sessionsOf(user), out);
 			const model = node.config.access_model;
 			// Closed models: only the owner's resources and explicit subscribers (§4.3.1).
 			if (model === "whitelist" || model === "authorize") return out;
@@ -124,7 +129,7 @@ export default defineModule({
 				if (!cjid?.local) continue;
 				const theirs: string[] = [];
 				const chost = core.hosts.get(cjid.domain);
-				if (chost) interested(chost.sessionsOf(cjid.local), theirs);
+				if (chost) await interested(chost.sessionsOf(cjid.local), theirs);
 				else if (remote)
 					for (const [full, ref] of remote)
 						if (full.startsWith(`${contact}/`) && wants(ref, name)) theirs.push(full);
