@@ -187,6 +187,45 @@ describe("XEP-0163 Personal Eventing Protocol", () => {
 		assert.deepEqual(errorOf(conflict), { condition: "conflict", app: "precondition-not-met" });
 	});
 
+	test("XEP-0223: a whitelist node is the owner's alone: a contact that +notifies it gets closed-node and no notification", async () => {
+		const PRIVATE = "urn:example:private-settings";
+		const alice = await user("alice", "w1");
+		const bob = await user("bob", "w1");
+		await availableWithCaps(bob, [PRIVATE, TUNE]);
+		await iq(bob, "get", "localhost", "<ping xmlns='urn:xmpp:ping'/>");
+		const mark = bob.r.mark();
+		const r = await iq(
+			alice,
+			"set",
+			"",
+			publish(
+				PRIVATE,
+				"<settings xmlns='urn:example:private-settings'/>",
+				"current",
+				publishOptions({ "pubsub#access_model": "whitelist", "pubsub#persist_items": "true" }),
+			),
+		);
+		assert.equal(r.attrs.type, "result", r.toString());
+		// A marker the contact does get: everything sent before it has arrived by then.
+		await iq(alice, "set", "", publish(TUNE, tune("marker"), "w-marker"));
+		await bob.r.wait(isEvent(TUNE, "alice@localhost"), mark, "the marker tune");
+		assert.equal(bob.r.since(mark).filter(isEvent(PRIVATE, "alice@localhost")).length, 0);
+		const denied = await iq(
+			bob,
+			"get",
+			"alice@localhost",
+			`<pubsub xmlns='${PUBSUB}'><items node='${PRIVATE}'/></pubsub>`,
+		);
+		assert.deepEqual(errorOf(denied), { condition: "not-allowed", app: "closed-node" });
+		const mine = await iq(
+			alice,
+			"get",
+			"",
+			`<pubsub xmlns='${PUBSUB}'><items node='${PRIVATE}'/></pubsub>`,
+		);
+		assert.equal(mine.getChild("pubsub")?.getChild("items")?.getChild("item")?.attrs.id, "current");
+	});
+
 	test("owner configuration and node limits: max_nodes holds with not-allowed + max-nodes-exceeded", async () => {
 		const dave = await user("dave", "lim");
 		for (let i = 0; i < 5; i++) {

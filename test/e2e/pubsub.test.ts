@@ -709,6 +709,27 @@ describe("XEP-0060 Publish-Subscribe service", () => {
 		assert.deepEqual(ev.elements(), [], "notification-only: an empty <configuration/>");
 	});
 
+	test("§17.4.4 pubsub#notify_sub: owners are told of new subscribers and of those who leave (§8.8.4 form)", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const node = fresh("notify-sub");
+		await create(a, node, { "pubsub#notify_sub": "1" });
+		let mark = a.r.mark();
+		assertResult(await subscribe(b, node));
+		let ev = eventOf(await waitEvent(a, mark, node, "the new subscriber"), node) as Element;
+		assert.deepEqual(
+			[ev.name, ev.attrs.jid, ev.attrs.subscription],
+			["subscription", b.jid, "subscribed"],
+		);
+		mark = a.r.mark();
+		assertResult(await iq(b, "set", ps(`<unsubscribe node='${node}' jid='${b.jid}'/>`)));
+		ev = eventOf(await waitEvent(a, mark, node, "the leaving subscriber"), node) as Element;
+		assert.deepEqual(
+			[ev.name, ev.attrs.jid, ev.attrs.subscription],
+			["subscription", b.jid, "none"],
+		);
+	});
+
 	test("§7.1.3.1: publishing without the publisher affiliation is forbidden; §7.2.3.1: so is retracting", async () => {
 		const a = await user("alice");
 		const b = await user("bob");

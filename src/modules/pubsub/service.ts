@@ -636,6 +636,7 @@ export class PubSubService {
 			node.meta.subscriptions[key] = sub;
 			await this.hooks.store.saveMeta(node.name, node.meta);
 			if (pending) this.#askOwners(node, key, sub);
+			else this.#tellOwners(node, key, sub.state);
 			return [key, sub];
 		});
 	}
@@ -742,7 +743,23 @@ export class PubSubService {
 				throw pubsubError("not-acceptable", "invalid-subid");
 			delete node.meta.subscriptions[key];
 			await this.hooks.store.saveMeta(node.name, node.meta);
+			this.#tellOwners(node, key, "none");
 		});
+	}
+
+	/**
+	 * pubsub#notify_sub (XEP-0060 §16.4.4): owners learn of new subscribers and of those who
+	 * leave, with the subscription notification of §8.8.4.
+	 */
+	#tellOwners(node: PubSubNode, jid: string, state: string): void {
+		if (!node.config.notify_sub) return;
+		const owners = this.hooks.pepOwner ? [this.hooks.pepOwner] : node.owners();
+		for (const owner of owners)
+			this.#sendEvent(
+				node,
+				owner,
+				x("subscription", { node: node.name, jid, subscription: state }),
+			);
 	}
 
 	/** §6.3: a subscription's options (only pubsub#deliver is offered). */
