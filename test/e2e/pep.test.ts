@@ -5,9 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import pg from "pg";
 import type { Element } from "../../src/xml/element.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { postgresSkip, TEST_PG_URL } from "../helpers/services.ts";
 import {
 	availableWithCaps,
 	befriend,
@@ -445,4 +450,92 @@ describe("XEP-0398 avatar conversion and XEP-0402 bookmarks compatibility", () =
 		);
 		assert.ok(storage?.getChild("url"), "URL bookmarks stay in the private copy");
 	});
+});
+
+describe("PEP storage: nodes, configuration and items survive a restart", () => {
+	const schema = `parley_test_pep_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+	after(async () => {
+		if (postgresSkip) return;
+		const c = new pg.Client({ connectionString: TEST_PG_URL });
+		await c.connect();
+		await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+		await c.end();
+	});
+	const cases = [
+		["sqlite", { backend: "sqlite" as const }],
+		["postgres", { backend: "postgres" as const, url: TEST_PG_URL, schema }],
+	] as const;
+	for (const [name, storage] of cases) {
+		test(`${name}: an OMEMO device list with its open access model, and a tune, after a restart`, {
+			skip: name === "postgres" ? postgresSkip : false,
+		}, async () => {
+			const dataDir = mkdtempSync(join(tmpdir(), "parley-pep-"));
+			const config = {
+				auth: { require_encryption: false, allow_plain_without_tls: true },
+				storage,
+			};
+			try {
+				let t = await startTestServer({
+					config,
+					storage: "sqlite",
+					dataDir,
+					users: [["ivy@localhost", "ivy-pw"]],
+				});
+				let ivy = await connectUser(t.port, "ivy", "one");
+				const list = `<list xmlns='eu.siacs.conversations.axolotl'><device id='99'/></list>`;
+				await iq(
+					ivy,
+					"set",
+					"",
+					publish(DEVICELIST, list, "current", publishOptions({ "pubsub#access_model": "open" })),
+				);
+				await iq(ivy, "set", "", publish(TUNE, tune("kept"), "k1"));
+				ivy.c.end();
+				await t.server.stop();
+				t = await startTestServer({ config, storage: "sqlite", dataDir });
+				try {
+					ivy = await connectUser(t.port, "ivy", "two");
+					const got = await iq(
+						ivy,
+						"get",
+						"",
+						`<pubsub xmlns='${PUBSUB}'><items node='${DEVICELIST}'/></pubsub>`,
+					);
+					assert.equal(
+						got
+							.getChild("pubsub")
+							?.getChild("items")
+							?.getChild("item")
+							?.getChild("list")
+							?.getChild("device")?.attrs.id,
+						"99",
+						got.toString(),
+					);
+					const tuneItems = await iq(
+						ivy,
+						"get",
+						"",
+						`<pubsub xmlns='${PUBSUB}'><items node='${TUNE}'/></pubsub>`,
+					);
+					assert.equal(
+						tuneItems.getChild("pubsub")?.getChild("items")?.getChild("item")?.attrs.id,
+						"k1",
+					);
+					// The access model chosen at publication is kept (a precondition still met).
+					const again = await iq(
+						ivy,
+						"set",
+						"",
+						publish(DEVICELIST, list, "current", publishOptions({ "pubsub#access_model": "open" })),
+					);
+					assert.equal(again.attrs.type, "result", again.toString());
+					ivy.c.end();
+				} finally {
+					await t.server.stop();
+				}
+			} finally {
+				rmSync(dataDir, { recursive: true, force: true });
+			}
+		});
+	}
 });
