@@ -28,6 +28,8 @@ export interface AccountOptions {
 	 * and a (random) username exists exactly while `live` says it has a session.
 	 */
 	live?: (username: string) => boolean;
+	/** Told after an account and its data were deleted (the server fires `account/deleted`). */
+	deleted?: (username: string) => Promise<void>;
 }
 
 export class AccountManager {
@@ -36,6 +38,7 @@ export class AccountManager {
 	readonly #storage: StorageBackend;
 	readonly #iterations: number;
 	readonly #live: ((username: string) => boolean) | undefined;
+	readonly #deleted: ((username: string) => Promise<void>) | undefined;
 	/** Recent successful PLAIN verifications on this host (see verified-cache.ts). */
 	readonly verifiedPasswords = new VerifiedPasswordCache();
 
@@ -50,6 +53,7 @@ export class AccountManager {
 		this.#store = storage.keyval(host, "accounts");
 		this.#iterations = iterations;
 		this.#live = options.live;
+		this.#deleted = options.deleted;
 	}
 
 	/** Accounts are sessions (an anonymous host): nothing is stored, nothing can be created. */
@@ -109,6 +113,7 @@ export class AccountManager {
 		await this.#storage.deleteUser(this.host, user);
 		await this.#store.set(user, undefined);
 		this.verifiedPasswords.delete(user);
+		await this.#deleted?.(user);
 	}
 
 	#refuseAnonymous(): void {

@@ -169,7 +169,14 @@ export class Server implements Core {
 			name,
 			this.config.auth.scram_iterations,
 			// An anonymous host has no stored accounts: a guest exists while it has a session.
-			anonymous ? { live: (user) => host.sessions.has(user) } : {},
+			{
+				...(anonymous ? { live: (user: string) => host.sessions.has(user) } : {}),
+				// However an account goes (in-band, the CLI's server API, an admin), modules that
+				// cache per-account state hear of it.
+				deleted: async (username) => {
+					await host.events.fire("account/deleted", { host, username });
+				},
+			},
 		);
 		host.modules = new ModuleManager(host, this.#registry);
 		host.secret = await this.#hostSecret(name);

@@ -3,8 +3,9 @@
  * created over an unauthenticated stream (§3.1.1), password change (§3.3) and account removal
  * (§3.2) once authenticated, with a per-IP rate limit on creation.
  *
- * Emits on the host bus: `account/created` { username, host } and `account/deleted`
- * { username, host }, for modules that react (the welcome message, for one).
+ * Emits on the host bus: `account/created` { username, host }, for modules that react (the
+ * welcome message, for one); `account/deleted` comes from the account manager, however an
+ * account is removed.
  */
 import { z } from "zod";
 import { AccountError, AccountManager } from "../auth/accounts.ts";
@@ -218,11 +219,8 @@ export default defineModule({
 			} catch (err) {
 				return accountError(err);
 			}
+			// The account manager fired `account/deleted` (src/core/server.ts).
 			host.log.info({ user: from.local }, "account removed in-band");
-			await host.events.fire("account/deleted", {
-				host,
-				username: from.local,
-			} satisfies AccountEvent);
 			return undefined;
 		};
 

@@ -248,6 +248,26 @@ describe("XEP-0163 Personal Eventing Protocol", () => {
 		assert.equal(items.getChild("query")?.getChildren("item").length, 5);
 	});
 
+	test("an account removed takes its PEP nodes and items along; created again, it starts empty", async () => {
+		const erin = await user("erin", "gone");
+		await iq(erin, "set", "", publish(TUNE, tune("mine"), "e1"));
+		const host = t.server.hosts.get("localhost");
+		assert.ok(await host?.keyval("pep").get("erin"));
+		erin.c.end();
+		await host?.accounts.delete("erin");
+		assert.equal(await host?.keyval("pep").get("erin"), undefined);
+		assert.equal((await host?.map("pep_items").getAll("erin"))?.size, 0);
+		await host?.accounts.create("erin", "erin-pw");
+		const again = await user("erin", "again");
+		const r = await iq(
+			again,
+			"get",
+			"",
+			`<pubsub xmlns='${PUBSUB}'><items node='${TUNE}'/></pubsub>`,
+		);
+		assert.equal(errorOf(r).condition, "item-not-found", r.toString());
+	});
+
 	test("payloads over the limit are not-acceptable + payload-too-big", async () => {
 		const erin = await user("erin", "big");
 		const big = `<data xmlns='urn:xmpp:avatar:data'>${"A".repeat(140_000)}</data>`;
