@@ -184,6 +184,9 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 			);
 			return items.getChild("pubsub")?.getChild("items")?.getChild("item")?.attrs.id === "two";
 		}, "node a to see the item published on node b");
+		for (const u of [dave, erin, dave2]) u.c.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
 	});
 
 	test("RFC 6121 §8.5.2.1.1: a bare-JID message goes to the highest-priority resource, whichever node holds it", async () => {
