@@ -967,6 +967,7 @@ async function pep(t: Running, o: Options, gens: Worker[], run: string): Promise
 				: "",
 			`caps learned (every contact notified) after ${attempts} warm-up publish(es), ${capsMs.toFixed(0)} ms; ${r.discoAnswered} disco#info queries answered by the sessions`,
 			r.otherEvents ? `${r.otherEvents} other pubsub events during the run` : "",
+			r.duplicateSample ? `first duplicate: ${r.duplicateSample}` : "",
 			w.processes.length > 1 ? `server processes: ${describeSplit(w.processes)}` : "",
 		].filter(Boolean);
 		return {

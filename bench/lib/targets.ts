@@ -727,18 +727,29 @@ ${
 			await viaIbr(n);
 			setAccountsMarker(o.stateDir, n);
 		},
-		// ejabberd's own XEP-0227 import (`ejabberdctl import_piefxis`) on the running node.
+		// ejabberd's own XEP-0227 import (`ejabberdctl import_piefxis`) on the running node. It
+		// refuses a user that exists (an earlier import with another --roster or --pep-contacts):
+		// those are unregistered first.
 		provisionRoster: async (users, pw, _viaIbr, hub) => {
 			if (rosterDone(o.stateDir, users, hub)) return;
+			const ctl = (...args: string[]) =>
+				execFileSync(
+					"ejabberdctl",
+					["--node", "parleybench@localhost", "--config-dir", o.stateDir, ...args],
+					{ encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
+				);
+			const wanted = new Set(users);
+			const existing = ctl("registered_users", endpoint.domain)
+				.split("\n")
+				.filter((u) => wanted.has(u));
+			if (existing.length)
+				o.log(`ejabberd: unregistering ${existing.length} of them first (import_piefxis)`);
+			for (const u of existing) ctl("unregister", u, endpoint.domain);
 			const file = join(o.stateDir, "roster-pie.xml");
 			writeFileSync(file, pieRoster(users, endpoint.domain, pw, hub));
 			execFileSync("chown", ["ejabberd:ejabberd", file]);
 			o.log(`ejabberd: importing ${users.length} accounts with mutual rosters (import_piefxis)`);
-			execFileSync(
-				"ejabberdctl",
-				["--node", "parleybench@localhost", "--config-dir", o.stateDir, "import_piefxis", file],
-				{ stdio: ["ignore", "inherit", "inherit"] },
-			);
+			ctl("import_piefxis", file);
 			setRosterDone(o.stateDir, users, hub);
 		},
 	} satisfies Running;

@@ -150,6 +150,8 @@ export interface PepResult {
 	/** notifications of this run's items received, once per contact and item */
 	delivered: number;
 	duplicates: number;
+	/** the first duplicate notification, and the user that received it twice */
+	duplicateSample?: string;
 	missing: number;
 	/** contacts that missed at least one item */
 	contactsMissing: number;
@@ -1052,6 +1054,7 @@ class Generator {
 		const lats = new Float64Array(expected);
 		let delivered = 0;
 		let duplicates = 0;
+		let duplicateSample: string | undefined;
 		let published = 0;
 		let results = 0;
 		let publishErrors = 0;
@@ -1092,6 +1095,7 @@ class Generator {
 					expected,
 					delivered,
 					duplicates,
+					duplicateSample,
 					missing: expected - delivered,
 					contactsMissing,
 					elapsedMs,
@@ -1148,8 +1152,10 @@ class Generator {
 						if (ch === 59 /* ; */ && j > i + needle.length && seq < M) {
 							any = true;
 							const x = seq * N + k;
-							if (seen[x]) duplicates++;
-							else {
+							if (seen[x]) {
+								duplicates++;
+								duplicateSample ??= `${this.pepContacts[k]?.user}: ${st.slice(0, 600)}`;
+							} else {
 								seen[x] = 1;
 								const now = performance.now();
 								lats[delivered++] = now - (sendAt[seq] as number);
