@@ -1,9 +1,10 @@
 // npm run bench -- [--target parley|prosody|ejabberd|relay]...
-//                  [login|chat|idle|roster|saturation|storage|muc|s2s|anon]...
+//                  [login|chat|idle|roster|saturation|storage|muc|pep|s2s|anon]...
 //                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N]
 //                  [--guests N]
 //                  [--window N] [--roster N] [--storage-n N] [--rate N]
 //                  [--occupants N]... [--muc-deliveries N] [--muc-senders N] [--muc-window N]
+//                  [--pep-contacts N] [--pep-items N] [--pep-window N]
 // roster: N accounts (201) each with the N-1 others as mutual contacts log in one after another
 //         (roster get + initial presence); server CPU per login and per delivered presence.
 // saturation: chat with the window doubled from 10 until delivered/s stops growing (>5%), per
@@ -14,6 +15,17 @@
 //         (--muc-window 2 in flight each) until about --muc-deliveries (200000) deliveries;
 //         server CPU per 10k deliveries, exactly once per occupant, join cost per occupant; the
 //         server is restarted first when other scenarios ran before on it.
+// pep: PEP notification fan-out (XEP-0163): publisher pep0 with --pep-contacts (200) mutual
+//         ("both") contacts pep1.. (the roster scenario's provisioning, as a star), each contact
+//         online with XEP-0115 caps (client/pc, tune + tune+notify; it answers the server's
+//         disco#info for node#ver, which the servers verify), the publisher online last (plain
+//         presence); single publishes until one reaches every contact (the servers learned the
+//         caps; 30 s at most), a warm-up of 10%, then --pep-items (500) User Tune items (id
+//         "current") published to its own node http://jabber.org/protocol/tune, --pep-window (4)
+//         in flight, an item leaving the window when its result and all its notifications came;
+//         server CPU per 10k notifications from the first publish to the last notification,
+//         each contact each item exactly once. Restarted first like muc. Prosody: mod_pep;
+//         ejabberd: mod_pubsub (flat, pep) + mod_caps; Parley: its default module set.
 // anon: guest logins (SASL ANONYMOUS, RFC 4505) on the anonymous host guest.localhost beside
 //         SCRAM-SHA-1 logins of accounts on localhost, same server process: --logins (2000)
 //         logins + initial presence each, closed at once (after 1000 unmeasured ones each), server
@@ -66,6 +78,8 @@ import type {
 	LoginResult,
 	MucJoinResult,
 	MucResult,
+	PepResult,
+	PepSetupResult,
 	RosterResult,
 } from "./lib/worker.ts";
 import { percentile } from "./lib/worker.ts";
@@ -83,6 +97,7 @@ const ALL_SCENARIOS = [
 	"saturation",
 	"storage",
 	"muc",
+	"pep",
 	"s2s",
 	"anon",
 ] as const;
@@ -111,6 +126,10 @@ interface Options {
 	mucWindow: number;
 	/** the anon scenario's sessions held (accounts, then as many guests) */
 	guests: number;
+	/** the pep scenario: the publisher's contacts, the items it publishes, publishes in flight */
+	pepContacts: number;
+	pepItems: number;
+	pepWindow: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -131,6 +150,9 @@ function parseArgs(argv: string[]): Options {
 		mucSenders: 10,
 		mucWindow: 2,
 		guests: 2000,
+		pepContacts: 200,
+		pepItems: 500,
+		pepWindow: 4,
 	};
 	const num = (v: string | undefined, name: string) => {
 		const n = Number(v);
@@ -159,6 +181,9 @@ function parseArgs(argv: string[]): Options {
 		else if (a === "--muc-senders") o.mucSenders = num(argv[++i], a);
 		else if (a === "--muc-window") o.mucWindow = num(argv[++i], a);
 		else if (a === "--guests") o.guests = num(argv[++i], a);
+		else if (a === "--pep-contacts") o.pepContacts = num(argv[++i], a);
+		else if (a === "--pep-items") o.pepItems = num(argv[++i], a);
+		else if (a === "--pep-window") o.pepWindow = num(argv[++i], a);
 		else if ((ALL_SCENARIOS as readonly string[]).includes(a)) o.scenarios.push(a as Scenario);
 		else throw new Error(`unknown argument ${a}`);
 	}
@@ -833,6 +858,146 @@ async function muc(t: Running, o: Options, gens: Worker[], run: string): Promise
 	return out;
 }
 
+/** The XMPP stanza error condition in an error answer, or its first 200 characters. */
+function errorCondition(stanza: string): string {
+	const m = /<([a-z-]+)\s+xmlns=['"]urn:ietf:params:xml:ns:xmpp-stanzas['"]/.exec(stanza);
+	return m ? (m[1] as string) : stanza.slice(0, 200);
+}
+
+/**
+ * PEP notification fan-out (XEP-0163): pep0 publishes, its --pep-contacts mutual contacts
+ * pep1.. get the notifications (see the header). A row with the reason instead of figures when
+ * the target has no PEP (the publish is refused) or does not notify every contact in 30 s.
+ */
+async function pep(t: Running, o: Options, gens: Worker[], run: string): Promise<ScenarioResult> {
+	const g = gens[0] as Worker;
+	const publisher = "pep0";
+	const contacts = Array.from({ length: o.pepContacts }, (_, i) => `pep${i + 1}`);
+	const list = [publisher, ...contacts];
+	const row = (why: string, note?: string): ScenarioResult => ({
+		scenario: "pep",
+		target: t.name,
+		figures: { "server CPU s/10k notifications": why },
+		note,
+	});
+	if (!t.provisionRoster) throw new Error("no roster provisioning for this target");
+	await t.provisionRoster(
+		list,
+		PASSWORD,
+		async (us) => {
+			const r = await g.call<{ created: number; exists: number; errors: string[] }>({
+				cmd: "register",
+				endpoint: t.endpoint,
+				users: us,
+				password: PASSWORD,
+				concurrency: 16,
+			});
+			if (r.created + r.exists < us.length) throw new Error(`registration: ${r.errors.join("; ")}`);
+		},
+		publisher,
+	);
+	await sleep(1000);
+	const setup = await g.call<PepSetupResult>({
+		cmd: "pepSetup",
+		endpoint: t.endpoint,
+		publisher,
+		contacts,
+		password: PASSWORD,
+		mech: "PLAIN",
+		concurrency: 20,
+	});
+	log(
+		`${t.name}: pep: ${setup.contacts} contacts online with caps, ${setup.failures} failed, ${setup.discoAnswered} disco#info queries answered`,
+	);
+	if (setup.failures) log(`${t.name}: pep: contact logins failed: ${setup.errors.join("; ")}`);
+	try {
+		// Until the servers know the caps: one publish at a time until one reaches every contact.
+		const t0 = performance.now();
+		let attempts = 0;
+		let caps: PepResult;
+		for (;;) {
+			caps = await g.call<PepResult>({
+				cmd: "pepRun",
+				tag: `${run}c${attempts++}`,
+				items: 1,
+				window: 1,
+				capMs: 5000,
+				stallMs: 2000,
+			});
+			if (caps.publishErrors) {
+				const why = `no PEP: the publish was refused (${errorCondition(caps.errors[0] ?? "")})`;
+				log(`${t.name}: pep: ${why}: ${caps.errors[0]}`);
+				return row(why, caps.errors[0]);
+			}
+			if (!caps.missing) break;
+			if (performance.now() - t0 > 30_000) {
+				const why = `${t.name}: after ${attempts} warm-up publishes in ${((performance.now() - t0) / 1000).toFixed(0)} s, only ${caps.delivered} of ${caps.contacts} contacts got the last one's notification (${caps.results ? "publish answered" : "publish not answered"}; ${caps.discoAnswered} disco#info queries answered by the contacts)`;
+				log(`pep: ${why}`);
+				return row("not every contact notified", why);
+			}
+		}
+		const capsMs = performance.now() - t0;
+		log(
+			`${t.name}: pep: every contact notified after ${attempts} warm-up publish(es), ${capsMs.toFixed(0)} ms`,
+		);
+		const base = { cmd: "pepRun", window: o.pepWindow, capMs: 180_000, stallMs: 10_000 } as const;
+		const warm = await g.call<PepResult>({
+			...base,
+			tag: `${run}w`,
+			items: Math.max(10, Math.ceil(o.pepItems / 10)),
+		});
+		if (warm.missing || warm.publishErrors)
+			log(
+				`${t.name}: pep warm-up: ${warm.missing} notifications missing, ${warm.publishErrors} publishes failed`,
+			);
+		await g.call({ cmd: "pepSettle", waitMs: 500 });
+		const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
+		meter.start();
+		const m = await g.call<PepResult>({ ...base, tag: `${run}m`, items: o.pepItems });
+		const w = meter.stop();
+		// Late notifications (duplicates) after the measurement, not in it.
+		const r = (await g.call<PepResult | null>({ cmd: "pepSettle", waitMs: 1000 })) ?? m;
+		const per10k = (cpu: number) => (10_000 * cpu) / Math.max(1, m.delivered);
+		const notes = [
+			m.capped ? `time cap reached after ${m.elapsedMs.toFixed(0)} ms` : "",
+			m.stalled ? `no progress for 10 s: stopped after ${m.elapsedMs.toFixed(0)} ms` : "",
+			r.publishErrors ? `publishes failed: ${r.errors.map(errorCondition).join(", ")}` : "",
+			r.delivered > m.delivered
+				? `${r.delivered - m.delivered} notifications came after the measurement`
+				: "",
+			`caps learned (every contact notified) after ${attempts} warm-up publish(es), ${capsMs.toFixed(0)} ms; ${r.discoAnswered} disco#info queries answered by the sessions`,
+			r.otherEvents ? `${r.otherEvents} other pubsub events during the run` : "",
+			r.duplicateSample ? `first duplicate: ${r.duplicateSample}` : "",
+			w.processes.length > 1 ? `server processes: ${describeSplit(w.processes)}` : "",
+		].filter(Boolean);
+		return {
+			scenario: "pep",
+			target: t.name,
+			figures: {
+				"server CPU s/10k notifications": per10k(w.serverCpu),
+				"notifications/s": m.delivered / (m.elapsedMs / 1000),
+				"p50 ms": m.p50Ms,
+				"p99 ms": m.p99Ms,
+				"server CPU ms/publish": (1000 * w.serverCpu) / Math.max(1, m.results),
+				contacts: m.contacts,
+				"items published": m.published,
+				"notifications delivered": m.delivered,
+				"exactly once": r.duplicates === 0 && r.missing === 0,
+				duplicates: r.duplicates,
+				missing: r.missing,
+				"contacts missing an item": r.contactsMissing,
+				"publishes failed": r.publishErrors,
+				"generator CPU s/10k notifications": per10k(w.generatorCpu),
+				"machine busy %": w.machineBusyPct,
+				"others busy %": w.othersBusyPct,
+			},
+			note: notes.join("; "),
+		};
+	} finally {
+		await g.call({ cmd: "closeAll" });
+	}
+}
+
 /** The servers the s2s scenario can federate (static routes on loopback, no DNS). */
 const S2S_SERVERS = ["parley", "prosody"] as const;
 type S2SServer = (typeof S2S_SERVERS)[number];
@@ -1051,7 +1216,7 @@ async function storage(o: Options): Promise<ScenarioResult[]> {
 
 const LOWER_IS_BETTER = /CPU|ms|µs|RSS KiB|failed|missing|duplicates|incomplete/;
 const NO_RATIO =
-	/÷|busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU/;
+	/÷|busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU|^contacts$|published$/;
 
 function table(results: ScenarioResult[], scenario: string): string {
 	const order = [
@@ -1141,6 +1306,7 @@ async function main() {
 			baselineRoot: o.baseline,
 			workers: name === "workers" ? (o.workers ?? 2) : undefined,
 			muc: wanted.includes("muc"),
+			pep: wanted.includes("pep"),
 			guest: wanted.includes("anon") && (name === "parley" || name === "prosody"),
 		};
 		log(`${name}: starting`);
@@ -1168,7 +1334,8 @@ async function main() {
 			),
 		);
 		try {
-			if (t.xmpp) {
+			// The roster and pep scenarios provision their own accounts (r*, pep*), not b0...
+			if (t.xmpp && wanted.some((s) => s !== "roster" && s !== "pep")) {
 				await t.provision(accounts, PASSWORD, async (n) => {
 					const r = await (gens[0] as Worker).call<{
 						created: number;
@@ -1201,7 +1368,15 @@ async function main() {
 					if (t.guest) results.push(await anon(t, o, gens));
 					else log(`${name}: no anonymous host configured by the bench: anon skipped`);
 				} else if (s === "roster") results.push(await roster(t, o, gens));
-				else if (s === "muc") {
+				else if (s === "pep") {
+					// On a freshly started server, as muc (fan-out after other scenarios' sessions).
+					if (wanted.indexOf("pep") > 0) {
+						log(`${name}: restarting for pep`);
+						await t.stop();
+						t = await start(so, processTree);
+					}
+					results.push(await pep(t, o, gens, run));
+				} else if (s === "muc") {
 					// On a freshly started server: Prosody's fan-out costs 3–5× more after the idle
 					// scenario's sessions came and went in the same process (docs/performance.md).
 					if (wanted.indexOf("muc") > 0) {
@@ -1276,6 +1451,7 @@ async function main() {
 		"saturation",
 		"saturation-paced",
 		...o.occupants.map((n) => `muc-${n}`),
+		"pep",
 		"s2s",
 		"storage",
 	]) {

@@ -28,39 +28,52 @@ export interface Running {
 	provision(n: number, password: string, viaIbr: (n: number) => Promise<void>): Promise<void>;
 	/**
 	 * Roster-heavy scenario: accounts `users`, each with every other one as a mutual ("both")
-	 * contact, by the target's own bulk path; kept between runs (marker roster.json).
+	 * contact, by the target's own bulk path; kept between runs (marker roster.json). With
+	 * `hub` (one of `users`, the pep scenario's publisher), a star instead: the hub has all the
+	 * others as mutual contacts and each of them has only the hub (marker roster-star-<hub>.json).
 	 */
 	provisionRoster?(
 		users: string[],
 		password: string,
 		viaIbr: (users: string[]) => Promise<void>,
+		hub?: string,
 	): Promise<void>;
 	notes: string[];
 }
 
-/** XEP-0227 document: the users, each with all the others as mutual contacts, plain passwords. */
-export function pieRoster(users: string[], domain: string, password: string): string {
+/** Whom `u` has as mutual contacts: all the others, or with a hub, the hub's star. */
+export function contactsOf(u: string, users: string[], hub?: string): string[] {
+	if (hub === undefined || u === hub) return users.filter((v) => v !== u);
+	return [hub];
+}
+
+/**
+ * XEP-0227 document: the users, each with all the others as mutual contacts (or, with `hub`,
+ * the hub with all the others and each of them with the hub), plain passwords.
+ */
+export function pieRoster(users: string[], domain: string, password: string, hub?: string): string {
 	const out = [`<?xml version='1.0' encoding='UTF-8'?>`, `<server-data xmlns='urn:xmpp:pie:0'>`];
 	out.push(`<host jid='${domain}'>`);
 	for (const u of users) {
 		out.push(`<user name='${u}' password='${password}'><query xmlns='jabber:iq:roster'>`);
-		for (const v of users)
-			if (v !== u) out.push(`<item jid='${v}@${domain}' subscription='both'/>`);
+		for (const v of contactsOf(u, users, hub))
+			out.push(`<item jid='${v}@${domain}' subscription='both'/>`);
 		out.push("</query></user>");
 	}
 	out.push("</host></server-data>", "");
 	return out.join("\n");
 }
 
-function rosterDone(stateDir: string, users: string[]): boolean {
+const rosterMarker = (hub?: string) => (hub ? `roster-star-${hub}.json` : "roster.json");
+function rosterDone(stateDir: string, users: string[], hub?: string): boolean {
 	try {
-		return readFileSync(join(stateDir, "roster.json"), "utf8") === JSON.stringify(users);
+		return readFileSync(join(stateDir, rosterMarker(hub)), "utf8") === JSON.stringify(users);
 	} catch {
 		return false;
 	}
 }
-function setRosterDone(stateDir: string, users: string[]) {
-	writeFileSync(join(stateDir, "roster.json"), JSON.stringify(users));
+function setRosterDone(stateDir: string, users: string[], hub?: string) {
+	writeFileSync(join(stateDir, rosterMarker(hub)), JSON.stringify(users));
 }
 
 export interface StartOptions {
@@ -74,6 +87,11 @@ export interface StartOptions {
 	muc?: boolean;
 	/** also an anonymous host guest.<domain>, without session caps (the anon scenario runs) */
 	guest?: boolean;
+	/**
+	 * PEP (XEP-0163) with XEP-0115 caps, for the pep scenario: Prosody's mod_pep, ejabberd's
+	 * mod_pubsub (plugins flat and pep; mod_caps is always on); Parley's default module set
+	 */
+	pep?: boolean;
 	/** the XMPP domain served, accounts b0.. on it; "localhost" unless given (the s2s scenario) */
 	domain?: string;
 	/** federation (the s2s scenario): STARTTLS and dialback, no DNS */
@@ -387,15 +405,15 @@ ${muc}${o.guest ? parleyGuest(domain) : ""}${
 		provision: async (n, pw) => provision(n, pw),
 		// The operator's path: `parley import` of a XEP-0227 file (accounts and rosters), through
 		// the storage interface, beside the running server (shared SQLite file, before measuring).
-		provisionRoster: async (users, pw) => {
-			if (rosterDone(o.stateDir, users)) return;
+		provisionRoster: async (users, pw, _viaIbr, hub) => {
+			if (rosterDone(o.stateDir, users, hub)) return;
 			const file = join(o.stateDir, "roster-pie.xml");
-			writeFileSync(file, pieRoster(users, endpoint.domain, pw));
+			writeFileSync(file, pieRoster(users, endpoint.domain, pw, hub));
 			o.log(`parley: importing ${users.length} accounts with mutual rosters (parley import)`);
 			execFileSync(process.execPath, [bin, "import", file, "--config", cfg], {
 				stdio: ["ignore", "inherit", "inherit"],
 			});
-			setRosterDone(o.stateDir, users);
+			setRosterDone(o.stateDir, users, hub);
 		},
 	};
 	return running;
@@ -424,7 +442,7 @@ s2s_direct_tls_ports = {}
 modules_enabled = {
 	"roster"; "saslauth"; "disco"; "ping"; "version"; "time"; "vcard_legacy"; "private";
 	"lastactivity"; "server_contact_info"; "offline"; "carbons"; "blocklist"; "register";
-${s2s ? `\t"tls"; "dialback"; "test_s2s_routes";\n` : ""}}
+${o.pep ? `\t"pep";\n` : ""}${s2s ? `\t"tls"; "dialback"; "test_s2s_routes";\n` : ""}}
 ${s2s ? s2s.global : `modules_disabled = { "s2s"; "tls" }`}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -474,7 +492,7 @@ Component "${MUC_DOMAIN}" "muc"
 		muc: o.muc ? MUC_DOMAIN : undefined,
 		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
-			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}` : ""}${o.guest ? `; anonymous host guest.${domain} (mod_auth_anonymous, its defaults)` : ""}`,
+			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}` : ""}${o.guest ? `; anonymous host guest.${domain} (mod_auth_anonymous, its defaults)` : ""}${o.pep ? "; mod_pep (its defaults: max_items 1, persist_items)" : ""}`,
 			...(o.s2s
 				? [
 						`${domain}: s2s on 127.0.0.1:${o.s2s.port}, mod_tls + mod_dialback, s2s_require_encryption and s2s_secure_auth as by default (true, false), a self-signed certificate; routes by the SRV-answering plugin of test/helpers/prosody.ts`,
@@ -491,21 +509,20 @@ Component "${MUC_DOMAIN}" "muc"
 		},
 		// Accounts in-band; rosters written as Prosody's own storage files (mod_storage_internal:
 		// data/<host>/roster/<user>.dat, a Lua table; [false] holds the version and pending).
-		provisionRoster: async (users, _pw, viaIbr) => {
-			if (rosterDone(o.stateDir, users)) return;
+		provisionRoster: async (users, _pw, viaIbr, hub) => {
+			if (rosterDone(o.stateDir, users, hub)) return;
 			o.log(`prosody: registering ${users.length} accounts in-band, writing their rosters`);
 			await viaIbr(users);
 			const dir = join(data, "localhost", "roster");
 			mkdirSync(dir, { recursive: true });
 			for (const u of users) {
 				const lines = ["return {", '\t[false] = { ["version"] = 1; ["pending"] = {}; };'];
-				for (const v of users)
-					if (v !== u)
-						lines.push(`\t["${v}@localhost"] = { ["subscription"] = "both"; ["groups"] = {}; };`);
+				for (const v of contactsOf(u, users, hub))
+					lines.push(`\t["${v}@localhost"] = { ["subscription"] = "both"; ["groups"] = {}; };`);
 				lines.push("};", "");
 				writeFileSync(join(dir, `${u}.dat`), lines.join("\n"));
 			}
-			setRosterDone(o.stateDir, users);
+			setRosterDone(o.stateDir, users, hub);
 		},
 	} satisfies Running;
 }
@@ -623,6 +640,12 @@ modules:
     ip_access: all
     access: register
 ${
+	o.pep
+		? `  mod_pubsub:
+    plugins: ["flat", "pep"]
+`
+		: ""
+}${
 	o.muc
 		? `  mod_muc:
     host: "${MUC_DOMAIN}"
@@ -681,7 +704,7 @@ ${
 		xmpp: true,
 		muc: o.muc ? MUC_DOMAIN : undefined,
 		notes: [
-			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals)` : ""}`,
+			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals)` : ""}${o.pep ? `; mod_pubsub (plugins flat, pep; its defaults otherwise) and mod_caps` : ""}`,
 		],
 		// SIGTERM to the Erlang VM only (init:stop); its port programs end with it.
 		stop: () =>
@@ -704,19 +727,30 @@ ${
 			await viaIbr(n);
 			setAccountsMarker(o.stateDir, n);
 		},
-		// ejabberd's own XEP-0227 import (`ejabberdctl import_piefxis`) on the running node.
-		provisionRoster: async (users, pw) => {
-			if (rosterDone(o.stateDir, users)) return;
+		// ejabberd's own XEP-0227 import (`ejabberdctl import_piefxis`) on the running node. It
+		// refuses a user that exists (an earlier import with another --roster or --pep-contacts):
+		// those are unregistered first.
+		provisionRoster: async (users, pw, _viaIbr, hub) => {
+			if (rosterDone(o.stateDir, users, hub)) return;
+			const ctl = (...args: string[]) =>
+				execFileSync(
+					"ejabberdctl",
+					["--node", "parleybench@localhost", "--config-dir", o.stateDir, ...args],
+					{ encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] },
+				);
+			const wanted = new Set(users);
+			const existing = ctl("registered_users", endpoint.domain)
+				.split("\n")
+				.filter((u) => wanted.has(u));
+			if (existing.length)
+				o.log(`ejabberd: unregistering ${existing.length} of them first (import_piefxis)`);
+			for (const u of existing) ctl("unregister", u, endpoint.domain);
 			const file = join(o.stateDir, "roster-pie.xml");
-			writeFileSync(file, pieRoster(users, endpoint.domain, pw));
+			writeFileSync(file, pieRoster(users, endpoint.domain, pw, hub));
 			execFileSync("chown", ["ejabberd:ejabberd", file]);
 			o.log(`ejabberd: importing ${users.length} accounts with mutual rosters (import_piefxis)`);
-			execFileSync(
-				"ejabberdctl",
-				["--node", "parleybench@localhost", "--config-dir", o.stateDir, "import_piefxis", file],
-				{ stdio: ["ignore", "inherit", "inherit"] },
-			);
-			setRosterDone(o.stateDir, users);
+			ctl("import_piefxis", file);
+			setRosterDone(o.stateDir, users, hub);
 		},
 	} satisfies Running;
 }

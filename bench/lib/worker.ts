@@ -1,5 +1,6 @@
 // Load generator worker: a forked process driven over IPC by bench/run.ts. Raw sockets,
 // pre-built stanza strings, deliveries counted by scanning for a marker in the message body.
+import { createHash } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { type Endpoint, login, type Mech, register, type Session } from "./xmpp.ts";
 
@@ -86,8 +87,85 @@ export type Command =
 			bodyBytes: number;
 			capMs: number;
 	  }
+	| {
+			/**
+			 * PEP (XEP-0163): the contacts log in (roster get, then initial presence with the
+			 * XEP-0115 caps of PEP_CAPS) and from then on answer every disco#info query with
+			 * PEP_CAPS's info; then the publisher logs in (roster get, plain initial presence:
+			 * it is not interested in its own tune). All the sessions are held.
+			 */
+			cmd: "pepSetup";
+			endpoint: Endpoint;
+			publisher: string;
+			contacts: string[];
+			password: string;
+			mech: Mech;
+			concurrency: number;
+	  }
+	| {
+			/**
+			 * The publisher publishes `items` items (User Tune, XEP-0118, item id "current") to
+			 * its own PEP node http://jabber.org/protocol/tune (iq set, no `to`), up to `window`
+			 * in flight: an item leaves the window when its publish got a result and every contact
+			 * received its notification (or when its publish got an error). Ends when every item
+			 * is done, at `capMs`, or after `stallMs` without a notification or a result. The
+			 * notifications are counted on (until pepSettle or the next pepRun).
+			 */
+			cmd: "pepRun";
+			tag: string;
+			items: number;
+			window: number;
+			capMs: number;
+			stallMs: number;
+	  }
+	| {
+			/** waits `waitMs` (late notifications, duplicates), then the last pepRun's final counts */
+			cmd: "pepSettle";
+			waitMs: number;
+	  }
 	| { cmd: "closeAll" }
 	| { cmd: "exit" };
+
+export interface PepSetupResult {
+	contacts: number;
+	failures: number;
+	errors: string[];
+	/** disco#info queries the contacts answered during the logins (the caps' verification) */
+	discoAnswered: number;
+}
+
+export interface PepResult {
+	contacts: number;
+	items: number;
+	/** publishes sent */
+	published: number;
+	/** publishes answered with a result */
+	results: number;
+	/** publishes answered with an error */
+	publishErrors: number;
+	/** the first error answers (stanza text, shortened) */
+	errors: string[];
+	/** items × contacts */
+	expected: number;
+	/** notifications of this run's items received, once per contact and item */
+	delivered: number;
+	duplicates: number;
+	/** the first duplicate notification, and the user that received it twice */
+	duplicateSample?: string;
+	missing: number;
+	/** contacts that missed at least one item */
+	contactsMissing: number;
+	elapsedMs: number;
+	/** publish sent → each contact's notification, over all notifications */
+	p50Ms: number;
+	p99Ms: number;
+	capped: boolean;
+	stalled: boolean;
+	/** disco#info queries answered so far by all the sessions (cumulative) */
+	discoAnswered: number;
+	/** pubsub#event messages without this run's marker (e.g. a last item sent again) */
+	otherEvents: number;
+}
 
 export interface MucJoinResult {
 	joined: number;
@@ -177,6 +255,119 @@ interface Pair {
 	bJid: string;
 }
 
+/** A PEP scenario session: its socket, fed through a stanzaSplitter. */
+interface PepSession {
+	socket: Socket;
+	user: string;
+}
+
+/** One pepRun's counters, fed by the contacts' and the publisher's stanzas. */
+interface PepRunState {
+	/** a contact's pubsub#event message: false when it has none of this run's items */
+	event(k: number, stanza: string): boolean;
+	/** a result or error to one of this run's publishes */
+	answer(seq: number, ok: boolean, stanza: string): void;
+	summary(): PepResult;
+	/** publish ids of this run: `${idPrefix}${seq}` */
+	idPrefix: string;
+}
+
+const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
+const NS_CAPS = "http://jabber.org/protocol/caps";
+const NS_PUBSUB = "http://jabber.org/protocol/pubsub";
+const NS_PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event";
+export const NS_TUNE = "http://jabber.org/protocol/tune";
+
+/**
+ * XEP-0115 §5.1: the verification string of a disco#info with these identities and features
+ * (no extended forms): "category/type/lang/name<" per identity, then "feature<" per feature,
+ * each list sorted (i;octet: the strings here are ASCII), SHA-1, Base64.
+ */
+export function capsVer(
+	identities: { category: string; type: string; lang?: string; name?: string }[],
+	features: string[],
+): string {
+	const ids = identities
+		.map((i) => `${i.category}/${i.type}/${i.lang ?? ""}/${i.name ?? ""}<`)
+		.sort();
+	const s =
+		ids.join("") +
+		[...features]
+			.sort()
+			.map((f) => `${f}<`)
+			.join("");
+	return createHash("sha1").update(s, "utf8").digest("base64");
+}
+
+/** What a PEP scenario contact is (XEP-0115 caps): a pc client interested in User Tune. */
+export const PEP_CAPS = (() => {
+	const node = "urn:parley:bench";
+	const identity = { category: "client", type: "pc", name: "Parley bench" };
+	const features = [NS_CAPS, NS_DISCO_INFO, NS_TUNE, `${NS_TUNE}+notify`];
+	const ver = capsVer([identity], features);
+	return {
+		node,
+		ver,
+		presence: `<presence><c xmlns='${NS_CAPS}' hash='sha-1' node='${node}' ver='${ver}'/></presence>`,
+		/** the disco#info query's children */
+		info:
+			`<identity category='${identity.category}' type='${identity.type}' name='${identity.name}'/>` +
+			features.map((f) => `<feature var='${f}'/>`).join(""),
+	};
+})();
+/** The publisher's disco#info (it sent no caps: nobody should ask, but it answers). */
+const PLAIN_INFO = `<identity category='client' type='pc' name='Parley bench'/><feature var='${NS_DISCO_INFO}'/>`;
+
+const ATTR_ID = /\sid=['"]([^'"]*)['"]/;
+const ATTR_FROM = /\sfrom=['"]([^'"]*)['"]/;
+const ATTR_TYPE = /\stype=['"]([^'"]*)['"]/;
+const QUERY_NODE = /<query\b[^>]*\snode=['"]([^'"]*)['"]/;
+
+/**
+ * Splits a stream (after negotiation, at stanza level) into top-level stanzas by counting
+ * start and end tags: enough for what servers send (no '>' in attribute values, no comments).
+ * Stray end tags (the tail of a stanza negotiation consumed, `</stream:stream>`) are skipped.
+ */
+export function stanzaSplitter(on: (stanza: string) => void): (d: string) => void {
+	let buf = "";
+	let pos = 0;
+	let depth = 0;
+	let start = -1;
+	return (d: string) => {
+		buf += d;
+		for (;;) {
+			const lt = buf.indexOf("<", pos);
+			if (lt === -1) {
+				pos = buf.length;
+				break;
+			}
+			const gt = buf.indexOf(">", lt);
+			if (gt === -1) {
+				pos = lt;
+				break;
+			}
+			const c = buf.charCodeAt(lt + 1);
+			if (c === 47 /* / */) {
+				if (depth > 0 && --depth === 0) {
+					on(buf.slice(start, gt + 1));
+					start = -1;
+				}
+			} else if (c !== 63 /* ? */ && c !== 33 /* ! */) {
+				if (buf.charCodeAt(gt - 1) === 47) {
+					if (depth === 0) on(buf.slice(lt, gt + 1));
+				} else if (depth++ === 0) start = lt;
+			}
+			pos = gt + 1;
+		}
+		const keep = start !== -1 ? start : pos;
+		if (keep > 0) {
+			buf = buf.slice(keep);
+			pos -= keep;
+			if (start !== -1) start = 0;
+		}
+	};
+}
+
 interface Occupant {
 	socket: Socket;
 	nick: string;
@@ -196,6 +387,11 @@ class Generator {
 	occupants: Occupant[] = [];
 	room = "";
 	scramCache = new Map<string, Buffer>();
+	pepPublisher: PepSession | null = null;
+	pepContacts: PepSession[] = [];
+	pepState: PepRunState | null = null;
+	discoAnswered = 0;
+	otherEvents = 0;
 
 	async login(c: Extract<Command, { cmd: "login" }>): Promise<LoginResult> {
 		const res: LoginResult = { ok: 0, failures: 0, errors: [], latenciesMs: [] };
@@ -754,15 +950,266 @@ class Generator {
 		});
 	}
 
+	/**
+	 * A PEP session's iq get or set: disco#info answered (`info`: the query's children), ping
+	 * answered, anything else refused (service-unavailable). Results and errors are ignored.
+	 */
+	#pepIq(sock: Socket, head: string, stanza: string, info: string) {
+		const type = ATTR_TYPE.exec(head)?.[1];
+		if (type !== "get" && type !== "set") return;
+		const id = ATTR_ID.exec(head)?.[1] ?? "";
+		const from = ATTR_FROM.exec(head)?.[1];
+		const to = from ? ` to='${from}'` : "";
+		if (type === "get" && stanza.includes(NS_DISCO_INFO)) {
+			const node = QUERY_NODE.exec(stanza)?.[1];
+			sock.write(
+				`<iq type='result' id='${id}'${to}><query xmlns='${NS_DISCO_INFO}'${node ? ` node='${node}'` : ""}>${info}</query></iq>`,
+			);
+			this.discoAnswered++;
+		} else if (type === "get" && stanza.includes("urn:xmpp:ping")) {
+			sock.write(`<iq type='result' id='${id}'${to}/>`);
+		} else {
+			sock.write(
+				`<iq type='error' id='${id}'${to}><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`,
+			);
+		}
+	}
+
+	async pepSetup(c: Extract<Command, { cmd: "pepSetup" }>): Promise<PepSetupResult> {
+		const res: PepSetupResult = { contacts: 0, failures: 0, errors: [], discoAnswered: 0 };
+		const one = async (user: string, i: number, contact: boolean): Promise<PepSession> => {
+			const s = await login({
+				endpoint: c.endpoint,
+				localAddress: addr(i),
+				user,
+				password: c.password,
+				mech: c.mech,
+				resource: "pep",
+				presence: true,
+				presenceXml: contact ? PEP_CAPS.presence : "<presence/>",
+				roster: true,
+				timeoutMs: 60_000,
+				scramCache: this.scramCache,
+			});
+			const session: PepSession = { socket: s.socket, user };
+			const k = this.pepContacts.length;
+			if (contact) this.pepContacts.push(session);
+			const feed = stanzaSplitter((st) => {
+				if (st.startsWith("<message")) {
+					if (!contact || !st.includes(NS_PUBSUB_EVENT)) return;
+					if (!this.pepState?.event(k, st)) this.otherEvents++;
+				} else if (st.startsWith("<iq")) {
+					const head = st.slice(0, st.indexOf(">"));
+					const state = this.pepState;
+					if (!contact && state) {
+						const id = ATTR_ID.exec(head)?.[1] ?? "";
+						if (id.startsWith(state.idPrefix)) {
+							const type = ATTR_TYPE.exec(head)?.[1];
+							state.answer(Number(id.slice(state.idPrefix.length)), type === "result", st);
+							return;
+						}
+					}
+					this.#pepIq(s.socket, head, st, contact ? PEP_CAPS.info : PLAIN_INFO);
+				}
+			});
+			s.socket.on("data", feed);
+			feed(s.rest);
+			return session;
+		};
+		let next = 0;
+		const worker = async () => {
+			while (next < c.contacts.length) {
+				const i = next++;
+				try {
+					await one(c.contacts[i] as string, i, true);
+					res.contacts++;
+				} catch (e) {
+					res.failures++;
+					if (res.errors.length < 5) res.errors.push((e as Error).message);
+				}
+			}
+		};
+		await Promise.all(Array.from({ length: Math.min(c.concurrency, c.contacts.length) }, worker));
+		// The publisher last: its initial presence reaches every contact already online, and its
+		// probes bring their presences (with the caps) back to its session.
+		this.pepPublisher = await one(c.publisher, c.contacts.length, false);
+		// Let the presences and the servers' disco#info queries settle.
+		await new Promise((r) => setTimeout(r, 1000));
+		res.discoAnswered = this.discoAnswered;
+		return res;
+	}
+
+	pepRun(c: Extract<Command, { cmd: "pepRun" }>): Promise<PepResult> {
+		const pub = this.pepPublisher;
+		if (!pub) throw new Error("pepRun before pepSetup");
+		const N = this.pepContacts.length;
+		const M = c.items;
+		const expected = N * M;
+		const sendAt = new Float64Array(M);
+		/** per item: contacts that received it */
+		const count = new Int32Array(M);
+		/** per item: 0 no answer yet, 1 result, 2 error */
+		const answered = new Uint8Array(M);
+		const seen = new Uint8Array(expected);
+		const lats = new Float64Array(expected);
+		let delivered = 0;
+		let duplicates = 0;
+		let duplicateSample: string | undefined;
+		let published = 0;
+		let results = 0;
+		let publishErrors = 0;
+		const errors: string[] = [];
+		let done = 0;
+		let inflight = 0;
+		let next = 0;
+		let finished = false;
+		let elapsedMs = 0;
+		let capped = false;
+		let stalled = false;
+		const needle = `zp${c.tag}:`;
+		const idPrefix = `pub${c.tag}.`;
+		const otherEvents0 = this.otherEvents;
+		const t0 = performance.now();
+		let progress = t0;
+		const publish = (seq: number) =>
+			`<iq type='set' id='${idPrefix}${seq}'><pubsub xmlns='${NS_PUBSUB}'><publish node='${NS_TUNE}'><item id='current'><tune xmlns='${NS_TUNE}'><artist>Parley bench</artist><length>${180 + (seq % 120)}</length><source>bench</source><title>${needle}${seq};</title><track>${seq + 1}</track></tune></item></publish></pubsub></iq>`;
+		return new Promise<PepResult>((resolve) => {
+			const summary = (): PepResult => {
+				let contactsMissing = 0;
+				for (let k = 0; k < N; k++) {
+					for (let m = 0; m < M; m++) {
+						if (!seen[m * N + k]) {
+							contactsMissing++;
+							break;
+						}
+					}
+				}
+				const sorted = lats.slice(0, delivered).sort();
+				return {
+					contacts: N,
+					items: M,
+					published,
+					results,
+					publishErrors,
+					errors,
+					expected,
+					delivered,
+					duplicates,
+					duplicateSample,
+					missing: expected - delivered,
+					contactsMissing,
+					elapsedMs,
+					p50Ms: percentile(sorted, 50),
+					p99Ms: percentile(sorted, 99),
+					capped,
+					stalled,
+					discoAnswered: this.discoAnswered,
+					otherEvents: this.otherEvents - otherEvents0,
+				};
+			};
+			const finish = (cap: boolean, stall: boolean) => {
+				if (finished) return;
+				finished = true;
+				elapsedMs = performance.now() - t0;
+				capped = cap;
+				stalled = stall;
+				clearTimeout(capTimer);
+				clearInterval(stallTimer);
+				resolve(summary());
+			};
+			const itemDone = () => {
+				done++;
+				inflight--;
+				if (done === M) finish(false, false);
+				else pump();
+			};
+			const pump = () => {
+				if (finished) return;
+				let out = "";
+				while (inflight < c.window && next < M) {
+					const seq = next++;
+					inflight++;
+					published++;
+					sendAt[seq] = performance.now();
+					out += publish(seq);
+				}
+				if (out) pub.socket.write(out);
+			};
+			this.pepState = {
+				idPrefix,
+				summary,
+				event: (k, st) => {
+					let any = false;
+					let i = st.indexOf(needle);
+					while (i !== -1) {
+						let j = i + needle.length;
+						let seq = 0;
+						let ch = st.charCodeAt(j);
+						while (ch >= 48 && ch <= 57) {
+							seq = seq * 10 + ch - 48;
+							ch = st.charCodeAt(++j);
+						}
+						if (ch === 59 /* ; */ && j > i + needle.length && seq < M) {
+							any = true;
+							const x = seq * N + k;
+							if (seen[x]) {
+								duplicates++;
+								duplicateSample ??= `${this.pepContacts[k]?.user}: ${st.slice(0, 600)}`;
+							} else {
+								seen[x] = 1;
+								const now = performance.now();
+								lats[delivered++] = now - (sendAt[seq] as number);
+								progress = now;
+								count[seq] = (count[seq] as number) + 1;
+								if (count[seq] === N && answered[seq] === 1) itemDone();
+							}
+						}
+						i = st.indexOf(needle, j);
+					}
+					return any;
+				},
+				answer: (seq, ok, st) => {
+					if (!(seq >= 0 && seq < M) || answered[seq]) return;
+					progress = performance.now();
+					answered[seq] = ok ? 1 : 2;
+					if (ok) results++;
+					else {
+						publishErrors++;
+						if (errors.length < 3) errors.push(st.slice(0, 400));
+					}
+					if (!ok || count[seq] === N) itemDone();
+				},
+			};
+			const capTimer = setTimeout(() => finish(true, false), c.capMs);
+			const stallTimer = setInterval(() => {
+				if (performance.now() - progress > c.stallMs) finish(false, true);
+			}, 250);
+			if (M === 0 || N === 0) finish(false, false);
+			else pump();
+		});
+	}
+
+	async pepSettle(c: Extract<Command, { cmd: "pepSettle" }>): Promise<PepResult | null> {
+		await new Promise((r) => setTimeout(r, c.waitMs));
+		const r = this.pepState?.summary() ?? null;
+		this.pepState = null;
+		return r;
+	}
+
 	async closeAll() {
 		const all = [
 			...this.held,
 			...this.pairs.flatMap((p) => [p.a, p.b]),
 			...this.occupants.map((o) => o.socket),
+			...this.pepContacts.map((p) => p.socket),
+			...(this.pepPublisher ? [this.pepPublisher.socket] : []),
 		];
 		this.held = [];
 		this.pairs = [];
 		this.occupants = [];
+		this.pepContacts = [];
+		this.pepPublisher = null;
+		this.pepState = null;
 		await Promise.all(all.map((s) => closeGracefully(s)));
 		return { closed: all.length };
 	}
@@ -826,6 +1273,18 @@ process.on("message", (msg: Command) => {
 			break;
 		case "mucRun":
 			gen.mucRun(msg).then(reply, fail);
+			break;
+		case "pepSetup":
+			gen.pepSetup(msg).then(reply, fail);
+			break;
+		case "pepRun":
+			// pepRun throws synchronously without a publisher: as a rejection.
+			Promise.resolve()
+				.then(() => gen.pepRun(msg))
+				.then(reply, fail);
+			break;
+		case "pepSettle":
+			gen.pepSettle(msg).then(reply, fail);
 			break;
 		case "closeAll":
 			gen.closeAll().then(reply, fail);

@@ -24,6 +24,8 @@ export interface LoginOptions {
 	mech: Mech;
 	resource: string;
 	presence: boolean;
+	/** the initial presence to send when `presence` is set ("<presence/>" unless given) */
+	presenceXml?: string;
 	/** fetch the roster (and wait for it) before initial presence, as a client does */
 	roster?: boolean;
 	timeoutMs: number;
@@ -154,7 +156,7 @@ export function login(o: LoginOptions): Promise<Session> {
 				send("<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>");
 				await expect(ROSTER_RESULT);
 			}
-			if (o.presence) send("<presence/>");
+			if (o.presence) send(o.presenceXml ?? "<presence/>");
 			if (done) return;
 			done = true;
 			clearTimeout(timer);
