@@ -192,6 +192,29 @@ describe("XEP-0163 Personal Eventing Protocol", () => {
 		assert.deepEqual(errorOf(conflict), { condition: "conflict", app: "precondition-not-met" });
 	});
 
+	test("XEP-0191 §3.2: a contact that blocked the account gets none of its notifications; unblocked, it does", async () => {
+		await befriend(t.server, "alice@localhost", "dave@localhost");
+		const alice = await user("alice", "b1");
+		const dave = await user("dave", "b1");
+		await availableWithCaps(dave, [TUNE]);
+		const block = (verb: string) =>
+			iq(
+				dave,
+				"set",
+				"",
+				`<${verb} xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></${verb}>`,
+			);
+		assert.equal((await block("block")).attrs.type, "result");
+		const mark = dave.r.mark();
+		await iq(alice, "set", "", publish(TUNE, tune("blocked"), "b-1"));
+		await iq(dave, "get", "localhost", "<ping xmlns='urn:xmpp:ping'/>");
+		assert.equal(dave.r.since(mark).filter(isEvent(TUNE, "alice@localhost")).length, 0);
+		assert.equal((await block("unblock")).attrs.type, "result");
+		const m2 = dave.r.mark();
+		await iq(alice, "set", "", publish(TUNE, tune("unblocked"), "b-2"));
+		await dave.r.wait(isEvent(TUNE, "alice@localhost"), m2, "the tune after unblocking");
+	});
+
 	test("XEP-0223: a whitelist node is the owner's alone: a contact that +notifies it gets closed-node and no notification", async () => {
 		const PRIVATE = "urn:example:private-settings";
 		const alice = await user("alice", "w1");

@@ -32,7 +32,7 @@ import type { PubSubNode } from "../pubsub/node.ts";
 import { NS_PUBSUB, NS_PUBSUB_OWNER, PEP_FEATURES, PUBSUB_FEATURES } from "../pubsub/ns.ts";
 import { handlePubsubIq } from "../pubsub/protocol.ts";
 import { rosterRelation } from "../pubsub/relation.ts";
-import { type NodeChange, PubSubService } from "../pubsub/service.ts";
+import { type NodeChange, PubSubService, type Recipient } from "../pubsub/service.ts";
 import { AccountNodeStore } from "../pubsub/store.ts";
 import { hasFrom, loadRoster, loadRosterItem } from "../roster.ts";
 import { NS_VCARD, parseStoredVCard, VCARD_STORE, type VCardChangedEvent } from "../vcard.ts";
@@ -100,16 +100,17 @@ export default defineModule({
 		}
 
 		/** XEP-0163 §4.3: who gets a node's notifications without subscribing. */
-		async function recipients(user: string, node: PubSubNode): Promise<string[]> {
-			const out: string[] = [];
+		async function recipients(user: string, node: PubSubNode): Promise<Recipient[]> {
+			const out: Recipient[] = [];
 			const name = node.name;
-			const interested = async (sessions: Session[], into: string[]) => {
+			const interested = async (sessions: Session[], into: Recipient[]) => {
 				for (const s of sessions) {
 					if (!s.available || !s.jid) continue;
 					const ref = capsOf(s.presence);
 					// A session of another cluster node: its node learned the caps into the store.
 					if (ref && !caps.known(ref.ver)) await caps.features(ref.ver);
-					if (wants(ref, name)) into.push(s.jid.toString());
+					// Written to directly (the service's fan-out), as the router would for a full JID.
+					if (wants(ref, name)) into.push({ jid: s.jid.toString(), send: (st) => s.send(st) });
 				}
 			};
 			await interested(host.sessionsOf(user), out);
@@ -118,6 +119,7 @@ export default defineModule({
 			if (model === "whitelist" || model === "authorize") return out;
 			const remote = contacts.get(user);
 			const { items } = await loadRoster(host, user);
+			let owner: JID | undefined;
 			for (const [contact, item] of items) {
 				if (!hasFrom(item.subscription)) continue;
 				if (
@@ -127,15 +129,23 @@ export default defineModule({
 					continue;
 				const cjid = parse(contact);
 				if (!cjid?.local) continue;
-				const theirs: string[] = [];
+				const theirs: Recipient[] = [];
 				const chost = core.hosts.get(cjid.domain);
 				if (chost) await interested(chost.sessionsOf(cjid.local), theirs);
 				else if (remote)
 					for (const [full, ref] of remote)
 						if (full.startsWith(`${contact}/`) && wants(ref, name)) theirs.push(full);
-				// XEP-0191 §3.3: nothing goes to a contact the account blocked.
-				if (theirs.length && !(await host.events.fire("blocking/outbound", { user, jid: cjid })))
-					out.push(...theirs);
+				if (!theirs.length) continue;
+				// XEP-0191 §3.3: nothing goes to a contact the account blocked, nor (written past the
+				// router's inbound check) to a local contact that blocked the account.
+				if (await host.events.fire("blocking/outbound", { user, jid: cjid })) continue;
+				owner ??= core.jids.parse(`${user}@${host.name}`);
+				if (
+					chost &&
+					(await chost.events.fire("blocking/outbound", { user: cjid.local, jid: owner }))
+				)
+					continue;
+				out.push(...theirs);
 			}
 			return out;
 		}

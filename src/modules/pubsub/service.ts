@@ -15,6 +15,7 @@
 import { randomUUID } from "node:crypto";
 import { type Element, x } from "../../xml/element.ts";
 import { parseDocument } from "../../xml/parser.ts";
+import { PreparedStanza } from "../../xml/prepared.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import {
 	applyConfigForm,
@@ -45,6 +46,12 @@ export interface ServiceLimits extends ConfigLimits {
 	maxSubscriptionsPerNode: number;
 }
 
+/**
+ * An implicit recipient: a JID to route to, or a local session (anything with `send`) to write
+ * to directly, with its full JID.
+ */
+export type Recipient = string | { jid: string; send(stanza: Element): void };
+
 export interface ServiceHooks {
 	/** The owner's account, bare, for PEP (XEP-0163); null for a service on its own domain. */
 	readonly pepOwner: string | null;
@@ -70,7 +77,7 @@ export interface ServiceHooks {
 	 * Full JIDs that get the node's notifications without an explicit subscription (PEP's
 	 * +notify contacts and the owner's resources, XEP-0163 §4.3), deduplicated by the service.
 	 */
-	implicitRecipients?(node: PubSubNode): Promise<Iterable<string>>;
+	implicitRecipients?(node: PubSubNode): Promise<Iterable<Recipient>>;
 }
 
 export interface NodeChange {
@@ -934,20 +941,42 @@ export class PubSubService {
 		this.hooks.send(message);
 	}
 
-	/** Sends `payload` to every subscriber that wants notifications, and to implicit recipients. */
+	/**
+	 * Sends `payload` to every subscriber that wants notifications, and to implicit recipients.
+	 * The notification is built and serialised once (PreparedStanza, as MUC fan-out does) with
+	 * one id for all its copies; a recipient that comes with a session is written to directly,
+	 * the others go through the router.
+	 */
 	async #notify(node: PubSubNode, payload: Element): Promise<void> {
 		if (!node.config.deliver_notifications) return;
-		const targets = new Set<string>();
+		const routed = new Set<string>();
 		for (const [jid, sub] of Object.entries(node.meta.subscriptions))
-			if (sub.state === "subscribed" && sub.deliver) targets.add(jid);
+			if (sub.state === "subscribed" && sub.deliver) routed.add(jid);
+		const direct = new Map<string, Exclude<Recipient, string>>();
 		if (this.hooks.implicitRecipients) {
-			for (const jid of await this.hooks.implicitRecipients(node)) {
+			for (const r of await this.hooks.implicitRecipients(node)) {
+				const jid = typeof r === "string" ? r : r.jid;
 				// A resource whose bare JID is subscribed already gets it through the bare JID.
-				const bare = jid.split("/")[0] as string;
-				if (!targets.has(bare)) targets.add(jid);
+				const slash = jid.indexOf("/");
+				if (routed.has(jid) || (slash > 0 && routed.has(jid.slice(0, slash)))) continue;
+				if (typeof r === "string") routed.add(r);
+				else direct.set(jid, r);
 			}
 		}
-		for (const to of targets) this.#sendEvent(node, to, payload.clone());
+		if (routed.size === 0 && direct.size === 0) return;
+		const type = node.config.notification_type === "headline" ? "headline" : undefined;
+		const message = x(
+			"message",
+			{ from: this.hooks.jid, type, id: randomUUID() },
+			x("event", { xmlns: NS_PUBSUB_EVENT }, payload),
+		);
+		const prepared = new PreparedStanza(message);
+		for (const [jid, r] of direct) r.send(prepared.to(jid));
+		for (const to of routed) {
+			const copy = message.clone();
+			copy.attrs.to = to;
+			this.hooks.send(copy);
+		}
 	}
 
 	/** The last item of a node as a notification to one recipient (XEP-0163 §4.3.2). */
