@@ -36,13 +36,24 @@ export class CapsCache {
 	readonly #log: Logger;
 	/** ver -> what to do once it is known; one query per ver at a time. */
 	readonly #waiting = new Map<string, { since: number; callbacks: (() => void)[] }>();
+	/** Hashes the store did not know, with when it was asked (forgotten by `sweep`). */
+	readonly #missing = new Map<string, number>();
 	/** IQ id -> the ver it asks about. */
 	readonly #asked = new Map<string, { ver: string; since: number }>();
 
-	constructor(store: KeyValStore<string[]>, send: (stanza: Element) => void, log: Logger) {
+	/** Told when a newly verified hash is in the store (the cluster tells the other nodes). */
+	readonly #stored: (ver: string) => void;
+
+	constructor(
+		store: KeyValStore<string[]>,
+		send: (stanza: Element) => void,
+		log: Logger,
+		stored: (ver: string) => void = () => {},
+	) {
 		this.#store = store;
 		this.#send = send;
 		this.#log = log;
+		this.#stored = stored;
 	}
 
 	/** The features behind `ver`, if already known in memory. */
@@ -57,8 +68,14 @@ export class CapsCache {
 	async features(ver: string): Promise<ReadonlySet<string> | undefined> {
 		const known = this.#known.get(ver);
 		if (known) return known;
+		// A hash nobody could verify is not looked up again at every notification.
+		if (this.#missing.has(ver)) return undefined;
 		const stored = await this.#store.get(ver);
-		if (!stored) return undefined;
+		if (!stored) {
+			if (this.#missing.size >= MAX_REMEMBERED) this.#missing.clear();
+			this.#missing.set(ver, Date.now());
+			return undefined;
+		}
 		const features = new Set(stored);
 		this.#remember(ver, features);
 		return features;
@@ -95,6 +112,7 @@ export class CapsCache {
 	}
 
 	#learned(ver: string, features: ReadonlySet<string>): void {
+		this.#missing.delete(ver);
 		this.#remember(ver, features);
 		const waiting = this.#waiting.get(ver);
 		this.#waiting.delete(ver);
@@ -127,7 +145,13 @@ export class CapsCache {
 		const features = query.getChildren("feature").map((f) => f.attrs.var ?? "");
 		await this.#store.set(ver, features);
 		this.#learned(ver, new Set(features));
+		this.#stored(ver);
 		return true;
+	}
+
+	/** Another cluster node stored `ver`: look it up again when it is next needed. */
+	storedElsewhere(ver: string): void {
+		this.#missing.delete(ver);
 	}
 
 	/** Forgets queries nobody answered, so their ver can be asked again. */
@@ -135,5 +159,7 @@ export class CapsCache {
 		for (const [id, a] of this.#asked) if (now - a.since > QUERY_TIMEOUT_MS) this.#asked.delete(id);
 		for (const [ver, w] of this.#waiting)
 			if (now - w.since > QUERY_TIMEOUT_MS) this.#waiting.delete(ver);
+		for (const [ver, since] of this.#missing)
+			if (now - since > QUERY_TIMEOUT_MS) this.#missing.delete(ver);
 	}
 }

@@ -78,7 +78,15 @@ export default defineModule({
 		const host = api.host;
 		const core = host.server;
 		const opts = api.options;
-		const caps = new CapsCache(api.keyval<string[]>("caps"), (s) => void api.send(s), api.log);
+		const caps = new CapsCache(
+			api.keyval<string[]>("caps"),
+			(s) => void api.send(s),
+			api.log,
+			(ver) => core.cluster?.notify(host, "caps", ver),
+		);
+		api.hook("cluster/caps", ({ data: ver }: ClusterNotice) => {
+			caps.storedElsewhere(ver);
+		});
 		api.every(30_000, () => caps.sweep());
 		const services = new Map<string, PubSubService>();
 		/**
@@ -90,6 +98,18 @@ export default defineModule({
 
 		const wants = (ref: CapsRef | null | undefined, node: string): boolean =>
 			ref ? (caps.known(ref.ver)?.has(`${node}+notify`) ?? false) : false;
+		/** The caps of a session's presence, read once per presence element (fan-out reads it often). */
+		const sessionCaps = new WeakMap<Element, CapsRef | null>();
+		const capsOfSession = (s: Session): CapsRef | null => {
+			const p = s.presence;
+			if (!p) return null;
+			let ref = sessionCaps.get(p);
+			if (ref === undefined) {
+				ref = capsOf(p) ?? null;
+				sessionCaps.set(p, ref);
+			}
+			return ref;
+		};
 
 		function parse(s: string): JID | null {
 			try {
@@ -102,15 +122,16 @@ export default defineModule({
 		/** XEP-0163 §4.3: who gets a node's notifications without subscribing. */
 		async function recipients(user: string, node: PubSubNode): Promise<Recipient[]> {
 			const out: Recipient[] = [];
-			const name = node.name;
+			const notify = `${node.name}+notify`;
 			const interested = async (sessions: Session[], into: Recipient[]) => {
 				for (const s of sessions) {
 					if (!s.available || !s.jid) continue;
-					const ref = capsOf(s.presence);
+					const ref = capsOfSession(s);
+					if (!ref) continue;
 					// A session of another cluster node: its node learned the caps into the store.
-					if (ref && !caps.known(ref.ver)) await caps.features(ref.ver);
+					const features = caps.known(ref.ver) ?? (await caps.features(ref.ver));
 					// Written to directly (the service's fan-out), as the router would for a full JID.
-					if (wants(ref, name)) into.push({ jid: s.jid.toString(), send: (st) => s.send(st) });
+					if (features?.has(notify)) into.push({ jid: s.jid.toString(), send: (st) => s.send(st) });
 				}
 			};
 			await interested(host.sessionsOf(user), out);
@@ -134,7 +155,7 @@ export default defineModule({
 				if (chost) await interested(chost.sessionsOf(cjid.local), theirs);
 				else if (remote)
 					for (const [full, ref] of remote)
-						if (full.startsWith(`${contact}/`) && wants(ref, name)) theirs.push(full);
+						if (full.startsWith(`${contact}/`) && wants(ref, node.name)) theirs.push(full);
 				if (!theirs.length) continue;
 				// XEP-0191 §3.3: nothing goes to a contact the account blocked, nor (written past the
 				// router's inbound check) to a local contact that blocked the account.

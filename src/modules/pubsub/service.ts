@@ -487,8 +487,13 @@ export class PubSubService {
 		if (item.payload) this.#parsed.set(stored, item.payload);
 		node.items.delete(id);
 		node.items.set(id, stored);
-		if (c.persist_items) await this.hooks.store.putItem(node.name, stored);
-		await this.#trim(node);
+		// The new item and the ones it pushes out are written together (one commit where the
+		// backend groups concurrent writes).
+		const drop = this.#overflow(node);
+		await Promise.all([
+			c.persist_items ? this.hooks.store.putItem(node.name, stored) : undefined,
+			drop.length ? this.hooks.store.deleteItems(node.name, drop) : undefined,
+		]);
 		await this.#notify(
 			node,
 			x("items", { node: node.name }, this.#itemElement(node, stored, c.deliver_payloads)),
@@ -498,15 +503,21 @@ export class PubSubService {
 
 	/** §7.1.2: drops the oldest items beyond max_items. */
 	async #trim(node: PubSubNode): Promise<void> {
+		const drop = this.#overflow(node);
+		if (drop.length) await this.hooks.store.deleteItems(node.name, drop);
+	}
+
+	/** The oldest items beyond max_items, removed from memory; the caller deletes them. */
+	#overflow(node: PubSubNode): string[] {
 		const max = this.#effectiveMax(node.config);
-		if (node.items.size <= max) return;
 		const drop: string[] = [];
+		if (node.items.size <= max) return drop;
 		for (const id of node.items.keys()) {
 			if (node.items.size - drop.length <= max) break;
 			drop.push(id);
 		}
 		for (const id of drop) node.items.delete(id);
-		await this.hooks.store.deleteItems(node.name, drop);
+		return drop;
 	}
 
 	/** §7.2: deletes items; notifies with `<retract/>` when asked or configured. */

@@ -63,7 +63,7 @@ export class ServiceNodeStore implements NodeStore {
 	}
 
 	async deleteItems(node: string, ids: Iterable<string>): Promise<void> {
-		for (const id of ids) await this.#items.set(node, id, undefined);
+		await Promise.all([...ids].map((id) => this.#items.set(node, id, undefined)));
 	}
 }
 
@@ -123,11 +123,8 @@ export class AccountNodeStore implements NodeStore {
 	}
 
 	async deleteItems(node: string, ids: Iterable<string>): Promise<void> {
-		let any = false;
-		for (const id of ids) {
-			await this.#items.set(this.#user, node + SEP + id, undefined);
-			any = true;
-		}
-		if (any) this.#changed();
+		const keys = [...ids].map((id) => node + SEP + id);
+		await Promise.all(keys.map((key) => this.#items.set(this.#user, key, undefined)));
+		if (keys.length) this.#changed();
 	}
 }
