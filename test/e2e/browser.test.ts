@@ -95,6 +95,7 @@ interface Harness {
 	api: {
 		user: { jid(): string; logout(): Promise<unknown> };
 		connection: { isType(type: string): boolean };
+		bookmarks: { set(attrs: object): Promise<unknown> };
 		chats: {
 			open(jid: string, attrs?: object, force?: boolean): Promise<unknown>;
 			get(jid: string): Promise<{
@@ -272,6 +273,45 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 				assert.ok(auth, "Converse sent SASL <auth/>");
 				if (guest) assert.match(auth, /mechanism=["']ANONYMOUS["']/, "the guest host's only one");
 				else assert.match(auth, /mechanism=["']SCRAM-SHA-(1|256|512)["']/, "SCRAM over plain HTTP");
+
+				if (!guest && transport === "websocket") {
+					// XEP-0402: Converse sees `urn:xmpp:bookmarks:1#compat` on the account and
+					// publishes a bookmark as a Bookmarks 2 item; the server keeps XEP-0048's copy in
+					// private XML in step (§5.3), for clients that still read that.
+					step("bookmarking a room");
+					await h.evaluate(async (p) => {
+						await p.api.bookmarks.set({
+							jid: "den@conference.localhost",
+							name: "The den",
+							autojoin: false,
+							nick: "alice",
+						});
+					});
+					const pep = await waitFor(
+						() =>
+							t.server.hosts
+								.get("localhost")
+								?.keyval("pep")
+								.get("alice")
+								.then((v) =>
+									JSON.stringify(v ?? null).includes("urn:xmpp:bookmarks:1") ? v : undefined,
+								),
+						"Converse's Bookmarks 2 node",
+						TIMEOUT,
+					);
+					assert.match(JSON.stringify(pep), /"access_model":"whitelist"/, "XEP-0402 §3: whitelist");
+					const legacy = await waitFor(
+						() =>
+							t.server.hosts
+								.get("localhost")
+								?.map<string>("private")
+								.get("alice", "storage storage:bookmarks"),
+						"the XEP-0048 copy",
+						TIMEOUT,
+					);
+					assert.match(legacy, /jid="den@conference\.localhost"/);
+					assert.match(legacy, /<nick>alice<\/nick>/);
+				}
 
 				step("opening the chat");
 				// alice opens a chat with bob and types into Converse's message box.
