@@ -140,6 +140,25 @@ describe("XEP-0163 Personal Eventing Protocol", () => {
 		assert.ok(ev.getChild("delay", "urn:xmpp:delay"), "a last item carries its delay");
 	});
 
+	test("§4.3.1: the account's own new resource gets the last items it wants, and later notifications", async () => {
+		const alice = await user("alice", "own1");
+		await iq(alice, "set", "", publish(TUNE, tune("mine"), "own-1"));
+		const second = await user("alice", "own2");
+		const mark = await availableWithCaps(second, [TUNE]);
+		const last = await second.r.wait(isEvent(TUNE, "alice@localhost"), mark, "own last tune");
+		assert.equal(
+			last.getChild("event", EVENT)?.getChild("items")?.getChild("item")?.attrs.id,
+			"own-1",
+		);
+		const m2 = second.r.mark();
+		await iq(alice, "set", "", publish(TUNE, tune("next"), "own-2"));
+		const next = await second.r.wait(isEvent(TUNE, "alice@localhost"), m2, "own next tune");
+		assert.equal(
+			next.getChild("event", EVENT)?.getChild("items")?.getChild("item")?.attrs.id,
+			"own-2",
+		);
+	});
+
 	test("XEP-0384 with §7.1.5 publish-options: a device list and a bundle readable by a non-contact; preconditions hold", async () => {
 		const alice = await user("alice", "omemo");
 		const carol = await user("carol", "omemo");
