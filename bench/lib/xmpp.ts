@@ -164,9 +164,37 @@ export function login(o: LoginOptions): Promise<Session> {
 			socket.removeAllListeners("close");
 			socket.removeAllListeners("error");
 			socket.on("error", () => {});
+			answerPings(socket);
 			resolve({ socket, jid: b[1] ?? "", rest: buf });
 		};
 		run().catch((e: unknown) => fail((e as Error).message));
+	});
+}
+
+const PING = /<iq\b([^>]*)>\s*<ping\b[^>]*urn:xmpp:ping/g;
+const PING_ID = /\sid=["']([^"']*)["']/;
+const PING_FROM = /\sfrom=["']([^"']*)["']/;
+
+/**
+ * Answers a server's XEP-0199 pings on a logged-in session, as every client must answer an IQ
+ * (RFC 6120 §8.2.3): servers that check liveness (Parley's `sessions.idle_ping`) would
+ * otherwise drop the bench's quiet sessions. Whatever else the scenario reads is untouched.
+ */
+export function answerPings(socket: Socket): void {
+	let tail = "";
+	socket.on("data", (d: Buffer | string) => {
+		const text = tail + String(d);
+		tail = text.slice(-1024);
+		if (!text.includes("urn:xmpp:ping")) return;
+		for (const m of text.matchAll(PING)) {
+			const head = m[1] ?? "";
+			if (!/\stype=["']get["']/.test(head)) continue;
+			const id = PING_ID.exec(head)?.[1];
+			if (id === undefined) continue;
+			const from = PING_FROM.exec(head)?.[1];
+			socket.write(`<iq type='result' id='${id}'${from ? ` to='${from}'` : ""}/>`);
+			tail = "";
+		}
 	});
 }
 

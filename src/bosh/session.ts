@@ -219,6 +219,8 @@ export class BoshSession implements Transport {
 	}
 
 	#process(req: PendingRequest): void {
+		// Every request, empty polls included, says the client is there (liveness.ts).
+		this.#stream.inbound();
 		const body = req.body;
 		const attrs = body.attrs;
 		const children = body.elements();

@@ -23,9 +23,18 @@ import {
 	streamErrorElement,
 } from "../xmpp/errors.ts";
 import { type JID, makeJID } from "../xmpp/jid.ts";
-import { NS_BIND, NS_CLIENT, NS_SASL, NS_SESSION, NS_STREAMS, NS_TLS } from "../xmpp/ns.ts";
+import {
+	NS_BIND,
+	NS_CLIENT,
+	NS_PING,
+	NS_SASL,
+	NS_SESSION,
+	NS_STREAMS,
+	NS_TLS,
+} from "../xmpp/ns.ts";
 import { chooseResource } from "./bind.ts";
 import { boundFeatures, guestLimit, preauthFeatures, saslContextFor } from "./features.ts";
+import { Liveness } from "./liveness.ts";
 import type { Transport } from "./transport.ts";
 
 type State = "header" | "features" | "tls" | "closed";
@@ -57,6 +66,8 @@ export class C2SStream implements Session {
 	#paused = false;
 	#authTimer: NodeJS.Timeout | null;
 	#onClosed: (() => void) | null = null;
+	/** Once bound: is the client still there, and which messages has it surely read (liveness.ts). */
+	#liveness: Liveness | null = null;
 
 	constructor(server: Core, transport: Transport) {
 		this.#server = server;
@@ -171,8 +182,21 @@ export class C2SStream implements Session {
 		this.#transport.send(this.#features());
 	}
 
+	/** The transport received bytes from the client (any, whitespace keepalives included). */
+	inbound(): void {
+		this.#liveness?.inbound();
+	}
+
 	stanza(el: Element): void {
 		if (this.#state === "closed") return;
+		// The answer to the server's own liveness ping (XEP-0199 §4.2) goes no further.
+		if (
+			this.#liveness &&
+			el.name === "iq" &&
+			(el.attrs.type === "result" || el.attrs.type === "error") &&
+			this.#liveness.answered(el.attrs.id)
+		)
+			return;
 		this.#queue.push(el);
 		if (this.#queue.length >= MAX_QUEUE && !this.#paused) {
 			// Stop reading until the backlog is handled: a flood slows its sender down and
@@ -197,7 +221,50 @@ export class C2SStream implements Session {
 	transportClosed(): void {
 		if (this.#state === "closed") return;
 		this.#state = "closed";
+		// What it may not have read goes to offline storage rather than nowhere.
+		const unread = this.#liveness?.stop() ?? [];
 		this.#teardown();
+		this.#keepUnread(unread);
+	}
+
+	/** The client did not answer a ping in time (liveness.ts): its connection is dead. */
+	#gone(): void {
+		const unread = this.#liveness?.stop() ?? [];
+		const s = this.#server.config.sessions;
+		this.#host?.log.info(
+			{ jid: this.#jid?.toString(), ip: this.remoteAddress, unread: unread.length },
+			`no answer to a ping within ${s.ping_timeout} s: connection dropped`,
+		);
+		this.close("connection-timeout", "no answer to a ping");
+		this.#keepUnread(unread);
+	}
+
+	/**
+	 * Messages written to a connection that died before they were confirmed are stored offline
+	 * (XEP-0160), as if the client had been offline: the offline module decides what is kept
+	 * (RFC 6121 §8.5.2.2.1 types, XEP-0334 hints) and delivers it at the next login.
+	 */
+	#keepUnread(unread: Element[]): void {
+		const host = this.#host;
+		const jid = this.#jid;
+		if (!host || !jid || unread.length === 0) return;
+		void (async () => {
+			for (const stanza of unread) {
+				let from: JID;
+				try {
+					from = this.#server.jids.parse(stanza.attrs.from ?? host.name);
+				} catch {
+					continue;
+				}
+				await host.events.fire("message/offline", {
+					stanza,
+					origin: null,
+					host,
+					from,
+					to: jid.bare,
+				});
+			}
+		})().catch((err: unknown) => host.log.error({ err }, "storing unread messages failed"));
 	}
 
 	// --- processing, one element at a time (RFC 6120 §10.1 in-order processing) ---
@@ -515,6 +582,24 @@ export class C2SStream implements Session {
 			),
 		);
 		host.log.debug({ jid: jid.toString() }, "resource bound");
+		const { idle_ping, ping_timeout } = this.#server.config.sessions;
+		if (idle_ping > 0) {
+			this.#liveness = new Liveness(
+				{ idlePing: idle_ping * 1000, pingTimeout: ping_timeout * 1000 },
+				{
+					ping: (id) =>
+						this.#transport.send(
+							x(
+								"iq",
+								{ type: "get", id, from: host.name, to: jid.toString() },
+								x("ping", { xmlns: NS_PING }),
+							),
+						),
+					dead: () => this.#gone(),
+				},
+			);
+			this.#liveness.start();
+		}
 		await host.events.fire("session/bound", { session: this });
 	}
 
@@ -553,6 +638,7 @@ export class C2SStream implements Session {
 	send(stanza: Element): void {
 		if (this.#state === "closed") return;
 		this.#transport.send(stanza);
+		this.#liveness?.sent(stanza);
 	}
 
 	close(condition?: StreamErrorCondition, text?: string): void {
@@ -569,6 +655,7 @@ export class C2SStream implements Session {
 	}
 
 	#teardown(): void {
+		this.#liveness?.stop();
 		if (this.#authTimer) clearTimeout(this.#authTimer);
 		this.#authTimer = null;
 		this.#queue.length = 0;

@@ -168,7 +168,10 @@ class TcpTransport implements Transport {
 		this.#attach(this.#socket);
 	}
 
-	readonly #onData = (chunk: Buffer) => this.#parser.write(chunk);
+	readonly #onData = (chunk: Buffer) => {
+		this.#stream.inbound();
+		this.#parser.write(chunk);
+	};
 	readonly #onClose = () => this.#stream.transportClosed();
 	readonly #onError = (err: Error) => {
 		this.#server.log.debug({ err: err.message, ip: this.remoteAddress }, "socket error");

@@ -74,6 +74,8 @@ export class WebSocketTransport implements Transport {
 		});
 		ws.on("pong", () => {
 			this.#alive = true;
+			// A WebSocket pong is a sign of life too: no XMPP ping needed (liveness.ts).
+			this.#stream.inbound();
 		});
 		// RFC 7395 §3.7 leaves keepalives to WebSocket pings (RFC 6455 §5.5.2): a peer that
 		// has not answered the previous ping by the next one is gone.
@@ -92,6 +94,7 @@ export class WebSocketTransport implements Transport {
 	#message(data: Buffer | Buffer[], isBinary: boolean): void {
 		const stream = this.#stream;
 		if (stream.closed) return;
+		stream.inbound();
 		if (isBinary) {
 			// RFC 7395 §3.2: XMPP travels in text frames only.
 			stream.close("bad-format", "binary WebSocket frames are not XMPP");

@@ -54,7 +54,9 @@ describe("message delivery (RFC 6121 §8.5) and offline storage (XEP-0160)", () 
 		alice.send("<message to='bob@localhost' type='headline' id='h1'><body>news</body></message>");
 		await message(high, "h1", markHigh);
 		await message(low, "h1", markLow);
-		for (const c of [high, low, alice]) c.end();
+		// Closed as clients do: an abrupt end would leave p1 unconfirmed, and stored offline
+		// again for bob's next login (src/c2s/liveness.ts), which the next test counts.
+		for (const c of [high, low, alice]) c.close();
 	});
 
 	test("groupchat to a bare JID is refused with service-unavailable (RFC 6121 §8.5.2.1.1)", async () => {

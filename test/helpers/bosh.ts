@@ -24,6 +24,7 @@ export class BoshClient {
 	readonly received: Element[] = [];
 	#waiters: (() => void)[] = [];
 	#polling = false;
+	#vanished = false;
 	#pollDone: Promise<void> = Promise.resolve();
 	#inflight = new Set<Promise<unknown>>();
 
@@ -71,6 +72,7 @@ export class BoshClient {
 	}
 
 	#record(body: Element): void {
+		if (this.#vanished) return;
 		this.received.push(...body.elements());
 		for (const w of this.#waiters.splice(0)) w();
 	}
@@ -140,6 +142,15 @@ export class BoshClient {
 			}
 			this.#polling = false;
 		})();
+	}
+
+	/**
+	 * The client's network goes away (issue 21): no more requests, and whatever the server still
+	 * answers to requests already made is never read.
+	 */
+	vanish(): void {
+		this.#polling = false;
+		this.#vanished = true;
 	}
 
 	/** Sends stanzas without waiting for the (possibly held) response. */

@@ -79,3 +79,24 @@ export function request(
 	const id = `iq${++seq}`;
 	return iq(c, id, `<iq type='${type}' id='${id}'${to ? ` to='${to}'` : ""}>${body}</iq>`);
 }
+
+/**
+ * Makes a raw client answer the server's XEP-0199 pings, as any client must answer an IQ
+ * (RFC 6120 §8.2.3); servers that check liveness (`sessions.idle_ping`) drop one that does not.
+ */
+export function answerPings(c: RawClient): void {
+	let seen = 0;
+	c.socket.on("data", () => {
+		const text = c.received;
+		const re = /<iq\b([^>]*)>\s*<ping xmlns="urn:xmpp:ping"\/>\s*<\/iq>/g;
+		re.lastIndex = seen;
+		for (let m = re.exec(text); m; m = re.exec(text)) {
+			seen = re.lastIndex;
+			const head = m[1] ?? "";
+			const id = /\bid="([^"]*)"/.exec(head)?.[1];
+			if (!/\btype="get"/.test(head) || id === undefined) continue;
+			const from = /\bfrom="([^"]*)"/.exec(head)?.[1];
+			c.send(`<iq type='result' id='${id}'${from ? ` to='${from}'` : ""}/>`);
+		}
+	});
+}

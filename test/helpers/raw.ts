@@ -118,4 +118,9 @@ export class RawClient {
 	end(): void {
 		this.socket.destroy();
 	}
+
+	/** Closes the stream as a client should (RFC 6120 §4.4), then the connection. */
+	close(): void {
+		if (!this.socket.destroyed) this.socket.end("</stream:stream>");
+	}
 }

@@ -504,6 +504,13 @@ export const configSchema = z
 				 * server-generated resource.
 				 */
 				on_resource_conflict: z.enum(["replace", "refuse", "rename"]).default("replace"),
+				/**
+				 * Seconds without a byte from a client before the server pings it (XEP-0199), to find
+				 * connections that died without closing (issue 21); 0 turns the checks off.
+				 */
+				idle_ping: z.number().min(0).default(60),
+				/** Seconds a client has to answer; without an answer its session ends. */
+				ping_timeout: z.number().positive().default(30),
 			})
 			.prefault({}),
 		limits: z
