@@ -312,22 +312,12 @@ describe("OMEMO between two Converse.js instances in headless Chromium (issue 13
 			);
 			return false;
 		}
-		const attrs = await c.h.evaluate(
-			async (p, [jid, plaintext]) => {
-				const m = (await p.api.chats.get(jid))?.messages.findWhere({ plaintext });
-				return {
-					is_encrypted: m?.get("is_encrypted"),
-					body: m?.get("body"),
-					all: JSON.stringify((m as unknown as { attributes: object }).attributes),
-				};
-			},
+		const encrypted = await c.h.evaluate(
+			async (p, [jid, plaintext]) =>
+				(await p.api.chats.get(jid))?.messages.findWhere({ plaintext })?.get("is_encrypted"),
 			[from, text] as const,
 		);
-		assert.equal(
-			attrs.is_encrypted,
-			true,
-			`${c.name}'s Converse marks it as encrypted: ${attrs.all}`,
-		);
+		assert.equal(encrypted, true, `${c.name}'s Converse marks it as encrypted`);
 		// The chat view shows the plaintext (the chat is opened if a new message did not open it).
 		await c.h.evaluate(async (p, jid) => {
 			await p.api.chats.open(jid, {}, true);
