@@ -1,7 +1,9 @@
 /**
  * Starts Converse.js for test/e2e/browser.test.ts. The query string names the transport and the
  * account: ?transport=websocket|bosh&url=<endpoint>&jid=<jid>&password=<password>, or
- * &authentication=anonymous with the guest domain as jid and no password.
+ * &authentication=anonymous with the guest domain as jid and no password. &omemo=1 (for
+ * test/e2e/browser-omemo.test.ts) leaves Converse's OMEMO plugins enabled and makes new chats
+ * encrypted (`omemo_default`); without it they stay blacklisted.
  *
  * A whitelisted plugin hands the test Converse's own API (the `_converse.api` that plugins get)
  * as `window.parley`, and records the connection status, so the test can wait for the login and
@@ -13,6 +15,7 @@ import converse from "/dist/converse.min.js";
 	const params = new URLSearchParams(location.search);
 	const transport = params.get("transport");
 	const url = params.get("url");
+	const omemo = params.get("omemo") === "1";
 
 	/** What the test reads: the API, "connected" once logged in, every status change. */
 	const parley = { api: null, connected: false, statuses: [] };
@@ -54,9 +57,10 @@ import converse from "/dist/converse.min.js";
 		play_sounds: false,
 		show_desktop_notifications: false,
 		whitelisted_plugins: ["parley-harness"],
-		// OMEMO needs PEP, which Parley does not have yet, and fetches a wasm file by a path of
-		// its own: it would only add errors to the log.
-		blacklisted_plugins: ["converse-omemo", "converse-omemo-views"],
+		// OMEMO (XEP-0384) only where the test asks for it: it generates keys and publishes them
+		// to PEP at login, and loads libomemo's wasm (served by browser-omemo.test.ts).
+		blacklisted_plugins: omemo ? [] : ["converse-omemo", "converse-omemo-views"],
+		omemo_default: omemo,
 		loglevel: "debug",
 	});
 }

@@ -16,78 +16,27 @@
  * every test passed; after a failure it is kept and its path printed, to look at what happened.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import http from "node:http";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { extname, join, normalize, sep } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
+import {
+	launchChromium,
+	refuseNetwork,
+	skipWithoutChromium as skip,
+	startStaticServer,
+} from "../helpers/converse.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { connect } from "../helpers/xmpp-client.ts";
 
 const GUEST = "guest.localhost";
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const skip = existsSync(CHROMIUM)
-	? false
-	: `${CHROMIUM} not found: install Debian's chromium (apt-get install chromium; .ci/run does)`;
 
 /** Safety net for each wait; a healthy run needs a few seconds in all. */
 const TIMEOUT = 20_000;
-
-const PAGE_DIR = join(import.meta.dirname, "../browser");
-const DIST_DIR = join(import.meta.dirname, "../../node_modules/converse.js/dist");
-
-const TYPES: Record<string, string> = {
-	".html": "text/html; charset=utf-8",
-	".js": "text/javascript; charset=utf-8",
-	".css": "text/css; charset=utf-8",
-	".json": "application/json",
-	".map": "application/json",
-	".wasm": "application/wasm",
-	".ttf": "font/ttf",
-	".woff": "font/woff",
-	".woff2": "font/woff2",
-	".svg": "image/svg+xml",
-	".png": "image/png",
-	".ico": "image/x-icon",
-	".mp3": "audio/mpeg",
-	".ogg": "audio/ogg",
-};
-
-/** A file under `dir`, or null (never outside it). */
-function fileUnder(dir: string, rel: string): string | null {
-	const p = normalize(join(dir, rel));
-	if (!p.startsWith(dir + sep)) return null;
-	try {
-		return statSync(p).isFile() ? p : null;
-	} catch {
-		return null;
-	}
-}
-
-/** The static site: the page, its harness script, and Converse's dist directory at /dist. */
-function startStaticServer(missing: string[]): Promise<http.Server> {
-	const srv = http.createServer((req, res) => {
-		const path = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname);
-		let file: string | null = null;
-		if (path === "/") file = join(PAGE_DIR, "index.html");
-		else if (path === "/harness.js") file = join(PAGE_DIR, "harness.js");
-		else if (path.startsWith("/dist/")) file = fileUnder(DIST_DIR, path.slice("/dist/".length));
-		if (req.method !== "GET" || file === null) {
-			missing.push(`${req.method} ${path}`);
-			res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
-			return;
-		}
-		res.writeHead(200, {
-			"content-type": TYPES[extname(file)] ?? "application/octet-stream",
-			"cache-control": "no-store",
-		});
-		res.end(readFileSync(file));
-	});
-	return new Promise((resolve) => srv.listen(0, "127.0.0.1", () => resolve(srv)));
-}
 
 /** What harness.js puts on `window`; only ever touched inside page.evaluate. */
 interface Harness {
@@ -154,22 +103,7 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 				hosts: { localhost: {}, [GUEST]: { authentication: "anonymous" } },
 			},
 		});
-		browser = await chromium.launch({
-			executablePath: CHROMIUM,
-			headless: true,
-			// playwright-core gives every launch a fresh --user-data-dir.
-			args: [
-				"--headless",
-				"--no-sandbox",
-				"--disable-gpu",
-				"--disable-quic",
-				"--no-first-run",
-				"--disable-background-networking",
-				"--disable-component-update",
-				"--disable-sync",
-			],
-			timeout: TIMEOUT,
-		});
+		browser = await launchChromium(TIMEOUT);
 	});
 
 	after(async () => {
@@ -196,19 +130,9 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 			const endpoint = `${transport === "websocket" ? "ws" : "http"}://127.0.0.1:${t.httpPort}${path}`;
 			missing.length = 0;
 			const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
-			// No network: anything not on loopback is refused and remembered. The one exception
-			// is images: Converse's fullscreen login page shows its sponsors' logos from
-			// conversejs.org (src/shared/components/footer.js, no setting turns them off).
-			const external: string[] = [];
-			const images: string[] = [];
-			await context.route(
-				(url) => url.hostname !== "127.0.0.1",
-				(route) => {
-					const r = route.request();
-					(r.resourceType() === "image" ? images : external).push(r.url());
-					return route.abort();
-				},
-			);
+			// No network: anything not on loopback is refused and remembered (images apart: the
+			// login page's sponsor logos).
+			const { external, images } = await refuseNetwork(context);
 			const page = await context.newPage();
 			const log: string[] = [];
 			const t0 = Date.now();
