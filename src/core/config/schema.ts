@@ -511,6 +511,14 @@ export const configSchema = z
 				idle_ping: z.number().min(0).default(60),
 				/** Seconds a client has to answer; without an answer its session ends. */
 				ping_timeout: z.number().positive().default(30),
+				/**
+				 * XEP-0198: seconds a session whose connection broke waits to be resumed, when the
+				 * client asks for resumption without saying how long (Prosody's default); 0 turns
+				 * resumption off.
+				 */
+				hibernation: z.number().int().min(0).default(600),
+				/** The longest a client may ask for (`max`); mobile clients with push ask for hours. */
+				max_hibernation: z.number().int().min(0).default(86_400),
 			})
 			.prefault({}),
 		limits: z
