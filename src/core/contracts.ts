@@ -8,6 +8,7 @@
  * The types here refer to each other (a session has a host, a host has sessions), which is why
  * they live in one file: a file of interfaces only, so nothing here runs at import time.
  */
+import type { Readable } from "node:stream";
 import type { AccountManager } from "../auth/accounts.ts";
 import type { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
 import type {
@@ -167,6 +168,38 @@ export interface ComponentConnectEvent {
 	readonly host: Host;
 	readonly link: ComponentLink;
 	refused?: { condition: StreamErrorCondition; text: string };
+}
+
+/**
+ * `http/upload` on a component's bus: an HTTP request under `/upload/<domain>/` on the HTTP(S)
+ * listener (src/http/), for the module of `<domain>` (XEP-0363 file upload). The listener only
+ * carries it; the module claims it and sets `response`. Unclaimed, or claimed without a
+ * response, it is a 404. The body is the request's own stream, never buffered by the listener.
+ */
+export interface HttpRequestEvent {
+	readonly host: Host;
+	/** "GET", "HEAD" or "PUT". */
+	readonly method: string;
+	/** The path below `/upload/<domain>/`, still percent-encoded: `<id>/<file name>`. */
+	readonly path: string;
+	/** The query string's parameters. */
+	readonly query: URLSearchParams;
+	/** Request headers, names in lower case. */
+	readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+	/** The request body (PUT); read it or leave it (the connection is then closed). */
+	readonly body: Readable;
+	/** The client's address (behind a trusted proxy, the address it forwarded). */
+	readonly ip: string;
+	/** Aborted when the client goes away before the response is complete. */
+	readonly signal: AbortSignal;
+	response?: HttpResponse;
+}
+
+export interface HttpResponse {
+	status: number;
+	headers?: Record<string, string | number>;
+	/** A file's stream for GET; a short text for errors; nothing for HEAD. */
+	body?: string | Readable;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import register from "./register.ts";
 import roster from "./roster.ts";
 import sharedRoster from "./shared-roster.ts";
 import time from "./time.ts";
+import upload from "./upload/index.ts";
 import vcard from "./vcard.ts";
 import version from "./version.ts";
 
@@ -44,6 +45,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		blocking,
 		muc,
 		pubsub,
+		upload,
 		pep,
 		externalComponent,
 		anonymous,
