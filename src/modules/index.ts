@@ -7,6 +7,7 @@ import carbons from "./carbons.ts";
 import contactInfo from "./contact-info.ts";
 import disco from "./disco.ts";
 import externalComponent from "./external-component.ts";
+import externalServices from "./external-services.ts";
 import last from "./last.ts";
 import motd from "./motd.ts";
 import muc from "./muc/index.ts";
@@ -40,6 +41,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		caps,
 		register,
 		motd,
+		externalServices,
 		offline,
 		carbons,
 		blocking,
