@@ -475,7 +475,7 @@ export const configSchema = z
 			.prefault({}),
 		http: z
 			.strictObject({
-				/** Origins allowed by CORS (BOSH) and for WebSocket upgrades; "*" allows any. */
+				/** Origins allowed by CORS (BOSH, file upload) and for WebSocket upgrades; "*" allows any. */
 				cors_origins: z.array(z.string()).default(["*"]),
 				/** Peers whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed (IPs or CIDRs). */
 				trusted_proxies: z.array(z.string()).default(["127.0.0.1", "::1"]),
