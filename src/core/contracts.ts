@@ -1,6 +1,6 @@
 /**
  * The interfaces the core owns. Everything outside `core/` — transports (c2s, BOSH, WebSocket,
- * later s2s and external components), services (MUC, PubSub, later upload), the cluster link,
+ * later s2s and external components), services (MUC, PubSub, upload), the cluster link,
  * the modules — sees the server through these and implements the ones that are theirs
  * (`Session`, `Listener`, `Connection`, `ClusterHook`). The core imports none of them back: the
  * composition root (src/app/) builds a server and hands it its parts.
@@ -106,7 +106,7 @@ export interface HostModules {
  * A virtual host, or a component: one domain with its own event bus, modules, sessions and
  * stores. A component (`kind: "component"`, `[components."x"]` in the config) is reached by the
  * router like a host but has no accounts and no sessions; the module its `type` names
- * implements it (MUC, PubSub and XEP-0114 external components today; upload next). That module reads its
+ * implements it (MUC, PubSub, XEP-0363 upload and XEP-0114 external components). That module reads its
  * options from `component`, adds its identity and features, and claims the stanzas addressed to
  * its domain through the same events as on a host (`presence/full`, `message/bare`, `iq-get/...`).
  */
