@@ -13,9 +13,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { Redis } from "ioredis";
 import type { Element } from "../../src/xml/element.ts";
 import { freePort } from "../helpers/prosody.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { redisSkip } from "../helpers/services.ts";
 import { StanzaReader } from "../helpers/stanza-reader.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
@@ -498,6 +500,54 @@ describe("slixmpp's xep_0363 plugin", {
 			assert.equal(result.received, result.sent);
 		} finally {
 			await t.stop();
+		}
+	});
+});
+
+describe("XEP-0363 in a cluster", { skip: redisSkip }, () => {
+	test("a slot from the leader is PUT through another node's listener; both serve the file", async () => {
+		const prefix = `parley-test-upload-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+		const [portA, portB] = [await freePort(), await freePort()];
+		const node = (name: string, httpPort: number) => ({
+			...(uploadConfig(httpPort, { [MAIN]: {} }) as object),
+			// The URLs name node A's listener; node B's is reached by rewriting them.
+			components: {
+				[MAIN]: { type: "upload", url_base: `http://127.0.0.1:${portA}/upload/${MAIN}` },
+			},
+			cluster: { enabled: true, prefix, node: name, heartbeat: 0.5, node_timeout: 3 },
+		});
+		const a = await startTestServer({
+			storage: "sqlite",
+			config: node("node-a", portA) as never,
+			users: [["alice@localhost", "alice-pw"]],
+		});
+		const b = await startTestServer({
+			storage: "sqlite",
+			dataDir: a.dataDir,
+			config: node("node-b", portB) as never,
+		});
+		try {
+			assert.equal(a.server.cluster?.leader, true);
+			assert.equal(b.server.cluster?.leader, false);
+			// The client is on node B: its slot request goes to the leader, A.
+			const alice = await connectUser(b.port, "alice");
+			const body = randomBytes(50_000);
+			const s = await slot(alice, MAIN, "across.bin", body.length);
+			const onB = (url: string) => url.replace(`:${portA}/`, `:${portB}/`);
+			assert.equal((await put(onB(s.put), body, "application/octet-stream")).status, 201);
+			for (const url of [s.get, onB(s.get)]) {
+				const got = await fetch(url);
+				assert.equal(got.status, 200, url);
+				assert.deepEqual(Buffer.from(await got.arrayBuffer()), body);
+			}
+			alice.c.end();
+		} finally {
+			await b.stop();
+			await a.stop();
+			const r = new Redis();
+			const keys = await r.keys(`${prefix}:*`);
+			if (keys.length) await r.del(...keys);
+			await r.quit();
 		}
 	});
 });
