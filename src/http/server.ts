@@ -211,8 +211,14 @@ export class HttpListener {
 					if (!reply.raw.writableFinished) abort.abort();
 				});
 				if (req.method === "PUT") {
-					req.raw.socket.setTimeout(UPLOAD_IDLE_MS, () => req.raw.socket.destroy());
-					reply.raw.once("finish", () => req.raw.socket?.setTimeout(0));
+					const socket = req.raw.socket;
+					const stalled = () => socket.destroy();
+					socket.setTimeout(UPLOAD_IDLE_MS);
+					socket.on("timeout", stalled);
+					reply.raw.once("close", () => {
+						socket.setTimeout(0);
+						socket.off("timeout", stalled);
+					});
 				}
 				const event: HttpRequestEvent | undefined = host && {
 					host,

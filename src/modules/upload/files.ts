@@ -45,6 +45,11 @@ export class FileStore {
 		return join(this.dir, id + suffix);
 	}
 
+	/** A file whose upload completed. */
+	completed(id: string): Promise<boolean> {
+		return this.#has(this.#path(id));
+	}
+
 	/** A file whose upload completed, or is in progress. */
 	async exists(id: string): Promise<boolean> {
 		return (await this.#has(this.#path(id))) || this.#has(this.#path(id, ".part"));

@@ -81,6 +81,11 @@ export class UploadHttp {
 			this.#o.log.debug({ id, err: (err as Error).message }, "upload aborted");
 			return text(400, "the upload was interrupted");
 		}
+		// Another PUT of the slot may have completed while this one was being received.
+		if (await this.#o.files.completed(id)) {
+			await this.#o.files.discard(id);
+			return text(409, "this slot was already used");
+		}
 		const when = this.#now();
 		try {
 			await this.#o.record(slot, when);
