@@ -7,6 +7,7 @@ import carbons from "./carbons.ts";
 import contactInfo from "./contact-info.ts";
 import disco from "./disco.ts";
 import externalComponent from "./external-component.ts";
+import externalServices from "./external-services.ts";
 import last from "./last.ts";
 import motd from "./motd.ts";
 import muc from "./muc/index.ts";
@@ -20,6 +21,7 @@ import register from "./register.ts";
 import roster from "./roster.ts";
 import sharedRoster from "./shared-roster.ts";
 import time from "./time.ts";
+import upload from "./upload/index.ts";
 import vcard from "./vcard.ts";
 import version from "./version.ts";
 
@@ -39,11 +41,13 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		caps,
 		register,
 		motd,
+		externalServices,
 		offline,
 		carbons,
 		blocking,
 		muc,
 		pubsub,
+		upload,
 		pep,
 		externalComponent,
 		anonymous,
