@@ -78,9 +78,16 @@ class Inspector {
 		});
 	}
 	static async connect(port: number): Promise<Inspector> {
-		const list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as {
-			webSocketDebuggerUrl: string;
-		}[];
+		let list: { webSocketDebuggerUrl: string }[] = [];
+		for (let i = 0; ; i++) {
+			try {
+				list = (await (await fetch(`http://127.0.0.1:${port}/json/list`)).json()) as typeof list;
+				break;
+			} catch (err) {
+				if (i === 20) throw err;
+				await sleep(250);
+			}
+		}
 		const ws = new WebSocket((list[0] as { webSocketDebuggerUrl: string }).webSocketDebuggerUrl);
 		await new Promise((r, j) => ws.once("open", r).once("error", j));
 		return new Inspector(ws);
@@ -240,7 +247,7 @@ try {
 	const start = await measure(pid, ins, false);
 	console.log(show("before the attack", start));
 	const startGc = await measure(pid, ins, true);
-	console.log(show("before the attack, after GC", startGc));
+	if (ins) console.log(show("before the attack, after GC", startGc));
 	const o = { holdMs: 3000, maxMs: 30_000 };
 	for (let round = 1; round <= ROUNDS; round++) {
 		const cases = hostileCases(SEED + round, COUNT, user);
