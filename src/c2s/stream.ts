@@ -36,6 +36,7 @@ import {
 	NS_TLS,
 } from "../xmpp/ns.ts";
 import { chooseResource } from "./bind.ts";
+import { ClientState, NS_CSI } from "./csi.ts";
 import { boundFeatures, guestLimit, preauthFeatures, saslContextFor } from "./features.ts";
 import { Liveness } from "./liveness.ts";
 import { NS_SM, parseCount, REQUEST_EVERY, resourceOf, StreamManagement } from "./sm.ts";
@@ -80,6 +81,8 @@ export class C2SStream implements Session {
 	#onClosed: (() => void) | null = null;
 	/** Once bound: is the client still there, and which messages has it surely read (liveness.ts). */
 	#liveness: Liveness | null = null;
+	/** XEP-0352 once bound: what an inactive client does not need yet is held (csi.ts). */
+	#csi: ClientState | null = null;
 	/** XEP-0198 once enabled (sm.ts). */
 	#sm: StreamManagement | null = null;
 	/** The connection broke and the session waits to be resumed (XEP-0198 §5). */
@@ -146,6 +149,11 @@ export class C2SStream implements Session {
 	get secure(): boolean {
 		return this.#transport.secure;
 	}
+	/** Stanzas XEP-0352 holds for this inactive client, and how many it replaced (saved). */
+	get csiHeld(): { held: number; saved: number } {
+		return { held: this.#csi?.held ?? 0, saved: this.#csi?.saved ?? 0 };
+	}
+
 	/** The connection broke and the session waits to be resumed (XEP-0198 §5). */
 	get hibernating(): boolean {
 		return this.#hibernation !== null;
@@ -268,6 +276,8 @@ export class C2SStream implements Session {
 			return;
 		}
 		if (this.#state === "closed" || this.#hibernation) return;
+		// What CSI held goes into the queues below (SM's or the unconfirmed list).
+		this.#releaseHeld();
 		// XEP-0198 §5: a resumable session waits for its client to come back.
 		if (this.#sm?.resumable) {
 			this.#hibernate();
@@ -286,6 +296,7 @@ export class C2SStream implements Session {
 
 	/** The client did not answer a ping in time (liveness.ts): its connection is dead. */
 	#gone(): void {
+		this.#releaseHeld();
 		const unread = this.#liveness?.stop() ?? [];
 		const s = this.#server.config.sessions;
 		if (this.#sm?.resumable) {
@@ -371,6 +382,7 @@ export class C2SStream implements Session {
 	async #handle(el: Element): Promise<void> {
 		if (this.#state === "tls") return; // bytes after <starttls/> before the handshake: dropped
 		if (el.ns === NS_SM) return this.#smElement(el);
+		if (el.ns === NS_CSI && this.#csi) return this.#clientState(el);
 		if (this.#jid) {
 			if (el.ns === NS_CLIENT && isStanzaName(el.name)) {
 				await this.#clientStanza(el);
@@ -401,6 +413,8 @@ export class C2SStream implements Session {
 			const f = boundFeatures(limits.stanza_size);
 			// XEP-0198 §2, where the transport can hand a session to a new connection.
 			if (this.#transport.detach) f.append(x("sm", { xmlns: NS_SM }));
+			// XEP-0352 §3.
+			f.append(x("csi", { xmlns: NS_CSI }));
 			void host.events.fire("stream-features", { session: this, features: f });
 			return f;
 		}
@@ -659,6 +673,7 @@ export class C2SStream implements Session {
 		);
 		host.log.debug({ jid: jid.toString() }, "resource bound");
 		this.#startLiveness();
+		this.#csi = new ClientState(user);
 		await host.events.fire("session/bound", { session: this });
 	}
 
@@ -888,6 +903,31 @@ export class C2SStream implements Session {
 
 	send(stanza: Element): void {
 		if (this.#state === "closed") return;
+		const csi = this.#csi;
+		if (csi?.inactive) {
+			if (csi.hold(stanza)) return;
+			// Something important: what was held goes first, in order.
+			for (const held of csi.release()) this.#deliver(held);
+		}
+		this.#deliver(stanza);
+	}
+
+	/** XEP-0352 §4: `<active/>` sends what was held; `<inactive/>` starts holding. */
+	#clientState(el: Element): void {
+		const csi = this.#csi as ClientState;
+		if (el.name === "inactive") csi.inactive = true;
+		else if (el.name === "active") {
+			csi.inactive = false;
+			this.#releaseHeld();
+		}
+	}
+
+	/** Sends whatever CSI held (on `<active/>`, or into the queues when the connection breaks). */
+	#releaseHeld(): void {
+		for (const held of this.#csi?.release() ?? []) this.#deliver(held);
+	}
+
+	#deliver(stanza: Element): void {
 		const sm = this.#sm;
 		if (sm) {
 			sm.sent(stanza);
