@@ -11,7 +11,13 @@ import {
 	type SaslContext,
 	type SaslMechanism,
 } from "../auth/sasl.ts";
-import type { Core, Host, PreauthEvent, Session } from "../core/contracts.ts";
+import {
+	type Core,
+	HIBERNATING,
+	type Host,
+	type PreauthEvent,
+	type Session,
+} from "../core/contracts.ts";
 import { isStanzaName } from "../core/router.ts";
 import { SessionData } from "../core/session.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
@@ -854,6 +860,7 @@ export class C2SStream implements Session {
 			previous.closeStream();
 		}
 		this.#transport = transport;
+		this.data.delete(HIBERNATING);
 		this.#host?.log.info(
 			{ jid: this.#jid?.toString(), ip: transport.remoteAddress, resent: sm.unacked.length },
 			"session resumed",
@@ -876,6 +883,8 @@ export class C2SStream implements Session {
 		);
 		this.#hibernation = setTimeout(() => this.#hibernationOver(), sm.max * 1000);
 		this.#hibernation.unref();
+		// Modules (push notifications) and other cluster nodes read it (contracts.ts `Session.data`).
+		this.data.set(HIBERNATING, true);
 	}
 
 	/**

@@ -33,6 +33,9 @@ import type { Logger } from "./log.ts";
  * What the router and the modules know of a client session, whatever carries it (TCP, TLS,
  * WebSocket, BOSH, or another node of the cluster). A transport never appears here.
  */
+/** `Session.data` key: the session's connection broke and it waits to be resumed (XEP-0198 §5). */
+export const HIBERNATING = "sm:hibernating";
+
 export interface Session {
 	readonly id: string;
 	readonly host: Host;
@@ -48,7 +51,10 @@ export interface Session {
 	presence: Element | null;
 	/** Requested the roster (RFC 6121 §2.1.6 "interested resource"). */
 	interested: boolean;
-	/** Per-session state for modules, keyed by module name (carbons on/off, CSI state, ...). */
+	/**
+	 * Per-session state for modules, keyed by module name (carbons on/off, CSI state, ...), plus
+	 * `HIBERNATING` (true while a XEP-0198 session waits to be resumed), set by the stream.
+	 */
 	readonly data: Map<string, unknown>;
 	send(stanza: Element): void;
 	/** Ends the stream, with a stream error when a condition is given. */

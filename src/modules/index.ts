@@ -17,6 +17,7 @@ import ping from "./ping.ts";
 import presence from "./presence.ts";
 import privateStorage from "./private.ts";
 import pubsub from "./pubsub/index.ts";
+import push from "./push.ts";
 import register from "./register.ts";
 import roster from "./roster.ts";
 import sharedRoster from "./shared-roster.ts";
@@ -49,6 +50,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		pubsub,
 		upload,
 		pep,
+		push,
 		externalComponent,
 		anonymous,
 	] as ModuleDefinition<never>[];

@@ -39,6 +39,7 @@ export const DEFAULT_HOST_MODULES = [
 	"carbons",
 	"blocking",
 	"pep",
+	"push",
 ] as const;
 
 const host = z.strictObject({
