@@ -394,3 +394,55 @@ describe("kill -9 right after the ping that follows a burst of offline messages 
 		});
 	}
 });
+
+describe("kill -9 right after a XEP-0198 <a/> that acknowledges a burst of messages", {
+	timeout: 180_000,
+}, () => {
+	const MESSAGES = 200;
+	const suite = durabilitySuite("smdur");
+	for (const [name, storage] of suite.cases) {
+		test(`${name}: every message the server acknowledged (XEP-0198 §4 h) is delivered after the restart`, {
+			skip: name === "PostgreSQL" ? postgresSkip : false,
+		}, async (t) => {
+			const { dir, config } = await suite.prepare(
+				storage,
+				"sender@localhost pw\nreader@localhost pw",
+			);
+			const first = suite.serve(config, dir);
+			const sender = await login(await first.port, "sender", "pw", { resource: "s" });
+			const exited = new Promise<void>((resolve) => first.child.on("exit", () => resolve()));
+			let mark = sender.received.length;
+			sender.send("<enable xmlns='urn:xmpp:sm:3'/>");
+			await sender.waitFor(/<enabled/, mark);
+			let burst = "";
+			for (let i = 0; i < MESSAGES; i++)
+				burst += `<message to='reader@localhost' type='chat' id='m${i}'><body>acked ${i}</body></message>`;
+			mark = sender.received.length;
+			sender.send(`${burst}<r xmlns='urn:xmpp:sm:3'/>`);
+			// The server's count says all of them were handled: stored, since the reader is offline.
+			await sender.waitFor(new RegExp(`<a xmlns="urn:xmpp:sm:3" h="${MESSAGES}"/>`), mark, 60_000);
+			first.child.kill("SIGKILL");
+			await exited;
+			sender.end();
+
+			const second = suite.serve(config, dir);
+			const reader = await login(await second.port, "reader", "pw", { resource: "r" });
+			const rmark = reader.received.length;
+			reader.send("<presence/>");
+			await reader.waitFor(new RegExp(`id=["']m${MESSAGES - 1}["']`), rmark, 60_000);
+			const ids = [...reader.received.slice(rmark).matchAll(/<message[^>]*id=["']m(\d+)["']/g)].map(
+				(m) => Number(m[1]),
+			);
+			assert.deepEqual(
+				ids,
+				Array.from({ length: MESSAGES }, (_, i) => i),
+				"all, once, in order",
+			);
+			t.diagnostic(
+				`${MESSAGES} messages acknowledged by <a h='${MESSAGES}'/>, all delivered after kill -9`,
+			);
+			reader.end();
+			second.child.kill("SIGTERM");
+		});
+	}
+});
