@@ -10,6 +10,8 @@ declare module "@xmpp/client" {
 		getChild(name: string, xmlns?: string): XmlElement | undefined;
 		getChildText(name: string, xmlns?: string): string | null;
 		getText(): string;
+		/** Removes the children with that name (and namespace). */
+		remove(name: string, xmlns?: string): XmlElement;
 		toString(): string;
 	}
 
