@@ -129,6 +129,30 @@ export interface SaslMechanism {
 export interface MechanismOptions {
 	/** Fixed SCRAM server nonce, for tests (RFC 5802 §5 / RFC 7677 §3 examples). */
 	serverNonce?: string;
+	/**
+	 * XEP-0474 downgrade protection (SSDP): what the client was offered, hashed into SCRAM's
+	 * server-first-message as `h=`. `channelBindings` null when XEP-0440 announced none.
+	 * Given on the SASL2 path only: the RFC 6120 exchange stays byte for byte as it was.
+	 */
+	downgradeProtection?: {
+		mechanisms: readonly string[];
+		channelBindings: readonly string[] | null;
+	};
+}
+
+/**
+ * XEP-0474 §5.1: the mechanisms sorted (i;octet) and joined by %x1E, then %x1F and the channel
+ * binding types likewise when XEP-0440 announced them, hashed with the SCRAM hash, base64.
+ */
+export function downgradeProtectionHash(
+	hash: ScramHash,
+	offered: NonNullable<MechanismOptions["downgradeProtection"]>,
+): string {
+	const octets = (a: readonly string[]) =>
+		[...a].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y))).join("\x1e");
+	let s = octets(offered.mechanisms);
+	if (offered.channelBindings) s += `\x1f${octets(offered.channelBindings)}`;
+	return digest(hash, Buffer.from(s, "utf8")).toString("base64");
 }
 
 /** Default order of preference: channel binding first, then the stronger hash (RFC 7677 §4). */
@@ -699,7 +723,11 @@ class ScramMechanism extends BaseMechanism {
 		const serverNonce = this.#options.serverNonce ?? randomBytes(18).toString("base64");
 		const nonce = first.clientNonce + serverNonce;
 		// RFC 5802 §7: server-first-message = [reserved-mext ","] nonce "," salt "," iteration-count
-		const serverFirst = `r=${nonce},s=${cred.salt},i=${cred.iterations}`;
+		// ["," extensions]; XEP-0474's h= is such an extension.
+		const ssdp = this.#options.downgradeProtection;
+		const serverFirst =
+			`r=${nonce},s=${cred.salt},i=${cred.iterations}` +
+			(ssdp ? `,h=${downgradeProtectionHash(this.#hash, ssdp)}` : "");
 		this.#state = {
 			phase: "first-sent",
 			first,

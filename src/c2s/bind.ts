@@ -1,5 +1,5 @@
 /** Which resource a client binds (RFC 6120 §7): preparation, generation and conflicts. */
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import type { Config } from "../core/config/schema.ts";
 import type { Session } from "../core/contracts.ts";
 import { StanzaError } from "../xmpp/errors.ts";
@@ -35,4 +35,39 @@ export function chooseResource(
 	if (policy === "refuse") return new StanzaError("conflict", "that resource is already online");
 	if (policy === "rename") return { resource: `${resource}.${randomBytes(4).toString("hex")}` };
 	return { resource, replaces: existing };
+}
+
+/** XEP-0386 §4.2.1: at most this many characters of the client's tag go into the resource. */
+const MAX_TAG = 64;
+
+/**
+ * The resource a Bind 2 request gets (XEP-0386 §4.2.1): `<tag>/<id>`, the RECOMMENDED form, or
+ * `<id>` alone without a usable tag. With a SASL2 `<user-agent id>` the id is stable for that
+ * client installation and tag (an HMAC under the host's secret, so the user-agent id itself is
+ * never exposed, as the XEP requires); without one it is random.
+ */
+export function bind2Resource(
+	tag: string | undefined,
+	user: string,
+	userAgent: string | null,
+	secret: Buffer,
+): string {
+	let prefix = "";
+	const wanted = tag?.trim().slice(0, MAX_TAG) ?? "";
+	if (wanted) {
+		try {
+			prefix = `${prepResourcepart(wanted)}/`;
+		} catch (e) {
+			if (!(e instanceof JIDError)) throw e;
+			// A tag that is no valid resource is left out rather than failing the login.
+		}
+	}
+	const id = userAgent
+		? createHmac("sha256", secret)
+				.update(`parley-bind2\0${user}\0${userAgent}\0${prefix}`)
+				.digest()
+				.subarray(0, 9)
+				.toString("base64url")
+		: randomBytes(9).toString("base64url");
+	return prefix + id;
 }

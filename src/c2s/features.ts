@@ -8,7 +8,18 @@ import type { Config } from "../core/config/schema.ts";
 import type { Host, Session } from "../core/contracts.ts";
 import { type Element, x } from "../xml/element.ts";
 import { makeJID } from "../xmpp/jid.ts";
-import { NS_BIND, NS_LIMITS, NS_SASL, NS_SASL_CB, NS_SESSION, NS_TLS } from "../xmpp/ns.ts";
+import {
+	NS_BIND,
+	NS_BIND2,
+	NS_FAST,
+	NS_LIMITS,
+	NS_SASL,
+	NS_SASL_CB,
+	NS_SASL2,
+	NS_SESSION,
+	NS_TLS,
+} from "../xmpp/ns.ts";
+import { NS_SM } from "./sm.ts";
 
 /** Features before authentication: STARTTLS, SASL mechanisms, XEP-0440, XEP-0478. */
 export function preauthFeatures(opts: {
@@ -18,6 +29,8 @@ export function preauthFeatures(opts: {
 	tlsRequired: boolean;
 	sasl: SaslContext;
 	maxBytes: number;
+	/** XEP-0388 `<authentication/>`, beside the RFC 6120 mechanisms (see `sasl2Feature`). */
+	sasl2?: Element;
 }): Element {
 	const f = x("stream:features");
 	if (opts.canStartTls) {
@@ -33,6 +46,7 @@ export function preauthFeatures(opts: {
 				mechs.map((m) => x("mechanism", null, m)),
 			),
 		);
+		if (opts.sasl2) f.append(opts.sasl2);
 		const cb = opts.sasl.channelBinding;
 		if (cb?.types().length) {
 			// XEP-0440: tell the client which channel binding types we support.
@@ -49,12 +63,56 @@ export function preauthFeatures(opts: {
 	return f;
 }
 
+/**
+ * XEP-0388 §2.1 `<authentication/>`: the same mechanisms as RFC 6120 SASL, and in `<inline/>`
+ * what a client may ask for in its `<authenticate/>`: XEP-0386 Bind 2 with the features it can
+ * enable (`<feature var>`), XEP-0198 resumption (`<sm/>`, §6.2 of its SASL2 section), XEP-0484
+ * FAST with its token mechanisms.
+ */
+export function sasl2Feature(opts: {
+	mechanisms: string[];
+	bind2: string[];
+	sm: boolean;
+	fast: string[];
+}): Element {
+	const inline = x(
+		"inline",
+		null,
+		x(
+			"bind",
+			{ xmlns: NS_BIND2 },
+			x(
+				"inline",
+				null,
+				opts.bind2.map((v) => x("feature", { var: v })),
+			),
+		),
+		opts.sm ? x("sm", { xmlns: NS_SM }) : undefined,
+		opts.fast.length
+			? x(
+					"fast",
+					{ xmlns: NS_FAST },
+					opts.fast.map((m) => x("mechanism", null, m)),
+				)
+			: undefined,
+	);
+	return x(
+		"authentication",
+		{ xmlns: NS_SASL2 },
+		opts.mechanisms.map((m) => x("mechanism", null, m)),
+		inline,
+	);
+}
+
 /** Features after authentication: RFC 6120 §7.4 bind; RFC 3921 §3 session, marked optional
  * (RFC 6121 Appendix E); XEP-0478 limits. */
-export function boundFeatures(maxBytes: number): Element {
+export function boundFeatures(maxBytes: number, bound = false): Element {
 	const f = x("stream:features");
-	f.append(x("bind", { xmlns: NS_BIND }));
-	f.append(x("session", { xmlns: NS_SESSION }, x("optional")));
+	// `bound`: after XEP-0386 Bind 2 (no stream restart), nothing is left to bind.
+	if (!bound) {
+		f.append(x("bind", { xmlns: NS_BIND }));
+		f.append(x("session", { xmlns: NS_SESSION }, x("optional")));
+	}
 	f.append(limitsFeature(maxBytes));
 	return f;
 }

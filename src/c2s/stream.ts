@@ -6,12 +6,25 @@
  */
 import { randomUUID } from "node:crypto";
 import {
+	createFastMechanism,
+	FastTokens,
+	offeredFastMechanisms,
+	type TokenRecord,
+} from "../auth/fast.ts";
+import {
 	createMechanism,
 	decodeSaslPayload,
+	offeredMechanisms,
 	type SaslContext,
+	type SaslFailure,
 	type SaslMechanism,
+	type SaslStep,
+	sanitizeTrace,
+	strictBase64Decode,
 } from "../auth/sasl.ts";
 import {
+	type Bind2Event,
+	type Bind2FeaturesEvent,
 	type Core,
 	HIBERNATING,
 	type Host,
@@ -33,17 +46,26 @@ import {
 import { type JID, makeJID } from "../xmpp/jid.ts";
 import {
 	NS_BIND,
+	NS_BIND2,
 	NS_CLIENT,
+	NS_FAST,
 	NS_PING,
 	NS_SASL,
+	NS_SASL2,
 	NS_SESSION,
 	NS_STANZA_ERRORS,
 	NS_STREAMS,
 	NS_TLS,
 } from "../xmpp/ns.ts";
-import { chooseResource } from "./bind.ts";
+import { bind2Resource, chooseResource } from "./bind.ts";
 import { ClientState, NS_CSI } from "./csi.ts";
-import { boundFeatures, guestLimit, preauthFeatures, saslContextFor } from "./features.ts";
+import {
+	boundFeatures,
+	guestLimit,
+	preauthFeatures,
+	sasl2Feature,
+	saslContextFor,
+} from "./features.ts";
 import { Liveness } from "./liveness.ts";
 import { NS_SM, parseCount, REQUEST_EVERY, resourceOf, StreamManagement } from "./sm.ts";
 import type { Transport } from "./transport.ts";
@@ -78,6 +100,8 @@ export class C2SStream implements Session {
 	#username: string | null = null;
 	#jid: JID | null = null;
 	#sasl: SaslMechanism | null = null;
+	/** XEP-0388: the running SASL2 exchange and the `<authenticate/>` that started it. */
+	#sasl2: Sasl2Exchange | null = null;
 	#saslFailures = 0;
 	#queue: Element[] = [];
 	#draining = false;
@@ -401,6 +425,7 @@ export class C2SStream implements Session {
 		}
 		if (el.ns === NS_TLS && el.name === "starttls") return this.#startTls();
 		if (el.ns === NS_SASL) return this.#saslElement(el);
+		if (el.ns === NS_SASL2) return this.#sasl2Element(el);
 		if (el.ns === NS_CLIENT && el.name === "iq" && this.#username) return this.#preBindIq(el);
 		if (el.ns === NS_CLIENT && el.name === "iq" && (await this.#preauthIq(el))) return;
 		if (el.ns === NS_CLIENT && isStanzaName(el.name)) {
@@ -416,20 +441,24 @@ export class C2SStream implements Session {
 		const host = this.host;
 		const limits = this.#server.config.limits;
 		if (this.#username) {
-			const f = boundFeatures(limits.stanza_size);
+			// After a XEP-0386 Bind 2 login (no stream restart, XEP-0388 §2.6.1) the session is
+			// bound already: no binding to offer, nor stream management once it is enabled.
+			const f = boundFeatures(limits.stanza_size, this.#jid !== null);
 			// XEP-0198 §2, where the transport can hand a session to a new connection.
-			if (this.#transport.detach) f.append(x("sm", { xmlns: NS_SM }));
+			if (this.#transport.detach && !this.#sm) f.append(x("sm", { xmlns: NS_SM }));
 			// XEP-0352 §3.
 			f.append(x("csi", { xmlns: NS_CSI }));
 			void host.events.fire("stream-features", { session: this, features: f });
 			return f;
 		}
 		const tlsRequired = host.requireEncryption && !this.secure;
+		const sasl = this.#saslContext();
 		const f = preauthFeatures({
 			canStartTls: this.#transport.canStartTls && !this.secure,
 			tlsRequired,
-			sasl: this.#saslContext(),
+			sasl,
 			maxBytes: limits.preauth_stanza_size,
+			...(this.#sasl2Offered() && { sasl2: this.#sasl2Feature(sasl) }),
 		});
 		// Modules may offer pre-authentication features (XEP-0077 §8 in-band registration).
 		// Handlers must append synchronously: the features are written right after this.
@@ -531,20 +560,7 @@ export class C2SStream implements Session {
 		}
 		this.#sasl = null;
 		if (step.kind === "failure") {
-			// Only failures that speak against the credentials count (SaslFailure.throttle): a
-			// channel binding type we lack (slixmpp 1.8 asks for tls-unique) never does. The log
-			// says why, so an operator can tell such a client from a wrong password.
-			const fields = {
-				ip: this.remoteAddress,
-				mech: mech.name,
-				user: step.username,
-				condition: step.condition,
-				reason: step.reason,
-				channelBinding: step.channelBinding,
-				counted: step.throttle,
-			};
-			if (step.warn) this.host.log.warn(fields, "authentication failed");
-			else this.host.log.info(fields, "authentication failed");
+			this.#logAuthFailure(mech, step);
 			return this.#saslFailure(step.condition, step.text, step.throttle);
 		}
 		this.#username = step.username;
@@ -568,13 +584,38 @@ export class C2SStream implements Session {
 		);
 	}
 
-	#saslFailure(condition: string, text?: string, countsAsGuess = false): void {
+	/**
+	 * Only failures that speak against the credentials count (SaslFailure.throttle): a channel
+	 * binding type we lack (slixmpp 1.8 asks for tls-unique) never does. The log says why, so an
+	 * operator can tell such a client from a wrong password.
+	 */
+	#logAuthFailure(mech: SaslMechanism, step: SaslFailure, sasl2 = false): void {
+		const fields = {
+			ip: this.remoteAddress,
+			mech: mech.name,
+			user: step.username,
+			condition: step.condition,
+			reason: step.reason,
+			channelBinding: step.channelBinding,
+			counted: step.throttle,
+			...(sasl2 && { sasl2 }),
+		};
+		if (step.warn) this.host.log.warn(fields, "authentication failed");
+		else this.host.log.info(fields, "authentication failed");
+	}
+
+	/**
+	 * RFC 6120 §6.4.5 `<failure/>`, or XEP-0388 §2.6.2's (`ns` NS_SASL2), whose condition keeps
+	 * the RFC 6120 namespace; a guess counts toward the per-connection and per-IP limits.
+	 */
+	#saslFailure(condition: string, text?: string, countsAsGuess = false, ns = NS_SASL): void {
 		this.#sasl = null;
+		this.#sasl2 = null;
 		this.#transport.send(
 			x(
 				"failure",
-				{ xmlns: NS_SASL },
-				x(condition),
+				{ xmlns: ns },
+				ns === NS_SASL ? x(condition) : x(condition, { xmlns: NS_SASL }),
 				text ? x("text", { "xml:lang": "en" }, text) : undefined,
 			),
 		);
@@ -585,6 +626,263 @@ export class C2SStream implements Session {
 			// RFC 6120 §6.4.5 lets the server close after repeated failures.
 			this.close("policy-violation", "too many failed authentication attempts");
 		}
+	}
+
+	// --- SASL2 (XEP-0388), with Bind 2 (XEP-0386), inline XEP-0198 and FAST (XEP-0484) ---
+
+	/** XEP-0388 §4: only after TLS, and only where the operator keeps it on. */
+	#sasl2Offered(): boolean {
+		return this.#server.config.auth.sasl2 && this.secure;
+	}
+
+	/** FAST tokens on this host, or null: off (`auth.fast_token_lifetime = 0`) or a guest host. */
+	#fastTokens(): FastTokens | null {
+		const auth = this.#server.config.auth;
+		const host = this.host;
+		if (auth.fast_token_lifetime === 0 || host.accounts.anonymous) return null;
+		return new FastTokens(host.map<TokenRecord>("fast_tokens"), {
+			lifetime: auth.fast_token_lifetime * 1000,
+			rotation: auth.fast_token_rotation * 1000,
+		});
+	}
+
+	#sasl2Feature(sasl: SaslContext): Element {
+		// XEP-0386 §4.1: what a Bind 2 request may enable. CSI and stream management are the
+		// stream's; modules add theirs (carbons) synchronously on `bind2/features`.
+		const bind2: string[] = [];
+		void this.host.events
+			.fire<Bind2FeaturesEvent>("bind2/features", { host: this.host, features: bind2 })
+			.catch((err: unknown) => this.host.log.error({ err }, "bind2/features failed"));
+		bind2.push(NS_CSI);
+		if (this.#transport.detach) bind2.push(NS_SM);
+		return sasl2Feature({
+			mechanisms: offeredMechanisms(sasl),
+			bind2,
+			sm: this.#transport.detach !== undefined,
+			fast: this.#fastTokens() ? offeredFastMechanisms(sasl) : [],
+		});
+	}
+
+	async #sasl2Element(el: Element): Promise<void> {
+		const fail = (condition: string, text?: string) =>
+			this.#saslFailure(condition, text, false, NS_SASL2);
+		// XEP-0388 §3.8: once authenticated, another <authenticate/> is a stream error.
+		if (this.#username) return this.close("policy-violation", "already authenticated");
+		if (!this.#sasl2Offered()) {
+			return fail(
+				this.secure ? "invalid-mechanism" : "encryption-required",
+				"SASL2 is not offered",
+			);
+		}
+		if (el.name === "abort") return fail("aborted");
+		let exchange = this.#sasl2;
+		let payload: string | undefined;
+		if (el.name === "authenticate") {
+			if (exchange) return fail("malformed-request", "an exchange is already running");
+			const started = this.#sasl2Start(el);
+			if (typeof started === "string") return fail("invalid-mechanism", started);
+			if ("condition" in started) return fail(started.condition, started.text);
+			exchange = this.#sasl2 = started;
+			// §2.3: no <initial-response/> means none; an empty one is an empty response.
+			payload = el.getChild("initial-response", NS_SASL2)?.text().trim();
+		} else if (el.name === "response" && exchange) {
+			payload = el.text().trim();
+		} else {
+			return fail("malformed-request", `unexpected <${el.name}/>`);
+		}
+		// §2.2: plain base64 without RFC 6120's "=" special case.
+		const input =
+			payload === undefined ? null : payload === "" ? Buffer.alloc(0) : strictBase64Decode(payload);
+		if (input === null && payload !== undefined) return fail("incorrect-encoding");
+		// The same slowdown as RFC 6120 SASL after failures from this address.
+		const delay = this.#server.authFailures.delayFor(this.remoteAddress);
+		if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+		if (this.closed) return;
+		const mech = exchange.mech;
+		const step = await mech.step(input);
+		if (this.closed) return;
+		if (step.kind === "challenge") {
+			this.#transport.send(x("challenge", { xmlns: NS_SASL2 }, step.data.toString("base64")));
+			return;
+		}
+		this.#sasl2 = null;
+		if (step.kind === "failure") {
+			this.#logAuthFailure(mech, step, true);
+			return this.#saslFailure(step.condition, step.text, step.throttle, NS_SASL2);
+		}
+		await this.#sasl2Success(exchange, step);
+	}
+
+	/**
+	 * The mechanism an `<authenticate/>` asks for (§2.3): a FAST one with `<fast/>` (XEP-0484
+	 * §3.3), else one of RFC 6120 SASL's, SCRAM with XEP-0474 downgrade protection. A string is
+	 * why the mechanism is refused (invalid-mechanism).
+	 */
+	#sasl2Start(el: Element): Sasl2Exchange | string | { condition: string; text: string } {
+		const name = el.attrs.mechanism ?? "";
+		const ua = el.getChild("user-agent", NS_SASL2);
+		const uaId = ua?.attrs.id;
+		const userAgent = uaId && uaId.length <= 256 ? uaId : null;
+		const ctx = this.#saslContext();
+		const fastEl = el.getChild("fast", NS_FAST);
+		if (fastEl) {
+			const tokens = this.#fastTokens();
+			if (!tokens) return `FAST is not offered here`;
+			// §4.1: tokens are per client installation, named by the <user-agent id>.
+			if (!userAgent)
+				return { condition: "malformed-request", text: "FAST needs a <user-agent id>" };
+			const count = fastEl.attrs.count === undefined ? null : parseCount(fastEl.attrs.count);
+			if (count === null && fastEl.attrs.count !== undefined) {
+				return { condition: "malformed-request", text: "count must be a positive integer" };
+			}
+			const invalidate = fastEl.attrs.invalidate === "true" || fastEl.attrs.invalidate === "1";
+			const mech = createFastMechanism(name, ctx, { tokens, userAgent, count, invalidate });
+			if (!mech) return `${name} is not a FAST mechanism offered here`;
+			return { request: el, mech, userAgent, fast: mech };
+		}
+		const mechanisms = offeredMechanisms(ctx);
+		const cbTypes = ctx.channelBinding?.types() ?? [];
+		const mech = createMechanism(name, ctx, {
+			downgradeProtection: { mechanisms, channelBindings: cbTypes.length ? cbTypes : null },
+		});
+		if (!mech) return `${name} is not offered`;
+		return { request: el, mech, userAgent, fast: null };
+	}
+
+	/**
+	 * §2.6.1: the client is authenticated. What it asked for inline is done in the XEPs' order:
+	 * XEP-0198 resumption first (when it works, nothing is bound and no features follow, §6.2),
+	 * then Bind 2 (XEP-0386 §4.2) with what it enables, then the FAST token (XEP-0484 §3.2, §3.4).
+	 * The `<success/>` carries the results, and new features follow without a stream restart.
+	 */
+	async #sasl2Success(
+		exchange: Sasl2Exchange,
+		step: SaslStep & { kind: "success" },
+	): Promise<void> {
+		const host = this.host;
+		const req = exchange.request;
+		const user = step.username;
+		const bindRequest = req.getChild("bind", NS_BIND2);
+		if (bindRequest && host.accounts.anonymous) {
+			// Guests that authenticated together: the same cap as at RFC 6120 bind time (§7.6.2.1).
+			const limit = guestLimit(host, this.remoteAddress, this);
+			if (limit) {
+				host.log.info({ ip: this.remoteAddress, reason: limit.reason }, "guest refused at bind");
+				return this.#saslFailure("temporary-auth-failure", limit.text, false, NS_SASL2);
+			}
+		}
+		this.#username = user;
+		this.#transport.setStanzaLimit(this.#server.config.limits.stanza_size);
+		const software = sanitizeTrace(
+			Buffer.from(req.getChild("user-agent", NS_SASL2)?.getChildText("software", NS_SASL2) ?? ""),
+		);
+		host.log.info(
+			{
+				user,
+				ip: this.remoteAddress,
+				mech: exchange.mech.name,
+				sasl2: true,
+				...(software && { software }),
+				...(step.trace !== undefined && { trace: step.trace }),
+			},
+			"authenticated",
+		);
+		const token = await this.#fastToken(exchange, user);
+		if (this.closed) return;
+		const success = x(
+			"success",
+			{ xmlns: NS_SASL2 },
+			step.data ? x("additional-data", null, step.data.toString("base64")) : undefined,
+		);
+		const authzid = (jid: string) => x("authorization-identifier", null, jid);
+		// XEP-0198 §6.2: resumption first; the resumed session's full JID is the identity.
+		const resume = req.getChild("resume", NS_SM);
+		let smFailed: Element | null = null;
+		if (resume) {
+			smFailed = this.#resumeFrom(resume, (resumed, old) => {
+				success.append(authzid((old.#jid as JID).toString()), resumed);
+				if (token) success.append(token);
+				return success;
+			});
+			if (!smFailed) return;
+		}
+		let commit: (() => Element) | null = null;
+		if (bindRequest) {
+			commit = await this.#bind2Prepare(bindRequest, exchange.userAgent);
+			if (this.closed) return;
+		}
+		// From here to the features nothing waits: once bound, stanzas may come for the session,
+		// and they must follow the <success/>.
+		const bound = commit?.();
+		success.append(authzid((this.#jid ?? makeJID(user, host.name)).toString()));
+		if (smFailed) success.append(smFailed);
+		if (bound) success.append(bound);
+		if (token) success.append(token);
+		this.#transport.send(success);
+		this.#transport.send(this.#features());
+		if (bound) await host.events.fire("session/bound", { session: this });
+	}
+
+	/**
+	 * XEP-0484: the `<token/>` for the `<success/>`, if any: on `<request-token/>` (§3.2), or when
+	 * the token just used is due for rotation (§3.4), never after an invalidation unless asked.
+	 * Needs the client's `<user-agent id>`; a storage error costs the client its token, not its
+	 * login.
+	 */
+	async #fastToken(exchange: Sasl2Exchange, user: string): Promise<Element | undefined> {
+		const tokens = this.#fastTokens();
+		const requested = exchange.request.getChild("request-token", NS_FAST);
+		const mechanism = requested ? requested.attrs.mechanism : exchange.fast?.name;
+		if (!tokens || !exchange.userAgent || !mechanism) return undefined;
+		if (!requested && !exchange.fast?.rotate) return undefined;
+		if (!offeredFastMechanisms(this.#saslContext()).includes(mechanism)) return undefined;
+		try {
+			const creds = await this.host.accounts.getCredentials(user);
+			if (!creds) return undefined;
+			const { token, expiry } = await tokens.issue(user, exchange.userAgent, mechanism, creds);
+			return x("token", { xmlns: NS_FAST, token, expiry: expiry.toISOString() });
+		} catch (err) {
+			this.host.log.warn({ err, user }, "FAST token could not be stored");
+			return undefined;
+		}
+	}
+
+	/**
+	 * XEP-0386 §4.2: chooses the resource and lets modules enable what the request names, while
+	 * the session is not reachable yet; the returned function binds it (synchronously) with CSI
+	 * and stream management as asked, and gives the `<bound/>`.
+	 */
+	async #bind2Prepare(request: Element, userAgent: string | null): Promise<() => Element> {
+		const host = this.host;
+		const user = this.#username as string;
+		const bound = x("bound", { xmlns: NS_BIND2 });
+		await host.events.fire<Bind2Event>("bind2/bind", { session: this, request, bound });
+		return () => {
+			let resource = bind2Resource(
+				request.getChildText("tag", NS_BIND2),
+				user,
+				userAgent,
+				host.secret,
+			);
+			const existing = host.sessions.get(user)?.get(resource);
+			if (existing && existing !== this) {
+				if (userAgent) {
+					// §4.2: the same client installation logging in again replaces its old session.
+					existing.close("conflict", "replaced by a new connection of the same client");
+				} else {
+					resource = `${resource}.${randomUUID().slice(0, 8)}`;
+				}
+			}
+			this.#bindAs(makeJID(user, host.name, resource));
+			host.log.debug({ jid: this.#jid?.toString(), bind2: true }, "resource bound");
+			this.#startLiveness();
+			this.#csi = new ClientState(user);
+			const csi = request.getChild("inactive", NS_CSI) ?? request.getChild("active", NS_CSI);
+			if (csi?.name === "inactive") (this.#csi as ClientState).inactive = true;
+			const enable = request.getChild("enable", NS_SM);
+			if (enable) bound.append(this.#smEnabled(enable));
+			return bound;
+		};
 	}
 
 	// --- before authentication: IQs a module answers (XEP-0077 §3.1.1 in-band registration) ---
@@ -660,16 +958,7 @@ export class C2SStream implements Session {
 		const { resource } = choice;
 		choice.replaces?.close("conflict", "replaced by a new connection with the same resource");
 		const jid = makeJID(user, host.name, resource);
-		this.#jid = jid;
-		let resources = host.sessions.get(user);
-		if (!resources) {
-			resources = new Map();
-			host.sessions.set(user, resources);
-		}
-		resources.set(resource, this);
-		this.#server.cluster?.sessionChanged(this);
-		if (this.#authTimer) clearTimeout(this.#authTimer);
-		this.#authTimer = null;
+		this.#bindAs(jid);
 		this.#transport.send(
 			x(
 				"iq",
@@ -681,6 +970,21 @@ export class C2SStream implements Session {
 		this.#startLiveness();
 		this.#csi = new ClientState(user);
 		await host.events.fire("session/bound", { session: this });
+	}
+
+	/** The session is bound to `jid`: reachable from now on (RFC 6120 §7, XEP-0386 §4.2). */
+	#bindAs(jid: JID): void {
+		const host = this.host;
+		this.#jid = jid;
+		let resources = host.sessions.get(jid.local);
+		if (!resources) {
+			resources = new Map();
+			host.sessions.set(jid.local, resources);
+		}
+		resources.set(jid.resource, this);
+		this.#server.cluster?.sessionChanged(this);
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = null;
 	}
 
 	/** Pings (or, with XEP-0198, ack requests) that find a dead connection (liveness.ts). */
@@ -743,13 +1047,7 @@ export class C2SStream implements Session {
 	// --- Stream Management (XEP-0198) ---
 
 	#smFailed(condition: StanzaErrorCondition, h?: number): void {
-		this.#transport.send(
-			x(
-				"failed",
-				{ xmlns: NS_SM, h: h === undefined ? undefined : String(h) },
-				x(condition, { xmlns: NS_STANZA_ERRORS }),
-			),
-		);
+		this.#transport.send(smFailedElement(condition, h));
 	}
 
 	async #smElement(el: Element): Promise<void> {
@@ -786,11 +1084,13 @@ export class C2SStream implements Session {
 
 	/** §3: enable stream management (after binding), with resumption when asked for and possible. */
 	#smEnable(el: Element): void {
+		this.#transport.send(this.#smEnabled(el));
+	}
+
+	/** The answer to an `<enable/>`, on its own or inside a Bind 2 `<bound/>` (§6.1). */
+	#smEnabled(el: Element): Element {
 		const jid = this.#jid;
-		if (!jid || this.#sm || !this.#transport.detach) {
-			this.#smFailed("unexpected-request");
-			return;
-		}
+		if (!jid || this.#sm || !this.#transport.detach) return smFailedElement("unexpected-request");
 		const cfg = this.#server.config.sessions;
 		const wanted = el.attrs.resume === "true" || el.attrs.resume === "1";
 		const asked = parseCount(el.attrs.max);
@@ -801,14 +1101,12 @@ export class C2SStream implements Session {
 			max,
 		});
 		this.#sm = sm;
-		this.#transport.send(
-			x("enabled", {
-				xmlns: NS_SM,
-				id: sm.id,
-				resume: sm.resumable ? "true" : undefined,
-				max: sm.resumable ? String(sm.max) : undefined,
-			}),
-		);
+		return x("enabled", {
+			xmlns: NS_SM,
+			id: sm.id,
+			resume: sm.resumable ? "true" : undefined,
+			max: sm.resumable ? String(sm.max) : undefined,
+		});
 	}
 
 	/**
@@ -817,28 +1115,31 @@ export class C2SStream implements Session {
 	 * acknowledged is sent again.
 	 */
 	#smResume(el: Element): void {
-		const user = this.#username;
-		const h = parseCount(el.attrs.h);
-		const previd = el.attrs.previd ?? "";
-		if (!user || this.#jid) {
+		if (!this.#username || this.#jid) {
 			this.#smFailed("unexpected-request");
 			return;
 		}
-		if (h === null) {
-			this.#smFailed("bad-request");
-			return;
-		}
+		const failed = this.#resumeFrom(el, (resumed) => resumed);
+		if (failed) this.#transport.send(failed);
+	}
+
+	/**
+	 * Resumes the session `<resume/>` names on this connection, or returns the `<failed/>` to
+	 * answer. `first` builds what goes out before the stanzas sent again: the `<resumed/>`
+	 * itself, or a SASL2 `<success/>` holding it (XEP-0198 §6.2).
+	 */
+	#resumeFrom(el: Element, first: (resumed: Element, old: C2SStream) => Element): Element | null {
+		const user = this.#username as string;
+		const h = parseCount(el.attrs.h);
+		const previd = el.attrs.previd ?? "";
+		if (h === null) return smFailedElement("bad-request");
 		const resource = resourceOf(previd);
 		const old = resource === null ? undefined : this.host.sessions.get(user)?.get(resource);
 		if (!(old instanceof C2SStream) || !old.#sm?.matches(previd) || old.#state === "closed") {
 			// Expired, never ours, or held by another cluster node: the client binds afresh.
-			this.#smFailed("item-not-found");
-			return;
+			return smFailedElement("item-not-found");
 		}
-		if (!old.#sm.ack(h)) {
-			this.#smFailed("unexpected-request");
-			return;
-		}
+		if (!old.#sm.ack(h)) return smFailedElement("unexpected-request");
 		// This connection now carries the old session; this stream only passes things on.
 		if (this.#authTimer) clearTimeout(this.#authTimer);
 		this.#authTimer = null;
@@ -847,10 +1148,11 @@ export class C2SStream implements Session {
 		const fn = this.#onClosed;
 		this.#onClosed = null;
 		fn?.();
-		old.#takeOver(this.#transport, previd);
+		old.#takeOver(this.#transport, previd, (resumed) => first(resumed, old));
+		return null;
 	}
 
-	#takeOver(transport: Transport, previd: string): void {
+	#takeOver(transport: Transport, previd: string, first: (resumed: Element) => Element): void {
 		const sm = this.#sm as StreamManagement;
 		if (this.#hibernation) clearTimeout(this.#hibernation);
 		this.#hibernation = null;
@@ -865,7 +1167,7 @@ export class C2SStream implements Session {
 			{ jid: this.#jid?.toString(), ip: transport.remoteAddress, resent: sm.unacked.length },
 			"session resumed",
 		);
-		transport.send(x("resumed", { xmlns: NS_SM, previd, h: String(sm.inbound) }));
+		transport.send(first(x("resumed", { xmlns: NS_SM, previd, h: String(sm.inbound) })));
 		for (const stanza of sm.unacked) transport.send(stanza);
 		if (sm.unacked.length) this.#requestAck();
 		this.#liveness?.stop();
@@ -1005,6 +1307,24 @@ export class C2SStream implements Session {
 		this.#onClosed = null;
 		fn?.();
 	}
+}
+
+/** A SASL2 exchange under way (XEP-0388 §2.3): its `<authenticate/>` holds the inline requests. */
+interface Sasl2Exchange {
+	request: Element;
+	mech: SaslMechanism;
+	/** The `<user-agent id>` (XEP-0388 §2.3), or null. */
+	userAgent: string | null;
+	/** The FAST mechanism, when this is a XEP-0484 token login. */
+	fast: (SaslMechanism & { rotate: boolean }) | null;
+}
+
+function smFailedElement(condition: StanzaErrorCondition, h?: number): Element {
+	return x(
+		"failed",
+		{ xmlns: NS_SM, h: h === undefined ? undefined : String(h) },
+		x(condition, { xmlns: NS_STANZA_ERRORS }),
+	);
 }
 
 function isLegacySession(iq: Element, host: string): boolean {

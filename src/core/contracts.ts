@@ -305,3 +305,27 @@ export interface Core {
 	/** Reloads every component's modules from storage (a node that becomes the leader). */
 	restartComponents(): Promise<void>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// XEP-0386 Bind 2: session features a client enables in its login
+
+/**
+ * `bind2/features` on a host's bus, while a stream builds its SASL2 features: a module that can
+ * enable something inside a Bind 2 request adds its namespace (`<feature var>`, XEP-0386 §4.1).
+ * Handlers must push synchronously: the features are written right after.
+ */
+export interface Bind2FeaturesEvent {
+	readonly host: Host;
+	readonly features: string[];
+}
+
+/**
+ * `bind2/bind` on a host's bus, when a client binds through Bind 2 (XEP-0386 §4.2): `request` is
+ * its `<bind xmlns='urn:xmpp:bind:0'>`, the module whose namespace is in it enables its feature
+ * on `session` (not yet reachable by anyone) and may add its answer to `bound`.
+ */
+export interface Bind2Event {
+	readonly session: Session;
+	readonly request: Element;
+	readonly bound: Element;
+}

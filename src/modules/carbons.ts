@@ -4,7 +4,7 @@
  * clients see whole conversations. The on/off state lives in session.data.
  */
 
-import type { Session } from "../core/contracts.ts";
+import type { Bind2Event, Bind2FeaturesEvent, Session } from "../core/contracts.ts";
 import { HANDLED, Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { DeliveredEvent, StanzaEvent } from "../core/router.ts";
@@ -80,6 +80,13 @@ export default defineModule({
 			};
 		api.hook(`iq-set/bare/${NS_CARBONS}:enable`, toggle(true));
 		api.hook(`iq-set/bare/${NS_CARBONS}:disable`, toggle(false));
+		// XEP-0386 §4.2: enabled inside a Bind 2 request, with no answer ("MUST succeed").
+		api.hook("bind2/features", ({ features }: Bind2FeaturesEvent) => {
+			features.push(NS_CARBONS);
+		});
+		api.hook("bind2/bind", ({ session, request }: Bind2Event) => {
+			if (request.getChild("enable", NS_CARBONS)) session.data.set(ENABLED, true);
+		});
 
 		// XEP-0280 §9: the receiving server removes <private/> before delivering.
 		const stripPrivate = ({ stanza }: StanzaEvent) => {

@@ -21,3 +21,9 @@ export const NS_DIALBACK = "jabber:server:dialback";
 /** XEP-0114: the content namespace of an external component's stream. */
 export const NS_COMPONENT_ACCEPT = "jabber:component:accept";
 export const NS_DIALBACK_FEATURE = "urn:xmpp:features:dialback";
+/** XEP-0388 Extensible SASL Profile (SASL2). */
+export const NS_SASL2 = "urn:xmpp:sasl:2";
+/** XEP-0386 Bind 2. */
+export const NS_BIND2 = "urn:xmpp:bind:0";
+/** XEP-0484 Fast Authentication Streamlining Tokens. */
+export const NS_FAST = "urn:xmpp:fast:0";

@@ -7,8 +7,24 @@ import { type Client, client, type XmlElement } from "@xmpp/client";
 export interface XmppConnectOptions {
 	/** The JID domain; "localhost" unless given. */
 	domain?: string;
-	/** A resource to ask for at bind time (RFC 6120 §7.7); the server picks one otherwise. */
+	/**
+	 * A resource to ask for at bind time (RFC 6120 §7.7); the server picks one otherwise. Only
+	 * RFC 6120 binding lets the client choose: with XEP-0386 Bind 2 the server makes the
+	 * resource (`<tag>/<id>`), so a test that names its resource logs in the RFC 6120 way
+	 * unless `sasl2` says otherwise (then the resource is xmpp.js's Bind 2 tag).
+	 */
 	resource?: string;
+	/**
+	 * XEP-0388 SASL2 (with Bind 2, inline stream management and FAST), which xmpp.js 0.14 uses
+	 * whenever the server offers it; false hides the offer from xmpp.js, which then logs in with
+	 * RFC 6120 SASL and binding. Default: true, except when a `resource` is named and on
+	 * xmpps:// (direct TLS). There xmpp.js 0.14 starts waiting for the server's stream header
+	 * only once the TLS write of its own header has completed (@xmpp/connection `open()`); with
+	 * client and server in one process that completes after the server's header has arrived,
+	 * and the wait would time out, were it not for the stream restart of RFC 6120 SASL, whose
+	 * second header ends it. SASL2 has no restart.
+	 */
+	sasl2?: boolean;
 	/** The SASL mechanism to use; the first one the server offers otherwise. */
 	mechanism?: string;
 	/**
@@ -92,6 +108,13 @@ async function started(
 	xmpp.reconnect.stop();
 	if (opts.timeout !== undefined) (xmpp as unknown as { timeout: number }).timeout = opts.timeout;
 	xmpp.on("error", () => {});
+	const service = (xmpp as unknown as { options: { service: string } }).options.service;
+	if (!(opts.sasl2 ?? (opts.resource === undefined && !service.startsWith("xmpps:")))) {
+		// Before xmpp.js's own listener (its middleware) sees the features.
+		xmpp.prependListener("element", (el: XmlElement) => {
+			if (el.name === "stream:features") el.remove("authentication", "urn:xmpp:sasl:2");
+		});
+	}
 	xmpp.on("stanza", (s: XmlElement) => stanzas.push(s));
 	xmpp.on("element", (el: XmlElement) => {
 		if (el.name === "stream:features") addFeatures(el.toString());

@@ -11,6 +11,8 @@ declare module "@xmpp/client" {
 		getChildren(name: string, xmlns?: string): XmlElement[];
 		getChildText(name: string, xmlns?: string): string | null;
 		getText(): string;
+		/** Removes the children with that name (and namespace). */
+		remove(name: string, xmlns?: string): XmlElement;
 		toString(): string;
 	}
 

@@ -542,6 +542,23 @@ export const configSchema = z
 				strict_channel_binding: z.boolean().default(false),
 				/** Require TLS before SASL for every host, unless a host says otherwise. */
 				require_encryption: z.boolean().default(true),
+				/**
+				 * Offer XEP-0388 SASL2 (with XEP-0386 Bind 2, inline stream management and XEP-0484
+				 * FAST) beside RFC 6120 SASL, on encrypted streams. Clients that do not use it see
+				 * no difference.
+				 */
+				sasl2: z.boolean().default(true),
+				/**
+				 * Seconds a XEP-0484 FAST token stays valid: how long a device may stay away and
+				 * still log in without its password. 0 turns FAST off.
+				 */
+				fast_token_lifetime: z
+					.number()
+					.int()
+					.min(0)
+					.default(21 * 86400),
+				/** Seconds after which a FAST login gets a fresh token (rotation, XEP-0484 §3.4). */
+				fast_token_rotation: z.number().int().min(60).default(86400),
 			})
 			.prefault({}),
 		sessions: z
