@@ -1272,6 +1272,8 @@ export class C2SStream implements Session {
 			return;
 		}
 		if (this.#state === "closed") return;
+		// What CSI held goes out before the end (and into the counts below).
+		this.#releaseHeld();
 		if (condition) {
 			// RFC 6120 §4.9.1.2: an error before our header still needs the header first.
 			if (!this.#headerSent) this.#sendHeader(Object.create(null));
@@ -1280,7 +1282,11 @@ export class C2SStream implements Session {
 		}
 		this.#state = "closed";
 		this.#transport.closeStream();
+		// XEP-0198: messages the client never acknowledged (it was replaced by a new login, asked
+		// to leave, or the server stops) go to offline storage: possibly twice, never lost.
+		const unacked = this.#sm ? this.#sm.unacked.splice(0).filter((s) => s.name === "message") : [];
 		this.#teardown();
+		this.#keepUnread(unacked);
 	}
 
 	#teardown(): void {
