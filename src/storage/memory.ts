@@ -87,7 +87,7 @@ export function walksBackwards(q: ArchiveQuery): boolean {
 	return q.reverse === true || (q.before !== undefined && q.after === undefined);
 }
 
-type Filter = Pick<ArchiveQuery, "with" | "start" | "end">;
+type Filter = Pick<ArchiveQuery, "with" | "start" | "end" | "ids">;
 
 interface StoredItem {
 	seq: number;
@@ -117,6 +117,7 @@ function before(a: StoredItem, b: StoredItem): boolean {
 function matches(item: StoredItem, q: Filter): boolean {
 	return (
 		(q.with === undefined || item.with === q.with) &&
+		(q.ids === undefined || q.ids.includes(item.id)) &&
 		(q.start === undefined || item.when >= q.start) &&
 		(q.end === undefined || item.when <= q.end)
 	);
@@ -295,9 +296,16 @@ export class MemoryBackend implements StorageBackend {
 				return result;
 			},
 			count: async (user, q = {}) => {
-				const list = data().byUser.get(user) ?? [];
+				const s = data();
+				const after = q.after === undefined ? undefined : anchor(s, user, q.after);
+				const bef = q.before === undefined ? undefined : anchor(s, user, q.before);
 				let n = 0;
-				for (const i of list) if (matches(i, q)) n++;
+				for (const i of s.byUser.get(user) ?? []) {
+					if (!matches(i, q)) continue;
+					if (after !== undefined && !before(after, i)) continue;
+					if (bef !== undefined && !before(i, bef)) continue;
+					n++;
+				}
 				return n;
 			},
 			delete: async (user, q = {}) => {

@@ -24,6 +24,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { checkLimit, newArchiveId, StorageError, walksBackwards } from "./memory.ts";
 import type {
+	ArchiveCount,
 	ArchiveItem,
 	ArchiveQuery,
 	ArchiveStore,
@@ -102,7 +103,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
 /** The schema version this code writes and understands. */
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
 
-type Filter = Pick<ArchiveQuery, "with" | "start" | "end">;
+type Filter = Pick<ArchiveQuery, "with" | "start" | "end" | "ids">;
 type Row = Record<string, unknown>;
 
 interface PendingWrite {
@@ -134,6 +135,10 @@ function filterSql(q: Filter, args: SQLInputValue[]): string {
 	if (q.end !== undefined) {
 		sql += " AND ts <= ?";
 		args.push(q.end);
+	}
+	if (q.ids !== undefined) {
+		sql += " AND id IN (SELECT value FROM json_each(?))";
+		args.push(JSON.stringify(q.ids));
 	}
 	return sql;
 }
@@ -369,6 +374,21 @@ export class SqliteBackend implements StorageBackend {
 			if (!row) throw new StorageError("item-not-found", `no archive item ${id}`);
 			return { ts: row.ts as number, seq: row.seq as number };
 		};
+		/** The filters and the after/before anchors of a query or count, as WHERE conditions. */
+		const anchored = (user: string, q: ArchiveCount, args: SQLInputValue[]): string => {
+			let sql = filterSql(q, args);
+			if (q.after !== undefined) {
+				const a = anchor(user, q.after);
+				sql += " AND (ts, seq) > (?, ?)";
+				args.push(a.ts, a.seq);
+			}
+			if (q.before !== undefined) {
+				const b = anchor(user, q.before);
+				sql += " AND (ts, seq) < (?, ?)";
+				args.push(b.ts, b.seq);
+			}
+			return sql;
+		};
 		return {
 			append: (user, item) => {
 				const id = item.id ?? newArchiveId();
@@ -395,17 +415,7 @@ export class SqliteBackend implements StorageBackend {
 				const args: SQLInputValue[] = [host, store, user];
 				let sql =
 					"SELECT id, ts, peer, value FROM archive WHERE host = ? AND store = ? AND user = ?";
-				sql += filterSql(q, args);
-				if (q.after !== undefined) {
-					const a = anchor(user, q.after);
-					sql += " AND (ts, seq) > (?, ?)";
-					args.push(a.ts, a.seq);
-				}
-				if (q.before !== undefined) {
-					const b = anchor(user, q.before);
-					sql += " AND (ts, seq) < (?, ?)";
-					args.push(b.ts, b.seq);
-				}
+				sql += anchored(user, q, args);
 				const backwards = walksBackwards(q);
 				sql += backwards ? " ORDER BY ts DESC, seq DESC" : " ORDER BY ts, seq";
 				if (q.limit !== undefined) {
@@ -431,7 +441,7 @@ export class SqliteBackend implements StorageBackend {
 				const args: SQLInputValue[] = [host, store, user];
 				const sql =
 					"SELECT count(*) AS n FROM archive WHERE host = ? AND store = ? AND user = ?" +
-					filterSql(q, args);
+					anchored(user, q, args);
 				const row = this.#read(sql).get(...args) as Row;
 				return Number(row.n);
 			},
@@ -439,10 +449,6 @@ export class SqliteBackend implements StorageBackend {
 				const args: SQLInputValue[] = [host, store, user];
 				let sql = "DELETE FROM archive WHERE host = ? AND store = ? AND user = ?";
 				sql += filterSql(q, args);
-				if (q.ids !== undefined) {
-					sql += " AND id IN (SELECT value FROM json_each(?))";
-					args.push(JSON.stringify(q.ids));
-				}
 				return this.#write(() => Number(this.#stmt(sql).run(...args).changes));
 			},
 		};
