@@ -8,6 +8,7 @@ import contactInfo from "./contact-info.ts";
 import disco from "./disco.ts";
 import externalComponent from "./external-component.ts";
 import last from "./last.ts";
+import mam from "./mam/index.ts";
 import motd from "./motd.ts";
 import muc from "./muc/index.ts";
 import offline from "./offline.ts";
@@ -42,6 +43,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		offline,
 		carbons,
 		blocking,
+		mam,
 		muc,
 		pubsub,
 		pep,

@@ -12,9 +12,11 @@
  *   not have to match the filters); otherwise the query rejects with a {@link StorageError} of
  *   code `"item-not-found"` (MAM answers `<item-not-found/>`).
  * - The walk goes backwards, that is the page is the **last** `limit` matching items, when
- *   `reverse` is true or when `before` is given without `after` (MAM's `<before/>`, including
- *   the empty `<before/>` that asks for the newest page, is `reverse: true` plus the optional id).
- *   Otherwise the page is the first `limit` matching items.
+ *   `reverse` is true, or when `reverse` is not given and `before` is given without `after`
+ *   (MAM's `<before/>`, including the empty `<before/>` that asks for the newest page, is
+ *   `reverse: true` plus the optional id). `reverse: false` walks forwards whatever the anchors
+ *   (MAM's `before-id` field alone: the oldest items before it). Otherwise the page is the
+ *   first `limit` matching items.
  * - `items` is **always in chronological order**, whatever the direction of the walk (MAM's
  *   `<flip-page/>` reverses it in the module).
  * - `complete` is true when no matching item lies beyond the page in the walking direction (after
@@ -84,7 +86,8 @@ export function valueAt(value: Json | undefined, path: readonly string[]): Json 
 
 /** Whether a query walks backwards (takes its page from the newest end). */
 export function walksBackwards(q: ArchiveQuery): boolean {
-	return q.reverse === true || (q.before !== undefined && q.after === undefined);
+	if (q.reverse !== undefined) return q.reverse;
+	return q.before !== undefined && q.after === undefined;
 }
 
 type Filter = Pick<ArchiveQuery, "with" | "start" | "end" | "ids">;

@@ -58,7 +58,7 @@ export interface ArchiveQuery {
 	before?: string;
 	/**
 	 * Walk backwards: the page is the newest `limit` matching items (MAM's `<before/>`). Paging
-	 * with `before` and no `after` implies it. Items are returned in chronological order either
+	 * with `before` and no `after` implies it unless `reverse` is given as false. Items are returned in chronological order either
 	 * way (see memory.ts for the full paging semantics).
 	 */
 	reverse?: boolean;

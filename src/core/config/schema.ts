@@ -39,6 +39,7 @@ export const DEFAULT_HOST_MODULES = [
 	"carbons",
 	"blocking",
 	"pep",
+	"mam",
 ] as const;
 
 const host = z.strictObject({

@@ -195,6 +195,15 @@ export function archiveContract(withBackend: WithBackend): void {
 					["m0"],
 				]);
 				assert.deepEqual(pages.reverse().flat(), all);
+				// reverse: false with a lone before walks forwards: the oldest items before it
+				assert.deepEqual(await ids(a, "alice", { before: "m4", reverse: false, limit: 2 }), [
+					"m0",
+					"m1",
+				]);
+				assert.equal(
+					(await a.query("alice", { before: "m4", reverse: false, limit: 2 })).complete,
+					false,
+				);
 				// reverse: true with before is the same walk
 				assert.deepEqual(await ids(a, "alice", { before: "m4", reverse: true, limit: 2 }), [
 					"m2",
