@@ -513,3 +513,174 @@ describe("MAM storage: archives and stanza ids survive a restart", () => {
 		});
 	}
 });
+
+describe("XEP-0313 §3.3.2 MUC archives on the MUC service", () => {
+	const SERVICE = "conference.localhost";
+	const MUC = "http://jabber.org/protocol/muc";
+	const MUC_OWNER = "http://jabber.org/protocol/muc#owner";
+	let t: TestServer;
+	let dataDir: string;
+	const open: User[] = [];
+	const config = {
+		auth: { require_encryption: false, allow_plain_without_tls: true },
+		components: { [SERVICE]: { type: "muc" as const, room_defaults: { persistent: true } } },
+	};
+	const users: [string, string][] = ["olga", "pete", "quin", "rosa"].map((u) => [
+		`${u}@localhost`,
+		`${u}-pw`,
+	]);
+	const user = async (name: string, resource = "r") => {
+		const u = await connectUser(t.port, name, resource);
+		open.push(u);
+		return u;
+	};
+	const enter = async (u: User, occupant: string) => {
+		const mark = u.r.mark();
+		u.c.send(
+			`<presence to='${occupant}'><x xmlns='${MUC}'><history maxstanzas='0'/></x></presence>`,
+		);
+		await u.r.wait(
+			(el) => el.is("presence") && el.attrs.from === occupant,
+			mark,
+			`self-presence from ${occupant}`,
+		);
+		// The subject comes last (XEP-0045 §7.2.16).
+		await u.r.wait(
+			(el) => el.is("message") && el.getChild("subject") !== undefined,
+			mark,
+			"subject",
+		);
+	};
+	const configure = (u: User, room: string, fields: Record<string, string>) =>
+		iq(
+			u,
+			"set",
+			room,
+			`<query xmlns='${MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>${Object.entries(fields)
+				.map(([k, v]) => field(k, v))
+				.join("")}</x></query>`,
+		);
+	const say = async (u: User, room: string, body: string, extra = "") => {
+		const id = nextId();
+		const mark = u.r.mark();
+		u.c.send(
+			`<message to='${room}' type='groupchat' id='${id}'><body>${body}</body>${extra}</message>`,
+		);
+		return u.r.wait((el) => el.is("message") && el.attrs.id === id, mark, `echo of ${body}`);
+	};
+
+	before(async () => {
+		dataDir = mkdtempSync(join(tmpdir(), "parley-mam-muc-"));
+		t = await startTestServer({ config, storage: "sqlite", dataDir, users });
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t.server.stop();
+		rmSync(dataDir, { recursive: true, force: true });
+	});
+
+	test("§3.3.2 / XEP-0359: groupchat messages carry a stanza-id by the room, which a MAM query to the room returns", async () => {
+		const olga = await user("olga", "m1");
+		const pete = await user("pete", "m1");
+		const room = `talk@${SERVICE}`;
+		await enter(olga, `${room}/olga`);
+		assert.equal((await configure(olga, room, {})).attrs.type, "result");
+		await enter(pete, `${room}/pete`);
+		const disco = await iq(
+			pete,
+			"get",
+			room,
+			"<query xmlns='http://jabber.org/protocol/disco#info'/>",
+		);
+		const features =
+			disco
+				.getChild("query")
+				?.getChildren("feature")
+				.map((f) => f.attrs.var) ?? [];
+		assert.ok(features.includes(MAM) && features.includes(SID), "§6.1: the room advertises MAM");
+		const echoed = await say(
+			olga,
+			room,
+			"first",
+			`<stanza-id xmlns='${SID}' by='${room}' id='forged'/>`,
+		);
+		const ids = echoed.getChildren("stanza-id", SID).filter((s) => s.attrs.by === room);
+		assert.equal(ids.length, 1, echoed.toString());
+		assert.notEqual(
+			ids[0]?.attrs.id,
+			"forged",
+			"XEP-0359 §5: a client's stanza-id by the room is removed",
+		);
+		await say(olga, room, "second");
+		await say(pete, room, "third");
+		const page = await mam(pete, "", room, rsm({ max: 2, before: "" }));
+		assert.equal(page.iq.attrs.type, "result", page.iq.toString());
+		assert.deepEqual(bodies(page), ["second", "third"]);
+		assert.deepEqual([page.index, page.count], ["1", "3"]);
+		const all = await mam(pete, "", room);
+		assert.equal(all.results[0]?.id, ids[0]?.attrs.id);
+		assert.equal(all.results[0]?.message.attrs.from, `${room}/olga`);
+		const fromRoom = pete.r
+			.since(0)
+			.find((el) => el.getChild("result", MAM)?.attrs.id === all.results[0]?.id);
+		assert.equal(fromRoom?.attrs.from, room, "§4.2: results come from the archive's JID");
+	});
+
+	test("§3.3.2: in a members-only room only members query; muc#roomconfig_enablearchiving=0 stops archiving", async () => {
+		const olga = await user("olga", "m2");
+		const quin = await user("quin", "m2");
+		const room = `private@${SERVICE}`;
+		await enter(olga, `${room}/olga`);
+		assert.equal(
+			(await configure(olga, room, { "muc#roomconfig_membersonly": "1" })).attrs.type,
+			"result",
+		);
+		await say(olga, room, "members only");
+		const denied = await mam(quin, "", room);
+		assert.equal(errorOf(denied.iq).condition, "forbidden");
+		await iq(
+			olga,
+			"set",
+			room,
+			`<query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='quin@localhost'/></query>`,
+		);
+		assert.deepEqual(bodies(await mam(quin, "", room)), ["members only"]);
+		// The owner switches archiving off: nothing more is archived, and the room says so.
+		const form = await iq(olga, "get", room, `<query xmlns='${MUC_OWNER}'/>`);
+		assert.ok(form.toString().includes("muc#roomconfig_enablearchiving"));
+		await configure(olga, room, { "muc#roomconfig_enablearchiving": "0" });
+		const echoed = await say(olga, room, "off the record");
+		assert.equal(echoed.getChild("stanza-id", SID), undefined);
+		assert.equal(errorOf((await mam(quin, "", room)).iq).condition, "service-unavailable");
+		await configure(olga, room, { "muc#roomconfig_enablearchiving": "1" });
+		assert.deepEqual(bodies(await mam(quin, "", room)), ["members only"]);
+	});
+
+	test("XEP-0045 §7.2.14 from the archive: a persistent room's history survives a restart", async () => {
+		const olga = await user("olga", "m3");
+		const room = `kept@${SERVICE}`;
+		await enter(olga, `${room}/olga`);
+		await configure(olga, room, {});
+		for (const b of ["h1", "h2", "h3"]) await say(olga, room, b);
+		olga.c.end();
+		for (const u of open) u.c.end();
+		open.length = 0;
+		await t.server.stop();
+		t = await startTestServer({ config, storage: "sqlite", dataDir });
+		const rosa = await user("rosa", "m3");
+		const mark = rosa.r.mark();
+		rosa.c.send(
+			`<presence to='${room}/rosa'><x xmlns='${MUC}'><history maxstanzas='2'/></x></presence>`,
+		);
+		await rosa.r.wait(
+			(el) => el.is("message") && el.getChild("subject") !== undefined,
+			mark,
+			"subject",
+		);
+		const history = rosa.r
+			.since(mark)
+			.filter((el) => el.is("message") && el.getChild("body"))
+			.map((el) => el.getChildText("body"));
+		assert.deepEqual(history, ["h2", "h3"]);
+	});
+});

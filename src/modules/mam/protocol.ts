@@ -150,6 +150,18 @@ export function parseQuery(query: Element, limits: PageLimits): ParsedQuery {
 	};
 }
 
+/** "1y", "30d", "12h", "15m", "90s", a number of seconds, or "never". Milliseconds, or null. */
+export function parseDuration(v: string | number): number | null {
+	if (typeof v === "number") return v * 1000;
+	if (v === "never") return null;
+	const m = /^(\d+(?:\.\d+)?)\s*([smhdwy]?)$/.exec(v.trim());
+	if (!m) throw new Error(`not a duration: ${v}`);
+	const unit = { "": 1, s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400, y: 365 * 86400 }[
+		m[2] as "" | "s"
+	];
+	return Number(m[1]) * unit * 1000;
+}
+
 /** XEP-0082 DateTime with milliseconds, UTC. */
 export function stamp(when: number): string {
 	return new Date(when).toISOString();
