@@ -5,14 +5,18 @@
  * account removal, expiry, and persistence on SQLite and PostgreSQL.
  */
 import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
+import { xml } from "@xmpp/client";
 import pg from "pg";
 import type { Element } from "../../src/xml/element.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { postgresSkip, TEST_PG_URL } from "../helpers/services.ts";
+import { connect } from "../helpers/xmpp-client.ts";
 import { befriend, connectUser, errorOf, iq, nextId, type User } from "../helpers/xmpp-user.ts";
 
 const MAM = "urn:xmpp:mam:2";
@@ -682,5 +686,93 @@ describe("XEP-0313 §3.3.2 MUC archives on the MUC service", () => {
 			.filter((el) => el.is("message") && el.getChild("body"))
 			.map((el) => el.getChildText("body"));
 		assert.deepEqual(history, ["h2", "h3"]);
+	});
+});
+
+const PYTHON = "/usr/bin/python3";
+const hasSlixmpp = spawnSync(PYTHON, ["-c", "import slixmpp"], { stdio: "ignore" }).status === 0;
+
+describe("XEP-0313 with real client libraries", () => {
+	let t: TestServer;
+	before(async () => {
+		t = await startTestServer({
+			users: ["alice", "bob", "xena", "yann"].map((u) => [`${u}@localhost`, `${u}-pw`]),
+		});
+	});
+	after(() => t?.stop());
+
+	test("slixmpp's xep_0313 pages the archive forwards and backwards (§4, XEP-0059), reads the form and metadata", {
+		skip: hasSlixmpp ? false : "python3-slixmpp is not installed",
+	}, async () => {
+		const r = await promisify(execFile)(
+			PYTHON,
+			["test/clients/slixmpp_mam.py", "localhost", String(t.port)],
+			{ encoding: "utf8", timeout: 120_000 },
+		).catch((e: { stdout?: string; stderr?: string }) => e);
+		const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+		const got = JSON.parse(line || "{}") as Record<string, unknown>;
+		const all = Array.from({ length: 25 }, (_, i) => `slix ${i}`);
+		assert.deepEqual(
+			got,
+			{
+				forwards: all,
+				ids_match: true,
+				backwards: all.slice(13).reverse(),
+				fields: ["after-id", "before-id", "end", "ids", "start", "with"],
+				metadata_end: true,
+			},
+			`${line}\n${r.stderr ?? ""}`,
+		);
+	});
+
+	test("@xmpp/client: a received message's stanza-id finds it in the archive (§4.1.2 after-id / before-id)", async () => {
+		const service = `xmpp://127.0.0.1:${t.port}`;
+		const xena = (await connect(service, "xena", "xena-pw", { resource: "js" })).xmpp;
+		const yann = (await connect(service, "yann", "yann-pw", { resource: "js" })).xmpp;
+		try {
+			const received: { body: string; sid: string }[] = [];
+			yann.on("stanza", (s) => {
+				const body = s.getChildText("body");
+				const sid = s.getChild("stanza-id", SID);
+				if (s.is("message") && body && sid?.attrs.by === "yann@localhost")
+					received.push({ body, sid: sid.attrs.id });
+			});
+			for (const b of ["one", "two", "three"])
+				await xena.send(
+					xml("message", { to: "yann@localhost/js", type: "chat" }, xml("body", {}, b)),
+				);
+			const deadline = Date.now() + 10_000;
+			while (received.length < 3 && Date.now() < deadline)
+				await new Promise((r) => setTimeout(r, 20));
+			assert.equal(received.length, 3);
+			const results: string[] = [];
+			yann.on("stanza", (s) => {
+				const r = s.getChild("result", MAM);
+				if (s.is("message") && r?.attrs.queryid === "js1")
+					results.push(
+						r.getChild("forwarded", FORWARD)?.getChild("message")?.getChildText("body") ?? "",
+					);
+			});
+			const fin = await yann.iqCaller.request(
+				xml(
+					"iq",
+					{ type: "set" },
+					xml(
+						"query",
+						{ xmlns: MAM, queryid: "js1" },
+						xml(
+							"x",
+							{ xmlns: "jabber:x:data", type: "submit" },
+							xml("field", { var: "FORM_TYPE", type: "hidden" }, xml("value", {}, MAM)),
+							xml("field", { var: "after-id" }, xml("value", {}, received[0]?.sid as string)),
+						),
+					),
+				),
+			);
+			assert.equal(fin.getChild("fin", MAM)?.attrs.complete, "true");
+			assert.deepEqual(results, ["two", "three"]);
+		} finally {
+			await Promise.allSettled([xena.stop(), yann.stop()]);
+		}
 	});
 });
