@@ -238,7 +238,15 @@ export async function runQuery(
 		const first = page.items[0];
 		const last = page.items.at(-1);
 		if (first && last) {
-			const index = await store.count(user, clean({ ...filters, before: first.id }));
+			// XEP-0059 §2.6: the first item's position in the whole result set. The first page
+			// of either walk (what clients ask most) needs no second count.
+			const backwards = q.reverse === true;
+			const index =
+				!backwards && q.after === undefined
+					? 0
+					: backwards && q.before === undefined
+						? count - page.items.length
+						: await store.count(user, clean({ ...filters, before: first.id }));
 			set.append(x("first", { index: String(index) }, first.id), x("last", null, last.id));
 		}
 		set.append(x("count", null, String(count)));
