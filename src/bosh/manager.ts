@@ -11,6 +11,8 @@ import { BODY_SLACK, BoshSession, NS_HTTPBIND, terminateBody } from "./session.t
 
 /** How long an ended session still answers its final body to a late request. */
 const ENDED_GRACE_MS = 10_000;
+/** Ended sessions remembered for late requests at most; past it the oldest are forgotten first. */
+const MAX_ENDED = 10_000;
 
 export interface BoshPeer {
 	ip: string;
@@ -20,6 +22,12 @@ export interface BoshPeer {
 export class BoshManager {
 	readonly #server: Core;
 	readonly #sessions = new Map<string, BoshSession>();
+	/**
+	 * The final body of each session that ended in the last ENDED_GRACE_MS, by sid, oldest
+	 * first: a late request gets it. Only the string is kept, not the session (its stream,
+	 * parser, queues), so what a session leaves behind is a few hundred bytes for 10 s.
+	 */
+	readonly #ended = new Map<string, string>();
 
 	constructor(server: Core) {
 		this.#server = server;
@@ -57,8 +65,11 @@ export class BoshManager {
 		const sid = body.attrs.sid;
 		if (sid === undefined) return Promise.resolve(this.#create(body, rid, raw.length, peer));
 		const session = this.#sessions.get(sid);
-		// XEP-0124 §17.2 item-not-found: the sid is not (or no longer) known.
-		if (!session) return Promise.resolve(terminateBody("item-not-found"));
+		if (!session) {
+			const final = this.#ended.get(sid);
+			// XEP-0124 §17.2 item-not-found: the sid is not (or no longer) known.
+			return Promise.resolve(final ?? terminateBody("item-not-found"));
+		}
 		return session.request(rid, body, raw.length);
 	}
 
@@ -96,17 +107,23 @@ export class BoshManager {
 				ack: attrs.ack === "1",
 				streamAttrs,
 			},
-			(s) => this.#ended(s, peer.ip),
+			(s) => this.#sessionEnded(s, peer.ip),
 		);
 		this.#sessions.set(session.sid, session);
 		return session.create(rid);
 	}
 
-	#ended(session: BoshSession, ip: string): void {
+	#sessionEnded(session: BoshSession, ip: string): void {
 		this.#server.connectionLimiter.release(ip);
+		const sid = session.sid;
+		if (this.#sessions.get(sid) === session) this.#sessions.delete(sid);
 		// Late requests still get the terminal body for a moment, then item-not-found.
+		const final = session.finalBody;
+		if (final === null) return;
+		this.#ended.set(sid, final);
+		if (this.#ended.size > MAX_ENDED) this.#ended.delete(this.#ended.keys().next().value as string);
 		setTimeout(() => {
-			if (this.#sessions.get(session.sid) === session) this.#sessions.delete(session.sid);
+			if (this.#ended.get(sid) === final) this.#ended.delete(sid);
 		}, ENDED_GRACE_MS).unref();
 	}
 
@@ -114,6 +131,7 @@ export class BoshManager {
 	closeAll(): void {
 		for (const s of this.#sessions.values()) if (!s.ended) s.end("system-shutdown");
 		this.#sessions.clear();
+		this.#ended.clear();
 	}
 }
 

@@ -129,6 +129,11 @@ export class BoshSession implements Transport {
 		return this.#final !== null;
 	}
 
+	/** The terminal body every later request gets, once the session is over. */
+	get finalBody(): string | null {
+		return this.#final;
+	}
+
 	/** XEP-0124 §7.1 / XEP-0206 §4: the session creation response, features included. */
 	create(rid: number): string {
 		this.#nextRid = rid + 1;

@@ -99,15 +99,24 @@ export class Liveness {
 
 	/** An IQ result or error from the client: true when it answers our ping (then it is ours). */
 	answered(id: string | undefined): boolean {
+		if (!this.#ping || id !== this.#ping.id) return false;
+		this.pong();
+		return true;
+	}
+
+	/**
+	 * The client answered whatever check is out (with stream management the check is an `<r/>`
+	 * and the answer an `<a/>`, XEP-0198 §4).
+	 */
+	pong(): void {
 		const ping = this.#ping;
-		if (!ping || id !== ping.id) return false;
+		if (!ping) return;
 		this.#ping = null;
 		this.#unconfirmed.splice(0, ping.covers);
 		if (this.#unconfirmed.length) {
 			this.#confirming = true;
 			this.#arm(this.#opts.confirmAfter);
 		} else this.#arm(this.#opts.idlePing);
-		return true;
 	}
 
 	/** A stanza was written to the client. */

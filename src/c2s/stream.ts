@@ -11,14 +11,22 @@ import {
 	type SaslContext,
 	type SaslMechanism,
 } from "../auth/sasl.ts";
-import type { Core, Host, PreauthEvent, Session } from "../core/contracts.ts";
+import {
+	type Core,
+	HIBERNATING,
+	type Host,
+	type PreauthEvent,
+	type Session,
+} from "../core/contracts.ts";
 import { isStanzaName } from "../core/router.ts";
 import { SessionData } from "../core/session.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import type { XmlErrorCondition } from "../xml/errors.ts";
 import {
 	errorReply,
+	mayReplyWithError,
 	StanzaError,
+	type StanzaErrorCondition,
 	type StreamErrorCondition,
 	streamErrorElement,
 } from "../xmpp/errors.ts";
@@ -29,17 +37,27 @@ import {
 	NS_PING,
 	NS_SASL,
 	NS_SESSION,
+	NS_STANZA_ERRORS,
 	NS_STREAMS,
 	NS_TLS,
 } from "../xmpp/ns.ts";
 import { chooseResource } from "./bind.ts";
+import { ClientState, NS_CSI } from "./csi.ts";
 import { boundFeatures, guestLimit, preauthFeatures, saslContextFor } from "./features.ts";
 import { Liveness } from "./liveness.ts";
+import { NS_SM, parseCount, REQUEST_EVERY, resourceOf, StreamManagement } from "./sm.ts";
 import type { Transport } from "./transport.ts";
 
 type State = "header" | "features" | "tls" | "closed";
 
 const MAX_QUEUE = 64;
+/**
+ * XEP-0198: stanzas kept unacknowledged. A connected client acknowledges what it has read, so
+ * a burst in flight can be large (the transport's outbound buffer bounds it); a session waiting
+ * to be resumed keeps fewer, and past that it ends and its messages go to offline storage.
+ */
+const MAX_UNACKED = 20_000;
+const MAX_UNACKED_HIBERNATING = 2000;
 
 export class C2SStream implements Session {
 	// randomUUID draws from a pool Node refills in bulk: one CSPRNG call per 128 ids, not one
@@ -52,7 +70,8 @@ export class C2SStream implements Session {
 	#interested = false;
 
 	readonly #server: Core;
-	readonly #transport: Transport;
+	/** Replaced when the session is resumed on another connection (XEP-0198 §5). */
+	#transport: Transport;
 	#host: Host | null = null;
 	#state: State = "header";
 	#headerSent = false;
@@ -68,6 +87,14 @@ export class C2SStream implements Session {
 	#onClosed: (() => void) | null = null;
 	/** Once bound: is the client still there, and which messages has it surely read (liveness.ts). */
 	#liveness: Liveness | null = null;
+	/** XEP-0352 once bound: what an inactive client does not need yet is held (csi.ts). */
+	#csi: ClientState | null = null;
+	/** XEP-0198 once enabled (sm.ts). */
+	#sm: StreamManagement | null = null;
+	/** The connection broke and the session waits to be resumed (XEP-0198 §5). */
+	#hibernation: NodeJS.Timeout | null = null;
+	/** This connection resumed another session (XEP-0198 §5): what it receives goes there. */
+	#resumedInto: C2SStream | null = null;
 
 	constructor(server: Core, transport: Transport) {
 		this.#server = server;
@@ -128,7 +155,18 @@ export class C2SStream implements Session {
 	get secure(): boolean {
 		return this.#transport.secure;
 	}
+	/** Stanzas XEP-0352 holds for this inactive client, and how many it replaced (saved). */
+	get csiHeld(): { held: number; saved: number } {
+		return { held: this.#csi?.held ?? 0, saved: this.#csi?.saved ?? 0 };
+	}
+
+	/** The connection broke and the session waits to be resumed (XEP-0198 §5). */
+	get hibernating(): boolean {
+		return this.#hibernation !== null;
+	}
+
 	get closed(): boolean {
+		if (this.#resumedInto) return this.#resumedInto.closed;
 		return this.#state === "closed";
 	}
 
@@ -140,6 +178,10 @@ export class C2SStream implements Session {
 	// --- input from the parser ---
 
 	streamStart(name: string, ns: string | null, attrs: Attrs, defaultNs: string | null): void {
+		if (this.#resumedInto) {
+			this.#resumedInto.streamStart(name, ns, attrs, defaultNs);
+			return;
+		}
 		if (this.#state !== "header") {
 			this.close("bad-format", "unexpected stream header");
 			return;
@@ -184,10 +226,18 @@ export class C2SStream implements Session {
 
 	/** The transport received bytes from the client (any, whitespace keepalives included). */
 	inbound(): void {
+		if (this.#resumedInto) {
+			this.#resumedInto.inbound();
+			return;
+		}
 		this.#liveness?.inbound();
 	}
 
 	stanza(el: Element): void {
+		if (this.#resumedInto) {
+			this.#resumedInto.stanza(el);
+			return;
+		}
 		if (this.#state === "closed") return;
 		// The answer to the server's own liveness ping (XEP-0199 §4.2) goes no further.
 		if (
@@ -208,29 +258,64 @@ export class C2SStream implements Session {
 	}
 
 	streamEnd(): void {
+		if (this.#resumedInto) {
+			this.#resumedInto.streamEnd();
+			return;
+		}
 		// RFC 6120 §4.4: answer the closing tag with ours and end the connection.
 		this.#queue.length = 0;
 		this.close();
 	}
 
 	parseError(condition: XmlErrorCondition, text: string): void {
+		if (this.#resumedInto) {
+			this.#resumedInto.parseError(condition, text);
+			return;
+		}
 		this.close(condition as StreamErrorCondition, text);
 	}
 
 	/** The connection went away without a closing tag. */
 	transportClosed(): void {
-		if (this.#state === "closed") return;
+		if (this.#resumedInto) {
+			this.#resumedInto.transportClosed();
+			return;
+		}
+		if (this.#state === "closed" || this.#hibernation) return;
+		// What CSI held goes into the queues below (SM's or the unconfirmed list).
+		this.#releaseHeld();
+		// XEP-0198 §5: a resumable session waits for its client to come back.
+		if (this.#sm?.resumable) {
+			this.#hibernate();
+			return;
+		}
 		this.#state = "closed";
-		// What it may not have read goes to offline storage rather than nowhere.
-		const unread = this.#liveness?.stop() ?? [];
+		// What it may not have read goes to offline storage rather than nowhere: with XEP-0198,
+		// what it did not acknowledge; without, what no ping answer confirmed.
+		const confirmedByPings = this.#liveness?.stop() ?? [];
+		const unread = this.#sm
+			? this.#sm.unacked.splice(0).filter((s) => s.name === "message")
+			: confirmedByPings;
 		this.#teardown();
 		this.#keepUnread(unread);
 	}
 
 	/** The client did not answer a ping in time (liveness.ts): its connection is dead. */
 	#gone(): void {
+		this.#releaseHeld();
 		const unread = this.#liveness?.stop() ?? [];
 		const s = this.#server.config.sessions;
+		if (this.#sm?.resumable) {
+			// XEP-0198 §5: the connection is dropped, the session waits to be resumed.
+			this.#host?.log.info(
+				{ jid: this.#jid?.toString(), ip: this.remoteAddress },
+				`no answer to an ack request within ${s.ping_timeout} s: connection dropped, session hibernates`,
+			);
+			this.#transport.detach?.();
+			this.#transport.closeStream();
+			this.#hibernate();
+			return;
+		}
 		this.#host?.log.info(
 			{ jid: this.#jid?.toString(), ip: this.remoteAddress, unread: unread.length },
 			`no answer to a ping within ${s.ping_timeout} s: connection dropped`,
@@ -302,8 +387,15 @@ export class C2SStream implements Session {
 
 	async #handle(el: Element): Promise<void> {
 		if (this.#state === "tls") return; // bytes after <starttls/> before the handshake: dropped
+		if (el.ns === NS_SM) return this.#smElement(el);
+		if (el.ns === NS_CSI && this.#csi) return this.#clientState(el);
 		if (this.#jid) {
-			if (el.ns === NS_CLIENT && isStanzaName(el.name)) return this.#clientStanza(el);
+			if (el.ns === NS_CLIENT && isStanzaName(el.name)) {
+				await this.#clientStanza(el);
+				// XEP-0198 §4: counted once handled (what an <a/> acknowledges is done).
+				this.#sm?.handled();
+				return;
+			}
 			// RFC 6120 §4.9.3.24: anything else at the top level ends the stream.
 			return this.close("unsupported-stanza-type", `<${el.name}/> in ${el.ns} is not a stanza`);
 		}
@@ -325,6 +417,10 @@ export class C2SStream implements Session {
 		const limits = this.#server.config.limits;
 		if (this.#username) {
 			const f = boundFeatures(limits.stanza_size);
+			// XEP-0198 §2, where the transport can hand a session to a new connection.
+			if (this.#transport.detach) f.append(x("sm", { xmlns: NS_SM }));
+			// XEP-0352 §3.
+			f.append(x("csi", { xmlns: NS_CSI }));
 			void host.events.fire("stream-features", { session: this, features: f });
 			return f;
 		}
@@ -582,25 +678,36 @@ export class C2SStream implements Session {
 			),
 		);
 		host.log.debug({ jid: jid.toString() }, "resource bound");
+		this.#startLiveness();
+		this.#csi = new ClientState(user);
+		await host.events.fire("session/bound", { session: this });
+	}
+
+	/** Pings (or, with XEP-0198, ack requests) that find a dead connection (liveness.ts). */
+	#startLiveness(): void {
+		const host = this.#host as Host;
+		const jid = this.#jid as JID;
 		const { idle_ping, ping_timeout } = this.#server.config.sessions;
 		if (idle_ping > 0) {
 			this.#liveness = new Liveness(
 				{ idlePing: idle_ping * 1000, pingTimeout: ping_timeout * 1000 },
 				{
-					ping: (id) =>
+					ping: (id) => {
+						// With stream management the check is an <r/>: an IQ would upset the counts.
+						if (this.#sm) return this.#requestAck();
 						this.#transport.send(
 							x(
 								"iq",
 								{ type: "get", id, from: host.name, to: jid.toString() },
 								x("ping", { xmlns: NS_PING }),
 							),
-						),
+						);
+					},
 					dead: () => this.#gone(),
 				},
 			);
 			this.#liveness.start();
 		}
-		await host.events.fire("session/bound", { session: this });
 	}
 
 	#bindError(iq: Element, err: StanzaError): void {
@@ -633,15 +740,235 @@ export class C2SStream implements Session {
 		await this.#server.router.fromClient(this, el);
 	}
 
+	// --- Stream Management (XEP-0198) ---
+
+	#smFailed(condition: StanzaErrorCondition, h?: number): void {
+		this.#transport.send(
+			x(
+				"failed",
+				{ xmlns: NS_SM, h: h === undefined ? undefined : String(h) },
+				x(condition, { xmlns: NS_STANZA_ERRORS }),
+			),
+		);
+	}
+
+	async #smElement(el: Element): Promise<void> {
+		const sm = this.#sm;
+		switch (el.name) {
+			case "enable":
+				return this.#smEnable(el);
+			case "resume":
+				return this.#smResume(el);
+			case "r":
+				// §4: how many stanzas from the client were handled.
+				if (!sm) return this.close("unsupported-stanza-type", "stream management is not enabled");
+				this.#transport.send(x("a", { xmlns: NS_SM, h: String(sm.inbound) }));
+				return;
+			case "a": {
+				if (!sm) return this.close("unsupported-stanza-type", "stream management is not enabled");
+				const h = parseCount(el.attrs.h);
+				if (h === null) return this.close("bad-format", "an <a/> needs h, from 0 to 2^32-1");
+				sm.requested = false;
+				if (!sm.ack(h)) {
+					// §4: the client acknowledges more than was sent.
+					this.#transport.send(
+						streamErrorElement("undefined-condition", "acknowledged more stanzas than were sent"),
+					);
+					return this.close();
+				}
+				this.#liveness?.pong();
+				return;
+			}
+			default:
+				return this.close("unsupported-stanza-type", `<${el.name}/> in ${NS_SM} is not known`);
+		}
+	}
+
+	/** §3: enable stream management (after binding), with resumption when asked for and possible. */
+	#smEnable(el: Element): void {
+		const jid = this.#jid;
+		if (!jid || this.#sm || !this.#transport.detach) {
+			this.#smFailed("unexpected-request");
+			return;
+		}
+		const cfg = this.#server.config.sessions;
+		const wanted = el.attrs.resume === "true" || el.attrs.resume === "1";
+		const asked = parseCount(el.attrs.max);
+		const max = Math.min(asked ?? cfg.hibernation, cfg.max_hibernation);
+		const sm = new StreamManagement({
+			resume: wanted && cfg.hibernation > 0 && max > 0,
+			resource: jid.resource,
+			max,
+		});
+		this.#sm = sm;
+		this.#transport.send(
+			x("enabled", {
+				xmlns: NS_SM,
+				id: sm.id,
+				resume: sm.resumable ? "true" : undefined,
+				max: sm.resumable ? String(sm.max) : undefined,
+			}),
+		);
+	}
+
+	/**
+	 * §5: a new connection, authenticated as the same account, takes over a session whose
+	 * connection broke (or is breaking: the newer connection wins). What the client has not
+	 * acknowledged is sent again.
+	 */
+	#smResume(el: Element): void {
+		const user = this.#username;
+		const h = parseCount(el.attrs.h);
+		const previd = el.attrs.previd ?? "";
+		if (!user || this.#jid) {
+			this.#smFailed("unexpected-request");
+			return;
+		}
+		if (h === null) {
+			this.#smFailed("bad-request");
+			return;
+		}
+		const resource = resourceOf(previd);
+		const old = resource === null ? undefined : this.host.sessions.get(user)?.get(resource);
+		if (!(old instanceof C2SStream) || !old.#sm?.matches(previd) || old.#state === "closed") {
+			// Expired, never ours, or held by another cluster node: the client binds afresh.
+			this.#smFailed("item-not-found");
+			return;
+		}
+		if (!old.#sm.ack(h)) {
+			this.#smFailed("unexpected-request");
+			return;
+		}
+		// This connection now carries the old session; this stream only passes things on.
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = null;
+		this.#state = "closed";
+		this.#resumedInto = old;
+		const fn = this.#onClosed;
+		this.#onClosed = null;
+		fn?.();
+		old.#takeOver(this.#transport, previd);
+	}
+
+	#takeOver(transport: Transport, previd: string): void {
+		const sm = this.#sm as StreamManagement;
+		if (this.#hibernation) clearTimeout(this.#hibernation);
+		this.#hibernation = null;
+		const previous = this.#transport;
+		if (previous !== transport) {
+			previous.detach?.();
+			previous.closeStream();
+		}
+		this.#transport = transport;
+		this.data.delete(HIBERNATING);
+		this.#host?.log.info(
+			{ jid: this.#jid?.toString(), ip: transport.remoteAddress, resent: sm.unacked.length },
+			"session resumed",
+		);
+		transport.send(x("resumed", { xmlns: NS_SM, previd, h: String(sm.inbound) }));
+		for (const stanza of sm.unacked) transport.send(stanza);
+		if (sm.unacked.length) this.#requestAck();
+		this.#liveness?.stop();
+		this.#startLiveness();
+	}
+
+	/** §5: the connection is gone; the session stays (presence included) until resumed or expired. */
+	#hibernate(): void {
+		const sm = this.#sm as StreamManagement;
+		this.#liveness?.stop();
+		sm.requested = false;
+		this.#host?.log.info(
+			{ jid: this.#jid?.toString(), ip: this.remoteAddress, seconds: sm.max },
+			"connection lost, session hibernates",
+		);
+		this.#hibernation = setTimeout(() => this.#hibernationOver(), sm.max * 1000);
+		this.#hibernation.unref();
+		// Modules (push notifications) and other cluster nodes read it (contracts.ts `Session.data`).
+		this.data.set(HIBERNATING, true);
+	}
+
+	/**
+	 * Nobody resumed the session in time: it ends (unavailable presence, RFC 6121 §4.5.2), the
+	 * messages the client never acknowledged go to offline storage (never lost), and requests
+	 * it will not answer get an error (§5: as if delivery failed).
+	 */
+	#hibernationOver(): void {
+		this.#hibernation = null;
+		if (this.#state === "closed") return;
+		const unacked = this.#sm?.unacked.splice(0) ?? [];
+		this.#state = "closed";
+		this.#teardown();
+		this.#keepUnread(unacked.filter((s) => s.name === "message"));
+		for (const s of unacked) {
+			const type = s.attrs.type;
+			if (s.name !== "iq" || (type !== "get" && type !== "set") || !mayReplyWithError(s)) continue;
+			void this.#server.router
+				.route(errorReply(s, new StanzaError("service-unavailable")))
+				.catch(() => undefined);
+		}
+	}
+
 	// --- Session ---
 
 	send(stanza: Element): void {
 		if (this.#state === "closed") return;
+		const csi = this.#csi;
+		if (csi?.inactive) {
+			if (csi.hold(stanza)) return;
+			// Something important: what was held goes first, in order.
+			for (const held of csi.release()) this.#deliver(held);
+		}
+		this.#deliver(stanza);
+	}
+
+	/** XEP-0352 §4: `<active/>` sends what was held; `<inactive/>` starts holding. */
+	#clientState(el: Element): void {
+		const csi = this.#csi as ClientState;
+		if (el.name === "inactive") csi.inactive = true;
+		else if (el.name === "active") {
+			csi.inactive = false;
+			this.#releaseHeld();
+		}
+	}
+
+	/** Sends whatever CSI held (on `<active/>`, or into the queues when the connection breaks). */
+	#releaseHeld(): void {
+		for (const held of this.#csi?.release() ?? []) this.#deliver(held);
+	}
+
+	#deliver(stanza: Element): void {
+		const sm = this.#sm;
+		if (sm) {
+			sm.sent(stanza);
+			if (this.#hibernation && sm.unacked.length > MAX_UNACKED_HIBERNATING) {
+				clearTimeout(this.#hibernation);
+				this.#hibernationOver();
+				return;
+			}
+			if (sm.unacked.length > MAX_UNACKED) {
+				// A client that acknowledges nothing cannot make us keep everything.
+				this.close("policy-violation", "too many unacknowledged stanzas");
+				return;
+			}
+			if (this.#hibernation) return; // kept for the resumption (XEP-0198 §5)
+		}
 		this.#transport.send(stanza);
 		this.#liveness?.sent(stanza);
+		// XEP-0198 §4: ask for an acknowledgement once a few are outstanding.
+		if (sm && !sm.requested && sm.unacked.length >= REQUEST_EVERY) this.#requestAck();
+	}
+
+	#requestAck(): void {
+		if (!this.#sm || this.#hibernation) return;
+		this.#sm.requested = true;
+		this.#transport.send(x("r", { xmlns: NS_SM }));
 	}
 
 	close(condition?: StreamErrorCondition, text?: string): void {
+		if (this.#resumedInto) {
+			this.#resumedInto.close(condition, text);
+			return;
+		}
 		if (this.#state === "closed") return;
 		if (condition) {
 			// RFC 6120 §4.9.1.2: an error before our header still needs the header first.
@@ -656,6 +983,8 @@ export class C2SStream implements Session {
 
 	#teardown(): void {
 		this.#liveness?.stop();
+		if (this.#hibernation) clearTimeout(this.#hibernation);
+		this.#hibernation = null;
 		if (this.#authTimer) clearTimeout(this.#authTimer);
 		this.#authTimer = null;
 		this.#queue.length = 0;

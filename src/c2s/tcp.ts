@@ -168,11 +168,21 @@ class TcpTransport implements Transport {
 		this.#attach(this.#socket);
 	}
 
+	/** The session moved to another connection (XEP-0198 resumption): this one says nothing more. */
+	#detached = false;
+
 	readonly #onData = (chunk: Buffer) => {
+		if (this.#detached) return;
 		this.#stream.inbound();
 		this.#parser.write(chunk);
 	};
-	readonly #onClose = () => this.#stream.transportClosed();
+	readonly #onClose = () => {
+		if (!this.#detached) this.#stream.transportClosed();
+	};
+
+	detach(): void {
+		this.#detached = true;
+	}
 	readonly #onError = (err: Error) => {
 		this.#server.log.debug({ err: err.message, ip: this.remoteAddress }, "socket error");
 	};

@@ -26,4 +26,9 @@ export interface Transport {
 	setStanzaLimit(bytes: number): void;
 	pause(): void;
 	resume(): void;
+	/**
+	 * XEP-0198 resumption: the session moved to another connection, so this one stops reporting
+	 * anything to its stream (data, closing). Transports that offer stream management have it.
+	 */
+	detach?(): void;
 }

@@ -10,6 +10,7 @@ import { Command, CommanderError } from "commander";
 import pkg from "../../package.json" with { type: "json" };
 import { addCheckCommand } from "./commands/check.ts";
 import { addExportImportCommands } from "./commands/export-import.ts";
+import { addPushCommand } from "./commands/push.ts";
 import { addS2SCommand } from "./commands/s2s.ts";
 import { addServeCommand } from "./commands/serve.ts";
 import { addStorageCommands } from "./commands/storage.ts";
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
 	addStorageCommands(program);
 	addExportImportCommands(program);
 	addS2SCommand(program);
+	addPushCommand(program);
 	return program;
 }
 

@@ -1,6 +1,6 @@
 /**
  * The interfaces the core owns. Everything outside `core/` — transports (c2s, BOSH, WebSocket,
- * later s2s and external components), services (MUC, PubSub, later upload), the cluster link,
+ * later s2s and external components), services (MUC, PubSub, upload), the cluster link,
  * the modules — sees the server through these and implements the ones that are theirs
  * (`Session`, `Listener`, `Connection`, `ClusterHook`). The core imports none of them back: the
  * composition root (src/app/) builds a server and hands it its parts.
@@ -8,6 +8,7 @@
  * The types here refer to each other (a session has a host, a host has sessions), which is why
  * they live in one file: a file of interfaces only, so nothing here runs at import time.
  */
+import type { Readable } from "node:stream";
 import type { AccountManager } from "../auth/accounts.ts";
 import type { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
 import type {
@@ -32,6 +33,9 @@ import type { Logger } from "./log.ts";
  * What the router and the modules know of a client session, whatever carries it (TCP, TLS,
  * WebSocket, BOSH, or another node of the cluster). A transport never appears here.
  */
+/** `Session.data` key: the session's connection broke and it waits to be resumed (XEP-0198 §5). */
+export const HIBERNATING = "sm:hibernating";
+
 export interface Session {
 	readonly id: string;
 	readonly host: Host;
@@ -47,7 +51,10 @@ export interface Session {
 	presence: Element | null;
 	/** Requested the roster (RFC 6121 §2.1.6 "interested resource"). */
 	interested: boolean;
-	/** Per-session state for modules, keyed by module name (carbons on/off, CSI state, ...). */
+	/**
+	 * Per-session state for modules, keyed by module name (carbons on/off, CSI state, ...), plus
+	 * `HIBERNATING` (true while a XEP-0198 session waits to be resumed), set by the stream.
+	 */
 	readonly data: Map<string, unknown>;
 	send(stanza: Element): void;
 	/** Ends the stream, with a stream error when a condition is given. */
@@ -105,7 +112,7 @@ export interface HostModules {
  * A virtual host, or a component: one domain with its own event bus, modules, sessions and
  * stores. A component (`kind: "component"`, `[components."x"]` in the config) is reached by the
  * router like a host but has no accounts and no sessions; the module its `type` names
- * implements it (MUC, PubSub and XEP-0114 external components today; upload next). That module reads its
+ * implements it (MUC, PubSub, XEP-0363 upload and XEP-0114 external components). That module reads its
  * options from `component`, adds its identity and features, and claims the stanzas addressed to
  * its domain through the same events as on a host (`presence/full`, `message/bare`, `iq-get/...`).
  */
@@ -167,6 +174,38 @@ export interface ComponentConnectEvent {
 	readonly host: Host;
 	readonly link: ComponentLink;
 	refused?: { condition: StreamErrorCondition; text: string };
+}
+
+/**
+ * `http/upload` on a component's bus: an HTTP request under `/upload/<domain>/` on the HTTP(S)
+ * listener (src/http/), for the module of `<domain>` (XEP-0363 file upload). The listener only
+ * carries it; the module claims it and sets `response`. Unclaimed, or claimed without a
+ * response, it is a 404. The body is the request's own stream, never buffered by the listener.
+ */
+export interface HttpRequestEvent {
+	readonly host: Host;
+	/** "GET", "HEAD" or "PUT". */
+	readonly method: string;
+	/** The path below `/upload/<domain>/`, still percent-encoded: `<id>/<file name>`. */
+	readonly path: string;
+	/** The query string's parameters. */
+	readonly query: URLSearchParams;
+	/** Request headers, names in lower case. */
+	readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+	/** The request body (PUT); read it or leave it (the connection is then closed). */
+	readonly body: Readable;
+	/** The client's address (behind a trusted proxy, the address it forwarded). */
+	readonly ip: string;
+	/** Aborted when the client goes away before the response is complete. */
+	readonly signal: AbortSignal;
+	response?: HttpResponse;
+}
+
+export interface HttpResponse {
+	status: number;
+	headers?: Record<string, string | number>;
+	/** A file's stream for GET; a short text for errors; nothing for HEAD. */
+	body?: string | Readable;
 }
 
 // ---------------------------------------------------------------------------------------------

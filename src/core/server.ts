@@ -209,6 +209,9 @@ export class Server implements Core {
 		};
 		const host = new VirtualHost(name, hostConfig, this, cfg);
 		host.modules = new ModuleManager(host, this.#registry);
+		// Kept in the shared storage: every node of a cluster signs and checks the same way
+		// (XEP-0363 upload slots are HMACs of it).
+		host.secret = await this.#hostSecret(name);
 		this.components.set(name, host);
 		if (cfg.type === "external" && cfg.subdomains) this.#withSubdomains++;
 		const parent = this.hosts.get(cfg.parent_host ?? name.slice(name.indexOf(".") + 1));
@@ -260,6 +263,8 @@ export class Server implements Core {
 				.filter(([, h]) => h.enabled)
 				.map(([name]) => name);
 			for (const name of hostNames) await this.#hostSecret(name);
+			for (const [name, c] of Object.entries(cfg.components))
+				if (c.enabled) await this.#hostSecret(name);
 			await this.#loadCertificates(hostNames);
 		} finally {
 			await storage.close();
@@ -280,7 +285,7 @@ export class Server implements Core {
 		});
 	}
 
-	/** A per-host random secret, created once and kept in storage so it survives restarts. */
+	/** A per-host (and per-component) random secret, created once and kept in storage so it survives restarts. */
 	async #hostSecret(host: string): Promise<Buffer> {
 		const store = this.storage.keyval<string>(host, "server_secrets");
 		const existing = await store.get("");

@@ -1,7 +1,9 @@
 /**
  * The HTTP(S) listener: BOSH (XEP-0124/0206), XMPP over WebSocket (RFC 7395) and endpoint
- * discovery (XEP-0156) on one port. Plain HTTP on 5280 (meant to sit behind a TLS-terminating
- * proxy) and HTTPS on 5281 with the hosts' certificates.
+ * discovery (XEP-0156) on one port, and the HTTP side of components (XEP-0363 file upload under
+ * `/upload/<domain>/`, handed to the component's module on its bus as `http/upload`). Plain HTTP
+ * on 5280 (meant to sit behind a TLS-terminating proxy) and HTTPS on 5281 with the hosts'
+ * certificates.
  *
  * Built on fastify (encapsulated plugins and hooks, the project's model for the admin API that
  * will share this server later) with @fastify/websocket (the `ws` library, upgrades routed
@@ -15,7 +17,7 @@ import fastifyWebsocket from "@fastify/websocket";
 import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
 import { BoshManager } from "../bosh/manager.ts";
 import { terminateBody } from "../bosh/session.ts";
-import type { Core } from "../core/contracts.ts";
+import type { Core, HttpRequestEvent } from "../core/contracts.ts";
 import { SUBPROTOCOL, WebSocketTransport } from "../websocket/transport.ts";
 import { isSafeHost, normalizeIp, parseForwarded, trustedProxies } from "./client-info.ts";
 import { endpointLinks, hostMetaJson, hostMetaXml } from "./host-meta.ts";
@@ -31,6 +33,12 @@ export interface HttpPeer {
 
 /** RFC 6455 §7.4.1 policy violation close code. */
 const CLOSE_POLICY = 1008;
+
+/** Components' HTTP paths: `/upload/<domain>/...` goes to the module of `<domain>`. */
+const UPLOAD_PREFIX = "/upload/";
+
+/** Milliseconds an upload's body may stall before the connection is dropped. */
+const UPLOAD_IDLE_MS = 60_000;
 
 export class HttpListener {
 	readonly #server: Core;
@@ -70,8 +78,12 @@ export class HttpListener {
 		const app = Fastify({
 			// One factory for both: fastify's types follow the plain http server either way.
 			serverFactory: (handler) => {
-				if (!tlsOptions) return http.createServer(handler);
-				const s = https.createServer(tlsOptions, handler);
+				// No limit on a whole request (fastify's own default; Node's is 5 minutes): a large
+				// upload over a slow phone link takes longer. Headers still have 60 s, and an
+				// upload's body may not stall (UPLOAD_IDLE_MS).
+				const options = { requestTimeout: 0 };
+				if (!tlsOptions) return http.createServer(options, handler);
+				const s = https.createServer({ ...tlsOptions, ...options }, handler);
 				s.on("tlsClientError", (err, socket) => {
 					server.log.debug({ err: err.message, ip: socket.remoteAddress }, "TLS handshake failed");
 				});
@@ -106,8 +118,11 @@ export class HttpListener {
 		const anyOrigin = cfg.cors_origins.includes("*");
 		await app.register(fastifyCors, {
 			origin: anyOrigin ? "*" : cfg.cors_origins,
-			methods: ["GET", "POST", "OPTIONS"],
-			allowedHeaders: ["Content-Type"],
+			// PUT and HEAD for file upload (XEP-0363 §5): browsers' web clients upload and fetch
+			// across origins; Range for media seeking, the ranges read back from JavaScript.
+			methods: ["GET", "HEAD", "POST", "PUT", "OPTIONS"],
+			allowedHeaders: ["Content-Type", "Range"],
+			exposedHeaders: ["Content-Length", "Content-Range", "Accept-Ranges", "ETag"],
 			maxAge: 86_400,
 		});
 
@@ -135,6 +150,8 @@ export class HttpListener {
 		});
 
 		if (cfg.bosh.enabled) await app.register(async (scope) => this.#boshRoutes(scope, peer));
+		if ([...server.components.values()].some((c) => c.component?.type === "upload"))
+			await app.register(async (scope) => this.#componentRoutes(scope, peer));
 		if (cfg.websocket.enabled) await this.#websocketRoute(app, peer, anyOrigin);
 
 		await app.listen({ host: this.#address, port: this.#port });
@@ -162,6 +179,70 @@ export class HttpListener {
 		scope.get(path, async (_req, reply) => {
 			reply.code(405).header("allow", "POST, OPTIONS").type("text/plain");
 			return "XMPP over BOSH (XEP-0124/XEP-0206): POST <body/> elements here.\n";
+		});
+	}
+
+	/**
+	 * `/upload/<domain>/<rest>`: fired as `http/upload` on the component's bus (the contract
+	 * `HttpRequestEvent`), so this transport knows no module. The body is left unread as a
+	 * stream for the module; a PUT it refuses without reading ends the connection.
+	 */
+	async #componentRoutes(scope: FastifyInstance, peer: (req: FastifyRequest) => HttpPeer) {
+		const server = this.#server;
+		scope.removeAllContentTypeParsers();
+		scope.addContentTypeParser("*", (_req, _payload, done) => done(null));
+		scope.setErrorHandler(async (err: { statusCode?: number; message?: string }, req, reply) => {
+			const status = err.statusCode ?? 500;
+			if (status >= 500) server.log.warn({ err: err.message, url: req.url }, "HTTP request failed");
+			if (req.method === "PUT" && !req.raw.readableEnded) reply.header("connection", "close");
+			reply.code(status).type("text/plain; charset=utf-8");
+			return `${status === 500 ? "internal server error" : (err.message ?? "error")}\n`;
+		});
+		scope.route({
+			method: ["GET", "HEAD", "PUT"],
+			url: `${UPLOAD_PREFIX}:domain/*`,
+			exposeHeadRoute: false,
+			handler: async (req, reply) => {
+				const url = new URL(req.url, "http://x");
+				const [domain = "", ...rest] = url.pathname.slice(UPLOAD_PREFIX.length).split("/");
+				const host = server.components.get(safeDecode(domain));
+				const abort = new AbortController();
+				reply.raw.once("close", () => {
+					if (!reply.raw.writableFinished) abort.abort();
+				});
+				if (req.method === "PUT") {
+					const socket = req.raw.socket;
+					const stalled = () => socket.destroy();
+					socket.setTimeout(UPLOAD_IDLE_MS);
+					socket.on("timeout", stalled);
+					reply.raw.once("close", () => {
+						socket.setTimeout(0);
+						socket.off("timeout", stalled);
+					});
+				}
+				const event: HttpRequestEvent | undefined = host && {
+					host,
+					method: req.method,
+					path: rest.join("/"),
+					query: url.searchParams,
+					headers: req.headers,
+					body: req.raw,
+					ip: peer(req).ip,
+					signal: abort.signal,
+				};
+				const res =
+					host && event && (await host.events.fire("http/upload", event))
+						? event.response
+						: undefined;
+				// A body nobody read is not drained: the connection ends with the answer.
+				if (req.method === "PUT" && !req.raw.readableEnded) reply.header("connection", "close");
+				if (!res) {
+					reply.code(404).type("text/plain; charset=utf-8");
+					return "not found\n";
+				}
+				reply.code(res.status).headers(res.headers ?? {});
+				return reply.send(res.body);
+			},
 		});
 	}
 
@@ -221,5 +302,14 @@ export class HttpListener {
 		this.#app = null;
 		this.#bosh.closeAll();
 		if (app) await app.close();
+	}
+}
+
+/** A percent-decoded path segment, or "" when it is not valid UTF-8 percent-encoding. */
+function safeDecode(segment: string): string {
+	try {
+		return decodeURIComponent(segment);
+	} catch {
+		return "";
 	}
 }

@@ -7,6 +7,7 @@ import carbons from "./carbons.ts";
 import contactInfo from "./contact-info.ts";
 import disco from "./disco.ts";
 import externalComponent from "./external-component.ts";
+import externalServices from "./external-services.ts";
 import last from "./last.ts";
 import mam from "./mam/index.ts";
 import motd from "./motd.ts";
@@ -17,10 +18,12 @@ import ping from "./ping.ts";
 import presence from "./presence.ts";
 import privateStorage from "./private.ts";
 import pubsub from "./pubsub/index.ts";
+import push from "./push.ts";
 import register from "./register.ts";
 import roster from "./roster.ts";
 import sharedRoster from "./shared-roster.ts";
 import time from "./time.ts";
+import upload from "./upload/index.ts";
 import vcard from "./vcard.ts";
 import version from "./version.ts";
 
@@ -40,13 +43,16 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		caps,
 		register,
 		motd,
+		externalServices,
 		offline,
 		carbons,
 		blocking,
 		mam,
 		muc,
 		pubsub,
+		upload,
 		pep,
+		push,
 		externalComponent,
 		anonymous,
 	] as ModuleDefinition<never>[];

@@ -181,7 +181,8 @@ export class S2SManager implements RemoteDomains {
 
 	#key(originating: string, receiving: string, id: string): string {
 		const host = this.#core.hosts.get(originating) ?? this.#core.components.get(originating);
-		// A domain without a host secret (a component) signs with its parent host's.
+		// Hosts and components have their own secrets; a subdomain an external component serves
+		// (not a component itself) signs with its parent host's.
 		const secret = host?.secret.length ? host.secret : this.#parentSecret(originating);
 		return dialbackKey(secret, receiving, originating, id);
 	}

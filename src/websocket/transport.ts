@@ -66,7 +66,7 @@ export class WebSocketTransport implements Transport {
 		ws.on("message", (data, isBinary) => this.#message(data as Buffer | Buffer[], isBinary));
 		ws.on("close", () => {
 			if (this.#pinger) clearInterval(this.#pinger);
-			this.#stream.transportClosed();
+			if (!this.#detached) this.#stream.transportClosed();
 		});
 		ws.on("error", (err) => {
 			// ws reports oversized frames (maxPayload, close code 1009) and protocol errors here.
@@ -91,9 +91,16 @@ export class WebSocketTransport implements Transport {
 		this.#pinger.unref();
 	}
 
+	/** The session moved to another connection (XEP-0198 resumption): this one says nothing more. */
+	#detached = false;
+
+	detach(): void {
+		this.#detached = true;
+	}
+
 	#message(data: Buffer | Buffer[], isBinary: boolean): void {
 		const stream = this.#stream;
-		if (stream.closed) return;
+		if (stream.closed || this.#detached) return;
 		stream.inbound();
 		if (isBinary) {
 			// RFC 7395 §3.2: XMPP travels in text frames only.

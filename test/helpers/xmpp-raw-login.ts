@@ -25,6 +25,8 @@ export interface LoginOptions {
 	tls?: boolean;
 	/** Negotiate STARTTLS first (plain TCP only). */
 	starttls?: boolean;
+	/** false: stop after authentication and the stream restart (to resume a session, XEP-0198 §5). */
+	bind?: boolean;
 }
 
 /** Runs the SASL exchange; resolves to the server's final element text (success or failure). */
@@ -123,6 +125,7 @@ export async function login(
 	const mark = c.received.length;
 	c.open(host);
 	await c.waitFor("</stream:features>", mark);
+	if (opts.bind === false) return c;
 	const mark2 = c.received.length;
 	const resource = opts.resource ? `<resource>${opts.resource}</resource>` : "";
 	c.send(

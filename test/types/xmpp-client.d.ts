@@ -8,6 +8,7 @@ declare module "@xmpp/client" {
 		children: (XmlElement | string)[];
 		is(name: string, xmlns?: string): boolean;
 		getChild(name: string, xmlns?: string): XmlElement | undefined;
+		getChildren(name: string, xmlns?: string): XmlElement[];
 		getChildText(name: string, xmlns?: string): string | null;
 		getText(): string;
 		toString(): string;

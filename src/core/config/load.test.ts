@@ -138,10 +138,10 @@ test("a component's table is the one its type chooses: its keys, its errors, sug
 		'parley.toml:4: components."gw.localhost".subdomains: expected true or false, got "yes"',
 	]);
 	assert.deepEqual(problems(`${gw}type = "externa"\n`), [
-		'parley.toml:2: components."gw.localhost".type: expected one of "muc", "external", "pubsub", got "externa"',
+		'parley.toml:2: components."gw.localhost".type: expected one of "muc", "external", "pubsub", "upload", got "externa"',
 	]);
 	assert.deepEqual(problems(`${gw}name = "x"\n`), [
-		'parley.toml:1: components."gw.localhost".type: missing (one of "muc", "external", "pubsub")',
+		'parley.toml:1: components."gw.localhost".type: missing (one of "muc", "external", "pubsub", "upload")',
 	]);
 });
 

@@ -40,6 +40,7 @@ export const DEFAULT_HOST_MODULES = [
 	"blocking",
 	"pep",
 	"mam",
+	"push",
 ] as const;
 
 const host = z.strictObject({
@@ -121,7 +122,8 @@ const roomDefaults = z
  * `[components."conference.example.org"]`: a service on its own domain, reached through the
  * router like a host but without accounts. The `type` chooses the service and the module that
  * runs it (`COMPONENT_MODULES`): `"muc"` is XEP-0045 Multi-User Chat, `"external"` a XEP-0114
- * component that connects to the component listener, `"pubsub"` a XEP-0060 service. Each type is its own table of keys.
+ * component that connects to the component listener, `"pubsub"` a XEP-0060 service, `"upload"`
+ * XEP-0363 HTTP File Upload. Each type is its own table of keys.
  */
 const componentBase = {
 	enabled: z.boolean().default(true),
@@ -200,12 +202,58 @@ const pubsubComponent = z.strictObject({
 	max_subscriptions_per_node: z.number().int().min(1).default(10_000),
 });
 
+/**
+ * `type = "upload"`: XEP-0363 HTTP File Upload. Clients ask it for a slot over XMPP and PUT the
+ * file to Parley's own HTTP listener (or to `url_base`, a reverse proxy in front of it); the
+ * files live under `directory`, their index in the component's `upload_files` store.
+ */
+const uploadComponent = z.strictObject({
+	type: z.literal("upload"),
+	...componentBase,
+	/** The name of the store/file identity in disco#info (XEP-0030). */
+	name: z.string().default("File upload"),
+	/** Bytes of one file at most (advertised as max-file-size, XEP-0363 §3). */
+	max_file_size: z.number().int().min(1).default(104_857_600),
+	/** Bytes one user may keep stored at once, all files together; 0 = unlimited. */
+	quota: z.number().int().min(0).default(2_147_483_648),
+	/** Bytes one user may upload in any 24 hours; 0 = unlimited. */
+	daily_quota: z.number().int().min(0).default(1_073_741_824),
+	/** Seconds an uploaded file is kept; 0 = for ever. */
+	expire_after: z.number().min(0).default(604_800),
+	/** Seconds a slot's PUT URL stays valid after it was handed out. */
+	slot_lifetime: z.number().positive().default(300),
+	/** Seconds between two sweeps that delete expired files. */
+	cleanup_interval: z.number().positive().default(3600),
+	/**
+	 * Domains whose users may ask for slots; empty: the parent host's (every host's of this
+	 * server when there is no parent host).
+	 */
+	allowed_domains: z.array(z.string()).default([]),
+	/**
+	 * The URLs' common start, up to `/<id>/<file name>`: where clients reach this service's HTTP
+	 * paths (`/upload/<domain>` on the http/https listener), e.g. through a reverse proxy. Unset:
+	 * `https://<domain>:<listeners.https.port>/upload/<domain>` (http and its port when https is off).
+	 */
+	url_base: z
+		.string()
+		.regex(/^https?:\/\/[^/?#]+(\/[^?#]*)?$/, "an http:// or https:// URL without query")
+		.optional(),
+	/** Where the files are written; relative to server.data_dir. Default: upload/<domain>. */
+	directory: z.string().optional(),
+});
+
 /** Chosen by `type`: the keys of the other types are unknown keys there. */
-const component = z.discriminatedUnion("type", [mucComponent, externalComponent, pubsubComponent]);
+const component = z.discriminatedUnion("type", [
+	mucComponent,
+	externalComponent,
+	pubsubComponent,
+	uploadComponent,
+]);
 
 export type MucComponentConfig = z.infer<typeof mucComponent>;
 export type ExternalComponentConfig = z.infer<typeof externalComponent>;
 export type PubsubComponentConfig = z.infer<typeof pubsubComponent>;
+export type UploadComponentConfig = z.infer<typeof uploadComponent>;
 export type ComponentConfig = z.infer<typeof component>;
 
 /** The module a component of each type runs (`Server.addComponent` loads it on the component). */
@@ -213,6 +261,7 @@ export const COMPONENT_MODULES = {
 	muc: "muc",
 	external: "external_component",
 	pubsub: "pubsub",
+	upload: "upload",
 } as const satisfies Record<ComponentConfig["type"], string>;
 
 /** The keys that choose and set up one storage backend (the [storage] table itself, and each
@@ -432,7 +481,7 @@ export const configSchema = z
 			.prefault({}),
 		http: z
 			.strictObject({
-				/** Origins allowed by CORS (BOSH) and for WebSocket upgrades; "*" allows any. */
+				/** Origins allowed by CORS (BOSH, file upload) and for WebSocket upgrades; "*" allows any. */
 				cors_origins: z.array(z.string()).default(["*"]),
 				/** Peers whose X-Forwarded-For/-Proto/-Host and Forwarded headers are believed (IPs or CIDRs). */
 				trusted_proxies: z.array(z.string()).default(["127.0.0.1", "::1"]),
@@ -516,6 +565,14 @@ export const configSchema = z
 				idle_ping: z.number().min(0).default(60),
 				/** Seconds a client has to answer; without an answer its session ends. */
 				ping_timeout: z.number().positive().default(30),
+				/**
+				 * XEP-0198: seconds a session whose connection broke waits to be resumed, when the
+				 * client asks for resumption without saying how long (Prosody's default); 0 turns
+				 * resumption off.
+				 */
+				hibernation: z.number().int().min(0).default(600),
+				/** The longest a client may ask for (`max`); mobile clients with push ask for hours. */
+				max_hibernation: z.number().int().min(0).default(86_400),
 			})
 			.prefault({}),
 		limits: z
@@ -553,6 +610,20 @@ export const configSchema = z
 					code: "custom",
 					path: ["components", name, "parent_host"],
 					message: `${JSON.stringify(comp.parent_host)} is not a host of this configuration ([hosts])`,
+				});
+		}
+		for (const [name, comp] of Object.entries(c.components)) {
+			// XEP-0363: the files go over HTTP, to Parley's own listener (maybe through a proxy).
+			if (
+				comp.type === "upload" &&
+				comp.enabled &&
+				!c.listeners.http.enabled &&
+				!c.listeners.https.enabled
+			)
+				ctx.addIssue({
+					code: "custom",
+					path: ["components", name, "type"],
+					message: "an upload component needs [listeners.http] or [listeners.https] enabled",
 				});
 		}
 		if ((c.server.workers !== 1 || c.cluster.enabled) && c.storage.backend === "memory")
