@@ -9,7 +9,8 @@
  *   offline storage). The recipient's archive id goes into the delivered copy as
  *   `<stanza-id by=account id>`, after any `<stanza-id>` claiming that `by` was removed
  *   (XEP-0359 §5): so the copies carbons and offline storage make of it carry it too.
- *   The append is awaited in the routing path: the message moves on once it is durable.
+ *   The appends are queued, not awaited: the message moves on at once, and its archive copies
+ *   are committed with the backend's next group commit (see docs/architecture.md).
  * - Preferences (§7 of the older text, now XEP-0441): default always / never / roster, always
  *   and never JID lists; kept in the `mam_prefs` keyval store, cached.
  * - Queries (§4): the form, RSM paging, `<fin/>`, the archive's metadata (protocol.ts).
@@ -21,6 +22,7 @@ import type { ClusterNotice } from "../../core/contracts.ts";
 import { HANDLED, Priority } from "../../core/events.ts";
 import { defineModule } from "../../core/modules/define.ts";
 import type { StanzaEvent } from "../../core/router.ts";
+import { newArchiveId } from "../../storage/memory.ts";
 import type { Json } from "../../storage/types.ts";
 import { type Element, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
@@ -191,8 +193,19 @@ export default defineModule({
 
 		// --- archiving ---
 
-		const archive = (user: string, peer: string, stanza: Element) =>
-			store.append(user, { value: archivedForm(stanza), with: peer });
+		/**
+		 * Queues the append and returns its id at once: the message is not held for the commit.
+		 * Everything queued in one turn of the event loop (the sender's and the recipient's copy
+		 * of a message, and other messages') is committed together by the backend's group commit
+		 * (src/storage/sqlite.ts, postgres.ts), in the order queued; a failed append is logged.
+		 */
+		const archive = (user: string, peer: string, stanza: Element): string => {
+			const id = newArchiveId();
+			store.append(user, { id, value: archivedForm(stanza), with: peer }).catch((err: unknown) => {
+				api.log.error({ err, user, id }, "archiving a message failed");
+			});
+			return id;
+		};
 
 		// Sent by an account here (c2s), after blocking (BLOCK) refused what it refuses and
 		// before carbons copy it. To one's own account only the recipient side archives it.
@@ -203,13 +216,13 @@ export default defineModule({
 			stripStanzaIds(stanza, own);
 			const peer = to.bare.toString();
 			if (!(await wants(user, peer))) return;
-			await archive(user, peer, stanza);
+			archive(user, peer, stanza);
 		};
 		api.hook("pre-message/bare", outgoing, Priority.TRANSFORM);
 		api.hook("pre-message/full", outgoing, Priority.TRANSFORM);
 
 		// For an account here, before delivery, carbons and offline storage (all of which then
-		// carry the stanza-id).
+		// carry the stanza-id, chosen before the append is committed).
 		const incoming = async ({ stanza, from, to }: StanzaEvent) => {
 			const user = to.local;
 			if (!user) return;
@@ -226,8 +239,7 @@ export default defineModule({
 			if (sessions.length === 0 && !(await host.accounts.exists(user))) return;
 			const peer = from.bare.toString();
 			if (!(await wants(user, peer))) return;
-			const id = await archive(user, peer, stanza);
-			stanza.append(stanzaId(own, id));
+			stanza.append(stanzaId(own, archive(user, peer, stanza)));
 		};
 		api.hook("message/bare", incoming, Priority.TRANSFORM);
 		api.hook("message/full", incoming, Priority.TRANSFORM);
