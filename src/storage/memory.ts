@@ -59,8 +59,17 @@ export class StorageError extends Error {
 
 /** A fresh archive id: 12 random bytes, base64url (16 characters, URL-safe). */
 export function newArchiveId(): string {
-	return randomBytes(12).toString("base64url");
+	// 12 random bytes each, cut from a pool: one randomBytes call per id was 8% of the server's
+	// CPU in the chat bench with MAM on (two ids per message).
+	if (idPoolAt + 12 > idPool.length) {
+		idPool = randomBytes(12 * 256);
+		idPoolAt = 0;
+	}
+	idPoolAt += 12;
+	return idPool.toString("base64url", idPoolAt - 12, idPoolAt);
 }
+let idPool = Buffer.alloc(0);
+let idPoolAt = 0;
 
 /** Throws unless `limit` is undefined or a non-negative integer. */
 export function checkLimit(limit: number | undefined): void {
