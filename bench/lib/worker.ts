@@ -1298,7 +1298,11 @@ process.on("message", (msg: Command) => {
  * Finds `<marker>:<a>:<seq>;` in a socket's text as it arrives (a marker may be split across
  * reads) and calls `found(a, seq)` for each: no XML parsing in the hot loop.
  */
-function markerScanner(marker: string, found: (a: number, seq: number) => void) {
+function markerScanner(name: string, found: (a: number, seq: number) => void) {
+	// With its colon: "zqm" alone turns up in random text a server adds (a 16-character
+	// XEP-0359 stanza-id holds it about once in 19,000 ids), and a false match there skipped
+	// the next real marker, counted as one duplicate and one missing message.
+	const marker = `${name}:`;
 	let carry = "";
 	const num = (s: string, j: number): [number, number] => {
 		let n = 0;
@@ -1316,7 +1320,7 @@ function markerScanner(marker: string, found: (a: number, seq: number) => void) 
 		while (i !== -1) {
 			const end = s.indexOf(";", i);
 			if (end === -1) break;
-			const [a, j] = num(s, i + marker.length + 1);
+			const [a, j] = num(s, i + marker.length);
 			const [seq] = num(s, j + 1);
 			found(a, seq);
 			last = end + 1;

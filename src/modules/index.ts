@@ -9,6 +9,7 @@ import disco from "./disco.ts";
 import externalComponent from "./external-component.ts";
 import externalServices from "./external-services.ts";
 import last from "./last.ts";
+import mam from "./mam/index.ts";
 import motd from "./motd.ts";
 import muc from "./muc/index.ts";
 import offline from "./offline.ts";
@@ -46,6 +47,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		offline,
 		carbons,
 		blocking,
+		mam,
 		muc,
 		pubsub,
 		upload,

@@ -30,6 +30,7 @@ import pg from "pg";
 import { checkLimit, newArchiveId, StorageError, valueAt, walksBackwards } from "./memory.ts";
 import { migratePostgres, quoteSchema } from "./migrations/postgres.ts";
 import type {
+	ArchiveCount,
 	ArchiveItem,
 	ArchiveQuery,
 	ArchiveStore,
@@ -56,7 +57,7 @@ export interface PostgresOptions {
 	onError?: (err: Error) => void;
 }
 
-type Filter = Pick<ArchiveQuery, "with" | "start" | "end">;
+type Filter = Pick<ArchiveQuery, "with" | "start" | "end" | "ids">;
 type Row = Record<string, unknown>;
 type Client = pg.PoolClient;
 
@@ -110,6 +111,10 @@ function filterSql(q: Filter, args: unknown[]): string {
 	if (q.end !== undefined) {
 		args.push(q.end);
 		sql += ` AND ts <= $${args.length}`;
+	}
+	if (q.ids !== undefined) {
+		args.push(q.ids);
+		sql += ` AND id = ANY($${args.length}::text[])`;
 	}
 	return sql;
 }
@@ -484,6 +489,24 @@ export class PostgresBackend implements StorageBackend {
 			// bigint columns arrive as strings; passed back as parameters unchanged.
 			return [row.ts as string, row.seq as string];
 		};
+		/** The filters and the after/before anchors of a query or count, as WHERE conditions. */
+		const anchored = async (
+			c: Client,
+			user: string,
+			q: ArchiveCount,
+			args: unknown[],
+		): Promise<string> => {
+			let sql = filterSql(q, args);
+			if (q.after !== undefined) {
+				args.push(...(await anchor(c, user, q.after)));
+				sql += ` AND (ts, seq) > ($${args.length - 1}::bigint, $${args.length}::bigint)`;
+			}
+			if (q.before !== undefined) {
+				args.push(...(await anchor(c, user, q.before)));
+				sql += ` AND (ts, seq) < ($${args.length - 1}::bigint, $${args.length}::bigint)`;
+			}
+			return sql;
+		};
 		return {
 			append: (user, item) => {
 				if (this.#closed) {
@@ -506,15 +529,7 @@ export class PostgresBackend implements StorageBackend {
 				return this.#read(async (c) => {
 					const args: unknown[] = [host, store, user];
 					let sql = `SELECT id, ts, peer, value FROM ${t} WHERE host = $1 AND store = $2 AND username = $3`;
-					sql += filterSql(q, args);
-					if (q.after !== undefined) {
-						args.push(...(await anchor(c, user, q.after)));
-						sql += ` AND (ts, seq) > ($${args.length - 1}::bigint, $${args.length}::bigint)`;
-					}
-					if (q.before !== undefined) {
-						args.push(...(await anchor(c, user, q.before)));
-						sql += ` AND (ts, seq) < ($${args.length - 1}::bigint, $${args.length}::bigint)`;
-					}
+					sql += await anchored(c, user, q, args);
 					const backwards = walksBackwards(q);
 					sql += backwards ? " ORDER BY ts DESC, seq DESC" : " ORDER BY ts, seq";
 					if (q.limit !== undefined) {
@@ -544,17 +559,13 @@ export class PostgresBackend implements StorageBackend {
 					const args: unknown[] = [host, store, user];
 					const sql =
 						`SELECT count(*) AS n FROM ${t} WHERE host = $1 AND store = $2 AND username = $3` +
-						filterSql(q, args);
+						(await anchored(c, user, q, args));
 					return Number((await this.#q(c, sql, args)).rows[0]?.n);
 				}),
 			delete: (user, q = {}) => {
 				const args: unknown[] = [host, store, user];
 				let sql = `DELETE FROM ${t} WHERE host = $1 AND store = $2 AND username = $3`;
 				sql += filterSql(q, args);
-				if (q.ids !== undefined) {
-					args.push(q.ids);
-					sql += ` AND id = ANY($${args.length}::text[])`;
-				}
 				return this.#sql(async (c) => (await this.#q(c, sql, args)).rowCount ?? 0);
 			},
 		};

@@ -24,6 +24,7 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
 import { checkLimit, newArchiveId, StorageError, walksBackwards } from "./memory.ts";
 import type {
+	ArchiveCount,
 	ArchiveItem,
 	ArchiveQuery,
 	ArchiveStore,
@@ -35,6 +36,9 @@ import type {
 
 /** How long a write waits for another connection's lock before failing, in milliseconds. */
 const BUSY_TIMEOUT_MS = 10_000;
+
+/** The page cache of the connection, KiB (see the constructor). */
+const CACHE_KIB = 32 * 1024;
 
 /** Migrations: entry i brings a database from version i to version i + 1. Never edit one. */
 export const SQLITE_MIGRATIONS: readonly string[] = [
@@ -102,11 +106,17 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
 /** The schema version this code writes and understands. */
 export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
 
-type Filter = Pick<ArchiveQuery, "with" | "start" | "end">;
+type Filter = Pick<ArchiveQuery, "with" | "start" | "end" | "ids">;
 type Row = Record<string, unknown>;
 
 interface PendingWrite {
 	run: () => unknown;
+	/**
+	 * One statement: SQLite undoes a failed statement by itself and the transaction goes on, so
+	 * it needs no savepoint of its own (a savepoint per write copied each page it touched into
+	 * the statement journal: most of a batch of archive appends' CPU).
+	 */
+	single: boolean;
 	resolve: (value: unknown) => void;
 	reject: (error: unknown) => void;
 }
@@ -135,6 +145,10 @@ function filterSql(q: Filter, args: SQLInputValue[]): string {
 		sql += " AND ts <= ?";
 		args.push(q.end);
 	}
+	if (q.ids !== undefined) {
+		sql += " AND id IN (SELECT value FROM json_each(?))";
+		args.push(JSON.stringify(q.ids));
+	}
 	return sql;
 }
 
@@ -162,6 +176,10 @@ export class SqliteBackend implements StorageBackend {
 			}
 			db.exec("PRAGMA journal_mode = WAL");
 			db.exec("PRAGMA synchronous = FULL");
+			// SQLite's default page cache is 2 MiB: under a stream of archive appends the index
+			// pages fall out of it and are read back from the OS for each insert. 32 MiB (filled
+			// only as pages are used) cut an insert into the archive from about 21 to 16 µs of CPU.
+			db.exec(`PRAGMA cache_size = -${CACHE_KIB}`);
 			if (version < SQLITE_SCHEMA_VERSION) SqliteBackend.#migrate(db, path);
 		} catch (e) {
 			db.close();
@@ -213,12 +231,12 @@ export class SqliteBackend implements StorageBackend {
 	 * in one transaction (one fsync) by {@link #flush}; each runs in its own savepoint, so a write
 	 * that fails (a duplicate id) leaves the others alone. The promise settles after the COMMIT.
 	 */
-	#write<R>(run: () => R): Promise<R> {
+	#write<R>(run: () => R, single = false): Promise<R> {
 		if (this.#closed) {
 			return Promise.reject(new StorageError("closed", "storage backend is closed"));
 		}
 		return new Promise<R>((resolve, reject) => {
-			this.#pending.push({ run, resolve: resolve as (v: unknown) => void, reject });
+			this.#pending.push({ run, single, resolve: resolve as (v: unknown) => void, reject });
 			this.#flushTimer ??= setImmediate(() => this.#flush());
 		});
 	}
@@ -240,6 +258,15 @@ export class SqliteBackend implements StorageBackend {
 		try {
 			this.#stmt("BEGIN IMMEDIATE").run();
 			for (const w of batch) {
+				if (w.single) {
+					try {
+						results.push({ ok: true, value: w.run() });
+					} catch (error) {
+						if (!this.#db.isTransaction) throw error;
+						results.push({ ok: false, error });
+					}
+					continue;
+				}
 				this.#stmt("SAVEPOINT w").run();
 				try {
 					results.push({ ok: true, value: w.run() });
@@ -369,6 +396,21 @@ export class SqliteBackend implements StorageBackend {
 			if (!row) throw new StorageError("item-not-found", `no archive item ${id}`);
 			return { ts: row.ts as number, seq: row.seq as number };
 		};
+		/** The filters and the after/before anchors of a query or count, as WHERE conditions. */
+		const anchored = (user: string, q: ArchiveCount, args: SQLInputValue[]): string => {
+			let sql = filterSql(q, args);
+			if (q.after !== undefined) {
+				const a = anchor(user, q.after);
+				sql += " AND (ts, seq) > (?, ?)";
+				args.push(a.ts, a.seq);
+			}
+			if (q.before !== undefined) {
+				const b = anchor(user, q.before);
+				sql += " AND (ts, seq) < (?, ?)";
+				args.push(b.ts, b.seq);
+			}
+			return sql;
+		};
 		return {
 			append: (user, item) => {
 				const id = item.id ?? newArchiveId();
@@ -388,24 +430,14 @@ export class SqliteBackend implements StorageBackend {
 						throw e;
 					}
 					return id;
-				});
+				}, true);
 			},
 			query: async (user, q = {}) => {
 				checkLimit(q.limit);
 				const args: SQLInputValue[] = [host, store, user];
 				let sql =
 					"SELECT id, ts, peer, value FROM archive WHERE host = ? AND store = ? AND user = ?";
-				sql += filterSql(q, args);
-				if (q.after !== undefined) {
-					const a = anchor(user, q.after);
-					sql += " AND (ts, seq) > (?, ?)";
-					args.push(a.ts, a.seq);
-				}
-				if (q.before !== undefined) {
-					const b = anchor(user, q.before);
-					sql += " AND (ts, seq) < (?, ?)";
-					args.push(b.ts, b.seq);
-				}
+				sql += anchored(user, q, args);
 				const backwards = walksBackwards(q);
 				sql += backwards ? " ORDER BY ts DESC, seq DESC" : " ORDER BY ts, seq";
 				if (q.limit !== undefined) {
@@ -431,7 +463,7 @@ export class SqliteBackend implements StorageBackend {
 				const args: SQLInputValue[] = [host, store, user];
 				const sql =
 					"SELECT count(*) AS n FROM archive WHERE host = ? AND store = ? AND user = ?" +
-					filterSql(q, args);
+					anchored(user, q, args);
 				const row = this.#read(sql).get(...args) as Row;
 				return Number(row.n);
 			},
@@ -439,10 +471,6 @@ export class SqliteBackend implements StorageBackend {
 				const args: SQLInputValue[] = [host, store, user];
 				let sql = "DELETE FROM archive WHERE host = ? AND store = ? AND user = ?";
 				sql += filterSql(q, args);
-				if (q.ids !== undefined) {
-					sql += " AND id IN (SELECT value FROM json_each(?))";
-					args.push(JSON.stringify(q.ids));
-				}
 				return this.#write(() => Number(this.#stmt(sql).run(...args).changes));
 			},
 		};

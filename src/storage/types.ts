@@ -48,6 +48,8 @@ export interface ArchiveItem<T extends Json = Json> {
 export interface ArchiveQuery {
 	/** Only items with this `with`. */
 	with?: string;
+	/** Only the items with these ids (MAM's `ids` field, XEP-0313 #extended); `[]` matches none. */
+	ids?: string[];
 	/** Inclusive time range, milliseconds. */
 	start?: number;
 	end?: number;
@@ -56,12 +58,18 @@ export interface ArchiveQuery {
 	before?: string;
 	/**
 	 * Walk backwards: the page is the newest `limit` matching items (MAM's `<before/>`). Paging
-	 * with `before` and no `after` implies it. Items are returned in chronological order either
+	 * with `before` and no `after` implies it unless `reverse` is given as false. Items are returned in chronological order either
 	 * way (see memory.ts for the full paging semantics).
 	 */
 	reverse?: boolean;
 	limit?: number;
 }
+
+/** What `count` takes: the filters and the anchors of a query, no direction or limit. */
+export type ArchiveCount = Pick<
+	ArchiveQuery,
+	"with" | "start" | "end" | "ids" | "after" | "before"
+>;
 
 export interface ArchivePage<T extends Json = Json> {
 	items: ArchiveItem<T>[];
@@ -75,7 +83,12 @@ export interface ArchiveStore<T extends Json = Json> {
 		item: { value: T; with?: string; when?: number; id?: string },
 	): Promise<string>;
 	query(user: string, q?: ArchiveQuery): Promise<ArchivePage<T>>;
-	count(user: string, q?: Pick<ArchiveQuery, "with" | "start" | "end">): Promise<number>;
+	/**
+	 * How many items match: the filters, and with `after`/`before` only those strictly after /
+	 * before that item (RSM's count and `<first index>`, XEP-0059 §2.6). Unknown anchors reject
+	 * with `item-not-found`, as in `query`.
+	 */
+	count(user: string, q?: ArchiveCount): Promise<number>;
 	/** Deletes the matching items (all of the user's when q is empty); returns how many. */
 	delete(
 		user: string,

@@ -106,6 +106,29 @@ async function fill(b: StorageBackend): Promise<void> {
 			t: 20 + i,
 			xml: `<conference xmlns="urn:xmpp:bookmarks:1" autojoin="true"/>`,
 		});
+	// XEP-0313 archive and preferences.
+	const mam = b.archive(H, "mam");
+	await mam.append("alice", {
+		id: "sid-1",
+		when: Date.UTC(2024, 0, 1, 12),
+		with: "bob@a.example",
+		value: {
+			xml: `<message xmlns="jabber:client" from="bob@a.example/x" to="alice@a.example" type="chat"><body>hi alice</body></message>`,
+		},
+	});
+	await mam.append("alice", {
+		id: "sid-2",
+		when: Date.UTC(2024, 0, 1, 12, 1),
+		with: "carol@b.example",
+		value: {
+			xml: `<message xmlns="jabber:client" from="alice@a.example/y" to="carol@b.example" type="chat"><body>hi carol</body></message>`,
+		},
+	});
+	await b.keyval(H, "mam_prefs").set("alice", {
+		default: "roster",
+		always: ["bob@a.example"],
+		never: [],
+	});
 	// Another host's data stays out of a one-host export.
 	await new AccountManager(b, "b.example", 4096).create("zed", "pw");
 }
@@ -128,8 +151,17 @@ test("XEP-0227: export, import into another backend, export again: identical", {
 		);
 		assert.doesNotMatch(doc, /zed/);
 
+		assert.match(
+			doc,
+			/<archive xmlns="urn:xmpp:pie:0#mam"><prefs xmlns="urn:xmpp:mam:2" default="roster">/,
+		);
+		assert.match(
+			doc,
+			/<result xmlns="urn:xmpp:mam:2" id="sid-1"><forwarded xmlns="urn:xmpp:forward:0"><delay xmlns="urn:xmpp:delay" stamp="2024-01-01T12:00:00.000Z"\/><message xmlns="jabber:client" from="bob@a.example\/x"/,
+		);
 		const stats = await importPie(dst, doc);
 		assert.deepEqual(stats, { users: 2, skipped: [] });
+
 		assert.equal(await exportPie(dst, [H]), doc);
 
 		for (const user of ["alice", "bob"]) {
@@ -163,7 +195,19 @@ test("XEP-0227: export, import into another backend, export again: identical", {
 				strip((await dst.archive(H, "offline").query(user)).items),
 				strip((await src.archive(H, "offline").query(user)).items),
 			);
+			// XEP-0227 v1.1 archive: ids, times, peers and messages kept.
+			assert.deepEqual(
+				(await dst.archive(H, "mam").query(user)).items,
+				(await src.archive(H, "mam").query(user)).items,
+			);
+			assert.deepEqual(
+				await dst.keyval(H, "mam_prefs").get(user),
+				await src.keyval(H, "mam_prefs").get(user),
+			);
 		}
+		// Importing again adds no archived message twice (same ids).
+		await importPie(dst, doc);
+		assert.equal(await dst.archive(H, "mam").count("alice"), 2);
 	} finally {
 		await Promise.all([src.close(), dst.close()]);
 	}

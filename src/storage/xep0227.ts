@@ -18,11 +18,17 @@
  *   `<configure node>` form per node, and `<pubsub xmlns='…pubsub'>` with `<items node>`; the
  *   affiliations and subscriptions ride along as JSON in `<node xmlns='urn:parley:pie:0'>`.
  *
+ * - the message archive (XEP-0313; "mam" archive of `{ xml }`, "mam_prefs" keyval) as XEP-0227
+ *   (v1.1) has it: `<archive xmlns='urn:xmpp:pie:0#mam'>` holding the preferences as
+ *   `<prefs xmlns='urn:xmpp:mam:2'>` and each message as a MAM `<result id>` with its
+ *   `<forwarded><delay stamp/><message/></forwarded>`. Ids and times are kept on import, so the
+ *   stanza-ids clients hold stay valid; an id already present is skipped (importing twice adds
+ *   nothing).
+ *
  * Data-driven and tolerant: a store that is empty or absent is skipped, a value that does not
  * parse is reported through `warn` and left out, and unknown elements on import are ignored.
- * Not carried yet: the message archive (MAM), PubSub component nodes (`parley storage copy`
- * moves those), and archive ids of offline
- * messages (new ones are given on import).
+ * Not carried yet: PubSub component nodes and MUC room archives (`parley storage copy` moves
+ * those), and archive ids of offline messages (new ones are given on import).
  */
 import { type Element, x } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
@@ -30,6 +36,11 @@ import type { Json, StorageBackend } from "./types.ts";
 
 export const NS_PIE = "urn:xmpp:pie:0";
 export const NS_PIE_SCRAM = "urn:xmpp:pie:0#scram";
+export const NS_PIE_MAM = "urn:xmpp:pie:0#mam";
+const NS_MAM = "urn:xmpp:mam:2";
+const NS_FORWARD = "urn:xmpp:forward:0";
+/** Archived messages read per storage round trip on export. */
+const EXPORT_PAGE = 1000;
 const NS_PARLEY = "urn:parley:pie:0";
 const NS_ROSTER = "jabber:iq:roster";
 const NS_PRIVATE = "jabber:iq:private";
@@ -188,8 +199,113 @@ async function exportUser(
 		el.append(box);
 	}
 
+	await exportArchive(storage, host, user, el, warn);
 	await exportPep(storage, host, user, el, warn);
 	return el;
+}
+
+/** The XEP-0313 archive and its preferences, as XEP-0227 v1.1 `<archive xmlns='…#mam'>`. */
+async function exportArchive(
+	storage: StorageBackend,
+	host: string,
+	user: string,
+	el: Element,
+	warn: (message: string) => void,
+): Promise<void> {
+	const archive = x("archive", { xmlns: NS_PIE_MAM });
+	const prefs = await storage.keyval(host, "mam_prefs").get(user);
+	if (isObj(prefs)) {
+		const list = (name: string) =>
+			x(
+				name,
+				null,
+				(Array.isArray(prefs[name]) ? (prefs[name] as Json[]) : []).map((j) =>
+					x("jid", null, String(j)),
+				),
+			);
+		archive.append(
+			x(
+				"prefs",
+				{ xmlns: NS_MAM, default: String(prefs.default ?? "always") },
+				list("always"),
+				list("never"),
+			),
+		);
+	}
+	const store = storage.archive(host, "mam");
+	let after: string | undefined;
+	for (;;) {
+		const page = await store.query(user, { after, limit: EXPORT_PAGE });
+		for (const item of page.items) {
+			const xml = isObj(item.value) ? item.value.xml : item.value;
+			try {
+				archive.append(
+					x(
+						"result",
+						{ xmlns: NS_MAM, id: item.id },
+						x(
+							"forwarded",
+							{ xmlns: NS_FORWARD },
+							x("delay", { xmlns: NS_DELAY, stamp: new Date(item.when).toISOString() }),
+							fragment(String(xml), NS_CLIENT),
+						),
+					),
+				);
+			} catch (e) {
+				warn(`${user}@${host}: archived message ${item.id} left out: ${(e as Error).message}`);
+			}
+		}
+		const last = page.items.at(-1);
+		if (page.complete || !last) break;
+		after = last.id;
+	}
+	if (archive.children.length > 0) el.append(archive);
+}
+
+/** XEP-0227 v1.1 `<archive xmlns='…#mam'>`: preferences and messages, ids and times kept. */
+async function importArchive(
+	storage: StorageBackend,
+	host: string,
+	user: string,
+	u: Element,
+): Promise<void> {
+	const archive = u.getChild("archive", NS_PIE_MAM);
+	if (!archive) return;
+	const prefs = archive.getChild("prefs", NS_MAM);
+	if (prefs) {
+		const list = (name: string) =>
+			(prefs.getChild(name, NS_MAM)?.getChildren("jid", NS_MAM) ?? []).map((j) => j.text().trim());
+		await storage.keyval(host, "mam_prefs").set(user, {
+			default: prefs.attr("default") ?? "always",
+			always: list("always"),
+			never: list("never"),
+		});
+	}
+	const store = storage.archive(host, "mam");
+	const own = `${user}@${host}`;
+	for (const result of archive.getChildren("result", NS_MAM)) {
+		const fwd = result.getChild("forwarded", NS_FORWARD);
+		const msg = fwd?.getChild("message");
+		if (!fwd || !msg) continue;
+		const stampText = fwd.getChild("delay", NS_DELAY)?.attr("stamp");
+		const when = stampText ? Date.parse(stampText) : Number.NaN;
+		const from = bareFrom(msg.attr("from")).toLowerCase();
+		const peer = from === own ? bareFrom(msg.attr("to")) : from;
+		const copy = msg.clone();
+		if (copy.ns === null) copy.ns = NS_CLIENT;
+		const id = result.attr("id");
+		try {
+			await store.append(user, {
+				value: { xml: copy.toString() },
+				with: peer.toLowerCase(),
+				when: Number.isFinite(when) ? when : Date.now(),
+				...(id ? { id } : {}),
+			});
+		} catch (e) {
+			// Imported before: the same id is the same message.
+			if ((e as { code?: string }).code !== "conflict") throw e;
+		}
+	}
 }
 
 /** The XEP-0060 §16.4.4 form of a stored node configuration (JSON values as field values). */
@@ -464,6 +580,7 @@ async function importUser(
 		await Promise.all(appends);
 	}
 
+	await importArchive(storage, host, user, u);
 	await importPep(storage, host, user, u);
 }
 

@@ -39,6 +39,7 @@ export const DEFAULT_HOST_MODULES = [
 	"carbons",
 	"blocking",
 	"pep",
+	"mam",
 	"push",
 ] as const;
 
@@ -112,6 +113,8 @@ const roomDefaults = z
 		history_length: z.number().int().min(0).default(20),
 		/** Occupants; at most the service's `max_occupants`. */
 		max_occupants: z.number().int().min(1).default(200),
+		/** XEP-0313: the room archives its messages (muc#roomconfig_enablearchiving). */
+		archive: z.boolean().default(true),
 	})
 	.prefault({});
 
@@ -154,6 +157,8 @@ const mucComponent = z.strictObject({
 	max_subject_length: z.number().int().min(1).default(1024),
 	/** Seconds a newly created reserved room stays locked before it is destroyed (§10.1.3). */
 	room_lock_timeout: z.number().positive().default(300),
+	/** Room messages older than this leave the archives: "1y", "30d", seconds, or "never". */
+	archive_expire_after: z.union([z.number().positive(), z.string()]).default("never"),
 	room_defaults: roomDefaults,
 });
 

@@ -25,6 +25,7 @@ const base: RoomConfig = {
 	allow_pm: "anyone",
 	history_length: 20,
 	max_history_fetch: 20,
+	archive: false,
 };
 const limits = { maxOccupants: 1000, maxHistory: 100, maxText: 50 };
 

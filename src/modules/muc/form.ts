@@ -7,6 +7,8 @@ import { type Element, x } from "../../xml/element.ts";
 import { field, formValues, NS_DATA } from "../../xmpp/data-form.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 
+import { NS_MAM, NS_MAM_EXTENDED, NS_SID } from "../mam/protocol.ts";
+
 export const NS_MUC = "http://jabber.org/protocol/muc";
 export const NS_MUC_USER = "http://jabber.org/protocol/muc#user";
 export const NS_MUC_ADMIN = "http://jabber.org/protocol/muc#admin";
@@ -42,6 +44,8 @@ export interface RoomConfig {
 	history_length: number;
 	/** Messages sent on entering when the client does not say (muc#maxhistoryfetch). */
 	max_history_fetch: number;
+	/** XEP-0313 archive of the room's messages (muc#roomconfig_enablearchiving). */
+	archive: boolean;
 }
 
 /** Service limits the form is checked against. */
@@ -112,6 +116,12 @@ export function configForm(c: RoomConfig, limits: FormLimits): Element {
 			"text-single",
 			"Messages sent on entering by default",
 			String(c.max_history_fetch),
+		),
+		field(
+			"muc#roomconfig_enablearchiving",
+			"boolean",
+			"Archive messages (XEP-0313 Message Archive Management)",
+			bool(c.archive),
 		),
 	);
 }
@@ -211,6 +221,11 @@ export function applyConfigForm(
 			case "muc#maxhistoryfetch":
 				next.max_history_fetch = parseInteger(v, name, 0, limits.maxHistory);
 				break;
+			// Prosody's name since 0.11; its older one (mod_muc_log) is accepted as well.
+			case "muc#roomconfig_enablearchiving":
+			case "muc#roomconfig_enablelogging":
+				next.archive = parseBool(v, name);
+				break;
 			default:
 				// XEP-0004 §3.2: fields the service does not know are ignored.
 				break;
@@ -253,5 +268,7 @@ export function roomFeatures(c: RoomConfig): string[] {
 		c.whois === "anyone" ? "muc_nonanonymous" : "muc_semianonymous",
 		c.moderated ? "muc_moderated" : "muc_unmoderated",
 		c.password ? "muc_passwordprotected" : "muc_unsecured",
+		// XEP-0313 §6.1 / XEP-0359 §6: a room that archives says so.
+		...(c.archive ? [NS_MAM, NS_MAM_EXTENDED, NS_SID] : []),
 	];
 }

@@ -18,8 +18,12 @@ import { ModuleError } from "../../core/modules/manager.ts";
 import type { StanzaEvent } from "../../core/router.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import { NS_PING } from "../../xmpp/ns.ts";
+import { type ArchivedMessage, parseDuration } from "../mam/protocol.ts";
 import { NS_MUC } from "./form.ts";
 import { MucService, ROOM_STORE } from "./service.ts";
+
+/** The store of the rooms' XEP-0313 archives (one archive per room localpart). */
+export const MAM_STORE = "mam";
 
 export default defineModule({
 	name: "muc",
@@ -31,9 +35,36 @@ export default defineModule({
 			throw new ModuleError(
 				`muc runs on a component domain: [components."conference.${host.name}"] type = "muc"`,
 			);
-		const service = new MucService(host, cfg, api.keyval(ROOM_STORE));
+		const service = new MucService(
+			host,
+			cfg,
+			api.keyval(ROOM_STORE),
+			api.archive<ArchivedMessage>(MAM_STORE),
+		);
 		await service.load();
 		api.onUnload(() => service.unload());
+
+		// XEP-0313 retention: room messages past `archive_expire_after` are deleted.
+		let expire: number | null;
+		try {
+			expire = parseDuration(cfg.archive_expire_after);
+		} catch (err) {
+			throw new ModuleError(`archive_expire_after: ${(err as Error).message}`);
+		}
+		if (expire !== null) {
+			const ms = expire;
+			let running = false;
+			api.every(Math.max(1000, Math.min(3_600_000, ms / 2)), () => {
+				if (running) return;
+				running = true;
+				service
+					.expireArchives(Date.now() - ms)
+					.catch((err: unknown) => api.log.error({ err }, "room archive expiry failed"))
+					.finally(() => {
+						running = false;
+					});
+			});
+		}
 
 		// XEP-0045 §6.1, §6.2: a conference service.
 		api.addIdentity({ category: "conference", type: "text", name: cfg.name });

@@ -21,6 +21,7 @@ const config: RoomConfig = {
 	allow_pm: "anyone",
 	history_length: 20,
 	max_history_fetch: 20,
+	archive: false,
 };
 
 function setup() {

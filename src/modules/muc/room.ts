@@ -75,6 +75,13 @@ export interface RoomHost extends JidParser {
 	now(): number;
 }
 
+/** A groupchat message checked and built, not yet sent (Room.prepareGroupchat). */
+export interface PreparedGroupchat {
+	msg: Element;
+	body: boolean;
+	kind: "subject" | "message";
+}
+
 /** What a persistent room keeps in storage. */
 export interface StoredRoom {
 	[key: string]: unknown;
@@ -330,6 +337,17 @@ export class Room {
 
 	/** §7.4: a groupchat message from `real` to the room. Returns the subject if it changed. */
 	groupchat(stanza: Element, real: JID): "subject" | "message" {
+		const p = this.prepareGroupchat(stanza, real);
+		this.sendGroupchat(p);
+		return p.kind;
+	}
+
+	/**
+	 * The checks and the subject change of §7.4 / §8.1, and the copy occupants will get, without
+	 * sending it: the service archives it first (XEP-0313, stanza-id by the room), then calls
+	 * {@link sendGroupchat}.
+	 */
+	prepareGroupchat(stanza: Element, real: JID): PreparedGroupchat {
 		const o = this.byReal.get(real.toString());
 		// §7.4: only occupants may send messages to all occupants.
 		if (!o) throw new StanzaError("not-acceptable", "only occupants may send to the room");
@@ -348,9 +366,20 @@ export class Room {
 			this.subject = { text, nick: o.nick, when: this.#host.now() };
 		}
 		const msg = groupchatCopy(stanza, o);
-		this.broadcast(new PreparedStanza(msg));
-		if (body) this.#remember(msg);
-		return subject && !body ? "subject" : "message";
+		return { msg, body: body !== undefined, kind: subject && !body ? "subject" : "message" };
+	}
+
+	/** Broadcasts a prepared groupchat message and keeps it in the history (§7.2.14). */
+	sendGroupchat(p: PreparedGroupchat): void {
+		this.broadcast(new PreparedStanza(p.msg));
+		if (p.body) this.#remember(p.msg);
+	}
+
+	/** Adds a message (with its time) to the history: restoring it from the archive. */
+	restoreHistory(msg: Element, when: number): void {
+		this.history.push(historyEntry(msg, this.key, when));
+		const max = this.config.history_length;
+		if (this.history.length > max) this.history.splice(0, this.history.length - max);
 	}
 
 	/** Writes a prepared stanza to every session of every occupant. */

@@ -6,13 +6,27 @@
 import type { MucComponentConfig } from "../../core/config/schema.ts";
 import type { Host, Session } from "../../core/contracts.ts";
 import type { StanzaEvent } from "../../core/router.ts";
-import type { Json, KeyValStore } from "../../storage/types.ts";
+import { newArchiveId } from "../../storage/memory.ts";
+import type { ArchiveStore, Json, KeyValStore } from "../../storage/types.ts";
 import { Element, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from "../../xmpp/ns.ts";
 import { resultFor } from "../../xmpp/stanza.ts";
 import { hostDiscoInfo } from "../disco.ts";
+import {
+	type ArchivedMessage,
+	archivedForm,
+	archivedStanza,
+	metadata,
+	NS_MAM,
+	parseQuery,
+	queryForm,
+	resultMessage,
+	runQuery,
+	stanzaId,
+	stripStanzaIds,
+} from "../mam/protocol.ts";
 import {
 	type FormLimits,
 	NS_DATA,
@@ -41,6 +55,8 @@ export class MucService implements RoomHost {
 	/** The host whose users count as "local" for room_creation = "local". */
 	readonly parentHost: string | undefined;
 	readonly #store: KeyValStore<Json>;
+	/** XEP-0313: one archive per room, keyed by the room's localpart. */
+	readonly #archive: ArchiveStore<ArchivedMessage>;
 	readonly #admins: Set<string>;
 	/** real full JID -> the rooms it is in, so that a closed session leaves them all. */
 	readonly #index = new Map<string, Set<Room>>();
@@ -52,10 +68,16 @@ export class MucService implements RoomHost {
 	readonly #writes = new Map<string, Promise<void>>();
 	readonly #log: Host["log"];
 
-	constructor(host: Host, cfg: MucComponentConfig, store: KeyValStore<Json>) {
+	constructor(
+		host: Host,
+		cfg: MucComponentConfig,
+		store: KeyValStore<Json>,
+		archive: ArchiveStore<ArchivedMessage>,
+	) {
 		this.host = host;
 		this.cfg = cfg;
 		this.#store = store;
+		this.#archive = archive;
 		this.#log = host.log;
 		this.#admins = new Set(cfg.admins.map((a) => host.server.jids.parse(a).bare.toString()));
 		this.limits = {
@@ -112,6 +134,10 @@ export class MucService implements RoomHost {
 		else this.#created.delete(room.creator);
 		for (const key of [...room.byReal.keys()]) this.sessionIndex(room, key, false);
 		if (this.#stored.has(room.jid.local)) void this.#write(room.jid.local, undefined);
+		// A room that is gone takes its archive with it (a new room of that name starts afresh).
+		this.#archive.delete(room.jid.local).catch((err: unknown) => {
+			this.#log.error({ err, room: room.key }, "room archive not deleted");
+		});
 	}
 
 	now(): number {
@@ -133,10 +159,37 @@ export class MucService implements RoomHost {
 				stored.created,
 			);
 			room.restore(stored);
+			await this.#historyFromArchive(room);
 			this.rooms.set(local, room);
 			this.#stored.add(local);
 			this.#created.set(room.creator, (this.#created.get(room.creator) ?? 0) + 1);
 		}
+	}
+
+	/**
+	 * XEP-0045 §7.2.14 from the XEP-0313 archive: a room that archives starts with its last
+	 * `history_length` archived messages, so the history survives a restart.
+	 */
+	async #historyFromArchive(room: Room): Promise<void> {
+		if (!room.config.archive || room.config.history_length === 0) return;
+		const page = await this.#archive.query(room.jid.local, {
+			reverse: true,
+			limit: room.config.history_length,
+		});
+		for (const item of page.items) {
+			const msg = archivedStanza(item);
+			if (!msg) continue;
+			msg.ns = null;
+			room.restoreHistory(msg, item.when);
+		}
+	}
+
+	/** Messages older than `cutoff` leave every room's archive (`archive_expire_after`). */
+	async expireArchives(cutoff: number): Promise<number> {
+		let n = 0;
+		for (const local of [...this.rooms.keys()])
+			n += await this.#archive.delete(local, { end: cutoff - 1 });
+		return n;
 	}
 
 	unload(): void {
@@ -176,6 +229,7 @@ export class MucService implements RoomHost {
 			allow_pm: d.allow_pm,
 			history_length: Math.min(d.history_length, this.cfg.max_history),
 			max_history_fetch: Math.min(d.history_length, this.cfg.max_history),
+			archive: d.archive,
 		};
 	}
 
@@ -301,7 +355,18 @@ export class MucService implements RoomHost {
 		// §7.2.12 (nonexistent room): nothing to send to.
 		if (!room) throw new StanzaError("item-not-found", "no such room");
 		if (type === "groupchat") {
-			if (room.groupchat(stanza, from) === "subject") await this.save(room);
+			// XEP-0359 §5: only the room sets stanza-ids by the room.
+			stripStanzaIds(stanza, room.key);
+			const p = room.prepareGroupchat(stanza, from);
+			if (p.body && room.config.archive) {
+				// XEP-0313 §5.1.2 (MUC archives): archived, and durable, before anyone gets it;
+				// the id goes into every occupant's copy (XEP-0359 §4, by the room).
+				const id = newArchiveId();
+				p.msg.append(stanzaId(room.key, id));
+				await this.#archive.append(to.local, { id, value: archivedForm(p.msg), with: "" });
+			}
+			room.sendGroupchat(p);
+			if (p.kind === "subject") await this.save(room);
 			return;
 		}
 		if (room.invitations(stanza, from)) {
@@ -362,6 +427,10 @@ export class MucService implements RoomHost {
 		// §6.4: a room that does not exist.
 		if (!room) throw new StanzaError("item-not-found", "no such room");
 		const reply = (el?: Element) => this.#reply(e, el ? resultFor(stanza, el) : resultFor(stanza));
+		if (q.ns === NS_MAM) {
+			await this.#mam(e, room, q);
+			return;
+		}
 		if (type === "get" && q.name === "query" && q.ns === NS_DISCO_INFO) {
 			if (q.attrs.node !== undefined) throw new StanzaError("item-not-found");
 			const c = room.config;
@@ -504,6 +573,32 @@ export class MucService implements RoomHost {
 				stanza.children,
 			),
 		);
+	}
+
+	/**
+	 * XEP-0313 on a room (§3.3.2 MUC archives): queries, the form and metadata. Anyone who may
+	 * enter may read: not outcasts, and in a members-only room only members (and above).
+	 */
+	async #mam(e: StanzaEvent, room: Room, q: Element): Promise<void> {
+		const { stanza, from } = e;
+		const type = stanza.attrs.type;
+		if (!room.config.archive)
+			throw new StanzaError("service-unavailable", "this room does not archive its messages");
+		const affiliation = room.affiliationOf(from.bare.toString());
+		if (affiliation === "outcast" || (room.config.members_only && affiliation === "none"))
+			throw new StanzaError("forbidden", "only those who may enter read the archive");
+		const send = (el: Element) => this.#reply(e, el);
+		if (type === "get" && q.name === "query") return send(resultFor(stanza, queryForm()));
+		if (type === "get" && q.name === "metadata")
+			return send(resultFor(stanza, await metadata(this.#archive, room.jid.local)));
+		if (type !== "set" || q.name !== "query")
+			throw new StanzaError("feature-not-implemented", "rooms have no archiving preferences");
+		const parsed = parseQuery(q, { defaultPage: 50, maxPage: 250 });
+		const to = from.toString();
+		const fin = await runQuery(this.#archive, room.jid.local, parsed, (item, msg) =>
+			send(resultMessage(item, msg, { to, from: room.key, queryid: parsed.queryid })),
+		);
+		send(resultFor(stanza, fin));
 	}
 
 	#reply(e: StanzaEvent, reply: Element): void {

@@ -195,6 +195,15 @@ export function archiveContract(withBackend: WithBackend): void {
 					["m0"],
 				]);
 				assert.deepEqual(pages.reverse().flat(), all);
+				// reverse: false with a lone before walks forwards: the oldest items before it
+				assert.deepEqual(await ids(a, "alice", { before: "m4", reverse: false, limit: 2 }), [
+					"m0",
+					"m1",
+				]);
+				assert.equal(
+					(await a.query("alice", { before: "m4", reverse: false, limit: 2 })).complete,
+					false,
+				);
 				// reverse: true with before is the same walk
 				assert.deepEqual(await ids(a, "alice", { before: "m4", reverse: true, limit: 2 }), [
 					"m2",
@@ -358,6 +367,38 @@ export function archiveContract(withBackend: WithBackend): void {
 				assert.equal(await a.delete("alice"), 1);
 				assert.deepEqual(await ids(a, "bob"), ["b1"]);
 				assert.deepEqual(await ids(b.archive("b.example", "mam"), "alice"), ["x1"]);
+			}),
+		);
+		test(
+			"query and count by ids: only those items, in archive order, with the other filters",
+			withBackend(async (b) => {
+				const a = b.archive("a.example", "mam");
+				await fill(a, "alice", 8);
+				await a.append("bob", { id: "b1", value: "bob's" });
+				assert.deepEqual(await ids(a, "alice", { ids: ["m5", "m1", "b1", "nope"] }), ["m1", "m5"]);
+				assert.deepEqual(await ids(a, "alice", { ids: ["m5", "m2"], with: "odd@x" }), ["m5"]);
+				assert.deepEqual(await ids(a, "alice", { ids: [] }), []);
+				const page = await a.query("alice", { ids: ["m1", "m3", "m5"], limit: 2 });
+				assert.deepEqual(
+					page.items.map((i) => i.id),
+					["m1", "m3"],
+				);
+				assert.equal(page.complete, false);
+				assert.equal(await a.count("alice", { ids: ["m1", "m3", "b1"] }), 2);
+			}),
+		);
+
+		test(
+			"count with after/before: strictly after / before the anchor, with the filters",
+			withBackend(async (b) => {
+				const a = b.archive("a.example", "mam");
+				await fill(a, "alice", 10);
+				assert.equal(await a.count("alice", { before: "m4" }), 4);
+				assert.equal(await a.count("alice", { after: "m4" }), 5);
+				assert.equal(await a.count("alice", { after: "m2", before: "m7" }), 4);
+				assert.equal(await a.count("alice", { before: "m4", with: "odd@x" }), 2);
+				assert.equal(await a.count("alice", { before: "m0" }), 0);
+				await assert.rejects(a.count("alice", { before: "nope" }), { code: "item-not-found" });
 			}),
 		);
 	});

@@ -1,0 +1,179 @@
+// node bench/mam.ts [--backend sqlite|postgres]... [--users N] [--per-user N] [--queries N]
+//                    [--vacuum]
+//
+// XEP-0313 archive volume (issue 14): fills --users (1000) x --per-user (1000) archived chat
+// messages (1,000,000) straight through the storage backend, into the store the mam module
+// uses, then times --queries (2000) 50-message pages through the module's own query path
+// (parseQuery + runQuery of src/modules/mam/protocol.ts: page, RSM count and first index, each
+// message parsed as the server does before sending it) for random users, in the mixes clients
+// use: the newest page (empty <before/>, Conversations/Monal catch-up), the page before it,
+// one conversation (`with`) newest page, and forwards from a start date. p50/p99/max per mix.
+// SQLite: a fresh file under a temporary directory; PostgreSQL: 127.0.0.1:5432 database `test`,
+// a private schema dropped at the end (PARLEY_TEST_PG overrides the URL).
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { type ArchivedMessage, parseQuery, runQuery } from "../src/modules/mam/protocol.ts";
+import { PostgresBackend } from "../src/storage/postgres.ts";
+import { SqliteBackend } from "../src/storage/sqlite.ts";
+import type { StorageBackend } from "../src/storage/types.ts";
+import { parseDocument } from "../src/xml/parser.ts";
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: number) => {
+	const i = args.indexOf(`--${name}`);
+	return i >= 0 ? Number(args[i + 1]) : def;
+};
+const backends = args.flatMap((a, i) => (args[i - 1] === "--backend" ? [a] : []));
+const USERS = opt("users", 1000);
+const PER_USER = opt("per-user", 1000);
+const QUERIES = opt("queries", 2000);
+const PEERS = 20;
+const HOST = "localhost";
+const PG_URL = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
+const T0 = Date.UTC(2024, 0, 1);
+
+const body = (i: number) =>
+	`Message number ${i}: the quick brown fox jumps over the lazy dog, as it always does.`;
+const xml = (user: string, peer: string, i: number, out: boolean) =>
+	`<message xmlns="jabber:client" type="chat" id="${user}-${i}" from="${out ? user : peer}@${HOST}/phone" to="${out ? peer : user}@${HOST}"><body>${body(i)}</body><active xmlns="http://jabber.org/protocol/chatstates"/><origin-id xmlns="urn:xmpp:sid:0" id="o-${user}-${i}"/></message>`;
+
+async function fill(b: StorageBackend): Promise<number> {
+	const store = b.archive<ArchivedMessage>(HOST, "mam");
+	const t = performance.now();
+	// Time-ordered like a live server: message i of every user at T0 + i minutes (+ user offset).
+	const BATCH = 5000;
+	let pending: Promise<string>[] = [];
+	for (let i = 0; i < PER_USER; i++) {
+		for (let u = 0; u < USERS; u++) {
+			const user = `u${u}`;
+			const peer = `u${(u + 1 + (i % PEERS)) % USERS}`;
+			pending.push(
+				store.append(user, {
+					value: { xml: xml(user, peer, i, i % 2 === 0) },
+					with: `${peer}@${HOST}`,
+					when: T0 + i * 60_000 + u,
+				}),
+			);
+			if (pending.length >= BATCH) {
+				await Promise.all(pending);
+				pending = [];
+			}
+		}
+		if (i % 100 === 99) process.stderr.write(`  ${((i + 1) * USERS).toLocaleString()} appended\n`);
+	}
+	await Promise.all(pending);
+	return (performance.now() - t) / 1000;
+}
+
+const q = (inner: string) =>
+	parseDocument(`<query xmlns="urn:xmpp:mam:2">${inner}</query>`, {
+		maxStanzaBytes: 1 << 20,
+		maxDepth: 64,
+	});
+const FORM = (fields: string) =>
+	`<x xmlns="jabber:x:data" type="submit"><field var="FORM_TYPE"><value>urn:xmpp:mam:2</value></field>${fields}</x>`;
+const RSM = (s: string) => `<set xmlns="http://jabber.org/protocol/rsm"><max>50</max>${s}</set>`;
+
+function pct(xs: number[], p: number): number {
+	const s = [...xs].sort((a, b) => a - b);
+	return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] as number;
+}
+
+async function measure(b: StorageBackend) {
+	const store = b.archive<ArchivedMessage>(HOST, "mam");
+	const limits = { defaultPage: 50, maxPage: 250 };
+	let sent = 0;
+	const send = (_item: unknown, el: { toString(): string }) => {
+		// What the server does with each result: serialise it onto the stream.
+		sent += el.toString().length > 0 ? 1 : 0;
+	};
+	const mixes: Record<string, number[]> = {
+		"newest page (empty <before/>)": [],
+		"page before the newest (before=id)": [],
+		"one conversation, newest page (with)": [],
+		"forwards from a start date (start)": [],
+	};
+	const run = async (mix: string, query: ReturnType<typeof q>, user: string) => {
+		const t = performance.now();
+		const fin = await runQuery(store, user, parseQuery(query, limits), send);
+		(mixes[mix] as number[]).push(performance.now() - t);
+		return fin;
+	};
+	// Warm-up: statements prepared, caches primed as on a running server.
+	for (let i = 0; i < 50; i++)
+		await run("newest page (empty <before/>)", q(RSM("<before/>")), `u${i}`);
+	for (const k of Object.keys(mixes)) (mixes[k] as number[]).length = 0;
+	for (let n = 0; n < QUERIES; n++) {
+		const u = Math.floor(Math.random() * USERS);
+		const user = `u${u}`;
+		const fin = await run("newest page (empty <before/>)", q(RSM("<before/>")), user);
+		const first = fin.getChild("set")?.getChildText("first");
+		await run("page before the newest (before=id)", q(RSM(`<before>${first}</before>`)), user);
+		const peer = `u${(u + 1 + (n % PEERS)) % USERS}@${HOST}`;
+		await run(
+			"one conversation, newest page (with)",
+			q(`${FORM(`<field var="with"><value>${peer}</value></field>`)}${RSM("<before/>")}`),
+			user,
+		);
+		const start = new Date(T0 + Math.floor(Math.random() * PER_USER) * 60_000).toISOString();
+		await run(
+			"forwards from a start date (start)",
+			q(`${FORM(`<field var="start"><value>${start}</value></field>`)}${RSM("")}`),
+			user,
+		);
+	}
+	return { mixes, sent };
+}
+
+async function main() {
+	const which = backends.length ? backends : ["sqlite", "postgres"];
+	for (const name of which) {
+		const dir = mkdtempSync(join(tmpdir(), "parley-bench-mam-"));
+		const schema = `parley_bench_mam_${process.pid}`;
+		const b: StorageBackend =
+			name === "sqlite"
+				? new SqliteBackend(join(dir, "parley.db"))
+				: new PostgresBackend({ url: PG_URL, schema });
+		try {
+			console.log(`\n## ${name}: ${(USERS * PER_USER).toLocaleString()} messages, ${USERS} users`);
+			const secs = await fill(b);
+			console.log(
+				`fill: ${secs.toFixed(1)} s (${Math.round((USERS * PER_USER) / secs)} appends/s)`,
+			);
+			if (name === "postgres" && args.includes("--vacuum")) {
+				// What autovacuum's insert-triggered run (PostgreSQL 13+) does on a live server:
+				// the visibility map lets counts use index-only scans.
+				const c = new pg.Client({ connectionString: PG_URL });
+				await c.connect();
+				await c.query(`VACUUM ANALYZE "${schema}".parley_archive`);
+				await c.end();
+				console.log("VACUUM ANALYZE after the fill");
+			}
+			if (name === "sqlite") {
+				const size = statSync(join(dir, "parley.db")).size;
+				console.log(`file: ${(size / 2 ** 20).toFixed(0)} MiB`);
+			}
+			const { mixes, sent } = await measure(b);
+			console.log(`${QUERIES} queries per mix, 50 messages a page (${sent} results sent)`);
+			console.log("| query | p50 ms | p99 ms | max ms |");
+			console.log("| --- | --- | --- | --- |");
+			for (const [mix, xs] of Object.entries(mixes))
+				console.log(
+					`| ${mix} | ${pct(xs, 50).toFixed(2)} | ${pct(xs, 99).toFixed(2)} | ${Math.max(...xs).toFixed(2)} |`,
+				);
+		} finally {
+			await b.close();
+			rmSync(dir, { recursive: true, force: true });
+			if (name === "postgres") {
+				const c = new pg.Client({ connectionString: PG_URL });
+				await c.connect();
+				await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+				await c.end();
+			}
+		}
+	}
+}
+
+await main();
