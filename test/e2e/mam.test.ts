@@ -13,11 +13,15 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { xml } from "@xmpp/client";
 import pg from "pg";
+import { DEFAULT_HOST_MODULES } from "../../src/core/config/schema.ts";
 import type { Element } from "../../src/xml/element.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { postgresSkip, TEST_PG_URL } from "../helpers/services.ts";
 import { connect } from "../helpers/xmpp-client.ts";
 import { befriend, connectUser, errorOf, iq, nextId, type User } from "../helpers/xmpp-user.ts";
+
+/** `mam` is not in the default module list (docs/configuration.md): every server here loads it. */
+const WITH_MAM = { localhost: { modules: [...DEFAULT_HOST_MODULES, "mam"] } };
 
 const MAM = "urn:xmpp:mam:2";
 const SID = "urn:xmpp:sid:0";
@@ -122,7 +126,10 @@ describe("XEP-0313 Message Archive Management", () => {
 
 	before(async () => {
 		t = await startTestServer({
-			config: { auth: { require_encryption: false, allow_plain_without_tls: true } },
+			config: {
+				auth: { require_encryption: false, allow_plain_without_tls: true },
+				hosts: WITH_MAM,
+			},
 			users: names.map((u) => [`${u}@localhost`, `${u}-pw`]),
 		});
 	});
@@ -422,7 +429,9 @@ describe("XEP-0313 §3.2 retention: mam.expire_after", () => {
 		const t = await startTestServer({
 			config: {
 				auth: { require_encryption: false, allow_plain_without_tls: true },
-				hosts: { localhost: { module_options: { mam: { expire_after: 2 } } } },
+				hosts: {
+					localhost: { ...WITH_MAM.localhost, module_options: { mam: { expire_after: 2 } } },
+				},
 			},
 			users: [["old@localhost", "old-pw"]],
 		});
@@ -464,6 +473,7 @@ describe("MAM storage: archives and stanza ids survive a restart", () => {
 			const dataDir = mkdtempSync(join(tmpdir(), "parley-mam-"));
 			const config = {
 				auth: { require_encryption: false, allow_plain_without_tls: true },
+				hosts: WITH_MAM,
 				storage,
 			};
 			try {
@@ -527,7 +537,11 @@ describe("XEP-0313 §3.3.2 MUC archives on the MUC service", () => {
 	const open: User[] = [];
 	const config = {
 		auth: { require_encryption: false, allow_plain_without_tls: true },
-		components: { [SERVICE]: { type: "muc" as const, room_defaults: { persistent: true } } },
+		hosts: WITH_MAM,
+		// Rooms archive only when asked (the default is off, docs/configuration.md).
+		components: {
+			[SERVICE]: { type: "muc" as const, room_defaults: { persistent: true, archive: true } },
+		},
 	};
 	const users: [string, string][] = ["olga", "pete", "quin", "rosa"].map((u) => [
 		`${u}@localhost`,
@@ -696,6 +710,7 @@ describe("XEP-0313 with real client libraries", () => {
 	let t: TestServer;
 	before(async () => {
 		t = await startTestServer({
+			config: { hosts: WITH_MAM },
 			users: ["alice", "bob", "xena", "yann"].map((u) => [`${u}@localhost`, `${u}-pw`]),
 		});
 	});

@@ -39,7 +39,6 @@ export const DEFAULT_HOST_MODULES = [
 	"carbons",
 	"blocking",
 	"pep",
-	"mam",
 	"push",
 ] as const;
 
@@ -113,8 +112,11 @@ const roomDefaults = z
 		history_length: z.number().int().min(0).default(20),
 		/** Occupants; at most the service's `max_occupants`. */
 		max_occupants: z.number().int().min(1).default(200),
-		/** XEP-0313: the room archives its messages (muc#roomconfig_enablearchiving). */
-		archive: z.boolean().default(true),
+		/**
+		 * XEP-0313: the room archives its messages (muc#roomconfig_enablearchiving). Off unless
+		 * the service or the room's owner turns it on, as Prosody's muc_mam and ejabberd ship.
+		 */
+		archive: z.boolean().default(false),
 	})
 	.prefault({});
 
