@@ -597,7 +597,7 @@ async function soakOne(
 					"login failures": loginFailures,
 					"dropped during the hold": dropped,
 					"hold minutes": w.seconds / 60,
-					"server CPU s/hour per 10k sessions":
+					"server CPU s per 10k sessions per hour":
 						(w.serverCpu * perHour * 10_000) / Math.max(1, held),
 					"server CPU % of a core": (100 * w.serverCpu) / w.seconds,
 					"pings/session/hour": psh(pings),
@@ -608,7 +608,11 @@ async function soakOne(
 					"bytes client→server/session/hour": psh(sum((r) => r.bytesFromClients)),
 					"TCP segments server→client/session/hour": psh(ss1.segsOut - ss0.segsOut),
 					"TCP segments client→server/session/hour": psh(ss1.segsIn - ss0.segsIn),
+					"bytes per ping exchange (both ways)": pings
+						? (sum((r) => r.bytesToClients) + sum((r) => r.bytesFromClients)) / pings
+						: "–",
 					"bytes server→client/session/hour (ss)": psh(ss1.bytesSent - ss0.bytesSent),
+					"bytes client→server/session/hour (ss)": psh(ss1.bytesReceived - ss0.bytesReceived),
 					"RSS KiB/session (logins)": (rss1 - rss0) / Math.max(1, ok),
 					"RSS after logins MiB": rss1 / 1024,
 					"RSS at the end MiB": rss2 / 1024,
@@ -1489,7 +1493,7 @@ async function storage(o: Options): Promise<ScenarioResult[]> {
 const LOWER_IS_BETTER =
 	/CPU|ms|µs|RSS KiB|failed|failures|missing|duplicates|incomplete|bytes|segments|dropped/;
 const NO_RATIO =
-	/÷|busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU|^contacts$|published$|^sessions held|pings|whitespace|minutes|other reads|RSS at the end|RSS growth/;
+	/÷|busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU|^contacts$|published$|^sessions held|pings|whitespace|minutes|other reads|RSS at the end|RSS growth|% of a core|per ping exchange/;
 
 function table(results: ScenarioResult[], scenario: string): string {
 	const order = [
