@@ -5,6 +5,7 @@
 //                  [--window N] [--roster N] [--storage-n N] [--rate N]
 //                  [--occupants N]... [--muc-deliveries N] [--muc-senders N] [--muc-window N]
 //                  [--pep-contacts N] [--pep-items N] [--pep-window N]
+//                  [--soak-sessions N] [--soak-minutes M] [--soak-ping S]
 // roster: N accounts (201) each with the N-1 others as mutual contacts log in one after another
 //         (roster get + initial presence); server CPU per login and per delivered presence.
 // saturation: chat with the window doubled from 10 until delivered/s stops growing (>5%), per
@@ -31,6 +32,17 @@
 //         logins + initial presence each, closed at once (after 1000 unmeasured ones each), server
 //         CPU per login; then --guests (2000) account sessions held, then as many guests on top
 //         (initial presence each), RSS growth per session. Parley and Prosody (ejabberd skipped).
+// soak (only when asked for; not part of the default set: it takes an hour): idle sessions with
+//         the servers' keepalives on (issue 21), per variant of each --target server: Parley with
+//         [sessions] idle_ping 60 (or --soak-ping S), ping_timeout 30 (its defaults), and with
+//         idle_ping 0 (no pings: the baseline); Prosody as shipped (0.12 has no server-sent pings:
+//         a whitespace keepalive after 840 s of read silence); ejabberd with mod_ping send_pings,
+//         ping_interval 60 (or S), ping_ack_timeout 30, timeout_action kill, and as shipped (no
+//         pings). --soak-sessions (10000) SCRAM-SHA-1 logins + initial presence, held
+//         --soak-minutes (10), answering pings; server CPU, bytes each way (counted by the
+//         clients' sockets: TCP payload), TCP segments each way (the server's sockets' tcp_info,
+//         ss), pings and whitespace received, sessions dropped, RSS; scaled to per hour (and
+//         CPU to per 10k sessions). Each variant on a freshly started server.
 // storage: bench/storage.ts (memory, SQLite, PostgreSQL on 127.0.0.1:5432) in the same run.
 // s2s: federation, two servers on loopback per pairing, a.bench (senders) → b.bench (receivers):
 //         Parley→Parley, Parley→Prosody, Prosody→Parley, Prosody→Prosody (those of the --target
@@ -46,7 +58,7 @@
 // Starts each target itself, provisions accounts, runs the scenarios one target at a time and
 // prints one table per scenario with each figure's ratio to the best XMPP server. The primary
 // figure is the server's own CPU time (utime+stime of its process tree, from /proc).
-import { type ChildProcess, fork } from "node:child_process";
+import { type ChildProcess, execFileSync, fork } from "node:child_process";
 import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
@@ -81,6 +93,7 @@ import type {
 	PepResult,
 	PepSetupResult,
 	RosterResult,
+	SoakStats,
 } from "./lib/worker.ts";
 import { percentile } from "./lib/worker.ts";
 import type { Endpoint, Mech } from "./lib/xmpp.ts";
@@ -100,8 +113,11 @@ const ALL_SCENARIOS = [
 	"pep",
 	"s2s",
 	"anon",
+	"soak",
 ] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
+/** Scenarios run only when named: the soak holds sessions for --soak-minutes per variant. */
+const ON_REQUEST: readonly Scenario[] = ["soak"];
 
 interface Options {
 	targets: TargetName[];
@@ -130,6 +146,10 @@ interface Options {
 	pepContacts: number;
 	pepItems: number;
 	pepWindow: number;
+	/** the soak scenario: sessions held, minutes held, Parley's idle_ping and ejabberd's ping_interval (s) */
+	soakSessions: number;
+	soakMinutes: number;
+	soakPing?: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -153,6 +173,8 @@ function parseArgs(argv: string[]): Options {
 		pepContacts: 200,
 		pepItems: 500,
 		pepWindow: 4,
+		soakSessions: 10_000,
+		soakMinutes: 10,
 	};
 	const num = (v: string | undefined, name: string) => {
 		const n = Number(v);
@@ -184,6 +206,11 @@ function parseArgs(argv: string[]): Options {
 		else if (a === "--pep-contacts") o.pepContacts = num(argv[++i], a);
 		else if (a === "--pep-items") o.pepItems = num(argv[++i], a);
 		else if (a === "--pep-window") o.pepWindow = num(argv[++i], a);
+		else if (a === "--soak-sessions") o.soakSessions = num(argv[++i], a);
+		else if (a === "--soak-minutes") {
+			o.soakMinutes = Number(argv[++i]);
+			if (!(o.soakMinutes > 0)) throw new Error("--soak-minutes needs a positive number");
+		} else if (a === "--soak-ping") o.soakPing = num(argv[++i], a);
 		else if ((ALL_SCENARIOS as readonly string[]).includes(a)) o.scenarios.push(a as Scenario);
 		else throw new Error(`unknown argument ${a}`);
 	}
@@ -194,7 +221,7 @@ function parseArgs(argv: string[]): Options {
 	if (!o.targets.length) o.targets = [...ALL_TARGETS];
 	if (o.baseline && !o.targets.includes("baseline")) o.targets.unshift("baseline");
 	if (o.workers && !o.targets.includes("workers")) o.targets.push("workers");
-	if (!o.scenarios.length) o.scenarios = [...ALL_SCENARIOS];
+	if (!o.scenarios.length) o.scenarios = ALL_SCENARIOS.filter((s) => !ON_REQUEST.includes(s));
 	if (!o.occupants.length) o.occupants = [50, 500];
 	// saturation: Parley goes last, paced at the rate the peers saturated at.
 	if (o.scenarios.includes("saturation"))
@@ -373,6 +400,255 @@ async function idle(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 				.slice(0, 3)
 				.join("; ") || undefined,
 	};
+}
+
+/** Accounts b0..b(n-1) on `t`, by its own bulk path or in-band registration (kept between runs). */
+async function provisionAccounts(t: Running, n: number, gens: Worker[]): Promise<void> {
+	await t.provision(n, PASSWORD, async (n) => {
+		const r = await (gens[0] as Worker).call<{
+			created: number;
+			exists: number;
+			errors: string[];
+		}>({
+			cmd: "register",
+			endpoint: t.endpoint,
+			users: users(0, n),
+			password: PASSWORD,
+			concurrency: 16,
+		});
+		log(
+			`${t.name}: registered ${r.created}, existing ${r.exists}${r.errors.length ? `, errors: ${r.errors.join("; ")}` : ""}`,
+		);
+		if (r.created + r.exists < n) throw new Error("registration incomplete");
+	});
+}
+
+/** tcp_info of the server's established sockets on `port`, summed (ss, iproute2). */
+function serverSockets(port: number) {
+	const out = execFileSync("ss", ["-tinH", "state", "established", `( sport = :${port} )`], {
+		encoding: "utf8",
+		maxBuffer: 512 << 20,
+	});
+	const sum = (re: RegExp) => {
+		let n = 0;
+		for (const m of out.matchAll(re)) n += Number(m[1]);
+		return n;
+	};
+	return {
+		sockets: out.split("\n").filter((l) => /^\S/.test(l)).length,
+		segsOut: sum(/\bsegs_out:(\d+)/g),
+		segsIn: sum(/\bsegs_in:(\d+)/g),
+		bytesSent: sum(/\bbytes_sent:(\d+)/g),
+		bytesReceived: sum(/\bbytes_received:(\d+)/g),
+	};
+}
+
+/** One server configuration of the soak scenario. */
+interface SoakVariant {
+	/** the table's column, e.g. "parley idle_ping 60" */
+	label: string;
+	server: "parley" | "prosody" | "ejabberd";
+	/** what it does about idle sessions, for the notes */
+	keepalive: string;
+	extra: Partial<StartOptions>;
+}
+
+function soakVariants(o: Options): SoakVariant[] {
+	const ping = o.soakPing ?? 60;
+	const out: SoakVariant[] = [];
+	if (o.targets.includes("parley")) {
+		out.push(
+			{
+				label: `parley idle_ping ${ping}`,
+				server: "parley",
+				keepalive: `[sessions] idle_ping = ${ping}, ping_timeout = 30${ping === 60 ? " (the defaults)" : ""}: a XEP-0199 ping after ${ping} s without a byte from the client, dropped without an answer 30 s later; TCP keepalive (SO_KEEPALIVE, 60 s idle) on its sockets as always`,
+				extra: { liveness: { idle_ping: ping, ping_timeout: 30 } },
+			},
+			{
+				label: "parley idle_ping 0",
+				server: "parley",
+				keepalive:
+					"[sessions] idle_ping = 0: no pings (the baseline); TCP keepalive (SO_KEEPALIVE, 60 s idle) as always",
+				extra: { liveness: { idle_ping: 0, ping_timeout: 30 } },
+			},
+		);
+	}
+	if (o.targets.includes("prosody"))
+		out.push({
+			label: "prosody as shipped",
+			server: "prosody",
+			keepalive:
+				"as shipped: 0.12 sends no pings (mod_ping only answers them; mod_smacks acts only for clients that enable XEP-0198); mod_c2s writes a whitespace keepalive when a connection was silent for network_settings.read_timeout (840 s) and sets SO_KEEPALIVE (c2s_tcp_keepalives, kernel default 7200 s idle)",
+			extra: {},
+		});
+	if (o.targets.includes("ejabberd")) {
+		out.push(
+			{
+				label: `ejabberd send_pings ${ping}`,
+				server: "ejabberd",
+				keepalive: `mod_ping send_pings: true, ping_interval: ${ping}, ping_ack_timeout: 30, timeout_action: kill (the setting comparable to Parley's)`,
+				extra: { ejabberdPings: { interval: ping, ackTimeout: 30 } },
+			},
+			{
+				label: "ejabberd as shipped",
+				server: "ejabberd",
+				keepalive: "mod_ping {} as shipped: send_pings false, no pings",
+				extra: {},
+			},
+		);
+	}
+	return out;
+}
+
+/**
+ * The soak scenario for one variant: a fresh server, --soak-sessions logins (SCRAM-SHA-1, bind,
+ * initial presence) spread over the generators, held --soak-minutes while the clients answer
+ * pings; what the hold cost, scaled to an hour.
+ */
+async function soakOne(
+	v: SoakVariant,
+	o: Options,
+): Promise<{ result: ScenarioResult; version: string; notes: string[] }> {
+	const stateDir = join(OUT, "state", v.server);
+	mkdirSync(stateDir, { recursive: true });
+	const so: StartOptions = { root: ROOT, stateDir, log, ...v.extra };
+	const start = { parley: startParley, prosody: startProsody, ejabberd: startEjabberd }[v.server];
+	log(`soak ${v.label}: starting`);
+	const t = await start(so, processTree);
+	const gens = workersFor(o.soakSessions);
+	const genPids = () => gens.map((w) => w.child.pid as number);
+	const tree = () => processTree(t.pid);
+	try {
+		await provisionAccounts(t, o.soakSessions, gens);
+		await sleep(2000);
+		const rss0 = rssKiB(tree());
+		const lm = new Meter(t.pid, genPids);
+		lm.start();
+		const per = Math.ceil(o.soakSessions / gens.length);
+		const logins = await Promise.all(
+			gens.map((g, k) =>
+				g.call<LoginResult>({
+					cmd: "login",
+					endpoint: t.endpoint,
+					password: PASSWORD,
+					mech: "SCRAM-SHA-1",
+					keep: true,
+					presence: true,
+					timeoutMs: 60_000,
+					users: users(k * per, Math.max(0, Math.min(per, o.soakSessions - k * per))),
+					concurrency: 50,
+					addrOffset: k * per,
+				}),
+			),
+		);
+		// The logins' own work (presence, the server's session set-up) settles before the hold.
+		await sleep(5000);
+		const lw = lm.stop();
+		const ok = logins.reduce((a, r) => a + r.ok, 0);
+		const loginFailures = logins.reduce((a, r) => a + r.failures, 0);
+		const rss1 = rssKiB(tree());
+		log(
+			`soak ${v.label}: ${ok} sessions up (${loginFailures} failed); holding ${o.soakMinutes} min`,
+		);
+		await Promise.all(gens.map((g) => g.call({ cmd: "soakMark" })));
+		const ss0 = serverSockets(t.endpoint.port);
+		const meter = new Meter(t.pid, genPids);
+		meter.start();
+		const holdMs = o.soakMinutes * 60_000;
+		const t0 = Date.now();
+		while (Date.now() - t0 < holdMs) {
+			await sleep(Math.min(60_000, holdMs - (Date.now() - t0)));
+			const part = await Promise.all(gens.map((g) => g.call<SoakStats>({ cmd: "soakStats" })));
+			log(
+				`soak ${v.label}: ${((Date.now() - t0) / 60_000).toFixed(1)} min, pings ${part.reduce((a, r) => a + r.pings, 0)}, dropped ${part.reduce((a, r) => a + r.dropped, 0)}`,
+			);
+		}
+		const w = meter.stop();
+		const ss1 = serverSockets(t.endpoint.port);
+		const stats = await Promise.all(gens.map((g) => g.call<SoakStats>({ cmd: "soakStats" })));
+		const rss2 = rssKiB(tree());
+		await Promise.all(gens.map((g) => g.call({ cmd: "closeAll" })));
+		const sum = (f: (r: SoakStats) => number) => stats.reduce((a, r) => a + f(r), 0);
+		const held = sum((r) => r.held);
+		const dropped = sum((r) => r.dropped);
+		const pings = sum((r) => r.pings);
+		const perHour = 3600 / w.seconds;
+		/** per session per hour */
+		const psh = (x: number) => (x * perHour) / Math.max(1, held);
+		const notes = [
+			v.keepalive,
+			`held ${(w.seconds / 60).toFixed(2)} min: figures × ${perHour.toFixed(2)} for an hour`,
+			...logins.flatMap((r) => r.errors).slice(0, 2),
+			...stats.flatMap((r) => r.droppedSamples.map((d) => `dropped, last bytes: ${d}`)).slice(0, 2),
+			...stats.flatMap((r) => r.otherSamples.map((d) => `other bytes: ${d}`)).slice(0, 2),
+			...(ss1.sockets !== ss0.sockets
+				? [`server sockets ${ss0.sockets} at the start, ${ss1.sockets} at the end`]
+				: []),
+		];
+		if (w.processes.length > 1) notes.push(`server processes: ${describeSplit(w.processes)}`);
+		return {
+			version: t.version,
+			notes: t.notes,
+			result: {
+				scenario: "soak",
+				target: v.label,
+				figures: {
+					"sessions held": held,
+					"login failures": loginFailures,
+					"dropped during the hold": dropped,
+					"hold minutes": w.seconds / 60,
+					"server CPU s per 10k sessions per hour":
+						(w.serverCpu * perHour * 10_000) / Math.max(1, held),
+					"server CPU % of a core": (100 * w.serverCpu) / w.seconds,
+					"pings/session/hour": psh(pings),
+					"pings per session in the hold (min–max)": `${Math.min(...stats.map((r) => r.pingsMin))}–${Math.max(...stats.map((r) => r.pingsMax))}`,
+					"whitespace keepalives/session/hour": psh(sum((r) => r.whitespace)),
+					"other reads in the hold": sum((r) => r.otherReads),
+					"bytes server→client/session/hour": psh(sum((r) => r.bytesToClients)),
+					"bytes client→server/session/hour": psh(sum((r) => r.bytesFromClients)),
+					"TCP segments server→client/session/hour": psh(ss1.segsOut - ss0.segsOut),
+					"TCP segments client→server/session/hour": psh(ss1.segsIn - ss0.segsIn),
+					"bytes per ping exchange (both ways)": pings
+						? (sum((r) => r.bytesToClients) + sum((r) => r.bytesFromClients)) / pings
+						: "–",
+					"bytes server→client/session/hour (ss)": psh(ss1.bytesSent - ss0.bytesSent),
+					"bytes client→server/session/hour (ss)": psh(ss1.bytesReceived - ss0.bytesReceived),
+					"RSS KiB/session (logins)": (rss1 - rss0) / Math.max(1, ok),
+					"RSS after logins MiB": rss1 / 1024,
+					"RSS at the end MiB": rss2 / 1024,
+					"RSS growth in the hold MiB": (rss2 - rss1) / 1024,
+					"server CPU ms/login (+presence)": (1000 * lw.serverCpu) / Math.max(1, ok),
+					"generator CPU s/hour": w.generatorCpu * perHour,
+					"machine busy %": w.machineBusyPct,
+					"others busy %": w.othersBusyPct,
+				},
+				note: notes.join("; "),
+			},
+		};
+	} finally {
+		for (const g of gens) g.stop();
+		log(`soak ${v.label}: stopping`);
+		await t.stop();
+	}
+}
+
+/** The soak scenario: each variant of each --target server, one after another. */
+async function soak(o: Options) {
+	const results: ScenarioResult[] = [];
+	const versions: Record<string, { version: string; notes: string[] }> = {};
+	const variants = soakVariants(o);
+	const skipped = o.targets.filter((x) => x !== "parley" && x !== "prosody" && x !== "ejabberd");
+	if (skipped.length) log(`soak: not set up for ${skipped.join(", ")}`);
+	for (const v of variants) {
+		try {
+			const r = await soakOne(v, o);
+			results.push(r.result);
+			versions[`soak ${v.label}`] = { version: r.version, notes: r.notes };
+		} catch (e) {
+			log(`soak ${v.label}: failed: ${(e as Error).stack}`);
+		}
+	}
+	return { results, versions };
 }
 
 /**
@@ -1214,9 +1490,10 @@ async function storage(o: Options): Promise<ScenarioResult[]> {
 	}));
 }
 
-const LOWER_IS_BETTER = /CPU|ms|µs|RSS KiB|failed|missing|duplicates|incomplete/;
+const LOWER_IS_BETTER =
+	/CPU|ms|µs|RSS KiB|failed|failures|missing|duplicates|incomplete|bytes|segments|dropped/;
 const NO_RATIO =
-	/÷|busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU|^contacts$|published$/;
+	/÷|busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU|^contacts$|published$|^sessions held|pings|whitespace|minutes|other reads|RSS at the end|RSS growth|% of a core|per ping exchange/;
 
 function table(results: ScenarioResult[], scenario: string): string {
 	const order = [
@@ -1288,7 +1565,7 @@ async function main() {
 	const run = Date.now().toString(36);
 	let profileFile: string | undefined;
 	for (const name of o.targets) {
-		const wanted = o.scenarios.filter((s) => s !== "storage" && s !== "s2s");
+		const wanted = o.scenarios.filter((s) => s !== "storage" && s !== "s2s" && s !== "soak");
 		if (!wanted.length) continue;
 		if (name === "relay" && !wanted.includes("chat") && !wanted.includes("saturation")) continue;
 		const stateDir = join(OUT, "state", name);
@@ -1335,25 +1612,8 @@ async function main() {
 		);
 		try {
 			// The roster and pep scenarios provision their own accounts (r*, pep*), not b0...
-			if (t.xmpp && wanted.some((s) => s !== "roster" && s !== "pep")) {
-				await t.provision(accounts, PASSWORD, async (n) => {
-					const r = await (gens[0] as Worker).call<{
-						created: number;
-						exists: number;
-						errors: string[];
-					}>({
-						cmd: "register",
-						endpoint: t.endpoint,
-						users: users(0, n),
-						password: PASSWORD,
-						concurrency: 16,
-					});
-					log(
-						`${name}: registered ${r.created}, existing ${r.exists}${r.errors.length ? `, errors: ${r.errors.join("; ")}` : ""}`,
-					);
-					if (r.created + r.exists < n) throw new Error("registration incomplete");
-				});
-			}
+			if (t.xmpp && wanted.some((s) => s !== "roster" && s !== "pep"))
+				await provisionAccounts(t, accounts, gens);
 			for (const s of wanted) {
 				if (name === "relay" && s !== "chat" && s !== "saturation") continue;
 				log(`${name}: ${s}`);
@@ -1425,6 +1685,14 @@ async function main() {
 			notes[k] = v.notes;
 		}
 	}
+	if (o.scenarios.includes("soak")) {
+		const r = await soak(o);
+		results.push(...r.results);
+		for (const [k, v] of Object.entries(r.versions)) {
+			versions[k] = v.version;
+			notes[k] = v.notes;
+		}
+	}
 	if (o.scenarios.includes("storage") && !o.profile) {
 		log("storage: bench/storage.ts");
 		try {
@@ -1453,6 +1721,7 @@ async function main() {
 		...o.occupants.map((n) => `muc-${n}`),
 		"pep",
 		"s2s",
+		"soak",
 		"storage",
 	]) {
 		const t = table(results, s);

@@ -92,6 +92,16 @@ export interface StartOptions {
 	 * mod_pubsub (plugins flat and pep; mod_caps is always on); Parley's default module set
 	 */
 	pep?: boolean;
+	/**
+	 * Parley: its liveness checks (`[sessions] idle_ping`, `ping_timeout`, seconds; idle_ping 0
+	 * turns them off), written to the configuration; the defaults (no table) unless given.
+	 */
+	liveness?: { idle_ping: number; ping_timeout: number };
+	/**
+	 * ejabberd: mod_ping sending pings (`send_pings: true`, `ping_interval`, `ping_ack_timeout`,
+	 * `timeout_action: kill`), seconds; as shipped (`mod_ping: {}`, no pings) unless given.
+	 */
+	ejabberdPings?: { interval: number; ackTimeout: number };
 	/** the XMPP domain served, accounts b0.. on it; "localhost" unless given (the s2s scenario) */
 	domain?: string;
 	/** federation (the s2s scenario): STARTTLS and dialback, no DNS */
@@ -311,7 +321,7 @@ allow_plain_without_tls = true
 connections_per_ip = 0
 sasl_failures_per_ip = 0
 auth_timeout = 600
-[listeners.c2s]
+${o.liveness ? `[sessions]\nidle_ping = ${o.liveness.idle_ping}\nping_timeout = ${o.liveness.ping_timeout}\n` : ""}[listeners.c2s]
 address = "127.0.0.1"
 port = ${port}
 [listeners.c2s_direct_tls]
@@ -375,7 +385,7 @@ ${muc}${o.guest ? parleyGuest(domain) : ""}${
 		muc: muc ? MUC_DOMAIN : undefined,
 		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
-			`storage: SQLite (WAL, synchronous=FULL); default module set${muc ? `; MUC at ${MUC_DOMAIN}${muc === PARLEY_MUC ? " (room_defaults.max_occupants 1000)" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (max_sessions and max_sessions_per_ip 0: unlimited)` : ""}`,
+			`storage: SQLite (WAL, synchronous=FULL); default module set${o.liveness ? `; [sessions] idle_ping = ${o.liveness.idle_ping}, ping_timeout = ${o.liveness.ping_timeout}` : ""}${muc ? `; MUC at ${MUC_DOMAIN}${muc === PARLEY_MUC ? " (room_defaults.max_occupants 1000)" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (max_sessions and max_sessions_per_ip 0: unlimited)` : ""}`,
 			...(o.workers
 				? [
 						`${o.workers} worker processes (parley serve --workers ${o.workers}) and a private redis-server for their cluster link; server CPU and RSS include the primary, the workers and Redis`,
@@ -624,7 +634,15 @@ shaper_rules:
 modules:
   mod_roster: {}
   mod_disco: {}
-  mod_ping: {}
+  mod_ping:${
+		o.ejabberdPings
+			? `
+    send_pings: true
+    ping_interval: ${o.ejabberdPings.interval}
+    ping_ack_timeout: ${o.ejabberdPings.ackTimeout}
+    timeout_action: kill`
+			: " {}"
+	}
   mod_version:
     show_os: false
   mod_time: {}
@@ -704,7 +722,7 @@ ${
 		xmpp: true,
 		muc: o.muc ? MUC_DOMAIN : undefined,
 		notes: [
-			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals)` : ""}${o.pep ? `; mod_pubsub (plugins flat, pep; its defaults otherwise) and mod_caps` : ""}`,
+			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.ejabberdPings ? `; mod_ping send_pings: true, ping_interval: ${o.ejabberdPings.interval}, ping_ack_timeout: ${o.ejabberdPings.ackTimeout}, timeout_action: kill` : ""}${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals)` : ""}${o.pep ? `; mod_pubsub (plugins flat, pep; its defaults otherwise) and mod_caps` : ""}`,
 		],
 		// SIGTERM to the Erlang VM only (init:stop); its port programs end with it.
 		stop: () =>

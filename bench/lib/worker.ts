@@ -2,7 +2,7 @@
 // pre-built stanza strings, deliveries counted by scanning for a marker in the message body.
 import { createHash } from "node:crypto";
 import { connect, type Socket } from "node:net";
-import { type Endpoint, login, type Mech, register, type Session } from "./xmpp.ts";
+import { type Endpoint, login, type Mech, pingsAnswered, register, type Session } from "./xmpp.ts";
 
 export type Command =
 	| {
@@ -123,8 +123,39 @@ export type Command =
 			cmd: "pepSettle";
 			waitMs: number;
 	  }
+	/** the soak scenario: the held sessions' counters from now on (see SoakStats) */
+	| { cmd: "soakMark" }
+	/** the soak scenario: what the held sessions received and sent since soakMark */
+	| { cmd: "soakStats" }
 	| { cmd: "closeAll" }
 	| { cmd: "exit" };
+
+/**
+ * The soak scenario's counters over the held sessions (login with `keep`), since soakMark.
+ * Bytes are TCP payload as the client's socket counts it (Node's bytesRead/bytesWritten): what
+ * the server wrote to the session and read from it, without TCP/IP headers.
+ */
+export interface SoakStats {
+	held: number;
+	/** held sessions whose socket the server closed (or that broke) since their login */
+	dropped: number;
+	/** the first dropped sessions' last bytes received (a stream error says why) */
+	droppedSamples: string[];
+	/** bytes the clients received (the server's output) */
+	bytesToClients: number;
+	/** bytes the clients sent (the server's input: ping answers, whitespace) */
+	bytesFromClients: number;
+	/** XEP-0199 pings from the server answered */
+	pings: number;
+	pingsMin: number;
+	pingsMax: number;
+	/** reads that were only whitespace (a server's whitespace keepalive) */
+	whitespace: number;
+	/** reads of anything else than a ping or whitespace (should be 0 for idle sessions) */
+	otherReads: number;
+	/** a sample of those */
+	otherSamples: string[];
+}
 
 export interface PepSetupResult {
 	contacts: number;
@@ -381,8 +412,24 @@ const SUBJECT = /<subject[\s/>]/;
 const ERROR_PRESENCE = /<presence[^>]*type=['"]error['"][\s\S]*?<\/presence>/;
 const CONFIG_RESULT = /<iq[^>]*\bid=['"]mucconf['"][^>]*>/;
 
+/** What a held session saw (the soak scenario). */
+interface HeldInfo {
+	whitespace: number;
+	other: number;
+	otherSample?: string;
+	/** the last bytes received, kept for a dropped session's reason */
+	last: string;
+	closed: boolean;
+}
+
+const WHITESPACE = /^\s+$/;
+const PING_STANZA = /^\s*<iq\b[^>]*>\s*<ping\b[^>]*urn:xmpp:ping[^>]*\/>\s*<\/iq>\s*$/;
+
 class Generator {
 	held: Socket[] = [];
+	heldInfo = new WeakMap<Socket, HeldInfo>();
+	/** per held socket at soakMark: bytes read, bytes written, pings, whitespace and other reads */
+	soakBase = new Map<Socket, [number, number, number, number, number]>();
 	pairs: Pair[] = [];
 	occupants: Occupant[] = [];
 	room = "";
@@ -415,7 +462,7 @@ class Generator {
 					});
 					res.latenciesMs.push(performance.now() - t0);
 					res.ok++;
-					if (c.keep) this.held.push(s.socket);
+					if (c.keep) this.hold(s.socket);
 					else closeGracefully(s.socket);
 				} catch (e) {
 					res.failures++;
@@ -425,6 +472,75 @@ class Generator {
 		};
 		await Promise.all(Array.from({ length: Math.min(c.concurrency, c.users.length) }, one));
 		return res;
+	}
+
+	/** Keeps a logged-in session open, watching what arrives on it (soak scenario). */
+	hold(socket: Socket) {
+		this.held.push(socket);
+		const info: HeldInfo = { whitespace: 0, other: 0, last: "", closed: false };
+		this.heldInfo.set(socket, info);
+		socket.on("data", (d: string) => {
+			info.last = (info.last + d).slice(-300);
+			if (WHITESPACE.test(d)) info.whitespace++;
+			else if (!PING_STANZA.test(d)) {
+				info.other++;
+				info.otherSample ??= d.slice(0, 300);
+			}
+		});
+		socket.once("close", () => {
+			info.closed = true;
+		});
+	}
+
+	soakMark() {
+		this.soakBase.clear();
+		for (const s of this.held) {
+			const i = this.heldInfo.get(s);
+			this.soakBase.set(s, [
+				s.bytesRead,
+				s.bytesWritten,
+				pingsAnswered.get(s) ?? 0,
+				i?.whitespace ?? 0,
+				i?.other ?? 0,
+			]);
+		}
+		return { held: this.held.length };
+	}
+
+	soakStats(): SoakStats {
+		const r: SoakStats = {
+			held: 0,
+			dropped: 0,
+			droppedSamples: [],
+			bytesToClients: 0,
+			bytesFromClients: 0,
+			pings: 0,
+			pingsMin: Number.POSITIVE_INFINITY,
+			pingsMax: 0,
+			whitespace: 0,
+			otherReads: 0,
+			otherSamples: [],
+		};
+		for (const [s, [read, written, pings, ws, other]] of this.soakBase) {
+			const i = this.heldInfo.get(s);
+			r.held++;
+			r.bytesToClients += s.bytesRead - read;
+			r.bytesFromClients += s.bytesWritten - written;
+			const p = (pingsAnswered.get(s) ?? 0) - pings;
+			r.pings += p;
+			r.pingsMin = Math.min(r.pingsMin, p);
+			r.pingsMax = Math.max(r.pingsMax, p);
+			r.whitespace += (i?.whitespace ?? 0) - ws;
+			const o = (i?.other ?? 0) - other;
+			r.otherReads += o;
+			if (o > 0 && i?.otherSample && r.otherSamples.length < 3) r.otherSamples.push(i.otherSample);
+			if (i?.closed || s.destroyed) {
+				r.dropped++;
+				if (r.droppedSamples.length < 3) r.droppedSamples.push(i?.last ?? "");
+			}
+		}
+		if (!r.held) r.pingsMin = 0;
+		return r;
 	}
 
 	async register(c: Extract<Command, { cmd: "register" }>) {
@@ -1205,6 +1321,7 @@ class Generator {
 			...(this.pepPublisher ? [this.pepPublisher.socket] : []),
 		];
 		this.held = [];
+		this.soakBase.clear();
 		this.pairs = [];
 		this.occupants = [];
 		this.pepContacts = [];
@@ -1285,6 +1402,12 @@ process.on("message", (msg: Command) => {
 			break;
 		case "pepSettle":
 			gen.pepSettle(msg).then(reply, fail);
+			break;
+		case "soakMark":
+			reply(gen.soakMark());
+			break;
+		case "soakStats":
+			reply(gen.soakStats());
 			break;
 		case "closeAll":
 			gen.closeAll().then(reply, fail);

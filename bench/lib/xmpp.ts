@@ -175,10 +175,14 @@ const PING = /<iq\b([^>]*)>\s*<ping\b[^>]*urn:xmpp:ping/g;
 const PING_ID = /\sid=["']([^"']*)["']/;
 const PING_FROM = /\sfrom=["']([^"']*)["']/;
 
+/** Pings answered per socket (the soak scenario's pings per session). */
+export const pingsAnswered = new WeakMap<Socket, number>();
+
 /**
  * Answers a server's XEP-0199 pings on a logged-in session, as every client must answer an IQ
  * (RFC 6120 §8.2.3): servers that check liveness (Parley's `sessions.idle_ping`) would
  * otherwise drop the bench's quiet sessions. Whatever else the scenario reads is untouched.
+ * Each answer is counted in `pingsAnswered`.
  */
 export function answerPings(socket: Socket): void {
 	let tail = "";
@@ -193,6 +197,7 @@ export function answerPings(socket: Socket): void {
 			if (id === undefined) continue;
 			const from = PING_FROM.exec(head)?.[1];
 			socket.write(`<iq type='result' id='${id}'${from ? ` to='${from}'` : ""}/>`);
+			pingsAnswered.set(socket, (pingsAnswered.get(socket) ?? 0) + 1);
 			tail = "";
 		}
 	});
