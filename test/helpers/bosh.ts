@@ -155,11 +155,17 @@ export class BoshClient {
 
 	/** Sends stanzas without waiting for the (possibly held) response. */
 	send(children: string): void {
-		void this.request({}, children).catch(() => {});
+		// One send at a time besides the poll: with hold=1 a client may have two requests open
+		// (XEP-0124 §7.1 'requests'); a third is overactivity and ends the session (§12).
+		this.#sending = this.#sending
+			.then(() => this.request({}, children).then(() => undefined))
+			.catch(() => {});
 	}
 
+	#sending: Promise<void> = Promise.resolve();
+
 	/** Waits for a received element matching `pred` (a safety net, not a timing assertion). */
-	async waitFor(pred: (el: Element) => boolean, what: string, ms = 10_000): Promise<Element> {
+	async waitFor(pred: (el: Element) => boolean, what: string, ms = 30_000): Promise<Element> {
 		const deadline = Date.now() + ms;
 		for (;;) {
 			const found = this.received.find(pred);
