@@ -30,7 +30,7 @@ import { PEP_NODE_DEFAULTS } from "../pubsub/defaults.ts";
 import { discoItems, nodeInfo } from "../pubsub/disco.ts";
 import type { PubSubNode } from "../pubsub/node.ts";
 import { NS_PUBSUB, NS_PUBSUB_OWNER, PEP_FEATURES, PUBSUB_FEATURES } from "../pubsub/ns.ts";
-import { handlePubsubIq } from "../pubsub/protocol.ts";
+import { pubsubIqHandler } from "../pubsub/protocol.ts";
 import { rosterRelation } from "../pubsub/relation.ts";
 import { type NodeChange, PubSubService, type Recipient } from "../pubsub/service.ts";
 import { AccountNodeStore } from "../pubsub/store.ts";
@@ -379,18 +379,10 @@ export default defineModule({
 		api.addAccountFeature(NS_PUBSUB);
 		for (const f of [...PUBSUB_FEATURES, ...PEP_FEATURES]) api.addAccountFeature(f);
 
-		const answer = async (e: StanzaEvent) => {
+		const answer = pubsubIqHandler(api, core, async (e) => {
 			if (!(await host.accounts.exists(e.to.local))) throw new StanzaError("service-unavailable");
-			const { payload, after } = await handlePubsubIq({
-				service: serviceFor(e.to.local),
-				iq: e.stanza,
-				actor: e.from,
-				parseJid: (s) => core.jids.parse(s),
-			});
-			api.reply(e.origin, resultFor(e.stanza, ...(payload ? [payload] : [])));
-			if (after) await after();
-			return HANDLED;
-		};
+			return serviceFor(e.to.local);
+		});
 		for (const ns of [NS_PUBSUB, NS_PUBSUB_OWNER])
 			for (const type of ["get", "set"]) api.hook(`iq-${type}/bare/${ns}:pubsub`, answer);
 

@@ -20,7 +20,7 @@ import { hostDiscoInfo } from "../disco.ts";
 import { SERVICE_NODE_DEFAULTS } from "./defaults.ts";
 import { discoItems, nodeInfo } from "./disco.ts";
 import { NS_PUBSUB, NS_PUBSUB_OWNER, NS_SUBSCRIBE_AUTH, PUBSUB_FEATURES } from "./ns.ts";
-import { handlePubsubIq } from "./protocol.ts";
+import { pubsubIqHandler } from "./protocol.ts";
 import { rosterRelation } from "./relation.ts";
 import { PubSubService } from "./service.ts";
 import { ServiceNodeStore } from "./store.ts";
@@ -73,17 +73,7 @@ export default defineModule({
 		api.addFeature(NS_PUBSUB);
 		for (const f of PUBSUB_FEATURES) api.addFeature(f);
 
-		const answer = async (e: StanzaEvent) => {
-			const { payload, after } = await handlePubsubIq({
-				service,
-				iq: e.stanza,
-				actor: e.from,
-				parseJid: (s) => core.jids.parse(s),
-			});
-			api.reply(e.origin, resultFor(e.stanza, ...(payload ? [payload] : [])));
-			if (after) await after();
-			return HANDLED;
-		};
+		const answer = pubsubIqHandler(api, core, async () => service);
 		for (const ns of [NS_PUBSUB, NS_PUBSUB_OWNER])
 			for (const type of ["get", "set"]) api.hook(`iq-${type}/host/${ns}:pubsub`, answer);
 

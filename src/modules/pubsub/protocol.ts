@@ -3,9 +3,14 @@
  * (§8) request, turned into a PubSubService call, and its result. Shared by the service on a
  * component domain and by PEP on accounts.
  */
+import type { Core } from "../../core/contracts.ts";
+import { HANDLED } from "../../core/events.ts";
+import type { ModuleApi } from "../../core/modules/define.ts";
+import type { StanzaEvent } from "../../core/router.ts";
 import { type Element, x } from "../../xml/element.ts";
 import { field, findForm, formValues, NS_DATA, parseBoolean } from "../../xmpp/data-form.ts";
 import type { JID } from "../../xmpp/jid.ts";
+import { resultFor } from "../../xmpp/stanza.ts";
 import { checkPublishOptionsForm, configForm } from "./config.ts";
 import { AFFILIATIONS, type Affiliation } from "./node.ts";
 import {
@@ -82,6 +87,29 @@ function nonNegative(v: string | undefined, name: string): number | undefined {
 	if (!Number.isInteger(n) || n < 0)
 		throw pubsubError("bad-request", undefined, `${name}: not a number`);
 	return n;
+}
+
+/**
+ * The event handler both the component and PEP hook on `<pubsub/>` IQs: answers the request
+ * with `service` (or with the service `serviceFor` gives for the addressee) and sends the
+ * result, then whatever must follow it.
+ */
+export function pubsubIqHandler(
+	api: Pick<ModuleApi, "reply">,
+	core: Pick<Core, "jids">,
+	serviceFor: (e: StanzaEvent) => Promise<PubSubService>,
+): (e: StanzaEvent) => Promise<boolean> {
+	return async (e) => {
+		const { payload, after } = await handlePubsubIq({
+			service: await serviceFor(e),
+			iq: e.stanza,
+			actor: e.from,
+			parseJid: (s) => core.jids.parse(s),
+		});
+		api.reply(e.origin, resultFor(e.stanza, ...(payload ? [payload] : [])));
+		if (after) await after();
+		return HANDLED;
+	};
 }
 
 export async function handlePubsubIq(req: PubsubRequest): Promise<PubsubAnswer> {

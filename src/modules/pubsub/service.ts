@@ -787,16 +787,24 @@ export class PubSubService {
 		jid: JID,
 		subid?: string,
 	): Promise<[PubSubNode, SubscriptionRecord]> {
-		return this.run(() => {
-			const node = this.#node(name);
-			const owner = this.affiliationOf(node, actor) === "owner";
-			if (!owner && !jid.bare.equals(actor.bare)) throw pubsubError("forbidden");
-			const sub = node.meta.subscriptions[jid.toString()];
-			if (!sub) throw pubsubError("unexpected-request", "not-subscribed");
-			if (subid !== undefined && subid !== sub.subid)
-				throw pubsubError("not-acceptable", "invalid-subid");
-			return [node, sub];
-		});
+		return this.run(() => this.#ownSubscription(actor, name, jid, subid));
+	}
+
+	/** §6.3.4: the subscription `actor` may see (its own, or any for an owner), checked. */
+	#ownSubscription(
+		actor: JID,
+		name: string | undefined,
+		jid: JID,
+		subid?: string,
+	): [PubSubNode, SubscriptionRecord] {
+		const node = this.#node(name);
+		const owner = this.affiliationOf(node, actor) === "owner";
+		if (!owner && !jid.bare.equals(actor.bare)) throw pubsubError("forbidden");
+		const sub = node.meta.subscriptions[jid.toString()];
+		if (!sub) throw pubsubError("unexpected-request", "not-subscribed");
+		if (subid !== undefined && subid !== sub.subid)
+			throw pubsubError("not-acceptable", "invalid-subid");
+		return [node, sub];
 	}
 
 	setDeliver(
@@ -807,13 +815,7 @@ export class PubSubService {
 		subid?: string,
 	): Promise<void> {
 		return this.run(async () => {
-			const node = this.#node(name);
-			const owner = this.affiliationOf(node, actor) === "owner";
-			if (!owner && !jid.bare.equals(actor.bare)) throw pubsubError("forbidden");
-			const sub = node.meta.subscriptions[jid.toString()];
-			if (!sub) throw pubsubError("unexpected-request", "not-subscribed");
-			if (subid !== undefined && subid !== sub.subid)
-				throw pubsubError("not-acceptable", "invalid-subid");
+			const [node, sub] = this.#ownSubscription(actor, name, jid, subid);
 			sub.deliver = deliver;
 			await this.hooks.store.saveMeta(node.name, node.meta);
 		});
