@@ -103,8 +103,6 @@ export interface ItemsPage {
 	firstIndex: number;
 }
 
-export type NodeEvent = Element;
-
 /** C0 controls and DEL: kept out of node names and item ids ("\n" separates them in storage). */
 function hasControl(s: string): boolean {
 	for (let i = 0; i < s.length; i++) {
@@ -496,7 +494,7 @@ export class PubSubService {
 		]);
 		await this.#notify(
 			node,
-			x("items", { node: node.name }, this.#itemElement(node, stored, c.deliver_payloads)),
+			x("items", { node: node.name }, this.itemElement(node, stored, c.deliver_payloads)),
 		);
 		return id;
 	}
@@ -594,13 +592,9 @@ export class PubSubService {
 	}
 
 	/** The `<item/>` of a notification or a retrieval, with or without its payload. */
-	#itemElement(node: PubSubNode, item: StoredItem, payload: boolean): Element {
+	itemElement(node: PubSubNode, item: StoredItem, payload = true): Element {
 		const publisher = node.config.itemreply === "publisher" ? item.publisher : undefined;
 		return x("item", { id: item.id, publisher }, payload ? this.payloadOf(item) : undefined);
-	}
-
-	itemElement(node: PubSubNode, item: StoredItem, payload = true): Element {
-		return this.#itemElement(node, item, payload);
 	}
 
 	/** The payload as an element (parsed once per stored item). */
@@ -661,20 +655,9 @@ export class PubSubService {
 
 	/** §6.1.7: the last published item, to a new subscriber, when the node says so. */
 	sendLastTo(nodeName: string, to: string): Promise<void> {
-		return this.run(async () => {
+		return this.run(() => {
 			const node = this.nodes.get(nodeName);
-			const last = node?.last;
-			if (!node || !last || node.config.send_last_published_item === "never") return;
-			this.#sendEvent(
-				node,
-				to,
-				x(
-					"items",
-					{ node: node.name },
-					this.#itemElement(node, last, node.config.deliver_payloads),
-				),
-				true,
-			);
+			if (node && node.config.send_last_published_item !== "never") this.sendLast(node, to);
 		});
 	}
 
@@ -999,7 +982,7 @@ export class PubSubService {
 		this.#sendEvent(
 			node,
 			to,
-			x("items", { node: node.name }, this.#itemElement(node, last, node.config.deliver_payloads)),
+			x("items", { node: node.name }, this.itemElement(node, last, node.config.deliver_payloads)),
 			true,
 		);
 	}
