@@ -198,6 +198,24 @@ describe("XEP-0198 Stream Management", () => {
 		assert.ok(sessionOf("dave", "own"), "dave's session untouched");
 	});
 
+	test("§4: a stream that closes with messages it never acknowledged leaves them in offline storage", async () => {
+		const c = await online(t.port, "frank", "unacked");
+		clients.push(c);
+		await enable(c, "");
+		const b = await bob("unacked");
+		b.send(
+			"<message to='frank@localhost/unacked' type='chat' id='u1'><body>never acknowledged</body></message>",
+		);
+		await c.waitFor(/never acknowledged/, 0);
+		c.close(); // a clean close, but no <a/> for the message
+		await waitFor(() => !sessionOf("frank", "unacked"), "frank's session to end");
+		const again = await online(t.port, "frank", "later");
+		answerPings(again);
+		clients.push(again);
+		await again.waitFor(/never acknowledged/, 0, 20_000);
+		again.close();
+	});
+
 	test("§4: acknowledging more than was sent ends the stream (undefined-condition)", async () => {
 		const c = await online(t.port, "frank", "liar");
 		clients.push(c);
