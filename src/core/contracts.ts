@@ -9,6 +9,7 @@
  * they live in one file: a file of interfaces only, so nothing here runs at import time.
  */
 import type { Readable } from "node:stream";
+import type { z } from "zod";
 import type { AccountManager } from "../auth/accounts.ts";
 import type { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
 import type {
@@ -304,6 +305,8 @@ export interface Core {
 	local(domain: string): Host | undefined;
 	/** Reloads every component's modules from storage (a node that becomes the leader). */
 	restartComponents(): Promise<void>;
+	/** The admin operations (src/core/commands.ts), for the surfaces that offer them. */
+	readonly commands: readonly AnyAdminCommand[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,3 +332,50 @@ export interface Bind2Event {
 	readonly request: Element;
 	readonly bound: Element;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Admin operations (src/core/commands.ts: defined once, offered over HTTP, the CLI and ad-hoc)
+
+/** Who may run a command: `admin` (a server admin), or `user` (any account, on itself). */
+export type CommandRole = "admin" | "user";
+
+/** Who runs a command, and on which server. */
+export interface CommandContext {
+	readonly core: Core;
+	/**
+	 * The bare JID of the admin or user who runs it, or `"cli"` for the operator at the
+	 * machine (the CLI with access to the configuration); the audit log names it.
+	 */
+	readonly actor: string;
+	/** Set when the command arrived on a host (ad-hoc): an admin of that host runs it. */
+	readonly host?: string;
+}
+
+/** How the command shows in the HTTP API: `path` may name arguments as `:name`. */
+export interface HttpBinding {
+	readonly method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+	readonly path: string;
+	/** Success status: 200 unless said (201 for a creation, 204 for no body). */
+	readonly status?: 200 | 201 | 202 | 204;
+}
+
+export interface AdminCommand<Args extends z.ZodObject = z.ZodObject, Result = unknown> {
+	/** Stable dotted name, e.g. `user.add`: the CLI's words (`parley user add`) come from it. */
+	readonly name: string;
+	/** One line, shown in `--help`, the OpenAPI summary and the ad-hoc command's name. */
+	readonly description: string;
+	readonly args: Args;
+	readonly role: CommandRole;
+	readonly http: HttpBinding;
+	/**
+	 * The XEP-0050 node, when the command is offered as an ad-hoc command: XEP-0133's node where
+	 * the XEP defines the operation (`http://jabber.org/protocol/admin#add-user`), else a
+	 * Parley one (`urn:parley:admin:...`). Absent: not offered over XMPP.
+	 */
+	readonly adhoc?: string;
+	run(ctx: CommandContext, args: z.infer<Args>): Promise<Result>;
+}
+
+/** Any command, whatever its arguments (the list the surfaces walk). */
+// biome-ignore lint/suspicious/noExplicitAny: a list of commands of different argument types; each is checked where it is defined.
+export type AnyAdminCommand = AdminCommand<any, unknown>;

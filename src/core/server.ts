@@ -16,7 +16,15 @@ import { type CertificateStore, loadCertificates } from "../tls/certs.ts";
 import { JIDCache } from "../xmpp/jid.ts";
 import { resolveDataPath } from "./config/load.ts";
 import { ANONYMOUS_MODULE, COMPONENT_MODULES, type Config } from "./config/schema.ts";
-import type { ClusterHook, Connection, Core, Host, Listener, RemoteDomains } from "./contracts.ts";
+import type {
+	AnyAdminCommand,
+	ClusterHook,
+	Connection,
+	Core,
+	Host,
+	Listener,
+	RemoteDomains,
+} from "./contracts.ts";
 import { VirtualHost } from "./host.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { ModuleDefinition } from "./modules/define.ts";
@@ -35,6 +43,17 @@ export interface ServerParts {
 	cluster?(core: Core): ClusterHook;
 	/** Federation (server-to-server), when its listener is enabled. */
 	remote?(core: Core): RemoteDomains;
+	/** The admin operations (src/core/commands.ts) the surfaces offer. */
+	commands?: readonly AnyAdminCommand[];
+}
+
+/**
+ * What `reload` did: the configuration keys (dotted paths) applied in place, and those that
+ * changed but only take effect after a restart of the XMPP service.
+ */
+export interface ReloadReport {
+	applied: string[];
+	restartNeeded: string[];
 }
 
 export interface ServerOptions {
@@ -49,7 +68,7 @@ const SHUTDOWN_DRAIN_MS = 5000;
 type ServerState = "created" | "starting" | "running" | "stopping" | "stopped";
 
 export class Server implements Core {
-	readonly config: Config;
+	#config: Config;
 	readonly log: Logger;
 	readonly hosts = new Map<string, Host>();
 	/** Component domains (`[components."x"]`): reached by the router, no client logs in. */
@@ -74,7 +93,7 @@ export class Server implements Core {
 	remote: RemoteDomains | null = null;
 
 	constructor(config: Config, parts: ServerParts, opts: ServerOptions = {}) {
-		this.config = config;
+		this.#config = config;
 		this.#parts = parts;
 		this.log = opts.log ?? createLogger({ level: config.log.level, format: config.log.format });
 		this.router = new Router(this);
@@ -83,6 +102,15 @@ export class Server implements Core {
 		this.authFailures = new AuthFailureTracker(config.limits.sasl_failures_per_ip);
 		this.#registry = new Map<string, ModuleDefinition<unknown>>();
 		for (const m of parts.modules) this.#registry.set(m.name, m as ModuleDefinition<unknown>);
+	}
+
+	/** The configuration in force: replaced as a whole by `reload`, never edited in place. */
+	get config(): Config {
+		return this.#config;
+	}
+
+	get commands(): readonly AnyAdminCommand[] {
+		return this.#parts.commands ?? [];
 	}
 
 	get state(): ServerState {
@@ -232,6 +260,36 @@ export class Server implements Core {
 	}
 
 	/**
+	 * Applies a new configuration to the running server without closing a stream: what can
+	 * change in place is applied (log level, limits), what cannot is listed as needing a
+	 * restart, and the new configuration is the one in force afterwards either way.
+	 * The configuration must already be valid (load.ts validated it).
+	 */
+	async reload(next: Config): Promise<ReloadReport> {
+		if (this.#state !== "running") throw new Error(`cannot reload a server that is ${this.#state}`);
+		const prev = this.#config;
+		const report: ReloadReport = { applied: [], restartNeeded: [] };
+		for (const key of changedKeys(prev, next)) {
+			if (key === "log.level") {
+				this.log.level = next.log.level;
+				report.applied.push(key);
+			} else if (key === "limits.connections_per_ip") {
+				this.connectionLimiter.max = next.limits.connections_per_ip;
+				report.applied.push(key);
+			} else if (key === "limits.sasl_failures_per_ip") {
+				this.authFailures.allowance = next.limits.sasl_failures_per_ip;
+				report.applied.push(key);
+			} else if (key.startsWith("limits.") || key.startsWith("sessions.")) {
+				// Read from the configuration where they are used (per stream, per session).
+				report.applied.push(key);
+			} else report.restartNeeded.push(key);
+		}
+		this.#config = next;
+		this.log.info(report, "configuration reloaded");
+		return report;
+	}
+
+	/**
 	 * The host or component serving `domain`, if it is one of ours: an exact match, else the
 	 * nearest parent domain that is a component serving its subdomains (an external component
 	 * with `subdomains = true`: a gateway that gives each remote network a domain of its own).
@@ -335,4 +393,29 @@ export class Server implements Core {
 		await this.#storage?.close();
 		this.#storage = null;
 	}
+}
+
+/**
+ * The dotted paths whose values differ between two configurations, down to the second level
+ * (`limits.stanza_size`, `hosts.example.org`): the unit `reload` applies or defers.
+ */
+export function changedKeys(a: Config, b: Config): string[] {
+	const out: string[] = [];
+	const sections = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof Config>;
+	for (const section of sections) {
+		const x = a[section] as unknown;
+		const y = b[section] as unknown;
+		if (JSON.stringify(x) === JSON.stringify(y)) continue;
+		if (!isRecord(x) || !isRecord(y)) {
+			out.push(section);
+			continue;
+		}
+		for (const key of new Set([...Object.keys(x), ...Object.keys(y)]))
+			if (JSON.stringify(x[key]) !== JSON.stringify(y[key])) out.push(`${section}.${key}`);
+	}
+	return out;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+	return typeof v === "object" && v !== null && !Array.isArray(v);
 }

@@ -4,18 +4,18 @@
  * allowance is answered later and later) rather than allowed to keep PBKDF2 busy.
  */
 export class ConnectionLimiter {
-	readonly #max: number;
+	/** Open connections allowed per address; 0 means unlimited. A reload may change it. */
+	max: number;
 	readonly #open = new Map<string, number>();
 
-	/** `max` 0 means unlimited. */
 	constructor(max: number) {
-		this.#max = max;
+		this.max = max;
 	}
 
 	/** Returns false when the address is at its limit; otherwise counts the connection. */
 	acquire(ip: string): boolean {
 		const n = this.#open.get(ip) ?? 0;
-		if (this.#max > 0 && n >= this.#max) return false;
+		if (this.max > 0 && n >= this.max) return false;
 		this.#open.set(ip, n + 1);
 		return true;
 	}
@@ -31,13 +31,14 @@ const WINDOW_MS = 60_000;
 const MAX_DELAY_MS = 10_000;
 
 export class AuthFailureTracker {
-	readonly #allowance: number;
+	/** Failures per minute per address that go unpunished; 0 switches the tracker off. */
+	allowance: number;
 	readonly #failures = new Map<string, number[]>();
 	readonly #now: () => number;
 
 	/** `allowance` failures per minute per address go unpunished; 0 switches the tracker off. */
 	constructor(allowance: number, now: () => number = Date.now) {
-		this.#allowance = allowance;
+		this.allowance = allowance;
 		this.#now = now;
 	}
 
@@ -50,7 +51,7 @@ export class AuthFailureTracker {
 	}
 
 	recordFailure(ip: string): void {
-		if (this.#allowance === 0) return;
+		if (this.allowance === 0) return;
 		const list = this.#recent(ip);
 		list.push(this.#now());
 		this.#failures.set(ip, list);
@@ -66,8 +67,8 @@ export class AuthFailureTracker {
 	 * then doubling from one second per extra failure, capped at ten seconds.
 	 */
 	delayFor(ip: string): number {
-		if (this.#allowance === 0) return 0;
-		const over = this.#recent(ip).length - this.#allowance;
+		if (this.allowance === 0) return 0;
+		const over = this.#recent(ip).length - this.allowance;
 		if (over < 0) return 0;
 		return Math.min(MAX_DELAY_MS, 1000 * 2 ** Math.min(over, 4));
 	}
