@@ -35,6 +35,8 @@ export interface AccountOptions {
 export class AccountManager {
 	readonly host: string;
 	readonly #store: KeyValStore;
+	/** Accounts with a role other than the default `user`: username → role (only `admin`). */
+	readonly #roles: KeyValStore<AccountRole>;
 	readonly #storage: StorageBackend;
 	readonly #iterations: number;
 	readonly #live: ((username: string) => boolean) | undefined;
@@ -51,6 +53,9 @@ export class AccountManager {
 		this.host = host;
 		this.#storage = storage;
 		this.#store = storage.keyval(host, "accounts");
+		// Its own store, so listing the admins reads only them; the account's removal
+		// (`deleteUser`) removes the role with everything else.
+		this.#roles = storage.keyval<AccountRole>(host, "account_roles");
 		this.#iterations = iterations;
 		this.#live = options.live;
 		this.#deleted = options.deleted;
@@ -139,7 +144,26 @@ export class AccountManager {
 	list(): Promise<string[]> {
 		return this.#store.users();
 	}
+
+	/** The account's role (issue 15): `admin` may run every admin command, `user` none. */
+	async role(username: string): Promise<AccountRole> {
+		return (await this.#roles.get(AccountManager.prepUsername(username))) ?? "user";
+	}
+
+	async setRole(username: string, role: AccountRole): Promise<void> {
+		const user = AccountManager.prepUsername(username);
+		if (!(await this.exists(user)))
+			throw new AccountError("not-found", `${user}@${this.host} does not exist`);
+		await this.#roles.set(user, role === "admin" ? "admin" : undefined);
+	}
+
+	/** The usernames with the `admin` role, sorted. */
+	async admins(): Promise<string[]> {
+		return this.#roles.users();
+	}
 }
+
+export type AccountRole = "admin" | "user";
 
 function checkPassword(password: string): void {
 	if (password.length === 0) throw new AccountError("invalid-password", "the password is empty");
