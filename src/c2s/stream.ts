@@ -33,6 +33,7 @@ import {
 } from "../core/contracts.ts";
 import { isStanzaName } from "../core/router.ts";
 import { SessionData } from "../core/session.ts";
+import { Liveness } from "../net/liveness.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import type { XmlErrorCondition } from "../xml/errors.ts";
 import {
@@ -66,7 +67,6 @@ import {
 	sasl2Feature,
 	saslContextFor,
 } from "./features.ts";
-import { Liveness } from "./liveness.ts";
 import { NS_SM, parseCount, REQUEST_EVERY, resourceOf, StreamManagement } from "./sm.ts";
 import type { Transport } from "./transport.ts";
 

@@ -18,6 +18,12 @@
  * into `jabber:client` (Parley holds stanzas there) and routed one at a time, in order (RFC 6120
  * §10.1). Stanzas to the component are written with `jabber:client` as their context, so they
  * take the stream's namespace, as on s2s streams (RFC 6120 §4.8.3).
+ *
+ * A component whose connection dies without closing is found as a client would be (issue 21,
+ * src/net/liveness.ts): after `sessions.idle_ping` seconds without a byte it gets a XEP-0199
+ * ping, and without an answer (a result or an error: either proves it reads) within
+ * `sessions.ping_timeout` the stream ends with `connection-timeout`; the messages written to
+ * it since its last answer go back to their senders with `remote-server-timeout`.
  */
 import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import type net from "node:net";
@@ -30,8 +36,9 @@ import type {
 } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
 import { checkIq } from "../core/router.ts";
+import { Liveness } from "../net/liveness.ts";
 import { XmlSocket } from "../net/xml-socket.ts";
-import type { Attrs, Element } from "../xml/element.ts";
+import { type Attrs, type Element, x } from "../xml/element.ts";
 import {
 	errorReply,
 	mayReplyWithError,
@@ -40,12 +47,14 @@ import {
 	streamErrorElement,
 } from "../xmpp/errors.ts";
 import { JIDError } from "../xmpp/jid.ts";
-import { NS_COMPONENT_ACCEPT, NS_STREAMS } from "../xmpp/ns.ts";
+import { NS_COMPONENT_ACCEPT, NS_PING, NS_STREAMS } from "../xmpp/ns.ts";
 import { intoClientNs } from "../xmpp/stanza.ts";
 
 /** Stanzas being routed before the stream stops reading (as for client and s2s streams). */
 const MAX_QUEUE = 64;
 const STANZAS = new Set(["message", "presence", "iq"]);
+/** Ids of the liveness pings, so that their answers are told from the component's other IQs. */
+const PING_PREFIX = "component-live-";
 
 type State = "header" | "handshake" | "online" | "closed";
 
@@ -66,6 +75,8 @@ export class ComponentStream implements Connection, ComponentLink {
 	#pending = 0;
 	#chain: Promise<void> = Promise.resolve();
 	#authTimer: NodeJS.Timeout | null;
+	/** Once online: is the component still reading (src/net/liveness.ts). */
+	#liveness: Liveness | null = null;
 
 	constructor(core: Core, socket: net.Socket, ended: (stream: ComponentStream) => void) {
 		this.#core = core;
@@ -84,6 +95,7 @@ export class ComponentStream implements Connection, ComponentLink {
 				streamEnd: () => this.close(),
 				parseError: (condition, text) => this.close(condition, text),
 				closed: () => this.#closed(),
+				inbound: () => this.#liveness?.inbound(),
 			},
 			this.#log,
 		);
@@ -101,7 +113,9 @@ export class ComponentStream implements Connection, ComponentLink {
 	// --- ComponentLink ---------------------------------------------------------------------------
 
 	send(stanza: Element): void {
-		if (this.#state === "online") this.#socket.send(stanza);
+		if (this.#state !== "online") return;
+		this.#socket.send(stanza);
+		this.#liveness?.sent(stanza);
 	}
 
 	/** Ends the stream, with a stream error when a condition is given (RFC 6120 §4.9). */
@@ -234,9 +248,67 @@ export class ComponentStream implements Connection, ComponentLink {
 		this.#socket.setStanzaLimit(limits.stanza_size);
 		this.#socket.write("<handshake/>");
 		this.#log.info({ ip: this.remoteAddress, domain: this.#domain }, "component authenticated");
+		this.#startLiveness();
+	}
+
+	#startLiveness(): void {
+		const { idle_ping, ping_timeout } = this.#core.config.sessions;
+		if (idle_ping <= 0) return;
+		const domain = this.#domain;
+		const cfg = this.#host?.component;
+		// From the host the component hangs under (XEP-0199 §4.3: a server pings a component
+		// as it pings a peer); the router never sees the answer, `#stanza` takes it first.
+		const parent = cfg?.parent_host ?? domain.slice(domain.indexOf(".") + 1);
+		const from = this.#core.hosts.has(parent) ? parent : this.#core.defaultHost;
+		this.#liveness = new Liveness(
+			{
+				idlePing: idle_ping * 1000,
+				pingTimeout: ping_timeout * 1000,
+				track: (stanza) => stanza.name === "message" && stanza.attrs.type !== "error",
+			},
+			{
+				ping: (id) =>
+					this.#socket.send(
+						x(
+							"iq",
+							{ type: "get", id: `${PING_PREFIX}${id}`, from, to: domain },
+							x("ping", { xmlns: NS_PING }),
+						),
+					),
+				dead: () => this.#dead(),
+			},
+		);
+		this.#liveness.start();
+	}
+
+	/** The component did not answer a ping in time: its connection is dead (issue 21). */
+	#dead(): void {
+		const unread = this.#liveness?.stop() ?? [];
+		this.#liveness = null;
+		this.close("connection-timeout", "the component stopped answering pings");
+		// RFC 6120 §8.3.3.17: the service could not be reached in time; the sender learns that
+		// these messages may not have arrived.
+		for (const stanza of unread)
+			if (mayReplyWithError(stanza))
+				void this.#core.router
+					.route(
+						errorReply(
+							stanza,
+							new StanzaError("remote-server-timeout", `${this.#domain} stopped answering`),
+						),
+					)
+					.catch((err: unknown) => this.#log.error({ err }, "bounce failed"));
 	}
 
 	async #stanza(el: Element): Promise<void> {
+		// The answer to our liveness ping (XEP-0199 §4.3) goes no further.
+		if (
+			el.name === "iq" &&
+			(el.attrs.type === "result" || el.attrs.type === "error") &&
+			el.attrs.id?.startsWith(PING_PREFIX) &&
+			this.#liveness?.answered(el.attrs.id.slice(PING_PREFIX.length))
+		)
+			return;
 		const jids = this.#core.jids;
 		const fromAttr = el.attrs.from;
 		if (!fromAttr) el.attrs.from = this.#domain;
@@ -296,6 +368,8 @@ export class ComponentStream implements Connection, ComponentLink {
 	#end(): void {
 		if (this.#authTimer) clearTimeout(this.#authTimer);
 		this.#authTimer = null;
+		this.#liveness?.stop();
+		this.#liveness = null;
 		this.#ended(this);
 		if (!this.#attached || !this.#host) return;
 		this.#attached = false;

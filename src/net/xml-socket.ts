@@ -30,6 +30,8 @@ export interface XmlSocketEvents {
 	parseError(condition: XmlErrorCondition, text: string): void;
 	/** The connection is gone (either side). */
 	closed(): void;
+	/** Bytes arrived, whatever they are: the peer is alive (src/net/liveness.ts). */
+	inbound?(): void;
 }
 
 export interface XmlSocketLimits {
@@ -89,7 +91,10 @@ export class XmlSocket {
 		return this.#socket;
 	}
 
-	readonly #onData = (chunk: Buffer) => this.#parser.write(chunk);
+	readonly #onData = (chunk: Buffer) => {
+		this.#events.inbound?.();
+		this.#parser.write(chunk);
+	};
 	readonly #onClose = () => {
 		if (this.#closedFired) return;
 		this.#closedFired = true;

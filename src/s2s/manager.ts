@@ -27,7 +27,7 @@ import type { JID } from "../xmpp/jid.ts";
 import { type PeerCheck, PeerVerifier } from "./certificates.ts";
 import { dialbackKey, keysMatch } from "./dialback.ts";
 import { type DialbackOutcome, IncomingStream } from "./incoming.ts";
-import { type OutgoingContext, OutgoingStream } from "./outgoing.ts";
+import { type OutgoingContext, OutgoingStream, S2S_PING_PREFIX } from "./outgoing.ts";
 import { type Resolver, S2SResolver } from "./resolver.ts";
 
 /** What `parley s2s` shows of one open stream. */
@@ -58,6 +58,8 @@ export class S2SManager implements RemoteDomains {
 	readonly #resolver: Resolver;
 	readonly #out = new Map<string, OutgoingStream>();
 	readonly #in = new Set<IncomingStream>();
+	/** Messages already sent again once after a dead stream (`#retry`). */
+	readonly #retried = new WeakSet<Element>();
 	readonly #outCtx: OutgoingContext;
 	readonly #verifier: PeerVerifier;
 	readonly #statusFile: string;
@@ -76,6 +78,8 @@ export class S2SManager implements RemoteDomains {
 			requireEncryption: cfg.require_encryption,
 			connectTimeoutMs: cfg.connect_timeout * 1000,
 			idleTimeoutMs: cfg.idle_timeout * 1000,
+			idlePingMs: cfg.idle_ping * 1000,
+			pingTimeoutMs: cfg.ping_timeout * 1000,
 			queueSize: cfg.queue_size,
 			stanzaBytes: core.config.limits.stanza_size,
 			maxDepth: core.config.limits.max_depth,
@@ -91,6 +95,7 @@ export class S2SManager implements RemoteDomains {
 				if (this.#out.get(key) === stream) this.#out.delete(key);
 				this.#changed();
 			},
+			retry: (stream, stanzas) => this.#retry(stream, stanzas),
 		};
 	}
 
@@ -141,6 +146,44 @@ export class S2SManager implements RemoteDomains {
 			return;
 		}
 		this.#outgoing(from.domain, remote).send(stanza);
+	}
+
+	/**
+	 * Messages a broken stream may not have delivered go once more, on a new stream to the same
+	 * domain: at least once rather than lost (docs/architecture.md "Dead connections"). A
+	 * message that was already retried once goes back to its sender as an error instead, so a
+	 * peer that accepts and drops connections cannot keep a message going round.
+	 */
+	#retry(stream: OutgoingStream, stanzas: Element[]): void {
+		for (const stanza of stanzas) {
+			if (this.#stopping || this.#retried.has(stanza)) {
+				this.#bounce(
+					stanza,
+					new StanzaError("remote-server-timeout", `${stream.remote} stopped answering`),
+				);
+				continue;
+			}
+			this.#retried.add(stanza);
+			this.#outgoing(stream.local, stream.remote).send(stanza);
+		}
+		this.#log.info(
+			{ local: stream.local, remote: stream.remote, messages: stanzas.length },
+			"s2s messages sent again after a dead stream",
+		);
+	}
+
+	/**
+	 * An incoming stanza that answers one of our outgoing streams' liveness pings (outgoing.ts)
+	 * stops here; any other goes on to the router.
+	 */
+	#livenessAnswer(stanza: Element): boolean {
+		if (stanza.name !== "iq") return false;
+		const type = stanza.attrs.type;
+		const id = stanza.attrs.id;
+		if ((type !== "result" && type !== "error") || !id?.startsWith(S2S_PING_PREFIX)) return false;
+		const local = stanza.attrs.to ?? "";
+		const remote = stanza.attrs.from ?? "";
+		return this.#out.get(pairKey(local, remote))?.pong(id) ?? false;
 	}
 
 	/** The outgoing stream for a pair, made when there is none. */
@@ -269,7 +312,8 @@ export class S2SManager implements RemoteDomains {
 			keysMatch,
 			verifyWithAuthority: (receiving, originating, id, key) =>
 				this.#verify(receiving, originating, id, key),
-			route: (stanza) => core.router.route(stanza),
+			route: (stanza) =>
+				this.#livenessAnswer(stanza) ? Promise.resolve() : core.router.route(stanza),
 			authenticated: () => this.#changed(),
 			ended: (s) => {
 				this.#in.delete(s);

@@ -12,10 +12,11 @@ import { randomUUID } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
+import { Liveness } from "../net/liveness.ts";
 import { XmlSocket } from "../net/xml-socket.ts";
 import { type Attrs, type Element, x } from "../xml/element.ts";
 import { StanzaError, type StanzaErrorCondition } from "../xmpp/errors.ts";
-import { NS_DIALBACK, NS_SASL, NS_SERVER, NS_STREAMS, NS_TLS } from "../xmpp/ns.ts";
+import { NS_DIALBACK, NS_PING, NS_SASL, NS_SERVER, NS_STREAMS, NS_TLS } from "../xmpp/ns.ts";
 import type { PeerCheck } from "./certificates.ts";
 import type { Target } from "./resolver.ts";
 
@@ -24,6 +25,12 @@ export interface OutgoingContext {
 	readonly requireEncryption: boolean;
 	readonly connectTimeoutMs: number;
 	readonly idleTimeoutMs: number;
+	/**
+	 * Liveness of a ready stream (issue 21): a XEP-0199 ping to the remote domain after this
+	 * long without a sign of life, answered within `pingTimeoutMs`; 0: no checks.
+	 */
+	readonly idlePingMs: number;
+	readonly pingTimeoutMs: number;
 	readonly queueSize: number;
 	readonly stanzaBytes: number;
 	readonly maxDepth: number;
@@ -42,7 +49,15 @@ export interface OutgoingContext {
 	authenticated(stream: OutgoingStream): void;
 	/** The stream is gone (failed, idle or closed); the manager forgets it. */
 	ended(stream: OutgoingStream): void;
+	/**
+	 * Messages written to a stream that then broke, with no sign the remote server read them:
+	 * the manager sends them once more on a new stream.
+	 */
+	retry(stream: OutgoingStream, stanzas: Element[]): void;
 }
+
+/** Ids of the liveness pings, so that their answers are told from other IQs. */
+export const S2S_PING_PREFIX = "s2s-live-";
 
 type State = "connecting" | "negotiating" | "authenticating" | "ready" | "closed";
 
@@ -71,6 +86,8 @@ export class OutgoingStream {
 	#sasl: "none" | "sent" | "refused" | "done" = "none";
 	/** How this stream authenticated, for the logs: "external" or "dialback". */
 	#method = "";
+	/** Once ready: is the remote server still reading, and what has it surely read. */
+	#liveness: Liveness | null = null;
 
 	constructor(local: string, remote: string, ctx: OutgoingContext) {
 		this.local = local;
@@ -105,6 +122,7 @@ export class OutgoingStream {
 	send(stanza: Element): void {
 		if (this.#state === "ready" && this.#socket) {
 			this.#socket.send(stanza);
+			this.#liveness?.sent(stanza);
 			this.#touch();
 			return;
 		}
@@ -211,6 +229,7 @@ export class OutgoingStream {
 					this.fail("remote-server-not-found", "the remote server closed the stream"),
 				parseError: (_condition, text) => this.fail("remote-server-not-found", `bad XML: ${text}`),
 				closed: () => this.fail("remote-server-not-found", "the connection closed"),
+				inbound: () => this.#liveness?.inbound(),
 			},
 			this.#ctx.log,
 		);
@@ -423,10 +442,66 @@ export class OutgoingStream {
 			},
 			"s2s stream authenticated",
 		);
+		this.#startLiveness();
 		const socket = this.#socket;
-		for (const stanza of this.#queue.splice(0)) socket?.send(stanza);
+		for (const stanza of this.#queue.splice(0)) {
+			socket?.send(stanza);
+			this.#liveness?.sent(stanza);
+		}
 		this.#touch();
 		this.#ctx.authenticated(this);
+	}
+
+	/**
+	 * Issue 21: a remote server whose network vanished reads nothing and says nothing, and TCP
+	 * may not tell for many minutes. So after `idlePingMs` without a byte on this stream the
+	 * remote domain gets a XEP-0199 ping (§4.3, server to server); its answer comes back on the
+	 * remote's own stream to us (RFC 6120 §4.1: streams are one-way), where the manager hands
+	 * it to `pong`. No answer within `pingTimeoutMs`: the stream is dead, and the messages
+	 * written since the last answered ping are sent again on a new stream.
+	 */
+	#startLiveness(): void {
+		if (this.#ctx.idlePingMs <= 0) return;
+		this.#liveness = new Liveness(
+			{
+				idlePing: this.#ctx.idlePingMs,
+				pingTimeout: this.#ctx.pingTimeoutMs,
+				// Every message counts between servers, groupchat included (a room elsewhere has
+				// no copy of what our user sent it).
+				track: (stanza) => stanza.name === "message" && stanza.attrs.type !== "error",
+			},
+			{
+				ping: (id) =>
+					this.#socket?.send(
+						x(
+							"iq",
+							{ type: "get", id: `${S2S_PING_PREFIX}${id}`, from: this.local, to: this.remote },
+							x("ping", { xmlns: NS_PING }),
+						),
+					),
+				dead: () => this.#dead(),
+			},
+		);
+		this.#liveness.start();
+	}
+
+	/** The answer to a liveness ping (the manager found it on an incoming stream). */
+	pong(id: string): boolean {
+		if (!id.startsWith(S2S_PING_PREFIX)) return false;
+		return this.#liveness?.answered(id.slice(S2S_PING_PREFIX.length)) ?? false;
+	}
+
+	#dead(): void {
+		if (this.#state === "closed") return;
+		this.#ctx.log.info(
+			{ local: this.local, remote: this.remote, reason: "no answer to a ping" },
+			"s2s outgoing stream dead",
+		);
+		// Written but never confirmed: they go again, on a new stream (the manager's `retry`).
+		const unread = this.#liveness?.stop() ?? [];
+		this.#liveness = null;
+		this.fail("remote-server-timeout", "the remote server stopped answering");
+		if (unread.length) this.#ctx.retry(this, unread);
 	}
 
 	#touch(): void {
@@ -441,7 +516,12 @@ export class OutgoingStream {
 	fail(condition: StanzaErrorCondition, text: string): void {
 		if (this.#state === "closed") return;
 		const wasReady = this.#state === "ready";
+		// The connection broke under a ready stream: what it carried since the last answered
+		// ping may be lost, so it goes again (stanzas still queued bounce below, as before).
+		const unread = this.#liveness?.stop() ?? [];
+		this.#liveness = null;
 		this.#end();
+		if (unread.length) this.#ctx.retry(this, unread);
 		if (!wasReady)
 			this.#ctx.log.info(
 				{ local: this.local, remote: this.remote, reason: text },
@@ -467,6 +547,8 @@ export class OutgoingStream {
 
 	#end(): void {
 		this.#state = "closed";
+		this.#liveness?.stop();
+		this.#liveness = null;
 		if (this.#setupTimer) clearTimeout(this.#setupTimer);
 		if (this.#idleTimer) clearTimeout(this.#idleTimer);
 		this.#setupTimer = this.#idleTimer = null;

@@ -55,7 +55,7 @@ describe("message delivery (RFC 6121 §8.5) and offline storage (XEP-0160)", () 
 		await message(high, "h1", markHigh);
 		await message(low, "h1", markLow);
 		// Closed as clients do: an abrupt end would leave p1 unconfirmed, and stored offline
-		// again for bob's next login (src/c2s/liveness.ts), which the next test counts.
+		// again for bob's next login (src/net/liveness.ts), which the next test counts.
 		for (const c of [high, low, alice]) c.close();
 	});
 

@@ -412,6 +412,13 @@ export const configSchema = z
 				connect_timeout: z.number().positive().default(30),
 				/** Seconds an outgoing stream with no traffic stays open. */
 				idle_timeout: z.number().positive().default(300),
+				/**
+				 * Seconds without a sign of life on an outgoing stream before the remote domain is
+				 * pinged (XEP-0199), to find streams that died without closing (issue 21); 0: off.
+				 */
+				idle_ping: z.number().min(0).default(60),
+				/** Seconds the remote server has to answer; without an answer the stream is dropped. */
+				ping_timeout: z.number().positive().default(30),
 				/** Stanzas waiting for an outgoing stream to a domain before more are bounced. */
 				queue_size: z.number().int().min(1).default(1000),
 				/** Incoming streams one remote domain may hold open at once. */

@@ -29,6 +29,8 @@ export interface LivenessOptions {
 	confirmAfter?: number;
 	/** Messages kept unconfirmed at most (the oldest go past it). */
 	maxUnconfirmed?: number;
+	/** Which stanzas written are kept until confirmed (default: what a client would miss). */
+	track?: (stanza: Element) => boolean;
 }
 
 export interface LivenessIo {
@@ -39,7 +41,7 @@ export interface LivenessIo {
 }
 
 /** Messages whose loss a client would notice: not groupchat (the room keeps history), headline or error. */
-function tracked(stanza: Element): boolean {
+export function clientWouldMiss(stanza: Element): boolean {
 	if (stanza.name !== "message") return false;
 	const type = stanza.attrs.type;
 	return type !== "groupchat" && type !== "headline" && type !== "error";
@@ -59,6 +61,7 @@ export class Liveness {
 	constructor(opts: LivenessOptions, io: LivenessIo) {
 		this.#opts = {
 			maxUnconfirmed: 500,
+			track: clientWouldMiss,
 			confirmAfter: Math.min(5000, opts.pingTimeout),
 			...opts,
 		};
@@ -121,7 +124,7 @@ export class Liveness {
 
 	/** A stanza was written to the client. */
 	sent(stanza: Element): void {
-		if (this.#stopped || !tracked(stanza)) return;
+		if (this.#stopped || !this.#opts.track(stanza)) return;
 		this.#unconfirmed.push(stanza);
 		if (this.#unconfirmed.length > this.#opts.maxUnconfirmed) {
 			this.#unconfirmed.shift();
