@@ -30,6 +30,7 @@ import {
 	type Host,
 	type PreauthEvent,
 	type Session,
+	SM_ABANDON,
 } from "../core/contracts.ts";
 import { isStanzaName } from "../core/router.ts";
 import { SessionData } from "../core/session.ts";
@@ -1136,7 +1137,11 @@ export class C2SStream implements Session {
 		const resource = resourceOf(previd);
 		const old = resource === null ? undefined : this.host.sessions.get(user)?.get(resource);
 		if (!(old instanceof C2SStream) || !old.#sm?.matches(previd) || old.#state === "closed") {
-			// Expired, never ours, or held by another cluster node: the client binds afresh.
+			// Expired, never ours, or held by another cluster node: the client binds afresh. A
+			// session another node holds in hibernation ends there now (`abandon`), so what it
+			// queued reaches the new session instead of waiting for the hibernation to run out.
+			if (old !== undefined && !(old instanceof C2SStream) && this.#server.cluster)
+				this.#server.cluster.notify(this.host, SM_ABANDON, `${user}\n${previd}`);
 			return smFailedElement("item-not-found");
 		}
 		if (!old.#sm.ack(h)) return smFailedElement("unexpected-request");
@@ -1172,6 +1177,17 @@ export class C2SStream implements Session {
 		if (sm.unacked.length) this.#requestAck();
 		this.#liveness?.stop();
 		this.#startLiveness();
+	}
+
+	/** The client bound afresh on another node after its resume failed there (contracts.ts). */
+	abandon(previd: string): void {
+		if (!this.#hibernation || !this.#sm?.matches(previd)) return;
+		clearTimeout(this.#hibernation);
+		this.#host?.log.info(
+			{ jid: this.#jid?.toString() },
+			"resumption failed on another node: the hibernating session ends",
+		);
+		this.#hibernationOver();
 	}
 
 	/** §5: the connection is gone; the session stays (presence included) until resumed or expired. */

@@ -52,6 +52,8 @@ export interface Session {
 	presence: Element | null;
 	/** Requested the roster (RFC 6121 §2.1.6 "interested resource"). */
 	interested: boolean;
+	/** The cluster node holding the session, for a replica of another node's; absent for ours. */
+	readonly node?: string;
 	/**
 	 * Per-session state for modules, keyed by module name (carbons on/off, CSI state, ...), plus
 	 * `HIBERNATING` (true while a XEP-0198 session waits to be resumed), set by the stream.
@@ -60,7 +62,16 @@ export interface Session {
 	send(stanza: Element): void;
 	/** Ends the stream, with a stream error when a condition is given. */
 	close(condition?: StreamErrorCondition, text?: string): void;
+	/**
+	 * A hibernating XEP-0198 session (`HIBERNATING`) whose client tried to resume it on another
+	 * cluster node, got `<failed/>` there and binds afresh: end it now rather than at the end of
+	 * its hibernation, so what it holds goes to the client's new session. `previd` must match.
+	 */
+	abandon?(previd: string): void;
 }
+
+/** `cluster/sm-abandon` data: the bare username and the `previd` a client failed to resume. */
+export const SM_ABANDON = "sm-abandon";
 
 /**
  * An open stream as the server sees it when it stops: it closes each one with

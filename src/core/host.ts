@@ -6,7 +6,16 @@ import type { AccountManager } from "../auth/accounts.ts";
 import type { ArchiveStore, Json, KeyValStore, MapStore } from "../storage/types.ts";
 import type { Element } from "../xml/element.ts";
 import type { ComponentConfig, HostConfig } from "./config/schema.ts";
-import type { Core, DiscoIdentity, DiscoItem, Host, HostModules, Session } from "./contracts.ts";
+import {
+	type ClusterNotice,
+	type Core,
+	type DiscoIdentity,
+	type DiscoItem,
+	type Host,
+	type HostModules,
+	type Session,
+	SM_ABANDON,
+} from "./contracts.ts";
 import { EventBus } from "./events.ts";
 import type { Logger } from "./log.ts";
 
@@ -51,6 +60,11 @@ export class VirtualHost implements Host {
 		// A component is no IM server: its modules add their own identity (conference/text).
 		if (component) this.identities.length = 0;
 		else this.identities[0] = { category: "server", type: "im", name: server.config.server.name };
+		// Another node could not resume one of our hibernating sessions (contracts.ts `abandon`).
+		this.events.on(`cluster/${SM_ABANDON}`, ({ data }: ClusterNotice) => {
+			const [user = "", previd = ""] = data.split("\n");
+			for (const session of this.sessions.get(user)?.values() ?? []) session.abandon?.(previd);
+		});
 	}
 
 	keyval<T extends Json = Json>(store: string): KeyValStore<T> {

@@ -8,7 +8,7 @@
  * behind until the next login.
  */
 import { z } from "zod";
-import type { Host, Session } from "../core/contracts.ts";
+import type { ClusterNotice, Host, Session } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import { pickMessageTargets, type StanzaEvent } from "../core/router.ts";
@@ -105,8 +105,22 @@ export default defineModule({
 				// A resource that became available while this was being written gets it now.
 				const online = pickMessageTargets(host.sessionsOf(to.local), "chat");
 				if (online.length) await flush(host, store, to.local, online);
+				// In a cluster, the user may have come online on another node an instant ago, and
+				// that node's login flush may have run before this write: it looks again.
+				else host.server.cluster?.notify(host, "offline", to.local);
 			});
 			return HANDLED;
+		});
+
+		// Another node stored a message for a user who may be online here (see above).
+		api.hook("cluster/offline", async ({ data: user }: ClusterNotice) => {
+			const here = host.sessionsOf(user).filter((s) => s.node === undefined && s.priority >= 0);
+			if (!here.some((s) => s.available)) return;
+			try {
+				await queue(user, () => flush(host, store, user, here));
+			} catch (err) {
+				api.log.error({ err, user }, "offline delivery failed");
+			}
 		});
 
 		// XEP-0160 §4 step 5: delivered to the resource that sends non-negative available presence.

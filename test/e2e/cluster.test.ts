@@ -15,12 +15,14 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import type { ClusterLink } from "../../src/cluster/link.ts";
 import { RemoteSession } from "../../src/cluster/remote-session.ts";
+import { HIBERNATING } from "../../src/core/contracts.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online, sync } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { postgresSkip, redisSkip } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { login } from "../helpers/xmpp-raw-login.ts";
 import { availableWithCaps, befriend, connectUser, iq as xiq } from "../helpers/xmpp-user.ts";
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
@@ -381,6 +383,53 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		for (const c of [alice, bob]) c.end();
 		await replicas(a, 0);
 		await replicas(b, 0);
+	});
+
+	test("XEP-0198 §5 in a cluster: a resume on another node fails there; the hibernating session ends at once and its queued messages reach the new session", async () => {
+		const SM = "urn:xmpp:sm:3";
+		const phone = await on(a.port, "erin", "phone");
+		const mark0 = phone.received.length;
+		phone.send(`<enable xmlns='${SM}' resume='true'/>`);
+		const enabled = await phone.waitFor(/<enabled\b[^>]*>/, mark0);
+		const previd = /\bid="([^"]+)"/.exec(enabled.slice(enabled.lastIndexOf("<enabled")))?.[1];
+		assert.ok(previd);
+		// The connection breaks without a closing tag: the session hibernates on node a (§5).
+		phone.socket.destroy();
+		const sessionOnA = () => a.server.hosts.get("localhost")?.sessions.get("erin")?.get("phone");
+		await waitFor(
+			() => sessionOnA()?.data.get(HIBERNATING) === true,
+			"erin's session to hibernate",
+		);
+		const dave = await on(b.port, "dave", "sm-sender");
+		for (const id of ["h1", "h2"])
+			dave.send(
+				`<message to='erin@localhost/phone' type='chat' id='${id}'><body>${id}</body></message>`,
+			);
+		// Whether they reach node a before or after it gives the session up, they end at the user:
+		// queued and then stored offline, or (the resource gone) handled as to the bare JID
+		// (RFC 6121 §8.5.3.2.1).
+		// The phone comes back through node b, which does not hold the session: <failed/>.
+		const n = await login(b.port, "erin", "pw-erin", { mechanism: "PLAIN", bind: false });
+		clients.push(n);
+		const mark = n.received.length;
+		n.send(`<resume xmlns='${SM}' previd='${previd}' h='0'/>`);
+		assert.match(await n.waitFor(/<failed[\s\S]*?<\/failed>/, mark), /item-not-found/);
+		// Node a ends its hibernating session now, not after sessions.hibernation (600 s here).
+		await waitFor(() => sessionOnA() === undefined, "node a to end the abandoned session");
+		// The client binds afresh and goes online; both messages reach it, once each.
+		const bound = await iq(
+			n,
+			"rebind",
+			"<iq type='set' id='rebind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>phone2</resource></bind></iq>",
+		);
+		assert.match(bound, /type="result"/);
+		const mark2 = n.received.length;
+		n.send("<presence/>");
+		const text = await n.waitFor(/<body>h2<\/body>/, mark2);
+		assert.equal([...text.matchAll(/<body>h1<\/body>/g)].length, 1);
+		n.end();
+		dave.end();
+		await replicas(a, 0);
 	});
 
 	test("RFC 6121 §4.5.2 and XEP-0160: a node killed with SIGKILL has its sessions ended; messages then go offline", async () => {
