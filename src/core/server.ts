@@ -29,6 +29,7 @@ import { VirtualHost } from "./host.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { ModuleDefinition } from "./modules/define.ts";
 import { ModuleManager } from "./modules/manager.ts";
+import { QuietGc } from "./quiet-gc.ts";
 import { Router } from "./router.ts";
 
 /** What the composition root plugs into a server. */
@@ -75,7 +76,9 @@ export class Server implements Core {
 	readonly components = new Map<string, Host>();
 	readonly router: Router;
 	readonly jids = new JIDCache(10_000);
-	readonly streams = new Set<Connection>();
+	readonly streams: Set<Connection> = new CountedStreams(this);
+	/** A full collection once a storm of connections is over (quiet-gc.ts). */
+	readonly quietGc = new QuietGc({ intervalMs: 10_000, minEnded: 500, maxOpenedWhileQuiet: 20 });
 	readonly connectionLimiter: ConnectionLimiter;
 	readonly authFailures: AuthFailureTracker;
 	readonly listeners: Listener[] = [];
@@ -177,6 +180,7 @@ export class Server implements Core {
 			}
 			this.#sweeper = setInterval(() => this.authFailures.sweep(), 60_000);
 			this.#sweeper.unref();
+			this.quietGc.start();
 			this.#state = "running";
 			this.log.info({ hosts: hostNames }, "Parley is running");
 		} catch (err) {
@@ -367,6 +371,7 @@ export class Server implements Core {
 
 	async #shutdown(): Promise<void> {
 		if (this.#sweeper) clearInterval(this.#sweeper);
+		this.quietGc.stop();
 		const open = [...this.streams];
 		for (const stream of open) stream.close("system-shutdown", "the server is stopping");
 		// A stanza already being handled finishes before storage closes, so what it acknowledges
@@ -418,4 +423,22 @@ export function changedKeys(a: Config, b: Config): string[] {
 
 function isRecord(v: unknown): v is Record<string, unknown> {
 	return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** The open streams, counting arrivals and departures for the quiet collector. */
+class CountedStreams extends Set<Connection> {
+	readonly #server: Server;
+	constructor(server: Server) {
+		super();
+		this.#server = server;
+	}
+	override add(stream: Connection): this {
+		if (!this.has(stream)) this.#server.quietGc.opened();
+		return super.add(stream);
+	}
+	override delete(stream: Connection): boolean {
+		const gone = super.delete(stream);
+		if (gone) this.#server.quietGc.ended();
+		return gone;
+	}
 }
