@@ -134,6 +134,10 @@ export class C2SStream implements Session {
 	get host(): Host {
 		return this.#host as Host;
 	}
+	/** The host the stream header named (`Connection.domain`), once it did. */
+	get domain(): string | undefined {
+		return this.#host?.name;
+	}
 	get jid(): JID | null {
 		return this.#jid;
 	}

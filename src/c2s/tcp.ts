@@ -83,6 +83,12 @@ export class C2SListener {
 		);
 	}
 
+	/** Direct TLS: new handshakes use the server's certificates as they are now (a reload). */
+	reloadCertificates(): void {
+		if (this.#directTls && this.#net instanceof tls.Server)
+			this.#net.setSecureContext(this.#server.certificates.serverOptions());
+	}
+
 	/**
 	 * Stops accepting. Streams were already told to close (the server does that first); give
 	 * their sockets a moment to flush the closing bytes and end, then drop what is left.

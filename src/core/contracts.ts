@@ -78,6 +78,11 @@ export const SM_ABANDON = "sm-abandon";
  * `system-shutdown` (RFC 6120 §4.9.3.22) and waits until what it was handling is done.
  */
 export interface Connection {
+	/**
+	 * The host or component the stream is for, once its header named one: a reload that removes
+	 * that domain closes the stream with `host-gone` (RFC 6120 §4.9.3.6).
+	 */
+	readonly domain?: string | undefined;
 	close(condition?: StreamErrorCondition, text?: string): void;
 	/** Resolves when no stanza of this stream is being handled. */
 	whenIdle(): Promise<void>;
@@ -189,6 +194,15 @@ export interface ComponentConnectEvent {
 }
 
 /**
+ * `host/added` on every component's bus when a reload adds a virtual host to a running server
+ * (`Server.reload`): a component that follows the hosts' sessions (MUC leaves a room for a
+ * session that ends) hooks the new host's bus too.
+ */
+export interface HostAddedEvent {
+	readonly host: Host;
+}
+
+/**
  * `http/upload` on a component's bus: an HTTP request under `/upload/<domain>/` on the HTTP(S)
  * listener (src/http/), for the module of `<domain>` (XEP-0363 file upload). The listener only
  * carries it; the module claims it and sets `response`. Unclaimed, or claimed without a
@@ -246,6 +260,11 @@ export interface Listener {
 	listen(): Promise<void>;
 	/** Stops accepting; the server closes the open streams before this. */
 	close(): Promise<void>;
+	/**
+	 * A TLS listener takes `Core.certificates` again (a reload replaced them): new handshakes get
+	 * the new certificates, connections already open keep theirs.
+	 */
+	reloadCertificates?(): void;
 }
 
 /** `cluster/<topic>` on a host's bus: another node changed something a module caches. */
@@ -284,6 +303,11 @@ export interface RemoteDomains {
 	start(): Promise<void>;
 	/** Closes every server-to-server stream (`system-shutdown`). */
 	stop(): Promise<void>;
+	/**
+	 * A reload took a local domain away: the streams for it end, incoming ones with `host-gone`
+	 * (RFC 6120 §4.9.3.6), so a peer that still sends to it opens a new stream and hears why.
+	 */
+	domainGone?(domain: string): void;
 }
 
 // ---------------------------------------------------------------------------------------------

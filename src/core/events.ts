@@ -51,6 +51,13 @@ export class EventBus {
 		return this.#handlers.has(event);
 	}
 
+	/** How many handlers are registered, all events together (a module's unload must undo its own). */
+	get size(): number {
+		let n = 0;
+		for (const list of this.#handlers.values()) n += list.length;
+		return n;
+	}
+
 	/**
 	 * Runs the chain. Resolves to true when a handler claimed the event. A handler that throws
 	 * rejects the whole fire; the caller (the router) turns that into a stanza error.

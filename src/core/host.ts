@@ -29,7 +29,8 @@ export class VirtualHost implements Host {
 	readonly kind: "host" | "component";
 	/** The `[components."x"]` table of a component. */
 	readonly component: ComponentConfig | undefined;
-	readonly config: HostConfig;
+	/** The `[hosts."x"]` table in force: a reload that changes it replaces it (Server.reload). */
+	config: HostConfig;
 	readonly server: Core;
 	readonly events = new EventBus();
 	readonly log: Logger;

@@ -12,24 +12,31 @@ import { randomBytes } from "node:crypto";
 import { AccountManager } from "../auth/accounts.ts";
 import { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
 import type { StorageBackend } from "../storage/types.ts";
-import { type CertificateStore, loadCertificates } from "../tls/certs.ts";
+import { type CertificateStore, loadCertificates, ReplaceableCertificates } from "../tls/certs.ts";
 import { JIDCache } from "../xmpp/jid.ts";
 import { resolveDataPath } from "./config/load.ts";
-import { ANONYMOUS_MODULE, COMPONENT_MODULES, type Config } from "./config/schema.ts";
+import {
+	ANONYMOUS_MODULE,
+	COMPONENT_MODULES,
+	type ComponentConfig,
+	type Config,
+} from "./config/schema.ts";
 import type {
 	AnyAdminCommand,
 	ClusterHook,
 	Connection,
 	Core,
 	Host,
+	HostAddedEvent,
 	Listener,
 	RemoteDomains,
 } from "./contracts.ts";
 import { VirtualHost } from "./host.ts";
 import { createLogger, type Logger } from "./log.ts";
 import type { ModuleDefinition } from "./modules/define.ts";
-import { ModuleManager } from "./modules/manager.ts";
+import { ModuleError, ModuleManager, moduleOptions } from "./modules/manager.ts";
 import { QuietGc } from "./quiet-gc.ts";
+import { CERTIFICATES_KEY, enabledNames, hostModules, planReload, sameValue } from "./reload.ts";
 import { Router } from "./router.ts";
 
 /** What the composition root plugs into a server. */
@@ -85,9 +92,11 @@ export class Server implements Core {
 	readonly #parts: ServerParts;
 	readonly #registry: Map<string, ModuleDefinition<unknown>>;
 	#storage: StorageBackend | null;
-	#certificates: CertificateStore | null = null;
+	#certificates: ReplaceableCertificates | null = null;
 	#state: ServerState = "created";
 	#sweeper: NodeJS.Timeout | null = null;
+	/** The reload under way: the next one waits for it. */
+	#reloading: Promise<unknown> = Promise.resolve();
 	/** Components that serve their subdomains too: `local()` looks for parents only if any. */
 	#withSubdomains = 0;
 	/** The link to the other nodes when `[cluster]` is enabled (DESIGN.md "Cluster"). */
@@ -125,7 +134,7 @@ export class Server implements Core {
 		return this.#storage;
 	}
 
-	get certificates(): CertificateStore {
+	get certificates(): ReplaceableCertificates {
 		if (!this.#certificates) throw new Error("certificates are not loaded: start the server first");
 		return this.#certificates;
 	}
@@ -148,10 +157,10 @@ export class Server implements Core {
 		try {
 			const cfg = this.config;
 			this.#storage ??= this.#parts.openStorage(cfg);
-			const hostNames = Object.entries(cfg.hosts)
-				.filter(([, h]) => h.enabled)
-				.map(([name]) => name);
-			this.#certificates = await this.#loadCertificates(hostNames);
+			const hostNames = enabledNames(cfg.hosts);
+			this.#certificates = new ReplaceableCertificates(
+				await this.#loadCertificates(cfg, hostNames),
+			);
 			for (const name of hostNames) await this.addHost(name);
 			for (const [name, c] of Object.entries(cfg.components))
 				if (c.enabled) await this.addComponent(name);
@@ -213,9 +222,12 @@ export class Server implements Core {
 		host.modules = new ModuleManager(host, this.#registry);
 		host.secret = await this.#hostSecret(name);
 		this.hosts.set(name, host);
-		// Its limits come with the host, whatever its `modules` list says.
-		const modules = anonymous ? [...new Set([...cfg.modules, ANONYMOUS_MODULE])] : cfg.modules;
-		for (const m of modules) await host.modules.load(m);
+		// An anonymous host's limits come with it, whatever its `modules` list says.
+		for (const m of hostModules(cfg)) await host.modules.load(m);
+		// Components added before it that name it as their parent (a reload) are listed now.
+		for (const [cname, c] of this.components)
+			if (c.component && parentOf(cname, c.component) === name)
+				host.discoItems.set(cname, { jid: cname, name: c.component.name });
 		return host;
 	}
 
@@ -246,8 +258,7 @@ export class Server implements Core {
 		host.secret = await this.#hostSecret(name);
 		this.components.set(name, host);
 		if (cfg.type === "external" && cfg.subdomains) this.#withSubdomains++;
-		const parent = this.hosts.get(cfg.parent_host ?? name.slice(name.indexOf(".") + 1));
-		parent?.discoItems.set(name, { jid: name, name: cfg.name });
+		this.hosts.get(parentOf(name, cfg))?.discoItems.set(name, { jid: name, name: cfg.name });
 		for (const m of hostConfig.modules) await host.modules.load(m);
 		return host;
 	}
@@ -264,33 +275,175 @@ export class Server implements Core {
 	}
 
 	/**
-	 * Applies a new configuration to the running server without closing a stream: what can
-	 * change in place is applied (log level, limits), what cannot is listed as needing a
-	 * restart, and the new configuration is the one in force afterwards either way.
+	 * Applies a new configuration to the running server without dropping a session of a host
+	 * that stays: hosts and components are added and removed, modules loaded and unloaded (a
+	 * module whose options changed is loaded again), certificates read again for new TLS
+	 * handshakes, log level and limits changed in place. What cannot change in place (listeners,
+	 * storage, cluster, ...) is listed as needing a restart, and the new configuration is the
+	 * one in force afterwards. When its certificates or module options do not load, the reload
+	 * rejects and nothing changes. Reloads run one at a time.
 	 * The configuration must already be valid (load.ts validated it).
 	 */
-	async reload(next: Config): Promise<ReloadReport> {
-		if (this.#state !== "running") throw new Error(`cannot reload a server that is ${this.#state}`);
+	reload(next: Config): Promise<ReloadReport> {
+		// Checked when asked: a reload accepted before a stop runs before the stop goes on.
+		if (this.#state !== "running")
+			return Promise.reject(new Error(`cannot reload a server that is ${this.#state}`));
+		const run = this.#reloading.then(() => this.#reload(next));
+		this.#reloading = run.then(
+			() => undefined,
+			() => undefined,
+		);
+		return run;
+	}
+
+	async #reload(next: Config): Promise<ReloadReport> {
 		const prev = this.#config;
 		const report: ReloadReport = { applied: [], restartNeeded: [] };
-		for (const key of changedKeys(prev, next)) {
-			if (key === "log.level") {
-				this.log.level = next.log.level;
-				report.applied.push(key);
-			} else if (key === "limits.connections_per_ip") {
-				this.connectionLimiter.max = next.limits.connections_per_ip;
-				report.applied.push(key);
-			} else if (key === "limits.sasl_failures_per_ip") {
-				this.authFailures.allowance = next.limits.sasl_failures_per_ip;
-				report.applied.push(key);
-			} else if (key.startsWith("limits.") || key.startsWith("sessions.")) {
-				// Read from the configuration where they are used (per stream, per session).
-				report.applied.push(key);
-			} else report.restartNeeded.push(key);
-		}
+		const plan = planReload(
+			prev,
+			next,
+			this.listeners.some((l) => l.kind === "component"),
+		);
+		// What could fail is tried first, so that a bad file changes nothing: the certificates of
+		// the hosts that run afterwards (in the file's order: the first one's is the default, as
+		// at start), and the modules of added and changed hosts.
+		const staying = new Set([...this.hosts.keys(), ...plan.addedHosts]);
+		for (const h of plan.removedHosts) staying.delete(h);
+		const order = Object.keys(next.hosts);
+		const nextHosts = [...staying].sort((x, y) => rank(order, x) - rank(order, y));
+		const certificates = await this.#loadCertificates(next, nextHosts);
+		for (const name of [...plan.addedHosts, ...plan.changedHosts]) this.#checkModules(name, next);
+
 		this.#config = next;
+		for (const key of plan.simple) {
+			if (key === "log.level") this.log.level = next.log.level;
+			else if (key === "limits.connections_per_ip")
+				this.connectionLimiter.max = next.limits.connections_per_ip;
+			else if (key === "limits.sasl_failures_per_ip")
+				this.authFailures.allowance = next.limits.sasl_failures_per_ip;
+			else if (key === "server.name")
+				// The name of each host's server/im identity (XEP-0030), set when the host was made.
+				for (const h of this.hosts.values()) {
+					const first = h.identities[0];
+					if (h.kind === "host" && first?.category === "server")
+						h.identities[0] = { ...first, name: next.server.name };
+				}
+			// Everything else in plan.simple is read where it is used (per stream, per session).
+			report.applied.push(key);
+		}
+		report.restartNeeded.push(...plan.restartNeeded);
+
+		const before = this.certificates.describe();
+		this.certificates.replace(certificates);
+		const after = certificates.describe();
+		// A host's certificate replaced (new files, or a renewal in the same files); a host that
+		// comes or goes brings or takes its own with it.
+		const renewed = before.some((b) =>
+			after.some((a) => a.host === b.host && a.fingerprint !== b.fingerprint),
+		);
+
+		for (const name of plan.removedComponents) await this.#removeComponent(name, "host-gone");
+		for (const name of plan.removedHosts) await this.#removeHost(name);
+		for (const name of plan.addedHosts) {
+			if (this.hosts.has(name)) continue;
+			const host = await this.addHost(name);
+			for (const c of this.components.values())
+				await c.events.fire<HostAddedEvent>("host/added", { host });
+		}
+		for (const name of plan.changedHosts) await this.#reconfigureHost(name, prev, next);
+		for (const name of plan.changedComponents) {
+			// Its service starts again from what storage holds: an external component reconnects.
+			await this.#removeComponent(name);
+			await this.addComponent(name);
+		}
+		for (const name of plan.addedComponents) await this.addComponent(name);
+		report.applied.push(...plan.hostKeys);
+
+		if (!sameValue(before, after)) for (const l of this.listeners) l.reloadCertificates?.();
+		if (renewed) report.applied.push(CERTIFICATES_KEY);
 		this.log.info(report, "configuration reloaded");
 		return report;
+	}
+
+	/** Checks that every module a host of `next` names exists here and takes its options. */
+	#checkModules(name: string, next: Config): void {
+		const cfg = next.hosts[name];
+		if (!cfg) return;
+		for (const m of hostModules(cfg)) {
+			const def = this.#registry.get(m);
+			if (!def) throw new ModuleError(`hosts."${name}".modules: unknown module "${m}"`);
+			moduleOptions(def, name, cfg.module_options[m]);
+		}
+	}
+
+	/**
+	 * A host that stays but whose table changed: its modules follow the new `modules` list, a
+	 * module whose `module_options` changed is loaded again; its sessions stay.
+	 */
+	async #reconfigureHost(name: string, prev: Config, next: Config): Promise<void> {
+		const host = this.hosts.get(name);
+		const a = prev.hosts[name];
+		const b = next.hosts[name];
+		if (!(host instanceof VirtualHost) || !a || !b) return;
+		host.config = b;
+		const before = hostModules(a);
+		const after = hostModules(b);
+		for (const m of [...before].reverse()) if (!after.includes(m)) await host.modules.unload(m);
+		for (const m of after) {
+			const optionsChanged = !sameValue(a.module_options[m], b.module_options[m]);
+			// The anonymous module reads the host's `anonymous` table.
+			const anonymousChanged = m === ANONYMOUS_MODULE && !sameValue(a.anonymous, b.anonymous);
+			if (before.includes(m) && (optionsChanged || anonymousChanged)) await host.modules.unload(m);
+			await host.modules.load(m);
+		}
+	}
+
+	/**
+	 * Takes a host away from a running server: its streams end with `host-gone` (RFC 6120
+	 * §4.9.3.6: "the value of the 'to' attribute ... no longer serviced"), then it leaves the
+	 * router (a new stream for it gets `host-unknown`) and its modules are unloaded.
+	 */
+	async #removeHost(name: string): Promise<void> {
+		const host = this.hosts.get(name);
+		if (!host) return;
+		// The host stays reachable while its sessions end, so that what they leave behind
+		// (unavailable presence to contacts, MUC departures, offline storage) is done as usual.
+		await this.#closeStreamsOf(name, "host-gone");
+		this.hosts.delete(name);
+		// A stream that named the host while the others were closing.
+		await this.#closeStreamsOf(name, "host-gone");
+		this.remote?.domainGone?.(name);
+		await host.modules.unloadAll();
+		this.log.info({ host: name }, "host removed");
+	}
+
+	async #removeComponent(name: string, condition?: "host-gone"): Promise<void> {
+		const host = this.components.get(name);
+		if (!host) return;
+		if (condition) await this.#closeStreamsOf(name, condition);
+		await host.modules.unloadAll();
+		this.components.delete(name);
+		if (condition) this.remote?.domainGone?.(name);
+		const cfg = host.component;
+		if (cfg?.type === "external" && cfg.subdomains) this.#withSubdomains--;
+		for (const h of this.hosts.values())
+			if (h.discoItems.get(name)?.jid === name) h.discoItems.delete(name);
+		this.log.info({ component: name }, condition ? "component removed" : "component stopped");
+	}
+
+	/** Closes every open stream for `domain` and waits (bounded) for what they were handling. */
+	async #closeStreamsOf(domain: string, condition: "host-gone"): Promise<void> {
+		const streams = [...this.streams].filter((s) => s.domain === domain);
+		for (const s of streams)
+			s.close(condition, `${domain} is no longer served here (configuration reloaded)`);
+		let timer: NodeJS.Timeout | undefined;
+		await Promise.race([
+			Promise.all(streams.map((s) => s.whenIdle())),
+			new Promise<void>((resolve) => {
+				timer = setTimeout(resolve, SHUTDOWN_DRAIN_MS);
+			}),
+		]);
+		clearTimeout(timer);
 	}
 
 	/**
@@ -321,21 +474,18 @@ export class Server implements Core {
 		const storage = this.#storage ?? this.#parts.openStorage(cfg);
 		this.#storage = storage;
 		try {
-			const hostNames = Object.entries(cfg.hosts)
-				.filter(([, h]) => h.enabled)
-				.map(([name]) => name);
+			const hostNames = enabledNames(cfg.hosts);
 			for (const name of hostNames) await this.#hostSecret(name);
 			for (const [name, c] of Object.entries(cfg.components))
 				if (c.enabled) await this.#hostSecret(name);
-			await this.#loadCertificates(hostNames);
+			await this.#loadCertificates(cfg, hostNames);
 		} finally {
 			await storage.close();
 			this.#storage = null;
 		}
 	}
 
-	#loadCertificates(hostNames: string[]): Promise<CertificateStore> {
-		const cfg = this.config;
+	#loadCertificates(cfg: Config, hostNames: string[]): Promise<CertificateStore> {
 		return loadCertificates({
 			hosts: hostNames,
 			perHost: Object.fromEntries(hostNames.map((h) => [h, cfg.hosts[h]?.tls])),
@@ -364,6 +514,8 @@ export class Server implements Core {
 	async stop(): Promise<void> {
 		if (this.#state === "stopped" || this.#state === "stopping") return;
 		this.#state = "stopping";
+		// A reload under way finishes first: it would otherwise add hosts to a server going down.
+		await this.#reloading;
 		await this.#shutdown();
 		this.#state = "stopped";
 		this.log.info("Parley stopped");
@@ -400,29 +552,17 @@ export class Server implements Core {
 	}
 }
 
-/**
- * The dotted paths whose values differ between two configurations, down to the second level
- * (`limits.stanza_size`, `hosts.example.org`): the unit `reload` applies or defers.
- */
-export function changedKeys(a: Config, b: Config): string[] {
-	const out: string[] = [];
-	const sections = new Set([...Object.keys(a), ...Object.keys(b)]) as Set<keyof Config>;
-	for (const section of sections) {
-		const x = a[section] as unknown;
-		const y = b[section] as unknown;
-		if (JSON.stringify(x) === JSON.stringify(y)) continue;
-		if (!isRecord(x) || !isRecord(y)) {
-			out.push(section);
-			continue;
-		}
-		for (const key of new Set([...Object.keys(x), ...Object.keys(y)]))
-			if (JSON.stringify(x[key]) !== JSON.stringify(y[key])) out.push(`${section}.${key}`);
-	}
-	return out;
+export { changedKeys } from "./reload.ts";
+
+/** The host whose disco#items lists a component: `parent_host`, else its domain minus a label. */
+function parentOf(name: string, cfg: ComponentConfig): string {
+	return cfg.parent_host ?? name.slice(name.indexOf(".") + 1);
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-	return typeof v === "object" && v !== null && !Array.isArray(v);
+/** Position in the file's order; names it does not hold go last. */
+function rank(order: string[], name: string): number {
+	const i = order.indexOf(name);
+	return i < 0 ? order.length : i;
 }
 
 /** The open streams, counting arrivals and departures for the quiet collector. */

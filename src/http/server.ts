@@ -296,6 +296,13 @@ export class HttpListener {
 		);
 	}
 
+	/** HTTPS: new handshakes use the server's certificates as they are now (a reload). */
+	reloadCertificates(): void {
+		const s: unknown = this.#app?.server;
+		if (this.#tls && s instanceof https.Server)
+			s.setSecureContext(this.#server.certificates.serverOptions());
+	}
+
 	/** Stops accepting; open streams are closed by the server before this. */
 	async close(): Promise<void> {
 		const app = this.#app;

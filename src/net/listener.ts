@@ -15,8 +15,11 @@ export interface SocketListenerOptions {
 	port: number;
 	log: Logger;
 	limiter: ConnectionLimiter;
-	/** Direct TLS from the first byte with these options; plain TCP without. */
-	tls?: tls.TlsOptions;
+	/**
+	 * Direct TLS from the first byte with these options (asked for again when a reload replaced
+	 * the certificates); plain TCP without.
+	 */
+	tls?: () => tls.TlsOptions;
 	onSocket(socket: net.Socket): void;
 }
 
@@ -53,7 +56,7 @@ export class SocketListener {
 			this.#opts.onSocket(socket);
 		};
 		const server = this.#opts.tls
-			? tls.createServer(this.#opts.tls, accept)
+			? tls.createServer(this.#opts.tls(), accept)
 			: net.createServer(accept);
 		if (this.#opts.tls) {
 			// A failed handshake never reaches `accept`; it must not crash the server.
@@ -70,6 +73,12 @@ export class SocketListener {
 		});
 		this.#net = server;
 		log.info({ listener: this.kind, address, port: this.port }, "listening");
+	}
+
+	/** Direct TLS: new handshakes get the options (certificates) as they are now. */
+	reloadCertificates(): void {
+		if (this.#opts.tls && this.#net instanceof tls.Server)
+			this.#net.setSecureContext(this.#opts.tls());
 	}
 
 	/** Stops accepting and drops the connections still open (their streams were told first). */

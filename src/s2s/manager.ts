@@ -269,12 +269,12 @@ export class S2SManager implements RemoteDomains {
 					kind: "s2s_direct_tls",
 					address: l.s2s_direct_tls.address,
 					port: l.s2s_direct_tls.port,
-					tls: {
+					tls: () => ({
 						...core.certificates.serverOptions(),
 						requestCert: true,
 						rejectUnauthorized: false,
 						ALPNProtocols: ["xmpp-server"],
-					},
+					}),
 					onSocket: (socket) => this.accept(socket, true),
 				}),
 			);
@@ -381,6 +381,13 @@ export class S2SManager implements RemoteDomains {
 				};
 			}),
 		];
+	}
+
+	/** The streams of a local domain a reload removed (`RemoteDomains.domainGone`). */
+	domainGone(domain: string): void {
+		for (const s of [...this.#in])
+			if (s.local === domain) s.close("host-gone", `${domain} is no longer served here`);
+		for (const s of [...this.#out.values()]) if (s.local === domain) s.close();
 	}
 
 	async stop(): Promise<void> {

@@ -12,6 +12,7 @@ import {
 	CertificateError,
 	generateSelfSigned,
 	loadCertificates,
+	ReplaceableCertificates,
 	SELF_SIGNED_CERT,
 	SELF_SIGNED_KEY,
 } from "./certs.ts";
@@ -316,4 +317,42 @@ test("TLS 1.1 is refused (minVersion TLSv1.2)", async () => {
 	} finally {
 		await server.close();
 	}
+});
+
+test("ReplaceableCertificates: options handed out before a replace answer SNI with the new certificates", async () => {
+	const load = async (hosts: string[]) => {
+		const dir = freshDir();
+		const files = await generateSelfSigned(hosts, dir);
+		const store = await loadCertificates({
+			hosts,
+			perHost: {},
+			defaultFiles: files,
+			selfSigned: false,
+			dataDir: dir,
+			log: createSilentLogger(),
+		});
+		return { store, fp: fingerprint(files.cert) };
+	};
+	const first = await load(["a.example"]);
+	const second = await load(["a.example", "b.example"]);
+	const live = new ReplaceableCertificates(first.store);
+	const options = live.serverOptions();
+	const sni = (name: string) =>
+		new Promise<tls.SecureContext | undefined>((resolve, reject) =>
+			options.SNICallback?.(name, (err, ctx) => (err ? reject(err) : resolve(ctx))),
+		);
+	assert.equal(await sni("a.example"), first.store.contextFor("a.example"));
+	assert.deepEqual(
+		live.describe().map((d) => d.fingerprint),
+		[first.fp],
+	);
+	live.replace(second.store);
+	assert.equal(await sni("a.example"), second.store.contextFor("a.example"));
+	assert.equal(await sni("b.example"), second.store.contextFor("b.example"));
+	assert.equal(live.contextFor("b.example"), second.store.contextFor("b.example"));
+	assert.deepEqual(
+		live.describe().map((d) => d.fingerprint),
+		[second.fp, second.fp],
+	);
+	assert.notEqual(first.fp, second.fp);
 });

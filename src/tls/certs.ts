@@ -39,6 +39,8 @@ export interface CertificateDescription {
 	notAfter: string;
 	/** e.g. "CN=example.org" */
 	subject: string;
+	/** SHA-256 fingerprint ("AB:CD:..."): a reload compares it to see a replaced certificate. */
+	fingerprint: string;
 }
 
 export interface CertificateFiles {
@@ -184,11 +186,49 @@ function makeStore(hosts: readonly string[], entries: Map<string, HostEntry>): C
 						path: entry.pair.certPath,
 						notAfter: entry.pair.x509.validToDate.toISOString(),
 						subject: entry.pair.x509.subject.replaceAll("\n", ", "),
+						fingerprint: entry.pair.x509.fingerprint256,
 					},
 				];
 			});
 		},
 	};
+}
+
+/**
+ * The certificates in force, as one object that stays while a reload replaces what is behind it
+ * (`replace`): the SNI callback of options handed out before (a TLS server listening since the
+ * start) answers with the certificates in force. A server's default certificate, for clients
+ * without SNI, is its own: the listener sets it again (`tls.Server.setSecureContext`).
+ */
+export class ReplaceableCertificates implements CertificateStore {
+	#current: CertificateStore;
+
+	constructor(initial: CertificateStore) {
+		this.#current = initial;
+	}
+
+	replace(next: CertificateStore): void {
+		this.#current = next;
+	}
+
+	serverOptions(): tls.TlsOptions {
+		return {
+			...this.#current.serverOptions(),
+			SNICallback: (servername, callback) => {
+				const sni = this.#current.serverOptions().SNICallback;
+				if (sni) sni(servername, callback);
+				else callback(null, undefined);
+			},
+		};
+	}
+
+	contextFor(host: string): tls.SecureContext | undefined {
+		return this.#current.contextFor(host);
+	}
+
+	describe(): CertificateDescription[] {
+		return this.#current.describe();
+	}
 }
 
 /** Reads, parses and cross-checks a certificate and its key. Throws CertificateError naming the file. */

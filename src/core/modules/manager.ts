@@ -13,6 +13,24 @@ interface Loaded {
 
 export class ModuleError extends Error {}
 
+/**
+ * A module's options for one host, validated by its schema (with defaults filled in); throws a
+ * ModuleError naming the key. A reload checks a new configuration with it before applying it.
+ */
+export function moduleOptions(
+	def: ModuleDefinition<unknown>,
+	host: string,
+	raw: Record<string, unknown> | undefined,
+): unknown {
+	if (!def.options) return raw ?? {};
+	const parsed = def.options.safeParse(raw ?? {});
+	if (parsed.success) return parsed.data;
+	const problems = parsed.error.issues.map(
+		(i) => `${i.path.join(".") || "(options)"}: ${i.message}`,
+	);
+	throw new ModuleError(`hosts."${host}".module_options.${def.name}: ${problems.join("; ")}`);
+}
+
 export class ModuleManager implements HostModules {
 	readonly #host: Host;
 	readonly #registry: ReadonlyMap<string, ModuleDefinition<unknown>>;
@@ -35,20 +53,7 @@ export class ModuleManager implements HostModules {
 		if (this.#loaded.has(name)) return;
 		const def = this.#registry.get(name);
 		if (!def) throw new ModuleError(`unknown module "${name}" on host ${this.#host.name}`);
-		const rawOptions = this.#host.config.module_options[name] ?? {};
-		let options: unknown = rawOptions;
-		if (def.options) {
-			const parsed = def.options.safeParse(rawOptions);
-			if (!parsed.success) {
-				const problems = parsed.error.issues.map(
-					(i) => `${i.path.join(".") || "(options)"}: ${i.message}`,
-				);
-				throw new ModuleError(
-					`hosts."${this.#host.name}".module_options.${name}: ${problems.join("; ")}`,
-				);
-			}
-			options = parsed.data;
-		}
+		const options = moduleOptions(def, this.#host.name, this.#host.config.module_options[name]);
 		const loaded: Loaded = { def, cleanups: [] };
 		const api = this.#makeApi(name, options, loaded.cleanups);
 		this.#loaded.set(name, loaded);

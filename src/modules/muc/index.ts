@@ -11,7 +11,7 @@
  * messages between users and need nothing here.
  */
 
-import type { Session } from "../../core/contracts.ts";
+import type { Host, HostAddedEvent, Session } from "../../core/contracts.ts";
 import { HANDLED } from "../../core/events.ts";
 import { defineModule, type ModuleApi } from "../../core/modules/define.ts";
 import { ModuleError } from "../../core/modules/manager.ts";
@@ -111,8 +111,15 @@ export default defineModule({
 		// said so. Sessions live on the user hosts, so the hook goes on each of their buses; in a
 		// cluster, a session of another node ends here as `session/remote-closed`.
 		const closed = ({ session }: { session: Session }) => service.sessionClosed(session);
-		for (const h of host.server.hosts.values())
+		const follow = (h: Host) => {
 			for (const event of ["session/closed", "session/remote-closed"])
 				api.onUnload(h.events.on(event, closed));
+		};
+		for (const h of host.server.hosts.values()) follow(h);
+		// A host a reload adds (`Server.reload`): its sessions leave rooms the same way.
+		api.hook("host/added", ({ host: added }: HostAddedEvent) => {
+			follow(added);
+			return undefined;
+		});
 	},
 });
