@@ -23,6 +23,14 @@ module.exports = {
 				"core/ owns the interfaces (core/contracts.ts); transports, services, the cluster link, modules, the CLI and the composition root implement or use them, never the reverse.",
 			severity: "error",
 			from: { path: "^src/core/", pathNot: TEST },
+			to: { path: "^src/(admin|app|cli|cluster|modules|c2s|bosh|http|websocket|component|s2s)/" },
+		},
+		{
+			name: "admin-sees-the-core-and-building-blocks",
+			comment:
+				"The admin layer (Supervisor, admin API, commands) drives servers through the core; the CLI hands it the composition root's createServer as a factory.",
+			severity: "error",
+			from: { path: "^src/admin/", pathNot: TEST },
 			to: { path: "^src/(app|cli|cluster|modules|c2s|bosh|http|websocket|component|s2s)/" },
 		},
 		{
@@ -32,7 +40,7 @@ module.exports = {
 			severity: "error",
 			from: { path: LOWER, pathNot: TEST },
 			to: {
-				path: "^src/(app|cli|cluster|modules|c2s|bosh|http|websocket|component|s2s|core)/",
+				path: "^src/(admin|app|cli|cluster|modules|c2s|bosh|http|websocket|component|s2s|core)/",
 				pathNot: "^src/core/log\\.ts$",
 			},
 		},
@@ -42,14 +50,14 @@ module.exports = {
 				"A module talks to the server through its ModuleApi and the core's interfaces, never to a transport or the cluster link.",
 			severity: "error",
 			from: { path: "^src/modules/", pathNot: TEST },
-			to: { path: "^src/(app|cli|cluster|c2s|bosh|http|websocket|component|s2s)/" },
+			to: { path: "^src/(admin|app|cli|cluster|c2s|bosh|http|websocket|component|s2s)/" },
 		},
 		{
 			name: "transports-know-no-module",
 			comment: "A transport carries streams; what a roster or a room is, it does not know.",
 			severity: "error",
 			from: { path: TRANSPORTS, pathNot: TEST },
-			to: { path: "^src/(app|cli|cluster|modules)/" },
+			to: { path: "^src/(admin|app|cli|cluster|modules)/" },
 		},
 		{
 			name: "cluster-knows-no-transport",

@@ -7,6 +7,7 @@
  * both: the router's `RemoteDomains` and the s2s listener. External components (src/component/)
  * meet their module on the component's event bus (`component/connect`), not here.
  */
+import { adminCommands } from "../admin/commands/index.ts";
 import { C2SListener } from "../c2s/tcp.ts";
 import { ClusterLink } from "../cluster/link.ts";
 import { componentListener } from "../component/listener.ts";
@@ -34,6 +35,7 @@ export function createServer(config: Config, opts: CreateServerOptions = {}): Se
 		config,
 		{
 			modules: [...builtinModules(), ...modules],
+			commands: adminCommands,
 			openStorage: (cfg) =>
 				createStorage(
 					{ ...cfg.storage, memory_hosts: anonymousHosts(cfg) },

@@ -23,6 +23,7 @@ export const LISTENER_PURPOSE: Record<ListenerName, string> = {
 	s2s: "other servers (federation), STARTTLS",
 	s2s_direct_tls: "other servers (federation), direct TLS",
 	component: "external components (XEP-0114)",
+	admin: "the admin API (JSON over HTTP, HTTPS off loopback)",
 };
 
 /** Like Prosody, the component port opens only when there is a component to connect to it. */

@@ -47,6 +47,52 @@ export class ConfigError extends Error {
 export interface ParseOptions {
 	/** Directory that relative paths in the file are relative to; the file's directory by default. */
 	baseDir?: string;
+	/** Environment whose `PARLEY_<SECTION>__<KEY>` variables override the file (`envOverrides`). */
+	env?: NodeJS.ProcessEnv;
+}
+
+/** One `PARLEY_A__B__C=value` variable: the key path it sets and the value. */
+export interface EnvOverride {
+	name: string;
+	path: string[];
+	value: unknown;
+}
+
+/**
+ * The configuration keys the environment sets: `PARLEY_` then the key path in upper case with
+ * `__` between its parts (`PARLEY_LOG__LEVEL=debug`, `PARLEY_LISTENERS__ADMIN__PORT=0`). The
+ * value is read as a TOML value (`5290`, `true`, `["a", "b"]`), else as a string. Variables
+ * without `__` (`PARLEY_CONFIG`, `PARLEY_ADMIN_JID`) are not configuration keys.
+ */
+export function envOverrides(env: NodeJS.ProcessEnv): EnvOverride[] {
+	const out: EnvOverride[] = [];
+	for (const [name, text] of Object.entries(env)) {
+		const m = /^PARLEY_([A-Z0-9_]+)$/.exec(name);
+		if (!m?.[1]?.includes("__") || text === undefined) continue;
+		const path = m[1].toLowerCase().split("__");
+		if (path.some((p) => p === "")) continue;
+		let value: unknown = text;
+		try {
+			value = (parseToml(`v = ${text}`) as { v: unknown }).v;
+		} catch {}
+		out.push({ name, path, value });
+	}
+	return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** `raw` with the environment's keys set (tables created where missing). */
+function withEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv | undefined) {
+	if (env === undefined) return raw;
+	for (const { path, value } of envOverrides(env)) {
+		let table: Record<string, unknown> = raw;
+		for (const part of path.slice(0, -1)) {
+			const next = table[part];
+			if (typeof next !== "object" || next === null || Array.isArray(next)) table[part] = {};
+			table = table[part] as Record<string, unknown>;
+		}
+		table[path.at(-1) as string] = value;
+	}
+	return raw;
 }
 
 /**
@@ -76,6 +122,7 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 		throw err;
 	}
 
+	raw = withEnv(raw, opts.env);
 	const lines = indexKeyLines(text);
 	const problems: Problem[] = [];
 	const report = (path: readonly (string | number)[], message: string, lineOf = path): void => {
@@ -102,14 +149,28 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 }
 
 /** Reads and parses a configuration file. A missing or unreadable file is a ConfigError naming it. */
-export function loadConfigFile(path: string): Config {
+export function loadConfigFile(path: string, opts: Pick<ParseOptions, "env"> = {}): Config {
 	let text: string;
 	try {
 		text = readFileSync(path, "utf8");
 	} catch (err) {
 		throw new ConfigError([`${path}: cannot read the configuration file: ${fsReason(err)}`]);
 	}
-	return parseConfig(text, path);
+	return parseConfig(text, path, opts);
+}
+
+/**
+ * What `parley serve` and every reload read: the defaults, then the file (if any), then the
+ * `PARLEY_*` variables of `env` (`envOverrides`). Throws ConfigError.
+ */
+export function loadConfigSource(
+	source: ConfigSource,
+	env: NodeJS.ProcessEnv = process.env,
+): Config {
+	if (source.path) return loadConfigFile(source.path, { env });
+	if (envOverrides(env).length === 0) return defaultConfig();
+	// No file: the variables alone, checked as a file's keys would be.
+	return parseConfig("", "(environment)", { env, baseDir: process.cwd() });
 }
 
 /** Where a command's configuration file came from (`findConfigFile`). */

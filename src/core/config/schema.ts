@@ -464,6 +464,15 @@ export const configSchema = z
 			})
 			.prefault({}),
 		storage,
+		/** The admin API (src/admin/): its tokens and the rate of their issuance. */
+		admin: z
+			.strictObject({
+				/** Seconds a bearer token issued by `POST /auth/tokens` stays valid. */
+				token_lifetime: z.number().int().min(60).default(86_400),
+				/** Token requests (`POST /auth/tokens`) one client address may make per minute. */
+				token_requests_per_minute: z.number().int().min(1).default(10),
+			})
+			.prefault({}),
 		listeners: z
 			.strictObject({
 				/** RFC 6120 c2s with STARTTLS. */
@@ -486,6 +495,11 @@ export const configSchema = z
 				 * of type "external" is configured (as Prosody does).
 				 */
 				component: listener(5347, true, "127.0.0.1"),
+				/**
+				 * The admin API (src/admin/, issue 15): loopback by default; on any other address it
+				 * serves HTTPS only, with the hosts' certificates.
+				 */
+				admin: listener(5290, true, "127.0.0.1"),
 			})
 			.prefault({}),
 		http: z
