@@ -198,6 +198,8 @@ port = ${httpPort}
 enabled = false
 [listeners.s2s]
 enabled = false
+[listeners.admin]
+enabled = false
 [hosts."localhost"]
 `,
 );

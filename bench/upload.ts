@@ -145,6 +145,8 @@ enabled = false
 enabled = false
 [listeners.https]
 enabled = false
+[listeners.admin]
+enabled = false
 [listeners.http]
 address = "127.0.0.1"
 port = ${httpPort}

@@ -330,6 +330,8 @@ enabled = false
 enabled = false
 [listeners.https]
 enabled = false
+[listeners.admin]
+enabled = false
 ${s2s}[hosts."${domain}"]
 ${muc}${o.guest ? parleyGuest(domain) : ""}${
 	redisPort

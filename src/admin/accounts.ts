@@ -106,3 +106,20 @@ export async function createFirstAdmin(
 		throw accountError(err);
 	}
 }
+
+/**
+ * The admin the environment names (`PARLEY_ADMIN_JID`, `PARLEY_ADMIN_PASSWORD`), made at each
+ * start if missing: what a container's first run needs. Idempotent; the password is used only
+ * to create the account, never to change an existing one, and never logged.
+ */
+export async function adminFromEnvironment(
+	core: Core,
+	env: NodeJS.ProcessEnv,
+): Promise<string | null> {
+	const jid = env.PARLEY_ADMIN_JID;
+	const password = env.PARLEY_ADMIN_PASSWORD;
+	if (!jid || !password) return null;
+	const made = await createFirstAdmin(core, jid, password, { fromEnvironment: true });
+	core.log.info({ jid: made }, "admin account from PARLEY_ADMIN_JID");
+	return made;
+}

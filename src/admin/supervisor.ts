@@ -100,6 +100,7 @@ export class Supervisor {
 	#server: Server | null = null;
 	#operation: string | null = null;
 	#error: LastError | null = null;
+	#cause: unknown = null;
 	#configErrors: ConfigProblem[] = [];
 	#restartNeeded: string[] = [];
 	/** Told after every transition (the audit log, tests). */
@@ -339,7 +340,13 @@ export class Supervisor {
 		else this.#go("start_failed");
 	}
 
+	/** The error object of the last failure (the CLI words a failed first start from it). */
+	get lastCause(): unknown {
+		return this.#cause;
+	}
+
 	#fail(operation: string, err: unknown): void {
+		this.#cause = err;
 		const message = err instanceof Error ? err.message : String(err);
 		this.#error = { operation, message, at: new Date().toISOString() };
 		this.log.error({ operation, err: message }, "admin operation failed");

@@ -6,6 +6,7 @@ import {
 	defaultConfig,
 	findConfigFile,
 	loadConfigFile,
+	loadConfigSource,
 	resolveDataPath,
 } from "../core/config/load.ts";
 import { anonymousHosts, type Config } from "../core/config/schema.ts";
@@ -41,9 +42,13 @@ export function loadConfig(flag: string | undefined): Config {
 }
 
 /** The configuration and where it came from (check and serve say it). */
-export function loadConfigFrom(flag: string | undefined): { config: Config; source: ConfigSource } {
+export function loadConfigFrom(
+	flag: string | undefined,
+	env?: NodeJS.ProcessEnv,
+): { config: Config; source: ConfigSource } {
 	const source = findConfigFile(flag);
 	try {
+		if (env !== undefined) return { config: loadConfigSource(source, env), source };
 		return { config: source.path ? loadConfigFile(source.path) : defaultConfig(), source };
 	} catch (err) {
 		if (err instanceof ConfigError) {

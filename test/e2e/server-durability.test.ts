@@ -59,6 +59,8 @@ enabled = false
 enabled = false
 [listeners.s2s]
 enabled = false
+[listeners.admin]
+enabled = false
 [hosts.localhost]
 `;
 }

@@ -5,8 +5,10 @@
 import { unlinkSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { openedListeners } from "../../core/config/listeners.ts";
+import { type ConfigSource, loadConfigSource } from "../../core/config/load.ts";
 import type { Config } from "../../core/config/schema.ts";
-import type { Logger } from "../../core/log.ts";
+import { createLogger, type Logger } from "../../core/log.ts";
+import type { Server } from "../../core/server.ts";
 import { CliError, CONFIG_HELP, describeSource, EXIT, loadConfigFrom } from "../common.ts";
 import { listenerProblemLine, listenProblem, probeListeners } from "../ports.ts";
 
@@ -24,7 +26,8 @@ export function addServeCommand(program: Command): void {
 }
 
 async function serve(opts: { config?: string; pidfile?: string; workers?: string }): Promise<void> {
-	const { config, source } = loadConfigFrom(opts.config);
+	// Defaults, the file, then PARLEY_* variables: what every reload reads too.
+	const { config, source } = loadConfigFrom(opts.config, process.env);
 	// Loaded here, not at the top: the user commands start faster without the whole server.
 	const { createServer: buildServer } = await import("../../app/server.ts");
 	const workers = await import("../../cluster/workers.ts");
@@ -37,54 +40,155 @@ async function serve(opts: { config?: string; pidfile?: string; workers?: string
 		// Before anything is opened or written (storage, the self-signed certificate): a port in
 		// use is one line naming the key to change, and leaves nothing behind. Not in a worker:
 		// the primary tested them, and the other workers already hold them (SO_REUSEPORT).
-		await portsFree(config);
+		// Several workers open no admin API (it runs under the Supervisor of one process).
+		await portsFree(count > 1 ? withoutAdminListener(config) : config);
 		if (count > 1) return servePrimary(config, describeSource(source), count, opts.pidfile);
 	}
-	const server = buildServer(config);
-	if (!workers.isWorker()) server.log.info(`configuration: ${describeSource(source)}`);
-	// Signal handlers go in before start(): a SIGTERM that arrives while the server starts (or
-	// right after its "running" line) must still stop it cleanly rather than kill it.
+	if (workers.isWorker()) return serveWorker(buildServer(config));
+	return serveSupervised(config, source, buildServer, opts.pidfile);
+}
+
+/**
+ * One process: the XMPP server runs under the Supervisor (src/admin/), with the admin API on
+ * `[listeners.admin]`; SIGHUP reloads the configuration, SIGTERM and SIGINT stop.
+ */
+async function serveSupervised(
+	config: Config,
+	source: ConfigSource,
+	buildServer: (config: Config, opts: { log: Logger }) => Server,
+	pidfile: string | undefined,
+): Promise<void> {
+	const { Supervisor } = await import("../../admin/supervisor.ts");
+	const { AdminApi } = await import("../../admin/api.ts");
+	const { adminCommands } = await import("../../admin/commands/index.ts");
+	const { adminFromEnvironment } = await import("../../admin/accounts.ts");
+	const log = createLogger({ level: config.log.level, format: config.log.format });
+	log.info(`configuration: ${describeSource(source)}`);
+	let first = true;
+	const supervisor = new Supervisor({
+		log,
+		// The first start uses the configuration already read (and checked for its ports).
+		loadConfig: () => {
+			if (first) {
+				first = false;
+				return config;
+			}
+			return loadConfigSource(source);
+		},
+		createServer: (cfg) => buildServer(cfg, { log }),
+		afterStart: async (server) => {
+			await adminFromEnvironment(server, process.env);
+		},
+	});
+	const stop = stopSignals();
+	await supervisor.start();
+	if (supervisor.state !== "running") {
+		stop.release();
+		throw startFailure(config, log, supervisor.lastCause);
+	}
+	let api: InstanceType<typeof AdminApi> | null = null;
+	if (config.listeners.admin.enabled) {
+		api = new AdminApi(supervisor, {
+			address: config.listeners.admin.address,
+			port: config.listeners.admin.port,
+			commands: adminCommands,
+		});
+		try {
+			await api.listen();
+		} catch (err) {
+			stop.release();
+			await api.close().catch(() => undefined);
+			await supervisor.stop();
+			const e = err as NodeJS.ErrnoException;
+			if (e.syscall === "listen") {
+				const l = openedListeners(config).find((x) => x.name === "admin");
+				if (l) throw new CliError(listenerProblemLine(l, listenProblem(e)), EXIT.FAILURE);
+			}
+			throw new CliError(`could not start: ${e.message}`, EXIT.FAILURE);
+		}
+	}
+	// SIGHUP: read the configuration again and apply it (issue 15); the result is in the log.
+	const onHup = () => {
+		supervisor.reload().then(
+			(report) => log.info({ ...report, admin_state: supervisor.state }, "reloaded"),
+			(err: unknown) =>
+				log.error({ err: (err as Error).message, admin_state: supervisor.state }, "reload failed"),
+		);
+	};
+	process.on("SIGHUP", onHup);
+	if (pidfile) writeFileSync(pidfile, `${process.pid}\n`);
+	const signal = await stop.wait();
+	log.info({ signal }, "stopping");
+	// A second signal while stopping gets Node's default: the process ends at once.
+	stop.release();
+	process.off("SIGHUP", onHup);
+	await api?.close().catch(() => undefined);
+	await supervisor.stop();
+	if (pidfile) {
+		try {
+			unlinkSync(pidfile);
+		} catch {}
+	}
+}
+
+/**
+ * SIGTERM and SIGINT handlers, in before anything starts: a signal that arrives while the
+ * server starts (or right after its "running" line) must still stop it cleanly.
+ */
+function stopSignals(): { wait(): Promise<string>; release(): void } {
 	let stopSignal: string | null = null;
 	let wake: (() => void) | null = null;
-	const onSignal = (signal: string) => {
-		stopSignal ??= signal;
+	const onTerm = () => {
+		stopSignal ??= "SIGTERM";
 		wake?.();
 	};
-	const onTerm = () => onSignal("SIGTERM");
-	const onInt = () => onSignal("SIGINT");
+	const onInt = () => {
+		stopSignal ??= "SIGINT";
+		wake?.();
+	};
 	process.on("SIGTERM", onTerm);
 	process.on("SIGINT", onInt);
+	return {
+		async wait() {
+			if (stopSignal === null)
+				await new Promise<void>((resolve) => {
+					wake = resolve;
+				});
+			return stopSignal ?? "SIGTERM";
+		},
+		release() {
+			process.off("SIGTERM", onTerm);
+			process.off("SIGINT", onInt);
+		},
+	};
+}
+
+/** A cluster worker: its own server, stopped when the primary passes a signal on. */
+async function serveWorker(server: Server): Promise<void> {
+	const stop = stopSignals();
 	try {
 		await server.start();
 	} catch (err) {
-		process.off("SIGTERM", onTerm);
-		process.off("SIGINT", onInt);
-		throw startFailure(config, server.log, err);
+		stop.release();
+		throw startFailure(server.config, server.log, err);
 	}
-	if (opts.pidfile) writeFileSync(opts.pidfile, `${process.pid}\n`);
-	if (workers.isWorker()) process.send?.({ parley: "running" });
-	if (stopSignal === null)
-		await new Promise<void>((resolve) => {
-			wake = resolve;
-		});
-	server.log.info({ signal: stopSignal }, "stopping");
-	// A second signal while stopping gets Node's default: the process ends at once. Not in a
-	// worker: the primary passes the signal on, and a service manager may also signal the whole
-	// process group (systemd's KillMode=control-group), so a worker sees it twice.
-	if (!workers.isWorker()) {
-		process.off("SIGTERM", onTerm);
-		process.off("SIGINT", onInt);
-	}
+	process.send?.({ parley: "running" });
+	const signal = await stop.wait();
+	server.log.info({ signal }, "stopping");
+	// Not released: the primary passes the signal on, and a service manager may also signal the
+	// whole process group (systemd's KillMode=control-group), so a worker sees it twice.
 	await server.stop().catch((err: unknown) => {
 		server.log.error({ err }, "error while stopping");
 	});
-	if (opts.pidfile) {
-		try {
-			unlinkSync(opts.pidfile);
-		} catch {}
-	}
 	// A worker's channel to the primary would keep it alive.
-	if (workers.isWorker()) process.disconnect?.();
+	process.disconnect?.();
+}
+
+function withoutAdminListener(config: Config): Config {
+	return {
+		...config,
+		listeners: { ...config.listeners, admin: { ...config.listeners.admin, enabled: false } },
+	};
 }
 
 /** Every listener's port can be opened, or a CliError with one line per one that cannot. */
