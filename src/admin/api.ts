@@ -208,7 +208,10 @@ export class AdminApi {
 							state: supervisor.state,
 							errors: configProblems(err),
 						});
-					throw err;
+					if (err instanceof LifecycleConflict || err instanceof StateRefusal) throw err;
+					throw new ApiError(500, "reload_failed", (err as Error).message, {
+						state: supervisor.state,
+					});
 				}
 			},
 		);
@@ -221,7 +224,9 @@ export class AdminApi {
 					await supervisor.restart();
 				} catch (err) {
 					if (err instanceof LifecycleConflict || err instanceof StateRefusal) throw err;
-					throw new ApiError(500, supervisor.state, (err as Error).message);
+					throw new ApiError(500, "restart_failed", (err as Error).message, {
+						state: supervisor.state,
+					});
 				}
 				return { state: supervisor.state };
 			},
