@@ -52,7 +52,8 @@ enabled = false
 address = "127.0.0.1"
 port = 0
 [listeners.https]
-enabled = false
+address = "127.0.0.1"
+port = 0
 [listeners.s2s]
 enabled = false
 [listeners.admin]
