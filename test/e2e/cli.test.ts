@@ -527,6 +527,7 @@ describe("serve", () => {
 				["c2s_direct_tls", "clients, direct TLS \\(XEP-0368\\)"],
 				["http", "BOSH, WebSocket and discovery over plain HTTP"],
 				["https", "BOSH, WebSocket and discovery over HTTPS"],
+				["admin", "the admin API \\(JSON over HTTP, HTTPS off loopback\\)"],
 			];
 			assert.equal(listening.length, expected.length, listening.join("\n"));
 			for (const [name, purpose] of expected)
