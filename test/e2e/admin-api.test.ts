@@ -6,6 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import https from "node:https";
 import { after, before, describe, test } from "node:test";
 import { adminCommands } from "../../src/admin/commands/index.ts";
 import { TokenStore } from "../../src/admin/tokens.ts";
@@ -321,6 +323,83 @@ describe("token issuance is rate-limited", () => {
 				body: { jid: "a@localhost", password: "b" },
 			});
 			assert.equal(r.body.code, "rate_limited");
+		} finally {
+			await h.close();
+		}
+	});
+});
+
+describe("the admin listener off loopback", () => {
+	test("an address other than loopback serves HTTPS only, with the hosts' certificate", async () => {
+		const h = await startAdmin();
+		const { AdminApi } = await import("../../src/admin/api.ts");
+		const server = h.supervisor.server;
+		assert.ok(server);
+		const api = new AdminApi(h.supervisor, {
+			address: "0.0.0.0",
+			port: 0,
+			commands: adminCommands,
+		});
+		try {
+			await api.listen();
+			assert.equal(api.tls, true);
+			const ca = server.certificates.describe().map((c) => readFileSync(c.path, "utf8"));
+			const body = await new Promise<string>((resolve, reject) => {
+				https
+					.get(
+						{ host: "127.0.0.1", port: api.port, path: "/health", servername: "localhost", ca },
+						(res) => {
+							let text = "";
+							res.setEncoding("utf8").on("data", (d: string) => {
+								text += d;
+							});
+							res.on("end", () => resolve(text));
+						},
+					)
+					.on("error", reject);
+			});
+			assert.deepEqual(JSON.parse(body), { serving: true, state: "running" });
+			// Plain HTTP gets no answer from a TLS port.
+			await assert.rejects(fetch(`http://127.0.0.1:${api.port}/health`));
+		} finally {
+			await api.close();
+			await h.close();
+		}
+	});
+});
+
+describe("one registry, three surfaces", () => {
+	test("every command is a route (OpenAPI), a `parley admin` subcommand and in core.commands (XEP-0133 nodes where defined)", async () => {
+		const { buildProgram } = await import("../../src/cli/main.ts");
+		const admin = buildProgram().commands.find((c) => c.name() === "admin");
+		assert.ok(admin);
+		const h = await startAdmin();
+		try {
+			const paths = (await h.request("GET", "/openapi.json")).body.paths as Record<
+				string,
+				Record<string, { operationId: string }>
+			>;
+			const operations = Object.values(paths).flatMap((p) =>
+				Object.values(p).map((o) => o.operationId),
+			);
+			const core = h.supervisor.server?.commands ?? [];
+			for (const c of adminCommands) {
+				assert.ok(operations.includes(c.name), `${c.name}: HTTP`);
+				const [area, ...verb] = c.name.split(".");
+				const sub = admin.commands
+					.find((x) => x.name() === area)
+					?.commands.find((x) => x.name() === verb.join(" "));
+				assert.ok(sub, `${c.name}: CLI`);
+				assert.ok(core.includes(c), `${c.name}: core.commands`);
+			}
+			const nodes = core.flatMap((c) => (c.adhoc ? [c.adhoc] : []));
+			for (const node of [
+				"add-user",
+				"delete-user",
+				"change-user-password",
+				"get-online-users-list",
+			])
+				assert.ok(nodes.includes(`http://jabber.org/protocol/admin#${node}`), node);
 		} finally {
 			await h.close();
 		}

@@ -7,8 +7,10 @@ import { hostNameProblem } from "./checks.ts";
 import {
 	ConfigError,
 	defaultConfig,
+	envOverrides,
 	findConfigFile,
 	loadConfigFile,
+	loadConfigSource,
 	parseConfig,
 	resolveDataPath,
 } from "./load.ts";
@@ -277,4 +279,33 @@ test("the configuration is found by one rule: --config, PARLEY_CONFIG, ./parley.
 		from: "./parley.toml",
 	});
 	assert.equal(findConfigFile(undefined, env, cwd).from, "PARLEY_CONFIG");
+});
+
+test("PARLEY_<SECTION>__<KEY> variables override the file; values are TOML, else strings; others are ignored", () => {
+	const env = {
+		PARLEY_LOG__LEVEL: "debug",
+		PARLEY_LISTENERS__ADMIN__PORT: "0",
+		PARLEY_HTTP__CORS_ORIGINS: '["https://a.example"]',
+		PARLEY_CONFIG: "ignored.toml",
+		PARLEY_ADMIN_JID: "admin@localhost",
+		PARLEY_TEST_LOG: "silent",
+	};
+	assert.deepEqual(
+		envOverrides(env).map((o) => o.path.join(".")),
+		["http.cors_origins", "listeners.admin.port", "log.level"],
+	);
+	const file = join(dir, "env.toml");
+	writeFileSync(file, '[log]\nlevel = "warn"\n[listeners.admin]\nport = 6000\n');
+	const config = loadConfigSource({ path: file, from: "--config" }, env);
+	assert.equal(config.log.level, "debug");
+	assert.equal(config.listeners.admin.port, 0);
+	assert.deepEqual(config.http.cors_origins, ["https://a.example"]);
+	// Without a file: the defaults and the variables.
+	assert.equal(loadConfigSource({ from: "defaults" }, env).log.level, "debug");
+	assert.deepEqual(loadConfigSource({ from: "defaults" }, {}), defaultConfig());
+	// A variable that does not validate is a problem like a key of the file.
+	assert.throws(
+		() => loadConfigSource({ path: file, from: "--config" }, { PARLEY_LIMITS__STANZA_SIZE: "x" }),
+		(err: Error) => err instanceof ConfigError && /limits\.stanza_size/.test(err.message),
+	);
 });
