@@ -155,7 +155,8 @@ export class AdminApi {
 		});
 		app.addHook("onResponse", async (req, reply) => {
 			const action = req.routeOptions.config.action;
-			if (action === undefined || reply.statusCode === 503) return;
+			// Refusals too (401, 403, 409, 503): who tried what is the point of an audit log.
+			if (action === undefined) return;
 			this.audit.action({
 				actor: req.actor ?? "anonymous",
 				action,

@@ -160,7 +160,6 @@ export class Supervisor {
 	async start(): Promise<void> {
 		if (this.#started) throw new Error("the supervisor was started already");
 		this.#started = true;
-		this.#state = "stopped";
 		await this.#exclusive("start", async () => {
 			this.#go("starting");
 			await this.#startServer("start");

@@ -175,6 +175,13 @@ test("SIGHUP reloads: good (a host added), bad (running_misconfigured with file 
 	assert.equal(reload.code, 0, reload.stderr);
 	assert.equal(JSON.parse(reload.stdout).state, "running");
 	assert.ok(!((await status()).hosts as string[]).includes("second.example"));
+	// Each reload is in the audit log, the signal's as the API's.
+	assert.deepEqual(
+		lines
+			.filter((l) => l.audit === true && l.action === "lifecycle.reload")
+			.map((l) => `${l.actor} ${l.status}`),
+		["SIGHUP 200", "SIGHUP 422", "cli 200"],
+	);
 });
 
 test("SIGTERM stops it: exit 0, the states stopping then stopped in the log", async () => {

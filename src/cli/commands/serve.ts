@@ -62,6 +62,7 @@ async function serveSupervised(
 	const { AdminApi } = await import("../../admin/api.ts");
 	const { adminCommands } = await import("../../admin/commands/index.ts");
 	const { adminFromEnvironment } = await import("../../admin/accounts.ts");
+	const { Audit } = await import("../../admin/audit.ts");
 	const log = createLogger({ level: config.log.level, format: config.log.format });
 	log.info(`configuration: ${describeSource(source)}`);
 	let first = true;
@@ -108,11 +109,20 @@ async function serveSupervised(
 		}
 	}
 	// SIGHUP: read the configuration again and apply it (issue 15); the result is in the log.
+	const audit = api?.audit ?? new Audit(log);
 	const onHup = () => {
 		supervisor.reload().then(
-			(report) => log.info({ ...report, admin_state: supervisor.state }, "reloaded"),
-			(err: unknown) =>
-				log.error({ err: (err as Error).message, admin_state: supervisor.state }, "reload failed"),
+			(report) => {
+				log.info({ ...report, admin_state: supervisor.state }, "reloaded");
+				audit.action({ actor: "SIGHUP", action: "lifecycle.reload", status: 200 });
+			},
+			(err: unknown) => {
+				log.error({ err: (err as Error).message, admin_state: supervisor.state }, "reload failed");
+				// The status the API would have answered: 422 for a file that does not validate.
+				const name = (err as Error).name;
+				const status = name === "ConfigError" ? 422 : name === "LifecycleConflict" ? 409 : 500;
+				audit.action({ actor: "SIGHUP", action: "lifecycle.reload", status });
+			},
 		);
 	};
 	process.on("SIGHUP", onHup);
