@@ -83,8 +83,12 @@ before(async () => {
 		30_000,
 	);
 	adminPort = listening.port as number;
-	// The admin listener opens once the XMPP server runs.
-	assert.ok(lines.some((l) => l.msg === "Parley is running"));
+	// On loopback the admin API opens before the XMPP server starts.
+	await waitFor(
+		() => lines.some((l) => l.msg === "Parley is running"),
+		"Parley is running",
+		30_000,
+	);
 });
 
 after(async () => {

@@ -82,23 +82,20 @@ async function serveSupervised(
 		},
 	});
 	const stop = stopSignals();
-	await supervisor.start();
-	if (supervisor.state !== "running") {
-		stop.release();
-		throw startFailure(config, log, supervisor.lastCause);
-	}
-	let api: InstanceType<typeof AdminApi> | null = null;
-	if (config.listeners.admin.enabled) {
-		api = new AdminApi(supervisor, {
-			address: config.listeners.admin.address,
-			port: config.listeners.admin.port,
-			commands: adminCommands,
-		});
+	const api = config.listeners.admin.enabled
+		? new AdminApi(supervisor, {
+				address: config.listeners.admin.address,
+				port: config.listeners.admin.port,
+				commands: adminCommands,
+			})
+		: null;
+	/** Opens the admin API; a port that cannot be opened is the one line `serve` words it in. */
+	const openApi = async (): Promise<void> => {
 		try {
-			await api.listen();
+			await api?.listen();
 		} catch (err) {
 			stop.release();
-			await api.close().catch(() => undefined);
+			await api?.close().catch(() => undefined);
 			await supervisor.stop();
 			const e = err as NodeJS.ErrnoException;
 			if (e.syscall === "listen") {
@@ -107,7 +104,17 @@ async function serveSupervised(
 			}
 			throw new CliError(`could not start: ${e.message}`, EXIT.FAILURE);
 		}
+	};
+	// On loopback the API opens first, so `starting` is seen; HTTPS needs the certificates the
+	// XMPP server loads, so off loopback it opens once the server runs.
+	if (api && !api.tls) await openApi();
+	await supervisor.start();
+	if (supervisor.state !== "running") {
+		stop.release();
+		await api?.close().catch(() => undefined);
+		throw startFailure(config, log, supervisor.lastCause);
 	}
+	if (api?.tls) await openApi();
 	// SIGHUP: read the configuration again and apply it (issue 15); the result is in the log.
 	const audit = api?.audit ?? new Audit(log);
 	const onHup = () => {
