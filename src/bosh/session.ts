@@ -77,6 +77,7 @@ export function terminateBody(condition?: BoshCondition, children = ""): string 
 const MAX_QUEUED_ELEMENTS = 10_000;
 
 export class BoshSession implements Transport {
+	readonly kind = "bosh" as const;
 	readonly sid = randomBytes(16).toString("base64url");
 	readonly remoteAddress: string;
 	readonly secure: boolean;

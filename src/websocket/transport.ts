@@ -33,6 +33,7 @@ export interface WebSocketPeer {
 const MAX_OUTBOUND_BUFFER = 16 * 1024 * 1024;
 
 export class WebSocketTransport implements Transport {
+	readonly kind = "websocket" as const;
 	readonly remoteAddress: string;
 	readonly secure: boolean;
 	readonly canStartTls = false;
