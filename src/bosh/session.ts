@@ -329,6 +329,8 @@ export class BoshSession implements Transport {
 		const seconds = this.#pauseSeconds || this.#opts.inactivity;
 		this.#inactivityTimer = setTimeout(() => {
 			this.#server.log.debug({ sid: this.sid, ip: this.remoteAddress }, "BOSH session inactive");
+			// The client stopped polling: its connection is as dead as an unanswered ping says.
+			this.#server.metrics.deadPeer("c2s");
 			this.#terminate(undefined, "inactivity");
 		}, seconds * 1000);
 		this.#inactivityTimer.unref();

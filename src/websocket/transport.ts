@@ -83,6 +83,8 @@ export class WebSocketTransport implements Transport {
 		const interval = this.#server.config.http.websocket.ping_interval * 1000;
 		this.#pinger = setInterval(() => {
 			if (!this.#alive) {
+				// Counted once: a stream its XMPP ping already found dead is closed.
+				if (!this.#stream.closed) this.#server.metrics.deadPeer("c2s");
 				ws.terminate();
 				return;
 			}
