@@ -340,6 +340,12 @@ export interface MetricsRecorder {
 	auth(mechanism: string, ok: boolean): void;
 	/** A peer stopped answering liveness checks and its connection was dropped (issue 21). */
 	deadPeer(stream: StreamKind): void;
+	/**
+	 * A login or stream refused by a limit, named by its configuration key
+	 * (`anonymous.max_sessions`, `s2s.max_streams_per_domain`, ...). `limits.connections_per_ip`
+	 * is read from the `ConnectionLimiter` instead.
+	 */
+	refused(limit: string): void;
 	/** An external component's stream authenticated (+1) or ended after that (-1). */
 	componentStream(delta: 1 | -1): void;
 }

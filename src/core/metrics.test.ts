@@ -50,6 +50,7 @@ test("counts and gauges read at scrape time", async () => {
 	m.auth("", false);
 	m.deadPeer("c2s");
 	m.componentStream(1);
+	m.refused("s2s.max_streams_per_domain");
 	core.connectionLimiter.acquire("192.0.2.1");
 	core.connectionLimiter.acquire("192.0.2.1"); // over the limit of 1
 	const s = await samples(m);
@@ -62,7 +63,8 @@ test("counts and gauges read at scrape time", async () => {
 	assert.equal(s.get('parley_auth_total{mechanism="",result="failure"}'), 1);
 	assert.equal(s.get('parley_dead_peers_total{stream="c2s"}'), 1);
 	assert.equal(s.get("parley_component_streams"), 1);
-	assert.equal(s.get('parley_connections_refused_total{limit="connections_per_ip"}'), 1);
+	assert.equal(s.get('parley_connections_refused_total{limit="limits.connections_per_ip"}'), 1);
+	assert.equal(s.get('parley_connections_refused_total{limit="s2s.max_streams_per_domain"}'), 1);
 	assert.equal(s.get('parley_sessions{transport="tcp"}'), 2);
 	assert.equal(s.get('parley_sessions{transport="bosh"}'), 1);
 	assert.equal(s.get('parley_sessions{transport="websocket"}'), 0);

@@ -72,6 +72,7 @@ export const NO_METRICS: MetricsRecorder = {
 	stanzaOut() {},
 	auth() {},
 	deadPeer() {},
+	refused() {},
 	componentStream() {},
 };
 
@@ -86,6 +87,8 @@ export class ServerMetrics implements MetricsRecorder {
 	readonly #deadPeers = new Float64Array(STREAMS.length);
 	/** "mechanism\0ok" -> count; mechanisms are the ones we offer, so the set stays small. */
 	readonly #auth = new Map<string, number>();
+	/** Refusals by the configuration key of the limit (a fixed, small set). */
+	readonly #refused = new Map<string, number>();
 	#componentStreams = 0;
 	readonly #storage = new StorageLatency();
 	#lag: ELDHistogram | null = null;
@@ -144,14 +147,16 @@ export class ServerMetrics implements MetricsRecorder {
 				for (let s = 0; s < STREAMS.length; s++) this.inc({ stream: STREAMS[s] }, dead[s] ?? 0);
 			},
 		});
+		const refused = this.#refused;
 		new Counter({
 			name: "parley_connections_refused_total",
-			help: "Connections refused by a limit (limits.connections_per_ip).",
+			help: "Connections, logins and streams refused by a limit, by its configuration key.",
 			labelNames: ["limit"],
 			registers,
 			collect() {
 				this.reset();
-				this.inc({ limit: "connections_per_ip" }, core.connectionLimiter.refused);
+				this.inc({ limit: "limits.connections_per_ip" }, core.connectionLimiter.refused);
+				for (const [limit, n] of refused) this.inc({ limit }, n);
 			},
 		});
 		new Gauge({
@@ -324,6 +329,10 @@ export class ServerMetrics implements MetricsRecorder {
 	auth(mechanism: string, ok: boolean): void {
 		const key = ok ? `${mechanism}\x001` : `${mechanism}\x000`;
 		this.#auth.set(key, (this.#auth.get(key) ?? 0) + 1);
+	}
+
+	refused(limit: string): void {
+		this.#refused.set(limit, (this.#refused.get(limit) ?? 0) + 1);
 	}
 
 	deadPeer(stream: StreamKind): void {

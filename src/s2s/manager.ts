@@ -296,7 +296,9 @@ export class S2SManager implements RemoteDomains {
 			tooManyStreams: (domain, self) => {
 				let n = 0;
 				for (const s of this.#in) if (s !== self && s.remoteDomains.includes(domain)) n++;
-				return n >= cfg.s2s.max_streams_per_domain;
+				if (n < cfg.s2s.max_streams_per_domain) return false;
+				core.metrics.refused("s2s.max_streams_per_domain");
+				return true;
 			},
 			secureFor: (domain) => this.secureFor(domain),
 			checkPeer: (socket, domain) => this.#checkPeer(socket, domain),

@@ -5,6 +5,7 @@
  * count apart.
  */
 import assert from "node:assert/strict";
+import { connect as tcpConnect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { xml } from "@xmpp/client";
 import type { Server } from "../../src/core/server.ts";
@@ -88,7 +89,10 @@ describe("metrics", () => {
 			assert.equal(value(s, 'parley_stanzas_received_total{stream="s2s",kind="message"}'), 0);
 			assert.equal(value(s, 'parley_auth_total{mechanism="SCRAM-SHA-1",result="success"}'), 2);
 			assert.equal(value(s, 'parley_auth_total{mechanism="SCRAM-SHA-1",result="failure"}'), 1);
-			assert.equal(value(s, 'parley_connections_refused_total{limit="connections_per_ip"}'), 0);
+			assert.equal(
+				value(s, 'parley_connections_refused_total{limit="limits.connections_per_ip"}'),
+				0,
+			);
 			assert.equal(value(s, 'parley_s2s_streams{direction="incoming"}'), 0);
 			assert.equal(value(s, "parley_component_streams"), 0);
 			// Logging in reads the account's credentials (SCRAM, RFC 5802) from storage.
@@ -140,6 +144,29 @@ describe("metrics", () => {
 			await carol.xmpp.stop();
 		}
 	});
+});
+
+test("a connection over limits.connections_per_ip is counted as refused", async () => {
+	const t = await startTestServer({ config: { limits: { connections_per_ip: 1 } } });
+	const open = (port: number) =>
+		new Promise<ReturnType<typeof tcpConnect>>((resolve, reject) => {
+			const s = tcpConnect(port, "127.0.0.1", () => resolve(s));
+			s.once("error", reject);
+		});
+	try {
+		const first = await open(t.port);
+		const second = await open(t.port);
+		// The server closes the one over the limit at once (src/c2s/tcp.ts).
+		await new Promise((resolve) => second.once("close", resolve));
+		const { body } = await t.server.metricsText();
+		assert.match(
+			body,
+			/^parley_connections_refused_total\{limit="limits\.connections_per_ip"\} 1$/m,
+		);
+		first.destroy();
+	} finally {
+		await t.stop();
+	}
 });
 
 test("metrics.enabled = false: nothing is counted and the exposition is empty", async () => {
