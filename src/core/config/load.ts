@@ -171,6 +171,7 @@ function absolutePaths(config: Config, baseDir: string): Config {
 	return {
 		...config,
 		server: { ...config.server, data_dir: abs(config.server.data_dir) },
+		backup: { ...config.backup, dir: abs(config.backup.dir) },
 		tls: {
 			...config.tls,
 			...(config.tls.cert === undefined ? {} : { cert: abs(config.tls.cert) }),

@@ -1,0 +1,530 @@
+/**
+ * Backups, restore and factory reset (issue 15, "Backups, restore, factory reset").
+ *
+ * A backup is one `<id>.tar.gz` in the backup directory, beside `<id>.json` (its manifest and
+ * the archive's SHA-256). Inside: `manifest.json`, `config.toml` (the configuration file, when
+ * there is one) and `data/` (the data directory: SQLite databases as consistent snapshots, the
+ * upload files, the certificates; `run/`, the processes' status files, is left out).
+ *
+ * SQLite is copied with SQLite's online backup API (`node:sqlite` `backup()`, on a connection
+ * of its own, in one step: one read transaction, so a snapshot of one commit while the server
+ * keeps writing beside it in WAL mode; the copy runs on libuv's thread pool).
+ *
+ * A restore verifies the checksum first, then unpacks into a staging directory beside the data
+ * directory (`<data_dir>.restore`), fsyncs it, and writes a journal (`<data_dir>.restore-journal`):
+ * that write is the commit point. Without a journal, whatever a crash left is thrown away (the
+ * old data stays); with one, the swap is finished by whoever comes next ({@link recoverRestore},
+ * called by `parley serve` and the backup commands before they read anything): every step of
+ * the swap is a rename that can be redone, so a kill -9 at any point leaves the old data or the
+ * new, never a mix.
+ */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { cp, mkdir, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { DatabaseSync, backup as sqliteBackup } from "node:sqlite";
+import * as tar from "tar";
+import pkg from "../../../package.json" with { type: "json" };
+import { CommandError } from "../../core/commands.ts";
+import { ConfigError, loadConfigFile } from "../../core/config/load.ts";
+import type { Config } from "../../core/config/schema.ts";
+import {
+	exists,
+	fsyncPath,
+	fsyncTree,
+	removeTree,
+	sha256File,
+	treeSize,
+	writeFileAtomic,
+} from "./files.ts";
+
+/** What a backup or a restore is doing, for progress bars (the admin API's Server-Sent Events). */
+export type BackupPhase =
+	| "database"
+	| "files"
+	| "config"
+	| "pack"
+	| "checksum"
+	| "verify"
+	| "unpack"
+	| "sync"
+	| "commit"
+	| "swap"
+	| "done";
+
+export interface BackupProgress {
+	phase: BackupPhase;
+	/** Bytes handled so far in this phase (or its total once finished). */
+	bytes: number;
+}
+
+export type ProgressCallback = (p: BackupProgress) => void;
+
+/** `manifest.json` inside the archive, and `<id>.json` beside it (with `archive`). */
+export interface BackupManifest {
+	format: 1;
+	id: string;
+	/** Parley's version that wrote it. */
+	version: string;
+	/** ISO 8601, UTC. */
+	created: string;
+	/** Each storage backend the configuration names, and how it was saved. */
+	backends: { name: string; backend: "sqlite" | "memory" | "postgres"; file?: string }[];
+	/** Whether `config.toml` is in the archive. */
+	config: boolean;
+	/** The files of `data/` (databases included), before compression. */
+	files: number;
+	bytes: number;
+}
+
+export interface BackupInfo extends BackupManifest {
+	archive: { file: string; bytes: number; sha256: string };
+}
+
+/** Where the manager works; `configPath` absent: built-in defaults, no file to save or reset. */
+export interface BackupManagerOptions {
+	config: Config;
+	configPath?: string | undefined;
+	/**
+	 * Test hook: called at each named step of a restore or reset, so a test can kill the process
+	 * there (kill -9 at several points). Never set in production.
+	 */
+	step?: ((name: string) => void) | undefined;
+}
+
+/** How long a factory-reset confirmation token is valid. */
+export const RESET_TOKEN_TTL_MS = 5 * 60_000;
+
+const ID_RE = /^parley-\d{8}T\d{6}Z-[0-9a-f]{6}$/;
+
+/** The commented template a factory reset leaves as the configuration file. */
+export const CONFIG_TEMPLATE = `# Parley configuration (written by a factory reset).
+# Every key is commented out: the server needs a configuration before it serves anyone.
+# See docs/configuration.md for every key.
+
+# [server]
+# data_dir = "./data"
+# name = "Parley"
+
+# [hosts."example.org"]
+# (one table per domain this server serves)
+
+# [storage]
+# backend = "sqlite"          # or "postgres" with url = "postgres://..."
+
+# [backup]
+# dir = "./backups"           # must not be inside data_dir
+`;
+
+/** The paths a backup or restore touches, for one configuration. */
+export function backupPaths(config: Config, configPath?: string) {
+	const dataDir = resolve(config.server.data_dir);
+	return {
+		dataDir,
+		backupDir: resolve(config.backup.dir),
+		staging: `${dataDir}.restore`,
+		journal: `${dataDir}.restore-journal`,
+		oldData: `${dataDir}.restore-old`,
+		newConfig: configPath ? `${resolve(configPath)}.restore-new` : undefined,
+		resetToken: `${dataDir}.factory-reset`,
+		configPath: configPath ? resolve(configPath) : undefined,
+	};
+}
+
+/** `inner` is `outer` or inside it. */
+function within(inner: string, outer: string): boolean {
+	const rel = relative(outer, inner);
+	return rel === "" || (!rel.startsWith(`..${sep}`) && rel !== ".." && !isAbsolute(rel));
+}
+
+/**
+ * Why this configuration cannot take backups, or undefined: the backup directory must not be
+ * inside what a restore replaces (the data directory), nor hold it.
+ */
+export function backupDirProblem(config: Config): string | undefined {
+	const { dataDir, backupDir } = backupPaths(config);
+	if (within(backupDir, dataDir))
+		return `backup.dir (${backupDir}) is inside server.data_dir (${dataDir}), which a restore replaces: choose a directory outside it`;
+	if (within(dataDir, backupDir))
+		return `server.data_dir (${dataDir}) is inside backup.dir (${backupDir}): choose a backup directory that does not hold the data`;
+	return undefined;
+}
+
+interface JournalRecord {
+	id: string;
+	/** A new configuration file waits at `newConfig`. */
+	config: boolean;
+}
+
+/**
+ * Finishes a restore a crash interrupted, or throws away one that had not committed. Returns
+ * what it did. Safe to call at every start: without leftovers it does nothing.
+ */
+export async function recoverRestore(
+	config: Config,
+	configPath?: string,
+	step?: (name: string) => void,
+): Promise<"none" | "rolled-back" | "completed"> {
+	const p = backupPaths(config, configPath);
+	const journal = await readFile(p.journal, "utf8").catch(() => null);
+	if (journal !== null) {
+		const record = JSON.parse(journal) as JournalRecord;
+		await finishSwap(p, record, step ?? (() => {}));
+		return "completed";
+	}
+	let found = false;
+	for (const path of [p.staging, p.newConfig, `${p.journal}.tmp-${process.pid}`]) {
+		if (path && (await exists(path))) {
+			found = true;
+			await removeTree(path);
+		}
+	}
+	// A journal's temporary file of another process (it never became the journal), and data a
+	// factory reset had put aside to erase.
+	for (const name of await readdir(dirname(p.journal)).catch(() => [] as string[]))
+		if (
+			name.startsWith(`${basename(p.journal)}.tmp-`) ||
+			name.startsWith(`${basename(p.dataDir)}.reset-`)
+		) {
+			found = true;
+			await removeTree(join(dirname(p.journal), name));
+		}
+	// An old copy with no journal: the swap was finished, only the cleanup was not.
+	if (await exists(p.oldData)) {
+		await removeTree(p.oldData);
+		found = true;
+	}
+	return found ? "rolled-back" : "none";
+}
+
+/** The swap after the commit point; each step can be redone after a crash. */
+async function finishSwap(
+	p: ReturnType<typeof backupPaths>,
+	record: JournalRecord,
+	step: (name: string) => void,
+): Promise<void> {
+	const stagedData = join(p.staging, "data");
+	if (await exists(stagedData)) {
+		if ((await exists(p.dataDir)) && !(await exists(p.oldData))) {
+			await rename(p.dataDir, p.oldData);
+			step("old-moved");
+		}
+		await rename(stagedData, p.dataDir);
+		await fsyncPath(dirname(p.dataDir));
+		step("data-swapped");
+	}
+	if (record.config && p.newConfig && p.configPath && (await exists(p.newConfig))) {
+		await rename(p.newConfig, p.configPath);
+		await fsyncPath(dirname(p.configPath));
+		step("config-swapped");
+	}
+	await removeTree(p.oldData);
+	step("old-removed");
+	await removeTree(p.staging);
+	await unlink(p.journal);
+	await fsyncPath(dirname(p.journal));
+}
+
+export class BackupManager {
+	readonly #config: Config;
+	readonly #configPath: string | undefined;
+	readonly #step: (name: string) => void;
+
+	constructor(opts: BackupManagerOptions) {
+		this.#config = opts.config;
+		this.#configPath = opts.configPath;
+		this.#step = opts.step ?? (() => {});
+	}
+
+	get paths() {
+		return backupPaths(this.#config, this.#configPath);
+	}
+
+	#checkDir(): void {
+		const problem = backupDirProblem(this.#config);
+		if (problem) throw new CommandError("invalid_argument", problem);
+	}
+
+	/** The SQLite files of the configured backends, by backend name. */
+	#backends(): { name: string; backend: "sqlite" | "memory" | "postgres"; path?: string }[] {
+		const s = this.#config.storage;
+		const all = [
+			{ name: "default", cfg: s },
+			...Object.entries(s.backends).map(([name, cfg]) => ({ name, cfg })),
+		];
+		return all.map(({ name, cfg }) =>
+			cfg.backend === "sqlite"
+				? { name, backend: "sqlite", path: resolve(this.paths.dataDir, cfg.path) }
+				: { name, backend: cfg.backend },
+		);
+	}
+
+	/**
+	 * Writes a new backup while the server may be running, and returns its description. The
+	 * archive appears under its final name only once complete (a `.partial` before).
+	 */
+	async create(onProgress: ProgressCallback = () => {}): Promise<BackupInfo> {
+		this.#checkDir();
+		const { dataDir, backupDir } = this.paths;
+		const backends = this.#backends();
+		if (backends.some((b) => b.backend === "postgres"))
+			throw new CommandError(
+				"unavailable",
+				"backups of PostgreSQL storage are not built yet: use pg_dump for the database (and back up the configuration and data_dir)",
+			);
+		for (const b of backends)
+			if (b.path && !within(b.path, dataDir))
+				throw new CommandError(
+					"invalid_argument",
+					`the SQLite file of backend "${b.name}" (${b.path}) is outside server.data_dir: a backup holds data_dir only`,
+				);
+		await mkdir(backupDir, { recursive: true });
+		const now = new Date();
+		const stamp = now
+			.toISOString()
+			.replace(/[-:]/g, "")
+			.replace(/\.\d+Z$/, "Z");
+		const id = `parley-${stamp}-${randomBytes(3).toString("hex")}`;
+		const work = join(backupDir, `.${id}.work`);
+		const partial = join(backupDir, `${id}.tar.gz.partial`);
+		try {
+			await mkdir(join(work, "data"), { recursive: true });
+			// 1. databases: one consistent snapshot each.
+			const skip = new Set<string>();
+			const manifestBackends: BackupManifest["backends"] = [];
+			let dbBytes = 0;
+			for (const b of backends) {
+				if (!b.path) {
+					manifestBackends.push({ name: b.name, backend: b.backend });
+					continue;
+				}
+				for (const suffix of ["", "-wal", "-shm", "-journal"]) skip.add(`${b.path}${suffix}`);
+				const rel = relative(dataDir, b.path);
+				manifestBackends.push({ name: b.name, backend: "sqlite", file: `data/${rel}` });
+				if (!(await exists(b.path))) continue;
+				const target = join(work, "data", rel);
+				await mkdir(dirname(target), { recursive: true });
+				const source = new DatabaseSync(b.path, { readOnly: true, timeout: 10_000 });
+				try {
+					// One step (the largest rate there is): one read transaction, never restarted
+					// by the server's writes on its own connection.
+					await sqliteBackup(source, target, { rate: 2_147_483_647 });
+				} finally {
+					source.close();
+				}
+				dbBytes += (await stat(target)).size;
+				onProgress({ phase: "database", bytes: dbBytes });
+			}
+			// 2. the other files of the data directory.
+			if (await exists(dataDir)) {
+				await cp(dataDir, join(work, "data"), {
+					recursive: true,
+					filter: (src) => !skip.has(src) && src !== join(dataDir, "run"),
+				});
+			}
+			const size = await treeSize(join(work, "data"));
+			onProgress({ phase: "files", bytes: size.bytes });
+			// 3. the configuration file.
+			let hasConfig = false;
+			if (this.#configPath && (await exists(this.#configPath))) {
+				await cp(this.#configPath, join(work, "config.toml"));
+				hasConfig = true;
+				onProgress({ phase: "config", bytes: (await stat(this.#configPath)).size });
+			}
+			const manifest: BackupManifest = {
+				format: 1,
+				id,
+				version: pkg.version,
+				created: now.toISOString(),
+				backends: manifestBackends,
+				config: hasConfig,
+				files: size.files,
+				bytes: size.bytes,
+			};
+			await writeFileAtomic(join(work, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
+			// 4. pack, checksum, publish.
+			await tar.create(
+				{ gzip: true, file: partial, cwd: work, portable: true },
+				hasConfig ? ["manifest.json", "config.toml", "data"] : ["manifest.json", "data"],
+			);
+			const archiveBytes = (await stat(partial)).size;
+			onProgress({ phase: "pack", bytes: archiveBytes });
+			const sha256 = await sha256File(partial);
+			onProgress({ phase: "checksum", bytes: archiveBytes });
+			await fsyncPath(partial);
+			const archive = join(backupDir, `${id}.tar.gz`);
+			const info: BackupInfo = {
+				...manifest,
+				archive: { file: archive, bytes: archiveBytes, sha256 },
+			};
+			await rename(partial, archive);
+			await writeFileAtomic(join(backupDir, `${id}.json`), `${JSON.stringify(info, null, 2)}\n`);
+			onProgress({ phase: "done", bytes: archiveBytes });
+			return info;
+		} finally {
+			await removeTree(work);
+			await removeTree(partial);
+		}
+	}
+
+	/** Every complete backup, oldest first. */
+	async list(): Promise<BackupInfo[]> {
+		const { backupDir } = this.paths;
+		const names = await readdir(backupDir).catch(() => [] as string[]);
+		const out: BackupInfo[] = [];
+		for (const name of names.sort()) {
+			if (!name.endsWith(".json") || !ID_RE.test(name.slice(0, -5))) continue;
+			const info = await this.get(name.slice(0, -5)).catch(() => undefined);
+			if (info) out.push(info);
+		}
+		return out;
+	}
+
+	/** One backup, with the archive's path (for a download). Unknown: CommandError not_found. */
+	async get(id: string): Promise<BackupInfo> {
+		if (!ID_RE.test(id)) throw new CommandError("not_found", `no backup ${JSON.stringify(id)}`);
+		const { backupDir } = this.paths;
+		const text = await readFile(join(backupDir, `${id}.json`), "utf8").catch(() => null);
+		const archive = join(backupDir, `${id}.tar.gz`);
+		if (text === null || !(await exists(archive)))
+			throw new CommandError("not_found", `no backup ${id}`);
+		const info = JSON.parse(text) as BackupInfo;
+		return { ...info, archive: { ...info.archive, file: archive } };
+	}
+
+	async delete(id: string): Promise<void> {
+		const info = await this.get(id);
+		// The description last: a backup without it is not listed.
+		await unlink(info.archive.file);
+		await unlink(join(this.paths.backupDir, `${id}.json`));
+	}
+
+	/**
+	 * Replaces the data directory (and the configuration file, when the backup has one and
+	 * `withConfig`) with the backup's. The server must not be running on this data (the caller
+	 * stops it: sessions end with `system-shutdown`). Nothing is touched before the checksum
+	 * matches.
+	 */
+	async restore(
+		id: string,
+		opts: { withConfig?: boolean; onProgress?: ProgressCallback } = {},
+	): Promise<BackupInfo> {
+		const onProgress = opts.onProgress ?? (() => {});
+		const step = this.#step;
+		const info = await this.get(id);
+		// 1. the checksum, before anything else.
+		const sum = await sha256File(info.archive.file);
+		onProgress({ phase: "verify", bytes: info.archive.bytes });
+		if (sum !== info.archive.sha256)
+			throw new CommandError(
+				"invalid_argument",
+				`backup ${id} is damaged: its SHA-256 is ${sum}, ${info.archive.sha256} was recorded`,
+			);
+		step("verified");
+		const p = this.paths;
+		// Leftovers of an earlier attempt: finished or thrown away first.
+		await recoverRestore(this.#config, this.#configPath);
+		// 2. unpack beside the data directory (same file system: the swap is a rename).
+		await mkdir(p.staging, { recursive: true });
+		await tar.extract({ file: info.archive.file, cwd: p.staging, strict: true });
+		step("unpacked");
+		const manifest = JSON.parse(
+			await readFile(join(p.staging, "manifest.json"), "utf8"),
+		) as BackupManifest;
+		if (manifest.format !== 1 || manifest.id !== id)
+			throw new CommandError("invalid_argument", `backup ${id} has an unknown manifest`);
+		await mkdir(join(p.staging, "data"), { recursive: true });
+		onProgress({ phase: "unpack", bytes: manifest.bytes });
+		const withConfig = (opts.withConfig ?? true) && manifest.config && p.newConfig !== undefined;
+		if (withConfig && p.newConfig) {
+			await cp(join(p.staging, "config.toml"), p.newConfig);
+			await this.#checkNewConfig(p.newConfig);
+		}
+		// 3. durable before the commit point.
+		await fsyncTree(p.staging);
+		if (withConfig && p.newConfig) await fsyncPath(p.newConfig);
+		await fsyncPath(dirname(p.staging));
+		onProgress({ phase: "sync", bytes: manifest.bytes });
+		step("synced");
+		// 4. commit: from here on the restore completes, now or at the next start.
+		const record: JournalRecord = { id, config: withConfig };
+		await writeFileAtomic(p.journal, `${JSON.stringify(record)}\n`);
+		onProgress({ phase: "commit", bytes: 0 });
+		step("committed");
+		await finishSwap(p, record, step);
+		onProgress({ phase: "swap", bytes: manifest.bytes });
+		onProgress({ phase: "done", bytes: manifest.bytes });
+		return info;
+	}
+
+	/** The backup's configuration must load here and name the same data directory. */
+	async #checkNewConfig(path: string): Promise<void> {
+		let next: Config;
+		try {
+			next = loadConfigFile(path);
+		} catch (err) {
+			await removeTree(path);
+			const msg = err instanceof ConfigError ? err.message : String(err);
+			throw new CommandError(
+				"invalid_argument",
+				`the backup's configuration does not load here (restore the data only to keep this one): ${msg}`,
+			);
+		}
+		const here = this.paths.dataDir;
+		if (resolve(next.server.data_dir) !== here) {
+			await removeTree(path);
+			throw new CommandError(
+				"invalid_argument",
+				`the backup's configuration names another data directory (${resolve(next.server.data_dir)}, not ${here}): restore the data only, or edit server.data_dir`,
+			);
+		}
+	}
+
+	/**
+	 * Step one of a factory reset: a confirmation token, valid {@link RESET_TOKEN_TTL_MS}. Only a
+	 * hash of it is kept (beside the data directory, so the CLI and a server see the same one).
+	 */
+	async requestReset(now = Date.now()): Promise<{ token: string; expires: string }> {
+		const token = randomBytes(24).toString("base64url");
+		const expires = now + RESET_TOKEN_TTL_MS;
+		const hash = createHash("sha256").update(token).digest("hex");
+		await mkdir(dirname(this.paths.resetToken), { recursive: true });
+		await writeFileAtomic(this.paths.resetToken, JSON.stringify({ hash, expires }));
+		return { token, expires: new Date(expires).toISOString() };
+	}
+
+	/**
+	 * Step two: with the token of step one, erase the data directory and replace the
+	 * configuration file with {@link CONFIG_TEMPLATE}. The server must not be running on this
+	 * data. Afterwards the server needs a configuration.
+	 */
+	async confirmReset(token: string, now = Date.now()): Promise<{ configurationNeeded: true }> {
+		const p = this.paths;
+		const text = await readFile(p.resetToken, "utf8").catch(() => null);
+		if (text === null) throw new CommandError("invalid_argument", "no factory reset was requested");
+		const { hash, expires } = JSON.parse(text) as { hash: string; expires: number };
+		const given = createHash("sha256").update(token).digest();
+		const want = Buffer.from(hash, "hex");
+		if (now > expires) {
+			await removeTree(p.resetToken);
+			throw new CommandError("invalid_argument", "the factory reset token has expired");
+		}
+		if (given.length !== want.length || !timingSafeEqual(given, want))
+			throw new CommandError("forbidden", "wrong factory reset token");
+		await removeTree(p.resetToken);
+		if (this.#backends().some((b) => b.backend === "postgres"))
+			throw new CommandError(
+				"unavailable",
+				"a factory reset of PostgreSQL storage is not built yet: drop Parley's schema by hand",
+			);
+		// The data goes aside in one rename, then away: a crash leaves it aside, never half.
+		const aside = `${p.dataDir}.reset-${process.pid}`;
+		if (await exists(p.dataDir)) {
+			await rename(p.dataDir, aside);
+			await fsyncPath(dirname(p.dataDir));
+		}
+		this.#step("data-aside");
+		if (p.configPath) await writeFileAtomic(p.configPath, CONFIG_TEMPLATE);
+		await removeTree(aside);
+		return { configurationNeeded: true };
+	}
+}
