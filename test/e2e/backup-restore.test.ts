@@ -1,0 +1,200 @@
+/**
+ * Issue 15, restore: the checksum is verified before anything is touched, and a restore killed
+ * with SIGKILL at any of its steps leaves the old data and configuration or the new ones, never
+ * a mix, once the next start (recoverRestore, which `parley serve` runs first) has looked at it.
+ * Also: the backup directory may not be inside what a restore replaces, and the factory reset's
+ * two steps.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import {
+	existsSync,
+	mkdirSync,
+	mkdtempSync,
+	readdirSync,
+	readFileSync,
+	rmSync,
+	writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import {
+	BackupManager,
+	CONFIG_TEMPLATE,
+	RESET_TOKEN_TTL_MS,
+	recoverRestore,
+} from "../../src/admin/backup/manager.ts";
+import { CommandError } from "../../src/core/commands.ts";
+import { loadConfigFile } from "../../src/core/config/load.ts";
+import { SqliteBackend } from "../../src/storage/sqlite.ts";
+
+const CHILD = fileURLToPath(new URL("../helpers/restore-child.ts", import.meta.url));
+const dirs: string[] = [];
+after(() => {
+	for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+function configText(name: string, extra = ""): string {
+	return `[server]\ndata_dir = "./data"\nname = "${name}"\n[hosts."example.org"]\n[storage]\nbackend = "sqlite"\n${extra}`;
+}
+
+/** A directory with parley.toml (server.name `name`) and a database holding `users`. */
+async function instance(name: string, users: string[]): Promise<string> {
+	const dir = mkdtempSync(join(tmpdir(), "parley-backup-"));
+	dirs.push(dir);
+	await setState(dir, name, users);
+	return dir;
+}
+
+async function setState(dir: string, name: string, users: string[]): Promise<void> {
+	writeFileSync(join(dir, "parley.toml"), configText(name));
+	rmSync(join(dir, "data"), { recursive: true, force: true });
+	const config = loadConfigFile(join(dir, "parley.toml"));
+	mkdirSync(config.server.data_dir);
+	const db = new SqliteBackend(join(config.server.data_dir, "parley.sqlite"));
+	for (const u of users) await db.keyval("example.org", "accounts").set(u, { marker: name });
+	await db.close();
+	// A file beside the database, as uploads are: it must follow the database, never mix.
+	writeFileSync(join(config.server.data_dir, "marker.txt"), name);
+}
+
+/** What a start would find: the configuration's name, the accounts, the marker file. */
+async function state(dir: string): Promise<{ name: string; users: string[]; marker: string }> {
+	const config = loadConfigFile(join(dir, "parley.toml"));
+	const db = new SqliteBackend(join(config.server.data_dir, "parley.sqlite"));
+	const users = await db.keyval("example.org", "accounts").users();
+	await db.close();
+	const marker = readFileSync(join(config.server.data_dir, "marker.txt"), "utf8");
+	return { name: config.server.name, users, marker };
+}
+
+function manager(dir: string): BackupManager {
+	const configPath = join(dir, "parley.toml");
+	return new BackupManager({ config: loadConfigFile(configPath), configPath });
+}
+
+function runChild(dir: string, id: string, step: string): Promise<NodeJS.Signals | number> {
+	return new Promise((resolve, reject) => {
+		const child = spawn(process.execPath, [CHILD, join(dir, "parley.toml"), id, step], {
+			stdio: ["ignore", "ignore", "inherit"],
+		});
+		child.on("error", reject);
+		child.on("exit", (code, signal) => resolve(signal ?? (code as number)));
+	});
+}
+
+const OLD = { name: "Old", users: ["olduser"], marker: "Old" };
+const NEW = { name: "New", users: ["newuser1", "newuser2"], marker: "New" };
+
+describe("restore: kill -9 at each step leaves the old data or the new, never a mix", () => {
+	// Before the journal is written the restore has not happened; from then on it has.
+	const steps: [string, typeof OLD][] = [
+		["verified", OLD],
+		["unpacked", OLD],
+		["synced", OLD],
+		["committed", NEW],
+		["old-moved", NEW],
+		["data-swapped", NEW],
+		["config-swapped", NEW],
+		["old-removed", NEW],
+	];
+	for (const [step, expected] of steps) {
+		test(`killed at "${step}": ${expected.name.toLowerCase()} data and configuration`, async () => {
+			const dir = await instance("New", NEW.users);
+			const { id } = await manager(dir).create();
+			await setState(dir, "Old", OLD.users);
+
+			assert.equal(await runChild(dir, id, step), "SIGKILL");
+			// What the next start does first (parley serve, parley backup).
+			await recoverRestore(loadConfigFile(join(dir, "parley.toml")), join(dir, "parley.toml"));
+			assert.deepEqual(await state(dir), expected);
+			// Nothing left beside the data: no staging, no journal, no old copy, no new config.
+			assert.deepEqual(readdirSync(dir).sort(), ["backups", "data", "parley.toml"]);
+		});
+	}
+
+	test("a restore that is not killed brings the new data and configuration", async () => {
+		const dir = await instance("New", NEW.users);
+		const { id } = await manager(dir).create();
+		await setState(dir, "Old", OLD.users);
+		assert.equal(await runChild(dir, id, "no such step"), 3);
+		assert.deepEqual(await state(dir), NEW);
+		assert.deepEqual(readdirSync(dir).sort(), ["backups", "data", "parley.toml"]);
+	});
+});
+
+describe("restore: checks before anything changes", () => {
+	test("a damaged archive is refused before anything is touched", async () => {
+		const dir = await instance("New", NEW.users);
+		const info = await manager(dir).create();
+		await setState(dir, "Old", OLD.users);
+		const bytes = readFileSync(info.archive.file);
+		const at = Math.floor(bytes.length / 2);
+		bytes[at] = (bytes[at] ?? 0) ^ 0xff;
+		writeFileSync(info.archive.file, bytes);
+		await assert.rejects(manager(dir).restore(info.id), (err: unknown) => {
+			assert.ok(err instanceof CommandError);
+			assert.equal(err.code, "invalid_argument");
+			assert.match(err.message, /damaged.*SHA-256/);
+			return true;
+		});
+		assert.deepEqual(await state(dir), OLD);
+		assert.deepEqual(readdirSync(dir).sort(), ["backups", "data", "parley.toml"]);
+	});
+
+	test("a backup directory inside data_dir is refused", async () => {
+		const dir = await instance("New", NEW.users);
+		writeFileSync(join(dir, "parley.toml"), configText("New", '[backup]\ndir = "./data/b"\n'));
+		await assert.rejects(manager(dir).create(), /backup\.dir .* is inside server\.data_dir/);
+		writeFileSync(join(dir, "parley.toml"), configText("New", '[backup]\ndir = "."\n'));
+		await assert.rejects(manager(dir).create(), /server\.data_dir .* is inside backup\.dir/);
+		assert.equal(existsSync(join(dir, "data", "b")), false);
+	});
+
+	test("list, get and delete", async () => {
+		const dir = await instance("New", NEW.users);
+		const m = manager(dir);
+		const a = await m.create();
+		const b = await m.create();
+		assert.deepEqual(
+			(await m.list()).map((x) => x.id),
+			[a.id, b.id].sort(),
+		);
+		assert.equal((await m.get(a.id)).archive.sha256, a.archive.sha256);
+		assert.equal(a.config, true);
+		assert.deepEqual(
+			a.backends.map((x) => [x.backend, x.file]),
+			[["sqlite", "data/parley.sqlite"]],
+		);
+		await m.delete(a.id);
+		assert.deepEqual(
+			(await m.list()).map((x) => x.id),
+			[b.id],
+		);
+		await assert.rejects(m.get(a.id), /no backup/);
+		await assert.rejects(m.get("../parley"), /no backup/);
+	});
+});
+
+describe("factory reset: a token, then the erase", () => {
+	test("a wrong or expired token erases nothing; the right one erases data and config", async () => {
+		const dir = await instance("Old", OLD.users);
+		const m = manager(dir);
+		await assert.rejects(m.confirmReset("nothing requested"), /no factory reset was requested/);
+		const { token } = await m.requestReset();
+		await assert.rejects(m.confirmReset(`${token}x`), /wrong factory reset token/);
+		await assert.rejects(m.confirmReset(token, Date.now() + RESET_TOKEN_TTL_MS + 1), /expired/);
+		assert.deepEqual(await state(dir), OLD);
+
+		const second = await m.requestReset();
+		assert.deepEqual(await m.confirmReset(second.token), { configurationNeeded: true });
+		assert.equal(existsSync(join(dir, "data")), false);
+		assert.equal(readFileSync(join(dir, "parley.toml"), "utf8"), CONFIG_TEMPLATE);
+		// The template loads (every key at its default): the supervisor says what is missing.
+		loadConfigFile(join(dir, "parley.toml"));
+		// A token is good once.
+		await assert.rejects(m.confirmReset(second.token), /no factory reset was requested/);
+	});
+});
