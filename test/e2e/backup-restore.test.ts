@@ -20,15 +20,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import pg from "pg";
 import {
 	BackupManager,
 	CONFIG_TEMPLATE,
 	RESET_TOKEN_TTL_MS,
 	recoverRestore,
 } from "../../src/admin/backup/manager.ts";
+import { erasePostgres } from "../../src/admin/backup/postgres.ts";
 import { CommandError } from "../../src/core/commands.ts";
 import { loadConfigFile } from "../../src/core/config/load.ts";
+import { POSTGRES_SCHEMA_VERSION } from "../../src/storage/migrations/postgres.ts";
+import { PostgresBackend } from "../../src/storage/postgres.ts";
 import { SqliteBackend } from "../../src/storage/sqlite.ts";
+import { postgresSkip, TEST_PG_URL } from "../helpers/services.ts";
 
 const CHILD = fileURLToPath(new URL("../helpers/restore-child.ts", import.meta.url));
 const dirs: string[] = [];
@@ -196,5 +201,89 @@ describe("factory reset: a token, then the erase", () => {
 		loadConfigFile(join(dir, "parley.toml"));
 		// A token is good once.
 		await assert.rejects(m.confirmReset(second.token), /no factory reset was requested/);
+	});
+});
+
+describe("PostgreSQL: one snapshot in the backup, one transaction in the restore", {
+	skip: postgresSkip,
+}, () => {
+	const schema = `parley_backup_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+	const storage = `[storage]\nbackend = "postgres"\nurl = "${TEST_PG_URL}"\nschema = "${schema}"\n`;
+	after(async () => {
+		const c = new pg.Client({ connectionString: TEST_PG_URL });
+		await c.connect();
+		await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+		await c.end();
+	});
+
+	async function setPgState(dir: string, name: string, users: string[]): Promise<void> {
+		writeFileSync(
+			join(dir, "parley.toml"),
+			`[server]\ndata_dir = "./data"\nname = "${name}"\n[hosts."example.org"]\n${storage}`,
+		);
+		rmSync(join(dir, "data"), { recursive: true, force: true });
+		mkdirSync(join(dir, "data"));
+		writeFileSync(join(dir, "data", "marker.txt"), name);
+		const db = new PostgresBackend({ url: TEST_PG_URL, schema });
+		await db.open();
+		await erasePostgres({ url: TEST_PG_URL, schema });
+		for (const u of users) {
+			await db.keyval("example.org", "accounts").set(u, { marker: name });
+			await db.archive("example.org", "offline").append(u, { value: { xml: name } });
+		}
+		await db.close();
+	}
+
+	async function pgState(dir: string) {
+		const config = loadConfigFile(join(dir, "parley.toml"));
+		const db = new PostgresBackend({ url: TEST_PG_URL, schema });
+		const users = await db.keyval("example.org", "accounts").users();
+		const offline = await db.archive("example.org", "offline").count(users[0] ?? "");
+		// The archive's identity column goes on after the restored rows (no duplicate key).
+		await db.archive("example.org", "offline").append("probe", { value: { xml: "x" } });
+		await db.archive("example.org", "offline").delete("probe");
+		await db.close();
+		const marker = readFileSync(join(config.server.data_dir, "marker.txt"), "utf8");
+		return { name: config.server.name, users, offline, marker };
+	}
+
+	const PG_OLD = { name: "Old", users: ["olduser"], offline: 1, marker: "Old" };
+	const PG_NEW = { name: "New", users: ["newuser1", "newuser2"], offline: 1, marker: "New" };
+	const steps: [string, typeof PG_OLD][] = [
+		["synced", PG_OLD],
+		["committed", PG_NEW],
+		["postgres-loaded", PG_NEW],
+		["data-swapped", PG_NEW],
+		["no such step", PG_NEW],
+	];
+	for (const [step, expected] of steps) {
+		test(`killed at "${step}": ${expected.name.toLowerCase()} rows, files and configuration`, async () => {
+			const dir = mkdtempSync(join(tmpdir(), "parley-backup-"));
+			dirs.push(dir);
+			await setPgState(dir, "New", PG_NEW.users);
+			const info = await manager(dir).create();
+			assert.deepEqual(
+				info.backends.map((b) => [b.backend, b.file, b.schemaVersion]),
+				[["postgres", "postgres/default", POSTGRES_SCHEMA_VERSION]],
+			);
+			await setPgState(dir, "Old", PG_OLD.users);
+
+			const end = await runChild(dir, info.id, step);
+			assert.equal(end, step === "no such step" ? 3 : "SIGKILL");
+			await recoverRestore(loadConfigFile(join(dir, "parley.toml")), join(dir, "parley.toml"));
+			assert.deepEqual(await pgState(dir), expected);
+			assert.deepEqual(readdirSync(dir).sort(), ["backups", "data", "parley.toml"]);
+		});
+	}
+
+	test("a factory reset empties Parley's tables", async () => {
+		const dir = mkdtempSync(join(tmpdir(), "parley-backup-"));
+		dirs.push(dir);
+		await setPgState(dir, "Old", PG_OLD.users);
+		const m = manager(dir);
+		await m.confirmReset((await m.requestReset()).token);
+		const db = new PostgresBackend({ url: TEST_PG_URL, schema });
+		assert.deepEqual(await db.keyval("example.org", "accounts").users(), []);
+		await db.close();
 	});
 });

@@ -36,6 +36,13 @@ import {
 	treeSize,
 	writeFileAtomic,
 } from "./files.ts";
+import {
+	checkPostgresVersion,
+	erasePostgres,
+	exportPostgres,
+	importPostgres,
+	type PostgresTarget,
+} from "./postgres.ts";
 
 /** What a backup or a restore is doing, for progress bars (the admin API's Server-Sent Events). */
 export type BackupPhase =
@@ -68,7 +75,14 @@ export interface BackupManifest {
 	/** ISO 8601, UTC. */
 	created: string;
 	/** Each storage backend the configuration names, and how it was saved. */
-	backends: { name: string; backend: "sqlite" | "memory" | "postgres"; file?: string }[];
+	backends: {
+		name: string;
+		backend: "sqlite" | "memory" | "postgres";
+		/** The SQLite file, or PostgreSQL's directory of one NDJSON file per table. */
+		file?: string;
+		/** PostgreSQL: the schema version of the tables saved. */
+		schemaVersion?: number;
+	}[];
 	/** Whether `config.toml` is in the archive. */
 	config: boolean;
 	/** The files of `data/` (databases included), before compression. */
@@ -153,6 +167,11 @@ interface JournalRecord {
 	id: string;
 	/** A new configuration file waits at `newConfig`. */
 	config: boolean;
+	/**
+	 * PostgreSQL databases to load from the staging directory (`dir`, relative to it) before the
+	 * files are swapped. The file has mode 0600: a URL may hold a password, as the config does.
+	 */
+	postgres?: (PostgresTarget & { dir: string })[];
 }
 
 /**
@@ -202,6 +221,12 @@ async function finishSwap(
 	record: JournalRecord,
 	step: (name: string) => void,
 ): Promise<void> {
+	// Each load is one transaction that can be run again: the staging directory stays until
+	// the journal is gone.
+	for (const target of record.postgres ?? []) {
+		await importPostgres(target, join(p.staging, target.dir));
+		step("postgres-loaded");
+	}
 	const stagedData = join(p.staging, "data");
 	if (await exists(stagedData)) {
 		if ((await exists(p.dataDir)) && !(await exists(p.oldData))) {
@@ -224,6 +249,13 @@ async function finishSwap(
 	await fsyncPath(dirname(p.journal));
 }
 
+interface Backend {
+	name: string;
+	backend: "sqlite" | "memory" | "postgres";
+	path?: string;
+	pg?: PostgresTarget;
+}
+
 export class BackupManager {
 	readonly #config: Config;
 	readonly #configPath: string | undefined;
@@ -244,18 +276,20 @@ export class BackupManager {
 		if (problem) throw new CommandError("invalid_argument", problem);
 	}
 
-	/** The SQLite files of the configured backends, by backend name. */
-	#backends(): { name: string; backend: "sqlite" | "memory" | "postgres"; path?: string }[] {
-		const s = this.#config.storage;
+	/** The configured backends, by name: SQLite's file, PostgreSQL's URL and schema. */
+	#backends(config: Config = this.#config): Backend[] {
+		const s = config.storage;
 		const all = [
 			{ name: "default", cfg: s },
 			...Object.entries(s.backends).map(([name, cfg]) => ({ name, cfg })),
 		];
-		return all.map(({ name, cfg }) =>
-			cfg.backend === "sqlite"
-				? { name, backend: "sqlite", path: resolve(this.paths.dataDir, cfg.path) }
-				: { name, backend: cfg.backend },
-		);
+		return all.map(({ name, cfg }): Backend => {
+			if (cfg.backend === "sqlite")
+				return { name, backend: "sqlite", path: resolve(this.paths.dataDir, cfg.path) };
+			if (cfg.backend === "postgres")
+				return { name, backend: "postgres", pg: { url: cfg.url ?? "", schema: cfg.schema } };
+			return { name, backend: "memory" };
+		});
 	}
 
 	/**
@@ -266,11 +300,6 @@ export class BackupManager {
 		this.#checkDir();
 		const { dataDir, backupDir } = this.paths;
 		const backends = this.#backends();
-		if (backends.some((b) => b.backend === "postgres"))
-			throw new CommandError(
-				"unavailable",
-				"backups of PostgreSQL storage are not built yet: use pg_dump for the database (and back up the configuration and data_dir)",
-			);
 		for (const b of backends)
 			if (b.path && !within(b.path, dataDir))
 				throw new CommandError(
@@ -293,6 +322,13 @@ export class BackupManager {
 			const manifestBackends: BackupManifest["backends"] = [];
 			let dbBytes = 0;
 			for (const b of backends) {
+				if (b.pg) {
+					const dir = `postgres/${b.name}`;
+					const { schemaVersion } = await exportPostgres(b.pg, join(work, dir));
+					manifestBackends.push({ name: b.name, backend: "postgres", file: dir, schemaVersion });
+					onProgress({ phase: "database", bytes: (await treeSize(join(work, dir))).bytes });
+					continue;
+				}
 				if (!b.path) {
 					manifestBackends.push({ name: b.name, backend: b.backend });
 					continue;
@@ -342,10 +378,10 @@ export class BackupManager {
 			};
 			await writeFileAtomic(join(work, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
 			// 4. pack, checksum, publish.
-			await tar.create(
-				{ gzip: true, file: partial, cwd: work, portable: true },
-				hasConfig ? ["manifest.json", "config.toml", "data"] : ["manifest.json", "data"],
-			);
+			const entries = ["manifest.json", "data"];
+			if (hasConfig) entries.push("config.toml");
+			if (await exists(join(work, "postgres"))) entries.push("postgres");
+			await tar.create({ gzip: true, file: partial, cwd: work, portable: true }, entries);
 			const archiveBytes = (await stat(partial)).size;
 			onProgress({ phase: "pack", bytes: archiveBytes });
 			const sha256 = await sha256File(partial);
@@ -423,6 +459,34 @@ export class BackupManager {
 		const p = this.paths;
 		// Leftovers of an earlier attempt: finished or thrown away first.
 		await recoverRestore(this.#config, this.#configPath);
+		let record: JournalRecord;
+		let manifest: BackupManifest;
+		try {
+			({ record, manifest } = await this.#stage(id, opts.withConfig ?? true, onProgress));
+		} catch (err) {
+			// Before the commit point: nothing happened.
+			await recoverRestore(this.#config, this.#configPath);
+			throw err;
+		}
+		// 4. commit: from here on the restore completes, now or at the next start.
+		await writeFileAtomic(p.journal, `${JSON.stringify(record)}\n`);
+		onProgress({ phase: "commit", bytes: 0 });
+		step("committed");
+		await finishSwap(p, record, step);
+		onProgress({ phase: "swap", bytes: manifest.bytes });
+		onProgress({ phase: "done", bytes: manifest.bytes });
+		return info;
+	}
+
+	/** Unpacks, checks and syncs the staging directory; the journal record to commit. */
+	async #stage(
+		id: string,
+		withConfigAsked: boolean,
+		onProgress: ProgressCallback,
+	): Promise<{ record: JournalRecord; manifest: BackupManifest }> {
+		const p = this.paths;
+		const step = this.#step;
+		const info = await this.get(id);
 		// 2. unpack beside the data directory (same file system: the swap is a rename).
 		await mkdir(p.staging, { recursive: true });
 		await tar.extract({ file: info.archive.file, cwd: p.staging, strict: true });
@@ -434,30 +498,52 @@ export class BackupManager {
 			throw new CommandError("invalid_argument", `backup ${id} has an unknown manifest`);
 		await mkdir(join(p.staging, "data"), { recursive: true });
 		onProgress({ phase: "unpack", bytes: manifest.bytes });
-		const withConfig = (opts.withConfig ?? true) && manifest.config && p.newConfig !== undefined;
+		const withConfig = withConfigAsked && manifest.config && p.newConfig !== undefined;
+		let after = this.#config;
 		if (withConfig && p.newConfig) {
 			await cp(join(p.staging, "config.toml"), p.newConfig);
-			await this.#checkNewConfig(p.newConfig);
+			after = await this.#checkNewConfig(p.newConfig);
 		}
+		const postgres = this.#postgresTargets(manifest, after);
 		// 3. durable before the commit point.
 		await fsyncTree(p.staging);
 		if (withConfig && p.newConfig) await fsyncPath(p.newConfig);
 		await fsyncPath(dirname(p.staging));
 		onProgress({ phase: "sync", bytes: manifest.bytes });
 		step("synced");
-		// 4. commit: from here on the restore completes, now or at the next start.
-		const record: JournalRecord = { id, config: withConfig };
-		await writeFileAtomic(p.journal, `${JSON.stringify(record)}\n`);
-		onProgress({ phase: "commit", bytes: 0 });
-		step("committed");
-		await finishSwap(p, record, step);
-		onProgress({ phase: "swap", bytes: manifest.bytes });
-		onProgress({ phase: "done", bytes: manifest.bytes });
-		return info;
+		return { record: { id, config: withConfig, postgres }, manifest };
+	}
+
+	/**
+	 * Where the backup's PostgreSQL data goes: the backend of the same name in the configuration
+	 * in force after the restore, which must be PostgreSQL too (and the reverse).
+	 */
+	#postgresTargets(manifest: BackupManifest, after: Config): JournalRecord["postgres"] {
+		const targets: NonNullable<JournalRecord["postgres"]> = [];
+		const now = this.#backends(after);
+		for (const saved of manifest.backends) {
+			const here = now.find((b) => b.name === saved.name);
+			if (saved.backend === "postgres") {
+				if (!here?.pg)
+					throw new CommandError(
+						"invalid_argument",
+						`the backup holds PostgreSQL data for storage backend "${saved.name}", which is not PostgreSQL in the configuration the restore leaves`,
+					);
+				checkPostgresVersion(saved.schemaVersion, saved.name);
+				targets.push({ ...here.pg, dir: saved.file ?? `postgres/${saved.name}` });
+			}
+		}
+		for (const b of now)
+			if (b.pg && !manifest.backends.some((s) => s.name === b.name && s.backend === "postgres"))
+				throw new CommandError(
+					"invalid_argument",
+					`storage backend "${b.name}" is PostgreSQL, and the backup holds no PostgreSQL data for it`,
+				);
+		return targets;
 	}
 
 	/** The backup's configuration must load here and name the same data directory. */
-	async #checkNewConfig(path: string): Promise<void> {
+	async #checkNewConfig(path: string): Promise<Config> {
 		let next: Config;
 		try {
 			next = loadConfigFile(path);
@@ -477,6 +563,7 @@ export class BackupManager {
 				`the backup's configuration names another data directory (${resolve(next.server.data_dir)}, not ${here}): restore the data only, or edit server.data_dir`,
 			);
 		}
+		return next;
 	}
 
 	/**
@@ -511,11 +598,9 @@ export class BackupManager {
 		if (given.length !== want.length || !timingSafeEqual(given, want))
 			throw new CommandError("forbidden", "wrong factory reset token");
 		await removeTree(p.resetToken);
-		if (this.#backends().some((b) => b.backend === "postgres"))
-			throw new CommandError(
-				"unavailable",
-				"a factory reset of PostgreSQL storage is not built yet: drop Parley's schema by hand",
-			);
+		// PostgreSQL first (one transaction each): a crash after it leaves the files, and the
+		// operator runs the reset again.
+		for (const b of this.#backends()) if (b.pg) await erasePostgres(b.pg);
 		// The data goes aside in one rename, then away: a crash leaves it aside, never half.
 		const aside = `${p.dataDir}.reset-${process.pid}`;
 		if (await exists(p.dataDir)) {
