@@ -232,6 +232,10 @@ async function finishSwap(
 		if ((await exists(p.dataDir)) && !(await exists(p.oldData))) {
 			await rename(p.dataDir, p.oldData);
 			step("old-moved");
+		} else if (await exists(p.dataDir)) {
+			// Made after the old one was moved aside (a `parley user` command run before the
+			// next start): kept for the operator, out of the way.
+			await rename(p.dataDir, `${p.dataDir}.restore-stray-${Date.now()}`);
 		}
 		await rename(stagedData, p.dataDir);
 		await fsyncPath(dirname(p.dataDir));
