@@ -149,6 +149,35 @@ describe("restore: checks before anything changes", () => {
 		assert.deepEqual(readdirSync(dir).sort(), ["backups", "data", "parley.toml"]);
 	});
 
+	test("one restore at a time: another live process's lock refuses it and keeps its staging", async () => {
+		const dir = await instance("New", NEW.users);
+		const { id } = await manager(dir).create();
+		await setState(dir, "Old", OLD.users);
+		const other = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], {
+			stdio: "ignore",
+		});
+		try {
+			writeFileSync(join(dir, "data.restore-lock"), `${other.pid}\n`);
+			mkdirSync(join(dir, "data.restore"));
+			await assert.rejects(manager(dir).restore(id), (err: unknown) => {
+				assert.ok(err instanceof CommandError);
+				assert.equal(err.code, "conflict");
+				assert.match(err.message, new RegExp(`process ${other.pid}`));
+				return true;
+			});
+			const config = loadConfigFile(join(dir, "parley.toml"));
+			assert.equal(await recoverRestore(config, join(dir, "parley.toml")), "busy");
+			assert.ok(existsSync(join(dir, "data.restore")), "its staging is left alone");
+		} finally {
+			other.kill("SIGKILL");
+			await new Promise((r) => other.once("exit", r));
+		}
+		// Its holder gone, the lock is stale: the restore goes ahead.
+		await manager(dir).restore(id);
+		assert.deepEqual(await state(dir), NEW);
+		assert.deepEqual(readdirSync(dir).sort(), ["backups", "data", "parley.toml"]);
+	});
+
 	test("a backup directory inside data_dir is refused", async () => {
 		const dir = await instance("New", NEW.users);
 		writeFileSync(join(dir, "parley.toml"), configText("New", '[backup]\ndir = "./data/b"\n'));

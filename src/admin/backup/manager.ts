@@ -20,7 +20,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { cp, mkdir, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
+import { cp, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { DatabaseSync, backup as sqliteBackup } from "node:sqlite";
 import { pipeline } from "node:stream/promises";
@@ -143,6 +143,8 @@ export function backupPaths(config: Config, configPath?: string) {
 		oldData: `${dataDir}.restore-old`,
 		newConfig: configPath ? `${resolve(configPath)}.restore-new` : undefined,
 		resetToken: `${dataDir}.factory-reset`,
+		/** The process id of the restore or reset at work (one at a time, across processes). */
+		lock: `${dataDir}.restore-lock`,
 		configPath: configPath ? resolve(configPath) : undefined,
 	};
 }
@@ -177,16 +179,62 @@ interface JournalRecord {
 	postgres?: (PostgresTarget & { dir: string })[];
 }
 
+/** The live process, other than this one, that holds the restore lock at `path`. */
+async function lockHolder(path: string): Promise<number | undefined> {
+	const text = await readFile(path, "utf8").catch(() => null);
+	const pid = Number(text?.trim());
+	if (text === null || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+	try {
+		process.kill(pid, 0);
+		return pid;
+	} catch (err) {
+		// EPERM: alive, someone else's.
+		return (err as NodeJS.ErrnoException).code === "EPERM" ? pid : undefined;
+	}
+}
+
+/** Takes the restore lock, or says which process has it (a lock of a dead one is taken over). */
+async function takeLock(path: string): Promise<void> {
+	for (let attempt = 0; ; attempt++) {
+		try {
+			await writeFile(path, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
+			return;
+		} catch (err) {
+			if ((err as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw err;
+		}
+		const holder = await lockHolder(path);
+		if (holder !== undefined)
+			throw new CommandError(
+				"conflict",
+				`a restore or a factory reset is under way (process ${holder})`,
+			);
+		await unlink(path).catch(() => {});
+	}
+}
+
 /**
  * Finishes a restore a crash interrupted, or throws away one that had not committed. Returns
- * what it did. Safe to call at every start: without leftovers it does nothing.
+ * what it did; "busy" when another live process is restoring (nothing is touched). Safe to
+ * call at every start: without leftovers it does nothing.
  */
 export async function recoverRestore(
 	config: Config,
 	configPath?: string,
 	step?: (name: string) => void,
-): Promise<"none" | "rolled-back" | "completed"> {
+): Promise<"none" | "rolled-back" | "completed" | "busy"> {
 	const p = backupPaths(config, configPath);
+	if ((await lockHolder(p.lock)) !== undefined) return "busy";
+	const result = await recoverUnlocked(p, step);
+	// A lock a dead process left (its own process's is released by its owner).
+	if ((await readFile(p.lock, "utf8").catch(() => "")).trim() !== String(process.pid))
+		await removeTree(p.lock);
+	return result;
+}
+
+async function recoverUnlocked(
+	p: ReturnType<typeof backupPaths>,
+	step?: (name: string) => void,
+): Promise<"none" | "rolled-back" | "completed"> {
 	const journal = await readFile(p.journal, "utf8").catch(() => null);
 	if (journal !== null) {
 		const record = JSON.parse(journal) as JournalRecord;
@@ -471,12 +519,28 @@ export class BackupManager {
 			);
 		step("verified");
 		const p = this.paths;
+		await takeLock(p.lock);
+		try {
+			return await this.#restoreLocked(id, info, opts.withConfig ?? true, onProgress);
+		} finally {
+			await unlink(p.lock).catch(() => {});
+		}
+	}
+
+	async #restoreLocked(
+		id: string,
+		info: BackupInfo,
+		withConfig: boolean,
+		onProgress: ProgressCallback,
+	): Promise<BackupInfo> {
+		const p = this.paths;
+		const step = this.#step;
 		// Leftovers of an earlier attempt: finished or thrown away first.
 		await recoverRestore(this.#config, this.#configPath);
 		let record: JournalRecord;
 		let manifest: BackupManifest;
 		try {
-			({ record, manifest } = await this.#stage(id, opts.withConfig ?? true, onProgress));
+			({ record, manifest } = await this.#stage(id, withConfig, onProgress));
 		} catch (err) {
 			// Before the commit point: nothing happened.
 			await recoverRestore(this.#config, this.#configPath);
@@ -612,6 +676,16 @@ export class BackupManager {
 		if (given.length !== want.length || !timingSafeEqual(given, want))
 			throw new CommandError("forbidden", "wrong factory reset token");
 		await removeTree(p.resetToken);
+		await takeLock(p.lock);
+		try {
+			return await this.#eraseLocked();
+		} finally {
+			await unlink(p.lock).catch(() => {});
+		}
+	}
+
+	async #eraseLocked(): Promise<{ configurationNeeded: true }> {
+		const p = this.paths;
 		// PostgreSQL first (one transaction each): a crash after it leaves the files, and the
 		// operator runs the reset again.
 		for (const b of this.#backends()) if (b.pg) await erasePostgres(b.pg);
