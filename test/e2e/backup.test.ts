@@ -7,16 +7,21 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type XmlElement, xml } from "@xmpp/client";
-import { BackupManager, type BackupProgress } from "../../src/admin/backup/manager.ts";
-import { createBackupCommands } from "../../src/admin/commands/backup.ts";
+import {
+	BackupManager,
+	type BackupProgress,
+	CONFIG_TEMPLATE,
+} from "../../src/admin/backup/manager.ts";
+import { backupCommands, createBackupCommands } from "../../src/admin/commands/backup.ts";
+import { CommandError } from "../../src/core/commands.ts";
 import { loadConfigFile } from "../../src/core/config/load.ts";
-import type { Core } from "../../src/core/contracts.ts";
+import type { AnyAdminCommand, Core } from "../../src/core/contracts.ts";
 import { exportPie } from "../../src/storage/xep0227.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -255,5 +260,79 @@ describe("backups while clients chat, and the round trip", { timeout: 120_000 },
 		// The restored accounts log in on the new server; the fresh instance's are gone.
 		await login(b, "alice", "alice-pw");
 		await assert.rejects(connect(`xmpp://127.0.0.1:${b.port}`, "dave", "dave-pw"));
+	});
+
+	test("the commands: routes, progress, refusals without a supervisor, factory reset", async () => {
+		assert.deepEqual(
+			backupCommands.map((c) => [c.name, c.http.method, c.http.path, c.role]),
+			[
+				["backup.create", "POST", "/backups", "admin"],
+				["backup.list", "GET", "/backups", "admin"],
+				["backup.get", "GET", "/backups/:id", "admin"],
+				["backup.delete", "DELETE", "/backups/:id", "admin"],
+				["backup.restore", "PUT", "/backups/:id/restore", "admin"],
+				["factory-reset.request", "POST", "/factory-reset", "admin"],
+				["factory-reset.confirm", "PUT", "/factory-reset", "admin"],
+			],
+		);
+		const dir = instanceDir();
+		let s = await start(dir, [["alice@localhost", "alice-pw"]]);
+		const alice = await login(s, "alice", "alice-pw");
+		const progress: string[] = [];
+		let stops = 0;
+		const byName = (list: readonly AnyAdminCommand[], name: string) => {
+			const c = list.find((x) => x.name === name);
+			assert.ok(c, name);
+			return (args: Record<string, unknown> = {}) =>
+				c.run({ core: s.server, actor: "cli" }, c.args.parse(args));
+		};
+		const bare = (name: string) =>
+			byName(createBackupCommands({ configPath: () => join(dir, "parley.toml") }), name);
+		const supervised = (name: string) =>
+			byName(
+				createBackupCommands({
+					configPath: () => join(dir, "parley.toml"),
+					onProgress: (_core, p) => progress.push(p.phase),
+					whileStopped: async (_core, fn) => {
+						stops++;
+						await s.server.stop();
+						const result = await fn();
+						// The supervisor's "configuration needed": no server on the template.
+						if (readFileSync(join(dir, "parley.toml"), "utf8") !== CONFIG_TEMPLATE)
+							s = await start(dir);
+						return result;
+					},
+				}),
+				name,
+			);
+
+		const info = (await supervised("backup.create")()) as { id: string };
+		assert.equal(progress.at(-1), "done");
+		assert.deepEqual(
+			((await bare("backup.list")()) as { id: string }[]).map((b) => b.id),
+			[info.id],
+		);
+		// Without a supervisor to stop the service, nothing is stopped and nothing restored.
+		await assert.rejects(bare("backup.restore")({ id: info.id }), (err: unknown) => {
+			assert.ok(err instanceof CommandError);
+			assert.equal(err.code, "unavailable");
+			return true;
+		});
+		// An unknown backup is refused before the service stops.
+		await assert.rejects(
+			supervised("backup.restore")({ id: "parley-20990101T000000Z-abcdef" }),
+			/no backup/,
+		);
+		assert.equal(stops, 0);
+		assert.equal(s.server.state, "running");
+		assert.ok(alice.xmpp.status === "online", "alice's session is still there");
+
+		const { token } = (await supervised("factory-reset.request")()) as { token: string };
+		assert.deepEqual(await supervised("factory-reset.confirm")({ token }), {
+			configurationNeeded: true,
+		});
+		assert.equal(stops, 1);
+		assert.equal(readFileSync(join(dir, "parley.toml"), "utf8"), CONFIG_TEMPLATE);
+		await assert.rejects(connect(`xmpp://127.0.0.1:${s.port}`, "alice", "alice-pw"));
 	});
 });
