@@ -213,6 +213,18 @@ describe("restore: checks before anything changes", () => {
 });
 
 describe("factory reset: a token, then the erase", () => {
+	// The journal is written before anything is erased: from any later step the reset completes.
+	for (const step of ["committed", "postgres-erased", "data-aside", "config-reset"]) {
+		test(`killed at "${step}": the next start finishes the reset`, async () => {
+			const dir = await instance("Old", OLD.users);
+			assert.equal(await runChild(dir, "factory-reset", step), "SIGKILL");
+			await recoverRestore(loadConfigFile(join(dir, "parley.toml")), join(dir, "parley.toml"));
+			assert.equal(existsSync(join(dir, "data")), false);
+			assert.equal(readFileSync(join(dir, "parley.toml"), "utf8"), CONFIG_TEMPLATE);
+			assert.deepEqual(readdirSync(dir).sort(), ["parley.toml"]);
+		});
+	}
+
 	test("a wrong or expired token erases nothing; the right one erases data and config", async () => {
 		const dir = await instance("Old", OLD.users);
 		const m = manager(dir);

@@ -3,6 +3,8 @@
  * (test/e2e/backup.test.ts: kill -9 at several points of a restore).
  *
  *   node test/helpers/restore-child.ts <config file> <backup id> <step>
+ *
+ * With "factory-reset" for the id, a factory reset (request and confirm) instead.
  */
 import { BackupManager } from "../../src/admin/backup/manager.ts";
 import { loadConfigFile } from "../../src/core/config/load.ts";
@@ -15,6 +17,7 @@ const manager = new BackupManager({
 		if (name === killAt) process.kill(process.pid, "SIGKILL");
 	},
 });
-await manager.restore(id);
+if (id === "factory-reset") await manager.confirmReset((await manager.requestReset()).token);
+else await manager.restore(id);
 // Reached only when the step named is not one of the restore's.
 process.exitCode = 3;

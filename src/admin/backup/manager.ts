@@ -177,6 +177,11 @@ interface JournalRecord {
 	 * files are swapped. The file has mode 0600: a URL may hold a password, as the config does.
 	 */
 	postgres?: (PostgresTarget & { dir: string })[];
+	/**
+	 * A factory reset rather than a restore: PostgreSQL's tables emptied, the data directory
+	 * removed, the configuration file replaced by the template.
+	 */
+	reset?: boolean;
 }
 
 /** The live process, other than this one, that holds the restore lock at `path`. */
@@ -248,13 +253,9 @@ async function recoverUnlocked(
 			await removeTree(path);
 		}
 	}
-	// A journal's temporary file of another process (it never became the journal), and data a
-	// factory reset had put aside to erase.
+	// A journal's temporary file of another process (it never became the journal).
 	for (const name of await readdir(dirname(p.journal)).catch(() => [] as string[]))
-		if (
-			name.startsWith(`${basename(p.journal)}.tmp-`) ||
-			name.startsWith(`${basename(p.dataDir)}.reset-`)
-		) {
+		if (name.startsWith(`${basename(p.journal)}.tmp-`)) {
 			found = true;
 			await removeTree(join(dirname(p.journal), name));
 		}
@@ -272,6 +273,7 @@ async function finishSwap(
 	record: JournalRecord,
 	step: (name: string) => void,
 ): Promise<void> {
+	if (record.reset) return finishReset(p, record, step);
 	// Each load is one transaction that can be run again: the staging directory stays until
 	// the journal is gone.
 	for (const target of record.postgres ?? []) {
@@ -309,6 +311,26 @@ interface Backend {
 	backend: "sqlite" | "memory" | "postgres";
 	path?: string;
 	pg?: PostgresTarget;
+}
+
+/** A factory reset after its commit point; each step can be redone after a crash. */
+async function finishReset(
+	p: ReturnType<typeof backupPaths>,
+	record: JournalRecord,
+	step: (name: string) => void,
+): Promise<void> {
+	for (const target of record.postgres ?? []) await erasePostgres(target);
+	step("postgres-erased");
+	if ((await exists(p.dataDir)) && !(await exists(p.oldData))) {
+		await rename(p.dataDir, p.oldData);
+		await fsyncPath(dirname(p.dataDir));
+	} else await removeTree(p.dataDir);
+	step("data-aside");
+	if (record.config && p.configPath) await writeFileAtomic(p.configPath, CONFIG_TEMPLATE);
+	step("config-reset");
+	await removeTree(p.oldData);
+	await unlink(p.journal);
+	await fsyncPath(dirname(p.journal));
 }
 
 export class BackupManager {
@@ -684,20 +706,20 @@ export class BackupManager {
 		}
 	}
 
+	/** The reset's journal is its commit point, as a restore's: the next start finishes it. */
 	async #eraseLocked(): Promise<{ configurationNeeded: true }> {
 		const p = this.paths;
-		// PostgreSQL first (one transaction each): a crash after it leaves the files, and the
-		// operator runs the reset again.
-		for (const b of this.#backends()) if (b.pg) await erasePostgres(b.pg);
-		// The data goes aside in one rename, then away: a crash leaves it aside, never half.
-		const aside = `${p.dataDir}.reset-${process.pid}`;
-		if (await exists(p.dataDir)) {
-			await rename(p.dataDir, aside);
-			await fsyncPath(dirname(p.dataDir));
-		}
-		this.#step("data-aside");
-		if (p.configPath) await writeFileAtomic(p.configPath, CONFIG_TEMPLATE);
-		await removeTree(aside);
+		await recoverRestore(this.#config, this.#configPath);
+		const postgres = this.#backends().flatMap((b) => (b.pg ? [{ ...b.pg, dir: "" }] : []));
+		const record: JournalRecord = {
+			id: "factory-reset",
+			config: p.configPath !== undefined,
+			postgres,
+			reset: true,
+		};
+		await writeFileAtomic(p.journal, `${JSON.stringify(record)}\n`);
+		this.#step("committed");
+		await finishReset(p, record, this.#step);
 		return { configurationNeeded: true };
 	}
 }
