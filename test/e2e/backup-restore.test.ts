@@ -178,12 +178,24 @@ describe("restore: checks before anything changes", () => {
 		assert.deepEqual(readdirSync(dir).sort(), ["backups", "data", "parley.toml"]);
 	});
 
-	test("a backup directory inside data_dir is refused", async () => {
+	test("a backup directory inside data_dir is refused: by the loader, and by the manager", async () => {
 		const dir = await instance("New", NEW.users);
-		writeFileSync(join(dir, "parley.toml"), configText("New", '[backup]\ndir = "./data/b"\n'));
-		await assert.rejects(manager(dir).create(), /backup\.dir .* is inside server\.data_dir/);
-		writeFileSync(join(dir, "parley.toml"), configText("New", '[backup]\ndir = "."\n'));
-		await assert.rejects(manager(dir).create(), /server\.data_dir .* is inside backup\.dir/);
+		const file = join(dir, "parley.toml");
+		writeFileSync(file, configText("New", '[backup]\ndir = "./data/b"\n'));
+		assert.throws(
+			() => loadConfigFile(file),
+			/parley\.toml:\d+: backup\.dir .* is inside server\.data_dir .*, which a restore replaces/,
+		);
+		writeFileSync(file, configText("New", '[backup]\ndir = "."\n'));
+		assert.throws(() => loadConfigFile(file), /server\.data_dir .* is inside backup\.dir/);
+		// A configuration built in code (tests, defaults) is checked where backups are made.
+		writeFileSync(file, configText("New"));
+		const config = loadConfigFile(file);
+		const inside = { ...config, backup: { dir: join(config.server.data_dir, "b") } };
+		await assert.rejects(
+			new BackupManager({ config: inside, configPath: file }).create(),
+			/backup\.dir .* is inside server\.data_dir/,
+		);
 		assert.equal(existsSync(join(dir, "data", "b")), false);
 	});
 
