@@ -165,6 +165,7 @@ describe("restore: checks before anything changes", () => {
 				assert.match(err.message, new RegExp(`process ${other.pid}`));
 				return true;
 			});
+			await assert.rejects(manager(dir).create(), /a restore or a factory reset is under way/);
 			const config = loadConfigFile(join(dir, "parley.toml"));
 			assert.equal(await recoverRestore(config, join(dir, "parley.toml")), "busy");
 			assert.ok(existsSync(join(dir, "data.restore")), "its staging is left alone");

@@ -376,6 +376,13 @@ export class BackupManager {
 	async create(onProgress: ProgressCallback = () => {}): Promise<BackupInfo> {
 		this.#checkDir();
 		const { dataDir, backupDir } = this.paths;
+		// A restore or a reset in another process is replacing what would be read.
+		const holder = await lockHolder(this.paths.lock);
+		if (holder !== undefined)
+			throw new CommandError(
+				"conflict",
+				`a restore or a factory reset is under way (process ${holder})`,
+			);
 		const backends = this.#backends();
 		for (const b of backends)
 			if (b.path && !within(b.path, dataDir))
