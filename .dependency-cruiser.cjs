@@ -23,7 +23,7 @@ module.exports = {
 				"core/ owns the interfaces (core/contracts.ts); transports, services, the cluster link, modules, the CLI and the composition root implement or use them, never the reverse.",
 			severity: "error",
 			from: { path: "^src/core/", pathNot: TEST },
-			to: { path: "^src/(app|cli|cluster|modules|c2s|bosh|http|websocket|component|s2s)/" },
+			to: { path: "^src/(app|cli|admin|cluster|modules|c2s|bosh|http|websocket|component|s2s)/" },
 		},
 		{
 			name: "lower-layers-stay-below",
@@ -57,6 +57,14 @@ module.exports = {
 			severity: "error",
 			from: { path: "^src/cluster/", pathNot: TEST },
 			to: { path: "^src/(app|cli|modules|c2s|bosh|http|websocket|component|s2s)/" },
+		},
+		{
+			name: "admin-sees-the-core-and-the-blocks",
+			comment:
+				"src/admin/ (backups, the admin commands) works on a server through core/ and the building blocks (storage, xml, xmpp), never the composition root or the CLI.",
+			severity: "error",
+			from: { path: "^src/admin/", pathNot: TEST },
+			to: { path: "^src/(app|cli)/" },
 		},
 		{
 			name: "only-the-cli-uses-the-composition-root",

@@ -8,6 +8,7 @@
 
 import { Command, CommanderError } from "commander";
 import pkg from "../../package.json" with { type: "json" };
+import { addBackupCommands } from "./commands/backup.ts";
 import { addCheckCommand } from "./commands/check.ts";
 import { addExportImportCommands } from "./commands/export-import.ts";
 import { addPushCommand } from "./commands/push.ts";
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
 	addExportImportCommands(program);
 	addS2SCommand(program);
 	addPushCommand(program);
+	addBackupCommands(program);
 	return program;
 }
 

@@ -470,6 +470,13 @@ export const configSchema = z
 			})
 			.prefault({}),
 		storage,
+		/** Backups (src/admin/backup): where they are written, outside data_dir. */
+		backup: z
+			.strictObject({
+				/** Relative to the configuration file's directory; never inside server.data_dir. */
+				dir: z.string().default("./backups"),
+			})
+			.prefault({}),
 		listeners: z
 			.strictObject({
 				/** RFC 6120 c2s with STARTTLS. */
