@@ -20,6 +20,7 @@ import { StanzaError } from "../../xmpp/errors.ts";
 import { NS_PING } from "../../xmpp/ns.ts";
 import { type ArchivedMessage, parseDuration } from "../mam/protocol.ts";
 import { NS_MUC } from "./form.ts";
+import { KEY_STORE, NS_OCCUPANT_ID } from "./occupant-id.ts";
 import { MucService, ROOM_STORE } from "./service.ts";
 
 /** The store of the rooms' XEP-0313 archives (one archive per room localpart). */
@@ -40,6 +41,7 @@ export default defineModule({
 			cfg,
 			api.keyval(ROOM_STORE),
 			api.archive<ArchivedMessage>(MAM_STORE),
+			api.keyval(KEY_STORE),
 		);
 		await service.load();
 		api.onUnload(() => service.unload());
@@ -70,6 +72,8 @@ export default defineModule({
 		api.addIdentity({ category: "conference", type: "text", name: cfg.name });
 		api.addFeature(NS_MUC);
 		api.addFeature(NS_PING);
+		// XEP-0421 §3: the service gives occupant ids in its rooms.
+		api.addFeature(NS_OCCUPANT_ID);
 
 		// --- presence ---
 		api.hook("presence/full", async (e: StanzaEvent) => {

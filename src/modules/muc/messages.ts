@@ -5,6 +5,7 @@ import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import { type Affiliation, NS_MUC_USER, type RoomConfig } from "./form.ts";
 import { type Occupant, RANK, type RoomView, type Subject } from "./occupant.ts";
+import { occupantIdElement, withoutOccupantIds } from "./occupant-id.ts";
 
 /** §7.4: a groupchat message as the room broadcasts it, from the sender's occupant JID. */
 export function groupchatCopy(stanza: Element, from: Occupant): Element {
@@ -12,7 +13,10 @@ export function groupchatCopy(stanza: Element, from: Occupant): Element {
 	if (stanza.attrs.id !== undefined) attrs.id = stanza.attrs.id;
 	const lang = stanza.attrs["xml:lang"];
 	if (lang !== undefined) attrs["xml:lang"] = lang;
-	return new Element("message", null, attrs, stanza.children);
+	// XEP-0421 §4: every occupant-id the client sent goes, the room adds the sender's.
+	const children = withoutOccupantIds(stanza.children);
+	children.push(occupantIdElement(from.id));
+	return new Element("message", null, attrs, children);
 }
 
 /** §7.2.16: the subject a new occupant gets after the history, always (empty when none). */
@@ -58,7 +62,9 @@ export function privateMessage(
 		throw new StanzaError("forbidden", "private messages are not allowed here");
 	const attrs: Record<string, string> = { ...stanza.attrs, from: from.jid.toString() };
 	delete attrs.to;
-	const children = [...stanza.children];
+	// XEP-0421 §4: private messages carry the sender's occupant id, never a client's.
+	const children = withoutOccupantIds(stanza.children);
+	children.push(occupantIdElement(from.id));
 	// §7.5: the service adds <x xmlns='muc#user'/> so that clients (and XEP-0280 carbons)
 	// know it is a private message in a room.
 	if (!stanza.getChild("x", NS_MUC_USER)) children.push(x("x", { xmlns: NS_MUC_USER }));

@@ -2,6 +2,7 @@
 import { Element, x } from "../../xml/element.ts";
 import { type Affiliation, NS_MUC, NS_MUC_USER, type RoomConfig } from "./form.ts";
 import type { Occupant } from "./occupant.ts";
+import { NS_OCCUPANT_ID, occupantIdElement } from "./occupant-id.ts";
 
 /** Options of one presence built for the room. */
 export interface PresenceOpts {
@@ -31,10 +32,14 @@ export function occupantPresence(
 	const p = new Element("presence", null, { from: o.jid.toString() }, []);
 	if (opts.type) p.attrs.type = opts.type;
 	for (const c of source.children) {
-		// The client's own MUC elements are not repeated (§7.2.3: the service adds its own).
-		if (typeof c !== "string" && (c.ns === NS_MUC || c.ns === NS_MUC_USER)) continue;
-		if (typeof c !== "string") p.children.push(c);
+		// The client's own MUC elements are not repeated (§7.2.3: the service adds its own);
+		// XEP-0421 §4: nor any occupant-id it sent (the room's own is added below).
+		if (typeof c === "string" || c.ns === NS_MUC || c.ns === NS_MUC_USER) continue;
+		if (c.ns === NS_OCCUPANT_ID && c.name === "occupant-id") continue;
+		p.children.push(c);
 	}
+	// XEP-0421 §4: every presence of the occupant carries its occupant id.
+	p.children.push(occupantIdElement(o.id));
 	const item = x("item", {
 		affiliation,
 		// An exit has role none; a nick change's unavailable keeps the role (§7.6, Example 49).

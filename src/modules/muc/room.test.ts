@@ -37,6 +37,7 @@ function setup() {
 		discard: (r) => discarded.push(r),
 		limits: { maxOccupants: 100, maxHistory: 100, maxText: 100 },
 		now: () => 1_000_000,
+		occupantId: (room, bare) => `${room}|${bare}`,
 	};
 	const room = new Room(jids.parse("room@muc.example"), { ...config }, host, "owner@example", 0);
 	room.affiliations.set("owner@example", { affiliation: "owner" });

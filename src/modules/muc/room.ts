@@ -73,6 +73,8 @@ export interface RoomHost extends JidParser {
 	discard(room: Room): void;
 	limits: FormLimits;
 	now(): number;
+	/** XEP-0421: the occupant id of `bare` in `room` (occupant-id.ts). */
+	occupantId(room: string, bare: string): string;
 }
 
 /** A groupchat message checked and built, not yet sent (Room.prepareGroupchat). */
@@ -231,7 +233,14 @@ export class Room {
 			o.primary = s;
 			o.cache = [null, null];
 		} else {
-			o = new Occupant(nick, this.jid.withResource(nick), bare, defaultRole(aff, this.config), s);
+			o = new Occupant(
+				nick,
+				this.jid.withResource(nick),
+				bare,
+				defaultRole(aff, this.config),
+				s,
+				this.#host.occupantId(this.key, bare),
+			);
 		}
 		// §7.2.3: first the presence of every occupant already there...
 		for (const other of this.occupants.values()) {

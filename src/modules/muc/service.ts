@@ -40,6 +40,7 @@ import {
 	roomInfoForm,
 } from "./form.ts";
 import type { OccupantSession } from "./occupant.ts";
+import { loadKey, NS_OCCUPANT_ID, occupantId } from "./occupant-id.ts";
 import { Room, type RoomHost, type StoredRoom } from "./room.ts";
 
 export const ROOM_STORE = "muc_rooms";
@@ -67,16 +68,21 @@ export class MucService implements RoomHost {
 	/** Per room, the last storage write, so writes of one room happen in order. */
 	readonly #writes = new Map<string, Promise<void>>();
 	readonly #log: Host["log"];
+	/** The service's XEP-0421 secret (`muc_keys`), read or made by `load`. */
+	readonly #keys: KeyValStore<Json>;
+	#idKey: Buffer = Buffer.alloc(0);
 
 	constructor(
 		host: Host,
 		cfg: MucComponentConfig,
 		store: KeyValStore<Json>,
 		archive: ArchiveStore<ArchivedMessage>,
+		keys: KeyValStore<Json>,
 	) {
 		this.host = host;
 		this.cfg = cfg;
 		this.#store = store;
+		this.#keys = keys;
 		this.#archive = archive;
 		this.#log = host.log;
 		this.#admins = new Set(cfg.admins.map((a) => host.server.jids.parse(a).bare.toString()));
@@ -144,10 +150,16 @@ export class MucService implements RoomHost {
 		return Date.now();
 	}
 
+	occupantId(room: string, bare: string): string {
+		return occupantId(this.#idKey, room, bare);
+	}
+
 	// --- life cycle ---
 
 	/** Restores the persistent rooms (XEP-0045 §4.2 persistent rooms outlive a restart). */
 	async load(): Promise<void> {
+		// XEP-0421 §4: ids stay the same across restarts, so the key is kept in storage.
+		this.#idKey = await loadKey(this.#keys);
 		for (const local of await this.#store.users()) {
 			const stored = (await this.#store.get(local)) as StoredRoom | undefined;
 			if (stored?.v !== 1) continue;
@@ -434,7 +446,15 @@ export class MucService implements RoomHost {
 		if (type === "get" && q.name === "query" && q.ns === NS_DISCO_INFO) {
 			if (q.attrs.node !== undefined) throw new StanzaError("item-not-found");
 			const c = room.config;
-			const features = [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_SELF_PING, ...roomFeatures(c)];
+			const features = [
+				NS_DISCO_INFO,
+				NS_DISCO_ITEMS,
+				NS_PING,
+				NS_SELF_PING,
+				// XEP-0421 §3: every room gives occupant ids.
+				NS_OCCUPANT_ID,
+				...roomFeatures(c),
+			];
 			reply(
 				x(
 					"query",
