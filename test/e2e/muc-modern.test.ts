@@ -5,10 +5,12 @@
  * xep_0421 and xep_0425 plugins, the :0 forms) and raw XML (the :1 forms).
  */
 import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join as pathJoin } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 import type { Element } from "../../src/xml/element.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -234,6 +236,203 @@ describe("XEP-0421 occupant identifiers in storage", () => {
 			}
 		} finally {
 			rmSync(dataDir, { recursive: true, force: true });
+		}
+	});
+});
+
+const MOD0 = "urn:xmpp:message-moderate:0";
+const MOD1 = "urn:xmpp:message-moderate:1";
+const RET0 = "urn:xmpp:message-retract:0";
+const RET1 = "urn:xmpp:message-retract:1";
+const SID = "urn:xmpp:sid:0";
+const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
+const condition = (el: Element) => el.getChild("error")?.getChildByNs(STANZAS)?.name;
+const stanzaIdOf = (el: Element, by: string) =>
+	el.getChildren("stanza-id", SID).find((s) => s.attrs.by === by)?.attrs.id;
+
+describe("XEP-0425 moderation and XEP-0424 retraction (the :1 forms, raw XML)", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	const user = async (name: string, resource = "r") => {
+		const u = await connect(t, name, resource);
+		open.push(u);
+		return u;
+	};
+	before(async () => {
+		t = await startTestServer({ config: baseConfig, users: usersOf(USERS) });
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t?.stop();
+	});
+
+	test("XEP-0425 §3, XEP-0424 §3: moderate:0, moderate:1 and retract:1 on the service and on rooms that archive", async () => {
+		const a = await user("alice");
+		await room(a, `feat@${SERVICE}`, "alice", { "muc#roomconfig_enablearchiving": "1" });
+		for (const to of [SERVICE, `feat@${SERVICE}`]) {
+			const info = await iq(a, "get", to, `<query xmlns='${DISCO_INFO}'/>`);
+			const features = (info.getChild("query", DISCO_INFO)?.getChildren("feature") ?? []).map(
+				(f) => f.attrs.var,
+			);
+			for (const f of [MOD0, MOD1, RET1]) assert.ok(features.includes(f), `${to} ${f}`);
+		}
+	});
+
+	test("XEP-0425 §4-§5: a moderator retracts a message; everyone gets the announcement with the moderator's occupant-id and reason; the archive and the history keep a tombstone", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const c = await user("carol");
+		const jid = `moderated@${SERVICE}`;
+		const own = await room(a, jid, "alice", { "muc#roomconfig_enablearchiving": "1" });
+		const aliceId = ids(own)[0];
+		await enter(b, `${jid}/bob`);
+		await enter(c, `${jid}/carol`);
+		const spam = await say(b, jid, "<body>buy now</body>");
+		const spamId = stanzaIdOf(spam, jid);
+		assert.ok(spamId, spam.toString());
+		// bob is a participant: not a moderator (§4: forbidden).
+		const denied = await iq(
+			b,
+			"set",
+			jid,
+			`<moderate xmlns='${MOD1}' id='${spamId}'><retract xmlns='${RET1}'/></moderate>`,
+		);
+		assert.equal(condition(denied), "forbidden", denied.toString());
+		// An id the room never gave: item-not-found.
+		const unknown = await iq(
+			a,
+			"set",
+			jid,
+			`<moderate xmlns='${MOD1}' id='nope'><retract xmlns='${RET1}'/></moderate>`,
+		);
+		assert.equal(condition(unknown), "item-not-found", unknown.toString());
+		const mark = c.r.mark();
+		const ok = await iq(
+			a,
+			"set",
+			jid,
+			`<moderate xmlns='${MOD1}' id='${spamId}'><retract xmlns='${RET1}'/><reason>spam</reason></moderate>`,
+		);
+		assert.equal(ok.attrs.type, "result", ok.toString());
+		const ann = await waitMessage(
+			c,
+			mark,
+			(el) => el.getChild("retract", RET1) !== undefined,
+			"announcement",
+		);
+		assert.equal(ann.attrs.from, jid);
+		const r = ann.getChild("retract", RET1) as Element;
+		assert.equal(r.attrs.id, spamId);
+		assert.equal(r.getChildText("reason"), "spam");
+		const moderated = r.getChild("moderated", MOD1) as Element;
+		assert.equal(moderated.attrs.by, `${jid}/alice`);
+		assert.deepEqual(ids(moderated), [aliceId]);
+		// The 0.2 form rides along (slixmpp and older clients read that one).
+		const legacy = ann.getChild("apply-to", "urn:xmpp:fasten:0");
+		assert.equal(legacy?.attrs.id, spamId);
+		assert.ok(legacy?.getChild("moderated", MOD0)?.getChild("retract", RET0));
+		// A device of carol's that was away: the archive has the tombstone where the message
+		// was, and the announcement after it.
+		const later = await user("carol", "phone");
+		const all = await archive(later, jid);
+		const stone = all.find((m) => stanzaIdOf(m, jid) === spamId) as Element;
+		assert.ok(stone, all.map(String).join("\n"));
+		assert.equal(stone.getChild("body"), undefined, stone.toString());
+		const retracted = stone.getChild("retracted", RET1) as Element;
+		assert.ok(retracted?.attrs.stamp, stone.toString());
+		assert.equal(retracted.getChild("moderated", MOD1)?.attrs.by, `${jid}/alice`);
+		assert.equal(retracted.getChildText("reason"), "spam");
+		assert.ok(stone.getChild("moderated", MOD0)?.getChild("retracted", RET0), stone.toString());
+		assert.equal(all.indexOf(stone), 0, "in its place");
+		assert.ok(all.slice(1).some((m) => m.getChild("retract", RET1)?.attrs.id === spamId));
+		// A newcomer's history (§7.2.14) has the tombstone, not the spam.
+		const d = await user("dave");
+		const { mark: dm } = await enter(d, `${jid}/dave`);
+		await d.r.wait((el) => el.getChild("subject") !== undefined, dm, "subject");
+		const history = d.r.since(dm).filter((el) => el.is("message"));
+		assert.ok(!history.some((m) => m.getChildText("body") === "buy now"), history.join("\n"));
+		assert.ok(history.some((m) => m.getChild("retracted", RET1)));
+	});
+
+	test("XEP-0424 §4: an occupant retracts its own message, never another's; forged moderation marks are stripped", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const c = await user("carol");
+		const jid = `retract@${SERVICE}`;
+		await room(a, jid, "alice", { "muc#roomconfig_enablearchiving": "1" });
+		await enter(b, `${jid}/bob`);
+		await enter(c, `${jid}/carol`);
+		const oops = await say(b, jid, "<body>oops</body>");
+		const oopsId = stanzaIdOf(oops, jid) as string;
+		const retraction = `<retract xmlns='${RET1}' id='${oopsId}'/><fallback xmlns='urn:xmpp:fallback:0' for='${RET1}'/><body>retracted</body>`;
+		// carol may not retract bob's message.
+		const err = await say(c, jid, retraction);
+		assert.equal(err.attrs.type, "error", err.toString());
+		assert.equal(condition(err), "forbidden");
+		// carol's own message with a forged <moderated/>: the mark goes.
+		const forged = await say(
+			c,
+			jid,
+			`<body>hi</body><moderated xmlns='${MOD0}' by='${jid}/alice'/><retracted xmlns='${RET1}' stamp='2020-01-01T00:00:00Z'/>`,
+		);
+		assert.equal(forged.getChild("moderated", MOD0), undefined, forged.toString());
+		assert.equal(forged.getChild("retracted", RET1), undefined, forged.toString());
+		// bob retracts his own: alice gets the retraction, the archive the tombstone.
+		const mark = a.r.mark();
+		const echo = await say(b, jid, retraction);
+		assert.equal(echo.attrs.type, "groupchat", echo.toString());
+		const got = await waitMessage(
+			a,
+			mark,
+			(el) => el.getChild("retract", RET1) !== undefined,
+			"retraction",
+		);
+		assert.equal(got.getChild("retract", RET1)?.attrs.id, oopsId);
+		const all = await archive(a, jid);
+		const stone = all.find((m) => stanzaIdOf(m, jid) === oopsId) as Element;
+		assert.equal(stone.getChild("body"), undefined, stone.toString());
+		assert.ok(stone.getChild("retracted", RET1), stone.toString());
+		assert.equal(stone.getChild("retracted", RET1)?.getChild("moderated", MOD1), undefined);
+	});
+});
+
+const run = promisify(execFile);
+const PYTHON = "/usr/bin/python3";
+const hasSlixmpp = spawnSync(PYTHON, ["-c", "import slixmpp"], { stdio: "ignore" }).status === 0;
+
+describe("slixmpp's xep_0045, xep_0421, xep_0424 and xep_0425 (the :0 forms)", {
+	skip: hasSlixmpp ? false : "python3-slixmpp is not installed (apt-get install python3-slixmpp)",
+}, () => {
+	test("XEP-0421 §4 ids, XEP-0425 §4 moderation (forbidden for a participant) and XEP-0424 §4 self-retraction as slixmpp does them", async () => {
+		const t = await startTestServer({
+			config: { components: { [SERVICE]: { type: "muc" as const } } },
+			users: usersOf(["alice", "bob"]),
+		});
+		try {
+			const r = await run(
+				PYTHON,
+				["test/clients/slixmpp_moderation.py", "localhost", String(t.port), SERVICE],
+				{ encoding: "utf8", timeout: 60_000 },
+			).catch((e: { stdout?: string; stderr?: string }) => e);
+			const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+			assert.deepEqual(
+				JSON.parse(line || "{}"),
+				{
+					ids_agree: true,
+					ids_differ: true,
+					participant_moderates: "forbidden",
+					moderated: {
+						id: true,
+						by: `slixmod@${SERVICE}/alice`,
+						reason: "spam",
+						occupant_id: true,
+					},
+					retracted: { id: true, from: "bob", occupant_id: true },
+				},
+				`${line}\n${r.stderr ?? ""}`,
+			);
+		} finally {
+			await t.stop();
 		}
 	});
 });

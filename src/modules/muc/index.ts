@@ -20,6 +20,7 @@ import { StanzaError } from "../../xmpp/errors.ts";
 import { NS_PING } from "../../xmpp/ns.ts";
 import { type ArchivedMessage, parseDuration } from "../mam/protocol.ts";
 import { NS_MUC } from "./form.ts";
+import { MODERATION_FEATURES } from "./moderation.ts";
 import { KEY_STORE, NS_OCCUPANT_ID } from "./occupant-id.ts";
 import { MucService, ROOM_STORE } from "./service.ts";
 
@@ -74,6 +75,8 @@ export default defineModule({
 		api.addFeature(NS_PING);
 		// XEP-0421 §3: the service gives occupant ids in its rooms.
 		api.addFeature(NS_OCCUPANT_ID);
+		// XEP-0425 §3, XEP-0424 §3 (rooms that archive say so too).
+		for (const f of MODERATION_FEATURES) api.addFeature(f);
 
 		// --- presence ---
 		api.hook("presence/full", async (e: StanzaEvent) => {

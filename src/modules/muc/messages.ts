@@ -4,6 +4,7 @@ import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import { type Affiliation, NS_MUC_USER, type RoomConfig } from "./form.ts";
+import { withoutForgedModeration } from "./moderation.ts";
 import { type Occupant, RANK, type RoomView, type Subject } from "./occupant.ts";
 import { occupantIdElement, withoutOccupantIds } from "./occupant-id.ts";
 
@@ -13,8 +14,9 @@ export function groupchatCopy(stanza: Element, from: Occupant): Element {
 	if (stanza.attrs.id !== undefined) attrs.id = stanza.attrs.id;
 	const lang = stanza.attrs["xml:lang"];
 	if (lang !== undefined) attrs["xml:lang"] = lang;
-	// XEP-0421 §4: every occupant-id the client sent goes, the room adds the sender's.
-	const children = withoutOccupantIds(stanza.children);
+	// XEP-0421 §4: every occupant-id the client sent goes, the room adds the sender's;
+	// XEP-0425 §7: so do moderation marks (only the room moderates).
+	const children = withoutOccupantIds(withoutForgedModeration(stanza.children));
 	children.push(occupantIdElement(from.id));
 	return new Element("message", null, attrs, children);
 }

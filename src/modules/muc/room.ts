@@ -391,6 +391,16 @@ export class Room {
 		if (this.history.length > max) this.history.splice(0, this.history.length - max);
 	}
 
+	/**
+	 * XEP-0424 §5.1, XEP-0425 §5: a retracted message leaves the history too; its tombstone
+	 * takes its place, so a newcomer's client does not show it.
+	 */
+	replaceHistory(id: string, tombstone: Element): void {
+		const i = this.history.findIndex((e) => e.id === id);
+		const e = this.history[i];
+		if (e) this.history[i] = historyEntry(tombstone, this.key, e.when);
+	}
+
 	/** Writes a prepared stanza to every session of every occupant. */
 	broadcast(p: PreparedStanza): void {
 		for (const o of this.occupants.values())

@@ -9,6 +9,7 @@ import type { StanzaEvent } from "../../core/router.ts";
 import { newArchiveId } from "../../storage/memory.ts";
 import type { ArchiveStore, Json, KeyValStore } from "../../storage/types.ts";
 import { Element, x } from "../../xml/element.ts";
+import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from "../../xmpp/ns.ts";
@@ -39,8 +40,17 @@ import {
 	roomFeatures,
 	roomInfoForm,
 } from "./form.ts";
-import type { OccupantSession } from "./occupant.ts";
-import { loadKey, NS_OCCUPANT_ID, occupantId } from "./occupant-id.ts";
+import {
+	MODERATION_FEATURES,
+	type ModerationRequest,
+	type Moderator,
+	moderationAnnouncement,
+	parseModeration,
+	retractionTarget,
+	tombstone,
+} from "./moderation.ts";
+import type { Occupant, OccupantSession } from "./occupant.ts";
+import { loadKey, NS_OCCUPANT_ID, occupantId, occupantIdOf } from "./occupant-id.ts";
 import { Room, type RoomHost, type StoredRoom } from "./room.ts";
 
 export const ROOM_STORE = "muc_rooms";
@@ -370,7 +380,13 @@ export class MucService implements RoomHost {
 			// XEP-0359 §5: only the room sets stanza-ids by the room.
 			stripStanzaIds(stanza, room.key);
 			const p = room.prepareGroupchat(stanza, from);
-			if (p.body && room.config.archive) {
+			// XEP-0424 §4: an occupant retracts its own message (the archive says whose it is).
+			const target = room.config.archive ? retractionTarget(stanza) : undefined;
+			if (target !== undefined) {
+				const o = room.occupantByReal(from) as Occupant;
+				await this.#retract(room, target, null, o.id);
+			}
+			if ((p.body || target !== undefined) && room.config.archive) {
 				// XEP-0313 §5.1.2 (MUC archives): archived, and durable, before anyone gets it;
 				// the id goes into every occupant's copy (XEP-0359 §4, by the room).
 				const id = newArchiveId();
@@ -443,6 +459,11 @@ export class MucService implements RoomHost {
 			await this.#mam(e, room, q);
 			return;
 		}
+		const moderation = type === "set" ? parseModeration(q) : null;
+		if (moderation) {
+			await this.#moderate(e, room, moderation);
+			return;
+		}
 		if (type === "get" && q.name === "query" && q.ns === NS_DISCO_INFO) {
 			if (q.attrs.node !== undefined) throw new StanzaError("item-not-found");
 			const c = room.config;
@@ -453,6 +474,9 @@ export class MucService implements RoomHost {
 				NS_SELF_PING,
 				// XEP-0421 §3: every room gives occupant ids.
 				NS_OCCUPANT_ID,
+				// XEP-0425 §3, XEP-0424 §3: moderation and retraction name messages by the
+				// stanza-ids of the room's archive.
+				...(c.archive ? MODERATION_FEATURES : []),
 				...roomFeatures(c),
 			];
 			reply(
@@ -619,6 +643,59 @@ export class MucService implements RoomHost {
 			send(resultMessage(item, msg, { to, from: room.key, queryid: parsed.queryid })),
 		);
 		send(resultFor(stanza, fin));
+	}
+
+	/**
+	 * XEP-0425 §4: a moderator retracts a message of the room: its archived copy becomes a
+	 * tombstone (§5), then the room archives and broadcasts the announcement with the
+	 * moderator's occupant JID, occupant id and reason.
+	 */
+	async #moderate(e: StanzaEvent, room: Room, req: ModerationRequest): Promise<void> {
+		const o = room.occupantByReal(e.from);
+		// XEP-0425 §4: only moderators (an occupant with that role) may.
+		if (o?.role !== "moderator")
+			throw new StanzaError("forbidden", "only moderators retract other occupants' messages");
+		if (!room.config.archive)
+			throw new StanzaError("item-not-found", "this room keeps no archive to retract from");
+		const m: Moderator = { by: o.jid.toString(), occupantId: o.id, reason: req.reason };
+		await this.#retract(room, req.id, m, undefined);
+		const msg = moderationAnnouncement(room.key, req.id, m);
+		const id = newArchiveId();
+		msg.append(stanzaId(room.key, id));
+		await this.#archive.append(room.jid.local, { id, value: archivedForm(msg), with: "" });
+		room.broadcast(new PreparedStanza(msg));
+		this.#reply(e, resultFor(e.stanza));
+	}
+
+	/**
+	 * XEP-0424 §5.1 / XEP-0425 §5: replaces archived message `id` of `room` by its tombstone
+	 * (in the archive and the history). `owner`: the occupant id the message must have (an
+	 * occupant retracting its own message, XEP-0424 §4: no one else's).
+	 */
+	async #retract(
+		room: Room,
+		id: string,
+		m: Moderator | null,
+		owner: string | undefined,
+	): Promise<void> {
+		const local = room.jid.local;
+		const [item] = (await this.#archive.query(local, { ids: [id], limit: 1 })).items;
+		const original = item && archivedStanza(item);
+		if (!item || !original) throw new StanzaError("item-not-found", "no such message in the room");
+		if (owner !== undefined && occupantIdOf(original) !== owner)
+			throw new StanzaError("forbidden", "only its sender or a moderator retracts a message");
+		const stone = tombstone(original, this.now(), m);
+		// The archive has no update: the item goes and comes back under its id and time, so
+		// paging and later queries find the tombstone where the message was.
+		await this.#archive.delete(local, { ids: [id] });
+		await this.#archive.append(local, {
+			id,
+			when: item.when,
+			with: item.with,
+			value: archivedForm(stone),
+		});
+		stone.ns = null;
+		room.replaceHistory(id, stone);
 	}
 
 	#reply(e: StanzaEvent, reply: Element): void {
