@@ -436,3 +436,78 @@ describe("slixmpp's xep_0045, xep_0421, xep_0424 and xep_0425 (the :0 forms)", {
 		}
 	});
 });
+
+describe("XEP-0045 §7.2.14-§7.2.16 history length and subject", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	const user = async (name: string, resource = "r") => {
+		const u = await connect(t, name, resource);
+		open.push(u);
+		return u;
+	};
+	before(async () => {
+		t = await startTestServer({
+			config: {
+				...baseConfig,
+				// A service-wide cap below the rooms' default length (20).
+				components: { [SERVICE]: { type: "muc" as const, max_history: 3 } },
+			},
+			users: usersOf(USERS),
+		});
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t?.stop();
+	});
+
+	/** Enters, and returns the history messages and the subject message after them. */
+	const join = async (u: User, occupant: string, history = "") => {
+		const { mark } = await enter(u, occupant, `<x xmlns='${MUC}'>${history}</x>`);
+		const subject = await u.r.wait(
+			(el) => el.is("message") && el.getChild("subject") !== undefined,
+			mark,
+			"subject",
+		);
+		const got = u.r.since(mark);
+		const msgs = got.slice(0, got.indexOf(subject)).filter((el) => el.is("message"));
+		return { msgs: msgs.map((m) => m.getChildText("body")), subject };
+	};
+
+	test("§7.2.14: the service cap bounds the default and the owner's muc#roomconfig_historylength; §7.2.16 the subject comes last with a <delay/> from the room", async () => {
+		const a = await user("alice");
+		const jid = `capped@${SERVICE}`;
+		await room(a, jid, "alice");
+		const set = Date.now();
+		await say(a, jid, "<subject>Topic</subject>");
+		for (let i = 1; i <= 5; i++) await say(a, jid, `<body>m${i}</body>`);
+		const b = await user("bob");
+		// Asking for more than the room keeps gets what it keeps: the cap, 3.
+		let h = await join(b, `${jid}/bob`, "<history maxstanzas='10'/>");
+		assert.deepEqual(h.msgs, ["m3", "m4", "m5"]);
+		assert.equal(h.subject.getChildText("subject"), "Topic");
+		assert.equal(h.subject.attrs.from, `${jid}/alice`);
+		const delay = h.subject.getChild("delay", "urn:xmpp:delay");
+		assert.equal(delay?.attrs.from, jid, h.subject.toString());
+		assert.ok(Math.abs(Date.parse(delay?.attrs.stamp ?? "") - set) < 60_000, delay?.toString());
+		// The owner may not go above the cap (§10.2: not-acceptable)...
+		const over = await configure(a, jid, { "muc#roomconfig_historylength": "4" });
+		assert.equal(over.attrs.type, "error", over.toString());
+		assert.equal(
+			over.getChild("error")?.getChildByNs("urn:ietf:params:xml:ns:xmpp-stanzas")?.name,
+			"not-acceptable",
+		);
+		// ...and a shorter history takes effect at once.
+		const ok = await configure(a, jid, { "muc#roomconfig_historylength": "1" });
+		assert.equal(ok.attrs.type, "result", ok.toString());
+		const c = await user("carol");
+		h = await join(c, `${jid}/carol`);
+		assert.deepEqual(h.msgs, ["m5"]);
+		// §7.2.16: no subject set: an empty one, without a delay.
+		const d = await user("dave");
+		await room(d, `plain@${SERVICE}`, "dave");
+		const e = await user("bob", "second");
+		h = await join(e, `plain@${SERVICE}/bob`);
+		assert.equal(h.subject.getChildText("subject"), "");
+		assert.equal(h.subject.getChild("delay", "urn:xmpp:delay"), undefined);
+	});
+});

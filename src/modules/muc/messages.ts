@@ -3,6 +3,8 @@ import { Element, x } from "../../xml/element.ts";
 import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
+import { NS_DELAY } from "../../xmpp/ns.ts";
+import { delayStamp } from "../offline.ts";
 import { type Affiliation, NS_MUC_USER, type RoomConfig } from "./form.ts";
 import { withoutForgedModeration } from "./moderation.ts";
 import { type Occupant, RANK, type RoomView, type Subject } from "./occupant.ts";
@@ -21,7 +23,11 @@ export function groupchatCopy(stanza: Element, from: Occupant): Element {
 	return new Element("message", null, attrs, children);
 }
 
-/** §7.2.16: the subject a new occupant gets after the history, always (empty when none). */
+/**
+ * §7.2.16: the subject a new occupant gets after the history, always (an empty <subject/>
+ * when none was set). A subject that was set carries a XEP-0203 <delay/> from the room with
+ * the time it was set (as the history does, §7.2.14), so clients do not take it for new.
+ */
 export function subjectMessage(room: JID, subject: Subject | null, to: string): Element {
 	return x(
 		"message",
@@ -31,6 +37,8 @@ export function subjectMessage(room: JID, subject: Subject | null, to: string): 
 			type: "groupchat",
 		},
 		x("subject", null, subject?.text ?? ""),
+		subject !== null &&
+			x("delay", { xmlns: NS_DELAY, from: room.toString(), stamp: delayStamp(subject.when) }),
 	);
 }
 

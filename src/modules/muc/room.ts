@@ -387,6 +387,11 @@ export class Room {
 	/** Adds a message (with its time) to the history: restoring it from the archive. */
 	restoreHistory(msg: Element, when: number): void {
 		this.history.push(historyEntry(msg, this.key, when));
+		this.#trimHistory();
+	}
+
+	/** §7.2.14: at most muc#roomconfig_historylength messages, the newest. */
+	#trimHistory(): void {
 		const max = this.config.history_length;
 		if (this.history.length > max) this.history.splice(0, this.history.length - max);
 	}
@@ -412,7 +417,7 @@ export class Room {
 		const max = this.config.history_length;
 		if (max === 0) return;
 		this.history.push(historyEntry(msg, this.key, this.#host.now()));
-		if (this.history.length > max) this.history.splice(0, this.history.length - max);
+		this.#trimHistory();
 	}
 
 	/** §7.5: a private message from `real` to the occupant `nick` (messages.ts). */
@@ -548,6 +553,8 @@ export class Room {
 		const before = this.config;
 		const after = applyConfigForm(before, form, this.#host.limits);
 		this.config = after;
+		// §7.2.14 / muc#roomconfig_historylength: a shorter history takes effect at once.
+		this.#trimHistory();
 		this.locked = false;
 		if (this.lockTimer) clearTimeout(this.lockTimer);
 		this.lockTimer = null;
@@ -603,7 +610,13 @@ export class Room {
 	}
 
 	restore(stored: StoredRoom): void {
-		this.config = { ...this.config, ...stored.config };
+		const config = { ...this.config, ...stored.config };
+		// The service's limits may have been lowered since the room was stored.
+		const { maxHistory, maxOccupants } = this.#host.limits;
+		config.history_length = Math.min(config.history_length, maxHistory);
+		config.max_history_fetch = Math.min(config.max_history_fetch, maxHistory);
+		config.max_occupants = Math.min(config.max_occupants, maxOccupants);
+		this.config = config;
 		for (const [jid, affiliation, nick, reason] of stored.affiliations) {
 			const e: AffiliationEntry = { affiliation };
 			if (nick !== null) e.nick = nick;
