@@ -511,3 +511,113 @@ describe("XEP-0045 §7.2.14-§7.2.16 history length and subject", () => {
 		assert.equal(h.subject.getChild("delay", "urn:xmpp:delay"), undefined);
 	});
 });
+
+const REGISTER = "jabber:iq:register";
+const MUC_ADMIN = "http://jabber.org/protocol/muc#admin";
+
+describe("XEP-0045 §7.10 registration and §7.12 reserved nicknames", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	const user = async (name: string, resource = "r") => {
+		const u = await connect(t, name, resource);
+		open.push(u);
+		return u;
+	};
+	before(async () => {
+		t = await startTestServer({ config: baseConfig, users: usersOf(USERS) });
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t?.stop();
+	});
+
+	const registerNick = (u: User, jid: string, nick: string | null) =>
+		iq(
+			u,
+			"set",
+			jid,
+			`<query xmlns='${REGISTER}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>${nick === null ? "" : `<field var='muc#register_roomnick'><value>${nick}</value></field>`}</x></query>`,
+		);
+	const reserved = async (u: User, jid: string) => {
+		const r = await iq(u, "get", jid, `<query xmlns='${DISCO_INFO}' node='x-roomuser-item'/>`);
+		assert.equal(r.attrs.type, "result", r.toString());
+		return r.getChild("query", DISCO_INFO)?.getChild("identity")?.attrs.name;
+	};
+	const errorOf = (el: Element) =>
+		el.getChild("error")?.getChildByNs("urn:ietf:params:xml:ns:xmpp-stanzas")?.name;
+
+	test("§7.10: the form, registration (a member with the nickname), §7.12 discovery, a conflict for another JID, <remove/>", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const c = await user("carol");
+		const jid = `reg@${SERVICE}`;
+		await room(a, jid, "alice");
+		const info = await iq(a, "get", jid, `<query xmlns='${DISCO_INFO}'/>`);
+		assert.ok(
+			info
+				.getChild("query", DISCO_INFO)
+				?.getChildren("feature")
+				.some((f) => f.attrs.var === REGISTER),
+		);
+		// §7.10 (Example 69): the form with muc#register_roomnick.
+		const form = await iq(b, "get", jid, `<query xmlns='${REGISTER}'/>`);
+		const fields = (
+			form.getChild("query", REGISTER)?.getChild("x", "jabber:x:data")?.getChildren("field") ?? []
+		).map((f) => f.attrs.var);
+		assert.ok(fields.includes("muc#register_roomnick"), form.toString());
+		assert.equal(await reserved(b, jid), undefined);
+		// A form without the nickname: not-acceptable (Example 72).
+		assert.equal(errorOf(await registerNick(b, jid, null)), "not-acceptable");
+		const ok = await registerNick(b, jid, "bobby");
+		assert.equal(ok.attrs.type, "result", ok.toString());
+		const again = await iq(b, "get", jid, `<query xmlns='${REGISTER}'/>`);
+		const q = again.getChild("query", REGISTER) as Element;
+		assert.ok(q.getChild("registered"), again.toString());
+		assert.equal(q.getChildText("username"), "bobby");
+		// §7.12: discovered; §9.5: bob is a member with that nickname.
+		assert.equal(await reserved(b, jid), "bobby");
+		const members = await iq(
+			a,
+			"get",
+			jid,
+			`<query xmlns='${MUC_ADMIN}'><item affiliation='member'/></query>`,
+		);
+		const bob = members
+			.getChild("query", MUC_ADMIN)
+			?.getChildren("item")
+			.find((i) => i.attrs.jid === "bob@localhost");
+		assert.equal(bob?.attrs.nick, "bobby", members.toString());
+		// Another JID: conflict, registering or entering (§7.2.9).
+		assert.equal(errorOf(await registerNick(c, jid, "bobby")), "conflict");
+		const { self } = await enter(c, `${jid}/bobby`);
+		assert.equal(self.attrs.type, "error");
+		assert.equal(errorOf(self), "conflict");
+		// <remove/>: registration cancelled, the nickname free again.
+		const removed = await iq(b, "set", jid, `<query xmlns='${REGISTER}'><remove/></query>`);
+		assert.equal(removed.attrs.type, "result", removed.toString());
+		assert.equal(await reserved(b, jid), undefined);
+		assert.equal((await registerNick(c, jid, "bobby")).attrs.type, "result");
+	});
+
+	test("§7.12 enforced per room: a registered user enters and stays under its nickname; §7.10 members-only rooms register members only", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const d = await user("dave");
+		const jid = `strict@${SERVICE}`;
+		await room(a, jid, "alice", { "parley#roomconfig_enforcenick": "1" });
+		assert.equal((await registerNick(b, jid, "bobby")).attrs.type, "result");
+		let r = await enter(b, `${jid}/bob`);
+		assert.equal(errorOf(r.self), "not-acceptable", r.self.toString());
+		r = await enter(b, `${jid}/bobby`);
+		assert.equal(r.self.attrs.type, undefined, r.self.toString());
+		// §7.6: no nickname change away from it.
+		const mark = b.r.mark();
+		b.c.send(`<presence to='${jid}/other'/>`);
+		const err = await b.r.wait((el) => el.attrs.type === "error", mark, "nick change refused");
+		assert.equal(errorOf(err), "not-acceptable");
+		// Members-only: dave, unaffiliated, may not register.
+		const closed = `closed@${SERVICE}`;
+		await room(a, closed, "alice", { "muc#roomconfig_membersonly": "1" });
+		assert.equal(errorOf(await registerNick(d, closed, "dave")), "registration-required");
+	});
+});

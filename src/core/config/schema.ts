@@ -117,6 +117,11 @@ const roomDefaults = z
 		 * the service or the room's owner turns it on, as Prosody's muc_mam and ejabberd ship.
 		 */
 		archive: z.boolean().default(false),
+		/**
+		 * XEP-0045 §7.12: users who registered a nickname with the room (§7.10) must enter
+		 * under it (parley#roomconfig_enforcenick). Others can never take it either way.
+		 */
+		enforce_reserved_nicks: z.boolean().default(false),
 	})
 	.prefault({});
 

@@ -46,6 +46,8 @@ export interface RoomConfig {
 	max_history_fetch: number;
 	/** XEP-0313 archive of the room's messages (muc#roomconfig_enablearchiving). */
 	archive: boolean;
+	/** §7.12: users with a reserved nickname must enter under it (parley#roomconfig_enforcenick). */
+	enforce_nicks: boolean;
 }
 
 /** Service limits the form is checked against. */
@@ -122,6 +124,12 @@ export function configForm(c: RoomConfig, limits: FormLimits): Element {
 			"boolean",
 			"Archive messages (XEP-0313 Message Archive Management)",
 			bool(c.archive),
+		),
+		field(
+			"parley#roomconfig_enforcenick",
+			"boolean",
+			"Users with a registered nickname must use it",
+			bool(c.enforce_nicks),
 		),
 	);
 }
@@ -225,6 +233,9 @@ export function applyConfigForm(
 			case "muc#roomconfig_enablearchiving":
 			case "muc#roomconfig_enablelogging":
 				next.archive = parseBool(v, name);
+				break;
+			case "parley#roomconfig_enforcenick":
+				next.enforce_nicks = parseBool(v, name);
 				break;
 			default:
 				// XEP-0004 §3.2: fields the service does not know are ignored.

@@ -22,6 +22,7 @@ const config: RoomConfig = {
 	history_length: 20,
 	max_history_fetch: 20,
 	archive: false,
+	enforce_nicks: false,
 };
 
 function setup() {

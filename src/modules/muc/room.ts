@@ -55,7 +55,14 @@ import {
 	selfOpts,
 	statusMessage,
 } from "./presence.ts";
-import { adminList, checkEntry, checkNickChange, defaultRole, planAdminSet } from "./rules.ts";
+import {
+	adminList,
+	checkEntry,
+	checkNickChange,
+	checkRegistration,
+	defaultRole,
+	planAdminSet,
+} from "./rules.ts";
 
 export type { OccupantSession } from "./occupant.ts";
 
@@ -529,6 +536,39 @@ export class Room {
 		o.role = role;
 		o.cache = [null, null];
 		this.#broadcastPresence(o, { actor: actorNick, reason });
+	}
+
+	// --- registration (§7.10) and reserved nicknames (§7.12) ---
+
+	/** §7.12: the nickname `bare` registered (or was given, §9.3) in this room. */
+	reservedNick(bare: string): string | undefined {
+		return this.affiliations.get(bare)?.nick;
+	}
+
+	/**
+	 * §7.10: `real` registers `nick` (rules.ts checks it): an unaffiliated user becomes a
+	 * member with that nickname, an affiliated one keeps its affiliation. Returns whether
+	 * anything changed (the service then saves the room).
+	 */
+	register(real: JID, nick: string): boolean {
+		const bare = real.bare.toString();
+		checkRegistration(this, bare, nick);
+		const e = this.affiliations.get(bare);
+		if (e?.nick === nick) return false;
+		if (e) e.nick = nick;
+		else this.#setAffiliation(bare, "member", undefined, undefined, nick);
+		return true;
+	}
+
+	/** §7.10 / XEP-0077 §3.2: cancels a registration: a plain member is one no more. */
+	unregister(real: JID): boolean {
+		const bare = real.bare.toString();
+		const e = this.affiliations.get(bare);
+		if (!e || e.nick === undefined) return false;
+		if (e.affiliation === "member")
+			this.#setAffiliation(bare, "none", undefined, undefined, undefined);
+		else delete e.nick;
+		return true;
 	}
 
 	// --- muc#owner (§10) ---

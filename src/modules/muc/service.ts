@@ -51,6 +51,13 @@ import {
 } from "./moderation.ts";
 import type { Occupant, OccupantSession } from "./occupant.ts";
 import { loadKey, NS_OCCUPANT_ID, occupantId, occupantIdOf } from "./occupant-id.ts";
+import {
+	NS_REGISTER,
+	parseRegistration,
+	ROOMUSER_NODE,
+	registrationQuery,
+	roomUserItem,
+} from "./register.ts";
 import { Room, type RoomHost, type StoredRoom } from "./room.ts";
 
 export const ROOM_STORE = "muc_rooms";
@@ -252,6 +259,7 @@ export class MucService implements RoomHost {
 			history_length: Math.min(d.history_length, this.cfg.max_history),
 			max_history_fetch: Math.min(d.history_length, this.cfg.max_history),
 			archive: d.archive,
+			enforce_nicks: d.enforce_reserved_nicks,
 		};
 	}
 
@@ -465,6 +473,11 @@ export class MucService implements RoomHost {
 			return;
 		}
 		if (type === "get" && q.name === "query" && q.ns === NS_DISCO_INFO) {
+			if (q.attrs.node === ROOMUSER_NODE) {
+				// §7.12: the user's reserved nickname, if any.
+				reply(roomUserItem(room.reservedNick(from.bare.toString())));
+				return;
+			}
 			if (q.attrs.node !== undefined) throw new StanzaError("item-not-found");
 			const c = room.config;
 			const features = [
@@ -474,6 +487,8 @@ export class MucService implements RoomHost {
 				NS_SELF_PING,
 				// XEP-0421 §3: every room gives occupant ids.
 				NS_OCCUPANT_ID,
+				// §7.10: users register (reserve a nickname) with the room.
+				NS_REGISTER,
 				// XEP-0425 §3, XEP-0424 §3: moderation and retraction name messages by the
 				// stanza-ids of the room's archive.
 				...(c.archive ? MODERATION_FEATURES : []),
@@ -496,6 +511,23 @@ export class MucService implements RoomHost {
 			return;
 		}
 		if (type === "get" && q.name === "ping" && q.ns === NS_PING) {
+			reply();
+			return;
+		}
+		if (q.name === "query" && q.ns === NS_REGISTER) {
+			// §7.10: registration with the room.
+			if (type === "get") {
+				reply(registrationQuery(room.reservedNick(from.bare.toString())));
+				return;
+			}
+			const req = parseRegistration(q);
+			const changed =
+				req === "cancel"
+					? false
+					: req === "remove"
+						? room.unregister(from)
+						: room.register(from, req.nick);
+			if (changed) await this.save(room);
 			reply();
 			return;
 		}
