@@ -621,3 +621,102 @@ describe("XEP-0045 §7.10 registration and §7.12 reserved nicknames", () => {
 		assert.equal(errorOf(await registerNick(d, closed, "dave")), "registration-required");
 	});
 });
+
+const REQUEST = "http://jabber.org/protocol/muc#request";
+
+describe("XEP-0045 §7.13 voice requests and §8.6 approval", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	const user = async (name: string, resource = "r") => {
+		const u = await connect(t, name, resource);
+		open.push(u);
+		return u;
+	};
+	before(async () => {
+		t = await startTestServer({ config: baseConfig, users: usersOf(USERS) });
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t?.stop();
+	});
+
+	const request = `<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>${REQUEST}</value></field><field var='muc#role' type='list-single'><value>participant</value></field></x>`;
+	const approval = (nick: string, allow: boolean) =>
+		`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>${REQUEST}</value></field><field var='muc#role'><value>participant</value></field><field var='muc#roomnick'><value>${nick}</value></field><field var='muc#request_allow'><value>${allow}</value></field></x>`;
+	const fieldValue = (form: Element, v: string) =>
+		form
+			.getChildren("field")
+			.find((f) => f.attrs.var === v)
+			?.getChildText("value");
+	const errorOf = (el: Element) =>
+		el.getChild("error")?.getChildByNs("urn:ietf:params:xml:ns:xmpp-stanzas")?.name;
+
+	test("§7.13: a visitor's request reaches every moderator, at most once a minute; §8.6 a moderator grants voice, a visitor cannot", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const c = await user("carol");
+		const d = await user("dave");
+		const jid = `voice@${SERVICE}`;
+		await room(a, jid, "alice", { "muc#roomconfig_moderatedroom": "1" });
+		const admin = await iq(
+			a,
+			"set",
+			jid,
+			`<query xmlns='${MUC_ADMIN}'><item affiliation='admin' jid='dave@localhost'/></query>`,
+		);
+		assert.equal(admin.attrs.type, "result", admin.toString());
+		await enter(d, `${jid}/dave`);
+		const { self } = await enter(b, `${jid}/bob`);
+		assert.equal(self.getChild("x", MUC_USER)?.getChild("item")?.attrs.role, "visitor");
+		await enter(c, `${jid}/carol`);
+		const [ma, md, mb] = [a.r.mark(), d.r.mark(), b.r.mark()];
+		b.c.send(`<message to='${jid}' id='ask1'>${request}</message>`);
+		const forms: Element[] = [];
+		for (const [u, m] of [
+			[a, ma],
+			[d, md],
+		] as const) {
+			const msg = await waitMessage(
+				u,
+				m,
+				(el) => el.getChild("x", "jabber:x:data") !== undefined,
+				"approval form",
+			);
+			assert.equal(msg.attrs.from, jid);
+			forms.push(msg.getChild("x", "jabber:x:data") as Element);
+		}
+		for (const f of forms) {
+			assert.equal(f.attrs.type, "form");
+			assert.equal(fieldValue(f, "FORM_TYPE"), REQUEST);
+			assert.equal(fieldValue(f, "muc#roomnick"), "bob");
+			assert.equal(fieldValue(f, "muc#jid"), "bob@localhost/r");
+			assert.equal(fieldValue(f, "muc#request_allow"), "false");
+		}
+		// Again at once: the rate limit.
+		b.c.send(`<message to='${jid}' id='ask2'>${request}</message>`);
+		const limited = await b.r.wait((el) => el.attrs.id === "ask2", mb, "rate limited");
+		assert.equal(errorOf(limited), "resource-constraint", limited.toString());
+		// carol, a visitor, may not approve.
+		const mc = c.r.mark();
+		c.c.send(`<message to='${jid}' id='self-approve'>${approval("carol", true)}</message>`);
+		const denied = await c.r.wait((el) => el.attrs.id === "self-approve", mc, "denied");
+		assert.equal(errorOf(denied), "forbidden");
+		// alice approves: bob's new role is broadcast (§8.3) and he speaks.
+		const mb2 = b.r.mark();
+		a.c.send(`<message to='${jid}'>${approval("bob", true)}</message>`);
+		const voiced = await b.r.wait(
+			(el) =>
+				el.is("presence") &&
+				isSelf(el) &&
+				el.getChild("x", MUC_USER)?.getChild("item")?.attrs.role === "participant",
+			mb2,
+			"voice granted",
+		);
+		assert.equal(
+			voiced.getChild("x", MUC_USER)?.getChild("item")?.getChild("actor")?.attrs.nick,
+			"alice",
+		);
+		const echo = await say(b, jid, "<body>thanks</body>");
+		assert.equal(echo.attrs.type, "groupchat", echo.toString());
+	});
+});

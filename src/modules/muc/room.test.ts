@@ -39,6 +39,7 @@ function setup() {
 		limits: { maxOccupants: 100, maxHistory: 100, maxText: 100 },
 		now: () => 1_000_000,
 		occupantId: (room, bare) => `${room}|${bare}`,
+		voiceRequestInterval: 60_000,
 	};
 	const room = new Room(jids.parse("room@muc.example"), { ...config }, host, "owner@example", 0);
 	room.affiliations.set("owner@example", { affiliation: "owner" });

@@ -64,6 +64,8 @@ import {
 	planAdminSet,
 } from "./rules.ts";
 
+import { approvalForm, isRequest, parseApproval, requestForm } from "./voice.ts";
+
 export type { OccupantSession } from "./occupant.ts";
 
 /** What a room needs from the service it lives in. */
@@ -80,6 +82,8 @@ export interface RoomHost extends JidParser {
 	discard(room: Room): void;
 	limits: FormLimits;
 	now(): number;
+	/** §7.13: milliseconds between two voice requests of one user. */
+	voiceRequestInterval: number;
 	/** XEP-0421: the occupant id of `bare` in `room` (occupant-id.ts). */
 	occupantId(room: string, bare: string): string;
 }
@@ -119,6 +123,8 @@ export class Room {
 	creator: string;
 	created: number;
 	lockTimer: NodeJS.Timeout | null = null;
+	/** §7.13: bare JID -> when it last asked for voice (the rate limit). */
+	readonly #voiceAsked = new Map<string, number>();
 
 	constructor(jid: JID, config: RoomConfig, host: RoomHost, creator: string, created: number) {
 		this.jid = jid;
@@ -536,6 +542,57 @@ export class Room {
 		o.role = role;
 		o.cache = [null, null];
 		this.#broadcastPresence(o, { actor: actorNick, reason });
+	}
+
+	// --- voice requests (§7.13, §8.6) ---
+
+	/**
+	 * A muc#request form in a message to the room: a visitor asking for voice (§7.13), passed
+	 * to every moderator as the §8.6 approval form, at most once per `voiceRequestInterval`
+	 * per user; or a moderator's answer (§8.6), which grants voice when it allows it. Returns
+	 * false when the message holds no such form.
+	 */
+	voiceRequest(stanza: Element, real: JID): boolean {
+		const form = requestForm(stanza);
+		if (!form) return false;
+		const o = this.byReal.get(real.toString());
+		// §7.13: occupants ask; §8.6: moderators answer.
+		if (!o) throw new StanzaError("not-acceptable", "only occupants may ask for voice");
+		if (isRequest(form)) {
+			// §7.13: a visitor asks; one who has voice has nothing to ask for.
+			if (o.role !== "visitor") return true;
+			const now = this.#host.now();
+			const last = this.#voiceAsked.get(o.bare);
+			if (last !== undefined && now - last < this.#host.voiceRequestInterval)
+				throw new StanzaError("resource-constraint", "you asked for voice a moment ago", {
+					type: "wait",
+				});
+			this.#voiceAsked.set(o.bare, now);
+			for (const [bare, t] of this.#voiceAsked)
+				if (now - t >= this.#host.voiceRequestInterval) this.#voiceAsked.delete(bare);
+			// Moderators see real JIDs in every room (§4.2), so the form names the user.
+			const p = new PreparedStanza(approvalForm(this.key, o, true));
+			for (const m of this.occupants.values()) {
+				if (m.role !== "moderator") continue;
+				for (const s of m.sessions.values()) this.#host.deliver(s, p.to(s.key));
+			}
+			return true;
+		}
+		const answer = parseApproval(form);
+		if (!answer)
+			throw new StanzaError(
+				"bad-request",
+				"a muc#request answer needs muc#roomnick and muc#request_allow",
+			);
+		// §8.6: only moderators approve.
+		if (o.role !== "moderator") throw new StanzaError("forbidden", "only moderators grant voice");
+		const target = this.occupants.get(answer.nick);
+		if (answer.allow && target?.role === "visitor") {
+			// §8.6 -> §8.3: voice granted, broadcast like any role change.
+			this.#voiceAsked.delete(target.bare);
+			this.#setRole(target, "participant", o.nick);
+		}
+		return true;
 	}
 
 	// --- registration (§7.10) and reserved nicknames (§7.12) ---

@@ -70,6 +70,7 @@ export class MucService implements RoomHost {
 	readonly cfg: MucComponentConfig;
 	readonly rooms = new Map<string, Room>();
 	readonly limits: FormLimits;
+	readonly voiceRequestInterval: number;
 	/** The host whose users count as "local" for room_creation = "local". */
 	readonly parentHost: string | undefined;
 	readonly #store: KeyValStore<Json>;
@@ -103,6 +104,7 @@ export class MucService implements RoomHost {
 		this.#archive = archive;
 		this.#log = host.log;
 		this.#admins = new Set(cfg.admins.map((a) => host.server.jids.parse(a).bare.toString()));
+		this.voiceRequestInterval = cfg.voice_request_interval * 1000;
 		this.limits = {
 			maxOccupants: cfg.max_occupants,
 			maxHistory: cfg.max_history,
@@ -405,6 +407,8 @@ export class MucService implements RoomHost {
 			if (p.kind === "subject") await this.save(room);
 			return;
 		}
+		// §7.13, §8.6: voice requests and their approval.
+		if (room.voiceRequest(stanza, from)) return;
 		if (room.invitations(stanza, from)) {
 			await this.save(room);
 			return;
