@@ -720,3 +720,58 @@ describe("XEP-0045 §7.13 voice requests and §8.6 approval", () => {
 		assert.equal(echo.attrs.type, "groupchat", echo.toString());
 	});
 });
+
+describe("XEP-0045 §9, §10: affiliation changes of users not in the room", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	const user = async (name: string, resource = "r") => {
+		const u = await connect(t, name, resource);
+		open.push(u);
+		return u;
+	};
+	before(async () => {
+		t = await startTestServer({ config: baseConfig, users: usersOf(USERS) });
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t?.stop();
+	});
+
+	const affiliate = (u: User, jid: string, who: string, aff: string) =>
+		iq(
+			u,
+			"set",
+			jid,
+			`<query xmlns='${MUC_ADMIN}'><item affiliation='${aff}' jid='${who}'/></query>`,
+		);
+	const isChange = (who: string) => (el: Element) =>
+		el.is("message") && el.getChild("x", MUC_USER)?.getChild("item")?.attrs.jid === who;
+
+	test("§9.3: a message from the room tells every occupant of a non-anonymous room, moderators only in a semi-anonymous one", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const d = await user("dave");
+		const open1 = `nonanon@${SERVICE}`;
+		await room(a, open1, "alice", { "muc#roomconfig_whois": "anyone" });
+		await enter(b, `${open1}/bob`);
+		let mb = b.r.mark();
+		assert.equal((await affiliate(a, open1, "carol@localhost", "member")).attrs.type, "result");
+		const seen = await b.r.wait(isChange("carol@localhost"), mb, "carol's membership");
+		assert.equal(seen.attrs.from, open1);
+		assert.equal(seen.getChild("x", MUC_USER)?.getChild("item")?.attrs.affiliation, "member");
+		// Semi-anonymous: dave (admin, a moderator) is told; bob (participant) is not.
+		const semi = `semianon@${SERVICE}`;
+		await room(a, semi, "alice");
+		assert.equal((await affiliate(a, semi, "dave@localhost", "admin")).attrs.type, "result");
+		await enter(d, `${semi}/dave`);
+		await enter(b, `${semi}/bob`);
+		mb = b.r.mark();
+		const md = d.r.mark();
+		assert.equal((await affiliate(a, semi, "carol@localhost", "outcast")).attrs.type, "result");
+		const banned = await d.r.wait(isChange("carol@localhost"), md, "carol's ban");
+		assert.equal(banned.getChild("x", MUC_USER)?.getChild("item")?.attrs.affiliation, "outcast");
+		// A round trip through the room after the change: anything for bob is in by then.
+		await iq(b, "get", semi, `<query xmlns='${DISCO_INFO}'/>`);
+		assert.ok(!b.r.since(mb).some(isChange("carol@localhost")), "bob is not told");
+	});
+});

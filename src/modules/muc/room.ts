@@ -512,8 +512,10 @@ export class Room {
 			if (reason !== undefined) e.reason = reason;
 			this.affiliations.set(bare, e);
 		}
+		let present = false;
 		for (const o of [...this.occupants.values()]) {
 			if (o.bare !== bare) continue;
+			present = true;
 			if (aff === "outcast") {
 				// §9.1: banned, status 301.
 				this.#remove(o, [301], actorNick, reason);
@@ -527,7 +529,31 @@ export class Room {
 				this.#broadcastPresence(o, { actor: actorNick, reason });
 			}
 		}
+		if (!present) this.#absentAffiliation(bare, aff, actorNick, reason);
 		this.#maybeDiscard();
+	}
+
+	/**
+	 * §9.3, §9.4, §9.1, §10.3-§10.7: the affiliation of a user who is not in the room changed:
+	 * no presence can say it, so a message from the room does, with the bare JID: to every
+	 * occupant in a non-anonymous room, to the moderators only in a semi-anonymous one. OMEMO
+	 * clients keep their member lists by it.
+	 */
+	#absentAffiliation(
+		bare: string,
+		aff: Affiliation,
+		actorNick: string | undefined,
+		reason: string | undefined,
+	): void {
+		const item = x("item", { affiliation: aff, jid: bare, role: "none" });
+		if (actorNick !== undefined) item.append(x("actor", { nick: actorNick }));
+		if (reason !== undefined) item.append(x("reason", null, reason));
+		const p = new PreparedStanza(
+			x("message", { from: this.key }, x("x", { xmlns: NS_MUC_USER }, item)),
+		);
+		for (const o of this.occupants.values())
+			if (this.seesRealJids(o))
+				for (const s of o.sessions.values()) this.#host.deliver(s, p.to(s.key));
 	}
 
 	#setRole(o: Occupant, role: Role, actorNick: string | undefined, reason?: string): void {

@@ -85,6 +85,8 @@ export class MucService implements RoomHost {
 	readonly #stored = new Set<string>();
 	/** Per room, the last storage write, so writes of one room happen in order. */
 	readonly #writes = new Map<string, Promise<void>>();
+	/** Per room, the last retraction (XEP-0424/0425), so they replace archive items in turn. */
+	readonly #retractions = new Map<string, Promise<void>>();
 	readonly #log: Host["log"];
 	/** The service's XEP-0421 secret (`muc_keys`), read or made by `load`. */
 	readonly #keys: KeyValStore<Json>;
@@ -708,7 +710,22 @@ export class MucService implements RoomHost {
 	 * (in the archive and the history). `owner`: the occupant id the message must have (an
 	 * occupant retracting its own message, XEP-0424 §4: no one else's).
 	 */
-	async #retract(
+	#retract(room: Room, id: string, m: Moderator | null, owner: string | undefined): Promise<void> {
+		// One retraction at a time per room: two at once of one message would both delete and
+		// append it, and the second append would collide with the first.
+		const local = room.jid.local;
+		const run = (this.#retractions.get(local) ?? Promise.resolve()).then(() =>
+			this.#retractNow(room, id, m, owner),
+		);
+		const tail = run.catch(() => {});
+		this.#retractions.set(local, tail);
+		void tail.then(() => {
+			if (this.#retractions.get(local) === tail) this.#retractions.delete(local);
+		});
+		return run;
+	}
+
+	async #retractNow(
 		room: Room,
 		id: string,
 		m: Moderator | null,
