@@ -775,3 +775,96 @@ describe("XEP-0045 §9, §10: affiliation changes of users not in the room", () 
 		assert.ok(!b.r.since(mb).some(isChange("carol@localhost")), "bob is not told");
 	});
 });
+
+describe("XEP-0045 §6.4/§15.5.4 muc#roominfo and XEP-0486 room avatars", () => {
+	test("roominfo: description, occupants, lang, contactjid, subject, subjectmod, avatarhash; an owner's vCard with 104, kept across a restart", async () => {
+		const dataDir = mkdtempSync(pathJoin(tmpdir(), "parley-roominfo-"));
+		const jid = `info@${SERVICE}`;
+		// A 1x1 PNG and its SHA-1.
+		const png = Buffer.from(
+			"89504e470d0a1a0a0000000d4948445200000001000000010806000000" +
+				"1f15c4890000000d49444154789c63f8ffff3f0005fe02fea7d60d4800" +
+				"00000049454e44ae426082",
+			"hex",
+		);
+		const sha1 = (await import("node:crypto")).createHash("sha1").update(png).digest("hex");
+		const infoOf = async (u: User) => {
+			const r = await iq(u, "get", jid, `<query xmlns='${DISCO_INFO}'/>`);
+			const form = r.getChild("query", DISCO_INFO)?.getChild("x", "jabber:x:data") as Element;
+			const out: Record<string, string[]> = {};
+			for (const f of form.getChildren("field"))
+				out[f.attrs.var as string] = f.getChildren("value").map((v) => v.text());
+			return out;
+		};
+		try {
+			let t = await startTestServer({
+				config: baseConfig,
+				users: usersOf(["alice", "bob"]),
+				storage: "sqlite",
+				dataDir,
+			});
+			let a = await connect(t, "alice");
+			const b = await connect(t, "bob");
+			await room(a, jid, "alice", {
+				"muc#roomconfig_persistentroom": "1",
+				"muc#roomconfig_roomdesc": "A room about rooms",
+				"muc#roomconfig_lang": "en",
+				"muc#roomconfig_whois": "anyone",
+				"muc#roomconfig_changesubject": "1",
+			});
+			await say(a, jid, "<subject>Rooms</subject>");
+			await enter(b, `${jid}/bob`);
+			let info = await infoOf(b);
+			assert.deepEqual(info["muc#roominfo_description"], ["A room about rooms"]);
+			assert.deepEqual(info["muc#roominfo_occupants"], ["2"]);
+			assert.deepEqual(info["muc#roominfo_lang"], ["en"]);
+			assert.deepEqual(info["muc#roominfo_contactjid"], ["alice@localhost"]);
+			assert.deepEqual(info["muc#roominfo_subject"], ["Rooms"]);
+			assert.deepEqual(info["muc#roominfo_subjectmod"], ["1"]);
+			assert.equal(info["muc#roominfo_avatarhash"], undefined);
+			// XEP-0486: bob (not an owner) may not set the vCard; alice may, and 104 follows.
+			const vcard = `<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>${png.toString("base64")}</BINVAL></PHOTO></vCard>`;
+			const denied = await iq(b, "set", jid, vcard);
+			assert.equal(denied.attrs.type, "error", denied.toString());
+			const mb = b.r.mark();
+			assert.equal((await iq(a, "set", jid, vcard)).attrs.type, "result");
+			const notice = await waitMessage(
+				b,
+				mb,
+				(el) => el.attrs.from === jid && codes(el).includes(104),
+				"104",
+			);
+			assert.ok(notice);
+			info = await infoOf(b);
+			assert.deepEqual(info["muc#roominfo_avatarhash"], [sha1]);
+			const got = await iq(b, "get", jid, "<vCard xmlns='vcard-temp'/>");
+			assert.equal(
+				got.getChild("vCard", "vcard-temp")?.getChild("PHOTO")?.getChildText("BINVAL"),
+				png.toString("base64"),
+			);
+			// Too large: not-acceptable.
+			const big = await iq(
+				a,
+				"set",
+				jid,
+				`<vCard xmlns='vcard-temp'><DESC>${"x".repeat(200_000)}</DESC></vCard>`,
+			);
+			assert.equal(big.attrs.type, "error");
+			a.c.end();
+			b.c.end();
+			await t.server.stop();
+			t = await startTestServer({ config: baseConfig, storage: "sqlite", dataDir });
+			try {
+				a = await connect(t, "alice");
+				info = await infoOf(a);
+				assert.deepEqual(info["muc#roominfo_avatarhash"], [sha1]);
+				assert.deepEqual(info["muc#roominfo_lang"], ["en"]);
+				a.c.end();
+			} finally {
+				await t.server.stop();
+			}
+		} finally {
+			rmSync(dataDir, { recursive: true, force: true });
+		}
+	});
+});

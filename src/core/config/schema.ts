@@ -164,6 +164,8 @@ const mucComponent = z.strictObject({
 	max_subject_length: z.number().int().min(1).default(1024),
 	/** Seconds a newly created reserved room stays locked before it is destroyed (§10.1.3). */
 	room_lock_timeout: z.number().positive().default(300),
+	/** XEP-0486: characters of a room's vCard (its avatar, base64, included). */
+	max_room_vcard_size: z.number().int().min(1).default(131_072),
 	/** XEP-0045 §7.13: seconds a visitor waits between two voice requests to one room. */
 	voice_request_interval: z.number().min(0).default(60),
 	/** Room messages older than this leave the archives: "1y", "30d", seconds, or "never". */

@@ -27,6 +27,7 @@ const base: RoomConfig = {
 	max_history_fetch: 20,
 	archive: false,
 	enforce_nicks: false,
+	lang: "",
 };
 const limits = { maxOccupants: 1000, maxHistory: 100, maxText: 50 };
 

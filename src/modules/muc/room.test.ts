@@ -23,6 +23,7 @@ const config: RoomConfig = {
 	max_history_fetch: 20,
 	archive: false,
 	enforce_nicks: false,
+	lang: "",
 };
 
 function setup() {

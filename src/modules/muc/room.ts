@@ -11,8 +11,10 @@
  * variant (with and without the real JID) until they change.
  */
 
+import { createHash } from "node:crypto";
 import type { Session } from "../../core/contracts.ts";
-import { type Element, x } from "../../xml/element.ts";
+import { Element, x } from "../../xml/element.ts";
+import { parseDocument } from "../../xml/parser.ts";
 import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
@@ -104,6 +106,8 @@ export interface StoredRoom {
 	subject: Subject | null;
 	creator: string;
 	created: number;
+	/** XEP-0486: the room's vCard as XML (absent in records older than it). */
+	vcard?: string | null;
 }
 
 export class Room {
@@ -123,6 +127,9 @@ export class Room {
 	creator: string;
 	created: number;
 	lockTimer: NodeJS.Timeout | null = null;
+	/** XEP-0486: the room's vCard (vcard-temp), set by its owners, and its avatar's SHA-1. */
+	vcard: Element | null = null;
+	avatarHash: string | null = null;
 	/** §7.13: bare JID -> when it last asked for voice (the rate limit). */
 	readonly #voiceAsked = new Map<string, number>();
 
@@ -654,6 +661,25 @@ export class Room {
 		return true;
 	}
 
+	// --- the room's vCard (XEP-0486) ---
+
+	/**
+	 * XEP-0486 §3: an owner sets the room's vCard; the avatar hash (muc#roominfo_avatarhash)
+	 * is the SHA-1 of the PHOTO's bytes. Returns whether the avatar changed (the service then
+	 * tells the occupants with status 104, XEP-0486 §3.2 / XEP-0045 §10.2.1).
+	 */
+	setVcard(vcard: Element): boolean {
+		const binval = vcard.getChild("PHOTO")?.getChildText("BINVAL")?.replace(/\s+/g, "");
+		const hash = binval
+			? createHash("sha1").update(Buffer.from(binval, "base64")).digest("hex")
+			: null;
+		const empty = vcard.elements().length === 0;
+		this.vcard = empty ? null : new Element("vCard", vcard.ns, {}, vcard.children);
+		const changed = hash !== this.avatarHash;
+		this.avatarHash = hash;
+		return changed;
+	}
+
 	// --- muc#owner (§10) ---
 
 	ownerOnly(real: JID): void {
@@ -729,6 +755,7 @@ export class Room {
 			subject: this.subject,
 			creator: this.creator,
 			created: this.created,
+			vcard: this.vcard?.toString() ?? null,
 		};
 	}
 
@@ -747,5 +774,12 @@ export class Room {
 			this.affiliations.set(jid, e);
 		}
 		this.subject = stored.subject;
+		if (typeof stored.vcard === "string") {
+			try {
+				this.setVcard(parseDocument(stored.vcard, { maxStanzaBytes: 1 << 22, maxDepth: 16 }));
+			} catch {
+				// A vCard that no longer parses is dropped, the room stays.
+			}
+		}
 	}
 }

@@ -51,6 +51,7 @@ import {
 } from "./moderation.ts";
 import type { Occupant, OccupantSession } from "./occupant.ts";
 import { loadKey, NS_OCCUPANT_ID, occupantId, occupantIdOf } from "./occupant-id.ts";
+import { statusMessage } from "./presence.ts";
 import {
 	NS_REGISTER,
 	parseRegistration,
@@ -264,6 +265,7 @@ export class MucService implements RoomHost {
 			max_history_fetch: Math.min(d.history_length, this.cfg.max_history),
 			archive: d.archive,
 			enforce_nicks: d.enforce_reserved_nicks,
+			lang: "",
 		};
 	}
 
@@ -506,7 +508,18 @@ export class MucService implements RoomHost {
 					{ xmlns: NS_DISCO_INFO },
 					x("identity", { category: "conference", type: "text", name: c.name || to.local }),
 					features.sort().map((f) => x("feature", { var: f })),
-					roomInfoForm(c, room.occupants.size, room.subject?.text ?? ""),
+					roomInfoForm(c, {
+						occupants: room.occupants.size,
+						subject: room.subject?.text ?? "",
+						// §15.5.4: the owners, where real JIDs are no secret.
+						contacts:
+							c.whois === "anyone"
+								? [...room.affiliations]
+										.filter(([, e]) => e.affiliation === "owner")
+										.map(([jid]) => jid)
+								: [],
+						avatarHash: room.avatarHash,
+					}),
 				),
 			);
 			return;
@@ -518,6 +531,22 @@ export class MucService implements RoomHost {
 		}
 		if (type === "get" && q.name === "ping" && q.ns === NS_PING) {
 			reply();
+			return;
+		}
+		if (q.name === "vCard" && q.ns === NS_VCARD) {
+			// XEP-0486 §3: anyone reads the room's vCard, owners set it.
+			if (type === "get") {
+				reply(room.vcard ?? x("vCard", { xmlns: NS_VCARD }));
+				return;
+			}
+			room.ownerOnly(from);
+			if (q.toString().length > this.cfg.max_room_vcard_size)
+				throw new StanzaError("not-acceptable", "the vCard is too large");
+			const changed = room.setVcard(q);
+			await this.save(room);
+			reply();
+			// XEP-0486 §3.2: status 104, the occupants fetch the new avatar.
+			if (changed) room.broadcast(new PreparedStanza(statusMessage(room.key, [104])));
 			return;
 		}
 		if (q.name === "query" && q.ns === NS_REGISTER) {
