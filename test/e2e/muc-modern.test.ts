@@ -868,3 +868,52 @@ describe("XEP-0045 §6.4/§15.5.4 muc#roominfo and XEP-0486 room avatars", () =>
 		}
 	});
 });
+
+describe("destroyed rooms' tombstones (room_tombstone_time)", () => {
+	test("§10.9: after its owner destroys a room, another user gets gone creating it; the former owner may; a restart keeps the tombstone", async () => {
+		const dataDir = mkdtempSync(pathJoin(tmpdir(), "parley-tomb-"));
+		const jid = `public@${SERVICE}`;
+		try {
+			let t = await startTestServer({
+				config: baseConfig,
+				users: usersOf(["alice", "bob"]),
+				storage: "sqlite",
+				dataDir,
+			});
+			let a = await connect(t, "alice");
+			await room(a, jid, "alice", { "muc#roomconfig_persistentroom": "1" });
+			const gone = await iq(
+				a,
+				"set",
+				jid,
+				`<query xmlns='${MUC_OWNER}'><destroy jid='new@${SERVICE}'><reason>moved</reason></destroy></query>`,
+			);
+			assert.equal(gone.attrs.type, "result", gone.toString());
+			a.c.end();
+			await t.server.stop();
+			t = await startTestServer({ config: baseConfig, storage: "sqlite", dataDir });
+			try {
+				const b = await connect(t, "bob");
+				const { self } = await enter(b, `${jid}/bob`);
+				assert.equal(self.attrs.type, "error", self.toString());
+				assert.equal(
+					self.getChild("error")?.getChildByNs("urn:ietf:params:xml:ns:xmpp-stanzas")?.name,
+					"gone",
+				);
+				assert.match(
+					self.getChild("error")?.getChildText("text", "urn:ietf:params:xml:ns:xmpp-stanzas") ?? "",
+					/moved/,
+				);
+				a = await connect(t, "alice");
+				const again = await enter(a, `${jid}/alice`);
+				assert.deepEqual(codes(again.self).sort(), [110, 201], again.self.toString());
+				a.c.end();
+				b.c.end();
+			} finally {
+				await t.server.stop();
+			}
+		} finally {
+			rmSync(dataDir, { recursive: true, force: true });
+		}
+	});
+});

@@ -164,6 +164,11 @@ const mucComponent = z.strictObject({
 	max_subject_length: z.number().int().min(1).default(1024),
 	/** Seconds a newly created reserved room stays locked before it is destroyed (§10.1.3). */
 	room_lock_timeout: z.number().positive().default(300),
+	/**
+	 * How long a destroyed room's name stays held for its former owners ("30d", seconds; 0
+	 * keeps none): others get `gone` when they try to create it.
+	 */
+	room_tombstone_time: z.union([z.number().min(0), z.string()]).default("30d"),
 	/** XEP-0486: characters of a room's vCard (its avatar, base64, included). */
 	max_room_vcard_size: z.number().int().min(1).default(131_072),
 	/** XEP-0045 §7.13: seconds a visitor waits between two voice requests to one room. */

@@ -22,7 +22,7 @@ import { type ArchivedMessage, parseDuration } from "../mam/protocol.ts";
 import { NS_MUC } from "./form.ts";
 import { MODERATION_FEATURES } from "./moderation.ts";
 import { KEY_STORE, NS_OCCUPANT_ID } from "./occupant-id.ts";
-import { MucService, ROOM_STORE } from "./service.ts";
+import { MucService, ROOM_STORE, TOMBSTONE_STORE } from "./service.ts";
 
 /** The store of the rooms' XEP-0313 archives (one archive per room localpart). */
 export const MAM_STORE = "mam";
@@ -43,6 +43,7 @@ export default defineModule({
 			api.keyval(ROOM_STORE),
 			api.archive<ArchivedMessage>(MAM_STORE),
 			api.keyval(KEY_STORE),
+			api.keyval(TOMBSTONE_STORE),
 		);
 		await service.load();
 		api.onUnload(() => service.unload());

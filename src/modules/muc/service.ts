@@ -21,6 +21,7 @@ import {
 	archivedStanza,
 	metadata,
 	NS_MAM,
+	parseDuration,
 	parseQuery,
 	queryForm,
 	resultMessage,
@@ -62,6 +63,17 @@ import {
 import { Room, type RoomHost, type StoredRoom } from "./room.ts";
 
 export const ROOM_STORE = "muc_rooms";
+/** Destroyed rooms' names, held for a while (`room_tombstone_time`). */
+export const TOMBSTONE_STORE = "muc_tombstones";
+
+interface Tombstone {
+	/** Until when (ms since the epoch) the name is held. */
+	until: number;
+	/** The owners' bare JIDs when it was destroyed: they may create it again. */
+	owners: string[];
+	reason?: string;
+	alternate?: string;
+}
 
 /** Prefix of the ids of IQs the room passes between occupants. */
 const FORWARDED = "muc.";
@@ -91,6 +103,13 @@ export class MucService implements RoomHost {
 	readonly #log: Host["log"];
 	/** The service's XEP-0421 secret (`muc_keys`), read or made by `load`. */
 	readonly #keys: KeyValStore<Json>;
+	/**
+	 * Destroyed rooms' names, held for `room_tombstone_time` (`muc_tombstones`): only their
+	 * former owners (and service admins) may create a room of that name again until then.
+	 */
+	readonly #tombstoneStore: KeyValStore<Json>;
+	readonly #tombstones = new Map<string, Tombstone>();
+	readonly #tombstoneMs: number;
 	#idKey: Buffer = Buffer.alloc(0);
 
 	constructor(
@@ -99,11 +118,14 @@ export class MucService implements RoomHost {
 		store: KeyValStore<Json>,
 		archive: ArchiveStore<ArchivedMessage>,
 		keys: KeyValStore<Json>,
+		tombstones: KeyValStore<Json>,
 	) {
 		this.host = host;
 		this.cfg = cfg;
 		this.#store = store;
 		this.#keys = keys;
+		this.#tombstoneStore = tombstones;
+		this.#tombstoneMs = parseDuration(cfg.room_tombstone_time) ?? 0;
 		this.#archive = archive;
 		this.#log = host.log;
 		this.#admins = new Set(cfg.admins.map((a) => host.server.jids.parse(a).bare.toString()));
@@ -182,6 +204,11 @@ export class MucService implements RoomHost {
 	async load(): Promise<void> {
 		// XEP-0421 §4: ids stay the same across restarts, so the key is kept in storage.
 		this.#idKey = await loadKey(this.#keys);
+		for (const local of await this.#tombstoneStore.users()) {
+			const t = (await this.#tombstoneStore.get(local)) as Tombstone | undefined;
+			if (t && typeof t.until === "number" && Array.isArray(t.owners))
+				this.#tombstones.set(local, t);
+		}
 		for (const local of await this.#store.users()) {
 			const stored = (await this.#store.get(local)) as StoredRoom | undefined;
 			if (stored?.v !== 1) continue;
@@ -321,6 +348,42 @@ export class MucService implements RoomHost {
 			throw new StanzaError("policy-violation", "you have created as many rooms as allowed");
 	}
 
+	/**
+	 * A destroyed room's name is held (as Prosody 13's muc_tombstones does), so that someone
+	 * else cannot take a public room's name at once and pose as it.
+	 */
+	async #entomb(
+		local: string,
+		owners: string[],
+		reason: string | undefined,
+		alternate: string | undefined,
+	): Promise<void> {
+		if (this.#tombstoneMs <= 0) return;
+		const t: Tombstone = { until: this.now() + this.#tombstoneMs, owners };
+		if (reason !== undefined) t.reason = reason;
+		if (alternate !== undefined) t.alternate = alternate;
+		this.#tombstones.set(local, t);
+		await this.#tombstoneStore.set(local, t as unknown as Json);
+	}
+
+	/**
+	 * Creating room `local` where a destroyed one was: its former owners and service admins
+	 * may (the tombstone goes); anyone else gets `gone` (RFC 6120 §8.3.3.5), with the room's
+	 * last words, until the tombstone expires.
+	 */
+	async #checkTombstone(local: string, from: JID): Promise<void> {
+		const t = this.#tombstones.get(local);
+		if (!t) return;
+		const bare = from.bare.toString();
+		if (t.until > this.now() && !t.owners.includes(bare) && !this.#admins.has(bare))
+			throw new StanzaError(
+				"gone",
+				`this room was destroyed${t.reason ? `: ${t.reason}` : ""}${t.alternate ? ` (now at ${t.alternate})` : ""}`,
+			);
+		this.#tombstones.delete(local);
+		await this.#tombstoneStore.set(local, undefined);
+	}
+
 	/** §7.2: a usable room nickname (resourceprep already done by the JID parser). */
 	#checkNick(nick: string): void {
 		// XEP-0045 §7.2 (and the 1.21 revision): a nickname of only spaces is malformed.
@@ -369,6 +432,10 @@ export class MucService implements RoomHost {
 		let created = false;
 		if (!room) {
 			this.#mayCreate(from);
+			await this.#checkTombstone(to.local, from);
+			room = this.rooms.get(to.local);
+		}
+		if (!room) {
 			room = this.#create(to.bare, from, stanza.getChild("x", NS_MUC) !== undefined);
 			created = true;
 		}
@@ -588,8 +655,12 @@ export class MucService implements RoomHost {
 			if (destroy) {
 				// §10.9: destroy the room, telling the occupants (and where to go instead).
 				const alt = destroy.attrs.jid;
+				const owners = [...room.affiliations]
+					.filter(([, a]) => a.affiliation === "owner")
+					.map(([jid]) => jid);
 				room.destroy(destroy.getChildText("reason"), alt);
 				await this.#write(room.jid.local, undefined);
+				await this.#entomb(room.jid.local, owners, destroy.getChildText("reason"), alt);
 				reply();
 				return;
 			}
