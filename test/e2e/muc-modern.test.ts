@@ -917,3 +917,130 @@ describe("destroyed rooms' tombstones (room_tombstone_time)", () => {
 		}
 	});
 });
+
+describe("XEP-0317 hats", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	const user = async (name: string, resource = "r") => {
+		const u = await connect(t, name, resource);
+		open.push(u);
+		return u;
+	};
+	before(async () => {
+		t = await startTestServer({ config: baseConfig, users: usersOf(USERS) });
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t?.stop();
+	});
+
+	const HATS = "urn:xmpp:hats:0";
+	const COMMANDS = "http://jabber.org/protocol/commands";
+	const hatsOf = (el: Element) =>
+		(el.getChild("hats", HATS)?.getChildren("hat") ?? []).map((h) => [h.attrs.uri, h.attrs.title]);
+	const submit = (node: string, sessionid: string, fields: string) =>
+		`<command xmlns='${COMMANDS}' node='${node}' sessionid='${sessionid}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:hats:commands</value></field>${fields}</x></command>`;
+
+	test("§3.1 hats in presence (a client's own stripped); §3.2/§3.3 don and doff by XEP-0050 commands, owners and admins only", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const c = await user("carol");
+		const jid = `hats@${SERVICE}`;
+		await room(a, jid, "alice");
+		const info = await iq(a, "get", jid, `<query xmlns='${DISCO_INFO}'/>`);
+		assert.ok(
+			info
+				.getChild("query", DISCO_INFO)
+				?.getChildren("feature")
+				.some((f) => f.attrs.var === HATS),
+		);
+		const items = await iq(
+			a,
+			"get",
+			jid,
+			`<query xmlns='http://jabber.org/protocol/disco#items' node='${COMMANDS}'/>`,
+		);
+		const nodes = items
+			.getChild("query")
+			?.getChildren("item")
+			.map((i) => i.attrs.node);
+		assert.deepEqual(nodes, ["urn:xmpp:hats:commands:don", "urn:xmpp:hats:commands:doff"]);
+		// bob claims a hat himself: it goes.
+		let ma = a.r.mark();
+		await enter(
+			b,
+			`${jid}/bob`,
+			undefined,
+			`<hats xmlns='${HATS}'><hat uri='urn:x:boss' title='Boss'/></hats>`,
+		);
+		let seen = await a.r.wait(
+			(el) => el.is("presence") && el.attrs.from === `${jid}/bob`,
+			ma,
+			"bob",
+		);
+		assert.deepEqual(hatsOf(seen), []);
+		await enter(c, `${jid}/carol`);
+		// First stage: the form.
+		const first = await iq(
+			a,
+			"set",
+			jid,
+			`<command xmlns='${COMMANDS}' node='urn:xmpp:hats:commands:don' action='execute'/>`,
+		);
+		const cmd = first.getChild("command", COMMANDS) as Element;
+		assert.equal(cmd.attrs.status, "executing", first.toString());
+		const fields = cmd
+			.getChild("x", "jabber:x:data")
+			?.getChildren("field")
+			.map((f) => f.attrs.var);
+		assert.ok(fields?.includes("accountjid") && fields.includes("hat"), first.toString());
+		// carol, a participant, may not.
+		const denied = await iq(
+			c,
+			"set",
+			jid,
+			submit(
+				"urn:xmpp:hats:commands:don",
+				"s",
+				"<field var='accountjid'><value>carol@localhost</value></field><field var='hat'><value>urn:x:boss</value></field>",
+			),
+		);
+		assert.equal(denied.attrs.type, "error", denied.toString());
+		ma = a.r.mark();
+		const done = await iq(
+			a,
+			"set",
+			jid,
+			submit(
+				"urn:xmpp:hats:commands:don",
+				cmd.attrs.sessionid as string,
+				"<field var='accountjid'><value>bob@localhost</value></field><field var='hat'><value>urn:x:teacher</value></field><field var='hats#title'><value>Teacher</value></field>",
+			),
+		);
+		assert.equal(done.getChild("command", COMMANDS)?.attrs.status, "completed", done.toString());
+		seen = await a.r.wait(
+			(el) => el.is("presence") && el.attrs.from === `${jid}/bob`,
+			ma,
+			"bob's hat",
+		);
+		assert.deepEqual(hatsOf(seen), [["urn:x:teacher", "Teacher"]]);
+		ma = a.r.mark();
+		const off = await iq(
+			a,
+			"set",
+			jid,
+			submit(
+				"urn:xmpp:hats:commands:doff",
+				"s2",
+				"<field var='accountjid'><value>bob@localhost</value></field><field var='hat'><value>urn:x:teacher</value></field>",
+			),
+		);
+		assert.equal(off.getChild("command", COMMANDS)?.attrs.status, "completed", off.toString());
+		seen = await a.r.wait(
+			(el) => el.is("presence") && el.attrs.from === `${jid}/bob`,
+			ma,
+			"hat off",
+		);
+		assert.deepEqual(hatsOf(seen), []);
+	});
+});

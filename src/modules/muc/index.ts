@@ -20,6 +20,7 @@ import { StanzaError } from "../../xmpp/errors.ts";
 import { NS_PING } from "../../xmpp/ns.ts";
 import { type ArchivedMessage, parseDuration } from "../mam/protocol.ts";
 import { NS_MUC } from "./form.ts";
+import { NS_HATS } from "./hats.ts";
 import { MODERATION_FEATURES } from "./moderation.ts";
 import { KEY_STORE, NS_OCCUPANT_ID } from "./occupant-id.ts";
 import { MucService, ROOM_STORE, TOMBSTONE_STORE } from "./service.ts";
@@ -78,6 +79,8 @@ export default defineModule({
 		api.addFeature(NS_OCCUPANT_ID);
 		// XEP-0425 §3, XEP-0424 §3 (rooms that archive say so too).
 		for (const f of MODERATION_FEATURES) api.addFeature(f);
+		// XEP-0317 §2: rooms give hats.
+		api.addFeature(NS_HATS);
 
 		// --- presence ---
 		api.hook("presence/full", async (e: StanzaEvent) => {

@@ -1,6 +1,7 @@
 // The presences a room sends and their status codes (XEP-0045 §7.2, §7.6, §7.14, §10.9, §16.6).
 import { Element, x } from "../../xml/element.ts";
 import { type Affiliation, NS_MUC, NS_MUC_USER, type RoomConfig } from "./form.ts";
+import { type Hat, hatsElement, NS_HATS } from "./hats.ts";
 import type { Occupant } from "./occupant.ts";
 import { NS_OCCUPANT_ID, occupantIdElement } from "./occupant-id.ts";
 
@@ -27,6 +28,7 @@ export function occupantPresence(
 	affiliation: Affiliation,
 	withJid: boolean,
 	opts: PresenceOpts = {},
+	hats: readonly Hat[] = [],
 ): Element {
 	const source = opts.payload ?? o.primary.presence;
 	const p = new Element("presence", null, { from: o.jid.toString() }, []);
@@ -36,8 +38,12 @@ export function occupantPresence(
 		// XEP-0421 §4: nor any occupant-id it sent (the room's own is added below).
 		if (typeof c === "string" || c.ns === NS_MUC || c.ns === NS_MUC_USER) continue;
 		if (c.ns === NS_OCCUPANT_ID && c.name === "occupant-id") continue;
+		// XEP-0317: hats are the room's to give; a client's own are dropped.
+		if (c.ns === NS_HATS) continue;
 		p.children.push(c);
 	}
+	// XEP-0317 §3.1: the hats the room gave the user.
+	if (hats.length) p.children.push(hatsElement(hats));
 	// XEP-0421 §4: every presence of the occupant carries its occupant id.
 	p.children.push(occupantIdElement(o.id));
 	const item = x("item", {

@@ -29,6 +29,7 @@ import {
 	type Role,
 	type RoomConfig,
 } from "./form.ts";
+import { HAT_DOFF, HAT_DON, type Hat, type HatChange } from "./hats.ts";
 import { type HistoryEntry, historyEntry, parseHistoryRequest, selectHistory } from "./history.ts";
 import {
 	checkInviter,
@@ -45,6 +46,7 @@ import {
 	jidAttr,
 	Occupant,
 	type OccupantSession,
+	RANK,
 	type Subject,
 } from "./occupant.ts";
 import {
@@ -65,7 +67,6 @@ import {
 	defaultRole,
 	planAdminSet,
 } from "./rules.ts";
-
 import { approvalForm, isRequest, parseApproval, requestForm } from "./voice.ts";
 
 export type { OccupantSession } from "./occupant.ts";
@@ -108,6 +109,8 @@ export interface StoredRoom {
 	created: number;
 	/** XEP-0486: the room's vCard as XML (absent in records older than it). */
 	vcard?: string | null;
+	/** XEP-0317: bare JID -> hats. */
+	hats?: [string, Hat[]][];
 }
 
 export class Room {
@@ -127,6 +130,8 @@ export class Room {
 	creator: string;
 	created: number;
 	lockTimer: NodeJS.Timeout | null = null;
+	/** XEP-0317: bare JID -> the hats the room's owners and admins gave it. */
+	readonly hats = new Map<string, Hat[]>();
 	/** XEP-0486: the room's vCard (vcard-temp), set by its owners, and its avatar's SHA-1. */
 	vcard: Element | null = null;
 	avatarHash: string | null = null;
@@ -162,7 +167,7 @@ export class Room {
 
 	/** The occupant's presence (presence.ts) with its current affiliation. */
 	#presence(o: Occupant, withJid: boolean, opts?: PresenceOpts): Element {
-		return occupantPresence(o, this.affiliationOf(o.bare), withJid, opts);
+		return occupantPresence(o, this.affiliationOf(o.bare), withJid, opts, this.hats.get(o.bare));
 	}
 
 	/** The occupant's current presence as another occupant `viewer` sees it. */
@@ -661,6 +666,29 @@ export class Room {
 		return true;
 	}
 
+	// --- hats (XEP-0317) ---
+
+	/**
+	 * XEP-0317 §3.2, §3.3: an owner or admin puts a hat on a user or takes it off; an occupant
+	 * that wears it is broadcast again. Returns whether anything changed.
+	 */
+	changeHat(real: JID, change: HatChange): boolean {
+		this.ownerOrAdmin(real);
+		const bare = jidAttr(this.#host, change.jid).bare.toString();
+		const worn = this.hats.get(bare) ?? [];
+		const rest = worn.filter((h) => h.uri !== change.hat.uri);
+		const next = change.node === HAT_DON ? [...rest, change.hat] : rest;
+		if (next.length === worn.length && change.node === HAT_DOFF) return false;
+		if (next.length) this.hats.set(bare, next);
+		else this.hats.delete(bare);
+		for (const o of this.occupants.values())
+			if (o.bare === bare) {
+				o.cache = [null, null];
+				this.#broadcastPresence(o);
+			}
+		return true;
+	}
+
 	// --- the room's vCard (XEP-0486) ---
 
 	/**
@@ -681,6 +709,12 @@ export class Room {
 	}
 
 	// --- muc#owner (§10) ---
+
+	/** XEP-0317 (and §9): owners and admins only. */
+	ownerOrAdmin(real: JID): void {
+		if (RANK[this.affiliationOf(real.bare.toString())] < RANK.admin)
+			throw new StanzaError("forbidden", "only owners and admins may do this");
+	}
 
 	ownerOnly(real: JID): void {
 		// §10.2: only owners configure the room.
@@ -756,6 +790,7 @@ export class Room {
 			creator: this.creator,
 			created: this.created,
 			vcard: this.vcard?.toString() ?? null,
+			hats: [...this.hats].map(([jid, hats]) => [jid, hats.map((h) => ({ ...h }))]),
 		};
 	}
 
@@ -774,6 +809,7 @@ export class Room {
 			this.affiliations.set(jid, e);
 		}
 		this.subject = stored.subject;
+		for (const [jid, hats] of stored.hats ?? []) this.hats.set(jid, hats);
 		if (typeof stored.vcard === "string") {
 			try {
 				this.setVcard(parseDocument(stored.vcard, { maxStanzaBytes: 1 << 22, maxDepth: 16 }));

@@ -3,6 +3,7 @@
  * persistence, and the routing of stanzas to rooms and occupants. One instance per loaded
  * module (so per component and per server): nothing is kept at module level.
  */
+import { randomUUID } from "node:crypto";
 import type { MucComponentConfig } from "../../core/config/schema.ts";
 import type { Host, Session } from "../../core/contracts.ts";
 import type { StanzaEvent } from "../../core/router.ts";
@@ -41,6 +42,7 @@ import {
 	roomFeatures,
 	roomInfoForm,
 } from "./form.ts";
+import { commandItems, completed, NS_COMMANDS, NS_HATS, parseHatCommand } from "./hats.ts";
 import {
 	MODERATION_FEATURES,
 	type ModerationRequest,
@@ -564,6 +566,9 @@ export class MucService implements RoomHost {
 				NS_OCCUPANT_ID,
 				// §7.10: users register (reserve a nickname) with the room.
 				NS_REGISTER,
+				// XEP-0317 §2: hats, managed with XEP-0050 commands.
+				NS_HATS,
+				NS_COMMANDS,
 				// XEP-0425 §3, XEP-0424 §3: moderation and retraction name messages by the
 				// stanza-ids of the room's archive.
 				...(c.archive ? MODERATION_FEATURES : []),
@@ -592,8 +597,32 @@ export class MucService implements RoomHost {
 			return;
 		}
 		if (type === "get" && q.name === "query" && q.ns === NS_DISCO_ITEMS) {
+			if (q.attrs.node === NS_COMMANDS) {
+				// XEP-0050 §2.2: the room's ad-hoc commands (XEP-0317 hats).
+				reply(x("query", { xmlns: NS_DISCO_ITEMS, node: NS_COMMANDS }, commandItems(room.key)));
+				return;
+			}
 			// §6.5: the service may keep the occupants to itself; it does.
 			reply(x("query", { xmlns: NS_DISCO_ITEMS }));
+			return;
+		}
+		if (type === "set" && q.name === "command" && q.ns === NS_COMMANDS) {
+			// XEP-0317 §3.2, §3.3 through XEP-0050: one stage (the form), then the submission.
+			const sessionid = q.attrs.sessionid ?? randomUUID();
+			const step = parseHatCommand(q, sessionid);
+			if (step === "cancel") {
+				reply(
+					x("command", { xmlns: NS_COMMANDS, node: q.attrs.node, sessionid, status: "canceled" }),
+				);
+				return;
+			}
+			if ("form" in step) {
+				room.ownerOrAdmin(from);
+				reply(step.form);
+				return;
+			}
+			if (room.changeHat(from, step.change)) await this.save(room);
+			reply(completed(step.change.node, sessionid));
 			return;
 		}
 		if (type === "get" && q.name === "ping" && q.ns === NS_PING) {
