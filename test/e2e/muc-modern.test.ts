@@ -354,6 +354,43 @@ describe("XEP-0425 moderation and XEP-0424 retraction (the :1 forms, raw XML)", 
 		assert.ok(history.some((m) => m.getChild("retracted", RET1)));
 	});
 
+	test("XEP-0045 §7.2.12: entering an archived room says so (170); §10.2.1 switching archiving is announced (170, 171)", async () => {
+		const a = await user("alice");
+		const b = await user("bob");
+		const jid = `logged@${SERVICE}`;
+		await room(a, jid, "alice");
+		let mb = b.r.mark();
+		const plain = await enter(b, `${jid}/bob`);
+		assert.ok(!codes(plain.self).includes(170), plain.self.toString());
+		mb = b.r.mark();
+		assert.equal(
+			(await configure(a, jid, { "muc#roomconfig_enablearchiving": "1" })).attrs.type,
+			"result",
+		);
+		const on = await waitMessage(
+			b,
+			mb,
+			(el) => el.attrs.from === jid && codes(el).length > 0,
+			"170",
+		);
+		assert.ok(codes(on).includes(170), on.toString());
+		const c = await user("carol");
+		const logged = await enter(c, `${jid}/carol`);
+		assert.ok(codes(logged.self).includes(170), logged.self.toString());
+		mb = b.r.mark();
+		assert.equal(
+			(await configure(a, jid, { "muc#roomconfig_enablearchiving": "0" })).attrs.type,
+			"result",
+		);
+		const off = await waitMessage(
+			b,
+			mb,
+			(el) => el.attrs.from === jid && codes(el).length > 0,
+			"171",
+		);
+		assert.ok(codes(off).includes(171), off.toString());
+	});
+
 	test("XEP-0424 §4: an occupant retracts its own message, never another's; forged moderation marks are stripped", async () => {
 		const a = await user("alice");
 		const b = await user("bob");

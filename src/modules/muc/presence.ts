@@ -70,13 +70,16 @@ export function selfOpts(opts: PresenceOpts, selfCodes: number[]): PresenceOpts 
 
 /**
  * The status codes of a new occupant's self-presence besides 110: 100 in a non-anonymous room
- * (§7.2.4), 201 a new room (§10.1.1). No 210 (§7.2.3: "if the service modifies the user's
+ * (§7.2.4), 170 an archived room (§7.2.12), 201 a new room (§10.1.1). No 210 (§7.2.3: "if the service modifies the user's
  * nickname"): the nickname is the resource of the 'to' the client sent, prepared like every
  * JID (RFC 7622 §3.4), and no policy here rewrites it.
  */
 export function entryCodes(config: RoomConfig, created: boolean): number[] {
 	const codes: number[] = [];
 	if (config.whois === "anyone") codes.push(100);
+	// §7.2.12: the discussion is archived (XEP-0313), so the newcomer is warned (Prosody's
+	// muc_mam does the same).
+	if (config.archive) codes.push(170);
 	if (created) codes.push(201);
 	return codes;
 }
@@ -108,7 +111,8 @@ export function destroyPresence(o: Occupant, destroy: Element): Element {
 
 /**
  * §10.2.1: the status codes that tell the occupants the configuration changed: 104 a change
- * that does not touch privacy, 172 the room is now non-anonymous, 173 semi-anonymous.
+ * that does not touch privacy, 170/171 archiving on/off, 172 the room is now non-anonymous,
+ * 173 semi-anonymous.
  */
 export function configChangeCodes(before: RoomConfig, after: RoomConfig): number[] {
 	const codes: number[] = [];
@@ -117,6 +121,8 @@ export function configChangeCodes(before: RoomConfig, after: RoomConfig): number
 		(k) => k !== "whois" && after[k] !== before[k],
 	);
 	if (other) codes.push(104);
+	// §10.2.1: 170 logging (here: archiving) enabled, 171 disabled.
+	if (after.archive !== before.archive) codes.push(after.archive ? 170 : 171);
 	if (privacy) codes.push(after.whois === "anyone" ? 172 : 173);
 	return codes;
 }
