@@ -807,6 +807,20 @@ describe("XEP-0045 §9, §10: affiliation changes of users not in the room", () 
 		assert.equal((await affiliate(a, semi, "carol@localhost", "outcast")).attrs.type, "result");
 		const banned = await d.r.wait(isChange("carol@localhost"), md, "carol's ban");
 		assert.equal(banned.getChild("x", MUC_USER)?.getChild("item")?.attrs.affiliation, "outcast");
+		// §7.8.2: an invitation that makes carol a member of a members-only room is told too.
+		const closed = `invited@${SERVICE}`;
+		await room(a, closed, "alice", {
+			"muc#roomconfig_membersonly": "1",
+			"muc#roomconfig_whois": "anyone",
+		});
+		assert.equal((await affiliate(a, closed, "dave@localhost", "member")).attrs.type, "result");
+		await enter(d, `${closed}/dave`);
+		const md2 = d.r.mark();
+		a.c.send(
+			`<message to='${closed}'><x xmlns='${MUC_USER}'><invite to='carol@localhost'/></x></message>`,
+		);
+		const invited = await d.r.wait(isChange("carol@localhost"), md2, "carol invited");
+		assert.equal(invited.getChild("x", MUC_USER)?.getChild("item")?.attrs.affiliation, "member");
 		// A round trip through the room after the change: anything for bob is in by then.
 		await iq(b, "get", semi, `<query xmlns='${DISCO_INFO}'/>`);
 		assert.ok(!b.r.since(mb).some(isChange("carol@localhost")), "bob is not told");

@@ -476,8 +476,9 @@ export class Room {
 			const aff = this.affiliationOf(o.bare);
 			for (const [i, to] of targets.entries()) {
 				const toBare = to.bare.toString();
+				// §9.3: like any membership, told to the room (the invitee is not in it yet).
 				if (invitationMakesMember(this.config, aff, this.affiliationOf(toBare)))
-					this.affiliations.set(toBare, { affiliation: "member" });
+					this.#setAffiliation(toBare, "member", o.nick, undefined, undefined);
 				const inv = invites[i] as Element;
 				this.#host.route(inviteMessage(this.key, this.config.password, to, real, inv));
 			}
