@@ -20,7 +20,10 @@ import { StanzaError } from "../../xmpp/errors.ts";
 import { NS_PING } from "../../xmpp/ns.ts";
 import { type ArchivedMessage, parseDuration } from "../mam/protocol.ts";
 import { NS_MUC } from "./form.ts";
-import { MucService, ROOM_STORE } from "./service.ts";
+import { NS_HATS } from "./hats.ts";
+import { MODERATION_FEATURES } from "./moderation.ts";
+import { KEY_STORE, NS_OCCUPANT_ID } from "./occupant-id.ts";
+import { MucService, ROOM_STORE, TOMBSTONE_STORE } from "./service.ts";
 
 /** The store of the rooms' XEP-0313 archives (one archive per room localpart). */
 export const MAM_STORE = "mam";
@@ -40,6 +43,8 @@ export default defineModule({
 			cfg,
 			api.keyval(ROOM_STORE),
 			api.archive<ArchivedMessage>(MAM_STORE),
+			api.keyval(KEY_STORE),
+			api.keyval(TOMBSTONE_STORE),
 		);
 		await service.load();
 		api.onUnload(() => service.unload());
@@ -70,6 +75,12 @@ export default defineModule({
 		api.addIdentity({ category: "conference", type: "text", name: cfg.name });
 		api.addFeature(NS_MUC);
 		api.addFeature(NS_PING);
+		// XEP-0421 §3: the service gives occupant ids in its rooms.
+		api.addFeature(NS_OCCUPANT_ID);
+		// XEP-0425 §3, XEP-0424 §3 (rooms that archive say so too).
+		for (const f of MODERATION_FEATURES) api.addFeature(f);
+		// XEP-0317 §2: rooms give hats.
+		api.addFeature(NS_HATS);
 
 		// --- presence ---
 		api.hook("presence/full", async (e: StanzaEvent) => {
