@@ -1,0 +1,278 @@
+/**
+ * Spam and abuse defence (issue 19). This file: XEP-0377 Blocking Command Reports.
+ *
+ * A report rides on a XEP-0191 block (§blocking): the blocking module blocks as usual and fires
+ * `blocking/changed` with the request; here every report in it is queued in the host's
+ * `spam_reports` store for the admins (`report.list`, `report.resolve`), counted, and forwarded
+ * where the reporter opted in (§processing) and the operator allows it:
+ *
+ *   <report-origin/>  to the reported domain's abuse addresses (XEP-0157 §3, `abuse-addresses`
+ *                     in its disco#info), when `report_forward_to_origin` is on;
+ *   <third-party/>    to the JIDs of `report_forward_to` (block-list services such as xmppbl.org).
+ *
+ * A forwarded report never names the reporter: it comes from the host, with the reported JID
+ * (`<jid xmlns='urn:xmpp:jid:0'>`, the format Prosody's mod_report_forward and xmppbl.org use),
+ * the reason, the text and the stanza-ids.
+ */
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+import { HANDLED } from "../../core/events.ts";
+import { defineModule } from "../../core/modules/define.ts";
+import type { StanzaEvent } from "../../core/router.ts";
+import { type Element, x } from "../../xml/element.ts";
+import type { JID } from "../../xmpp/jid.ts";
+import type { BlockingChanged } from "../blocking.ts";
+import { MAM_STORE } from "../mam/index.ts";
+import { type ArchivedMessage, archivedStanza, stamp } from "../mam/protocol.ts";
+import {
+	NS_REPORTING_0,
+	NS_REPORTING_1,
+	NS_SID,
+	REASON_ABUSE,
+	REASON_SPAM,
+	REPORT_STORE,
+	reportsOf,
+	type StoredReport,
+} from "./reports.ts";
+
+const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
+const NS_SERVERINFO = "http://jabber.org/network/serverinfo";
+const NS_JID = "urn:xmpp:jid:0";
+const NS_FORWARD = "urn:xmpp:forward:0";
+const NS_DELAY = "urn:xmpp:delay";
+/** How long an answer to our disco#info may take before the domain counts as silent. */
+const DISCO_TIMEOUT_MS = 10_000;
+/** How long a domain's abuse addresses are reused. */
+const ABUSE_CACHE_MS = 3_600_000;
+
+const jidList = z.array(z.string().min(1)).default([]);
+const options = z.strictObject({
+	/** XEP-0377 §processing report-origin: forward to the reported domain's XEP-0157 abuse JIDs. */
+	report_forward_to_origin: z.boolean().default(false),
+	/** XEP-0377 §processing third-party: forward to these JIDs (block-list services). */
+	report_forward_to: jidList,
+	/** Open reports a host keeps at most; beyond, new reports are counted and logged, not kept. */
+	report_queue_max: z.number().int().min(0).default(10_000),
+});
+
+export type SpamOptions = z.infer<typeof options>;
+
+/** Counters (issue 19: simple counters on the server for now), per host. */
+export interface SpamCounters {
+	reports: number;
+	reportsDropped: number;
+	reportsForwarded: number;
+}
+
+export default defineModule({
+	name: "spam",
+	description: "Spam and abuse defence: XEP-0377 reports",
+	options,
+	load(api) {
+		const host = api.host;
+		const server = host.server;
+		const store = host.keyval<StoredReport>(REPORT_STORE);
+		const counters: SpamCounters = { reports: 0, reportsDropped: 0, reportsForwarded: 0 };
+		// Other parts (metrics, admin) read them from the host's bus.
+		api.hook("spam/counters", () => counters);
+
+		// XEP-0377 §discovery (and v0.2's reason features, which Conversations and Gajim look for).
+		for (const f of [
+			NS_REPORTING_0,
+			NS_REPORTING_1,
+			"urn:xmpp:reporting:reason:spam:0",
+			"urn:xmpp:reporting:reason:abuse:0",
+		])
+			api.addFeature(f);
+
+		// IQs the host sends (disco#info to a reported domain) and their answers.
+		const pending = new Map<string, (answer: Element | null) => void>();
+		api.onUnload(() => {
+			for (const done of pending.values()) done(null);
+			pending.clear();
+		});
+		api.hook("iq/host", ({ stanza }: StanzaEvent) => {
+			const type = stanza.attrs.type;
+			if (type !== "result" && type !== "error") return undefined;
+			const done = pending.get(stanza.attrs.id ?? "");
+			if (!done) return undefined;
+			done(stanza);
+			return HANDLED;
+		});
+		function request(to: string, payload: Element): Promise<Element | null> {
+			const id = `spam-${randomUUID()}`;
+			return new Promise((resolve) => {
+				const timer = setTimeout(() => finish(null), DISCO_TIMEOUT_MS);
+				function finish(answer: Element | null) {
+					clearTimeout(timer);
+					pending.delete(id);
+					resolve(answer);
+				}
+				pending.set(id, finish);
+				api
+					.send(x("iq", { type: "get", id, from: host.name, to }, payload))
+					.catch(() => finish(null));
+			});
+		}
+
+		/** XEP-0157 §3: the xmpp: URIs among a domain's abuse addresses, as JIDs. */
+		const abuseCache = new Map<string, { at: number; jids: string[] }>();
+		async function abuseAddresses(domain: string): Promise<string[]> {
+			const hit = abuseCache.get(domain);
+			if (hit && Date.now() - hit.at < ABUSE_CACHE_MS) return hit.jids;
+			const answer = await request(domain, x("query", { xmlns: NS_DISCO_INFO }));
+			const jids: string[] = [];
+			const query =
+				answer?.attrs.type === "result" ? answer.getChild("query", NS_DISCO_INFO) : null;
+			for (const form of query?.getChildren("x", "jabber:x:data") ?? []) {
+				const fields = form.getChildren("field", "jabber:x:data");
+				const type = fields.find((f) => f.attrs.var === "FORM_TYPE")?.getChildText("value");
+				if (type !== NS_SERVERINFO) continue;
+				const abuse = fields.find((f) => f.attrs.var === "abuse-addresses");
+				for (const v of abuse?.getChildren("value", "jabber:x:data") ?? []) {
+					const uri = v.text().trim();
+					if (!uri.startsWith("xmpp:")) continue;
+					try {
+						// RFC 5122: xmpp:node@domain, possibly with a ?query.
+						const jid = server.jids.parse(decodeURIComponent(uri.slice(5).split("?")[0] ?? ""));
+						jids.push(jid.bareString);
+					} catch {
+						// Not a JID: skip it, as a client would.
+					}
+				}
+			}
+			abuseCache.set(domain, { at: Date.now(), jids });
+			return jids;
+		}
+
+		/**
+		 * The reported messages: the stanza-ids the reporter's own archive assigned (`by` = the
+		 * reporter) name messages only the reporter's server can find, and they name the reporter.
+		 * So those are replaced by copies of the messages from the archive, sent by the reported
+		 * JID (§blocking: "SHOULD be by the same JID being reported"), without their `to`: the
+		 * one anonymisation §processing allows. Other stanza-ids (a room's) are kept.
+		 */
+		async function evidence(
+			r: StoredReport,
+			reported: JID,
+		): Promise<{ ids: StoredReport["stanzaIds"]; copies: Element[] }> {
+			const own = r.stanzaIds.filter((s) => s.by === r.reporter).map((s) => s.id);
+			const ids = r.stanzaIds.filter((s) => s.by !== r.reporter);
+			const copies: Element[] = [];
+			if (own.length === 0) return { ids, copies };
+			const local = r.reporter.slice(0, r.reporter.indexOf("@"));
+			const page = await host.archive<ArchivedMessage>(MAM_STORE).query(local, { ids: own });
+			for (const item of page.items) {
+				const m = archivedStanza(item);
+				const from = m?.attrs.from;
+				if (!m || !from || server.jids.parse(from).bareString !== reported.bareString) continue;
+				delete m.attrs.to;
+				copies.push(
+					x(
+						"forwarded",
+						{ xmlns: NS_FORWARD },
+						x("delay", { xmlns: NS_DELAY, stamp: stamp(item.when) }),
+						m,
+					),
+				);
+			}
+			return { ids, copies };
+		}
+
+		/** The message a forwarded report travels in; it never names the reporter. */
+		function forwardStanza(
+			to: string,
+			r: StoredReport,
+			proof: { ids: StoredReport["stanzaIds"]; copies: Element[] },
+		): Element {
+			const what =
+				r.reason === REASON_ABUSE ? "abuse" : r.reason === REASON_SPAM ? "spam" : r.reason;
+			return x(
+				"message",
+				{ from: host.name, to, type: "normal", id: `report-${r.id}` },
+				x("body", null, `Report (${what}) about ${r.jid}${r.text ? `: ${r.text}` : ""}`),
+				x(
+					"report",
+					{ xmlns: NS_REPORTING_1, reason: r.reason },
+					x("jid", { xmlns: NS_JID }, r.jid),
+					proof.ids.map((s) => x("stanza-id", { xmlns: NS_SID, by: s.by, id: s.id })),
+					r.text ? x("text", null, r.text) : [],
+				),
+				proof.copies.map((c) => c.clone()),
+			);
+		}
+
+		async function forward(r: StoredReport, reported: JID): Promise<void> {
+			const targets = new Set<string>();
+			// §processing: "MUST NOT process a report ... that do not explicitly include the
+			// corresponding processing option".
+			if (r.thirdParty) for (const j of api.options.report_forward_to) targets.add(j);
+			if (r.reportOrigin && api.options.report_forward_to_origin)
+				for (const j of await abuseAddresses(reported.domain)) targets.add(j);
+			if (targets.size === 0) return;
+			const proof = await evidence(r, reported);
+			for (const to of targets) {
+				await api.send(forwardStanza(to, r, proof));
+				counters.reportsForwarded++;
+			}
+			const now = await store.get(r.id);
+			if (now) await store.set(r.id, { ...now, forwardedTo: [...targets] });
+			api.log.info({ report: r.id, to: [...targets] }, "report forwarded");
+		}
+
+		let open: number | null = null;
+		async function openCount(): Promise<number> {
+			if (open === null) {
+				let n = 0;
+				for (const id of await store.users()) if ((await store.get(id))?.status === "open") n++;
+				open = n;
+			}
+			return open;
+		}
+		api.hook("spam/report-resolved", () => {
+			open = null;
+		});
+
+		// XEP-0377 §blocking: the block is done (the blocking module answered); now the reports.
+		api.hook("blocking/changed", async (e: BlockingChanged) => {
+			if (!e.request) return undefined;
+			const reporter = `${e.user}@${host.name}`;
+			for (const { jid, report } of reportsOf(e.request)) {
+				let reported: JID;
+				try {
+					reported = server.jids.parse(jid);
+				} catch {
+					continue; // the blocking module refused the request already
+				}
+				counters.reports++;
+				if ((await openCount()) >= api.options.report_queue_max) {
+					counters.reportsDropped++;
+					api.log.warn({ reporter, jid }, "report queue full, report not kept");
+					continue;
+				}
+				const stored: StoredReport = {
+					...report,
+					id: randomUUID(),
+					when: Date.now(),
+					reporter,
+					jid: reported.toString(),
+					status: "open",
+					resolution: "",
+					resolvedBy: "",
+					resolvedAt: 0,
+					forwardedTo: [],
+				};
+				await store.set(stored.id, stored);
+				open = (open ?? 0) + 1;
+				api.log.info(
+					{ report: stored.id, jid: stored.jid, reason: stored.reason },
+					"spam report queued",
+				);
+				void forward(stored, reported).catch((err: unknown) =>
+					api.log.warn({ err, report: stored.id }, "report forwarding failed"),
+				);
+			}
+			return undefined;
+		});
+	},
+});
