@@ -11,7 +11,7 @@
  * messages between users and need nothing here.
  */
 
-import type { Host, HostAddedEvent, Session } from "../../core/contracts.ts";
+import type { Host, HostAddedEvent, MucAdmitEvent, Session } from "../../core/contracts.ts";
 import { HANDLED } from "../../core/events.ts";
 import { defineModule, type ModuleApi } from "../../core/modules/define.ts";
 import { ModuleError } from "../../core/modules/manager.ts";
@@ -71,8 +71,25 @@ export default defineModule({
 		api.addFeature(NS_MUC);
 		api.addFeature(NS_PING);
 
+		/**
+		 * Spam defence (issue 19): the parent host's policies (block lists) may refuse a join, a
+		 * groupchat message or a private message (`muc/admit`, src/core/contracts.ts).
+		 */
+		async function admit(e: StanzaEvent, kind: MucAdmitEvent["kind"]): Promise<void> {
+			const parent = service.parentHost ? host.server.hosts.get(service.parentHost) : undefined;
+			if (!parent?.events.has("muc/admit") || !e.to.local) return;
+			const room = service.rooms.get(e.to.local);
+			const affiliation = room?.affiliationOf(e.from.bareString) ?? "none";
+			const ev: MucAdmitEvent = { room: e.to.bare, from: e.from, kind, affiliation };
+			if (await parent.events.fire("muc/admit", ev))
+				throw new StanzaError("forbidden", "refused by the service's spam policy", {
+					type: "auth",
+				});
+		}
+
 		// --- presence ---
 		api.hook("presence/full", async (e: StanzaEvent) => {
+			if (e.to.local && e.stanza.attrs.type === undefined) await admit(e, "join");
 			if (e.to.local) await service.presenceToOccupant(e);
 			return HANDLED;
 		});
@@ -86,10 +103,12 @@ export default defineModule({
 
 		// --- messages ---
 		api.hook("message/bare", async (e: StanzaEvent) => {
+			if (e.stanza.attrs.type === "groupchat") await admit(e, "groupchat");
 			await service.messageToRoom(e);
 			return HANDLED;
 		});
-		api.hook("message/full", (e: StanzaEvent) => {
+		api.hook("message/full", async (e: StanzaEvent) => {
+			if (e.to.local && e.stanza.attrs.type !== "error") await admit(e, "private");
 			if (e.to.local) service.messageToOccupant(e);
 			return HANDLED;
 		});

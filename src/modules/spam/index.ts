@@ -16,14 +16,17 @@
  */
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { HANDLED } from "../../core/events.ts";
+import type { MucAdmitEvent } from "../../core/contracts.ts";
+import { HANDLED, Priority } from "../../core/events.ts";
 import { defineModule } from "../../core/modules/define.ts";
 import type { StanzaEvent } from "../../core/router.ts";
 import { type Element, x } from "../../xml/element.ts";
+import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import type { BlockingChanged } from "../blocking.ts";
 import { MAM_STORE } from "../mam/index.ts";
 import { type ArchivedMessage, archivedStanza, stamp } from "../mam/protocol.ts";
+import { loadRosterItem } from "../roster.ts";
 import {
 	NS_REPORTING_0,
 	NS_REPORTING_1,
@@ -34,6 +37,17 @@ import {
 	reportsOf,
 	type StoredReport,
 } from "./reports.ts";
+import {
+	hashesOf,
+	itemIds,
+	itemsIq,
+	NS_PUBSUB,
+	NS_PUBSUB_EVENT,
+	RTBL_STORE,
+	type RtblSource,
+	sourceKey,
+	subscribeIq,
+} from "./rtbl.ts";
 
 const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const NS_SERVERINFO = "http://jabber.org/network/serverinfo";
@@ -53,6 +67,19 @@ const options = z.strictObject({
 	report_forward_to: jidList,
 	/** Open reports a host keeps at most; beyond, new reports are counted and logged, not kept. */
 	report_queue_max: z.number().int().min(0).default(10_000),
+	/** Real-time block lists: XEP-0060 nodes whose item ids are SHA-256 of JIDs and domains. */
+	rtbl: z
+		.array(
+			z.strictObject({
+				service: z.string().min(1),
+				node: z.string().min(1).default("muc_bans_sha256"),
+				/** What a listed sender is refused: joining rooms and speaking in them, writing to strangers. */
+				applies_to: z.array(z.enum(["muc", "strangers"])).default(["muc", "strangers"]),
+			}),
+		)
+		.default([]),
+	/** Seconds between two full fetches of each list (notifications keep it current between). */
+	rtbl_refresh: z.number().positive().default(3600),
 });
 
 export type SpamOptions = z.infer<typeof options>;
@@ -62,17 +89,24 @@ export interface SpamCounters {
 	reports: number;
 	reportsDropped: number;
 	reportsForwarded: number;
+	/** Stanzas refused because their sender is on a block list. */
+	rtblRefused: number;
 }
 
 export default defineModule({
 	name: "spam",
-	description: "Spam and abuse defence: XEP-0377 reports",
+	description: "Spam and abuse defence: XEP-0377 reports, real-time block lists",
 	options,
-	load(api) {
+	async load(api) {
 		const host = api.host;
 		const server = host.server;
 		const store = host.keyval<StoredReport>(REPORT_STORE);
-		const counters: SpamCounters = { reports: 0, reportsDropped: 0, reportsForwarded: 0 };
+		const counters: SpamCounters = {
+			reports: 0,
+			reportsDropped: 0,
+			reportsForwarded: 0,
+			rtblRefused: 0,
+		};
 		// Other parts (metrics, admin) read them from the host's bus.
 		api.hook("spam/counters", () => counters);
 
@@ -99,8 +133,10 @@ export default defineModule({
 			done(stanza);
 			return HANDLED;
 		});
-		function request(to: string, payload: Element): Promise<Element | null> {
+		/** Sends an IQ from the host; resolves to the answer, or null without one in time. */
+		function request(iq: Element): Promise<Element | null> {
 			const id = `spam-${randomUUID()}`;
+			iq.attrs.id = id;
 			return new Promise((resolve) => {
 				const timer = setTimeout(() => finish(null), DISCO_TIMEOUT_MS);
 				function finish(answer: Element | null) {
@@ -109,9 +145,7 @@ export default defineModule({
 					resolve(answer);
 				}
 				pending.set(id, finish);
-				api
-					.send(x("iq", { type: "get", id, from: host.name, to }, payload))
-					.catch(() => finish(null));
+				api.send(iq).catch(() => finish(null));
 			});
 		}
 
@@ -120,7 +154,9 @@ export default defineModule({
 		async function abuseAddresses(domain: string): Promise<string[]> {
 			const hit = abuseCache.get(domain);
 			if (hit && Date.now() - hit.at < ABUSE_CACHE_MS) return hit.jids;
-			const answer = await request(domain, x("query", { xmlns: NS_DISCO_INFO }));
+			const answer = await request(
+				x("iq", { type: "get", from: host.name, to: domain }, x("query", { xmlns: NS_DISCO_INFO })),
+			);
 			const jids: string[] = [];
 			const query =
 				answer?.attrs.type === "result" ? answer.getChild("query", NS_DISCO_INFO) : null;
@@ -274,5 +310,124 @@ export default defineModule({
 			}
 			return undefined;
 		});
+
+		// --- Real-time block lists (rtbl.ts) ---
+		const sources = api.options.rtbl;
+		const rtblStore = host.keyval<{ ids: string[] }>(RTBL_STORE);
+		/** sourceKey -> the listed hashes. */
+		const lists = new Map<string, Set<string>>();
+		for (const s of sources)
+			lists.set(sourceKey(s), new Set((await rtblStore.get(sourceKey(s)))?.ids ?? []));
+
+		/** Whether `jid` (its bare JID or its domain) is on a list that applies to `use`. */
+		function listed(jid: JID, use: "muc" | "strangers"): boolean {
+			const hashes = hashesOf(jid);
+			for (const s of sources) {
+				if (!s.applies_to.includes(use)) continue;
+				const list = lists.get(sourceKey(s));
+				if (list && hashes.some((h) => list.has(h))) return true;
+			}
+			return false;
+		}
+
+		async function persist(s: RtblSource): Promise<void> {
+			await rtblStore.set(sourceKey(s), { ids: [...(lists.get(sourceKey(s)) ?? [])] });
+		}
+
+		/** XEP-0060 §6.1 subscribe (for the notifications), then §6.5 all items: the whole list. */
+		async function refresh(s: RtblSource): Promise<boolean> {
+			const sub = await request(subscribeIq(s, host.name, ""));
+			if (sub?.attrs.type !== "result")
+				api.log.warn(
+					{ service: s.service, node: s.node },
+					"block list: subscription refused or unanswered",
+				);
+			const got = await request(itemsIq(s, host.name, ""));
+			if (got?.attrs.type !== "result") return false;
+			const items = got.getChild("pubsub", NS_PUBSUB)?.getChild("items", NS_PUBSUB);
+			lists.set(sourceKey(s), new Set(itemIds(items, "item")));
+			await persist(s);
+			api.log.info(
+				{ service: s.service, node: s.node, entries: lists.get(sourceKey(s))?.size },
+				"block list fetched",
+			);
+			return true;
+		}
+
+		let stopped = false;
+		const retries = new Set<NodeJS.Timeout>();
+		api.onUnload(() => {
+			stopped = true;
+			for (const t of retries) clearTimeout(t);
+		});
+		/** Fetches, and on failure tries again (1 s, 2 s, ... up to a minute): the service may not be up yet. */
+		function keepFetching(s: RtblSource, delay: number): void {
+			const t = setTimeout(async () => {
+				retries.delete(t);
+				if (stopped) return;
+				const ok = await refresh(s).catch(() => false);
+				if (!ok && !stopped) keepFetching(s, Math.min(60_000, Math.max(1000, delay * 2)));
+			}, delay);
+			retries.add(t);
+		}
+		// After the server's start (components and federation come up after the hosts).
+		for (const s of sources) keepFetching(s, 0);
+		if (sources.length)
+			api.every(api.options.rtbl_refresh * 1000, () => {
+				for (const s of sources) keepFetching(s, 0);
+			});
+
+		// XEP-0060 §7.1.2.1 (new items), §7.2.2.1 (retract), §7.5.2 (purge): live updates.
+		api.hook("message/host", async ({ stanza, from }: StanzaEvent) => {
+			const event = stanza.getChild("event", NS_PUBSUB_EVENT);
+			if (!event) return undefined;
+			for (const change of event.elements()) {
+				const s = sources.find(
+					(c) => c.service === from.bareString && c.node === change.attrs.node,
+				);
+				if (!s) continue;
+				const list = lists.get(sourceKey(s)) ?? new Set<string>();
+				lists.set(sourceKey(s), list);
+				if (change.name === "purge") list.clear();
+				if (change.name === "items") {
+					for (const id of itemIds(change, "item")) list.add(id);
+					for (const id of itemIds(change, "retract")) list.delete(id);
+				}
+				await persist(s);
+			}
+			return sources.some((c) => c.service === from.bareString) ? HANDLED : undefined;
+		});
+
+		// MUC (mod_muc_rtbl's rule): listed unaffiliated users neither join nor speak.
+		api.hook("muc/admit", (e: MucAdmitEvent) => {
+			if (e.affiliation !== "none" || !listed(e.from, "muc")) return undefined;
+			counters.rtblRefused++;
+			api.log.info(
+				{ from: e.from.bareString, room: e.room.toString(), kind: e.kind },
+				"block list: refused",
+			);
+			return HANDLED;
+		});
+
+		/**
+		 * Strangers: a listed sender reaches only users who have it in their roster. Messages are
+		 * bounced with policy-violation (as Prosody's mod_anti_spam), subscription requests are
+		 * dropped (RFC 6121 §3.1.3 lets a server drop them).
+		 */
+		const strangers = async (e: StanzaEvent) => {
+			const { stanza, from, to } = e;
+			if (!to.local || from.domain === host.name || !sources.length) return undefined;
+			const type = stanza.attrs.type;
+			if (stanza.name === "message" && (type === "error" || type === "groupchat")) return undefined;
+			if (stanza.name === "presence" && type !== "subscribe") return undefined;
+			if (!listed(from, "strangers")) return undefined;
+			if (await loadRosterItem(host, to.local, from.bareString)) return undefined;
+			counters.rtblRefused++;
+			if (stanza.name === "presence") return HANDLED;
+			throw new StanzaError("policy-violation", "the sender is on a block list");
+		};
+		for (const kind of ["message", "presence"])
+			for (const dest of ["bare", "full"])
+				api.hook(`inbound-${kind}/${dest}`, strangers, Priority.POLICY);
 	},
 });
