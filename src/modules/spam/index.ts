@@ -26,6 +26,7 @@ import type { JID } from "../../xmpp/jid.ts";
 import type { BlockingChanged } from "../blocking.ts";
 import { MAM_STORE } from "../mam/index.ts";
 import { type ArchivedMessage, archivedStanza, stamp } from "../mam/protocol.ts";
+import { sentDirectedPresence } from "../presence.ts";
 import { loadRosterItem } from "../roster.ts";
 import {
 	NS_REPORTING_0,
@@ -48,6 +49,16 @@ import {
 	sourceKey,
 	subscribeIq,
 } from "./rtbl.ts";
+import {
+	isInvite,
+	STRANGERS_HELD_STORE,
+	STRANGERS_POLICY_STORE,
+	type StrangersPolicy,
+	type StrangersPolicyQuery,
+	type StrangersRelease,
+	strangerOf,
+	worthKeeping,
+} from "./strangers.ts";
 
 const NS_DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const NS_SERVERINFO = "http://jabber.org/network/serverinfo";
@@ -80,6 +91,10 @@ const options = z.strictObject({
 		.default([]),
 	/** Seconds between two full fetches of each list (notifications keep it current between). */
 	rtbl_refresh: z.number().positive().default(3600),
+	/** Messages and invitations from JIDs not in the roster, for users who chose no policy. */
+	strangers: z.enum(["allow", "hold", "bounce"]).default("allow"),
+	/** Held messages one user keeps at most; beyond, they bounce. */
+	strangers_held_max: z.number().int().min(0).default(100),
 });
 
 export type SpamOptions = z.infer<typeof options>;
@@ -91,11 +106,14 @@ export interface SpamCounters {
 	reportsForwarded: number;
 	/** Stanzas refused because their sender is on a block list. */
 	rtblRefused: number;
+	/** Messages and invitations from strangers held for review, and bounced. */
+	strangersHeld: number;
+	strangersBounced: number;
 }
 
 export default defineModule({
 	name: "spam",
-	description: "Spam and abuse defence: XEP-0377 reports, real-time block lists",
+	description: "Spam and abuse defence: XEP-0377 reports, real-time block lists, strangers",
 	options,
 	async load(api) {
 		const host = api.host;
@@ -106,6 +124,8 @@ export default defineModule({
 			reportsDropped: 0,
 			reportsForwarded: 0,
 			rtblRefused: 0,
+			strangersHeld: 0,
+			strangersBounced: 0,
 		};
 		// Other parts (metrics, admin) read them from the host's bus.
 		api.hook("spam/counters", () => counters);
@@ -429,5 +449,75 @@ export default defineModule({
 		for (const kind of ["message", "presence"])
 			for (const dest of ["bare", "full"])
 				api.hook(`inbound-${kind}/${dest}`, strangers, Priority.POLICY);
+
+		// --- Strangers (strangers.ts): messages and invitations from JIDs not in the roster ---
+		const policies = host.keyval<StrangersPolicy>(STRANGERS_POLICY_STORE);
+		const held = host.archive<ArchivedMessage>(STRANGERS_HELD_STORE);
+		/** Stanzas being released by an admin or the user: they pass this time. */
+		const releasing = new WeakSet<Element>();
+
+		const policyOf = async (user: string): Promise<StrangersPolicy> =>
+			(await policies.get(user)) ?? api.options.strangers;
+
+		const onStrangers = async (e: StanzaEvent) => {
+			const { stanza, to } = e;
+			if (!to.local || releasing.has(stanza)) return undefined;
+			const stranger = strangerOf(stanza, e.from);
+			if (!stranger || stranger.bareString === to.bare.toString()) return undefined;
+			// The host itself and services without a localpart (pubsub, the MUC service) are no strangers.
+			if (!stranger.local) return undefined;
+			const policy = await policyOf(to.local);
+			if (policy === "allow") return undefined;
+			if (await loadRosterItem(host, to.local, stranger.bareString)) return undefined;
+			// A room the user is in (directed presence, RFC 6121 §4.6): its private messages pass.
+			if (!isInvite(stanza) && sentDirectedPresence(host.sessionsOf(to.local), e.from.bareString))
+				return undefined;
+			// Chat states, receipts, call proposals... from a stranger: nothing to review.
+			if (!worthKeeping(stanza)) return HANDLED;
+			if (policy === "hold") {
+				const kept = await held.count(to.local);
+				if (kept < api.options.strangers_held_max) {
+					// Stored with its namespace: a stanza the server built (a room's) has none yet.
+					const copy = stanza.clone();
+					copy.ns ??= "jabber:client";
+					await held.append(to.local, {
+						value: { xml: copy.toString() },
+						with: stranger.bareString,
+					});
+					counters.strangersHeld++;
+					return HANDLED;
+				}
+			}
+			counters.strangersBounced++;
+			throw new StanzaError(
+				"policy-violation",
+				"the recipient does not accept messages from strangers",
+			);
+		};
+		for (const dest of ["bare", "full"])
+			api.hook(`inbound-message/${dest}`, onStrangers, Priority.POLICY - 1);
+
+		// The commands (src/admin/commands/strangers.ts) reach the module through the host's bus.
+		api.hook("spam/strangers-policy", async (q: StrangersPolicyQuery) => {
+			if (q.set !== undefined) await policies.set(q.user, q.set === "default" ? undefined : q.set);
+			q.policy = await policyOf(q.user);
+			q.own = (await policies.get(q.user)) !== undefined;
+			return HANDLED;
+		});
+		api.hook("spam/strangers-release", async (q: StrangersRelease) => {
+			const page = await held.query(q.user, { ids: [q.id] });
+			const item = page.items[0];
+			if (!item) return undefined;
+			await held.delete(q.user, { ids: [q.id] });
+			if (q.deliver) {
+				const stanza = archivedStanza(item);
+				if (stanza) {
+					releasing.add(stanza);
+					await server.router.route(stanza);
+				}
+			}
+			q.done = true;
+			return HANDLED;
+		});
 	},
 });
