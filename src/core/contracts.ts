@@ -430,4 +430,6 @@ export interface MucAdmitEvent {
 	readonly from: JID;
 	readonly kind: "join" | "groupchat" | "private";
 	readonly affiliation: "owner" | "admin" | "member" | "outcast" | "none";
+	/** A join to a room that does not exist: it would create it (XEP-0045 §10.1). */
+	readonly creates: boolean;
 }

@@ -80,7 +80,13 @@ export default defineModule({
 			if (!parent?.events.has("muc/admit") || !e.to.local) return;
 			const room = service.rooms.get(e.to.local);
 			const affiliation = room?.affiliationOf(e.from.bareString) ?? "none";
-			const ev: MucAdmitEvent = { room: e.to.bare, from: e.from, kind, affiliation };
+			const ev: MucAdmitEvent = {
+				room: e.to.bare,
+				from: e.from,
+				kind,
+				affiliation,
+				creates: kind === "join" && !room,
+			};
 			if (await parent.events.fire("muc/admit", ev))
 				throw new StanzaError("forbidden", "refused by the service's spam policy", {
 					type: "auth",

@@ -27,7 +27,9 @@ import type { BlockingChanged } from "../blocking.ts";
 import { MAM_STORE } from "../mam/index.ts";
 import { type ArchivedMessage, archivedStanza, stamp } from "../mam/protocol.ts";
 import { sentDirectedPresence } from "../presence.ts";
+import type { AccountEvent } from "../register.ts";
 import { loadRosterItem } from "../roster.ts";
+import { QUARANTINE_STORE, type QuarantineQuery, type QuarantineRecord } from "./quarantine.ts";
 import {
 	NS_REPORTING_0,
 	NS_REPORTING_1,
@@ -95,6 +97,11 @@ const options = z.strictObject({
 	strangers: z.enum(["allow", "hold", "bounce"]).default("allow"),
 	/** Held messages one user keeps at most; beyond, they bounce. */
 	strangers_held_max: z.number().int().min(0).default(100),
+	/**
+	 * Seconds an account registered in-band stays in quarantine (no messages to strangers, no
+	 * new rooms) unless an admin approves it first; 0: no quarantine.
+	 */
+	quarantine_seconds: z.number().min(0).default(0),
 });
 
 export type SpamOptions = z.infer<typeof options>;
@@ -109,11 +116,14 @@ export interface SpamCounters {
 	/** Messages and invitations from strangers held for review, and bounced. */
 	strangersHeld: number;
 	strangersBounced: number;
+	/** Stanzas a quarantined account was not allowed to send. */
+	quarantineRefused: number;
 }
 
 export default defineModule({
 	name: "spam",
-	description: "Spam and abuse defence: XEP-0377 reports, real-time block lists, strangers",
+	description:
+		"Spam and abuse defence: XEP-0377 reports, real-time block lists, strangers, quarantine",
 	options,
 	async load(api) {
 		const host = api.host;
@@ -126,6 +136,7 @@ export default defineModule({
 			rtblRefused: 0,
 			strangersHeld: 0,
 			strangersBounced: 0,
+			quarantineRefused: 0,
 		};
 		// Other parts (metrics, admin) read them from the host's bus.
 		api.hook("spam/counters", () => counters);
@@ -519,5 +530,50 @@ export default defineModule({
 			q.done = true;
 			return HANDLED;
 		});
+
+		// --- Quarantine (quarantine.ts) ---
+		const quarantine = host.keyval<QuarantineRecord>(QUARANTINE_STORE);
+		const quarantined = async (user: string): Promise<boolean> => {
+			const r = await quarantine.get(user);
+			if (!r) return false;
+			if (r.until > Date.now()) return true;
+			await quarantine.set(user, undefined);
+			return false;
+		};
+		api.hook("account/created", async ({ username }: AccountEvent) => {
+			if (api.options.quarantine_seconds > 0)
+				await quarantine.set(username, {
+					until: Date.now() + api.options.quarantine_seconds * 1000,
+				});
+			return undefined;
+		});
+		api.hook("spam/quarantine", async (q: QuarantineQuery) => {
+			if (q.release) await quarantine.set(q.user, undefined);
+			q.quarantined = await quarantined(q.user);
+			return HANDLED;
+		});
+		// No new rooms (XEP-0045 §10.1) while in quarantine.
+		api.hook("muc/admit", async (e: MucAdmitEvent) => {
+			if (!e.creates || e.from.domain !== host.name || !(await quarantined(e.from.local)))
+				return undefined;
+			counters.quarantineRefused++;
+			return HANDLED;
+		});
+		// No messages or invitations to strangers: what its roster does not hold.
+		const outbound = async (e: StanzaEvent) => {
+			const { stanza, from, to, origin } = e;
+			if (!origin || !to.local || to.bare.equals(from.bare)) return undefined;
+			if (!strangerOf(stanza, from) || !worthKeeping(stanza)) return undefined;
+			if (!(await quarantined(from.local))) return undefined;
+			if (await loadRosterItem(host, from.local, to.bareString)) return undefined;
+			// A room the account is in: its private messages and invitations are room business.
+			if (sentDirectedPresence([origin], to.bareString)) return undefined;
+			counters.quarantineRefused++;
+			throw new StanzaError(
+				"policy-violation",
+				"new accounts may write only to their contacts for now",
+			);
+		};
+		for (const dest of ["bare", "full"]) api.hook(`pre-message/${dest}`, outbound, Priority.POLICY);
 	},
 });
