@@ -432,4 +432,9 @@ export interface MucAdmitEvent {
 	readonly affiliation: "owner" | "admin" | "member" | "outcast" | "none";
 	/** A join to a room that does not exist: it would create it (XEP-0045 §10.1). */
 	readonly creates: boolean;
+	/**
+	 * How to refuse, set by the policy that claims the event: a rate limit answers
+	 * policy-violation of type wait (RFC 6120 §8.3.3.12); unset, `forbidden` (auth).
+	 */
+	refusal?: { condition: "forbidden" | "policy-violation"; type: "auth" | "wait"; text: string };
 }

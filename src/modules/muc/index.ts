@@ -76,10 +76,17 @@ export default defineModule({
 		 * groupchat message or a private message (`muc/admit`, src/core/contracts.ts).
 		 */
 		async function admit(e: StanzaEvent, kind: MucAdmitEvent["kind"]): Promise<void> {
-			const parent = service.parentHost ? host.server.hosts.get(service.parentHost) : undefined;
-			if (!parent?.events.has("muc/admit") || !e.to.local) return;
+			if (!e.to.local) return;
 			const room = service.rooms.get(e.to.local);
 			const affiliation = room?.affiliationOf(e.from.bareString) ?? "none";
+			// XEP-0045 §9.1 bans bare JIDs; a domain on the outcast list bans everyone there who
+			// has no affiliation of their own (issue 19, as ejabberd does).
+			if (room && affiliation === "none" && room.affiliationOf(e.from.domain) === "outcast")
+				throw new StanzaError("forbidden", "your server is banned from this room", {
+					type: "auth",
+				});
+			const parent = service.parentHost ? host.server.hosts.get(service.parentHost) : undefined;
+			if (!parent?.events.has("muc/admit")) return;
 			const ev: MucAdmitEvent = {
 				room: e.to.bare,
 				from: e.from,
@@ -87,15 +94,25 @@ export default defineModule({
 				affiliation,
 				creates: kind === "join" && !room,
 			};
-			if (await parent.events.fire("muc/admit", ev))
-				throw new StanzaError("forbidden", "refused by the service's spam policy", {
+			if (await parent.events.fire("muc/admit", ev)) {
+				const r = ev.refusal ?? {
+					condition: "forbidden",
 					type: "auth",
-				});
+					text: "refused by the service's spam policy",
+				};
+				throw new StanzaError(r.condition, r.text, { type: r.type });
+			}
 		}
 
 		// --- presence ---
 		api.hook("presence/full", async (e: StanzaEvent) => {
-			if (e.to.local && e.stanza.attrs.type === undefined) await admit(e, "join");
+			// A join: available presence from someone not in the room yet (a status change is not).
+			if (
+				e.to.local &&
+				e.stanza.attrs.type === undefined &&
+				!service.rooms.get(e.to.local)?.byReal.has(e.from.toString())
+			)
+				await admit(e, "join");
 			if (e.to.local) await service.presenceToOccupant(e);
 			return HANDLED;
 		});

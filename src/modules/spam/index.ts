@@ -20,6 +20,7 @@ import type { MucAdmitEvent } from "../../core/contracts.ts";
 import { HANDLED, Priority } from "../../core/events.ts";
 import { defineModule } from "../../core/modules/define.ts";
 import type { StanzaEvent } from "../../core/router.ts";
+import { RateLimiter } from "../../security/rate.ts";
 import { type Element, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
@@ -102,6 +103,20 @@ const options = z.strictObject({
 	 * new rooms) unless an admin approves it first; 0: no quarantine.
 	 */
 	quarantine_seconds: z.number().min(0).default(0),
+	/**
+	 * Groupchat and private messages one unaffiliated occupant may send in a room: a burst, then
+	 * `muc_message_rate` per second (Prosody's mod_muc_limits: 0.5/s, burst 6). 0 (the default,
+	 * as ejabberd's `min_message_interval`): no limit; bots and benchmarks send fast.
+	 */
+	muc_message_rate: z.number().min(0).default(0),
+	muc_message_burst: z.number().int().min(1).default(10),
+	/**
+	 * Joins of unaffiliated users into one room per remote domain and per local user's IP
+	 * address: a burst, then `muc_join_rate` per second. 0 (the default): no limit; a popular
+	 * room sees a whole server rejoin after that server restarts.
+	 */
+	muc_join_rate: z.number().min(0).default(0),
+	muc_join_burst: z.number().int().min(1).default(10),
 });
 
 export type SpamOptions = z.infer<typeof options>;
@@ -118,6 +133,8 @@ export interface SpamCounters {
 	strangersBounced: number;
 	/** Stanzas a quarantined account was not allowed to send. */
 	quarantineRefused: number;
+	/** Room messages and joins over the rate limits. */
+	mucRateLimited: number;
 }
 
 export default defineModule({
@@ -137,6 +154,7 @@ export default defineModule({
 			strangersHeld: 0,
 			strangersBounced: 0,
 			quarantineRefused: 0,
+			mucRateLimited: 0,
 		};
 		// Other parts (metrics, admin) read them from the host's bus.
 		api.hook("spam/counters", () => counters);
@@ -575,5 +593,48 @@ export default defineModule({
 			);
 		};
 		for (const dest of ["bare", "full"]) api.hook(`pre-message/${dest}`, outbound, Priority.POLICY);
+
+		// --- Room limits: message and join rates (src/security/rate.ts) ---
+		const opts = api.options;
+		const messages =
+			opts.muc_message_rate > 0
+				? new RateLimiter({ rate: opts.muc_message_rate, burst: opts.muc_message_burst })
+				: null;
+		const joins =
+			opts.muc_join_rate > 0
+				? new RateLimiter({ rate: opts.muc_join_rate, burst: opts.muc_join_burst })
+				: null;
+		if (messages || joins)
+			api.every(60_000, () => {
+				messages?.sweep();
+				joins?.sweep();
+			});
+		api.hook("muc/admit", (e: MucAdmitEvent) => {
+			if (e.affiliation !== "none") return undefined;
+			const room = e.room.toString();
+			let ok = true;
+			if (e.kind === "join") {
+				if (!joins || e.creates) return undefined;
+				// A local user's address; a remote user's domain (its server's address is not its own).
+				const session =
+					e.from.domain === host.name
+						? host.sessions.get(e.from.local)?.get(e.from.resource)
+						: undefined;
+				ok = session
+					? joins.take(`${room} ip ${session.remoteAddress}`)
+					: joins.take(`${room} domain ${e.from.domain}`);
+			} else if (messages) ok = messages.take(`${room} ${e.from.bareString}`);
+			if (ok) return undefined;
+			counters.mucRateLimited++;
+			e.refusal = {
+				condition: "policy-violation",
+				type: "wait",
+				text:
+					e.kind === "join"
+						? "too many joins, try again later"
+						: "you are sending too fast, try again later",
+			};
+			return HANDLED;
+		});
 	},
 });
