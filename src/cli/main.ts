@@ -11,6 +11,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { addCheckCommand } from "./commands/check.ts";
 import { addExportImportCommands } from "./commands/export-import.ts";
 import { addPushCommand } from "./commands/push.ts";
+import { addReportCommands } from "./commands/report.ts";
 import { addS2SCommand } from "./commands/s2s.ts";
 import { addServeCommand } from "./commands/serve.ts";
 import { addStorageCommands } from "./commands/storage.ts";
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
 	addExportImportCommands(program);
 	addS2SCommand(program);
 	addPushCommand(program);
+	addReportCommands(program);
 	return program;
 }
 

@@ -449,7 +449,8 @@ export default defineModule({
 
 		// MUC (mod_muc_rtbl's rule): listed unaffiliated users neither join nor speak.
 		api.hook("muc/admit", (e: MucAdmitEvent) => {
-			if (e.affiliation !== "none" || !listed(e.from, "muc")) return undefined;
+			// Per groupchat message: nothing to hash when no list is followed.
+			if (!sources.length || e.affiliation !== "none" || !listed(e.from, "muc")) return undefined;
 			counters.rtblRefused++;
 			api.log.info(
 				{ from: e.from.bareString, room: e.room.toString(), kind: e.kind },
