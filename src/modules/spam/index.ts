@@ -368,9 +368,21 @@ export default defineModule({
 		for (const s of sources)
 			lists.set(sourceKey(s), new Set((await rtblStore.get(sourceKey(s)))?.ids ?? []));
 
+		/** Recent senders' hashes: a busy room asks about the same few JIDs for every message. */
+		const hashCache = new Map<string, string[]>();
+		function hashesCached(jid: JID): string[] {
+			let h = hashCache.get(jid.bareString);
+			if (!h) {
+				if (hashCache.size >= 10_000) hashCache.clear();
+				h = hashesOf(jid);
+				hashCache.set(jid.bareString, h);
+			}
+			return h;
+		}
+
 		/** Whether `jid` (its bare JID or its domain) is on a list that applies to `use`. */
 		function listed(jid: JID, use: "muc" | "strangers"): boolean {
-			const hashes = hashesOf(jid);
+			const hashes = hashesCached(jid);
 			for (const s of sources) {
 				if (!s.applies_to.includes(use)) continue;
 				const list = lists.get(sourceKey(s));
