@@ -21,6 +21,7 @@ import { HANDLED, Priority } from "../../core/events.ts";
 import { defineModule } from "../../core/modules/define.ts";
 import type { StanzaEvent } from "../../core/router.ts";
 import { RateLimiter } from "../../security/rate.ts";
+import type { Json, KeyValStore } from "../../storage/types.ts";
 import { type Element, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
@@ -135,6 +136,29 @@ export interface SpamCounters {
 	quarantineRefused: number;
 	/** Room messages and joins over the rate limits. */
 	mucRateLimited: number;
+}
+
+/**
+ * A bounded read-through cache of one keyval store: the strangers and quarantine checks read a
+ * user's record for every message, and most users have none. Writes go through `set`. In a
+ * cluster another node's change shows here only after the entry drops out (a known limit).
+ */
+function cachedStore<T extends Json>(store: KeyValStore<T>, size = 10_000) {
+	const cache = new Map<string, T | null>();
+	return {
+		async get(user: string): Promise<T | undefined> {
+			const hit = cache.get(user);
+			if (hit !== undefined) return hit ?? undefined;
+			const value = await store.get(user);
+			if (cache.size >= size) cache.clear();
+			cache.set(user, value ?? null);
+			return value;
+		},
+		async set(user: string, value: T | undefined): Promise<void> {
+			await store.set(user, value);
+			cache.set(user, value ?? null);
+		},
+	};
 }
 
 export default defineModule({
@@ -493,7 +517,7 @@ export default defineModule({
 				api.hook(`inbound-${kind}/${dest}`, strangers, Priority.POLICY);
 
 		// --- Strangers (strangers.ts): messages and invitations from JIDs not in the roster ---
-		const policies = host.keyval<StrangersPolicy>(STRANGERS_POLICY_STORE);
+		const policies = cachedStore(host.keyval<StrangersPolicy>(STRANGERS_POLICY_STORE));
 		const held = host.archive<ArchivedMessage>(STRANGERS_HELD_STORE);
 		/** Stanzas being released by an admin or the user: they pass this time. */
 		const releasing = new WeakSet<Element>();
@@ -563,7 +587,7 @@ export default defineModule({
 		});
 
 		// --- Quarantine (quarantine.ts) ---
-		const quarantine = host.keyval<QuarantineRecord>(QUARANTINE_STORE);
+		const quarantine = cachedStore(host.keyval<QuarantineRecord>(QUARANTINE_STORE));
 		const quarantined = async (user: string): Promise<boolean> => {
 			const r = await quarantine.get(user);
 			if (!r) return false;
