@@ -32,9 +32,18 @@ const config = (withPubsub: boolean) => ({
 	hosts: {
 		localhost: {
 			modules: [...DEFAULT_HOST_MODULES],
-			module_options: { spam: { rtbl: [{ service: PUBSUB, node: NODE }] } },
+			module_options: {
+				spam: {
+					rtbl: [
+						{ service: PUBSUB, node: NODE },
+						// A second list, of domains, for strangers only (xmppbl.org's spam_source_domains).
+						{ service: PUBSUB, node: "spam_source_domains", applies_to: ["strangers"] },
+					],
+				},
+			},
 		},
 		"example.net": {},
+		"other.example": {},
 	},
 	components: {
 		[MUC]: { type: "muc" as const },
@@ -47,6 +56,7 @@ const users: [string, string][] = [
 	["bob@localhost", "bob-pw"],
 	["carol@localhost", "carol-pw"],
 	[SPAMMER, "spammer-pw"],
+	["x@other.example", "x-pw"],
 ];
 
 let t: TestServer;
@@ -176,6 +186,51 @@ test("a listed user is refused in rooms and by strangers; a retraction unblocks 
 	assert.equal((await iq(admin, "set", PUBSUB, publish(HASH))).attrs.type, "result");
 	await waitFor(async () => (await listIn(t))?.ids.includes(HASH), "listed again");
 	for (const u of [admin, owner, s, bob, carol]) u.c.end();
+});
+
+test("several lists: a domain list for strangers bounces its users' messages but lets them join rooms", async () => {
+	const admin = await loginAt(t, "admin", "a2");
+	const created = await iq(
+		admin,
+		"set",
+		PUBSUB,
+		"<pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='spam_source_domains'/></pubsub>",
+	);
+	assert.equal(created.attrs.type, "result", created.toString());
+	const domains = async () =>
+		(await t.server.hosts
+			.get("localhost")
+			?.keyval<{ ids: string[] }>("rtbl")
+			.get(`spam_source_domains@${PUBSUB}`)) ?? null;
+	await waitFor(async () => (await domains()) !== null, "the domain list fetched");
+	const hash = sha256("other.example");
+	const pub = await iq(
+		admin,
+		"set",
+		PUBSUB,
+		`<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='spam_source_domains'><item id='${hash}'><report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'/></item></publish></pubsub>`,
+	);
+	assert.equal(pub.attrs.type, "result", pub.toString());
+	await waitFor(async () => (await domains())?.ids.includes(hash), "the domain listed");
+	const c = await login(t.port, "x", "x-pw", {
+		resource: "x",
+		host: "other.example",
+		mechanism: "PLAIN",
+	});
+	const xu: User = { c, r: new StanzaReader(c), jid: "x@other.example/x", bare: "x@other.example" };
+	const bob = await loginAt(t, "bob", "b2");
+	const m = xu.r.mark();
+	xu.c.send("<message to='bob@localhost' type='chat' id='d1'><body>buy</body></message>");
+	const bounced = await xu.r.wait((el) => el.is("message") && el.attrs.id === "d1", m, "bounce");
+	assert.equal(
+		errorOf(bounced).condition,
+		"policy-violation",
+		"the domain's hash is on a strangers list",
+	);
+	// The list does not apply to rooms: x joins the lobby.
+	const joined = await enter(xu, `lobby@${MUC}/x`);
+	assert.notEqual(joined.attrs.type, "error", joined.toString());
+	for (const u of [admin, xu, bob]) u.c.end();
 });
 
 test("the list survives a restart while its service is unreachable (persisted, rtbl store)", async () => {
