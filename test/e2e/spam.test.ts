@@ -29,7 +29,11 @@ before(async () => {
 					// mam: the reported messages are found in the reporter's archive.
 					modules: [...DEFAULT_HOST_MODULES, "mam"],
 					module_options: {
-						spam: { report_forward_to_origin: true, report_forward_to: ["blocklist@localhost"] },
+						spam: {
+							report_forward_to_origin: true,
+							report_forward_to: ["blocklist@localhost"],
+							reports_per_hour: 5,
+						},
 					},
 				},
 				// The reported domain, which publishes its abuse address (XEP-0157 §3).
@@ -46,6 +50,7 @@ before(async () => {
 			["blocklist@localhost", "pw-blocklist"],
 			["abuse@example.net", "pw-abuse"],
 			["spammer@example.net", "pw-spammer"],
+			["flood@localhost", "pw-flood"],
 		],
 	});
 });
@@ -225,4 +230,25 @@ describe("slixmpp xep_0377", {
 		assert.equal(rep.reportOrigin, false);
 		assert.equal(rep.thirdParty, false);
 	});
+});
+
+test("one account files at most reports_per_hour reports; the rest still block (XEP-0377 §blocking)", async () => {
+	const flood = await online("flood", "f");
+	for (let i = 0; i < 7; i++) {
+		const r = await iq(
+			flood,
+			`f${i}`,
+			`<iq type='set' id='f${i}'><block xmlns='urn:xmpp:blocking'><item jid='victim${i}@example.net'><report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:abuse'/></item></block></iq>`,
+		);
+		assert.match(r, /type="result"/);
+	}
+	const mine = (await reports()).filter((r) => r.reporter === "flood@localhost");
+	assert.equal(mine.length, 5);
+	const list = await iq(
+		flood,
+		"l",
+		"<iq type='get' id='l'><blocklist xmlns='urn:xmpp:blocking'/></iq>",
+	);
+	assert.match(list, /victim6@example.net/, "blocked all the same");
+	flood.end();
 });

@@ -82,6 +82,11 @@ const options = z.strictObject({
 	report_forward_to: jidList,
 	/** Open reports a host keeps at most; beyond, new reports are counted and logged, not kept. */
 	report_queue_max: z.number().int().min(0).default(10_000),
+	/**
+	 * Reports one account may file per hour (a burst of as many); more still block but are
+	 * only counted, so one account cannot fill the queue. 0: no limit.
+	 */
+	reports_per_hour: z.number().int().min(0).default(30),
 	/** Real-time block lists: XEP-0060 nodes whose item ids are SHA-256 of JIDs and domains. */
 	rtbl: z
 		.array(
@@ -342,6 +347,13 @@ export default defineModule({
 			open = null;
 		});
 
+		const perHour = api.options.reports_per_hour;
+		const perReporter =
+			perHour > 0
+				? new RateLimiter({ rate: perHour / 3600, burst: perHour, maxKeys: 10_000 })
+				: null;
+		if (perReporter) api.every(600_000, () => perReporter.sweep());
+
 		// XEP-0377 §blocking: the block is done (the blocking module answered); now the reports.
 		api.hook("blocking/changed", async (e: BlockingChanged) => {
 			if (!e.request) return undefined;
@@ -354,6 +366,11 @@ export default defineModule({
 					continue; // the blocking module refused the request already
 				}
 				counters.reports++;
+				if (perReporter && !perReporter.take(reporter)) {
+					counters.reportsDropped++;
+					api.log.info({ reporter, jid }, "report not kept: the reporter files too many");
+					continue;
+				}
 				if ((await openCount()) >= api.options.report_queue_max) {
 					counters.reportsDropped++;
 					api.log.warn({ reporter, jid }, "report queue full, report not kept");
