@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { reportList, reportResolve } from "../../src/admin/commands/report.ts";
 import { DEFAULT_HOST_MODULES } from "../../src/core/config/schema.ts";
+import type { SpamCounters } from "../../src/modules/spam/index.ts";
 import type { StoredReport } from "../../src/modules/spam/reports.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, online as rawOnline } from "../helpers/raw-stanzas.ts";
@@ -244,6 +245,9 @@ test("one account files at most reports_per_hour reports; the rest still block (
 	}
 	const mine = (await reports()).filter((r) => r.reporter === "flood@localhost");
 	assert.equal(mine.length, 5);
+	const q: { counters?: SpamCounters } = {};
+	await t.server.hosts.get("localhost")?.events.fire("spam/counters", q);
+	assert.equal(q.counters?.reportsDropped, 2, JSON.stringify(q.counters));
 	const list = await iq(
 		flood,
 		"l",

@@ -169,7 +169,7 @@ function cachedStore<T extends Json>(store: KeyValStore<T>, size = 10_000) {
 export default defineModule({
 	name: "spam",
 	description:
-		"Spam and abuse defence: XEP-0377 reports, real-time block lists, strangers, quarantine",
+		"Spam and abuse defence: XEP-0377 reports, block lists, strangers, quarantine, room limits",
 	options,
 	async load(api) {
 		const host = api.host;
@@ -185,8 +185,12 @@ export default defineModule({
 			quarantineRefused: 0,
 			mucRateLimited: 0,
 		};
-		// Other parts (metrics, admin) read them from the host's bus.
-		api.hook("spam/counters", () => counters);
+		// Other parts (metrics, admin) read them from the host's bus: `spam/counters` fills in
+		// `{ counters }` (a copy).
+		api.hook("spam/counters", (q: { counters?: SpamCounters }) => {
+			q.counters = { ...counters };
+			return HANDLED;
+		});
 
 		// XEP-0377 §discovery (and v0.2's reason features, which Conversations and Gajim look for).
 		for (const f of [
