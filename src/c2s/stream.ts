@@ -578,6 +578,8 @@ export class C2SStream implements Session {
 			this.#logAuthFailure(mech, step);
 			return this.#saslFailure(step.condition, step.text, step.throttle);
 		}
+		// RFC 6120 §6.5.1: an account an admin disabled (issue 19) does not log in.
+		if (await this.#disabled(step.username)) return;
 		this.#username = step.username;
 		this.#server.metrics.auth(mech.name, true);
 		this.#transport.send(
@@ -624,6 +626,15 @@ export class C2SStream implements Session {
 	 * RFC 6120 §6.4.5 `<failure/>`, or XEP-0388 §2.6.2's (`ns` NS_SASL2), whose condition keeps
 	 * the RFC 6120 namespace; a guess counts toward the per-connection and per-IP limits.
 	 */
+	/** RFC 6120 §6.5.1: answers account-disabled (true) when an admin disabled the account. */
+	async #disabled(user: string, ns = NS_SASL): Promise<boolean> {
+		if (!(await this.host.accounts.isDisabled(user))) return false;
+		if (this.closed) return true;
+		this.host.log.info({ user, ip: this.remoteAddress }, "login of a disabled account refused");
+		this.#saslFailure("account-disabled", "this account is disabled", false, ns);
+		return true;
+	}
+
 	#saslFailure(condition: string, text?: string, countsAsGuess = false, ns = NS_SASL): void {
 		this.#sasl = null;
 		this.#sasl2 = null;
@@ -729,6 +740,7 @@ export class C2SStream implements Session {
 			this.#logAuthFailure(mech, step, true);
 			return this.#saslFailure(step.condition, step.text, step.throttle, NS_SASL2);
 		}
+		if (await this.#disabled(step.username, NS_SASL2)) return;
 		await this.#sasl2Success(exchange, step);
 	}
 

@@ -12,6 +12,7 @@ import { addBackupCommands } from "./commands/backup.ts";
 import { addCheckCommand } from "./commands/check.ts";
 import { addExportImportCommands } from "./commands/export-import.ts";
 import { addPushCommand } from "./commands/push.ts";
+import { addReportCommands } from "./commands/report.ts";
 import { addS2SCommand } from "./commands/s2s.ts";
 import { addServeCommand } from "./commands/serve.ts";
 import { addStorageCommands } from "./commands/storage.ts";
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
 	addS2SCommand(program);
 	addPushCommand(program);
 	addBackupCommands(program);
+	addReportCommands(program);
 	return program;
 }
 

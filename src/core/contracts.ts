@@ -458,3 +458,27 @@ export interface AdminCommand<Args extends z.ZodObject = z.ZodObject, Result = u
 /** Any command, whatever its arguments (the list the surfaces walk). */
 // biome-ignore lint/suspicious/noExplicitAny: a list of commands of different argument types; each is checked where it is defined.
 export type AnyAdminCommand = AdminCommand<any, unknown>;
+
+// ---------------------------------------------------------------------------------------------
+// Spam defence (issue 19): the policies of a MUC service's parent host
+
+/**
+ * `muc/admit` on the bus of a MUC component's parent host, before the service lets `from` join
+ * a room (available presence to room@service/nick), send it a groupchat message, or send a
+ * private message through it. A policy (the spam module's block lists) claims the event to
+ * refuse: the sender gets `forbidden`. Members, admins and owners are asked about too; the
+ * policy decides what their `affiliation` is worth.
+ */
+export interface MucAdmitEvent {
+	readonly room: JID;
+	readonly from: JID;
+	readonly kind: "join" | "groupchat" | "private";
+	readonly affiliation: "owner" | "admin" | "member" | "outcast" | "none";
+	/** A join to a room that does not exist: it would create it (XEP-0045 §10.1). */
+	readonly creates: boolean;
+	/**
+	 * How to refuse, set by the policy that claims the event: a rate limit answers
+	 * policy-violation of type wait (RFC 6120 §8.3.3.12); unset, `forbidden` (auth).
+	 */
+	refusal?: { condition: "forbidden" | "policy-violation"; type: "auth" | "wait"; text: string };
+}

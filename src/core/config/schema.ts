@@ -38,6 +38,7 @@ export const DEFAULT_HOST_MODULES = [
 	"offline",
 	"carbons",
 	"blocking",
+	"spam",
 	"pep",
 	"push",
 ] as const;
