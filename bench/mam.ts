@@ -85,32 +85,52 @@ async function measure(b: StorageBackend) {
 	const store = b.archive<ArchivedMessage>(HOST, "mam");
 	const limits = { defaultPage: 50, maxPage: 250 };
 	let sent = 0;
-	const send = (_item: unknown, el: { toString(): string }) => {
+	/** The ids of the last page, for the `ids` mix. */
+	let lastIds: string[] = [];
+	const send = (item: { id: string }, el: { toString(): string }) => {
 		// What the server does with each result: serialise it onto the stream.
 		sent += el.toString().length > 0 ? 1 : 0;
+		lastIds.push(item.id);
 	};
 	const mixes: Record<string, number[]> = {
 		"newest page (empty <before/>)": [],
 		"page before the newest (before=id)": [],
+		"page before an id (#extended before-id)": [],
 		"one conversation, newest page (with)": [],
 		"forwards from a start date (start)": [],
+		"a 2-hour range (start and end)": [],
+		"newest page up to a date (end)": [],
+		"10 messages by id (#extended ids)": [],
 	};
+	/** Messages sent per mix, for the mean page size. */
+	const results: Record<string, number> = {};
 	const run = async (mix: string, query: ReturnType<typeof q>, user: string) => {
 		const t = performance.now();
+		const before = sent;
 		const fin = await runQuery(store, user, parseQuery(query, limits), send);
 		(mixes[mix] as number[]).push(performance.now() - t);
+		results[mix] = (results[mix] ?? 0) + sent - before;
 		return fin;
 	};
 	// Warm-up: statements prepared, caches primed as on a running server.
 	for (let i = 0; i < 50; i++)
 		await run("newest page (empty <before/>)", q(RSM("<before/>")), `u${i}`);
 	for (const k of Object.keys(mixes)) (mixes[k] as number[]).length = 0;
+	for (const k of Object.keys(results)) delete results[k];
 	for (let n = 0; n < QUERIES; n++) {
 		const u = Math.floor(Math.random() * USERS);
 		const user = `u${u}`;
+		lastIds = [];
 		const fin = await run("newest page (empty <before/>)", q(RSM("<before/>")), user);
+		const newest = lastIds;
 		const first = fin.getChild("set")?.getChildText("first");
 		await run("page before the newest (before=id)", q(RSM(`<before>${first}</before>`)), user);
+		// XEP-0313 #extended before-id: paging backwards by the form, as Conversations does.
+		await run(
+			"page before an id (#extended before-id)",
+			q(`${FORM(`<field var="before-id"><value>${first}</value></field>`)}${RSM("<before/>")}`),
+			user,
+		);
 		const peer = `u${(u + 1 + (n % PEERS)) % USERS}@${HOST}`;
 		await run(
 			"one conversation, newest page (with)",
@@ -123,8 +143,27 @@ async function measure(b: StorageBackend) {
 			q(`${FORM(`<field var="start"><value>${start}</value></field>`)}${RSM("")}`),
 			user,
 		);
+		const from = T0 + Math.floor(Math.random() * (PER_USER - 120)) * 60_000;
+		const range = `<field var="start"><value>${new Date(from).toISOString()}</value></field><field var="end"><value>${new Date(from + 2 * 3_600_000).toISOString()}</value></field>`;
+		await run("a 2-hour range (start and end)", q(`${FORM(range)}${RSM("")}`), user);
+		const end = new Date(T0 + Math.floor(Math.random() * PER_USER) * 60_000).toISOString();
+		await run(
+			"newest page up to a date (end)",
+			q(`${FORM(`<field var="end"><value>${end}</value></field>`)}${RSM("<before/>")}`),
+			user,
+		);
+		// Ten of the newest page's ids, as a client fetching the messages a reply or a
+		// reaction points at (XEP-0313 #extended, §4.1.3 of 1.1).
+		const ids = newest.filter((_, i) => i % 5 === 0).slice(0, 10);
+		await run(
+			"10 messages by id (#extended ids)",
+			q(
+				`${FORM(`<field var="ids">${ids.map((id) => `<value>${id}</value>`).join("")}</field>`)}${RSM("")}`,
+			),
+			user,
+		);
 	}
-	return { mixes, sent };
+	return { mixes, sent, results };
 }
 
 async function main() {
@@ -155,13 +194,13 @@ async function main() {
 				const size = statSync(join(dir, "parley.db")).size;
 				console.log(`file: ${(size / 2 ** 20).toFixed(0)} MiB`);
 			}
-			const { mixes, sent } = await measure(b);
+			const { mixes, sent, results } = await measure(b);
 			console.log(`${QUERIES} queries per mix, 50 messages a page (${sent} results sent)`);
-			console.log("| query | p50 ms | p99 ms | max ms |");
-			console.log("| --- | --- | --- | --- |");
+			console.log("| query | p50 ms | p95 ms | p99 ms | max ms | messages/page |");
+			console.log("| --- | --- | --- | --- | --- | --- |");
 			for (const [mix, xs] of Object.entries(mixes))
 				console.log(
-					`| ${mix} | ${pct(xs, 50).toFixed(2)} | ${pct(xs, 99).toFixed(2)} | ${Math.max(...xs).toFixed(2)} |`,
+					`| ${mix} | ${pct(xs, 50).toFixed(2)} | ${pct(xs, 95).toFixed(2)} | ${pct(xs, 99).toFixed(2)} | ${Math.max(...xs).toFixed(2)} | ${((results[mix] ?? 0) / xs.length).toFixed(1)} |`,
 				);
 		} finally {
 			await b.close();
