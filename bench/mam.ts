@@ -1,24 +1,31 @@
 // node bench/mam.ts [--backend sqlite|postgres]... [--users N] [--per-user N] [--queries N]
-//                    [--vacuum]
+//                    [--xmpp-queries N] [--vacuum]
 //
 // XEP-0313 archive volume (issue 14): fills --users (1000) x --per-user (1000) archived chat
 // messages (1,000,000) straight through the storage backend, into the store the mam module
 // uses, then times --queries (2000) 50-message pages through the module's own query path
 // (parseQuery + runQuery of src/modules/mam/protocol.ts: page, RSM count and first index, each
 // message parsed as the server does before sending it) for random users, in the mixes clients
-// use: the newest page (empty <before/>, Conversations/Monal catch-up), the page before it,
-// one conversation (`with`) newest page, and forwards from a start date. p50/p99/max per mix.
+// use: the newest page (empty <before/>, Conversations/Monal catch-up), the page before it (RSM
+// <before>id and #extended before-id), one conversation (`with`) newest page, forwards from a
+// start date, a start+end range, the newest page up to an end date, and 10 messages by #extended
+// ids. Then --xmpp-queries (500) MAM IQ round trips over a real c2s connection (@xmpp/client,
+// STARTTLS) to a server started on the same database. p50/p95/p99/max per mix.
 // SQLite: a fresh file under a temporary directory; PostgreSQL: 127.0.0.1:5432 database `test`,
 // a private schema dropped at the end (PARLEY_TEST_PG overrides the URL).
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { xml as x } from "@xmpp/client";
 import pg from "pg";
+import { DEFAULT_HOST_MODULES } from "../src/core/config/schema.ts";
 import { type ArchivedMessage, parseQuery, runQuery } from "../src/modules/mam/protocol.ts";
 import { PostgresBackend } from "../src/storage/postgres.ts";
 import { SqliteBackend } from "../src/storage/sqlite.ts";
 import type { StorageBackend } from "../src/storage/types.ts";
 import { parseDocument } from "../src/xml/parser.ts";
+import { startTestServer } from "../test/helpers/server.ts";
+import { connect } from "../test/helpers/xmpp-client.ts";
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: number) => {
@@ -29,6 +36,7 @@ const backends = args.flatMap((a, i) => (args[i - 1] === "--backend" ? [a] : [])
 const USERS = opt("users", 1000);
 const PER_USER = opt("per-user", 1000);
 const QUERIES = opt("queries", 2000);
+const XMPP_QUERIES = opt("xmpp-queries", 500);
 const PEERS = 20;
 const HOST = "localhost";
 const PG_URL = process.env.PARLEY_TEST_PG ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -166,6 +174,85 @@ async function measure(b: StorageBackend) {
 	return { mixes, sent, results };
 }
 
+/**
+ * The same archive behind a real server: Parley started on the filled database (mam in its
+ * modules), 10 of the users logged in with @xmpp/client over a TCP socket with STARTTLS, and
+ * --xmpp-queries MAM IQs timed from sending the `<iq type='set'>` to its result, after the 50
+ * `<message><result/></message>` before it (XEP-0313 §4.2, §5): the newest page and the page
+ * before it. The client runs in the bench process, the server too: both share one event loop.
+ */
+async function overXmpp(storage: Record<string, unknown>, dataDir: string) {
+	const ts = await startTestServer({
+		storage: "sqlite", // the server opens its own backend from `storage` (sqlite or postgres)
+		dataDir,
+		config: {
+			hosts: { [HOST]: { modules: [...DEFAULT_HOST_MODULES, "mam"] } },
+			storage,
+		} as never, // a partial config; startTestServer validates it with the schema
+		users: Array.from({ length: 10 }, (_, i) => [`u${i}@${HOST}`, "secret"]),
+	});
+	const clients = await Promise.all(
+		Array.from({ length: 10 }, (_, i) =>
+			connect(`xmpp://127.0.0.1:${ts.port}`, `u${i}`, "secret", { timeout: 30_000 }),
+		),
+	);
+	// Nagle off on the client's socket as on the server's (src/c2s/tcp.ts), else a request
+	// written in two pieces waits for the server's delayed ACK (40 ms on Linux).
+	for (const c of clients) {
+		let sock = (c.xmpp as unknown as { socket?: unknown }).socket;
+		while (sock && typeof sock === "object") {
+			const s = sock as { setNoDelay?: (on: boolean) => void; socket?: unknown };
+			s.setNoDelay?.(true);
+			sock = s.socket;
+		}
+	}
+	const mixes: Record<string, number[]> = {
+		"XMPP: newest page (empty <before/>)": [],
+		"XMPP: the page before it (<before>id)": [],
+	};
+	let results = 0;
+	const page = async (c: (typeof clients)[number], before: string) => {
+		const n0 = c.stanzas.length;
+		const answer = await c.xmpp.iqCaller.request(
+			x(
+				"iq",
+				{ type: "set" },
+				x(
+					"query",
+					{ xmlns: "urn:xmpp:mam:2", queryid: "q" },
+					x(
+						"set",
+						{ xmlns: "http://jabber.org/protocol/rsm" },
+						x("max", {}, "50"),
+						x("before", {}, before),
+					),
+				),
+			),
+			30_000,
+		);
+		results += c.stanzas.slice(n0).filter((st) => st.name === "message").length;
+		c.stanzas.length = 0;
+		return answer.getChild("fin")?.getChild("set")?.getChildText("first") ?? "";
+	};
+	try {
+		for (let i = 0; i < 20; i++) await page(clients[i % 10] as (typeof clients)[number], "");
+		results = 0;
+		for (let n = 0; n < XMPP_QUERIES; n++) {
+			const c = clients[Math.floor(Math.random() * 10)] as (typeof clients)[number];
+			let t = performance.now();
+			const first = await page(c, "");
+			mixes["XMPP: newest page (empty <before/>)"]?.push(performance.now() - t);
+			t = performance.now();
+			await page(c, first);
+			mixes["XMPP: the page before it (<before>id)"]?.push(performance.now() - t);
+		}
+	} finally {
+		for (const c of clients) await c.xmpp.stop().catch(() => {});
+		await ts.stop();
+	}
+	return { mixes, perPage: results / (2 * XMPP_QUERIES) };
+}
+
 async function main() {
 	const which = backends.length ? backends : ["sqlite", "postgres"];
 	for (const name of which) {
@@ -195,7 +282,20 @@ async function main() {
 				console.log(`file: ${(size / 2 ** 20).toFixed(0)} MiB`);
 			}
 			const { mixes, sent, results } = await measure(b);
-			console.log(`${QUERIES} queries per mix, 50 messages a page (${sent} results sent)`);
+			await b.close();
+			const xm = await overXmpp(
+				name === "sqlite"
+					? { backend: "sqlite", path: "parley.db" }
+					: { backend: "postgres", url: PG_URL, schema },
+				dir,
+			);
+			for (const [k, v] of Object.entries(xm.mixes)) {
+				mixes[k] = v;
+				results[k] = xm.perPage * v.length;
+			}
+			console.log(
+				`${QUERIES} queries per mix in process, ${XMPP_QUERIES} per XMPP mix; 50 messages a page (${sent} results sent in process)`,
+			);
 			console.log("| query | p50 ms | p95 ms | p99 ms | max ms | messages/page |");
 			console.log("| --- | --- | --- | --- | --- | --- |");
 			for (const [mix, xs] of Object.entries(mixes))
