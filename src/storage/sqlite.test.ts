@@ -347,6 +347,42 @@ test("sqlite: a version 2 archive (text keys) moves to integer keys with its ids
 	assertRowidTables(path);
 });
 
+test("sqlite: a lazy archive append waits for company, yet an awaited write or a read commits it", async () => {
+	const path = freshPath();
+	const b = new SqliteBackend(path);
+	/** The archive rows another connection sees: what is committed. */
+	const committed = () => {
+		const db = new DatabaseSync(path, { readOnly: true });
+		try {
+			return Number(db.prepare("SELECT count(*) AS n FROM archive").get()?.n);
+		} finally {
+			db.close();
+		}
+	};
+	try {
+		const a = b.archive("h.example", "mam");
+		const first = a.append("alice", { value: 1 }, { lazy: true });
+		// A plain write is committed at setImmediate (this turn's check phase); a lazy one is not,
+		// its timer can only fire in a later turn.
+		await new Promise((r) => setImmediate(r));
+		assert.equal(committed(), 0);
+		await first; // ... but it is committed by itself in the end
+		assert.equal(committed(), 1);
+		const second = a.append("alice", { value: 2 }, { lazy: true });
+		await b.keyval("h.example", "offline").set("alice", "awaited");
+		assert.equal(committed(), 2, "an awaited write commits the lazy ones queued before it");
+		await second;
+		a.append("alice", { value: 3 }, { lazy: true });
+		assert.deepEqual(
+			(await a.query("alice")).items.map((i) => i.value),
+			[1, 2, 3],
+		);
+		assert.equal(committed(), 3, "a read commits them first");
+	} finally {
+		await b.close();
+	}
+});
+
 test("createStorage: sqlite under a data dir it creates; memory", async () => {
 	const dataDir = join(dir, randomUUID(), "nested");
 	const s = createStorage({ backend: "sqlite", path: "db/../parley.sqlite" }, dataDir);

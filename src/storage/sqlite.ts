@@ -33,6 +33,7 @@ import type {
 	MapStore,
 	StorageBackend,
 } from "./types.ts";
+import { LAZY_APPEND_MS, LAZY_APPEND_ROWS } from "./types.ts";
 
 /** How long a write waits for another connection's lock before failing, in milliseconds. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -207,6 +208,8 @@ export class SqliteBackend implements StorageBackend {
 	/** Writes waiting for the batch commit at the end of this turn of the event loop. */
 	#pending: PendingWrite[] = [];
 	#flushTimer: NodeJS.Immediate | undefined;
+	/** The commit of lazy archive appends when nothing else asks for one sooner. */
+	#lazyTimer: NodeJS.Timeout | undefined;
 	/**
 	 * Archive keys known to exist: `host\nstore` -> sid, `sid\nuser` -> oid. Their rows are never
 	 * deleted (deleteUser removes an owner's messages, not its key), so another process sharing
@@ -285,13 +288,20 @@ export class SqliteBackend implements StorageBackend {
 	 * in one transaction (one fsync) by {@link #flush}; each runs in its own savepoint, so a write
 	 * that fails (a duplicate id) leaves the others alone. The promise settles after the COMMIT.
 	 */
-	#write<R>(run: () => R, single = false): Promise<R> {
+	#write<R>(run: () => R, single = false, lazy = false): Promise<R> {
 		if (this.#closed) {
 			return Promise.reject(new StorageError("closed", "storage backend is closed"));
 		}
 		return new Promise<R>((resolve, reject) => {
 			this.#pending.push({ run, single, resolve: resolve as (v: unknown) => void, reject });
-			this.#flushTimer ??= setImmediate(() => this.#flush());
+			if (!lazy || this.#pending.length >= LAZY_APPEND_ROWS) {
+				this.#flushTimer ??= setImmediate(() => this.#flush());
+			} else if (!this.#flushTimer) {
+				// Lazy (an archive append nobody waits for): committed with the next write someone
+				// waits for, the next read, or after LAZY_APPEND_MS, whichever comes first. Bigger
+				// batches write each touched index page to the WAL once for many rows.
+				this.#lazyTimer ??= setTimeout(() => this.#flush(), LAZY_APPEND_MS);
+			}
 		});
 	}
 
@@ -305,6 +315,8 @@ export class SqliteBackend implements StorageBackend {
 	#flush(): void {
 		if (this.#flushTimer) clearImmediate(this.#flushTimer);
 		this.#flushTimer = undefined;
+		if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
+		this.#lazyTimer = undefined;
 		const batch = this.#pending;
 		this.#pending = [];
 		if (batch.length === 0) return;
@@ -531,26 +543,30 @@ export class SqliteBackend implements StorageBackend {
 			if (id !== undefined) throw new StorageError("item-not-found", `no archive item ${id}`);
 		};
 		return {
-			append: (user, item) => {
+			append: (user, item, opts) => {
 				const id = item.id ?? newArchiveId();
 				const when = item.when ?? Date.now();
 				const peer = item.with ?? "";
 				const json = JSON.stringify(item.value);
-				return this.#write(() => {
-					const sid = this.#sid(host, store, true) as number;
-					const oid = this.#oid(sid, user, true) as number;
-					try {
-						this.#stmt(
-							"INSERT INTO archive (sid, oid, id, ts, peer, value) VALUES (?, ?, ?, ?, ?, ?)",
-						).run(sid, oid, id, when, peer, json);
-					} catch (e) {
-						if (isUniqueViolation(e)) {
-							throw new StorageError("conflict", `archive item ${id} already exists`);
+				return this.#write(
+					() => {
+						const sid = this.#sid(host, store, true) as number;
+						const oid = this.#oid(sid, user, true) as number;
+						try {
+							this.#stmt(
+								"INSERT INTO archive (sid, oid, id, ts, peer, value) VALUES (?, ?, ?, ?, ?, ?)",
+							).run(sid, oid, id, when, peer, json);
+						} catch (e) {
+							if (isUniqueViolation(e)) {
+								throw new StorageError("conflict", `archive item ${id} already exists`);
+							}
+							throw e;
 						}
-						throw e;
-					}
-					return id;
-				}, true);
+						return id;
+					},
+					true,
+					opts?.lazy === true,
+				);
 			},
 			query: async (user, q = {}) => {
 				checkLimit(q.limit);
