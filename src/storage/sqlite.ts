@@ -537,6 +537,12 @@ export class SqliteBackend implements StorageBackend {
 			}
 			return sql;
 		};
+		/**
+		 * The owner's condition. With `ids` it is `+oid`: the unary plus keeps SQLite from walking
+		 * the owner's whole archive in (oid, ts) order to test each row's id; it looks the ids up
+		 * in (sid, id) instead (at 1000 messages per user: 20 ms down to well under 1).
+		 */
+		const owner = (q: ArchiveCount): string => (q.ids !== undefined ? "+oid = ?" : "oid = ?");
 		/** An anchor in an archive that does not exist is an unknown id too. */
 		const noArchive = (q: ArchiveCount): void => {
 			const id = q.after ?? q.before;
@@ -576,7 +582,7 @@ export class SqliteBackend implements StorageBackend {
 					return { items: [], complete: true };
 				}
 				const args: SQLInputValue[] = [k.oid];
-				let sql = "SELECT id, ts, peer, value FROM archive WHERE oid = ?";
+				let sql = `SELECT id, ts, peer, value FROM archive WHERE ${owner(q)}`;
 				sql += anchored(k, q, args);
 				const backwards = walksBackwards(q);
 				sql += backwards ? " ORDER BY ts DESC, seq DESC" : " ORDER BY ts, seq";
@@ -606,7 +612,7 @@ export class SqliteBackend implements StorageBackend {
 					return 0;
 				}
 				const args: SQLInputValue[] = [k.oid];
-				const sql = `SELECT count(*) AS n FROM archive WHERE oid = ?${anchored(k, q, args)}`;
+				const sql = `SELECT count(*) AS n FROM archive WHERE ${owner(q)}${anchored(k, q, args)}`;
 				const row = this.#read(sql).get(...args) as Row;
 				return Number(row.n);
 			},
