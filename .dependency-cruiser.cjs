@@ -30,8 +30,16 @@ module.exports = {
 			comment:
 				"The admin layer (Supervisor, admin API, commands) drives servers through the core; the CLI hands it the composition root's createServer as a factory.",
 			severity: "error",
-			from: { path: "^src/admin/", pathNot: TEST },
+			from: { path: "^src/admin/", pathNot: [TEST, "^src/admin/commands/"] },
 			to: { path: "^src/(app|cli|cluster|modules|c2s|bosh|http|websocket|component|s2s)/" },
+		},
+		{
+			name: "admin-commands-see-no-transport",
+			comment:
+				"A command of a module's area (spam reports, quarantine) may use the module's stores and types; like the rest of admin/, never the composition root, the CLI, a transport or the cluster link.",
+			severity: "error",
+			from: { path: "^src/admin/commands/", pathNot: TEST },
+			to: { path: "^src/(app|cli|cluster|c2s|bosh|http|websocket|component|s2s)/" },
 		},
 		{
 			name: "lower-layers-stay-below",
@@ -65,6 +73,14 @@ module.exports = {
 			severity: "error",
 			from: { path: "^src/cluster/", pathNot: TEST },
 			to: { path: "^src/(app|cli|modules|c2s|bosh|http|websocket|component|s2s)/" },
+		},
+		{
+			name: "admin-sees-the-core-and-the-blocks",
+			comment:
+				"src/admin/ (backups, the admin commands) works on a server through core/ and the building blocks (storage, xml, xmpp), never the composition root or the CLI.",
+			severity: "error",
+			from: { path: "^src/admin/", pathNot: TEST },
+			to: { path: "^src/(app|cli)/" },
 		},
 		{
 			name: "only-the-cli-uses-the-composition-root",

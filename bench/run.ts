@@ -54,6 +54,10 @@
 // --workers N (or --target workers, N = 2): also Parley as a local cluster of N processes
 //                 (`parley serve --workers N`) over a private redis-server, whose CPU and RSS
 //                 count as the server's.
+// --target mam: also Parley from this checkout with the mam module added to the default
+//                 module set (every chat message archived twice, XEP-0313), beside "parley"
+//                 (no mam): `--target parley --target mam chat` is archiving's cost in one run;
+//                 with --baseline DIR --baseline-mam the baseline archives too (before/after).
 // --profile: Parley only, under the scenarios given (chat when none), e.g. `--profile login`.
 // Starts each target itself, provisions accounts, runs the scenarios one target at a time and
 // prints one table per scenario with each figure's ratio to the best XMPP server. The primary
@@ -78,6 +82,7 @@ import {
 	type StartOptions,
 	startBaseline,
 	startEjabberd,
+	startMam,
 	startParley,
 	startProsody,
 	startRelay,
@@ -124,6 +129,8 @@ interface Options {
 	scenarios: Scenario[];
 	profile: boolean;
 	baseline?: string;
+	/** --baseline-mam: the baseline runs with mam added to its modules, as the "mam" target */
+	baselineMam?: boolean;
 	/** --workers N: also Parley with N worker processes (target "workers") */
 	workers?: number;
 	sessions: number;
@@ -185,10 +192,12 @@ function parseArgs(argv: string[]): Options {
 		const a = argv[i] as string;
 		if (a === "--target" || a === "-t") {
 			const t = argv[++i] as TargetName;
-			if (!ALL_TARGETS.includes(t) && t !== "workers") throw new Error(`unknown target ${t}`);
+			if (!ALL_TARGETS.includes(t) && t !== "workers" && t !== "mam")
+				throw new Error(`unknown target ${t}`);
 			o.targets.push(t);
 		} else if (a === "--profile") o.profile = true;
 		else if (a === "--baseline") o.baseline = resolve(argv[++i] ?? "");
+		else if (a === "--baseline-mam") o.baselineMam = true;
 		else if (a === "--workers") o.workers = num(argv[++i], a);
 		else if (a === "--sessions") o.sessions = num(argv[++i], a);
 		else if (a === "--logins") o.logins = num(argv[++i], a);
@@ -254,7 +263,8 @@ class Worker {
 	}
 }
 
-const isParley = (t: TargetName) => t === "parley" || t === "baseline" || t === "workers";
+const isParley = (t: TargetName) =>
+	t === "parley" || t === "baseline" || t === "workers" || t === "mam";
 
 type Row = Record<string, number | string | boolean>;
 interface ScenarioResult {
@@ -1499,6 +1509,7 @@ function table(results: ScenarioResult[], scenario: string): string {
 	const order = [
 		"baseline",
 		"parley",
+		"mam",
 		"workers",
 		"prosody",
 		"ejabberd",
@@ -1571,7 +1582,7 @@ async function main() {
 		const stateDir = join(OUT, "state", name);
 		mkdirSync(stateDir, { recursive: true });
 		const profileDir =
-			o.profile && (name === "parley" || name === "workers")
+			o.profile && (name === "parley" || name === "workers" || name === "mam")
 				? join(OUT, "profiles", `${stamp}-${name}`)
 				: undefined;
 		if (profileDir) mkdirSync(profileDir, { recursive: true });
@@ -1582,6 +1593,7 @@ async function main() {
 			log,
 			baselineRoot: o.baseline,
 			workers: name === "workers" ? (o.workers ?? 2) : undefined,
+			mam: name === "baseline" && o.baselineMam,
 			muc: wanted.includes("muc"),
 			pep: wanted.includes("pep"),
 			guest: wanted.includes("anon") && (name === "parley" || name === "prosody"),
@@ -1591,6 +1603,7 @@ async function main() {
 			parley: startParley,
 			baseline: startBaseline,
 			workers: startWorkers,
+			mam: startMam,
 			prosody: startProsody,
 			ejabberd: startEjabberd,
 			relay: startRelay,

@@ -4,13 +4,26 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { join, resolve } from "node:path";
+import { DEFAULT_HOST_MODULES } from "../../src/core/config/schema.ts";
 import { ROUTES_PLUGIN } from "../../test/helpers/prosody.ts";
 import { procName } from "./proc.ts";
 import { type Endpoint, streamHeader } from "./xmpp.ts";
 
 /** "baseline": Parley from another checkout (`--baseline DIR`), for before/after in one run. */
 /** "workers": Parley from this checkout with `--workers N` (a local cluster over a private Redis). */
-export type TargetName = "parley" | "baseline" | "workers" | "prosody" | "ejabberd" | "relay";
+/**
+ * "mam": Parley from this checkout with the mam module added to its host's default module set
+ * (XEP-0313: every chat message archived for its sender and its recipient), beside "parley"
+ * (mam off) in the same invocation, so the chat scenario shows what archiving costs.
+ */
+export type TargetName =
+	| "parley"
+	| "baseline"
+	| "workers"
+	| "mam"
+	| "prosody"
+	| "ejabberd"
+	| "relay";
 
 export interface Running {
 	name: TargetName;
@@ -83,6 +96,8 @@ export interface StartOptions {
 	baselineRoot?: string; // the checkout the "baseline" target runs
 	/** the "workers" target: processes (`parley serve --workers N`) */
 	workers?: number;
+	/** the "mam" target: the host's modules are the default set plus "mam" */
+	mam?: boolean;
 	/** enable a MUC service at conference.localhost (the muc scenario runs) */
 	muc?: boolean;
 	/** also an anonymous host guest.<domain>, without session caps (the anon scenario runs) */
@@ -226,6 +241,12 @@ export async function startWorkers(o: StartOptions, processTree: (p: number) => 
 	return t;
 }
 
+export async function startMam(o: StartOptions, processTree: (p: number) => number[]) {
+	const t = await startParley({ ...o, mam: true, profileDir: o.profileDir }, processTree);
+	t.name = "mam";
+	return t;
+}
+
 export async function startBaseline(o: StartOptions, processTree: (p: number) => number[]) {
 	if (!o.baselineRoot) throw new Error("the baseline target needs --baseline DIR");
 	const t = await startParley({ ...o, root: o.baselineRoot, profileDir: undefined }, processTree);
@@ -333,7 +354,7 @@ enabled = false
 [listeners.admin]
 enabled = false
 ${s2s}[hosts."${domain}"]
-${muc}${o.guest ? parleyGuest(domain) : ""}${
+${o.mam ? `modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n` : ""}${muc}${o.guest ? parleyGuest(domain) : ""}${
 	redisPort
 		? `[cluster]\nenabled = true\nredis = "redis://127.0.0.1:${redisPort}"\nprefix = "bench"\n`
 		: ""

@@ -37,6 +37,8 @@ export class AccountManager {
 	readonly #store: KeyValStore;
 	/** Accounts with a role other than the default `user`: username → role (only `admin`). */
 	readonly #roles: KeyValStore<AccountRole>;
+	/** Disabled accounts (issue 19): username → true. They cannot log in. */
+	readonly #disabled: KeyValStore<boolean>;
 	readonly #storage: StorageBackend;
 	readonly #iterations: number;
 	readonly #live: ((username: string) => boolean) | undefined;
@@ -56,6 +58,7 @@ export class AccountManager {
 		// Its own store, so listing the admins reads only them; the account's removal
 		// (`deleteUser`) removes the role with everything else.
 		this.#roles = storage.keyval<AccountRole>(host, "account_roles");
+		this.#disabled = storage.keyval<boolean>(host, "account_disabled");
 		this.#iterations = iterations;
 		this.#live = options.live;
 		this.#deleted = options.deleted;
@@ -155,6 +158,19 @@ export class AccountManager {
 		if (!(await this.exists(user)))
 			throw new AccountError("not-found", `${user}@${this.host} does not exist`);
 		await this.#roles.set(user, role === "admin" ? "admin" : undefined);
+	}
+
+	/** Whether an admin disabled the account (RFC 6120 §6.5.1 account-disabled at login). */
+	async isDisabled(username: string): Promise<boolean> {
+		if (this.#live) return false;
+		return (await this.#disabled.get(username)) === true;
+	}
+
+	async setDisabled(username: string, disabled: boolean): Promise<void> {
+		const user = AccountManager.prepUsername(username);
+		if (!(await this.exists(user)))
+			throw new AccountError("not-found", `${user}@${this.host} does not exist`);
+		await this.#disabled.set(user, disabled ? true : undefined);
 	}
 
 	/** The usernames with the `admin` role, sorted. */

@@ -9,9 +9,11 @@
 import { Command, CommanderError } from "commander";
 import pkg from "../../package.json" with { type: "json" };
 import { addAdminCommands } from "./commands/admin.ts";
+import { addBackupCommands } from "./commands/backup.ts";
 import { addCheckCommand } from "./commands/check.ts";
 import { addExportImportCommands } from "./commands/export-import.ts";
 import { addPushCommand } from "./commands/push.ts";
+import { addReportCommands } from "./commands/report.ts";
 import { addS2SCommand } from "./commands/s2s.ts";
 import { addServeCommand } from "./commands/serve.ts";
 import { addStorageCommands } from "./commands/storage.ts";
@@ -33,6 +35,8 @@ export function buildProgram(): Command {
 	addS2SCommand(program);
 	addPushCommand(program);
 	addAdminCommands(program);
+	addBackupCommands(program);
+	addReportCommands(program);
 	return program;
 }
 

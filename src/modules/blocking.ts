@@ -34,6 +34,13 @@ export interface BlockingChanged {
 	unblocked: JID[];
 	/** The whole list was cleared (XEP-0191 §3.5). */
 	all: boolean;
+	/**
+	 * The `<block/>` request itself, for a block: its items may carry XEP-0377 reports
+	 * (§blocking), which the spam module queues once the block is done.
+	 */
+	request?: Element;
+	/** The resource that asked, for a block. */
+	origin?: Session;
 }
 
 /**
@@ -152,7 +159,8 @@ export default defineModule({
 			const origin = self(event);
 			if (!origin) return undefined;
 			const user = event.from.local;
-			const jids = parseItems(event.stanza.elements()[0] as Element);
+			const request = event.stanza.elements()[0] as Element;
+			const jids = parseItems(request);
 			// §3.3: a block without any item is bad-request.
 			if (!jids.length) throw new StanzaError("bad-request", "block needs at least one item");
 			const added = await serial(user, async () => {
@@ -174,6 +182,8 @@ export default defineModule({
 				blocked: added,
 				unblocked: [],
 				all: false,
+				request,
+				origin,
 			});
 			return HANDLED;
 		});

@@ -22,6 +22,7 @@ import push from "./push.ts";
 import register from "./register.ts";
 import roster from "./roster.ts";
 import sharedRoster from "./shared-roster.ts";
+import spam from "./spam/index.ts";
 import time from "./time.ts";
 import upload from "./upload/index.ts";
 import vcard from "./vcard.ts";
@@ -47,6 +48,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		offline,
 		carbons,
 		blocking,
+		spam,
 		mam,
 		muc,
 		pubsub,

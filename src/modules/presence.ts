@@ -37,6 +37,19 @@ export function presencePriority(presence: Element): number {
 
 const DIRECTED = "presence.directed";
 
+/**
+ * Whether one of the sessions sent directed available presence to an entity at `bare` (a MUC
+ * room the user is in, RFC 6121 §4.6): the spam module's strangers policy lets it through.
+ */
+export function sentDirectedPresence(sessions: Iterable<Session>, bare: string): boolean {
+	for (const s of sessions) {
+		const set = s.data.get(DIRECTED) as Set<string> | undefined;
+		if (!set) continue;
+		for (const to of set) if (to === bare || to.startsWith(`${bare}/`)) return true;
+	}
+	return false;
+}
+
 /** Entities a session sent directed available presence to (RFC 6121 §4.6.3). */
 function directedOf(session: Session): Set<string> {
 	let set = session.data.get(DIRECTED) as Set<string> | undefined;

@@ -7,11 +7,13 @@
  * welcome message, for one); `account/deleted` comes from the account manager, however an
  * account is removed.
  */
+import { BlockList, isIP } from "node:net";
 import { z } from "zod";
 import { AccountError, AccountManager } from "../auth/accounts.ts";
 import type { Host, PreauthEvent } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
+import { ModuleError } from "../core/modules/manager.ts";
 import type { StanzaEvent } from "../core/router.ts";
 import { type Element, x } from "../xml/element.ts";
 import { StanzaError } from "../xmpp/errors.ts";
@@ -26,12 +28,40 @@ const options = z.strictObject({
 	 * (load tests). Prosody's `min_seconds_between_registrations` works the same way.
 	 */
 	min_seconds_between_registrations_per_ip: z.number().min(0).default(300),
+	/**
+	 * Addresses or CIDR ranges ("10.0.0.0/8", "2001:db8::/32") never throttled (a trusted
+	 * web sign-up front end, an office); Prosody's `registration_whitelist`.
+	 */
+	registration_allow_ips: z.array(z.string().min(1)).default([]),
+	/** Addresses or CIDR ranges that may not register at all; Prosody's `registration_blacklist`. */
+	registration_block_ips: z.array(z.string().min(1)).default([]),
 	/** Allow in-band password changes (§3.3). */
 	allow_password_change: z.boolean().default(true),
 	/** Allow in-band account removal (§3.2). */
 	allow_remove: z.boolean().default(true),
 	instructions: z.string().default("Choose a username and password to register with this server."),
 });
+
+/** A node:net BlockList of addresses and CIDR ranges; throws on a malformed entry. */
+export function addressList(entries: readonly string[]): BlockList {
+	const list = new BlockList();
+	for (const entry of entries) {
+		const [addr = "", bits] = entry.split("/");
+		const family = isIP(addr) === 6 ? "ipv6" : isIP(addr) === 4 ? "ipv4" : null;
+		if (!family) throw new ModuleError(`"${entry}" is not an IP address or CIDR range`);
+		if (bits === undefined) list.addAddress(addr, family);
+		else list.addSubnet(addr, Number(bits), family);
+	}
+	return list;
+}
+
+/** Whether `ip` (as a socket reports it, IPv4-mapped IPv6 included) is on `list`. */
+export function listed(list: BlockList, ip: string): boolean {
+	const v4 = ip.startsWith("::ffff:") && isIP(ip.slice(7)) === 4 ? ip.slice(7) : null;
+	if (v4) return list.check(v4, "ipv4");
+	const family = isIP(ip);
+	return family === 0 ? false : list.check(ip, family === 6 ? "ipv6" : "ipv4");
+}
 
 export interface AccountEvent {
 	host: Host;
@@ -78,6 +108,8 @@ export default defineModule({
 		/** IP -> time of the last registration from it (ms). */
 		const lastByIp = new Map<string, number>();
 		const windowMs = opts.min_seconds_between_registrations_per_ip * 1000;
+		const allowIps = addressList(opts.registration_allow_ips);
+		const blockIps = addressList(opts.registration_block_ips);
 
 		api.addFeature(NS_REGISTER);
 		if (windowMs > 0) {
@@ -145,8 +177,14 @@ export default defineModule({
 			if (!username || !password) {
 				throw new StanzaError("not-acceptable", "a username and a password are required");
 			}
+			if (listed(blockIps, ip)) {
+				host.log.info({ ip }, "registration refused: address on registration_block_ips");
+				// §3.1.1: the server decides; RFC 6120 §8.3.3.10 not-allowed, type cancel.
+				throw new StanzaError("not-allowed", "registration is not allowed from your address");
+			}
+			const trusted = listed(allowIps, ip);
 			const last = lastByIp.get(ip);
-			if (windowMs > 0 && last !== undefined && Date.now() - last < windowMs) {
+			if (!trusted && windowMs > 0 && last !== undefined && Date.now() - last < windowMs) {
 				// §3.1.1 leaves the policy to the server; RFC 6120 §8.3.3.12 policy-violation
 				// with type wait: try again later.
 				throw new StanzaError("policy-violation", "too many registrations from your address", {
@@ -159,7 +197,7 @@ export default defineModule({
 			} catch (err) {
 				throw accountError(err);
 			}
-			if (windowMs > 0) lastByIp.set(ip, Date.now());
+			if (windowMs > 0 && !trusted) lastByIp.set(ip, Date.now());
 			host.log.info({ user, ip }, "account registered in-band");
 			await host.events.fire("account/created", { host, username: user } satisfies AccountEvent);
 		};

@@ -33,7 +33,7 @@ export async function* dumpBackend(b: StorageBackend): AsyncGenerator<DumpRecord
 	throw new Error(`cannot read every store of a ${b.kind} backend`);
 }
 
-/** Reads the SQLite file directly (read-only); the table layout is sqlite.ts's schema v1. */
+/** Reads the SQLite file directly (read-only); the layout is sqlite.ts's current schema (the backend opened it, so migrated it). */
 export function* dumpSqlite(path: string): Generator<DumpRecord> {
 	if (path !== ":memory:" && !existsSync(path)) return;
 	const db = new DatabaseSync(path, { readOnly: true });
@@ -53,7 +53,11 @@ export function* dumpSqlite(path: string): Generator<DumpRecord> {
 			"SELECT host, store, user, key, value FROM map ORDER BY host, store, user, key",
 		))
 			yield { kind: "map", ...owner(r), key: String(r.key), value: json(r.value) };
-		for (const r of rows("SELECT host, store, user, id, ts, peer, value FROM archive ORDER BY seq"))
+		for (const r of rows(
+			"SELECT s.host, s.store, o.user, a.id, a.ts, a.peer, a.value FROM archive a " +
+				"JOIN archive_owner o ON o.oid = a.oid JOIN archive_store s ON s.sid = a.sid " +
+				"ORDER BY a.seq",
+		))
 			yield {
 				kind: "archive",
 				...owner(r),

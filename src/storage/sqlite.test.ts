@@ -187,7 +187,10 @@ test("sqlite: a database with a newer schema version is refused and left untouch
 	check.close();
 });
 
-/** keyval and map must be rowid tables (schema version 2), the archive and nothing else beside. */
+/**
+ * keyval and map must be rowid tables (schema version 2), the archive with its integer keys
+ * (version 3) and nothing else beside.
+ */
 function assertRowidTables(path: string): void {
 	const db = new DatabaseSync(path);
 	try {
@@ -200,6 +203,8 @@ function assertRowidTables(path: string): void {
 			tables.map((r) => [r.name, r.wr]),
 			[
 				["archive", 0],
+				["archive_owner", 0],
+				["archive_store", 0],
 				["keyval", 0],
 				["map", 0],
 			],
@@ -262,6 +267,120 @@ test("sqlite: a version 1 file (WITHOUT ROWID keyval and map) becomes rowid tabl
 	const fresh = freshPath();
 	await new SqliteBackend(fresh).close();
 	assertRowidTables(fresh);
+});
+
+test("sqlite: a version 2 archive (text keys) moves to integer keys with its ids, order and owners", async () => {
+	const path = freshPath();
+	const raw = new DatabaseSync(path);
+	raw.exec(SQLITE_MIGRATIONS[0] as string);
+	raw.exec(SQLITE_MIGRATIONS[1] as string);
+	raw.exec("PRAGMA user_version = 2");
+	const ins = raw.prepare(
+		"INSERT INTO archive (host, store, user, id, ts, peer, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	);
+	// Two rows with the same time: their insertion order (seq) must survive.
+	ins.run("a.example", "mam", "alice", "id-3", 3000, "bob@a.example", JSON.stringify({ n: 3 }));
+	ins.run("a.example", "mam", "alice", "id-1", 1000, "bob@a.example", JSON.stringify({ n: 1 }));
+	ins.run("a.example", "mam", "alice", "id-2a", 2000, "carol@a.example", JSON.stringify({ n: 2 }));
+	ins.run("a.example", "mam", "alice", "id-2b", 2000, "bob@a.example", JSON.stringify({ n: 4 }));
+	ins.run("a.example", "mam", "bob", "id-b", 1500, "alice@a.example", JSON.stringify({ n: 5 }));
+	ins.run("a.example", "muc", "alice", "id-1", 1000, "", JSON.stringify({ n: 6 }));
+	ins.run("b.example", "mam", "alice", "id-1", 1000, "", JSON.stringify({ n: 7 }));
+	raw.close();
+
+	const b = new SqliteBackend(path);
+	try {
+		const a = b.archive("a.example", "mam");
+		const page = await a.query("alice");
+		assert.deepEqual(
+			page.items.map((i) => [i.id, i.when, i.with, i.value]),
+			[
+				["id-1", 1000, "bob@a.example", { n: 1 }],
+				["id-2a", 2000, "carol@a.example", { n: 2 }],
+				["id-2b", 2000, "bob@a.example", { n: 4 }],
+				["id-3", 3000, "bob@a.example", { n: 3 }],
+			],
+		);
+		const before = await a.query("alice", { before: "id-2b", limit: 1 });
+		assert.deepEqual(
+			before.items.map((i) => i.id),
+			["id-2a"],
+		);
+		assert.equal(before.complete, false);
+		assert.deepEqual(
+			(await a.query("alice", { with: "bob@a.example", after: "id-1" })).items.map((i) => i.id),
+			["id-2b", "id-3"],
+		);
+		assert.deepEqual(
+			(await a.query("alice", { ids: ["id-3", "id-b"] })).items.map((i) => i.id),
+			["id-3"],
+		);
+		await assert.rejects(a.query("alice", { after: "id-b" }), { code: "item-not-found" });
+		assert.equal(await a.count("bob"), 1);
+		assert.deepEqual((await b.archive("a.example", "muc").query("alice")).items[0]?.value, {
+			n: 6,
+		});
+		assert.deepEqual((await b.archive("b.example", "mam").query("alice")).items[0]?.value, {
+			n: 7,
+		});
+		// Ids stay unique per store; a new message goes after the old ones.
+		await assert.rejects(a.append("bob", { id: "id-3", value: 0 }), { code: "conflict" });
+		await a.append("alice", { id: "id-4", when: 3000, value: { n: 8 } });
+		assert.deepEqual(
+			(await a.query("alice", { reverse: true, limit: 1 })).items.map((i) => i.id),
+			["id-4"],
+		);
+		// deleteUser removes alice's archives on a.example only, and she can start again.
+		await b.deleteUser("a.example", "alice");
+		assert.equal(await a.count("alice"), 0);
+		assert.equal(await b.archive("a.example", "muc").count("alice"), 0);
+		assert.equal(await b.archive("b.example", "mam").count("alice"), 1);
+		assert.equal(await a.count("bob"), 1);
+		await a.append("alice", { id: "id-1", value: 9 });
+		assert.deepEqual(
+			(await a.query("alice")).items.map((i) => i.value),
+			[9],
+		);
+	} finally {
+		await b.close();
+	}
+	assertRowidTables(path);
+});
+
+test("sqlite: a lazy archive append waits for company, yet an awaited write or a read commits it", async () => {
+	const path = freshPath();
+	const b = new SqliteBackend(path);
+	/** The archive rows another connection sees: what is committed. */
+	const committed = () => {
+		const db = new DatabaseSync(path, { readOnly: true });
+		try {
+			return Number(db.prepare("SELECT count(*) AS n FROM archive").get()?.n);
+		} finally {
+			db.close();
+		}
+	};
+	try {
+		const a = b.archive("h.example", "mam");
+		const first = a.append("alice", { value: 1 }, { lazy: true });
+		// A plain write is committed at setImmediate (this turn's check phase); a lazy one is not,
+		// its timer can only fire in a later turn.
+		await new Promise((r) => setImmediate(r));
+		assert.equal(committed(), 0);
+		await first; // ... but it is committed by itself in the end
+		assert.equal(committed(), 1);
+		const second = a.append("alice", { value: 2 }, { lazy: true });
+		await b.keyval("h.example", "offline").set("alice", "awaited");
+		assert.equal(committed(), 2, "an awaited write commits the lazy ones queued before it");
+		await second;
+		a.append("alice", { value: 3 }, { lazy: true });
+		assert.deepEqual(
+			(await a.query("alice")).items.map((i) => i.value),
+			[1, 2, 3],
+		);
+		assert.equal(committed(), 3, "a read commits them first");
+	} finally {
+		await b.close();
+	}
 });
 
 test("createStorage: sqlite under a data dir it creates; memory", async () => {

@@ -33,6 +33,7 @@ import type {
 	MapStore,
 	StorageBackend,
 } from "./types.ts";
+import { LAZY_APPEND_MS, LAZY_APPEND_ROWS } from "./types.ts";
 
 /** How long a write waits for another connection's lock before failing, in milliseconds. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -101,6 +102,49 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
 	DROP TABLE map;
 	ALTER TABLE map_v2 RENAME TO map;
 	`,
+	// The archive keyed by integers: each (host, store) gets a `sid` and each (store, user) an
+	// `oid` once, in their own small tables, and a row carries those two integers instead of
+	// host, store and user as text, in the row and in each of its three index entries. `seq`
+	// (the rowid) and every id, time, peer and value are kept, so ids stay what clients hold
+	// (XEP-0359) and the order is unchanged. Indexes: (sid, id) unique, (oid, ts) and
+	// (oid, peer, ts); each ends with the rowid, so both serve ORDER BY ts, seq.
+	`
+	CREATE TABLE archive_store (
+		sid INTEGER PRIMARY KEY,
+		host TEXT NOT NULL,
+		store TEXT NOT NULL,
+		UNIQUE (host, store)
+	);
+	CREATE TABLE archive_owner (
+		oid INTEGER PRIMARY KEY,
+		sid INTEGER NOT NULL,
+		user TEXT NOT NULL,
+		UNIQUE (sid, user)
+	);
+	INSERT INTO archive_store (host, store) SELECT DISTINCT host, store FROM archive;
+	INSERT INTO archive_owner (sid, user)
+		SELECT DISTINCT s.sid, a.user FROM archive a
+		JOIN archive_store s ON s.host = a.host AND s.store = a.store;
+	CREATE TABLE archive_v3 (
+		seq INTEGER PRIMARY KEY,
+		sid INTEGER NOT NULL,
+		oid INTEGER NOT NULL,
+		id TEXT NOT NULL,
+		ts INTEGER NOT NULL,
+		peer TEXT NOT NULL,
+		value TEXT NOT NULL
+	);
+	INSERT INTO archive_v3 (seq, sid, oid, id, ts, peer, value)
+		SELECT a.seq, s.sid, o.oid, a.id, a.ts, a.peer, a.value FROM archive a
+		JOIN archive_store s ON s.host = a.host AND s.store = a.store
+		JOIN archive_owner o ON o.sid = s.sid AND o.user = a.user
+		ORDER BY a.seq;
+	DROP TABLE archive;
+	ALTER TABLE archive_v3 RENAME TO archive;
+	CREATE UNIQUE INDEX archive_id ON archive (sid, id);
+	CREATE INDEX archive_ts ON archive (oid, ts);
+	CREATE INDEX archive_peer ON archive (oid, peer, ts);
+	`,
 ];
 
 /** The schema version this code writes and understands. */
@@ -130,8 +174,11 @@ function isUniqueViolation(e: unknown): boolean {
 	);
 }
 
-/** Appends the WHERE conditions for with/start/end to `sql` and `args`. */
-function filterSql(q: Filter, args: SQLInputValue[]): string {
+/**
+ * Appends the WHERE conditions for with/start/end/ids to `sql` and `args`; `sid` is the
+ * store's, so an `ids` filter is looked up in the (sid, id) index.
+ */
+function filterSql(q: Filter, sid: number, args: SQLInputValue[]): string {
 	let sql = "";
 	if (q.with !== undefined) {
 		sql += " AND peer = ?";
@@ -146,8 +193,8 @@ function filterSql(q: Filter, args: SQLInputValue[]): string {
 		args.push(q.end);
 	}
 	if (q.ids !== undefined) {
-		sql += " AND id IN (SELECT value FROM json_each(?))";
-		args.push(JSON.stringify(q.ids));
+		sql += " AND sid = ? AND id IN (SELECT value FROM json_each(?))";
+		args.push(sid, JSON.stringify(q.ids));
 	}
 	return sql;
 }
@@ -161,6 +208,16 @@ export class SqliteBackend implements StorageBackend {
 	/** Writes waiting for the batch commit at the end of this turn of the event loop. */
 	#pending: PendingWrite[] = [];
 	#flushTimer: NodeJS.Immediate | undefined;
+	/** The commit of lazy archive appends when nothing else asks for one sooner. */
+	#lazyTimer: NodeJS.Timeout | undefined;
+	/**
+	 * Archive keys known to exist: `host\nstore` -> sid, `sid\nuser` -> oid. Their rows are never
+	 * deleted (deleteUser removes an owner's messages, not its key), so another process sharing
+	 * the file cannot make an entry stale; a rolled-back batch may have created some, so a failed
+	 * batch clears both.
+	 */
+	#sids = new Map<string, number>();
+	#oids = new Map<string, number>();
 
 	/** Opens (creating if needed) the database at `path`; ":memory:" gives a private one. */
 	constructor(path: string) {
@@ -231,13 +288,20 @@ export class SqliteBackend implements StorageBackend {
 	 * in one transaction (one fsync) by {@link #flush}; each runs in its own savepoint, so a write
 	 * that fails (a duplicate id) leaves the others alone. The promise settles after the COMMIT.
 	 */
-	#write<R>(run: () => R, single = false): Promise<R> {
+	#write<R>(run: () => R, single = false, lazy = false): Promise<R> {
 		if (this.#closed) {
 			return Promise.reject(new StorageError("closed", "storage backend is closed"));
 		}
 		return new Promise<R>((resolve, reject) => {
 			this.#pending.push({ run, single, resolve: resolve as (v: unknown) => void, reject });
-			this.#flushTimer ??= setImmediate(() => this.#flush());
+			if (!lazy || this.#pending.length >= LAZY_APPEND_ROWS) {
+				this.#flushTimer ??= setImmediate(() => this.#flush());
+			} else if (!this.#flushTimer) {
+				// Lazy (an archive append nobody waits for): committed with the next write someone
+				// waits for, the next read, or after LAZY_APPEND_MS, whichever comes first. Bigger
+				// batches write each touched index page to the WAL once for many rows.
+				this.#lazyTimer ??= setTimeout(() => this.#flush(), LAZY_APPEND_MS);
+			}
 		});
 	}
 
@@ -251,6 +315,8 @@ export class SqliteBackend implements StorageBackend {
 	#flush(): void {
 		if (this.#flushTimer) clearImmediate(this.#flushTimer);
 		this.#flushTimer = undefined;
+		if (this.#lazyTimer) clearTimeout(this.#lazyTimer);
+		this.#lazyTimer = undefined;
 		const batch = this.#pending;
 		this.#pending = [];
 		if (batch.length === 0) return;
@@ -281,6 +347,8 @@ export class SqliteBackend implements StorageBackend {
 			}
 			this.#stmt("COMMIT").run();
 		} catch (error) {
+			this.#sids.clear();
+			this.#oids.clear();
 			try {
 				if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
 			} catch {
@@ -388,56 +456,134 @@ export class SqliteBackend implements StorageBackend {
 		};
 	}
 
+	/**
+	 * The integer key of (host, store) in archive_store, created when `create` (only inside a
+	 * write); undefined when it does not exist.
+	 */
+	#sid(host: string, store: string, create: boolean): number | undefined {
+		const k = `${host}\n${store}`;
+		let sid = this.#sids.get(k);
+		if (sid !== undefined) return sid;
+		if (create) {
+			this.#stmt(
+				"INSERT INTO archive_store (host, store) VALUES (?, ?) ON CONFLICT DO NOTHING",
+			).run(host, store);
+		}
+		const row = this.#stmt("SELECT sid FROM archive_store WHERE host = ? AND store = ?").get(
+			host,
+			store,
+		) as Row | undefined;
+		if (row === undefined) return undefined;
+		sid = row.sid as number;
+		this.#sids.set(k, sid);
+		return sid;
+	}
+
+	/** The integer key of `user`'s archive in store `sid`, as {@link #sid}. */
+	#oid(sid: number, user: string, create: boolean): number | undefined {
+		const k = `${sid}\n${user}`;
+		let oid = this.#oids.get(k);
+		if (oid !== undefined) return oid;
+		if (create) {
+			this.#stmt("INSERT INTO archive_owner (sid, user) VALUES (?, ?) ON CONFLICT DO NOTHING").run(
+				sid,
+				user,
+			);
+		}
+		const row = this.#stmt("SELECT oid FROM archive_owner WHERE sid = ? AND user = ?").get(
+			sid,
+			user,
+		) as Row | undefined;
+		if (row === undefined) return undefined;
+		oid = row.oid as number;
+		this.#oids.set(k, oid);
+		return oid;
+	}
+
 	archive<T extends Json = Json>(host: string, store: string): ArchiveStore<T> {
-		const anchor = (user: string, id: string): { ts: number; seq: number } => {
-			const row = this.#read(
-				"SELECT ts, seq FROM archive WHERE host = ? AND store = ? AND id = ? AND user = ?",
-			).get(host, store, id, user) as Row | undefined;
-			if (!row) throw new StorageError("item-not-found", `no archive item ${id}`);
+		/** The keys of `user`'s archive for a read (after the queued writes), if it exists. */
+		const keys = (user: string): { sid: number; oid: number } | undefined => {
+			if (this.#pending.length > 0) this.#flush();
+			const sid = this.#sid(host, store, false);
+			const oid = sid === undefined ? undefined : this.#oid(sid, user, false);
+			return sid === undefined || oid === undefined ? undefined : { sid, oid };
+		};
+		const anchor = (k: { sid: number; oid: number }, id: string): { ts: number; seq: number } => {
+			const row = this.#read("SELECT ts, seq, oid FROM archive WHERE sid = ? AND id = ?").get(
+				k.sid,
+				id,
+			) as Row | undefined;
+			if (!row || row.oid !== k.oid) {
+				throw new StorageError("item-not-found", `no archive item ${id}`);
+			}
 			return { ts: row.ts as number, seq: row.seq as number };
 		};
 		/** The filters and the after/before anchors of a query or count, as WHERE conditions. */
-		const anchored = (user: string, q: ArchiveCount, args: SQLInputValue[]): string => {
-			let sql = filterSql(q, args);
+		const anchored = (
+			k: { sid: number; oid: number },
+			q: ArchiveCount,
+			args: SQLInputValue[],
+		): string => {
+			let sql = filterSql(q, k.sid, args);
 			if (q.after !== undefined) {
-				const a = anchor(user, q.after);
+				const a = anchor(k, q.after);
 				sql += " AND (ts, seq) > (?, ?)";
 				args.push(a.ts, a.seq);
 			}
 			if (q.before !== undefined) {
-				const b = anchor(user, q.before);
+				const b = anchor(k, q.before);
 				sql += " AND (ts, seq) < (?, ?)";
 				args.push(b.ts, b.seq);
 			}
 			return sql;
 		};
+		/**
+		 * The owner's condition. With `ids` it is `+oid`: the unary plus keeps SQLite from walking
+		 * the owner's whole archive in (oid, ts) order to test each row's id; it looks the ids up
+		 * in (sid, id) instead (at 1000 messages per user: 20 ms down to well under 1).
+		 */
+		const owner = (q: ArchiveCount): string => (q.ids !== undefined ? "+oid = ?" : "oid = ?");
+		/** An anchor in an archive that does not exist is an unknown id too. */
+		const noArchive = (q: ArchiveCount): void => {
+			const id = q.after ?? q.before;
+			if (id !== undefined) throw new StorageError("item-not-found", `no archive item ${id}`);
+		};
 		return {
-			append: (user, item) => {
+			append: (user, item, opts) => {
 				const id = item.id ?? newArchiveId();
 				const when = item.when ?? Date.now();
 				const peer = item.with ?? "";
 				const json = JSON.stringify(item.value);
-				return this.#write(() => {
-					try {
-						this.#stmt(
-							"INSERT INTO archive (host, store, user, id, ts, peer, value) " +
-								"VALUES (?, ?, ?, ?, ?, ?, ?)",
-						).run(host, store, user, id, when, peer, json);
-					} catch (e) {
-						if (isUniqueViolation(e)) {
-							throw new StorageError("conflict", `archive item ${id} already exists`);
+				return this.#write(
+					() => {
+						const sid = this.#sid(host, store, true) as number;
+						const oid = this.#oid(sid, user, true) as number;
+						try {
+							this.#stmt(
+								"INSERT INTO archive (sid, oid, id, ts, peer, value) VALUES (?, ?, ?, ?, ?, ?)",
+							).run(sid, oid, id, when, peer, json);
+						} catch (e) {
+							if (isUniqueViolation(e)) {
+								throw new StorageError("conflict", `archive item ${id} already exists`);
+							}
+							throw e;
 						}
-						throw e;
-					}
-					return id;
-				}, true);
+						return id;
+					},
+					true,
+					opts?.lazy === true,
+				);
 			},
 			query: async (user, q = {}) => {
 				checkLimit(q.limit);
-				const args: SQLInputValue[] = [host, store, user];
-				let sql =
-					"SELECT id, ts, peer, value FROM archive WHERE host = ? AND store = ? AND user = ?";
-				sql += anchored(user, q, args);
+				const k = keys(user);
+				if (k === undefined) {
+					noArchive(q);
+					return { items: [], complete: true };
+				}
+				const args: SQLInputValue[] = [k.oid];
+				let sql = `SELECT id, ts, peer, value FROM archive WHERE ${owner(q)}`;
+				sql += anchored(k, q, args);
 				const backwards = walksBackwards(q);
 				sql += backwards ? " ORDER BY ts DESC, seq DESC" : " ORDER BY ts, seq";
 				if (q.limit !== undefined) {
@@ -460,27 +606,38 @@ export class SqliteBackend implements StorageBackend {
 				return { items, complete };
 			},
 			count: async (user, q = {}) => {
-				const args: SQLInputValue[] = [host, store, user];
-				const sql =
-					"SELECT count(*) AS n FROM archive WHERE host = ? AND store = ? AND user = ?" +
-					anchored(user, q, args);
+				const k = keys(user);
+				if (k === undefined) {
+					noArchive(q);
+					return 0;
+				}
+				const args: SQLInputValue[] = [k.oid];
+				const sql = `SELECT count(*) AS n FROM archive WHERE ${owner(q)}${anchored(k, q, args)}`;
 				const row = this.#read(sql).get(...args) as Row;
 				return Number(row.n);
 			},
-			delete: (user, q = {}) => {
-				const args: SQLInputValue[] = [host, store, user];
-				let sql = "DELETE FROM archive WHERE host = ? AND store = ? AND user = ?";
-				sql += filterSql(q, args);
-				return this.#write(() => Number(this.#stmt(sql).run(...args).changes));
-			},
+			delete: (user, q = {}) =>
+				this.#write(() => {
+					const sid = this.#sid(host, store, false);
+					const oid = sid === undefined ? undefined : this.#oid(sid, user, false);
+					if (sid === undefined || oid === undefined) return 0;
+					const args: SQLInputValue[] = [oid];
+					const sql = `DELETE FROM archive WHERE oid = ?${filterSql(q, sid, args)}`;
+					return Number(this.#stmt(sql).run(...args).changes);
+				}),
 		};
 	}
 
 	deleteUser(host: string, user: string): Promise<void> {
 		return this.#write(() => {
-			for (const table of ["keyval", "map", "archive"]) {
+			for (const table of ["keyval", "map"]) {
 				this.#stmt(`DELETE FROM ${table} WHERE host = ? AND user = ?`).run(host, user);
 			}
+			// Every store's archive of the user; the keys stay (see #sids).
+			this.#stmt(
+				"DELETE FROM archive WHERE oid IN (SELECT o.oid FROM archive_owner o " +
+					"JOIN archive_store s ON s.sid = o.sid WHERE s.host = ? AND o.user = ?)",
+			).run(host, user);
 		});
 	}
 

@@ -78,9 +78,17 @@ export interface ArchivePage<T extends Json = Json> {
 }
 
 export interface ArchiveStore<T extends Json = Json> {
+	/**
+	 * Adds an item; the promise resolves with its id once it is durable. `opts.lazy`: the caller
+	 * does not wait for that (MAM's appends, whose message moves on at once), so the backend may
+	 * hold the write back a little to commit it with more (SQLite: up to {@link LAZY_APPEND_MS} ms
+	 * or {@link LAZY_APPEND_ROWS} rows); it is still committed in order with the other writes,
+	 * before any read of the backend returns, and on close.
+	 */
 	append(
 		user: string,
 		item: { value: T; with?: string; when?: number; id?: string },
+		opts?: { lazy?: boolean },
 	): Promise<string>;
 	query(user: string, q?: ArchiveQuery): Promise<ArchivePage<T>>;
 	/**
@@ -106,3 +114,8 @@ export interface StorageBackend {
 	/** Waits for pending writes, then releases files and connections. */
 	close(): Promise<void>;
 }
+
+/** How long a lazy archive append may wait for its commit at most, ms (SQLite). */
+export const LAZY_APPEND_MS = 200;
+/** How many lazy archive appends may wait at most before they are committed (SQLite). */
+export const LAZY_APPEND_ROWS = 4096;

@@ -1,10 +1,14 @@
 /**
  * Every admin command (issue 15 "One command registry"): one file per area; a new command is
  * added to its area's file and to this list, and the HTTP API, OpenAPI, the CLI (`parley admin
- * <words>`) and the ad-hoc module (`adhoc` nodes) all offer it.
+ * <words>`) and the ad-hoc module (`adhoc` nodes) all offer it. The backup commands
+ * (backup.ts) are not in it: they need the process that runs the server (`BackupEnvironment`).
  */
 import type { AnyAdminCommand } from "../../core/commands.ts";
+import { accountCommands } from "./account.ts";
+import { reportCommands } from "./report.ts";
 import { sessionKick, sessionList } from "./sessions.ts";
+import { strangersCommands } from "./strangers.ts";
 import { userAdd, userList, userPassword, userRemove, userRole } from "./users.ts";
 
 export const adminCommands: readonly AnyAdminCommand[] = [
@@ -15,4 +19,7 @@ export const adminCommands: readonly AnyAdminCommand[] = [
 	userRole,
 	sessionList,
 	sessionKick,
+	...accountCommands,
+	...reportCommands,
+	...strangersCommands,
 ];

@@ -27,7 +27,17 @@ export function addServeCommand(program: Command): void {
 
 async function serve(opts: { config?: string; pidfile?: string; workers?: string }): Promise<void> {
 	// Defaults, the file, then PARLEY_* variables: what every reload reads too.
-	const { config, source } = loadConfigFrom(opts.config, process.env);
+	let { config, source } = loadConfigFrom(opts.config, process.env);
+	// A restore a crash interrupted is finished (or thrown away) before the data is opened
+	// (src/admin/backup/manager.ts); a finished one may have brought its configuration file.
+	const { recoverRestore } = await import("../../admin/backup/manager.ts");
+	const recovered = await recoverRestore(config, source.path);
+	if (recovered === "busy")
+		throw new CliError(
+			"a restore or a factory reset is under way on this data: start when it is over",
+			EXIT.FAILURE,
+		);
+	if (recovered === "completed") ({ config, source } = loadConfigFrom(opts.config, process.env));
 	// Loaded here, not at the top: the user commands start faster without the whole server.
 	const { createServer: buildServer } = await import("../../app/server.ts");
 	const workers = await import("../../cluster/workers.ts");

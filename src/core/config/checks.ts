@@ -6,7 +6,7 @@
  * in the logs and the name in the JIDs are the same string.
  */
 import { accessSync, constants, statSync } from "node:fs";
-import { isAbsolute, resolve } from "node:path";
+import { isAbsolute, relative, resolve, sep } from "node:path";
 import { domainToASCII } from "node:url";
 import { formatKeyPath, type Report } from "./report.ts";
 
@@ -129,4 +129,34 @@ export function fsReason(err: unknown): string {
 		default:
 			return err instanceof Error ? err.message : String(err);
 	}
+}
+
+/** `inner` is `outer` or inside it (both absolute). */
+function within(inner: string, outer: string): boolean {
+	const rel = relative(outer, inner);
+	return rel === "" || (rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
+/**
+ * `backup.dir` outside `server.data_dir` and not holding it (src/admin/backup): a restore
+ * replaces the data directory, and the backups must survive it. Paths as written, resolved
+ * against `baseDir` as the loader resolves them.
+ */
+export function checkBackupDir(
+	config: { server: { data_dir: string }; backup: { dir: string } },
+	baseDir: string,
+	report: Report,
+): void {
+	const data = resolve(baseDir, config.server.data_dir);
+	const backups = resolve(baseDir, config.backup.dir);
+	if (within(backups, data))
+		report(
+			["backup", "dir"],
+			`backup.dir (${backups}) is inside server.data_dir (${data}), which a restore replaces: choose a directory outside it`,
+		);
+	else if (within(data, backups))
+		report(
+			["backup", "dir"],
+			`server.data_dir (${data}) is inside backup.dir (${backups}): choose a backup directory that does not hold the data`,
+		);
 }

@@ -31,12 +31,16 @@ function problems(text: string, fileName = "parley.toml"): string[] {
 	assert.fail("the configuration was accepted");
 }
 
-test("an empty file gives the defaults, with data_dir made absolute against the file's directory", () => {
+test("an empty file gives the defaults, with data_dir and backup.dir made absolute against the file's directory", () => {
 	const config = parseConfig("", "/etc/parley/parley.toml");
 	assert.equal(config.server.data_dir, "/etc/parley/data");
+	assert.equal(config.backup.dir, "/etc/parley/backups");
 	assert.deepEqual(Object.keys(config.hosts), ["localhost"]);
 	assert.equal(config.limits.stanza_size, 262_144);
-	assert.deepEqual({ ...config, server: {} }, { ...defaultConfig(), server: {} });
+	assert.deepEqual(
+		{ ...config, server: {}, backup: {} },
+		{ ...defaultConfig(), server: {}, backup: {} },
+	);
 });
 
 test("a valid file is parsed and its tls paths resolved against the file's directory", () => {

@@ -25,7 +25,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { parse as parseToml, TomlError } from "smol-toml";
-import { checkHostNames, checkTlsFiles, fsReason } from "./checks.ts";
+import { checkBackupDir, checkHostNames, checkTlsFiles, fsReason } from "./checks.ts";
 import type { Problem } from "./report.ts";
 import { type Config, configSchema } from "./schema.ts";
 import { indexKeyLines, openConstructAt } from "./toml-lines.ts";
@@ -135,6 +135,10 @@ export function parseConfig(text: string, fileName: string, opts: ParseOptions =
 	}
 	checkHostNames(raw, report);
 	checkTlsFiles(raw, baseDir, report);
+	// Only a backup.dir the file sets: the default (./backups beside the file) may fall inside a
+	// data_dir that holds the file itself, which is fine until a backup is asked for (refused then).
+	if (result.success && (raw.backup as { dir?: unknown } | undefined)?.dir !== undefined)
+		checkBackupDir(result.data, baseDir, report);
 
 	if (problems.length > 0 || !result.success) {
 		// Stable sort: problems on the same line keep their order; problems without a line go last.
@@ -232,6 +236,7 @@ function absolutePaths(config: Config, baseDir: string): Config {
 	return {
 		...config,
 		server: { ...config.server, data_dir: abs(config.server.data_dir) },
+		backup: { ...config.backup, dir: abs(config.backup.dir) },
 		tls: {
 			...config.tls,
 			...(config.tls.cert === undefined ? {} : { cert: abs(config.tls.cert) }),

@@ -38,6 +38,7 @@ export const DEFAULT_HOST_MODULES = [
 	"offline",
 	"carbons",
 	"blocking",
+	"spam",
 	"pep",
 	"push",
 ] as const;
@@ -117,6 +118,11 @@ const roomDefaults = z
 		 * the service or the room's owner turns it on, as Prosody's muc_mam and ejabberd ship.
 		 */
 		archive: z.boolean().default(false),
+		/**
+		 * XEP-0045 §7.12: users who registered a nickname with the room (§7.10) must enter
+		 * under it (parley#roomconfig_enforcenick). Others can never take it either way.
+		 */
+		enforce_reserved_nicks: z.boolean().default(false),
 	})
 	.prefault({});
 
@@ -159,6 +165,15 @@ const mucComponent = z.strictObject({
 	max_subject_length: z.number().int().min(1).default(1024),
 	/** Seconds a newly created reserved room stays locked before it is destroyed (§10.1.3). */
 	room_lock_timeout: z.number().positive().default(300),
+	/**
+	 * How long a destroyed room's name stays held for its former owners ("30d", seconds; 0
+	 * keeps none): others get `gone` when they try to create it.
+	 */
+	room_tombstone_time: z.union([z.number().min(0), z.string()]).default("30d"),
+	/** XEP-0486: characters of a room's vCard (its avatar, base64, included). */
+	max_room_vcard_size: z.number().int().min(1).default(131_072),
+	/** XEP-0045 §7.13: seconds a visitor waits between two voice requests to one room. */
+	voice_request_interval: z.number().min(0).default(60),
 	/** Room messages older than this leave the archives: "1y", "30d", seconds, or "never". */
 	archive_expire_after: z.union([z.number().positive(), z.string()]).default("never"),
 	room_defaults: roomDefaults,
@@ -454,6 +469,12 @@ export const configSchema = z
 				node_timeout: z.number().positive().default(6),
 			})
 			.prefault({}),
+		metrics: z
+			.strictObject({
+				/** Count what the server does for `GET /metrics` (Prometheus text, docs/architecture.md "Metrics"). */
+				enabled: z.boolean().default(true),
+			})
+			.prefault({}),
 		log: z
 			.strictObject({
 				level: z
@@ -471,6 +492,13 @@ export const configSchema = z
 				token_lifetime: z.number().int().min(60).default(86_400),
 				/** Token requests (`POST /auth/tokens`) one client address may make per minute. */
 				token_requests_per_minute: z.number().int().min(1).default(10),
+			})
+			.prefault({}),
+		/** Backups (src/admin/backup): where they are written, outside data_dir. */
+		backup: z
+			.strictObject({
+				/** Relative to the configuration file's directory; never inside server.data_dir. */
+				dir: z.string().default("./backups"),
 			})
 			.prefault({}),
 		listeners: z

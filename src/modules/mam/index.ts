@@ -195,13 +195,16 @@ export default defineModule({
 
 		/**
 		 * Queues the append and returns its id at once: the message is not held for the commit.
-		 * Everything queued in one turn of the event loop (the sender's and the recipient's copy
-		 * of a message, and other messages') is committed together by the backend's group commit
-		 * (src/storage/sqlite.ts, postgres.ts), in the order queued; a failed append is logged.
+		 * The append is lazy: the backend commits it with the writes around it (the sender's and
+		 * the recipient's copy, other messages', and the next write someone awaits, such as an
+		 * offline message) in one group commit, in the order queued, and before any read; SQLite
+		 * holds lazy appends up to LAZY_APPEND_MS (src/storage/types.ts) to make that group
+		 * larger. A failed append is logged.
 		 */
 		const archive = (user: string, peer: string, stanza: Element): string => {
 			const id = newArchiveId();
-			store.append(user, { id, value: archivedForm(stanza), with: peer }).catch((err: unknown) => {
+			const item = { id, value: archivedForm(stanza), with: peer };
+			store.append(user, item, { lazy: true }).catch((err: unknown) => {
 				api.log.error({ err, user, id }, "archiving a message failed");
 			});
 			return id;

@@ -26,6 +26,8 @@ const base: RoomConfig = {
 	history_length: 20,
 	max_history_fetch: 20,
 	archive: false,
+	enforce_nicks: false,
+	lang: "",
 };
 const limits = { maxOccupants: 1000, maxHistory: 100, maxText: 50 };
 

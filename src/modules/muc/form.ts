@@ -46,6 +46,10 @@ export interface RoomConfig {
 	max_history_fetch: number;
 	/** XEP-0313 archive of the room's messages (muc#roomconfig_enablearchiving). */
 	archive: boolean;
+	/** §7.12: users with a reserved nickname must enter under it (parley#roomconfig_enforcenick). */
+	enforce_nicks: boolean;
+	/** The language of discussion, an RFC 5646 tag or "" (muc#roomconfig_lang, §15.5.3). */
+	lang: string;
 }
 
 /** Service limits the form is checked against. */
@@ -122,6 +126,13 @@ export function configForm(c: RoomConfig, limits: FormLimits): Element {
 			"boolean",
 			"Archive messages (XEP-0313 Message Archive Management)",
 			bool(c.archive),
+		),
+		field("muc#roomconfig_lang", "text-single", "Language of discussion", c.lang),
+		field(
+			"parley#roomconfig_enforcenick",
+			"boolean",
+			"Users with a registered nickname must use it",
+			bool(c.enforce_nicks),
 		),
 	);
 }
@@ -226,6 +237,14 @@ export function applyConfigForm(
 			case "muc#roomconfig_enablelogging":
 				next.archive = parseBool(v, name);
 				break;
+			case "muc#roomconfig_lang":
+				// RFC 5646 language tags are short; a sanity bound, not a validator.
+				if (v.length > 35) throw new StanzaError("not-acceptable", `${name}: not a language tag`);
+				next.lang = v.trim();
+				break;
+			case "parley#roomconfig_enforcenick":
+				next.enforce_nicks = parseBool(v, name);
+				break;
 			default:
 				// XEP-0004 §3.2: fields the service does not know are ignored.
 				break;
@@ -238,15 +257,41 @@ export function applyConfigForm(
 	return next;
 }
 
-/** XEP-0045 §6.4 (Example 10): extended room information (XEP-0128). */
-export function roomInfoForm(c: RoomConfig, occupants: number, subject: string): Element {
+/** What the muc#roominfo form says besides the configuration. */
+export interface RoomInfo {
+	occupants: number;
+	subject: string;
+	/** Bare JIDs to contact about the room (§15.5.4: normally its owners). */
+	contacts: string[];
+	/** XEP-0486: SHA-1 (hex) of the room's avatar, if it has one. */
+	avatarHash: string | null;
+}
+
+/**
+ * XEP-0045 §6.4 (Example 10) and §15.5.4: extended room information (XEP-0128), with the
+ * XEP-0486 avatar hash.
+ */
+export function roomInfoForm(c: RoomConfig, info: RoomInfo): Element {
 	return x(
 		"x",
 		{ xmlns: NS_DATA, type: "result" },
 		field("FORM_TYPE", "hidden", "", NS_ROOMINFO),
 		field("muc#roominfo_description", "text-single", "Description", c.description),
-		field("muc#roominfo_occupants", "text-single", "Number of occupants", String(occupants)),
-		field("muc#roominfo_subject", "text-single", "Subject", subject),
+		field("muc#roominfo_occupants", "text-single", "Number of occupants", String(info.occupants)),
+		field("muc#roominfo_subject", "text-single", "Subject", info.subject),
+		// §15.5.4: whether occupants may change the subject (Prosody and ejabberd also send
+		// the older muc#roominfo_changesubject).
+		field(
+			"muc#roominfo_subjectmod",
+			"boolean",
+			"Occupants may change the subject",
+			bool(c.change_subject),
+		),
+		c.lang !== "" && field("muc#roominfo_lang", "text-single", "Language of discussion", c.lang),
+		info.contacts.length > 0 &&
+			field("muc#roominfo_contactjid", "jid-multi", "Contact addresses", info.contacts),
+		info.avatarHash !== null &&
+			field("muc#roominfo_avatarhash", "text-multi", "Avatar hash", info.avatarHash),
 		field(
 			"muc#roominfo_changesubject",
 			"boolean",

@@ -4,6 +4,7 @@
 import { Element, x } from "../../xml/element.ts";
 import { PreparedStanza } from "../../xml/prepared.ts";
 import { NS_CLIENT, NS_DELAY } from "../../xmpp/ns.ts";
+import { NS_SID } from "../mam/protocol.ts";
 import { delayStamp } from "../offline.ts";
 
 export interface HistoryEntry {
@@ -13,6 +14,8 @@ export interface HistoryEntry {
 	when: number;
 	/** Characters of the stanza without its `to` value (§7.2.15 counts whole stanzas). */
 	chars: number;
+	/** Its XEP-0359 stanza-id by the room, when the room archives (what retractions name). */
+	id?: string | undefined;
 }
 
 export interface HistoryRequest {
@@ -58,7 +61,11 @@ export function historyEntry(msg: Element, room: string, when: number): HistoryE
 	const stanza = new PreparedStanza(
 		new Element(msg.name, msg.ns, msg.attrs, [...msg.children, delay]),
 	);
-	return { stanza, when, chars: entryChars(stanza) };
+	let id: string | undefined;
+	for (const c of msg.children)
+		if (typeof c !== "string" && c.name === "stanza-id" && c.ns === NS_SID && c.attrs.by === room)
+			id = c.attrs.id;
+	return { stanza, when, chars: entryChars(stanza), id };
 }
 
 /**

@@ -11,7 +11,7 @@
  * messages between users and need nothing here.
  */
 
-import type { Host, HostAddedEvent, Session } from "../../core/contracts.ts";
+import type { Host, HostAddedEvent, MucAdmitEvent, Session } from "../../core/contracts.ts";
 import { HANDLED } from "../../core/events.ts";
 import { defineModule, type ModuleApi } from "../../core/modules/define.ts";
 import { ModuleError } from "../../core/modules/manager.ts";
@@ -20,7 +20,10 @@ import { StanzaError } from "../../xmpp/errors.ts";
 import { NS_PING } from "../../xmpp/ns.ts";
 import { type ArchivedMessage, parseDuration } from "../mam/protocol.ts";
 import { NS_MUC } from "./form.ts";
-import { MucService, ROOM_STORE } from "./service.ts";
+import { NS_HATS } from "./hats.ts";
+import { MODERATION_FEATURES } from "./moderation.ts";
+import { KEY_STORE, NS_OCCUPANT_ID } from "./occupant-id.ts";
+import { MucService, ROOM_STORE, TOMBSTONE_STORE } from "./service.ts";
 
 /** The store of the rooms' XEP-0313 archives (one archive per room localpart). */
 export const MAM_STORE = "mam";
@@ -40,6 +43,8 @@ export default defineModule({
 			cfg,
 			api.keyval(ROOM_STORE),
 			api.archive<ArchivedMessage>(MAM_STORE),
+			api.keyval(KEY_STORE),
+			api.keyval(TOMBSTONE_STORE),
 		);
 		await service.load();
 		api.onUnload(() => service.unload());
@@ -70,9 +75,55 @@ export default defineModule({
 		api.addIdentity({ category: "conference", type: "text", name: cfg.name });
 		api.addFeature(NS_MUC);
 		api.addFeature(NS_PING);
+		// XEP-0421 §3: the service gives occupant ids in its rooms.
+		api.addFeature(NS_OCCUPANT_ID);
+		// XEP-0425 §3, XEP-0424 §3 (rooms that archive say so too).
+		for (const f of MODERATION_FEATURES) api.addFeature(f);
+		// XEP-0317 §2: rooms give hats.
+		api.addFeature(NS_HATS);
+
+		/**
+		 * Spam defence (issue 19): the parent host's policies (block lists) may refuse a join, a
+		 * groupchat message or a private message (`muc/admit`, src/core/contracts.ts).
+		 */
+		async function admit(e: StanzaEvent, kind: MucAdmitEvent["kind"]): Promise<void> {
+			if (!e.to.local) return;
+			const room = service.rooms.get(e.to.local);
+			const affiliation = room?.affiliationOf(e.from.bareString) ?? "none";
+			// XEP-0045 §9.1 bans bare JIDs; a domain on the outcast list bans everyone there who
+			// has no affiliation of their own (issue 19, as ejabberd does).
+			if (room && affiliation === "none" && room.affiliationOf(e.from.domain) === "outcast")
+				throw new StanzaError("forbidden", "your server is banned from this room", {
+					type: "auth",
+				});
+			const parent = service.parentHost ? host.server.hosts.get(service.parentHost) : undefined;
+			if (!parent?.events.has("muc/admit")) return;
+			const ev: MucAdmitEvent = {
+				room: e.to.bare,
+				from: e.from,
+				kind,
+				affiliation,
+				creates: kind === "join" && !room,
+			};
+			if (await parent.events.fire("muc/admit", ev)) {
+				const r = ev.refusal ?? {
+					condition: "forbidden",
+					type: "auth",
+					text: "refused by the service's spam policy",
+				};
+				throw new StanzaError(r.condition, r.text, { type: r.type });
+			}
+		}
 
 		// --- presence ---
 		api.hook("presence/full", async (e: StanzaEvent) => {
+			// A join: available presence from someone not in the room yet (a status change is not).
+			if (
+				e.to.local &&
+				e.stanza.attrs.type === undefined &&
+				!service.rooms.get(e.to.local)?.byReal.has(e.from.toString())
+			)
+				await admit(e, "join");
 			if (e.to.local) await service.presenceToOccupant(e);
 			return HANDLED;
 		});
@@ -86,10 +137,12 @@ export default defineModule({
 
 		// --- messages ---
 		api.hook("message/bare", async (e: StanzaEvent) => {
+			if (e.stanza.attrs.type === "groupchat") await admit(e, "groupchat");
 			await service.messageToRoom(e);
 			return HANDLED;
 		});
-		api.hook("message/full", (e: StanzaEvent) => {
+		api.hook("message/full", async (e: StanzaEvent) => {
+			if (e.to.local && e.stanza.attrs.type !== "error") await admit(e, "private");
 			if (e.to.local) service.messageToOccupant(e);
 			return HANDLED;
 		});

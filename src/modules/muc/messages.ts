@@ -3,8 +3,12 @@ import { Element, x } from "../../xml/element.ts";
 import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
+import { NS_DELAY } from "../../xmpp/ns.ts";
+import { delayStamp } from "../offline.ts";
 import { type Affiliation, NS_MUC_USER, type RoomConfig } from "./form.ts";
+import { withoutForgedModeration } from "./moderation.ts";
 import { type Occupant, RANK, type RoomView, type Subject } from "./occupant.ts";
+import { occupantIdElement, withoutOccupantIds } from "./occupant-id.ts";
 
 /** §7.4: a groupchat message as the room broadcasts it, from the sender's occupant JID. */
 export function groupchatCopy(stanza: Element, from: Occupant): Element {
@@ -12,10 +16,18 @@ export function groupchatCopy(stanza: Element, from: Occupant): Element {
 	if (stanza.attrs.id !== undefined) attrs.id = stanza.attrs.id;
 	const lang = stanza.attrs["xml:lang"];
 	if (lang !== undefined) attrs["xml:lang"] = lang;
-	return new Element("message", null, attrs, stanza.children);
+	// XEP-0421 §4: every occupant-id the client sent goes, the room adds the sender's;
+	// XEP-0425 §7: so do moderation marks (only the room moderates).
+	const children = withoutOccupantIds(withoutForgedModeration(stanza.children));
+	children.push(occupantIdElement(from.id));
+	return new Element("message", null, attrs, children);
 }
 
-/** §7.2.16: the subject a new occupant gets after the history, always (empty when none). */
+/**
+ * §7.2.16: the subject a new occupant gets after the history, always (an empty <subject/>
+ * when none was set). A subject that was set carries a XEP-0203 <delay/> from the room with
+ * the time it was set (as the history does, §7.2.14), so clients do not take it for new.
+ */
 export function subjectMessage(room: JID, subject: Subject | null, to: string): Element {
 	return x(
 		"message",
@@ -25,6 +37,8 @@ export function subjectMessage(room: JID, subject: Subject | null, to: string): 
 			type: "groupchat",
 		},
 		x("subject", null, subject?.text ?? ""),
+		subject !== null &&
+			x("delay", { xmlns: NS_DELAY, from: room.toString(), stamp: delayStamp(subject.when) }),
 	);
 }
 
@@ -58,7 +72,9 @@ export function privateMessage(
 		throw new StanzaError("forbidden", "private messages are not allowed here");
 	const attrs: Record<string, string> = { ...stanza.attrs, from: from.jid.toString() };
 	delete attrs.to;
-	const children = [...stanza.children];
+	// XEP-0421 §4: private messages carry the sender's occupant id, never a client's.
+	const children = withoutOccupantIds(stanza.children);
+	children.push(occupantIdElement(from.id));
 	// §7.5: the service adds <x xmlns='muc#user'/> so that clients (and XEP-0280 carbons)
 	// know it is a private message in a room.
 	if (!stanza.getChild("x", NS_MUC_USER)) children.push(x("x", { xmlns: NS_MUC_USER }));

@@ -29,8 +29,18 @@ export class Occupant {
 	primary: OccupantSession;
 	/** Cached presence broadcasts: [without real JID, with real JID]. */
 	cache: [PreparedStanza | null, PreparedStanza | null] = [null, null];
+	/** XEP-0421: the occupant id of this user in this room (occupant-id.ts). */
+	readonly id: string;
 
-	constructor(nick: string, jid: JID, bare: string, role: Role, first: OccupantSession) {
+	constructor(
+		nick: string,
+		jid: JID,
+		bare: string,
+		role: Role,
+		first: OccupantSession,
+		id: string,
+	) {
+		this.id = id;
 		this.nick = nick;
 		this.jid = jid;
 		this.bare = bare;

@@ -22,6 +22,8 @@ const config: RoomConfig = {
 	history_length: 20,
 	max_history_fetch: 20,
 	archive: false,
+	enforce_nicks: false,
+	lang: "",
 };
 
 function setup() {
@@ -37,6 +39,8 @@ function setup() {
 		discard: (r) => discarded.push(r),
 		limits: { maxOccupants: 100, maxHistory: 100, maxText: 100 },
 		now: () => 1_000_000,
+		occupantId: (room, bare) => `${room}|${bare}`,
+		voiceRequestInterval: 60_000,
 	};
 	const room = new Room(jids.parse("room@muc.example"), { ...config }, host, "owner@example", 0);
 	room.affiliations.set("owner@example", { affiliation: "owner" });

@@ -11,8 +11,10 @@
  * variant (with and without the real JID) until they change.
  */
 
+import { createHash } from "node:crypto";
 import type { Session } from "../../core/contracts.ts";
-import { type Element, x } from "../../xml/element.ts";
+import { Element, x } from "../../xml/element.ts";
+import { parseDocument } from "../../xml/parser.ts";
 import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
@@ -27,6 +29,7 @@ import {
 	type Role,
 	type RoomConfig,
 } from "./form.ts";
+import { HAT_DOFF, HAT_DON, type Hat, type HatChange } from "./hats.ts";
 import { type HistoryEntry, historyEntry, parseHistoryRequest, selectHistory } from "./history.ts";
 import {
 	checkInviter,
@@ -43,6 +46,7 @@ import {
 	jidAttr,
 	Occupant,
 	type OccupantSession,
+	RANK,
 	type Subject,
 } from "./occupant.ts";
 import {
@@ -55,7 +59,15 @@ import {
 	selfOpts,
 	statusMessage,
 } from "./presence.ts";
-import { adminList, checkEntry, checkNickChange, defaultRole, planAdminSet } from "./rules.ts";
+import {
+	adminList,
+	checkEntry,
+	checkNickChange,
+	checkRegistration,
+	defaultRole,
+	planAdminSet,
+} from "./rules.ts";
+import { approvalForm, isRequest, parseApproval, requestForm } from "./voice.ts";
 
 export type { OccupantSession } from "./occupant.ts";
 
@@ -73,6 +85,10 @@ export interface RoomHost extends JidParser {
 	discard(room: Room): void;
 	limits: FormLimits;
 	now(): number;
+	/** §7.13: milliseconds between two voice requests of one user. */
+	voiceRequestInterval: number;
+	/** XEP-0421: the occupant id of `bare` in `room` (occupant-id.ts). */
+	occupantId(room: string, bare: string): string;
 }
 
 /** A groupchat message checked and built, not yet sent (Room.prepareGroupchat). */
@@ -91,6 +107,10 @@ export interface StoredRoom {
 	subject: Subject | null;
 	creator: string;
 	created: number;
+	/** XEP-0486: the room's vCard as XML (absent in records older than it). */
+	vcard?: string | null;
+	/** XEP-0317: bare JID -> hats. */
+	hats?: [string, Hat[]][];
 }
 
 export class Room {
@@ -110,6 +130,13 @@ export class Room {
 	creator: string;
 	created: number;
 	lockTimer: NodeJS.Timeout | null = null;
+	/** XEP-0317: bare JID -> the hats the room's owners and admins gave it. */
+	readonly hats = new Map<string, Hat[]>();
+	/** XEP-0486: the room's vCard (vcard-temp), set by its owners, and its avatar's SHA-1. */
+	vcard: Element | null = null;
+	avatarHash: string | null = null;
+	/** §7.13: bare JID -> when it last asked for voice (the rate limit). */
+	readonly #voiceAsked = new Map<string, number>();
 
 	constructor(jid: JID, config: RoomConfig, host: RoomHost, creator: string, created: number) {
 		this.jid = jid;
@@ -140,7 +167,7 @@ export class Room {
 
 	/** The occupant's presence (presence.ts) with its current affiliation. */
 	#presence(o: Occupant, withJid: boolean, opts?: PresenceOpts): Element {
-		return occupantPresence(o, this.affiliationOf(o.bare), withJid, opts);
+		return occupantPresence(o, this.affiliationOf(o.bare), withJid, opts, this.hats.get(o.bare));
 	}
 
 	/** The occupant's current presence as another occupant `viewer` sees it. */
@@ -231,7 +258,14 @@ export class Room {
 			o.primary = s;
 			o.cache = [null, null];
 		} else {
-			o = new Occupant(nick, this.jid.withResource(nick), bare, defaultRole(aff, this.config), s);
+			o = new Occupant(
+				nick,
+				this.jid.withResource(nick),
+				bare,
+				defaultRole(aff, this.config),
+				s,
+				this.#host.occupantId(this.key, bare),
+			);
 		}
 		// §7.2.3: first the presence of every occupant already there...
 		for (const other of this.occupants.values()) {
@@ -378,8 +412,23 @@ export class Room {
 	/** Adds a message (with its time) to the history: restoring it from the archive. */
 	restoreHistory(msg: Element, when: number): void {
 		this.history.push(historyEntry(msg, this.key, when));
+		this.#trimHistory();
+	}
+
+	/** §7.2.14: at most muc#roomconfig_historylength messages, the newest. */
+	#trimHistory(): void {
 		const max = this.config.history_length;
 		if (this.history.length > max) this.history.splice(0, this.history.length - max);
+	}
+
+	/**
+	 * XEP-0424 §5.1, XEP-0425 §5: a retracted message leaves the history too; its tombstone
+	 * takes its place, so a newcomer's client does not show it.
+	 */
+	replaceHistory(id: string, tombstone: Element): void {
+		const i = this.history.findIndex((e) => e.id === id);
+		const e = this.history[i];
+		if (e) this.history[i] = historyEntry(tombstone, this.key, e.when);
 	}
 
 	/** Writes a prepared stanza to every session of every occupant. */
@@ -393,7 +442,7 @@ export class Room {
 		const max = this.config.history_length;
 		if (max === 0) return;
 		this.history.push(historyEntry(msg, this.key, this.#host.now()));
-		if (this.history.length > max) this.history.splice(0, this.history.length - max);
+		this.#trimHistory();
 	}
 
 	/** §7.5: a private message from `real` to the occupant `nick` (messages.ts). */
@@ -427,8 +476,9 @@ export class Room {
 			const aff = this.affiliationOf(o.bare);
 			for (const [i, to] of targets.entries()) {
 				const toBare = to.bare.toString();
+				// §9.3: like any membership, told to the room (the invitee is not in it yet).
 				if (invitationMakesMember(this.config, aff, this.affiliationOf(toBare)))
-					this.affiliations.set(toBare, { affiliation: "member" });
+					this.#setAffiliation(toBare, "member", o.nick, undefined, undefined);
 				const inv = invites[i] as Element;
 				this.#host.route(inviteMessage(this.key, this.config.password, to, real, inv));
 			}
@@ -475,8 +525,10 @@ export class Room {
 			if (reason !== undefined) e.reason = reason;
 			this.affiliations.set(bare, e);
 		}
+		let present = false;
 		for (const o of [...this.occupants.values()]) {
 			if (o.bare !== bare) continue;
+			present = true;
 			if (aff === "outcast") {
 				// §9.1: banned, status 301.
 				this.#remove(o, [301], actorNick, reason);
@@ -490,7 +542,31 @@ export class Room {
 				this.#broadcastPresence(o, { actor: actorNick, reason });
 			}
 		}
+		if (!present) this.#absentAffiliation(bare, aff, actorNick, reason);
 		this.#maybeDiscard();
+	}
+
+	/**
+	 * §9.3, §9.4, §9.1, §10.3-§10.7: the affiliation of a user who is not in the room changed:
+	 * no presence can say it, so a message from the room does, with the bare JID: to every
+	 * occupant in a non-anonymous room, to the moderators only in a semi-anonymous one. OMEMO
+	 * clients keep their member lists by it.
+	 */
+	#absentAffiliation(
+		bare: string,
+		aff: Affiliation,
+		actorNick: string | undefined,
+		reason: string | undefined,
+	): void {
+		const item = x("item", { affiliation: aff, jid: bare, role: "none" });
+		if (actorNick !== undefined) item.append(x("actor", { nick: actorNick }));
+		if (reason !== undefined) item.append(x("reason", null, reason));
+		const p = new PreparedStanza(
+			x("message", { from: this.key }, x("x", { xmlns: NS_MUC_USER }, item)),
+		);
+		for (const o of this.occupants.values())
+			if (this.seesRealJids(o))
+				for (const s of o.sessions.values()) this.#host.deliver(s, p.to(s.key));
 	}
 
 	#setRole(o: Occupant, role: Role, actorNick: string | undefined, reason?: string): void {
@@ -507,7 +583,139 @@ export class Room {
 		this.#broadcastPresence(o, { actor: actorNick, reason });
 	}
 
+	// --- voice requests (§7.13, §8.6) ---
+
+	/**
+	 * A muc#request form in a message to the room: a visitor asking for voice (§7.13), passed
+	 * to every moderator as the §8.6 approval form, at most once per `voiceRequestInterval`
+	 * per user; or a moderator's answer (§8.6), which grants voice when it allows it. Returns
+	 * false when the message holds no such form.
+	 */
+	voiceRequest(stanza: Element, real: JID): boolean {
+		const form = requestForm(stanza);
+		if (!form) return false;
+		const o = this.byReal.get(real.toString());
+		// §7.13: occupants ask; §8.6: moderators answer.
+		if (!o) throw new StanzaError("not-acceptable", "only occupants may ask for voice");
+		if (isRequest(form)) {
+			// §7.13: a visitor asks; one who has voice has nothing to ask for.
+			if (o.role !== "visitor") return true;
+			const now = this.#host.now();
+			const last = this.#voiceAsked.get(o.bare);
+			if (last !== undefined && now - last < this.#host.voiceRequestInterval)
+				throw new StanzaError("resource-constraint", "you asked for voice a moment ago", {
+					type: "wait",
+				});
+			this.#voiceAsked.set(o.bare, now);
+			for (const [bare, t] of this.#voiceAsked)
+				if (now - t >= this.#host.voiceRequestInterval) this.#voiceAsked.delete(bare);
+			// Moderators see real JIDs in every room (§4.2), so the form names the user.
+			const p = new PreparedStanza(approvalForm(this.key, o, true));
+			for (const m of this.occupants.values()) {
+				if (m.role !== "moderator") continue;
+				for (const s of m.sessions.values()) this.#host.deliver(s, p.to(s.key));
+			}
+			return true;
+		}
+		const answer = parseApproval(form);
+		if (!answer)
+			throw new StanzaError(
+				"bad-request",
+				"a muc#request answer needs muc#roomnick and muc#request_allow",
+			);
+		// §8.6: only moderators approve.
+		if (o.role !== "moderator") throw new StanzaError("forbidden", "only moderators grant voice");
+		const target = this.occupants.get(answer.nick);
+		if (answer.allow && target?.role === "visitor") {
+			// §8.6 -> §8.3: voice granted, broadcast like any role change.
+			this.#voiceAsked.delete(target.bare);
+			this.#setRole(target, "participant", o.nick);
+		}
+		return true;
+	}
+
+	// --- registration (§7.10) and reserved nicknames (§7.12) ---
+
+	/** §7.12: the nickname `bare` registered (or was given, §9.3) in this room. */
+	reservedNick(bare: string): string | undefined {
+		return this.affiliations.get(bare)?.nick;
+	}
+
+	/**
+	 * §7.10: `real` registers `nick` (rules.ts checks it): an unaffiliated user becomes a
+	 * member with that nickname, an affiliated one keeps its affiliation. Returns whether
+	 * anything changed (the service then saves the room).
+	 */
+	register(real: JID, nick: string): boolean {
+		const bare = real.bare.toString();
+		checkRegistration(this, bare, nick);
+		const e = this.affiliations.get(bare);
+		if (e?.nick === nick) return false;
+		if (e) e.nick = nick;
+		else this.#setAffiliation(bare, "member", undefined, undefined, nick);
+		return true;
+	}
+
+	/** §7.10 / XEP-0077 §3.2: cancels a registration: a plain member is one no more. */
+	unregister(real: JID): boolean {
+		const bare = real.bare.toString();
+		const e = this.affiliations.get(bare);
+		if (!e || e.nick === undefined) return false;
+		if (e.affiliation === "member")
+			this.#setAffiliation(bare, "none", undefined, undefined, undefined);
+		else delete e.nick;
+		return true;
+	}
+
+	// --- hats (XEP-0317) ---
+
+	/**
+	 * XEP-0317 §3.2, §3.3: an owner or admin puts a hat on a user or takes it off; an occupant
+	 * that wears it is broadcast again. Returns whether anything changed.
+	 */
+	changeHat(real: JID, change: HatChange): boolean {
+		this.ownerOrAdmin(real);
+		const bare = jidAttr(this.#host, change.jid).bare.toString();
+		const worn = this.hats.get(bare) ?? [];
+		const rest = worn.filter((h) => h.uri !== change.hat.uri);
+		const next = change.node === HAT_DON ? [...rest, change.hat] : rest;
+		if (next.length === worn.length && change.node === HAT_DOFF) return false;
+		if (next.length) this.hats.set(bare, next);
+		else this.hats.delete(bare);
+		for (const o of this.occupants.values())
+			if (o.bare === bare) {
+				o.cache = [null, null];
+				this.#broadcastPresence(o);
+			}
+		return true;
+	}
+
+	// --- the room's vCard (XEP-0486) ---
+
+	/**
+	 * XEP-0486 §3: an owner sets the room's vCard; the avatar hash (muc#roominfo_avatarhash)
+	 * is the SHA-1 of the PHOTO's bytes. Returns whether the avatar changed (the service then
+	 * tells the occupants with status 104, XEP-0486 §3.2 / XEP-0045 §10.2.1).
+	 */
+	setVcard(vcard: Element): boolean {
+		const binval = vcard.getChild("PHOTO")?.getChildText("BINVAL")?.replace(/\s+/g, "");
+		const hash = binval
+			? createHash("sha1").update(Buffer.from(binval, "base64")).digest("hex")
+			: null;
+		const empty = vcard.elements().length === 0;
+		this.vcard = empty ? null : new Element("vCard", vcard.ns, {}, vcard.children);
+		const changed = hash !== this.avatarHash;
+		this.avatarHash = hash;
+		return changed;
+	}
+
 	// --- muc#owner (§10) ---
+
+	/** XEP-0317 (and §9): owners and admins only. */
+	ownerOrAdmin(real: JID): void {
+		if (RANK[this.affiliationOf(real.bare.toString())] < RANK.admin)
+			throw new StanzaError("forbidden", "only owners and admins may do this");
+	}
 
 	ownerOnly(real: JID): void {
 		// §10.2: only owners configure the room.
@@ -529,6 +737,8 @@ export class Room {
 		const before = this.config;
 		const after = applyConfigForm(before, form, this.#host.limits);
 		this.config = after;
+		// §7.2.14 / muc#roomconfig_historylength: a shorter history takes effect at once.
+		this.#trimHistory();
 		this.locked = false;
 		if (this.lockTimer) clearTimeout(this.lockTimer);
 		this.lockTimer = null;
@@ -580,11 +790,19 @@ export class Room {
 			subject: this.subject,
 			creator: this.creator,
 			created: this.created,
+			vcard: this.vcard?.toString() ?? null,
+			hats: [...this.hats].map(([jid, hats]) => [jid, hats.map((h) => ({ ...h }))]),
 		};
 	}
 
 	restore(stored: StoredRoom): void {
-		this.config = { ...this.config, ...stored.config };
+		const config = { ...this.config, ...stored.config };
+		// The service's limits may have been lowered since the room was stored.
+		const { maxHistory, maxOccupants } = this.#host.limits;
+		config.history_length = Math.min(config.history_length, maxHistory);
+		config.max_history_fetch = Math.min(config.max_history_fetch, maxHistory);
+		config.max_occupants = Math.min(config.max_occupants, maxOccupants);
+		this.config = config;
 		for (const [jid, affiliation, nick, reason] of stored.affiliations) {
 			const e: AffiliationEntry = { affiliation };
 			if (nick !== null) e.nick = nick;
@@ -592,5 +810,13 @@ export class Room {
 			this.affiliations.set(jid, e);
 		}
 		this.subject = stored.subject;
+		for (const [jid, hats] of stored.hats ?? []) this.hats.set(jid, hats);
+		if (typeof stored.vcard === "string") {
+			try {
+				this.setVcard(parseDocument(stored.vcard, { maxStanzaBytes: 1 << 22, maxDepth: 16 }));
+			} catch {
+				// A vCard that no longer parses is dropped, the room stays.
+			}
+		}
 	}
 }

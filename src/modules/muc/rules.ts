@@ -59,6 +59,7 @@ export function checkEntry(
 	const owner = nickOwner(room, nick);
 	if (owner !== undefined && owner !== bare)
 		throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
+	checkEnforcedNick(room, bare, nick);
 	// §7.2.10: the room is full (admins and owners still enter).
 	if (
 		!same &&
@@ -70,6 +71,34 @@ export function checkEntry(
 	return same;
 }
 
+/**
+ * §7.12 ("the service MAY require the user to use the reserved nickname"), when the room
+ * enforces it: a user with a registered nickname enters and stays under it only.
+ */
+function checkEnforcedNick(room: RoomView, bare: string, nick: string): void {
+	if (!room.config.enforce_nicks) return;
+	const reserved = room.affiliations.get(bare)?.nick;
+	if (reserved !== undefined && reserved !== nick)
+		throw new StanzaError("not-acceptable", `your registered nickname here is ${reserved}`, {
+			type: "cancel",
+		});
+}
+
+/**
+ * §7.10: whether `bare` may register `nick`: not banned, a member already in a members-only
+ * room, and the nickname nobody else's (reserved, or in use by another user: conflict).
+ */
+export function checkRegistration(room: RoomView, bare: string, nick: string): void {
+	const aff = room.affiliationOf(bare);
+	if (aff === "outcast") throw new StanzaError("forbidden", "you are banned from this room");
+	if (room.config.members_only && aff === "none")
+		throw new StanzaError("registration-required", "only members register in this room");
+	const owner = nickOwner(room, nick);
+	const inUse = room.occupants.get(nick);
+	if ((owner !== undefined && owner !== bare) || (inUse && inUse.bare !== bare))
+		throw new StanzaError("conflict", "that nickname is someone else's", { type: "cancel" });
+}
+
 /** §7.6: whether occupant `o` may take `nick`: the same conflict rules as on entering (§7.2.9). */
 export function checkNickChange(room: RoomView, o: Occupant, nick: string): void {
 	if (room.occupants.has(nick))
@@ -77,6 +106,7 @@ export function checkNickChange(room: RoomView, o: Occupant, nick: string): void
 	const owner = nickOwner(room, nick);
 	if (owner !== undefined && owner !== o.bare)
 		throw new StanzaError("conflict", "that nickname is reserved", { type: "cancel" });
+	checkEnforcedNick(room, o.bare, nick);
 }
 
 // --- muc#admin (§5, §8, §9, §10.3-§10.8) ---

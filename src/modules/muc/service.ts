@@ -3,12 +3,14 @@
  * persistence, and the routing of stanzas to rooms and occupants. One instance per loaded
  * module (so per component and per server): nothing is kept at module level.
  */
+import { randomUUID } from "node:crypto";
 import type { MucComponentConfig } from "../../core/config/schema.ts";
-import type { Host, Session } from "../../core/contracts.ts";
-import type { StanzaEvent } from "../../core/router.ts";
+import { HIBERNATING, type Host, type Session } from "../../core/contracts.ts";
+import type { DeliveredEvent, StanzaEvent } from "../../core/router.ts";
 import { newArchiveId } from "../../storage/memory.ts";
 import type { ArchiveStore, Json, KeyValStore } from "../../storage/types.ts";
 import { Element, x } from "../../xml/element.ts";
+import { PreparedStanza } from "../../xml/prepared.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import { NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING } from "../../xmpp/ns.ts";
@@ -20,6 +22,7 @@ import {
 	archivedStanza,
 	metadata,
 	NS_MAM,
+	parseDuration,
 	parseQuery,
 	queryForm,
 	resultMessage,
@@ -39,10 +42,40 @@ import {
 	roomFeatures,
 	roomInfoForm,
 } from "./form.ts";
-import type { OccupantSession } from "./occupant.ts";
+import { commandItems, completed, NS_COMMANDS, NS_HATS, parseHatCommand } from "./hats.ts";
+import {
+	MODERATION_FEATURES,
+	type ModerationRequest,
+	type Moderator,
+	moderationAnnouncement,
+	parseModeration,
+	retractionTarget,
+	tombstone,
+} from "./moderation.ts";
+import type { Occupant, OccupantSession } from "./occupant.ts";
+import { loadKey, NS_OCCUPANT_ID, occupantId, occupantIdOf } from "./occupant-id.ts";
+import { statusMessage } from "./presence.ts";
+import {
+	NS_REGISTER,
+	parseRegistration,
+	ROOMUSER_NODE,
+	registrationQuery,
+	roomUserItem,
+} from "./register.ts";
 import { Room, type RoomHost, type StoredRoom } from "./room.ts";
 
 export const ROOM_STORE = "muc_rooms";
+/** Destroyed rooms' names, held for a while (`room_tombstone_time`). */
+export const TOMBSTONE_STORE = "muc_tombstones";
+
+interface Tombstone {
+	/** Until when (ms since the epoch) the name is held. */
+	until: number;
+	/** The owners' bare JIDs when it was destroyed: they may create it again. */
+	owners: string[];
+	reason?: string;
+	alternate?: string;
+}
 
 /** Prefix of the ids of IQs the room passes between occupants. */
 const FORWARDED = "muc.";
@@ -52,6 +85,7 @@ export class MucService implements RoomHost {
 	readonly cfg: MucComponentConfig;
 	readonly rooms = new Map<string, Room>();
 	readonly limits: FormLimits;
+	readonly voiceRequestInterval: number;
 	/** The host whose users count as "local" for room_creation = "local". */
 	readonly parentHost: string | undefined;
 	readonly #store: KeyValStore<Json>;
@@ -66,20 +100,38 @@ export class MucService implements RoomHost {
 	readonly #stored = new Set<string>();
 	/** Per room, the last storage write, so writes of one room happen in order. */
 	readonly #writes = new Map<string, Promise<void>>();
+	/** Per room, the last retraction (XEP-0424/0425), so they replace archive items in turn. */
+	readonly #retractions = new Map<string, Promise<void>>();
 	readonly #log: Host["log"];
+	/** The service's XEP-0421 secret (`muc_keys`), read or made by `load`. */
+	readonly #keys: KeyValStore<Json>;
+	/**
+	 * Destroyed rooms' names, held for `room_tombstone_time` (`muc_tombstones`): only their
+	 * former owners (and service admins) may create a room of that name again until then.
+	 */
+	readonly #tombstoneStore: KeyValStore<Json>;
+	readonly #tombstones = new Map<string, Tombstone>();
+	readonly #tombstoneMs: number;
+	#idKey: Buffer = Buffer.alloc(0);
 
 	constructor(
 		host: Host,
 		cfg: MucComponentConfig,
 		store: KeyValStore<Json>,
 		archive: ArchiveStore<ArchivedMessage>,
+		keys: KeyValStore<Json>,
+		tombstones: KeyValStore<Json>,
 	) {
 		this.host = host;
 		this.cfg = cfg;
 		this.#store = store;
+		this.#keys = keys;
+		this.#tombstoneStore = tombstones;
+		this.#tombstoneMs = parseDuration(cfg.room_tombstone_time) ?? 0;
 		this.#archive = archive;
 		this.#log = host.log;
 		this.#admins = new Set(cfg.admins.map((a) => host.server.jids.parse(a).bare.toString()));
+		this.voiceRequestInterval = cfg.voice_request_interval * 1000;
 		this.limits = {
 			maxOccupants: cfg.max_occupants,
 			maxHistory: cfg.max_history,
@@ -92,8 +144,33 @@ export class MucService implements RoomHost {
 	// --- RoomHost ---
 
 	deliver(to: OccupantSession, stanza: Element): void {
-		if (to.session) to.session.send(stanza);
-		else this.route(stanza);
+		const session = to.session;
+		if (!session) {
+			this.route(stanza);
+			return;
+		}
+		session.send(stanza);
+		// Written past the router, so tell the user's host as the router would
+		// (`message/delivered`) when the session waits to be resumed: push (XEP-0357) wakes
+		// the phone for a mention or a private message.
+		if (stanza.name === "message" && session.data.get(HIBERNATING) === true)
+			this.#delivered(session, stanza);
+	}
+
+	#delivered(session: Session, stanza: Element): void {
+		const from = stanza.attrs.from;
+		if (!from || !session.jid) return;
+		const host = session.host;
+		host.events
+			.fire<DeliveredEvent>("message/delivered", {
+				stanza,
+				origin: null,
+				host,
+				from: this.host.server.jids.parse(from),
+				to: session.jid,
+				sessions: [session],
+			})
+			.catch((err: unknown) => this.#log.warn({ err }, "message/delivered handler failed"));
 	}
 
 	route(stanza: Element): void {
@@ -144,10 +221,21 @@ export class MucService implements RoomHost {
 		return Date.now();
 	}
 
+	occupantId(room: string, bare: string): string {
+		return occupantId(this.#idKey, room, bare);
+	}
+
 	// --- life cycle ---
 
 	/** Restores the persistent rooms (XEP-0045 §4.2 persistent rooms outlive a restart). */
 	async load(): Promise<void> {
+		// XEP-0421 §4: ids stay the same across restarts, so the key is kept in storage.
+		this.#idKey = await loadKey(this.#keys);
+		for (const local of await this.#tombstoneStore.users()) {
+			const t = (await this.#tombstoneStore.get(local)) as Tombstone | undefined;
+			if (t && typeof t.until === "number" && Array.isArray(t.owners))
+				this.#tombstones.set(local, t);
+		}
 		for (const local of await this.#store.users()) {
 			const stored = (await this.#store.get(local)) as StoredRoom | undefined;
 			if (stored?.v !== 1) continue;
@@ -230,6 +318,8 @@ export class MucService implements RoomHost {
 			history_length: Math.min(d.history_length, this.cfg.max_history),
 			max_history_fetch: Math.min(d.history_length, this.cfg.max_history),
 			archive: d.archive,
+			enforce_nicks: d.enforce_reserved_nicks,
+			lang: "",
 		};
 	}
 
@@ -285,6 +375,42 @@ export class MucService implements RoomHost {
 			throw new StanzaError("policy-violation", "you have created as many rooms as allowed");
 	}
 
+	/**
+	 * A destroyed room's name is held (as Prosody 13's muc_tombstones does), so that someone
+	 * else cannot take a public room's name at once and pose as it.
+	 */
+	async #entomb(
+		local: string,
+		owners: string[],
+		reason: string | undefined,
+		alternate: string | undefined,
+	): Promise<void> {
+		if (this.#tombstoneMs <= 0) return;
+		const t: Tombstone = { until: this.now() + this.#tombstoneMs, owners };
+		if (reason !== undefined) t.reason = reason;
+		if (alternate !== undefined) t.alternate = alternate;
+		this.#tombstones.set(local, t);
+		await this.#tombstoneStore.set(local, t as unknown as Json);
+	}
+
+	/**
+	 * Creating room `local` where a destroyed one was: its former owners and service admins
+	 * may (the tombstone goes); anyone else gets `gone` (RFC 6120 §8.3.3.5), with the room's
+	 * last words, until the tombstone expires.
+	 */
+	async #checkTombstone(local: string, from: JID): Promise<void> {
+		const t = this.#tombstones.get(local);
+		if (!t) return;
+		const bare = from.bare.toString();
+		if (t.until > this.now() && !t.owners.includes(bare) && !this.#admins.has(bare))
+			throw new StanzaError(
+				"gone",
+				`this room was destroyed${t.reason ? `: ${t.reason}` : ""}${t.alternate ? ` (now at ${t.alternate})` : ""}`,
+			);
+		this.#tombstones.delete(local);
+		await this.#tombstoneStore.set(local, undefined);
+	}
+
 	/** §7.2: a usable room nickname (resourceprep already done by the JID parser). */
 	#checkNick(nick: string): void {
 		// XEP-0045 §7.2 (and the 1.21 revision): a nickname of only spaces is malformed.
@@ -333,6 +459,10 @@ export class MucService implements RoomHost {
 		let created = false;
 		if (!room) {
 			this.#mayCreate(from);
+			await this.#checkTombstone(to.local, from);
+			room = this.rooms.get(to.local);
+		}
+		if (!room) {
 			room = this.#create(to.bare, from, stanza.getChild("x", NS_MUC) !== undefined);
 			created = true;
 		}
@@ -358,7 +488,13 @@ export class MucService implements RoomHost {
 			// XEP-0359 §5: only the room sets stanza-ids by the room.
 			stripStanzaIds(stanza, room.key);
 			const p = room.prepareGroupchat(stanza, from);
-			if (p.body && room.config.archive) {
+			// XEP-0424 §4: an occupant retracts its own message (the archive says whose it is).
+			const target = room.config.archive ? retractionTarget(stanza) : undefined;
+			if (target !== undefined) {
+				const o = room.occupantByReal(from) as Occupant;
+				await this.#retract(room, target, null, o.id);
+			}
+			if ((p.body || target !== undefined) && room.config.archive) {
 				// XEP-0313 §5.1.2 (MUC archives): archived, and durable, before anyone gets it;
 				// the id goes into every occupant's copy (XEP-0359 §4, by the room).
 				const id = newArchiveId();
@@ -369,6 +505,8 @@ export class MucService implements RoomHost {
 			if (p.kind === "subject") await this.save(room);
 			return;
 		}
+		// §7.13, §8.6: voice requests and their approval.
+		if (room.voiceRequest(stanza, from)) return;
 		if (room.invitations(stanza, from)) {
 			await this.save(room);
 			return;
@@ -431,27 +569,121 @@ export class MucService implements RoomHost {
 			await this.#mam(e, room, q);
 			return;
 		}
+		const moderation = type === "set" ? parseModeration(q) : null;
+		if (moderation) {
+			await this.#moderate(e, room, moderation);
+			return;
+		}
 		if (type === "get" && q.name === "query" && q.ns === NS_DISCO_INFO) {
+			if (q.attrs.node === ROOMUSER_NODE) {
+				// §7.12: the user's reserved nickname, if any.
+				reply(roomUserItem(room.reservedNick(from.bare.toString())));
+				return;
+			}
 			if (q.attrs.node !== undefined) throw new StanzaError("item-not-found");
 			const c = room.config;
-			const features = [NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_SELF_PING, ...roomFeatures(c)];
+			const features = [
+				NS_DISCO_INFO,
+				NS_DISCO_ITEMS,
+				NS_PING,
+				NS_SELF_PING,
+				// XEP-0421 §3: every room gives occupant ids.
+				NS_OCCUPANT_ID,
+				// §7.10: users register (reserve a nickname) with the room.
+				NS_REGISTER,
+				// XEP-0317 §2: hats, managed with XEP-0050 commands.
+				NS_HATS,
+				NS_COMMANDS,
+				// XEP-0425 §3, XEP-0424 §3: moderation and retraction name messages by the
+				// stanza-ids of the room's archive.
+				...(c.archive ? MODERATION_FEATURES : []),
+				...roomFeatures(c),
+			];
 			reply(
 				x(
 					"query",
 					{ xmlns: NS_DISCO_INFO },
 					x("identity", { category: "conference", type: "text", name: c.name || to.local }),
 					features.sort().map((f) => x("feature", { var: f })),
-					roomInfoForm(c, room.occupants.size, room.subject?.text ?? ""),
+					roomInfoForm(c, {
+						occupants: room.occupants.size,
+						subject: room.subject?.text ?? "",
+						// §15.5.4: the owners, where real JIDs are no secret.
+						contacts:
+							c.whois === "anyone"
+								? [...room.affiliations]
+										.filter(([, e]) => e.affiliation === "owner")
+										.map(([jid]) => jid)
+								: [],
+						avatarHash: room.avatarHash,
+					}),
 				),
 			);
 			return;
 		}
 		if (type === "get" && q.name === "query" && q.ns === NS_DISCO_ITEMS) {
+			if (q.attrs.node === NS_COMMANDS) {
+				// XEP-0050 §2.2: the room's ad-hoc commands (XEP-0317 hats).
+				reply(x("query", { xmlns: NS_DISCO_ITEMS, node: NS_COMMANDS }, commandItems(room.key)));
+				return;
+			}
 			// §6.5: the service may keep the occupants to itself; it does.
 			reply(x("query", { xmlns: NS_DISCO_ITEMS }));
 			return;
 		}
+		if (type === "set" && q.name === "command" && q.ns === NS_COMMANDS) {
+			// XEP-0317 §3.2, §3.3 through XEP-0050: one stage (the form), then the submission.
+			const sessionid = q.attrs.sessionid ?? randomUUID();
+			const step = parseHatCommand(q, sessionid);
+			if (step === "cancel") {
+				reply(
+					x("command", { xmlns: NS_COMMANDS, node: q.attrs.node, sessionid, status: "canceled" }),
+				);
+				return;
+			}
+			if ("form" in step) {
+				room.ownerOrAdmin(from);
+				reply(step.form);
+				return;
+			}
+			if (room.changeHat(from, step.change)) await this.save(room);
+			reply(completed(step.change.node, sessionid));
+			return;
+		}
 		if (type === "get" && q.name === "ping" && q.ns === NS_PING) {
+			reply();
+			return;
+		}
+		if (q.name === "vCard" && q.ns === NS_VCARD) {
+			// XEP-0486 §3: anyone reads the room's vCard, owners set it.
+			if (type === "get") {
+				reply(room.vcard ?? x("vCard", { xmlns: NS_VCARD }));
+				return;
+			}
+			room.ownerOnly(from);
+			if (q.toString().length > this.cfg.max_room_vcard_size)
+				throw new StanzaError("not-acceptable", "the vCard is too large");
+			const changed = room.setVcard(q);
+			await this.save(room);
+			reply();
+			// XEP-0486 §3.2: status 104, the occupants fetch the new avatar.
+			if (changed) room.broadcast(new PreparedStanza(statusMessage(room.key, [104])));
+			return;
+		}
+		if (q.name === "query" && q.ns === NS_REGISTER) {
+			// §7.10: registration with the room.
+			if (type === "get") {
+				reply(registrationQuery(room.reservedNick(from.bare.toString())));
+				return;
+			}
+			const req = parseRegistration(q);
+			const changed =
+				req === "cancel"
+					? false
+					: req === "remove"
+						? room.unregister(from)
+						: room.register(from, req.nick);
+			if (changed) await this.save(room);
 			reply();
 			return;
 		}
@@ -477,8 +709,12 @@ export class MucService implements RoomHost {
 			if (destroy) {
 				// §10.9: destroy the room, telling the occupants (and where to go instead).
 				const alt = destroy.attrs.jid;
+				const owners = [...room.affiliations]
+					.filter(([, a]) => a.affiliation === "owner")
+					.map(([jid]) => jid);
 				room.destroy(destroy.getChildText("reason"), alt);
 				await this.#write(room.jid.local, undefined);
+				await this.#entomb(room.jid.local, owners, destroy.getChildText("reason"), alt);
 				reply();
 				return;
 			}
@@ -599,6 +835,74 @@ export class MucService implements RoomHost {
 			send(resultMessage(item, msg, { to, from: room.key, queryid: parsed.queryid })),
 		);
 		send(resultFor(stanza, fin));
+	}
+
+	/**
+	 * XEP-0425 §4: a moderator retracts a message of the room: its archived copy becomes a
+	 * tombstone (§5), then the room archives and broadcasts the announcement with the
+	 * moderator's occupant JID, occupant id and reason.
+	 */
+	async #moderate(e: StanzaEvent, room: Room, req: ModerationRequest): Promise<void> {
+		const o = room.occupantByReal(e.from);
+		// XEP-0425 §4: only moderators (an occupant with that role) may.
+		if (o?.role !== "moderator")
+			throw new StanzaError("forbidden", "only moderators retract other occupants' messages");
+		if (!room.config.archive)
+			throw new StanzaError("item-not-found", "this room keeps no archive to retract from");
+		const m: Moderator = { by: o.jid.toString(), occupantId: o.id, reason: req.reason };
+		await this.#retract(room, req.id, m, undefined);
+		const msg = moderationAnnouncement(room.key, req.id, m);
+		const id = newArchiveId();
+		msg.append(stanzaId(room.key, id));
+		await this.#archive.append(room.jid.local, { id, value: archivedForm(msg), with: "" });
+		room.broadcast(new PreparedStanza(msg));
+		this.#reply(e, resultFor(e.stanza));
+	}
+
+	/**
+	 * XEP-0424 §5.1 / XEP-0425 §5: replaces archived message `id` of `room` by its tombstone
+	 * (in the archive and the history). `owner`: the occupant id the message must have (an
+	 * occupant retracting its own message, XEP-0424 §4: no one else's).
+	 */
+	#retract(room: Room, id: string, m: Moderator | null, owner: string | undefined): Promise<void> {
+		// One retraction at a time per room: two at once of one message would both delete and
+		// append it, and the second append would collide with the first.
+		const local = room.jid.local;
+		const run = (this.#retractions.get(local) ?? Promise.resolve()).then(() =>
+			this.#retractNow(room, id, m, owner),
+		);
+		const tail = run.catch(() => {});
+		this.#retractions.set(local, tail);
+		void tail.then(() => {
+			if (this.#retractions.get(local) === tail) this.#retractions.delete(local);
+		});
+		return run;
+	}
+
+	async #retractNow(
+		room: Room,
+		id: string,
+		m: Moderator | null,
+		owner: string | undefined,
+	): Promise<void> {
+		const local = room.jid.local;
+		const [item] = (await this.#archive.query(local, { ids: [id], limit: 1 })).items;
+		const original = item && archivedStanza(item);
+		if (!item || !original) throw new StanzaError("item-not-found", "no such message in the room");
+		if (owner !== undefined && occupantIdOf(original) !== owner)
+			throw new StanzaError("forbidden", "only its sender or a moderator retracts a message");
+		const stone = tombstone(original, this.now(), m);
+		// The archive has no update: the item goes and comes back under its id and time, so
+		// paging and later queries find the tombstone where the message was.
+		await this.#archive.delete(local, { ids: [id] });
+		await this.#archive.append(local, {
+			id,
+			when: item.when,
+			with: item.with,
+			value: archivedForm(stone),
+		});
+		stone.ns = null;
+		room.replaceHistory(id, stone);
 	}
 
 	#reply(e: StanzaEvent, reply: Element): void {

@@ -13,6 +13,7 @@ import type { MigrationPlan } from "./postgres.ts";
 const DESCRIPTIONS: readonly string[] = [
 	"keyval, map and archive tables",
 	"keyval and map as rowid tables (one lookup no longer reads its neighbours' large values)",
+	"archive keyed by integer store and owner ids (smaller rows and indexes, cheaper appends)",
 ];
 
 function version(path: string): number {
