@@ -24,7 +24,7 @@ after(() => {
 function project(name = "Parley"): string {
 	const dir = mkdtempSync(join(tmpdir(), "parley-backup-cli-"));
 	dirs.push(dir);
-	const listeners = ["c2s", "c2s_direct_tls", "http", "https", "component", "s2s"]
+	const listeners = ["c2s", "c2s_direct_tls", "http", "https", "component", "s2s", "admin"]
 		.map(
 			(l) =>
 				`[listeners.${l}]\n${l === "s2s" ? "enabled = false\n" : ""}address = "127.0.0.1"\nport = 0\n`,
