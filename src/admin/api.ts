@@ -21,6 +21,7 @@ import { type AnyAdminCommand, CommandError, type CommandErrorCode } from "../co
 import { ConfigError } from "../core/config/load.ts";
 import type { Server } from "../core/server.ts";
 import { checkPassword, createFirstAdmin, isAdmin } from "./accounts.ts";
+import { coerceTextArgs } from "./args.ts";
 import { Audit } from "./audit.ts";
 import { openApiDocument } from "./openapi.ts";
 import { type RouteGroup, STATE_SPECS, serves } from "./states.ts";
@@ -322,10 +323,11 @@ export class AdminApi {
 					(typeof body !== "object" || Array.isArray(body))
 				)
 					throw new ApiError(400, "invalid_argument", "the body must be a JSON object");
+				// The path and the query are text; the body is JSON and keeps its types.
 				const input = {
-					...(req.query as object),
+					...coerceTextArgs(command, req.query as Record<string, unknown>),
 					...(body as object | undefined),
-					...(req.params as object),
+					...coerceTextArgs(command, req.params as Record<string, unknown>),
 				};
 				const args = command.args.safeParse(input);
 				if (!args.success) throw invalid(args.error);

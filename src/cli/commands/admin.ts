@@ -13,6 +13,7 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
+import { coerceTextArgs } from "../../admin/args.ts";
 import { adminCommands } from "../../admin/commands/index.ts";
 import { CLI_ACTOR, TokenStore } from "../../admin/tokens.ts";
 import { AccountManager } from "../../auth/accounts.ts";
@@ -97,20 +98,23 @@ async function runCommand(
 	command: AnyAdminCommand,
 	opts: ApiOptions & Record<string, string>,
 ): Promise<void> {
-	const args: Record<string, string> = {};
+	const text: Record<string, string> = {};
 	for (const key of Object.keys(command.args.shape as object)) {
 		const camel = key.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
 		const v = opts[camel];
-		if (v !== undefined) args[key] = v;
+		if (v !== undefined) text[key] = v;
 	}
+	// A JSON body carries numbers and booleans as such; a path or a query carries text.
+	const args = coerceTextArgs(command, text);
 	let path = command.http.path.replace(/:([A-Za-z0-9_]+)/g, (_m, name: string) => {
-		const v = args[name] ?? "";
+		const v = text[name] ?? "";
 		delete args[name];
+		delete text[name];
 		return encodeURIComponent(v);
 	});
-	let body: Record<string, string> | undefined = args;
+	let body: Record<string, unknown> | undefined = args;
 	if (command.http.method === "GET" || command.http.method === "DELETE") {
-		const q = new URLSearchParams(args).toString();
+		const q = new URLSearchParams(text).toString();
 		if (q) path += `?${q}`;
 		body = undefined;
 	}
