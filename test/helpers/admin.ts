@@ -11,6 +11,7 @@ import { AdminApi } from "../../src/admin/api.ts";
 import { adminCommands } from "../../src/admin/commands/index.ts";
 import { Supervisor } from "../../src/admin/supervisor.ts";
 import { createServer } from "../../src/app/server.ts";
+import type { AnyAdminCommand } from "../../src/core/commands.ts";
 import { loadConfigFile } from "../../src/core/config/load.ts";
 import { createLogger } from "../../src/core/log.ts";
 import type { Server } from "../../src/core/server.ts";
@@ -70,6 +71,8 @@ export async function startAdmin(
 		deferStart?: boolean;
 		wrap?: (server: Server) => void;
 		env?: NodeJS.ProcessEnv;
+		/** More commands for the API (the supervised backups), built on the Supervisor. */
+		commands?: (supervisor: Supervisor, config: string) => AnyAdminCommand[];
 	} = {},
 ): Promise<AdminHarness> {
 	const dir = mkdtempSync(join(tmpdir(), "parley-admin-"));
@@ -99,7 +102,11 @@ export async function startAdmin(
 			return server;
 		},
 	});
-	const api = new AdminApi(supervisor, { address: "127.0.0.1", port: 0, commands: adminCommands });
+	const api = new AdminApi(supervisor, {
+		address: "127.0.0.1",
+		port: 0,
+		commands: [...adminCommands, ...(opts.commands?.(supervisor, config) ?? [])],
+	});
 	await api.listen();
 	if (!opts.deferStart) await supervisor.start();
 	const request: AdminHarness["request"] = async (method, path, o = {}) => {

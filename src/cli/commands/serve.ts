@@ -73,6 +73,7 @@ async function serveSupervised(
 	const { adminCommands } = await import("../../admin/commands/index.ts");
 	const { adminFromEnvironment } = await import("../../admin/accounts.ts");
 	const { Audit } = await import("../../admin/audit.ts");
+	const { supervisedBackupCommands } = await import("../../admin/supervised-backups.ts");
 	const log = createLogger({ level: config.log.level, format: config.log.format });
 	log.info(`configuration: ${describeSource(source)}`);
 	let first = true;
@@ -96,7 +97,8 @@ async function serveSupervised(
 		? new AdminApi(supervisor, {
 				address: config.listeners.admin.address,
 				port: config.listeners.admin.port,
-				commands: adminCommands,
+				// Backups, restores and factory resets run in the Supervisor's states.
+				commands: [...adminCommands, ...supervisedBackupCommands(supervisor, () => source.path)],
 			})
 		: null;
 	/** Opens the admin API; a port that cannot be opened is the one line `serve` words it in. */
