@@ -26,6 +26,7 @@ const tlsFiles = z.strictObject({
 export const DEFAULT_HOST_MODULES = [
 	"disco",
 	"ping",
+	"adhoc",
 	"presence",
 	"roster",
 	"version",

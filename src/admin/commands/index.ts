@@ -1,0 +1,5 @@
+/** Every admin command, for the surfaces (HTTP, CLI, ad-hoc) to offer. Adding one is one file. */
+import type { AnyAdminCommand } from "../../core/commands.ts";
+import { announce, onlineUsersNum } from "./announce.ts";
+
+export const adminCommands: readonly AnyAdminCommand[] = [announce, onlineUsersNum];
