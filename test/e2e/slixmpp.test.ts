@@ -91,6 +91,50 @@ describe("slixmpp", { skip }, () => {
 		}
 	});
 
+	test("XEP-0050 / XEP-0133 with slixmpp's xep_0050 plugin: an admin counts online users and announces", async () => {
+		const adhoc = await startTestServer({
+			users: [
+				["alice@localhost", "alice-pw"],
+				["bob@localhost", "bob-pw"],
+			],
+		});
+		try {
+			await adhoc.server.hosts.get("localhost")?.accounts.setRole("alice", "admin");
+			const r = await run(
+				PYTHON,
+				["test/clients/slixmpp_adhoc.py", "localhost", String(adhoc.port)],
+				{
+					encoding: "utf8",
+					timeout: 60_000,
+				},
+			).catch((e: { stdout?: string; stderr?: string }) => e);
+			const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+			const result = JSON.parse(line || "{}") as Record<string, unknown>;
+			assert.deepEqual(
+				result,
+				{
+					// XEP-0050 §3.2: an admin sees the XEP-0133 commands.
+					commands: [
+						"http://jabber.org/protocol/admin#announce",
+						"http://jabber.org/protocol/admin#get-online-users-num",
+					],
+					count_status: "completed",
+					onlineusersnum: "2",
+					// XEP-0133 §4.23's form.
+					announce_fields: [
+						["announcement", "text-multi"],
+						["subject", "text-single"],
+					],
+					announce_status: "completed",
+					bob_got: ["Hello", "From slixmpp"],
+				},
+				`${line}\n${(r.stderr ?? "").slice(-3000)}`,
+			);
+		} finally {
+			await adhoc.stop();
+		}
+	});
+
 	test("XEP-0045 with slixmpp's xep_0045 plugin: create a room, enter, talk, set the subject", async () => {
 		const muc = await startTestServer({
 			config: { components: { "conference.localhost": { type: "muc" } } },
