@@ -70,6 +70,17 @@ export interface RosterChangedEvent {
 	item: RosterItem | null;
 }
 
+/**
+ * `roster/befriend` on a host's bus: make `user` and `contact` (both accounts of this host)
+ * subscribed to each other's presence, as an accepted invitation does (XEP-0401 §5, XEP-0379:
+ * a mutual subscription without the subscribe/subscribed round trip). Fired by the
+ * registration module after an invited newcomer registered.
+ */
+export interface RosterBefriendEvent {
+	user: string;
+	contact: string;
+}
+
 const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
 /** RFC 6121 §2.3.3: "server-configured limit" on the length of names and groups. */
 const MAX_TEXT = 1023;
@@ -269,6 +280,24 @@ export default defineModule({
 		}
 
 		// --- stream features (RFC 6121 §2.6.1, §3.4.1) ---
+		api.hook("roster/befriend", async ({ user, contact }: RosterBefriendEvent) => {
+			for (const [a, b] of [
+				[user, contact],
+				[contact, user],
+			] as const) {
+				const jid = `${b}@${host.name}`;
+				const item = await update(a, (r) => {
+					const it: RosterItem = r.items[jid] ?? { groups: [], subscription: "none" };
+					it.subscription = "both";
+					delete it.ask;
+					delete it.approved;
+					r.items[jid] = it;
+					return { ...it, groups: [...it.groups] };
+				});
+				await changed(a, jid, item);
+			}
+			return HANDLED;
+		});
 		api.hook(
 			"stream-features",
 			({ features }: { features: Element }) => {

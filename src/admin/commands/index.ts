@@ -1,5 +1,13 @@
 /** Every admin command, for the surfaces (HTTP, CLI, ad-hoc) to offer. Adding one is one file. */
 import type { AnyAdminCommand } from "../../core/commands.ts";
 import { announce, onlineUsersNum } from "./announce.ts";
+import { inviteContact, inviteCreate, inviteList, inviteRevoke } from "./invite.ts";
 
-export const adminCommands: readonly AnyAdminCommand[] = [announce, onlineUsersNum];
+export const adminCommands: readonly AnyAdminCommand[] = [
+	announce,
+	onlineUsersNum,
+	inviteCreate,
+	inviteContact,
+	inviteList,
+	inviteRevoke,
+];

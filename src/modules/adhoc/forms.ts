@@ -12,7 +12,8 @@
  *   name ends in `jid`, else `text-single`; a number → `text-single`.
  *
  * `.meta({ xdata: "<type>" })` on an argument overrides the type (`text-multi` for an
- * announcement's body), `.describe()` gives the label. An argument named `host` is not shown:
+ * announcement's body), `.meta({ var: "<name>" })` the field's var (a XEP's name that is no
+ * good as an argument name, XEP-0401's `roster-subscription`), `.describe()` gives the label. An argument named `host` is not shown:
  * over XMPP it is the host the command was sent to (`CommandContext.host`).
  */
 import { z } from "zod";
@@ -35,6 +36,8 @@ type FieldType =
 	| "text-single";
 
 interface FieldInfo {
+	/** The field's var: the argument's name unless its meta says otherwise. */
+	var: string;
 	type: FieldType;
 	label: string | undefined;
 	required: boolean;
@@ -51,6 +54,7 @@ export function describeArg(name: string, schema: z.ZodType): FieldInfo {
 	let dflt: unknown;
 	let label = t.description;
 	let override: unknown = t.meta()?.xdata;
+	let fieldVar: unknown = t.meta()?.var;
 	for (;;) {
 		if (t instanceof z.ZodOptional || t instanceof z.ZodNullable) {
 			required = false;
@@ -62,6 +66,7 @@ export function describeArg(name: string, schema: z.ZodType): FieldInfo {
 		} else break;
 		label ??= t.description;
 		override ??= t.meta()?.xdata;
+		fieldVar ??= t.meta()?.var;
 	}
 	let type: FieldType;
 	let options: readonly string[] | undefined;
@@ -74,7 +79,15 @@ export function describeArg(name: string, schema: z.ZodType): FieldInfo {
 	else if (/jid$/i.test(name)) type = "jid-single";
 	else type = "text-single";
 	if (typeof override === "string") type = override as FieldType;
-	return { type, label, required, default: dflt, options, inner: t };
+	return {
+		var: typeof fieldVar === "string" ? fieldVar : name,
+		type,
+		label,
+		required,
+		default: dflt,
+		options,
+		inner: t,
+	};
 }
 
 /** The form asking for a command's arguments (XEP-0050 §3.4, XEP-0004 §3.1 type `form`). */
@@ -97,7 +110,7 @@ export function argsForm(
 						? [info.default ? "1" : "0"]
 						: [String(info.default)];
 		const f = field(
-			name,
+			info.var,
 			info.type,
 			info.label ?? name,
 			value,
@@ -127,9 +140,9 @@ export function argsFromForm(
 	const out: Record<string, unknown> = {};
 	for (const [name, schema] of Object.entries(args.shape)) {
 		if (name === HOST_ARG) continue;
-		const got = values.get(name);
-		if (got === undefined) continue;
 		const info = describeArg(name, schema as z.ZodType);
+		const got = values.get(info.var);
+		if (got === undefined) continue;
 		const vals = got.filter((v) => v !== "");
 		if (info.inner instanceof z.ZodArray) {
 			out[name] = vals;
