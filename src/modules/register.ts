@@ -134,6 +134,12 @@ export default defineModule({
 		);
 
 		const invites = new InviteStore(api.keyval<Invite>("invites"));
+		// Invitations expired a day ago go (the day lets an operator still see why one failed).
+		api.every(3_600_000, () => {
+			invites
+				.purge(86_400_000)
+				.catch((err: unknown) => api.log.warn({ err }, "purging expired invitations failed"));
+		});
 
 		// XEP-0445 §3: the token, checked now, used by the registration that follows on this
 		// stream. "Single-use tokens MUST NOT be considered used until the actual registration
