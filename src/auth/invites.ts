@@ -17,6 +17,9 @@
 import { randomBytes } from "node:crypto";
 import type { KeyValStore } from "../storage/types.ts";
 
+/** XEP-0445 §3 and XEP-0379 §3: the namespace of the `<preauth token='...'/>` element. */
+export const NS_PARS = "urn:xmpp:pars:0";
+
 export type InviteType = "account" | "contact";
 
 export type Invite = {
@@ -122,6 +125,21 @@ export class InviteStore {
 			invite.uses++;
 			await this.#store.set(token, invite);
 			return invite;
+		});
+	}
+
+	/**
+	 * XEP-0379: counts one use of a contact invitation of `inviter` (a username) by `who` (a
+	 * bare JID) for a roster subscription; false when the token is not such a valid invitation.
+	 */
+	useForRoster(token: string, inviter: string, who: string): Promise<boolean> {
+		return this.#serial(async () => {
+			const invite = await this.get(token);
+			if (InviteStore.check(invite) || !invite || invite.roster !== inviter) return false;
+			invite.uses++;
+			invite.used_by.push(who);
+			await this.#store.set(token, invite);
+			return true;
 		});
 	}
 

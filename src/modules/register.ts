@@ -15,7 +15,7 @@
  */
 import { z } from "zod";
 import { AccountError, AccountManager } from "../auth/accounts.ts";
-import { type Invite, type InviteRefusal, InviteStore } from "../auth/invites.ts";
+import { type Invite, type InviteRefusal, InviteStore, NS_PARS } from "../auth/invites.ts";
 import type { Host, PreauthEvent } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
@@ -27,8 +27,6 @@ import type { RosterBefriendEvent } from "./roster.ts";
 
 export const NS_REGISTER = "jabber:iq:register";
 export const NS_REGISTER_FEATURE = "http://jabber.org/features/iq-register";
-/** XEP-0445 §3: the pre-authentication request. */
-export const NS_PARS = "urn:xmpp:pars:0";
 /**
  * Stream features saying tokens are accepted: XEP-0445 §4's `urn:xmpp:ibr-token:0`, and
  * `urn:xmpp:invite`, which Prosody, Conversations and docs.modernxmpp.org use.

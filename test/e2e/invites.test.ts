@@ -222,6 +222,38 @@ describe("XEP-0401 invitations and XEP-0445 pre-authenticated registration", () 
 		assert.equal(condition(refused), "forbidden");
 	});
 
+	test("XEP-0379: an existing account's subscription with the token is approved and answered with one back, once", async () => {
+		const host = t.server.hosts.get("localhost");
+		assert.ok(host);
+		await host.accounts.create("dave", "pw-dave");
+		await host.accounts.create("erin", "pw-erin");
+		const done = await adhoc(bob, "urn:xmpp:invite#invite", {});
+		const token = tokenOf(fieldValue(done, "uri") as string);
+		const dave = await online(t.port, "dave", "d");
+		const mark = dave.received.length;
+		dave.send(
+			`<presence type='subscribe' to='bob@localhost'><preauth xmlns='urn:xmpp:pars:0' token='${token}'/></presence>`,
+		);
+		await dave.waitFor(/<presence(?=[^>]*from="bob@localhost")[^>]*type="subscribed"/, mark);
+		await dave.waitFor(/<presence(?=[^>]*from="bob@localhost")[^>]*type="subscribe"/, mark);
+		const stored = (await host.keyval("roster").get("bob")) as {
+			items: Record<string, { subscription: string; ask?: boolean }>;
+		};
+		assert.equal(stored.items["dave@localhost"]?.subscription, "from");
+		assert.equal(stored.items["dave@localhost"]?.ask, true);
+		dave.close();
+		// Used once: the next request with it waits for bob as any other (RFC 6121 §3.1.3).
+		const erin = await online(t.port, "erin", "e");
+		const bobMark = bob.received.length;
+		erin.send(
+			`<presence type='subscribe' to='bob@localhost'><preauth xmlns='urn:xmpp:pars:0' token='${token}'/></presence>`,
+		);
+		await bob.waitFor(/<presence(?=[^>]*from="erin@localhost")[^>]*type="subscribe"/, bobMark);
+		const after = (await host.keyval("roster").get("bob")) as { items: Record<string, unknown> };
+		assert.equal(after.items["erin@localhost"], undefined);
+		erin.close();
+	});
+
 	test("list and revoke: a revoked invitation is refused", async () => {
 		const token = tokenOf(
 			fieldValue(await adhoc(admin, "urn:xmpp:invite#create-account", {}), "uri") as string,
