@@ -290,3 +290,54 @@ describe("XEP-0401 invitations and XEP-0445 pre-authenticated registration", () 
 		assert.equal((await fetch(`http://127.0.0.1:${t.httpPort}/invite/${token}`)).status, 404);
 	});
 });
+
+test("invites.allow_user_invites: a user's contact invitation registers the newcomer as the user's contact", async () => {
+	const t = await startTestServer({
+		config: {
+			auth: { require_encryption: false, allow_plain_without_tls: true },
+			invites: { allow_user_invites: true },
+			hosts: {
+				localhost: {
+					modules: ["disco", "ping", "adhoc", "presence", "roster", "register"],
+					module_options: { register: { invite_only: true } },
+				},
+			},
+		},
+		users: [["bob@localhost", "pw-bob"]],
+	});
+	try {
+		const bob = await online(t.port, "bob", "b");
+		// RFC 6121 §2.1.6: an interested resource, which gets roster pushes.
+		await iq(bob, "rg0", `<iq type='get' id='rg0'><query xmlns='jabber:iq:roster'/></iq>`);
+		const done = await iq(
+			bob,
+			"ci",
+			`<iq type='set' to='localhost' id='ci'><command xmlns='${NS}' node='urn:xmpp:invite#invite' action='execute'/></iq>`,
+		);
+		const uri = fieldValue(done, "uri") as string;
+		// XEP-0401 §4: ibr=y says the token also creates an account.
+		assert.match(uri, /^xmpp:bob@localhost\?roster;preauth=[A-Za-z0-9_-]+;ibr=y$/);
+		const c = await RawClient.connect(t.port);
+		c.open();
+		await c.waitFor("</stream:features>");
+		const pa = await iq(
+			c,
+			"pa",
+			`<iq type='set' id='pa'><preauth xmlns='urn:xmpp:pars:0' token='${tokenOf(uri)}'/></iq>`,
+		);
+		assert.match(pa, /type="result"/);
+		const mark = bob.received.length;
+		const reg = await iq(
+			c,
+			"rg",
+			`<iq type='set' id='rg'><query xmlns='jabber:iq:register'><username>nina</username><password>pw-nina</password></query></iq>`,
+		);
+		assert.match(reg, /type="result"/);
+		c.close();
+		// RFC 6121 §2.1.6: bob's interested resource gets the push of his new contact.
+		await bob.waitFor(/<item jid="nina@localhost" subscription="both"/, mark);
+		bob.close();
+	} finally {
+		await t.stop();
+	}
+});
