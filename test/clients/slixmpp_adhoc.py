@@ -2,7 +2,8 @@
 
 Usage: slixmpp_adhoc.py HOST PORT. alice (an admin of HOST) lists the commands (XEP-0050 §3.2),
 runs get-online-users-num (XEP-0133 §4.15), then announce (§4.23) by filling in the form the
-server sent; bob, online, receives the announcement. Prints one JSON line with what happened and
+server sent; bob, online, receives the announcement, and creates a contact invitation
+(XEP-0401 §3). Prints one JSON line with what happened and
 exits 0 when everything arrived.
 """
 import asyncio
@@ -72,6 +73,16 @@ async def main():
     )
     result["announce_status"] = done["command"]["status"]
     result["bob_got"] = await asyncio.wait_for(bob.announced, 20)
+
+    # XEP-0401 §3: any account creates a contact invitation; no form, completed at once.
+    bob_adhoc = bob.plugin["xep_0050"]
+    bob_items = await bob_adhoc.get_commands(host)
+    result["bob_commands"] = sorted(i[1] for i in bob_items["disco_items"]["items"])
+    invite = await bob_adhoc.send_command(host, "urn:xmpp:invite#invite")
+    values = invite["command"]["form"]["values"]
+    result["invite_status"] = invite["command"]["status"]
+    result["invite_uri_ok"] = values["uri"].startswith(f"xmpp:bob@{host}?roster;preauth=")
+    result["invite_page_ok"] = "/invite/" in values["landing-url"]
     for c in (alice, bob):
         c.disconnect()
     await asyncio.sleep(0.2)

@@ -91,7 +91,7 @@ describe("slixmpp", { skip }, () => {
 		}
 	});
 
-	test("XEP-0050 / XEP-0133 with slixmpp's xep_0050 plugin: an admin counts online users and announces", async () => {
+	test("XEP-0050 / XEP-0133 with slixmpp's xep_0050 plugin: an admin counts online users and announces, a user creates a contact invitation", async () => {
 		const adhoc = await startTestServer({
 			users: [
 				["alice@localhost", "alice-pw"],
@@ -127,6 +127,11 @@ describe("slixmpp", { skip }, () => {
 					],
 					announce_status: "completed",
 					bob_got: ["Hello", "From slixmpp"],
+					// XEP-0050 §3.2: a user sees the commands every account may run, no admin one.
+					bob_commands: ["urn:xmpp:invite#invite"],
+					invite_status: "completed",
+					invite_uri_ok: true,
+					invite_page_ok: true,
 				},
 				`${line}\n${(r.stderr ?? "").slice(-3000)}`,
 			);
