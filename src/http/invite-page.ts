@@ -95,7 +95,9 @@ export async function invitePage(core: Core, token: string): Promise<InvitePage>
 	const title = inviter
 		? `${inviter} invites you to chat`
 		: `You are invited to chat on ${host.name}`;
-	const what = invite.register
+	// Registration needs the host's `register` module; without it the token only befriends.
+	const canRegister = invite.register && host.modules.isLoaded("register");
+	const what = canRegister
 		? invite.username
 			? `an account <strong>${esc(invite.username)}@${esc(host.name)}</strong>`
 			: `an account on <strong>${esc(host.name)}</strong>`
@@ -104,7 +106,9 @@ export async function invitePage(core: Core, token: string): Promise<InvitePage>
 		? `<p><strong>${esc(inviter)}</strong> invites you to chat with them over XMPP, the open chat network.${
 				what ? ` The invitation lets you create ${what}.` : ""
 			}</p>`
-		: `<p>You are invited to create ${what} on XMPP, the open chat network.</p>`;
+		: what
+			? `<p>You are invited to create ${what} on XMPP, the open chat network.</p>`
+			: `<p>You are invited to ${esc(host.name)} on XMPP, the open chat network, but this server does not take new accounts right now. Ask the person who invited you.</p>`;
 	const apps = APPS.map(
 		(a) => `<li><a href="${esc(a.url)}">${esc(a.name)}</a> (${esc(a.platforms)})</li>`,
 	).join("\n");
@@ -120,7 +124,7 @@ ${apps}
 <p><a class="button" href="${esc(uri)}">Open the invitation</a></p>
 <p>If the button does nothing, copy this address into the app:<br><code>${esc(uri)}</code></p>
 ${
-	invite.register
+	canRegister
 		? `<p>An app that asks for a server and an invitation token: server <code>${esc(host.name)}</code>, token <code>${esc(invite.token)}</code>.</p>`
 		: ""
 }

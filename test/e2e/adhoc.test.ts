@@ -6,11 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { xml } from "@xmpp/client";
 import { z } from "zod";
 import { CommandError, defineCommand } from "../../src/core/commands.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { connectAnonymous } from "../helpers/xmpp-client.ts";
 
 const NS = "http://jabber.org/protocol/commands";
 const ADMIN = "http://jabber.org/protocol/admin";
@@ -269,4 +271,36 @@ describe("XEP-0050 ad-hoc commands", () => {
 		assert.match(r, /status="completed"/);
 		assert.match(r, /<field var="actor" type="text-single"[^>]*><value>bob@localhost<\/value>/);
 	});
+});
+
+test("a guest of an anonymous host sees and runs no command (XEP-0050 §3.2, §6 forbidden), with @xmpp/client", async () => {
+	const t = await startTestServer({
+		config: {
+			auth: { require_encryption: false, allow_plain_without_tls: true },
+			hosts: { localhost: {}, "guest.localhost": { authentication: "anonymous" } },
+		},
+	});
+	try {
+		const guest = await connectAnonymous(`xmpp://127.0.0.1:${t.port}`, {
+			domain: "guest.localhost",
+		});
+		try {
+			const items = await guest.xmpp.iqCaller.get(
+				xml("query", { xmlns: "http://jabber.org/protocol/disco#items", node: NS }),
+				"guest.localhost",
+			);
+			assert.equal(items.getChildren("item").length, 0);
+			await assert.rejects(
+				guest.xmpp.iqCaller.set(
+					xml("command", { xmlns: NS, node: "urn:xmpp:invite#invite", action: "execute" }),
+					"guest.localhost",
+				),
+				(err: { condition?: string }) => err.condition === "forbidden",
+			);
+		} finally {
+			await guest.xmpp.stop();
+		}
+	} finally {
+		await t.stop();
+	}
 });

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import type { Invite } from "../../src/auth/invites.ts";
+import { type Invite, InviteStore } from "../../src/auth/invites.ts";
 import { RawClient } from "../helpers/raw.ts";
 import { iq, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -337,6 +337,26 @@ test("invites.allow_user_invites: a user's contact invitation registers the newc
 		// RFC 6121 §2.1.6: bob's interested resource gets the push of his new contact.
 		await bob.waitFor(/<item jid="nina@localhost" subscription="both"/, mark);
 		bob.close();
+	} finally {
+		await t.stop();
+	}
+});
+
+test("the landing page of a host without in-band registration does not promise an account", async () => {
+	const t = await startTestServer({ config: { invites: { base_url: BASE } } });
+	try {
+		const host = t.server.hosts.get("localhost");
+		assert.ok(host);
+		const invite = await new InviteStore(host.keyval<Invite>("invites")).create({
+			type: "account",
+			creator: "cli",
+			ttl: 3600,
+		});
+		const res = await fetch(`http://127.0.0.1:${t.httpPort}/invite/${invite.token}`);
+		assert.equal(res.status, 200);
+		const html = await res.text();
+		assert.match(html, /does not take new accounts/);
+		assert.doesNotMatch(html, /token <code>/);
 	} finally {
 		await t.stop();
 	}

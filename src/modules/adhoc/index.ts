@@ -53,6 +53,8 @@ export function formTypeOf(node: string): string {
 export async function mayRun(host: Host, cmd: AnyAdminCommand, from: JID): Promise<boolean> {
 	// Commands are for the host's own accounts (XEP-0133 §5: the service decides who is an admin).
 	if (from.domain !== host.name || !from.local) return false;
+	// A guest of an anonymous host has no account to act for (XEP-0175): nothing to run.
+	if (host.config.authentication === "anonymous") return false;
 	if (cmd.role === "user") return true;
 	return (await host.accounts.role(from.local)) === "admin";
 }
