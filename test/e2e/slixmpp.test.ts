@@ -8,6 +8,7 @@ import { execFile, spawnSync } from "node:child_process";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { type Invite, InviteStore } from "../../src/auth/invites.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { befriend } from "../helpers/xmpp-user.ts";
 
@@ -137,6 +138,64 @@ describe("slixmpp", { skip }, () => {
 			);
 		} finally {
 			await adhoc.stop();
+		}
+	});
+
+	test("XEP-0445 with slixmpp's xep_0077: a newcomer registers on an invite-only host with a token, once", async () => {
+		const inv = await startTestServer({
+			config: {
+				hosts: {
+					localhost: {
+						modules: ["disco", "ping", "presence", "roster", "register"],
+						module_options: { register: { invite_only: true } },
+					},
+				},
+			},
+			users: [["alice@localhost", "alice-pw"]],
+		});
+		try {
+			const host = inv.server.hosts.get("localhost");
+			assert.ok(host);
+			const invite = await new InviteStore(host.keyval<Invite>("invites")).create({
+				type: "account",
+				roster: "alice",
+				creator: "cli",
+				ttl: 3600,
+			});
+			const register = async (user: string) => {
+				const r = await run(
+					PYTHON,
+					[
+						"test/clients/slixmpp_invite_register.py",
+						"localhost",
+						String(inv.port),
+						invite.token,
+						user,
+						`${user}-pw`,
+					],
+					{ encoding: "utf8", timeout: 60_000 },
+				).catch((e: { stdout?: string; stderr?: string }) => e);
+				const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+				return {
+					result: JSON.parse(line || "{}") as Record<string, unknown>,
+					text: `${line}\n${(r.stderr ?? "").slice(-3000)}`,
+				};
+			};
+			const first = await register("newbie");
+			assert.deepEqual(
+				first.result,
+				{ preauth: "result", register: "result", roster: [["alice@localhost", "both"]] },
+				first.text,
+			);
+			// A one-time token: the second newcomer is refused at preauth and at registration.
+			const second = await register("other");
+			assert.deepEqual(
+				second.result,
+				{ preauth: "item-not-found", register: "not-allowed" },
+				second.text,
+			);
+		} finally {
+			await inv.stop();
 		}
 	});
 
