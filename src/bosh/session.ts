@@ -77,6 +77,7 @@ export function terminateBody(condition?: BoshCondition, children = ""): string 
 const MAX_QUEUED_ELEMENTS = 10_000;
 
 export class BoshSession implements Transport {
+	readonly kind = "bosh" as const;
 	readonly sid = randomBytes(16).toString("base64url");
 	readonly remoteAddress: string;
 	readonly secure: boolean;
@@ -328,6 +329,8 @@ export class BoshSession implements Transport {
 		const seconds = this.#pauseSeconds || this.#opts.inactivity;
 		this.#inactivityTimer = setTimeout(() => {
 			this.#server.log.debug({ sid: this.sid, ip: this.remoteAddress }, "BOSH session inactive");
+			// The client stopped polling: its connection is as dead as an unanswered ping says.
+			this.#server.metrics.deadPeer("c2s");
 			this.#terminate(undefined, "inactivity");
 		}, seconds * 1000);
 		this.#inactivityTimer.unref();

@@ -157,6 +157,7 @@ export function saslContextFor(
  * `anonymous.max_sessions` (bound sessions in the whole cluster: every node holds them all) and
  * `anonymous.max_sessions_per_ip`. Checked at SASL time and again when the resource is bound
  * (`self` is then left out), so guests that authenticate together cannot pass it before any binds.
+ * A refusal is counted (`parley_connections_refused_total`).
  */
 export function guestLimit(
 	host: Host,
@@ -174,6 +175,7 @@ export function guestLimit(
 		}
 	}
 	if (maxTotal > 0 && total >= maxTotal) {
+		host.server.metrics.refused("anonymous.max_sessions");
 		return {
 			text: "too many guests are connected; try again later",
 			reason: `anonymous.max_sessions (${maxTotal}) reached`,
@@ -181,6 +183,7 @@ export function guestLimit(
 		};
 	}
 	if (maxPerIp > 0 && fromIp >= maxPerIp) {
+		host.server.metrics.refused("anonymous.max_sessions_per_ip");
 		return {
 			text: "too many guest sessions from this address",
 			reason: `anonymous.max_sessions_per_ip (${maxPerIp}) reached`,

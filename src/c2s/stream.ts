@@ -25,6 +25,7 @@ import {
 import {
 	type Bind2Event,
 	type Bind2FeaturesEvent,
+	type ClientTransportKind,
 	type Core,
 	HIBERNATING,
 	type Host,
@@ -104,6 +105,8 @@ export class C2SStream implements Session {
 	/** XEP-0388: the running SASL2 exchange and the `<authenticate/>` that started it. */
 	#sasl2: Sasl2Exchange | null = null;
 	#saslFailures = 0;
+	/** The SASL mechanism of the exchange under way, for `parley_auth_total` ("" before one is chosen). */
+	#mech = "";
 	#queue: Element[] = [];
 	#draining = false;
 	#idleWaiters: (() => void)[] = [];
@@ -180,6 +183,10 @@ export class C2SStream implements Session {
 
 	get remoteAddress(): string {
 		return this.#transport.remoteAddress;
+	}
+	/** What carries the session now (metrics). */
+	get transport(): ClientTransportKind {
+		return this.#transport.kind;
 	}
 	get secure(): boolean {
 		return this.#transport.secure;
@@ -335,6 +342,7 @@ export class C2SStream implements Session {
 		const unread = this.#liveness?.stop() ?? [];
 		const s = this.#server.config.sessions;
 		if (this.#sm?.resumable) {
+			this.#server.metrics.deadPeer("c2s");
 			// XEP-0198 §5: the connection is dropped, the session waits to be resumed.
 			this.#host?.log.info(
 				{ jid: this.#jid?.toString(), ip: this.remoteAddress },
@@ -349,6 +357,7 @@ export class C2SStream implements Session {
 			{ jid: this.#jid?.toString(), ip: this.remoteAddress, unread: unread.length },
 			`no answer to a ping within ${s.ping_timeout} s: connection dropped`,
 		);
+		this.#server.metrics.deadPeer("c2s");
 		this.close("connection-timeout", "no answer to a ping");
 		this.#keepUnread(unread);
 	}
@@ -548,6 +557,7 @@ export class C2SStream implements Session {
 			// RFC 6120 §6.4.2 invalid-mechanism.
 			if (!mech) return this.#saslFailure("invalid-mechanism", `${name} is not offered`);
 			this.#sasl = mech;
+			this.#mech = mech.name;
 		} else if (el.name !== "response" || !mech) {
 			return this.#saslFailure("malformed-request", `unexpected <${el.name}/>`);
 		}
@@ -569,6 +579,7 @@ export class C2SStream implements Session {
 			return this.#saslFailure(step.condition, step.text, step.throttle);
 		}
 		this.#username = step.username;
+		this.#server.metrics.auth(mech.name, true);
 		this.#transport.send(
 			x("success", { xmlns: NS_SASL }, step.data ? step.data.toString("base64") : undefined),
 		);
@@ -616,6 +627,8 @@ export class C2SStream implements Session {
 	#saslFailure(condition: string, text?: string, countsAsGuess = false, ns = NS_SASL): void {
 		this.#sasl = null;
 		this.#sasl2 = null;
+		this.#server.metrics.auth(this.#mech, false);
+		this.#mech = "";
 		this.#transport.send(
 			x(
 				"failure",
@@ -688,6 +701,7 @@ export class C2SStream implements Session {
 			if (typeof started === "string") return fail("invalid-mechanism", started);
 			if ("condition" in started) return fail(started.condition, started.text);
 			exchange = this.#sasl2 = started;
+			this.#mech = started.mech.name;
 			// §2.3: no <initial-response/> means none; an empty one is an empty response.
 			payload = el.getChild("initial-response", NS_SASL2)?.text().trim();
 		} else if (el.name === "response" && exchange) {
@@ -777,6 +791,7 @@ export class C2SStream implements Session {
 			}
 		}
 		this.#username = user;
+		this.#server.metrics.auth(exchange.mech.name, true);
 		this.#transport.setStanzaLimit(this.#server.config.limits.stanza_size);
 		const software = sanitizeTrace(
 			Buffer.from(req.getChild("user-agent", NS_SASL2)?.getChildText("software", NS_SASL2) ?? ""),
@@ -1052,6 +1067,7 @@ export class C2SStream implements Session {
 			if (!ok) return this.close("invalid-from", "the 'from' address is not yours");
 		}
 		el.attrs.from = jid.toString();
+		this.#server.metrics.stanzaIn("c2s", el.name);
 		if (el.name === "iq" && isLegacySession(el, this.host.name)) {
 			// RFC 3921 §3: clients that still establish a "session" after binding get a result.
 			this.#transport.send(x("iq", { type: "result", id: el.attrs.id, to: jid.toString() }));
@@ -1286,6 +1302,7 @@ export class C2SStream implements Session {
 			if (this.#hibernation) return; // kept for the resumption (XEP-0198 §5)
 		}
 		this.#transport.send(stanza);
+		this.#server.metrics.stanzaOut("c2s", stanza.name);
 		this.#liveness?.sent(stanza);
 		// XEP-0198 §4: ask for an acknowledgement once a few are outstanding.
 		if (sm && !sm.requested && sm.unacked.length >= REQUEST_EVERY) this.#requestAck();

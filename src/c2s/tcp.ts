@@ -135,6 +135,7 @@ function normalizeIp(ip: string): string {
 }
 
 class TcpTransport implements Transport {
+	readonly kind = "tcp" as const;
 	readonly remoteAddress: string;
 	readonly #server: Core;
 	#socket: net.Socket;

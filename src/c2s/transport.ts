@@ -3,10 +3,13 @@
  * WebSocket (src/websocket), BOSH (src/bosh). The stream never sees a socket or a request.
  */
 import type { ChannelBindingSource } from "../auth/channel-binding.ts";
+import type { ClientTransportKind } from "../core/contracts.ts";
 import type { Attrs, Element } from "../xml/element.ts";
 
 /** What the stream needs from whatever carries it. */
 export interface Transport {
+	/** Which carrier this is (the `transport` label of `parley_sessions`). */
+	readonly kind: ClientTransportKind;
 	readonly remoteAddress: string;
 	/** TLS is in place (STARTTLS done, direct TLS, or an HTTPS/WSS carrier). */
 	readonly secure: boolean;

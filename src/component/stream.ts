@@ -115,6 +115,7 @@ export class ComponentStream implements Connection, ComponentLink {
 	send(stanza: Element): void {
 		if (this.#state !== "online") return;
 		this.#socket.send(stanza);
+		this.#core.metrics.stanzaOut("component", stanza.name);
 		this.#liveness?.sent(stanza);
 	}
 
@@ -226,7 +227,10 @@ export class ComponentStream implements Connection, ComponentLink {
 		}
 		const event: ComponentConnectEvent = { host, link: this };
 		const claimed = await host.events.fire("component/connect", event);
-		if (claimed && !event.refused) this.#attached = true;
+		if (claimed && !event.refused) {
+			this.#attached = true;
+			this.#core.metrics.componentStream(1);
+		}
 		if (this.#state === "closed") {
 			// Gone while the module was deciding.
 			if (this.#attached) this.#end();
@@ -283,6 +287,7 @@ export class ComponentStream implements Connection, ComponentLink {
 
 	/** The component did not answer a ping in time: its connection is dead (issue 21). */
 	#dead(): void {
+		this.#core.metrics.deadPeer("component");
 		const unread = this.#liveness?.stop() ?? [];
 		this.#liveness = null;
 		this.close("connection-timeout", "the component stopped answering pings");
@@ -350,6 +355,7 @@ export class ComponentStream implements Connection, ComponentLink {
 			this.#reject(el, iqError);
 			return;
 		}
+		this.#core.metrics.stanzaIn("component", el.name);
 		await this.#core.router.route(el);
 	}
 
@@ -373,6 +379,7 @@ export class ComponentStream implements Connection, ComponentLink {
 		this.#ended(this);
 		if (!this.#attached || !this.#host) return;
 		this.#attached = false;
+		this.#core.metrics.componentStream(-1);
 		const event: ComponentConnectEvent = { host: this.#host, link: this };
 		this.#host.events.fire("component/disconnect", event).catch((err: unknown) => {
 			this.#log.error({ err }, "component/disconnect handler failed");

@@ -54,6 +54,8 @@ export interface Session {
 	interested: boolean;
 	/** The cluster node holding the session, for a replica of another node's; absent for ours. */
 	readonly node?: string;
+	/** What carries a local client session now (a XEP-0198 resumption may change it); absent on a replica. */
+	readonly transport?: ClientTransportKind;
 	/**
 	 * Per-session state for modules, keyed by module name (carbons on/off, CSI state, ...), plus
 	 * `HIBERNATING` (true while a XEP-0198 session waits to be resumed), set by the stream.
@@ -69,6 +71,9 @@ export interface Session {
 	 */
 	abandon?(previd: string): void;
 }
+
+/** The carriers of a client stream: TCP (STARTTLS or direct TLS), WebSocket (RFC 7395), BOSH (XEP-0206). */
+export type ClientTransportKind = "tcp" | "websocket" | "bosh";
 
 /** `cluster/sm-abandon` data: the bare username and the `previd` a client failed to resume. */
 export const SM_ABANDON = "sm-abandon";
@@ -284,6 +289,8 @@ export interface ClusterNotice {
  * modules use it. Without `[cluster]` there is none and `Core.cluster` is null.
  */
 export interface ClusterHook {
+	/** This node's name (`cluster.node`, or the one made up when it is empty). */
+	readonly node: string;
 	/** This node runs the components (the live node that joined first). */
 	readonly leader: boolean;
 	readonly leaderNode: string;
@@ -313,6 +320,39 @@ export interface RemoteDomains {
 	 * (RFC 6120 §4.9.3.6), so a peer that still sends to it opens a new stream and hears why.
 	 */
 	domainGone?(domain: string): void;
+	/** How many server-to-server streams are open, each way (read when metrics are scraped). */
+	streamCounts?(): { incoming: number; outgoing: number };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (src/core/metrics.ts; docs/architecture.md "Metrics")
+
+/** The streams whose stanzas and dead peers are counted apart. */
+export type StreamKind = "c2s" | "s2s" | "component";
+
+/**
+ * What the parts count, through `Core.metrics`, without knowing the metrics library. Each call is
+ * a few integer increments (what is costly is done when metrics are scraped), so it sits on the
+ * hot path. Sessions, hibernating sessions, s2s streams, refused connections, memory and event
+ * loop lag are read at scrape time from where they live and need no call.
+ */
+export interface MetricsRecorder {
+	/** A stanza (`message`, `presence` or `iq`; anything else is ignored) read from a stream. */
+	stanzaIn(stream: StreamKind, name: string): void;
+	/** A stanza written to a stream. */
+	stanzaOut(stream: StreamKind, name: string): void;
+	/** A SASL exchange ended (`mechanism` is one we offer, or "" when none was chosen). */
+	auth(mechanism: string, ok: boolean): void;
+	/** A peer stopped answering liveness checks and its connection was dropped (issue 21). */
+	deadPeer(stream: StreamKind): void;
+	/**
+	 * A login or stream refused by a limit, named by its configuration key
+	 * (`anonymous.max_sessions`, `s2s.max_streams_per_domain`, ...). `limits.connections_per_ip`
+	 * is read from the `ConnectionLimiter` instead.
+	 */
+	refused(limit: string): void;
+	/** An external component's stream authenticated (+1) or ended after that (-1). */
+	componentStream(delta: 1 | -1): void;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,6 +375,8 @@ export interface Core {
 	readonly connectionLimiter: ConnectionLimiter;
 	readonly authFailures: AuthFailureTracker;
 	readonly storage: StorageBackend;
+	/** `storage` with each operation timed for the metrics; hosts open their stores through it. */
+	readonly timedStorage?: StorageBackend;
 	readonly certificates: CertificateStore;
 	readonly cluster: ClusterHook | null;
 	/** Federation, when server-to-server is on; null: remote domains are unreachable. */
@@ -347,6 +389,8 @@ export interface Core {
 	restartComponents(): Promise<void>;
 	/** The admin operations (src/core/commands.ts), for the surfaces that offer them. */
 	readonly commands: readonly AnyAdminCommand[];
+	/** What the parts count (`metrics.enabled = false`: calls that do nothing). */
+	readonly metrics: MetricsRecorder;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,13 @@
  * nothing but the server they run in; stores are opened per host so data never crosses.
  */
 import type { AccountManager } from "../auth/accounts.ts";
-import type { ArchiveStore, Json, KeyValStore, MapStore } from "../storage/types.ts";
+import type {
+	ArchiveStore,
+	Json,
+	KeyValStore,
+	MapStore,
+	StorageBackend,
+} from "../storage/types.ts";
 import type { Element } from "../xml/element.ts";
 import type { ComponentConfig, HostConfig } from "./config/schema.ts";
 import {
@@ -68,16 +74,21 @@ export class VirtualHost implements Host {
 		});
 	}
 
+	/** The server's storage, timed for metrics when the server offers that (Server.timedStorage). */
+	get #storage(): StorageBackend {
+		return this.server.timedStorage ?? this.server.storage;
+	}
+
 	keyval<T extends Json = Json>(store: string): KeyValStore<T> {
-		return this.server.storage.keyval<T>(this.name, store);
+		return this.#storage.keyval<T>(this.name, store);
 	}
 
 	map<T extends Json = Json>(store: string): MapStore<T> {
-		return this.server.storage.map<T>(this.name, store);
+		return this.#storage.map<T>(this.name, store);
 	}
 
 	archive<T extends Json = Json>(store: string): ArchiveStore<T> {
-		return this.server.storage.archive<T>(this.name, store);
+		return this.#storage.archive<T>(this.name, store);
 	}
 
 	/** Sessions of one account, bound resources only. */

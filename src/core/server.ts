@@ -29,10 +29,12 @@ import type {
 	Host,
 	HostAddedEvent,
 	Listener,
+	MetricsRecorder,
 	RemoteDomains,
 } from "./contracts.ts";
 import { VirtualHost } from "./host.ts";
 import { createLogger, type Logger } from "./log.ts";
+import { type MetricsText, NO_METRICS, ServerMetrics } from "./metrics.ts";
 import type { ModuleDefinition } from "./modules/define.ts";
 import { ModuleError, ModuleManager, moduleOptions } from "./modules/manager.ts";
 import { QuietGc } from "./quiet-gc.ts";
@@ -89,6 +91,10 @@ export class Server implements Core {
 	readonly connectionLimiter: ConnectionLimiter;
 	readonly authFailures: AuthFailureTracker;
 	readonly listeners: Listener[] = [];
+	/** This server's own metrics registry (metrics.ts); null when `metrics.enabled` is false. */
+	readonly #metrics: ServerMetrics | null;
+	/** What the parts count through: the registry, or calls that do nothing. */
+	readonly metrics: MetricsRecorder;
 	readonly #parts: ServerParts;
 	readonly #registry: Map<string, ModuleDefinition<unknown>>;
 	#storage: StorageBackend | null;
@@ -112,6 +118,8 @@ export class Server implements Core {
 		this.#storage = opts.storage ?? null;
 		this.connectionLimiter = new ConnectionLimiter(config.limits.connections_per_ip);
 		this.authFailures = new AuthFailureTracker(config.limits.sasl_failures_per_ip);
+		this.#metrics = config.metrics.enabled ? new ServerMetrics(this) : null;
+		this.metrics = this.#metrics ?? NO_METRICS;
 		this.#registry = new Map<string, ModuleDefinition<unknown>>();
 		for (const m of parts.modules) this.#registry.set(m.name, m as ModuleDefinition<unknown>);
 	}
@@ -132,6 +140,27 @@ export class Server implements Core {
 	get storage(): StorageBackend {
 		if (!this.#storage) throw new Error("storage is not open: start the server first");
 		return this.#storage;
+	}
+
+	/**
+	 * The storage as hosts and accounts use it: each operation timed for
+	 * `parley_storage_operation_seconds` when metrics are on. `storage` stays the backend itself
+	 * (backups and copies need to know what it is).
+	 */
+	get timedStorage(): StorageBackend {
+		const raw = this.storage;
+		return this.#metrics ? this.#metrics.timeStorage(raw) : raw;
+	}
+
+	/**
+	 * This server's metrics in the Prometheus text format (version 0.0.4), for `GET /metrics`:
+	 * its own counts only, even with other servers in the same process. With
+	 * `metrics.enabled = false` the body is empty.
+	 */
+	async metricsText(): Promise<MetricsText> {
+		if (!this.#metrics)
+			return { contentType: "text/plain; version=0.0.4; charset=utf-8", body: "" };
+		return this.#metrics.text();
 	}
 
 	get certificates(): ReplaceableCertificates {
@@ -168,6 +197,8 @@ export class Server implements Core {
 				if (!this.#parts.cluster)
 					throw new Error("[cluster] is enabled but no cluster link is built in");
 				this.cluster = this.#parts.cluster(this);
+				// One scrape per node: every series says which (docs/architecture.md "Metrics").
+				this.#metrics?.setNode(this.cluster.node);
 				await this.cluster.start();
 			}
 			if (
@@ -190,6 +221,7 @@ export class Server implements Core {
 			this.#sweeper = setInterval(() => this.authFailures.sweep(), 60_000);
 			this.#sweeper.unref();
 			this.quietGc.start();
+			this.#metrics?.start();
 			this.#state = "running";
 			this.log.info({ hosts: hostNames }, "Parley is running");
 		} catch (err) {
@@ -206,7 +238,7 @@ export class Server implements Core {
 		const host = new VirtualHost(name, cfg, this);
 		const anonymous = cfg.authentication === "anonymous";
 		host.accounts = new AccountManager(
-			this.storage,
+			this.timedStorage,
 			name,
 			this.config.auth.scram_iterations,
 			// An anonymous host has no stored accounts: a guest exists while it has a session.
@@ -524,6 +556,7 @@ export class Server implements Core {
 	async #shutdown(): Promise<void> {
 		if (this.#sweeper) clearInterval(this.#sweeper);
 		this.quietGc.stop();
+		this.#metrics?.stop();
 		const open = [...this.streams];
 		for (const stream of open) stream.close("system-shutdown", "the server is stopping");
 		// A stanza already being handled finishes before storage closes, so what it acknowledges

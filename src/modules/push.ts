@@ -13,6 +13,9 @@
  *   when `include_body` is on and the message is not encrypted (privacy).
  * - An app server that answers with an error of type cancel or auth has the registration
  *   disabled (§8: the registration is no longer valid); wait errors keep it.
+ * - Group chat (XEP-0045) messages to a hibernated session only when they mention the nickname
+ *   the session uses in that room, as Prosody's mod_cloud_notify does: a busy room would
+ *   otherwise wake the phone for every line. Private messages from a room are pushed like chats.
  * - Diagnostics: each decision (sent, skipped and why, the app server's answer) is kept per
  *   account, the last `diagnostics_kept`, in the `push_log` store; `parley push <jid>` shows them.
  *
@@ -37,6 +40,12 @@ const ENCRYPTED = ["eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2", "jabber
 
 /** The `Session.data` key: which registration the session enabled (`jid\nnode`). */
 const SESSION_KEY = "push";
+/**
+ * The `Session.data` key: the rooms the session joined, room bare JID -> its nickname there, as
+ * the client's own presences say (Prosody's mod_track_muc_joins), for group chat mentions.
+ */
+const ROOMS_KEY = "push:rooms";
+const NS_MUC = "http://jabber.org/protocol/muc";
 
 const options = z.strictObject({
 	/** Put the message body in notifications (off: app servers and push gateways see no text). */
@@ -254,12 +263,48 @@ export default defineModule({
 			Priority.TRANSFORM,
 		);
 
+		// The rooms a session is in, and its nickname in each, from the presences its client
+		// sends (XEP-0045 §7.2 join with <x/>, §7.6 nickname change, §7.14 exit). Before the
+		// presence module routes them (POLICY); nothing is claimed.
+		api.hook(
+			"pre-presence/full",
+			({ stanza, origin, to }: StanzaEvent) => {
+				if (!origin || !to.resource) return undefined;
+				const type = stanza.attrs.type;
+				const room = to.bare.toString();
+				let rooms = origin.data.get(ROOMS_KEY) as Map<string, string> | undefined;
+				if (type === "unavailable") rooms?.delete(room);
+				else if (type !== undefined) return undefined;
+				else if (stanza.getChild("x", NS_MUC)) {
+					if (!rooms) {
+						rooms = new Map();
+						origin.data.set(ROOMS_KEY, rooms);
+					}
+					rooms.set(room, to.resource);
+				} else if (rooms?.has(room)) rooms.set(room, to.resource);
+				return undefined;
+			},
+			Priority.POLICY,
+		);
+
 		// A message queued for a session that waits to be resumed (XEP-0198): its registration.
-		api.hook("message/delivered", async ({ stanza, to, sessions }: DeliveredEvent) => {
+		// The MUC service fires this too when it writes to a hibernating session.
+		api.hook("message/delivered", async ({ stanza, from, to, sessions }: DeliveredEvent) => {
 			if (!to.local || !hasBody(stanza)) return;
-			const asleep = sessions.filter((s: Session) => s.data.get(HIBERNATING) === true);
+			let asleep = sessions.filter((s: Session) => s.data.get(HIBERNATING) === true);
 			// A connected session got it: nothing to wake (CSI-inactive ones get bodies at once).
 			if (asleep.length === 0 || asleep.length < sessions.length) return;
+			if (stanza.attrs.type === "groupchat") {
+				// Only a mention of the session's nickname in that room (not noted otherwise: a
+				// diagnostics write per room message would cost more than the push it decides).
+				if (stanza.getChild("subject")) return;
+				const body = (stanza.getChildText("body") ?? "").toLowerCase();
+				const room = from.bare.toString();
+				asleep = asleep.filter((s) => {
+					const nick = (s.data.get(ROOMS_KEY) as Map<string, string> | undefined)?.get(room);
+					return nick !== undefined && nick !== "" && body.includes(nick.toLowerCase());
+				});
+			}
 			for (const s of asleep) {
 				const key = s.data.get(SESSION_KEY);
 				if (typeof key === "string") await notify(to.local, stanza, "hibernated session", key);

@@ -75,6 +75,7 @@ export class S2SManager implements RemoteDomains {
 		this.#statusFile = s2sStatusFile(resolveDataPath(core.config, "."), process.pid);
 		this.#outCtx = {
 			log: this.#log,
+			metrics: core.metrics,
 			requireEncryption: cfg.require_encryption,
 			connectTimeoutMs: cfg.connect_timeout * 1000,
 			idleTimeoutMs: cfg.idle_timeout * 1000,
@@ -295,7 +296,9 @@ export class S2SManager implements RemoteDomains {
 			tooManyStreams: (domain, self) => {
 				let n = 0;
 				for (const s of this.#in) if (s !== self && s.remoteDomains.includes(domain)) n++;
-				return n >= cfg.s2s.max_streams_per_domain;
+				if (n < cfg.s2s.max_streams_per_domain) return false;
+				core.metrics.refused("s2s.max_streams_per_domain");
+				return true;
 			},
 			secureFor: (domain) => this.secureFor(domain),
 			checkPeer: (socket, domain) => this.#checkPeer(socket, domain),
@@ -312,8 +315,11 @@ export class S2SManager implements RemoteDomains {
 			keysMatch,
 			verifyWithAuthority: (receiving, originating, id, key) =>
 				this.#verify(receiving, originating, id, key),
-			route: (stanza) =>
-				this.#livenessAnswer(stanza) ? Promise.resolve() : core.router.route(stanza),
+			route: (stanza) => {
+				if (this.#livenessAnswer(stanza)) return Promise.resolve();
+				core.metrics.stanzaIn("s2s", stanza.name);
+				return core.router.route(stanza);
+			},
 			authenticated: () => this.#changed(),
 			ended: (s) => {
 				this.#in.delete(s);
@@ -357,6 +363,11 @@ export class S2SManager implements RemoteDomains {
 	}
 
 	/** Open streams, for the logs and the CLI. */
+	/** Open streams each way, for the metrics (`parley_s2s_streams`). */
+	streamCounts(): { incoming: number; outgoing: number } {
+		return { incoming: this.#in.size, outgoing: this.#out.size };
+	}
+
 	streams(): S2SStreamInfo[] {
 		return [
 			...[...this.#out.values()].map((s) => ({

@@ -11,6 +11,7 @@
 import { randomUUID } from "node:crypto";
 import net from "node:net";
 import tls from "node:tls";
+import type { MetricsRecorder } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
 import { Liveness } from "../net/liveness.ts";
 import { XmlSocket } from "../net/xml-socket.ts";
@@ -22,6 +23,8 @@ import type { Target } from "./resolver.ts";
 
 export interface OutgoingContext {
 	readonly log: Logger;
+	/** Counts the stanzas written and a dead peer (docs/architecture.md "Metrics"). */
+	readonly metrics: MetricsRecorder;
 	readonly requireEncryption: boolean;
 	readonly connectTimeoutMs: number;
 	readonly idleTimeoutMs: number;
@@ -122,6 +125,7 @@ export class OutgoingStream {
 	send(stanza: Element): void {
 		if (this.#state === "ready" && this.#socket) {
 			this.#socket.send(stanza);
+			this.#ctx.metrics.stanzaOut("s2s", stanza.name);
 			this.#liveness?.sent(stanza);
 			this.#touch();
 			return;
@@ -446,6 +450,7 @@ export class OutgoingStream {
 		const socket = this.#socket;
 		for (const stanza of this.#queue.splice(0)) {
 			socket?.send(stanza);
+			this.#ctx.metrics.stanzaOut("s2s", stanza.name);
 			this.#liveness?.sent(stanza);
 		}
 		this.#touch();
@@ -497,6 +502,7 @@ export class OutgoingStream {
 			{ local: this.local, remote: this.remote, reason: "no answer to a ping" },
 			"s2s outgoing stream dead",
 		);
+		this.#ctx.metrics.deadPeer("s2s");
 		// Written but never confirmed: they go again, on a new stream (the manager's `retry`).
 		const unread = this.#liveness?.stop() ?? [];
 		this.#liveness = null;

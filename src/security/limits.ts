@@ -6,6 +6,8 @@
 export class ConnectionLimiter {
 	/** Open connections allowed per address; 0 means unlimited. A reload may change it. */
 	max: number;
+	/** Connections refused since the start (`parley_connections_refused_total`). */
+	refused = 0;
 	readonly #open = new Map<string, number>();
 
 	constructor(max: number) {
@@ -15,7 +17,10 @@ export class ConnectionLimiter {
 	/** Returns false when the address is at its limit; otherwise counts the connection. */
 	acquire(ip: string): boolean {
 		const n = this.#open.get(ip) ?? 0;
-		if (this.max > 0 && n >= this.max) return false;
+		if (this.max > 0 && n >= this.max) {
+			this.refused++;
+			return false;
+		}
 		this.#open.set(ip, n + 1);
 		return true;
 	}

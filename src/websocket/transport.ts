@@ -33,6 +33,7 @@ export interface WebSocketPeer {
 const MAX_OUTBOUND_BUFFER = 16 * 1024 * 1024;
 
 export class WebSocketTransport implements Transport {
+	readonly kind = "websocket" as const;
 	readonly remoteAddress: string;
 	readonly secure: boolean;
 	readonly canStartTls = false;
@@ -82,6 +83,8 @@ export class WebSocketTransport implements Transport {
 		const interval = this.#server.config.http.websocket.ping_interval * 1000;
 		this.#pinger = setInterval(() => {
 			if (!this.#alive) {
+				// Counted once: a stream its XMPP ping already found dead is closed.
+				if (!this.#stream.closed) this.#server.metrics.deadPeer("c2s");
 				ws.terminate();
 				return;
 			}

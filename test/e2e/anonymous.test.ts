@@ -607,6 +607,11 @@ describe("anonymous session caps", () => {
 				refused.sasl,
 				/<temporary-auth-failure\/><text[^>]*>too many guest sessions from this address/,
 			);
+			// Counted under the limit's configuration key (docs/architecture.md "Metrics").
+			assert.match(
+				(await t.server.metricsText()).body,
+				/^parley_connections_refused_total\{limit="anonymous\.max_sessions_per_ip"\} 1$/m,
+			);
 			for (const g of [...guests, refused]) g.c.end();
 		} finally {
 			await t.stop();

@@ -148,6 +148,20 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		await replicas(b, 0);
 	});
 
+	test("metrics in a cluster: one scrape per node, every series says which node; another node's session is not counted twice", async () => {
+		const alice = await on(a.port, "alice", "metrics");
+		await replicas(b, 1);
+		const sa = (await a.server.metricsText()).body;
+		const sb = (await b.server.metricsText()).body;
+		assert.match(sa, /^parley_sessions\{transport="tcp",node="node-a"\} 1$/m);
+		// node-b holds a replica of alice's session (for routing), not a session of its own.
+		assert.match(sb, /^parley_sessions\{transport="tcp",node="node-b"\} 0$/m);
+		for (const line of sa.split("\n"))
+			if (line && !line.startsWith("#")) assert.match(line, /node="node-a"/, line);
+		alice.end();
+		await replicas(b, 0);
+	});
+
 	test("XEP-0163 in a cluster: a contact on another node is notified; a node sees what another node published", async () => {
 		const TUNE = "http://jabber.org/protocol/tune";
 		const EVENT = "http://jabber.org/protocol/pubsub#event";

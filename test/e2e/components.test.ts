@@ -165,6 +165,16 @@ describe("external components (XEP-0114)", () => {
 				"the pushed message",
 			);
 			assert.equal(pushed.getChildText("body"), "pushed");
+
+			// Counted (docs/architecture.md "Metrics"): the stream, and what crossed it.
+			const { body } = await t.server.metricsText();
+			const sample = (key: string) =>
+				Number(new RegExp(`^${key.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(body)?.[1]);
+			assert.equal(sample("parley_component_streams"), 1);
+			assert.equal(sample('parley_stanzas_sent_total{stream="component",kind="message"}'), 1);
+			assert.equal(sample('parley_stanzas_received_total{stream="component",kind="message"}'), 2);
+			assert.equal(sample('parley_stanzas_sent_total{stream="component",kind="iq"}'), 1);
+			assert.equal(sample('parley_stanzas_received_total{stream="component",kind="iq"}'), 1);
 		} finally {
 			await comp.stop().catch(() => {});
 		}

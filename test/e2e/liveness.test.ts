@@ -46,6 +46,11 @@ describe("dead connections (issue 21)", () => {
 
 	const sessionOf = (user: string, resource: string) =>
 		t.server.hosts.get("localhost")?.sessions.get(user)?.get(resource);
+	/** Issue 21: the event is "counted in metrics" (docs/architecture.md "Metrics"). */
+	const deadPeers = async () => {
+		const { body } = await t.server.metricsText();
+		return Number(/^parley_dead_peers_total\{stream="c2s"\} (\d+)$/m.exec(body)?.[1]);
+	};
 
 	test("over TCP: a vanished client is dropped, its contact sees it unavailable, messages sent meanwhile wait offline", async () => {
 		const relay = await startVanishingRelay(t.port);
@@ -54,6 +59,7 @@ describe("dead connections (issue 21)", () => {
 		const bob = await online(t.port, "bob", "desk");
 		answerPings(bob);
 		clients.push(alice, bob);
+		const dead = await deadPeers();
 		relay.vanish();
 		const mark = bob.received.length;
 		for (let i = 1; i <= 3; i++)
@@ -67,6 +73,7 @@ describe("dead connections (issue 21)", () => {
 			20_000,
 		);
 		assert.equal(sessionOf("alice", "phone"), undefined, "the server dropped the session");
+		assert.equal(await deadPeers(), dead + 1);
 		// XEP-0160: at the next login, the messages the dead connection never confirmed.
 		const again = await online(t.port, "alice", "phone2");
 		answerPings(again);
@@ -95,6 +102,7 @@ describe("dead connections (issue 21)", () => {
 		answerPings(bob);
 		clients.push(bob);
 		await waitFor(() => sessionOf("alice", "tab")?.available, "alice available");
+		const dead = await deadPeers();
 		relay.vanish();
 		bob.send(
 			"<message to='alice@localhost/tab' type='chat' id='ws1'><body>to the tab</body></message>",
@@ -104,6 +112,7 @@ describe("dead connections (issue 21)", () => {
 			"alice's WebSocket session to be dropped",
 			20_000,
 		);
+		assert.equal(await deadPeers(), dead + 1);
 		// The client library would try to reconnect through the dead relay: it is stopped here.
 		(alice.xmpp as unknown as { reconnect?: { stop(): void } }).reconnect?.stop();
 		alice.xmpp.on("error", () => {});
@@ -125,11 +134,13 @@ describe("dead connections (issue 21)", () => {
 		answerPings(bob);
 		clients.push(bob);
 		await waitFor(() => sessionOf("alice", "bosh")?.available, "alice available");
+		const dead = await deadPeers();
 		alice.vanish();
 		bob.send(
 			"<message to='alice@localhost/bosh' type='chat' id='b1'><body>to the browser</body></message>",
 		);
 		await waitFor(() => !sessionOf("alice", "bosh"), "alice's BOSH session to be dropped", 20_000);
+		assert.equal(await deadPeers(), dead + 1);
 		const again = await online(t.port, "alice", "after-bosh");
 		answerPings(again);
 		clients.push(again);

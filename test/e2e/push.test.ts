@@ -15,12 +15,14 @@ import type { XmlElement } from "@xmpp/client";
 import { component, xml } from "@xmpp/component";
 import type { C2SStream } from "../../src/c2s/stream.ts";
 import type { RawClient } from "../helpers/raw.ts";
-import { answerPings, online } from "../helpers/raw-stanzas.ts";
+import { answerPings, iq, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { startVanishingRelay, type VanishingRelay } from "../helpers/vanishing-relay.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const APP = "push.localhost";
+const ROOMS = "rooms.localhost";
+const BODIES = "bodies.localhost";
 const SECRET = "component-secret";
 const BIN = fileURLToPath(new URL("../../bin/parley.js", import.meta.url));
 
@@ -49,12 +51,18 @@ describe("XEP-0357 Push Notifications", () => {
 			storage: "sqlite",
 			config: {
 				auth: { require_encryption: false, allow_plain_without_tls: true },
-				components: { [APP]: { type: "external", secret: SECRET } },
+				components: { [APP]: { type: "external", secret: SECRET }, [ROOMS]: { type: "muc" } },
 				sessions: { idle_ping: 1, ping_timeout: 1 },
+				// A host whose notifications carry the body, so a test can tell which message woke it.
+				hosts: {
+					localhost: {},
+					[BODIES]: { module_options: { push: { include_body: true } } },
+				},
 			},
-			users: ["alice", "bob", "carol"].map(
-				(u) => [`${u}@localhost`, `pw-${u}`] as [string, string],
-			),
+			users: [
+				...["alice", "bob", "carol"].map((u) => [`${u}@localhost`, `pw-${u}`] as [string, string]),
+				[`dave@${BODIES}`, "pw-dave"],
+			],
 		});
 		app = component({
 			service: `xmpp://127.0.0.1:${t.componentPort}`,
@@ -169,6 +177,67 @@ describe("XEP-0357 Push Notifications", () => {
 			)["last-message-sender"],
 			"bob@localhost",
 		);
+	});
+
+	test("group chat (XEP-0045) to a session waiting to be resumed: a push for a mention of its nickname in that room and for a private message, none for other lines", async () => {
+		const room = `lounge@${ROOMS}`;
+		const bob = await user("bob", "desk3");
+		let mark = bob.received.length;
+		// §10.1.2: bob creates an instant room.
+		bob.send(`<presence to='${room}/Bob'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
+		await bob.waitFor(/status code="201"/, mark);
+		await iq(
+			bob,
+			"cr1",
+			`<iq type='set' id='cr1' to='${room}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`,
+		);
+		const relay = await startVanishingRelay(t.port);
+		relays.push(relay);
+		const dave = await online(relay.port, "dave", "mobile", { host: BODIES });
+		answerPings(dave);
+		clients.push(dave);
+		mark = dave.received.length;
+		dave.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+		await dave.waitFor(/<enabled/, mark);
+		mark = dave.received.length;
+		dave.send(enable("n-dave"));
+		await dave.waitFor(/id="en-n-dave"/, mark);
+		// Joined as "Dee", then §7.6 renamed to "Davy": the nickname that counts is the last.
+		mark = dave.received.length;
+		dave.send(`<presence to='${room}/Dee'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
+		await dave.waitFor(/status code="110"/, mark);
+		mark = dave.received.length;
+		dave.send(`<presence to='${room}/Davy'/>`);
+		await dave.waitFor(/status code="303"/, mark);
+		relay.vanish();
+		const session = () =>
+			t.server.hosts.get(BODIES)?.sessions.get("dave")?.get("mobile") as C2SStream | undefined;
+		await waitFor(() => session()?.hibernating, "dave's session to hibernate", 20_000);
+		const say = (id: string, body: string, type = "groupchat", to = room) =>
+			bob.send(`<message to='${to}' type='${type}' id='${id}'><body>${body}</body></message>`);
+		say("g1", "nothing for anyone");
+		say("g2", "the old nick Dee is not a mention");
+		say("g3", "hey davy, look at this");
+		say("p1", "a private word", "chat", `${room}/Davy`);
+		say("g4", "DAVY: case does not matter");
+		const summary = (p: XmlElement) =>
+			fields(
+				p
+					.getChild("pubsub")
+					?.getChild("publish")
+					?.getChild("item")
+					?.getChild("notification")
+					?.getChild("x"),
+			);
+		const bodies = () => pushesTo("n-dave").map((p) => summary(p)["last-message-body"]);
+		// Pushes go out in the order of the messages: once the last one's is here, all are.
+		await waitFor(() => bodies().includes("DAVY: case does not matter"), "the last push");
+		assert.deepEqual(bodies(), [
+			"hey davy, look at this",
+			"a private word",
+			"DAVY: case does not matter",
+		]);
+		for (const p of pushesTo("n-dave")) assert.equal(summary(p)["last-message-sender"], room);
 	});
 
 	test("§8: an app server that answers item-not-found ends the registration; §6 disable; `parley push` says why", async () => {

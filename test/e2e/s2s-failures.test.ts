@@ -253,6 +253,11 @@ describe("a peer that floods", () => {
 			const third = await asA();
 			assert.match(third.received, /<policy-violation/, "the third (the limit is 2)");
 			await third.waitClosed();
+			// Counted under the limit's configuration key (docs/architecture.md "Metrics").
+			assert.match(
+				(await b.server.metricsText()).body,
+				/^parley_connections_refused_total\{limit="s2s\.max_streams_per_domain"\} 1$/m,
+			);
 		} finally {
 			second.send("</stream:stream>");
 			await second.waitClosed();

@@ -109,6 +109,16 @@ describe("Parley to Parley", () => {
 				"alice to get the reply",
 			);
 			assert.equal(reply.attrs.from, "bob@b.example/r");
+
+			// Counted in a's metrics (docs/architecture.md "Metrics"): one message out, one in, on
+			// a's outgoing stream and b's (a's incoming one).
+			const { body } = await a.server.metricsText();
+			const sample = (key: string) =>
+				Number(new RegExp(`^${key.replace(/[{}]/g, "\\$&")} (\\S+)$`, "m").exec(body)?.[1]);
+			assert.equal(sample('parley_stanzas_sent_total{stream="s2s",kind="message"}'), 1);
+			assert.equal(sample('parley_stanzas_received_total{stream="s2s",kind="message"}'), 1);
+			assert.ok(sample('parley_s2s_streams{direction="outgoing"}') >= 1);
+			assert.ok(sample('parley_s2s_streams{direction="incoming"}') >= 1);
 		} finally {
 			await alice.xmpp.stop();
 			await bob.xmpp.stop();

@@ -16,6 +16,7 @@ import { RawClient } from "../helpers/raw.ts";
 import { answerPings, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { CLIENT_TIMEOUT_MS } from "../helpers/xmpp-client.ts";
 import { befriend } from "../helpers/xmpp-user.ts";
 
 const SASL2 = "urn:xmpp:sasl:2";
@@ -583,7 +584,7 @@ describe("SASL2, Bind 2, FAST", () => {
 		assert.match(await ht(c, "carol", tok2.token, { inner: ua(ua1) }), /<not-authorized /);
 	});
 
-	test("xmpp.js 0.14 (STARTTLS): SASL2 with Bind 2 and stream management inline, a FAST token it then logs in with, and resumption inside SASL2 after its socket is cut", async () => {
+	test("xmpp.js 0.14 (STARTTLS): SASL2 with Bind 2 and stream management inline, a FAST token it then logs in with, and resumption inside SASL2 after its socket is cut", async (ctx) => {
 		await host()
 			.accounts.create("xjs", "pw-xjs")
 			.catch(() => undefined);
@@ -593,6 +594,14 @@ describe("SASL2, Bind 2, FAST", () => {
 			save(t: unknown): Promise<void>;
 		};
 		type Sm = { enabled: boolean; id: string; on(e: string, f: () => void): void };
+		// Stopped whatever happens: a client left running keeps the test file from ending.
+		const made: { stop(): Promise<unknown>; reconnect: { stop(): void } }[] = [];
+		ctx.after(async () => {
+			for (const x of made) {
+				x.reconnect.stop();
+				await x.stop().catch(() => undefined);
+			}
+		});
 		const make = () => {
 			const x = client({
 				service: `xmpp://localhost:${t.port}`,
@@ -602,6 +611,8 @@ describe("SASL2, Bind 2, FAST", () => {
 				userAgent,
 			} as never);
 			x.on("error", () => {});
+			(x as unknown as { timeout: number }).timeout = CLIENT_TIMEOUT_MS;
+			made.push(x);
 			return x as typeof x & {
 				fast: Fast;
 				streamManagement: Sm;

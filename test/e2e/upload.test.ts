@@ -412,6 +412,33 @@ describe("XEP-0363 HTTP File Upload", () => {
 		await waitFor(() => !existsSync(file) && !existsSync(`${file}.json`), "the sweep", 15_000);
 		assert.equal((await fetch(url)).status, 404);
 	});
+
+	test("a deleted account's files go with it: links stop working, a new account of that name starts with an empty quota", async () => {
+		const host = t.server.hosts.get("localhost");
+		assert.ok(host);
+		await host.accounts.create("dave", "dave-pw");
+		let dave = await connectUser(t.port, "dave");
+		const mine = [
+			await upload(dave, MAIN, "a.txt", Buffer.from("dave's a"), "text/plain"),
+			await upload(dave, QUOTA, "b.bin", randomBytes(1000), "application/octet-stream"),
+			await upload(dave, QUOTA, "c.bin", randomBytes(1000), "application/octet-stream"),
+		];
+		const kept = await upload(alice, MAIN, "alice.txt", Buffer.from("alice's"), "text/plain");
+		dave.c.end();
+		await host.accounts.delete("dave");
+		for (const url of mine) {
+			assert.equal((await fetch(url)).status, 404, url);
+			const service = new URL(url).pathname.split("/")[2] as string;
+			assert.equal(existsSync(join(t.dataDir, "upload", service, idOf(url))), false, url);
+		}
+		assert.equal((await fetch(kept)).status, 200, "another user's file stays");
+		// 2 × 1000 bytes again fit the 2500-byte quota only if the old two no longer count.
+		await host.accounts.create("dave", "dave-pw");
+		dave = await connectUser(t.port, "dave");
+		await upload(dave, QUOTA, "d.bin", randomBytes(1000), "application/octet-stream");
+		await upload(dave, QUOTA, "e.bin", randomBytes(1000), "application/octet-stream");
+		dave.c.end();
+	});
 });
 
 describe("XEP-0363 across a restart", () => {

@@ -4,6 +4,9 @@
  */
 import { type Client, client, type XmlElement } from "@xmpp/client";
 
+/** xmpp.js's wait for each step when a test does not say (see `XmppConnectOptions.timeout`). */
+export const CLIENT_TIMEOUT_MS = 10_000;
+
 export interface XmppConnectOptions {
 	/** The JID domain; "localhost" unless given. */
 	domain?: string;
@@ -28,8 +31,10 @@ export interface XmppConnectOptions {
 	/** The SASL mechanism to use; the first one the server offers otherwise. */
 	mechanism?: string;
 	/**
-	 * How long xmpp.js waits for the stream opening and other steps, in ms (its own default is
-	 * 2 s; not in the option types: test/types/xmpp-client.d.ts).
+	 * How long xmpp.js waits for the stream opening and other steps, in ms (not in the option
+	 * types: test/types/xmpp-client.d.ts). Default 10 s: xmpp.js's own 2 s is shorter than a TLS
+	 * handshake and stream opening take on a loaded CI machine (seen: TimeoutError in
+	 * `Client.open` after STARTTLS with the load at 14 on 2 cores).
 	 */
 	timeout?: number;
 }
@@ -106,7 +111,7 @@ async function started(
 	opts: XmppConnectOptions,
 ): Promise<XmppConnection> {
 	xmpp.reconnect.stop();
-	if (opts.timeout !== undefined) (xmpp as unknown as { timeout: number }).timeout = opts.timeout;
+	(xmpp as unknown as { timeout: number }).timeout = opts.timeout ?? CLIENT_TIMEOUT_MS;
 	xmpp.on("error", () => {});
 	const service = (xmpp as unknown as { options: { service: string } }).options.service;
 	if (!(opts.sasl2 ?? (opts.resource === undefined && !service.startsWith("xmpps:")))) {

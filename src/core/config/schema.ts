@@ -455,6 +455,12 @@ export const configSchema = z
 				node_timeout: z.number().positive().default(6),
 			})
 			.prefault({}),
+		metrics: z
+			.strictObject({
+				/** Count what the server does for `GET /metrics` (Prometheus text, docs/architecture.md "Metrics"). */
+				enabled: z.boolean().default(true),
+			})
+			.prefault({}),
 		log: z
 			.strictObject({
 				level: z

@@ -4,8 +4,8 @@
  * module (so per component and per server): nothing is kept at module level.
  */
 import type { MucComponentConfig } from "../../core/config/schema.ts";
-import type { Host, Session } from "../../core/contracts.ts";
-import type { StanzaEvent } from "../../core/router.ts";
+import { HIBERNATING, type Host, type Session } from "../../core/contracts.ts";
+import type { DeliveredEvent, StanzaEvent } from "../../core/router.ts";
 import { newArchiveId } from "../../storage/memory.ts";
 import type { ArchiveStore, Json, KeyValStore } from "../../storage/types.ts";
 import { Element, x } from "../../xml/element.ts";
@@ -92,8 +92,33 @@ export class MucService implements RoomHost {
 	// --- RoomHost ---
 
 	deliver(to: OccupantSession, stanza: Element): void {
-		if (to.session) to.session.send(stanza);
-		else this.route(stanza);
+		const session = to.session;
+		if (!session) {
+			this.route(stanza);
+			return;
+		}
+		session.send(stanza);
+		// Written past the router, so tell the user's host as the router would
+		// (`message/delivered`) when the session waits to be resumed: push (XEP-0357) wakes
+		// the phone for a mention or a private message.
+		if (stanza.name === "message" && session.data.get(HIBERNATING) === true)
+			this.#delivered(session, stanza);
+	}
+
+	#delivered(session: Session, stanza: Element): void {
+		const from = stanza.attrs.from;
+		if (!from || !session.jid) return;
+		const host = session.host;
+		host.events
+			.fire<DeliveredEvent>("message/delivered", {
+				stanza,
+				origin: null,
+				host,
+				from: this.host.server.jids.parse(from),
+				to: session.jid,
+				sessions: [session],
+			})
+			.catch((err: unknown) => this.#log.warn({ err }, "message/delivered handler failed"));
 	}
 
 	route(stanza: Element): void {

@@ -18,7 +18,7 @@
  */
 
 import { resolveDataPath } from "../../core/config/load.ts";
-import type { HttpRequestEvent } from "../../core/contracts.ts";
+import type { Host, HostAddedEvent, HttpRequestEvent } from "../../core/contracts.ts";
 import { HANDLED } from "../../core/events.ts";
 import { defineModule, type ModuleApi } from "../../core/modules/define.ts";
 import { ModuleError } from "../../core/modules/manager.ts";
@@ -247,6 +247,40 @@ export default defineModule({
 		api.hook("http/upload", async (e: HttpRequestEvent) => {
 			e.response = await http.handle(e);
 			return HANDLED;
+		});
+
+		/**
+		 * A deleted account's files go with it, as its other data does (Prosody's
+		 * mod_http_file_share does the same): the links it shared stop working at once, and what
+		 * it stored no longer takes room. Heard on the bus of each domain whose users may upload.
+		 */
+		const forget = async (uploader: string) => {
+			pending.delete(uploader);
+			let removed = 0;
+			for (;;) {
+				const page = await index.query("", { with: uploader, limit: 500 });
+				for (const item of page.items) await files.remove(item.id);
+				removed += await index.delete("", { with: uploader, ids: page.items.map((i) => i.id) });
+				if (page.complete || page.items.length === 0) break;
+			}
+			if (removed > 0) api.log.info({ uploader, removed }, "a deleted account's uploads deleted");
+		};
+		const follow = (h: Host) => {
+			if (!allowed.has(h.name)) return;
+			api.onUnload(
+				h.events.on("account/deleted", async ({ username }: { username: string }) => {
+					// Logged, not thrown: the account is gone either way, and the sweep still expires them.
+					await forget(`${username}@${h.name}`).catch((err: Error) =>
+						api.log.warn({ err: err.message }, "could not delete a deleted account's uploads"),
+					);
+					return undefined;
+				}),
+			);
+		};
+		for (const h of core.hosts.values()) follow(h);
+		api.hook("host/added", ({ host: added }: HostAddedEvent) => {
+			follow(added);
+			return undefined;
 		});
 
 		// Expired files go, on the leader only in a cluster (the others see the same directory).
