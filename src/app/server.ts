@@ -14,7 +14,7 @@ import { componentListener } from "../component/listener.ts";
 import { componentPortOpens } from "../core/config/listeners.ts";
 import { resolveDataPath } from "../core/config/load.ts";
 import { anonymousHosts, type Config } from "../core/config/schema.ts";
-import type { Core, Listener } from "../core/contracts.ts";
+import type { AnyAdminCommand, Core, Listener } from "../core/contracts.ts";
 import type { ModuleDefinition } from "../core/modules/define.ts";
 import { Server, type ServerOptions } from "../core/server.ts";
 import { HttpListener } from "../http/server.ts";
@@ -25,17 +25,19 @@ import { createStorage } from "../storage/index.ts";
 export interface CreateServerOptions extends ServerOptions {
 	/** Extra or replacement modules by name (tests, embedding). */
 	modules?: ModuleDefinition<never>[];
+	/** Admin commands besides the built-in ones (tests: a command only a test defines). */
+	commands?: readonly AnyAdminCommand[];
 }
 
 export function createServer(config: Config, opts: CreateServerOptions = {}): Server {
-	const { modules = [], ...serverOptions } = opts;
+	const { modules = [], commands = [], ...serverOptions } = opts;
 	// Federation's listener hands connections to the same manager the router sends to.
 	let s2s: S2SManager | null = null;
 	return new Server(
 		config,
 		{
 			modules: [...builtinModules(), ...modules],
-			commands: adminCommands,
+			commands: [...adminCommands, ...commands],
 			openStorage: (cfg) =>
 				createStorage(
 					{ ...cfg.storage, memory_hosts: anonymousHosts(cfg) },

@@ -919,11 +919,22 @@ export class C2SStream implements Session {
 
 	// --- before authentication: IQs a module answers (XEP-0077 §3.1.1 in-band registration) ---
 
+	/**
+	 * `PreauthEvent.data`: what modules keep for this stream before authentication; made on
+	 * first use, so that a stream that never needs it costs nothing more.
+	 */
+	#preauthData: Map<string, unknown> | undefined;
+
 	#preauth<T>(extra: T): PreauthEvent & T {
+		const stream = this;
 		return {
 			host: this.host,
 			remoteAddress: this.remoteAddress,
 			secure: this.secure,
+			get data() {
+				stream.#preauthData ??= new Map();
+				return stream.#preauthData;
+			},
 			send: (el) => this.#transport.send(el),
 			close: (condition, text) => this.close(condition, text),
 			...extra,

@@ -101,6 +101,11 @@ export interface PreauthEvent {
 	readonly host: Host;
 	readonly remoteAddress: string;
 	readonly secure: boolean;
+	/**
+	 * State of this stream kept between its pre-authentication events, keyed by module name
+	 * (the XEP-0445 token a registration may use); gone with the stream.
+	 */
+	readonly data: Map<string, unknown>;
 	/** Writes an element on the stream as is (replies carry no `from` before authentication). */
 	send(el: Element): void;
 	close(condition?: StreamErrorCondition, text?: string): void;

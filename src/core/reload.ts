@@ -35,7 +35,7 @@ export interface ReloadPlan {
  * Sections read where they are used (each new stream, each login, each stanza), so the new
  * value holds from then on; the two per-IP limits are set on their objects.
  */
-const IN_PLACE = new Set(["limits", "sessions", "auth", "tls", "admin", "backup"]);
+const IN_PLACE = new Set(["limits", "sessions", "auth", "tls", "admin", "backup", "invites"]);
 /** Keys of other sections that apply in place (`Server.reload` sets them where they live). */
 const IN_PLACE_KEYS = new Set(["log.level", "server.name"]);
 /** Keys of an in-place section that are read once, at start. */

@@ -1,7 +1,8 @@
 /**
  * The HTTP(S) listener: BOSH (XEP-0124/0206), XMPP over WebSocket (RFC 7395) and endpoint
  * discovery (XEP-0156) on one port, and the HTTP side of components (XEP-0363 file upload under
- * `/upload/<domain>/`, handed to the component's module on its bus as `http/upload`). Plain HTTP
+ * `/upload/<domain>/`, handed to the component's module on its bus as `http/upload`), and the
+ * invitation landing page (`/invite/<token>`, src/http/invite-page.ts). Plain HTTP
  * on 5280 (meant to sit behind a TLS-terminating proxy) and HTTPS on 5281 with the hosts'
  * certificates.
  *
@@ -21,6 +22,7 @@ import type { Core, HttpRequestEvent } from "../core/contracts.ts";
 import { SUBPROTOCOL, WebSocketTransport } from "../websocket/transport.ts";
 import { isSafeHost, normalizeIp, parseForwarded, trustedProxies } from "./client-info.ts";
 import { endpointLinks, hostMetaJson, hostMetaXml } from "./host-meta.ts";
+import { INVITE_PAGE_HEADERS, invitePage } from "./invite-page.ts";
 
 /** What we believe about the client behind a request. */
 export interface HttpPeer {
@@ -147,6 +149,14 @@ export class HttpListener {
 		app.get("/.well-known/host-meta.json", async (req, reply) => {
 			reply.type("application/json");
 			return hostMetaJson(links(req));
+		});
+
+		// The invitation landing page (XEP-0401's landing-url, src/http/invite-page.ts).
+		app.get("/invite/:token", async (req, reply) => {
+			const { token } = req.params as { token: string };
+			const { status, html } = await invitePage(server, token);
+			reply.code(status).headers(INVITE_PAGE_HEADERS);
+			return html;
 		});
 
 		if (cfg.bosh.enabled) await app.register(async (scope) => this.#boshRoutes(scope, peer));

@@ -1,5 +1,6 @@
 /** The modules that ship with Parley, by name. A host's `modules` list picks from these. */
 import type { ModuleDefinition } from "../core/modules/define.ts";
+import adhoc from "./adhoc/index.ts";
 import anonymous from "./anonymous.ts";
 import blocking from "./blocking.ts";
 import caps from "./caps.ts";
@@ -32,6 +33,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 	return [
 		disco,
 		ping,
+		adhoc,
 		presence,
 		roster,
 		sharedRoster,

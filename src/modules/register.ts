@@ -3,6 +3,12 @@
  * created over an unauthenticated stream (§3.1.1), password change (§3.3) and account removal
  * (§3.2) once authenticated, with a per-IP rate limit on creation.
  *
+ * Pre-authenticated registration (XEP-0445): a client sends the token of an invitation
+ * (src/auth/invites.ts, made by the `invite.*` admin commands) in `<preauth
+ * xmlns='urn:xmpp:pars:0' token='...'/>` before registering. With `invite_only`, registering
+ * needs one. A use is counted once the account exists; an invitation that names an inviter
+ * leaves the newcomer and the inviter subscribed to each other (`roster/befriend`).
+ *
  * Emits on the host bus: `account/created` { username, host }, for modules that react (the
  * welcome message, for one); `account/deleted` comes from the account manager, however an
  * account is removed.
@@ -10,6 +16,7 @@
 import { BlockList, isIP } from "node:net";
 import { z } from "zod";
 import { AccountError, AccountManager } from "../auth/accounts.ts";
+import { type Invite, type InviteRefusal, InviteStore, NS_PARS } from "../auth/invites.ts";
 import type { Host, PreauthEvent } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
@@ -18,9 +25,18 @@ import type { StanzaEvent } from "../core/router.ts";
 import { type Element, x } from "../xml/element.ts";
 import { StanzaError } from "../xmpp/errors.ts";
 import type { JID } from "../xmpp/jid.ts";
+import type { RosterBefriendEvent } from "./roster.ts";
 
 export const NS_REGISTER = "jabber:iq:register";
 export const NS_REGISTER_FEATURE = "http://jabber.org/features/iq-register";
+/**
+ * Stream features saying tokens are accepted: XEP-0445 §4's `urn:xmpp:ibr-token:0`, and
+ * `urn:xmpp:invite`, which Prosody, Conversations and docs.modernxmpp.org use.
+ */
+const NS_IBR_TOKEN = "urn:xmpp:ibr-token:0";
+const NS_INVITE_FEATURE = "urn:xmpp:invite";
+/** `PreauthEvent.data` key: the token this stream pre-authenticated with. */
+const TOKEN = "register:preauth";
 
 const options = z.strictObject({
 	/**
@@ -40,6 +56,11 @@ const options = z.strictObject({
 	/** Allow in-band account removal (§3.2). */
 	allow_remove: z.boolean().default(true),
 	instructions: z.string().default("Choose a username and password to register with this server."),
+	/**
+	 * Registration only with an invitation (XEP-0445 pre-authentication); without one the
+	 * request is refused with not-allowed. Prosody's `registration_invite_only`.
+	 */
+	invite_only: z.boolean().default(false),
 });
 
 /** A node:net BlockList of addresses and CIDR ranges; throws on a malformed entry. */
@@ -62,6 +83,12 @@ export function listed(list: BlockList, ip: string): boolean {
 	const family = isIP(ip);
 	return family === 0 ? false : list.check(ip, family === 6 ? "ipv6" : "ipv4");
 }
+
+const REFUSALS: Record<InviteRefusal, string> = {
+	unknown: "the invitation is not valid",
+	expired: "the invitation has expired",
+	used: "the invitation has been used",
+};
 
 export interface AccountEvent {
 	host: Host;
@@ -128,9 +155,48 @@ export default defineModule({
 		api.hook(
 			"stream-features/preauth",
 			({ features, secure }: PreauthEvent & { features: Element }) => {
-				if (channelOk(secure)) features.append(x("register", { xmlns: NS_REGISTER_FEATURE }));
+				if (!channelOk(secure)) return;
+				features.append(x("register", { xmlns: NS_REGISTER_FEATURE }));
+				// XEP-0445 §4: tokens are accepted before registration.
+				features.append(x("register", { xmlns: NS_IBR_TOKEN }));
+				features.append(x("register", { xmlns: NS_INVITE_FEATURE }));
 			},
 		);
+
+		const invites = new InviteStore(api.keyval<Invite>("invites"));
+		// Invitations expired a day ago go (the day lets an operator still see why one failed).
+		api.every(3_600_000, () => {
+			invites
+				.purge(86_400_000)
+				.catch((err: unknown) => api.log.warn({ err }, "purging expired invitations failed"));
+		});
+
+		// XEP-0445 §3: the token, checked now, used by the registration that follows on this
+		// stream. "Single-use tokens MUST NOT be considered used until the actual registration
+		// has succeeded": nothing is counted here.
+		api.hook(`preauth-iq/${NS_PARS}:preauth`, async (ev: PreauthEvent & { stanza: Element }) => {
+			const { stanza, send } = ev;
+			if (!channelOk(ev.secure)) return undefined;
+			const token = (stanza.elements()[0] as Element).attrs.token ?? "";
+			const invite = await invites.get(token);
+			const refusal = InviteStore.check(invite) ?? (invite?.register ? null : "unknown");
+			if (stanza.attrs.type !== "set" || refusal) {
+				ev.data.delete(TOKEN);
+				// XEP-0445 §3: an invalid or expired token is item-not-found.
+				send(
+					errorWithoutPayload(
+						stanza,
+						stanza.attrs.type !== "set"
+							? new StanzaError("bad-request")
+							: new StanzaError("item-not-found", REFUSALS[refusal ?? "unknown"]),
+					),
+				);
+				return HANDLED;
+			}
+			ev.data.set(TOKEN, token);
+			send(x("iq", { type: "result", id: stanza.attrs.id }));
+			return HANDLED;
+		});
 
 		// §3.1: the fields to fill in, asked before authentication.
 		api.hook(`preauth-iq/${NS_REGISTER}:query`, async (ev: PreauthEvent & { stanza: Element }) => {
@@ -157,7 +223,9 @@ export default defineModule({
 				return HANDLED;
 			}
 			try {
-				await register(stanza.elements()[0] as Element, ev.remoteAddress);
+				const token = ev.data.get(TOKEN) as string | undefined;
+				await register(stanza.elements()[0] as Element, ev.remoteAddress, token);
+				if (token !== undefined) ev.data.delete(TOKEN);
 				send(x("iq", { type: "result", id: stanza.attrs.id }));
 			} catch (err) {
 				if (!(err instanceof StanzaError)) throw err;
@@ -166,7 +234,7 @@ export default defineModule({
 			return HANDLED;
 		});
 
-		const register = async (query: Element, ip: string): Promise<void> => {
+		const register = async (query: Element, ip: string, token?: string): Promise<void> => {
 			if (query.getChild("remove")) {
 				// §3.2 table: cancelling needs an account, hence authentication first.
 				throw new StanzaError("registration-required", "log in to remove an account");
@@ -182,24 +250,64 @@ export default defineModule({
 				// §3.1.1: the server decides; RFC 6120 §8.3.3.10 not-allowed, type cancel.
 				throw new StanzaError("not-allowed", "registration is not allowed from your address");
 			}
+			if (token === undefined && opts.invite_only) {
+				// XEP-0077 §3.1.1: not-allowed, registration is closed; XEP-0445 opens it per invitation.
+				throw new StanzaError("not-allowed", "registration on this server needs an invitation");
+			}
 			const trusted = listed(allowIps, ip);
 			const last = lastByIp.get(ip);
-			if (!trusted && windowMs > 0 && last !== undefined && Date.now() - last < windowMs) {
+			// An invitation is the server's own permission: no per-address limit on it.
+			if (
+				token === undefined &&
+				!trusted &&
+				windowMs > 0 &&
+				last !== undefined &&
+				Date.now() - last < windowMs
+			) {
 				// §3.1.1 leaves the policy to the server; RFC 6120 §8.3.3.12 policy-violation
 				// with type wait: try again later.
 				throw new StanzaError("policy-violation", "too many registrations from your address", {
 					type: "wait",
 				});
 			}
+			let invite: Invite | undefined;
+			if (token !== undefined) {
+				// One use taken before the account exists, given back if it cannot be created, so
+				// a one-time token never makes two accounts (src/auth/invites.ts).
+				const claimed = await invites.claim(token);
+				if (typeof claimed === "string") throw new StanzaError("not-allowed", REFUSALS[claimed]);
+				invite = claimed;
+			}
 			let user: string;
 			try {
-				user = await host.accounts.create(username, password);
+				if (invite?.username !== undefined) {
+					// XEP-0445 §2.1: an invitation for a given username registers that one only.
+					let wanted: string | undefined;
+					try {
+						wanted = AccountManager.prepUsername(username);
+					} catch {}
+					if (wanted !== AccountManager.prepUsername(invite.username))
+						throw new StanzaError("not-allowed", `this invitation is for ${invite.username}`);
+				}
+				try {
+					user = await host.accounts.create(username, password);
+				} catch (err) {
+					throw accountError(err);
+				}
 			} catch (err) {
-				throw accountError(err);
+				if (token !== undefined) await invites.release(token);
+				throw err;
 			}
-			if (windowMs > 0 && !trusted) lastByIp.set(ip, Date.now());
-			host.log.info({ user, ip }, "account registered in-band");
+			if (windowMs > 0 && !trusted && token === undefined) lastByIp.set(ip, Date.now());
+			host.log.info({ user, ip, invited: token !== undefined }, "account registered in-band");
+			if (token !== undefined) await invites.recordUse(token, user);
 			await host.events.fire("account/created", { host, username: user } satisfies AccountEvent);
+			if (invite?.roster && (await host.accounts.exists(invite.roster))) {
+				await host.events.fire<RosterBefriendEvent>("roster/befriend", {
+					user,
+					contact: invite.roster,
+				});
+			}
 		};
 
 		// Once authenticated the request goes to the server (`to` = host) or, without `to`, to

@@ -17,6 +17,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { z } from "zod";
+import { type Invite, InviteStore, NS_PARS } from "../auth/invites.ts";
 import type { Host, Session } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
@@ -68,6 +69,17 @@ export interface RosterChangedEvent {
 	user: string;
 	jid: string;
 	item: RosterItem | null;
+}
+
+/**
+ * `roster/befriend` on a host's bus: make `user` and `contact` (both accounts of this host)
+ * subscribed to each other's presence, as an accepted invitation does (XEP-0401 §5, XEP-0379:
+ * a mutual subscription without the subscribe/subscribed round trip). Fired by the
+ * registration module after an invited newcomer registered.
+ */
+export interface RosterBefriendEvent {
+	user: string;
+	contact: string;
 }
 
 const SUBSCRIPTION_TYPES = new Set(["subscribe", "subscribed", "unsubscribe", "unsubscribed"]);
@@ -209,6 +221,7 @@ export default defineModule({
 		const { max_items, max_pending } = api.options;
 		const store = api.keyval("roster");
 		const locks = new Map<string, Promise<unknown>>();
+		const invites = new InviteStore(api.keyval<Invite>("invites"));
 
 		/** Read-modify-write of one user's roster under that user's lock; the write is awaited. */
 		function update<R>(user: string, fn: (r: StoredRoster) => R): Promise<R> {
@@ -267,6 +280,26 @@ export default defineModule({
 			if (orig?.attrs.id) p.attrs.id = orig.attrs.id;
 			return p;
 		}
+
+		// --- accepted invitations (XEP-0401 §5): both subscribed at once ---
+		api.hook("roster/befriend", async ({ user, contact }: RosterBefriendEvent) => {
+			for (const [a, b] of [
+				[user, contact],
+				[contact, user],
+			] as const) {
+				const jid = `${b}@${host.name}`;
+				const item = await update(a, (r) => {
+					const it: RosterItem = r.items[jid] ?? { groups: [], subscription: "none" };
+					it.subscription = "both";
+					delete it.ask;
+					delete it.approved;
+					r.items[jid] = it;
+					return { ...it, groups: [...it.groups] };
+				});
+				await changed(a, jid, item);
+			}
+			return HANDLED;
+		});
 
 		// --- stream features (RFC 6121 §2.6.1, §3.4.1) ---
 		api.hook(
@@ -537,7 +570,21 @@ export default defineModule({
 			}
 			switch (type) {
 				case "subscribe": {
+					// XEP-0379 §3: a subscription request carrying the token of the user's own
+					// contact invitation is approved at once, and answered with a request back.
+					const preauth = stanza.getChild("preauth", NS_PARS)?.attrs.token;
+					const invited =
+						preauth !== undefined && (await invites.useForRoster(preauth, user, contact));
 					const result = await update(user, (r) => {
+						if (invited) {
+							const it: RosterItem = r.items[contact] ?? { groups: [], subscription: "none" };
+							it.subscription = addFrom(it.subscription);
+							if (!hasTo(it.subscription)) it.ask = true;
+							delete it.approved;
+							delete r.pending[contact];
+							r.items[contact] = it;
+							return { kind: "approved" as const, item: { ...it, groups: [...it.groups] } };
+						}
 						const item = r.items[contact];
 						// §3.1.3 rule 2: already subscribed: auto-reply "subscribed".
 						if (item && hasFrom(item.subscription)) return { kind: "already" as const };
@@ -563,6 +610,8 @@ export default defineModule({
 						if (result.kind === "approved") await changed(user, contact, result.item);
 						await api.send(subscriptionStanza("subscribed", userBare, contact));
 						if (result.kind === "approved") await sendPresenceOf(user, contact, false);
+						if (result.kind === "approved" && result.item.ask)
+							await api.send(subscriptionStanza("subscribe", userBare, contact));
 						return HANDLED;
 					}
 					if (result.kind === "full") {

@@ -386,9 +386,12 @@ describe("one registry, three surfaces", () => {
 			for (const c of adminCommands) {
 				assert.ok(operations.includes(c.name), `${c.name}: HTTP`);
 				const [area, ...verb] = c.name.split(".");
-				const sub = admin.commands
-					.find((x) => x.name() === area)
-					?.commands.find((x) => x.name() === verb.join(" "));
+				const sub =
+					verb.length === 0
+						? admin.commands.find((x) => x.name() === area)
+						: admin.commands
+								.find((x) => x.name() === area)
+								?.commands.find((x) => x.name() === verb.join("-"));
 				assert.ok(sub, `${c.name}: CLI`);
 				assert.ok(core.includes(c), `${c.name}: core.commands`);
 			}

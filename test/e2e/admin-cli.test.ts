@@ -24,9 +24,9 @@ let adminPort = 0;
 
 function run(args: string[], env: Record<string, string> = {}) {
 	return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-		// The test's API is on a port the system picked: named with --url (a real one is found
+		// The test's API is on a port the system picked: named with --api-url (a real one is found
 		// in [listeners.admin]).
-		const url = args[1] === "token" ? [] : ["--url", `http://127.0.0.1:${adminPort}`];
+		const url = args[1] === "token" ? [] : ["--api-url", `http://127.0.0.1:${adminPort}`];
 		const child = spawn(process.execPath, [BIN, ...args, "--config", config, ...url], {
 			cwd: dir,
 			env: { ...process.env, PARLEY_CONFIG: "", PARLEY_ADMIN_TOKEN: "", ...env },

@@ -8,6 +8,7 @@ import { execFile, spawnSync } from "node:child_process";
 import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
+import { type Invite, InviteStore } from "../../src/auth/invites.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { befriend } from "../helpers/xmpp-user.ts";
 
@@ -88,6 +89,122 @@ describe("slixmpp", { skip }, () => {
 			);
 		} finally {
 			await pep.stop();
+		}
+	});
+
+	test("XEP-0050 / XEP-0133 with slixmpp's xep_0050 plugin: an admin counts online users and announces, a user creates a contact invitation", async () => {
+		const adhoc = await startTestServer({
+			users: [
+				["alice@localhost", "alice-pw"],
+				["bob@localhost", "bob-pw"],
+			],
+		});
+		try {
+			await adhoc.server.hosts.get("localhost")?.accounts.setRole("alice", "admin");
+			const r = await run(
+				PYTHON,
+				["test/clients/slixmpp_adhoc.py", "localhost", String(adhoc.port)],
+				{
+					encoding: "utf8",
+					timeout: 60_000,
+				},
+			).catch((e: { stdout?: string; stderr?: string }) => e);
+			const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+			const result = JSON.parse(line || "{}") as Record<string, unknown>;
+			assert.deepEqual(
+				result,
+				{
+					// XEP-0050 §3.2: an admin sees the XEP-0133 commands.
+					commands: [
+						"http://jabber.org/protocol/admin#announce",
+						"http://jabber.org/protocol/admin#disable-user",
+						"http://jabber.org/protocol/admin#get-online-users-num",
+						"http://jabber.org/protocol/admin#reenable-user",
+					],
+					count_status: "completed",
+					onlineusersnum: "2",
+					// XEP-0133 §4.23's form.
+					announce_fields: [
+						["announcement", "text-multi"],
+						["subject", "text-single"],
+					],
+					announce_status: "completed",
+					bob_got: ["Hello", "From slixmpp"],
+					// XEP-0050 §3.2: a user sees the commands every account may run, no admin one.
+					// A user's own: its strangers policy and held messages (spam module), invitations.
+					bob_commands: [
+						"urn:parley:strangers:discard",
+						"urn:parley:strangers:held",
+						"urn:parley:strangers:policy",
+						"urn:parley:strangers:release",
+						"urn:xmpp:invite#invite",
+					],
+					invite_status: "completed",
+					invite_uri_ok: true,
+					invite_page_ok: true,
+				},
+				`${line}\n${(r.stderr ?? "").slice(-3000)}`,
+			);
+		} finally {
+			await adhoc.stop();
+		}
+	});
+
+	test("XEP-0445 with slixmpp's xep_0077: a newcomer registers on an invite-only host with a token, once", async () => {
+		const inv = await startTestServer({
+			config: {
+				hosts: {
+					localhost: {
+						modules: ["disco", "ping", "presence", "roster", "register"],
+						module_options: { register: { invite_only: true } },
+					},
+				},
+			},
+			users: [["alice@localhost", "alice-pw"]],
+		});
+		try {
+			const host = inv.server.hosts.get("localhost");
+			assert.ok(host);
+			const invite = await new InviteStore(host.keyval<Invite>("invites")).create({
+				type: "account",
+				roster: "alice",
+				creator: "cli",
+				ttl: 3600,
+			});
+			const register = async (user: string) => {
+				const r = await run(
+					PYTHON,
+					[
+						"test/clients/slixmpp_invite_register.py",
+						"localhost",
+						String(inv.port),
+						invite.token,
+						user,
+						`${user}-pw`,
+					],
+					{ encoding: "utf8", timeout: 60_000 },
+				).catch((e: { stdout?: string; stderr?: string }) => e);
+				const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+				return {
+					result: JSON.parse(line || "{}") as Record<string, unknown>,
+					text: `${line}\n${(r.stderr ?? "").slice(-3000)}`,
+				};
+			};
+			const first = await register("newbie");
+			assert.deepEqual(
+				first.result,
+				{ preauth: "result", register: "result", roster: [["alice@localhost", "both"]] },
+				first.text,
+			);
+			// A one-time token: the second newcomer is refused at preauth and at registration.
+			const second = await register("other");
+			assert.deepEqual(
+				second.result,
+				{ preauth: "item-not-found", register: "not-allowed" },
+				second.text,
+			);
+		} finally {
+			await inv.stop();
 		}
 	});
 

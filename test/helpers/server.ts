@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "../../src/app/server.ts";
+import type { AnyAdminCommand } from "../../src/core/commands.ts";
 import { type Config, configSchema } from "../../src/core/config/schema.ts";
 import { createLogger } from "../../src/core/log.ts";
 import type { Server } from "../../src/core/server.ts";
@@ -39,6 +40,8 @@ export async function startTestServer(
 		dataDir?: string;
 		/** Write the server's JSON log lines here, from level info (tests that read the log). */
 		log?: NodeJS.WritableStream;
+		/** Admin commands besides the built-in ones (src/core/commands.ts). */
+		commands?: readonly AnyAdminCommand[];
 	} = {},
 ): Promise<TestServer> {
 	const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "parley-test-"));
@@ -68,6 +71,7 @@ export async function startTestServer(
 	const server = createServer(config, {
 		log,
 		storage: opts.storage === "sqlite" ? undefined : new MemoryBackend(),
+		commands: opts.commands,
 	});
 	try {
 		await server.start();

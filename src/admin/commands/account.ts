@@ -41,6 +41,8 @@ async function setDisabled(ctx: CommandContext, jid: string, disabled: boolean) 
 }
 
 const jidArg = z.string().min(1).describe("The account (bare JID)");
+/** XEP-0133 §4.3/§4.4 name the field `accountjids`, so scripts written for it fill this one. */
+const xep0133Jid = jidArg.meta({ var: "accountjids" });
 
 export const accountDisable = defineCommand({
 	name: "account.disable",
@@ -48,7 +50,7 @@ export const accountDisable = defineCommand({
 	role: "admin",
 	http: { method: "POST", path: "/accounts/:jid/disable" },
 	adhoc: "http://jabber.org/protocol/admin#disable-user",
-	args: z.object({ jid: jidArg }),
+	args: z.object({ jid: xep0133Jid }),
 	run: (ctx, args) => setDisabled(ctx, args.jid, true),
 });
 
@@ -58,7 +60,7 @@ export const accountEnable = defineCommand({
 	role: "admin",
 	http: { method: "POST", path: "/accounts/:jid/enable" },
 	adhoc: "http://jabber.org/protocol/admin#reenable-user",
-	args: z.object({ jid: jidArg }),
+	args: z.object({ jid: xep0133Jid }),
 	run: (ctx, args) => setDisabled(ctx, args.jid, false),
 });
 

@@ -6,12 +6,12 @@
  *   parley admin <words> --flags      every command of the registry: `user.add` is
  *                                     `parley admin user add --jid a@b --password p`
  *
- * The API is found on `[listeners.admin]` of the configuration (or `--url`). The token is
- * `--token`, else `PARLEY_ADMIN_TOKEN`, else one the CLI issues for the operator (`cli`) with
+ * The API is found on `[listeners.admin]` of the configuration (or `--api-url`). The token is
+ * `--api-token`, else `PARLEY_ADMIN_TOKEN`, else one the CLI issues for the operator (`cli`) with
  * its access to the storage, valid a minute and revoked after the call.
  */
 import { readFileSync } from "node:fs";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { coerceTextArgs } from "../../admin/args.ts";
 import { adminCommands } from "../../admin/commands/index.ts";
@@ -24,9 +24,12 @@ import { CliError, CONFIG_HELP, EXIT, loadConfig, storageFailure, withStorage } 
 
 interface ApiOptions {
 	config?: string;
-	url?: string;
-	token?: string;
+	apiUrl?: string;
+	apiToken?: string;
 }
+
+/** Flags of the API itself: a command's argument of one of these names gets `--arg-<name>`. */
+const RESERVED = new Set(["config", "api-url", "api-token", "help", "version"]);
 
 export function addAdminCommands(program: Command): void {
 	const admin = program
@@ -63,45 +66,59 @@ export function addAdminCommands(program: Command): void {
 		admin.command("restart").description("a new XMPP server instance in the running process"),
 	).action((opts: ApiOptions) => call(opts, "POST", "/lifecycle/restart", undefined));
 
-	// One subcommand per command of the registry, grouped by its first word.
+	// One subcommand per command of the registry, grouped by its first word: `user.add` is
+	// `admin user add`, `users.online.count` `admin users online-count`, `announce` `admin announce`.
 	const groups = new Map<string, Command>();
 	for (const command of adminCommands) {
 		const [area = "", ...rest] = command.name.split(".");
-		let group = groups.get(area);
-		if (!group) {
-			group = admin.command(area).description(`${area} commands`);
-			groups.set(area, group);
+		let parent = admin;
+		if (rest.length > 0) {
+			let group = groups.get(area);
+			if (!group) {
+				group = admin.command(area).description(`${area} commands`);
+				groups.set(area, group);
+			}
+			parent = group;
 		}
-		const sub = apiOptions(group.command(rest.join(" ")).description(command.description));
+		const words = rest.length > 0 ? rest.join("-") : area;
+		const sub = apiOptions(parent.command(words).description(command.description));
+		/** Argument name → the attribute commander stores its flag's value under. */
+		const attributes = new Map<string, string>();
 		for (const [key, schema] of Object.entries(command.args.shape as Record<string, unknown>)) {
 			const s = schema as { description?: string; safeParse(v: unknown): { success: boolean } };
-			const flag = `--${key.replaceAll("_", "-")} <value>`;
-			const required = !s.safeParse(undefined).success;
-			if (required) sub.requiredOption(flag, s.description ?? key);
-			else sub.option(flag, s.description ?? key);
+			const kebab = key.replaceAll("_", "-");
+			const option = new Option(
+				`--${RESERVED.has(kebab) ? `arg-${kebab}` : kebab} <value>`,
+				s.description ?? key,
+			);
+			if (!s.safeParse(undefined).success) option.makeOptionMandatory();
+			sub.addOption(option);
+			attributes.set(key, option.attributeName());
 		}
-		sub.action((opts: ApiOptions & Record<string, string>) => runCommand(command, opts));
+		sub.action((opts: ApiOptions & Record<string, string>) =>
+			runCommand(command, attributes, opts),
+		);
 	}
 }
 
 function apiOptions(cmd: Command): Command {
 	return cmd
 		.option("-c, --config <file>", CONFIG_HELP)
-		.option("--url <url>", "the admin API (default: from [listeners.admin])")
+		.option("--api-url <url>", "the admin API (default: from [listeners.admin])")
 		.option(
-			"--token <token>",
+			"--api-token <token>",
 			"an admin API token (default: $PARLEY_ADMIN_TOKEN, else one issued here)",
 		);
 }
 
 async function runCommand(
 	command: AnyAdminCommand,
+	attributes: Map<string, string>,
 	opts: ApiOptions & Record<string, string>,
 ): Promise<void> {
 	const text: Record<string, string> = {};
-	for (const key of Object.keys(command.args.shape as object)) {
-		const camel = key.replace(/_([a-z])/g, (_m, c: string) => c.toUpperCase());
-		const v = opts[camel];
+	for (const [key, attribute] of attributes) {
+		const v = opts[attribute];
 		if (v !== undefined) text[key] = v;
 	}
 	// A JSON body carries numbers and booleans as such; a path or a query carries text.
@@ -185,8 +202,8 @@ async function call(
 	auth = true,
 ): Promise<void> {
 	const config = apiConfig(opts.config);
-	const url = (opts.url ?? baseUrl(config)).replace(/\/$/, "") + path;
-	let token = opts.token ?? process.env.PARLEY_ADMIN_TOKEN;
+	const url = (opts.apiUrl ?? baseUrl(config)).replace(/\/$/, "") + path;
+	let token = opts.apiToken ?? process.env.PARLEY_ADMIN_TOKEN;
 	let revoke: (() => Promise<void>) | null = null;
 	if (auth && !token) {
 		// No token given: the operator's own, for this one call.

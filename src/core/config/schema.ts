@@ -26,6 +26,7 @@ const tlsFiles = z.strictObject({
 export const DEFAULT_HOST_MODULES = [
 	"disco",
 	"ping",
+	"adhoc",
 	"presence",
 	"roster",
 	"version",
@@ -528,6 +529,32 @@ export const configSchema = z
 				 * serves HTTPS only, with the hosts' certificates.
 				 */
 				admin: listener(5290, true, "127.0.0.1"),
+			})
+			.prefault({}),
+		/** Invitations (XEP-0401, XEP-0445) and their landing page (`/invite/<token>`). */
+		invites: z
+			.strictObject({
+				/**
+				 * The public base URL of the HTTP listener, for the landing page's link
+				 * (`<base_url>/invite/<token>`), e.g. "https://chat.example.org:5281". Empty: the
+				 * address the request came to (the page) or `http://<host>:<http port>` (the link).
+				 */
+				base_url: z
+					.string()
+					.regex(/^(https?:\/\/[^/]+(\/.*)?)?$/, "an http:// or https:// URL")
+					.default(""),
+				/** Seconds an invitation stays valid unless its creator says otherwise (7 days). */
+				ttl: z
+					.number()
+					.int()
+					.positive()
+					.default(7 * 24 * 3600),
+				/**
+				 * Whether the contact invitations an ordinary user creates (XEP-0401
+				 * `urn:xmpp:invite#invite`) also let the newcomer register on the host. Admins'
+				 * always do.
+				 */
+				allow_user_invites: z.boolean().default(false),
 			})
 			.prefault({}),
 		http: z
