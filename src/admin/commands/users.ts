@@ -7,7 +7,12 @@ import { z } from "zod";
 import { CommandError, defineCommand } from "../../core/commands.ts";
 import { accountError, resolveAccount } from "../accounts.ts";
 
-const jid = z.string().min(3).describe("the account's bare JID, user@host");
+/** XEP-0133 §4.1-§4.7 name the account's field `accountjid`: the ad-hoc form uses that name. */
+const jid = z
+	.string()
+	.min(3)
+	.describe("the account's bare JID, user@host")
+	.meta({ var: "accountjid" });
 const password = z.string().min(1).max(1024).describe("the new password");
 const role = z.enum(["admin", "user"]).describe("admin: may run every admin command");
 
