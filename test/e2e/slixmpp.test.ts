@@ -116,8 +116,12 @@ describe("slixmpp", { skip }, () => {
 				{
 					// XEP-0050 §3.2: an admin sees the XEP-0133 commands.
 					commands: [
+						"http://jabber.org/protocol/admin#add-user",
 						"http://jabber.org/protocol/admin#announce",
+						"http://jabber.org/protocol/admin#change-user-password",
+						"http://jabber.org/protocol/admin#delete-user",
 						"http://jabber.org/protocol/admin#disable-user",
+						"http://jabber.org/protocol/admin#get-online-users-list",
 						"http://jabber.org/protocol/admin#get-online-users-num",
 						"http://jabber.org/protocol/admin#reenable-user",
 					],
