@@ -58,9 +58,10 @@ const options = z.strictObject({
 	instructions: z.string().default("Choose a username and password to register with this server."),
 	/**
 	 * Registration only with an invitation (XEP-0445 pre-authentication); without one the
-	 * request is refused with not-allowed. Prosody's `registration_invite_only`.
+	 * request is refused with not-allowed. Prosody's `registration_invite_only`, on by default as
+	 * there: an open registration form is what spam bots look for (issue 19). False opens it.
 	 */
-	invite_only: z.boolean().default(false),
+	invite_only: z.boolean().default(true),
 });
 
 /** A node:net BlockList of addresses and CIDR ranges; throws on a malformed entry. */

@@ -19,7 +19,8 @@ function withRegister(options: Record<string, unknown>, extra: Record<string, un
 			hosts: {
 				localhost: {
 					modules: ["disco", "ping", "presence", "roster", "register", "motd"],
-					module_options: { register: options, ...extra },
+					// Open registration unless a test says otherwise (the default is invitations only).
+					module_options: { register: { invite_only: false, ...options }, ...extra },
 				},
 			},
 		},
@@ -81,6 +82,26 @@ test("XEP-0077 §10: without TLS (and plain not allowed) registration is not off
 		c.send(`<iq type='set' id='s1'>${register("eve", "pw")}</iq>`);
 		await c.waitClosed();
 		assert.equal(await t.server.hosts.get("localhost")?.accounts.exists("eve"), false);
+	} finally {
+		await t.stop();
+	}
+});
+
+test("issue 19: with the register module and no options, registration needs an invitation (XEP-0077 §3.1.1 not-allowed, XEP-0445 opens it)", async () => {
+	const t = await startTestServer({
+		config: {
+			auth: plainAuth,
+			hosts: { localhost: { modules: ["disco", "ping", "presence", "roster", "register"] } },
+		},
+	});
+	try {
+		const { c, features } = await preauth(t);
+		assert.match(features, /iq-register/, "offered: a newcomer with a token uses it");
+		const refused = await request(c, "set", register("newbie", "pw-newbie"));
+		assert.equal(condition(refused), "not-allowed", refused);
+		assert.match(refused, /needs an invitation/);
+		assert.equal(await t.server.hosts.get("localhost")?.accounts.exists("newbie"), false);
+		c.end();
 	} finally {
 		await t.stop();
 	}

@@ -24,7 +24,7 @@ function server(register: Record<string, unknown>, spam: Record<string, unknown>
 			hosts: {
 				localhost: {
 					modules: [...DEFAULT_HOST_MODULES, "register"],
-					module_options: { register, spam },
+					module_options: { register: { invite_only: false, ...register }, spam },
 				},
 			},
 			components: { [MUC]: { type: "muc" as const } },
