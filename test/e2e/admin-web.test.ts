@@ -1,0 +1,190 @@
+/**
+ * Issue 15, "a web admin page served by Parley … tested in a real Chromium … without any
+ * external CDN": the page of src/admin/web/ on the admin listener, driven in headless Chromium
+ * (Debian's /usr/bin/chromium through playwright-core, test/helpers/converse.ts). An admin logs
+ * in through the form, sees the state `running`, adds a user and sees it listed, creates an
+ * invitation and sees its landing URL, makes a backup and sees it listed, then breaks the
+ * configuration file and clicks reload: the state `running_misconfigured` and the error with
+ * its line and key; the fixed file and reload bring back `running`. Every request to a host
+ * other than 127.0.0.1 is refused and fails the test (no CDN), and so does any console error
+ * (a Content-Security-Policy violation is one). A screenshot goes to /tmp/parley-admin-web.png.
+ *
+ * Skips when Chromium is missing (CI installs it: .ci/run).
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { supervisedBackupCommands } from "../../src/admin/supervised-backups.ts";
+import { type AdminHarness, baseToml, startAdmin } from "../helpers/admin.ts";
+import { launchChromium, refuseNetwork, skipWithoutChromium as skip } from "../helpers/converse.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+/** Safety net for each wait in the browser; a healthy run needs a few seconds in all. */
+const TIMEOUT = 20_000;
+const SCREENSHOT = "/tmp/parley-admin-web.png";
+
+test("the page is served in every state, with a strict CSP, while the API routes answer 503", async () => {
+	// Not started: `stopped`, which serves only the always-served routes.
+	const h = await startAdmin({ deferStart: true });
+	try {
+		assert.equal((await h.request("GET", "/status")).body.state, "stopped");
+		assert.equal((await h.request("GET", "/users")).status, 503);
+		for (const [path, type] of [
+			["/", "text/html"],
+			["/ui/", "text/html"],
+			["/ui/app.js", "text/javascript"],
+			["/ui/style.css", "text/css"],
+		] as const) {
+			const res = await fetch(`http://127.0.0.1:${h.api.port}${path}`);
+			assert.equal(res.status, 200, path);
+			assert.ok(res.headers.get("content-type")?.startsWith(type), path);
+			const csp = res.headers.get("content-security-policy") ?? "";
+			assert.match(csp, /default-src 'self'/, path);
+			assert.match(csp, /script-src 'self'(;|$)/, `${path}: no inline script`);
+		}
+		const missing = await fetch(`http://127.0.0.1:${h.api.port}/ui/nothing.js`);
+		assert.equal(missing.status, 404);
+		const html = await (await fetch(`http://127.0.0.1:${h.api.port}/`)).text();
+		assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, "no inline script element");
+		assert.doesNotMatch(html, /(src|href)="(https?:)?\/\//, "nothing from another origin");
+	} finally {
+		await h.close();
+	}
+});
+
+describe("the web admin page in headless Chromium (issue 15)", { skip }, () => {
+	let h: AdminHarness;
+	let browser: Browser;
+	let context: BrowserContext;
+	let page: Page;
+	let network: { external: string[]; images: string[] };
+	const consoleErrors: string[] = [];
+
+	before(async () => {
+		h = await startAdmin({
+			commands: (supervisor, config) => supervisedBackupCommands(supervisor, () => config),
+		});
+		const first = await h.request("PUT", "/init/first-account", {
+			body: { jid: "root@localhost", password: "root-pw" },
+		});
+		assert.equal(first.status, 201);
+		browser = await launchChromium(TIMEOUT);
+		context = await browser.newContext();
+		context.setDefaultTimeout(TIMEOUT);
+		network = await refuseNetwork(context);
+		page = await context.newPage();
+		page.on("console", (m) => {
+			// An error answer of the API (401 for a wrong password, 404 for /metrics where it is
+			// not served, 422 for a bad configuration) is logged by Chromium; the page handles it.
+			if (m.type() === "error" && !m.text().startsWith("Failed to load resource"))
+				consoleErrors.push(m.text());
+		});
+		page.on("pageerror", (e) => consoleErrors.push(e.message));
+	});
+
+	after(async () => {
+		await page?.screenshot({ path: SCREENSHOT, fullPage: true }).catch(() => undefined);
+		await browser?.close();
+		await h?.close();
+	});
+
+	/** The API's own view, to check what the page shows against. */
+	let token = "";
+	const api = async (path: string) => {
+		token ||= await h.token("root@localhost", "root-pw");
+		const r = await h.request("GET", path, { token });
+		assert.equal(r.status, 200, JSON.stringify(r.body));
+		return r.body as unknown;
+	};
+
+	test("log in, see running; add a user, an invitation, a backup; a bad config and its fix through reload", async () => {
+		const res = await page.goto(`http://127.0.0.1:${h.api.port}/`);
+		assert.equal(res?.status(), 200);
+		assert.match(res?.headers()["content-security-policy"] ?? "", /default-src 'self'/);
+
+		// The state shows before login (GET /status needs no token).
+		await page.locator('#state[data-state="running"]').waitFor();
+		assert.ok(await page.locator("#dashboard").isHidden(), "no dashboard before login");
+
+		// A wrong password: the form says so.
+		await page.fill("#login [name=jid]", "root@localhost");
+		await page.fill("#login [name=password]", "wrong");
+		await page.click("#login [type=submit]");
+		await page.locator("#login-error", { hasText: "wrong JID or password" }).waitFor();
+
+		await page.fill("#login [name=password]", "root-pw");
+		await page.click("#login [type=submit]");
+		await page.locator("#dashboard").waitFor({ state: "visible" });
+		assert.ok(await page.evaluate(() => sessionStorage.getItem("parley-admin-token")));
+		await page.locator('#users tr[data-jid="root@localhost"]').waitFor();
+
+		// Users: add one, see it listed with its role, as the API has it.
+		await page.fill("#user-add [name=jid]", "alice@localhost");
+		await page.fill("#user-add [name=password]", "alice-pw");
+		await page.click("#user-add [type=submit]");
+		const alice = page.locator('#users tr[data-jid="alice@localhost"]');
+		await alice.waitFor();
+		assert.equal(await alice.locator("select").inputValue(), "user");
+		assert.deepEqual((await api("/users")) as unknown, {
+			users: [
+				{ jid: "alice@localhost", role: "user" },
+				{ jid: "root@localhost", role: "admin" },
+			].sort((a, b) => (a.jid < b.jid ? -1 : 1)),
+		});
+		// Set her role from the page.
+		await alice.locator("select").selectOption("admin");
+		// The page re-reads the list after the change: wait for the API to have it.
+		await waitFor(async () => {
+			const { users } = (await api("/users")) as { users: { jid: string; role: string }[] };
+			return users.find((u) => u.jid === "alice@localhost")?.role === "admin";
+		}, "alice made an admin through the page");
+
+		// Invitations: create one, see its landing URL, the one the API lists.
+		await page.click("#invite-create [type=submit]");
+		const link = page.locator("#invite-new-url a");
+		await link.waitFor();
+		const url = await link.textContent();
+		const { invites } = (await api("/invites")) as { invites: { "landing-url": string }[] };
+		assert.equal(invites.length, 1);
+		assert.equal(url, invites[0]?.["landing-url"]);
+		assert.match(url ?? "", /\/invite\/[^/]+$/);
+		await page.locator("#invites tbody tr", { hasText: url ?? "" }).waitFor();
+
+		// Backups: make one, see the bar's end and the backup listed.
+		assert.equal(await page.locator("#backups tbody tr").count(), 0);
+		await page.click("#backup-create");
+		await page.locator("#backup-phase", { hasText: /^done/ }).waitFor();
+		const backups = (await api("/backups")) as { id: string }[] | { backups: { id: string }[] };
+		const list = Array.isArray(backups) ? backups : backups.backups;
+		assert.equal(list.length, 1);
+		await page.locator("#backups tbody tr", { hasText: list[0]?.id ?? "?" }).waitFor();
+
+		// A configuration that does not validate: reload shows the error with its line.
+		h.write('[limits]\nstanza_size = "big"\n');
+		await page.click("#reload");
+		await page.locator('#state[data-state="running_misconfigured"]').waitFor();
+		const line = baseToml(h.dir).split("\n").length + 1;
+		const problem = page.locator("#config-errors tbody tr");
+		await problem.waitFor();
+		assert.deepEqual(await problem.locator("td").allTextContents(), [
+			h.config,
+			String(line),
+			"limits.stanza_size",
+			'limits.stanza_size: expected an integer >= 1024, got "big"',
+		]);
+		await page.screenshot({
+			path: SCREENSHOT.replace(".png", "-misconfigured.png"),
+			fullPage: true,
+		});
+
+		// Fixed: reload, back to running, no error shown.
+		h.write("[limits]\nstanza_size = 300000\n");
+		await page.click("#reload");
+		await page.locator('#state[data-state="running"]').waitFor();
+		await page.locator("#config-errors-box").waitFor({ state: "hidden" });
+
+		assert.deepEqual(network.external, [], "no request leaves 127.0.0.1");
+		assert.deepEqual(network.images, []);
+		assert.deepEqual(consoleErrors, [], "no console error (a CSP violation would be one)");
+	});
+});
