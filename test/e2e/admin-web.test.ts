@@ -187,4 +187,45 @@ describe("the web admin page in headless Chromium (issue 15)", { skip }, () => {
 		assert.deepEqual(network.images, []);
 		assert.deepEqual(consoleErrors, [], "no console error (a CSP violation would be one)");
 	});
+
+	test("the backup's progress bar reads a text/event-stream answer: phases, the final backup, an error", async () => {
+		// The server's stream (Server-Sent Events on POST /backups, issue 15) stood in for by the
+		// browser's router: what the page does with each event is what this checks.
+		const accepts: string[] = [];
+		let body = "";
+		const backups = (u: URL) => u.pathname === "/backups";
+		await page.route(backups, (route) => {
+			if (route.request().method() !== "POST") return route.fallback();
+			accepts.push(route.request().headers().accept ?? "");
+			return route.fulfill({
+				status: 200,
+				headers: { "content-type": "text/event-stream", "cache-control": "no-store" },
+				body,
+			});
+		});
+		body = [
+			'event: progress\ndata: {"phase":"database","bytes":0}\n\n',
+			'event: progress\ndata: {"phase":"pack","bytes":2048}\n\n',
+			'event: done\ndata: {"id":"20261207T000000Z-stream","created":"2026-12-07T00:00:00Z","archive":{"file":"x","bytes":4096,"sha256":"00"}}\n\n',
+		].join("");
+		await page.click("#backup-create");
+		await page.locator("#backup-phase", { hasText: "done: 20261207T000000Z-stream" }).waitFor();
+		assert.deepEqual(
+			await page.locator("#backup-progress").evaluate((el) => {
+				const bar = el as unknown as { value: number; max: number };
+				return [bar.value, bar.max];
+			}),
+			[1, 1],
+		);
+		await page.locator("#backup-create:not([disabled])").waitFor();
+
+		body = 'event: error\ndata: {"code":"conflict","message":"a restore is under way"}\n\n';
+		await page.click("#backup-create");
+		await page
+			.locator("#backup-phase", { hasText: "backup failed: a restore is under way" })
+			.waitFor();
+		assert.deepEqual(accepts, ["text/event-stream", "text/event-stream"]);
+		await page.unroute(backups);
+		assert.deepEqual(consoleErrors, []);
+	});
 });

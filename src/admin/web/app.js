@@ -374,6 +374,20 @@ async function readEvents(res, onEvent) {
 	}
 }
 
+/** The backup an event carries (the final one), bare or wrapped; else undefined. */
+function backupOf(name, data) {
+	if (!data || typeof data !== "object") return undefined;
+	const b = data.backup ?? data.result ?? data;
+	if (
+		b &&
+		typeof b === "object" &&
+		b.id &&
+		(b.archive || /^(done|result|complete|end)$/.test(name))
+	)
+		return b;
+	return undefined;
+}
+
 async function createBackup() {
 	const btn = $("backup-create");
 	const bar = $("backup-progress");
@@ -384,7 +398,8 @@ async function createBackup() {
 	phase.textContent = "backing up…";
 	try {
 		const headers = {
-			accept: "text/event-stream, application/json",
+			// A server without the stream ignores this and answers JSON.
+			accept: "text/event-stream",
 			"content-type": "application/json",
 		};
 		if (token) headers.authorization = `Bearer ${token}`;
@@ -399,8 +414,8 @@ async function createBackup() {
 					(data && typeof data === "object" && data.code && data.message && !data.id)
 				) {
 					error = data.message ?? String(data);
-				} else if (data && typeof data === "object" && data.id && data.archive) {
-					result = data;
+				} else if (backupOf(name, data)) {
+					result = backupOf(name, data);
 				} else if (data && typeof data === "object" && data.phase) {
 					const i = BACKUP_PHASES.indexOf(data.phase);
 					if (i >= 0) {
