@@ -106,9 +106,12 @@ function showStatus(s) {
 	$("status-detail").textContent = parts.join(" · ");
 	const err = $("state-error");
 	err.hidden = !s.error;
-	err.textContent = s.error
-		? `Error: ${typeof s.error === "string" ? s.error : JSON.stringify(s.error)}`
-		: "";
+	const e = s.error;
+	err.textContent = !e
+		? ""
+		: typeof e === "string"
+			? `Error: ${e}`
+			: `Last error${e.operation ? ` (${e.operation})` : ""}: ${e.message ?? JSON.stringify(e)}`;
 	const problems = Array.isArray(s.configErrors) ? s.configErrors : [];
 	$("config-errors-box").hidden = problems.length === 0;
 	const body = $("config-errors").tBodies[0];
