@@ -228,4 +228,65 @@ describe("the web admin page in headless Chromium (issue 15)", { skip }, () => {
 		await page.unroute(backups);
 		assert.deepEqual(consoleErrors, []);
 	});
+
+	test("remove a user, revoke an invitation, restart; the token survives a page reload; the metrics panel", async () => {
+		// Remove alice: the page asks first.
+		page.once("dialog", (d) => void d.accept());
+		await page
+			.locator('#users tr[data-jid="alice@localhost"] button', { hasText: "Remove" })
+			.click();
+		await page.locator('#users tr[data-jid="alice@localhost"]').waitFor({ state: "detached" });
+		assert.deepEqual(await api("/users"), { users: [{ jid: "root@localhost", role: "admin" }] });
+
+		// Revoke the invitation.
+		await page.locator("#invites tbody tr button", { hasText: "Revoke" }).click();
+		await page.locator("#invites tbody tr").waitFor({ state: "detached" });
+		assert.deepEqual(((await api("/invites")) as { invites: unknown[] }).invites, []);
+
+		// Restart: a new Server instance, back to running.
+		const before = h.supervisor.server;
+		await page.click("#restart");
+		await page.locator("#lifecycle-result", { hasText: "restart: running" }).waitFor();
+		assert.ok(h.supervisor.server && h.supervisor.server !== before, "a new Server instance");
+
+		// The metrics (GET /metrics, Prometheus text) stood in for by the browser's router: the
+		// panel sums the families of src/core/metrics.ts and splits them by one label.
+		const metrics = (u: URL) => u.pathname === "/metrics";
+		await page.route(metrics, (route) =>
+			route.fulfill({
+				status: 200,
+				headers: { "content-type": "text/plain; version=0.0.4" },
+				body: [
+					"# HELP parley_sessions Bound client sessions",
+					"# TYPE parley_sessions gauge",
+					'parley_sessions{transport="tcp"} 2',
+					'parley_sessions{transport="websocket"} 1',
+					'parley_stanzas_received_total{stream="c2s",kind="message"} 10',
+					'parley_stanzas_received_total{stream="c2s",kind="iq"} 5',
+					'parley_auth_total{mechanism="SCRAM-SHA-256",result="success"} 3',
+					'parley_auth_total{mechanism="PLAIN",result="failure"} 1',
+					"process_resident_memory_bytes 1e8",
+					"",
+				].join("\n"),
+			}),
+		);
+		// A reload of the page: the token is in sessionStorage, the dashboard comes back.
+		await page.reload();
+		await page.locator("#dashboard").waitFor({ state: "visible" });
+		await page.locator('#metrics dt[data-figure="sessions"]').waitFor();
+		const dt = await page.locator("#metrics dt").allTextContents();
+		const dd = await page.locator("#metrics dd").allTextContents();
+		assert.deepEqual(Object.fromEntries(dt.map((k, n) => [k, dd[n]])), {
+			logins: "4",
+			"logins: failure": "1",
+			"logins: success": "3",
+			sessions: "3",
+			"sessions: tcp": "2",
+			"sessions: websocket": "1",
+			"stanzas received": "15",
+			"stanzas received: c2s": "15",
+		});
+		await page.unroute(metrics);
+		assert.deepEqual(consoleErrors, []);
+	});
 });

@@ -189,15 +189,29 @@ async function login(ev) {
 
 // -- metrics -------------------------------------------------------------------------------
 
-/** Sums each sample family of the Prometheus text whose name is about sessions or stanzas. */
+/** The figures the dashboard shows: metric name (src/core/metrics.ts), title, label to split by. */
+const FIGURES = {
+	parley_sessions: ["sessions", "transport"],
+	parley_stanzas_received_total: ["stanzas received", "stream"],
+	parley_stanzas_sent_total: ["stanzas sent", "stream"],
+	parley_auth_total: ["logins", "result"],
+};
+
+/** Each figure's total and its split by one label, from the Prometheus text format. */
 function metricFigures(text) {
 	const sums = new Map();
+	const add = (key, v) => sums.set(key, (sums.get(key) ?? 0) + v);
 	for (const line of text.split("\n")) {
 		if (!line || line.startsWith("#")) continue;
-		const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-		if (!m || !/session|stanza|auth/.test(m[1]) || /_bucket$|_sum$|_created$/.test(m[1])) continue;
+		const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
+		const figure = m && FIGURES[m[1]];
+		if (!figure) continue;
 		const v = Number(m[3]);
-		if (Number.isFinite(v)) sums.set(m[1], (sums.get(m[1]) ?? 0) + v);
+		if (!Number.isFinite(v)) continue;
+		const [title, label] = figure;
+		add(title, v);
+		const l = new RegExp(`(?:^|,)\\s*${label}="([^"]*)"`).exec(m[2] ?? "");
+		if (l?.[1]) add(`${title}: ${l[1]}`, v);
 	}
 	return sums;
 }
@@ -213,9 +227,10 @@ async function refreshMetrics() {
 		const sums = metricFigures(await res.text());
 		const dl = $("metrics");
 		dl.replaceChildren();
-		for (const [name, value] of sums) {
+		for (const [name, value] of [...sums].sort(([a], [b]) => (a < b ? -1 : 1))) {
 			const dt = document.createElement("dt");
 			dt.textContent = name;
+			dt.dataset.figure = name;
 			const dd = document.createElement("dd");
 			dd.textContent = String(value);
 			dl.append(dt, dd);
