@@ -12,8 +12,10 @@
  * Command routes are generated from the registry (`AdminCommand.http`), their arguments taken
  * from the path, the query and the JSON body and validated by the command's zod schema.
  */
+import { createReadStream } from "node:fs";
 import http from "node:http";
 import https from "node:https";
+import { basename } from "node:path";
 import fastifyRateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { z } from "zod";
@@ -307,6 +309,42 @@ export class AdminApi {
 			},
 		);
 
+		// Prometheus / OpenMetrics text of the running server (src/core/metrics.ts). A scraper
+		// on the same machine needs no token; from elsewhere it sends an admin's (Prometheus'
+		// `authorization` setting).
+		app.get("/metrics", { config: { group: "read" } }, async (req, reply) => {
+			if (!isLoopback(req.socket.remoteAddress ?? "")) await this.#authenticate(req);
+			const { contentType, body } = await this.#server().metricsText();
+			reply.header("Content-Type", contentType);
+			return body;
+		});
+
+		// A backup's archive, streamed (it may be large): what `backup.get` describes.
+		const describe = this.#opts.commands.find((c) => c.name === "backup.get");
+		if (describe)
+			app.get<{ Params: { id: string } }>(
+				"/backups/:id/download",
+				{ config: { group: "read", action: "backup.download" } },
+				async (req, reply) => {
+					const me = await this.#authenticate(req);
+					const args = describe.args.safeParse({ id: req.params.id });
+					if (!args.success) throw invalid(args.error);
+					const info = (await describe.run({ core: this.#server(), actor: me.jid }, args.data)) as {
+						archive: { file: string; bytes: number; sha256: string };
+					};
+					reply
+						.header("Content-Type", "application/gzip")
+						.header("Content-Length", String(info.archive.bytes))
+						.header("Content-Disposition", `attachment; filename="${basename(info.archive.file)}"`)
+						// RFC 9530: the checksum the backup was made with, to check the download.
+						.header(
+							"Repr-Digest",
+							`sha-256=:${Buffer.from(info.archive.sha256, "hex").toString("base64")}:`,
+						);
+					return reply.send(createReadStream(info.archive.file));
+				},
+			);
+
 		for (const command of this.#opts.commands) this.#commandRoute(app, command);
 	}
 
@@ -333,12 +371,53 @@ export class AdminApi {
 				};
 				const args = command.args.safeParse(input);
 				if (!args.success) throw invalid(args.error);
-				const result = await command.run({ core: this.#server(), actor: me.jid }, args.data);
+				const ctx = { core: this.#server(), actor: me.jid };
+				if (wantsEvents(req)) {
+					await this.#streamProgress(reply, () => command.run(ctx, args.data));
+					return reply;
+				}
+				const result = await command.run(ctx, args.data);
 				const status = binding.status ?? 200;
 				reply.code(status);
-				return status === 204 ? undefined : (result ?? {});
+				// RFC 9110 §15.3.5, §15.3.6: 204 and 205 carry no content.
+				return status === 204 || status === 205 ? undefined : (result ?? {});
 			},
 		});
+	}
+
+	/**
+	 * A command asked for with `Accept: text/event-stream` (a backup, a restore): Server-Sent
+	 * Events, one `progress` event per step the operation reports (`{phase, bytes}`), then one
+	 * `result` event with what the command returns, or one `error` event with `{code, message}`;
+	 * then the stream ends. Checks (token, arguments, state) were made before: their refusals
+	 * are ordinary JSON errors.
+	 */
+	async #streamProgress(reply: FastifyReply, run: () => Promise<unknown>): Promise<void> {
+		reply.hijack();
+		const res = reply.raw;
+		res.writeHead(200, {
+			"Content-Type": "text/event-stream; charset=utf-8",
+			"Cache-Control": "no-store",
+			"X-Accel-Buffering": "no",
+		});
+		const send = (event: string, data: unknown) =>
+			res.write(`event: ${event}\ndata: ${JSON.stringify(data ?? {})}\n\n`);
+		const stop = this.#supervisor.onProgress((p) => send("progress", p));
+		try {
+			send("result", await run());
+		} catch (err) {
+			const e = knownError(err);
+			if (!e) this.#supervisor.log.error({ err }, "admin API error");
+			send(
+				"error",
+				e
+					? { code: e.code, message: e.message, ...e.extra }
+					: { code: "internal", message: "internal error; see the server's log" },
+			);
+		} finally {
+			stop();
+			res.end();
+		}
 	}
 
 	/** The running server, or 503 (a state that serves the route always has one). */
@@ -415,6 +494,22 @@ export class AdminApi {
 		}
 		reply.code(e.status).send({ code: e.code, message: e.message, ...e.extra });
 	}
+}
+
+/** The answer for a refusal the API or a command means to give; null for anything else. */
+function knownError(err: unknown): ApiError | null {
+	if (err instanceof ApiError) return err;
+	if (err instanceof CommandError)
+		return new ApiError(HTTP_STATUS[err.code], err.code, err.message);
+	if (err instanceof LifecycleConflict)
+		return new ApiError(409, "lifecycle_conflict", err.message, { running: err.running });
+	if (err instanceof StateRefusal) return new ApiError(503, err.state, err.message);
+	return null;
+}
+
+/** `Accept: text/event-stream` (EventSource, or fetch reading a stream). */
+function wantsEvents(req: FastifyRequest): boolean {
+	return (req.headers.accept ?? "").includes("text/event-stream");
 }
 
 function invalid(error: z.ZodError): ApiError {

@@ -84,7 +84,10 @@ function commandOperation(command: AnyAdminCommand): { path: string; method: str
 	if (parameters.length > 0) op.parameters = parameters;
 	const status = String(command.http.status ?? 200);
 	op.responses = {
-		[status]: status === "204" ? { description: "done" } : { description: "done", ...json() },
+		[status]:
+			status === "204" || status === "205"
+				? { description: "done" }
+				: { description: "done", ...json() },
 		"400": ERROR,
 		"401": ERROR,
 		"403": ERROR,

@@ -22,6 +22,7 @@ export function supervisedBackupCommands(
 	let next = RESTORE;
 	const commands = createBackupCommands({
 		configPath,
+		onProgress: (_core, progress) => supervisor.reportProgress(progress),
 		whileStopped: (_core, fn) =>
 			supervisor.runOperation(next.state, next.name, async (ctx) => {
 				await ctx.stopServer();

@@ -105,6 +105,7 @@ export class Supervisor {
 	#restartNeeded: string[] = [];
 	/** Told after every transition (the audit log, tests). */
 	readonly #listeners = new Set<(state: StateName, from: StateName) => void>();
+	readonly #progressListeners = new Set<(progress: unknown) => void>();
 	#started = false;
 	/** Not started yet: `stopped` may go to `starting` once. */
 	#fresh = true;
@@ -131,6 +132,20 @@ export class Supervisor {
 	onTransition(fn: (state: StateName, from: StateName) => void): () => void {
 		this.#listeners.add(fn);
 		return () => this.#listeners.delete(fn);
+	}
+
+	/**
+	 * Progress of the lifecycle operation under way (a backup's or a restore's phases and bytes),
+	 * for the admin API's Server-Sent Events. One operation runs at a time, so whoever listens
+	 * while it runs hears that one.
+	 */
+	onProgress(fn: (progress: unknown) => void): () => void {
+		this.#progressListeners.add(fn);
+		return () => this.#progressListeners.delete(fn);
+	}
+
+	reportProgress(progress: unknown): void {
+		for (const fn of this.#progressListeners) fn(progress);
 	}
 
 	status(): SupervisorStatus {

@@ -439,8 +439,11 @@ export interface CommandContext {
 export interface HttpBinding {
 	readonly method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 	readonly path: string;
-	/** Success status: 200 unless said (201 for a creation, 204 for no body). */
-	readonly status?: 200 | 201 | 202 | 204;
+	/**
+	 * Success status: 200 unless said (201 for a creation, 204 for no body, 205 for no body and
+	 * "reset what you show": a factory reset).
+	 */
+	readonly status?: 200 | 201 | 202 | 204 | 205;
 }
 
 export interface AdminCommand<Args extends z.ZodObject = z.ZodObject, Result = unknown> {

@@ -112,7 +112,8 @@ export function createBackupCommands(env: BackupEnvironment): AnyAdminCommand[] 
 				"step two: erase every account and message and reset the configuration to a template",
 			args: z.object({ token: z.string().min(1) }),
 			role: "admin",
-			http: { method: "PUT", path: "/factory-reset" },
+			// Issue 15: 205 Reset Content, the operator's view of the server is to be reset.
+			http: { method: "PUT", path: "/factory-reset", status: 205 },
 			run: (ctx, args) =>
 				stopped(ctx.core, "a factory reset", () => manager(ctx.core).confirmReset(args.token)),
 		}),
