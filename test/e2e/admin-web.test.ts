@@ -117,6 +117,9 @@ describe("the web admin page in headless Chromium (issue 15)", { skip }, () => {
 		await page.locator("#dashboard").waitFor({ state: "visible" });
 		assert.ok(await page.evaluate(() => sessionStorage.getItem("parley-admin-token")));
 		await page.locator('#users tr[data-jid="root@localhost"]').waitFor();
+		// GET /metrics (loopback: no token needed) feeds the metrics panel.
+		await page.locator('#metrics dt[data-figure="sessions"]').waitFor();
+		await page.locator('#metrics dt[data-figure="logins"]').waitFor();
 
 		// Users: add one, see it listed with its role, as the API has it.
 		await page.fill("#user-add [name=jid]", "alice@localhost");
@@ -152,7 +155,12 @@ describe("the web admin page in headless Chromium (issue 15)", { skip }, () => {
 
 		// Backups: make one, see the bar's end and the backup listed.
 		assert.equal(await page.locator("#backups tbody tr").count(), 0);
+		const answer = page.waitForResponse(
+			(r) => new URL(r.url()).pathname === "/backups" && r.request().method() === "POST",
+		);
 		await page.click("#backup-create");
+		// The server streams the progress (Server-Sent Events) to a page that asks for it.
+		assert.match((await answer).headers()["content-type"] ?? "", /^text\/event-stream/);
 		await page.locator("#backup-phase", { hasText: /^done/ }).waitFor();
 		const backups = (await api("/backups")) as { id: string }[] | { backups: { id: string }[] };
 		const list = Array.isArray(backups) ? backups : backups.backups;
@@ -189,8 +197,9 @@ describe("the web admin page in headless Chromium (issue 15)", { skip }, () => {
 	});
 
 	test("the backup's progress bar reads a text/event-stream answer: phases, the final backup, an error", async () => {
-		// The server's stream (Server-Sent Events on POST /backups, issue 15) stood in for by the
-		// browser's router: what the page does with each event is what this checks.
+		// The server's stream (Server-Sent Events on POST /backups: `progress` events, then
+		// `result` or `error`) stood in for by the browser's router, to see each kind of event
+		// land, an error included, which the real backup above cannot be made to give.
 		const accepts: string[] = [];
 		let body = "";
 		const backups = (u: URL) => u.pathname === "/backups";
@@ -206,7 +215,7 @@ describe("the web admin page in headless Chromium (issue 15)", { skip }, () => {
 		body = [
 			'event: progress\ndata: {"phase":"database","bytes":0}\n\n',
 			'event: progress\ndata: {"phase":"pack","bytes":2048}\n\n',
-			'event: done\ndata: {"id":"20261207T000000Z-stream","created":"2026-12-07T00:00:00Z","archive":{"file":"x","bytes":4096,"sha256":"00"}}\n\n',
+			'event: result\ndata: {"id":"20261207T000000Z-stream","created":"2026-12-07T00:00:00Z","archive":{"file":"x","bytes":4096,"sha256":"00"}}\n\n',
 		].join("");
 		await page.click("#backup-create");
 		await page.locator("#backup-phase", { hasText: "done: 20261207T000000Z-stream" }).waitFor();

@@ -202,6 +202,9 @@ function metricFigures(text) {
 	const sums = new Map();
 	const add = (key, v) => sums.set(key, (sums.get(key) ?? 0) + v);
 	for (const line of text.split("\n")) {
+		// A family with no sample yet (no session so far) still shows, as 0.
+		const declared = /^# TYPE (\S+)/.exec(line);
+		if (declared && FIGURES[declared[1]]) add(FIGURES[declared[1]][0], 0);
 		if (!line || line.startsWith("#")) continue;
 		const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
 		const figure = m && FIGURES[m[1]];
