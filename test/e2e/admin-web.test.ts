@@ -15,8 +15,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { supervisedBackupCommands } from "../../src/admin/supervised-backups.ts";
+import { loadConfigFile } from "../../src/core/config/load.ts";
 import { type AdminHarness, baseToml, startAdmin } from "../helpers/admin.ts";
 import { launchChromium, refuseNetwork, skipWithoutChromium as skip } from "../helpers/converse.ts";
+import { provideSelfSignedCertificate } from "../helpers/tls.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 /** Safety net for each wait in the browser; a healthy run needs a few seconds in all. */
@@ -297,5 +299,45 @@ describe("the web admin page in headless Chromium (issue 15)", { skip }, () => {
 		});
 		await page.unroute(metrics);
 		assert.deepEqual(consoleErrors, []);
+	});
+});
+
+describe("the web admin page of a server that could not start (issue 15)", { skip }, () => {
+	test("configuration_needed: the errors with their line, no login possible, Reload from loopback brings it up", async () => {
+		const h = await startAdmin({ extra: '[limits]\nstanza_size = "big"\n' });
+		const browser = await launchChromium(TIMEOUT);
+		try {
+			assert.equal(h.supervisor.state, "configuration_needed");
+			const context = await browser.newContext();
+			context.setDefaultTimeout(TIMEOUT);
+			const network = await refuseNetwork(context);
+			const page = await context.newPage();
+			await page.goto(`http://127.0.0.1:${h.api.port}/`);
+			await page.locator('#state[data-state="configuration_needed"]').waitFor();
+			const line = baseToml(h.dir).split("\n").length + 1;
+			const problem = page.locator("#config-errors tbody tr");
+			await problem.waitFor();
+			assert.deepEqual((await problem.locator("td").allTextContents()).slice(0, 3), [
+				h.config,
+				String(line),
+				"limits.stanza_size",
+			]);
+			// No server runs, so no account can be checked: the login form says why.
+			await page.fill("#login [name=jid]", "root@localhost");
+			await page.fill("#login [name=password]", "root-pw");
+			await page.click("#login [type=submit]");
+			await page.locator("#login-error", { hasText: "configuration needed" }).waitFor();
+
+			// The operator fixes the file and clicks Reload (no token: loopback may).
+			h.write("[limits]\nstanza_size = 300000\n");
+			await provideSelfSignedCertificate(loadConfigFile(h.config));
+			await page.click("#reload");
+			await page.locator('#state[data-state="running"]').waitFor();
+			await page.locator("#config-errors-box").waitFor({ state: "hidden" });
+			assert.deepEqual(network.external, []);
+		} finally {
+			await browser.close();
+			await h.close();
+		}
 	});
 });
