@@ -29,6 +29,7 @@ import { openApiDocument } from "./openapi.ts";
 import { type RouteGroup, STATE_SPECS, serves } from "./states.ts";
 import { configProblems, LifecycleConflict, StateRefusal, type Supervisor } from "./supervisor.ts";
 import { CLI_ACTOR, TokenStore } from "./tokens.ts";
+import { registerWebAdmin } from "./web/index.ts";
 
 export interface AdminApiOptions {
 	address: string;
@@ -169,6 +170,7 @@ export class AdminApi {
 			});
 		});
 		this.#routes(app);
+		registerWebAdmin(app);
 		await app.listen({ host: this.#opts.address, port: this.#opts.port });
 		supervisor.log.info(
 			{ listener: "admin", address: this.#opts.address, port: this.port },
