@@ -156,6 +156,13 @@ test("server.workers: WebSocket on both workers, BOSH requests reach the worker 
 		}
 		// Some requests did land on the other worker and were handed over.
 		assert.ok(out.includes("BOSH body handed to its session's node"), out.slice(-5000));
+		// A sid naming a node that is not there: no node got the body, item-not-found at once
+		// (XEP-0124 §17.2) rather than a wait for an answer that cannot come.
+		const stray = new BoshClient(`http://127.0.0.1:${httpPort}/http-bind`);
+		stray.sid = `${Buffer.from("no-such-node").toString("base64url")}.x`;
+		const lost = await stray.request();
+		assert.equal(lost.attrs.type, "terminate");
+		assert.equal(lost.attrs.condition, "item-not-found");
 		for (const b of bosh) {
 			const end = await b.terminate();
 			assert.equal(end.attrs.type, "terminate");
