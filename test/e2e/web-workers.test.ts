@@ -2,7 +2,8 @@
  * Web transports on every worker (issue 16): `parley serve --workers 2` opens the HTTP listener
  * in both workers (SO_REUSEPORT), so WebSocket clients (RFC 7395) land on both and chat; a BOSH
  * request (XEP-0124) that lands on the worker not holding its session is handed to the one
- * that does, by the node named in the sid, over the cluster link.
+ * that does, by the node named in the sid, over the cluster link; likewise between two nodes,
+ * as behind a round-robin balancer.
  */
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
@@ -12,8 +13,10 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { xml } from "@xmpp/client";
+import { Redis } from "ioredis";
 import { BoshClient } from "../helpers/bosh.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
+import { startTestServer } from "../helpers/server.ts";
 import { redisSkip } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { connect, type XmppConnection } from "../helpers/xmpp-client.ts";
@@ -173,5 +176,86 @@ test("server.workers: WebSocket on both workers, BOSH requests reach the worker 
 	} finally {
 		child.kill("SIGKILL");
 		rmSync(dir, { recursive: true, force: true });
+	}
+});
+
+test("[cluster]: a BOSH session created on one node is served through another node's listener (round-robin balancer)", {
+	skip: redisSkip,
+	timeout: 60_000,
+}, async () => {
+	const prefix = `parley-test-web-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+	const node = (name: string) =>
+		({
+			auth: { require_encryption: false, allow_plain_without_tls: true },
+			cluster: { enabled: true, prefix, node: name, heartbeat: 0.5, node_timeout: 3 },
+		}) as never;
+	const a = await startTestServer({
+		storage: "sqlite",
+		config: node("node-a"),
+		users: [
+			["alice@localhost", "alice-pw"],
+			["bob@localhost", "bob-pw"],
+		],
+	});
+	const b = await startTestServer({
+		storage: "sqlite",
+		dataDir: a.dataDir,
+		config: node("node-b"),
+	});
+	let bob: XmppConnection | null = null;
+	try {
+		// The session is created where its first request lands: node A.
+		const onA = new BoshClient(`http://127.0.0.1:${a.httpPort}/http-bind`);
+		await onA.create();
+		assert.equal(Buffer.from(onA.sid.split(".")[0] as string, "base64url").toString(), "node-a");
+		// Every later request goes to node B, which holds no session of that sid.
+		const viaB = new BoshClient(`http://127.0.0.1:${b.httpPort}/http-bind`, onA.rid);
+		viaB.sid = onA.sid;
+		const auth = Buffer.from("\0alice\0alice-pw").toString("base64");
+		const ok = await viaB.request(
+			{},
+			`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${auth}</auth>`,
+		);
+		assert.ok(ok.getChild("success"), ok.toString());
+		await viaB.request({ "xmpp:restart": "true", "xmlns:xmpp": "urn:xmpp:xbosh" });
+		const bound = await viaB.request(
+			{},
+			"<iq xmlns='jabber:client' type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>bosh</resource></bind></iq>",
+		);
+		assert.equal(
+			bound.getChild("iq")?.getChild("bind")?.getChildText("jid"),
+			"alice@localhost/bosh",
+		);
+		viaB.startPolling();
+		bob = await connect(`ws://127.0.0.1:${b.httpPort}/xmpp-websocket`, "bob", "bob-pw", {
+			resource: "ws",
+		});
+		// To the BOSH client: pushed on a request held by node A but sent to node B.
+		await bob.xmpp.send(
+			xml(
+				"message",
+				{ to: "alice@localhost/bosh", id: "to-bosh", type: "chat" },
+				xml("body", {}, "hi"),
+			),
+		);
+		await viaB.waitFor((el) => el.attrs.id === "to-bosh", "the message over BOSH via node B");
+		viaB.send(
+			"<message xmlns='jabber:client' to='bob@localhost/ws' id='from-bosh' type='chat'><body>yo</body></message>",
+		);
+		const got = bob;
+		await waitFor(
+			() => got.stanzas.some((s) => s.attrs.id === "from-bosh"),
+			"the message from BOSH",
+		);
+		const end = await viaB.terminate();
+		assert.equal(end.attrs.type, "terminate");
+	} finally {
+		await bob?.xmpp.stop().catch(() => {});
+		await b.stop();
+		await a.stop();
+		const r = new Redis();
+		const keys = await r.keys(`${prefix}:*`);
+		if (keys.length) await r.del(...keys);
+		await r.quit();
 	}
 });
