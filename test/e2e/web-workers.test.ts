@@ -122,8 +122,8 @@ test("server.workers: WebSocket on both workers, BOSH requests reach the worker 
 			}
 
 		// BOSH: every request on a connection of its own, so the kernel spreads a session's
-		// requests over both workers; sessions are created on both too.
-		for (let i = 0; i < 6; i++) {
+		// requests over both workers; 12 sessions are created on both too (all on one: p = 2^-11).
+		for (let i = 0; i < 12; i++) {
 			const c = new BoshClient(`http://127.0.0.1:${httpPort}/http-bind`);
 			c.freshConnections = true;
 			const user = i % 2 ? "bob" : "alice";
