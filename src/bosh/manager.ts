@@ -19,8 +19,19 @@ export interface BoshPeer {
 	secure: boolean;
 }
 
+/**
+ * In a cluster a sid is `<node>.<random>`, the node that holds the session in base64url (which
+ * has no "."): a request that lands on another node (another worker behind SO_REUSEPORT, or
+ * another machine behind a round-robin balancer) is handed to that node over the cluster link.
+ */
+const SID_NODE_SEP = ".";
+
 export class BoshManager {
 	readonly #server: Core;
+	/** The kind of cluster request this manager answers (one per listener: http, https). */
+	readonly #kind: string;
+	/** This node's sid prefix; "" outside a cluster. */
+	readonly #sidPrefix: string;
 	readonly #sessions = new Map<string, BoshSession>();
 	/**
 	 * The final body of each session that ended in the last ENDED_GRACE_MS, by sid, oldest
@@ -29,8 +40,16 @@ export class BoshManager {
 	 */
 	readonly #ended = new Map<string, string>();
 
-	constructor(server: Core) {
+	constructor(server: Core, kind = "bosh") {
 		this.#server = server;
+		this.#kind = kind;
+		const cluster = server.cluster;
+		this.#sidPrefix = cluster
+			? `${Buffer.from(cluster.node).toString("base64url")}${SID_NODE_SEP}`
+			: "";
+		// Bodies for our sessions that landed on another node (XEP-0124 §7: every request of a
+		// session reaches the connection manager that holds it).
+		cluster?.answer(kind, async (raw) => Buffer.from(await this.#handleHere(raw, true)));
 	}
 
 	get size(): number {
@@ -44,6 +63,14 @@ export class BoshManager {
 
 	/** Handles one POSTed body; resolves with the XML to answer (always HTTP 200, §17.2). */
 	handle(raw: Buffer, peer: BoshPeer): Promise<string> {
+		return this.#handleHere(raw, false, peer);
+	}
+
+	/**
+	 * `relayed`: another node passed the body on; it never creates a session, and a sid of yet
+	 * another node is not passed on again.
+	 */
+	#handleHere(raw: Buffer, relayed: boolean, peer?: BoshPeer): Promise<string> {
 		const limits = this.#server.config.limits;
 		let body: Element;
 		try {
@@ -63,14 +90,35 @@ export class BoshManager {
 		// XEP-0124 §7.1: every request carries a rid.
 		if (rid === null) return Promise.resolve(terminateBody("bad-request"));
 		const sid = body.attrs.sid;
-		if (sid === undefined) return Promise.resolve(this.#create(body, rid, raw.length, peer));
+		if (sid === undefined)
+			return Promise.resolve(
+				peer ? this.#create(body, rid, raw.length, peer) : terminateBody("bad-request"),
+			);
 		const session = this.#sessions.get(sid);
+		if (!session && !relayed && !sid.startsWith(this.#sidPrefix)) return this.#relay(sid, raw);
 		if (!session) {
 			const final = this.#ended.get(sid);
 			// XEP-0124 §17.2 item-not-found: the sid is not (or no longer) known.
 			return Promise.resolve(final ?? terminateBody("item-not-found"));
 		}
 		return session.request(rid, body, raw.length);
+	}
+
+	/** Hands the body to the node named in the sid, and its answer back to the client. */
+	async #relay(sid: string, raw: Buffer): Promise<string> {
+		const cluster = this.#server.cluster;
+		const cut = sid.indexOf(SID_NODE_SEP);
+		if (!cluster || cut <= 0) return terminateBody("item-not-found");
+		const node = Buffer.from(sid.slice(0, cut), "base64url").toString();
+		this.#server.log.debug(
+			{ node, listener: this.#kind },
+			"BOSH body handed to its session's node",
+		);
+		// The other node holds the request at most 'wait' seconds (§7.1, at most max_wait here).
+		const timeout = (this.#server.config.http.bosh.max_wait + 10) * 1000;
+		const answer = await cluster.ask(node, this.#kind, raw, timeout);
+		// XEP-0124 §17.2 item-not-found: no live node holds that sid.
+		return answer ? answer.toString() : terminateBody("item-not-found");
 	}
 
 	#create(body: Element, rid: number, bytes: number, peer: BoshPeer): string {
@@ -106,6 +154,7 @@ export class BoshManager {
 				polling: cfg.polling,
 				ack: attrs.ack === "1",
 				streamAttrs,
+				sidPrefix: this.#sidPrefix,
 			},
 			(s) => this.#sessionEnded(s, peer.ip),
 		);

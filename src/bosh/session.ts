@@ -44,6 +44,8 @@ export interface BoshSessionOptions {
 	ack: boolean;
 	/** The stream header attributes: to, xml:lang, version. */
 	streamAttrs: Attrs;
+	/** Put before the random part of the sid: the cluster node holding the session. */
+	sidPrefix?: string;
 }
 
 interface PendingRequest {
@@ -78,7 +80,7 @@ const MAX_QUEUED_ELEMENTS = 10_000;
 
 export class BoshSession implements Transport {
 	readonly kind = "bosh" as const;
-	readonly sid = randomBytes(16).toString("base64url");
+	readonly sid: string;
 	readonly remoteAddress: string;
 	readonly secure: boolean;
 	readonly canStartTls = false;
@@ -110,6 +112,7 @@ export class BoshSession implements Transport {
 	constructor(server: Core, opts: BoshSessionOptions, onEnd: (s: BoshSession) => void) {
 		this.#server = server;
 		this.#opts = opts;
+		this.sid = (opts.sidPrefix ?? "") + randomBytes(16).toString("base64url");
 		this.remoteAddress = opts.ip;
 		this.secure = opts.secure;
 		// XEP-0124 §7.1: 'requests' SHOULD be one more than 'hold'; at least 2, so that a

@@ -20,6 +20,9 @@
  *   removes it from the node list. Messages to those users then go to offline storage.
  * - Module caches (the blocking lists) are told of changes made on other nodes by
  *   `cluster/<topic>` events on the host's bus ({@link ClusterLink.notify}).
+ * - Requests. A node asks another to answer something only that one can ({@link ClusterLink.ask}:
+ *   a BOSH body for a session it holds) on that node's channel; the answer comes back on the
+ *   asking node's channel.
  */
 import { hostname } from "node:os";
 import { Redis } from "ioredis";
@@ -76,6 +79,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	#stopping = false;
 	#ticking = false;
 	#ready = false;
+	/** Handlers of other nodes' requests, by kind ({@link ClusterLink.answer}). */
+	readonly #answerers = new Map<string, (payload: Buffer) => Promise<Buffer>>();
+	/** This node's requests waiting for their answer, by request id. */
+	readonly #asked = new Map<
+		string,
+		{ resolve: (b: Buffer | null) => void; timer: NodeJS.Timeout }
+	>();
+	#askSeq = 0;
 
 	constructor(server: Core) {
 		this.#server = server;
@@ -190,6 +201,11 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.exec()
 				.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving failed"));
 		}
+		for (const [id, q] of this.#asked) {
+			clearTimeout(q.timer);
+			q.resolve(null);
+			this.#asked.delete(id);
+		}
 		// Forget the replicas without ending them: their nodes still serve them.
 		for (const r of this.#remote.values()) this.#unlink(r);
 		this.#remote.clear();
@@ -278,6 +294,53 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	/** Have another node route a stanza (e.g. to a component it owns). */
 	routeOn(node: string, stanza: Element): void {
 		this.#toNode(node, `r${SEP}${stanza.toString("jabber:client")}`);
+	}
+
+	// --- requests to one node (a BOSH body for the node that holds its session) ---
+
+	answer(kind: string, handler: (payload: Buffer) => Promise<Buffer>): void {
+		this.#answerers.set(kind, handler);
+	}
+
+	/**
+	 * Published at once rather than with the tick's batch: PUBLISH tells how many subscribers got
+	 * it, so a request for a node that is gone is answered null at once, not after the timeout.
+	 * Payloads travel as base64: a BOSH body is the client's bytes, which may hold U+0001.
+	 */
+	ask(node: string, kind: string, payload: Buffer, timeoutMs: number): Promise<Buffer | null> {
+		const pub = this.#pub;
+		if (!pub || this.#stopping) return Promise.resolve(null);
+		const id = `${++this.#askSeq}`;
+		return new Promise((resolve) => {
+			const done = (b: Buffer | null) => {
+				if (!this.#asked.delete(id)) return;
+				clearTimeout(timer);
+				resolve(b);
+			};
+			const timer = setTimeout(() => done(null), timeoutMs);
+			this.#asked.set(id, { resolve: done, timer });
+			const record = `q${SEP}${id}${SEP}${this.node}${SEP}${kind}${SEP}${payload.toString("base64")}`;
+			pub.publish(this.#keys.channel(node), record).then(
+				(receivers) => {
+					if (receivers === 0) done(null);
+				},
+				(err: unknown) => {
+					this.#log.warn({ err, node }, "cluster: a request for another node was lost");
+					done(null);
+				},
+			);
+		});
+	}
+
+	#answerRequest(message: string): void {
+		const [, id = "", from = "", kind = "", data = ""] = message.split(SEP);
+		const handler = this.#answerers.get(kind);
+		if (!handler) return;
+		handler(Buffer.from(data, "base64")).then(
+			(answer) => this.#toNode(from, `a${SEP}${id}${SEP}${answer.toString("base64")}`),
+			(err: unknown) =>
+				this.#log.warn({ err, kind }, "cluster: a request from another node failed"),
+		);
 	}
 
 	#toNode(node: string, message: string): void {
@@ -434,6 +497,15 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 
 	#fromNode(message: string): void {
 		const kind = message[0];
+		if (kind === "q") {
+			this.#answerRequest(message);
+			return;
+		}
+		if (kind === "a") {
+			const [, id = "", data = ""] = message.split(SEP);
+			this.#asked.get(id)?.resolve(Buffer.from(data, "base64"));
+			return;
+		}
 		if (kind === "r") {
 			this.#server.router.route(this.#parse(message.slice(2))).catch((err: unknown) => {
 				this.#log.warn({ err }, "cluster: a stanza from another node could not be routed");

@@ -25,18 +25,16 @@ export function isWorker(): boolean {
 }
 
 /**
- * A worker's configuration: a cluster node named after the primary, and the HTTP listeners
- * (BOSH, WebSocket) only in the first worker, because a BOSH session is a series of HTTP
- * requests that must all reach the process holding it (XEP-0124 §7); the component port too,
- * because components run on the leader, the node that joined first.
+ * A worker's configuration: a cluster node named after the primary, and the component port only
+ * in the first worker, because components run on the leader, the node that joined first. Every
+ * worker opens the HTTP listeners (BOSH, WebSocket): a BOSH request that lands on a worker
+ * other than the one holding its session is handed over by sid (src/bosh/manager.ts).
  */
 export function workerConfig(config: Config): Config {
 	const node = process.env[NODE_ENV];
 	config.cluster.enabled = true;
 	if (node) config.cluster.node = node;
 	if (Number(process.env.PARLEY_WORKER_SLOT) !== 1) {
-		config.listeners.http.enabled = false;
-		config.listeners.https.enabled = false;
 		// XEP-0114 components run on the leader, the first worker while it lives.
 		config.listeners.component.enabled = false;
 	}

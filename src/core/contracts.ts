@@ -303,6 +303,14 @@ export interface ClusterHook {
 	/** A local session was bound or changed what other nodes replicate. */
 	sessionChanged(session: Session): void;
 	sessionClosed(session: Session): void;
+	/**
+	 * Has `node` answer a request of `kind` with the handler registered there by `answer` (a
+	 * BOSH body for a session that node holds). Resolves with the answer, or null when no node of
+	 * that name listens or none answered within `timeoutMs`.
+	 */
+	ask(node: string, kind: string, payload: Buffer, timeoutMs: number): Promise<Buffer | null>;
+	/** Answers other nodes' requests of `kind` (see `ask`). */
+	answer(kind: string, handler: (payload: Buffer) => Promise<Buffer>): void;
 }
 
 /**

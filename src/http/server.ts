@@ -10,12 +10,17 @@
  * will share this server later) with @fastify/websocket (the `ws` library, upgrades routed
  * through fastify's hooks) and @fastify/cors.
  */
+import cluster from "node:cluster";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
 import fastifyCors from "@fastify/cors";
 import fastifyWebsocket from "@fastify/websocket";
-import Fastify, { type FastifyInstance, type FastifyRequest } from "fastify";
+import Fastify, {
+	type FastifyInstance,
+	type FastifyListenOptions,
+	type FastifyRequest,
+} from "fastify";
 import { BoshManager } from "../bosh/manager.ts";
 import { terminateBody } from "../bosh/session.ts";
 import type { Core, HttpRequestEvent } from "../core/contracts.ts";
@@ -55,7 +60,7 @@ export class HttpListener {
 		this.#tls = opts.tls;
 		this.#address = opts.address;
 		this.#port = opts.port;
-		this.#bosh = new BoshManager(server);
+		this.#bosh = new BoshManager(server, `bosh/${this.kind}`);
 	}
 
 	get kind(): string {
@@ -164,7 +169,19 @@ export class HttpListener {
 			await app.register(async (scope) => this.#componentRoutes(scope, peer));
 		if (cfg.websocket.enabled) await this.#websocketRoute(app, peer, anyOrigin);
 
-		await app.listen({ host: this.#address, port: this.#port });
+		// Workers of `server.workers` each open their own socket on the port (SO_REUSEPORT) so the
+		// kernel spreads WebSocket and BOSH connections over them, as for c2s (src/c2s/tcp.ts);
+		// port 0 has to be shared through the primary (each worker would get a port of its own).
+		const reusePort = cluster.isWorker && this.#port !== 0;
+		// fastify hands its listen options to Node's server.listen() as they are; its types lack
+		// reusePort (Node 22.12+/23.1+).
+		const listenOptions: FastifyListenOptions & { reusePort: boolean } = {
+			host: this.#address,
+			port: this.#port,
+			reusePort,
+			exclusive: reusePort,
+		};
+		await app.listen(listenOptions);
 		this.#app = app;
 		server.log.info({ listener: this.kind, address: this.#address, port: this.port }, "listening");
 	}

@@ -3,6 +3,7 @@
  * transport. It can send exactly the bodies a broken client would (`post`) and run a normal
  * session (`create`, `login`, a long-poll loop, `send`).
  */
+import http from "node:http";
 import type { Element } from "../../src/xml/element.ts";
 import { parseDocument } from "../../src/xml/parser.ts";
 
@@ -27,6 +28,11 @@ export class BoshClient {
 	#vanished = false;
 	#pollDone: Promise<void> = Promise.resolve();
 	#inflight = new Set<Promise<unknown>>();
+	/**
+	 * Each request on a connection of its own (plain http:// only), as behind a balancer that
+	 * spreads requests: with `parley serve --workers N` the kernel picks a worker per connection.
+	 */
+	freshConnections = false;
 
 	constructor(url: string, firstRid = 1000 + Math.floor(Math.random() * 100_000)) {
 		this.url = url;
@@ -35,6 +41,7 @@ export class BoshClient {
 
 	/** POSTs raw text and parses the answer. */
 	async post(text: string, headers: Record<string, string> = {}): Promise<BoshResponse> {
+		if (this.freshConnections) return this.#postAlone(text, headers);
 		const res = await fetch(this.url, {
 			method: "POST",
 			headers: { "content-type": "text/xml; charset=utf-8", ...headers },
@@ -47,6 +54,38 @@ export class BoshClient {
 			text: answer,
 			body: parseDocument(answer, LIMITS),
 		};
+	}
+
+	#postAlone(text: string, headers: Record<string, string>): Promise<BoshResponse> {
+		return new Promise((resolve, reject) => {
+			const req = http.request(
+				this.url,
+				{
+					method: "POST",
+					agent: false,
+					headers: { "content-type": "text/xml; charset=utf-8", connection: "close", ...headers },
+				},
+				(res) => {
+					const chunks: Buffer[] = [];
+					res.on("data", (c: Buffer) => chunks.push(c));
+					res.on("error", reject);
+					res.on("end", () => {
+						const answer = Buffer.concat(chunks).toString();
+						const h = new Headers();
+						for (const [k, v] of Object.entries(res.headers))
+							if (typeof v === "string") h.set(k, v);
+						resolve({
+							status: res.statusCode ?? 0,
+							headers: h,
+							text: answer,
+							body: parseDocument(answer, LIMITS),
+						});
+					});
+				},
+			);
+			req.on("error", reject);
+			req.end(text);
+		});
 	}
 
 	/** A `<body/>` with this session's sid, the given rid and attributes. */
