@@ -758,6 +758,83 @@ describe("XEP-0045 §7.13 voice requests and §8.6 approval", () => {
 	});
 });
 
+describe("bad input: oversized muc#roomconfig and muc#request forms", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	before(async () => {
+		t = await startTestServer({ config: baseConfig, users: usersOf(USERS) });
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t?.stop();
+	});
+	const many = (n: number, value = "v") =>
+		Array.from({ length: n }, (_, i) => `<field var='x-${i}'><value>${value}</value></field>`).join(
+			"",
+		);
+	const submit = (type: string, inner: string) =>
+		`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>${type}</value></field>${inner}</x>`;
+	const ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig";
+
+	test("RFC 6120 §8.3.3.13 / XEP-0045 §10.2, §7.13: thousands of fields, values or a huge value get not-acceptable; the room and other rooms go on", async () => {
+		const a = await connect(t, "alice");
+		const b = await connect(t, "bob");
+		open.push(a, b);
+		const jid = `bigforms@${SERVICE}`;
+		const other = `otherroom@${SERVICE}`;
+		await room(a, jid, "alice", { "muc#roomconfig_moderatedroom": "1" });
+		await room(a, other, "alice");
+		const owner = (body: string) =>
+			iq(a, "set", jid, `<query xmlns='${MUC_OWNER}'>${body}</query>`);
+		// §10.2: a form with 3000 fields (about 130 kB, under the stanza limit).
+		const fields = await owner(submit(ROOMCONFIG, many(3000)));
+		assert.equal(condition(fields), "not-acceptable", fields.toString().slice(0, 300));
+		// One field with 1000 values.
+		const values = await owner(
+			submit(
+				ROOMCONFIG,
+				`<field var='muc#roomconfig_roomowners'>${"<value>x@localhost</value>".repeat(1000)}</field>`,
+			),
+		);
+		assert.equal(condition(values), "not-acceptable", values.toString().slice(0, 300));
+		// A value of 100 000 characters in a field the room does not even know.
+		const huge = await owner(
+			submit(ROOMCONFIG, `<field var='x-unknown'><value>${"a".repeat(100_000)}</value></field>`),
+		);
+		assert.equal(condition(huge), "not-acceptable", huge.toString().slice(0, 300));
+		// The room took none of it and still accepts an ordinary form.
+		const ok = await configure(a, jid, { "muc#roomconfig_roomname": "Still here" });
+		assert.equal(ok.attrs.type, "result", ok.toString());
+
+		// §7.13: bob, a visitor, sends a muc#request with 3000 fields: refused, no moderator sees it.
+		await enter(b, `${jid}/bob`);
+		const mb = b.r.mark();
+		const ma = a.r.mark();
+		b.c.send(`<message to='${jid}' id='big-ask'>${submit(REQUEST, many(3000))}</message>`);
+		const refused = await b.r.wait((el) => el.attrs.id === "big-ask", mb, "refused request");
+		assert.equal(condition(refused), "not-acceptable", refused.toString().slice(0, 300));
+		// An ordinary request afterwards reaches alice (the big one was not counted as asked),
+		// and it is the first form she gets.
+		b.c.send(
+			`<message to='${jid}' id='ask'>${submit(REQUEST, "<field var='muc#role'><value>participant</value></field>")}</message>`,
+		);
+		const form = await waitMessage(
+			a,
+			ma,
+			(el) => el.getChild("x", "jabber:x:data") !== undefined,
+			"approval form",
+		);
+		assert.equal(form.attrs.from, jid);
+		assert.equal(
+			a.r.since(ma).filter((el) => el.is("message") && el.getChild("x", "jabber:x:data")).length,
+			1,
+		);
+		// The other room is unaffected.
+		const echo = await say(a, other, "<body>fine</body>");
+		assert.equal(echo.attrs.type, "groupchat", echo.toString());
+	});
+});
+
 describe("XEP-0045 §9, §10: affiliation changes of users not in the room", () => {
 	let t: TestServer;
 	const open: User[] = [];

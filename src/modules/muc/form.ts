@@ -137,6 +137,40 @@ export function configForm(c: RoomConfig, limits: FormLimits): Element {
 	);
 }
 
+/** A submitted form's bounds: the room configuration form has some twenty fields. */
+export const MAX_FORM_FIELDS = 100;
+/** Values of one field (a jid-multi of admins is the longest a client sends). */
+export const MAX_FORM_VALUES = 100;
+/** Characters of all the values of a form together. */
+export const MAX_FORM_CHARS = 16_384;
+
+/**
+ * A submitted form (muc#roomconfig, muc#request) with more fields, values or text than any
+ * client sends is refused before it is read: RFC 6120 §8.3.3.13 not-acceptable ("does not meet
+ * criteria defined by the recipient"), as XEP-0045 §10.2 answers any configuration the room
+ * cannot accept. The stanza size limit bounds the work; this bounds what is kept and relayed.
+ */
+export function checkFormSize(form: Element, what: string): void {
+	const fields = form.getChildren("field");
+	if (fields.length > MAX_FORM_FIELDS)
+		throw new StanzaError(
+			"not-acceptable",
+			`${what}: ${fields.length} fields, at most ${MAX_FORM_FIELDS}`,
+		);
+	let chars = 0;
+	for (const f of fields) {
+		const values = f.getChildren("value");
+		if (values.length > MAX_FORM_VALUES)
+			throw new StanzaError(
+				"not-acceptable",
+				`${what}: ${values.length} values in ${f.attrs.var ?? "a field"}, at most ${MAX_FORM_VALUES}`,
+			);
+		for (const v of values) chars += v.text().length;
+		if (chars > MAX_FORM_CHARS)
+			throw new StanzaError("not-acceptable", `${what}: more than ${MAX_FORM_CHARS} characters`);
+	}
+}
+
 function parseBool(v: string, name: string): boolean {
 	// XEP-0004 §3.3: boolean values are 0/1/false/true.
 	if (v === "1" || v === "true") return true;
@@ -161,6 +195,7 @@ export function applyConfigForm(
 	form: Element,
 	limits: FormLimits,
 ): RoomConfig {
+	checkFormSize(form, "muc#roomconfig");
 	const values = formValues(form);
 	const formType = values.get("FORM_TYPE")?.[0];
 	if (formType !== undefined && formType !== NS_ROOMCONFIG)

@@ -21,6 +21,7 @@ import type { JID } from "../../xmpp/jid.ts";
 import {
 	type Affiliation,
 	applyConfigForm,
+	checkFormSize,
 	configForm,
 	type FormLimits,
 	NS_DATA,
@@ -594,6 +595,7 @@ export class Room {
 	voiceRequest(stanza: Element, real: JID): boolean {
 		const form = requestForm(stanza);
 		if (!form) return false;
+		checkFormSize(form, "muc#request");
 		const o = this.byReal.get(real.toString());
 		// §7.13: occupants ask; §8.6: moderators answer.
 		if (!o) throw new StanzaError("not-acceptable", "only occupants may ask for voice");
