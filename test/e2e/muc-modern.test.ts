@@ -997,6 +997,58 @@ describe("XEP-0045 §6.4/§15.5.4 muc#roominfo and XEP-0486 room avatars", () =>
 	});
 });
 
+describe("XEP-0045 §15.5.4 muc#roominfo_logs (logs_url)", () => {
+	test("the logs_url template names public, open rooms that archive; none for others or without the option", async () => {
+		const withLogs = await startTestServer({
+			config: {
+				...baseConfig,
+				components: {
+					[SERVICE]: { type: "muc" as const, logs_url: "https://logs.localhost/{service}/{room}/" },
+				},
+			},
+			users: usersOf(["alice"]),
+		});
+		const without = await startTestServer({ config: baseConfig, users: usersOf(["alice"]) });
+		const logsOf = async (u: User, jid: string) => {
+			const r = await iq(u, "get", jid, `<query xmlns='${DISCO_INFO}'/>`);
+			const form = r.getChild("query", DISCO_INFO)?.getChild("x", "jabber:x:data") as Element;
+			return form
+				.getChildren("field")
+				.find((f) => f.attrs.var === "muc#roominfo_logs")
+				?.getChildText("value");
+		};
+		const a = await connect(withLogs, "alice");
+		const b = await connect(without, "alice");
+		try {
+			const archived = { "muc#roomconfig_enablearchiving": "1", "muc#roomconfig_publicroom": "1" };
+			await room(a, `logged@${SERVICE}`, "alice", archived);
+			assert.equal(
+				await logsOf(a, `logged@${SERVICE}`),
+				`https://logs.localhost/${SERVICE}/logged/`,
+			);
+			// Not archived, or members-only: no logs to point at.
+			await room(a, `plain@${SERVICE}`, "alice", {
+				"muc#roomconfig_enablearchiving": "0",
+				"muc#roomconfig_publicroom": "1",
+			});
+			assert.equal(await logsOf(a, `plain@${SERVICE}`), undefined);
+			await room(a, `closed@${SERVICE}`, "alice", {
+				...archived,
+				"muc#roomconfig_membersonly": "1",
+			});
+			assert.equal(await logsOf(a, `closed@${SERVICE}`), undefined);
+			// The default (no web logs): none, even for an archived public room.
+			await room(b, `logged@${SERVICE}`, "alice", archived);
+			assert.equal(await logsOf(b, `logged@${SERVICE}`), undefined);
+		} finally {
+			a.c.end();
+			b.c.end();
+			await withLogs.stop();
+			await without.stop();
+		}
+	});
+});
+
 describe("destroyed rooms' tombstones (room_tombstone_time)", () => {
 	test("§10.9: after its owner destroys a room, another user gets gone creating it; the former owner may; a restart keeps the tombstone", async () => {
 		const dataDir = mkdtempSync(pathJoin(tmpdir(), "parley-tomb-"));

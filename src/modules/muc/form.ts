@@ -300,6 +300,25 @@ export interface RoomInfo {
 	contacts: string[];
 	/** XEP-0486: SHA-1 (hex) of the room's avatar, if it has one. */
 	avatarHash: string | null;
+	/** §15.5.4 muc#roominfo_logs: the URL of the room's web logs, if there are any. */
+	logsUrl: string | null;
+}
+
+/**
+ * §15.5.4 muc#roominfo_logs: the service's `logs_url` template for a room, or null. Only rooms
+ * that archive have logs, and only rooms anyone may enter (public, open, no password) get a
+ * public web page for them (as Prosody's mod_http_muc_log shows only public rooms).
+ */
+export function logsUrl(
+	template: string,
+	service: string,
+	room: string,
+	c: RoomConfig,
+): string | null {
+	if (!template || !c.archive || !c.public || c.members_only || c.password !== "") return null;
+	return template
+		.replaceAll("{room}", encodeURIComponent(room))
+		.replaceAll("{service}", encodeURIComponent(service));
 }
 
 /**
@@ -325,6 +344,8 @@ export function roomInfoForm(c: RoomConfig, info: RoomInfo): Element {
 		c.lang !== "" && field("muc#roominfo_lang", "text-single", "Language of discussion", c.lang),
 		info.contacts.length > 0 &&
 			field("muc#roominfo_contactjid", "jid-multi", "Contact addresses", info.contacts),
+		info.logsUrl !== null &&
+			field("muc#roominfo_logs", "text-single", "URL for archived discussion logs", info.logsUrl),
 		info.avatarHash !== null &&
 			field("muc#roominfo_avatarhash", "text-multi", "Avatar hash", info.avatarHash),
 		field(

@@ -32,6 +32,7 @@ import {
 } from "../mam/protocol.ts";
 import {
 	type FormLimits,
+	logsUrl,
 	NS_DATA,
 	NS_MUC,
 	NS_MUC_ADMIN,
@@ -616,6 +617,7 @@ export class MucService implements RoomHost {
 										.map(([jid]) => jid)
 								: [],
 						avatarHash: room.avatarHash,
+						logsUrl: logsUrl(this.cfg.logs_url, this.host.name, to.local, c),
 					}),
 				),
 			);
