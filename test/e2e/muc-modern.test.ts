@@ -756,6 +756,42 @@ describe("XEP-0045 §7.13 voice requests and §8.6 approval", () => {
 		const echo = await say(b, jid, "<body>thanks</body>");
 		assert.equal(echo.attrs.type, "groupchat", echo.toString());
 	});
+
+	test("§7.13 flood: 50 requests at once reach the moderators once, the rest get resource-constraint; another room is not affected", async () => {
+		const a = await user("alice", "flood");
+		const b = await user("bob", "flood");
+		const one = `voiceflood1@${SERVICE}`;
+		const two = `voiceflood2@${SERVICE}`;
+		await room(a, one, "alice", { "muc#roomconfig_moderatedroom": "1" });
+		await room(a, two, "alice", { "muc#roomconfig_moderatedroom": "1" });
+		await enter(b, `${one}/bob`);
+		await enter(b, `${two}/bob`);
+		const [ma, mb] = [a.r.mark(), b.r.mark()];
+		for (let i = 0; i < 50; i++) b.c.send(`<message to='${one}' id='fl${i}'>${request}</message>`);
+		await b.r.wait((el) => el.attrs.id === "fl49", mb, "the last answer");
+		const refused = b.r
+			.since(mb)
+			.filter(
+				(el) => el.is("message") && el.attrs.id?.startsWith("fl") && el.attrs.type === "error",
+			);
+		assert.equal(refused.length, 49);
+		assert.ok(refused.every((el) => errorOf(el) === "resource-constraint"));
+		// The other room takes bob's request: its form comes after every form of the first.
+		b.c.send(`<message to='${two}' id='other'>${request}</message>`);
+		await waitMessage(
+			a,
+			ma,
+			(el) => el.attrs.from === two && el.getChild("x", "jabber:x:data") !== undefined,
+			"the other room's approval form",
+		);
+		const forms = a.r
+			.since(ma)
+			.filter((el) => el.is("message") && el.getChild("x", "jabber:x:data") !== undefined);
+		assert.deepEqual(
+			forms.map((el) => el.attrs.from),
+			[one, two],
+		);
+	});
 });
 
 describe("bad input: oversized muc#roomconfig and muc#request forms", () => {
