@@ -12,7 +12,9 @@ import { accountApprove, accountDisable } from "../../src/admin/commands/account
 import { strangersPolicy } from "../../src/admin/commands/strangers.ts";
 import type { ClusterLink } from "../../src/cluster/link.ts";
 import { DEFAULT_HOST_MODULES } from "../../src/core/config/schema.ts";
+import type { ClusterNotice } from "../../src/core/contracts.ts";
 import { QUARANTINE_STORE } from "../../src/modules/spam/quarantine.ts";
+import { REPORT_STORE } from "../../src/modules/spam/reports.ts";
 import { sha256 } from "../../src/modules/spam/rtbl.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online } from "../helpers/raw-stanzas.ts";
@@ -34,7 +36,10 @@ const clusterConfig = (node: string) => ({
 		localhost: {
 			modules: [...DEFAULT_HOST_MODULES],
 			module_options: {
-				spam: { rtbl: [{ service: PUBSUB, node: NODE, applies_to: ["strangers" as const] }] },
+				spam: {
+					rtbl: [{ service: PUBSUB, node: NODE, applies_to: ["strangers" as const] }],
+					report_queue_max: 2,
+				},
 			},
 		},
 		"example.net": {},
@@ -182,6 +187,35 @@ describe("spam defence across the nodes of a cluster", { skip: redisSkip }, () =
 			await iq(bob, `s${id}`, `<iq type='get' id='s${id}'><ping xmlns='urn:xmpp:ping'/></iq>`);
 			return bob.received.slice(m).includes(`id="${id}"`) || undefined;
 		}, "alice's message delivered after approval");
+	});
+
+	test("XEP-0377 reports: report_queue_max holds for the queue the nodes share", async () => {
+		const bob = await on(b, "bob", "r");
+		const alice = await on(a, "alice", "r");
+		const reports = b.server.hosts.get("localhost")?.keyval(REPORT_STORE);
+		const report = (c: RawClient, id: string, jid: string) =>
+			iq(
+				c,
+				id,
+				`<iq type='set' id='${id}'><block xmlns='urn:xmpp:blocking'><item jid='${jid}'><report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'/></item></block></iq>`,
+			);
+		// Node B counts its open reports: one.
+		assert.match(await report(bob, "r1", "one@example.net"), /type="result"/);
+		assert.equal((await reports?.users())?.length, 1);
+		// Node A keeps the second and tells node B.
+		// (The timer is a safety net for a notice that never comes, not a timing assertion.)
+		const told = new Promise<void>((resolve, reject) => {
+			setTimeout(() => reject(new Error("node B was not told of the report")), 10_000).unref();
+			b.server.hosts.get("localhost")?.events.on("cluster/spam-reports", (n: ClusterNotice) => {
+				if (n.data !== "") resolve();
+				return undefined;
+			});
+		});
+		assert.match(await report(alice, "r2", "two@example.net"), /type="result"/);
+		await told;
+		// The queue is full for node B too: the block is done, the report not kept.
+		assert.match(await report(bob, "r3", "three@example.net"), /type="result"/);
+		assert.equal((await reports?.users())?.length, 2);
 	});
 
 	test("account.disable on node A ends the session on node B; logins there are refused (RFC 6120 §6.5.1)", async () => {

@@ -179,6 +179,7 @@ function cachedStore<T extends Json>(
 const TOPIC_RTBL = "spam-rtbl";
 const TOPIC_STRANGERS = "spam-strangers";
 const TOPIC_QUARANTINE = "spam-quarantine";
+const TOPIC_REPORTS = "spam-reports";
 
 export default defineModule({
 	name: "spam",
@@ -361,8 +362,15 @@ export default defineModule({
 			}
 			return open;
 		}
+		// The queue is shared by the nodes of a cluster: a report kept or resolved on one node
+		// makes the others count again (report_queue_max holds for the cluster).
 		api.hook("spam/report-resolved", () => {
 			open = null;
+			server.cluster?.notify(host, TOPIC_REPORTS, "");
+		});
+		api.hook(`cluster/${TOPIC_REPORTS}`, () => {
+			open = null;
+			return undefined;
 		});
 
 		const perHour = api.options.reports_per_hour;
@@ -407,7 +415,9 @@ export default defineModule({
 					forwardedTo: [],
 				};
 				await store.set(stored.id, stored);
-				open = (open ?? 0) + 1;
+				// Unknown (another node's notice came meanwhile): counted again next time.
+				if (open !== null) open++;
+				server.cluster?.notify(host, TOPIC_REPORTS, stored.id);
 				api.log.info(
 					{ report: stored.id, jid: stored.jid, reason: stored.reason },
 					"spam report queued",
