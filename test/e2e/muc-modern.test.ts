@@ -869,6 +869,74 @@ describe("bad input: oversized muc#roomconfig and muc#request forms", () => {
 		const echo = await say(a, other, "<body>fine</body>");
 		assert.equal(echo.attrs.type, "groupchat", echo.toString());
 	});
+
+	test("RFC 6120 §8.3.3.13: reasons longer than 1024 characters (invitation, kick, moderation, destroy) are not-acceptable and nothing happens", async () => {
+		const a = await connect(t, "alice", "why");
+		const b = await connect(t, "bob", "why");
+		const c = await connect(t, "carol", "why");
+		open.push(a, b, c);
+		// carol is available, so an invitation to her bare JID reaches her session.
+		const mp = c.r.mark();
+		c.c.send("<presence/>");
+		await c.r.wait((el) => el.is("presence") && el.attrs.from === c.jid, mp, "carol's presence");
+		const jid = `reasons@${SERVICE}`;
+		await room(a, jid, "alice", { "muc#roomconfig_enablearchiving": "1" });
+		await enter(b, `${jid}/bob`);
+		const long = `<reason>${"r".repeat(5000)}</reason>`;
+		// §7.8.2: an invitation whose reason is a page of spam is not relayed.
+		const [ma, mc] = [a.r.mark(), c.r.mark()];
+		a.c.send(
+			`<message to='${jid}' id='inv-long'><x xmlns='${MUC_USER}'><invite to='carol@localhost'>${long}</invite></x></message>`,
+		);
+		const inv = await a.r.wait((el) => el.attrs.id === "inv-long", ma, "refused invitation");
+		assert.equal(condition(inv), "not-acceptable", inv.toString().slice(0, 300));
+		a.c.send(
+			`<message to='${jid}' id='inv-ok'><x xmlns='${MUC_USER}'><invite to='carol@localhost'><reason>join us</reason></invite></x></message>`,
+		);
+		await waitMessage(
+			c,
+			mc,
+			(el) => el.getChild("x", MUC_USER)?.getChild("invite") !== undefined,
+			"invitation",
+		);
+		const invites = c.r.since(mc).filter((el) => el.getChild("x", MUC_USER)?.getChild("invite"));
+		assert.equal(invites.length, 1);
+		assert.equal(
+			invites[0]?.getChild("x", MUC_USER)?.getChild("invite")?.getChildText("reason"),
+			"join us",
+		);
+		// §8.2: a kick with such a reason; bob stays.
+		const kick = await iq(
+			a,
+			"set",
+			jid,
+			`<query xmlns='${MUC_ADMIN}'><item nick='bob' role='none'>${long}</item></query>`,
+		);
+		assert.equal(condition(kick), "not-acceptable", kick.toString().slice(0, 300));
+		const msg = await say(b, jid, "<body>still here</body>");
+		assert.equal(msg.attrs.type, "groupchat", msg.toString());
+		// XEP-0425 §4: a moderation with such a reason; the message stays in the archive.
+		const sid = stanzaIdOf(msg, jid);
+		const mod = await iq(
+			a,
+			"set",
+			jid,
+			`<moderate xmlns='${MOD1}' id='${sid}'><retract xmlns='${RET1}'/>${long}</moderate>`,
+		);
+		assert.equal(condition(mod), "not-acceptable", mod.toString().slice(0, 300));
+		const kept = (await archive(a, jid)).find((m) => stanzaIdOf(m, jid) === sid);
+		assert.equal(kept?.getChildText("body"), "still here");
+		// §10.9: destroying with such a reason; the room goes on.
+		const destroy = await iq(
+			a,
+			"set",
+			jid,
+			`<query xmlns='${MUC_OWNER}'><destroy>${long}</destroy></query>`,
+		);
+		assert.equal(condition(destroy), "not-acceptable", destroy.toString().slice(0, 300));
+		const again = await say(b, jid, "<body>and here</body>");
+		assert.equal(again.attrs.type, "groupchat", again.toString());
+	});
 });
 
 describe("XEP-0045 §9, §10: affiliation changes of users not in the room", () => {

@@ -171,6 +171,24 @@ export function checkFormSize(form: Element, what: string): void {
 	}
 }
 
+/** Characters of a `<reason/>` (kick, ban, moderation, invitation, decline, destroy). */
+export const MAX_REASON_CHARS = 1024;
+
+/**
+ * The text of `el`'s `<reason/>`, if any. A longer one than any person writes is refused with
+ * not-acceptable (RFC 6120 §8.3.3.13): it would be relayed to every occupant or to an invitee
+ * (a spam vector) and kept in the affiliation list or the archive's tombstone.
+ */
+export function reasonOf(el: Element): string | undefined {
+	const reason = el.getChildText("reason");
+	if (reason !== undefined && reason.length > MAX_REASON_CHARS)
+		throw new StanzaError(
+			"not-acceptable",
+			`the reason is longer than ${MAX_REASON_CHARS} characters`,
+		);
+	return reason;
+}
+
 function parseBool(v: string, name: string): boolean {
 	// XEP-0004 §3.3: boolean values are 0/1/false/true.
 	if (v === "1" || v === "true") return true;
