@@ -756,6 +756,187 @@ describe("XEP-0045 §7.13 voice requests and §8.6 approval", () => {
 		const echo = await say(b, jid, "<body>thanks</body>");
 		assert.equal(echo.attrs.type, "groupchat", echo.toString());
 	});
+
+	test("§7.13 flood: 50 requests at once reach the moderators once, the rest get resource-constraint; another room is not affected", async () => {
+		const a = await user("alice", "flood");
+		const b = await user("bob", "flood");
+		const one = `voiceflood1@${SERVICE}`;
+		const two = `voiceflood2@${SERVICE}`;
+		await room(a, one, "alice", { "muc#roomconfig_moderatedroom": "1" });
+		await room(a, two, "alice", { "muc#roomconfig_moderatedroom": "1" });
+		await enter(b, `${one}/bob`);
+		await enter(b, `${two}/bob`);
+		const [ma, mb] = [a.r.mark(), b.r.mark()];
+		for (let i = 0; i < 50; i++) b.c.send(`<message to='${one}' id='fl${i}'>${request}</message>`);
+		await b.r.wait((el) => el.attrs.id === "fl49", mb, "the last answer");
+		const refused = b.r
+			.since(mb)
+			.filter(
+				(el) => el.is("message") && el.attrs.id?.startsWith("fl") && el.attrs.type === "error",
+			);
+		assert.equal(refused.length, 49);
+		assert.ok(refused.every((el) => errorOf(el) === "resource-constraint"));
+		// The other room takes bob's request: its form comes after every form of the first.
+		b.c.send(`<message to='${two}' id='other'>${request}</message>`);
+		await waitMessage(
+			a,
+			ma,
+			(el) => el.attrs.from === two && el.getChild("x", "jabber:x:data") !== undefined,
+			"the other room's approval form",
+		);
+		const forms = a.r
+			.since(ma)
+			.filter((el) => el.is("message") && el.getChild("x", "jabber:x:data") !== undefined);
+		assert.deepEqual(
+			forms.map((el) => el.attrs.from),
+			[one, two],
+		);
+	});
+});
+
+describe("bad input: oversized muc#roomconfig and muc#request forms", () => {
+	let t: TestServer;
+	const open: User[] = [];
+	before(async () => {
+		t = await startTestServer({ config: baseConfig, users: usersOf(USERS) });
+	});
+	after(async () => {
+		for (const u of open) u.c.end();
+		await t?.stop();
+	});
+	const many = (n: number, value = "v") =>
+		Array.from({ length: n }, (_, i) => `<field var='x-${i}'><value>${value}</value></field>`).join(
+			"",
+		);
+	const submit = (type: string, inner: string) =>
+		`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>${type}</value></field>${inner}</x>`;
+	const ROOMCONFIG = "http://jabber.org/protocol/muc#roomconfig";
+
+	test("RFC 6120 §8.3.3.13 / XEP-0045 §10.2, §7.13: thousands of fields, values or a huge value get not-acceptable; the room and other rooms go on", async () => {
+		const a = await connect(t, "alice");
+		const b = await connect(t, "bob");
+		open.push(a, b);
+		const jid = `bigforms@${SERVICE}`;
+		const other = `otherroom@${SERVICE}`;
+		await room(a, jid, "alice", { "muc#roomconfig_moderatedroom": "1" });
+		await room(a, other, "alice");
+		const owner = (body: string) =>
+			iq(a, "set", jid, `<query xmlns='${MUC_OWNER}'>${body}</query>`);
+		// §10.2: a form with 3000 fields (about 130 kB, under the stanza limit).
+		const fields = await owner(submit(ROOMCONFIG, many(3000)));
+		assert.equal(condition(fields), "not-acceptable", fields.toString().slice(0, 300));
+		// One field with 1000 values.
+		const values = await owner(
+			submit(
+				ROOMCONFIG,
+				`<field var='muc#roomconfig_roomowners'>${"<value>x@localhost</value>".repeat(1000)}</field>`,
+			),
+		);
+		assert.equal(condition(values), "not-acceptable", values.toString().slice(0, 300));
+		// A value of 100 000 characters in a field the room does not even know.
+		const huge = await owner(
+			submit(ROOMCONFIG, `<field var='x-unknown'><value>${"a".repeat(100_000)}</value></field>`),
+		);
+		assert.equal(condition(huge), "not-acceptable", huge.toString().slice(0, 300));
+		// The room took none of it and still accepts an ordinary form.
+		const ok = await configure(a, jid, { "muc#roomconfig_roomname": "Still here" });
+		assert.equal(ok.attrs.type, "result", ok.toString());
+
+		// §7.13: bob, a visitor, sends a muc#request with 3000 fields: refused, no moderator sees it.
+		await enter(b, `${jid}/bob`);
+		const mb = b.r.mark();
+		const ma = a.r.mark();
+		b.c.send(`<message to='${jid}' id='big-ask'>${submit(REQUEST, many(3000))}</message>`);
+		const refused = await b.r.wait((el) => el.attrs.id === "big-ask", mb, "refused request");
+		assert.equal(condition(refused), "not-acceptable", refused.toString().slice(0, 300));
+		// An ordinary request afterwards reaches alice (the big one was not counted as asked),
+		// and it is the first form she gets.
+		b.c.send(
+			`<message to='${jid}' id='ask'>${submit(REQUEST, "<field var='muc#role'><value>participant</value></field>")}</message>`,
+		);
+		const form = await waitMessage(
+			a,
+			ma,
+			(el) => el.getChild("x", "jabber:x:data") !== undefined,
+			"approval form",
+		);
+		assert.equal(form.attrs.from, jid);
+		assert.equal(
+			a.r.since(ma).filter((el) => el.is("message") && el.getChild("x", "jabber:x:data")).length,
+			1,
+		);
+		// The other room is unaffected.
+		const echo = await say(a, other, "<body>fine</body>");
+		assert.equal(echo.attrs.type, "groupchat", echo.toString());
+	});
+
+	test("RFC 6120 §8.3.3.13: reasons longer than 1024 characters (invitation, kick, moderation, destroy) are not-acceptable and nothing happens", async () => {
+		const a = await connect(t, "alice", "why");
+		const b = await connect(t, "bob", "why");
+		const c = await connect(t, "carol", "why");
+		open.push(a, b, c);
+		// carol is available, so an invitation to her bare JID reaches her session.
+		const mp = c.r.mark();
+		c.c.send("<presence/>");
+		await c.r.wait((el) => el.is("presence") && el.attrs.from === c.jid, mp, "carol's presence");
+		const jid = `reasons@${SERVICE}`;
+		await room(a, jid, "alice", { "muc#roomconfig_enablearchiving": "1" });
+		await enter(b, `${jid}/bob`);
+		const long = `<reason>${"r".repeat(5000)}</reason>`;
+		// §7.8.2: an invitation whose reason is a page of spam is not relayed.
+		const [ma, mc] = [a.r.mark(), c.r.mark()];
+		a.c.send(
+			`<message to='${jid}' id='inv-long'><x xmlns='${MUC_USER}'><invite to='carol@localhost'>${long}</invite></x></message>`,
+		);
+		const inv = await a.r.wait((el) => el.attrs.id === "inv-long", ma, "refused invitation");
+		assert.equal(condition(inv), "not-acceptable", inv.toString().slice(0, 300));
+		a.c.send(
+			`<message to='${jid}' id='inv-ok'><x xmlns='${MUC_USER}'><invite to='carol@localhost'><reason>join us</reason></invite></x></message>`,
+		);
+		await waitMessage(
+			c,
+			mc,
+			(el) => el.getChild("x", MUC_USER)?.getChild("invite") !== undefined,
+			"invitation",
+		);
+		const invites = c.r.since(mc).filter((el) => el.getChild("x", MUC_USER)?.getChild("invite"));
+		assert.equal(invites.length, 1);
+		assert.equal(
+			invites[0]?.getChild("x", MUC_USER)?.getChild("invite")?.getChildText("reason"),
+			"join us",
+		);
+		// §8.2: a kick with such a reason; bob stays.
+		const kick = await iq(
+			a,
+			"set",
+			jid,
+			`<query xmlns='${MUC_ADMIN}'><item nick='bob' role='none'>${long}</item></query>`,
+		);
+		assert.equal(condition(kick), "not-acceptable", kick.toString().slice(0, 300));
+		const msg = await say(b, jid, "<body>still here</body>");
+		assert.equal(msg.attrs.type, "groupchat", msg.toString());
+		// XEP-0425 §4: a moderation with such a reason; the message stays in the archive.
+		const sid = stanzaIdOf(msg, jid);
+		const mod = await iq(
+			a,
+			"set",
+			jid,
+			`<moderate xmlns='${MOD1}' id='${sid}'><retract xmlns='${RET1}'/>${long}</moderate>`,
+		);
+		assert.equal(condition(mod), "not-acceptable", mod.toString().slice(0, 300));
+		const kept = (await archive(a, jid)).find((m) => stanzaIdOf(m, jid) === sid);
+		assert.equal(kept?.getChildText("body"), "still here");
+		// §10.9: destroying with such a reason; the room goes on.
+		const destroy = await iq(
+			a,
+			"set",
+			jid,
+			`<query xmlns='${MUC_OWNER}'><destroy>${long}</destroy></query>`,
+		);
+		assert.equal(condition(destroy), "not-acceptable", destroy.toString().slice(0, 300));
+		const again = await say(b, jid, "<body>and here</body>");
+		assert.equal(again.attrs.type, "groupchat", again.toString());
+	});
 });
 
 describe("XEP-0045 §9, §10: affiliation changes of users not in the room", () => {
@@ -916,6 +1097,58 @@ describe("XEP-0045 §6.4/§15.5.4 muc#roominfo and XEP-0486 room avatars", () =>
 			}
 		} finally {
 			rmSync(dataDir, { recursive: true, force: true });
+		}
+	});
+});
+
+describe("XEP-0045 §15.5.4 muc#roominfo_logs (logs_url)", () => {
+	test("the logs_url template names public, open rooms that archive; none for others or without the option", async () => {
+		const withLogs = await startTestServer({
+			config: {
+				...baseConfig,
+				components: {
+					[SERVICE]: { type: "muc" as const, logs_url: "https://logs.localhost/{service}/{room}/" },
+				},
+			},
+			users: usersOf(["alice"]),
+		});
+		const without = await startTestServer({ config: baseConfig, users: usersOf(["alice"]) });
+		const logsOf = async (u: User, jid: string) => {
+			const r = await iq(u, "get", jid, `<query xmlns='${DISCO_INFO}'/>`);
+			const form = r.getChild("query", DISCO_INFO)?.getChild("x", "jabber:x:data") as Element;
+			return form
+				.getChildren("field")
+				.find((f) => f.attrs.var === "muc#roominfo_logs")
+				?.getChildText("value");
+		};
+		const a = await connect(withLogs, "alice");
+		const b = await connect(without, "alice");
+		try {
+			const archived = { "muc#roomconfig_enablearchiving": "1", "muc#roomconfig_publicroom": "1" };
+			await room(a, `logged@${SERVICE}`, "alice", archived);
+			assert.equal(
+				await logsOf(a, `logged@${SERVICE}`),
+				`https://logs.localhost/${SERVICE}/logged/`,
+			);
+			// Not archived, or members-only: no logs to point at.
+			await room(a, `plain@${SERVICE}`, "alice", {
+				"muc#roomconfig_enablearchiving": "0",
+				"muc#roomconfig_publicroom": "1",
+			});
+			assert.equal(await logsOf(a, `plain@${SERVICE}`), undefined);
+			await room(a, `closed@${SERVICE}`, "alice", {
+				...archived,
+				"muc#roomconfig_membersonly": "1",
+			});
+			assert.equal(await logsOf(a, `closed@${SERVICE}`), undefined);
+			// The default (no web logs): none, even for an archived public room.
+			await room(b, `logged@${SERVICE}`, "alice", archived);
+			assert.equal(await logsOf(b, `logged@${SERVICE}`), undefined);
+		} finally {
+			a.c.end();
+			b.c.end();
+			await withLogs.stop();
+			await without.stop();
 		}
 	});
 });

@@ -256,3 +256,47 @@ test("one account files at most reports_per_hour reports; the rest still block (
 	assert.match(list, /victim6@example.net/, "blocked all the same");
 	flood.end();
 });
+
+test("bad input: a report naming unknown stanza-ids, another sender's message and too many ids is kept and forwarded without them (XEP-0377 §processing)", async () => {
+	const alice = await online("alice", "r3");
+	const bob = await online("bob", "r3");
+	const third = await online("blocklist", "svc3");
+	// A message from bob, which alice's archive keeps: its stanza-id is real, but not ghost's.
+	const am = alice.received.length;
+	bob.send(
+		"<message to='alice@localhost' type='chat' id='bob1'><body>bob's own words</body></message>",
+	);
+	const got = await alice.waitFor(/<message[^>]*id="bob1"[\s\S]*?<\/message>/, am);
+	const bobSid = (/<stanza-id xmlns="urn:xmpp:sid:0" by="alice@localhost" id="([^"]+)"/.exec(got) ??
+		[])[1];
+	assert.ok(bobSid, got);
+	const mark = third.received.length;
+	const roomIds = Array.from(
+		{ length: 60 },
+		(_, i) => `<stanza-id xmlns='urn:xmpp:sid:0' by='room@conference.example.net' id='x${i}'/>`,
+	).join("");
+	const r = await iq(
+		alice,
+		"g",
+		`<iq type='set' id='g'><block xmlns='urn:xmpp:blocking'><item jid='ghost@example.net'>
+			<report xmlns='urn:xmpp:reporting:1' reason='urn:xmpp:reporting:spam'>
+				<stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='no-such-id'/>
+				<stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='${bobSid}'/>
+				${roomIds}<third-party/>
+			</report></item></block></iq>`,
+	);
+	// §blocking: the block happens whatever the report names.
+	assert.match(r, /type="result"/);
+	const fwd = await third.waitFor(/ghost@example\.net[\s\S]*?<\/message>/, mark);
+	const msg = fwd.slice(fwd.lastIndexOf("<message", fwd.indexOf("ghost@example.net")));
+	assert.match(msg, /<jid xmlns="urn:xmpp:jid:0">ghost@example.net<\/jid>/);
+	// An id the archive does not know gives nothing; bob's message is not ghost's, so it is
+	// not handed to a third party (only messages from the reported JID are evidence).
+	assert.doesNotMatch(msg, /<forwarded/, msg);
+	assert.doesNotMatch(msg, /bob's own words|no-such-id/, msg);
+	const stored = (await reports()).find((x) => x.jid === "ghost@example.net");
+	assert.ok(stored);
+	// At most 50 stanza-ids are kept.
+	assert.equal(stored.stanzaIds.length, 50);
+	for (const c of [alice, bob, third]) c.end();
+});

@@ -171,6 +171,16 @@ const mucComponent = z.strictObject({
 	 * keeps none): others get `gone` when they try to create it.
 	 */
 	room_tombstone_time: z.union([z.number().min(0), z.string()]).default("30d"),
+	/**
+	 * XEP-0045 §15.5.4 muc#roominfo_logs: where a room's archive can be read on the web, a
+	 * template in which `{room}` stands for the room's name (its localpart, URL-encoded) and
+	 * `{service}` for this component's domain. Given for rooms that archive and are public, open
+	 * and without a password. "" (the default): none, as Parley serves no web logs itself.
+	 */
+	logs_url: z
+		.string()
+		.regex(/^(https?:\/\/\S+)?$/, "an http(s) URL template, or empty")
+		.default(""),
 	/** XEP-0486: characters of a room's vCard (its avatar, base64, included). */
 	max_room_vcard_size: z.number().int().min(1).default(131_072),
 	/** XEP-0045 §7.13: seconds a visitor waits between two voice requests to one room. */

@@ -4,9 +4,15 @@ import { type Element, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import {
 	applyConfigForm,
+	checkFormSize,
 	configForm,
+	logsUrl,
+	MAX_FORM_CHARS,
+	MAX_FORM_FIELDS,
+	MAX_FORM_VALUES,
 	NS_ROOMCONFIG,
 	type RoomConfig,
+	reasonOf,
 	roomFeatures,
 } from "./form.ts";
 
@@ -155,4 +161,45 @@ test("§6.4: one feature per room type pair", () => {
 			"muc_passwordprotected",
 		],
 	);
+});
+
+test("RFC 6120 §8.3.3.13: forms at the bounds pass, one field, value or character more is not-acceptable", () => {
+	const form = (fields: number, values = 1, chars = 1) =>
+		x(
+			"x",
+			{ xmlns: "jabber:x:data", type: "submit" },
+			Array.from({ length: fields }, (_, i) =>
+				x(
+					"field",
+					{ var: `f${i}` },
+					Array.from({ length: values }, () => x("value", null, "v".repeat(chars))),
+				),
+			),
+		);
+	checkFormSize(form(MAX_FORM_FIELDS), "t");
+	notAcceptable(() => checkFormSize(form(MAX_FORM_FIELDS + 1), "t"));
+	checkFormSize(form(1, MAX_FORM_VALUES), "t");
+	notAcceptable(() => checkFormSize(form(1, MAX_FORM_VALUES + 1), "t"));
+	checkFormSize(form(1, 1, MAX_FORM_CHARS), "t");
+	notAcceptable(() => checkFormSize(form(1, 1, MAX_FORM_CHARS + 1), "t"));
+	notAcceptable(() =>
+		applyConfigForm(
+			base,
+			submit({ "muc#roomconfig_roomdesc": "d", junk: "j".repeat(20_000) }),
+			limits,
+		),
+	);
+	assert.equal(reasonOf(x("item", null, x("reason", null, "r".repeat(1024)))), "r".repeat(1024));
+	notAcceptable(() => reasonOf(x("item", null, x("reason", null, "r".repeat(1025)))));
+});
+
+test("XEP-0045 §15.5.4 muc#roominfo_logs: the template for public, open, archived rooms only", () => {
+	const t = "https://logs.example/{service}/{room}";
+	const open = { ...base, archive: true };
+	assert.equal(logsUrl(t, "conf.example", "a b", open), "https://logs.example/conf.example/a%20b");
+	assert.equal(logsUrl("", "conf.example", "a", open), null);
+	assert.equal(logsUrl(t, "conf.example", "a", base), null);
+	assert.equal(logsUrl(t, "conf.example", "a", { ...open, public: false }), null);
+	assert.equal(logsUrl(t, "conf.example", "a", { ...open, members_only: true }), null);
+	assert.equal(logsUrl(t, "conf.example", "a", { ...open, password: "pw" }), null);
 });

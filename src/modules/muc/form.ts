@@ -137,6 +137,58 @@ export function configForm(c: RoomConfig, limits: FormLimits): Element {
 	);
 }
 
+/** A submitted form's bounds: the room configuration form has some twenty fields. */
+export const MAX_FORM_FIELDS = 100;
+/** Values of one field (a jid-multi of admins is the longest a client sends). */
+export const MAX_FORM_VALUES = 100;
+/** Characters of all the values of a form together. */
+export const MAX_FORM_CHARS = 16_384;
+
+/**
+ * A submitted form (muc#roomconfig, muc#request) with more fields, values or text than any
+ * client sends is refused before it is read: RFC 6120 §8.3.3.13 not-acceptable ("does not meet
+ * criteria defined by the recipient"), as XEP-0045 §10.2 answers any configuration the room
+ * cannot accept. The stanza size limit bounds the work; this bounds what is kept and relayed.
+ */
+export function checkFormSize(form: Element, what: string): void {
+	const fields = form.getChildren("field");
+	if (fields.length > MAX_FORM_FIELDS)
+		throw new StanzaError(
+			"not-acceptable",
+			`${what}: ${fields.length} fields, at most ${MAX_FORM_FIELDS}`,
+		);
+	let chars = 0;
+	for (const f of fields) {
+		const values = f.getChildren("value");
+		if (values.length > MAX_FORM_VALUES)
+			throw new StanzaError(
+				"not-acceptable",
+				`${what}: ${values.length} values in ${f.attrs.var ?? "a field"}, at most ${MAX_FORM_VALUES}`,
+			);
+		for (const v of values) chars += v.text().length;
+		if (chars > MAX_FORM_CHARS)
+			throw new StanzaError("not-acceptable", `${what}: more than ${MAX_FORM_CHARS} characters`);
+	}
+}
+
+/** Characters of a `<reason/>` (kick, ban, moderation, invitation, decline, destroy). */
+export const MAX_REASON_CHARS = 1024;
+
+/**
+ * The text of `el`'s `<reason/>`, if any. A longer one than any person writes is refused with
+ * not-acceptable (RFC 6120 §8.3.3.13): it would be relayed to every occupant or to an invitee
+ * (a spam vector) and kept in the affiliation list or the archive's tombstone.
+ */
+export function reasonOf(el: Element): string | undefined {
+	const reason = el.getChildText("reason");
+	if (reason !== undefined && reason.length > MAX_REASON_CHARS)
+		throw new StanzaError(
+			"not-acceptable",
+			`the reason is longer than ${MAX_REASON_CHARS} characters`,
+		);
+	return reason;
+}
+
 function parseBool(v: string, name: string): boolean {
 	// XEP-0004 §3.3: boolean values are 0/1/false/true.
 	if (v === "1" || v === "true") return true;
@@ -161,6 +213,7 @@ export function applyConfigForm(
 	form: Element,
 	limits: FormLimits,
 ): RoomConfig {
+	checkFormSize(form, "muc#roomconfig");
 	const values = formValues(form);
 	const formType = values.get("FORM_TYPE")?.[0];
 	if (formType !== undefined && formType !== NS_ROOMCONFIG)
@@ -265,6 +318,25 @@ export interface RoomInfo {
 	contacts: string[];
 	/** XEP-0486: SHA-1 (hex) of the room's avatar, if it has one. */
 	avatarHash: string | null;
+	/** §15.5.4 muc#roominfo_logs: the URL of the room's web logs, if there are any. */
+	logsUrl: string | null;
+}
+
+/**
+ * §15.5.4 muc#roominfo_logs: the service's `logs_url` template for a room, or null. Only rooms
+ * that archive have logs, and only rooms anyone may enter (public, open, no password) get a
+ * public web page for them (as Prosody's mod_http_muc_log shows only public rooms).
+ */
+export function logsUrl(
+	template: string,
+	service: string,
+	room: string,
+	c: RoomConfig,
+): string | null {
+	if (!template || !c.archive || !c.public || c.members_only || c.password !== "") return null;
+	return template
+		.replaceAll("{room}", encodeURIComponent(room))
+		.replaceAll("{service}", encodeURIComponent(service));
 }
 
 /**
@@ -290,6 +362,8 @@ export function roomInfoForm(c: RoomConfig, info: RoomInfo): Element {
 		c.lang !== "" && field("muc#roominfo_lang", "text-single", "Language of discussion", c.lang),
 		info.contacts.length > 0 &&
 			field("muc#roominfo_contactjid", "jid-multi", "Contact addresses", info.contacts),
+		info.logsUrl !== null &&
+			field("muc#roominfo_logs", "text-single", "URL for archived discussion logs", info.logsUrl),
 		info.avatarHash !== null &&
 			field("muc#roominfo_avatarhash", "text-multi", "Avatar hash", info.avatarHash),
 		field(

@@ -5,7 +5,7 @@ import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
 import { NS_DELAY } from "../../xmpp/ns.ts";
 import { delayStamp } from "../offline.ts";
-import { type Affiliation, NS_MUC_USER, type RoomConfig } from "./form.ts";
+import { type Affiliation, NS_MUC_USER, type RoomConfig, reasonOf } from "./form.ts";
 import { withoutForgedModeration } from "./moderation.ts";
 import { type Occupant, RANK, type RoomView, type Subject } from "./occupant.ts";
 import { occupantIdElement, withoutOccupantIds } from "./occupant-id.ts";
@@ -117,7 +117,7 @@ export function inviteMessage(
 	real: JID,
 	invite: Element,
 ): Element {
-	const reason = invite.getChildText("reason");
+	const reason = reasonOf(invite);
 	return x(
 		"message",
 		{ from: room, to: to.toString() },
@@ -133,7 +133,7 @@ export function inviteMessage(
 
 /** §7.8.2: a decline goes back to the inviter, from the room, naming the invitee. */
 export function declineMessage(room: string, to: JID, real: JID, decline: Element): Element {
-	const reason = decline.getChildText("reason");
+	const reason = reasonOf(decline);
 	return x(
 		"message",
 		{ from: room, to: to.toString() },

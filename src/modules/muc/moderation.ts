@@ -9,6 +9,7 @@
 import { Element, type Node, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import { NS_HINTS, stamp } from "../mam/protocol.ts";
+import { reasonOf } from "./form.ts";
 import { NS_OCCUPANT_ID, occupantIdElement } from "./occupant-id.ts";
 
 export const NS_FASTEN = "urn:xmpp:fasten:0";
@@ -51,7 +52,7 @@ export function parseModeration(q: Element): ModerationRequest | null {
 	// XEP-0425 §4: retraction is the one moderation action defined.
 	if (!moderate.getChild("retract", retractNs))
 		throw new StanzaError("feature-not-implemented", "only retraction is supported");
-	return { id, reason: moderate.getChildText("reason") };
+	return { id, reason: reasonOf(moderate) };
 }
 
 /**

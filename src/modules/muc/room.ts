@@ -21,6 +21,7 @@ import type { JID } from "../../xmpp/jid.ts";
 import {
 	type Affiliation,
 	applyConfigForm,
+	checkFormSize,
 	configForm,
 	type FormLimits,
 	NS_DATA,
@@ -28,6 +29,7 @@ import {
 	NS_MUC_USER,
 	type Role,
 	type RoomConfig,
+	reasonOf,
 } from "./form.ts";
 import { HAT_DOFF, HAT_DON, type Hat, type HatChange } from "./hats.ts";
 import { type HistoryEntry, historyEntry, parseHistoryRequest, selectHistory } from "./history.ts";
@@ -470,9 +472,12 @@ export class Room {
 		if (invites.length) {
 			const o = this.byReal.get(real.toString());
 			checkInviter(this.config, o);
-			// Every invitee's JID is checked before any invitation goes out.
+			// Every invitee's JID (and reason) is checked before any invitation goes out.
 			const targets: JID[] = [];
-			for (const inv of invites) targets.push(jidAttr(this.#host, inv.attrs.to));
+			for (const inv of invites) {
+				reasonOf(inv);
+				targets.push(jidAttr(this.#host, inv.attrs.to));
+			}
 			const aff = this.affiliationOf(o.bare);
 			for (const [i, to] of targets.entries()) {
 				const toBare = to.bare.toString();
@@ -594,6 +599,7 @@ export class Room {
 	voiceRequest(stanza: Element, real: JID): boolean {
 		const form = requestForm(stanza);
 		if (!form) return false;
+		checkFormSize(form, "muc#request");
 		const o = this.byReal.get(real.toString());
 		// §7.13: occupants ask; §8.6: moderators answer.
 		if (!o) throw new StanzaError("not-acceptable", "only occupants may ask for voice");

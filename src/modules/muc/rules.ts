@@ -2,7 +2,7 @@
 import { type Element, x } from "../../xml/element.ts";
 import { StanzaError } from "../../xmpp/errors.ts";
 import type { JID } from "../../xmpp/jid.ts";
-import type { Affiliation, Role, RoomConfig } from "./form.ts";
+import { type Affiliation, type Role, type RoomConfig, reasonOf } from "./form.ts";
 import {
 	isAffiliation,
 	isRole,
@@ -189,7 +189,7 @@ export function planAdminSet(
 	const pending = new Map<string, Affiliation>();
 	const current = (bare: string) => pending.get(bare) ?? room.affiliationOf(bare);
 	for (const item of items) {
-		const reason = item.getChildText("reason");
+		const reason = reasonOf(item);
 		const { affiliation, role, nick, jid } = item.attrs;
 		if (affiliation !== undefined) {
 			if (!isAffiliation(affiliation)) throw new StanzaError("bad-request", "unknown affiliation");

@@ -32,6 +32,7 @@ import {
 } from "../mam/protocol.ts";
 import {
 	type FormLimits,
+	logsUrl,
 	NS_DATA,
 	NS_MUC,
 	NS_MUC_ADMIN,
@@ -39,6 +40,7 @@ import {
 	NS_SELF_PING,
 	NS_VCARD,
 	type RoomConfig,
+	reasonOf,
 	roomFeatures,
 	roomInfoForm,
 } from "./form.ts";
@@ -616,6 +618,7 @@ export class MucService implements RoomHost {
 										.map(([jid]) => jid)
 								: [],
 						avatarHash: room.avatarHash,
+						logsUrl: logsUrl(this.cfg.logs_url, this.host.name, to.local, c),
 					}),
 				),
 			);
@@ -709,12 +712,13 @@ export class MucService implements RoomHost {
 			if (destroy) {
 				// §10.9: destroy the room, telling the occupants (and where to go instead).
 				const alt = destroy.attrs.jid;
+				const reason = reasonOf(destroy);
 				const owners = [...room.affiliations]
 					.filter(([, a]) => a.affiliation === "owner")
 					.map(([jid]) => jid);
-				room.destroy(destroy.getChildText("reason"), alt);
+				room.destroy(reason, alt);
 				await this.#write(room.jid.local, undefined);
-				await this.#entomb(room.jid.local, owners, destroy.getChildText("reason"), alt);
+				await this.#entomb(room.jid.local, owners, reason, alt);
 				reply();
 				return;
 			}

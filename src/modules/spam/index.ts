@@ -16,7 +16,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import type { MucAdmitEvent } from "../../core/contracts.ts";
+import type { ClusterNotice, MucAdmitEvent } from "../../core/contracts.ts";
 import { HANDLED, Priority } from "../../core/events.ts";
 import { defineModule } from "../../core/modules/define.ts";
 import type { StanzaEvent } from "../../core/router.ts";
@@ -145,10 +145,14 @@ export interface SpamCounters {
 
 /**
  * A bounded read-through cache of one keyval store: the strangers and quarantine checks read a
- * user's record for every message, and most users have none. Writes go through `set`. In a
- * cluster another node's change shows here only after the entry drops out (a known limit).
+ * user's record for every message, and most users have none. Writes go through `set`, which
+ * calls `changed` so that the other nodes of a cluster `forget` their copy (`cluster/<topic>`).
  */
-function cachedStore<T extends Json>(store: KeyValStore<T>, size = 10_000) {
+function cachedStore<T extends Json>(
+	store: KeyValStore<T>,
+	changed: (user: string) => void,
+	size = 10_000,
+) {
 	const cache = new Map<string, T | null>();
 	return {
 		async get(user: string): Promise<T | undefined> {
@@ -162,9 +166,20 @@ function cachedStore<T extends Json>(store: KeyValStore<T>, size = 10_000) {
 		async set(user: string, value: T | undefined): Promise<void> {
 			await store.set(user, value);
 			cache.set(user, value ?? null);
+			changed(user);
+		},
+		/** Another node changed the record: read it from the store next time. */
+		forget(user: string): void {
+			cache.delete(user);
 		},
 	};
 }
+
+/** `cluster/<topic>` topics: what another node changed, so this one reads it again. */
+const TOPIC_RTBL = "spam-rtbl";
+const TOPIC_STRANGERS = "spam-strangers";
+const TOPIC_QUARANTINE = "spam-quarantine";
+const TOPIC_REPORTS = "spam-reports";
 
 export default defineModule({
 	name: "spam",
@@ -347,8 +362,15 @@ export default defineModule({
 			}
 			return open;
 		}
+		// The queue is shared by the nodes of a cluster: a report kept or resolved on one node
+		// makes the others count again (report_queue_max holds for the cluster).
 		api.hook("spam/report-resolved", () => {
 			open = null;
+			server.cluster?.notify(host, TOPIC_REPORTS, "");
+		});
+		api.hook(`cluster/${TOPIC_REPORTS}`, () => {
+			open = null;
+			return undefined;
 		});
 
 		const perHour = api.options.reports_per_hour;
@@ -393,7 +415,9 @@ export default defineModule({
 					forwardedTo: [],
 				};
 				await store.set(stored.id, stored);
-				open = (open ?? 0) + 1;
+				// Unknown (another node's notice came meanwhile): counted again next time.
+				if (open !== null) open++;
+				server.cluster?.notify(host, TOPIC_REPORTS, stored.id);
 				api.log.info(
 					{ report: stored.id, jid: stored.jid, reason: stored.reason },
 					"spam report queued",
@@ -453,6 +477,7 @@ export default defineModule({
 			const items = got.getChild("pubsub", NS_PUBSUB)?.getChild("items", NS_PUBSUB);
 			lists.set(sourceKey(s), new Set(itemIds(items, "item")));
 			await persist(s);
+			server.cluster?.notify(host, TOPIC_RTBL, sourceKey(s));
 			api.log.info(
 				{ service: s.service, node: s.node, entries: lists.get(sourceKey(s))?.size },
 				"block list fetched",
@@ -471,6 +496,11 @@ export default defineModule({
 			const t = setTimeout(async () => {
 				retries.delete(t);
 				if (stopped) return;
+				// In a cluster the answers to the host's IQs (and the notifications of a local
+				// service) reach the leader, which runs the components: it fetches and stores, the
+				// other nodes read the list it stored when told (cluster/spam-rtbl). A node that
+				// becomes the leader fetches at the next rtbl_refresh.
+				if (server.cluster && !server.cluster.leader) return;
 				const ok = await refresh(s).catch(() => false);
 				if (!ok && !stopped) keepFetching(s, Math.min(60_000, Math.max(1000, delay * 2)));
 			}, delay);
@@ -500,8 +530,16 @@ export default defineModule({
 					for (const id of itemIds(change, "retract")) list.delete(id);
 				}
 				await persist(s);
+				// The notification came to this node only: the others read the list again.
+				server.cluster?.notify(host, TOPIC_RTBL, sourceKey(s));
 			}
 			return sources.some((c) => c.service === from.bareString) ? HANDLED : undefined;
+		});
+
+		api.hook(`cluster/${TOPIC_RTBL}`, async ({ data: key }: ClusterNotice) => {
+			const s = sources.find((c) => sourceKey(c) === key);
+			if (s) lists.set(key, new Set((await rtblStore.get(key))?.ids ?? []));
+			return undefined;
 		});
 
 		// MUC (mod_muc_rtbl's rule): listed unaffiliated users neither join nor speak.
@@ -538,7 +576,13 @@ export default defineModule({
 				api.hook(`inbound-${kind}/${dest}`, strangers, Priority.POLICY);
 
 		// --- Strangers (strangers.ts): messages and invitations from JIDs not in the roster ---
-		const policies = cachedStore(host.keyval<StrangersPolicy>(STRANGERS_POLICY_STORE));
+		const policies = cachedStore(host.keyval<StrangersPolicy>(STRANGERS_POLICY_STORE), (user) =>
+			server.cluster?.notify(host, TOPIC_STRANGERS, user),
+		);
+		api.hook(`cluster/${TOPIC_STRANGERS}`, ({ data: user }: ClusterNotice) => {
+			policies.forget(user);
+			return undefined;
+		});
 		const held = host.archive<ArchivedMessage>(STRANGERS_HELD_STORE);
 		/** Stanzas being released by an admin or the user: they pass this time. */
 		const releasing = new WeakSet<Element>();
@@ -608,7 +652,13 @@ export default defineModule({
 		});
 
 		// --- Quarantine (quarantine.ts) ---
-		const quarantine = cachedStore(host.keyval<QuarantineRecord>(QUARANTINE_STORE));
+		const quarantine = cachedStore(host.keyval<QuarantineRecord>(QUARANTINE_STORE), (user) =>
+			server.cluster?.notify(host, TOPIC_QUARANTINE, user),
+		);
+		api.hook(`cluster/${TOPIC_QUARANTINE}`, ({ data: user }: ClusterNotice) => {
+			quarantine.forget(user);
+			return undefined;
+		});
 		const quarantined = async (user: string): Promise<boolean> => {
 			const r = await quarantine.get(user);
 			if (!r) return false;
