@@ -12,6 +12,8 @@
  * Skips when Chromium is missing (CI installs it: .ci/run).
  */
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { supervisedBackupCommands } from "../../src/admin/supervised-backups.ts";
@@ -167,7 +169,26 @@ describe("the web admin page in headless Chromium (issue 15)", { skip }, () => {
 		const backups = (await api("/backups")) as { id: string }[] | { backups: { id: string }[] };
 		const list = Array.isArray(backups) ? backups : backups.backups;
 		assert.equal(list.length, 1);
-		await page.locator("#backups tbody tr", { hasText: list[0]?.id ?? "?" }).waitFor();
+		const backupRow = page.locator("#backups tbody tr", { hasText: list[0]?.id ?? "?" });
+		await backupRow.waitFor();
+		// Download: the archive the API describes, byte for byte (fetched with the token).
+		const described = (await api(`/backups/${list[0]?.id}`)) as {
+			archive: { bytes: number; sha256: string };
+		};
+		const [download] = await Promise.all([
+			page.waitForEvent("download"),
+			backupRow.locator("button", { hasText: "Download" }).click(),
+		]);
+		assert.equal(download.suggestedFilename(), `${list[0]?.id}.tar.gz`);
+		const saved = await readFile((await download.path()) as string);
+		assert.equal(saved.length, described.archive.bytes);
+		assert.equal(createHash("sha256").update(saved).digest("hex"), described.archive.sha256);
+		// Delete, confirmed: gone from the page and from the API.
+		page.once("dialog", (d) => void d.accept());
+		await backupRow.locator("button", { hasText: "Delete" }).click();
+		await backupRow.waitFor({ state: "detached" });
+		const after = (await api("/backups")) as { id: string }[] | { backups: { id: string }[] };
+		assert.equal((Array.isArray(after) ? after : after.backups).length, 0);
 
 		// A configuration that does not validate: reload shows the error with its line.
 		h.write('[limits]\nstanza_size = "big"\n');

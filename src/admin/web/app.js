@@ -357,10 +357,47 @@ async function refreshBackups() {
 	const r = await api("GET", "/backups");
 	const list = Array.isArray(r) ? r : (r.backups ?? []);
 	$("backups").tBodies[0].replaceChildren(
-		...[...list]
-			.reverse()
-			.map((b) => row([b.id, new Date(b.created).toLocaleString(), size(b.archive?.bytes)])),
+		...[...list].reverse().map((b) => {
+			const tr = row(
+				[b.id, new Date(b.created).toLocaleString(), size(b.archive?.bytes)],
+				[
+					button("Download", (btn) => downloadBackup(b.id, btn).catch(fail)),
+					button("Delete", () => {
+						if (!confirm(`Delete the backup ${b.id}?`)) return;
+						api("DELETE", `/backups/${encodeURIComponent(b.id)}`)
+							.then(refreshBackups)
+							.catch(fail);
+					}),
+				],
+			);
+			tr.dataset.backup = b.id;
+			return tr;
+		}),
 	);
+}
+
+/**
+ * A backup's archive: fetched with the bearer token (a plain link could not carry it), then
+ * handed to the browser as a file.
+ */
+async function downloadBackup(id, btn) {
+	btn.disabled = true;
+	try {
+		const res = await fetch(`/backups/${encodeURIComponent(id)}/download`, {
+			headers: { authorization: `Bearer ${token}` },
+		});
+		if (!res.ok) throw new Error(`download: ${res.status} ${(await res.json()).message ?? ""}`);
+		const url = URL.createObjectURL(await res.blob());
+		const a = document.createElement("a");
+		a.href = url;
+		a.download = `${id}.tar.gz`;
+		document.body.append(a);
+		a.click();
+		a.remove();
+		setTimeout(() => URL.revokeObjectURL(url), 60_000);
+	} finally {
+		btn.disabled = false;
+	}
 }
 
 /** Reads a text/event-stream body: calls `onEvent(name, data)` for each event. */
