@@ -12,14 +12,21 @@ import { join as pathJoin } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { Element } from "../../src/xml/element.ts";
-import type { RawClient } from "../helpers/raw.ts";
+import {
+	codes,
+	configure,
+	connect,
+	enter,
+	iq,
+	isSelf,
+	MUC,
+	MUC_OWNER,
+	MUC_USER,
+	nextId,
+	type User,
+} from "../helpers/muc.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { StanzaReader } from "../helpers/stanza-reader.ts";
-import { login } from "../helpers/xmpp-raw-login.ts";
 
-const MUC = "http://jabber.org/protocol/muc";
-const MUC_USER = "http://jabber.org/protocol/muc#user";
-const MUC_OWNER = "http://jabber.org/protocol/muc#owner";
 const DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const OCC = "urn:xmpp:occupant-id:0";
 const MAM = "urn:xmpp:mam:2";
@@ -33,62 +40,8 @@ const baseConfig = {
 const usersOf = (names: string[]) =>
 	names.map((u) => [`${u}@localhost`, `${u}-pw`] as [string, string]);
 
-interface User {
-	c: RawClient;
-	r: StanzaReader;
-	jid: string;
-}
-
-let seq = 0;
-const nextId = () => `t${++seq}`;
-
-async function connect(t: TestServer, user: string, resource = "r"): Promise<User> {
-	const c = await login(t.port, user, `${user}-pw`, { resource, mechanism: "PLAIN" });
-	return { c, r: new StanzaReader(c), jid: `${user}@localhost/${resource}` };
-}
-
-const codes = (el: Element) =>
-	(el.getChild("x", MUC_USER)?.getChildren("status") ?? []).map((s) => Number(s.attrs.code));
-const isSelf = (el: Element) => el.is("presence") && codes(el).includes(110);
 /** Every XEP-0421 occupant id a stanza carries, at its top level. */
 const ids = (el: Element) => el.getChildren("occupant-id", OCC).map((o) => o.attrs.id);
-
-async function iq(u: User, type: "get" | "set", to: string, body: string): Promise<Element> {
-	const id = nextId();
-	const mark = u.r.mark();
-	u.c.send(`<iq type='${type}' id='${id}' to='${to}'>${body}</iq>`);
-	return u.r.wait((el) => el.is("iq") && el.attrs.id === id, mark, `answer to iq ${id}`);
-}
-
-async function enter(
-	u: User,
-	occupant: string,
-	x = `<x xmlns='${MUC}'/>`,
-	extra = "",
-): Promise<{ self: Element; before: Element[]; mark: number }> {
-	const mark = u.r.mark();
-	u.c.send(`<presence to='${occupant}'>${x}${extra}</presence>`);
-	const self = await u.r.wait(
-		(el) =>
-			el.is("presence") && el.attrs.from === occupant && (isSelf(el) || el.attrs.type === "error"),
-		mark,
-		`self-presence from ${occupant}`,
-	);
-	const all = u.r.since(mark);
-	return { self, before: all.slice(0, all.indexOf(self)), mark };
-}
-
-async function configure(u: User, room: string, fields: Record<string, string>): Promise<Element> {
-	const f = Object.entries(fields)
-		.map(([k, v]) => `<field var='${k}'><value>${v}</value></field>`)
-		.join("");
-	return iq(
-		u,
-		"set",
-		room,
-		`<query xmlns='${MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>${f}</x></query>`,
-	);
-}
 
 /** Creates a room owned by `u` (entered as `nick`), configured with `fields`. */
 async function room(

@@ -10,7 +10,19 @@ import { tmpdir } from "node:os";
 import { join as pathJoin } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Element } from "../../src/xml/element.ts";
-import type { RawClient } from "../helpers/raw.ts";
+import {
+	codes,
+	configure,
+	connect,
+	enter,
+	iq,
+	isSelf,
+	MUC,
+	MUC_OWNER,
+	MUC_USER,
+	nextId,
+	type User,
+} from "../helpers/muc.ts";
 import { RawClient as Raw } from "../helpers/raw.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { StanzaReader } from "../helpers/stanza-reader.ts";
@@ -18,10 +30,7 @@ import { waitFor } from "../helpers/wait.ts";
 import { connect as xmppConnect } from "../helpers/xmpp-client.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
-const MUC = "http://jabber.org/protocol/muc";
-const MUC_USER = "http://jabber.org/protocol/muc#user";
 const MUC_ADMIN = "http://jabber.org/protocol/muc#admin";
-const MUC_OWNER = "http://jabber.org/protocol/muc#owner";
 const DISCO_INFO = "http://jabber.org/protocol/disco#info";
 const DISCO_ITEMS = "http://jabber.org/protocol/disco#items";
 const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
@@ -33,25 +42,8 @@ const baseConfig = {
 	components: { [SERVICE]: { type: "muc" as const, admins: ["frank@localhost"] } },
 };
 
-interface User {
-	c: RawClient;
-	r: StanzaReader;
-	jid: string;
-}
-
-let seq = 0;
-const nextId = () => `t${++seq}`;
-
-async function connect(t: TestServer, user: string, resource = "r"): Promise<User> {
-	const c = await login(t.port, user, `${user}-pw`, { resource, mechanism: "PLAIN" });
-	return { c, r: new StanzaReader(c), jid: `${user}@localhost/${resource}` };
-}
-
-const codes = (el: Element) =>
-	(el.getChild("x", MUC_USER)?.getChildren("status") ?? []).map((s) => Number(s.attrs.code));
 const item = (el: Element) => el.getChild("x", MUC_USER)?.getChild("item");
 const condition = (el: Element) => el.getChild("error")?.getChildByNs(STANZAS)?.name;
-const isSelf = (el: Element) => el.is("presence") && codes(el).includes(110);
 
 /** Initial presence (RFC 6121 §4.2): messages to the bare JID reach available resources only. */
 async function available(u: User): Promise<void> {
@@ -60,38 +52,9 @@ async function available(u: User): Promise<void> {
 	await u.r.wait((el) => el.is("presence") && el.attrs.from === u.jid, m, "own presence");
 }
 
-/** Sends an IQ and waits for its answer. */
-async function iq(u: User, type: "get" | "set", to: string, body: string): Promise<Element> {
-	const id = nextId();
-	const mark = u.r.mark();
-	u.c.send(`<iq type='${type}' id='${id}' to='${to}'>${body}</iq>`);
-	return u.r.wait((el) => el.is("iq") && el.attrs.id === id, mark, `answer to iq ${id}`);
-}
-
 /** A round trip through the server: whatever was sent to `u` before it is in by then. */
 async function settle(u: User): Promise<void> {
 	await iq(u, "get", SERVICE, "<ping xmlns='urn:xmpp:ping'/>");
-}
-
-/**
- * Enters `room/nick` (§7.2) and waits for the self-presence (110) or an error presence.
- * Returns it and everything received from the room up to it.
- */
-async function enter(
-	u: User,
-	occupant: string,
-	x = `<x xmlns='${MUC}'/>`,
-): Promise<{ self: Element; before: Element[]; mark: number }> {
-	const mark = u.r.mark();
-	u.c.send(`<presence to='${occupant}'>${x}</presence>`);
-	const self = await u.r.wait(
-		(el) =>
-			el.is("presence") && el.attrs.from === occupant && (isSelf(el) || el.attrs.type === "error"),
-		mark,
-		`self-presence from ${occupant}`,
-	);
-	const all = u.r.since(mark);
-	return { self, before: all.slice(0, all.indexOf(self)), mark };
 }
 
 /** Creates an instant room (§10.1.2) owned by `u`, entered as `nick`. */
@@ -105,18 +68,6 @@ async function instantRoom(u: User, room: string, nick: string): Promise<void> {
 		`<query xmlns='${MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'/></query>`,
 	);
 	assert.equal(r.attrs.type, "result", r.toString());
-}
-
-async function configure(u: User, room: string, fields: Record<string, string>): Promise<Element> {
-	const f = Object.entries(fields)
-		.map(([k, v]) => `<field var='${k}'><value>${v}</value></field>`)
-		.join("");
-	return iq(
-		u,
-		"set",
-		room,
-		`<query xmlns='${MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>${f}</x></query>`,
-	);
 }
 
 function groupchat(u: User, room: string, body: string, id = nextId()): string {
