@@ -275,6 +275,62 @@ async function run(nodes: number, sessions: number, concurrency: number) {
 	return { nodes, sessions, heapDelta: loggedIn - before, results, idle };
 }
 
+/**
+ * The heap one replica costs, measured alone and on a large count: one node, and `count`
+ * sessions of a made-up node "ghost" published on the registry channel as that node would
+ * (entries shaped as the link's, with a client's presence with caps, the size of the real ones
+ * MONITOR shows), its `alive` key kept so that the node does not declare it dead.
+ */
+async function replicaCost(count: number): Promise<{ bytes: number; applyUs: number }> {
+	const prefix = `parley-bench-${process.pid}-ghost`;
+	const s = await startTestServer({
+		storage: "sqlite",
+		config: { cluster: { enabled: true, prefix, node: "n0", heartbeat: 1, node_timeout: 5 } },
+	});
+	const r = new Redis();
+	await r.set(`${prefix}:alive:ghost`, "1", "PX", 600_000);
+	await new Promise((res) => setTimeout(res, 1500));
+	const link = s.server.cluster as ClusterLink;
+	const before = heap();
+	const cpu0 = process.cpuUsage();
+	for (let i = 0; i < count; i += 500) {
+		const batch = [];
+		for (let k = i; k < Math.min(count, i + 500); k++) {
+			const jid = `ghost${k}@localhost/phone-${k.toString(36)}`;
+			batch.push({
+				op: "put",
+				entry: {
+					node: "ghost",
+					seq: k + 1,
+					id: `00000000-0000-4000-8000-${k.toString().padStart(12, "0")}`,
+					host: "localhost",
+					jid,
+					addr: `10.0.${(k >> 8) & 255}.${k & 255}`,
+					secure: true,
+					available: true,
+					priority: 0,
+					presence: `<presence xmlns="jabber:client" from="${jid}"><show>away</show><status>lunch</status><c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://conversations.im" ver="Nh2cGMw5s3H3b1vGeHO1T7Z0qoQ="/></presence>`,
+					interested: true,
+					data: { carbons: true },
+				},
+			});
+		}
+		await r.publish(`${prefix}:registry`, JSON.stringify(batch));
+	}
+	await waitFor(() => link.remoteSessions === count, `${count} replicas`, 120_000);
+	const cpu = process.cpuUsage(cpu0);
+	// Mostly the node applying the entries (JSON, the presence's XML, the maps); the publishing
+	// client's share is small beside it.
+	const applyUs = (cpu.user + cpu.system) / count;
+	const after = heap();
+	await s.stop();
+	rmSync(s.dataDir, { recursive: true, force: true });
+	const keys = await r.keys(`${prefix}:*`);
+	if (keys.length) await r.del(...keys);
+	await r.quit();
+	return { bytes: (after - before) / count, applyUs };
+}
+
 async function main() {
 	const { values } = parseArgs({
 		options: {
@@ -282,6 +338,7 @@ async function main() {
 			sessions: { type: "string", default: "600" },
 			concurrency: { type: "string", default: "1" },
 			clients: { type: "boolean", default: false },
+			replicas: { type: "string", default: "20000" },
 		},
 	});
 	if (values.clients) return clients();
@@ -289,6 +346,10 @@ async function main() {
 	const concurrency = Number(values.concurrency);
 	console.log(
 		`cluster registry: ${sessions} sessions, concurrency ${concurrency}, node ${process.version}`,
+	);
+	const replica = await replicaCost(Number(values.replicas));
+	console.log(
+		`one replica alone (${values.replicas} of a made-up node on 1 node): ${(replica.bytes / 1024).toFixed(2)} KiB of heap each, ${replica.applyUs.toFixed(1)} µs CPU to apply one put`,
 	);
 	let local = 0;
 	for (const n of values.nodes.split(",").map(Number)) {
