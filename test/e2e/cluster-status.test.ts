@@ -109,6 +109,51 @@ describe("parley cluster status and GET /cluster", { skip: redisSkip }, () => {
 		assert.match(text.stdout, /node-b {2}alive {2}sessions 1/);
 	});
 
+	test("health by heartbeat age: late while its alive key lasts, dead once it expired", async () => {
+		// Two nodes as a stalled and a vanished process leave them in the registry: joined
+		// before node-a, last heartbeat 10 s ago (20 intervals of 0.5 s).
+		const r = new Redis();
+		try {
+			const old = Date.now() - 10_000;
+			await r
+				.multi()
+				.zadd(`${PREFIX}:nodes`, String(old - 5000), "stalled", String(old - 4000), "vanished")
+				.set(`${PREFIX}:alive:stalled`, "1", "PX", 60_000)
+				.hset(
+					`${PREFIX}:beats`,
+					"stalled",
+					JSON.stringify({ at: old, sessions: 7, heartbeat: 0.5 }),
+				)
+				.hset(
+					`${PREFIX}:beats`,
+					"vanished",
+					JSON.stringify({ at: old, sessions: 3, heartbeat: 0.5 }),
+				)
+				.exec();
+			const out = await cli(["cluster", "status", "--json", "-c", h.config]);
+			assert.equal(out.code, 0, out.stderr);
+			const s = JSON.parse(out.stdout) as ClusterStatus;
+			const row = (n: string) => s.nodes.find((x) => x.node === n);
+			assert.equal(row("stalled")?.health, "late");
+			assert.equal(row("stalled")?.sessions, 7);
+			assert.ok((row("stalled")?.heartbeat_age ?? 0) >= 10_000);
+			assert.equal(row("vanished")?.health, "dead");
+			// The leader is the first node in joining order that is not dead: the late one.
+			assert.deepEqual(
+				s.nodes.filter((n) => n.leader).map((n) => n.node),
+				["stalled"],
+			);
+		} finally {
+			await r
+				.multi()
+				.zrem(`${PREFIX}:nodes`, "stalled", "vanished")
+				.del(`${PREFIX}:alive:stalled`)
+				.hdel(`${PREFIX}:beats`, "stalled", "vanished")
+				.exec();
+			await r.quit();
+		}
+	});
+
 	test("a node that leaves disappears from the list", async () => {
 		await b.stop();
 		const r = await cli(["cluster", "status", "--json", "-c", h.config]);
