@@ -11,6 +11,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { addAdminCommands } from "./commands/admin.ts";
 import { addBackupCommands } from "./commands/backup.ts";
 import { addCheckCommand } from "./commands/check.ts";
+import { addClusterCommands } from "./commands/cluster.ts";
 import { addExportImportCommands } from "./commands/export-import.ts";
 import { addPushCommand } from "./commands/push.ts";
 import { addReportCommands } from "./commands/report.ts";
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
 	addAdminCommands(program);
 	addBackupCommands(program);
 	addReportCommands(program);
+	addClusterCommands(program);
 	return program;
 }
 

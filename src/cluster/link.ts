@@ -27,12 +27,20 @@
 import { hostname } from "node:os";
 import { Redis } from "ioredis";
 import type { Config } from "../core/config/schema.ts";
-import type { ClusterHook, ClusterNotice, Core, Host, Session } from "../core/contracts.ts";
+import type {
+	ClusterHook,
+	ClusterNotice,
+	ClusterStatus,
+	Core,
+	Host,
+	Session,
+} from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
 import type { Element } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
+import { beatsKey, readClusterStatus } from "./status.ts";
 
 /** Separates the fields of a node-channel message; U+0000 cannot occur in XML or in a JID. */
 const SEP = "\u0000";
@@ -180,6 +188,22 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		await this.#tick();
 	}
 
+	/** Sessions bound on this node (its streams, not the replicas). */
+	#localSessions(): number {
+		let all = 0;
+		for (const host of this.#server.hosts.values())
+			for (const resources of host.sessions.values()) all += resources.size;
+		return all - this.#remote.size;
+	}
+
+	/** The nodes of the registry in Redis, as `parley cluster status` shows them. */
+	async status(): Promise<ClusterStatus> {
+		const pub = this.#pub;
+		if (!pub) throw new Error("cluster: not joined");
+		if (pub.status !== "ready") throw new Error("cluster: Redis is not reachable");
+		return readClusterStatus(pub, this.#cfg.prefix);
+	}
+
 	async #resync(why: string): Promise<void> {
 		this.#log.warn({ why }, "cluster: resynchronising the session registry");
 		this.#queueState();
@@ -198,6 +222,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.multi()
 				.del(this.#keys.alive(this.node))
 				.zrem(this.#keys.nodes, this.node)
+				.hdel(beatsKey(this.#cfg.prefix), this.node)
 				.exec()
 				.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving failed"));
 		}
@@ -561,7 +586,16 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.zadd(this.#keys.nodes, "NX", String(Date.now()), this.node)
 				.set(this.#keys.alive(this.node), "1", "PX", ttl)
 				.zrange(this.#keys.nodes, "0", "-1")
-				.exec()) as [[null, number], [null, string], [null, string[]]];
+				.hset(
+					beatsKey(this.#cfg.prefix),
+					this.node,
+					JSON.stringify({
+						at: Date.now(),
+						sessions: this.#localSessions(),
+						heartbeat: this.#cfg.heartbeat,
+					}),
+				)
+				.exec()) as [[null, number], [null, string], [null, string[]], [null, number]];
 			if (added === 1 && this.#ready) {
 				// Another node declared this one dead (a pause longer than node_timeout) and removed
 				// its registry: publish every local session again.
@@ -600,7 +634,11 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			{ dead: node, sessions: gone.length },
 			"cluster: a node stopped; ending its sessions",
 		);
-		await (this.#pub as Redis).zrem(this.#keys.nodes, node);
+		await (this.#pub as Redis)
+			.multi()
+			.zrem(this.#keys.nodes, node)
+			.hdel(beatsKey(this.#cfg.prefix), node)
+			.exec();
 		for (const r of gone)
 			await r.host.events.fire("session/closed", { session: r }).catch((err: unknown) => {
 				this.#log.error({ err }, "session/closed handler failed");

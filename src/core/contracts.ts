@@ -311,6 +311,32 @@ export interface ClusterHook {
 	ask(node: string, kind: string, payload: Buffer, timeoutMs: number): Promise<Buffer | null>;
 	/** Answers other nodes' requests of `kind` (see `ask`). */
 	answer(kind: string, handler: (payload: Buffer) => Promise<Buffer>): void;
+	/** The nodes in the cluster's registry, with their heartbeats (`parley cluster status`). */
+	status?(): Promise<ClusterStatus>;
+}
+
+/** A node as the cluster's registry in Redis shows it (src/cluster/status.ts). */
+export interface ClusterNodeStatus {
+	node: string;
+	/** When it joined (ms since the epoch). */
+	since: number;
+	/** Its last heartbeat (ms since the epoch); 0 if it never wrote one. */
+	last_heartbeat: number;
+	/** Age of the last heartbeat in ms, as seen when the registry was read. */
+	heartbeat_age: number;
+	/** Sessions bound on that node (its own streams, not replicas), as of its last heartbeat. */
+	sessions: number;
+	leader: boolean;
+	/**
+	 * alive: heartbeat within two intervals; late: older, but its `alive` key has not expired
+	 * yet; dead: the key expired (older than `node_timeout`), the leader is ending its sessions.
+	 */
+	health: "alive" | "late" | "dead";
+}
+
+export interface ClusterStatus {
+	prefix: string;
+	nodes: ClusterNodeStatus[];
 }
 
 /**

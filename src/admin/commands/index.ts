@@ -8,6 +8,7 @@
 import type { AnyAdminCommand } from "../../core/commands.ts";
 import { accountCommands } from "./account.ts";
 import { announce, onlineUsersNum } from "./announce.ts";
+import { clusterStatus } from "./cluster.ts";
 import { inviteContact, inviteCreate, inviteList, inviteRevoke } from "./invite.ts";
 import { reportCommands } from "./report.ts";
 import { sessionKick, sessionList } from "./sessions.ts";
@@ -31,4 +32,5 @@ export const adminCommands: readonly AnyAdminCommand[] = [
 	...accountCommands,
 	...reportCommands,
 	...strangersCommands,
+	clusterStatus,
 ];

@@ -1,0 +1,386 @@
+/**
+ * Cost of the cluster's session registry (issue 16, docs/scaling.md): per-session memory and
+ * Redis traffic per login, per presence change and per logout, with 1, 2 and 3 nodes.
+ *
+ *   npx node --expose-gc bench/cluster-registry.ts [--nodes 1,2,3] [--sessions 600]
+ *       [--concurrency 1]   logins (and presence changes, logouts) in flight at once; 1 shows
+ *                           the cost of one event alone, more shows the per-tick batching
+ *
+ * The nodes run in this process (each a whole Server, SQLite shared, the local Redis under a
+ * private prefix, as test/e2e/cluster.test.ts starts them); the clients run in a child process
+ * (this file with --clients), so this process's heap is the nodes' only. Sessions are spread
+ * round-robin over the nodes. Memory: V8 heap used after a full GC, before and after the
+ * logins, once every node holds every replica; with S sessions on N nodes the delta is
+ * S·local + S·(N−1)·replica, so the 1-node run gives `local` and the others `replica`.
+ * Redis: a MONITOR connection counts the commands naming this run's prefix, their bytes
+ * (arguments, RESP framing left out), and the bytes Redis sends to subscribers (a PUBLISH to
+ * the registry channel goes to all N nodes, to a node channel to one). Heartbeats are counted
+ * apart (commands other than PUBLISH), as a rate per node. Plain TCP, no TLS. Not a test:
+ * prints.
+ */
+import { type ChildProcess, fork } from "node:child_process";
+import { rmSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
+import type { ClusterLink } from "../src/cluster/link.ts";
+import { RemoteSession } from "../src/cluster/remote-session.ts";
+import { startTestServer, type TestServer } from "../test/helpers/server.ts";
+import { waitFor } from "../test/helpers/wait.ts";
+import { login, type Session } from "./lib/xmpp.ts";
+
+const PASSWORD = "bench-pw";
+
+// --- client side (child process) ---
+
+type ClientCmd =
+	| { cmd: "login"; targets: { user: string; port: number }[]; concurrency: number }
+	| { cmd: "presence"; concurrency: number }
+	| { cmd: "logout"; concurrency: number }
+	| { cmd: "exit" };
+
+async function clients(): Promise<void> {
+	const held: { s: Session; buf: string }[] = [];
+	const scramCache = new Map<string, Buffer>();
+	/** Runs `fn` over `items`, `n` at a time. */
+	const pool = async <T>(items: T[], n: number, fn: (t: T, i: number) => Promise<void>) => {
+		let next = 0;
+		const one = async () => {
+			while (next < items.length) {
+				const i = next++;
+				await fn(items[i] as T, i);
+			}
+		};
+		await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, one));
+	};
+	const waitData = (h: { s: Session; buf: string }, re: RegExp) =>
+		new Promise<void>((resolve, reject) => {
+			const check = () => {
+				if (re.test(h.buf)) {
+					h.s.socket.off("data", check);
+					h.s.socket.off("close", closed);
+					resolve();
+				}
+			};
+			const closed = () => reject(new Error("closed"));
+			h.s.socket.on("data", check);
+			h.s.socket.once("close", closed);
+			check();
+		});
+	process.on("message", async (m: ClientCmd) => {
+		try {
+			if (m.cmd === "exit") process.exit(0);
+			if (m.cmd === "login")
+				await pool(m.targets, m.concurrency, async (t, i) => {
+					const s = await login({
+						endpoint: { host: "127.0.0.1", port: t.port, domain: "localhost" },
+						localAddress: `127.0.0.${2 + (i % 200)}`,
+						user: t.user,
+						password: PASSWORD,
+						mech: "PLAIN",
+						resource: "r",
+						presence: false,
+						timeoutMs: 30_000,
+						scramCache,
+					});
+					const h = { s, buf: s.rest };
+					s.socket.setEncoding("utf8");
+					s.socket.on("data", (d: string) => {
+						h.buf = (h.buf + d).slice(-4000);
+					});
+					held.push(h);
+					// Initial presence, and its echo (RFC 6121 §4.2.2): the session is available.
+					h.s.socket.write("<presence/>");
+					await waitData(h, /<presence[^>]*from=/);
+				});
+			if (m.cmd === "presence")
+				await pool(held, m.concurrency, async (h) => {
+					h.buf = "";
+					h.s.socket.write("<presence><show>away</show><status>lunch</status></presence>");
+					await waitData(h, /<show>away<\/show>/);
+				});
+			if (m.cmd === "logout") {
+				await pool(held, m.concurrency, async (h) => {
+					const closed = new Promise<void>((r) => h.s.socket.once("close", () => r()));
+					h.s.socket.end("</stream:stream>");
+					await closed;
+				});
+				held.length = 0;
+			}
+			process.send?.({ ok: true });
+		} catch (err) {
+			process.send?.({ ok: false, error: (err as Error).message });
+		}
+	});
+}
+
+// --- nodes and measurements (this process) ---
+
+interface Traffic {
+	publishes: number;
+	publishBytes: number;
+	deliveredBytes: number;
+	/** commands other than PUBLISH (the heartbeats' MULTI bodies and MGETs) */
+	other: number;
+	otherBytes: number;
+}
+
+const zero = (): Traffic => ({
+	publishes: 0,
+	publishBytes: 0,
+	deliveredBytes: 0,
+	other: 0,
+	otherBytes: 0,
+});
+
+function call(child: ChildProcess, cmd: ClientCmd): Promise<void> {
+	return new Promise((resolve, reject) => {
+		child.once("message", (m: { ok: boolean; error?: string }) =>
+			m.ok ? resolve() : reject(new Error(m.error)),
+		);
+		child.send(cmd);
+	});
+}
+
+function heap(): number {
+	const gc = (globalThis as { gc?: () => void }).gc;
+	if (!gc) throw new Error("run with: npx node --expose-gc bench/cluster-registry.ts");
+	for (let i = 0; i < 4; i++) gc();
+	return process.memoryUsage().heapUsed;
+}
+
+async function commandstatsPublish(r: Redis): Promise<{ calls: number; usec: number }> {
+	const info = await r.info("commandstats");
+	const m = /cmdstat_publish:calls=(\d+),usec=(\d+)/.exec(info);
+	return { calls: Number(m?.[1] ?? 0), usec: Number(m?.[2] ?? 0) };
+}
+
+async function run(nodes: number, sessions: number, concurrency: number) {
+	const prefix = `parley-bench-${process.pid}-${nodes}-${Math.random().toString(36).slice(2, 6)}`;
+	const users = Array.from({ length: sessions }, (_, i) => `u${i}`);
+	const cluster = (node: string) => ({
+		auth: { require_encryption: false, allow_plain_without_tls: true },
+		cluster: { enabled: true, prefix, node, heartbeat: 1, node_timeout: 5 },
+		limits: { connections_per_ip: 0 },
+	});
+	const servers: TestServer[] = [];
+	servers.push(
+		await startTestServer({
+			storage: "sqlite",
+			config: cluster("n0"),
+			users: users.map((u) => [`${u}@localhost`, PASSWORD] as [string, string]),
+		}),
+	);
+	for (let i = 1; i < nodes; i++)
+		servers.push(
+			await startTestServer({
+				storage: "sqlite",
+				dataDir: servers[0]?.dataDir,
+				config: cluster(`n${i}`),
+			}),
+		);
+	const child = fork(new URL(import.meta.url).pathname, ["--clients"], {
+		stdio: ["ignore", "inherit", "inherit", "ipc"],
+	});
+
+	// Counting Redis traffic of this run's prefix.
+	const monitorConn = new Redis();
+	const stats = new Redis();
+	const monitor = await monitorConn.monitor();
+	let t = zero();
+	monitor.on("monitor", (_time: string, args: string[]) => {
+		if (!args.some((a) => a.startsWith(prefix))) return;
+		const bytes = args.reduce((n, a) => n + Buffer.byteLength(a), 0);
+		if (args[0]?.toLowerCase() === "publish") {
+			t.publishes++;
+			t.publishBytes += bytes;
+			const payload = Buffer.byteLength(args[2] ?? "");
+			const registry = args[1] === `${prefix}:registry`;
+			t.deliveredBytes += payload * (registry ? nodes : 1);
+		} else {
+			t.other++;
+			t.otherBytes += bytes;
+		}
+	});
+	const remote = () =>
+		servers.map((s) => (s.server.cluster as ClusterLink | null)?.remoteSessions ?? 0);
+	const settle = async (check: () => boolean, what: string) => {
+		await waitFor(check, what, 120_000);
+		// What the last tick queued is published at setImmediate and reaches MONITOR after.
+		await new Promise((r) => setTimeout(r, 300));
+	};
+	const phase = async (what: string, go: () => Promise<void>, check: () => boolean) => {
+		t = zero();
+		const cs0 = await commandstatsPublish(stats);
+		const t0 = performance.now();
+		await go();
+		await settle(check, what);
+		const ms = performance.now() - t0;
+		const cs1 = await commandstatsPublish(stats);
+		const seen = t;
+		return {
+			what,
+			ms,
+			traffic: seen,
+			publishUsec:
+				cs1.calls > cs0.calls ? (cs1.usec - cs0.usec) / Math.max(1, cs1.calls - cs0.calls) : 0,
+		};
+	};
+	const replicasShow = (re: RegExp) => () =>
+		servers.every((s) => {
+			for (const resources of s.server.hosts.get("localhost")?.sessions.values() ?? [])
+				for (const r of resources.values())
+					if (r instanceof RemoteSession && !re.test(r.presence?.toString() ?? "")) return false;
+			return true;
+		});
+
+	await new Promise((r) => setTimeout(r, 1500));
+	const before = heap();
+	const targets = users.map((user, i) => ({ user, port: servers[i % nodes]?.port ?? 0 }));
+	const results = [];
+	results.push(
+		await phase(
+			"login",
+			() => call(child, { cmd: "login", targets, concurrency }),
+			() =>
+				remote().every((n, i) => n === sessions - targets.filter((_, k) => k % nodes === i).length),
+		),
+	);
+	const loggedIn = heap();
+	results.push(
+		await phase(
+			"presence change",
+			() => call(child, { cmd: "presence", concurrency }),
+			replicasShow(/<show>away<\/show>/),
+		),
+	);
+	// Heartbeats alone, for 5 s of quiet.
+	t = zero();
+	await new Promise((r) => setTimeout(r, 5000));
+	const idle = t;
+	results.push(
+		await phase(
+			"logout",
+			() => call(child, { cmd: "logout", concurrency }),
+			() => remote().every((n) => n === 0),
+		),
+	);
+
+	child.send({ cmd: "exit" });
+	await monitorConn.quit().catch(() => {});
+	for (const s of servers.slice().reverse()) await s.stop();
+	const keys = await stats.keys(`${prefix}:*`);
+	if (keys.length) await stats.del(...keys);
+	await stats.quit();
+	rmSync(servers[0]?.dataDir ?? "/nonexistent", { recursive: true, force: true });
+	return { nodes, sessions, heapDelta: loggedIn - before, results, idle };
+}
+
+/**
+ * The heap one replica costs, measured alone and on a large count: one node, and `count`
+ * sessions of a made-up node "ghost" published on the registry channel as that node would
+ * (entries shaped as the link's, with a client's presence with caps, the size of the real ones
+ * MONITOR shows), its `alive` key kept so that the node does not declare it dead.
+ */
+async function replicaCost(count: number): Promise<{ bytes: number; applyUs: number }> {
+	const prefix = `parley-bench-${process.pid}-ghost`;
+	const s = await startTestServer({
+		storage: "sqlite",
+		config: { cluster: { enabled: true, prefix, node: "n0", heartbeat: 1, node_timeout: 5 } },
+	});
+	const r = new Redis();
+	await r.set(`${prefix}:alive:ghost`, "1", "PX", 600_000);
+	await new Promise((res) => setTimeout(res, 1500));
+	const link = s.server.cluster as ClusterLink;
+	const before = heap();
+	const cpu0 = process.cpuUsage();
+	for (let i = 0; i < count; i += 500) {
+		const batch = [];
+		for (let k = i; k < Math.min(count, i + 500); k++) {
+			const jid = `ghost${k}@localhost/phone-${k.toString(36)}`;
+			batch.push({
+				op: "put",
+				entry: {
+					node: "ghost",
+					seq: k + 1,
+					id: `00000000-0000-4000-8000-${k.toString().padStart(12, "0")}`,
+					host: "localhost",
+					jid,
+					addr: `10.0.${(k >> 8) & 255}.${k & 255}`,
+					secure: true,
+					available: true,
+					priority: 0,
+					presence: `<presence xmlns="jabber:client" from="${jid}"><show>away</show><status>lunch</status><c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="https://conversations.im" ver="Nh2cGMw5s3H3b1vGeHO1T7Z0qoQ="/></presence>`,
+					interested: true,
+					data: { carbons: true },
+				},
+			});
+		}
+		await r.publish(`${prefix}:registry`, JSON.stringify(batch));
+	}
+	await waitFor(() => link.remoteSessions === count, `${count} replicas`, 120_000);
+	const cpu = process.cpuUsage(cpu0);
+	// Mostly the node applying the entries (JSON, the presence's XML, the maps); the publishing
+	// client's share is small beside it.
+	const applyUs = (cpu.user + cpu.system) / count;
+	const after = heap();
+	await s.stop();
+	rmSync(s.dataDir, { recursive: true, force: true });
+	const keys = await r.keys(`${prefix}:*`);
+	if (keys.length) await r.del(...keys);
+	await r.quit();
+	return { bytes: (after - before) / count, applyUs };
+}
+
+async function main() {
+	const { values } = parseArgs({
+		options: {
+			nodes: { type: "string", default: "1,2,3" },
+			sessions: { type: "string", default: "600" },
+			concurrency: { type: "string", default: "1" },
+			clients: { type: "boolean", default: false },
+			replicas: { type: "string", default: "20000" },
+		},
+	});
+	if (values.clients) return clients();
+	const sessions = Number(values.sessions);
+	const concurrency = Number(values.concurrency);
+	console.log(
+		`cluster registry: ${sessions} sessions, concurrency ${concurrency}, node ${process.version}`,
+	);
+	const replica = await replicaCost(Number(values.replicas));
+	console.log(
+		`one replica alone (${values.replicas} of a made-up node on 1 node): ${(replica.bytes / 1024).toFixed(2)} KiB of heap each, ${replica.applyUs.toFixed(1)} µs CPU to apply one put`,
+	);
+	let local = 0;
+	for (const n of values.nodes.split(",").map(Number)) {
+		const r = await run(n, sessions, concurrency);
+		const perSession = r.heapDelta / sessions;
+		if (n === 1) local = perSession;
+		console.log(`\n== ${n} node(s), ${sessions} sessions (${Math.ceil(sessions / n)} per node)`);
+		console.log(
+			`heap of all nodes: +${(r.heapDelta / 1048576).toFixed(1)} MiB = ${(perSession / 1024).toFixed(1)} KiB per cluster session`,
+		);
+		if (n > 1 && local > 0) {
+			// At a thousand sessions one-time allocations blur the difference; compare with what
+			// the direct replica figure predicts.
+			const expected = sessions * local + sessions * (n - 1) * replica.bytes;
+			console.log(
+				`  expected from ${(local / 1024).toFixed(1)} KiB local (1 node) and ${(replica.bytes / 1024).toFixed(2)} KiB per replica: +${(expected / 1048576).toFixed(1)} MiB`,
+			);
+		}
+		for (const p of r.results) {
+			const x = p.traffic;
+			console.log(
+				`${p.what.padEnd(16)} per session: ${(x.publishes / sessions).toFixed(3)} PUBLISH, ${(x.publishBytes / sessions).toFixed(0)} B in, ${(x.deliveredBytes / sessions).toFixed(0)} B out to subscribers, ${(x.other / sessions).toFixed(3)} other cmds; ` +
+					`${(sessions / (p.ms / 1000)).toFixed(0)}/s; redis PUBLISH ${p.publishUsec.toFixed(1)} µs/call`,
+			);
+		}
+		console.log(
+			`heartbeats (idle 5 s): ${(r.idle.other / 5 / n).toFixed(1)} cmds/s per node, ${(r.idle.otherBytes / 5 / n).toFixed(0)} B/s per node; ${r.idle.publishes} PUBLISH`,
+		);
+	}
+}
+
+await main();
+// The clients child and ioredis timers would keep the process up; everything is closed by now.
+if (!process.argv.includes("--clients")) process.exit(0);
