@@ -358,9 +358,10 @@ enabled = false
 enabled = false
 [listeners.https]
 enabled = false
-[listeners.admin]
-enabled = false
-${s2s}[hosts."${domain}"]
+${
+	// The admin listener exists since src/admin (issue 15); a --baseline from before refuses it.
+	existsSync(join(o.root, "src/admin")) ? "[listeners.admin]\nenabled = false\n" : ""
+}${s2s}[hosts."${domain}"]
 ${o.mam ? `modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n` : ""}${muc}${o.guest ? parleyGuest(domain) : ""}${
 	redisPort
 		? `[cluster]\nenabled = true\nredis = "redis://127.0.0.1:${redisPort}"\nprefix = "bench"\n`
