@@ -4,6 +4,7 @@
 //                  [--guests N]
 //                  [--window N] [--roster N] [--storage-n N] [--rate N]
 //                  [--occupants N]... [--muc-deliveries N] [--muc-senders N] [--muc-window N]
+//                  [--muc-archive]
 //                  [--pep-contacts N] [--pep-items N] [--pep-window N]
 //                  [--soak-sessions N] [--soak-minutes M] [--soak-ping S]
 // roster: N accounts (201) each with the N-1 others as mutual contacts log in one after another
@@ -16,6 +17,10 @@
 //         (--muc-window 2 in flight each) until about --muc-deliveries (200000) deliveries;
 //         server CPU per 10k deliveries, exactly once per occupant, join cost per occupant; the
 //         server is restarted first when other scenarios ran before on it.
+//         --muc-archive: the rooms archive (XEP-0313) on every target, rows muc-<size>-archive:
+//         Parley room_defaults.archive = true (XEP-0425 moderation is then offered; occupant ids
+//         and the spam module's block-list check run either way); Prosody mod_muc_mam with
+//         muc_log_by_default = true; ejabberd mod_mam with default_room_options mam: true.
 // pep: PEP notification fan-out (XEP-0163): publisher pep0 with --pep-contacts (200) mutual
 //         ("both") contacts pep1.. (the roster scenario's provisioning, as a star), each contact
 //         online with XEP-0115 caps (client/pc, tune + tune+notify; it answers the server's
@@ -147,6 +152,8 @@ interface Options {
 	mucDeliveries: number;
 	mucSenders: number;
 	mucWindow: number;
+	/** the muc scenario's rooms archive (XEP-0313) on every target (--muc-archive) */
+	mucArchive: boolean;
 	/** the anon scenario's sessions held (accounts, then as many guests) */
 	guests: number;
 	/** the pep scenario: the publisher's contacts, the items it publishes, publishes in flight */
@@ -176,6 +183,7 @@ function parseArgs(argv: string[]): Options {
 		mucDeliveries: 200_000,
 		mucSenders: 10,
 		mucWindow: 2,
+		mucArchive: false,
 		guests: 2000,
 		pepContacts: 200,
 		pepItems: 500,
@@ -211,6 +219,7 @@ function parseArgs(argv: string[]): Options {
 		else if (a === "--muc-deliveries") o.mucDeliveries = num(argv[++i], a);
 		else if (a === "--muc-senders") o.mucSenders = num(argv[++i], a);
 		else if (a === "--muc-window") o.mucWindow = num(argv[++i], a);
+		else if (a === "--muc-archive") o.mucArchive = true;
 		else if (a === "--guests") o.guests = num(argv[++i], a);
 		else if (a === "--pep-contacts") o.pepContacts = num(argv[++i], a);
 		else if (a === "--pep-items") o.pepItems = num(argv[++i], a);
@@ -1031,6 +1040,9 @@ async function saturation(
 	return out;
 }
 
+/** The muc scenario's row name: `muc-<size>`, `muc-<size>-archive` with --muc-archive. */
+const mucScenario = (size: number, o: Options) => `muc-${size}${o.mucArchive ? "-archive" : ""}`;
+
 /**
  * MUC fan-out (XEP-0045): per size, a fresh room `bench<size>-<run>@conference.localhost`; the
  * occupants b0..b(size-1) log in (SCRAM-SHA-1, bind, initial presence; not measured) and join
@@ -1042,7 +1054,7 @@ async function muc(t: Running, o: Options, gens: Worker[], run: string): Promise
 	const out: ScenarioResult[] = [];
 	const g = gens[0] as Worker;
 	for (const size of o.occupants) {
-		const scenario = `muc-${size}`;
+		const scenario = mucScenario(size, o);
 		if (!t.muc) {
 			out.push({
 				scenario,
@@ -1595,6 +1607,7 @@ async function main() {
 			workers: name === "workers" ? (o.workers ?? 2) : undefined,
 			mam: name === "baseline" && o.baselineMam,
 			muc: wanted.includes("muc"),
+			mucArchive: o.mucArchive,
 			pep: wanted.includes("pep"),
 			guest: wanted.includes("anon") && (name === "parley" || name === "prosody"),
 		};
@@ -1731,7 +1744,7 @@ async function main() {
 		"roster",
 		"saturation",
 		"saturation-paced",
-		...o.occupants.map((n) => `muc-${n}`),
+		...o.occupants.map((n) => mucScenario(n, o)),
 		"pep",
 		"s2s",
 		"soak",

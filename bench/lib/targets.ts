@@ -100,6 +100,12 @@ export interface StartOptions {
 	mam?: boolean;
 	/** enable a MUC service at conference.localhost (the muc scenario runs) */
 	muc?: boolean;
+	/**
+	 * the MUC service's rooms archive (XEP-0313) by default (--muc-archive): Parley
+	 * `room_defaults.archive = true` (XEP-0425 moderation then advertised); Prosody mod_muc_mam,
+	 * `muc_log_by_default = true`; ejabberd mod_mam, `default_room_options: mam: true`
+	 */
+	mucArchive?: boolean;
 	/** also an anonymous host guest.<domain>, without session caps (the anon scenario runs) */
 	guest?: boolean;
 	/**
@@ -259,14 +265,14 @@ export async function startBaseline(o: StartOptions, processTree: (p: number) =>
  * Parley's MUC component, as its configuration enables it; the room default of 200 occupants
  * (ejabberd's too) raised for the 500-occupant room, as ejabberd's max_users is.
  */
-const PARLEY_MUC = `[components."${MUC_DOMAIN}"]
+const parleyMuc = (archive: boolean) => `[components."${MUC_DOMAIN}"]
 type = "muc"
-room_defaults = { max_occupants = 1000 }
+room_defaults = { max_occupants = 1000${archive ? ", archive = true" : ""} }
 `;
 /** The same without the limit, in case that key is not (yet) in the checkout's schema. */
-const PARLEY_MUC_PLAIN = `[components."${MUC_DOMAIN}"]
+const parleyMucPlain = (archive: boolean) => `[components."${MUC_DOMAIN}"]
 type = "muc"
-`;
+${archive ? "room_defaults = { archive = true }\n" : ""}`;
 
 /** The anon scenario's guest host: SASL ANONYMOUS only, its session caps off (0 = unlimited). */
 const parleyGuest = (domain: string) => `[hosts."guest.${domain}"]
@@ -285,7 +291,8 @@ export async function startParley(o: StartOptions, processTree: (p: number) => n
 	const withMuc = !!o.muc && existsSync(join(o.root, "src/modules/muc"));
 	if (o.muc && !withMuc) o.log("parley: no src/modules/muc in this checkout: no MUC");
 	if (!withMuc) return startParleyWith(o, processTree, "");
-	for (const muc of [PARLEY_MUC, PARLEY_MUC_PLAIN]) {
+	// With --muc-archive no fallback without the archive: the rows would not be what they say.
+	for (const muc of [parleyMuc(!!o.mucArchive), parleyMucPlain(!!o.mucArchive)]) {
 		try {
 			return await startParleyWith(o, processTree, muc);
 		} catch (e) {
@@ -351,9 +358,10 @@ enabled = false
 enabled = false
 [listeners.https]
 enabled = false
-[listeners.admin]
-enabled = false
-${s2s}[hosts."${domain}"]
+${
+	// The admin listener exists since src/admin (issue 15); a --baseline from before refuses it.
+	existsSync(join(o.root, "src/admin")) ? "[listeners.admin]\nenabled = false\n" : ""
+}${s2s}[hosts."${domain}"]
 ${o.mam ? `modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n` : ""}${muc}${o.guest ? parleyGuest(domain) : ""}${
 	redisPort
 		? `[cluster]\nenabled = true\nredis = "redis://127.0.0.1:${redisPort}"\nprefix = "bench"\n`
@@ -408,7 +416,7 @@ ${o.mam ? `modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n` : ""
 		muc: muc ? MUC_DOMAIN : undefined,
 		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
-			`storage: SQLite (WAL, synchronous=FULL); default module set${o.liveness ? `; [sessions] idle_ping = ${o.liveness.idle_ping}, ping_timeout = ${o.liveness.ping_timeout}` : ""}${muc ? `; MUC at ${MUC_DOMAIN}${muc === PARLEY_MUC ? " (room_defaults.max_occupants 1000)" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (max_sessions and max_sessions_per_ip 0: unlimited)` : ""}`,
+			`storage: SQLite (WAL, synchronous=FULL); default module set${o.liveness ? `; [sessions] idle_ping = ${o.liveness.idle_ping}, ping_timeout = ${o.liveness.ping_timeout}` : ""}${muc ? `; MUC at ${MUC_DOMAIN}${muc.includes("max_occupants") ? " (room_defaults.max_occupants 1000)" : ""}${o.mucArchive ? " (room_defaults.archive = true: rooms archive, XEP-0425 moderation offered)" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (max_sessions and max_sessions_per_ip 0: unlimited)` : ""}`,
 			...(o.workers
 				? [
 						`${o.workers} worker processes (parley serve --workers ${o.workers}) and a private redis-server for their cluster link; server CPU and RSS include the primary, the workers and Redis`,
@@ -504,7 +512,13 @@ Component "${MUC_DOMAIN}" "muc"
 	muc_room_locking = true
 	muc_room_default_history_length = 20
 	muc_tombstones = false
+${
+	o.mucArchive
+		? `	modules_enabled = { "muc_mam" }
+	muc_log_by_default = true
 `
+		: ""
+}`
 		: ""
 }`,
 	);
@@ -525,7 +539,7 @@ Component "${MUC_DOMAIN}" "muc"
 		muc: o.muc ? MUC_DOMAIN : undefined,
 		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
-			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}` : ""}${o.guest ? `; anonymous host guest.${domain} (mod_auth_anonymous, its defaults)` : ""}${o.pep ? "; mod_pep (its defaults: max_items 1, persist_items)" : ""}`,
+			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}${o.mucArchive ? " with mod_muc_mam, muc_log_by_default = true" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (mod_auth_anonymous, its defaults)` : ""}${o.pep ? "; mod_pep (its defaults: max_items 1, persist_items)" : ""}`,
 			...(o.s2s
 				? [
 						`${domain}: s2s on 127.0.0.1:${o.s2s.port}, mod_tls + mod_dialback, s2s_require_encryption and s2s_secure_auth as by default (true, false), a self-signed certificate; routes by the SRV-answering plugin of test/helpers/prosody.ts`,
@@ -703,7 +717,7 @@ ${
     default_room_options:
       max_users: 2000
       persistent: false
-`
+${o.mucArchive ? "      mam: true\n  mod_mam: {}\n" : ""}`
 		: ""
 }`,
 	);
@@ -745,7 +759,7 @@ ${
 		xmpp: true,
 		muc: o.muc ? MUC_DOMAIN : undefined,
 		notes: [
-			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.ejabberdPings ? `; mod_ping send_pings: true, ping_interval: ${o.ejabberdPings.interval}, ping_ack_timeout: ${o.ejabberdPings.ackTimeout}, timeout_action: kill` : ""}${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals)` : ""}${o.pep ? `; mod_pubsub (plugins flat, pep; its defaults otherwise) and mod_caps` : ""}`,
+			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.ejabberdPings ? `; mod_ping send_pings: true, ping_interval: ${o.ejabberdPings.interval}, ping_ack_timeout: ${o.ejabberdPings.ackTimeout}, timeout_action: kill` : ""}${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals${o.mucArchive ? "; default_room_options mam: true, mod_mam with its defaults" : ""})` : ""}${o.pep ? `; mod_pubsub (plugins flat, pep; its defaults otherwise) and mod_caps` : ""}`,
 		],
 		// SIGTERM to the Erlang VM only (init:stop); its port programs end with it.
 		stop: () =>
