@@ -4,13 +4,14 @@ import { register } from "prom-client";
 import { ConnectionLimiter } from "../security/limits.ts";
 import { MemoryBackend } from "../storage/memory.ts";
 import { type Core, HIBERNATING, type Host, type Session } from "./contracts.ts";
+import { EventBus } from "./events.ts";
 import { ServerMetrics } from "./metrics.ts";
 
 /** A core with one host holding `sessions`, as far as the metrics read it. */
 function fakeCore(sessions: Partial<Session>[], s2s = { incoming: 0, outgoing: 0 }): Core {
 	const byUser = new Map<string, Map<string, Session>>();
 	for (const [i, s] of sessions.entries()) byUser.set(`u${i}`, new Map([["r", s as Session]]));
-	const host = { sessions: byUser } as unknown as Host;
+	const host = { name: "example.com", sessions: byUser, events: new EventBus() } as unknown as Host;
 	return {
 		hosts: new Map([["example.com", host]]),
 		remote: { streamCounts: () => s2s },

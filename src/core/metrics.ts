@@ -205,6 +205,23 @@ export class ServerMetrics implements MetricsRecorder {
 				this.set(self.#componentStreams);
 			},
 		});
+		new Counter({
+			name: "parley_spam_total",
+			help: "Spam defence (issue 19) per host: reports kept, dropped and forwarded, stanzas refused by a block list or a quarantine, strangers' messages held or bounced, room messages and joins over the rate limits.",
+			labelNames: ["host", "event"],
+			registers,
+			// The spam module's counters, asked of each host on its bus (`spam/counters`); a host
+			// without the module answers nothing and has no series.
+			async collect() {
+				this.reset();
+				for (const host of core.hosts.values()) {
+					const q: { counters?: Record<string, number> } = {};
+					await host.events.fire("spam/counters", q);
+					for (const [event, n] of Object.entries(q.counters ?? {}))
+						this.inc({ host: host.name, event: snakeCase(event) }, n);
+				}
+			},
+		});
 		// prom-client renders any object with a name and a get() (Registry.getMetricsAsString);
 		// its types only know its own classes.
 		this.registry.registerMetric(this.#storage as unknown as Metric);
@@ -506,4 +523,9 @@ class TimedBackend implements StorageBackend {
 	close(): Promise<void> {
 		return this.#raw.close();
 	}
+}
+
+/** `reportsDropped` -> `reports_dropped`: label values in Prometheus' own style. */
+function snakeCase(name: string): string {
+	return name.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }

@@ -248,6 +248,9 @@ test("one account files at most reports_per_hour reports; the rest still block (
 	const q: { counters?: SpamCounters } = {};
 	await t.server.hosts.get("localhost")?.events.fire("spam/counters", q);
 	assert.equal(q.counters?.reportsDropped, 2, JSON.stringify(q.counters));
+	// The same counters in the Prometheus text (GET /metrics on the admin listener).
+	const { body } = await t.server.metricsText();
+	assert.match(body, /^parley_spam_total\{host="localhost",event="reports_dropped"\} 2$/m);
 	const list = await iq(
 		flood,
 		"l",
