@@ -260,8 +260,11 @@ export default defineModule({
 			for (;;) {
 				const page = await index.query("", { with: uploader, limit: 500 });
 				for (const item of page.items) await files.remove(item.id);
-				removed += await index.delete("", { with: uploader, ids: page.items.map((i) => i.id) });
-				if (page.complete || page.items.length === 0) break;
+				const n = await index.delete("", { with: uploader, ids: page.items.map((i) => i.id) });
+				removed += n;
+				// Each page is read from the start again, so a page that deleted nothing would
+				// come back the same: stop there rather than loop.
+				if (page.complete || n === 0) break;
 			}
 			if (removed > 0) api.log.info({ uploader, removed }, "a deleted account's uploads deleted");
 		};
