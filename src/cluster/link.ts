@@ -10,19 +10,21 @@
  *   `state`, which replaces its replicas. Entries carry a per-node sequence number; a replica
  *   keeps the newest. Nothing but the node list and the heartbeats is stored in Redis: the
  *   registry is what the nodes hold.
- * - Delivery. A stanza for a remote session is published on its node's channel
- *   `<prefix>:node:<node>`; Redis keeps the order of one publisher's messages, so a session
- *   still gets one sender's stanzas in order (RFC 6120 §10.1).
+ * - Delivery ({@link Delivery}, src/cluster/delivery.ts). A stanza for a remote session goes
+ *   into its node's Redis stream `<prefix>:stream:<node>`, read and acknowledged by that node:
+ *   at least once, de-duplicated, in order per sender (RFC 6120 §10.1); the leader re-routes
+ *   what a dead node's stream still holds.
  * - Liveness. A node refreshes `<prefix>:alive:<node>` (expires after `node_timeout`) every
  *   `heartbeat` and checks the others'. A node that stopped refreshing is dead: every node drops
  *   its sessions, and the leader (the live node that joined first) ends them as if their
  *   streams had closed (unavailable presence to contacts, RFC 6121 §4.5.2; last activity) and
- *   removes it from the node list. Messages to those users then go to offline storage.
+ *   removes it from the node list. Messages to those users then go to offline storage, and so
+ *   do those still in the dead node's stream.
  * - Module caches (the blocking lists) are told of changes made on other nodes by
  *   `cluster/<topic>` events on the host's bus ({@link ClusterLink.notify}).
  * - Requests. A node asks another to answer something only that one can ({@link ClusterLink.ask}:
- *   a BOSH body for a session it holds) on that node's channel; the answer comes back on the
- *   asking node's channel.
+ *   a BOSH body for a session it holds) on that node's pub/sub channel `<prefix>:node:<node>`;
+ *   the answer comes back on the asking node's channel.
  */
 import { hostname } from "node:os";
 import { Redis } from "ioredis";
@@ -39,13 +41,12 @@ import type { Logger } from "../core/log.ts";
 import type { Element } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
+import { Delivery } from "./delivery.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
 import { beatsKey, readClusterStatus } from "./status.ts";
 
 /** Separates the fields of a node-channel message; U+0000 cannot occur in XML or in a JID. */
 const SEP = "\u0000";
-/** Separates the records of one batch on a node channel; U+0001 cannot occur in XML 1.0 either. */
-const REC = "\u0001";
 
 type RegistryMessage =
 	| { op: "put"; entry: SessionEntry }
@@ -72,8 +73,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		registry: string;
 		nodes: string;
 		alive: (node: string) => string;
-		channel: (node: string) => string;
 	};
+	readonly #delivery: Delivery;
 	#pub: Redis | null = null;
 	#sub: Redis | null = null;
 	#seq = 0;
@@ -87,14 +88,6 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	#stopping = false;
 	#ticking = false;
 	#ready = false;
-	/** Handlers of other nodes' requests, by kind ({@link ClusterLink.answer}). */
-	readonly #answerers = new Map<string, (payload: Buffer) => Promise<Buffer>>();
-	/** This node's requests waiting for their answer, by request id. */
-	readonly #asked = new Map<
-		string,
-		{ resolve: (b: Buffer | null) => void; timer: NodeJS.Timeout }
-	>();
-	#askSeq = 0;
 
 	constructor(server: Core) {
 		this.#server = server;
@@ -106,8 +99,19 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			registry: `${p}:registry`,
 			nodes: `${p}:nodes`,
 			alive: (n) => `${p}:alive:${n}`,
-			channel: (n) => `${p}:node:${n}`,
 		};
+		this.#delivery = new Delivery({
+			redis: this.#cfg.redis,
+			prefix: p,
+			node: this.node,
+			nodeTimeoutMs: this.#cfg.node_timeout * 1000,
+			heartbeatMs: this.#cfg.heartbeat * 1000,
+			maxlen: this.#cfg.stream_maxlen,
+			log: this.#log,
+			receive: (record) => this.#fromNode(record),
+			reroute: (record) => this.#reroute(record),
+			gone: (node, record) => this.#reroute(record, node),
+		});
 	}
 
 	/** Whether this node currently ends the sessions of dead nodes. */
@@ -160,8 +164,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${why}`);
 		}
 		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
-		await sub.subscribe(this.#keys.registry, this.#keys.channel(this.node));
+		await sub.subscribe(this.#keys.registry);
 		await this.#join();
+		await this.#delivery.start().catch((err: Error) => {
+			this.#stopping = true;
+			pub.disconnect();
+			sub.disconnect();
+			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${err.message}`);
+		});
 		// After a lost connection ioredis resubscribes by itself; what was published meanwhile is
 		// gone, so the node republishes its sessions and reloads the others'.
 		sub.on("ready", () => {
@@ -179,11 +189,13 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	 */
 	async #join(): Promise<void> {
 		const pub = this.#pub as Redis;
+		const sentAt = performance.now();
 		await pub
 			.multi()
 			.zadd(this.#keys.nodes, "NX", String(Date.now()), this.node)
 			.set(this.#keys.alive(this.node), "1", "PX", this.#cfg.node_timeout * 1000)
 			.exec();
+		this.#delivery.alive(sentAt);
 		await pub.publish(this.#keys.registry, JSON.stringify([{ op: "hello", node: this.node }]));
 		await this.#tick();
 	}
@@ -217,6 +229,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#timer = null;
 		this.#writeOut();
 		const pub = this.#pub;
+		await this.#delivery.stop();
 		if (pub && pub.status === "ready") {
 			await pub
 				.multi()
@@ -225,11 +238,6 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.hdel(beatsKey(this.#cfg.prefix), this.node)
 				.exec()
 				.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving failed"));
-		}
-		for (const [id, q] of this.#asked) {
-			clearTimeout(q.timer);
-			q.resolve(null);
-			this.#asked.delete(id);
 		}
 		// Forget the replicas without ending them: their nodes still serve them.
 		for (const r of this.#remote.values()) this.#unlink(r);
@@ -324,73 +332,29 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	// --- requests to one node (a BOSH body for the node that holds its session) ---
 
 	answer(kind: string, handler: (payload: Buffer) => Promise<Buffer>): void {
-		this.#answerers.set(kind, handler);
+		this.#delivery.answer(kind, handler);
 	}
 
-	/**
-	 * Published at once rather than with the tick's batch: PUBLISH tells how many subscribers got
-	 * it, so a request for a node that is gone is answered null at once, not after the timeout.
-	 * Payloads travel as base64: a BOSH body is the client's bytes, which may hold U+0001.
-	 */
 	ask(node: string, kind: string, payload: Buffer, timeoutMs: number): Promise<Buffer | null> {
-		const pub = this.#pub;
-		if (!pub || this.#stopping) return Promise.resolve(null);
-		const id = `${++this.#askSeq}`;
-		return new Promise((resolve) => {
-			const done = (b: Buffer | null) => {
-				if (!this.#asked.delete(id)) return;
-				clearTimeout(timer);
-				resolve(b);
-			};
-			const timer = setTimeout(() => done(null), timeoutMs);
-			this.#asked.set(id, { resolve: done, timer });
-			const record = `q${SEP}${id}${SEP}${this.node}${SEP}${kind}${SEP}${payload.toString("base64")}`;
-			pub.publish(this.#keys.channel(node), record).then(
-				(receivers) => {
-					if (receivers === 0) done(null);
-				},
-				(err: unknown) => {
-					this.#log.warn({ err, node }, "cluster: a request for another node was lost");
-					done(null);
-				},
-			);
-		});
-	}
-
-	#answerRequest(message: string): void {
-		const [, id = "", from = "", kind = "", data = ""] = message.split(SEP);
-		const handler = this.#answerers.get(kind);
-		if (!handler) return;
-		handler(Buffer.from(data, "base64")).then(
-			(answer) => this.#toNode(from, `a${SEP}${id}${SEP}${answer.toString("base64")}`),
-			(err: unknown) =>
-				this.#log.warn({ err, kind }, "cluster: a request from another node failed"),
-		);
+		if (this.#stopping) return Promise.resolve(null);
+		return this.#delivery.ask(node, kind, payload, timeoutMs);
 	}
 
 	#toNode(node: string, message: string): void {
-		if (!this.#pub) return;
-		let out = this.#outNodes.get(node);
-		if (!out) {
-			out = [];
-			this.#outNodes.set(node, out);
-		}
-		out.push(message);
-		this.#queueOut();
+		if (this.#pub) this.#delivery.send(node, message);
 	}
 
 	// --- one batch per tick ---
 	//
 	// Everything a tick produces goes out together when the tick's I/O is done: one PUBLISH of
-	// the registry changes and one PUBLISH per node with stanzas for it. Under load that is a few Redis commands for many sessions and
+	// the registry changes (a JSON array), and one stream entry per node with stanzas for it
+	// (src/cluster/delivery.ts). Under load that is a few Redis commands for many sessions and
 	// stanzas instead of one each (the client library's cost per command dominated the login
-	// profile of a two-worker cluster). Registry changes go before the stanzas of the same
-	// tick, on the same connection, so a node learns of a session before it gets stanzas from
-	// it. A batch is a JSON array (registry) or records separated by U+0001 (node channels),
-	// which XML 1.0 does not allow in a stanza.
+	// profile of a two-worker cluster). Registry changes and stanzas travel on different
+	// connections: a stanza from a session another node does not know of yet is delivered all
+	// the same (the receiving node needs only its own session, the recipient).
 
 	#outRegistry: string[] = [];
-	readonly #outNodes = new Map<string, string[]>();
 	#outQueued = false;
 
 	#queueOut(): void {
@@ -409,25 +373,18 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#dirty.clear();
 		const registry = this.#outRegistry;
 		this.#outRegistry = [];
-		if (!pub) {
-			this.#outNodes.clear();
-			return;
-		}
+		if (!pub) return;
 		const lost = (err: unknown) =>
 			this.#log.warn({ err }, "cluster: a batch for the other nodes was lost");
 		if (registry.length) pub.publish(this.#keys.registry, `[${registry.join(",")}]`).catch(lost);
-		for (const [node, messages] of this.#outNodes)
-			pub.publish(this.#keys.channel(node), messages.join(REC)).catch(lost);
-		this.#outNodes.clear();
 	}
 
 	// --- incoming ---
 
 	#onMessage(channel: string, message: string): void {
 		try {
-			if (channel === this.#keys.registry) {
+			if (channel === this.#keys.registry)
 				for (const m of JSON.parse(message) as RegistryMessage[]) this.#apply(m);
-			} else for (const record of message.split(REC)) this.#fromNode(record);
 		} catch (err) {
 			this.#log.error({ err, channel }, "cluster: a message from another node failed");
 		}
@@ -522,15 +479,6 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 
 	#fromNode(message: string): void {
 		const kind = message[0];
-		if (kind === "q") {
-			this.#answerRequest(message);
-			return;
-		}
-		if (kind === "a") {
-			const [, id = "", data = ""] = message.split(SEP);
-			this.#asked.get(id)?.resolve(Buffer.from(data, "base64"));
-			return;
-		}
 		if (kind === "r") {
 			this.#server.router.route(this.#parse(message.slice(2))).catch((err: unknown) => {
 				this.#log.warn({ err }, "cluster: a stanza from another node could not be routed");
@@ -564,6 +512,40 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			});
 	}
 
+	/**
+	 * A record of a dead node's stream, claimed by this leader: its sessions are ended, so a
+	 * message is routed again as the cluster now is (another resource, or offline storage: RFC
+	 * 6121 §8.5.2, §8.5.3.2.1); a stanza for a component is routed to it; what else was for the
+	 * ended sessions (presence, IQs, closes) is dropped, as for a session that ended. `gone`:
+	 * the record was for that node, which has no stream any more (it left, or was declared
+	 * dead); one still addressed to a replica of that node is dropped rather than sent there
+	 * again.
+	 */
+	#reroute(record: string, gone?: string): void {
+		const kind = record[0];
+		if (kind === "r") {
+			this.#fromNode(record);
+			return;
+		}
+		if (kind !== "s") return;
+		const a = record.indexOf(SEP, 2);
+		const b = record.indexOf(SEP, a + 1);
+		if (a < 0 || b < 0) return;
+		const stanza = this.#parse(record.slice(b + 1));
+		if (gone) {
+			const jid = this.#server.jids.parse(record.slice(a + 1, b));
+			const target = this.#server.hosts
+				.get(record.slice(2, a))
+				?.sessions.get(jid.local)
+				?.get(jid.resource);
+			if (target instanceof RemoteSession && target.node === gone) return;
+		}
+		if (stanza.name === "message" && stanza.attrs.from && stanza.attrs.to)
+			this.#server.router.route(stanza).catch((err: unknown) => {
+				this.#log.warn({ err }, "cluster: a dead node's stanza could not be routed again");
+			});
+	}
+
 	#parse(xml: string): Element {
 		const limits = this.#server.config.limits;
 		const root = parseDocument(`<w xmlns="jabber:client">${xml}</w>`, {
@@ -581,6 +563,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#ticking = true;
 		try {
 			const ttl = this.#cfg.node_timeout * 1000;
+			const sentAt = performance.now();
 			const [[, added], , [, nodes]] = (await pub
 				.multi()
 				.zadd(this.#keys.nodes, "NX", String(Date.now()), this.node)
@@ -596,6 +579,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 					}),
 				)
 				.exec()) as [[null, number], [null, string], [null, string[]], [null, number]];
+			this.#delivery.alive(sentAt);
 			if (added === 1 && this.#ready) {
 				// Another node declared this one dead (a pause longer than node_timeout) and removed
 				// its registry: publish every local session again.
@@ -619,6 +603,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			// from storage afresh (persistent rooms; temporary ones ended with the old leader).
 			if (this.#leader && !wasLeader && this.#ready) await this.#server.restartComponents();
 			for (const n of dead) await this.#nodeDied(n);
+			if (this.#leader) await this.#delivery.drainOrphans();
 		} catch (err) {
 			this.#log.warn({ err }, "cluster: heartbeat failed");
 		} finally {
@@ -643,5 +628,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			await r.host.events.fire("session/closed", { session: r }).catch((err: unknown) => {
 				this.#log.error({ err }, "session/closed handler failed");
 			});
+		// Its sessions ended first, so that what its stream still holds goes elsewhere.
+		await this.#delivery.nodeDied(node);
 	}
 }

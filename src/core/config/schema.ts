@@ -478,6 +478,11 @@ export const configSchema = z
 				heartbeat: z.number().positive().default(2),
 				/** Seconds without a heartbeat after which a node counts as dead and its sessions end. */
 				node_timeout: z.number().positive().default(6),
+				/**
+				 * Entries a node's delivery stream keeps at most (XADD MAXLEN ~, one entry per event-loop
+				 * turn of a sending node): bounds Redis memory for a node that stopped reading.
+				 */
+				stream_maxlen: z.number().int().min(100).default(100_000),
 			})
 			.prefault({}),
 		metrics: z
