@@ -78,7 +78,7 @@ export interface DeliveryOptions {
 	/** A record another node sent this one: deliver it. */
 	receive(record: string): void;
 	/** A record of a dead node's stream, claimed by this (leader) node: route it again. */
-	reroute(record: string): void;
+	reroute(record: string): Promise<void>;
 	/** A record for `node`, which has no stream (it left or was declared dead): route it again. */
 	gone(node: string, record: string): void;
 }
@@ -113,6 +113,8 @@ export class Delivery {
 	#rereadPending = true;
 	/** When this node last sent a heartbeat that Redis executed (ms, monotonic clock). */
 	#beatSentAt = Number.NEGATIVE_INFINITY;
+	/** When a heartbeat last found this node's `alive` key expired (ms, monotonic clock). */
+	#lapsedAt = Number.NEGATIVE_INFINITY;
 	readonly #out = new Map<string, string[]>();
 	#outQueued = false;
 	#draining = false;
@@ -181,9 +183,12 @@ export class Delivery {
 	/**
 	 * The link's heartbeat that refreshed this node's `alive` key was sent at `sentAt`
 	 * (performance.now()). Until `node_timeout` after that, the leader cannot declare this node
-	 * dead, so it may deliver entries before acknowledging them.
+	 * dead, so it may deliver entries before acknowledging them. `lapsed`: the key had expired
+	 * before this heartbeat, so the leader may be taking this node's stream right now, whatever
+	 * the heartbeats say; entries are acknowledged before delivery for two `node_timeout`s.
 	 */
-	alive(sentAt: number): void {
+	alive(sentAt: number, lapsed: boolean): void {
+		if (lapsed) this.#lapsedAt = performance.now();
 		if (sentAt > this.#beatSentAt) this.#beatSentAt = sentAt;
 	}
 
@@ -339,7 +344,11 @@ export class Delivery {
 	/** Whether the leader may have declared this node dead (see the header: a pause). */
 	#mayBeDead(): boolean {
 		const margin = Math.min(this.#o.heartbeatMs, this.#o.nodeTimeoutMs / 3);
-		return performance.now() - this.#beatSentAt > this.#o.nodeTimeoutMs - margin;
+		const now = performance.now();
+		return (
+			now - this.#beatSentAt > this.#o.nodeTimeoutMs - margin ||
+			now - this.#lapsedAt < 2 * this.#o.nodeTimeoutMs
+		);
 	}
 
 	async #handle(key: string, entries: RawEntry[]): Promise<void> {
@@ -403,12 +412,11 @@ export class Delivery {
 	// --- dead nodes (leader) ---
 
 	/**
-	 * The leader declared `node` dead: its stream becomes an orphan, drained here. `checkAlive`:
-	 * leave the stream alone if the node's heartbeat came back meanwhile.
+	 * The leader declared `node` dead: its stream becomes an orphan, for {@link drainOrphans}
+	 * (left alone if the node's heartbeat came back meanwhile).
 	 */
 	async nodeDied(node: string): Promise<void> {
 		await this.#orphan(node, true);
-		await this.drainOrphans();
 	}
 
 	async #orphan(node: string, checkAlive: boolean): Promise<string> {
@@ -489,7 +497,21 @@ export class Delivery {
 		if (!entries.length) return 0;
 		// No de-duplication: another node's entries, each claimed once (a leader that died half
 		// way leaves them pending, and the next one routes them: at least once).
-		for (const e of entries) this.#deliver(e, this.#o.reroute, false);
+		for (const e of entries) {
+			const records: string[] = [];
+			this.#deliver(e, (record) => records.push(record), false);
+			// One after the other, each routed (stored) before the next: the order holds, and the
+			// orphan is gone only once all of it is where it goes.
+			for (const record of records)
+				await this.#o
+					.reroute(record)
+					.catch((err: unknown) =>
+						this.#o.log.warn(
+							{ err },
+							"cluster delivery: a dead node's stanza could not be routed again",
+						),
+					);
+		}
 		await (this.#w as Redis).xack(orphan, GROUP, ...entries.map(([id]) => id));
 		return entries.length;
 	}

@@ -110,7 +110,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			log: this.#log,
 			receive: (record) => this.#fromNode(record),
 			reroute: (record) => this.#reroute(record),
-			gone: (node, record) => this.#reroute(record, node),
+			gone: (node, record) =>
+				void this.#reroute(record, node).catch((err: unknown) => {
+					this.#log.warn({ err }, "cluster: a stanza could not be routed again");
+				}),
 		});
 	}
 
@@ -190,12 +193,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	async #join(): Promise<void> {
 		const pub = this.#pub as Redis;
 		const sentAt = performance.now();
-		await pub
+		const [, [, was]] = (await pub
 			.multi()
 			.zadd(this.#keys.nodes, "NX", String(Date.now()), this.node)
-			.set(this.#keys.alive(this.node), "1", "PX", this.#cfg.node_timeout * 1000)
-			.exec();
-		this.#delivery.alive(sentAt);
+			.set(this.#keys.alive(this.node), "1", "PX", this.#cfg.node_timeout * 1000, "GET")
+			.exec()) as [unknown, [null, string | null]];
+		this.#delivery.alive(sentAt, was === null);
 		await pub.publish(this.#keys.registry, JSON.stringify([{ op: "hello", node: this.node }]));
 		await this.#tick();
 	}
@@ -521,10 +524,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	 * dead); one still addressed to a replica of that node is dropped rather than sent there
 	 * again.
 	 */
-	#reroute(record: string, gone?: string): void {
+	async #reroute(record: string, gone?: string): Promise<void> {
 		const kind = record[0];
 		if (kind === "r") {
-			this.#fromNode(record);
+			await this.#server.router.route(this.#parse(record.slice(2)));
 			return;
 		}
 		if (kind !== "s") return;
@@ -541,9 +544,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			if (target instanceof RemoteSession && target.node === gone) return;
 		}
 		if (stanza.name === "message" && stanza.attrs.from && stanza.attrs.to)
-			this.#server.router.route(stanza).catch((err: unknown) => {
-				this.#log.warn({ err }, "cluster: a dead node's stanza could not be routed again");
-			});
+			await this.#server.router.route(stanza);
 	}
 
 	#parse(xml: string): Element {
@@ -564,10 +565,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		try {
 			const ttl = this.#cfg.node_timeout * 1000;
 			const sentAt = performance.now();
-			const [[, added], , [, nodes]] = (await pub
+			const [[, added], [, was], [, nodes]] = (await pub
 				.multi()
 				.zadd(this.#keys.nodes, "NX", String(Date.now()), this.node)
-				.set(this.#keys.alive(this.node), "1", "PX", ttl)
+				.set(this.#keys.alive(this.node), "1", "PX", ttl, "GET")
 				.zrange(this.#keys.nodes, "0", "-1")
 				.hset(
 					beatsKey(this.#cfg.prefix),
@@ -578,8 +579,9 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 						heartbeat: this.#cfg.heartbeat,
 					}),
 				)
-				.exec()) as [[null, number], [null, string], [null, string[]], [null, number]];
-			this.#delivery.alive(sentAt);
+				.exec()) as [[null, number], [null, string | null], [null, string[]], [null, number]];
+			// `was` null: this node's `alive` key had expired, so the leader may be taking its stream.
+			this.#delivery.alive(sentAt, was === null);
 			if (added === 1 && this.#ready) {
 				// Another node declared this one dead (a pause longer than node_timeout) and removed
 				// its registry: publish every local session again.
@@ -615,6 +617,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		const gone = [...this.#remote.values()].filter((r) => r.node === node);
 		for (const r of gone) this.#drop(r);
 		if (!this.#leader) return;
+		// First, so that the node, should it only have been paused, delivers nothing more from it.
+		await this.#delivery.nodeDied(node);
 		this.#log.warn(
 			{ dead: node, sessions: gone.length },
 			"cluster: a node stopped; ending its sessions",
@@ -628,7 +632,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			await r.host.events.fire("session/closed", { session: r }).catch((err: unknown) => {
 				this.#log.error({ err }, "session/closed handler failed");
 			});
-		// Its sessions ended first, so that what its stream still holds goes elsewhere.
-		await this.#delivery.nodeDied(node);
+		// Its sessions ended, what its stream held is routed again: to offline storage, or to
+		// another resource.
+		await this.#delivery.drainOrphans();
 	}
 }

@@ -1,0 +1,308 @@
+/**
+ * Delivery between cluster nodes (issue 16, "no acknowledged stanza lost between nodes";
+ * src/cluster/delivery.ts): node A runs in this process (the leader: it joins first), the
+ * receiving node is a `parley serve` child on the same SQLite file and the local Redis, so it can
+ * be killed with SIGKILL or paused with SIGSTOP. A third node B in this process has its Redis
+ * connections cut.
+ *
+ * "Acknowledged" here is XEP-0198's: the sender enables stream management, and a message
+ * counts once its node's `<a h/>` covers it (§4: the server handled it, here routed into the
+ * receiving node's stream). Every acknowledged message must reach the recipient: live before
+ * the kill, or from offline storage at the next login (XEP-0160), after the leader re-routed
+ * what the dead node's stream still held.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { Redis } from "ioredis";
+import type { ClusterLink } from "../../src/cluster/link.ts";
+import { freePort } from "../helpers/pg-cluster.ts";
+import type { RawClient } from "../helpers/raw.ts";
+import { online } from "../helpers/raw-stanzas.ts";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { redisSkip } from "../helpers/services.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
+const TAG = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+const PREFIX = `parley-test-dl-${TAG}`;
+/** Node names unique to this run: other runs may share the Redis. */
+const NODE_A = `dl-a-${TAG}`;
+const NODE_B = `dl-b-${TAG}`;
+
+const clusterConfig = (node: string) => ({
+	auth: { require_encryption: false, allow_plain_without_tls: true },
+	cluster: { enabled: true, prefix: PREFIX, node, heartbeat: 0.5, node_timeout: 3 },
+});
+
+let a: TestServer;
+let b: TestServer;
+const clients: RawClient[] = [];
+const children: ChildProcess[] = [];
+
+async function on(port: number, user: string, resource: string): Promise<RawClient> {
+	const c = await online(port, user, resource);
+	clients.push(c);
+	return c;
+}
+
+/** Waits until `node` knows of exactly `count` sessions on other nodes. */
+async function replicas(node: TestServer, count: number): Promise<void> {
+	await waitFor(
+		() => (node.server.cluster as ClusterLink | null)?.remoteSessions === count,
+		`${count} remote sessions`,
+		20_000,
+	);
+}
+
+/** A `parley serve` child on A's storage and cluster, plain TCP on its own port. */
+async function startChild(node: string): Promise<{ child: ChildProcess; port: number }> {
+	const port = await freePort();
+	const toml = join(a.dataDir, `${node}.toml`);
+	writeFileSync(
+		toml,
+		`${[
+			"[server]",
+			`data_dir = ${JSON.stringify(a.dataDir)}`,
+			"[auth]",
+			"require_encryption = false",
+			"allow_plain_without_tls = true",
+			"[listeners.c2s]",
+			'address = "127.0.0.1"',
+			`port = ${port}`,
+			"[listeners.c2s_direct_tls]",
+			"enabled = false",
+			"[listeners.http]",
+			"enabled = false",
+			"[listeners.https]",
+			"enabled = false",
+			"[listeners.s2s]",
+			"enabled = false",
+			"[log]",
+			'level = "warn"',
+			"[cluster]",
+			"enabled = true",
+			`prefix = ${JSON.stringify(PREFIX)}`,
+			`node = ${JSON.stringify(node)}`,
+			"heartbeat = 0.5",
+			"node_timeout = 3",
+		].join("\n")}\n`,
+	);
+	const child = spawn(process.execPath, [BIN, "serve", "--config", toml], {
+		stdio: ["ignore", "ignore", "pipe"],
+	});
+	children.push(child);
+	let stderr = "";
+	child.stderr?.on("data", (d) => {
+		stderr += d;
+	});
+	await waitFor(
+		async () => {
+			try {
+				const c = await online(port, "probe", "p");
+				c.end();
+				return true;
+			} catch {
+				return undefined;
+			}
+		},
+		`node ${node} to serve`,
+		30_000,
+	).catch((err: Error) => {
+		throw new Error(`${err.message}; it said: ${stderr}`);
+	});
+	await replicas(a, 0);
+	return { child, port };
+}
+
+/** The ids of the messages `c` received whose id starts with `prefix`, in order. */
+function ids(c: RawClient, prefix: string): string[] {
+	return [...c.received.matchAll(new RegExp(`<message[^>]*id="(${prefix}\\d+)"`, "g"))].map(
+		(m) => m[1] as string,
+	);
+}
+
+/** Enables XEP-0198 on `c` and waits for `<enabled/>`. */
+async function enableSm(c: RawClient): Promise<void> {
+	const mark = c.received.length;
+	c.send("<enable xmlns='urn:xmpp:sm:3'/>");
+	await c.waitFor(/<enabled[^>]*xmlns="urn:xmpp:sm:3"/, mark);
+}
+
+/** XEP-0198 §4: asks for an ack and waits until the server's `<a h/>` covers `n` stanzas. */
+async function acked(c: RawClient, n: number): Promise<void> {
+	const mark = c.received.length;
+	c.send("<r xmlns='urn:xmpp:sm:3'/>");
+	await c.waitFor(new RegExp(`<a[^>]*h="${n}"`), mark, 20_000);
+}
+
+/**
+ * Until the leader has taken `node`'s stream (renamed it to an orphan: the node is paused or
+ * dead, nothing recreates it) and re-routed every orphan (src/cluster/delivery.ts).
+ */
+async function orphansDrained(r: Redis, node: string): Promise<void> {
+	await waitFor(
+		async () =>
+			(await r.exists(`${PREFIX}:stream:${node}`, `${PREFIX}:orphans`)) === 0 ? true : undefined,
+		"the dead node's stream re-routed",
+		20_000,
+	);
+}
+
+describe("delivery between cluster nodes on Redis Streams", { skip: redisSkip }, () => {
+	let redis: Redis;
+
+	before(async () => {
+		a = await startTestServer({
+			storage: "sqlite",
+			config: clusterConfig(NODE_A),
+			users: ["alice", "bob", "probe"].map((u) => [`${u}@localhost`, `pw-${u}`]),
+		});
+		redis = new Redis();
+	});
+
+	after(async () => {
+		for (const c of clients) c.end();
+		for (const c of children) c.kill("SIGKILL");
+		await b?.stop();
+		await a?.stop();
+		const keys = await redis.keys(`${PREFIX}:*`);
+		if (keys.length) await redis.del(...keys);
+		await redis.quit();
+	});
+
+	test("kill -9 of the receiving node during a burst: every message acknowledged to the sender (XEP-0198 <a/>) reaches the recipient, live or from offline storage (XEP-0160)", async () => {
+		const node = `dl-c-${TAG}`;
+		const { child, port } = await startChild(node);
+		const bob = await on(port, "bob", "c");
+		const alice = await on(a.port, "alice", "a");
+		await enableSm(alice);
+		await replicas(a, 1);
+		const total = 300;
+		const send = (i: number) =>
+			alice.send(
+				`<message to='bob@localhost/c' id='k${i}' type='chat'><body>burst ${i}</body></message>`,
+			);
+		let i = 0;
+		// A first part while the node lives; it is killed once the recipient has some of it.
+		for (; i < 100; i++) send(i);
+		await bob.waitFor(/id="k20"/);
+		child.kill("SIGKILL");
+		// The rest goes out before the leader notices (node_timeout 3 s): into the dead node's stream.
+		for (; i < total; i++) send(i);
+		await acked(alice, total);
+		await replicas(a, 0);
+		await orphansDrained(redis, node);
+		const live = new Set(ids(bob, "k"));
+		assert.ok(live.size < total, "the kill came before the end of the burst");
+		const back = await on(a.port, "bob", "back");
+		const missing = () => {
+			const got = new Set([...live, ...ids(back, "k")]);
+			return Array.from({ length: total }, (_, j) => `k${j}`).filter((id) => !got.has(id));
+		};
+		await waitFor(() => (missing().length === 0 ? true : undefined), "every message", 20_000).catch(
+			() => {
+				throw new Error(`lost: ${missing().join(" ")} (${live.size} live before the kill)`);
+			},
+		);
+		// RFC 6120 §10.1: the re-routed ones keep their order.
+		const offline = ids(back, "k").map((id) => Number(id.slice(1)));
+		assert.deepEqual(
+			offline,
+			[...offline].sort((x, y) => x - y),
+		);
+		back.end();
+		alice.end();
+		await replicas(a, 0);
+	});
+
+	test("a node paused (SIGSTOP) and declared dead rejoins without duplicates: what waited for it went to offline storage, once", async () => {
+		const node = `dl-p-${TAG}`;
+		const { child, port } = await startChild(node);
+		const bob = await on(port, "bob", "p");
+		const alice = await on(a.port, "alice", "a2");
+		await replicas(a, 1);
+		child.kill("SIGSTOP");
+		try {
+			for (let j = 0; j < 20; j++)
+				alice.send(
+					`<message to='bob@localhost/p' id='s${j}' type='chat'><body>paused ${j}</body></message>`,
+				);
+			// The leader declares the node dead, ends its session and re-routes its stream.
+			await replicas(a, 0);
+			await orphansDrained(redis, node);
+		} finally {
+			child.kill("SIGCONT");
+		}
+		// The node notices it was declared dead and publishes its session again.
+		await replicas(a, 1);
+		const mark = bob.received.length;
+		alice.send(
+			"<message to='bob@localhost/p' id='after1' type='chat'><body>after</body></message>",
+		);
+		await bob.waitFor(/id="after1"/, mark);
+		// Whatever the paused node had read before the pause, it delivers nothing the leader took:
+		// each message reaches bob once, from offline storage (XEP-0160, with its XEP-0203 stamp),
+		// either on the rejoined session (the leader's `cluster/offline` notice makes that node
+		// flush the store) or on a new login.
+		const other = await on(a.port, "bob", "other");
+		const all = () => [...ids(bob, "s"), ...ids(other, "s")];
+		await waitFor(() => (all().length >= 20 ? true : undefined), "20 messages");
+		const mark2 = other.received.length;
+		alice.send(
+			"<message to='bob@localhost/other' id='after2' type='chat'><body>x</body></message>",
+		);
+		await other.waitFor(/id="after2"/, mark2);
+		assert.deepEqual(
+			all().sort((x, y) => Number(x.slice(1)) - Number(y.slice(1))),
+			Array.from({ length: 20 }, (_, j) => `s${j}`),
+			`on the rejoined node: ${bob.received.match(/<message[^>]*id="s\d+"[\s\S]*?<\/message>/g)?.join("\n")}`,
+		);
+		for (const m of bob.received.match(/<message[^>]*id="s\d+"[\s\S]*?<\/message>/g) ?? [])
+			assert.match(m, /urn:xmpp:delay/, "from offline storage, not from the paused node's stream");
+		for (const c of [bob, other, alice]) c.end();
+		child.kill("SIGKILL");
+		await replicas(a, 0);
+	});
+
+	test("a blip of the nodes' Redis connections: every message arrives once, in order (RFC 6120 §10.1)", async () => {
+		b = await startTestServer({
+			storage: "sqlite",
+			dataDir: a.dataDir,
+			config: clusterConfig(NODE_B),
+		});
+		const bob = await on(b.port, "bob", "b");
+		const alice = await on(a.port, "alice", "a3");
+		await replicas(a, 1);
+		const total = 200;
+		for (let j = 0; j < total; j++) {
+			alice.send(
+				`<message to='bob@localhost/b' id='r${j}' type='chat'><body>blip ${j}</body></message>`,
+			);
+			if (j === 100) {
+				// Cut the sender's and the receiver's delivery connections; ioredis reconnects.
+				await bob.waitFor(/id="r10"/);
+				const list = (await redis.call("CLIENT", "LIST")) as string;
+				const victims = list
+					.split("\n")
+					.filter((l) => new RegExp(` name=(${NODE_A}:out|${NODE_B}:in) `).test(l))
+					.map((l) => /id=(\d+)/.exec(l)?.[1] as string);
+				assert.equal(victims.length, 2, list);
+				for (const id of victims) await redis.call("CLIENT", "KILL", "ID", id);
+			}
+		}
+		await waitFor(() => (ids(bob, "r").length >= total ? true : undefined), "every message");
+		// Nothing more comes after a marker sent last.
+		const mark = bob.received.length;
+		alice.send("<message to='bob@localhost/b' id='end1' type='chat'><body>end</body></message>");
+		await bob.waitFor(/id="end1"/, mark);
+		assert.deepEqual(
+			ids(bob, "r"),
+			Array.from({ length: total }, (_, j) => `r${j}`),
+		);
+		bob.end();
+		alice.end();
+	});
+});
