@@ -59,6 +59,13 @@
 // --workers N (or --target workers, N = 2): also Parley as a local cluster of N processes
 //                 (`parley serve --workers N`) over a private redis-server, whose CPU and RSS
 //                 count as the server's.
+// --target cluster: also Parley as two nodes (two `parley serve` processes, a c2s port each, one
+//                 SQLite file, a private redis-server; the CPU of all three counts as the server's).
+//                 Its chat row is same-node (both ends of every pair on node 1).
+// xchat (only when asked for; --target cluster): chat with the senders on node 1 and their
+//                 receivers on node 2, so every message crosses nodes (src/cluster/delivery.ts);
+//                 row "cluster cross-node" in the chat table. `--target parley --target cluster
+//                 chat xchat`: single-node, same-node and cross-node in one run.
 // --target mam: also Parley from this checkout with the mam module added to the default
 //                 module set (every chat message archived twice, XEP-0313), beside "parley"
 //                 (no mam): `--target parley --target mam chat` is archiving's cost in one run;
@@ -86,6 +93,7 @@ import {
 	type S2SOptions,
 	type StartOptions,
 	startBaseline,
+	startCluster,
 	startEjabberd,
 	startMam,
 	startParley,
@@ -124,10 +132,11 @@ const ALL_SCENARIOS = [
 	"s2s",
 	"anon",
 	"soak",
+	"xchat",
 ] as const;
 type Scenario = (typeof ALL_SCENARIOS)[number];
 /** Scenarios run only when named: the soak holds sessions for --soak-minutes per variant. */
-const ON_REQUEST: readonly Scenario[] = ["soak"];
+const ON_REQUEST: readonly Scenario[] = ["soak", "xchat"];
 
 interface Options {
 	targets: TargetName[];
@@ -200,7 +209,7 @@ function parseArgs(argv: string[]): Options {
 		const a = argv[i] as string;
 		if (a === "--target" || a === "-t") {
 			const t = argv[++i] as TargetName;
-			if (!ALL_TARGETS.includes(t) && t !== "workers" && t !== "mam")
+			if (!ALL_TARGETS.includes(t) && t !== "workers" && t !== "mam" && t !== "cluster")
 				throw new Error(`unknown target ${t}`);
 			o.targets.push(t);
 		} else if (a === "--profile") o.profile = true;
@@ -273,7 +282,7 @@ class Worker {
 }
 
 const isParley = (t: TargetName) =>
-	t === "parley" || t === "baseline" || t === "workers" || t === "mam";
+	t === "parley" || t === "baseline" || t === "workers" || t === "mam" || t === "cluster";
 
 type Row = Record<string, number | string | boolean>;
 interface ScenarioResult {
@@ -815,16 +824,21 @@ async function anon(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 	};
 }
 
-/** Logs in the chat scenario's pairs on the first generator and returns it. */
-async function chatSetup(t: Running, o: Options, gens: Worker[]): Promise<Worker> {
+/**
+ * Logs in the chat scenario's pairs on the first generator and returns it. `cross`: the senders
+ * b0..b(pairs-1) on the cluster's first node, their receivers b(pairs).. on the second.
+ */
+async function chatSetup(t: Running, o: Options, gens: Worker[], cross = false): Promise<Worker> {
 	const g = gens[0] as Worker;
+	const second = t.endpoints?.[1];
 	await g.call({
 		cmd: "chatSetup",
 		endpoint: t.endpoint,
 		relay: !t.xmpp,
-		users: users(0, 2 * o.pairs),
+		users: cross ? users(0, o.pairs) : users(0, 2 * o.pairs),
 		password: PASSWORD,
 		mech: "PLAIN",
+		...(cross && second ? { receivers: { endpoint: second, users: users(o.pairs, o.pairs) } } : {}),
 	});
 	return g;
 }
@@ -863,8 +877,13 @@ async function chatTraffic(
 	return { r, w: meters.map((m) => m.stop()) };
 }
 
-async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
-	const g = await chatSetup(t, o, gens);
+async function chat(
+	t: Running,
+	o: Options,
+	gens: Worker[],
+	cross = false,
+): Promise<ScenarioResult> {
+	const g = await chatSetup(t, o, gens, cross);
 	const perPair = Math.ceil(o.messages / o.pairs);
 	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
 	const {
@@ -875,7 +894,7 @@ async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 	await g.call({ cmd: "closeAll" });
 	return {
 		scenario: "chat",
-		target: t.name,
+		target: cross ? `${t.name} cross-node` : t.name,
 		figures: {
 			"server CPU s/10k msgs": (10_000 * w.serverCpu) / Math.max(1, r.delivered),
 			"delivered/s": r.delivered / (r.elapsedMs / 1000),
@@ -1523,6 +1542,8 @@ function table(results: ScenarioResult[], scenario: string): string {
 		"parley",
 		"mam",
 		"workers",
+		"cluster",
+		"cluster cross-node",
 		"prosody",
 		"ejabberd",
 		"relay",
@@ -1616,6 +1637,7 @@ async function main() {
 			parley: startParley,
 			baseline: startBaseline,
 			workers: startWorkers,
+			cluster: startCluster,
 			mam: startMam,
 			prosody: startProsody,
 			ejabberd: startEjabberd,
@@ -1649,7 +1671,10 @@ async function main() {
 					results.push(await loginStorm(t, "PLAIN", o, gens, true));
 					results.push(await loginStorm(t, "SCRAM-SHA-1", o, gens));
 				} else if (s === "chat") results.push(await chat(t, o, gens));
-				else if (s === "idle") results.push(await idle(t, o, gens));
+				else if (s === "xchat") {
+					if (t.endpoints && t.endpoints.length > 1) results.push(await chat(t, o, gens, true));
+					else log(`${name}: one node: xchat skipped (it needs --target cluster)`);
+				} else if (s === "idle") results.push(await idle(t, o, gens));
 				else if (s === "anon") {
 					if (t.guest) results.push(await anon(t, o, gens));
 					else log(`${name}: no anonymous host configured by the bench: anon skipped`);

@@ -1,7 +1,14 @@
 // The servers under test, each started by the harness as a foreground child process with a
 // private configuration on loopback ports, plus the raw Node.js relay ("limit").
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+	createWriteStream,
+	existsSync,
+	mkdirSync,
+	readFileSync,
+	rmSync,
+	writeFileSync,
+} from "node:fs";
 import { connect, createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { DEFAULT_HOST_MODULES } from "../../src/core/config/schema.ts";
@@ -12,6 +19,12 @@ import { type Endpoint, streamHeader } from "./xmpp.ts";
 /** "baseline": Parley from another checkout (`--baseline DIR`), for before/after in one run. */
 /** "workers": Parley from this checkout with `--workers N` (a local cluster over a private Redis). */
 /**
+ * "cluster": two Parley nodes from this checkout, separate `parley serve` processes with a c2s
+ * port each (Running.endpoints), one SQLite file and one private Redis: the chat scenario runs
+ * both ends of each pair on the first node (same-node), xchat puts the receivers on the second
+ * (every message crosses nodes through Redis).
+ */
+/**
  * "mam": Parley from this checkout with the mam module added to its host's default module set
  * (XEP-0313: every chat message archived for its sender and its recipient), beside "parley"
  * (mam off) in the same invocation, so the chat scenario shows what archiving costs.
@@ -20,6 +33,7 @@ export type TargetName =
 	| "parley"
 	| "baseline"
 	| "workers"
+	| "cluster"
 	| "mam"
 	| "prosody"
 	| "ejabberd"
@@ -30,6 +44,8 @@ export interface Running {
 	version: string;
 	pid: number;
 	endpoint: Endpoint;
+	/** the "cluster" target: each node's c2s endpoint, the first is `endpoint` */
+	endpoints?: Endpoint[];
 	/** what this target can run */
 	xmpp: boolean;
 	/** the MUC service's domain (XEP-0045), when StartOptions.muc asked for it and it exists */
@@ -96,6 +112,8 @@ export interface StartOptions {
 	baselineRoot?: string; // the checkout the "baseline" target runs
 	/** the "workers" target: processes (`parley serve --workers N`) */
 	workers?: number;
+	/** the "cluster" target: two `parley serve` nodes, each with its own c2s port */
+	nodes?: boolean;
 	/** the "mam" target: the host's modules are the default set plus "mam" */
 	mam?: boolean;
 	/** enable a MUC service at conference.localhost (the muc scenario runs) */
@@ -247,6 +265,12 @@ export async function startWorkers(o: StartOptions, processTree: (p: number) => 
 	return t;
 }
 
+export async function startCluster(o: StartOptions, processTree: (p: number) => number[]) {
+	const t = await startParley({ ...o, nodes: true, profileDir: undefined }, processTree);
+	t.name = "cluster";
+	return t;
+}
+
 export async function startMam(o: StartOptions, processTree: (p: number) => number[]) {
 	const t = await startParley({ ...o, mam: true, profileDir: o.profileDir }, processTree);
 	t.name = "mam";
@@ -312,7 +336,8 @@ async function startParleyWith(
 	mkdirSync(join(o.stateDir, "data"), { recursive: true });
 	const domain = o.domain ?? "localhost";
 	const port = await freePort();
-	const redisPort = o.workers ? await freePort() : 0;
+	const redisPort = o.workers || o.nodes ? await freePort() : 0;
+	const port2 = o.nodes ? await freePort() : 0;
 	// Federation: defaults otherwise (STARTTLS required, dialback since the certificates are
 	// the self-signed ones Parley makes for its host, queue_size 1000, idle_timeout 300 s).
 	const s2s = o.s2s
@@ -364,10 +389,21 @@ ${
 }${s2s}[hosts."${domain}"]
 ${o.mam ? `modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n` : ""}${muc}${o.guest ? parleyGuest(domain) : ""}${
 	redisPort
-		? `[cluster]\nenabled = true\nredis = "redis://127.0.0.1:${redisPort}"\nprefix = "bench"\n`
+		? `[cluster]\nenabled = true\nredis = "redis://127.0.0.1:${redisPort}"\nprefix = "bench"\n${o.nodes ? 'node = "n1"\n' : ""}`
 		: ""
 }`,
 	);
+	const cfg2 = join(o.stateDir, "parley-n2.toml");
+	const go2 = join(o.stateDir, "n2.go");
+	if (o.nodes) {
+		rmSync(go2, { force: true });
+		writeFileSync(
+			cfg2,
+			readFileSync(cfg, "utf8")
+				.replace(`port = ${port}\n`, `port = ${port2}\n`)
+				.replace('node = "n1"', 'node = "n2"'),
+		);
+	}
 	const bin = join(o.root, "bin/parley.js");
 	const args = [
 		...(o.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${o.profileDir}`] : []),
@@ -391,32 +427,58 @@ ${o.mam ? `modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n` : ""
 	};
 	// Accounts are imported with the server running (the CLI and the server share the SQLite
 	// file); the import happens before any measurement.
-	const child = o.workers
+	// Two nodes: Redis, node n1, and once n1 serves (storage migrated) node n2, all children of
+	// one shell, so that the CPU and memory of all three count as the server's.
+	const child = o.nodes
 		? spawn(
 				"/bin/sh",
 				[
 					"-c",
 					`redis-server --port ${redisPort} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning & ` +
-						`sleep 0.3; exec "$0" "$@" --workers ${o.workers}`,
+						`sleep 0.3; "$0" "$@" & while [ ! -e '${go2}' ]; do sleep 0.1; done; ` +
+						`exec "$0" '${bin}' serve --config '${cfg2}'`,
 					process.execPath,
 					...args,
 				],
 				{ cwd: o.root, stdio: ["ignore", "pipe", "pipe"] },
 			)
-		: spawn(process.execPath, args, { cwd: o.root, stdio: ["ignore", "pipe", "pipe"] });
+		: o.workers
+			? spawn(
+					"/bin/sh",
+					[
+						"-c",
+						`redis-server --port ${redisPort} --bind 127.0.0.1 --save '' --appendonly no --loglevel warning & ` +
+							`sleep 0.3; exec "$0" "$@" --workers ${o.workers}`,
+						process.execPath,
+						...args,
+					],
+					{ cwd: o.root, stdio: ["ignore", "pipe", "pipe"] },
+				)
+			: spawn(process.execPath, args, { cwd: o.root, stdio: ["ignore", "pipe", "pipe"] });
 	pipeLog(child, join(o.stateDir, "parley.log"));
 	await waitXmpp(endpoint, child, 30_000);
+	const endpoint2: Endpoint = { host: "127.0.0.1", port: port2, domain };
+	if (o.nodes) {
+		writeFileSync(go2, "");
+		await waitXmpp(endpoint2, child, 30_000);
+	}
 	const version = JSON.parse(readFileSync(join(o.root, "package.json"), "utf8")).version;
 	const running: Running = {
 		name: "parley",
 		version: `${version} (this checkout, Node ${process.versions.node})`,
 		pid: child.pid as number,
 		endpoint,
+		endpoints: o.nodes ? [endpoint, endpoint2] : undefined,
 		xmpp: true,
 		muc: muc ? MUC_DOMAIN : undefined,
 		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
 			`storage: SQLite (WAL, synchronous=FULL); default module set${o.liveness ? `; [sessions] idle_ping = ${o.liveness.idle_ping}, ping_timeout = ${o.liveness.ping_timeout}` : ""}${muc ? `; MUC at ${MUC_DOMAIN}${muc.includes("max_occupants") ? " (room_defaults.max_occupants 1000)" : ""}${o.mucArchive ? " (room_defaults.archive = true: rooms archive, XEP-0425 moderation offered)" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (max_sessions and max_sessions_per_ip 0: unlimited)` : ""}`,
+			...(o.nodes
+				? [
+						"two nodes (parley serve, node n1 and n2, a c2s port each) on one SQLite file and a private redis-server; server CPU and RSS include both nodes and Redis",
+					]
+				: []),
 			...(o.workers
 				? [
 						`${o.workers} worker processes (parley serve --workers ${o.workers}) and a private redis-server for their cluster link; server CPU and RSS include the primary, the workers and Redis`,
