@@ -66,6 +66,7 @@
 //                 receivers on node 2, so every message crosses nodes (src/cluster/delivery.ts);
 //                 row "cluster cross-node" in the chat table. `--target parley --target cluster
 //                 chat xchat`: single-node, same-node and cross-node in one run.
+// --target baseline-cluster (with --baseline DIR): the cluster target from that checkout.
 // --target mam: also Parley from this checkout with the mam module added to the default
 //                 module set (every chat message archived twice, XEP-0313), beside "parley"
 //                 (no mam): `--target parley --target mam chat` is archiving's cost in one run;
@@ -93,6 +94,7 @@ import {
 	type S2SOptions,
 	type StartOptions,
 	startBaseline,
+	startBaselineCluster,
 	startCluster,
 	startEjabberd,
 	startMam,
@@ -209,7 +211,13 @@ function parseArgs(argv: string[]): Options {
 		const a = argv[i] as string;
 		if (a === "--target" || a === "-t") {
 			const t = argv[++i] as TargetName;
-			if (!ALL_TARGETS.includes(t) && t !== "workers" && t !== "mam" && t !== "cluster")
+			if (
+				!ALL_TARGETS.includes(t) &&
+				t !== "workers" &&
+				t !== "mam" &&
+				t !== "cluster" &&
+				t !== "baseline-cluster"
+			)
 				throw new Error(`unknown target ${t}`);
 			o.targets.push(t);
 		} else if (a === "--profile") o.profile = true;
@@ -282,7 +290,12 @@ class Worker {
 }
 
 const isParley = (t: TargetName) =>
-	t === "parley" || t === "baseline" || t === "workers" || t === "mam" || t === "cluster";
+	t === "parley" ||
+	t === "baseline" ||
+	t === "workers" ||
+	t === "mam" ||
+	t === "cluster" ||
+	t === "baseline-cluster";
 
 type Row = Record<string, number | string | boolean>;
 interface ScenarioResult {
@@ -1542,6 +1555,8 @@ function table(results: ScenarioResult[], scenario: string): string {
 		"parley",
 		"mam",
 		"workers",
+		"baseline-cluster",
+		"baseline-cluster cross-node",
 		"cluster",
 		"cluster cross-node",
 		"prosody",
@@ -1638,6 +1653,7 @@ async function main() {
 			baseline: startBaseline,
 			workers: startWorkers,
 			cluster: startCluster,
+			"baseline-cluster": startBaselineCluster,
 			mam: startMam,
 			prosody: startProsody,
 			ejabberd: startEjabberd,

@@ -34,6 +34,7 @@ export type TargetName =
 	| "baseline"
 	| "workers"
 	| "cluster"
+	| "baseline-cluster"
 	| "mam"
 	| "prosody"
 	| "ejabberd"
@@ -268,6 +269,15 @@ export async function startWorkers(o: StartOptions, processTree: (p: number) => 
 export async function startCluster(o: StartOptions, processTree: (p: number) => number[]) {
 	const t = await startParley({ ...o, nodes: true, profileDir: undefined }, processTree);
 	t.name = "cluster";
+	return t;
+}
+
+/** "baseline-cluster": the "cluster" target from the --baseline checkout (before/after). */
+export async function startBaselineCluster(o: StartOptions, processTree: (p: number) => number[]) {
+	if (!o.baselineRoot) throw new Error("the baseline-cluster target needs --baseline DIR");
+	const t = await startCluster({ ...o, root: o.baselineRoot }, processTree);
+	t.name = "baseline-cluster";
+	t.version = t.version.replace("this checkout", o.baselineRoot);
 	return t;
 }
 
