@@ -13,7 +13,8 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
@@ -304,5 +305,86 @@ describe("delivery between cluster nodes on Redis Streams", { skip: redisSkip },
 		);
 		bob.end();
 		alice.end();
+	});
+
+	test("a Redis restart under load (appendonly yes): what was sent before and during it arrives once, in order; the nodes resume", async () => {
+		// A private Redis with AOF, fsync on every write, so that a restart keeps every entry.
+		const dir = mkdtempSync(join(tmpdir(), "parley-dl-redis-"));
+		const port = await freePort();
+		const startRedis = () => {
+			const r = spawn(
+				"redis-server",
+				["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", ""].concat([
+					"--appendonly",
+					"yes",
+					"--appendfsync",
+					"always",
+					"--loglevel",
+					"warning",
+				]),
+				{ stdio: "ignore" },
+			);
+			children.push(r);
+			return r;
+		};
+		startRedis();
+		const url = `redis://127.0.0.1:${port}`;
+		const ping = new Redis(url, { lazyConnect: true, retryStrategy: () => 100 });
+		ping.on("error", () => {}); // refused while Redis restarts: expected
+		await waitFor(
+			async () => ((await ping.ping().catch(() => "")) === "PONG" ? true : undefined),
+			"the private Redis",
+		);
+		const config = (node: string) => ({
+			...clusterConfig(node),
+			cluster: { ...clusterConfig(node).cluster, redis: url },
+		});
+		const p = await startTestServer({
+			storage: "sqlite",
+			dataDir: a.dataDir,
+			config: config(`${NODE_A}-r`),
+		});
+		const q = await startTestServer({
+			storage: "sqlite",
+			dataDir: a.dataDir,
+			config: config(`${NODE_B}-r`),
+		});
+		try {
+			const bob = await on(q.port, "bob", "rq");
+			const alice = await on(p.port, "alice", "rp");
+			await replicas(p, 1);
+			const total = 200;
+			const send = (j: number) =>
+				alice.send(
+					`<message to='bob@localhost/rq' id='x${j}' type='chat'><body>restart ${j}</body></message>`,
+				);
+			for (let j = 0; j < 100; j++) send(j);
+			await bob.waitFor(/id="x5"/);
+			// SHUTDOWN writes the AOF; the nodes' connections drop and ioredis retries.
+			await ping.call("SHUTDOWN").catch(() => {});
+			for (let j = 100; j < 150; j++) send(j);
+			startRedis();
+			for (let j = 150; j < total; j++) send(j);
+			await waitFor(
+				() => (ids(bob, "x").length >= total ? true : undefined),
+				"every message",
+				30_000,
+			);
+			const mark = bob.received.length;
+			alice.send("<message to='bob@localhost/rq' id='xend' type='chat'><body>end</body></message>");
+			await bob.waitFor(/id="xend"/, mark, 20_000);
+			assert.deepEqual(
+				ids(bob, "x"),
+				Array.from({ length: total }, (_, j) => `x${j}`),
+			);
+			bob.end();
+			alice.end();
+		} finally {
+			await q.stop();
+			await p.stop();
+			await ping.call("SHUTDOWN", "NOSAVE").catch(() => {});
+			ping.disconnect();
+			rmSync(dir, { recursive: true, force: true });
+		}
 	});
 });
