@@ -569,11 +569,11 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 			child.on("exit", (code) => resolve(code)),
 		);
 		try {
-			await waitFor(() => existsSync(pidfile), "the pidfile (all workers running)", 30_000).catch(
-				(err: Error) => {
-					throw new Error(`${err.message}; output: ${out}`);
-				},
-			);
+			// Written whole: writeFileSync creates the file before it writes the pid.
+			const written = () => existsSync(pidfile) && readFileSync(pidfile, "utf8").endsWith("\n");
+			await waitFor(written, "the pidfile (all workers running)", 30_000).catch((err: Error) => {
+				throw new Error(`${err.message}; output: ${out}`);
+			});
 			assert.equal(readFileSync(pidfile, "utf8").trim(), String(child.pid));
 			const cs: RawClient[] = [];
 			for (let i = 0; i < 16; i++) cs.push(await online(port, i % 2 ? "bob" : "alice", `r${i}`));
