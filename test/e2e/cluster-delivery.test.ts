@@ -3,7 +3,8 @@
  * src/cluster/delivery.ts): node A runs in this process (the leader: it joins first), the
  * receiving node is a `parley serve` child on the same SQLite file and the local Redis, so it can
  * be killed with SIGKILL or paused with SIGSTOP. A third node B in this process has its Redis
- * connections cut.
+ * connections cut, and gets an entry twice; two more nodes run on a private Redis (AOF) that is
+ * restarted under load.
  *
  * "Acknowledged" here is XEP-0198's: the sender enables stream management, and a message
  * counts once its node's `<a h/>` covers it (§4: the server handled it, here routed into the
@@ -305,6 +306,21 @@ describe("delivery between cluster nodes on Redis Streams", { skip: redisSkip },
 		);
 		bob.end();
 		alice.end();
+	});
+
+	test("an entry delivered again (same sending process and sequence) is dropped: the stanza reaches the session once", async () => {
+		// Node B from the blip test; entries written as a sending node writes them (delivery.ts).
+		const bob = await on(b.port, "bob", "dd");
+		const stream = `${PREFIX}:stream:${NODE_B}`;
+		const record = (id: string) =>
+			`s\u0000localhost\u0000bob@localhost/dd\u0000<message to="bob@localhost/dd" from="alice@localhost/x" id="${id}" type="chat"><body>dup</body></message>`;
+		const origin = `test-origin/${TAG}`;
+		await redis.xadd(stream, "NOMKSTREAM", "*", "o", origin, "n", 1, "d", record("d1"));
+		await redis.xadd(stream, "NOMKSTREAM", "*", "o", origin, "n", 1, "d", record("d1"));
+		await redis.xadd(stream, "NOMKSTREAM", "*", "o", origin, "n", 2, "d", record("d2"));
+		await bob.waitFor(/id="d2"/);
+		assert.deepEqual(ids(bob, "d"), ["d1", "d2"]);
+		bob.end();
 	});
 
 	test("a Redis restart under load (appendonly yes): what was sent before and during it arrives once, in order; the nodes resume", async () => {
