@@ -31,6 +31,7 @@ import { resultFor } from "../../xmpp/stanza.ts";
 import { hostDiscoInfo } from "../disco.ts";
 import { FileStore } from "./files.ts";
 import { UploadHttp } from "./http.ts";
+import { IpUploadLimits } from "./ip-limits.ts";
 import { mediaType, newSlotId, type Slot, safeFileName, signSlot } from "./slot.ts";
 
 export const NS_UPLOAD = "urn:xmpp:http:upload:0";
@@ -230,10 +231,17 @@ export default defineModule({
 			}),
 		);
 
+		// Per client address, on the HTTP side (ip-limits.ts); counted by each process that serves PUTs.
+		const ipLimits = new IpUploadLimits({
+			maxUploads: cfg.ip_max_uploads,
+			dailyBytes: cfg.ip_daily_quota,
+		});
+		api.every(Math.min(cfg.cleanup_interval * 1000, 3_600_000), () => ipLimits.prune());
 		const http = new UploadHttp({
 			files,
 			secret: host.secret,
 			expireAfter,
+			ipLimits,
 			record: async (slot, when) => {
 				await index.append("", {
 					id: slot.id,
