@@ -60,7 +60,7 @@ import {
 	NS_STREAMS,
 	NS_TLS,
 } from "../xmpp/ns.ts";
-import { bind2Resource, chooseResource } from "./bind.ts";
+import { bind2ClientId, bind2Resource, chooseResource } from "./bind.ts";
 import { ClientState, NS_CSI } from "./csi.ts";
 import {
 	boundFeatures,
@@ -121,6 +121,8 @@ export class C2SStream implements Session {
 	#sm: StreamManagement | null = null;
 	/** The connection broke and the session waits to be resumed (XEP-0198 §5). */
 	#hibernation: NodeJS.Timeout | null = null;
+	/** Bound with Bind 2 by a client with a `<user-agent id>`: who it is (bind.ts bind2ClientId). */
+	#bind2Client: string | null = null;
 	/** This connection resumed another session (XEP-0198 §5): what it receives goes there. */
 	#resumedInto: C2SStream | null = null;
 
@@ -635,7 +637,13 @@ export class C2SStream implements Session {
 		return true;
 	}
 
-	#saslFailure(condition: string, text?: string, countsAsGuess = false, ns = NS_SASL): void {
+	#saslFailure(
+		condition: string,
+		text?: string,
+		countsAsGuess = false,
+		ns = NS_SASL,
+		appCondition?: Element,
+	): void {
 		this.#sasl = null;
 		this.#sasl2 = null;
 		this.#server.metrics.auth(this.#mech, false);
@@ -645,6 +653,8 @@ export class C2SStream implements Session {
 				"failure",
 				{ xmlns: ns },
 				ns === NS_SASL ? x(condition) : x(condition, { xmlns: NS_SASL }),
+				// XEP-0388 §2.6.2: the RFC 6120 condition, an application-specific one, the text.
+				appCondition,
 				text ? x("text", { "xml:lang": "en" }, text) : undefined,
 			),
 		);
@@ -802,6 +812,36 @@ export class C2SStream implements Session {
 				return this.#saslFailure("temporary-auth-failure", limit.text, false, NS_SASL2);
 			}
 		}
+		const resume = req.getChild("resume", NS_SM);
+		const planned = bindRequest
+			? bind2Resource(
+					bindRequest.getChildText("tag", NS_BIND2),
+					user,
+					exchange.userAgent,
+					host.secret,
+				)
+			: undefined;
+		if (
+			planned !== undefined &&
+			!resume &&
+			exchange.userAgent &&
+			this.#server.config.sessions.on_resource_conflict === "refuse"
+		) {
+			// `refuse` (RFC 6120 §7.7.2.2's choice, as for RFC 6120 binding): this client's
+			// resource is online, so the new login fails and nothing changes (XEP-0388 §2.6:
+			// not authenticated). temporary-auth-failure: it may work once the old one has gone.
+			const existing = host.sessions.get(user)?.get(planned);
+			if (existing && existing !== this) {
+				host.log.info({ user, resource: planned, sasl2: true }, "bind refused: resource online");
+				return this.#saslFailure(
+					"temporary-auth-failure",
+					"this client's resource is already online",
+					false,
+					NS_SASL2,
+					x("conflict", { xmlns: NS_STANZA_ERRORS }),
+				);
+			}
+		}
 		this.#username = user;
 		this.#server.metrics.auth(exchange.mech.name, true);
 		this.#transport.setStanzaLimit(this.#server.config.limits.stanza_size);
@@ -828,7 +868,6 @@ export class C2SStream implements Session {
 		);
 		const authzid = (jid: string) => x("authorization-identifier", null, jid);
 		// XEP-0198 §6.2: resumption first; the resumed session's full JID is the identity.
-		const resume = req.getChild("resume", NS_SM);
 		let smFailed: Element | null = null;
 		if (resume) {
 			smFailed = this.#resumeFrom(resume, (resumed, old) => {
@@ -839,8 +878,8 @@ export class C2SStream implements Session {
 			if (!smFailed) return;
 		}
 		let commit: (() => Element) | null = null;
-		if (bindRequest) {
-			commit = await this.#bind2Prepare(bindRequest, exchange.userAgent);
+		if (bindRequest && planned !== undefined) {
+			commit = await this.#bind2Prepare(bindRequest, planned, exchange.userAgent);
 			if (this.closed) return;
 		}
 		// From here to the features nothing waits: once bound, stanzas may come for the session,
@@ -880,31 +919,47 @@ export class C2SStream implements Session {
 	}
 
 	/**
-	 * XEP-0386 §4.2: chooses the resource and lets modules enable what the request names, while
-	 * the session is not reachable yet; the returned function binds it (synchronously) with CSI
-	 * and stream management as asked, and gives the `<bound/>`.
+	 * XEP-0386 §4.2: lets modules enable what the request names while the session is not
+	 * reachable yet; the returned function binds `planned` (bind2Resource) synchronously, applying
+	 * `sessions.on_resource_conflict` as RFC 6120 binding does, with CSI and stream management as
+	 * asked, and gives the `<bound/>`.
 	 */
-	async #bind2Prepare(request: Element, userAgent: string | null): Promise<() => Element> {
+	async #bind2Prepare(
+		request: Element,
+		planned: string,
+		userAgent: string | null,
+	): Promise<() => Element> {
 		const host = this.host;
 		const user = this.#username as string;
 		const bound = x("bound", { xmlns: NS_BIND2 });
 		await host.events.fire<Bind2Event>("bind2/bind", { session: this, request, bound });
 		return () => {
-			let resource = bind2Resource(
-				request.getChildText("tag", NS_BIND2),
-				user,
-				userAgent,
-				host.secret,
-			);
-			const existing = host.sessions.get(user)?.get(resource);
+			const policy = this.#server.config.sessions.on_resource_conflict;
+			const client = userAgent ? bind2ClientId(user, userAgent, host.secret) : null;
+			const sessions = host.sessions.get(user);
+			let resource = planned;
+			const existing = sessions?.get(resource);
+			// Sessions this login ends: with `replace`, every earlier one of the same client
+			// (§4.2: "SHOULD terminate any earlier sessions from the same client"), whatever its
+			// tag; with `refuse` or `rename` the operator keeps old sessions.
+			const ended =
+				client && policy === "replace"
+					? [...(sessions?.values() ?? [])].filter(
+							(s) => s !== this && #bind2Client in s && s.#bind2Client === client,
+						)
+					: [];
 			if (existing && existing !== this) {
-				if (userAgent) {
-					// §4.2: the same client installation logging in again replaces its old session.
-					existing.close("conflict", "replaced by a new connection of the same client");
+				if (client && policy === "replace") {
+					if (!ended.includes(existing)) ended.push(existing);
 				} else {
+					// `rename`; or a random resource that is taken (RFC 6120 §7.6: one the server
+					// makes up must be unique); or `refuse` after a failed <resume>, or a race with
+					// another login, when failing is too late: a resource of its own, as `rename`.
 					resource = `${resource}.${randomUUID().slice(0, 8)}`;
 				}
 			}
+			for (const s of ended) s.close("conflict", "replaced by a new connection of the same client");
+			this.#bind2Client = client;
 			this.#bindAs(makeJID(user, host.name, resource));
 			host.log.debug({ jid: this.#jid?.toString(), bind2: true }, "resource bound");
 			this.#startLiveness();
