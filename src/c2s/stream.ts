@@ -22,6 +22,8 @@ import {
 	sanitizeTrace,
 	strictBase64Decode,
 } from "../auth/sasl.ts";
+import type { ScramHash, StoredCredentials } from "../auth/scram.ts";
+import { ScramUpgrade, taskName, UPGRADE_TASKS, upgradesToRun } from "../auth/upgrade.ts";
 import {
 	type Bind2Event,
 	type Bind2FeaturesEvent,
@@ -54,6 +56,7 @@ import {
 	NS_FAST,
 	NS_PING,
 	NS_SASL,
+	NS_SASL_UPGRADE,
 	NS_SASL2,
 	NS_SESSION,
 	NS_STANZA_ERRORS,
@@ -104,6 +107,18 @@ export class C2SStream implements Session {
 	#sasl: SaslMechanism | null = null;
 	/** XEP-0388: the running SASL2 exchange and the `<authenticate/>` that started it. */
 	#sasl2: Sasl2Exchange | null = null;
+	/**
+	 * XEP-0388 §2.6.3: the credentials were proven and the login's tasks run (XEP-0480
+	 * upgrades): the `<success/>` waits until the last is done.
+	 */
+	#sasl2Tasks: {
+		exchange: Sasl2Exchange;
+		step: SaslStep & { kind: "success" };
+		/** What the login was checked against (an upgrade adds to exactly these). */
+		creds: StoredCredentials;
+		pending: ScramHash[];
+		running: ScramUpgrade | null;
+	} | null = null;
 	#saslFailures = 0;
 	/** The SASL mechanism of the exchange under way, for `parley_auth_total` ("" before one is chosen). */
 	#mech = "";
@@ -646,6 +661,7 @@ export class C2SStream implements Session {
 	): void {
 		this.#sasl = null;
 		this.#sasl2 = null;
+		this.#sasl2Tasks = null;
 		this.#server.metrics.auth(this.#mech, false);
 		this.#mech = "";
 		this.#transport.send(
@@ -699,7 +715,16 @@ export class C2SStream implements Session {
 			bind2,
 			sm: this.#transport.detach !== undefined,
 			fast: this.#fastTokens() ? offeredFastMechanisms(sasl) : [],
+			upgrades: this.#upgradesOffered(),
 		});
+	}
+
+	/**
+	 * XEP-0480 §2.1: the upgrade tasks this host can run, whatever the account: the list says
+	 * nothing about who exists or what an account stores (the login runs only those it lacks).
+	 */
+	#upgradesOffered(): string[] {
+		return this.host.accounts.anonymous ? [] : Object.keys(UPGRADE_TASKS);
 	}
 
 	async #sasl2Element(el: Element): Promise<void> {
@@ -713,6 +738,7 @@ export class C2SStream implements Session {
 				"SASL2 is not offered",
 			);
 		}
+		if (this.#sasl2Tasks) return this.#sasl2Task(el);
 		if (el.name === "abort") return fail("aborted");
 		let exchange = this.#sasl2;
 		let payload: string | undefined;
@@ -751,7 +777,105 @@ export class C2SStream implements Session {
 			return this.#saslFailure(step.condition, step.text, step.throttle, NS_SASL2);
 		}
 		if (await this.#disabled(step.username, NS_SASL2)) return;
+		if (await this.#sasl2StartTasks(exchange, step)) return;
 		await this.#sasl2Success(exchange, step);
+	}
+
+	/**
+	 * XEP-0388 §2.6.3 / XEP-0480 §2.2: after the credentials were proven, the upgrades the
+	 * client asked for whose hash the account lacks, one `<continue/>` each; true when they
+	 * started. Not after a FAST token login: a token proves no password, and the new credential
+	 * could then be for any password at all. Unreadable credentials skip the upgrades, not the
+	 * login.
+	 */
+	async #sasl2StartTasks(
+		exchange: Sasl2Exchange,
+		step: SaslStep & { kind: "success" },
+	): Promise<boolean> {
+		if (exchange.upgrades.length === 0) return false;
+		const user = step.username;
+		if (exchange.fast) {
+			this.host.log.info({ user }, "SASL upgrade tasks skipped: a FAST login proves no password");
+			return false;
+		}
+		let creds: StoredCredentials | null;
+		try {
+			creds = await this.host.accounts.getCredentials(user);
+		} catch (err) {
+			this.host.log.warn({ err, user }, "SASL upgrade tasks skipped: credentials unreadable");
+			return false;
+		}
+		if (this.closed) return true;
+		const pending = creds ? upgradesToRun(exchange.upgrades, creds) : [];
+		if (!creds || pending.length === 0) return false;
+		this.#sasl2Tasks = { exchange, step, creds, pending, running: null };
+		this.#sasl2Continue(step.data);
+		return true;
+	}
+
+	/**
+	 * XEP-0388 §2.6.3 `<continue/>`: XEP-0480 §2.2 names one task, the next the client asked
+	 * for; the first carries the mechanism's additional data (SCRAM's v=), which the
+	 * `<success/>` then leaves out.
+	 */
+	#sasl2Continue(data: Buffer | null): void {
+		const hash = this.#sasl2Tasks?.pending[0] as ScramHash;
+		this.#transport.send(
+			x(
+				"continue",
+				{ xmlns: NS_SASL2 },
+				data ? x("additional-data", null, data.toString("base64")) : undefined,
+				x("tasks", null, x("task", null, taskName(hash))),
+				x("text", null, `This account gets SCRAM-${hash}, as the client asked`),
+			),
+		);
+	}
+
+	/** A `<next/>`, `<task-data/>` or `<abort/>` while the login's tasks run. */
+	async #sasl2Task(el: Element): Promise<void> {
+		const t = this.#sasl2Tasks;
+		if (!t) return;
+		// Credentials were proven: no failure here counts as a guess.
+		const fail = (condition: string, text?: string) =>
+			this.#saslFailure(condition, text, false, NS_SASL2);
+		// XEP-0388 §3.8: after a <continue/>, another <authenticate/> is a stream error.
+		if (el.name === "authenticate") return this.close("policy-violation", "a task is running");
+		if (el.name === "abort") return fail("aborted");
+		const hash = t.pending[0] as ScramHash;
+		if (el.name === "next" && !t.running) {
+			// XEP-0388 §2.6.3: <next task> names one of the tasks offered.
+			if (el.attrs.task !== taskName(hash))
+				return fail("malformed-request", `the task offered is ${taskName(hash)}`);
+			t.running = new ScramUpgrade(hash, this.#server.config.auth.scram_iterations);
+			this.#transport.send(t.running.start());
+			return;
+		}
+		if (el.name !== "task-data" || !t.running)
+			return fail("malformed-request", `unexpected <${el.name}/> during a task`);
+		const cred = t.running.finish(el);
+		if (typeof cred === "string") return fail("malformed-request", cred);
+		const user = t.step.username;
+		let added: boolean;
+		try {
+			added = await this.host.accounts.addCredential(user, hash, cred, t.creds);
+		} catch (err) {
+			this.host.log.warn({ err, user }, "an upgraded SCRAM credential could not be stored");
+			if (!this.closed) fail("temporary-auth-failure", "the new credential could not be stored");
+			return;
+		}
+		if (this.closed) return;
+		this.host.log.info(
+			{ user, hash, added },
+			added
+				? "SCRAM credential added by an upgrade task (XEP-0480)"
+				: "upgrade task not stored: the account's credentials changed meanwhile",
+		);
+		t.pending.shift();
+		t.running = null;
+		if (t.pending.length > 0) return this.#sasl2Continue(null);
+		this.#sasl2Tasks = null;
+		// The mechanism's additional data went with the first <continue/>.
+		await this.#sasl2Success(t.exchange, { ...t.step, data: null });
 	}
 
 	/**
@@ -761,6 +885,11 @@ export class C2SStream implements Session {
 	 */
 	#sasl2Start(el: Element): Sasl2Exchange | string | { condition: string; text: string } {
 		const name = el.attrs.mechanism ?? "";
+		// XEP-0480 §2.2: the upgrade tasks asked for; XEP-0388 §2.3: one not offered fails.
+		const upgrades = el.getChildren("upgrade", NS_SASL_UPGRADE).map((u) => u.text().trim());
+		const offered = this.#upgradesOffered();
+		const unknown = upgrades.find((u) => !offered.includes(u));
+		if (unknown !== undefined) return `${unknown} is not an upgrade task offered here`;
 		const ua = el.getChild("user-agent", NS_SASL2);
 		const uaId = ua?.attrs.id;
 		const userAgent = uaId && uaId.length <= 256 ? uaId : null;
@@ -779,7 +908,7 @@ export class C2SStream implements Session {
 			const invalidate = fastEl.attrs.invalidate === "true" || fastEl.attrs.invalidate === "1";
 			const mech = createFastMechanism(name, ctx, { tokens, userAgent, count, invalidate });
 			if (!mech) return `${name} is not a FAST mechanism offered here`;
-			return { request: el, mech, userAgent, fast: mech };
+			return { request: el, mech, userAgent, fast: mech, upgrades };
 		}
 		const mechanisms = offeredMechanisms(ctx);
 		const cbTypes = ctx.channelBinding?.types() ?? [];
@@ -787,7 +916,7 @@ export class C2SStream implements Session {
 			downgradeProtection: { mechanisms, channelBindings: cbTypes.length ? cbTypes : null },
 		});
 		if (!mech) return `${name} is not offered`;
-		return { request: el, mech, userAgent, fast: null };
+		return { request: el, mech, userAgent, fast: null, upgrades };
 	}
 
 	/**
@@ -1438,6 +1567,8 @@ interface Sasl2Exchange {
 	userAgent: string | null;
 	/** The FAST mechanism, when this is a XEP-0484 token login. */
 	fast: (SaslMechanism & { rotate: boolean }) | null;
+	/** XEP-0480 upgrade tasks asked for (`<upgrade/>`), all offered ones. */
+	upgrades: string[];
 }
 
 function smFailedElement(condition: StanzaErrorCondition, h?: number): Element {

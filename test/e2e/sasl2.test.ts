@@ -139,7 +139,11 @@ describe("SASL2, Bind 2, FAST", () => {
 			[...legacy.matchAll(/<mechanism>([^<]+)</g)].map((m) => m[1]),
 			["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"],
 		);
-		const inline = pick(/<inline>([\s\S]*)<\/inline><\/authentication>/, auth);
+		// XEP-0480 §2.1's <upgrade/> tasks follow <inline/> (test/e2e/sasl2-upgrade.test.ts).
+		const inline = pick(
+			/<inline>([\s\S]*)<\/inline>(?:<upgrade [^>]*>[^<]*<\/upgrade>)*<\/authentication>/,
+			auth,
+		);
 		// XEP-0386 §4.1: Bind 2 and what it can enable: carbons (the carbons module), CSI, SM.
 		assert.match(
 			inline,
