@@ -704,6 +704,7 @@ describe("Bind 2 and sessions.on_resource_conflict", () => {
 		agent: string,
 		tag: string,
 		into?: RawClient,
+		extra = "",
 	): Promise<{ c: RawClient; outcome: string; jid: string | undefined }> {
 		let c = into;
 		if (!c) {
@@ -714,7 +715,7 @@ describe("Bind 2 and sessions.on_resource_conflict", () => {
 		}
 		const mark = c.received.length;
 		c.send(
-			`<authenticate xmlns='${SASL2}' mechanism='PLAIN'><initial-response>${b64("\0alice\0pw")}</initial-response><user-agent id='${agent}'><software>AwesomeXMPP</software></user-agent><bind xmlns='${BIND2}'><tag>${tag}</tag></bind></authenticate>`,
+			`<authenticate xmlns='${SASL2}' mechanism='PLAIN'><initial-response>${b64("\0alice\0pw")}</initial-response><user-agent id='${agent}'><software>AwesomeXMPP</software></user-agent><bind xmlns='${BIND2}'><tag>${tag}</tag></bind>${extra}</authenticate>`,
 		);
 		const outcome = pick(
 			/(<(?:success|failure)[\s\S]*?<\/(?:success|failure)>)/,
@@ -773,6 +774,24 @@ describe("Bind 2 and sessions.on_resource_conflict", () => {
 		const tagged = await login(s, agent, "Desktop");
 		assert.match(tagged.outcome, /^<success /);
 		assert.doesNotMatch(a.c.received, /<stream:error>/);
+		// With a <resume/> that fails (XEP-0198 §6.2 inside SASL2), the login is not refused:
+		// the <failed/> and a resource of its own, as "rename" would give.
+		const resumeFailed = await login(
+			s,
+			agent,
+			"Phone",
+			undefined,
+			`<resume xmlns='${SM}' previd='no-such-session' h='0'/>`,
+		);
+		assert.match(resumeFailed.outcome, /^<success /);
+		assert.match(resumeFailed.outcome, /<failed xmlns="urn:xmpp:sm:3"><item-not-found /);
+		assert.match(resumeFailed.outcome, /<bound xmlns="urn:xmpp:bind:0"\/>/);
+		assert.match(
+			resumeFailed.jid as string,
+			new RegExp(`^${(a.jid as string).replaceAll("/", "\\/")}\\.[0-9a-f]{8}$`),
+		);
+		assert.doesNotMatch(a.c.received, /<stream:error>/);
+		resumeFailed.c.end();
 		// Once the old session has gone, the client gets its resource again.
 		a.c.end();
 		await waitFor(
