@@ -39,6 +39,7 @@ import type { Logger } from "../core/log.ts";
 import type { Element } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
+import { Ownership } from "./ownership.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
 import { beatsKey, readClusterStatus } from "./status.ts";
 
@@ -95,6 +96,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		{ resolve: (b: Buffer | null) => void; timer: NodeJS.Timeout }
 	>();
 	#askSeq = 0;
+	/** Leases of the components' units spread over the nodes: MUC rooms (ownership.ts). */
+	readonly owners: Ownership;
 
 	constructor(server: Core) {
 		this.#server = server;
@@ -108,6 +111,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			alive: (n) => `${p}:alive:${n}`,
 			channel: (n) => `${p}:node:${n}`,
 		};
+		this.owners = new Ownership(this.node, this.#cfg, this.#log);
 	}
 
 	/** Whether this node currently ends the sessions of dead nodes. */
@@ -159,6 +163,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			const why = firstError || (err as Error).message;
 			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${why}`);
 		}
+		await this.owners.start();
 		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
 		await sub.subscribe(this.#keys.registry, this.#keys.channel(this.node));
 		await this.#join();
@@ -216,6 +221,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		if (this.#timer) clearInterval(this.#timer);
 		this.#timer = null;
 		this.#writeOut();
+		await this.owners.stop();
 		const pub = this.#pub;
 		if (pub && pub.status === "ready") {
 			await pub
@@ -619,6 +625,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			// from storage afresh (persistent rooms; temporary ones ended with the old leader).
 			if (this.#leader && !wasLeader && this.#ready) await this.#server.restartComponents();
 			for (const n of dead) await this.#nodeDied(n);
+			await this.owners.renew();
 		} catch (err) {
 			this.#log.warn({ err }, "cluster: heartbeat failed");
 		} finally {

@@ -1,0 +1,299 @@
+/**
+ * MUC rooms spread over the nodes of a cluster (issue 16, docs/architecture.md "Components
+ * across nodes"): node A runs in this process, node B is a `parley serve` child, both on one
+ * PostgreSQL schema and the local Redis under a private prefix. A room is owned by the node
+ * where its first stanza arrived; clients on either node talk in it; when its owner is killed
+ * (SIGKILL) a live node takes it over from storage, the occupants left find out by XEP-0410
+ * self-ping and enter again, and the room's history and archive are kept.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { freePort } from "../helpers/pg-cluster.ts";
+import type { RawClient } from "../helpers/raw.ts";
+import { iq, online } from "../helpers/raw-stanzas.ts";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { postgresSkip, redisSkip, TEST_PG_URL } from "../helpers/services.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
+const TAG = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+const PREFIX = `parley-mucspread-${TAG}`;
+const SCHEMA = `parley_mucspread_${TAG.replace(/-/g, "_")}`;
+const NODE_A = `muc-a-${TAG}`;
+const NODE_B = `muc-b-${TAG}`;
+const SERVICE = "conference.localhost";
+const MUC = "http://jabber.org/protocol/muc";
+const MUC_OWNER = "http://jabber.org/protocol/muc#owner";
+
+let a: TestServer;
+let child: ChildProcess | null = null;
+let portB = 0;
+let childDir = "";
+let childErr = "";
+const redis = new Redis({ lazyConnect: true });
+const clients: RawClient[] = [];
+
+async function on(port: number, user: string, resource: string): Promise<RawClient> {
+	const c = await online(port, user, resource);
+	clients.push(c);
+	return c;
+}
+
+/** The node holding the lease of `room` (src/cluster/ownership.ts), null when none does. */
+const ownerOf = (room: string) => redis.get(`${PREFIX}:room:${room}@${SERVICE}`);
+
+/** Enters `room/nick` (XEP-0045 §7.2) and returns what came up to the self-presence (110). */
+async function enter(c: RawClient, room: string, nick: string): Promise<string> {
+	const mark = c.received.length;
+	c.send(`<presence to='${room}@${SERVICE}/${nick}'><x xmlns='${MUC}'/></presence>`);
+	const text = await c.waitFor(
+		new RegExp(`from="${room}@${SERVICE}/${nick}"[\\s\\S]*?<status code="110"`),
+		mark,
+	);
+	return text;
+}
+
+/** §10.2: submits the room configuration (an empty form: §10.1.2 instant room). */
+async function configure(c: RawClient, room: string, fields: Record<string, string> = {}) {
+	const f = Object.entries(fields)
+		.map(([k, v]) => `<field var='${k}'><value>${v}</value></field>`)
+		.join("");
+	const form = f
+		? `<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>${f}`
+		: "";
+	const id = `cfg-${room}-${c.received.length}`;
+	const answer = await iq(
+		c,
+		id,
+		`<iq type='set' id='${id}' to='${room}@${SERVICE}'><query xmlns='${MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>${form}</x></query></iq>`,
+	);
+	assert.match(answer, /type="result"/);
+}
+
+/** Sends a groupchat message to `room` and waits for it at each of `readers`. */
+async function say(from: RawClient, room: string, body: string, readers: RawClient[]) {
+	const marks = readers.map((r) => r.received.length);
+	from.send(`<message to='${room}@${SERVICE}' type='groupchat'><body>${body}</body></message>`);
+	for (const [i, r] of readers.entries())
+		await r.waitFor(
+			new RegExp(`<message[^>]*type="groupchat"[\\s\\S]*?<body>${body}</body>`),
+			marks[i],
+		);
+}
+
+/** XEP-0030 §4 on the service: the rooms its disco#items lists (XEP-0045 §6.3). */
+async function listed(c: RawClient): Promise<string[]> {
+	const id = `items-${c.received.length}`;
+	const answer = await iq(
+		c,
+		id,
+		`<iq type='get' id='${id}' to='${SERVICE}'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`,
+	);
+	return [...answer.matchAll(/jid="([^"@]+)@/g)].map((m) => m[1] as string).sort();
+}
+
+describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
+	skip: redisSkip || postgresSkip,
+}, () => {
+	before(async () => {
+		await redis.connect();
+		const cluster = (node: string) => ({
+			enabled: true,
+			prefix: PREFIX,
+			node,
+			heartbeat: 0.5,
+			node_timeout: 3,
+		});
+		a = await startTestServer({
+			storage: "sqlite",
+			config: {
+				auth: { require_encryption: false, allow_plain_without_tls: true },
+				cluster: cluster(NODE_A),
+				storage: { backend: "postgres" as const, url: TEST_PG_URL, schema: SCHEMA },
+				components: { [SERVICE]: { type: "muc" as const } },
+			},
+			users: ["alice", "bob", "carol"].map(
+				(u) => [`${u}@localhost`, `pw-${u}`] as [string, string],
+			),
+		});
+		// Node B: another process with a data directory of its own, as on another machine.
+		portB = await freePort();
+		childDir = mkdtempSync(join(tmpdir(), "parley-mucspread-"));
+		const toml = join(childDir, "parley.toml");
+		writeFileSync(
+			toml,
+			[
+				"[server]",
+				`data_dir = ${JSON.stringify(childDir)}`,
+				"[auth]",
+				"require_encryption = false",
+				"allow_plain_without_tls = true",
+				"[listeners.c2s]",
+				'address = "127.0.0.1"',
+				`port = ${portB}`,
+				"[listeners.c2s_direct_tls]",
+				"enabled = false",
+				"[listeners.http]",
+				"enabled = false",
+				"[listeners.https]",
+				"enabled = false",
+				"[listeners.s2s]",
+				"enabled = false",
+				"[log]",
+				'level = "warn"',
+				"[storage]",
+				'backend = "postgres"',
+				`url = ${JSON.stringify(TEST_PG_URL)}`,
+				`schema = ${JSON.stringify(SCHEMA)}`,
+				"[cluster]",
+				"enabled = true",
+				`prefix = ${JSON.stringify(PREFIX)}`,
+				`node = ${JSON.stringify(NODE_B)}`,
+				"heartbeat = 0.5",
+				"node_timeout = 3",
+				`[components.${JSON.stringify(SERVICE)}]`,
+				'type = "muc"',
+				"",
+			].join("\n"),
+		);
+		child = spawn(process.execPath, [BIN, "serve", "--config", toml], {
+			stdio: ["ignore", "ignore", "pipe"],
+		});
+		child.stderr?.on("data", (d) => {
+			childErr += d;
+		});
+	});
+
+	after(async () => {
+		for (const c of clients) c.end();
+		child?.kill("SIGKILL");
+		await a?.stop();
+		if (childDir) rmSync(childDir, { recursive: true, force: true });
+		const keys = await redis.keys(`${PREFIX}:*`);
+		if (keys.length) await redis.del(...keys);
+		await redis.quit();
+		const c = new pg.Client({ connectionString: TEST_PG_URL });
+		await c.connect();
+		await c.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);
+		await c.end();
+	});
+
+	let alice: RawClient;
+	let bob: RawClient;
+
+	test("XEP-0045 §10.1: a room is owned by the node where it was created; occupants on both nodes talk; §6.3 lists the rooms of every node", async () => {
+		bob = await waitFor(
+			() => on(portB, "bob", "b").catch(() => undefined),
+			"node B to serve",
+			30_000,
+		).catch((err: Error) => {
+			throw new Error(`${err.message}; node B said: ${childErr}`);
+		});
+		alice = await on(a.port, "alice", "a");
+
+		// Alpha is made on node A, beta and gamma on node B: each stays where it was made.
+		assert.match(await enter(alice, "alpha", "Alice"), /<status code="201"/);
+		await configure(alice, "alpha");
+		assert.match(await enter(bob, "beta", "Bob"), /<status code="201"/);
+		// Beta keeps its messages (XEP-0313) and outlives its node (§10.2 persistent).
+		await configure(bob, "beta", {
+			"muc#roomconfig_persistentroom": "1",
+			"muc#roomconfig_enablearchiving": "1",
+		});
+		assert.match(await enter(bob, "gamma", "Bob"), /<status code="201"/);
+		await configure(bob, "gamma");
+		assert.equal(await ownerOf("alpha"), NODE_A);
+		assert.equal(await ownerOf("beta"), NODE_B);
+		assert.equal(await ownerOf("gamma"), NODE_B);
+
+		// Alice, on node A, enters beta, held by node B; both talk (§7.4: to every occupant).
+		const markBob = bob.received.length;
+		assert.doesNotMatch(await enter(alice, "beta", "Alice"), /<status code="201"/);
+		await bob.waitFor(new RegExp(`<presence[^>]*from="beta@${SERVICE}/Alice"`), markBob);
+		await say(alice, "beta", "from node A", [alice, bob]);
+		await say(bob, "beta", "before the crash", [alice, bob]);
+
+		// §6.3: each node lists the public rooms of both.
+		assert.deepEqual(await listed(alice), ["alpha", "beta", "gamma"]);
+		assert.deepEqual(await listed(bob), ["alpha", "beta", "gamma"]);
+	});
+
+	test("XEP-0410 §3 and XEP-0045 §7.2.14: the owner killed, a live node takes the room over from storage; a self-ping answers not-acceptable, the occupant enters again and finds the history", async () => {
+		const proc = child as ChildProcess;
+		const exited = new Promise((resolve) => proc.once("exit", resolve));
+		proc.kill("SIGKILL");
+		await exited;
+		child = null;
+		// The dead node's leases expire (node_timeout); nobody holds the rooms until a stanza comes.
+		await waitFor(
+			async () =>
+				((await ownerOf("beta")) === null && (await ownerOf("gamma")) === null) || undefined,
+			"node B's leases to expire",
+		);
+		// §6.3: the persistent room is still listed (storage has it), the temporary one is gone.
+		assert.deepEqual(await listed(alice), ["alpha", "beta"]);
+
+		// XEP-0410 §3: the client asks whether it is still in the room. Pings that went to node B
+		// before node A learned it was gone get no answer; the first answered one says
+		// not-acceptable: node A now holds beta, loaded from storage, without Alice in it.
+		let answer = "";
+		for (let i = 0; !answer; i++) {
+			const id = `self-ping-${i}`;
+			answer = await iq(
+				alice,
+				id,
+				`<iq type='get' id='${id}' to='beta@${SERVICE}/Alice'><ping xmlns='urn:xmpp:ping'/></iq>`,
+				2000,
+			).catch(() => "");
+			assert.ok(i < 20, "no answer to any self-ping");
+		}
+		assert.match(answer, /type="error"/);
+		assert.match(answer, /<not-acceptable\b/);
+		assert.equal(await ownerOf("beta"), NODE_A);
+
+		// Alice enters again: the room exists (no 201) and its history is the archive's (§7.2.14).
+		const mark0 = alice.received.length;
+		assert.doesNotMatch(await enter(alice, "beta", "Alice"), /<status code="201"/);
+		// The history follows the self-presence, each message with its delay (§7.2.14).
+		assert.match(
+			await alice.waitFor(
+				/<message[^>]*type="groupchat"[\s\S]*?<body>before the crash<\/body>[\s\S]*?<\/message>/,
+				mark0,
+			),
+			/<body>before the crash<\/body>[\s\S]*?<delay\b|<delay\b[\s\S]*?<body>before the crash<\/body>/,
+		);
+
+		// Bob, whose session ended with node B, comes back through node A and talks with Alice.
+		const bob2 = await on(a.port, "bob", "b2");
+		await enter(bob2, "beta", "Bob");
+		await say(bob2, "beta", "after the crash", [alice, bob2]);
+
+		// XEP-0313 on the room: what was said on node B and on node A, in order.
+		const id = "mam-beta";
+		const mark = alice.received.length;
+		const fin = await iq(
+			alice,
+			id,
+			`<iq type='set' id='${id}' to='beta@${SERVICE}'><query xmlns='urn:xmpp:mam:2'/></iq>`,
+		);
+		assert.match(fin, /<fin\b/);
+		const results = alice.received.slice(mark);
+		const order = ["from node A", "before the crash", "after the crash"].map((b) =>
+			results.indexOf(`<body>${b}</body>`),
+		);
+		assert.ok(
+			order.every((n) => n >= 0),
+			`all three archived: ${results}`,
+		);
+		assert.deepEqual(
+			[...order].sort((x, y) => x - y),
+			order,
+		);
+	});
+});
