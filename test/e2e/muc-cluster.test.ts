@@ -224,6 +224,28 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 		assert.deepEqual(await listed(bob), ["alpha", "beta", "gamma"]);
 	});
 
+	test("a node that lost a room's lease (paused past it) drops the room; its occupant's self-ping finds out from the new owner (XEP-0410 §3)", async () => {
+		assert.match(await enter(alice, "delta", "Alice"), /<status code="201"/);
+		await configure(alice, "delta", { "muc#roomconfig_persistentroom": "1" });
+		assert.equal(await ownerOf("delta"), NODE_A);
+		// As if node A had been paused longer than the lease and node B had claimed the room.
+		await redis.set(`${PREFIX}:room:delta@${SERVICE}`, NODE_B, "PX", 3000);
+		// At its next renewal node A finds the lease lost and drops the room; the self-ping then
+		// goes to node B, which loads delta from storage, without Alice.
+		const answer = await waitFor(async () => {
+			const id = `lost-${alice.received.length}`;
+			const a = await iq(
+				alice,
+				id,
+				`<iq type='get' id='${id}' to='delta@${SERVICE}/Alice'><ping xmlns='urn:xmpp:ping'/></iq>`,
+			);
+			return /type="error"/.test(a) ? a : undefined;
+		}, "node A to drop the room");
+		assert.match(answer, /<not-acceptable\b/);
+		assert.doesNotMatch(await enter(alice, "delta", "Alice"), /<status code="201"/);
+		assert.equal(await ownerOf("delta"), NODE_B);
+	});
+
 	test("XEP-0410 §3 and XEP-0045 §7.2.14: the owner killed, a live node takes the room over from storage; a self-ping answers not-acceptable, the occupant enters again and finds the history", async () => {
 		const proc = child as ChildProcess;
 		const exited = new Promise((resolve) => proc.once("exit", resolve));
@@ -237,7 +259,7 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 			"node B's leases to expire",
 		);
 		// §6.3: the persistent room is still listed (storage has it), the temporary one is gone.
-		assert.deepEqual(await listed(alice), ["alpha", "beta"]);
+		assert.deepEqual(await listed(alice), ["alpha", "beta", "delta"]);
 
 		// XEP-0410 §3: the client asks whether it is still in the room. Pings that went to node B
 		// before node A learned it was gone get no answer; the first answered one says
