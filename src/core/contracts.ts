@@ -201,7 +201,10 @@ export interface OwnedUnits {
 	 * heartbeat: the lease of a unit it does not need any more is released.
 	 */
 	holds(key: string): boolean;
-	/** This node's lease on `key` was lost (it was paused past the lease): drop its state. */
+	/**
+	 * This node does not own `key` any more: it released it (not held), or found its lease lost
+	 * (it was paused past it and another node may hold the unit now). Drop its state.
+	 */
 	lost(key: string): void;
 }
 
