@@ -634,6 +634,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	}
 
 	async #nodeDied(node: string): Promise<void> {
+		this.owners.forgetNode(node);
 		const gone = [...this.#remote.values()].filter((r) => r.node === node);
 		for (const r of gone) this.#drop(r);
 		if (!this.#leader) return;

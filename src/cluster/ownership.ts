@@ -148,6 +148,11 @@ export class Ownership implements ComponentOwners {
 		return owner;
 	}
 
+	/** A node was declared dead: what this node believed it owned is looked up again. */
+	forgetNode(node: string): void {
+		for (const [key, c] of this.#cache) if (c.node === node) this.#cache.delete(key);
+	}
+
 	owns(host: Host, unit: string): boolean {
 		return this.#owned.has(this.#leaseKey(host, unit));
 	}

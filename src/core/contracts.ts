@@ -210,6 +210,8 @@ export interface OwnedUnits {
 
 /** The leases of owned units and the directory the nodes share (src/cluster/ownership.ts). */
 export interface ComponentOwners {
+	/** How many units this node owns now (`parley_cluster_owned_rooms`). */
+	readonly owned: number;
 	/**
 	 * The node that owns unit `key` of `host`; when none does, this node claims it. `fresh` reads
 	 * the engine rather than this node's cache (a stanza another node passed on).

@@ -222,6 +222,8 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 		// §6.3: each node lists the public rooms of both.
 		assert.deepEqual(await listed(alice), ["alpha", "beta", "gamma"]);
 		assert.deepEqual(await listed(bob), ["alpha", "beta", "gamma"]);
+		// Node A holds one room's lease (alpha), as its metrics say.
+		assert.match((await a.server.metricsText()).body, /^parley_cluster_owned_rooms\{[^}]*\} 1$/m);
 	});
 
 	test("a node that lost a room's lease (paused past it) drops the room; its occupant's self-ping finds out from the new owner (XEP-0410 §3)", async () => {
