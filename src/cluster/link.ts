@@ -220,6 +220,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#stopping = true;
 		if (this.#timer) clearInterval(this.#timer);
 		this.#timer = null;
+		this.owners.leaving();
 		this.#writeOut();
 		await this.owners.stop();
 		const pub = this.#pub;

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import { redisSkip } from "../../test/helpers/services.ts";
+import { waitFor } from "../../test/helpers/wait.ts";
 import type { Config } from "../core/config/schema.ts";
 import type { Host, OwnedUnits } from "../core/contracts.ts";
 import { createSilentLogger } from "../core/log.ts";
@@ -107,6 +108,38 @@ describe("component ownership leases", { skip: redisSkip }, () => {
 		assert.deepEqual(dir.get("orphan"), { entry: "b", owned: false });
 		await y.publish(c.host, "orphan", null);
 		assert.equal((await x.directory(c.host)).has("orphan"), false);
+	});
+
+	test("a room that changes hands is dropped from the other nodes' caches at once (the owners channel)", async () => {
+		// A heartbeat of a minute: the caches would keep the old owner that long.
+		const slow = { ...cfg, heartbeat: 60 };
+		const p = new Ownership("node-p", slow, createSilentLogger());
+		const q = new Ownership("node-q", slow, createSilentLogger());
+		await Promise.all([p.start(), q.start()]);
+		try {
+			const cp = component("muc.test");
+			const cq = component("muc.test");
+			assert.equal(await q.ownerOf(cq.host, "moving", true), "node-q");
+			assert.equal(await p.ownerOf(cp.host, "moving", false), "node-q"); // cached now
+			await q.release(cq.host, "moving");
+			// Node P looks again (no stale answer) and, the room being free, claims it.
+			await waitFor(
+				async () => (await p.ownerOf(cp.host, "moving", false)) === "node-p" || undefined,
+				"node P to see the room free",
+			);
+			// And node Q, which cached nothing, learns of the new owner.
+			assert.equal(await q.ownerOf(cq.host, "moving", false), "node-p");
+			// A node that stops: the others forget it as an owner at once.
+			assert.equal(await q.ownerOf(cq.host, "leaving", true), "node-q");
+			assert.equal(await p.ownerOf(cp.host, "leaving", false), "node-q");
+			await q.stop();
+			await waitFor(
+				async () => (await p.ownerOf(cp.host, "leaving", false)) === "node-p" || undefined,
+				"node P to forget node Q",
+			);
+		} finally {
+			await Promise.all([p.stop(), q.stop()]);
+		}
 	});
 
 	test("a node that stops releases its leases at once; another claims them", async () => {

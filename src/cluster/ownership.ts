@@ -12,12 +12,16 @@
  * - A node that dies stops renewing: its units' leases expire within `node_timeout`, as its
  *   sessions end, and the next stanza for one of them makes a live node claim it. A node that
  *   stops cleanly releases its leases at once.
- * - Lookup: a node caches other nodes' ownership for one heartbeat; a stanza another node passed
- *   on is looked up afresh, so two stale caches cannot bounce a stanza back and forth.
+ * - Lookup: a node caches other nodes' ownership for at most one heartbeat. A node that claims
+ *   or releases units says so on `<prefix>:owners` (after the lease changed), and the others drop
+ *   those units from their caches, so a room that moves is not looked for where it was; a node
+ *   declared dead is dropped from the caches too. A stanza another node passed on is looked up
+ *   afresh, so two stale caches cannot bounce a stanza back and forth.
  * - Directory: `<prefix>:rooms:<component>` (a hash, unit -> entry the component writes) lists
  *   units of every node, such as the public rooms of a MUC service's disco#items (XEP-0045 §6.3).
  *
- * It has a Redis connection of its own (the link's are busy with the registry and stanzas).
+ * It has two Redis connections of its own, commands and the `owners` channel (the link's are
+ * busy with the registry and stanzas).
  */
 import { Redis } from "ioredis";
 import type { Config } from "../core/config/schema.ts";
@@ -64,6 +68,8 @@ export class Ownership implements ComponentOwners {
 	readonly #cacheMs: number;
 	readonly #log: Logger;
 	#redis: Redis | null = null;
+	#sub: Redis | null = null;
+	readonly #channel: string;
 	#stopping = false;
 	/** Units this node holds the lease of, by lease key. */
 	readonly #owned = new Map<string, Owned>();
@@ -77,6 +83,7 @@ export class Ownership implements ComponentOwners {
 		this.#leaseMs = Math.round(cfg.node_timeout * 1000);
 		this.#cacheMs = Math.round(cfg.heartbeat * 1000);
 		this.#log = log;
+		this.#channel = `${cfg.prefix}:owners`;
 	}
 
 	/** Units this node owns now. */
@@ -85,18 +92,68 @@ export class Ownership implements ComponentOwners {
 	}
 
 	async start(): Promise<void> {
-		const redis = new Redis(this.#url, {
-			lazyConnect: true,
-			connectTimeout: 5000,
-			maxRetriesPerRequest: 3,
-			connectionName: `${this.#node}:owners`,
-			retryStrategy: (times: number) => (this.#stopping ? null : Math.min(times * 200, 2000)),
-		});
-		redis.on("error", (err: Error) => {
-			if (!this.#stopping) this.#log.warn({ err: err.message }, "cluster owners: Redis error");
-		});
-		await redis.connect();
-		this.#redis = redis;
+		const connect = async (name: string) => {
+			const r = new Redis(this.#url, {
+				lazyConnect: true,
+				connectTimeout: 5000,
+				maxRetriesPerRequest: 3,
+				connectionName: `${this.#node}:${name}`,
+				retryStrategy: (times: number) => (this.#stopping ? null : Math.min(times * 200, 2000)),
+			});
+			r.on("error", (err: Error) => {
+				if (!this.#stopping) this.#log.warn({ err: err.message }, "cluster owners: Redis error");
+			});
+			await r.connect();
+			return r;
+		};
+		this.#redis = await connect("owners");
+		const sub = await connect("owners-sub");
+		this.#sub = sub;
+		sub.on("message", (_channel: string, message: string) => this.#changed(message));
+		await sub.subscribe(this.#channel);
+	}
+
+	/** Another node claimed or released units (`keys`), or released all of its own (none). */
+	#changed(message: string): void {
+		try {
+			const m = JSON.parse(message) as { node: string; keys?: string[] };
+			if (m.node === this.#node) return;
+			if (m.keys) for (const key of m.keys) this.#cache.delete(key);
+			else this.forgetNode(m.node);
+		} catch (err) {
+			this.#log.warn({ err }, "cluster owners: a bad message on the owners channel");
+		}
+	}
+
+	/** Tells the other nodes that these leases changed hands (all of this node's without keys). */
+	#announce(keys?: string[]): void {
+		const redis = this.#redis;
+		if (!redis || redis.status !== "ready") return;
+		redis
+			.publish(
+				this.#channel,
+				JSON.stringify(keys ? { node: this.#node, keys } : { node: this.#node }),
+			)
+			.catch((err: unknown) => this.#log.warn({ err }, "cluster owners: an announcement was lost"));
+	}
+
+	/**
+	 * The node is leaving: each component that owns units here says goodbye (`OwnedUnits.leaving`)
+	 * before the link sends its last batch and {@link stop} releases the leases.
+	 */
+	leaving(): void {
+		const placements = new Set<OwnedUnits>();
+		for (const { host } of this.#owned.values()) {
+			const units = placementOf(host);
+			if (units) placements.add(units);
+		}
+		for (const units of placements) {
+			try {
+				units.leaving?.();
+			} catch (err) {
+				this.#log.warn({ err }, "cluster owners: a component failed to say goodbye");
+			}
+		}
 	}
 
 	/** Releases every lease (another node takes the units over at their next stanza). */
@@ -107,15 +164,23 @@ export class Ownership implements ComponentOwners {
 		const keys = [...this.#owned.keys()];
 		this.#owned.clear();
 		this.#cache.clear();
-		if (redis && redis.status === "ready")
+		if (redis && redis.status === "ready") {
 			for (let i = 0; i < keys.length; i += SLICE) {
 				const slice = keys.slice(i, i + SLICE);
 				await redis
 					.eval(RELEASE, slice.length, ...slice, this.#node)
 					.catch((err: unknown) => this.#log.warn({ err }, "cluster owners: release failed"));
 			}
-		await redis?.quit().catch(() => {});
+			if (keys.length)
+				await redis
+					.publish(this.#channel, JSON.stringify({ node: this.#node }))
+					.catch((err: unknown) =>
+						this.#log.warn({ err }, "cluster owners: release not announced"),
+					);
+		}
+		await Promise.all([redis?.quit().catch(() => {}), this.#sub?.quit().catch(() => {})]);
 		this.#redis = null;
+		this.#sub = null;
 	}
 
 	#leaseKey(host: Host, unit: string): string {
@@ -143,7 +208,11 @@ export class Ownership implements ComponentOwners {
 		);
 		if (owner === this.#node) {
 			this.#cache.delete(key);
-			this.#owned.set(key, { host, unit });
+			if (!this.#owned.has(key)) {
+				this.#owned.set(key, { host, unit });
+				// Nodes that cached the previous owner look again.
+				this.#announce([key]);
+			}
 		} else this.#cache.set(key, { node: owner, until: now + this.#cacheMs });
 		return owner;
 	}
@@ -161,6 +230,7 @@ export class Ownership implements ComponentOwners {
 		const key = this.#leaseKey(host, unit);
 		if (!this.#owned.delete(key)) return;
 		await this.#ready().eval(RELEASE, 1, key, this.#node);
+		this.#announce([key]);
 	}
 
 	async publish(host: Host, unit: string, entry: string | null): Promise<void> {
@@ -206,6 +276,7 @@ export class Ownership implements ComponentOwners {
 			const slice = drop.slice(i, i + SLICE);
 			await redis.eval(RELEASE, slice.length, ...slice, this.#node);
 			for (const key of slice) this.#forget(key);
+			this.#announce(slice);
 		}
 		for (let i = 0; i < keep.length; i += SLICE) {
 			const slice = keep.slice(i, i + SLICE);

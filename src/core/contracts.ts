@@ -206,6 +206,11 @@ export interface OwnedUnits {
 	 * (it was paused past it and another node may hold the unit now). Drop its state.
 	 */
 	lost(key: string): void;
+	/**
+	 * This node leaves the cluster and is about to release every unit: what it sends now (a MUC
+	 * room's goodbye to occupants on other nodes) still reaches them.
+	 */
+	leaving?(): void;
 }
 
 /** The leases of owned units and the directory the nodes share (src/cluster/ownership.ts). */

@@ -27,6 +27,7 @@ const PREFIX = `parley-mucspread-${TAG}`;
 const SCHEMA = `parley_mucspread_${TAG.replace(/-/g, "_")}`;
 const NODE_A = `muc-a-${TAG}`;
 const NODE_B = `muc-b-${TAG}`;
+const NODE_C = `muc-c-${TAG}`;
 const SERVICE = "conference.localhost";
 const MUC = "http://jabber.org/protocol/muc";
 const MUC_OWNER = "http://jabber.org/protocol/muc#owner";
@@ -98,26 +99,22 @@ async function listed(c: RawClient): Promise<string[]> {
 	return [...answer.matchAll(/jid="([^"@]+)@/g)].map((m) => m[1] as string).sort();
 }
 
+/** The configuration of a node run in this process. */
+const inProcess = (node: string) => ({
+	auth: { require_encryption: false, allow_plain_without_tls: true },
+	cluster: { enabled: true, prefix: PREFIX, node, heartbeat: 0.5, node_timeout: 3 },
+	storage: { backend: "postgres" as const, url: TEST_PG_URL, schema: SCHEMA },
+	components: { [SERVICE]: { type: "muc" as const } },
+});
+
 describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 	skip: redisSkip || postgresSkip,
 }, () => {
 	before(async () => {
 		await redis.connect();
-		const cluster = (node: string) => ({
-			enabled: true,
-			prefix: PREFIX,
-			node,
-			heartbeat: 0.5,
-			node_timeout: 3,
-		});
 		a = await startTestServer({
 			storage: "sqlite",
-			config: {
-				auth: { require_encryption: false, allow_plain_without_tls: true },
-				cluster: cluster(NODE_A),
-				storage: { backend: "postgres" as const, url: TEST_PG_URL, schema: SCHEMA },
-				components: { [SERVICE]: { type: "muc" as const } },
-			},
+			config: inProcess(NODE_A),
 			users: ["alice", "bob", "carol"].map(
 				(u) => [`${u}@localhost`, `pw-${u}`] as [string, string],
 			),
@@ -248,6 +245,33 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 		assert.equal(await ownerOf("delta"), NODE_B);
 	});
 
+	test("XEP-0045 §15.6.2: a node that stops tells the occupants on other nodes (status 332) and lets its rooms go; entering again moves the room", async () => {
+		const c = await startTestServer({ storage: "sqlite", config: inProcess(NODE_C) });
+		try {
+			const carol = await on(c.port, "carol", "c");
+			assert.match(await enter(carol, "epsilon", "Carol"), /<status code="201"/);
+			await configure(carol, "epsilon", { "muc#roomconfig_persistentroom": "1" });
+			assert.equal(await ownerOf("epsilon"), NODE_C);
+			await enter(alice, "epsilon", "Alice");
+			const mark = alice.received.length;
+			await c.stop();
+			const bye = await alice.waitFor(
+				new RegExp(
+					`<presence[^>]*from="epsilon@${SERVICE}/Alice"[^>]*type="unavailable"[\\s\\S]*?</presence>|<presence[^>]*type="unavailable"[^>]*from="epsilon@${SERVICE}/Alice"[\\s\\S]*?</presence>`,
+				),
+				mark,
+			);
+			assert.match(bye, /<status code="332"\/>/);
+			assert.match(bye, /<status code="110"\/>/);
+			assert.equal(await ownerOf("epsilon"), null, "released at once");
+			// Entering again: node A claims the room and loads it from storage (no 201).
+			assert.doesNotMatch(await enter(alice, "epsilon", "Alice"), /<status code="201"/);
+			assert.equal(await ownerOf("epsilon"), NODE_A);
+		} finally {
+			await c.stop();
+		}
+	});
+
 	test("XEP-0410 §3 and XEP-0045 §7.2.14: the owner killed, a live node takes the room over from storage; a self-ping answers not-acceptable, the occupant enters again and finds the history", async () => {
 		const proc = child as ChildProcess;
 		const exited = new Promise((resolve) => proc.once("exit", resolve));
@@ -261,7 +285,7 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 			"node B's leases to expire",
 		);
 		// §6.3: the persistent room is still listed (storage has it), the temporary one is gone.
-		assert.deepEqual(await listed(alice), ["alpha", "beta", "delta"]);
+		assert.deepEqual(await listed(alice), ["alpha", "beta", "delta", "epsilon"]);
 
 		// XEP-0410 §3: the client asks whether it is still in the room. Pings that went to node B
 		// before node A learned it was gone get no answer; the first answered one says

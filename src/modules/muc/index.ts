@@ -62,6 +62,7 @@ export default defineModule({
 				unitOf: (to) => to.local || null,
 				holds: (local) => service.holds(local),
 				lost: (local) => service.lost(local),
+				leaving: () => service.leaving(),
 			};
 			host.placement = placement;
 			api.onUnload(() => {

@@ -338,6 +338,11 @@ export class MucService implements RoomHost {
 		this.#stored.delete(local);
 	}
 
+	/** This node leaves the cluster: occupants on other nodes are told (status 332, Room.shutdown). */
+	leaving(): void {
+		for (const room of this.rooms.values()) room.shutdown();
+	}
+
 	/** The room's entry in the cluster's directory: public rooms (XEP-0045 §6.3), else null. */
 	#entryOf(room: Room): string | null {
 		if (!room.config.public || room.locked) return null;
