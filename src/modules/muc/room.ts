@@ -765,7 +765,6 @@ export class Room {
 		this.#maybeDiscard();
 	}
 
-	/** §10.9: every occupant is told the room is gone (with the alternate venue, if any). */
 	/**
 	 * The node holding the room stops (a cluster's rolling restart): each occupant still here
 	 * (those on other nodes) gets its unavailable self-presence with status 332, removed by a
@@ -781,6 +780,7 @@ export class Room {
 		}
 	}
 
+	/** §10.9: every occupant is told the room is gone (with the alternate venue, if any). */
 	destroy(reason?: string, alternate?: string): void {
 		const destroy = destroyElement(reason, alternate);
 		// §10.9: one unavailable presence to each occupant (none broadcast), with <destroy/>
