@@ -76,13 +76,16 @@ describe("component ownership leases", { skip: redisSkip }, () => {
 		}
 	});
 
-	test("renewal keeps the units the node holds, releases the others, and notices a lease taken away", async () => {
+	test("renewal keeps the units the node holds (taking again a lease Redis lost), releases the others, and notices a lease taken away", async () => {
 		const c = component("muc.test");
-		for (const r of ["kept", "unused", "stolen"]) {
+		for (const r of ["kept", "unused", "stolen", "flushed"]) {
 			assert.equal(await x.ownerOf(c.host, r, true), "node-x");
 		}
 		c.held.add("kept");
 		c.held.add("stolen");
+		c.held.add("flushed");
+		// As if Redis had restarted empty: the owner takes the room again.
+		await redis.del(`${PREFIX}:room:flushed@muc.test`);
 		// As if node X had been paused past the lease and node Y had claimed the room since.
 		await redis.set(`${PREFIX}:room:stolen@muc.test`, "node-y", "PX", 3000);
 		await x.renew();
@@ -90,6 +93,8 @@ describe("component ownership leases", { skip: redisSkip }, () => {
 		assert.ok(Number(await redis.pttl(`${PREFIX}:room:kept@muc.test`)) > 2000, "renewed");
 		assert.equal(await lease("unused"), null, "released: the component did not need it");
 		assert.equal(await lease("stolen"), "node-y", "left to its new owner");
+		assert.equal(await lease("flushed"), "node-x", "taken again");
+		assert.equal(x.owns(c.host, "flushed"), true);
 		assert.deepEqual(c.lost.sort(), ["stolen", "unused"]);
 		assert.equal(x.owns(c.host, "kept"), true);
 		assert.equal(x.owns(c.host, "stolen"), false);

@@ -7,8 +7,9 @@
  *   `node_timeout`. A node claims an unowned unit when a stanza for it arrives (SET if absent, in
  *   one script with the read, so two nodes racing agree), then loads its state from shared
  *   storage. The owner renews its leases with each heartbeat; a unit it does not need any more
- *   (a temporary room that emptied) is released, and a lease it finds lost (it was paused past
- *   the lease and another node took the unit) drops the unit's state here.
+ *   (a temporary room that emptied) is released, a lease it finds held by another node (it was
+ *   paused past the lease and that node took the unit) drops the unit's state here, and one it
+ *   finds gone (Redis restarted empty) it takes again, keeping its rooms.
  * - A node that dies stops renewing: its units' leases expire within `node_timeout`, as its
  *   sessions end, and the next stanza for one of them makes a live node claim it. A node that
  *   stops cleanly releases its leases at once.
@@ -34,11 +35,19 @@ if v then return v end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]`;
 
-/** Renews each of KEYS still owned by ARGV[1] for ARGV[2] ms: 1 renewed, 0 lost. */
+/**
+ * Renews each of KEYS owned by ARGV[1] for ARGV[2] ms (1), takes again one that nobody holds (1:
+ * Redis restarted empty, or this node was paused and nobody claimed it meanwhile), and leaves one
+ * another node holds (0: lost).
+ */
 const RENEW = `local out = {}
 for i, k in ipairs(KEYS) do
-  if redis.call('GET', k) == ARGV[1] then
+  local v = redis.call('GET', k)
+  if v == ARGV[1] then
     redis.call('PEXPIRE', k, ARGV[2])
+    out[i] = 1
+  elseif not v then
+    redis.call('SET', k, ARGV[1], 'PX', ARGV[2])
     out[i] = 1
   else
     out[i] = 0
@@ -239,6 +248,10 @@ export class Ownership implements ComponentOwners {
 		else await redis.hset(this.#directoryKey(host), unit, entry);
 	}
 
+	async has(host: Host, unit: string): Promise<boolean> {
+		return (await this.#ready().hexists(this.#directoryKey(host), unit)) === 1;
+	}
+
 	/** Sets `unit`'s entry unless it has one (a node seeding the directory from storage). */
 	async seed(host: Host, unit: string, entry: string): Promise<void> {
 		await this.#ready().hsetnx(this.#directoryKey(host), unit, entry);
@@ -293,6 +306,16 @@ export class Ownership implements ComponentOwners {
 				this.#forget(key);
 			});
 		}
+		// What Redis may have lost (a restart) is written again: the components' directories.
+		const placements = new Set<OwnedUnits>();
+		for (const { host } of this.#owned.values()) {
+			const units = placementOf(host);
+			if (units?.refresh) placements.add(units);
+		}
+		for (const units of placements)
+			await units.refresh?.().catch((err: unknown) => {
+				this.#log.warn({ err }, "cluster owners: a directory could not be refreshed");
+			});
 	}
 
 	#forget(key: string): void {

@@ -211,6 +211,8 @@ export interface OwnedUnits {
 	 * room's goodbye to occupants on other nodes) still reaches them.
 	 */
 	leaving?(): void;
+	/** With each heartbeat: rewrites what the engine may have lost (the directory). */
+	refresh?(): Promise<void>;
 }
 
 /** The leases of owned units and the directory the nodes share (src/cluster/ownership.ts). */
@@ -228,6 +230,8 @@ export interface ComponentOwners {
 	release(host: Host, key: string): Promise<void>;
 	/** Sets (or with null removes) this unit's entry of the component's shared directory. */
 	publish(host: Host, key: string, entry: string | null): Promise<void>;
+	/** Whether the directory has an entry for `key`. */
+	has(host: Host, key: string): Promise<boolean>;
 	/** Sets `key`'s entry unless it has one (a node seeding the directory from storage). */
 	seed(host: Host, key: string, entry: string): Promise<void>;
 	/** The directory: unit -> entry, with whether a live node owns the unit now. */

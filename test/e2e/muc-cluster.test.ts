@@ -219,6 +219,16 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 		// §6.3: each node lists the public rooms of both.
 		assert.deepEqual(await listed(alice), ["alpha", "beta", "gamma"]);
 		assert.deepEqual(await listed(bob), ["alpha", "beta", "gamma"]);
+		// Redis lost the directory (a restart): each node holding rooms writes them again at its
+		// next heartbeat.
+		await redis.del(`${PREFIX}:rooms:${SERVICE}`);
+		await waitFor(
+			async () =>
+				(await redis.hexists(`${PREFIX}:rooms:${SERVICE}`, `@${NODE_A}`)) === 1 &&
+				(await redis.hexists(`${PREFIX}:rooms:${SERVICE}`, `@${NODE_B}`)) === 1,
+			"both nodes to write the directory again",
+		);
+		assert.deepEqual(await listed(alice), ["alpha", "beta", "gamma"]);
 		// Node A holds one room's lease (alpha), as its metrics say.
 		assert.match((await a.server.metricsText()).body, /^parley_cluster_owned_rooms\{[^}]*\} 1$/m);
 	});

@@ -63,6 +63,7 @@ export default defineModule({
 				holds: (local) => service.holds(local),
 				lost: (local) => service.lost(local),
 				leaving: () => service.leaving(),
+				refresh: () => service.refresh(),
 			};
 			host.placement = placement;
 			api.onUnload(() => {

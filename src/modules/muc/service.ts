@@ -79,6 +79,12 @@ interface Tombstone {
 	alternate?: string;
 }
 
+/**
+ * The cluster directory's mark that a node wrote its entries and storage's rooms there:
+ * `@<node>` (no room's name holds an @, RFC 7622 §3.3.1).
+ */
+const SEEDED = "@";
+
 /** Prefix of the ids of IQs the room passes between occupants. */
 const FORWARDED = "muc.";
 
@@ -128,7 +134,6 @@ export class MucService implements RoomHost {
 	readonly #touched = new Map<string, number>();
 	/** What this node last wrote to the cluster's room directory, per room. */
 	readonly #listed = new Map<string, string | null>();
-	#seeded = false;
 
 	constructor(
 		host: Host,
@@ -360,6 +365,34 @@ export class MucService implements RoomHost {
 	}
 
 	/**
+	 * Fills the cluster's room directory with this node's entries and storage's persistent
+	 * public rooms when it has not yet, or Redis lost them (a restart): asked with each heartbeat
+	 * and before a listing. One HEXISTS when there is nothing to do.
+	 */
+	async refresh(): Promise<void> {
+		const cluster = this.#clustered ? this.host.server.cluster : null;
+		const owners = cluster?.owners;
+		if (!cluster || !owners) return;
+		const mark = `${SEEDED}${cluster.node}`;
+		if (await owners.has(this.host, mark)) return;
+		for (const local of await this.#store.users()) {
+			const stored = (await this.#store.get(local)) as StoredRoom | undefined;
+			if (stored?.v === 1 && stored.config.public && stored.config.persistent)
+				await owners.seed(
+					this.host,
+					local,
+					JSON.stringify({ name: stored.config.name || local, p: true }),
+				);
+		}
+		for (const room of this.rooms.values()) {
+			const entry = this.#entryOf(room);
+			this.#listed.set(room.jid.local, entry);
+			if (entry !== null) await owners.publish(this.host, room.jid.local, entry);
+		}
+		await owners.publish(this.host, mark, "1");
+	}
+
+	/**
 	 * §6.3 in a cluster: the public rooms of every node, from the cluster's directory. Rooms no
 	 * node holds are listed when persistent (storage has them; the next stanza loads them);
 	 * temporary rooms of a node that died are gone, and leave the directory.
@@ -371,21 +404,9 @@ export class MucService implements RoomHost {
 				out.set(room.jid.local, room.config.name || room.jid.local);
 		const owners = this.#clustered ? this.host.server.cluster?.owners : undefined;
 		if (!owners) return out;
-		if (!this.#seeded) {
-			// Rooms stored before any node kept the directory (or while none ran) are listed too.
-			for (const local of await this.#store.users()) {
-				const stored = (await this.#store.get(local)) as StoredRoom | undefined;
-				if (stored?.v === 1 && stored.config.public && stored.config.persistent)
-					await owners.seed(
-						this.host,
-						local,
-						JSON.stringify({ name: stored.config.name || local, p: true }),
-					);
-			}
-			this.#seeded = true;
-		}
+		await this.refresh();
 		for (const [local, { entry, owned }] of await owners.directory(this.host)) {
-			if (this.rooms.has(local)) continue;
+			if (local.startsWith(SEEDED) || this.rooms.has(local)) continue;
 			let e: { name?: unknown; p?: unknown };
 			try {
 				e = JSON.parse(entry) as { name?: unknown; p?: unknown };
