@@ -119,7 +119,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		return this.#leader;
 	}
 
-	/** The live node that joined first: it ends dead nodes' sessions and runs components. */
+	/** The live node that joined first: it ends dead nodes' sessions, runs leader components. */
 	get leaderNode(): string {
 		return this.#leaderNode || this.node;
 	}
@@ -622,8 +622,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			const wasLeader = this.#leader;
 			this.#leaderNode = leader;
 			this.#leader = leader === this.node;
-			// Components (MUC rooms) run on the leader; a node that takes over loads their state
-			// from storage afresh (persistent rooms; temporary ones ended with the old leader).
+			// Components placed on the leader (PubSub, external ones) move with it: a node that takes
+			// over loads their state from storage afresh. MUC rooms move one by one (ownership.ts).
 			if (this.#leader && !wasLeader && this.#ready) await this.#server.restartComponents();
 			for (const n of dead) await this.#nodeDied(n);
 			await this.owners.renew();

@@ -350,12 +350,12 @@ export interface ClusterNotice {
 export interface ClusterHook {
 	/** This node's name (`cluster.node`, or the one made up when it is empty). */
 	readonly node: string;
-	/** This node runs the components (the live node that joined first). */
+	/** This node runs the components placed on the leader (the live node that joined first). */
 	readonly leader: boolean;
 	readonly leaderNode: string;
 	start(): Promise<void>;
 	stop(): Promise<void>;
-	/** A stanza for a component, passed to the leader that runs it. */
+	/** A stanza for a component, passed to the node that runs it (or owns its room). */
 	routeOn(node: string, stanza: Element): void;
 	/** Fires `cluster/<topic>` with `data` on the host's bus of every other node. */
 	notify(host: Host, topic: string, data: string): void;
