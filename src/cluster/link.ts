@@ -637,8 +637,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	async #nodeDied(node: string): Promise<void> {
 		this.owners.forgetNode(node);
 		const gone = [...this.#remote.values()].filter((r) => r.node === node);
+		if (!this.#leader) {
+			// The rooms this node owns (MUC, issue 16) lose the dead node's occupants.
+			for (const r of gone) this.#closed(r);
+			return;
+		}
 		for (const r of gone) this.#drop(r);
-		if (!this.#leader) return;
 		this.#log.warn(
 			{ dead: node, sessions: gone.length },
 			"cluster: a node stopped; ending its sessions",

@@ -28,6 +28,7 @@ const SCHEMA = `parley_mucspread_${TAG.replace(/-/g, "_")}`;
 const NODE_A = `muc-a-${TAG}`;
 const NODE_B = `muc-b-${TAG}`;
 const NODE_C = `muc-c-${TAG}`;
+const NODE_D = `muc-d-${TAG}`;
 const SERVICE = "conference.localhost";
 const MUC = "http://jabber.org/protocol/muc";
 const MUC_OWNER = "http://jabber.org/protocol/muc#owner";
@@ -282,76 +283,97 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 		}
 	});
 
-	test("XEP-0410 §3 and XEP-0045 §7.2.14: the owner killed, a live node takes the room over from storage; a self-ping answers not-acceptable, the occupant enters again and finds the history", async () => {
-		const proc = child as ChildProcess;
-		const exited = new Promise((resolve) => proc.once("exit", resolve));
-		proc.kill("SIGKILL");
-		await exited;
-		child = null;
-		// The dead node's leases expire (node_timeout); nobody holds the rooms until a stanza comes.
-		await waitFor(
-			async () =>
-				((await ownerOf("beta")) === null && (await ownerOf("gamma")) === null) || undefined,
-			"node B's leases to expire",
-		);
-		// §6.3: the persistent room is still listed (storage has it), the temporary one is gone.
-		assert.deepEqual(await listed(alice), ["alpha", "beta", "delta", "epsilon"]);
+	test("XEP-0410 §3 and XEP-0045 §7.2.14: the owner killed, a live node takes the room over from storage; a self-ping answers not-acceptable, the occupant enters again and finds the history; its occupants leave the rooms of other nodes", async () => {
+		// Node D, neither the leader nor the dying node, owns zeta, where Bob (node B) is too.
+		const d = await startTestServer({ storage: "sqlite", config: inProcess(NODE_D) });
+		try {
+			const carolD = await on(d.port, "carol", "d");
+			assert.match(await enter(carolD, "zeta", "Carol"), /<status code="201"/);
+			await configure(carolD, "zeta");
+			assert.equal(await ownerOf("zeta"), NODE_D);
+			await enter(bob, "zeta", "Bob");
+			const markD = carolD.received.length;
 
-		// XEP-0410 §3: the client asks whether it is still in the room. Pings that went to node B
-		// before node A learned it was gone get no answer; the first answered one says
-		// not-acceptable: node A now holds beta, loaded from storage, without Alice in it.
-		let answer = "";
-		for (let i = 0; !answer; i++) {
-			const id = `self-ping-${i}`;
-			answer = await iq(
+			const proc = child as ChildProcess;
+			const exited = new Promise((resolve) => proc.once("exit", resolve));
+			proc.kill("SIGKILL");
+			await exited;
+			child = null;
+			// §7.14, no ghosts: node D learns that node B died and Bob leaves zeta.
+			await carolD.waitFor(
+				new RegExp(
+					`<presence[^>]*from="zeta@${SERVICE}/Bob"[^>]*type="unavailable"|<presence[^>]*type="unavailable"[^>]*from="zeta@${SERVICE}/Bob"`,
+				),
+				markD,
+			);
+
+			// The dead node's leases expire (node_timeout); nobody holds the rooms until a stanza comes.
+			await waitFor(
+				async () =>
+					((await ownerOf("beta")) === null && (await ownerOf("gamma")) === null) || undefined,
+				"node B's leases to expire",
+			);
+			// §6.3: the persistent room is still listed (storage has it), the temporary one is gone.
+			assert.deepEqual(await listed(alice), ["alpha", "beta", "delta", "epsilon", "zeta"]);
+
+			// XEP-0410 §3: the client asks whether it is still in the room. Pings that went to node B
+			// before node A learned it was gone get no answer; the first answered one says
+			// not-acceptable: node A now holds beta, loaded from storage, without Alice in it.
+			let answer = "";
+			for (let i = 0; !answer; i++) {
+				const id = `self-ping-${i}`;
+				answer = await iq(
+					alice,
+					id,
+					`<iq type='get' id='${id}' to='beta@${SERVICE}/Alice'><ping xmlns='urn:xmpp:ping'/></iq>`,
+					2000,
+				).catch(() => "");
+				assert.ok(i < 20, "no answer to any self-ping");
+			}
+			assert.match(answer, /type="error"/);
+			assert.match(answer, /<not-acceptable\b/);
+			assert.equal(await ownerOf("beta"), NODE_A);
+
+			// Alice enters again: the room exists (no 201) and its history is the archive's (§7.2.14).
+			const mark0 = alice.received.length;
+			assert.doesNotMatch(await enter(alice, "beta", "Alice"), /<status code="201"/);
+			// The history follows the self-presence, each message with its delay (§7.2.14).
+			assert.match(
+				await alice.waitFor(
+					/<message[^>]*type="groupchat"[\s\S]*?<body>before the crash<\/body>[\s\S]*?<\/message>/,
+					mark0,
+				),
+				/<body>before the crash<\/body>[\s\S]*?<delay\b|<delay\b[\s\S]*?<body>before the crash<\/body>/,
+			);
+
+			// Bob, whose session ended with node B, comes back through node A and talks with Alice.
+			const bob2 = await on(a.port, "bob", "b2");
+			await enter(bob2, "beta", "Bob");
+			await say(bob2, "beta", "after the crash", [alice, bob2]);
+
+			// XEP-0313 on the room: what was said on node B and on node A, in order.
+			const id = "mam-beta";
+			const mark = alice.received.length;
+			const fin = await iq(
 				alice,
 				id,
-				`<iq type='get' id='${id}' to='beta@${SERVICE}/Alice'><ping xmlns='urn:xmpp:ping'/></iq>`,
-				2000,
-			).catch(() => "");
-			assert.ok(i < 20, "no answer to any self-ping");
+				`<iq type='set' id='${id}' to='beta@${SERVICE}'><query xmlns='urn:xmpp:mam:2'/></iq>`,
+			);
+			assert.match(fin, /<fin\b/);
+			const results = alice.received.slice(mark);
+			const order = ["from node A", "before the crash", "after the crash"].map((b) =>
+				results.indexOf(`<body>${b}</body>`),
+			);
+			assert.ok(
+				order.every((n) => n >= 0),
+				`all three archived: ${results}`,
+			);
+			assert.deepEqual(
+				[...order].sort((x, y) => x - y),
+				order,
+			);
+		} finally {
+			await d.stop();
 		}
-		assert.match(answer, /type="error"/);
-		assert.match(answer, /<not-acceptable\b/);
-		assert.equal(await ownerOf("beta"), NODE_A);
-
-		// Alice enters again: the room exists (no 201) and its history is the archive's (§7.2.14).
-		const mark0 = alice.received.length;
-		assert.doesNotMatch(await enter(alice, "beta", "Alice"), /<status code="201"/);
-		// The history follows the self-presence, each message with its delay (§7.2.14).
-		assert.match(
-			await alice.waitFor(
-				/<message[^>]*type="groupchat"[\s\S]*?<body>before the crash<\/body>[\s\S]*?<\/message>/,
-				mark0,
-			),
-			/<body>before the crash<\/body>[\s\S]*?<delay\b|<delay\b[\s\S]*?<body>before the crash<\/body>/,
-		);
-
-		// Bob, whose session ended with node B, comes back through node A and talks with Alice.
-		const bob2 = await on(a.port, "bob", "b2");
-		await enter(bob2, "beta", "Bob");
-		await say(bob2, "beta", "after the crash", [alice, bob2]);
-
-		// XEP-0313 on the room: what was said on node B and on node A, in order.
-		const id = "mam-beta";
-		const mark = alice.received.length;
-		const fin = await iq(
-			alice,
-			id,
-			`<iq type='set' id='${id}' to='beta@${SERVICE}'><query xmlns='urn:xmpp:mam:2'/></iq>`,
-		);
-		assert.match(fin, /<fin\b/);
-		const results = alice.received.slice(mark);
-		const order = ["from node A", "before the crash", "after the crash"].map((b) =>
-			results.indexOf(`<body>${b}</body>`),
-		);
-		assert.ok(
-			order.every((n) => n >= 0),
-			`all three archived: ${results}`,
-		);
-		assert.deepEqual(
-			[...order].sort((x, y) => x - y),
-			order,
-		);
 	});
 });
