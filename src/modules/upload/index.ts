@@ -11,8 +11,8 @@
  * `upload_files` archive store of the component indexes them by uploader and time for the
  * quotas. A periodic sweep deletes what has expired.
  *
- * In a cluster the slot requests reach the leader like every component stanza, while the HTTP
- * requests are served by whichever node's listener receives them: the slot is a signed token
+ * In a cluster the slot requests are answered by whichever node the client is on (placement
+ * "any", issue 16), and the HTTP requests by whichever node's listener receives them: the slot is a signed token
  * (slot.ts) any node can check, the index is in the shared storage, and the directory must be
  * one every node sees (it is, for the workers of one machine).
  */
@@ -53,6 +53,12 @@ export default defineModule({
 			);
 		const core = host.server;
 		const config = core.config;
+		// Issue 16: in a cluster any node answers slot requests (all it needs is shared: the
+		// secret, the index in storage, the directory), so none carries them all.
+		host.placement = "any";
+		api.onUnload(() => {
+			if (host.placement === "any") delete host.placement;
+		});
 		const derived = host.name.slice(host.name.indexOf(".") + 1);
 		const parentHost = cfg.parent_host ?? (core.hosts.has(derived) ? derived : undefined);
 		const allowed = new Set(
