@@ -1318,6 +1318,7 @@ class Generator {
 	}
 
 	async closeAll() {
+		for (const p of this.pairs) for (const sm of [p.aSm, p.bSm]) sm?.ackAll();
 		const all = [
 			...this.held,
 			...this.pairs.flatMap((p) => [p.a, p.b]),

@@ -340,6 +340,16 @@ export class SmClient {
 		return `${stanza}<r xmlns='${NS_SM}'/>`;
 	}
 
+	/**
+	 * An `<a/>` for everything received, sent before closing the stream: without it the servers
+	 * treat the last few stanzas as not received and reroute them (offline storage, XEP-0160),
+	 * which would be work left over for the next scenario.
+	 */
+	ackAll(): void {
+		if (!this.socket.writableEnded)
+			this.socket.write(`<a xmlns='${NS_SM}' h='${this.received % 2 ** 32}'/>`);
+	}
+
 	/** Our `<r/>` not answered yet. */
 	get unanswered(): number {
 		return this.#expected.length;
