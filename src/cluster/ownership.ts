@@ -137,7 +137,7 @@ export class Ownership implements ComponentOwners {
 	/** Tells the other nodes that these leases changed hands (all of this node's without keys). */
 	#announce(keys?: string[]): void {
 		const redis = this.#redis;
-		if (!redis || redis.status !== "ready") return;
+		if (redis?.status !== "ready") return;
 		redis
 			.publish(
 				this.#channel,
