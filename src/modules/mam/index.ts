@@ -232,7 +232,8 @@ export default defineModule({
 		const serialised = (stanza: Element): ArchivedMessage => {
 			const last = written.get(stanza);
 			if (last && unchanged(stanza, last.seen)) return last.form;
-			const form = archivedForm(stanza);
+			// Frozen: the SQLite backend then stringifies it once for both appends.
+			const form = Object.freeze(archivedForm(stanza));
 			written.set(stanza, { form, seen: seenOf(stanza) });
 			return form;
 		};
