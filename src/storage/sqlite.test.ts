@@ -383,9 +383,8 @@ test("sqlite: a lazy archive append waits for company, yet an awaited write or a
 	}
 });
 
-test("sqlite: a new file has 16 KiB pages; a value appended twice is stored as it was at each append", async () => {
-	const path = freshPath();
-	const b = new SqliteBackend(path);
+test("sqlite: a value appended twice is stored as it was at each append", async () => {
+	const b = new SqliteBackend(freshPath());
 	try {
 		const a = b.archive<{ xml: string }>("a.example", "mam");
 		// One frozen value for two archives (what mam appends), then an unfrozen one changed
@@ -403,9 +402,6 @@ test("sqlite: a new file has 16 KiB pages; a value appended twice is stored as i
 	} finally {
 		await b.close();
 	}
-	const raw = new DatabaseSync(path);
-	assert.equal(raw.prepare("PRAGMA page_size").get()?.page_size, 16384);
-	raw.close();
 });
 
 test("createStorage: sqlite under a data dir it creates; memory", async () => {
