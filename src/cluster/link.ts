@@ -42,6 +42,7 @@ import type { Element } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
 import { Delivery } from "./delivery.ts";
+import { Ownership } from "./ownership.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
 import { beatsKey, readClusterStatus } from "./status.ts";
 
@@ -88,6 +89,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	#stopping = false;
 	#ticking = false;
 	#ready = false;
+	/** Leases of the components' units spread over the nodes: MUC rooms (ownership.ts). */
+	readonly owners: Ownership;
 
 	constructor(server: Core) {
 		this.#server = server;
@@ -115,6 +118,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 					this.#log.warn({ err }, "cluster: a stanza could not be routed again");
 				}),
 		});
+		this.owners = new Ownership(this.node, this.#cfg, this.#log);
 	}
 
 	/** Whether this node currently ends the sessions of dead nodes. */
@@ -122,7 +126,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		return this.#leader;
 	}
 
-	/** The live node that joined first: it ends dead nodes' sessions and runs components. */
+	/** The live node that joined first: it ends dead nodes' sessions, runs leader components. */
 	get leaderNode(): string {
 		return this.#leaderNode || this.node;
 	}
@@ -166,6 +170,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			const why = firstError || (err as Error).message;
 			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${why}`);
 		}
+		await this.owners.start();
 		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
 		await sub.subscribe(this.#keys.registry);
 		await this.#join();
@@ -230,7 +235,9 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#stopping = true;
 		if (this.#timer) clearInterval(this.#timer);
 		this.#timer = null;
+		this.owners.leaving();
 		this.#writeOut();
+		await this.owners.stop();
 		const pub = this.#pub;
 		await this.#delivery.stop();
 		if (pub && pub.status === "ready") {
@@ -601,11 +608,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			const wasLeader = this.#leader;
 			this.#leaderNode = leader;
 			this.#leader = leader === this.node;
-			// Components (MUC rooms) run on the leader; a node that takes over loads their state
-			// from storage afresh (persistent rooms; temporary ones ended with the old leader).
+			// Components placed on the leader (PubSub, external ones) move with it: a node that takes
+			// over loads their state from storage afresh. MUC rooms move one by one (ownership.ts).
 			if (this.#leader && !wasLeader && this.#ready) await this.#server.restartComponents();
 			for (const n of dead) await this.#nodeDied(n);
 			if (this.#leader) await this.#delivery.drainOrphans();
+			await this.owners.renew();
 		} catch (err) {
 			this.#log.warn({ err }, "cluster: heartbeat failed");
 		} finally {
@@ -614,9 +622,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	}
 
 	async #nodeDied(node: string): Promise<void> {
+		this.owners.forgetNode(node);
 		const gone = [...this.#remote.values()].filter((r) => r.node === node);
+		if (!this.#leader) {
+			// The rooms this node owns (MUC, issue 16) lose the dead node's occupants.
+			for (const r of gone) this.#closed(r);
+			return;
+		}
 		for (const r of gone) this.#drop(r);
-		if (!this.#leader) return;
 		// First, so that the node, should it only have been paused, delivers nothing more from it.
 		await this.#delivery.nodeDied(node);
 		this.#log.warn(

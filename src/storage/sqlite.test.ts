@@ -383,6 +383,27 @@ test("sqlite: a lazy archive append waits for company, yet an awaited write or a
 	}
 });
 
+test("sqlite: a value appended twice is stored as it was at each append", async () => {
+	const b = new SqliteBackend(freshPath());
+	try {
+		const a = b.archive<{ xml: string }>("a.example", "mam");
+		// One frozen value for two archives (what mam appends), then an unfrozen one changed
+		// between its two appends: each row holds the value as it was when appended.
+		const shared = Object.freeze({ xml: "<message/>" });
+		await a.append("alice", { value: shared });
+		await a.append("bob", { value: shared });
+		const changing = { xml: "first" };
+		const first = a.append("alice", { value: changing });
+		changing.xml = "second";
+		await Promise.all([first, a.append("bob", { value: changing })]);
+		const values = async (user: string) => (await a.query(user)).items.map((i) => i.value.xml);
+		assert.deepEqual(await values("alice"), ["<message/>", "first"]);
+		assert.deepEqual(await values("bob"), ["<message/>", "second"]);
+	} finally {
+		await b.close();
+	}
+});
+
 test("createStorage: sqlite under a data dir it creates; memory", async () => {
 	const dataDir = join(dir, randomUUID(), "nested");
 	const s = createStorage({ backend: "sqlite", path: "db/../parley.sqlite" }, dataDir);

@@ -199,6 +199,13 @@ function filterSql(q: Filter, sid: number, args: SQLInputValue[]): string {
 	return sql;
 }
 
+/** A frozen object or array whose members are all primitives (so it cannot change). */
+function isFrozenFlat(value: Json): boolean {
+	if (typeof value !== "object" || value === null || !Object.isFrozen(value)) return false;
+	for (const v of Object.values(value)) if (typeof v === "object" && v !== null) return false;
+	return true;
+}
+
 export class SqliteBackend implements StorageBackend {
 	readonly kind = "sqlite";
 	readonly path: string;
@@ -218,6 +225,15 @@ export class SqliteBackend implements StorageBackend {
 	 */
 	#sids = new Map<string, number>();
 	#oids = new Map<string, number>();
+	/** Bumped when #sids and #oids are cleared, so the stores' own copies are dropped too. */
+	#keysGen = 0;
+	/**
+	 * The last frozen, flat value appended and its JSON: a message archived for its sender and
+	 * its recipient is one value (src/modules/mam), stringified once. Frozen with no nested
+	 * objects, it cannot have changed since.
+	 */
+	#lastValue: unknown;
+	#lastJson = "";
 
 	/** Opens (creating if needed) the database at `path`; ":memory:" gives a private one. */
 	constructor(path: string) {
@@ -349,6 +365,7 @@ export class SqliteBackend implements StorageBackend {
 		} catch (error) {
 			this.#sids.clear();
 			this.#oids.clear();
+			this.#keysGen++;
 			try {
 				if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
 			} catch {
@@ -500,7 +517,23 @@ export class SqliteBackend implements StorageBackend {
 		return oid;
 	}
 
+	/** The JSON text of an archived value (see #lastValue). */
+	#json(value: Json): string {
+		if (value === this.#lastValue) return this.#lastJson;
+		const json = JSON.stringify(value);
+		if (isFrozenFlat(value)) {
+			this.#lastValue = value;
+			this.#lastJson = json;
+		}
+		return json;
+	}
+
 	archive<T extends Json = Json>(host: string, store: string): ArchiveStore<T> {
+		// This store's keys for appends, as in #sids and #oids but without building their map
+		// keys for every row; dropped with those (#keysGen).
+		let keysGen = -1;
+		let appendSid: number | undefined;
+		const appendOids = new Map<string, number>();
 		/** The keys of `user`'s archive for a read (after the queued writes), if it exists. */
 		const keys = (user: string): { sid: number; oid: number } | undefined => {
 			if (this.#pending.length > 0) this.#flush();
@@ -553,11 +586,21 @@ export class SqliteBackend implements StorageBackend {
 				const id = item.id ?? newArchiveId();
 				const when = item.when ?? Date.now();
 				const peer = item.with ?? "";
-				const json = JSON.stringify(item.value);
+				const json = this.#json(item.value);
 				return this.#write(
 					() => {
-						const sid = this.#sid(host, store, true) as number;
-						const oid = this.#oid(sid, user, true) as number;
+						if (keysGen !== this.#keysGen) {
+							keysGen = this.#keysGen;
+							appendSid = undefined;
+							appendOids.clear();
+						}
+						appendSid ??= this.#sid(host, store, true) as number;
+						const sid = appendSid;
+						let oid = appendOids.get(user);
+						if (oid === undefined) {
+							oid = this.#oid(sid, user, true) as number;
+							appendOids.set(user, oid);
+						}
 						try {
 							this.#stmt(
 								"INSERT INTO archive (sid, oid, id, ts, peer, value) VALUES (?, ?, ?, ?, ?, ?)",

@@ -178,6 +178,14 @@ describe("XEP-0313 Message Archive Management", () => {
 		assert.equal(mine.length, 1, got.toString());
 		assert.notEqual(mine[0]?.attrs.id, "forged");
 		assert.ok(got.getChildren("stanza-id", SID).some((s) => s.attrs.id === "kept"));
+		// The recipient's archived copy is the stanza after the removal, though the sender's copy
+		// of the same stanza was serialised before it (the module writes one text for both when
+		// the stanza did not change in between).
+		const daves = await mam(dave, form({ with: "carol@localhost" }));
+		const archived = daves.results.at(-1)?.message;
+		assert.ok(archived, daves.iq.toString());
+		assert.ok(!archived.toString().includes("forged"), archived.toString());
+		assert.ok(archived.toString().includes("kept"), archived.toString());
 	});
 
 	test("§5.1.1 and XEP-0334 §4: no-store and no-permanent-store are not archived, store is even without a body, bodiless chat states are not", async () => {
