@@ -25,6 +25,9 @@ if (process.argv[2] === "serve" && typeof process.execve === "function") {
 	const { allocatorEnv } = await import("../src/cli/allocator.ts");
 	const env = allocatorEnv(process.env, process.platform, existsSync);
 	if (env) {
+		// The inspector's listening socket would outlive the exec and hold its port.
+		const inspector = await import("node:inspector");
+		if (inspector.url()) inspector.close();
 		const args = [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
 		process.execve(process.execPath, args, env);
 	}
