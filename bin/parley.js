@@ -29,7 +29,12 @@ if (process.argv[2] === "serve" && typeof process.execve === "function") {
 		const inspector = await import("node:inspector");
 		if (inspector.url()) inspector.close();
 		const args = [process.execPath, ...process.execArgv, ...process.argv.slice(1)];
-		process.execve(process.execPath, args, env);
+		try {
+			process.execve(process.execPath, args, env);
+		} catch (err) {
+			// Serve with glibc's malloc rather than not at all.
+			console.error(`parley: running with the system allocator (${err.message})`);
+		}
 	}
 }
 // Keep compiled, type-stripped code between runs (in the OS temp directory): every command,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { allocatorEnv, JEMALLOC_PATHS } from "./allocator.ts";
+import { allocatorEnv, JEMALLOC_CONF, JEMALLOC_PATHS } from "./allocator.ts";
 
 const DEBIAN = JEMALLOC_PATHS[0] as string;
 const installed = (p: string) => p === DEBIAN;
@@ -8,6 +8,12 @@ const installed = (p: string) => p === DEBIAN;
 test("serve preloads jemalloc where it is installed, once, unless told to keep glibc's malloc", () => {
 	assert.equal(allocatorEnv({ A: "1" }, "linux", installed)?.LD_PRELOAD, DEBIAN);
 	assert.equal(allocatorEnv({ A: "1" }, "linux", installed)?.A, "1");
+	assert.equal(allocatorEnv({}, "linux", installed)?.MALLOC_CONF, JEMALLOC_CONF);
+	// An operator's jemalloc settings are theirs.
+	assert.equal(
+		allocatorEnv({ MALLOC_CONF: "narenas:2" }, "linux", installed)?.MALLOC_CONF,
+		"narenas:2",
+	);
 	// Already preloaded (the process after its execve, or an operator's LD_PRELOAD): go on.
 	assert.equal(allocatorEnv({ LD_PRELOAD: DEBIAN }, "linux", installed), null);
 	assert.equal(allocatorEnv({ LD_PRELOAD: "/opt/libjemalloc.so" }, "linux", installed), null);

@@ -3,8 +3,8 @@
  * input). After thousands of connections glibc's malloc keeps 15-40 MiB of freed native memory
  * (socket, stream and V8 bookkeeping allocations of the main thread) in its main arena: free, but
  * in pages it only gives back on `malloc_trim`, which Node cannot call. jemalloc gives freed
- * pages back on its own (after `dirty_decay_ms`, 10 s), measured +1 MiB instead of +20-27 MiB
- * (docs/architecture.md, "Memory per connection, and after hostile input").
+ * pages back on its own, measured +1 to +2 MiB instead of +20 to +32 MiB (docs/architecture.md,
+ * "Memory per connection, and after hostile input").
  *
  * An allocator is chosen when the process starts (`LD_PRELOAD`), so `bin/parley.js serve`
  * replaces itself once with `process.execve` (the same process id, arguments, Node flags and
@@ -21,6 +21,9 @@ export const JEMALLOC_PATHS = [
 	"/usr/lib/libjemalloc.so.2",
 	"/usr/local/lib/libjemalloc.so.2",
 ];
+
+/** jemalloc's settings when Parley chose it and the operator set none (MALLOC_CONF). */
+export const JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
 /**
  * The environment to start again with, or null to go on as is: not on Linux, `PARLEY_MALLOC`
@@ -39,5 +42,10 @@ export function allocatorEnv(
 	if (lib ? preloaded.includes(lib) : /jemalloc/.test(preloaded)) return null;
 	const path = lib ?? JEMALLOC_PATHS.find(exists);
 	if (!path || !exists(path)) return null;
-	return { ...env, LD_PRELOAD: preloaded ? `${path}:${preloaded}` : path };
+	const out: NodeJS.ProcessEnv = { ...env, LD_PRELOAD: preloaded ? `${path}:${preloaded}` : path };
+	// jemalloc purges freed pages only when it is called, after `dirty_decay_ms` (10 s): an idle
+	// server after a storm kept 50 MiB for 15 s and more. A background thread purges them within
+	// about a second of the quiet collection freeing them.
+	if (!lib && env.MALLOC_CONF === undefined) out.MALLOC_CONF = JEMALLOC_CONF;
+	return out;
 }
