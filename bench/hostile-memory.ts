@@ -12,13 +12,18 @@
  *       [--node-flag F]    extra Node flag for the server (e.g. --max-semi-space-size=1)
  *       [--idle S]         seconds to watch the idle server after the last round (15)
  *       [--gc-each-round]  also force a GC after each round (is the heap growing, or garbage?)
+ *       [--smaps]          also split RSS by mapping (files, glibc arenas, other anonymous)
+ *       [--malloc-trim]    at the end, call glibc's malloc_trim(0) in the server through gdb: how
+ *                          much of what stays is memory malloc holds free (with --env
+ *                          PARLEY_MALLOC=system; best with --no-inspect)
  *
  * The server is not given --expose-gc: figures "before GC" are what the process holds on its
  * own; "after GC" come from a full collection asked through the inspector (HeapProfiler).
  * Not a test: prints.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -46,6 +51,8 @@ const { values: args } = parseArgs({
 		"node-flag": { type: "string", multiple: true, default: [] },
 		idle: { type: "string", default: "15" },
 		"gc-each-round": { type: "boolean", default: false },
+		smaps: { type: "boolean", default: false },
+		"malloc-trim": { type: "boolean", default: false },
 	},
 });
 const ROUNDS = Number(args.rounds);
@@ -63,6 +70,42 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function rss(pid: number): number {
 	const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "latin1"));
 	return Number(m?.[1] ?? 0) * 1024;
+}
+
+/**
+ * Where the resident memory is, from /proc/<pid>/smaps: files (the node binary, libraries),
+ * glibc's main arena ([heap], grown with brk), and anonymous mappings, split into glibc's
+ * thread arenas (64 MiB-aligned heaps of other threads' malloc) and the rest (V8's heap pages,
+ * large mmap'd allocations, thread stacks, and all of jemalloc's memory when the server runs
+ * with it, as `parley serve` does where it is installed: src/cli/allocator.ts).
+ */
+function smaps(pid: number): string {
+	const text = readFileSync(`/proc/${pid}/smaps`, "latin1");
+	let file = 0;
+	let brk = 0;
+	let arenas = 0;
+	let arenaCount = 0;
+	let anon = 0;
+	let cur: { name: string; start: bigint; size: bigint } | null = null;
+	const ARENA = 64n * 1024n * 1024n;
+	for (const line of text.split("\n")) {
+		const head = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+		if (head) {
+			const start = BigInt(`0x${head[1]}`);
+			cur = { name: head[3] ?? "", start, size: BigInt(`0x${head[2]}`) - start };
+			continue;
+		}
+		const m = /^Rss:\s+(\d+) kB/.exec(line);
+		if (!m || !cur) continue;
+		const kb = Number(m[1]) * 1024;
+		if (cur.name === "[heap]") brk += kb;
+		else if (cur.name.startsWith("/")) file += kb;
+		else if (cur.name === "" && cur.start % ARENA === 0n && cur.size <= ARENA) {
+			arenas += kb;
+			if (kb > 0) arenaCount++;
+		} else anon += kb;
+	}
+	return `files ${mib(file)}, main arena [heap] ${mib(brk)}, ${arenaCount} thread arenas ${mib(arenas)}, other anonymous ${mib(anon)}`;
 }
 
 /** A DevTools-protocol client over the server's inspector WebSocket. */
@@ -114,6 +157,7 @@ interface Mem {
 	heapTotal?: number;
 	external?: number;
 	arrayBuffers?: number;
+	smaps?: string;
 }
 
 async function measure(pid: number, ins: Inspector | null, gc: boolean): Promise<Mem> {
@@ -125,6 +169,7 @@ async function measure(pid: number, ins: Inspector | null, gc: boolean): Promise
 	}
 	const m: Mem = { rss: rss(pid) };
 	if (ins) Object.assign(m, await ins.eval<object>("process.memoryUsage()"), { rss: rss(pid) });
+	if (args.smaps) m.smaps = smaps(pid);
 	return m;
 }
 
@@ -136,29 +181,37 @@ function show(label: string, m: Mem, base?: Mem): string {
 	let s = `${label.padEnd(34)} rss ${mib(m.rss)}${d("rss")}`;
 	if (m.heapUsed !== undefined)
 		s += `  heapUsed ${mib(m.heapUsed)}${d("heapUsed")}  heapTotal ${mib(m.heapTotal as number)}${d("heapTotal")}  external ${mib(m.external as number)}${d("external")}  arrayBuffers ${mib(m.arrayBuffers as number)}${d("arrayBuffers")}`;
+	if (m.smaps) s += `\n${"".padEnd(34)} ${m.smaps}`;
 	return s;
+}
+
+/** The server answers a stream header with its features (a refused connect is not an answer). */
+function features(port: number): Promise<boolean> {
+	return new Promise((resolve) => {
+		let text = "";
+		const socket = connect(port, "127.0.0.1", () =>
+			socket.write(
+				"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
+			),
+		);
+		const done = (ok: boolean) => {
+			socket.destroy();
+			resolve(ok);
+		};
+		socket.setTimeout(2000, () => done(false));
+		socket.on("data", (d) => {
+			text += d;
+			if (text.includes("</stream:features>")) done(true);
+		});
+		socket.on("error", () => done(false));
+		socket.on("close", () => done(false));
+	});
 }
 
 async function waitListening(port: number, child: ChildProcess): Promise<void> {
 	for (let i = 0; i < 200; i++) {
 		if (child.exitCode !== null) throw new Error(`parley exited with code ${child.exitCode}`);
-		const r = await runTcpCase(
-			port,
-			{
-				kind: "probe",
-				steps: [
-					{
-						write: Buffer.from(
-							"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
-						),
-					},
-					{ wait: "</stream:features>" },
-				],
-				end: "fin",
-			},
-			{ holdMs: 1000, maxMs: 2000 },
-		).catch(() => null);
-		if (r && !r.clientGaveUp) return;
+		if (await features(port)) return;
 		await sleep(200);
 	}
 	throw new Error("parley did not start");
@@ -289,6 +342,15 @@ try {
 		const endGc = await measure(pid, ins, true);
 		console.log(show("then after a forced GC", endGc, startGc));
 		ins.close();
+	}
+	if (args["malloc-trim"]) {
+		const r = spawnSync("gdb", ["-p", String(pid), "-batch", "-ex", "call (int)malloc_trim(0)"], {
+			encoding: "utf8",
+			timeout: 60_000,
+		});
+		if (r.status !== 0) console.log(`gdb: ${r.status} ${r.stderr}`);
+		await sleep(500);
+		console.log(show("then after malloc_trim(0)", await measure(pid, ins, false), start));
 	}
 	if (child.exitCode !== null) console.log(`parley exited: ${child.exitCode}\n${stderr}`);
 } finally {

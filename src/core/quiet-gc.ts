@@ -11,6 +11,9 @@
  * after at least `minEnded` streams ended while at most `maxOpenedWhileQuiet` opened in the
  * last interval, so a server with steady traffic never sees it.
  *
+ * This brings back V8's heap only; what glibc's malloc keeps of the storm is why `parley serve`
+ * runs with jemalloc where it is installed (src/cli/allocator.ts).
+ *
  * Node offers `gc()` only with `--expose-gc`; the flag is set at run time and the function
  * read from a fresh context (the documented way for `v8.setFlagsFromString`). It runs at most
  * once per `intervalMs`, only when the server is quiet, so it never costs a busy server.

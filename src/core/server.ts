@@ -87,7 +87,7 @@ export class Server implements Core {
 	readonly jids = new JIDCache(10_000);
 	readonly streams: Set<Connection> = new CountedStreams(this);
 	/** A full collection once a storm of connections is over (quiet-gc.ts). */
-	readonly quietGc = new QuietGc({ intervalMs: 10_000, minEnded: 500, maxOpenedWhileQuiet: 20 });
+	readonly quietGc = new QuietGc({ intervalMs: 5_000, minEnded: 500, maxOpenedWhileQuiet: 10 });
 	readonly connectionLimiter: ConnectionLimiter;
 	readonly authFailures: AuthFailureTracker;
 	readonly listeners: Listener[] = [];

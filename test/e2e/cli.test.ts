@@ -13,6 +13,7 @@ import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { generate } from "selfsigned";
 import { z } from "zod";
+import { JEMALLOC_PATHS } from "../../src/cli/allocator.ts";
 import { parseConfig } from "../../src/core/config/load.ts";
 import { configSchema } from "../../src/core/config/schema.ts";
 import { builtinModules } from "../../src/modules/index.ts";
@@ -159,10 +160,10 @@ class Serve {
 	#buffer = "";
 	#waiters: (() => void)[] = [];
 
-	constructor(args: string[], cwd?: string) {
+	constructor(args: string[], cwd?: string, env: NodeJS.ProcessEnv = {}) {
 		this.child = spawn(process.execPath, [BIN, "serve", ...args], {
 			cwd,
-			env: { ...process.env, PARLEY_CONFIG: "" },
+			env: { ...process.env, PARLEY_CONFIG: "", ...env },
 			stdio: ["ignore", "pipe", "pipe"],
 		});
 		this.child.stdout?.setEncoding("utf8").on("data", (d: string) => this.#data(d));
@@ -470,6 +471,33 @@ describe("serve", () => {
 			}
 		});
 	}
+
+	test("serve runs with jemalloc where it is installed, as the process it was started as; PARLEY_MALLOC=system keeps glibc's malloc (issue 21)", {
+		skip:
+			process.platform !== "linux" || !JEMALLOC_PATHS.some((p) => existsSync(p))
+				? "needs Linux with jemalloc installed (Debian: libjemalloc2)"
+				: false,
+	}, async () => {
+		for (const [malloc, jemalloc] of [
+			[undefined, true],
+			["system", false],
+		] as const) {
+			const { dir, config } = project();
+			const serve = new Serve(["--config", config], dir, {
+				PARLEY_MALLOC: malloc,
+				LD_PRELOAD: undefined,
+			});
+			try {
+				await serve.running();
+				// The pid the starter knows is the server's (execve keeps it), and the
+				// allocator is mapped in it.
+				const maps = readFileSync(`/proc/${serve.child.pid}/maps`, "utf8");
+				assert.equal(/libjemalloc/.test(maps), jemalloc, `PARLEY_MALLOC=${malloc}`);
+			} finally {
+				serve.kill();
+			}
+		}
+	});
 
 	test("logs are JSON lines with level and msg on a pipe; log.level = warn drops info lines", async () => {
 		const info = project();
