@@ -889,6 +889,7 @@ export class C2SStream implements Session {
 		const user = this.#username as string;
 		const bound = x("bound", { xmlns: NS_BIND2 });
 		await host.events.fire<Bind2Event>("bind2/bind", { session: this, request, bound });
+		await this.#server.cluster?.resolve?.(host, user);
 		return () => {
 			let resource = bind2Resource(
 				request.getChildText("tag", NS_BIND2),
@@ -980,6 +981,8 @@ export class C2SStream implements Session {
 	async #bind(iq: Element, bind: Element): Promise<void> {
 		const host = this.host;
 		const user = this.#username as string;
+		// RFC 6120 §7.7.2.2: a conflict with a session on another node is one too (sharded registry).
+		await this.#server.cluster?.resolve?.(host, user);
 		const choice = chooseResource(
 			bind.getChildText("resource")?.trim() ?? "",
 			(r) => {

@@ -313,6 +313,14 @@ export interface ClusterHook {
 	answer(kind: string, handler: (payload: Buffer) => Promise<Buffer>): void;
 	/** The nodes in the cluster's registry, with their heartbeats (`parley cluster status`). */
 	status?(): Promise<ClusterStatus>;
+	/**
+	 * Sharded registry (`cluster.registry = "sharded"`): makes `host.sessions` hold `user`'s
+	 * sessions on other nodes before the caller reads them. Undefined when it already does
+	 * (the synchronous path); absent with the replicated registry, where it always does.
+	 */
+	resolve?(host: Host, user: string): Promise<void> | undefined;
+	/** {@link resolve} for many bare JIDs (`user@domain`, other domains ignored) in one round trip. */
+	resolveAll?(bareJids: Iterable<string>): Promise<void> | undefined;
 }
 
 /** A node as the cluster's registry in Redis shows it (src/cluster/status.ts). */
