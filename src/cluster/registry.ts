@@ -109,8 +109,11 @@ export class ShardedRegistry {
 	readonly #written = new Set<string>();
 	#writes: Write[] = [];
 	#clock = 0;
-	/** Lookups that missed the cache, and commands sent to Redis for the registry (bench). */
-	readonly counters = { misses: 0, writes: 0 };
+	/**
+	 * Lookups that missed the cache, entries written, and messages (and their bytes) received
+	 * on the JIDs' channels: bench/cluster-registry.ts reads them.
+	 */
+	readonly counters = { misses: 0, writes: 0, received: 0, receivedBytes: 0 };
 
 	constructor(o: {
 		pub: Redis;
@@ -236,6 +239,8 @@ export class ShardedRegistry {
 	onMessage(channel: string, message: string): boolean {
 		const head = `${this.#prefix}:j:`;
 		if (!channel.startsWith(head)) return false;
+		this.counters.received++;
+		this.counters.receivedBytes += message.length;
 		const c = this.#cache.get(channel.slice(head.length));
 		if (!c) return true; // evicted; the UNSUBSCRIBE is on its way
 		const m = JSON.parse(message) as ShardMessage;
