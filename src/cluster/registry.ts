@@ -62,8 +62,9 @@ interface Cached {
 	buffer: ShardMessage[] | null;
 }
 
-// KEYS: hash, node set. ARGV: resource, id, entry, new ("1"/"0"), channel, message, member.
-// An update (not new) applies while the field is empty or holds the same session.
+// KEYS: hash, node set. ARGV: resource, id, entry, new ("1"/"0"), channel, member.
+// An update (not new) applies while the field is empty or holds the same session. The channel
+// gets {"op":"put","entry":<entry>}, made here so that the entry crosses the network once.
 const PUT = `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[4] ~= '1' and cur then
@@ -71,8 +72,8 @@ if ARGV[4] ~= '1' and cur then
   if ok and e.id ~= ARGV[2] then return 0 end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[7])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+redis.call('SADD', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[5], '{"op":"put","entry":' .. ARGV[3] .. '}')
 return 1`;
 
 // KEYS: hash, node set. ARGV: resource, id, channel, message, member.
@@ -305,7 +306,6 @@ export class ShardedRegistry {
 				json,
 				w.isNew ? "1" : "0",
 				this.#channel(bare),
-				`{"op":"put","entry":${json}}`,
 				e.jid,
 			);
 			return;

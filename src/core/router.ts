@@ -130,7 +130,7 @@ export class Router implements StanzaRouter {
 		const dest = destinationOf(to);
 		// A sharded cluster registry knows where the addressee's sessions are once looked up;
 		// a cached (or local) account answers at once, so the local path stays synchronous.
-		if (to.local && cluster?.resolve) {
+		if (to.local && host.kind !== "component" && cluster?.resolve) {
 			const lookup = cluster.resolve(host, to.local);
 			if (lookup) await lookup;
 		}
