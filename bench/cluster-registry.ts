@@ -6,6 +6,7 @@
  *       [--concurrency 1]   logins (and presence changes, logouts) in flight at once; 1 shows
  *                           the cost of one event alone, more shows the per-tick batching
  *       [--registry replicated|sharded]   cluster.registry of the nodes
+ *       [--negative 0]      first, the heap of N cached bare JIDs without sessions (sharded)
  *       [--contacts 0]      each user has this many mutual contacts (users i+1..i+K), spread
  *                           over the nodes, so that presence goes somewhere and the sharded
  *                           registry has JIDs to look up
@@ -133,6 +134,8 @@ interface Traffic {
 	publishes: number;
 	publishBytes: number;
 	deliveredBytes: number;
+	/** Of `deliveredBytes`, the stanzas' (node channels, one subscriber each). */
+	stanzaBytes: number;
 	/** commands other than PUBLISH (the heartbeats' MULTI bodies and MGETs) */
 	other: number;
 	otherBytes: number;
@@ -145,6 +148,7 @@ const zero = (): Traffic => ({
 	publishes: 0,
 	publishBytes: 0,
 	deliveredBytes: 0,
+	stanzaBytes: 0,
 	other: 0,
 	otherBytes: 0,
 });
@@ -234,8 +238,9 @@ async function run(
 			t.publishes++;
 			t.publishBytes += bytes;
 			const payload = Buffer.byteLength(args[2] ?? "");
-			const registry = args[1] === `${prefix}:registry`;
-			t.deliveredBytes += payload * (registry ? nodes : 1);
+			const toRegistry = args[1] === `${prefix}:registry`;
+			t.deliveredBytes += payload * (toRegistry ? nodes : 1);
+			if (!toRegistry) t.stanzaBytes += payload;
 		} else {
 			t.other++;
 			t.otherBytes += bytes;
@@ -271,7 +276,10 @@ async function run(
 		const ms = performance.now() - t0;
 		const cs1 = await commandstatsPublish(stats);
 		const seen = t;
-		if (registry === "sharded") seen.deliveredBytes = sum("receivedBytes") - received0;
+		// Sharded: what the nodes received on the JIDs' channels (a script's PUBLISH is not seen
+		// with its subscribers), and the stanzas.
+		if (registry === "sharded")
+			seen.deliveredBytes = sum("receivedBytes") - received0 + seen.stanzaBytes;
 		const misses = sum("misses") - misses0;
 		return {
 			what,
@@ -403,6 +411,43 @@ async function replicaCost(count: number): Promise<{ bytes: number; applyUs: num
 	return { bytes: (after - before) / count, applyUs };
 }
 
+/**
+ * Sharded registry: the heap one cached bare JID without sessions costs (an offline contact a
+ * node looked up: the cache record and its channel subscription), on one node, `count` of them
+ * looked up in batches of 500 as a presence broadcast would.
+ */
+async function negativeCacheCost(count: number): Promise<number> {
+	const prefix = `parley-bench-${process.pid}-neg`;
+	const s = await startTestServer({
+		storage: "sqlite",
+		config: {
+			cluster: {
+				enabled: true,
+				prefix,
+				node: "n0",
+				heartbeat: 1,
+				node_timeout: 5,
+				registry: "sharded",
+				registry_cache: count * 2,
+			},
+		},
+	});
+	const link = s.server.cluster as ClusterLink;
+	await new Promise((res) => setTimeout(res, 1500));
+	const before = heap();
+	for (let i = 0; i < count; i += 500) {
+		const batch = [];
+		for (let k = i; k < Math.min(count, i + 500); k++) batch.push(`nobody${k}@localhost`);
+		await link.resolveAll(batch);
+	}
+	const after = heap();
+	const cached = link.shard?.cached ?? 0;
+	await s.stop();
+	rmSync(s.dataDir, { recursive: true, force: true });
+	if (cached !== count) throw new Error(`${cached} cached, not ${count}`);
+	return (after - before) / count;
+}
+
 async function main() {
 	const { values } = parseArgs({
 		options: {
@@ -413,6 +458,7 @@ async function main() {
 			replicas: { type: "string", default: "20000" },
 			registry: { type: "string", default: "replicated" },
 			contacts: { type: "string", default: "0" },
+			negative: { type: "string", default: "0" },
 		},
 	});
 	const registry = values.registry === "sharded" ? "sharded" : "replicated";
@@ -430,6 +476,12 @@ async function main() {
 	console.log(
 		`one replica alone (${values.replicas} of a made-up node on 1 node): ${(replica.bytes / 1024).toFixed(2)} KiB of heap each, ${replica.applyUs.toFixed(1)} µs CPU to apply one put`,
 	);
+	if (Number(values.negative) > 0) {
+		const bytes = await negativeCacheCost(Number(values.negative));
+		console.log(
+			`sharded: one cached bare JID without sessions (${values.negative} looked up on 1 node): ${bytes.toFixed(0)} B of heap each`,
+		);
+	}
 	let local = 0;
 	for (const n of values.nodes.split(",").map(Number)) {
 		const r = await run(n, sessions, concurrency, registry, contacts);
@@ -453,7 +505,7 @@ async function main() {
 			const per = (v: number, d = 3) => (v / sessions).toFixed(d);
 			console.log(
 				`${p.what.padEnd(16)} per session: ${per(x.publishes)} PUBLISH (${per(x.stanzaPublishes)} of stanzas), ${per(x.registryCmds)} registry cmds (${per(p.misses)} lookups), ` +
-					`${per(x.publishBytes + x.registryBytes, 0)} B in, ${per(x.deliveredBytes, 0)} B out to subscribers, ${per(x.other)} other cmds; ` +
+					`${per(x.publishBytes + x.registryBytes, 0)} B in, ${per(x.deliveredBytes, 0)} B out to subscribers (${per(x.deliveredBytes - x.stanzaBytes, 0)} registry, ${per(x.stanzaBytes, 0)} stanzas), ${per(x.other)} other cmds; ` +
 					`${(sessions / (p.ms / 1000)).toFixed(0)}/s; redis PUBLISH ${p.publishUsec.toFixed(1)} µs/call`,
 			);
 		}
