@@ -7,6 +7,9 @@
  *                           the cost of one event alone, more shows the per-tick batching
  *       [--registry replicated|sharded]   cluster.registry of the nodes
  *       [--negative 0]      first, the heap of N cached bare JIDs without sessions (sharded)
+ *       [--script 0]        first, Redis's time per sharded-registry write: N new entries then
+ *                           N updates, pipelined EVALSHAs of the put script, INFO commandstats
+ *                           before and after (other clients' EVALSHAs would count too)
  *       [--contacts 0]      each user has this many mutual contacts (users i+1..i+K), spread
  *                           over the nodes, so that presence goes somewhere and the sharded
  *                           registry has JIDs to look up
@@ -32,6 +35,7 @@ import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import type { ClusterLink } from "../src/cluster/link.ts";
+import { PUT_SCRIPT } from "../src/cluster/registry.ts";
 import { RemoteSession } from "../src/cluster/remote-session.ts";
 import { startTestServer, type TestServer } from "../test/helpers/server.ts";
 import { waitFor } from "../test/helpers/wait.ts";
@@ -448,6 +452,58 @@ async function negativeCacheCost(count: number): Promise<number> {
 	return (after - before) / count;
 }
 
+async function scriptCost(count: number): Promise<{ added: number; updated: number }> {
+	const r = new Redis();
+	const sha = (await r.script("LOAD", PUT_SCRIPT)) as string;
+	const p0 = `parley-bench-${process.pid}-script`;
+	const stat = async () => {
+		const m = /cmdstat_evalsha:calls=(\d+),usec=(\d+)/.exec(await r.info("commandstats"));
+		return { calls: Number(m?.[1] ?? 0), usec: Number(m?.[2] ?? 0) };
+	};
+	const out: number[] = [];
+	for (const isNew of ["1", "0"]) {
+		const s0 = await stat();
+		const p = r.pipeline();
+		for (let i = 0; i < count; i++) {
+			const id = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+			const jid = `u${i}@localhost/r`;
+			const entry = JSON.stringify({
+				node: "n0",
+				seq: i + 1,
+				id,
+				host: "localhost",
+				jid,
+				addr: "127.0.0.1",
+				secure: true,
+				available: true,
+				priority: 0,
+				presence: `<presence xmlns="jabber:client" from="${jid}"><show>away</show><status>lunch</status></presence>`,
+				interested: true,
+				data: {},
+			});
+			p.evalsha(
+				sha,
+				2,
+				`${p0}:s:u${i}@localhost`,
+				`${p0}:n:n0`,
+				"r",
+				id,
+				entry,
+				isNew,
+				`${p0}:j:u${i}@localhost`,
+				jid,
+			);
+		}
+		await p.exec();
+		const s1 = await stat();
+		out.push((s1.usec - s0.usec) / Math.max(1, s1.calls - s0.calls));
+	}
+	const keys = await r.keys(`${p0}:*`);
+	for (let i = 0; i < keys.length; i += 1000) await r.del(...keys.slice(i, i + 1000));
+	await r.quit();
+	return { added: out[0] ?? 0, updated: out[1] ?? 0 };
+}
+
 async function main() {
 	const { values } = parseArgs({
 		options: {
@@ -459,6 +515,7 @@ async function main() {
 			registry: { type: "string", default: "replicated" },
 			contacts: { type: "string", default: "0" },
 			negative: { type: "string", default: "0" },
+			script: { type: "string", default: "0" },
 		},
 	});
 	const registry = values.registry === "sharded" ? "sharded" : "replicated";
@@ -476,6 +533,12 @@ async function main() {
 	console.log(
 		`one replica alone (${values.replicas} of a made-up node on 1 node): ${(replica.bytes / 1024).toFixed(2)} KiB of heap each, ${replica.applyUs.toFixed(1)} µs CPU to apply one put`,
 	);
+	if (Number(values.script) > 0) {
+		const c = await scriptCost(Number(values.script));
+		console.log(
+			`sharded: Redis time per put script (${values.script} pipelined): ${c.added.toFixed(1)} µs for a new entry, ${c.updated.toFixed(1)} µs for an update`,
+		);
+	}
 	if (Number(values.negative) > 0) {
 		const bytes = await negativeCacheCost(Number(values.negative));
 		console.log(

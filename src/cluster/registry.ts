@@ -69,7 +69,7 @@ interface Cached {
 // KEYS: hash, node set. ARGV: resource, id, entry, new ("1"/"0"), channel, member.
 // An update (not new) applies while the field is empty or holds the same session. The channel
 // gets {"op":"put","entry":<entry>}, made here so that the entry crosses the network once.
-const PUT = `
+export const PUT_SCRIPT = `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[4] ~= '1' and cur and not string.find(cur, '"id":"' .. ARGV[2] .. '"', 1, true) then
   return 0
@@ -80,7 +80,7 @@ redis.call('PUBLISH', ARGV[5], '{"op":"put","entry":' .. ARGV[3] .. '}')
 return 1`;
 
 // KEYS: hash, node set. ARGV: resource, id, channel, message, member.
-const DEL = `
+export const DEL_SCRIPT = `
 redis.call('SREM', KEYS[2], ARGV[5])
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur and string.find(cur, '"id":"' .. ARGV[2] .. '"', 1, true) then
@@ -127,8 +127,8 @@ export class ShardedRegistry {
 		sink: ShardSink;
 		cacheMax: number;
 	}) {
-		o.pub.defineCommand("parleyPut", { numberOfKeys: 2, lua: PUT });
-		o.pub.defineCommand("parleyDel", { numberOfKeys: 2, lua: DEL });
+		o.pub.defineCommand("parleyPut", { numberOfKeys: 2, lua: PUT_SCRIPT });
+		o.pub.defineCommand("parleyDel", { numberOfKeys: 2, lua: DEL_SCRIPT });
 		this.#pub = o.pub as Scripted;
 		this.#sub = o.sub;
 		this.#prefix = o.prefix;
