@@ -326,9 +326,11 @@ export class ShardedRegistry {
 
 	// --- upkeep ---
 
-	/** Evicts the least recently used unpinned JIDs beyond the cache's size. */
+	/** Evicts the least recently used JIDs beyond the cache's size (pinned ones do not count). */
 	sweep(): void {
-		const over = this.#cache.size - this.#max;
+		let unpinned = 0;
+		for (const c of this.#cache.values()) if (!c.local.size) unpinned++;
+		const over = unpinned - this.#max;
 		if (over <= 0) return;
 		const idle = [...this.#cache.entries()]
 			.filter(([, c]) => !c.local.size && !c.loading)
