@@ -26,10 +26,14 @@
  *   node's session, so a replaced session never overwrites or removes its successor's entry.
  *
  * Why per-JID channels rather than Redis client-side caching (CLIENT TRACKING): a tracking
- * invalidation names the key only, so every caching node reads the hash again (a round trip
- * per change and per caching node), and ioredis has no RESP3 push support for it; the channel
- * carries the new entry. NATS JetStream KV (a watch per key) would add a second engine beside
- * the Redis the cluster already needs.
+ * invalidation names the key only, so every caching node reads the hash again (one more round
+ * trip per change and per caching node, the entry's bytes all the same), where the channel
+ * carries the new entry; Redis keeps one tracking table for all its clients, bounded by
+ * `tracking-table-max-keys` (1 000 000 here, `redis-cli config get`), beyond which it
+ * invalidates keys on its own, fewer than a large cluster's JIDs; and ioredis 6 drops RESP3
+ * `invalidate` pushes, so only the REDIRECT form (invalidations as messages on a subscriber
+ * connection) would work. NATS JetStream KV (a watch per key) would add a second engine
+ * beside the Redis the cluster already needs. Argued, not measured side by side.
  */
 import type { Redis } from "ioredis";
 import type { Host } from "../core/contracts.ts";
