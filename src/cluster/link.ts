@@ -468,7 +468,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		}
 		this.#dirty.clear();
 		// Before the stanzas of the same tick, on the same connection (see above).
-		if (pub) this.#shard?.flush();
+		if (pub) void this.#shard?.flush();
 		const registry = this.#outRegistry;
 		this.#outRegistry = [];
 		if (!pub) {

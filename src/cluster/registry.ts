@@ -281,15 +281,15 @@ export class ShardedRegistry {
 		this.#writes.push({ op: "del", bare, resource, node: this.#node, id, seq });
 	}
 
-	/** Sends the writes queued this tick, in order, in one pipeline. */
-	flush(): void {
+	/** Sends the writes queued this tick, in order, in one pipeline; resolves when they ran. */
+	flush(): Promise<void> {
 		const writes = this.#writes;
-		if (!writes.length) return;
+		if (!writes.length) return Promise.resolve();
 		this.#writes = [];
 		const p = this.#pub.pipeline() as unknown as Scripted;
 		for (const w of writes) this.#queue(p, w);
 		this.counters.writes += writes.length;
-		(p as unknown as ReturnType<Redis["pipeline"]>).exec().then(
+		return (p as unknown as ReturnType<Redis["pipeline"]>).exec().then(
 			(results) => {
 				const failed = results?.find(([err]) => err);
 				if (failed) this.#log.warn({ err: failed[0] }, "cluster: a registry write failed");
@@ -360,7 +360,7 @@ export class ShardedRegistry {
 			if (c.local.size) pinned.push([c.host, c.user]);
 		}
 		for (const e of entries) this.put(e, true);
-		this.flush();
+		void this.flush();
 		const locals = new Map<string, Set<string>>();
 		for (const e of entries) {
 			const bare = e.jid.slice(0, e.jid.indexOf("/"));
@@ -404,7 +404,7 @@ export class ShardedRegistry {
 				seq: e.seq + 1,
 			});
 		}
-		this.flush();
+		await this.flush();
 		await this.#pub.del(this.#set(node));
 	}
 }

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import type { ClusterLink } from "../../src/cluster/link.ts";
-import { RemoteSession } from "../../src/cluster/remote-session.ts";
+import type { ShardedRegistry } from "../../src/cluster/registry.ts";
+import { RemoteSession, type SessionEntry } from "../../src/cluster/remote-session.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { message, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -132,6 +133,29 @@ describe("the sharded session registry", { skip: redisSkip }, () => {
 		await message(carol, "c3", mark);
 		for (const c of [...others, bob]) c.end();
 		for (const u of ["carol", "dave", "erin", "bob"]) await written(u, []);
+	});
+
+	test("RFC 6120 §7.7.2.2 across nodes: the replaced session's node can neither overwrite nor remove its successor's entry", async () => {
+		const first = await on(a.port, "dave", "same");
+		await written("dave", ["same"]);
+		const key = `${PREFIX}:s:dave@localhost`;
+		const old = JSON.parse((await redis.hget(key, "same")) as string) as SessionEntry;
+		assert.equal(old.node, "node-a");
+		const closed = new Promise<void>((r) => first.socket.once("close", () => r()));
+		const second = await on(b.port, "dave", "same");
+		await closed;
+		const now = async () =>
+			(JSON.parse((await redis.hget(key, "same")) as string) as SessionEntry).node;
+		await waitFor(async () => (await now()) === "node-b", "node B's entry");
+		// Node A writes late for its replaced session (a change that was in flight), then its removal.
+		const shard = (a.server.cluster as ClusterLink).shard as ShardedRegistry;
+		shard.put({ ...old, seq: old.seq + 100, priority: 99 }, true);
+		shard.remove("dave@localhost", "same", old.id, old.seq + 101);
+		await shard.flush();
+		assert.equal(await now(), "node-b", "the successor's entry stays");
+		assert.equal(await redis.sismember(`${PREFIX}:n:node-b`, "dave@localhost/same"), 1);
+		second.end();
+		await written("dave", []);
 	});
 
 	test("a node that stops removes its entries from Redis, and the node that cached them drops them", async () => {
