@@ -1,5 +1,5 @@
 // npm run bench -- [--target parley|prosody|ejabberd|relay]...
-//                  [login|chat|idle|roster|saturation|storage|muc|pep|s2s|anon]...
+//                  [login|chat|chat-sm|idle|roster|saturation|storage|muc|pep|s2s|anon]...
 //                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N]
 //                  [--guests N]
 //                  [--window N] [--roster N] [--storage-n N] [--rate N]
@@ -7,6 +7,15 @@
 //                  [--muc-archive]
 //                  [--pep-contacts N] [--pep-items N] [--pep-window N]
 //                  [--soak-sessions N] [--soak-minutes M] [--soak-ping S]
+// chat-sm: the chat scenario with XEP-0198 stream management on every session: each client sends
+//         <enable resume='true'/> right after bind (anything but <enabled/> fails the scenario
+//         for that target), answers the server's <r/> with its count, asks <r/> itself after
+//         every 5 stanzas it sends and checks each <a h/> answer (bench/lib/xmpp.ts SmClient).
+//         Prosody gets mod_smacks ("smacks" in modules_enabled) and ejabberd mod_stream_mgmt,
+//         with their defaults, for the whole target when chat-sm is asked for; Parley always
+//         offers it. Name chat too (`chat chat-sm`) for the plain figures beside it; the server
+//         is restarted first when other scenarios ran before on it (chat is then run on a fresh
+//         server too when named first, so the two start alike).
 // roster: N accounts (201) each with the N-1 others as mutual contacts log in one after another
 //         (roster get + initial presence); server CPU per login and per delivered presence.
 // saturation: chat with the window doubled from 10 until delivered/s stops growing (>5%), per
@@ -106,7 +115,7 @@ import type {
 	SoakStats,
 } from "./lib/worker.ts";
 import { percentile } from "./lib/worker.ts";
-import type { Endpoint, Mech } from "./lib/xmpp.ts";
+import type { Endpoint, Mech, SmCounts } from "./lib/xmpp.ts";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const OUT = join(ROOT, ".bench-results");
@@ -115,6 +124,7 @@ const ALL_TARGETS: TargetName[] = ["parley", "prosody", "ejabberd", "relay"];
 const ALL_SCENARIOS = [
 	"login",
 	"chat",
+	"chat-sm",
 	"idle",
 	"roster",
 	"saturation",
@@ -815,8 +825,11 @@ async function anon(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 	};
 }
 
-/** Logs in the chat scenario's pairs on the first generator and returns it. */
-async function chatSetup(t: Running, o: Options, gens: Worker[]): Promise<Worker> {
+/**
+ * Logs in the chat scenario's pairs on the first generator and returns it; `sm`: with XEP-0198
+ * enabled on every session (chat-sm).
+ */
+async function chatSetup(t: Running, o: Options, gens: Worker[], sm = false): Promise<Worker> {
 	const g = gens[0] as Worker;
 	await g.call({
 		cmd: "chatSetup",
@@ -825,6 +838,7 @@ async function chatSetup(t: Running, o: Options, gens: Worker[]): Promise<Worker
 		users: users(0, 2 * o.pairs),
 		password: PASSWORD,
 		mech: "PLAIN",
+		sm,
 	});
 	return g;
 }
@@ -832,7 +846,8 @@ async function chatSetup(t: Running, o: Options, gens: Worker[]): Promise<Worker
 /**
  * The chat scenario's traffic on pairs already set up on `g`: a warm-up of 10% (at least 10 per
  * pair), then `perPair` messages per pair, window `o.window`, 100-byte bodies, with `meters`
- * (one per server: the s2s scenario has two) around the measured part only.
+ * (one per server: the s2s scenario has two) around the measured part only. `sm`: the
+ * sessions' stream management counts just before the measured part are returned too.
  */
 async function chatTraffic(
 	name: string,
@@ -840,7 +855,8 @@ async function chatTraffic(
 	o: Options,
 	perPair: number,
 	meters: Meter[],
-): Promise<{ r: ChatResult; w: Window[] }> {
+	sm = false,
+): Promise<{ r: ChatResult; w: Window[]; smBefore?: SmCounts }> {
 	const warm = await g.call<ChatResult>({
 		cmd: "chatRun",
 		tag: "w",
@@ -851,6 +867,7 @@ async function chatTraffic(
 	});
 	if (warm.missing) log(`${name}: warm-up lost ${warm.missing} messages`);
 	await sleep(500);
+	const smBefore = sm ? await g.call<SmCounts>({ cmd: "smCounts", waitMs: 10_000 }) : undefined;
 	for (const m of meters) m.start();
 	const r = await g.call<ChatResult>({
 		cmd: "chatRun",
@@ -860,24 +877,48 @@ async function chatTraffic(
 		bodyBytes: 100,
 		capMs: 120_000,
 	});
-	return { r, w: meters.map((m) => m.stop()) };
+	return { r, w: meters.map((m) => m.stop()), smBefore };
 }
 
-async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioResult> {
-	const g = await chatSetup(t, o, gens);
+/**
+ * The chat scenario, or with `sm` the chat-sm scenario (XEP-0198 on every session; `plain`:
+ * the same target's chat result of this run, for the ratio).
+ */
+async function chat(
+	t: Running,
+	o: Options,
+	gens: Worker[],
+	sm = false,
+	plain?: ScenarioResult,
+): Promise<ScenarioResult> {
+	const g = await chatSetup(t, o, gens, sm);
 	const perPair = Math.ceil(o.messages / o.pairs);
 	const meter = new Meter(t.pid, () => gens.map((w) => w.child.pid as number));
 	const {
 		r,
 		w: [w],
-	} = await chatTraffic(t.name, g, o, perPair, [meter]);
+		smBefore,
+	} = await chatTraffic(t.name, g, o, perPair, [meter], sm);
 	if (!w) throw new Error("no measurement");
+	// After the meter: the answers to the clients' last <r/> (10 s at most).
+	const smAfter = sm ? await g.call<SmCounts>({ cmd: "smCounts", waitMs: 10_000 }) : undefined;
 	await g.call({ cmd: "closeAll" });
+	const cpu = (10_000 * w.serverCpu) / Math.max(1, r.delivered);
+	const notes = r.capped ? [`time cap reached after ${r.elapsedMs.toFixed(0)} ms`] : [];
+	if (smAfter?.wrongSamples.length) notes.push(`wrong <a/>: ${smAfter.wrongSamples.join("; ")}`);
 	return {
-		scenario: "chat",
+		scenario: sm ? "chat-sm" : "chat",
 		target: t.name,
 		figures: {
-			"server CPU s/10k msgs": (10_000 * w.serverCpu) / Math.max(1, r.delivered),
+			"server CPU s/10k msgs": cpu,
+			...(sm
+				? {
+						"server CPU ÷ plain chat's (same run)":
+							typeof plain?.figures["server CPU s/10k msgs"] === "number"
+								? cpu / plain.figures["server CPU s/10k msgs"]
+								: "–",
+					}
+				: {}),
 			"delivered/s": r.delivered / (r.elapsedMs / 1000),
 			"p50 ms": r.p50Ms,
 			"p99 ms": r.p99Ms,
@@ -888,8 +929,25 @@ async function chat(t: Running, o: Options, gens: Worker[]): Promise<ScenarioRes
 			"generator CPU s/10k msgs": (10_000 * w.generatorCpu) / Math.max(1, r.delivered),
 			"machine busy %": w.machineBusyPct,
 			"others busy %": w.othersBusyPct,
+			...(smBefore && smAfter ? smFigures(smBefore, smAfter, r.delivered) : {}),
 		},
-		note: noteWithSplit(r.capped ? [`time cap reached after ${r.elapsedMs.toFixed(0)} ms`] : [], w),
+		note: noteWithSplit(notes, w),
+	};
+}
+
+/**
+ * chat-sm's stream management checks, from the counts before and after the measured part
+ * (`before`, `after`); wrong and unanswered acknowledgements over the whole scenario.
+ */
+function smFigures(before: SmCounts, after: SmCounts, delivered: number): Row {
+	const per10k = (n: number) => (10_000 * n) / Math.max(1, delivered);
+	return {
+		"SM sessions": after.sessions,
+		"client <r/> answered right (measured)": `${after.acksRight - before.acksRight}/${after.requests - before.requests}`,
+		"wrong <a h/>": after.acksWrong,
+		"unanswered client <r/>": after.unanswered,
+		"server <r/> per 10k msgs": per10k(after.serverRequests - before.serverRequests),
+		"stanzas counted by the clients, sent/received (whole scenario)": `${after.sent}/${after.received}`,
 	};
 }
 
@@ -1515,7 +1573,7 @@ async function storage(o: Options): Promise<ScenarioResult[]> {
 const LOWER_IS_BETTER =
 	/CPU|ms|µs|RSS KiB|failed|failures|missing|duplicates|incomplete|bytes|segments|dropped/;
 const NO_RATIO =
-	/÷|busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU|^contacts$|published$|^sessions held|pings|whitespace|minutes|other reads|RSS at the end|RSS growth|% of a core|per ping exchange/;
+	/÷|<r\/>|<a h\/>|busy|delivered$|deliveries$|occupants$|sessions$|RSS before|RSS after|generator|window|offered|logins$|bench CPU|^contacts$|published$|^sessions held|pings|whitespace|minutes|other reads|RSS at the end|RSS growth|% of a core|per ping exchange/;
 
 function table(results: ScenarioResult[], scenario: string): string {
 	const order = [
@@ -1609,6 +1667,7 @@ async function main() {
 			muc: wanted.includes("muc"),
 			mucArchive: o.mucArchive,
 			pep: wanted.includes("pep"),
+			sm: wanted.includes("chat-sm"),
 			guest: wanted.includes("anon") && (name === "parley" || name === "prosody"),
 		};
 		log(`${name}: starting`);
@@ -1649,7 +1708,18 @@ async function main() {
 					results.push(await loginStorm(t, "PLAIN", o, gens, true));
 					results.push(await loginStorm(t, "SCRAM-SHA-1", o, gens));
 				} else if (s === "chat") results.push(await chat(t, o, gens));
-				else if (s === "idle") results.push(await idle(t, o, gens));
+				else if (s === "chat-sm") {
+					// On a freshly started server, as plain chat was when it ran first: Parley's
+					// chat cost 0.13–0.15 s/10k msgs run second in one process against 0.19–0.27
+					// run first (JIT and heap warmed by the other run), SM on or off.
+					if (wanted.indexOf("chat-sm") > 0) {
+						log(`${name}: restarting for chat-sm`);
+						await t.stop();
+						t = await start(so, processTree);
+					}
+					const plain = results.find((r) => r.scenario === "chat" && r.target === name);
+					results.push(await chat(t, o, gens, true, plain));
+				} else if (s === "idle") results.push(await idle(t, o, gens));
 				else if (s === "anon") {
 					if (t.guest) results.push(await anon(t, o, gens));
 					else log(`${name}: no anonymous host configured by the bench: anon skipped`);
@@ -1739,6 +1809,7 @@ async function main() {
 		"login-PLAIN-again",
 		"login-SCRAM-SHA-1",
 		"chat",
+		"chat-sm",
 		"idle",
 		"anon",
 		"roster",

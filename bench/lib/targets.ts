@@ -114,6 +114,12 @@ export interface StartOptions {
 	 */
 	pep?: boolean;
 	/**
+	 * XEP-0198 stream management for the chat-sm scenario: Prosody's mod_smacks (in 0.12 itself,
+	 * not loaded unless listed), ejabberd's mod_stream_mgmt, both with their defaults; Parley
+	 * offers it always
+	 */
+	sm?: boolean;
+	/**
 	 * Parley: its liveness checks (`[sessions] idle_ping`, `ping_timeout`, seconds; idle_ping 0
 	 * turns them off), written to the configuration; the defaults (no table) unless given.
 	 */
@@ -416,7 +422,7 @@ ${o.mam ? `modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n` : ""
 		muc: muc ? MUC_DOMAIN : undefined,
 		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
-			`storage: SQLite (WAL, synchronous=FULL); default module set${o.liveness ? `; [sessions] idle_ping = ${o.liveness.idle_ping}, ping_timeout = ${o.liveness.ping_timeout}` : ""}${muc ? `; MUC at ${MUC_DOMAIN}${muc.includes("max_occupants") ? " (room_defaults.max_occupants 1000)" : ""}${o.mucArchive ? " (room_defaults.archive = true: rooms archive, XEP-0425 moderation offered)" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (max_sessions and max_sessions_per_ip 0: unlimited)` : ""}`,
+			`storage: SQLite (WAL, synchronous=FULL); default module set${o.liveness ? `; [sessions] idle_ping = ${o.liveness.idle_ping}, ping_timeout = ${o.liveness.ping_timeout}` : ""}${muc ? `; MUC at ${MUC_DOMAIN}${muc.includes("max_occupants") ? " (room_defaults.max_occupants 1000)" : ""}${o.mucArchive ? " (room_defaults.archive = true: rooms archive, XEP-0425 moderation offered)" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (max_sessions and max_sessions_per_ip 0: unlimited)` : ""}${o.sm ? "; XEP-0198 as always (src/c2s/sm.ts: an <r/> once 5 stanzas are unacknowledged and none is out; hibernation 600 s)" : ""}`,
 			...(o.workers
 				? [
 						`${o.workers} worker processes (parley serve --workers ${o.workers}) and a private redis-server for their cluster link; server CPU and RSS include the primary, the workers and Redis`,
@@ -483,7 +489,7 @@ s2s_direct_tls_ports = {}
 modules_enabled = {
 	"roster"; "saslauth"; "disco"; "ping"; "version"; "time"; "vcard_legacy"; "private";
 	"lastactivity"; "server_contact_info"; "offline"; "carbons"; "blocklist"; "register";
-${o.pep ? `\t"pep";\n` : ""}${s2s ? `\t"tls"; "dialback"; "test_s2s_routes";\n` : ""}}
+${o.pep ? `\t"pep";\n` : ""}${o.sm ? `\t"smacks";\n` : ""}${s2s ? `\t"tls"; "dialback"; "test_s2s_routes";\n` : ""}}
 ${s2s ? s2s.global : `modules_disabled = { "s2s"; "tls" }`}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
@@ -539,7 +545,7 @@ ${
 		muc: o.muc ? MUC_DOMAIN : undefined,
 		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
-			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}${o.mucArchive ? " with mod_muc_mam, muc_log_by_default = true" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (mod_auth_anonymous, its defaults)` : ""}${o.pep ? "; mod_pep (its defaults: max_items 1, persist_items)" : ""}`,
+			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}${o.mucArchive ? " with mod_muc_mam, muc_log_by_default = true" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (mod_auth_anonymous, its defaults)` : ""}${o.pep ? "; mod_pep (its defaults: max_items 1, persist_items)" : ""}${o.sm ? "; mod_smacks (XEP-0198) with its defaults: an <r/> whenever a stanza is unacknowledged and none is out (smacks_max_unacked_stanzas 0), hibernation 600 s, queue 500" : ""}`,
 			...(o.s2s
 				? [
 						`${domain}: s2s on 127.0.0.1:${o.s2s.port}, mod_tls + mod_dialback, s2s_require_encryption and s2s_secure_auth as by default (true, false), a self-signed certificate; routes by the SRV-answering plugin of test/helpers/prosody.ts`,
@@ -694,7 +700,7 @@ modules:
   mod_register:
     ip_access: all
     access: register
-${
+${o.sm ? "  mod_stream_mgmt: {}\n" : ""}${
 	o.pep
 		? `  mod_pubsub:
     plugins: ["flat", "pep"]
@@ -759,7 +765,7 @@ ${o.mucArchive ? "      mam: true\n  mod_mam: {}\n" : ""}`
 		xmpp: true,
 		muc: o.muc ? MUC_DOMAIN : undefined,
 		notes: [
-			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.ejabberdPings ? `; mod_ping send_pings: true, ping_interval: ${o.ejabberdPings.interval}, ping_ack_timeout: ${o.ejabberdPings.ackTimeout}, timeout_action: kill` : ""}${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals${o.mucArchive ? "; default_room_options mam: true, mod_mam with its defaults" : ""})` : ""}${o.pep ? `; mod_pubsub (plugins flat, pep; its defaults otherwise) and mod_caps` : ""}`,
+			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.ejabberdPings ? `; mod_ping send_pings: true, ping_interval: ${o.ejabberdPings.interval}, ping_ack_timeout: ${o.ejabberdPings.ackTimeout}, timeout_action: kill` : ""}${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals${o.mucArchive ? "; default_room_options mam: true, mod_mam with its defaults" : ""})` : ""}${o.pep ? `; mod_pubsub (plugins flat, pep; its defaults otherwise) and mod_caps` : ""}${o.sm ? "; mod_stream_mgmt (XEP-0198) with its defaults (resume_timeout 300 s, max_ack_queue 5000, ack_timeout 60 s)" : ""}`,
 		],
 		// SIGTERM to the Erlang VM only (init:stop); its port programs end with it.
 		stop: () =>

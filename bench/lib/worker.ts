@@ -2,7 +2,17 @@
 // pre-built stanza strings, deliveries counted by scanning for a marker in the message body.
 import { createHash } from "node:crypto";
 import { connect, type Socket } from "node:net";
-import { type Endpoint, login, type Mech, pingsAnswered, register, type Session } from "./xmpp.ts";
+import {
+	type Endpoint,
+	login,
+	type Mech,
+	pingsAnswered,
+	register,
+	type Session,
+	type SmClient,
+	type SmCounts,
+	stanzaSplitter,
+} from "./xmpp.ts";
 
 export type Command =
 	| {
@@ -31,6 +41,8 @@ export type Command =
 			 * `users` are all senders; the pairs' messages cross from one server to the other.
 			 */
 			receivers?: { endpoint: Endpoint; users: string[] };
+			/** XEP-0198 on every session (the chat-sm scenario): see SmClient */
+			sm?: boolean;
 	  }
 	| {
 			cmd: "chatRun";
@@ -127,6 +139,11 @@ export type Command =
 	| { cmd: "soakMark" }
 	/** the soak scenario: what the held sessions received and sent since soakMark */
 	| { cmd: "soakStats" }
+	/**
+	 * The chat-sm scenario: the pairs' stream management counts, summed, after waiting up to
+	 * `waitMs` for the answers to the clients' outstanding `<r/>`
+	 */
+	| { cmd: "smCounts"; waitMs: number }
 	| { cmd: "closeAll" }
 	| { cmd: "exit" };
 
@@ -284,6 +301,9 @@ interface Pair {
 	a: Socket;
 	b: Socket;
 	bJid: string;
+	/** stream management on both sessions (the chat-sm scenario) */
+	aSm?: SmClient;
+	bSm?: SmClient;
 }
 
 /** A PEP scenario session: its socket, fed through a stanzaSplitter. */
@@ -353,51 +373,6 @@ const ATTR_ID = /\sid=['"]([^'"]*)['"]/;
 const ATTR_FROM = /\sfrom=['"]([^'"]*)['"]/;
 const ATTR_TYPE = /\stype=['"]([^'"]*)['"]/;
 const QUERY_NODE = /<query\b[^>]*\snode=['"]([^'"]*)['"]/;
-
-/**
- * Splits a stream (after negotiation, at stanza level) into top-level stanzas by counting
- * start and end tags: enough for what servers send (no '>' in attribute values, no comments).
- * Stray end tags (the tail of a stanza negotiation consumed, `</stream:stream>`) are skipped.
- */
-export function stanzaSplitter(on: (stanza: string) => void): (d: string) => void {
-	let buf = "";
-	let pos = 0;
-	let depth = 0;
-	let start = -1;
-	return (d: string) => {
-		buf += d;
-		for (;;) {
-			const lt = buf.indexOf("<", pos);
-			if (lt === -1) {
-				pos = buf.length;
-				break;
-			}
-			const gt = buf.indexOf(">", lt);
-			if (gt === -1) {
-				pos = lt;
-				break;
-			}
-			const c = buf.charCodeAt(lt + 1);
-			if (c === 47 /* / */) {
-				if (depth > 0 && --depth === 0) {
-					on(buf.slice(start, gt + 1));
-					start = -1;
-				}
-			} else if (c !== 63 /* ? */ && c !== 33 /* ! */) {
-				if (buf.charCodeAt(gt - 1) === 47) {
-					if (depth === 0) on(buf.slice(lt, gt + 1));
-				} else if (depth++ === 0) start = lt;
-			}
-			pos = gt + 1;
-		}
-		const keep = start !== -1 ? start : pos;
-		if (keep > 0) {
-			buf = buf.slice(keep);
-			pos -= keep;
-			if (start !== -1) start = 0;
-		}
-	};
-}
 
 interface Occupant {
 	socket: Socket;
@@ -598,6 +573,7 @@ class Generator {
 					mech: c.mech,
 					resource: "chat",
 					presence: true,
+					sm: c.sm,
 					timeoutMs: 60_000,
 					scramCache: this.scramCache,
 				});
@@ -608,7 +584,7 @@ class Generator {
 		for (let p = 0; p < jobs.length >> 1; p++) {
 			const a = sessions[2 * p] as Session;
 			const b = sessions[2 * p + 1] as Session;
-			this.pairs.push({ a: a.socket, b: b.socket, bJid: b.jid });
+			this.pairs.push({ a: a.socket, b: b.socket, bJid: b.jid, aSm: a.sm, bSm: b.sm });
 		}
 		// Let presence echoes and other post-login traffic drain before measuring.
 		await new Promise((r) => setTimeout(r, 500));
@@ -638,6 +614,7 @@ class Generator {
 				const pair = this.pairs[p] as Pair;
 				let out = "";
 				const prefix = prefixes[p] as string;
+				const sm = pair.aSm;
 				const due = c.rate
 					? Math.min(M, Math.floor(((performance.now() - t0) * perPairRate) / 1000) + 1)
 					: M;
@@ -645,7 +622,8 @@ class Generator {
 					const seq = nextSeq[p] as number;
 					nextSeq[p] = seq + 1;
 					inflight[p] = (inflight[p] as number) + 1;
-					out += `${prefix}${p}.${seq}'><body>${marker}:${p}:${seq};${pad}</body></message>`;
+					const msg = `${prefix}${p}.${seq}'><body>${marker}:${p}:${seq};${pad}</body></message>`;
+					out += sm ? sm.out(msg) : msg;
 					sendAt[p * M + seq] = performance.now();
 					sent++;
 				}
@@ -1312,7 +1290,35 @@ class Generator {
 		return r;
 	}
 
+	async smCounts(c: Extract<Command, { cmd: "smCounts" }>): Promise<SmCounts> {
+		const all = this.pairs.flatMap((p) => [p.aSm, p.bSm]).filter((s) => s !== undefined);
+		await Promise.all(all.map((s) => s.answered(c.waitMs)));
+		const sum: SmCounts = {
+			sessions: all.length,
+			sent: 0,
+			received: 0,
+			requests: 0,
+			acksRight: 0,
+			acksWrong: 0,
+			unanswered: 0,
+			serverRequests: 0,
+			wrongSamples: [],
+		};
+		for (const s of all) {
+			sum.sent += s.sent;
+			sum.received += s.received;
+			sum.requests += s.requests;
+			sum.acksRight += s.acksRight;
+			sum.acksWrong += s.acksWrong;
+			sum.unanswered += s.unanswered;
+			sum.serverRequests += s.serverRequests;
+			for (const w of s.wrongSamples) if (sum.wrongSamples.length < 3) sum.wrongSamples.push(w);
+		}
+		return sum;
+	}
+
 	async closeAll() {
+		for (const p of this.pairs) for (const sm of [p.aSm, p.bSm]) sm?.ackAll();
 		const all = [
 			...this.held,
 			...this.pairs.flatMap((p) => [p.a, p.b]),
@@ -1408,6 +1414,9 @@ process.on("message", (msg: Command) => {
 			break;
 		case "soakStats":
 			reply(gen.soakStats());
+			break;
+		case "smCounts":
+			gen.smCounts(msg).then(reply, fail);
 			break;
 		case "closeAll":
 			gen.closeAll().then(reply, fail);

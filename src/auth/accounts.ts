@@ -5,7 +5,13 @@
  */
 import type { KeyValStore, StorageBackend } from "../storage/types.ts";
 import { prepLocalpart } from "../xmpp/jid.ts";
-import { deriveAllCredentials, type StoredCredentials } from "./scram.ts";
+import { credentialFingerprint } from "./fast.ts";
+import {
+	deriveAllCredentials,
+	type ScramCredential,
+	type ScramHash,
+	type StoredCredentials,
+} from "./scram.ts";
 import { VerifiedPasswordCache } from "./verified-cache.ts";
 
 export interface AccountRecord {
@@ -111,6 +117,27 @@ export class AccountManager {
 		await this.#store.set(user, rec as never);
 		// The new credential would miss anyway; forget the old tag at once.
 		this.verifiedPasswords.delete(user);
+	}
+
+	/**
+	 * Adds a credential for a hash the account lacks (a XEP-0480 upgrade task, upgrade.ts).
+	 * `seen` is the credentials the login was checked against: when they changed meanwhile (a
+	 * password change), or the hash is there by now, nothing is written and false is returned.
+	 * Like `setPassword`, a read then a write: the stores have no compare-and-set.
+	 */
+	async addCredential(
+		username: string,
+		hash: ScramHash,
+		cred: ScramCredential,
+		seen: StoredCredentials,
+	): Promise<boolean> {
+		this.#refuseAnonymous();
+		const rec = (await this.#store.get(username)) as AccountRecord | undefined;
+		if (!rec || rec.scram[hash] !== undefined) return false;
+		if (credentialFingerprint(rec.scram) !== credentialFingerprint(seen)) return false;
+		rec.scram = { ...rec.scram, [hash]: cred };
+		await this.#store.set(username, rec as never);
+		return true;
 	}
 
 	/** Removes the account and everything stored for it on this host. */

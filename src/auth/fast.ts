@@ -63,8 +63,12 @@ export interface FastOptions {
 
 /** Ties a token to the credential it was issued under; a password change gives another value. */
 export function credentialFingerprint(creds: StoredCredentials): string {
+	// A credential added by a XEP-0480 upgrade task is the same password's: left out, so that
+	// the upgrade does not expire the account's tokens (a password change replaces all).
+	const key = (c: StoredCredentials[keyof StoredCredentials]) =>
+		c && c.upgraded === undefined ? c.storedKey : undefined;
 	return createHash("sha256")
-		.update(JSON.stringify([creds["SHA-256"]?.storedKey, creds["SHA-1"]?.storedKey]))
+		.update(JSON.stringify([key(creds["SHA-256"]), key(creds["SHA-1"])]))
 		.digest("base64url")
 		.slice(0, 22);
 }

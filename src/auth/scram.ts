@@ -20,10 +20,24 @@ export interface ScramCredential {
 	storedKey: string;
 	/** base64 of HMAC(SaltedPassword, "Server Key") */
 	serverKey: string;
+	/**
+	 * Milliseconds since the epoch when a XEP-0480 upgrade task added this credential to an
+	 * account that lacked the hash (src/auth/upgrade.ts); absent for credentials made from a
+	 * password. FAST tokens (fast.ts) leave such credentials out of their fingerprint, so an
+	 * upgrade does not expire them.
+	 */
+	upgraded?: number;
 }
 
-/** What an account stores: one credential per hash. */
-export type StoredCredentials = { [H in ScramHash]: ScramCredential };
+/**
+ * What an account stores: one credential per hash. Accounts made or changed by Parley have
+ * both; an imported one (XEP-0227 from a server that kept only SCRAM-SHA-1) may lack one, which
+ * a XEP-0480 upgrade task can add.
+ */
+export type StoredCredentials = { [H in ScramHash]?: ScramCredential };
+
+/** Both hashes: what a password gives. */
+export type AllCredentials = { [H in ScramHash]: ScramCredential };
 
 export const SCRAM_HASHES: readonly ScramHash[] = ["SHA-256", "SHA-1"];
 
@@ -147,7 +161,7 @@ export async function deriveCredential(
 export async function deriveAllCredentials(
 	password: string,
 	iterations: number,
-): Promise<StoredCredentials> {
+): Promise<AllCredentials> {
 	const [sha1, sha256] = await Promise.all([
 		deriveCredential("SHA-1", password, iterations),
 		deriveCredential("SHA-256", password, iterations),

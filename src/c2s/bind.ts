@@ -71,3 +71,14 @@ export function bind2Resource(
 		: randomBytes(9).toString("base64url");
 	return prefix + id;
 }
+
+/**
+ * Who a Bind 2 session's client is (XEP-0386 §4.2: "earlier sessions from the same client",
+ * identified by the SASL2 `<user-agent id>`): an HMAC of account and user-agent id under the
+ * host's secret, kept on the session instead of the id itself.
+ */
+export function bind2ClientId(user: string, userAgent: string, secret: Buffer): string {
+	return createHmac("sha256", secret)
+		.update(`parley-bind2-client\0${user}\0${userAgent}`)
+		.digest("base64url");
+}

@@ -15,6 +15,7 @@ import {
 	NS_LIMITS,
 	NS_SASL,
 	NS_SASL_CB,
+	NS_SASL_UPGRADE,
 	NS_SASL2,
 	NS_SESSION,
 	NS_TLS,
@@ -67,13 +68,15 @@ export function preauthFeatures(opts: {
  * XEP-0388 §2.1 `<authentication/>`: the same mechanisms as RFC 6120 SASL, and in `<inline/>`
  * what a client may ask for in its `<authenticate/>`: XEP-0386 Bind 2 with the features it can
  * enable (`<feature var>`), XEP-0198 resumption (`<sm/>`, §6.2 of its SASL2 section), XEP-0484
- * FAST with its token mechanisms.
+ * FAST with its token mechanisms; then XEP-0480's `<upgrade/>` tasks.
  */
 export function sasl2Feature(opts: {
 	mechanisms: string[];
 	bind2: string[];
 	sm: boolean;
 	fast: string[];
+	/** XEP-0480 §2.1 upgrade tasks. */
+	upgrades?: string[];
 }): Element {
 	const inline = x(
 		"inline",
@@ -101,6 +104,7 @@ export function sasl2Feature(opts: {
 		{ xmlns: NS_SASL2 },
 		opts.mechanisms.map((m) => x("mechanism", null, m)),
 		inline,
+		(opts.upgrades ?? []).map((u) => x("upgrade", { xmlns: NS_SASL_UPGRADE }, u)),
 	);
 }
 

@@ -22,6 +22,8 @@ import {
 	sanitizeTrace,
 	strictBase64Decode,
 } from "../auth/sasl.ts";
+import type { ScramHash, StoredCredentials } from "../auth/scram.ts";
+import { ScramUpgrade, taskName, UPGRADE_TASKS, upgradesToRun } from "../auth/upgrade.ts";
 import {
 	type Bind2Event,
 	type Bind2FeaturesEvent,
@@ -54,13 +56,14 @@ import {
 	NS_FAST,
 	NS_PING,
 	NS_SASL,
+	NS_SASL_UPGRADE,
 	NS_SASL2,
 	NS_SESSION,
 	NS_STANZA_ERRORS,
 	NS_STREAMS,
 	NS_TLS,
 } from "../xmpp/ns.ts";
-import { bind2Resource, chooseResource } from "./bind.ts";
+import { bind2ClientId, bind2Resource, chooseResource } from "./bind.ts";
 import { ClientState, NS_CSI } from "./csi.ts";
 import {
 	boundFeatures,
@@ -104,6 +107,18 @@ export class C2SStream implements Session {
 	#sasl: SaslMechanism | null = null;
 	/** XEP-0388: the running SASL2 exchange and the `<authenticate/>` that started it. */
 	#sasl2: Sasl2Exchange | null = null;
+	/**
+	 * XEP-0388 §2.6.3: the credentials were proven and the login's tasks run (XEP-0480
+	 * upgrades): the `<success/>` waits until the last is done.
+	 */
+	#sasl2Tasks: {
+		exchange: Sasl2Exchange;
+		step: SaslStep & { kind: "success" };
+		/** What the login was checked against (an upgrade adds to exactly these). */
+		creds: StoredCredentials;
+		pending: ScramHash[];
+		running: ScramUpgrade | null;
+	} | null = null;
 	#saslFailures = 0;
 	/** The SASL mechanism of the exchange under way, for `parley_auth_total` ("" before one is chosen). */
 	#mech = "";
@@ -121,6 +136,8 @@ export class C2SStream implements Session {
 	#sm: StreamManagement | null = null;
 	/** The connection broke and the session waits to be resumed (XEP-0198 §5). */
 	#hibernation: NodeJS.Timeout | null = null;
+	/** Bound with Bind 2 by a client with a `<user-agent id>`: who it is (bind.ts bind2ClientId). */
+	#bind2Client: string | null = null;
 	/** This connection resumed another session (XEP-0198 §5): what it receives goes there. */
 	#resumedInto: C2SStream | null = null;
 
@@ -635,9 +652,16 @@ export class C2SStream implements Session {
 		return true;
 	}
 
-	#saslFailure(condition: string, text?: string, countsAsGuess = false, ns = NS_SASL): void {
+	#saslFailure(
+		condition: string,
+		text?: string,
+		countsAsGuess = false,
+		ns = NS_SASL,
+		appCondition?: Element,
+	): void {
 		this.#sasl = null;
 		this.#sasl2 = null;
+		this.#sasl2Tasks = null;
 		this.#server.metrics.auth(this.#mech, false);
 		this.#mech = "";
 		this.#transport.send(
@@ -645,6 +669,8 @@ export class C2SStream implements Session {
 				"failure",
 				{ xmlns: ns },
 				ns === NS_SASL ? x(condition) : x(condition, { xmlns: NS_SASL }),
+				// XEP-0388 §2.6.2: the RFC 6120 condition, an application-specific one, the text.
+				appCondition,
 				text ? x("text", { "xml:lang": "en" }, text) : undefined,
 			),
 		);
@@ -689,7 +715,16 @@ export class C2SStream implements Session {
 			bind2,
 			sm: this.#transport.detach !== undefined,
 			fast: this.#fastTokens() ? offeredFastMechanisms(sasl) : [],
+			upgrades: this.#upgradesOffered(),
 		});
+	}
+
+	/**
+	 * XEP-0480 §2.1: the upgrade tasks this host can run, whatever the account: the list says
+	 * nothing about who exists or what an account stores (the login runs only those it lacks).
+	 */
+	#upgradesOffered(): string[] {
+		return this.host.accounts.anonymous ? [] : Object.keys(UPGRADE_TASKS);
 	}
 
 	async #sasl2Element(el: Element): Promise<void> {
@@ -703,6 +738,7 @@ export class C2SStream implements Session {
 				"SASL2 is not offered",
 			);
 		}
+		if (this.#sasl2Tasks) return this.#sasl2Task(el);
 		if (el.name === "abort") return fail("aborted");
 		let exchange = this.#sasl2;
 		let payload: string | undefined;
@@ -741,7 +777,105 @@ export class C2SStream implements Session {
 			return this.#saslFailure(step.condition, step.text, step.throttle, NS_SASL2);
 		}
 		if (await this.#disabled(step.username, NS_SASL2)) return;
+		if (await this.#sasl2StartTasks(exchange, step)) return;
 		await this.#sasl2Success(exchange, step);
+	}
+
+	/**
+	 * XEP-0388 §2.6.3 / XEP-0480 §2.2: after the credentials were proven, the upgrades the
+	 * client asked for whose hash the account lacks, one `<continue/>` each; true when they
+	 * started. Not after a FAST token login: a token proves no password, and the new credential
+	 * could then be for any password at all. Unreadable credentials skip the upgrades, not the
+	 * login.
+	 */
+	async #sasl2StartTasks(
+		exchange: Sasl2Exchange,
+		step: SaslStep & { kind: "success" },
+	): Promise<boolean> {
+		if (exchange.upgrades.length === 0) return false;
+		const user = step.username;
+		if (exchange.fast) {
+			this.host.log.info({ user }, "SASL upgrade tasks skipped: a FAST login proves no password");
+			return false;
+		}
+		let creds: StoredCredentials | null;
+		try {
+			creds = await this.host.accounts.getCredentials(user);
+		} catch (err) {
+			this.host.log.warn({ err, user }, "SASL upgrade tasks skipped: credentials unreadable");
+			return false;
+		}
+		if (this.closed) return true;
+		const pending = creds ? upgradesToRun(exchange.upgrades, creds) : [];
+		if (!creds || pending.length === 0) return false;
+		this.#sasl2Tasks = { exchange, step, creds, pending, running: null };
+		this.#sasl2Continue(step.data);
+		return true;
+	}
+
+	/**
+	 * XEP-0388 §2.6.3 `<continue/>`: XEP-0480 §2.2 names one task, the next the client asked
+	 * for; the first carries the mechanism's additional data (SCRAM's v=), which the
+	 * `<success/>` then leaves out.
+	 */
+	#sasl2Continue(data: Buffer | null): void {
+		const hash = this.#sasl2Tasks?.pending[0] as ScramHash;
+		this.#transport.send(
+			x(
+				"continue",
+				{ xmlns: NS_SASL2 },
+				data ? x("additional-data", null, data.toString("base64")) : undefined,
+				x("tasks", null, x("task", null, taskName(hash))),
+				x("text", null, `This account gets SCRAM-${hash}, as the client asked`),
+			),
+		);
+	}
+
+	/** A `<next/>`, `<task-data/>` or `<abort/>` while the login's tasks run. */
+	async #sasl2Task(el: Element): Promise<void> {
+		const t = this.#sasl2Tasks;
+		if (!t) return;
+		// Credentials were proven: no failure here counts as a guess.
+		const fail = (condition: string, text?: string) =>
+			this.#saslFailure(condition, text, false, NS_SASL2);
+		// XEP-0388 §3.8: after a <continue/>, another <authenticate/> is a stream error.
+		if (el.name === "authenticate") return this.close("policy-violation", "a task is running");
+		if (el.name === "abort") return fail("aborted");
+		const hash = t.pending[0] as ScramHash;
+		if (el.name === "next" && !t.running) {
+			// XEP-0388 §2.6.3: <next task> names one of the tasks offered.
+			if (el.attrs.task !== taskName(hash))
+				return fail("malformed-request", `the task offered is ${taskName(hash)}`);
+			t.running = new ScramUpgrade(hash, this.#server.config.auth.scram_iterations);
+			this.#transport.send(t.running.start());
+			return;
+		}
+		if (el.name !== "task-data" || !t.running)
+			return fail("malformed-request", `unexpected <${el.name}/> during a task`);
+		const cred = t.running.finish(el);
+		if (typeof cred === "string") return fail("malformed-request", cred);
+		const user = t.step.username;
+		let added: boolean;
+		try {
+			added = await this.host.accounts.addCredential(user, hash, cred, t.creds);
+		} catch (err) {
+			this.host.log.warn({ err, user }, "an upgraded SCRAM credential could not be stored");
+			if (!this.closed) fail("temporary-auth-failure", "the new credential could not be stored");
+			return;
+		}
+		if (this.closed) return;
+		this.host.log.info(
+			{ user, hash, added },
+			added
+				? "SCRAM credential added by an upgrade task (XEP-0480)"
+				: "upgrade task not stored: the account's credentials changed meanwhile",
+		);
+		t.pending.shift();
+		t.running = null;
+		if (t.pending.length > 0) return this.#sasl2Continue(null);
+		this.#sasl2Tasks = null;
+		// The mechanism's additional data went with the first <continue/>.
+		await this.#sasl2Success(t.exchange, { ...t.step, data: null });
 	}
 
 	/**
@@ -751,6 +885,11 @@ export class C2SStream implements Session {
 	 */
 	#sasl2Start(el: Element): Sasl2Exchange | string | { condition: string; text: string } {
 		const name = el.attrs.mechanism ?? "";
+		// XEP-0480 §2.2: the upgrade tasks asked for; XEP-0388 §2.3: one not offered fails.
+		const upgrades = el.getChildren("upgrade", NS_SASL_UPGRADE).map((u) => u.text().trim());
+		const offered = this.#upgradesOffered();
+		const unknown = upgrades.find((u) => !offered.includes(u));
+		if (unknown !== undefined) return `${unknown} is not an upgrade task offered here`;
 		const ua = el.getChild("user-agent", NS_SASL2);
 		const uaId = ua?.attrs.id;
 		const userAgent = uaId && uaId.length <= 256 ? uaId : null;
@@ -769,7 +908,7 @@ export class C2SStream implements Session {
 			const invalidate = fastEl.attrs.invalidate === "true" || fastEl.attrs.invalidate === "1";
 			const mech = createFastMechanism(name, ctx, { tokens, userAgent, count, invalidate });
 			if (!mech) return `${name} is not a FAST mechanism offered here`;
-			return { request: el, mech, userAgent, fast: mech };
+			return { request: el, mech, userAgent, fast: mech, upgrades };
 		}
 		const mechanisms = offeredMechanisms(ctx);
 		const cbTypes = ctx.channelBinding?.types() ?? [];
@@ -777,7 +916,7 @@ export class C2SStream implements Session {
 			downgradeProtection: { mechanisms, channelBindings: cbTypes.length ? cbTypes : null },
 		});
 		if (!mech) return `${name} is not offered`;
-		return { request: el, mech, userAgent, fast: null };
+		return { request: el, mech, userAgent, fast: null, upgrades };
 	}
 
 	/**
@@ -800,6 +939,36 @@ export class C2SStream implements Session {
 			if (limit) {
 				host.log.info({ ip: this.remoteAddress, reason: limit.reason }, "guest refused at bind");
 				return this.#saslFailure("temporary-auth-failure", limit.text, false, NS_SASL2);
+			}
+		}
+		const resume = req.getChild("resume", NS_SM);
+		const planned = bindRequest
+			? bind2Resource(
+					bindRequest.getChildText("tag", NS_BIND2),
+					user,
+					exchange.userAgent,
+					host.secret,
+				)
+			: undefined;
+		if (
+			planned !== undefined &&
+			!resume &&
+			exchange.userAgent &&
+			this.#server.config.sessions.on_resource_conflict === "refuse"
+		) {
+			// `refuse` (RFC 6120 §7.7.2.2's choice, as for RFC 6120 binding): this client's
+			// resource is online, so the new login fails and nothing changes (XEP-0388 §2.6:
+			// not authenticated). temporary-auth-failure: it may work once the old one has gone.
+			const existing = host.sessions.get(user)?.get(planned);
+			if (existing && existing !== this) {
+				host.log.info({ user, resource: planned, sasl2: true }, "bind refused: resource online");
+				return this.#saslFailure(
+					"temporary-auth-failure",
+					"this client's resource is already online",
+					false,
+					NS_SASL2,
+					x("conflict", { xmlns: NS_STANZA_ERRORS }),
+				);
 			}
 		}
 		this.#username = user;
@@ -828,7 +997,6 @@ export class C2SStream implements Session {
 		);
 		const authzid = (jid: string) => x("authorization-identifier", null, jid);
 		// XEP-0198 §6.2: resumption first; the resumed session's full JID is the identity.
-		const resume = req.getChild("resume", NS_SM);
 		let smFailed: Element | null = null;
 		if (resume) {
 			smFailed = this.#resumeFrom(resume, (resumed, old) => {
@@ -839,8 +1007,8 @@ export class C2SStream implements Session {
 			if (!smFailed) return;
 		}
 		let commit: (() => Element) | null = null;
-		if (bindRequest) {
-			commit = await this.#bind2Prepare(bindRequest, exchange.userAgent);
+		if (bindRequest && planned !== undefined) {
+			commit = await this.#bind2Prepare(bindRequest, planned, exchange.userAgent);
 			if (this.closed) return;
 		}
 		// From here to the features nothing waits: once bound, stanzas may come for the session,
@@ -880,32 +1048,48 @@ export class C2SStream implements Session {
 	}
 
 	/**
-	 * XEP-0386 §4.2: chooses the resource and lets modules enable what the request names, while
-	 * the session is not reachable yet; the returned function binds it (synchronously) with CSI
-	 * and stream management as asked, and gives the `<bound/>`.
+	 * XEP-0386 §4.2: lets modules enable what the request names while the session is not
+	 * reachable yet; the returned function binds `planned` (bind2Resource) synchronously, applying
+	 * `sessions.on_resource_conflict` as RFC 6120 binding does, with CSI and stream management as
+	 * asked, and gives the `<bound/>`.
 	 */
-	async #bind2Prepare(request: Element, userAgent: string | null): Promise<() => Element> {
+	async #bind2Prepare(
+		request: Element,
+		planned: string,
+		userAgent: string | null,
+	): Promise<() => Element> {
 		const host = this.host;
 		const user = this.#username as string;
 		const bound = x("bound", { xmlns: NS_BIND2 });
 		await host.events.fire<Bind2Event>("bind2/bind", { session: this, request, bound });
 		await this.#server.cluster?.resolve?.(host, user);
 		return () => {
-			let resource = bind2Resource(
-				request.getChildText("tag", NS_BIND2),
-				user,
-				userAgent,
-				host.secret,
-			);
-			const existing = host.sessions.get(user)?.get(resource);
+			const policy = this.#server.config.sessions.on_resource_conflict;
+			const client = userAgent ? bind2ClientId(user, userAgent, host.secret) : null;
+			const sessions = host.sessions.get(user);
+			let resource = planned;
+			const existing = sessions?.get(resource);
+			// Sessions this login ends: with `replace`, every earlier one of the same client
+			// (§4.2: "SHOULD terminate any earlier sessions from the same client"), whatever its
+			// tag; with `refuse` or `rename` the operator keeps old sessions.
+			const ended =
+				client && policy === "replace"
+					? [...(sessions?.values() ?? [])].filter(
+							(s) => s !== this && #bind2Client in s && s.#bind2Client === client,
+						)
+					: [];
 			if (existing && existing !== this) {
-				if (userAgent) {
-					// §4.2: the same client installation logging in again replaces its old session.
-					existing.close("conflict", "replaced by a new connection of the same client");
+				if (client && policy === "replace") {
+					if (!ended.includes(existing)) ended.push(existing);
 				} else {
+					// `rename`; or a random resource that is taken (RFC 6120 §7.6: one the server
+					// makes up must be unique); or `refuse` after a failed <resume>, or a race with
+					// another login, when failing is too late: a resource of its own, as `rename`.
 					resource = `${resource}.${randomUUID().slice(0, 8)}`;
 				}
 			}
+			for (const s of ended) s.close("conflict", "replaced by a new connection of the same client");
+			this.#bind2Client = client;
 			this.#bindAs(makeJID(user, host.name, resource));
 			host.log.debug({ jid: this.#jid?.toString(), bind2: true }, "resource bound");
 			this.#startLiveness();
@@ -1386,6 +1570,8 @@ interface Sasl2Exchange {
 	userAgent: string | null;
 	/** The FAST mechanism, when this is a XEP-0484 token login. */
 	fast: (SaslMechanism & { rotate: boolean }) | null;
+	/** XEP-0480 upgrade tasks asked for (`<upgrade/>`), all offered ones. */
+	upgrades: string[];
 }
 
 function smFailedElement(condition: StanzaErrorCondition, h?: number): Element {

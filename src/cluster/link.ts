@@ -39,6 +39,7 @@ import type { Logger } from "../core/log.ts";
 import type { Element } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
+import { Ownership } from "./ownership.ts";
 import { ShardedRegistry, type ShardMessage } from "./registry.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
 import { beatsKey, readClusterStatus } from "./status.ts";
@@ -98,6 +99,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		{ resolve: (b: Buffer | null) => void; timer: NodeJS.Timeout }
 	>();
 	#askSeq = 0;
+	/** Leases of the components' units spread over the nodes: MUC rooms (ownership.ts). */
+	readonly owners: Ownership;
 
 	constructor(server: Core) {
 		this.#server = server;
@@ -111,6 +114,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			alive: (n) => `${p}:alive:${n}`,
 			channel: (n) => `${p}:node:${n}`,
 		};
+		this.owners = new Ownership(this.node, this.#cfg, this.#log);
 	}
 
 	/** Whether this node currently ends the sessions of dead nodes. */
@@ -118,7 +122,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		return this.#leader;
 	}
 
-	/** The live node that joined first: it ends dead nodes' sessions and runs components. */
+	/** The live node that joined first: it ends dead nodes' sessions, runs leader components. */
 	get leaderNode(): string {
 		return this.#leaderNode || this.node;
 	}
@@ -192,6 +196,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 					host: (name) => this.#server.hosts.get(name),
 				},
 			});
+		await this.owners.start();
 		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
 		await sub.subscribe(this.#keys.registry, this.#keys.channel(this.node));
 		await this.#join();
@@ -254,7 +259,9 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#stopping = true;
 		if (this.#timer) clearInterval(this.#timer);
 		this.#timer = null;
+		this.owners.leaving();
 		this.#writeOut();
+		await this.owners.stop();
 		const pub = this.#pub;
 		if (pub && pub.status === "ready") {
 			// The sessions still bound end with the server, after the link: their entries go now.
@@ -678,11 +685,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			const wasLeader = this.#leader;
 			this.#leaderNode = leader;
 			this.#leader = leader === this.node;
-			// Components (MUC rooms) run on the leader; a node that takes over loads their state
-			// from storage afresh (persistent rooms; temporary ones ended with the old leader).
+			// Components placed on the leader (PubSub, external ones) move with it: a node that takes
+			// over loads their state from storage afresh. MUC rooms move one by one (ownership.ts).
 			if (this.#leader && !wasLeader && this.#ready) await this.#server.restartComponents();
 			for (const n of dead) await this.#nodeDied(n);
 			this.#shard?.sweep();
+			await this.owners.renew();
 		} catch (err) {
 			this.#log.warn({ err }, "cluster: heartbeat failed");
 		} finally {
@@ -691,9 +699,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	}
 
 	async #nodeDied(node: string): Promise<void> {
+		this.owners.forgetNode(node);
 		const gone = [...this.#remote.values()].filter((r) => r.node === node);
+		if (!this.#leader) {
+			// The rooms this node owns (MUC, issue 16) lose the dead node's occupants.
+			for (const r of gone) this.#closed(r);
+			return;
+		}
 		for (const r of gone) this.#drop(r);
-		if (!this.#leader) return;
 		this.#log.warn(
 			{ dead: node, sessions: gone.length },
 			"cluster: a node stopped; ending its sessions",

@@ -177,6 +177,65 @@ export interface Host {
 	archive<T extends Json = Json>(store: string): ArchiveStore<T>;
 	/** Sessions of one account, bound resources only. */
 	sessionsOf(user: string): Session[];
+	/**
+	 * Where a cluster runs this component's stanzas (issue 16); absent: on the leader. Its module
+	 * sets it when it loads.
+	 */
+	placement?: ComponentPlacement;
+}
+
+/**
+ * How the nodes of a cluster share a component (issue 16, docs/architecture.md "Components
+ * across nodes"). `"leader"`: one node runs it (state held in memory, an external component's
+ * socket). `"any"`: whichever node receives a stanza handles it (state only in shared storage:
+ * HTTP upload). Otherwise the component is split into units (MUC rooms), each owned by one node
+ * at a time through a lease in the cluster's engine (src/cluster/ownership.ts).
+ */
+export type ComponentPlacement = "leader" | "any" | OwnedUnits;
+
+export interface OwnedUnits {
+	/** The unit a stanza to `to` is for (a room's localpart), or null: any node answers it. */
+	unitOf(to: JID): string | null;
+	/**
+	 * Whether this node still needs unit `key` it owns (it holds state for it); asked at each
+	 * heartbeat: the lease of a unit it does not need any more is released.
+	 */
+	holds(key: string): boolean;
+	/**
+	 * This node does not own `key` any more: it released it (not held), or found its lease lost
+	 * (it was paused past it and another node may hold the unit now). Drop its state.
+	 */
+	lost(key: string): void;
+	/**
+	 * This node leaves the cluster and is about to release every unit: what it sends now (a MUC
+	 * room's goodbye to occupants on other nodes) still reaches them.
+	 */
+	leaving?(): void;
+	/** With each heartbeat: rewrites what the engine may have lost (the directory). */
+	refresh?(): Promise<void>;
+}
+
+/** The leases of owned units and the directory the nodes share (src/cluster/ownership.ts). */
+export interface ComponentOwners {
+	/** How many units this node owns now (`parley_cluster_owned_rooms`). */
+	readonly owned: number;
+	/**
+	 * The node that owns unit `key` of `host`; when none does, this node claims it. `fresh` reads
+	 * the engine rather than this node's cache (a stanza another node passed on).
+	 */
+	ownerOf(host: Host, key: string, fresh: boolean): Promise<string>;
+	/** Whether this node holds the lease of `key` (as of its last claim or renewal). */
+	owns(host: Host, key: string): boolean;
+	/** Ends this node's lease on `key` at once (the unit is gone). */
+	release(host: Host, key: string): Promise<void>;
+	/** Sets (or with null removes) this unit's entry of the component's shared directory. */
+	publish(host: Host, key: string, entry: string | null): Promise<void>;
+	/** Whether the directory has an entry for `key`. */
+	has(host: Host, key: string): Promise<boolean>;
+	/** Sets `key`'s entry unless it has one (a node seeding the directory from storage). */
+	seed(host: Host, key: string, entry: string): Promise<void>;
+	/** The directory: unit -> entry, with whether a live node owns the unit now. */
+	directory(host: Host): Promise<Map<string, { entry: string; owned: boolean }>>;
 }
 
 /**
@@ -291,12 +350,12 @@ export interface ClusterNotice {
 export interface ClusterHook {
 	/** This node's name (`cluster.node`, or the one made up when it is empty). */
 	readonly node: string;
-	/** This node runs the components (the live node that joined first). */
+	/** This node runs the components placed on the leader (the live node that joined first). */
 	readonly leader: boolean;
 	readonly leaderNode: string;
 	start(): Promise<void>;
 	stop(): Promise<void>;
-	/** A stanza for a component, passed to the leader that runs it. */
+	/** A stanza for a component, passed to the node that runs it (or owns its room). */
 	routeOn(node: string, stanza: Element): void;
 	/** Fires `cluster/<topic>` with `data` on the host's bus of every other node. */
 	notify(host: Host, topic: string, data: string): void;
@@ -321,6 +380,8 @@ export interface ClusterHook {
 	resolve?(host: Host, user: string): Promise<void> | undefined;
 	/** {@link resolve} for many bare JIDs (`user@domain`, other domains ignored) in one round trip. */
 	resolveAll?(bareJids: Iterable<string>): Promise<void> | undefined;
+	/** Components split over the nodes (MUC rooms): who owns which unit (issue 16). */
+	readonly owners?: ComponentOwners;
 }
 
 /** A node as the cluster's registry in Redis shows it (src/cluster/status.ts). */

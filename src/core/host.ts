@@ -14,6 +14,7 @@ import type { Element } from "../xml/element.ts";
 import type { ComponentConfig, HostConfig } from "./config/schema.ts";
 import {
 	type ClusterNotice,
+	type ComponentPlacement,
 	type Core,
 	type DiscoIdentity,
 	type DiscoItem,
@@ -35,6 +36,8 @@ export class VirtualHost implements Host {
 	readonly kind: "host" | "component";
 	/** The `[components."x"]` table of a component. */
 	readonly component: ComponentConfig | undefined;
+	/** Where a cluster runs this component (set by its module; absent: the leader). */
+	placement?: ComponentPlacement;
 	/** The `[hosts."x"]` table in force: a reload that changes it replaces it (Server.reload). */
 	config: HostConfig;
 	readonly server: Core;

@@ -205,6 +205,14 @@ export class ServerMetrics implements MetricsRecorder {
 				this.set(self.#componentStreams);
 			},
 		});
+		new Gauge({
+			name: "parley_cluster_owned_rooms",
+			help: "Component units (MUC rooms) whose lease this cluster node holds (issue 16).",
+			registers,
+			collect() {
+				this.set(core.cluster?.owners?.owned ?? 0);
+			},
+		});
 		new Counter({
 			name: "parley_spam_total",
 			help: "Spam defence (issue 19) per host: reports kept, dropped and forwarded, stanzas refused by a block list or a quarantine, strangers' messages held or bounced, room messages and joins over the rate limits.",

@@ -16,7 +16,7 @@
 import type { Element } from "../xml/element.ts";
 import { errorReply, mayReplyWithError, StanzaError } from "../xmpp/errors.ts";
 import { type JID, JIDError } from "../xmpp/jid.ts";
-import type { Core, Host, Session, StanzaRouter } from "./contracts.ts";
+import type { ClusterHook, Core, Host, Session, StanzaRouter } from "./contracts.ts";
 
 export type Destination = "host" | "bare" | "full";
 
@@ -38,6 +38,25 @@ export interface DeliveredEvent extends StanzaEvent {
 }
 
 const KINDS = new Set(["message", "presence", "iq"]);
+
+/**
+ * The node that handles a stanza for component `host` to `to`, or null: this one. A stanza
+ * another node passed on (or any without a session of ours behind it) is looked up `fresh`, so
+ * nodes whose caches are stale cannot pass it back and forth.
+ */
+async function nodeFor(
+	host: Host,
+	to: JID,
+	cluster: ClusterHook,
+	fresh: boolean,
+): Promise<string | null> {
+	const placement = host.placement ?? "leader";
+	if (placement === "any") return null;
+	if (placement === "leader" || !cluster.owners) return cluster.leader ? null : cluster.leaderNode;
+	const unit = placement.unitOf(to);
+	if (unit === null) return null;
+	return cluster.owners.ownerOf(host, unit, fresh);
+}
 
 export class Router implements StanzaRouter {
 	readonly #server: Core;
@@ -118,12 +137,16 @@ export class Router implements StanzaRouter {
 			this.#error(event, new StanzaError("remote-server-not-found"));
 			return;
 		}
-		// In a cluster a component (MUC) runs on one node, the leader, which holds its state:
-		// the others pass its stanzas on.
+		// In a cluster a component runs where its placement says (issue 16): on the leader, on
+		// any node, or split into units (MUC rooms) each owned by one node. Stanzas for another
+		// node's part are passed on to it.
 		const cluster = this.#server.cluster;
-		if (host.kind === "component" && cluster && !cluster.leader) {
-			cluster.routeOn(cluster.leaderNode, stanza);
-			return;
+		if (host.kind === "component" && cluster) {
+			const node = await nodeFor(host, to, cluster, event.origin === null);
+			if (node !== null && node !== cluster.node) {
+				cluster.routeOn(node, stanza);
+				return;
+			}
 		}
 		event.host = host;
 		const kind = stanza.name;

@@ -297,10 +297,13 @@ export class Server implements Core {
 
 	/**
 	 * Unloads and loads again every component's modules, so that they start from what storage
-	 * holds: a cluster node that becomes the leader takes the components over this way.
+	 * holds: a cluster node that becomes the leader takes the components over this way. Those
+	 * whose placement is not the leader (MUC rooms, upload) are left alone.
 	 */
 	async restartComponents(): Promise<void> {
 		for (const c of this.components.values()) {
+			// Components spread over the nodes keep serving what this node holds (issue 16).
+			if (c.placement !== undefined && c.placement !== "leader") continue;
 			await c.modules.unloadAll();
 			for (const m of c.config.modules) await c.modules.load(m);
 		}

@@ -223,7 +223,7 @@ test("XEP-0227 import: plaintext passwords become SCRAM credentials; foreign doc
 		});
 		const accounts = new AccountManager(b, H, 4096);
 		const creds = await accounts.getCredentials("juliet");
-		assert.ok(creds?.["SHA-256"].storedKey);
+		assert.ok(creds?.["SHA-256"]?.storedKey);
 		assert.deepEqual(await b.keyval("other.example", "accounts").users(), []);
 		await assert.rejects(importPie(b, "<foo xmlns='bar'/>"), /not a XEP-0227 document/);
 	} finally {

@@ -27,3 +27,7 @@ export const NS_SASL2 = "urn:xmpp:sasl:2";
 export const NS_BIND2 = "urn:xmpp:bind:0";
 /** XEP-0484 Fast Authentication Streamlining Tokens. */
 export const NS_FAST = "urn:xmpp:fast:0";
+/** XEP-0480 SASL Upgrade Tasks: the `<upgrade/>` offered and asked for. */
+export const NS_SASL_UPGRADE = "urn:xmpp:sasl:upgrade:0";
+/** XEP-0480 §3: the SCRAM upgrade task's `<salt/>` and `<hash/>`. */
+export const NS_SCRAM_UPGRADE = "urn:xmpp:scram-upgrade:0";

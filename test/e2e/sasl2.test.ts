@@ -139,7 +139,11 @@ describe("SASL2, Bind 2, FAST", () => {
 			[...legacy.matchAll(/<mechanism>([^<]+)</g)].map((m) => m[1]),
 			["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"],
 		);
-		const inline = pick(/<inline>([\s\S]*)<\/inline><\/authentication>/, auth);
+		// XEP-0480 §2.1's <upgrade/> tasks follow <inline/> (test/e2e/sasl2-upgrade.test.ts).
+		const inline = pick(
+			/<inline>([\s\S]*)<\/inline>(?:<upgrade [^>]*>[^<]*<\/upgrade>)*<\/authentication>/,
+			auth,
+		);
 		// XEP-0386 §4.1: Bind 2 and what it can enable: carbons (the carbons module), CSI, SM.
 		assert.match(
 			inline,
@@ -646,7 +650,8 @@ describe("SASL2, Bind 2, FAST", () => {
 		first.socket.socket.destroy();
 		bob.send(`<message to='${jid}' type='chat' id='x2'><body>two</body></message>`);
 		await waitFor(() => got.includes("x2"), "x2", 20_000);
-		assert.equal(resumed, true, "resumed inside SASL2");
+		// xmpp.js may hand over the resent x2 before it emits "resumed" (the server had resumed).
+		await waitFor(() => resumed, "resumed inside SASL2");
 		assert.deepEqual(got, ["x1", "x2"], "each once");
 		assert.equal(first.jid?.toString(), jid, "the same session");
 		assert.ok(logLines.some((l) => l.msg === "session resumed" && l.jid === jid));
@@ -665,5 +670,151 @@ describe("SASL2, Bind 2, FAST", () => {
 		assert.equal(jid2, jid, "XEP-0386 §4.2.1: stable for the same user agent");
 		await second.stop();
 		await first.stop().catch(() => undefined);
+	});
+});
+
+/**
+ * XEP-0386 §4.2 with `sessions.on_resource_conflict`, which RFC 6120 binding follows too
+ * (test/e2e/stream.test.ts): the server makes the resource up from the client's `<tag>` and
+ * its `<user-agent id>`, so a conflict means the same client installation logging in again.
+ */
+describe("Bind 2 and sessions.on_resource_conflict", () => {
+	const servers: TestServer[] = [];
+	const clients: RawClient[] = [];
+	after(async () => {
+		for (const c of clients) c.end();
+		for (const s of servers) await s.stop();
+	});
+
+	async function server(policy?: "replace" | "refuse" | "rename"): Promise<TestServer> {
+		const s = await startTestServer({
+			config: {
+				auth: { require_encryption: false, allow_plain_without_tls: true },
+				...(policy ? { sessions: { on_resource_conflict: policy } } : {}),
+			},
+			users: [["alice@localhost", "pw"]],
+		});
+		servers.push(s);
+		return s;
+	}
+
+	/** A direct TLS stream, PLAIN over SASL2 with a user agent and a Bind 2 request. */
+	async function login(
+		s: TestServer,
+		agent: string,
+		tag: string,
+		into?: RawClient,
+		extra = "",
+	): Promise<{ c: RawClient; outcome: string; jid: string | undefined }> {
+		let c = into;
+		if (!c) {
+			c = await RawClient.connect(s.tlsPort, { tls: true });
+			clients.push(c);
+			c.open();
+			await c.waitFor("</stream:features>");
+		}
+		const mark = c.received.length;
+		c.send(
+			`<authenticate xmlns='${SASL2}' mechanism='PLAIN'><initial-response>${b64("\0alice\0pw")}</initial-response><user-agent id='${agent}'><software>AwesomeXMPP</software></user-agent><bind xmlns='${BIND2}'><tag>${tag}</tag></bind>${extra}</authenticate>`,
+		);
+		const outcome = pick(
+			/(<(?:success|failure)[\s\S]*?<\/(?:success|failure)>)/,
+			await c.waitFor(OUTCOME, mark),
+		);
+		return { c, outcome, jid: /<authorization-identifier>([^<]+)</.exec(outcome)?.[1] };
+	}
+
+	const sessionsOf = (s: TestServer) => [
+		...(s.server.hosts.get("localhost")?.sessions.get("alice")?.keys() ?? []),
+	];
+
+	test('"replace" (the default): the same client\'s earlier sessions go, under its tag and under another; other clients stay', async () => {
+		const s = await server();
+		const agent = randomUUID();
+		const a = await login(s, agent, "Phone");
+		const other = await login(s, randomUUID(), "Phone");
+		assert.match(a.outcome, /<bound xmlns="urn:xmpp:bind:0"\/>/);
+		// §4.2: "terminate any earlier sessions from the same client", whatever their tag.
+		let mark = a.c.received.length;
+		const b = await login(s, agent, "Phone-beta");
+		assert.notEqual(a.jid, b.jid, "another tag, another resource (§4.2.1)");
+		await a.c.waitFor(/<stream:error><conflict /, mark);
+		// The same client and tag as the first: the same resource, and b goes.
+		mark = b.c.received.length;
+		const again = await login(s, agent, "Phone");
+		assert.equal(again.jid, a.jid, "§4.2.1: stable for the same user agent and tag");
+		await b.c.waitFor(/<stream:error><conflict /, mark);
+		await waitFor(() => sessionsOf(s).length === 2, "two sessions left");
+		assert.doesNotMatch(other.c.received, /<stream:error>/);
+		assert.deepEqual(
+			sessionsOf(s).sort(),
+			[again.jid, other.jid].map((j) => (j as string).slice("alice@localhost/".length)).sort(),
+		);
+	});
+
+	test('"refuse": the same client\'s login fails with temporary-auth-failure and <conflict/>, nothing changes, and the old session stays', async () => {
+		const s = await server("refuse");
+		const agent = randomUUID();
+		const a = await login(s, agent, "Phone");
+		assert.ok(a.jid);
+		const b = await login(s, agent, "Phone");
+		// XEP-0388 §2.6.2: the RFC 6120 §6.5 condition, an application-specific one, a text.
+		assert.match(
+			b.outcome,
+			/^<failure xmlns="urn:xmpp:sasl:2"><temporary-auth-failure xmlns="urn:ietf:params:xml:ns:xmpp-sasl"\/><conflict xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"\/><text xml:lang="en">[^<]+<\/text><\/failure>$/,
+		);
+		assert.doesNotMatch(a.c.received, /<stream:error>/);
+		assert.deepEqual(sessionsOf(s), [(a.jid as string).slice("alice@localhost/".length)]);
+		// §2.6: not authenticated, the stream as it was: another attempt on it may succeed,
+		// here as another client installation, which is no conflict.
+		const retry = await login(s, randomUUID(), "Phone", b.c);
+		assert.match(retry.outcome, /^<success /);
+		assert.notEqual(retry.jid, a.jid);
+		// Another tag of the same client is no conflict either, and ends nothing under "refuse".
+		const tagged = await login(s, agent, "Desktop");
+		assert.match(tagged.outcome, /^<success /);
+		assert.doesNotMatch(a.c.received, /<stream:error>/);
+		// With a <resume/> that fails (XEP-0198 §6.2 inside SASL2), the login is not refused:
+		// the <failed/> and a resource of its own, as "rename" would give.
+		const resumeFailed = await login(
+			s,
+			agent,
+			"Phone",
+			undefined,
+			`<resume xmlns='${SM}' previd='no-such-session' h='0'/>`,
+		);
+		assert.match(resumeFailed.outcome, /^<success /);
+		assert.match(resumeFailed.outcome, /<failed xmlns="urn:xmpp:sm:3"><item-not-found /);
+		assert.match(resumeFailed.outcome, /<bound xmlns="urn:xmpp:bind:0"\/>/);
+		assert.match(
+			resumeFailed.jid as string,
+			new RegExp(`^${(a.jid as string).replaceAll("/", "\\/")}\\.[0-9a-f]{8}$`),
+		);
+		assert.doesNotMatch(a.c.received, /<stream:error>/);
+		resumeFailed.c.end();
+		// Once the old session has gone, the client gets its resource again.
+		a.c.end();
+		await waitFor(
+			() => !sessionsOf(s).includes((a.jid as string).slice("alice@localhost/".length)),
+			"the old session to go",
+		);
+		const later = await login(s, agent, "Phone");
+		assert.equal(later.jid, a.jid);
+	});
+
+	test('"rename": the same client\'s new session gets a resource of its own; the old one stays', async () => {
+		const s = await server("rename");
+		const agent = randomUUID();
+		const a = await login(s, agent, "Phone");
+		const b = await login(s, agent, "Phone");
+		assert.match(b.outcome, /^<success /);
+		assert.match(b.outcome, /<bound xmlns="urn:xmpp:bind:0"\/>/);
+		// RFC 6120 binding's rename: the resource and a random suffix; still a full JID (XEP-0388 §2.6.1).
+		assert.match(
+			b.jid as string,
+			new RegExp(`^${(a.jid as string).replaceAll("/", "\\/")}\\.[0-9a-f]{8}$`),
+		);
+		assert.doesNotMatch(a.c.received, /<stream:error>/);
+		assert.equal(sessionsOf(s).length, 2);
 	});
 });

@@ -40,6 +40,10 @@ const BRIEF = "brief.localhost";
 const SHORT = "short.localhost";
 /** Open to the users of elsewhere.test too. */
 const SHARED = "shared.localhost";
+/** 2500 bytes a day per client address, whatever the account; no per-user limit. */
+const IPDAY = "ipday.localhost";
+/** One upload at a time per client address. */
+const IPONE = "ipone.localhost";
 const ELSEWHERE = "elsewhere.test";
 
 const run = promisify(execFile);
@@ -115,6 +119,36 @@ async function upload(u: User, service: string, name: string, body: Buffer, type
 	return s.get;
 }
 
+/** A PUT with http.request, from `localAddress` (another loopback address is another client). */
+function putFrom(
+	localAddress: string,
+	url: string,
+	body: Buffer,
+	type: string,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; text: string }> {
+	return new Promise((resolve, reject) => {
+		const req = http.request(
+			url,
+			{
+				method: "PUT",
+				localAddress,
+				headers: { "content-type": type, "content-length": body.length },
+			},
+			(res) => {
+				let text = "";
+				res.setEncoding("utf8");
+				res.on("data", (d: string) => {
+					text += d;
+				});
+				res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text }));
+			},
+		);
+		// A refused PUT may be answered before its body is sent, and the connection closed.
+		req.on("error", reject);
+		req.end(body);
+	});
+}
+
 /** The file's id: the GET URL's second to last path segment. */
 const idOf = (url: string) => new URL(url).pathname.split("/").at(-2) as string;
 
@@ -134,6 +168,8 @@ describe("XEP-0363 HTTP File Upload", () => {
 				[BRIEF]: { slot_lifetime: 0.2 },
 				[SHORT]: { expire_after: 1, cleanup_interval: 0.2 },
 				[SHARED]: { allowed_domains: ["localhost", ELSEWHERE] },
+				[IPDAY]: { max_file_size: 10_000, quota: 0, daily_quota: 0, ip_daily_quota: 2500 },
+				[IPONE]: { ip_max_uploads: 1 },
 			}),
 			users: [
 				["alice@localhost", "alice-pw"],
@@ -404,6 +440,75 @@ describe("XEP-0363 HTTP File Upload", () => {
 		const body = randomBytes(100_000);
 		assert.equal((await put(s.put, body, "application/octet-stream")).status, 201);
 		assert.deepEqual(Buffer.from(await (await fetch(s.get)).arrayBuffer()), body);
+	});
+
+	test("per client address: bytes in 24 hours over several accounts (429 + Retry-After, 413); another address is not counted", async () => {
+		const type = "application/octet-stream";
+		await upload(alice, IPDAY, "a.bin", randomBytes(1000), type);
+		await upload(bob, IPDAY, "b.bin", randomBytes(1000), type);
+		// The slot is fine for bob (no per-user limit here); the address has sent 2000 of 2500.
+		const s = await slot(bob, IPDAY, "c.bin", 1000, type);
+		const body = randomBytes(1000);
+		const refused = await putFrom("127.0.0.1", s.put, body, type);
+		assert.equal(refused.status, 429, refused.text);
+		assert.match(refused.text, /daily upload limit/);
+		// RFC 6585 §4 / RFC 9110 §10.2.3: when the first 1000 bytes leave the 24-hour window.
+		const retry = Number(refused.headers["retry-after"]);
+		assert.ok(retry > 0 && retry <= 86_400, String(refused.headers["retry-after"]));
+		assert.equal((await fetch(s.get)).status, 404);
+		// The same slot URL from another address is that address's bytes.
+		const other = await putFrom("127.0.0.2", s.put, body, type);
+		assert.equal(other.status, 201, other.text);
+		assert.deepEqual(Buffer.from(await (await fetch(s.get)).arrayBuffer()), body);
+		// More than the address may send in a day, ever: 413.
+		const big = await slot(alice, IPDAY, "big.bin", 3000, type);
+		const tooBig = await putFrom("127.0.0.3", big.put, randomBytes(3000), type);
+		assert.equal(tooBig.status, 413, tooBig.text);
+		// A refused upload counted nothing: 127.0.0.3 can still send 2500 bytes.
+		const fits = await slot(alice, IPDAY, "fits.bin", 2500, type);
+		assert.equal((await putFrom("127.0.0.3", fits.put, randomBytes(2500), type)).status, 201);
+	});
+
+	test("per client address: uploads at once (429 while one is in progress)", async () => {
+		const type = "application/octet-stream";
+		const dir = join(t.dataDir, "upload", IPONE);
+		const first = await slot(alice, IPONE, "slow.bin", 2000, type);
+		const half = randomBytes(1000);
+		const rest = randomBytes(1000);
+		let done: Promise<number> = Promise.resolve(0);
+		const req = http.request(first.put, {
+			method: "PUT",
+			localAddress: "127.0.0.1",
+			headers: { "content-type": type, "content-length": 2000 },
+		});
+		done = new Promise((resolve, reject) => {
+			req.on("response", (res) => {
+				res.resume();
+				resolve(res.statusCode ?? 0);
+			});
+			req.on("error", reject);
+		});
+		req.write(half);
+		await waitFor(
+			() => readdirSync(dir).some((f) => f.endsWith(".part")),
+			"the first upload to start",
+		);
+		const second = await slot(bob, IPONE, "b.bin", 10, type);
+		const busy = await putFrom("127.0.0.1", second.put, randomBytes(10), type);
+		assert.equal(busy.status, 429, busy.text);
+		assert.match(busy.text, /at once/);
+		assert.equal(busy.headers["retry-after"], undefined);
+		// Another address is not held back.
+		assert.equal((await putFrom("127.0.0.2", second.put, randomBytes(10), type)).status, 201);
+		req.end(rest);
+		assert.equal(await done, 201);
+		assert.deepEqual(
+			Buffer.from(await (await fetch(first.get)).arrayBuffer()),
+			Buffer.concat([half, rest]),
+		);
+		// Once it ended, the address may upload again.
+		const third = await slot(bob, IPONE, "c.bin", 10, type);
+		assert.equal((await putFrom("127.0.0.1", third.put, randomBytes(10), type)).status, 201);
 	});
 
 	test("uploaded files expire and the sweep deletes them (expire_after = 1 s)", async () => {

@@ -246,6 +246,16 @@ const uploadComponent = z.strictObject({
 	quota: z.number().int().min(0).default(2_147_483_648),
 	/** Bytes one user may upload in any 24 hours; 0 = unlimited. */
 	daily_quota: z.number().int().min(0).default(1_073_741_824),
+	/**
+	 * Uploads (PUTs) in progress from one client address at once (IPv6: per /64); more get 429.
+	 * 0 = unlimited.
+	 */
+	ip_max_uploads: z.number().int().min(0).default(10),
+	/**
+	 * Bytes one client address (IPv6: per /64) may PUT in any 24 hours, whichever accounts the
+	 * slots are for; past it 429 with Retry-After. 0 = unlimited.
+	 */
+	ip_daily_quota: z.number().int().min(0).default(10_737_418_240),
 	/** Seconds an uploaded file is kept; 0 = for ever. */
 	expire_after: z.number().min(0).default(604_800),
 	/** Seconds a slot's PUT URL stays valid after it was handed out. */

@@ -11,7 +11,13 @@
  * messages between users and need nothing here.
  */
 
-import type { Host, HostAddedEvent, MucAdmitEvent, Session } from "../../core/contracts.ts";
+import type {
+	Host,
+	HostAddedEvent,
+	MucAdmitEvent,
+	OwnedUnits,
+	Session,
+} from "../../core/contracts.ts";
 import { HANDLED } from "../../core/events.ts";
 import { defineModule, type ModuleApi } from "../../core/modules/define.ts";
 import { ModuleError } from "../../core/modules/manager.ts";
@@ -48,6 +54,22 @@ export default defineModule({
 		);
 		await service.load();
 		api.onUnload(() => service.unload());
+		if (host.server.config.cluster.enabled) {
+			// Issue 16: each room is owned by one node of the cluster at a time; the router passes a
+			// room's stanzas to its owner (src/cluster/ownership.ts), the service's own JID is
+			// answered by any node.
+			const placement: OwnedUnits = {
+				unitOf: (to) => to.local || null,
+				holds: (local) => service.holds(local),
+				lost: (local) => service.lost(local),
+				leaving: () => service.leaving(),
+				refresh: () => service.refresh(),
+			};
+			host.placement = placement;
+			api.onUnload(() => {
+				if (host.placement === placement) delete host.placement;
+			});
+		}
 
 		// XEP-0313 retention: room messages past `archive_expire_after` are deleted.
 		let expire: number | null;
@@ -117,6 +139,7 @@ export default defineModule({
 
 		// --- presence ---
 		api.hook("presence/full", async (e: StanzaEvent) => {
+			await service.ensure(e.to.local);
 			// A join: available presence from someone not in the room yet (a status change is not).
 			if (
 				e.to.local &&
@@ -137,11 +160,13 @@ export default defineModule({
 
 		// --- messages ---
 		api.hook("message/bare", async (e: StanzaEvent) => {
+			await service.ensure(e.to.local);
 			if (e.stanza.attrs.type === "groupchat") await admit(e, "groupchat");
 			await service.messageToRoom(e);
 			return HANDLED;
 		});
 		api.hook("message/full", async (e: StanzaEvent) => {
+			await service.ensure(e.to.local);
 			if (e.to.local && e.stanza.attrs.type !== "error") await admit(e, "private");
 			if (e.to.local) service.messageToOccupant(e);
 			return HANDLED;
@@ -149,13 +174,17 @@ export default defineModule({
 		api.hook("message/host", () => HANDLED);
 
 		// --- IQs (every payload: the router's iq-<type>/<dest>/<payload> events are not hooked) ---
-		api.hook("iq/host", (e: StanzaEvent) => (service.iqToService(e) ? HANDLED : undefined));
+		api.hook("iq/host", async (e: StanzaEvent) =>
+			(await service.iqToService(e)) ? HANDLED : undefined,
+		);
 		api.hook("iq/bare", async (e: StanzaEvent) => {
+			await service.ensure(e.to.local);
 			await service.iqToRoom(e);
 			return HANDLED;
 		});
-		api.hook("iq/full", (e: StanzaEvent) => {
+		api.hook("iq/full", async (e: StanzaEvent) => {
 			if (!e.to.local) return undefined;
+			await service.ensure(e.to.local);
 			service.iqToOccupant(e);
 			return HANDLED;
 		});

@@ -765,6 +765,21 @@ export class Room {
 		this.#maybeDiscard();
 	}
 
+	/**
+	 * The node holding the room stops (a cluster's rolling restart): each occupant still here
+	 * (those on other nodes) gets its unavailable self-presence with status 332, removed by a
+	 * system shutdown (XEP-0045 §15.6.2), and knows to enter again; the next node a stanza for
+	 * the room reaches loads it from storage. Nothing is broadcast: everyone leaves at once.
+	 */
+	shutdown(): void {
+		for (const o of [...this.occupants.values()]) {
+			const sessions = [...o.sessions.values()];
+			for (const s of sessions) this.#detach(o, s);
+			this.occupants.delete(o.nick);
+			this.#selfPresence(o, sessions, { type: "unavailable", codes: [332] }, []);
+		}
+	}
+
 	/** §10.9: every occupant is told the room is gone (with the alternate venue, if any). */
 	destroy(reason?: string, alternate?: string): void {
 		const destroy = destroyElement(reason, alternate);

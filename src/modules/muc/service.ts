@@ -79,6 +79,12 @@ interface Tombstone {
 	alternate?: string;
 }
 
+/**
+ * The cluster directory's mark that a node wrote its entries and storage's rooms there:
+ * `@<node>` (no room's name holds an @, RFC 7622 §3.3.1).
+ */
+const SEEDED = "@";
+
 /** Prefix of the ids of IQs the room passes between occupants. */
 const FORWARDED = "muc.";
 
@@ -115,6 +121,19 @@ export class MucService implements RoomHost {
 	readonly #tombstones = new Map<string, Tombstone>();
 	readonly #tombstoneMs: number;
 	#idKey: Buffer = Buffer.alloc(0);
+	/**
+	 * In a cluster the rooms are spread over the nodes (issue 16): this node holds only the rooms
+	 * it owns, loaded from storage when it claims them ({@link MucService.ensure}).
+	 */
+	readonly #clustered: boolean;
+	/** Rooms whose record this node read since it claimed them (found or not). */
+	readonly #checked = new Set<string>();
+	/** Rooms being read from storage, so that two stanzas for one room read it once. */
+	readonly #loading = new Map<string, Promise<void>>();
+	/** When a stanza for a room last came (a claimed room stays claimed while in use). */
+	readonly #touched = new Map<string, number>();
+	/** What this node last wrote to the cluster's room directory, per room. */
+	readonly #listed = new Map<string, string | null>();
 
 	constructor(
 		host: Host,
@@ -141,6 +160,7 @@ export class MucService implements RoomHost {
 		};
 		const derived = host.name.slice(host.name.indexOf(".") + 1);
 		this.parentHost = cfg.parent_host ?? (host.server.hosts.has(derived) ? derived : undefined);
+		this.#clustered = host.server.config.cluster.enabled;
 	}
 
 	// --- RoomHost ---
@@ -213,6 +233,7 @@ export class MucService implements RoomHost {
 		else this.#created.delete(room.creator);
 		for (const key of [...room.byReal.keys()]) this.sessionIndex(room, key, false);
 		if (this.#stored.has(room.jid.local)) void this.#write(room.jid.local, undefined);
+		void this.#list(room.jid.local, null);
 		// A room that is gone takes its archive with it (a new room of that name starts afresh).
 		this.#archive.delete(room.jid.local).catch((err: unknown) => {
 			this.#log.error({ err, room: room.key }, "room archive not deleted");
@@ -238,22 +259,164 @@ export class MucService implements RoomHost {
 			if (t && typeof t.until === "number" && Array.isArray(t.owners))
 				this.#tombstones.set(local, t);
 		}
+		// In a cluster a room is loaded by the node that claims it (ensure).
+		if (this.#clustered) return;
 		for (const local of await this.#store.users()) {
 			const stored = (await this.#store.get(local)) as StoredRoom | undefined;
-			if (stored?.v !== 1) continue;
-			const room = new Room(
-				this.parseJid(`${local}@${this.host.name}`),
-				this.#defaults(),
-				this,
-				stored.creator,
-				stored.created,
-			);
-			room.restore(stored);
-			await this.#historyFromArchive(room);
-			this.rooms.set(local, room);
-			this.#stored.add(local);
-			this.#created.set(room.creator, (this.#created.get(room.creator) ?? 0) + 1);
+			if (stored?.v === 1) await this.#restore(local, stored);
 		}
+	}
+
+	async #restore(local: string, stored: StoredRoom): Promise<void> {
+		const room = new Room(
+			this.parseJid(`${local}@${this.host.name}`),
+			this.#defaults(),
+			this,
+			stored.creator,
+			stored.created,
+		);
+		room.restore(stored);
+		await this.#historyFromArchive(room);
+		this.rooms.set(local, room);
+		this.#stored.add(local);
+		this.#created.set(room.creator, (this.#created.get(room.creator) ?? 0) + 1);
+	}
+
+	// --- a cluster's share of the rooms (issue 16) ---
+
+	/**
+	 * Before a stanza for room `local` is handled on this node, which owns it (the router passed
+	 * it here): the room's record and tombstone are read from storage once per claim. Another
+	 * node may have changed them while it owned the room.
+	 */
+	async ensure(local: string): Promise<void> {
+		if (!this.#clustered || !local) return;
+		this.#touched.set(local, this.now());
+		if (this.rooms.has(local) || this.#checked.has(local)) return;
+		let loading = this.#loading.get(local);
+		if (!loading) {
+			loading = this.#fetch(local).finally(() => this.#loading.delete(local));
+			this.#loading.set(local, loading);
+		}
+		await loading;
+	}
+
+	async #fetch(local: string): Promise<void> {
+		const t = (await this.#tombstoneStore.get(local)) as Tombstone | undefined;
+		if (t && typeof t.until === "number" && Array.isArray(t.owners)) this.#tombstones.set(local, t);
+		else this.#tombstones.delete(local);
+		const stored = (await this.#store.get(local)) as StoredRoom | undefined;
+		if (stored?.v === 1 && !this.rooms.has(local)) await this.#restore(local, stored);
+		this.#checked.add(local);
+	}
+
+	/**
+	 * Whether this node still needs its lease on room `local`: the room is here, or a stanza
+	 * for it came within the lease's time (a join may be on its way through the checks).
+	 */
+	holds(local: string): boolean {
+		if (this.rooms.has(local) || this.#loading.has(local)) return true;
+		const at = this.#touched.get(local);
+		return (
+			at !== undefined && this.now() - at < this.host.server.config.cluster.node_timeout * 1000
+		);
+	}
+
+	/**
+	 * This node does not own room `local` any more: it released it, or lost the lease (it was
+	 * paused longer than the lease) and another node may hold the room now. What it kept goes,
+	 * storage stays; its occupants here learn it by XEP-0410 self-ping (not-acceptable).
+	 */
+	lost(local: string): void {
+		this.#touched.delete(local);
+		this.#checked.delete(local);
+		this.#listed.delete(local);
+		const room = this.rooms.get(local);
+		if (!room) return;
+		this.rooms.delete(local);
+		if (room.lockTimer) clearTimeout(room.lockTimer);
+		room.lockTimer = null;
+		const n = (this.#created.get(room.creator) ?? 1) - 1;
+		if (n > 0) this.#created.set(room.creator, n);
+		else this.#created.delete(room.creator);
+		for (const key of [...room.byReal.keys()]) this.sessionIndex(room, key, false);
+		this.#stored.delete(local);
+	}
+
+	/** This node leaves the cluster: occupants on other nodes are told (status 332, Room.shutdown). */
+	leaving(): void {
+		for (const room of this.rooms.values()) room.shutdown();
+	}
+
+	/** The room's entry in the cluster's directory: public rooms (XEP-0045 §6.3), else null. */
+	#entryOf(room: Room): string | null {
+		if (!room.config.public || room.locked) return null;
+		return JSON.stringify({ name: room.config.name || room.jid.local, p: room.config.persistent });
+	}
+
+	async #list(local: string, entry: string | null): Promise<void> {
+		const owners = this.#clustered ? this.host.server.cluster?.owners : undefined;
+		if (!owners || (this.#listed.get(local) ?? null) === entry) return;
+		this.#listed.set(local, entry);
+		await owners.publish(this.host, local, entry).catch((err: unknown) => {
+			this.#listed.delete(local);
+			this.#log.warn({ err, room: local }, "room directory not updated");
+		});
+	}
+
+	/**
+	 * Fills the cluster's room directory with this node's entries and storage's persistent
+	 * public rooms when it has not yet, or Redis lost them (a restart): asked with each heartbeat
+	 * and before a listing. One HEXISTS when there is nothing to do.
+	 */
+	async refresh(): Promise<void> {
+		const cluster = this.#clustered ? this.host.server.cluster : null;
+		const owners = cluster?.owners;
+		if (!cluster || !owners) return;
+		const mark = `${SEEDED}${cluster.node}`;
+		if (await owners.has(this.host, mark)) return;
+		for (const local of await this.#store.users()) {
+			const stored = (await this.#store.get(local)) as StoredRoom | undefined;
+			if (stored?.v === 1 && stored.config.public && stored.config.persistent)
+				await owners.seed(
+					this.host,
+					local,
+					JSON.stringify({ name: stored.config.name || local, p: true }),
+				);
+		}
+		for (const room of this.rooms.values()) {
+			const entry = this.#entryOf(room);
+			this.#listed.set(room.jid.local, entry);
+			if (entry !== null) await owners.publish(this.host, room.jid.local, entry);
+		}
+		await owners.publish(this.host, mark, "1");
+	}
+
+	/**
+	 * §6.3 in a cluster: the public rooms of every node, from the cluster's directory. Rooms no
+	 * node holds are listed when persistent (storage has them; the next stanza loads them);
+	 * temporary rooms of a node that died are gone, and leave the directory.
+	 */
+	async #publicRooms(): Promise<Map<string, string>> {
+		const out = new Map<string, string>();
+		for (const room of this.rooms.values())
+			if (room.config.public && !room.locked)
+				out.set(room.jid.local, room.config.name || room.jid.local);
+		const owners = this.#clustered ? this.host.server.cluster?.owners : undefined;
+		if (!owners) return out;
+		await this.refresh();
+		for (const [local, { entry, owned }] of await owners.directory(this.host)) {
+			if (local.startsWith(SEEDED) || this.rooms.has(local)) continue;
+			let e: { name?: unknown; p?: unknown };
+			try {
+				e = JSON.parse(entry) as { name?: unknown; p?: unknown };
+			} catch {
+				continue;
+			}
+			if (owned || e.p === true) out.set(local, typeof e.name === "string" ? e.name : local);
+			else await owners.publish(this.host, local, null);
+		}
+		return out;
 	}
 
 	/**
@@ -277,8 +440,10 @@ export class MucService implements RoomHost {
 	/** Messages older than `cutoff` leave every room's archive (`archive_expire_after`). */
 	async expireArchives(cutoff: number): Promise<number> {
 		let n = 0;
-		for (const local of [...this.rooms.keys()])
-			n += await this.#archive.delete(local, { end: cutoff - 1 });
+		// In a cluster a node holds only some rooms; the stored ones are everyone's to expire.
+		const locals = new Set(this.rooms.keys());
+		if (this.#clustered) for (const local of await this.#store.users()) locals.add(local);
+		for (const local of locals) n += await this.#archive.delete(local, { end: cutoff - 1 });
 		return n;
 	}
 
@@ -332,6 +497,7 @@ export class MucService implements RoomHost {
 		if (room.config.persistent && !room.locked)
 			await this.#write(local, room.toStored() as unknown as Json);
 		else if (this.#stored.has(local)) await this.#write(local, undefined);
+		await this.#list(local, this.#entryOf(room));
 	}
 
 	#write(local: string, value: Json | undefined): Promise<void> {
@@ -529,7 +695,7 @@ export class MucService implements RoomHost {
 	// --- IQs ---
 
 	/** The service itself (§6.1-§6.3). */
-	iqToService(e: StanzaEvent): boolean {
+	async iqToService(e: StanzaEvent): Promise<boolean> {
 		const { stanza } = e;
 		const type = stanza.attrs.type;
 		if (type !== "get" && type !== "set") return true;
@@ -542,11 +708,11 @@ export class MucService implements RoomHost {
 		}
 		if (type === "get" && q.ns === NS_DISCO_ITEMS && q.name === "query") {
 			if (q.attrs.node !== undefined) throw new StanzaError("item-not-found");
-			// §6.3: public rooms only; a locked room is not there yet (§10.1).
+			// §6.3: public rooms only; a locked room is not there yet (§10.1). In a cluster, those
+			// of every node.
 			const items: Element[] = [];
-			for (const room of this.rooms.values())
-				if (room.config.public && !room.locked)
-					items.push(x("item", { jid: room.key, name: room.config.name || room.jid.local }));
+			for (const [local, name] of await this.#publicRooms())
+				items.push(x("item", { jid: `${local}@${this.host.name}`, name }));
 			reply(x("query", { xmlns: NS_DISCO_ITEMS }, items));
 			return true;
 		}

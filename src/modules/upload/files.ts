@@ -57,15 +57,23 @@ export class FileStore {
 
 	/**
 	 * Streams `body` into the part file; exactly `size` bytes or it throws (and removes the part).
-	 * Throws with code EEXIST when another upload of the id is in progress.
+	 * Throws with code EEXIST when another upload of the id is in progress. `received.bytes`
+	 * counts what arrived, even when it throws.
 	 */
-	async receive(id: string, body: Readable, size: number, signal: AbortSignal): Promise<void> {
+	async receive(
+		id: string,
+		body: Readable,
+		size: number,
+		signal: AbortSignal,
+		received: { bytes: number } = { bytes: 0 },
+	): Promise<void> {
 		const part = this.#path(id, ".part");
 		const fh = await open(part, "wx", 0o640);
 		let n = 0;
 		const count = new Transform({
 			transform(chunk: Buffer, _enc, done) {
 				n += chunk.length;
+				received.bytes += chunk.length;
 				done(n > size ? new SizeMismatch("the body is longer than the slot's size") : null, chunk);
 			},
 		});

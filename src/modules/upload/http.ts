@@ -6,6 +6,7 @@
 import type { HttpRequestEvent, HttpResponse } from "../../core/contracts.ts";
 import type { Logger } from "../../core/log.ts";
 import { type FileMeta, type FileStore, SizeMismatch } from "./files.ts";
+import type { IpUploadLimits } from "./ip-limits.ts";
 import { mediaType, SLOT_ID, type Slot, verifySlot } from "./slot.ts";
 
 /** Shown inline by a browser; anything else (HTML, SVG, PDF, ...) is a download. */
@@ -24,6 +25,8 @@ export interface UploadHttpOptions {
 	expireAfter: number;
 	/** Records a received file in the index before it is published (quota accounting). */
 	record(slot: Slot, when: number): Promise<void>;
+	/** What one client address may PUT (ip-limits.ts). */
+	ipLimits?: IpUploadLimits;
 	log: Logger;
 	now?: () => number;
 }
@@ -71,8 +74,36 @@ export class UploadHttp {
 		if (given !== undefined && mediaType(given) !== slot.type)
 			return text(415, `Content-Type ${given} is not the slot's type, ${slot.type}`);
 		if (await this.#o.files.exists(id)) return text(409, "this slot was already used");
+		// Per address, after the slot's checks so that junk requests count for nothing.
+		const limit = this.#o.ipLimits?.begin(e.ip, slot.size);
+		if (limit !== undefined && typeof limit !== "function") {
+			this.#o.log.info({ ip: e.ip, size: slot.size, status: limit.status }, limit.reason);
+			// RFC 6585 §4: 429, with when to come back if known (RFC 9110 §10.2.3); RFC 9110
+			// §15.5.14: 413 for a file larger than the address may ever send in a day.
+			return text(
+				limit.status,
+				limit.reason,
+				limit.status === 429 && limit.retryAfter !== undefined
+					? { "retry-after": String(limit.retryAfter) }
+					: {},
+			);
+		}
+		const received = { bytes: 0 };
 		try {
-			await this.#o.files.receive(id, e.body, slot.size, e.signal);
+			return await this.#receive(e, id, slot, received);
+		} finally {
+			limit?.(received.bytes);
+		}
+	}
+
+	async #receive(
+		e: HttpRequestEvent,
+		id: string,
+		slot: Slot,
+		received: { bytes: number },
+	): Promise<HttpResponse> {
+		try {
+			await this.#o.files.receive(id, e.body, slot.size, e.signal, received);
 		} catch (err) {
 			if ((err as { code?: string }).code === "EEXIST")
 				return text(409, "this slot is being used by another upload");

@@ -11,8 +11,8 @@
  * `upload_files` archive store of the component indexes them by uploader and time for the
  * quotas. A periodic sweep deletes what has expired.
  *
- * In a cluster the slot requests reach the leader like every component stanza, while the HTTP
- * requests are served by whichever node's listener receives them: the slot is a signed token
+ * In a cluster the slot requests are answered by whichever node the client is on (placement
+ * "any", issue 16), and the HTTP requests by whichever node's listener receives them: the slot is a signed token
  * (slot.ts) any node can check, the index is in the shared storage, and the directory must be
  * one every node sees (it is, for the workers of one machine).
  */
@@ -31,6 +31,7 @@ import { resultFor } from "../../xmpp/stanza.ts";
 import { hostDiscoInfo } from "../disco.ts";
 import { FileStore } from "./files.ts";
 import { UploadHttp } from "./http.ts";
+import { IpUploadLimits } from "./ip-limits.ts";
 import { mediaType, newSlotId, type Slot, safeFileName, signSlot } from "./slot.ts";
 
 export const NS_UPLOAD = "urn:xmpp:http:upload:0";
@@ -52,6 +53,12 @@ export default defineModule({
 			);
 		const core = host.server;
 		const config = core.config;
+		// Issue 16: in a cluster any node answers slot requests (all it needs is shared: the
+		// secret, the index in storage, the directory), so none carries them all.
+		host.placement = "any";
+		api.onUnload(() => {
+			if (host.placement === "any") delete host.placement;
+		});
 		const derived = host.name.slice(host.name.indexOf(".") + 1);
 		const parentHost = cfg.parent_host ?? (core.hosts.has(derived) ? derived : undefined);
 		const allowed = new Set(
@@ -230,10 +237,17 @@ export default defineModule({
 			}),
 		);
 
+		// Per client address, on the HTTP side (ip-limits.ts); counted by each process that serves PUTs.
+		const ipLimits = new IpUploadLimits({
+			maxUploads: cfg.ip_max_uploads,
+			dailyBytes: cfg.ip_daily_quota,
+		});
+		api.every(Math.min(cfg.cleanup_interval * 1000, 3_600_000), () => ipLimits.prune());
 		const http = new UploadHttp({
 			files,
 			secret: host.secret,
 			expireAfter,
+			ipLimits,
 			record: async (slot, when) => {
 				await index.append("", {
 					id: slot.id,
