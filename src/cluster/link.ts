@@ -145,6 +145,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		return this.#shard?.resolveAll(bareJids);
 	}
 
+	registryStats(): { remoteSessions: number; cachedJids: number; lookups: number } {
+		return {
+			remoteSessions: this.#remote.size,
+			cachedJids: this.#shard?.cached ?? 0,
+			lookups: this.#shard?.counters.misses ?? 0,
+		};
+	}
+
 	async start(): Promise<void> {
 		const options = {
 			lazyConnect: true,

@@ -380,6 +380,11 @@ export interface ClusterHook {
 	resolve?(host: Host, user: string): Promise<void> | undefined;
 	/** {@link resolve} for many bare JIDs (`user@domain`, other domains ignored) in one round trip. */
 	resolveAll?(bareJids: Iterable<string>): Promise<void> | undefined;
+	/**
+	 * For `GET /metrics`: other nodes' sessions this node holds (replicas, or cached with the
+	 * sharded registry), bare JIDs cached and lookups made by the sharded registry (0 otherwise).
+	 */
+	registryStats?(): { remoteSessions: number; cachedJids: number; lookups: number };
 	/** Components split over the nodes (MUC rooms): who owns which unit (issue 16). */
 	readonly owners?: ComponentOwners;
 }

@@ -100,6 +100,15 @@ describe("the sharded session registry", { skip: redisSkip }, () => {
 		await message(alice, "r1", mark);
 		assert.deepEqual(held(b), ["alice@localhost/a1"]);
 		assert.deepEqual(held(a), [], "node A routed nothing to bob");
+		// What an operator sees of it (GET /metrics, per node).
+		const mb = (await b.server.metricsText()).body;
+		assert.match(mb, /^parley_cluster_remote_sessions\{[^}]*\} 1$/m);
+		assert.match(mb, /^parley_cluster_registry_cached_jids\{[^}]*\} 2$/m, "bob's and alice's");
+		assert.match(mb, /^parley_cluster_registry_lookups_total\{[^}]*\} [1-9]/m);
+		assert.match(
+			(await a.server.metricsText()).body,
+			/^parley_cluster_remote_sessions\{[^}]*\} 0$/m,
+		);
 		// A change of the cached session reaches the node that cached it (the JID's channel).
 		alice.send("<presence><priority>7</priority></presence>");
 		await waitFor(
