@@ -5,6 +5,18 @@
  *   npx node --expose-gc bench/cluster-registry.ts [--nodes 1,2,3] [--sessions 600]
  *       [--concurrency 1]   logins (and presence changes, logouts) in flight at once; 1 shows
  *                           the cost of one event alone, more shows the per-tick batching
+ *       [--registry replicated|sharded]   cluster.registry of the nodes
+ *       [--negative 0]      first, the heap of N cached bare JIDs without sessions (sharded)
+ *       [--script 0]        first, Redis's time per sharded-registry write: N new entries then
+ *                           N updates, pipelined EVALSHAs of the put script, INFO commandstats
+ *                           before and after (other clients' EVALSHAs would count too)
+ *       [--contacts 0]      each user has this many mutual contacts (users i+1..i+K), spread
+ *                           over the nodes, so that presence goes somewhere and the sharded
+ *                           registry has JIDs to look up
+ *
+ * With the sharded registry, bytes delivered to subscribers are what the nodes received on
+ * the JIDs' channels (their counters); registry commands are the scripts (EVALSHA), HGETALLs
+ * and (UN)SUBSCRIBEs, counted apart from the PUBLISHes of stanzas to node channels.
  *
  * The nodes run in this process (each a whole Server, SQLite shared, the local Redis under a
  * private prefix, as test/e2e/cluster.test.ts starts them); the clients run in a child process
@@ -23,9 +35,11 @@ import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import type { ClusterLink } from "../src/cluster/link.ts";
+import { PUT_SCRIPT } from "../src/cluster/registry.ts";
 import { RemoteSession } from "../src/cluster/remote-session.ts";
 import { startTestServer, type TestServer } from "../test/helpers/server.ts";
 import { waitFor } from "../test/helpers/wait.ts";
+import { befriend } from "../test/helpers/xmpp-user.ts";
 import { login, type Session } from "./lib/xmpp.ts";
 
 const PASSWORD = "bench-pw";
@@ -116,18 +130,29 @@ async function clients(): Promise<void> {
 // --- nodes and measurements (this process) ---
 
 interface Traffic {
+	/** Sharded registry: scripts, HGETALLs, (UN)SUBSCRIBEs (EVALSHA/EVAL counted, not their insides). */
+	registryCmds: number;
+	registryBytes: number;
+	/** PUBLISHes to node channels (stanzas between nodes). */
+	stanzaPublishes: number;
 	publishes: number;
 	publishBytes: number;
 	deliveredBytes: number;
+	/** Of `deliveredBytes`, the stanzas' (node channels, one subscriber each). */
+	stanzaBytes: number;
 	/** commands other than PUBLISH (the heartbeats' MULTI bodies and MGETs) */
 	other: number;
 	otherBytes: number;
 }
 
 const zero = (): Traffic => ({
+	registryCmds: 0,
+	registryBytes: 0,
+	stanzaPublishes: 0,
 	publishes: 0,
 	publishBytes: 0,
 	deliveredBytes: 0,
+	stanzaBytes: 0,
 	other: 0,
 	otherBytes: 0,
 });
@@ -154,12 +179,20 @@ async function commandstatsPublish(r: Redis): Promise<{ calls: number; usec: num
 	return { calls: Number(m?.[1] ?? 0), usec: Number(m?.[2] ?? 0) };
 }
 
-async function run(nodes: number, sessions: number, concurrency: number) {
+type Registry = "replicated" | "sharded";
+
+async function run(
+	nodes: number,
+	sessions: number,
+	concurrency: number,
+	registry: Registry,
+	contacts: number,
+) {
 	const prefix = `parley-bench-${process.pid}-${nodes}-${Math.random().toString(36).slice(2, 6)}`;
 	const users = Array.from({ length: sessions }, (_, i) => `u${i}`);
 	const cluster = (node: string) => ({
 		auth: { require_encryption: false, allow_plain_without_tls: true },
-		cluster: { enabled: true, prefix, node, heartbeat: 1, node_timeout: 5 },
+		cluster: { enabled: true, prefix, node, heartbeat: 1, node_timeout: 5, registry },
 		limits: { connections_per_ip: 0 },
 	});
 	const servers: TestServer[] = [];
@@ -178,6 +211,10 @@ async function run(nodes: number, sessions: number, concurrency: number) {
 				config: cluster(`n${i}`),
 			}),
 		);
+	const first = servers[0] as TestServer;
+	for (let i = 0; i < sessions; i++)
+		for (let k = 1; k <= Math.min(contacts, sessions - 1); k++)
+			await befriend(first.server, `u${i}@localhost`, `u${(i + k) % sessions}@localhost`);
 	const child = fork(new URL(import.meta.url).pathname, ["--clients"], {
 		stdio: ["ignore", "inherit", "inherit", "ipc"],
 	});
@@ -186,16 +223,28 @@ async function run(nodes: number, sessions: number, concurrency: number) {
 	const monitorConn = new Redis();
 	const stats = new Redis();
 	const monitor = await monitorConn.monitor();
+	await stats.ping();
+	// The bench's own reads (stats) and the commands a script runs are not the nodes' traffic.
+	const statsPort = `:${stats.stream.localPort}`;
 	let t = zero();
-	monitor.on("monitor", (_time: string, args: string[]) => {
+	monitor.on("monitor", (_time: string, args: string[], source: string) => {
+		if (source === "lua" || source.endsWith(statsPort)) return;
 		if (!args.some((a) => a.startsWith(prefix))) return;
 		const bytes = args.reduce((n, a) => n + Buffer.byteLength(a), 0);
-		if (args[0]?.toLowerCase() === "publish") {
+		const cmd = args[0]?.toLowerCase() ?? "";
+		if (["evalsha", "eval", "hgetall", "subscribe", "unsubscribe"].includes(cmd)) {
+			t.registryCmds++;
+			t.registryBytes += bytes;
+			return;
+		}
+		if (cmd === "publish" && args[1] !== `${prefix}:registry`) t.stanzaPublishes++;
+		if (cmd === "publish") {
 			t.publishes++;
 			t.publishBytes += bytes;
 			const payload = Buffer.byteLength(args[2] ?? "");
-			const registry = args[1] === `${prefix}:registry`;
-			t.deliveredBytes += payload * (registry ? nodes : 1);
+			const toRegistry = args[1] === `${prefix}:registry`;
+			t.deliveredBytes += payload * (toRegistry ? nodes : 1);
+			if (!toRegistry) t.stanzaBytes += payload;
 		} else {
 			t.other++;
 			t.otherBytes += bytes;
@@ -203,23 +252,43 @@ async function run(nodes: number, sessions: number, concurrency: number) {
 	});
 	const remote = () =>
 		servers.map((s) => (s.server.cluster as ClusterLink | null)?.remoteSessions ?? 0);
-	const settle = async (check: () => boolean, what: string) => {
+	const shards = () =>
+		servers.map((s) => (s.server.cluster as ClusterLink).shard?.counters).filter((c) => !!c);
+	const sum = (key: "writes" | "receivedBytes" | "misses") =>
+		shards().reduce((n, c) => n + c[key], 0);
+	/** Sessions written in the sharded registry (all nodes' sets). */
+	let written = 0;
+	const countWritten = async () => {
+		let n = 0;
+		for (const key of await stats.keys(`${prefix}:n:*`)) n += await stats.scard(key);
+		written = n;
+	};
+	const phase = async (
+		what: string,
+		go: () => Promise<void>,
+		check: () => boolean | Promise<boolean>,
+	) => {
+		t = zero();
+		const cs0 = await commandstatsPublish(stats);
+		const received0 = sum("receivedBytes");
+		const misses0 = sum("misses");
+		const t0 = performance.now();
+		await go();
 		await waitFor(check, what, 120_000);
 		// What the last tick queued is published at setImmediate and reaches MONITOR after.
 		await new Promise((r) => setTimeout(r, 300));
-	};
-	const phase = async (what: string, go: () => Promise<void>, check: () => boolean) => {
-		t = zero();
-		const cs0 = await commandstatsPublish(stats);
-		const t0 = performance.now();
-		await go();
-		await settle(check, what);
 		const ms = performance.now() - t0;
 		const cs1 = await commandstatsPublish(stats);
 		const seen = t;
+		// Sharded: what the nodes received on the JIDs' channels (a script's PUBLISH is not seen
+		// with its subscribers), and the stanzas.
+		if (registry === "sharded")
+			seen.deliveredBytes = sum("receivedBytes") - received0 + seen.stanzaBytes;
+		const misses = sum("misses") - misses0;
 		return {
 			what,
 			ms,
+			misses,
 			traffic: seen,
 			publishUsec:
 				cs1.calls > cs0.calls ? (cs1.usec - cs0.usec) / Math.max(1, cs1.calls - cs0.calls) : 0,
@@ -237,20 +306,30 @@ async function run(nodes: number, sessions: number, concurrency: number) {
 	const before = heap();
 	const targets = users.map((user, i) => ({ user, port: servers[i % nodes]?.port ?? 0 }));
 	const results = [];
+	const sharded = registry === "sharded";
 	results.push(
 		await phase(
 			"login",
 			() => call(child, { cmd: "login", targets, concurrency }),
-			() =>
-				remote().every((n, i) => n === sessions - targets.filter((_, k) => k % nodes === i).length),
+			sharded
+				? async () => {
+						await countWritten();
+						return written === sessions;
+					}
+				: () =>
+						remote().every(
+							(n, i) => n === sessions - targets.filter((_, k) => k % nodes === i).length,
+						),
 		),
 	);
 	const loggedIn = heap();
+	const cached = remote();
+	const writes0 = sharded ? sum("writes") : 0;
 	results.push(
 		await phase(
 			"presence change",
 			() => call(child, { cmd: "presence", concurrency }),
-			replicasShow(/<show>away<\/show>/),
+			sharded ? () => sum("writes") - writes0 >= sessions : replicasShow(/<show>away<\/show>/),
 		),
 	);
 	// Heartbeats alone, for 5 s of quiet.
@@ -261,7 +340,12 @@ async function run(nodes: number, sessions: number, concurrency: number) {
 		await phase(
 			"logout",
 			() => call(child, { cmd: "logout", concurrency }),
-			() => remote().every((n) => n === 0),
+			sharded
+				? async () => {
+						await countWritten();
+						return written === 0;
+					}
+				: () => remote().every((n) => n === 0),
 		),
 	);
 
@@ -272,7 +356,7 @@ async function run(nodes: number, sessions: number, concurrency: number) {
 	if (keys.length) await stats.del(...keys);
 	await stats.quit();
 	rmSync(servers[0]?.dataDir ?? "/nonexistent", { recursive: true, force: true });
-	return { nodes, sessions, heapDelta: loggedIn - before, results, idle };
+	return { nodes, sessions, heapDelta: loggedIn - before, results, idle, cached };
 }
 
 /**
@@ -331,6 +415,95 @@ async function replicaCost(count: number): Promise<{ bytes: number; applyUs: num
 	return { bytes: (after - before) / count, applyUs };
 }
 
+/**
+ * Sharded registry: the heap one cached bare JID without sessions costs (an offline contact a
+ * node looked up: the cache record and its channel subscription), on one node, `count` of them
+ * looked up in batches of 500 as a presence broadcast would.
+ */
+async function negativeCacheCost(count: number): Promise<number> {
+	const prefix = `parley-bench-${process.pid}-neg`;
+	const s = await startTestServer({
+		storage: "sqlite",
+		config: {
+			cluster: {
+				enabled: true,
+				prefix,
+				node: "n0",
+				heartbeat: 1,
+				node_timeout: 5,
+				registry: "sharded",
+				registry_cache: count * 2,
+			},
+		},
+	});
+	const link = s.server.cluster as ClusterLink;
+	await new Promise((res) => setTimeout(res, 1500));
+	const before = heap();
+	for (let i = 0; i < count; i += 500) {
+		const batch = [];
+		for (let k = i; k < Math.min(count, i + 500); k++) batch.push(`nobody${k}@localhost`);
+		await link.resolveAll(batch);
+	}
+	const after = heap();
+	const cached = link.shard?.cached ?? 0;
+	await s.stop();
+	rmSync(s.dataDir, { recursive: true, force: true });
+	if (cached !== count) throw new Error(`${cached} cached, not ${count}`);
+	return (after - before) / count;
+}
+
+async function scriptCost(count: number): Promise<{ added: number; updated: number }> {
+	const r = new Redis();
+	const sha = (await r.script("LOAD", PUT_SCRIPT)) as string;
+	const p0 = `parley-bench-${process.pid}-script`;
+	const stat = async () => {
+		const m = /cmdstat_evalsha:calls=(\d+),usec=(\d+)/.exec(await r.info("commandstats"));
+		return { calls: Number(m?.[1] ?? 0), usec: Number(m?.[2] ?? 0) };
+	};
+	const out: number[] = [];
+	for (const isNew of ["1", "0"]) {
+		const s0 = await stat();
+		const p = r.pipeline();
+		for (let i = 0; i < count; i++) {
+			const id = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+			const jid = `u${i}@localhost/r`;
+			const entry = JSON.stringify({
+				node: "n0",
+				seq: i + 1,
+				id,
+				host: "localhost",
+				jid,
+				addr: "127.0.0.1",
+				secure: true,
+				available: true,
+				priority: 0,
+				presence: `<presence xmlns="jabber:client" from="${jid}"><show>away</show><status>lunch</status></presence>`,
+				interested: true,
+				data: {},
+			});
+			p.evalsha(
+				sha,
+				2,
+				`${p0}:s:u${i}@localhost`,
+				`${p0}:n:n0`,
+				"r",
+				id,
+				entry,
+				isNew,
+				`${p0}:j:u${i}@localhost`,
+				jid,
+			);
+		}
+		await p.exec();
+		const s1 = await stat();
+		out.push((s1.usec - s0.usec) / Math.max(1, s1.calls - s0.calls));
+	}
+	const keys = await r.keys(`${p0}:*`);
+	for (let i = 0; i < keys.length; i += 1000) await r.del(...keys.slice(i, i + 1000));
+	await r.quit();
+	return { added: out[0] ?? 0, updated: out[1] ?? 0 };
+}
+
 async function main() {
 	const { values } = parseArgs({
 		options: {
@@ -339,21 +512,42 @@ async function main() {
 			concurrency: { type: "string", default: "1" },
 			clients: { type: "boolean", default: false },
 			replicas: { type: "string", default: "20000" },
+			registry: { type: "string", default: "replicated" },
+			contacts: { type: "string", default: "0" },
+			negative: { type: "string", default: "0" },
+			script: { type: "string", default: "0" },
 		},
 	});
+	const registry = values.registry === "sharded" ? "sharded" : "replicated";
+	const contacts = Number(values.contacts);
 	if (values.clients) return clients();
 	const sessions = Number(values.sessions);
 	const concurrency = Number(values.concurrency);
 	console.log(
-		`cluster registry: ${sessions} sessions, concurrency ${concurrency}, node ${process.version}`,
+		`cluster registry (${registry}): ${sessions} sessions, ${contacts} contacts each, concurrency ${concurrency}, node ${process.version}`,
 	);
-	const replica = await replicaCost(Number(values.replicas));
+	const replica =
+		Number(values.replicas) > 0
+			? await replicaCost(Number(values.replicas))
+			: { bytes: 0, applyUs: 0 };
 	console.log(
 		`one replica alone (${values.replicas} of a made-up node on 1 node): ${(replica.bytes / 1024).toFixed(2)} KiB of heap each, ${replica.applyUs.toFixed(1)} µs CPU to apply one put`,
 	);
+	if (Number(values.script) > 0) {
+		const c = await scriptCost(Number(values.script));
+		console.log(
+			`sharded: Redis time per put script (${values.script} pipelined): ${c.added.toFixed(1)} µs for a new entry, ${c.updated.toFixed(1)} µs for an update`,
+		);
+	}
+	if (Number(values.negative) > 0) {
+		const bytes = await negativeCacheCost(Number(values.negative));
+		console.log(
+			`sharded: one cached bare JID without sessions (${values.negative} looked up on 1 node): ${bytes.toFixed(0)} B of heap each`,
+		);
+	}
 	let local = 0;
 	for (const n of values.nodes.split(",").map(Number)) {
-		const r = await run(n, sessions, concurrency);
+		const r = await run(n, sessions, concurrency, registry, contacts);
 		const perSession = r.heapDelta / sessions;
 		if (n === 1) local = perSession;
 		console.log(`\n== ${n} node(s), ${sessions} sessions (${Math.ceil(sessions / n)} per node)`);
@@ -368,10 +562,13 @@ async function main() {
 				`  expected from ${(local / 1024).toFixed(1)} KiB local (1 node) and ${(replica.bytes / 1024).toFixed(2)} KiB per replica: +${(expected / 1048576).toFixed(1)} MiB`,
 			);
 		}
+		console.log(`other nodes' sessions held per node after the logins: ${r.cached.join(", ")}`);
 		for (const p of r.results) {
 			const x = p.traffic;
+			const per = (v: number, d = 3) => (v / sessions).toFixed(d);
 			console.log(
-				`${p.what.padEnd(16)} per session: ${(x.publishes / sessions).toFixed(3)} PUBLISH, ${(x.publishBytes / sessions).toFixed(0)} B in, ${(x.deliveredBytes / sessions).toFixed(0)} B out to subscribers, ${(x.other / sessions).toFixed(3)} other cmds; ` +
+				`${p.what.padEnd(16)} per session: ${per(x.publishes)} PUBLISH (${per(x.stanzaPublishes)} of stanzas), ${per(x.registryCmds)} registry cmds (${per(p.misses)} lookups), ` +
+					`${per(x.publishBytes + x.registryBytes, 0)} B in, ${per(x.deliveredBytes, 0)} B out to subscribers (${per(x.deliveredBytes - x.stanzaBytes, 0)} registry, ${per(x.stanzaBytes, 0)} stanzas), ${per(x.other)} other cmds; ` +
 					`${(sessions / (p.ms / 1000)).toFixed(0)}/s; redis PUBLISH ${p.publishUsec.toFixed(1)} µs/call`,
 			);
 		}

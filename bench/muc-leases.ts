@@ -30,6 +30,8 @@ const cfg: Config["cluster"] = {
 	heartbeat: 2,
 	stream_maxlen: 100_000,
 	node_timeout: 6,
+	registry: "replicated",
+	registry_cache: 100_000,
 };
 const units: OwnedUnits = { unitOf: (to) => to.local || null, holds: () => true, lost: () => {} };
 // Only `name` and `placement` of a Host are read by Ownership.

@@ -1062,6 +1062,7 @@ export class C2SStream implements Session {
 		const user = this.#username as string;
 		const bound = x("bound", { xmlns: NS_BIND2 });
 		await host.events.fire<Bind2Event>("bind2/bind", { session: this, request, bound });
+		await this.#server.cluster?.resolve?.(host, user);
 		return () => {
 			const policy = this.#server.config.sessions.on_resource_conflict;
 			const client = userAgent ? bind2ClientId(user, userAgent, host.secret) : null;
@@ -1164,6 +1165,8 @@ export class C2SStream implements Session {
 	async #bind(iq: Element, bind: Element): Promise<void> {
 		const host = this.host;
 		const user = this.#username as string;
+		// RFC 6120 §7.7.2.2: a conflict with a session on another node is one too (sharded registry).
+		await this.#server.cluster?.resolve?.(host, user);
 		const choice = chooseResource(
 			bind.getChildText("resource")?.trim() ?? "",
 			(r) => {

@@ -43,6 +43,7 @@ import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
 import { Delivery } from "./delivery.ts";
 import { Ownership } from "./ownership.ts";
+import { ShardedRegistry, type ShardMessage } from "./registry.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
 import { beatsKey, readClusterStatus } from "./status.ts";
 
@@ -78,6 +79,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	readonly #delivery: Delivery;
 	#pub: Redis | null = null;
 	#sub: Redis | null = null;
+	/** The sharded registry (`cluster.registry = "sharded"`, src/cluster/registry.ts); null: replicated. */
+	#shard: ShardedRegistry | null = null;
 	#seq = 0;
 	/** Local sessions whose state changed since the last publication. */
 	readonly #dirty = new Set<Session>();
@@ -136,6 +139,27 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		return this.#remote.size;
 	}
 
+	/** The sharded registry, when `cluster.registry = "sharded"` (tests and benches read it). */
+	get shard(): ShardedRegistry | null {
+		return this.#shard;
+	}
+
+	resolve(host: Host, user: string): Promise<void> | undefined {
+		return this.#shard?.resolve(host, user);
+	}
+
+	resolveAll(bareJids: Iterable<string>): Promise<void> | undefined {
+		return this.#shard?.resolveAll(bareJids);
+	}
+
+	registryStats(): { remoteSessions: number; cachedJids: number; lookups: number } {
+		return {
+			remoteSessions: this.#remote.size,
+			cachedJids: this.#shard?.cached ?? 0,
+			lookups: this.#shard?.counters.misses ?? 0,
+		};
+	}
+
 	async start(): Promise<void> {
 		const options = {
 			lazyConnect: true,
@@ -170,6 +194,23 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			const why = firstError || (err as Error).message;
 			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${why}`);
 		}
+		if (this.#cfg.registry === "sharded")
+			this.#shard = new ShardedRegistry({
+				pub,
+				sub,
+				prefix: this.#cfg.prefix,
+				node: this.node,
+				log: this.#log,
+				cacheMax: this.#cfg.registry_cache,
+				sink: {
+					apply: (m: ShardMessage) => this.#apply(m),
+					forget: (host, user) => {
+						for (const r of host.sessions.get(user)?.values() ?? [])
+							if (r instanceof RemoteSession) this.#drop(r);
+					},
+					host: (name) => this.#server.hosts.get(name),
+				},
+			});
 		await this.owners.start();
 		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
 		await sub.subscribe(this.#keys.registry);
@@ -204,7 +245,9 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			.set(this.#keys.alive(this.node), "1", "PX", this.#cfg.node_timeout * 1000, "GET")
 			.exec()) as [unknown, [null, string | null]];
 		this.#delivery.alive(sentAt, was === null);
-		await pub.publish(this.#keys.registry, JSON.stringify([{ op: "hello", node: this.node }]));
+		// The sharded registry is in Redis: nobody needs to be told this node's state.
+		if (!this.#shard)
+			await pub.publish(this.#keys.registry, JSON.stringify([{ op: "hello", node: this.node }]));
 		await this.#tick();
 	}
 
@@ -226,7 +269,11 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 
 	async #resync(why: string): Promise<void> {
 		this.#log.warn({ why }, "cluster: resynchronising the session registry");
-		this.#queueState();
+		if (this.#shard)
+			await this.#shard
+				.resync(this.#localEntries())
+				.catch((err: unknown) => this.#log.error({ err }, "cluster: resync failed"));
+		else this.#queueState();
 		await this.#join().catch((err: unknown) => this.#log.error({ err }, "cluster: resync failed"));
 	}
 
@@ -241,6 +288,13 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		const pub = this.#pub;
 		await this.#delivery.stop();
 		if (pub && pub.status === "ready") {
+			// The sessions still bound end with the server, after the link: their entries go now.
+			const shard = this.#shard;
+			if (shard)
+				await shard
+					.entriesOf(this.node)
+					.then((entries) => shard.removeNode(this.node, entries))
+					.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving the registry failed"));
 			await pub
 				.multi()
 				.del(this.#keys.alive(this.node))
@@ -262,6 +316,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	/** A local session was bound or changed state; published with this tick's batch. */
 	sessionChanged(session: Session): void {
 		if (this.#stopping || !session.jid) return;
+		this.#shard?.pin(session.host, session.jid.local, session.id);
 		this.#dirty.add(session);
 		this.#queueOut();
 	}
@@ -270,6 +325,13 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#dirty.delete(session);
 		if (!this.#pub || !session.jid) return;
 		const seq = ++this.#seq;
+		if (this.#shard) {
+			const jid = session.jid;
+			this.#shard.unpin(session.host, jid.local, session.id);
+			this.#shard.remove(jid.bareString, jid.resource, session.id, seq);
+			this.#queueOut();
+			return;
+		}
 		this.#outRegistry.push(JSON.stringify({ op: "del", node: this.node, id: session.id, seq }));
 		this.#queueOut();
 	}
@@ -283,6 +345,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 
 	/** Publishes all of this node's sessions with the next batch (for a node that said hello). */
 	#queueState(): void {
+		const m: RegistryMessage = { op: "state", node: this.node, entries: this.#localEntries() };
+		this.#outRegistry.push(JSON.stringify(m));
+		this.#queueOut();
+	}
+
+	#localEntries(): SessionEntry[] {
 		const entries: SessionEntry[] = [];
 		for (const host of this.#server.hosts.values())
 			for (const resources of host.sessions.values())
@@ -291,9 +359,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 					const entry = this.#entryOf(s);
 					if (entry) entries.push(entry);
 				}
-		const m: RegistryMessage = { op: "state", node: this.node, entries };
-		this.#outRegistry.push(JSON.stringify(m));
-		this.#queueOut();
+		return entries;
 	}
 
 	#entryOf(s: Session): SessionEntry | null {
@@ -378,9 +444,13 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		const pub = this.#pub;
 		for (const session of this.#dirty) {
 			const entry = this.#entryOf(session);
-			if (entry) this.#outRegistry.push(`{"op":"put","entry":${JSON.stringify(entry)}}`);
+			if (!entry) continue;
+			if (this.#shard) this.#shard.put(entry);
+			else this.#outRegistry.push(`{"op":"put","entry":${JSON.stringify(entry)}}`);
 		}
 		this.#dirty.clear();
+		// The sharded registry writes its tick of changes in one pipeline (src/cluster/registry.ts).
+		if (pub) void this.#shard?.flush();
 		const registry = this.#outRegistry;
 		this.#outRegistry = [];
 		if (!pub) return;
@@ -393,6 +463,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 
 	#onMessage(channel: string, message: string): void {
 		try {
+			if (this.#shard?.onMessage(channel, message)) return;
 			if (channel === this.#keys.registry)
 				for (const m of JSON.parse(message) as RegistryMessage[]) this.#apply(m);
 		} catch (err) {
@@ -400,14 +471,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		}
 	}
 
-	#apply(m: RegistryMessage): void {
+	#apply(m: RegistryMessage | ShardMessage): void {
 		if (m.op === "put") {
 			this.#put(m.entry);
 			return;
 		}
 		if (m.node === this.node) return;
 		if (m.op === "hello") {
-			this.#queueState();
+			if (!this.#shard) this.#queueState();
 			return;
 		}
 		if (m.op === "state") {
@@ -613,6 +684,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			if (this.#leader && !wasLeader && this.#ready) await this.#server.restartComponents();
 			for (const n of dead) await this.#nodeDied(n);
 			if (this.#leader) await this.#delivery.drainOrphans();
+			this.#shard?.sweep();
 			await this.owners.renew();
 		} catch (err) {
 			this.#log.warn({ err }, "cluster: heartbeat failed");
@@ -636,6 +708,20 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			{ dead: node, sessions: gone.length },
 			"cluster: a node stopped; ending its sessions",
 		);
+		if (this.#shard) {
+			// The dead node's entries are in Redis, not here: read them, end them as its replicas,
+			// then remove them (their removal reaches the nodes that cache those JIDs).
+			const entries = await this.#shard.entriesOf(node);
+			await this.#shard.resolveAll(entries.map((e) => e.jid.slice(0, e.jid.indexOf("/"))));
+			for (const e of entries) {
+				const r = this.#remote.get(e.id);
+				if (r && !gone.includes(r)) {
+					this.#drop(r);
+					gone.push(r);
+				}
+			}
+			await this.#shard.removeNode(node, entries);
+		}
 		await (this.#pub as Redis)
 			.multi()
 			.zrem(this.#keys.nodes, node)

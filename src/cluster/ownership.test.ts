@@ -23,6 +23,8 @@ const cfg: Config["cluster"] = {
 	heartbeat: 0.5,
 	node_timeout: 3,
 	stream_maxlen: 100_000,
+	registry: "replicated",
+	registry_cache: 100_000,
 };
 
 /** A stand-in component: the units it holds, and those it was told it lost. */

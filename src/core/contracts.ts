@@ -372,6 +372,19 @@ export interface ClusterHook {
 	answer(kind: string, handler: (payload: Buffer) => Promise<Buffer>): void;
 	/** The nodes in the cluster's registry, with their heartbeats (`parley cluster status`). */
 	status?(): Promise<ClusterStatus>;
+	/**
+	 * Sharded registry (`cluster.registry = "sharded"`): makes `host.sessions` hold `user`'s
+	 * sessions on other nodes before the caller reads them. Undefined when it already does
+	 * (the synchronous path); absent with the replicated registry, where it always does.
+	 */
+	resolve?(host: Host, user: string): Promise<void> | undefined;
+	/** {@link resolve} for many bare JIDs (`user@domain`, other domains ignored) in one round trip. */
+	resolveAll?(bareJids: Iterable<string>): Promise<void> | undefined;
+	/**
+	 * For `GET /metrics`: other nodes' sessions this node holds (replicas, or cached with the
+	 * sharded registry), bare JIDs cached and lookups made by the sharded registry (0 otherwise).
+	 */
+	registryStats?(): { remoteSessions: number; cachedJids: number; lookups: number };
 	/** Components split over the nodes (MUC rooms): who owns which unit (issue 16). */
 	readonly owners?: ComponentOwners;
 }

@@ -213,6 +213,33 @@ export class ServerMetrics implements MetricsRecorder {
 				this.set(core.cluster?.owners?.owned ?? 0);
 			},
 		});
+		const registry = () =>
+			core.cluster?.registryStats?.() ?? { remoteSessions: 0, cachedJids: 0, lookups: 0 };
+		new Gauge({
+			name: "parley_cluster_remote_sessions",
+			help: "Other cluster nodes' sessions this node holds: replicas, or those it looked up with the sharded registry (issue 16).",
+			registers,
+			collect() {
+				this.set(registry().remoteSessions);
+			},
+		});
+		new Gauge({
+			name: "parley_cluster_registry_cached_jids",
+			help: "Bare JIDs the sharded session registry keeps cached on this node, its own users' included (issue 16).",
+			registers,
+			collect() {
+				this.set(registry().cachedJids);
+			},
+		});
+		new Counter({
+			name: "parley_cluster_registry_lookups_total",
+			help: "Bare JIDs the sharded session registry looked up in Redis (cache misses, issue 16).",
+			registers,
+			collect() {
+				this.reset();
+				this.inc(registry().lookups);
+			},
+		});
 		new Counter({
 			name: "parley_spam_total",
 			help: "Spam defence (issue 19) per host: reports kept, dropped and forwarded, stanzas refused by a block list or a quarantine, strangers' messages held or bounced, room messages and joins over the rate limits.",

@@ -151,6 +151,12 @@ export class Router implements StanzaRouter {
 		event.host = host;
 		const kind = stanza.name;
 		const dest = destinationOf(to);
+		// A sharded cluster registry knows where the addressee's sessions are once looked up;
+		// a cached (or local) account answers at once, so the local path stays synchronous.
+		if (to.local && host.kind !== "component" && cluster?.resolve) {
+			const lookup = cluster.resolve(host, to.local);
+			if (lookup) await lookup;
+		}
 		const bus = host.events;
 		// Destination-side filters (XEP-0191 blocking) see every stanza for a local address
 		// before any module answers it, IQs to an account's bare JID included.

@@ -72,6 +72,7 @@ export async function answerProbe(
 	requester: JID,
 	reply: (presence: Element) => void,
 ): Promise<void> {
+	await host.server.cluster?.resolve?.(host, contact);
 	const sessions = host.sessionsOf(contact).filter((s) => s.available && s.presence && s.jid);
 	if (!sessions.length) return;
 	// §4.3.2: only a requester the contact's roster says is subscribed (from/both) gets an
@@ -124,7 +125,10 @@ export default defineModule({
 
 		async function broadcastToContacts(session: Session, stanza: Element): Promise<void> {
 			const jid = session.jid as JID;
-			for (const contact of await subscribers(jid.local, jid.bareString)) {
+			const contacts = await subscribers(jid.local, jid.bareString);
+			// A sharded cluster registry looks the contacts up in one round trip, not one each.
+			await host.server.cluster?.resolveAll?.(contacts);
+			for (const contact of contacts) {
 				const p = stanza.clone();
 				p.attrs.from = jid.toString();
 				p.attrs.to = contact;
@@ -136,6 +140,9 @@ export default defineModule({
 		async function probeContacts(session: Session): Promise<void> {
 			const jid = session.jid as JID;
 			const { items } = await loadRoster(host, jid.local);
+			await host.server.cluster?.resolveAll?.(
+				[...items].filter(([, item]) => hasTo(item.subscription)).map(([contact]) => contact),
+			);
 			for (const [contact, item] of items) {
 				if (!hasTo(item.subscription) || contact === jid.bareString) continue;
 				let cjid: JID;
@@ -177,7 +184,9 @@ export default defineModule({
 			for (const s of others) s.send(p.clone());
 			if (reflect) session.send(p.clone());
 			const sent = new Set<string>();
-			for (const contact of await subscribers(jid.local, jid.bareString)) {
+			const contacts = await subscribers(jid.local, jid.bareString);
+			await host.server.cluster?.resolveAll?.(contacts);
+			for (const contact of contacts) {
 				sent.add(contact);
 				const c = p.clone();
 				c.attrs.to = contact;
@@ -347,6 +356,7 @@ export default defineModule({
 				if (!chost || !cjid.local) continue; // no federation: only local contacts
 				if (await chost.events.fire("blocking/outbound", { user: cjid.local, jid: userJid }))
 					continue;
+				await host.server.cluster?.resolve?.(chost, cjid.local);
 				const whole = cover.length === 1 && cover[0] === cjid.toString();
 				for (const cs of chost.sessionsOf(cjid.local)) {
 					if (!cs.available || !cs.jid) continue;

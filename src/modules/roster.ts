@@ -184,6 +184,8 @@ export async function pushItem(
 	jid: string,
 	item: RosterItem | null,
 ): Promise<void> {
+	// The user's resources on other nodes too (a sharded cluster registry looks them up).
+	await host.server.cluster?.resolve?.(host, user);
 	const sessions = host.sessionsOf(user).filter((s) => s.interested);
 	if (!sessions.length) return;
 	const { ver } = await loadRoster(host, user);
@@ -260,6 +262,7 @@ export default defineModule({
 		 * approval), or unavailable presence from each of them (§3.2.2, §3.3.3 after a cancel).
 		 */
 		async function sendPresenceOf(user: string, to: string, unavailable: boolean): Promise<void> {
+			await host.server.cluster?.resolve?.(host, user);
 			for (const s of host.sessionsOf(user)) {
 				if (!s.available || !s.jid) continue;
 				const p = unavailable

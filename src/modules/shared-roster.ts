@@ -148,6 +148,7 @@ export default defineModule({
 					if (wasFrom === isFrom) continue;
 					// §4.2.2 / §4.5.2: a new subscriber gets the user's presence; a former one
 					// learns that the user is gone from its view.
+					await host.server.cluster?.resolve?.(host, u);
 					for (const s of host.sessionsOf(u)) {
 						if (!s.available || !s.jid) continue;
 						const p = isFrom

@@ -29,9 +29,22 @@ const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
 const PREFIX = `parley-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const USERS = ["alice", "bob", "carol", "dave", "erin", "mallory"];
 
+/**
+ * `cluster.registry` of every node: test/e2e/cluster-sharded.test.ts runs this file again with
+ * "sharded" (the environment variable is that file's way to say so).
+ */
+const REGISTRY = process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated";
+
 const clusterConfig = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
-	cluster: { enabled: true, prefix: PREFIX, node, heartbeat: 0.5, node_timeout: 3 },
+	cluster: {
+		enabled: true,
+		prefix: PREFIX,
+		node,
+		heartbeat: 0.5,
+		node_timeout: 3,
+		registry: REGISTRY,
+	} as const,
 	components: { "conference.localhost": { type: "muc" as const } },
 });
 
@@ -77,8 +90,34 @@ async function on(port: number, user: string, resource: string, priority?: numbe
 	return c;
 }
 
-/** Waits until `node` knows of `count` sessions on other nodes. */
+/**
+ * Waits until `node` knows of `count` sessions on other nodes: replicas it holds, or with the
+ * sharded registry the entries other nodes wrote in Redis (`<prefix>:n:<node>` sets).
+ */
 async function replicas(node: TestServer, count: number): Promise<void> {
+	if (REGISTRY === "sharded") {
+		const me = (node.server.cluster as ClusterLink).node;
+		const prefix = node.server.config.cluster.prefix;
+		const r = new Redis();
+		const written = async () => {
+			let n = 0;
+			for (const key of await r.keys(`${prefix}:n:*`))
+				if (key !== `${prefix}:n:${me}`) n += await r.scard(key);
+			return n;
+		};
+		let last = -1;
+		try {
+			await waitFor(async () => {
+				last = await written();
+				return last === count;
+			}, `${count} remote sessions`);
+		} catch (err) {
+			throw new Error(`${(err as Error).message}; there are ${last}`);
+		} finally {
+			await r.quit();
+		}
+		return;
+	}
 	const seen = () =>
 		[...(node.server.hosts.get("localhost")?.sessions.values() ?? [])]
 			.flatMap((m) => [...m.values()])
@@ -174,10 +213,12 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		// erin's node learns her caps (XEP-0115) and keeps them in the shared store.
 		await availableWithCaps(erin, [TUNE]);
 		await xiq(erin, "get", "localhost", "<ping xmlns='urn:xmpp:ping'/>");
-		await waitFor(
-			() => a.server.hosts.get("localhost")?.sessions.get("erin")?.get("b")?.presence,
-			"erin's presence on node a",
-		);
+		await waitFor(async () => {
+			const host = a.server.hosts.get("localhost");
+			// The sharded registry holds what node a looked up: look erin up as routing would.
+			if (host) await a.server.cluster?.resolve?.(host, "erin");
+			return host?.sessions.get("erin")?.get("b")?.presence;
+		}, "erin's presence on node a");
 		const mark = erin.r.mark();
 		assert.equal((await xiq(dave, "set", "", publish("one"))).attrs.type, "result");
 		const ev = await erin.r.wait(
@@ -488,6 +529,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 			'node = "node-c"',
 			"heartbeat = 0.5",
 			"node_timeout = 3",
+			`registry = "${REGISTRY}"`,
 		]);
 		let child: ChildProcess | null = spawn(process.execPath, [BIN, "serve", "--config", toml], {
 			stdio: ["ignore", "ignore", "pipe"],
@@ -549,6 +591,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 			'format = "json"',
 			"[cluster]",
 			`prefix = ${JSON.stringify(prefix)}`,
+			`registry = "${REGISTRY}"`,
 		]);
 		for (const u of ["alice", "bob"])
 			await run([BIN, "user", "add", `${u}@localhost`, "--config", toml, "--password", `pw-${u}`]);
@@ -693,7 +736,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		const prefix = `${PREFIX}-pg`;
 		const config = (node: string) => ({
 			...clusterConfig(node),
-			cluster: { enabled: true, prefix, node, heartbeat: 0.5, node_timeout: 3 },
+			cluster: { ...clusterConfig(node).cluster, prefix },
 			storage: { backend: "postgres" as const, url, schema },
 		});
 		// Each node has a data directory of its own, as on separate machines; storage is shared.

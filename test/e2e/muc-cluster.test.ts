@@ -155,6 +155,8 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 				`node = ${JSON.stringify(NODE_B)}`,
 				"heartbeat = 0.5",
 				"node_timeout = 3",
+				// The same registry as the nodes in this process (test/helpers/server.ts).
+				`registry = "${process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated"}"`,
 				`[components.${JSON.stringify(SERVICE)}]`,
 				'type = "muc"',
 				"",

@@ -66,6 +66,8 @@ test("server.workers: WebSocket on both workers, BOSH requests reach the worker 
 		'format = "json"',
 		"[cluster]",
 		`prefix = ${JSON.stringify(prefix)}`,
+		// PARLEY_TEST_CLUSTER_REGISTRY=sharded runs it on the sharded registry (issue 16).
+		`registry = "${process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated"}"`,
 	];
 	writeFileSync(toml, `${lines.join("\n")}\n`);
 	for (const u of ["alice", "bob"])

@@ -62,6 +62,11 @@ export async function startTestServer(
 		storage: { backend: opts.storage ?? "memory", ...opts.config?.storage },
 	};
 	const config = configSchema.parse(raw);
+	// PARLEY_TEST_CLUSTER_REGISTRY=sharded runs every cluster test on the sharded registry
+	// (issue 16) unless it names its own.
+	const registry = process.env.PARLEY_TEST_CLUSTER_REGISTRY;
+	if ((registry === "sharded" || registry === "replicated") && !opts.config?.cluster?.registry)
+		config.cluster.registry = registry;
 	await provideSelfSignedCertificate(config);
 	const log = createLogger({
 		level: opts.log ? "info" : (process.env.PARLEY_TEST_LOG ?? "silent"),

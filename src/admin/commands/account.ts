@@ -28,6 +28,8 @@ async function setDisabled(ctx: CommandContext, jid: string, disabled: boolean) 
 		throw err;
 	}
 	let closed = 0;
+	// A sharded cluster registry (issue 16): the sessions on other nodes too.
+	if (disabled) await host.server.cluster?.resolve?.(host, user);
 	if (disabled)
 		for (const s of host.sessionsOf(user)) {
 			s.close("policy-violation", "this account has been disabled");

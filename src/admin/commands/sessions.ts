@@ -50,6 +50,8 @@ export const sessionKick = defineCommand({
 		const at = bare.lastIndexOf("@");
 		const host = ctx.core.hosts.get(bare.slice(at + 1).toLowerCase());
 		if (at <= 0 || !host) throw new CommandError("not_found", `no session of ${args.jid}`);
+		// Sessions on other nodes too (a sharded cluster registry looks them up).
+		await ctx.core.cluster?.resolve?.(host, bare.slice(0, at).toLowerCase());
 		const sessions = host
 			.sessionsOf(bare.slice(0, at).toLowerCase())
 			.filter((s) => resource === undefined || s.jid?.resource === resource);

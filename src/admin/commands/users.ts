@@ -70,8 +70,11 @@ export const userRemove = defineCommand({
 		} catch (err) {
 			throw accountError(err);
 		}
-		// RFC 6120 §4.9.3.12 not-authorized: the account is gone, so are its sessions.
-		for (const s of ctx.core.hosts.get(a.host)?.sessionsOf(a.user) ?? [])
+		// RFC 6120 §4.9.3.12 not-authorized: the account is gone, so are its sessions (those on
+		// other nodes too: a sharded cluster registry looks them up).
+		const h = ctx.core.hosts.get(a.host);
+		if (h) await ctx.core.cluster?.resolve?.(h, a.user);
+		for (const s of h?.sessionsOf(a.user) ?? [])
 			s.close("not-authorized", "the account was deleted");
 		return undefined;
 	},

@@ -152,8 +152,10 @@ export default defineModule({
 				if (!cjid?.local) continue;
 				const theirs: Recipient[] = [];
 				const chost = core.hosts.get(cjid.domain);
-				if (chost) await interested(chost.sessionsOf(cjid.local), theirs);
-				else if (remote)
+				if (chost) {
+					await core.cluster?.resolve?.(chost, cjid.local);
+					await interested(chost.sessionsOf(cjid.local), theirs);
+				} else if (remote)
 					for (const [full, ref] of remote)
 						if (full.startsWith(`${contact}/`) && wants(ref, node.name)) theirs.push(full);
 				if (!theirs.length) continue;
