@@ -250,6 +250,44 @@ describe("PubSub nodes spread over the nodes of a cluster (issue 16)", {
 		assert.match(got, /<item id="b2"/);
 	});
 
+	test("a cluster node that lost a pubsub node's lease (paused past it) drops the node; the new owner reads it from storage", async () => {
+		assert.equal(await ownerOf("news-a"), NODE_A);
+		assert.match((await a.server.metricsText()).body, /^parley_cluster_owned_rooms\{[^}]*\} 1$/m);
+		// As if node A had been paused longer than the lease and node B had claimed news-a.
+		await redis.set(`${PREFIX}:room:news-a@${SERVICE}`, NODE_B, "PX", 3000);
+		await waitFor(
+			async () =>
+				/^parley_cluster_owned_rooms\{[^}]*\} 0$/m.test((await a.server.metricsText()).body) ||
+				undefined,
+			"node A to drop news-a at its next renewal",
+		);
+		// Alice's publication goes to node B, which loads news-a (her ownership, Bob's
+		// subscription, item a1) from storage.
+		const mark = bob.received.length;
+		await publish(alice, "news-a", "a2", "at the new owner");
+		await event(bob, "news-a", "a2", "at the new owner", mark);
+		const got = await ask(bob, "get", `<pubsub xmlns='${PUBSUB}'><items node='news-a'/></pubsub>`);
+		assert.match(got, /<item id="a1"/);
+		assert.match(got, /<item id="a2"/);
+		assert.equal(await ownerOf("news-a"), NODE_B);
+		// And back: node A, owner again, reads news-a afresh (its copy from before lacks a2).
+		await redis.set(`${PREFIX}:room:news-a@${SERVICE}`, NODE_A, "PX", 3000);
+		await waitFor(async () => {
+			await ask(alice, "get", `<pubsub xmlns='${PUBSUB}'><items node='news-a'/></pubsub>`);
+			return (
+				/^parley_cluster_owned_rooms\{[^}]*\} 1$/m.test((await a.server.metricsText()).body) ||
+				undefined
+			);
+		}, "node A to hold news-a again");
+		const back = await ask(
+			alice,
+			"get",
+			`<pubsub xmlns='${PUBSUB}'><items node='news-a'/></pubsub>`,
+		);
+		assert.match(back, /<item id="a1"/);
+		assert.match(back, /<item id="a2"/);
+	});
+
 	test("the owner killed (SIGKILL), a live cluster node takes its pubsub nodes over from storage: items and subscriptions kept", async () => {
 		const proc = child as ChildProcess;
 		assert.equal(proc.exitCode, null, `node B runs; it said: ${childErr}`);
