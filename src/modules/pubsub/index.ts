@@ -6,7 +6,9 @@
  *
  * The rules live in PubSubService (service.ts), the IQ syntax in protocol.ts; this module
  * builds one service for the component's domain, loads its nodes from the component's stores
- * and claims the stanzas addressed to the domain.
+ * and claims the stanzas addressed to the domain. In a cluster (issue 16) each pubsub node is
+ * owned by one cluster node (`pubsubUnitOf` names it for the router) and loaded there when first
+ * needed; requests that read every node are answered from storage.
  */
 import type { OwnedUnits } from "../../core/contracts.ts";
 import { HANDLED } from "../../core/events.ts";
