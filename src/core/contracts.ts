@@ -194,8 +194,11 @@ export interface Host {
 export type ComponentPlacement = "leader" | "any" | OwnedUnits;
 
 export interface OwnedUnits {
-	/** The unit a stanza to `to` is for (a room's localpart), or null: any node answers it. */
-	unitOf(to: JID): string | null;
+	/**
+	 * The unit a stanza to `to` is for (a room's localpart, a pubsub node named in the payload),
+	 * or null: any node answers it. Called for every stanza to the component: a lookup, not a parse.
+	 */
+	unitOf(to: JID, stanza: Element): string | null;
 	/**
 	 * Whether this node still needs unit `key` it owns (it holds state for it); asked at each
 	 * heartbeat: the lease of a unit it does not need any more is released.

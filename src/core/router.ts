@@ -47,13 +47,14 @@ const KINDS = new Set(["message", "presence", "iq"]);
 async function nodeFor(
 	host: Host,
 	to: JID,
+	stanza: Element,
 	cluster: ClusterHook,
 	fresh: boolean,
 ): Promise<string | null> {
 	const placement = host.placement ?? "leader";
 	if (placement === "any") return null;
 	if (placement === "leader" || !cluster.owners) return cluster.leader ? null : cluster.leaderNode;
-	const unit = placement.unitOf(to);
+	const unit = placement.unitOf(to, stanza);
 	if (unit === null) return null;
 	return cluster.owners.ownerOf(host, unit, fresh);
 }
@@ -142,7 +143,7 @@ export class Router implements StanzaRouter {
 		// node's part are passed on to it.
 		const cluster = this.#server.cluster;
 		if (host.kind === "component" && cluster) {
-			const node = await nodeFor(host, to, cluster, event.origin === null);
+			const node = await nodeFor(host, to, stanza, cluster, event.origin === null);
 			if (node !== null && node !== cluster.node) {
 				cluster.routeOn(node, stanza);
 				return;

@@ -32,7 +32,7 @@ import {
 	type SubscriptionRecord,
 } from "./node.ts";
 import { NS_PUBSUB_EVENT, pubsubError } from "./ns.ts";
-import type { NodeStore } from "./store.ts";
+import type { LoadedNode, NodeStore } from "./store.ts";
 
 /** How the requester stands in an owner's roster (RFC 6121 §2.1.2.5, §2.1.2.2 groups). */
 export interface Relation {
@@ -78,6 +78,16 @@ export interface ServiceHooks {
 	 * +notify contacts and the owner's resources, XEP-0163 §4.3), deduplicated by the service.
 	 */
 	implicitRecipients?(node: PubSubNode): Promise<Iterable<Recipient>>;
+	/**
+	 * A cluster (issue 16): the service holds only the nodes this cluster node owns, each read
+	 * from storage by {@link PubSubService.ensure} the first time it is needed, and nothing is
+	 * loaded at start. `claim` makes this node the owner of an instant node's generated name
+	 * (§8.1.2) before it is created.
+	 */
+	readonly lazy?: {
+		loadNode(name: string): Promise<LoadedNode | undefined>;
+		claim(name: string): Promise<void>;
+	};
 }
 
 export interface NodeChange {
@@ -145,17 +155,47 @@ export class PubSubService {
 		this.hooks = hooks;
 	}
 
-	/** Loads the nodes from storage once. */
+	/** Loads the nodes from storage once (lazy: none, {@link ensure} loads each). */
 	load(): Promise<void> {
+		if (this.hooks.lazy) this.#ready ??= Promise.resolve();
 		this.#ready ??= this.hooks.store.load().then((loaded) => {
-			// Stored configurations are completed with today's defaults (an import from another
-			// server, or a key added since the node was stored).
-			for (const [name, { meta, items }] of loaded) {
-				const config = { ...this.hooks.defaults, ...meta.config };
-				this.nodes.set(name, new PubSubNode(name, { ...meta, config }, items));
-			}
+			for (const [name, node] of loaded) this.#adopt(name, node);
 		});
 		return this.#ready;
+	}
+
+	#adopt(name: string, { meta, items }: LoadedNode): void {
+		// Stored configurations are completed with today's defaults (an import from another
+		// server, or a key added since the node was stored).
+		const config = { ...this.hooks.defaults, ...meta.config };
+		this.nodes.set(name, new PubSubNode(name, { ...meta, config }, items));
+	}
+
+	/** Lazy: the names whose state was read from storage since this node claimed them. */
+	readonly #loaded = new Set<string>();
+
+	/**
+	 * Lazy (a cluster node that owns `name`): reads the node's configuration, affiliations,
+	 * subscriptions and items from storage the first time after the claim. Queued like every
+	 * operation, so it never interleaves with one.
+	 */
+	ensure(name: string): Promise<void> {
+		const lazy = this.hooks.lazy;
+		if (!lazy || this.#loaded.has(name)) return Promise.resolve();
+		return this.run(async () => {
+			if (this.#loaded.has(name)) return;
+			const stored = await lazy.loadNode(name);
+			if (stored && !this.nodes.has(name)) this.#adopt(name, stored);
+			this.#loaded.add(name);
+		});
+	}
+
+	/** Lazy: this node no longer owns `name` (lease released or lost); its state is dropped. */
+	forget(name: string): Promise<void> {
+		return this.run(() => {
+			this.nodes.delete(name);
+			this.#loaded.delete(name);
+		});
 	}
 
 	/** Runs `fn` after every operation queued before it, so operations never interleave. */
@@ -287,6 +327,8 @@ export class PubSubService {
 			throw pubsubError("forbidden", undefined, "you may not create nodes here");
 		const nodeName = name ?? randomUUID();
 		checkNodeName(nodeName);
+		// §8.1.2: an instant node's name is made here; in a cluster this node takes its lease.
+		if (name === undefined) await this.hooks.lazy?.claim(nodeName);
 		if (this.nodes.has(nodeName))
 			throw pubsubError("conflict", undefined, `node ${nodeName} exists`);
 		if (this.nodes.size >= this.hooks.limits.maxNodes)

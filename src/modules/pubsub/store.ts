@@ -49,6 +49,24 @@ export class ServiceNodeStore implements NodeStore {
 		return out;
 	}
 
+	/** One node with its items, or undefined when it is not stored (a cluster's owner, lazily). */
+	async loadOne(name: string): Promise<LoadedNode | undefined> {
+		const meta = (await this.#nodes.get(name)) as NodeMeta | undefined;
+		if (!meta) return undefined;
+		const items = [...(await this.#items.getAll(name)).values()] as StoredItem[];
+		return { meta, items };
+	}
+
+	/** Every node's meta without its items (a cluster's answers over all nodes, from storage). */
+	async loadMetas(): Promise<Map<string, LoadedNode>> {
+		const out = new Map<string, LoadedNode>();
+		for (const name of await this.#nodes.users()) {
+			const meta = (await this.#nodes.get(name)) as NodeMeta | undefined;
+			if (meta) out.set(name, { meta, items: [] });
+		}
+		return out;
+	}
+
 	saveMeta(node: string, meta: NodeMeta): Promise<void> {
 		return this.#nodes.set(node, meta as unknown as Json);
 	}
