@@ -81,6 +81,8 @@ interface Conn {
 	answers: number;
 	/** The highest h the server is known to have read from this client (RFC 6120 §10.1 order). */
 	confirmed: number;
+	/** XEP-0198 §5 resumption id. */
+	previd: string;
 }
 
 const nodes: Node[] = [];
@@ -200,7 +202,7 @@ async function connectUser(user: number, node: number): Promise<Conn> {
 	const r = new StanzaReader(c);
 	// Stream management before initial presence, so that the offline messages it brings
 	// (XEP-0160) are counted and acknowledged too.
-	c.send(`<enable xmlns='${NS_SM}'/>`);
+	c.send(`<enable xmlns='${NS_SM}' resume='true'/>`);
 	const enabled = await r.wait((el) => el.name === "enabled", 0, "<enabled/>");
 	c.send("<presence/>");
 	const k: Conn = {
@@ -218,6 +220,7 @@ async function connectUser(user: number, node: number): Promise<Conn> {
 		toldAtR: [],
 		answers: 0,
 		confirmed: 0,
+		previd: enabled.attrs.id ?? "",
 	};
 	let seen = k.base;
 	const onData = () => {
@@ -410,6 +413,20 @@ describe("a rolling restart of a three-node cluster", { skip: redisSkip || postg
 					current[k.user] = null;
 				}
 				assert.equal(await node.exited, 0, node.stderr);
+				// XEP-0198 §5: the session went with its process; resuming it elsewhere fails, and the
+				// client binds afresh (below).
+				const first = here[0] as Conn;
+				assert.ok(first.previd, "resumption was offered");
+				const name = USERS[first.user] as string;
+				const again = await login((nodes[(i + 1) % NODES] as Node).port, name, `pw-${name}`, {
+					bind: false,
+				});
+				again.send(`<resume xmlns='${NS_SM}' previd='${first.previd}' h='${inbound(first)}'/>`);
+				assert.match(
+					await again.waitFor(/<failed[\s\S]*?<\/failed>|<failed[^>]*\/>/),
+					/<failed xmlns="urn:xmpp:sm:3"[^>]*><item-not-found/,
+				);
+				again.socket.destroy();
 				node.child = null;
 				// The node left: the others serve on (never zero nodes up), and its users are seen to
 				// go (RFC 6121 §4.5.2: unavailable presence when a session ends).
