@@ -16,7 +16,8 @@
  * then goes to offline storage, XEP-0160), and the first one moves back home then.
  *
  * Checked at each step: the node's clients get `<stream:error><system-shutdown/>` and the end of
- * the stream (RFC 6120 §4.9.3.22, §4.4) and the process exits 0; the other two nodes stay in
+ * the stream (RFC 6120 §4.9.3.22, §4.4) and the process exits 0; resuming the session on another
+ * node fails (XEP-0198 §5: it went with its process); the other two nodes stay in
  * `parley cluster status` (the service never has zero nodes up); every user's view of its
  * contacts' presence is what is really online (RFC 6121 §4.5.2: the stopped node's sessions
  * end as unavailable; §4.2.2: a new login probes); at the end, every acknowledged message
