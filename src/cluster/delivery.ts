@@ -81,6 +81,8 @@ export interface DeliveryOptions {
 	reroute(record: string): Promise<void>;
 	/** A record for `node`, which has no stream (it left or was declared dead): route it again. */
 	gone(node: string, record: string): void;
+	/** Resolves once what `receive` and `gone` started routing (storage writes) has finished. */
+	settled(): Promise<void>;
 }
 
 /** ioredis reply of XREADGROUP / XAUTOCLAIM entries: [id, [field, value, ...]]. */
@@ -213,6 +215,11 @@ export class Delivery {
 				.catch((err: unknown) =>
 					this.#o.log.warn({ err }, "cluster delivery: could not hand this node's stream over"),
 				);
+		// What was read before the loop ended and found its session closed (the server closes its
+		// streams first) is on its way to offline storage: entries are XACKed once handed over, so
+		// that write must finish before the server closes its storage, or an acknowledged message
+		// is lost (XEP-0198 §4 <a/> promised it; seen in test/e2e/cluster-rolling.test.ts).
+		await this.#o.settled();
 		// Routing is asynchronous (storage): what it sends to other nodes goes out before leaving.
 		await new Promise((resolve) => setTimeout(resolve, 50));
 		this.#flush();

@@ -86,6 +86,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	readonly #dirty = new Set<Session>();
 	/** Replicas of other nodes' sessions, by session id. */
 	readonly #remote = new Map<string, RemoteSession>();
+	/** Stanzas from other nodes being routed here (an ended session's message to offline storage). */
+	readonly #routing = new Set<Promise<unknown>>();
 	#timer: NodeJS.Timeout | null = null;
 	#leader = false;
 	#leaderNode = "";
@@ -117,9 +119,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			receive: (record) => this.#fromNode(record),
 			reroute: (record) => this.#reroute(record),
 			gone: (node, record) =>
-				void this.#reroute(record, node).catch((err: unknown) => {
-					this.#log.warn({ err }, "cluster: a stanza could not be routed again");
-				}),
+				this.#track(
+					this.#reroute(record, node).catch((err: unknown) => {
+						this.#log.warn({ err }, "cluster: a stanza could not be routed again");
+					}),
+				),
+			settled: async () => {
+				while (this.#routing.size) await Promise.allSettled([...this.#routing]);
+			},
 		});
 		this.owners = new Ownership(this.node, this.#cfg, this.#log);
 	}
@@ -558,12 +565,20 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		}
 	}
 
+	/** Keeps `p` (a routing under way) until it settles, for {@link Delivery.stop} to wait. */
+	#track(p: Promise<unknown>): void {
+		this.#routing.add(p);
+		void p.finally(() => this.#routing.delete(p));
+	}
+
 	#fromNode(message: string): void {
 		const kind = message[0];
 		if (kind === "r") {
-			this.#server.router.route(this.#parse(message.slice(2))).catch((err: unknown) => {
-				this.#log.warn({ err }, "cluster: a stanza from another node could not be routed");
-			});
+			this.#track(
+				this.#server.router.route(this.#parse(message.slice(2))).catch((err: unknown) => {
+					this.#log.warn({ err }, "cluster: a stanza from another node could not be routed");
+				}),
+			);
 			return;
 		}
 		const a = message.indexOf(SEP, 2);
@@ -588,9 +603,11 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		// account now (a chat message falls back to another resource or offline storage, RFC 6121
 		// §8.5.3.2.1). Not when another node claims that resource: no ping-pong between replicas.
 		if (!target && stanza.name === "message" && stanza.attrs.from && stanza.attrs.to)
-			this.#server.router.route(stanza).catch((err: unknown) => {
-				this.#log.debug({ err }, "cluster: a stanza for an ended session could not be routed");
-			});
+			this.#track(
+				this.#server.router.route(stanza).catch((err: unknown) => {
+					this.#log.debug({ err }, "cluster: a stanza for an ended session could not be routed");
+				}),
+			);
 	}
 
 	/**

@@ -102,12 +102,17 @@ export default defineModule({
 					value: { xml: copy.toString() },
 					with: from.bare.toString(),
 				});
-				// A resource that became available while this was being written gets it now.
+				// A resource that became available while this was being written gets it now, if it
+				// is on this node. One on another node is flushed by its own node, in that node's
+				// per-user order: two nodes reading the store at once would both deliver what neither
+				// had deleted yet (XEP-0160 §4: each stored message delivered once; seen in a rolling
+				// restart, test/e2e/cluster-rolling.test.ts). And the user may have come online on
+				// another node an instant ago, whose login flush ran before this write: it looks again.
 				const online = pickMessageTargets(host.sessionsOf(to.local), "chat");
-				if (online.length) await flush(host, store, to.local, online);
-				// In a cluster, the user may have come online on another node an instant ago, and
-				// that node's login flush may have run before this write: it looks again.
-				else host.server.cluster?.notify(host, "offline", to.local);
+				const here = online.filter((s) => s.node === undefined);
+				if (here.length) await flush(host, store, to.local, here);
+				if (here.length < online.length || !online.length)
+					host.server.cluster?.notify(host, "offline", to.local);
 			});
 			return HANDLED;
 		});
