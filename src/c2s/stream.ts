@@ -1291,6 +1291,13 @@ export class C2SStream implements Session {
 			case "r":
 				// §4: how many stanzas from the client were handled.
 				if (!sm) return this.close("unsupported-stanza-type", "stream management is not enabled");
+				{
+					// Handled includes stored: in a cluster, what went to another node must be held by
+					// Redis before the <a/> (a node killed right after it must not lose them, issue 16).
+					// Elements are handled one at a time, so `inbound` cannot grow meanwhile.
+					const pending = this.#server.cluster?.settled?.();
+					if (pending) await pending;
+				}
 				this.#transport.send(x("a", { xmlns: NS_SM, h: String(sm.inbound) }));
 				return;
 			case "a": {

@@ -119,6 +119,8 @@ export class Delivery {
 	#lapsedAt = Number.NEGATIVE_INFINITY;
 	readonly #out = new Map<string, string[]>();
 	#outQueued = false;
+	/** Entries being written (XADD sent, not yet stored, or waiting to be tried again). */
+	readonly #writing = new Set<Promise<void>>();
 	#draining = false;
 	/** Handlers of other nodes' requests, by kind. */
 	readonly #answerers = new Map<string, (payload: Buffer) => Promise<Buffer>>();
@@ -253,8 +255,27 @@ export class Delivery {
 		if (!w || !this.#out.size) return;
 		const lost = (err: unknown) =>
 			this.#o.log.warn({ err }, "cluster delivery: an entry for another node was not stored");
-		for (const [node, records] of this.#out) this.#xadd(w, node, records, ++this.#seq, 0, lost);
+		for (const [node, records] of this.#out) {
+			const written = new Promise<void>((done) =>
+				this.#xadd(w, node, records, ++this.#seq, 0, lost, done),
+			);
+			this.#writing.add(written);
+			void written.then(() => this.#writing.delete(written));
+		}
 		this.#out.clear();
+	}
+
+	/**
+	 * Resolves once every record handed to {@link send} so far is stored in its node's stream
+	 * (or routed again here, or given up as lost), at once when nothing is on its way. A stream
+	 * answers a client's XEP-0198 `<r/>` after this, so its `<a/>` covers stanzas routed to other
+	 * nodes only once Redis holds them (§4: acknowledged means handled; a node killed right after
+	 * the `<a/>` then loses nothing it acknowledged).
+	 */
+	stored(): Promise<void> | undefined {
+		if (this.#out.size) this.#flush();
+		if (!this.#writing.size) return undefined;
+		return Promise.all(this.#writing).then(() => undefined);
 	}
 
 	/**
@@ -270,6 +291,7 @@ export class Delivery {
 		n: number,
 		tries: number,
 		lost: (err: unknown) => void,
+		done: () => void,
 	): void {
 		w.xadd(
 			this.#keys.stream(node),
@@ -284,18 +306,25 @@ export class Delivery {
 			n,
 			"d",
 			records.join(REC),
-		).then((id) => {
-			if (id !== null || this.#stopping) return;
-			if (tries < 3) {
-				setTimeout(() => this.#xadd(w, node, records, n, tries + 1, lost), 500).unref();
-				return;
-			}
-			this.#o.log.warn(
-				{ node, records: records.length },
-				"cluster delivery: no stream for that node; routing again here",
-			);
-			for (const record of records) this.#o.gone(node, record);
-		}, lost);
+		).then(
+			(id) => {
+				if (id !== null || this.#stopping) return done();
+				if (tries < 3) {
+					setTimeout(() => this.#xadd(w, node, records, n, tries + 1, lost, done), 500).unref();
+					return;
+				}
+				this.#o.log.warn(
+					{ node, records: records.length },
+					"cluster delivery: no stream for that node; routing again here",
+				);
+				for (const record of records) this.#o.gone(node, record);
+				done();
+			},
+			(err: unknown) => {
+				lost(err);
+				done();
+			},
+		);
 	}
 
 	// --- receiving ---

@@ -423,6 +423,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		return this.#delivery.ask(node, kind, payload, timeoutMs);
 	}
 
+	settled(): Promise<void> | undefined {
+		return this.#delivery.stored();
+	}
+
 	#toNode(node: string, message: string): void {
 		if (this.#pub) this.#delivery.send(node, message);
 	}

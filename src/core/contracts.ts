@@ -373,6 +373,11 @@ export interface ClusterHook {
 	ask(node: string, kind: string, payload: Buffer, timeoutMs: number): Promise<Buffer | null>;
 	/** Answers other nodes' requests of `kind` (see `ask`). */
 	answer(kind: string, handler: (payload: Buffer) => Promise<Buffer>): void;
+	/**
+	 * Resolves once every stanza routed to other nodes so far is held by the engine (Redis), so
+	 * that acknowledging it (XEP-0198 `<a/>`) cannot outrun it; undefined when nothing is on its way.
+	 */
+	settled?(): Promise<void> | undefined;
 	/** The nodes in the cluster's registry, with their heartbeats (`parley cluster status`). */
 	status?(): Promise<ClusterStatus>;
 	/**
