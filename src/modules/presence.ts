@@ -99,6 +99,12 @@ export async function answerProbe(
 	}
 }
 
+/**
+ * How long after a login in a cluster its local probes run again: well above a Redis round trip
+ * and a registry batch (one event-loop turn), short enough that a user does not notice.
+ */
+const CLUSTER_PROBE_AGAIN_MS = 1000;
+
 const options = z.strictObject({
 	/** Entities one session may have sent directed presence to and be tracked (§4.6.3). */
 	max_directed: z.number().int().min(1).default(1000),
@@ -136,8 +142,16 @@ export default defineModule({
 			}
 		}
 
-		/** §4.3.1: probe the contacts the user is subscribed to; local ones answer at once. */
-		async function probeContacts(session: Session): Promise<void> {
+		/**
+		 * §4.3.1: probe the contacts the user is subscribed to; local ones answer at once. `sent`
+		 * collects the full JIDs whose presence went to the session, and none is sent twice;
+		 * `localOnly` probes no other server (a second pass, see {@link probeAgainLater}).
+		 */
+		async function probeContacts(
+			session: Session,
+			sent = new Set<string>(),
+			localOnly = false,
+		): Promise<Set<string>> {
 			const jid = session.jid as JID;
 			const { items } = await loadRoster(host, jid.local);
 			await host.server.cluster?.resolveAll?.(
@@ -156,11 +170,42 @@ export default defineModule({
 				if (!chost) {
 					// A contact on another server (RFC 6120 §10.4): the probe goes there, from the
 					// user's bare JID, and the answers come back to every available resource.
-					await api.send(x("presence", { type: "probe", from: jid.bareString, to: contact }));
+					if (!localOnly)
+						await api.send(x("presence", { type: "probe", from: jid.bareString, to: contact }));
 					continue;
 				}
-				await answerProbe(chost, cjid.local, jid, (p) => session.send(p));
+				await answerProbe(chost, cjid.local, jid, (p) => {
+					const from = p.attrs.from as string;
+					if (sent.has(from)) return;
+					sent.add(from);
+					session.send(p);
+				});
 			}
+			return sent;
+		}
+
+		/**
+		 * In a cluster a login reaches the other nodes' registries a Redis round trip later. Two
+		 * contacts whose initial presences reach two nodes at once each find no available session
+		 * of the other: neither the broadcast (§4.2.2) nor the probe answers (§4.3.2) carry their
+		 * presence, and they would not see each other until one changes it. So a new session's
+		 * local probes run once more a moment later, sending only what was not sent the first time.
+		 */
+		const pendingProbes = new Set<NodeJS.Timeout>();
+		api.onUnload(() => {
+			for (const t of pendingProbes) clearTimeout(t);
+			pendingProbes.clear();
+		});
+		function probeAgainLater(session: Session, sent: Set<string>): void {
+			const timer = setTimeout(() => {
+				pendingProbes.delete(timer);
+				if (!session.available) return;
+				probeContacts(session, sent, true).catch((err: unknown) =>
+					api.log.warn({ err }, "probing the contacts again failed"),
+				);
+			}, CLUSTER_PROBE_AGAIN_MS);
+			timer.unref();
+			pendingProbes.add(timer);
 		}
 
 		/**
@@ -223,7 +268,8 @@ export default defineModule({
 				await broadcastToContacts(origin, stanza);
 				if (initial) {
 					// §4.2.2: probe the contacts the user is subscribed to.
-					await probeContacts(origin);
+					const sent = await probeContacts(origin);
+					if (host.server.cluster) probeAgainLater(origin, sent);
 					await host.events.fire("presence/initial", { session: origin });
 				}
 				return HANDLED;

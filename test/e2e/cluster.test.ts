@@ -27,7 +27,7 @@ import { availableWithCaps, befriend, connectUser, iq as xiq } from "../helpers/
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
 const PREFIX = `parley-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-const USERS = ["alice", "bob", "carol", "dave", "erin", "mallory"];
+const USERS = ["alice", "bob", "carol", "dave", "erin", "mallory", "frank", "grace"];
 
 /**
  * `cluster.registry` of every node: test/e2e/cluster-sharded.test.ts runs this file again with
@@ -276,6 +276,21 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		for (const c of [low, high, dave]) c.end();
 		await replicas(a, 0);
 		await replicas(b, 0);
+	});
+
+	test("RFC 6121 §4.2.2 / §4.3.2 in a cluster: two contacts whose initial presences reach two nodes at once still see each other", async () => {
+		await befriend(a.server, "frank@localhost", "grace@localhost");
+		const frank = await login(a.port, "frank", "pw-frank", { resource: "f" });
+		const grace = await login(b.port, "grace", "pw-grace", { resource: "g" });
+		clients.push(frank, grace);
+		// Both in the same turn: neither node has the other's session in its registry yet, so the
+		// broadcast and the probe answers on each node find no available session of the contact.
+		frank.send("<presence/>");
+		grace.send("<presence/>");
+		await frank.waitFor(/<presence[^>]*from="grace@localhost\/g"/);
+		await grace.waitFor(/<presence[^>]*from="frank@localhost\/f"/);
+		frank.end();
+		grace.end();
 	});
 
 	test("XEP-0280 §7: a carbon copy reaches the user's resource on the other node", async () => {
