@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import type { ClusterLink } from "../../src/cluster/link.ts";
+import { childNodeToml } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { online } from "../helpers/raw-stanzas.ts";
@@ -63,35 +64,7 @@ async function replicas(node: TestServer, count: number): Promise<void> {
 async function startChild(node: string): Promise<{ child: ChildProcess; port: number }> {
 	const port = await freePort();
 	const toml = join(a.dataDir, `${node}.toml`);
-	writeFileSync(
-		toml,
-		`${[
-			"[server]",
-			`data_dir = ${JSON.stringify(a.dataDir)}`,
-			"[auth]",
-			"require_encryption = false",
-			"allow_plain_without_tls = true",
-			"[listeners.c2s]",
-			'address = "127.0.0.1"',
-			`port = ${port}`,
-			"[listeners.c2s_direct_tls]",
-			"enabled = false",
-			"[listeners.http]",
-			"enabled = false",
-			"[listeners.https]",
-			"enabled = false",
-			"[listeners.s2s]",
-			"enabled = false",
-			"[log]",
-			'level = "warn"',
-			"[cluster]",
-			"enabled = true",
-			`prefix = ${JSON.stringify(PREFIX)}`,
-			`node = ${JSON.stringify(node)}`,
-			"heartbeat = 0.5",
-			"node_timeout = 3",
-		].join("\n")}\n`,
-	);
+	writeFileSync(toml, childNodeToml({ dataDir: a.dataDir, port, prefix: PREFIX, node }));
 	const child = spawn(process.execPath, [BIN, "serve", "--config", toml], {
 		stdio: ["ignore", "ignore", "pipe"],
 	});

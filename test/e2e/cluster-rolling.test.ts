@@ -34,6 +34,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { readClusterStatus } from "../../src/cluster/status.ts";
 import type { Element } from "../../src/xml/element.ts";
+import { childNodeToml } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { startTestServer } from "../helpers/server.ts";
@@ -95,39 +96,16 @@ let generation = 0;
 function nodeConfig(i: number, port: number, dataDir: string): string {
 	const name = `roll-${i}-${TAG}`;
 	const file = join(dataDir, `${name}.toml`);
-	const lines = [
-		"[server]",
-		`data_dir = ${JSON.stringify(dataDir)}`,
-		"[auth]",
-		"require_encryption = false",
-		"allow_plain_without_tls = true",
-		"[storage]",
-		'backend = "postgres"',
-		`url = ${JSON.stringify(TEST_PG_URL)}`,
-		`schema = ${JSON.stringify(SCHEMA)}`,
-		"[listeners.c2s]",
-		'address = "127.0.0.1"',
-		`port = ${port}`,
-		"[listeners.c2s_direct_tls]",
-		"enabled = false",
-		"[listeners.http]",
-		"enabled = false",
-		"[listeners.https]",
-		"enabled = false",
-		"[listeners.s2s]",
-		"enabled = false",
-		"[listeners.admin]",
-		"enabled = false",
-		"[log]",
-		'level = "warn"',
-		"[cluster]",
-		"enabled = true",
-		`prefix = ${JSON.stringify(PREFIX)}`,
-		`node = ${JSON.stringify(name)}`,
-		"heartbeat = 0.5",
-		"node_timeout = 3",
-	];
-	writeFileSync(file, `${lines.join("\n")}\n`);
+	writeFileSync(
+		file,
+		childNodeToml({
+			dataDir,
+			port,
+			prefix: PREFIX,
+			node: name,
+			postgres: { url: TEST_PG_URL, schema: SCHEMA },
+		}),
+	);
 	return file;
 }
 

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { childNodeToml } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, online } from "../helpers/raw-stanzas.ts";
@@ -126,41 +127,14 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 		const toml = join(childDir, "parley.toml");
 		writeFileSync(
 			toml,
-			[
-				"[server]",
-				`data_dir = ${JSON.stringify(childDir)}`,
-				"[auth]",
-				"require_encryption = false",
-				"allow_plain_without_tls = true",
-				"[listeners.c2s]",
-				'address = "127.0.0.1"',
-				`port = ${portB}`,
-				"[listeners.c2s_direct_tls]",
-				"enabled = false",
-				"[listeners.http]",
-				"enabled = false",
-				"[listeners.https]",
-				"enabled = false",
-				"[listeners.s2s]",
-				"enabled = false",
-				"[log]",
-				'level = "warn"',
-				"[storage]",
-				'backend = "postgres"',
-				`url = ${JSON.stringify(TEST_PG_URL)}`,
-				`schema = ${JSON.stringify(SCHEMA)}`,
-				"[cluster]",
-				"enabled = true",
-				`prefix = ${JSON.stringify(PREFIX)}`,
-				`node = ${JSON.stringify(NODE_B)}`,
-				"heartbeat = 0.5",
-				"node_timeout = 3",
-				// The same registry as the nodes in this process (test/helpers/server.ts).
-				`registry = "${process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated"}"`,
-				`[components.${JSON.stringify(SERVICE)}]`,
-				'type = "muc"',
-				"",
-			].join("\n"),
+			childNodeToml({
+				dataDir: childDir,
+				port: portB,
+				prefix: PREFIX,
+				node: NODE_B,
+				postgres: { url: TEST_PG_URL, schema: SCHEMA },
+				extra: [`[components.${JSON.stringify(SERVICE)}]`, 'type = "muc"'],
+			}),
 		);
 		child = spawn(process.execPath, [BIN, "serve", "--config", toml], {
 			stdio: ["ignore", "ignore", "pipe"],
