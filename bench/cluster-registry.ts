@@ -483,9 +483,11 @@ async function scriptCost(count: number): Promise<{ added: number; updated: numb
 			});
 			p.evalsha(
 				sha,
-				2,
+				4,
 				`${p0}:s:u${i}@localhost`,
 				`${p0}:n:n0`,
+				`${p0}:h:localhost`,
+				`${p0}:u:localhost`,
 				"r",
 				id,
 				entry,

@@ -81,7 +81,10 @@ export interface AnonymousPolicy {
 	 * Why one more guest may not log in now (a session cap reached), or null. `throttle`: count
 	 * it toward the per-IP SASL failure limit (a cap on the client's own address, not the host's).
 	 */
-	refuse(): { text: string; reason: string; throttle: boolean } | null;
+	refuse():
+		| { text: string; reason: string; throttle: boolean }
+		| null
+		| Promise<{ text: string; reason: string; throttle: boolean } | null>;
 }
 
 export type SaslStep =
@@ -855,7 +858,7 @@ class AnonymousMechanism implements SaslMechanism {
 		if (this.#done) return failure("malformed-request", "ANONYMOUS is a single message");
 		this.#done = true;
 		const trace = sanitizeTrace(input);
-		const refused = this.#policy.refuse();
+		const refused = await this.#policy.refuse();
 		// RFC 6120 §6.5 temporary-auth-failure: nothing wrong with the client; try again later.
 		if (refused) {
 			return failure("temporary-auth-failure", refused.text, {

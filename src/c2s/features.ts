@@ -158,16 +158,17 @@ export function saslContextFor(
 
 /**
  * Why one more guest may not log in to an anonymous host from `ip`, or null: the host's
- * `anonymous.max_sessions` (bound sessions in the whole cluster: every node holds them all) and
- * `anonymous.max_sessions_per_ip`. Checked at SASL time and again when the resource is bound
- * (`self` is then left out), so guests that authenticate together cannot pass it before any binds.
- * A refusal is counted (`parley_connections_refused_total`).
+ * `anonymous.max_sessions` (bound sessions in the whole cluster: every node holds them all with
+ * the replicated registry; the sharded one counts them in Redis) and
+ * `anonymous.max_sessions_per_ip` (the sessions this node holds). Checked at SASL time and again
+ * when the resource is bound (`self` is then left out), so guests that authenticate together
+ * cannot pass it before any binds. A refusal is counted (`parley_connections_refused_total`).
  */
-export function guestLimit(
+export async function guestLimit(
 	host: Host,
 	ip: string,
 	self?: Session,
-): { text: string; reason: string; throttle: boolean } | null {
+): Promise<{ text: string; reason: string; throttle: boolean } | null> {
 	const { max_sessions: maxTotal, max_sessions_per_ip: maxPerIp } = host.config.anonymous;
 	let total = 0;
 	let fromIp = 0;
@@ -177,6 +178,15 @@ export function guestLimit(
 			total++;
 			if (s.remoteAddress === ip) fromIp++;
 		}
+	}
+	if (maxTotal > 0) {
+		// Sharded registry: `host.sessions` holds this node's and the cached ones only. `self` is
+		// not bound yet, so not in Redis. When Redis does not answer, the local count stands.
+		const counted = await host.server.cluster?.onlineCounts?.(host)?.catch((err: unknown) => {
+			host.log.warn({ err }, "cluster: the guest count could not be read");
+			return undefined;
+		});
+		if (counted) total = Math.max(total, counted.sessions);
 	}
 	if (maxTotal > 0 && total >= maxTotal) {
 		host.server.metrics.refused("anonymous.max_sessions");

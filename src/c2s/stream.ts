@@ -935,7 +935,7 @@ export class C2SStream implements Session {
 		const bindRequest = req.getChild("bind", NS_BIND2);
 		if (bindRequest && host.accounts.anonymous) {
 			// Guests that authenticated together: the same cap as at RFC 6120 bind time (§7.6.2.1).
-			const limit = guestLimit(host, this.remoteAddress, this);
+			const limit = await guestLimit(host, this.remoteAddress, this);
 			if (limit) {
 				host.log.info({ ip: this.remoteAddress, reason: limit.reason }, "guest refused at bind");
 				return this.#saslFailure("temporary-auth-failure", limit.text, false, NS_SASL2);
@@ -1179,7 +1179,7 @@ export class C2SStream implements Session {
 		if (host.accounts.anonymous) {
 			// Guests that authenticated together passed the SASL-time cap before any of them was
 			// bound: RFC 6120 §7.6.2.1 resource-constraint, the limit on connected resources.
-			const limit = guestLimit(host, this.remoteAddress, this);
+			const limit = await guestLimit(host, this.remoteAddress, this);
 			if (limit) {
 				host.log.info({ ip: this.remoteAddress, reason: limit.reason }, "guest refused at bind");
 				return this.#bindError(iq, new StanzaError("resource-constraint", limit.text));

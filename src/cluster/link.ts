@@ -159,6 +159,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		return this.#shard?.resolveAll(bareJids);
 	}
 
+	onlineCounts(host: Host): Promise<{ sessions: number; users: number }> | undefined {
+		return this.#shard?.counts(host.name);
+	}
+
+	onlineJids(host: Host): Promise<string[]> | undefined {
+		return this.#shard?.jids(host.name);
+	}
+
 	registryStats(): { remoteSessions: number; cachedJids: number; lookups: number } {
 		return {
 			remoteSessions: this.#remote.size,

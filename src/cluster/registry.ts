@@ -10,8 +10,11 @@
  *                   node's entries and removes them;
  *   `<p>:j:<bare>`  a pub/sub channel per bare JID: each change of the hash is published there
  *                   (the entry itself, or its removal), to the nodes that cache that JID only.
- *   A change is one Lua script (hash, node set and publication at once, so that a reader never
- *   sees one without the other); a tick's changes go in one pipeline.
+ *   `<p>:h:<host>`  a set per host of the full JIDs in its hashes (SCARD: its sessions, for
+ *                   `anonymous.max_sessions`; SMEMBERS: who gets an XEP-0133 announcement);
+ *   `<p>:u:<host>`  a counter per host of its bare JIDs with a session (online users).
+ *   A change is one Lua script (hash, node set, host set and counter, publication at once, so
+ *   that a reader never sees one without the other); a tick's changes go in one pipeline.
  * - Lookups. Before the router (or a module) reads `host.sessions` for a user that may be
  *   connected elsewhere, {@link ShardedRegistry.resolve} makes sure the user's bare JID is
  *   cached: a hit is synchronous (a Map lookup); a miss SUBSCRIBEs to the JID's channel, then
@@ -69,26 +72,38 @@ interface Cached {
 // Whose session a field holds is found by its `"id":"<uuid>"` (JSON.stringify escapes every quote
 // inside a string, so that text occurs only as the id's key and value): an update took 9 µs of
 // Redis time this way, 32 µs decoding the entry with cjson (20 000 pipelined EVALSHAs, INFO
-// commandstats before and after; a new entry 13–15 µs either way).
-// KEYS: hash, node set. ARGV: resource, id, entry, new ("1"/"0"), channel, member.
+// commandstats before and after; a new entry 13–15 µs either way). The host set and counter
+// added 1–2.6 µs to a new entry (docs/architecture.md "Sharded registry").
+// KEYS: hash, node set, host set, host's user counter. ARGV: resource, id, entry, new ("1"/"0"),
+// channel, member.
 // An update (not new) applies while the field is empty or holds the same session. The channel
-// gets {"op":"put","entry":<entry>}, made here so that the entry crosses the network once.
+// gets {"op":"put","entry":<entry>}, made here so that the entry crosses the network once. A
+// field that was empty joins the host's set; a hash that was empty counts one more user.
 export const PUT_SCRIPT = `
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[4] ~= '1' and cur and not string.find(cur, '"id":"' .. ARGV[2] .. '"', 1, true) then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if not cur then
+  redis.call('SADD', KEYS[3], ARGV[6])
+  if redis.call('HLEN', KEYS[1]) == 1 then redis.call('INCR', KEYS[4]) end
+end
 redis.call('SADD', KEYS[2], ARGV[6])
 redis.call('PUBLISH', ARGV[5], '{"op":"put","entry":' .. ARGV[3] .. '}')
 return 1`;
 
-// KEYS: hash, node set. ARGV: resource, id, channel, message, member.
+// KEYS: hash, node set, host set, host's user counter. ARGV: resource, id, channel, message,
+// member. A counter back at 0 goes, as an empty set does: a cluster that stopped leaves no key.
 export const DEL_SCRIPT = `
 redis.call('SREM', KEYS[2], ARGV[5])
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur and string.find(cur, '"id":"' .. ARGV[2] .. '"', 1, true) then
   redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[5])
+  if redis.call('HLEN', KEYS[1]) == 0 and redis.call('DECR', KEYS[4]) <= 0 then
+    redis.call('DEL', KEYS[4])
+  end
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1`;
@@ -131,8 +146,8 @@ export class ShardedRegistry {
 		sink: ShardSink;
 		cacheMax: number;
 	}) {
-		o.pub.defineCommand("parleyPut", { numberOfKeys: 2, lua: PUT_SCRIPT });
-		o.pub.defineCommand("parleyDel", { numberOfKeys: 2, lua: DEL_SCRIPT });
+		o.pub.defineCommand("parleyPut", { numberOfKeys: 4, lua: PUT_SCRIPT });
+		o.pub.defineCommand("parleyDel", { numberOfKeys: 4, lua: DEL_SCRIPT });
 		this.#pub = o.pub as Scripted;
 		this.#sub = o.sub;
 		this.#prefix = o.prefix;
@@ -150,6 +165,33 @@ export class ShardedRegistry {
 	}
 	#channel(bare: string): string {
 		return `${this.#prefix}:j:${bare}`;
+	}
+	/** The host's set of full JIDs and its online-users counter, for a bare or full JID. */
+	#hostKeys(jid: string): [string, string] {
+		const at = jid.indexOf("@");
+		const slash = jid.indexOf("/", at);
+		const host = jid.slice(at + 1, slash < 0 ? undefined : slash);
+		return [`${this.#prefix}:h:${host}`, `${this.#prefix}:u:${host}`];
+	}
+
+	// --- the whole cluster's sessions of a host ---
+
+	/**
+	 * Sessions and online users (bare JIDs with a session) of `host` in the whole cluster. This
+	 * node's writes still queued go first on the same connection, so they are counted.
+	 */
+	async counts(host: string): Promise<{ sessions: number; users: number }> {
+		void this.flush();
+		const [setKey, usersKey] = this.#hostKeys(`@${host}`);
+		const res = (await this.#pub.pipeline().scard(setKey).get(usersKey).exec()) ?? [];
+		for (const [err] of res) if (err) throw err;
+		return { sessions: Number(res[0]?.[1] ?? 0), users: Number(res[1]?.[1] ?? 0) };
+	}
+
+	/** Full JIDs of `host`'s sessions in the whole cluster (this node's queued writes first). */
+	async jids(host: string): Promise<string[]> {
+		void this.flush();
+		return this.#pub.smembers(this.#hostKeys(`@${host}`)[0]);
 	}
 
 	/** Bare JIDs cached (pinned included). */
@@ -307,6 +349,7 @@ export class ShardedRegistry {
 			void p.parleyPut(
 				this.#hash(bare),
 				this.#set(e.node),
+				...this.#hostKeys(bare),
 				e.jid.slice(slash + 1),
 				e.id,
 				json,
@@ -320,6 +363,7 @@ export class ShardedRegistry {
 		void p.parleyDel(
 			this.#hash(w.bare),
 			this.#set(w.node),
+			...this.#hostKeys(w.bare),
 			w.resource,
 			w.id,
 			this.#channel(w.bare),

@@ -389,6 +389,14 @@ export interface ClusterHook {
 	/** {@link resolve} for many bare JIDs (`user@domain`, other domains ignored) in one round trip. */
 	resolveAll?(bareJids: Iterable<string>): Promise<void> | undefined;
 	/**
+	 * Sharded registry: sessions and online users (bare JIDs with a session) of `host` in the
+	 * whole cluster, read from Redis. Undefined with the replicated registry, where
+	 * `host.sessions` holds every node's sessions.
+	 */
+	onlineCounts?(host: Host): Promise<{ sessions: number; users: number }> | undefined;
+	/** Sharded registry: the full JIDs of `host`'s sessions in the whole cluster (as above). */
+	onlineJids?(host: Host): Promise<string[]> | undefined;
+	/**
 	 * For `GET /metrics`: other nodes' sessions this node holds (replicas, or cached with the
 	 * sharded registry), bare JIDs cached and lookups made by the sharded registry (0 otherwise).
 	 */

@@ -601,7 +601,11 @@ function rank(order: string[], name: string): number {
 	return i < 0 ? order.length : i;
 }
 
-/** The open streams, counting arrivals and departures for the quiet collector. */
+/**
+ * The open streams, counting arrivals and departures for the quiet collector. A stream added
+ * while the server stops (accepted after `stop()` closed the others, before the listeners
+ * closed) is closed with `system-shutdown` (RFC 6120 §4.9.3.22) too.
+ */
 class CountedStreams extends Set<Connection> {
 	readonly #server: Server;
 	constructor(server: Server) {
@@ -610,7 +614,14 @@ class CountedStreams extends Set<Connection> {
 	}
 	override add(stream: Connection): this {
 		if (!this.has(stream)) this.#server.quietGc.opened();
-		return super.add(stream);
+		super.add(stream);
+		const state = this.#server.state;
+		if (state === "stopping" || state === "stopped") {
+			// Closed after the caller's turn: transports add the stream in their constructor and
+			// register its close callback (which deletes it from here) just after.
+			queueMicrotask(() => stream.close("system-shutdown", "the server is stopping"));
+		}
+		return this;
 	}
 	override delete(stream: Connection): boolean {
 		const gone = super.delete(stream);

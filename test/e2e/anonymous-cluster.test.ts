@@ -23,7 +23,10 @@ const GUEST_JID = /^([0-9a-f]{32})@guest\.localhost\/.+$/;
 
 const node = (name: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
-	hosts: { localhost: {}, [GUEST]: { authentication: "anonymous" as const } },
+	hosts: {
+		localhost: {},
+		[GUEST]: { authentication: "anonymous" as const, anonymous: { max_sessions: 2 } },
+	},
 	components: { [MUC]: { type: "muc" as const } },
 	cluster: { enabled: true, prefix: PREFIX, node: name, heartbeat: 0.5, node_timeout: 3 },
 });
@@ -213,5 +216,43 @@ describe("guests in a cluster", { skip: redisSkip }, () => {
 			() => !n1.server.hosts.get(GUEST)?.sessions.has(local),
 			"node 1 forgets the guest",
 		);
+	});
+	test("anonymous.max_sessions, the online-users count and an announcement cover both nodes (RFC 6120 §6.5; XEP-0133 §4.15, §4.23)", async () => {
+		for (const c of conns.splice(0)) await c.xmpp.stop().catch(() => {});
+		const run = async (t: TestServer, name: string, args: Record<string, unknown>) => {
+			const cmd = t.server.commands.find((c) => c.name === name);
+			assert.ok(cmd, name);
+			return (await cmd.run({ core: t.server, actor: "admin@localhost" }, args)) as Record<
+				string,
+				number
+			>;
+		};
+		const online = async (t: TestServer) =>
+			(await run(t, "users.online.count", { host: GUEST })).onlineusersnum;
+		await waitFor(
+			async () => (await online(n1)) === 0 && (await online(n2)) === 0,
+			"earlier guests gone",
+		);
+		const ws = (t: TestServer) => `ws://127.0.0.1:${t.httpPort}/xmpp-websocket`;
+		const a = await connectAnonymous(ws(n1), { domain: GUEST });
+		conns.push(a);
+		const b = await connectAnonymous(ws(n2), { domain: GUEST });
+		conns.push(b);
+		// §4.15: each node counts the other's guest (sharded registry: from Redis, not its cache).
+		await waitFor(
+			async () => (await online(n1)) === 2 && (await online(n2)) === 2,
+			"both guests counted on both nodes",
+		);
+		// max_sessions = 2 is reached in the cluster: RFC 6120 §6.5 temporary-auth-failure.
+		await assert.rejects(connectAnonymous(ws(n1), { domain: GUEST }), /too many guests/);
+		// §4.23: an announcement made on node 1 reaches the guest on node 2 too.
+		const sent = await run(n1, "announce", { host: GUEST, announcement: "maintenance at noon" });
+		assert.equal(sent.sessions, 2);
+		for (const g of [a, b])
+			await stanzaFrom(
+				g,
+				(s) => s.is("message") && s.getChildText("body") === "maintenance at noon",
+				`announcement at ${g.jid}`,
+			);
 	});
 });

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { createServer } from "../../src/app/server.ts";
 import { type Config, configSchema } from "../../src/core/config/schema.ts";
+import type { Connection } from "../../src/core/contracts.ts";
 import { HANDLED } from "../../src/core/events.ts";
 import { createSilentLogger } from "../../src/core/log.ts";
 import { defineModule, type ModuleDefinition } from "../../src/core/modules/define.ts";
@@ -130,6 +131,43 @@ test("stop() twice, and stop() of a server that failed to start, are harmless", 
 		await a.stop();
 		await a.stop();
 		assert.equal(a.state, "stopped");
+	} finally {
+		rmSync(dataDir, { recursive: true, force: true });
+	}
+});
+
+test("a stream added while the server stops is closed with system-shutdown", async () => {
+	const dataDir = mkdtempSync(join(tmpdir(), "parley-lifecycle-"));
+	try {
+		const a = createServer(makeConfig(dataDir), {
+			log: createSilentLogger(),
+			storage: new MemoryBackend(),
+		});
+		await a.start();
+		// A connection accepted between closing the streams and closing the listeners (not
+		// reproducible over a socket without timing): what a listener does, on a stopping server.
+		const closes: (string | undefined)[] = [];
+		const late: Connection = {
+			close: (condition) => {
+				closes.push(condition);
+				a.streams.delete(late);
+			},
+			whenIdle: () => Promise.resolve(),
+		};
+		// Accepted once stop() has closed the open streams: added from the close of one of them.
+		const open: Connection = {
+			close: () => {
+				a.streams.delete(open);
+				assert.equal(a.state, "stopping");
+				a.streams.add(late);
+			},
+			whenIdle: () => Promise.resolve(),
+		};
+		a.streams.add(open);
+		await a.stop();
+		// RFC 6120 §4.9.3.22: the server is being shut down.
+		assert.deepEqual(closes, ["system-shutdown"]);
+		assert.equal(a.streams.size, 0);
 	} finally {
 		rmSync(dataDir, { recursive: true, force: true });
 	}

@@ -24,6 +24,11 @@ export const announce = defineCommand({
 	adhoc: "http://jabber.org/protocol/admin#announce",
 	async run(ctx, args) {
 		const host = targetHost(ctx, args.host);
+		// Sharded registry: the sessions on other nodes are looked up first (their bare JIDs from
+		// the host's set in Redis), so that they are in `host.sessions` below.
+		const cluster = ctx.core.cluster;
+		const jids = await cluster?.onlineJids?.(host);
+		if (jids) await cluster?.resolveAll?.(new Set(jids.map((j) => j.slice(0, j.indexOf("/")))));
 		let sent = 0;
 		// §4.23: to every online user: each bound session of the host gets a headline-free
 		// normal message from the server (Prosody and ejabberd send the same).
@@ -56,6 +61,8 @@ export const onlineUsersNum = defineCommand({
 	async run(ctx, args) {
 		const host = targetHost(ctx, args.host);
 		// §4.15: users, not sessions: an account with two resources counts once.
+		const counted = await ctx.core.cluster?.onlineCounts?.(host);
+		if (counted) return { onlineusersnum: counted.users };
 		let n = 0;
 		for (const resources of host.sessions.values()) if (resources.size > 0) n++;
 		return { onlineusersnum: n };
