@@ -193,44 +193,6 @@ describe("delivery between cluster nodes on Redis Streams", { skip: redisSkip },
 		await replicas(a, 0);
 	});
 
-	test("XEP-0198 §4 across nodes: the sender's node answers <r/> only once Redis holds what it routed to another node, so a kill -9 right after the <a/> loses nothing", async () => {
-		const node = `dl-s-${TAG}`;
-		const { child, port } = await startChild(node);
-		const bob = await on(a.port, "bob", "s");
-		const alice = await on(port, "alice", "s");
-		await enableSm(alice);
-		// The child knows bob's session once a first message reaches him through it.
-		alice.send("<message to='bob@localhost/s' id='w0' type='chat'><body>first</body></message>");
-		await bob.waitFor(/id="w0"/);
-		await acked(alice, 1);
-		// Redis takes no writes for a while (CLIENT PAUSE … WRITE, Redis 6.2+): the next
-		// message's XADD waits in Redis, and a node killed meanwhile takes it with it.
-		await redis.call("CLIENT", "PAUSE", "1500", "WRITE");
-		try {
-			alice.send(
-				"<message to='bob@localhost/s' id='w1' type='chat'><body>acknowledged</body></message>",
-			);
-			await acked(alice, 2);
-			child.kill("SIGKILL");
-			// Until Redis has seen the node's connection close (CLIENT LIST is served while writes are
-			// paused): a client that is gone has its waiting commands dropped, not run at UNPAUSE.
-			await waitFor(
-				async () =>
-					((await redis.call("CLIENT", "LIST")) as string).includes(`name=${node}:out`)
-						? undefined
-						: true,
-				"the killed node's Redis connections closed",
-				10_000,
-			);
-		} finally {
-			await redis.call("CLIENT", "UNPAUSE");
-		}
-		await bob.waitFor(/id="w1"/, 0, 20_000);
-		// bob's resource must not outlive this test: later ones count on his sessions elsewhere.
-		bob.end();
-		await replicas(a, 0);
-	});
-
 	test("a node paused (SIGSTOP) and declared dead rejoins without duplicates: what waited for it went to offline storage, once", async () => {
 		const node = `dl-p-${TAG}`;
 		const { child, port } = await startChild(node);
@@ -413,5 +375,43 @@ describe("delivery between cluster nodes on Redis Streams", { skip: redisSkip },
 			ping.disconnect();
 			rmSync(dir, { recursive: true, force: true });
 		}
+	});
+	test("XEP-0198 §4 across nodes: the sender's node answers <r/> only once Redis holds what it routed to another node, so a kill -9 right after the <a/> loses nothing", async () => {
+		const node = `dl-s-${TAG}`;
+		const { child, port } = await startChild(node);
+		const bob = await on(a.port, "bob", "s");
+		const alice = await on(port, "alice", "s");
+		await enableSm(alice);
+		// The child knows bob's session once a first message reaches him through it.
+		alice.send("<message to='bob@localhost/s' id='w0' type='chat'><body>first</body></message>");
+		await bob.waitFor(/id="w0"/);
+		await acked(alice, 1);
+		// Redis takes no writes for a while (CLIENT PAUSE … WRITE, Redis 6.2+): the next
+		// message's XADD waits in Redis, and a node killed meanwhile takes it with it.
+		await redis.call("CLIENT", "PAUSE", "1500", "WRITE");
+		try {
+			alice.send(
+				"<message to='bob@localhost/s' id='w1' type='chat'><body>acknowledged</body></message>",
+			);
+			await acked(alice, 2);
+			child.kill("SIGKILL");
+			// Until Redis has seen the node's connection close (CLIENT LIST is served while writes are
+			// paused): a client that is gone has its waiting commands dropped, not run at UNPAUSE.
+			await waitFor(
+				async () =>
+					((await redis.call("CLIENT", "LIST")) as string).includes(`name=${node}:out`)
+						? undefined
+						: true,
+				"the killed node's Redis connections closed",
+				10_000,
+			);
+		} finally {
+			await redis.call("CLIENT", "UNPAUSE");
+		}
+		await bob.waitFor(/id="w1"/, 0, 20_000);
+		// bob's resource must not outlive this test: later ones count on his sessions elsewhere.
+		bob.end();
+		await replicas(a, 0);
+		await orphansDrained(redis, node);
 	});
 });
