@@ -14,13 +14,13 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import type { ClusterLink } from "../../src/cluster/link.ts";
-import { childNodeToml } from "../helpers/cluster-node.ts";
+import { spawnChildNode } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { online } from "../helpers/raw-stanzas.ts";
@@ -28,7 +28,6 @@ import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { redisSkip } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
-const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
 const TAG = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const PREFIX = `parley-test-dl-${TAG}`;
 /** Node names unique to this run: other runs may share the Redis. */
@@ -63,16 +62,8 @@ async function replicas(node: TestServer, count: number): Promise<void> {
 /** A `parley serve` child on A's storage and cluster, plain TCP on its own port. */
 async function startChild(node: string): Promise<{ child: ChildProcess; port: number }> {
 	const port = await freePort();
-	const toml = join(a.dataDir, `${node}.toml`);
-	writeFileSync(toml, childNodeToml({ dataDir: a.dataDir, port, prefix: PREFIX, node }));
-	const child = spawn(process.execPath, [BIN, "serve", "--config", toml], {
-		stdio: ["ignore", "ignore", "pipe"],
-	});
+	const { child, output } = spawnChildNode({ dataDir: a.dataDir, port, prefix: PREFIX, node });
 	children.push(child);
-	let stderr = "";
-	child.stderr?.on("data", (d) => {
-		stderr += d;
-	});
 	await waitFor(
 		async () => {
 			try {
@@ -86,7 +77,7 @@ async function startChild(node: string): Promise<{ child: ChildProcess; port: nu
 		`node ${node} to serve`,
 		30_000,
 	).catch((err: Error) => {
-		throw new Error(`${err.message}; it said: ${stderr}`);
+		throw new Error(`${err.message}; it said: ${output()}`);
 	});
 	await replicas(a, 0);
 	return { child, port };

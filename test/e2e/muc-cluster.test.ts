@@ -7,14 +7,14 @@
  * self-ping and enter again, and the room's history and archive are kept.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { childNodeToml } from "../helpers/cluster-node.ts";
+import { spawnChildNode } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, online } from "../helpers/raw-stanzas.ts";
@@ -22,7 +22,6 @@ import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { postgresSkip, redisSkip, TEST_PG_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
-const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
 const TAG = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const PREFIX = `parley-mucspread-${TAG}`;
 const SCHEMA = `parley_mucspread_${TAG.replace(/-/g, "_")}`;
@@ -38,7 +37,7 @@ let a: TestServer;
 let child: ChildProcess | null = null;
 let portB = 0;
 let childDir = "";
-let childErr = "";
+let childOutput = () => "";
 const redis = new Redis({ lazyConnect: true });
 const clients: RawClient[] = [];
 
@@ -124,24 +123,16 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 		// Node B: another process with a data directory of its own, as on another machine.
 		portB = await freePort();
 		childDir = mkdtempSync(join(tmpdir(), "parley-mucspread-"));
-		const toml = join(childDir, "parley.toml");
-		writeFileSync(
-			toml,
-			childNodeToml({
-				dataDir: childDir,
-				port: portB,
-				prefix: PREFIX,
-				node: NODE_B,
-				postgres: { url: TEST_PG_URL, schema: SCHEMA },
-				extra: [`[components.${JSON.stringify(SERVICE)}]`, 'type = "muc"'],
-			}),
-		);
-		child = spawn(process.execPath, [BIN, "serve", "--config", toml], {
-			stdio: ["ignore", "ignore", "pipe"],
+		const started = spawnChildNode({
+			dataDir: childDir,
+			port: portB,
+			prefix: PREFIX,
+			node: NODE_B,
+			postgres: { url: TEST_PG_URL, schema: SCHEMA },
+			extra: [`[components.${JSON.stringify(SERVICE)}]`, 'type = "muc"'],
 		});
-		child.stderr?.on("data", (d) => {
-			childErr += d;
-		});
+		child = started.child;
+		childOutput = started.output;
 	});
 
 	after(async () => {
@@ -167,7 +158,7 @@ describe("MUC rooms spread over the nodes of a cluster (issue 16)", {
 			"node B to serve",
 			30_000,
 		).catch((err: Error) => {
-			throw new Error(`${err.message}; node B said: ${childErr}`);
+			throw new Error(`${err.message}; node B said: ${childOutput()}`);
 		});
 		alice = await on(a.port, "alice", "a");
 

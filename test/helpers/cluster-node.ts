@@ -1,3 +1,9 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
+
 /**
  * The configuration of a `parley serve` child that joins a test cluster: plain TCP c2s on
  * `port` only (PLAIN allowed, no TLS, HTTP, s2s or admin listener, so nodes of several tests
@@ -59,4 +65,27 @@ export function childNodeToml(c: ChildNodeConfig): string {
 		...(c.extra ?? []),
 	];
 	return `${lines.join("\n")}\n`;
+}
+
+/** A node started by {@link spawnChildNode}. */
+export interface ChildNode {
+	child: ChildProcess;
+	/** Its configuration file (`<dataDir>/<node>.toml`). */
+	toml: string;
+	/** What it wrote on stderr so far, for a failing test's message. */
+	output(): string;
+}
+
+/** Writes {@link childNodeToml} to `<dataDir>/<node>.toml` and starts `parley serve` on it. */
+export function spawnChildNode(c: ChildNodeConfig): ChildNode {
+	const toml = join(c.dataDir, `${c.node}.toml`);
+	writeFileSync(toml, childNodeToml(c));
+	const child = spawn(process.execPath, [BIN, "serve", "--config", toml], {
+		stdio: ["ignore", "ignore", "pipe"],
+	});
+	let stderr = "";
+	child.stderr?.on("data", (d) => {
+		stderr += d;
+	});
+	return { child, toml, output: () => stderr };
 }
