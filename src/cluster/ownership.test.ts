@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
-import { redisSkip } from "../../test/helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../../test/helpers/services.ts";
 import { waitFor } from "../../test/helpers/wait.ts";
 import type { Config } from "../core/config/schema.ts";
 import type { Host, OwnedUnits } from "../core/contracts.ts";
@@ -17,7 +17,7 @@ import { Ownership } from "./ownership.ts";
 const PREFIX = `parley-ownership-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const cfg: Config["cluster"] = {
 	enabled: true,
-	redis: "redis://127.0.0.1:6379",
+	redis: TEST_REDIS_URL,
 	prefix: PREFIX,
 	node: "",
 	heartbeat: 0.5,
@@ -44,7 +44,7 @@ function component(name: string) {
 }
 
 describe("component ownership leases", { skip: redisSkip }, () => {
-	const redis = new Redis({ lazyConnect: true });
+	const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true });
 	const lease = (unit: string) => redis.get(`${PREFIX}:room:${unit}@muc.test`);
 	let x: Ownership;
 	let y: Ownership;

@@ -12,7 +12,7 @@ import { xml } from "@xmpp/client";
 import { Redis } from "ioredis";
 import type { ClusterLink } from "../../src/cluster/link.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { redisSkip } from "../helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { connect, connectAnonymous, type XmppConnection } from "../helpers/xmpp-client.ts";
 
@@ -28,7 +28,14 @@ const node = (name: string) => ({
 		[GUEST]: { authentication: "anonymous" as const, anonymous: { max_sessions: 2 } },
 	},
 	components: { [MUC]: { type: "muc" as const } },
-	cluster: { enabled: true, prefix: PREFIX, node: name, heartbeat: 0.5, node_timeout: 3 },
+	cluster: {
+		enabled: true,
+		redis: TEST_REDIS_URL,
+		prefix: PREFIX,
+		node: name,
+		heartbeat: 0.5,
+		node_timeout: 3,
+	},
 });
 
 let n1: TestServer;
@@ -49,7 +56,7 @@ describe("guests in a cluster", { skip: redisSkip }, () => {
 		for (const c of conns) await c.xmpp.stop().catch(() => {});
 		await n2?.stop();
 		await n1?.stop();
-		const r = new Redis();
+		const r = new Redis(TEST_REDIS_URL);
 		const keys = await r.keys(`${PREFIX}:*`);
 		if (keys.length) await r.del(...keys);
 		await r.quit();

@@ -18,7 +18,7 @@ import { parseConfig } from "../../src/core/config/load.ts";
 import { configSchema } from "../../src/core/config/schema.ts";
 import { builtinModules } from "../../src/modules/index.ts";
 import { generateSelfSigned } from "../../src/tls/certs.ts";
-import { redisSkip } from "../helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { serverCert, testCa } from "../helpers/test-ca.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
@@ -796,11 +796,11 @@ describe("check", () => {
 		skip: redisSkip,
 	}, async () => {
 		const up = project({
-			extra: '\n[cluster]\nenabled = true\nredis = "redis://127.0.0.1:6379"\n',
+			extra: `\n[cluster]\nenabled = true\nredis = ${JSON.stringify(TEST_REDIS_URL)}\n`,
 		});
 		const ok = await run(["check", "--config", up.config]);
 		assert.equal(ok.code, EXIT.OK, ok.stderr);
-		assert.match(ok.stdout, /cluster: Redis at redis:\/\/127\.0\.0\.1:6379: reachable/);
+		assert.ok(ok.stdout.includes(`cluster: Redis at ${TEST_REDIS_URL}: reachable`), ok.stdout);
 		// Port 1 on loopback: nothing listens there.
 		const down = project({ extra: '\n[cluster]\nenabled = true\nredis = "redis://127.0.0.1:1"\n' });
 		const r = await run(["check", "--config", down.config]);

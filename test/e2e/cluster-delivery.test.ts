@@ -25,7 +25,7 @@ import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { redisSkip } from "../helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const TAG = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -36,7 +36,14 @@ const NODE_B = `dl-b-${TAG}`;
 
 const clusterConfig = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
-	cluster: { enabled: true, prefix: PREFIX, node, heartbeat: 0.5, node_timeout: 3 },
+	cluster: {
+		enabled: true,
+		redis: TEST_REDIS_URL,
+		prefix: PREFIX,
+		node,
+		heartbeat: 0.5,
+		node_timeout: 3,
+	},
 });
 
 let a: TestServer;
@@ -126,7 +133,7 @@ describe("delivery between cluster nodes on Redis Streams", { skip: redisSkip },
 			config: clusterConfig(NODE_A),
 			users: ["alice", "bob", "probe"].map((u) => [`${u}@localhost`, `pw-${u}`]),
 		});
-		redis = new Redis();
+		redis = new Redis(TEST_REDIS_URL);
 	});
 
 	after(async () => {

@@ -14,7 +14,7 @@ import { RemoteSession, type SessionEntry } from "../../src/cluster/remote-sessi
 import type { RawClient } from "../helpers/raw.ts";
 import { message, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { redisSkip } from "../helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const PREFIX = `parley-test-reg-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -24,6 +24,7 @@ const config = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
 	cluster: {
 		enabled: true,
+		redis: TEST_REDIS_URL,
 		prefix: PREFIX,
 		node,
 		heartbeat: 0.5,
@@ -69,7 +70,7 @@ async function written(user: string, resources: string[]): Promise<void> {
 
 describe("the sharded session registry", { skip: redisSkip }, () => {
 	before(async () => {
-		redis = new Redis();
+		redis = new Redis(TEST_REDIS_URL);
 		a = await startTestServer({
 			storage: "sqlite",
 			config: config("node-a"),

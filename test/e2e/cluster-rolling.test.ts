@@ -38,7 +38,7 @@ import { childNodeToml } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { startTestServer } from "../helpers/server.ts";
-import { postgresSkip, redisSkip, TEST_PG_URL } from "../helpers/services.ts";
+import { postgresSkip, redisSkip, TEST_PG_URL, TEST_REDIS_URL } from "../helpers/services.ts";
 import { StanzaReader } from "../helpers/stanza-reader.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
@@ -305,7 +305,7 @@ describe("a rolling restart of a three-node cluster", { skip: redisSkip || postg
 	let dataDir: string;
 
 	before(async () => {
-		redis = new Redis();
+		redis = new Redis(TEST_REDIS_URL);
 		dataDir = mkdtempSync(join(tmpdir(), "parley-roll-"));
 		// Accounts and mutual subscriptions (RFC 6121 §3 "both"), written through a server on the
 		// same schema that is not part of the cluster and stops before the nodes start.

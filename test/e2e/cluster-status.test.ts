@@ -19,7 +19,7 @@ import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { redisSkip } from "../helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
@@ -44,13 +44,20 @@ describe("parley cluster status and GET /cluster", { skip: redisSkip }, () => {
 
 	before(async () => {
 		h = await startAdmin({
-			extra: `[cluster]\nenabled = true\nprefix = "${PREFIX}"\nnode = "node-a"\nheartbeat = 0.5\nnode_timeout = 3\n`,
+			extra: `[cluster]\nenabled = true\nredis = ${JSON.stringify(TEST_REDIS_URL)}\nprefix = "${PREFIX}"\nnode = "node-a"\nheartbeat = 0.5\nnode_timeout = 3\n`,
 		});
 		b = await startTestServer({
 			storage: "sqlite",
 			config: {
 				auth: { require_encryption: false, allow_plain_without_tls: true },
-				cluster: { enabled: true, prefix: PREFIX, node: "node-b", heartbeat: 0.5, node_timeout: 3 },
+				cluster: {
+					enabled: true,
+					redis: TEST_REDIS_URL,
+					prefix: PREFIX,
+					node: "node-b",
+					heartbeat: 0.5,
+					node_timeout: 3,
+				},
 			},
 			users: [["bob@localhost", "pw-bob"]],
 		});
@@ -66,7 +73,7 @@ describe("parley cluster status and GET /cluster", { skip: redisSkip }, () => {
 		for (const c of clients) c.end();
 		await b?.stop();
 		await h?.close();
-		const r = new Redis();
+		const r = new Redis(TEST_REDIS_URL);
 		const keys = await r.keys(`${PREFIX}:*`);
 		if (keys.length) await r.del(...keys);
 		await r.quit();
@@ -112,7 +119,7 @@ describe("parley cluster status and GET /cluster", { skip: redisSkip }, () => {
 	test("health by heartbeat age: late while its alive key lasts, dead once it expired", async () => {
 		// Two nodes as a stalled and a vanished process leave them in the registry: joined
 		// before node-a, last heartbeat 10 s ago (20 intervals of 0.5 s).
-		const r = new Redis();
+		const r = new Redis(TEST_REDIS_URL);
 		try {
 			const old = Date.now() - 10_000;
 			await r

@@ -20,7 +20,7 @@ import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online, sync } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { postgresSkip, redisSkip } from "../helpers/services.ts";
+import { postgresSkip, redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 import { availableWithCaps, befriend, connectUser, iq as xiq } from "../helpers/xmpp-user.ts";
@@ -39,6 +39,7 @@ const clusterConfig = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
 	cluster: {
 		enabled: true,
+		redis: TEST_REDIS_URL,
 		prefix: PREFIX,
 		node,
 		heartbeat: 0.5,
@@ -98,7 +99,7 @@ async function replicas(node: TestServer, count: number): Promise<void> {
 	if (REGISTRY === "sharded") {
 		const me = (node.server.cluster as ClusterLink).node;
 		const prefix = node.server.config.cluster.prefix;
-		const r = new Redis();
+		const r = new Redis(TEST_REDIS_URL);
 		const written = async () => {
 			let n = 0;
 			for (const key of await r.keys(`${prefix}:n:*`))
@@ -149,7 +150,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		for (const c of clients) c.end();
 		await b?.stop();
 		await a?.stop();
-		const r = new Redis();
+		const r = new Redis(TEST_REDIS_URL);
 		const keys = await r.keys(`${PREFIX}:*`);
 		if (keys.length) await r.del(...keys);
 		await r.quit();
@@ -431,7 +432,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		const gone = await on(a.port, "dave", "gone");
 		await replicas(b, 2);
 		// Cut node B off Redis (both its connections); ioredis reconnects by itself.
-		const r = new Redis();
+		const r = new Redis(TEST_REDIS_URL);
 		const list = (await r.call("CLIENT", "LIST")) as string;
 		const ids = list
 			.split("\n")
@@ -540,6 +541,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 			'level = "warn"',
 			"[cluster]",
 			"enabled = true",
+			`redis = ${JSON.stringify(TEST_REDIS_URL)}`,
 			`prefix = ${JSON.stringify(PREFIX)}`,
 			'node = "node-c"',
 			"heartbeat = 0.5",
@@ -659,7 +661,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 			assert.equal(await exited, 0, out);
 			assert.equal(existsSync(pidfile), false);
 			// Each worker left the cluster: nothing of it stays in Redis.
-			const r = new Redis();
+			const r = new Redis(TEST_REDIS_URL);
 			const left = await r.keys(`${prefix}:*`);
 			await r.quit();
 			assert.deepEqual(left, []);
@@ -685,7 +687,14 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		const prefix = `${PREFIX}-f`;
 		const config = (node: string) => ({
 			...clusterConfig(node),
-			cluster: { enabled: true, prefix, node, heartbeat: 0.5, node_timeout: 3 },
+			cluster: {
+				enabled: true,
+				redis: TEST_REDIS_URL,
+				prefix,
+				node,
+				heartbeat: 0.5,
+				node_timeout: 3,
+			},
 		});
 		const dataDir = mkdtempSync(join(tmpdir(), "parley-failover-"));
 		const x = await startTestServer({
@@ -715,7 +724,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 				);
 			};
 			assert.match(await join(), /<status code="201"/); // created on node X, where frank is
-			const r = new Redis();
+			const r = new Redis(TEST_REDIS_URL);
 			const lease = () => r.get(`${prefix}:room:${room}`);
 			assert.equal(await lease(), "node-x");
 			assert.match(

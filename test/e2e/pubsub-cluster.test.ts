@@ -19,7 +19,7 @@ import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { postgresSkip, redisSkip, TEST_PG_URL } from "../helpers/services.ts";
+import { postgresSkip, redisSkip, TEST_PG_URL, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const TAG = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -35,7 +35,7 @@ let child: ChildProcess | null = null;
 let portB = 0;
 let childDir = "";
 let childOutput = () => "";
-const redis = new Redis({ lazyConnect: true });
+const redis = new Redis(TEST_REDIS_URL, { lazyConnect: true });
 const clients: RawClient[] = [];
 
 async function on(port: number, user: string, resource: string): Promise<RawClient> {
@@ -103,7 +103,14 @@ function event(c: RawClient, node: string, id: string, text: string, mark: numbe
 /** The configuration of a node run in this process. */
 const inProcess = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
-	cluster: { enabled: true, prefix: PREFIX, node, heartbeat: 0.5, node_timeout: 3 },
+	cluster: {
+		enabled: true,
+		redis: TEST_REDIS_URL,
+		prefix: PREFIX,
+		node,
+		heartbeat: 0.5,
+		node_timeout: 3,
+	},
 	storage: { backend: "postgres" as const, url: TEST_PG_URL, schema: SCHEMA },
 	components: { [SERVICE]: { type: "pubsub" as const } },
 });

@@ -13,7 +13,7 @@ import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { message, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { redisSkip } from "../helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const PREFIX = `parley-s2s-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -30,7 +30,14 @@ describe("federation from a cluster", { skip: redisSkip }, () => {
 		const node = (name: string, s2sPort: number) => ({
 			auth: PLAIN,
 			hosts: { "a.example": {} },
-			cluster: { enabled: true, prefix: PREFIX, node: name, heartbeat: 0.5, node_timeout: 3 },
+			cluster: {
+				enabled: true,
+				redis: TEST_REDIS_URL,
+				prefix: PREFIX,
+				node: name,
+				heartbeat: 0.5,
+				node_timeout: 3,
+			},
 			listeners: { s2s: { enabled: true, address: "127.0.0.1", port: s2sPort } },
 			s2s: { routes: { "b.example": `127.0.0.1:${pb}` } },
 		});
@@ -61,7 +68,7 @@ describe("federation from a cluster", { skip: redisSkip }, () => {
 		await b?.stop();
 		await n2?.stop();
 		await n1?.stop();
-		const r = new Redis();
+		const r = new Redis(TEST_REDIS_URL);
 		const keys = await r.keys(`${PREFIX}:*`);
 		if (keys.length) await r.del(...keys);
 		await r.quit();

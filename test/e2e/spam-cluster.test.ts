@@ -19,7 +19,7 @@ import { sha256 } from "../../src/modules/spam/rtbl.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { redisSkip } from "../helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 
@@ -31,7 +31,14 @@ const USERS = ["admin", "alice", "bob", "carol", "dave", "mallory"];
 
 const clusterConfig = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
-	cluster: { enabled: true, prefix: PREFIX, node, heartbeat: 0.5, node_timeout: 3 },
+	cluster: {
+		enabled: true,
+		redis: TEST_REDIS_URL,
+		prefix: PREFIX,
+		node,
+		heartbeat: 0.5,
+		node_timeout: 3,
+	},
 	hosts: {
 		localhost: {
 			modules: [...DEFAULT_HOST_MODULES],
@@ -115,7 +122,7 @@ describe("spam defence across the nodes of a cluster", { skip: redisSkip }, () =
 		for (const c of clients) c.end();
 		await b?.stop();
 		await a?.stop();
-		const r = new Redis();
+		const r = new Redis(TEST_REDIS_URL);
 		const keys = await r.keys(`${PREFIX}:*`);
 		if (keys.length) await r.del(...keys);
 		await r.quit();

@@ -17,7 +17,7 @@ import { Redis } from "ioredis";
 import type { Element } from "../../src/xml/element.ts";
 import { freePort } from "../helpers/prosody.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { redisSkip } from "../helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { StanzaReader } from "../helpers/stanza-reader.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
@@ -646,7 +646,14 @@ describe("XEP-0363 in a cluster", { skip: redisSkip }, () => {
 			components: {
 				[MAIN]: { type: "upload", url_base: `http://127.0.0.1:${portA}/upload/${MAIN}` },
 			},
-			cluster: { enabled: true, prefix, node: name, heartbeat: 0.5, node_timeout: 3 },
+			cluster: {
+				enabled: true,
+				redis: TEST_REDIS_URL,
+				prefix,
+				node: name,
+				heartbeat: 0.5,
+				node_timeout: 3,
+			},
 		});
 		const a = await startTestServer({
 			storage: "sqlite",
@@ -676,7 +683,7 @@ describe("XEP-0363 in a cluster", { skip: redisSkip }, () => {
 		} finally {
 			await b.stop();
 			await a.stop();
-			const r = new Redis();
+			const r = new Redis(TEST_REDIS_URL);
 			const keys = await r.keys(`${prefix}:*`);
 			if (keys.length) await r.del(...keys);
 			await r.quit();

@@ -17,7 +17,7 @@ import { Redis } from "ioredis";
 import { BoshClient } from "../helpers/bosh.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import { startTestServer } from "../helpers/server.ts";
-import { redisSkip } from "../helpers/services.ts";
+import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { connect, type XmppConnection } from "../helpers/xmpp-client.ts";
 
@@ -189,7 +189,14 @@ test("[cluster]: a BOSH session created on one node is served through another no
 	const node = (name: string) =>
 		({
 			auth: { require_encryption: false, allow_plain_without_tls: true },
-			cluster: { enabled: true, prefix, node: name, heartbeat: 0.5, node_timeout: 3 },
+			cluster: {
+				enabled: true,
+				redis: TEST_REDIS_URL,
+				prefix,
+				node: name,
+				heartbeat: 0.5,
+				node_timeout: 3,
+			},
 		}) as never;
 	const a = await startTestServer({
 		storage: "sqlite",
@@ -255,7 +262,7 @@ test("[cluster]: a BOSH session created on one node is served through another no
 		await bob?.xmpp.stop().catch(() => {});
 		await b.stop();
 		await a.stop();
-		const r = new Redis();
+		const r = new Redis(TEST_REDIS_URL);
 		const keys = await r.keys(`${prefix}:*`);
 		if (keys.length) await r.del(...keys);
 		await r.quit();

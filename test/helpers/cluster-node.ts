@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { TEST_REDIS_URL } from "./services.ts";
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
 
@@ -57,6 +58,7 @@ export function childNodeToml(c: ChildNodeConfig): string {
 		'level = "warn"',
 		"[cluster]",
 		"enabled = true",
+		`redis = ${JSON.stringify(TEST_REDIS_URL)}`,
 		`prefix = ${JSON.stringify(c.prefix)}`,
 		`node = ${JSON.stringify(c.node)}`,
 		"heartbeat = 0.5",

@@ -31,7 +31,18 @@ export const postgresSkip: string | false = (await reachable(pgHost, pgPort))
 	? false
 	: `PostgreSQL is not reachable at ${pgHost}:${pgPort} (start it, or point PARLEY_TEST_PG at one)`;
 
-/** The `skip` option for tests that need Redis on 127.0.0.1:6379. */
-export const redisSkip: string | false = (await reachable("127.0.0.1", 6379))
+/**
+ * The Redis the cluster tests share; PARLEY_TEST_REDIS points them at another one, so two
+ * checkouts can run cluster tests at once without seeing each other's nodes (they kill and
+ * pause Redis clients by name).
+ */
+export const TEST_REDIS_URL = process.env.PARLEY_TEST_REDIS ?? "redis://127.0.0.1:6379";
+
+const redis = new URL(TEST_REDIS_URL);
+const redisHost = redis.hostname || "127.0.0.1";
+const redisPort = Number(redis.port || 6379);
+
+/** The `skip` option for tests that need Redis ({@link TEST_REDIS_URL}). */
+export const redisSkip: string | false = (await reachable(redisHost, redisPort))
 	? false
-	: "Redis is not reachable at 127.0.0.1:6379 (start redis-server)";
+	: `Redis is not reachable at ${redisHost}:${redisPort} (start redis-server, or point PARLEY_TEST_REDIS at one)`;
