@@ -116,6 +116,36 @@ test("storage operations are timed, through one view per backend", async () => {
 	assert.deepEqual(await raw.keyval("h", "s").get("u"), { a: 1 });
 });
 
+test("the timed view hands an archive append's options to the backend (lazy appends stay lazy)", async () => {
+	const m = new ServerMetrics(fakeCore([]));
+	const raw = new MemoryBackend();
+	const seen: unknown[] = [];
+	const store = raw.archive("h", "a");
+	const archive = raw.archive.bind(raw);
+	raw.archive = ((host: string, name: string) =>
+		host === "h" && name === "a"
+			? {
+					...store,
+					append: (
+						user: string,
+						item: Parameters<typeof store.append>[1],
+						opts?: { lazy?: boolean },
+					) => {
+						seen.push(opts);
+						return store.append(user, item, opts);
+					},
+				}
+			: archive(host, name)) as typeof raw.archive;
+	const timed = m.timeStorage(raw).archive("h", "a");
+	await timed.append("u", { value: "x" }, { lazy: true });
+	await timed.append("u", { value: "y" });
+	assert.deepEqual(seen, [{ lazy: true }, undefined]);
+	assert.equal(
+		(await samples(m)).get('parley_storage_operation_seconds_count{operation="archive_append"}'),
+		2,
+	);
+});
+
 test("event loop lag is measured between start and stop", async () => {
 	const m = new ServerMetrics(fakeCore([]));
 	m.start();
