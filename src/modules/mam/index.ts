@@ -148,15 +148,23 @@ export default defineModule({
 		api.hook("cluster/mam-prefs", ({ data }: ClusterNotice) => forget(data));
 		api.hook("account/deleted", ({ username }: { username: string }) => forget(username));
 
-		/** XEP-0313 §7 (XEP-0441 §3): whether `user` archives a message with `peer` (bare). */
-		const wants = async (user: string, peer: string): Promise<boolean> => {
-			const prefs = await prefsOf(user);
+		/**
+		 * XEP-0313 §7 (XEP-0441 §3): whether `user` archives a message with `peer` (bare). A
+		 * boolean at once when the prefs are cached and decide without the roster (the common
+		 * case), so the archiving hooks need not wait a turn of the microtask queue.
+		 */
+		const wants = (user: string, peer: string): boolean | Promise<boolean> => {
+			const hit = cache.get(user);
+			if (hit) return decide(user, hit, peer);
+			return prefsOf(user).then((prefs) => decide(user, prefs, peer));
+		};
+		const decide = (user: string, prefs: Prefs, peer: string): boolean | Promise<boolean> => {
 			if (prefs.never.includes(peer)) return false;
 			if (prefs.always.includes(peer)) return true;
 			if (prefs.default === "always") return true;
 			if (prefs.default === "never") return false;
 			// roster: only contacts in the user's roster, whatever the subscription.
-			return (await roster.getPath(user, ["items", peer])) !== undefined;
+			return roster.getPath(user, ["items", peer]).then((item) => item !== undefined);
 		};
 
 		const prefsElement = (p: Prefs) =>
@@ -257,21 +265,42 @@ export default defineModule({
 
 		// Sent by an account here (c2s), after blocking (BLOCK) refused what it refuses and
 		// before carbons copy it. To one's own account only the recipient side archives it.
-		const outgoing = async ({ stanza, origin, from, to }: StanzaEvent) => {
+		// Both hooks return a promise only when they have to wait (prefs not cached, a roster
+		// policy, an account to look up): the event chain then goes on without an await.
+		const outgoing = ({ stanza, origin, from, to }: StanzaEvent): Promise<void> | undefined => {
 			if (!origin || !from.local || to.bare.equals(from.bare) || !isArchivable(stanza)) return;
 			const user = from.local;
 			const own = from.bare.toString();
 			stripStanzaIds(stanza, own);
 			const peer = to.bare.toString();
-			if (!(await wants(user, peer))) return;
-			archive(user, peer, stanza);
+			const yes = wants(user, peer);
+			if (yes === true) archive(user, peer, stanza);
+			else if (yes !== false)
+				return yes.then((w) => {
+					if (w) archive(user, peer, stanza);
+				});
 		};
 		api.hook("pre-message/bare", outgoing, Priority.TRANSFORM);
 		api.hook("pre-message/full", outgoing, Priority.TRANSFORM);
 
+		/** The recipient's copy, with its stanza-id added to the stanza, when `user` wants it. */
+		const archiveIncoming = (
+			user: string,
+			own: string,
+			peer: string,
+			stanza: Element,
+		): Promise<void> | undefined => {
+			const yes = wants(user, peer);
+			if (yes === true) stanza.append(stanzaId(own, archive(user, peer, stanza)));
+			else if (yes !== false)
+				return yes.then((w) => {
+					if (w) stanza.append(stanzaId(own, archive(user, peer, stanza)));
+				});
+		};
+
 		// For an account here, before delivery, carbons and offline storage (all of which then
 		// carry the stanza-id, chosen before the append is committed).
-		const incoming = async ({ stanza, from, to }: StanzaEvent) => {
+		const incoming = ({ stanza, from, to }: StanzaEvent): Promise<void> | undefined => {
 			const user = to.local;
 			if (!user) return;
 			const own = to.bare.toString();
@@ -283,11 +312,12 @@ export default defineModule({
 				// RFC 6121 §8.5.3.2.1: a normal message to a resource that is gone bounces.
 				if (!sessions.some((s) => s.jid?.resource === to.resource)) return;
 			}
-			// RFC 6121 §8.5.1: no such account, no archive (the router bounces it).
-			if (sessions.length === 0 && !(await host.accounts.exists(user))) return;
 			const peer = from.bare.toString();
-			if (!(await wants(user, peer))) return;
-			stanza.append(stanzaId(own, archive(user, peer, stanza)));
+			if (sessions.length > 0) return archiveIncoming(user, own, peer, stanza);
+			// RFC 6121 §8.5.1: no such account, no archive (the router bounces it).
+			return host.accounts
+				.exists(user)
+				.then((exists) => (exists ? archiveIncoming(user, own, peer, stanza) : undefined));
 		};
 		api.hook("message/bare", incoming, Priority.TRANSFORM);
 		api.hook("message/full", incoming, Priority.TRANSFORM);
