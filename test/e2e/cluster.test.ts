@@ -27,7 +27,18 @@ import { availableWithCaps, befriend, connectUser, iq as xiq } from "../helpers/
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
 const PREFIX = `parley-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-const USERS = ["alice", "bob", "carol", "dave", "erin", "mallory", "frank", "grace"];
+const USERS = [
+	"alice",
+	"bob",
+	"carol",
+	"dave",
+	"erin",
+	"mallory",
+	"frank",
+	"grace",
+	"heidi",
+	"ivan",
+];
 
 /**
  * `cluster.registry` of every node: test/e2e/cluster-sharded.test.ts runs this file again with
@@ -292,6 +303,80 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		await grace.waitFor(/<presence[^>]*from="frank@localhost\/f"/);
 		frank.end();
 		grace.end();
+	});
+
+	test("RFC 6121 §4.2.2 / §4.5.2 in a cluster: a resource on another node that goes unavailable is announced to the account's other resource once", async () => {
+		const old = await on(a.port, "heidi", "old");
+		const fresh = await on(b.port, "heidi", "fresh");
+		// §4.2.2: node b shows the new resource the other one, from its replica.
+		await fresh.waitFor(/<presence[^>]*from="heidi@localhost\/old"/);
+		await waitFor(
+			() => a.server.hosts.get("localhost")?.sessions.get("heidi")?.get("fresh")?.available,
+			"node a to know heidi/fresh available",
+		);
+		const mark = fresh.received.length;
+		old.send("<presence type='unavailable'/>");
+		// After the unavailable on node a's stream for node b (RFC 6120 §10.1: in order).
+		old.send("<message to='heidi@localhost/fresh' id='after-unavailable'><body>x</body></message>");
+		await message(fresh, "after-unavailable", mark);
+		await waitFor(
+			() => b.server.hosts.get("localhost")?.sessions.get("heidi")?.get("old")?.available === false,
+			"node b to see heidi/old unavailable",
+		);
+		// Node a knew heidi/fresh: node b adds nothing (it would have by this answer).
+		await iq(fresh, "ping-u", "<iq type='get' id='ping-u'><ping xmlns='urn:xmpp:ping'/></iq>");
+		const unavailable = /<presence(?=[^>]*from="heidi@localhost\/old")(?=[^>]*type="unavailable")/g;
+		assert.equal(fresh.received.slice(mark).match(unavailable)?.length, 1);
+		old.end();
+		fresh.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
+	});
+
+	test("RFC 6121 §4.2.2 / §4.3.2 / §4.5.2 in a cluster: a resource that ends on one node before that node learns of the account's new resource and a contact's, on another node, is shown to them as unavailable", async () => {
+		await befriend(a.server, "heidi@localhost", "ivan@localhost");
+		const old = await on(a.port, "heidi", "old");
+		const fresh = await login(b.port, "heidi", "pw-heidi", { resource: "fresh" });
+		const ivan = await login(b.port, "ivan", "pw-ivan", { resource: "i" });
+		clients.push(fresh, ivan);
+		await waitFor(
+			() => b.server.hosts.get("localhost")?.sessions.get("heidi")?.get("old")?.available,
+			"node b to know heidi/old available",
+		);
+		await waitFor(
+			() => a.server.hosts.get("localhost")?.sessions.get("heidi")?.get("fresh"),
+			"node a to know heidi/fresh bound",
+		);
+		// Redis takes no writes (CLIENT PAUSE … WRITE, Redis 6.2+): no registry change of either
+		// node reaches the other, as when both happen within a registry propagation.
+		const redis = new Redis(TEST_REDIS_URL);
+		const markF = fresh.received.length;
+		const markI = ivan.received.length;
+		await redis.call("CLIENT", "PAUSE", "20000", "WRITE");
+		try {
+			// Node b shows both heidi/old: to her new resource (§4.2.2), in answer to ivan's probe
+			// (§4.3.2).
+			fresh.send("<presence/>");
+			await fresh.waitFor(/<presence[^>]*from="heidi@localhost\/old"/, markF);
+			ivan.send("<presence/>");
+			await ivan.waitFor(/<presence[^>]*from="heidi@localhost\/old"/, markI);
+			// heidi/old ends while node a still has neither of them available.
+			old.end();
+			await waitFor(
+				() => a.server.hosts.get("localhost")?.sessions.get("heidi")?.get("old") === undefined,
+				"node a to end heidi/old",
+			);
+		} finally {
+			await redis.call("CLIENT", "UNPAUSE");
+			await redis.quit();
+		}
+		const unavailable = /<presence(?=[^>]*from="heidi@localhost\/old")(?=[^>]*type="unavailable")/;
+		await fresh.waitFor(unavailable, markF);
+		await ivan.waitFor(unavailable, markI);
+		fresh.end();
+		ivan.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
 	});
 
 	test("XEP-0280 §7: a carbon copy reaches the user's resource on the other node", async () => {
