@@ -5,7 +5,7 @@
  * server; a node killed with SIGKILL has its sessions ended by the survivors.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import pg from "pg";
 import type { ClusterLink } from "../../src/cluster/link.ts";
 import { RemoteSession } from "../../src/cluster/remote-session.ts";
 import { HIBERNATING } from "../../src/core/contracts.ts";
+import { spawnChildNode, writeChildNodeToml } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online, sync } from "../helpers/raw-stanzas.ts";
@@ -59,35 +60,6 @@ const clusterConfig = (node: string) => ({
 	} as const,
 	components: { "conference.localhost": { type: "muc" as const } },
 });
-
-/**
- * A TOML file for a `parley serve` child: plain TCP on `port` only, PLAIN allowed; `log` is the
- * rest of the [log] table and any further tables.
- */
-function writeNodeConfig(file: string, dataDir: string, port: number, log: string[]): string {
-	const lines = [
-		"[server]",
-		`data_dir = ${JSON.stringify(dataDir)}`,
-		"[auth]",
-		"require_encryption = false",
-		"allow_plain_without_tls = true",
-		"[listeners.c2s]",
-		'address = "127.0.0.1"',
-		`port = ${port}`,
-		"[listeners.c2s_direct_tls]",
-		"enabled = false",
-		"[listeners.http]",
-		"enabled = false",
-		"[listeners.https]",
-		"enabled = false",
-		"[listeners.s2s]",
-		"enabled = false",
-		"[log]",
-		...log,
-	];
-	writeFileSync(file, `${lines.join("\n")}\n`);
-	return file;
-}
 
 /** Runs the CLI without blocking this process (a test server may be running in it). */
 const run = (args: string[]) => promisify(execFile)(process.execPath, args);
@@ -622,24 +594,8 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 
 		// Node C: a separate process on the same storage and cluster.
 		const port = await freePort();
-		const toml = writeNodeConfig(join(a.dataDir, "node-c.toml"), a.dataDir, port, [
-			'level = "warn"',
-			"[cluster]",
-			"enabled = true",
-			`redis = ${JSON.stringify(TEST_REDIS_URL)}`,
-			`prefix = ${JSON.stringify(PREFIX)}`,
-			'node = "node-c"',
-			"heartbeat = 0.5",
-			"node_timeout = 3",
-			`registry = "${REGISTRY}"`,
-		]);
-		let child: ChildProcess | null = spawn(process.execPath, [BIN, "serve", "--config", toml], {
-			stdio: ["ignore", "ignore", "pipe"],
-		});
-		let stderr = "";
-		child.stderr?.on("data", (d) => {
-			stderr += d;
-		});
+		const nodeC = spawnChildNode({ dataDir: a.dataDir, port, prefix: PREFIX, node: "node-c" });
+		let child: ChildProcess | null = nodeC.child;
 		try {
 			await waitFor(
 				async () => {
@@ -654,7 +610,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 				"node C to serve",
 				20_000,
 			).catch((err: Error) => {
-				throw new Error(`${err.message}; node C said: ${stderr}`);
+				throw new Error(`${err.message}; node C said: ${nodeC.output()}`);
 			});
 			// Alice (node A) sees bob come online on node C.
 			await alice.waitFor(/<presence[^>]*from="bob@localhost\/onc"/);
@@ -688,36 +644,25 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		const dir = mkdtempSync(join(tmpdir(), "parley-workers-"));
 		const prefix = `${PREFIX}-w`;
 		const port = await freePort();
-		const toml = writeNodeConfig(join(dir, "parley.toml"), dir, port, [
-			'level = "info"',
-			'format = "json"',
-			"[cluster]",
-			`prefix = ${JSON.stringify(prefix)}`,
-			`registry = "${REGISTRY}"`,
-		]);
+		const config = {
+			dataDir: dir,
+			port,
+			prefix,
+			log: ['level = "info"', 'format = "json"'],
+		};
+		const toml = writeChildNodeToml(config);
 		for (const u of ["alice", "bob"])
 			await run([BIN, "user", "add", `${u}@localhost`, "--config", toml, "--password", `pw-${u}`]);
 		const pidfile = join(dir, "parley.pid");
-		const child = spawn(
-			process.execPath,
-			[BIN, "serve", "--workers", "2", "--config", toml, "--pidfile", pidfile],
-			{ stdio: ["ignore", "pipe", "pipe"] },
-		);
-		let out = "";
-		child.stdout?.on("data", (d) => {
-			out += d;
+		const { child, exited, output } = spawnChildNode(config, {
+			args: ["--workers", "2", "--pidfile", pidfile],
+			stdout: true,
 		});
-		child.stderr?.on("data", (d) => {
-			out += d;
-		});
-		const exited = new Promise<number | null>((resolve) =>
-			child.on("exit", (code) => resolve(code)),
-		);
 		try {
 			// Written whole: writeFileSync creates the file before it writes the pid.
 			const written = () => existsSync(pidfile) && readFileSync(pidfile, "utf8").endsWith("\n");
 			await waitFor(written, "the pidfile (all workers running)", 30_000).catch((err: Error) => {
-				throw new Error(`${err.message}; output: ${out}`);
+				throw new Error(`${err.message}; output: ${output()}`);
 			});
 			assert.equal(readFileSync(pidfile, "utf8").trim(), String(child.pid));
 			const cs: RawClient[] = [];
@@ -725,12 +670,12 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 			// Each worker listens on the port with SO_REUSEPORT and the kernel spreads connections by
 			// address hash: with 16 connections both workers serve some (all on one: p = 2^-15).
 			const pids = new Set(
-				out
+				output()
 					.split("\n")
 					.filter((l) => l.includes('"msg":"authenticated"'))
 					.map((l) => (JSON.parse(l) as { pid: number }).pid),
 			);
-			assert.equal(pids.size, 2, out);
+			assert.equal(pids.size, 2, output());
 			for (let i = 0; i < 4; i++)
 				for (let j = 0; j < 4; j++) {
 					if (i === j) continue;
@@ -743,7 +688,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 				}
 			for (const c of cs) c.end();
 			child.kill("SIGTERM");
-			assert.equal(await exited, 0, out);
+			assert.equal(await exited, 0, output());
 			assert.equal(existsSync(pidfile), false);
 			// Each worker left the cluster: nothing of it stays in Redis.
 			const r = new Redis(TEST_REDIS_URL);
