@@ -548,7 +548,11 @@ export class Delivery {
 						),
 					);
 		}
-		await (this.#w as Redis).xack(orphan, GROUP, ...entries.map(([id]) => id));
+		// Stopped meanwhile (the routing took long: storage timing out): the entries stay pending
+		// in the orphan, which stays listed for the leader.
+		const w = this.#w;
+		if (!w) throw new Error("cluster delivery: stopped while re-routing a dead node's stream");
+		await w.xack(orphan, GROUP, ...entries.map(([id]) => id));
 		return entries.length;
 	}
 

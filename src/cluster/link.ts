@@ -35,6 +35,7 @@ import type {
 	ClusterStatus,
 	Core,
 	Host,
+	RemoteUnavailable,
 	Session,
 } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
@@ -56,7 +57,7 @@ type RegistryMessage =
 	| { op: "hello"; node: string }
 	/** All of a node's sessions: its replicas elsewhere are replaced by these. */
 	| { op: "state"; node: string; entries: SessionEntry[] }
-	| { op: "del"; node: string; id: string; seq: number }
+	| { op: "del"; node: string; id: string; seq: number; seen?: Record<string, number> }
 	| { op: "notify"; node: string; host: string; topic: string; data: string };
 
 /** `cluster/<topic>` event data on a host's bus. */
@@ -81,7 +82,25 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	#sub: Redis | null = null;
 	/** The sharded registry (`cluster.registry = "sharded"`, src/cluster/registry.ts); null: replicated. */
 	#shard: ShardedRegistry | null = null;
-	#seq = 0;
+	/**
+	 * Per node, increasing, and across restarts of a node under the same name (it starts from
+	 * the clock, in thousandths of a millisecond): other nodes compare it with what they have
+	 * applied (`#applied`).
+	 */
+	#seq = Date.now() * 1000;
+	/**
+	 * Per other node, the highest `seq` of its registry changes applied here, in the order its
+	 * node made them (the registry channel, or the JIDs' channels, which one connection
+	 * publishes in order; not what a sharded lookup read from a hash). A session of that node
+	 * published with a `seq` at most this is one this node knew.
+	 */
+	readonly #applied = new Map<string, number>();
+	/** For each local session available now: the `seq` of the entry that first said so. */
+	readonly #availableSeq = new Map<string, number>();
+	/** Local sessions available when last published. */
+	readonly #wasAvailable = new WeakSet<Session>();
+	/** What `#applied` held when a local session went unavailable (its next entry carries it). */
+	readonly #leftSeen = new WeakMap<Session, Record<string, number>>();
 	/** Local sessions whose state changed since the last publication. */
 	readonly #dirty = new Set<Session>();
 	/** Replicas of other nodes' sessions, by session id. */
@@ -218,7 +237,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				log: this.#log,
 				cacheMax: this.#cfg.registry_cache,
 				sink: {
-					apply: (m: ShardMessage) => this.#apply(m),
+					apply: (m: ShardMessage, loaded?: boolean) => this.#apply(m, loaded),
 					forget: (host, user) => {
 						for (const r of host.sessions.get(user)?.values() ?? [])
 							if (r instanceof RemoteSession) this.#drop(r);
@@ -331,6 +350,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	/** A local session was bound or changed state; published with this tick's batch. */
 	sessionChanged(session: Session): void {
 		if (this.#stopping || !session.jid) return;
+		// Going unavailable (RFC 6121 §4.5.2): the presence module sends unavailable to the
+		// sessions it knows right after this, synchronously; what this node knows is noted now.
+		if (session.available) {
+			this.#wasAvailable.add(session);
+			this.#leftSeen.delete(session);
+		} else if (this.#wasAvailable.delete(session)) this.#leftSeen.set(session, this.#appliedNow());
 		this.#shard?.pin(session.host, session.jid.local, session.id);
 		this.#dirty.add(session);
 		this.#queueOut();
@@ -338,17 +363,43 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 
 	sessionClosed(session: Session): void {
 		this.#dirty.delete(session);
+		this.#availableSeq.delete(session.id);
 		if (!this.#pub || !session.jid) return;
 		const seq = ++this.#seq;
+		// Called before `session/closed`, whose presence handler sends unavailable to the sessions
+		// this node knows (RFC 6121 §4.5.2): the removal says which those were.
+		const seen = session.available ? this.#appliedNow() : undefined;
 		if (this.#shard) {
 			const jid = session.jid;
 			this.#shard.unpin(session.host, jid.local, session.id);
-			this.#shard.remove(jid.bareString, jid.resource, session.id, seq);
+			this.#shard.remove(jid.bareString, jid.resource, session.id, seq, seen);
 			this.#queueOut();
 			return;
 		}
-		this.#outRegistry.push(JSON.stringify({ op: "del", node: this.node, id: session.id, seq }));
+		const m: RegistryMessage = { op: "del", node: this.node, id: session.id, seq };
+		if (seen) m.seen = seen;
+		this.#outRegistry.push(JSON.stringify(m));
 		this.#queueOut();
+	}
+
+	#appliedNow(): Record<string, number> {
+		return Object.fromEntries(this.#applied);
+	}
+
+	#noteApplied(node: string, seq: number): void {
+		if (seq > (this.#applied.get(node) ?? Number.NEGATIVE_INFINITY)) this.#applied.set(node, seq);
+	}
+
+	/**
+	 * Whether another node that sent unavailable presence after applying `seen` of this node's
+	 * changes knew `local` available then (and so sent it the presence too). Unknown: false.
+	 */
+	#knew(seen: Record<string, number> | undefined): (local: Session) => boolean {
+		const mark = seen?.[this.node];
+		return (local) => {
+			const at = this.#availableSeq.get(local.id);
+			return mark !== undefined && at !== undefined && at <= mark;
+		};
 	}
 
 	/** Tell the other nodes that something a module keeps in memory changed (`cluster/<topic>`). */
@@ -464,6 +515,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		for (const session of this.#dirty) {
 			const entry = this.#entryOf(session);
 			if (!entry) continue;
+			if (!entry.available) {
+				this.#availableSeq.delete(session.id);
+				const seen = this.#leftSeen.get(session);
+				if (seen) entry.seen = seen;
+				this.#leftSeen.delete(session);
+			} else if (!this.#availableSeq.has(session.id)) this.#availableSeq.set(session.id, entry.seq);
 			if (this.#shard) this.#shard.put(entry);
 			else this.#outRegistry.push(`{"op":"put","entry":${JSON.stringify(entry)}}`);
 		}
@@ -490,9 +547,9 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		}
 	}
 
-	#apply(m: RegistryMessage | ShardMessage): void {
+	#apply(m: RegistryMessage | ShardMessage, loaded = false): void {
 		if (m.op === "put") {
-			this.#put(m.entry);
+			this.#put(m.entry, loaded);
 			return;
 		}
 		if (m.node === this.node) return;
@@ -501,6 +558,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			return;
 		}
 		if (m.op === "state") {
+			// All its node's sessions, in channel order like its changes: #put notes the seqs.
 			const ids = new Set(m.entries.map((e) => e.id));
 			for (const r of [...this.#remote.values()])
 				if (r.node === m.node && !ids.has(r.id)) this.#closed(r);
@@ -508,8 +566,9 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			return;
 		}
 		if (m.op === "del") {
+			this.#noteApplied(m.node, m.seq);
 			const r = this.#remote.get(m.id);
-			if (r && r.seq < m.seq) this.#closed(r);
+			if (r && r.seq < m.seq) this.#closed(r, m.seen);
 			return;
 		}
 		const host = this.#server.hosts.get(m.host);
@@ -520,12 +579,15 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		});
 	}
 
-	#put(e: SessionEntry): void {
+	/** `loaded`: read from a sharded hash, not a change received in its node's order. */
+	#put(e: SessionEntry, loaded = false): void {
 		if (e.node === this.node) return;
+		if (!loaded) this.#noteApplied(e.node, e.seq);
 		const host = this.#server.hosts.get(e.host);
 		if (!host) return;
 		let r = this.#remote.get(e.id);
 		if (r && r.seq >= e.seq) return;
+		const was = r?.available ?? false;
 		if (!r) {
 			const jid = this.#server.jids.parse(e.jid);
 			r = new RemoteSession(e, host, jid, this);
@@ -549,6 +611,19 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		r.presence = e.presence ? this.#parse(e.presence) : null;
 		r.data.clear();
 		for (const [k, v] of Object.entries(e.data)) r.data.set(k, v);
+		if (was && !r.available) this.#unavailable(r, e.seen);
+	}
+
+	/**
+	 * A replica that was available is no more (its session sent unavailable presence or ended):
+	 * `session/remote-unavailable` lets the presence module tell the local sessions this node
+	 * showed it to and its node did not know of (RFC 6121 §4.5.2).
+	 */
+	#unavailable(r: RemoteSession, seen: Record<string, number> | undefined): void {
+		const data: RemoteUnavailable = { session: r, knew: this.#knew(seen) };
+		r.host.events.fire("session/remote-unavailable", data).catch((err: unknown) => {
+			this.#log.error({ err }, "session/remote-unavailable handler failed");
+		});
 	}
 
 	/**
@@ -557,8 +632,9 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	 * which an occupant that entered before its initial presence leaves by no unavailable
 	 * presence (it is no directed-presence recipient, RFC 6121 §4.6.2).
 	 */
-	#closed(r: RemoteSession): void {
+	#closed(r: RemoteSession, seen?: Record<string, number>): void {
 		this.#drop(r);
+		if (r.available) this.#unavailable(r, seen);
 		r.host.events.fire("session/remote-closed", { session: r }).catch((err: unknown) => {
 			this.#log.error({ err }, "session/remote-closed handler failed");
 		});

@@ -46,12 +46,15 @@ import type { SessionEntry } from "./remote-session.ts";
 /** What travels on a bare JID's channel: the same shape as the replicated registry's messages. */
 export type ShardMessage =
 	| { op: "put"; entry: SessionEntry }
-	| { op: "del"; node: string; id: string; seq: number };
+	| { op: "del"; node: string; id: string; seq: number; seen?: Record<string, number> };
 
 /** What the registry needs from the link: the replicas it keeps in `host.sessions`. */
 export interface ShardSink {
-	/** Apply a change of another node's session to the cached replicas. */
-	apply(m: ShardMessage): void;
+	/**
+	 * Apply a change of another node's session to the cached replicas. `loaded`: read from the
+	 * hash, not received on the channel (it says nothing of the order of the node's changes).
+	 */
+	apply(m: ShardMessage, loaded?: boolean): void;
 	/** Drop the replicas of `user` (evicted from the cache), firing nothing. */
 	forget(host: Host, user: string): void;
 	host(name: string): Host | undefined;
@@ -115,7 +118,15 @@ type Scripted = Redis & {
 
 type Write =
 	| { op: "put"; entry: SessionEntry; isNew: boolean }
-	| { op: "del"; bare: string; resource: string; node: string; id: string; seq: number };
+	| {
+			op: "del";
+			bare: string;
+			resource: string;
+			node: string;
+			id: string;
+			seq: number;
+			seen?: Record<string, number> | undefined;
+	  };
 
 export class ShardedRegistry {
 	readonly #pub: Scripted;
@@ -263,7 +274,7 @@ export class ShardedRegistry {
 			for (const [err, all] of results as [Error | null, Record<string, string>][]) {
 				if (err) throw err;
 				for (const v of Object.values(all))
-					this.#sink.apply({ op: "put", entry: JSON.parse(v) as SessionEntry });
+					this.#sink.apply({ op: "put", entry: JSON.parse(v) as SessionEntry }, true);
 			}
 		} catch (err) {
 			// Unknown is not cached: the next lookup tries again. Routing goes on with what is
@@ -318,9 +329,16 @@ export class ShardedRegistry {
 		this.#writes.push({ op: "put", entry, isNew });
 	}
 
-	remove(bare: string, resource: string, id: string, seq: number): void {
+	/** `seen`: see {@link ShardMessage} and SessionEntry.seen. */
+	remove(
+		bare: string,
+		resource: string,
+		id: string,
+		seq: number,
+		seen?: Record<string, number>,
+	): void {
 		this.#written.delete(id);
-		this.#writes.push({ op: "del", bare, resource, node: this.#node, id, seq });
+		this.#writes.push({ op: "del", bare, resource, node: this.#node, id, seq, seen });
 	}
 
 	/** Sends the writes queued this tick, in order, in one pipeline; resolves when they ran. */
@@ -360,6 +378,7 @@ export class ShardedRegistry {
 			return;
 		}
 		const m: ShardMessage = { op: "del", node: w.node, id: w.id, seq: w.seq };
+		if (w.seen) m.seen = w.seen;
 		void p.parleyDel(
 			this.#hash(w.bare),
 			this.#set(w.node),

@@ -30,6 +30,12 @@ export interface SessionEntry {
 	interested: boolean;
 	/** Module flags that other nodes read (carbons enabled, roster versioning, ...). */
 	data: Record<string, string | number | boolean>;
+	/**
+	 * On the entry that makes a session unavailable: what its node had applied of the other
+	 * nodes' registry changes when it sent the unavailable presence, the highest `seq` per node
+	 * (see `session/remote-unavailable`, src/cluster/link.ts).
+	 */
+	seen?: Record<string, number>;
 }
 
 export interface RemoteLink {
@@ -51,6 +57,7 @@ export class RemoteSession implements Session {
 	readonly data = new Map<string, unknown>();
 	/** Sequence number of the entry this replica reflects. */
 	seq = 0;
+	readonly shownTo = new Set<Session>();
 	readonly #link: RemoteLink;
 
 	constructor(entry: SessionEntry, host: Host, jid: JID, link: RemoteLink) {

@@ -54,6 +54,12 @@ export interface Session {
 	interested: boolean;
 	/** The cluster node holding the session, for a replica of another node's; absent for ours. */
 	readonly node?: string;
+	/**
+	 * On a replica: the sessions of this node that this node itself showed the replica's
+	 * available presence (RFC 6121 §4.2.2 to the user's new resource, §4.3.2 probe answers). Its
+	 * node may not have known them yet; see {@link RemoteUnavailable}.
+	 */
+	readonly shownTo?: Set<Session>;
 	/** What carries a local client session now (a XEP-0198 resumption may change it); absent on a replica. */
 	readonly transport?: ClientTransportKind;
 	/**
@@ -74,6 +80,18 @@ export interface Session {
 
 /** The carriers of a client stream: TCP (STARTTLS or direct TLS), WebSocket (RFC 7395), BOSH (XEP-0206). */
 export type ClientTransportKind = "tcp" | "websocket" | "bosh";
+
+/**
+ * `session/remote-unavailable` data, on the replica's host: another node's session that was
+ * available went unavailable or ended. Its node sent unavailable presence (RFC 6121 §4.5.2) to
+ * the sessions it knew of; `knew(local)` tells whether that included this node's `local` session
+ * (false when unknown, e.g. its node died). A session that this node showed the replica's
+ * presence to but that its node did not know yet would otherwise keep seeing it available.
+ */
+export interface RemoteUnavailable {
+	session: Session;
+	knew(local: Session): boolean;
+}
 
 /** `cluster/sm-abandon` data: the bare username and the `previd` a client failed to resume. */
 export const SM_ABANDON = "sm-abandon";

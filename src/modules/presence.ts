@@ -17,7 +17,7 @@
  * storage can deliver stored messages.
  */
 import { z } from "zod";
-import type { Host, Session } from "../core/contracts.ts";
+import type { Host, RemoteUnavailable, Session } from "../core/contracts.ts";
 import { HANDLED, Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
@@ -70,7 +70,7 @@ export async function answerProbe(
 	host: Host,
 	contact: string,
 	requester: JID,
-	reply: (presence: Element) => void,
+	reply: (presence: Element, from: Session) => void,
 ): Promise<void> {
 	await host.server.cluster?.resolve?.(host, contact);
 	const sessions = host.sessionsOf(contact).filter((s) => s.available && s.presence && s.jid);
@@ -95,8 +95,22 @@ export async function answerProbe(
 		const p = (s.presence as Element).clone();
 		p.attrs.from = (s.jid as JID).toString();
 		p.attrs.to = requester.toString();
-		reply(p);
+		reply(p, s);
 	}
+}
+
+/**
+ * `to`, a session of this node, was just shown the presence of `from`: when `from` is a replica
+ * of another node's session, it remembers that (see `session/remote-unavailable`).
+ */
+function shown(from: Session, to: Session): void {
+	const set = from.shownTo;
+	if (!set) return;
+	// Bounded by the sessions still there: a replica may outlive many short sessions.
+	if (set.size >= 64)
+		for (const s of set)
+			if (s.jid && s.host.sessions.get(s.jid.local)?.get(s.jid.resource) !== s) set.delete(s);
+	set.add(to);
 }
 
 /**
@@ -174,11 +188,12 @@ export default defineModule({
 						await api.send(x("presence", { type: "probe", from: jid.bareString, to: contact }));
 					continue;
 				}
-				await answerProbe(chost, cjid.local, jid, (p) => {
+				await answerProbe(chost, cjid.local, jid, (p, s) => {
 					const from = p.attrs.from as string;
 					if (sent.has(from)) return;
 					sent.add(from);
 					session.send(p);
+					shown(s, session);
 				});
 			}
 			return sent;
@@ -262,7 +277,11 @@ export default defineModule({
 				origin.send(stanza.clone());
 				if (initial) {
 					// RFC 6121 §4.2.2: the new resource learns about the account's other resources.
-					for (const s of availableOthers(origin)) if (s.presence) origin.send(s.presence.clone());
+					for (const s of availableOthers(origin))
+						if (s.presence) {
+							origin.send(s.presence.clone());
+							shown(s, origin);
+						}
 				}
 				// §4.2.2 / §4.4.2: to every contact with a subscription from/both.
 				await broadcastToContacts(origin, stanza);
@@ -293,7 +312,11 @@ export default defineModule({
 				const chost = host.server.hosts.get(to.domain);
 				// A contact on another server answers it there: the router takes it (§4.3.1).
 				if (!chost && !host.server.local(to.domain)) return undefined;
-				if (chost && to.local) await answerProbe(chost, to.local, from, (p) => origin.send(p));
+				if (chost && to.local)
+					await answerProbe(chost, to.local, from, (p, s) => {
+						origin.send(p);
+						shown(s, origin);
+					});
 				return HANDLED;
 			}
 			if (type === undefined) {
@@ -456,8 +479,11 @@ export default defineModule({
 					}
 				const chost = host.server.hosts.get(cjid.domain);
 				if (hasTo(item.subscription) && chost && cjid.local)
-					await answerProbe(chost, cjid.local, userJid, (p) => {
-						for (const us of mine) us.send(p.clone());
+					await answerProbe(chost, cjid.local, userJid, (p, s) => {
+						for (const us of mine) {
+							us.send(p.clone());
+							shown(s, us);
+						}
 					});
 			}
 		}
@@ -468,6 +494,27 @@ export default defineModule({
 			if (change.blocked.length) await blockedPresence(change.user, mine, change.blocked);
 			if (change.unblocked.length) await unblockedPresence(change.user, mine, change.unblocked);
 			return undefined;
+		});
+
+		/**
+		 * In a cluster: another node's session that this node showed to a local session (the
+		 * account's new resource, §4.2.2; a contact's probe, §4.3.2) went unavailable or ended.
+		 * Its node sent unavailable presence (§4.5.2) to the sessions it knew of; one that logged
+		 * in here within a registry propagation of that (milliseconds) was not among them, and
+		 * would see the ended resource available for ever. Those get the unavailable from here.
+		 */
+		api.hook("session/remote-unavailable", ({ session: r, knew }: RemoteUnavailable) => {
+			const to = r.shownTo;
+			if (!to?.size || !r.jid) return;
+			const targets = [...to];
+			to.clear();
+			for (const s of targets) {
+				if (!s.available || !s.jid || knew(s)) continue;
+				if (s.host.sessions.get(s.jid.local)?.get(s.jid.resource) !== s) continue;
+				s.send(
+					x("presence", { type: "unavailable", from: r.jid.toString(), to: s.jid.toString() }),
+				);
+			}
 		});
 
 		// RFC 6121 §4.5.2: a session that ends without saying so (connection lost, stream

@@ -24,8 +24,8 @@
  * reached its recipient exactly once, live or from offline storage.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -34,7 +34,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { readClusterStatus } from "../../src/cluster/status.ts";
 import type { Element } from "../../src/xml/element.ts";
-import { childNodeToml } from "../helpers/cluster-node.ts";
+import { type ChildNodeConfig, spawnChildNode } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { startTestServer } from "../helpers/server.ts";
@@ -44,7 +44,6 @@ import { waitFor } from "../helpers/wait.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
 import { befriend } from "../helpers/xmpp-user.ts";
 
-const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
 const TAG = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const PREFIX = `parley-test-roll-${TAG}`;
 const SCHEMA = `parley_roll_${TAG.replace(/-/g, "_")}`;
@@ -56,10 +55,11 @@ const NS_SM = "urn:xmpp:sm:3";
 interface Node {
 	name: string;
 	port: number;
-	toml: string;
+	config: ChildNodeConfig;
 	child: ChildProcess | null;
 	exited: Promise<number | null> | null;
-	stderr: string;
+	/** What its current process wrote on stderr. */
+	output: () => string;
 }
 
 /** One connection of a user: what it sent since XEP-0198 was enabled, and what the server acked. */
@@ -93,20 +93,14 @@ const conns: Conn[] = [];
 const current: (Conn | null)[] = USERS.map(() => null);
 let generation = 0;
 
-function nodeConfig(i: number, port: number, dataDir: string): string {
-	const name = `roll-${i}-${TAG}`;
-	const file = join(dataDir, `${name}.toml`);
-	writeFileSync(
-		file,
-		childNodeToml({
-			dataDir,
-			port,
-			prefix: PREFIX,
-			node: name,
-			postgres: { url: TEST_PG_URL, schema: SCHEMA },
-		}),
-	);
-	return file;
+function nodeConfig(i: number, port: number, dataDir: string): ChildNodeConfig {
+	return {
+		dataDir,
+		port,
+		prefix: PREFIX,
+		node: `roll-${i}-${TAG}`,
+		postgres: { url: TEST_PG_URL, schema: SCHEMA },
+	};
 }
 
 /** The nodes `parley cluster status` shows alive (src/cluster/status.ts reads the same keys). */
@@ -132,19 +126,13 @@ function listening(port: number): Promise<boolean> {
 /** Starts node i and waits until it is in the cluster and accepts connections. */
 async function startNode(redis: Redis, i: number): Promise<void> {
 	const n = nodes[i] as Node;
-	n.stderr = "";
-	const child = spawn(process.execPath, [BIN, "serve", "--config", n.toml], {
-		stdio: ["ignore", "pipe", "pipe"],
+	const log = process.env.ROLL_LOG;
+	const started = spawnChildNode(n.config, {
+		...(log ? { tee: (d: string) => appendFileSync(log, `[${n.name}] ${d}`) } : {}),
 	});
-	n.child = child;
-	child.stdout?.on("data", (d) => {
-		if (process.env.ROLL_LOG) appendFileSync(process.env.ROLL_LOG, `[${n.name}] ${d}`);
-	});
-	n.exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
-	child.stderr?.on("data", (d) => {
-		n.stderr += d;
-		if (process.env.ROLL_LOG) appendFileSync(process.env.ROLL_LOG, `[${n.name}] ${d}`);
-	});
+	n.child = started.child;
+	n.exited = started.exited;
+	n.output = started.output;
 	let gone = false;
 	void n.exited.then(() => {
 		gone = true;
@@ -157,7 +145,7 @@ async function startNode(redis: Redis, i: number): Promise<void> {
 		`node ${i} in the cluster`,
 		30_000,
 	).catch((err: Error) => {
-		throw new Error(`${err.message}; it said: ${n.stderr}`);
+		throw new Error(`${err.message}; it said: ${n.output()}`);
 	});
 }
 
@@ -324,10 +312,10 @@ describe("a rolling restart of a three-node cluster", { skip: redisSkip || postg
 			nodes.push({
 				name: `roll-${i}-${TAG}`,
 				port,
-				toml: nodeConfig(i, port, dataDir),
+				config: nodeConfig(i, port, dataDir),
 				child: null,
 				exited: null,
-				stderr: "",
+				output: () => "",
 			});
 		}
 	});
@@ -391,7 +379,7 @@ describe("a rolling restart of a three-node cluster", { skip: redisSkip || postg
 					);
 					current[k.user] = null;
 				}
-				assert.equal(await node.exited, 0, node.stderr);
+				assert.equal(await node.exited, 0, node.output());
 				// XEP-0198 §5: the session went with its process; resuming it elsewhere fails, and the
 				// client binds afresh (below).
 				const first = here[0] as Conn;

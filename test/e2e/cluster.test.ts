@@ -5,7 +5,7 @@
  * server; a node killed with SIGKILL has its sessions ended by the survivors.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,7 @@ import pg from "pg";
 import type { ClusterLink } from "../../src/cluster/link.ts";
 import { RemoteSession } from "../../src/cluster/remote-session.ts";
 import { HIBERNATING } from "../../src/core/contracts.ts";
+import { spawnChildNode, writeChildNodeToml } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online, sync } from "../helpers/raw-stanzas.ts";
@@ -27,7 +28,18 @@ import { availableWithCaps, befriend, connectUser, iq as xiq } from "../helpers/
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
 const PREFIX = `parley-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-const USERS = ["alice", "bob", "carol", "dave", "erin", "mallory", "frank", "grace"];
+const USERS = [
+	"alice",
+	"bob",
+	"carol",
+	"dave",
+	"erin",
+	"mallory",
+	"frank",
+	"grace",
+	"heidi",
+	"ivan",
+];
 
 /**
  * `cluster.registry` of every node: test/e2e/cluster-sharded.test.ts runs this file again with
@@ -48,35 +60,6 @@ const clusterConfig = (node: string) => ({
 	} as const,
 	components: { "conference.localhost": { type: "muc" as const } },
 });
-
-/**
- * A TOML file for a `parley serve` child: plain TCP on `port` only, PLAIN allowed; `log` is the
- * rest of the [log] table and any further tables.
- */
-function writeNodeConfig(file: string, dataDir: string, port: number, log: string[]): string {
-	const lines = [
-		"[server]",
-		`data_dir = ${JSON.stringify(dataDir)}`,
-		"[auth]",
-		"require_encryption = false",
-		"allow_plain_without_tls = true",
-		"[listeners.c2s]",
-		'address = "127.0.0.1"',
-		`port = ${port}`,
-		"[listeners.c2s_direct_tls]",
-		"enabled = false",
-		"[listeners.http]",
-		"enabled = false",
-		"[listeners.https]",
-		"enabled = false",
-		"[listeners.s2s]",
-		"enabled = false",
-		"[log]",
-		...log,
-	];
-	writeFileSync(file, `${lines.join("\n")}\n`);
-	return file;
-}
 
 /** Runs the CLI without blocking this process (a test server may be running in it). */
 const run = (args: string[]) => promisify(execFile)(process.execPath, args);
@@ -292,6 +275,80 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		await grace.waitFor(/<presence[^>]*from="frank@localhost\/f"/);
 		frank.end();
 		grace.end();
+	});
+
+	test("RFC 6121 §4.2.2 / §4.5.2 in a cluster: a resource on another node that goes unavailable is announced to the account's other resource once", async () => {
+		const old = await on(a.port, "heidi", "old");
+		const fresh = await on(b.port, "heidi", "fresh");
+		// §4.2.2: node b shows the new resource the other one, from its replica.
+		await fresh.waitFor(/<presence[^>]*from="heidi@localhost\/old"/);
+		await waitFor(
+			() => a.server.hosts.get("localhost")?.sessions.get("heidi")?.get("fresh")?.available,
+			"node a to know heidi/fresh available",
+		);
+		const mark = fresh.received.length;
+		old.send("<presence type='unavailable'/>");
+		// After the unavailable on node a's stream for node b (RFC 6120 §10.1: in order).
+		old.send("<message to='heidi@localhost/fresh' id='after-unavailable'><body>x</body></message>");
+		await message(fresh, "after-unavailable", mark);
+		await waitFor(
+			() => b.server.hosts.get("localhost")?.sessions.get("heidi")?.get("old")?.available === false,
+			"node b to see heidi/old unavailable",
+		);
+		// Node a knew heidi/fresh: node b adds nothing (it would have by this answer).
+		await iq(fresh, "ping-u", "<iq type='get' id='ping-u'><ping xmlns='urn:xmpp:ping'/></iq>");
+		const unavailable = /<presence(?=[^>]*from="heidi@localhost\/old")(?=[^>]*type="unavailable")/g;
+		assert.equal(fresh.received.slice(mark).match(unavailable)?.length, 1);
+		old.end();
+		fresh.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
+	});
+
+	test("RFC 6121 §4.2.2 / §4.3.2 / §4.5.2 in a cluster: a resource that ends on one node before that node learns of the account's new resource and a contact's, on another node, is shown to them as unavailable", async () => {
+		await befriend(a.server, "heidi@localhost", "ivan@localhost");
+		const old = await on(a.port, "heidi", "old");
+		const fresh = await login(b.port, "heidi", "pw-heidi", { resource: "fresh" });
+		const ivan = await login(b.port, "ivan", "pw-ivan", { resource: "i" });
+		clients.push(fresh, ivan);
+		await waitFor(
+			() => b.server.hosts.get("localhost")?.sessions.get("heidi")?.get("old")?.available,
+			"node b to know heidi/old available",
+		);
+		await waitFor(
+			() => a.server.hosts.get("localhost")?.sessions.get("heidi")?.get("fresh"),
+			"node a to know heidi/fresh bound",
+		);
+		// Redis takes no writes (CLIENT PAUSE … WRITE, Redis 6.2+): no registry change of either
+		// node reaches the other, as when both happen within a registry propagation.
+		const redis = new Redis(TEST_REDIS_URL);
+		const markF = fresh.received.length;
+		const markI = ivan.received.length;
+		await redis.call("CLIENT", "PAUSE", "20000", "WRITE");
+		try {
+			// Node b shows both heidi/old: to her new resource (§4.2.2), in answer to ivan's probe
+			// (§4.3.2).
+			fresh.send("<presence/>");
+			await fresh.waitFor(/<presence[^>]*from="heidi@localhost\/old"/, markF);
+			ivan.send("<presence/>");
+			await ivan.waitFor(/<presence[^>]*from="heidi@localhost\/old"/, markI);
+			// heidi/old ends while node a still has neither of them available.
+			old.end();
+			await waitFor(
+				() => a.server.hosts.get("localhost")?.sessions.get("heidi")?.get("old") === undefined,
+				"node a to end heidi/old",
+			);
+		} finally {
+			await redis.call("CLIENT", "UNPAUSE");
+			await redis.quit();
+		}
+		const unavailable = /<presence(?=[^>]*from="heidi@localhost\/old")(?=[^>]*type="unavailable")/;
+		await fresh.waitFor(unavailable, markF);
+		await ivan.waitFor(unavailable, markI);
+		fresh.end();
+		ivan.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
 	});
 
 	test("XEP-0280 §7: a carbon copy reaches the user's resource on the other node", async () => {
@@ -537,24 +594,8 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 
 		// Node C: a separate process on the same storage and cluster.
 		const port = await freePort();
-		const toml = writeNodeConfig(join(a.dataDir, "node-c.toml"), a.dataDir, port, [
-			'level = "warn"',
-			"[cluster]",
-			"enabled = true",
-			`redis = ${JSON.stringify(TEST_REDIS_URL)}`,
-			`prefix = ${JSON.stringify(PREFIX)}`,
-			'node = "node-c"',
-			"heartbeat = 0.5",
-			"node_timeout = 3",
-			`registry = "${REGISTRY}"`,
-		]);
-		let child: ChildProcess | null = spawn(process.execPath, [BIN, "serve", "--config", toml], {
-			stdio: ["ignore", "ignore", "pipe"],
-		});
-		let stderr = "";
-		child.stderr?.on("data", (d) => {
-			stderr += d;
-		});
+		const nodeC = spawnChildNode({ dataDir: a.dataDir, port, prefix: PREFIX, node: "node-c" });
+		let child: ChildProcess | null = nodeC.child;
 		try {
 			await waitFor(
 				async () => {
@@ -569,7 +610,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 				"node C to serve",
 				20_000,
 			).catch((err: Error) => {
-				throw new Error(`${err.message}; node C said: ${stderr}`);
+				throw new Error(`${err.message}; node C said: ${nodeC.output()}`);
 			});
 			// Alice (node A) sees bob come online on node C.
 			await alice.waitFor(/<presence[^>]*from="bob@localhost\/onc"/);
@@ -603,36 +644,25 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		const dir = mkdtempSync(join(tmpdir(), "parley-workers-"));
 		const prefix = `${PREFIX}-w`;
 		const port = await freePort();
-		const toml = writeNodeConfig(join(dir, "parley.toml"), dir, port, [
-			'level = "info"',
-			'format = "json"',
-			"[cluster]",
-			`prefix = ${JSON.stringify(prefix)}`,
-			`registry = "${REGISTRY}"`,
-		]);
+		const config = {
+			dataDir: dir,
+			port,
+			prefix,
+			log: ['level = "info"', 'format = "json"'],
+		};
+		const toml = writeChildNodeToml(config);
 		for (const u of ["alice", "bob"])
 			await run([BIN, "user", "add", `${u}@localhost`, "--config", toml, "--password", `pw-${u}`]);
 		const pidfile = join(dir, "parley.pid");
-		const child = spawn(
-			process.execPath,
-			[BIN, "serve", "--workers", "2", "--config", toml, "--pidfile", pidfile],
-			{ stdio: ["ignore", "pipe", "pipe"] },
-		);
-		let out = "";
-		child.stdout?.on("data", (d) => {
-			out += d;
+		const { child, exited, output } = spawnChildNode(config, {
+			args: ["--workers", "2", "--pidfile", pidfile],
+			stdout: true,
 		});
-		child.stderr?.on("data", (d) => {
-			out += d;
-		});
-		const exited = new Promise<number | null>((resolve) =>
-			child.on("exit", (code) => resolve(code)),
-		);
 		try {
 			// Written whole: writeFileSync creates the file before it writes the pid.
 			const written = () => existsSync(pidfile) && readFileSync(pidfile, "utf8").endsWith("\n");
 			await waitFor(written, "the pidfile (all workers running)", 30_000).catch((err: Error) => {
-				throw new Error(`${err.message}; output: ${out}`);
+				throw new Error(`${err.message}; output: ${output()}`);
 			});
 			assert.equal(readFileSync(pidfile, "utf8").trim(), String(child.pid));
 			const cs: RawClient[] = [];
@@ -640,12 +670,12 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 			// Each worker listens on the port with SO_REUSEPORT and the kernel spreads connections by
 			// address hash: with 16 connections both workers serve some (all on one: p = 2^-15).
 			const pids = new Set(
-				out
+				output()
 					.split("\n")
 					.filter((l) => l.includes('"msg":"authenticated"'))
 					.map((l) => (JSON.parse(l) as { pid: number }).pid),
 			);
-			assert.equal(pids.size, 2, out);
+			assert.equal(pids.size, 2, output());
 			for (let i = 0; i < 4; i++)
 				for (let j = 0; j < 4; j++) {
 					if (i === j) continue;
@@ -658,7 +688,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 				}
 			for (const c of cs) c.end();
 			child.kill("SIGTERM");
-			assert.equal(await exited, 0, out);
+			assert.equal(await exited, 0, output());
 			assert.equal(existsSync(pidfile), false);
 			// Each worker left the cluster: nothing of it stays in Redis.
 			const r = new Redis(TEST_REDIS_URL);
