@@ -10,6 +10,7 @@
  *       [--script 0]        first, Redis's time per sharded-registry write: N new entries then
  *                           N updates, pipelined EVALSHAs of the put script, INFO commandstats
  *                           before and after (other clients' EVALSHAs would count too)
+ *       [--redis redis://127.0.0.1:6379]   the Redis the nodes and the bench's MONITOR use
  *       [--contacts 0]      each user has this many mutual contacts (users i+1..i+K), spread
  *                           over the nodes, so that presence goes somewhere and the sharded
  *                           registry has JIDs to look up
@@ -43,6 +44,8 @@ import { befriend } from "../test/helpers/xmpp-user.ts";
 import { login, type Session } from "./lib/xmpp.ts";
 
 const PASSWORD = "bench-pw";
+/** `--redis`: the Redis of the nodes, the MONITOR and the bench's reads (set in main()). */
+let REDIS_URL = "redis://127.0.0.1:6379";
 
 // --- client side (child process) ---
 
@@ -192,7 +195,15 @@ async function run(
 	const users = Array.from({ length: sessions }, (_, i) => `u${i}`);
 	const cluster = (node: string) => ({
 		auth: { require_encryption: false, allow_plain_without_tls: true },
-		cluster: { enabled: true, prefix, node, heartbeat: 1, node_timeout: 5, registry },
+		cluster: {
+			enabled: true,
+			redis: REDIS_URL,
+			prefix,
+			node,
+			heartbeat: 1,
+			node_timeout: 5,
+			registry,
+		},
 		limits: { connections_per_ip: 0 },
 	});
 	const servers: TestServer[] = [];
@@ -220,8 +231,8 @@ async function run(
 	});
 
 	// Counting Redis traffic of this run's prefix.
-	const monitorConn = new Redis();
-	const stats = new Redis();
+	const monitorConn = new Redis(REDIS_URL);
+	const stats = new Redis(REDIS_URL);
 	const monitor = await monitorConn.monitor();
 	await stats.ping();
 	// The bench's own reads (stats) and the commands a script runs are not the nodes' traffic.
@@ -369,9 +380,19 @@ async function replicaCost(count: number): Promise<{ bytes: number; applyUs: num
 	const prefix = `parley-bench-${process.pid}-ghost`;
 	const s = await startTestServer({
 		storage: "sqlite",
-		config: { cluster: { enabled: true, prefix, node: "n0", heartbeat: 1, node_timeout: 5 } },
+		config: {
+			cluster: {
+				enabled: true,
+				redis: REDIS_URL,
+				prefix,
+				node: "n0",
+				heartbeat: 1,
+				node_timeout: 5,
+				registry: "replicated",
+			},
+		},
 	});
-	const r = new Redis();
+	const r = new Redis(REDIS_URL);
 	await r.set(`${prefix}:alive:ghost`, "1", "PX", 600_000);
 	await new Promise((res) => setTimeout(res, 1500));
 	const link = s.server.cluster as ClusterLink;
@@ -427,6 +448,7 @@ async function negativeCacheCost(count: number): Promise<number> {
 		config: {
 			cluster: {
 				enabled: true,
+				redis: REDIS_URL,
 				prefix,
 				node: "n0",
 				heartbeat: 1,
@@ -453,7 +475,7 @@ async function negativeCacheCost(count: number): Promise<number> {
 }
 
 async function scriptCost(count: number): Promise<{ added: number; updated: number }> {
-	const r = new Redis();
+	const r = new Redis(REDIS_URL);
 	const sha = (await r.script("LOAD", PUT_SCRIPT)) as string;
 	const p0 = `parley-bench-${process.pid}-script`;
 	const stat = async () => {
@@ -518,8 +540,10 @@ async function main() {
 			contacts: { type: "string", default: "0" },
 			negative: { type: "string", default: "0" },
 			script: { type: "string", default: "0" },
+			redis: { type: "string", default: REDIS_URL },
 		},
 	});
+	REDIS_URL = values.redis;
 	const registry = values.registry === "sharded" ? "sharded" : "replicated";
 	const contacts = Number(values.contacts);
 	if (values.clients) return clients();

@@ -41,6 +41,7 @@ import type { Logger } from "../core/log.ts";
 import type { Element } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
+import { ClusterCounters } from "./counters.ts";
 import { Delivery } from "./delivery.ts";
 import { Ownership } from "./ownership.ts";
 import { ShardedRegistry, type ShardMessage } from "./registry.ts";
@@ -81,6 +82,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	#sub: Redis | null = null;
 	/** The sharded registry (`cluster.registry = "sharded"`, src/cluster/registry.ts); null: replicated. */
 	#shard: ShardedRegistry | null = null;
+	/** Limits that hold across the nodes (src/cluster/counters.ts); set once started. */
+	#counters: ClusterCounters | null = null;
 	#seq = 0;
 	/** Local sessions whose state changed since the last publication. */
 	readonly #dirty = new Set<Session>();
@@ -144,6 +147,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	/** Sessions of other nodes this node knows of. */
 	get remoteSessions(): number {
 		return this.#remote.size;
+	}
+
+	get counters(): ClusterCounters | null {
+		return this.#counters;
 	}
 
 	/** The sharded registry, when `cluster.registry = "sharded"` (tests and benches read it). */
@@ -226,6 +233,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 					host: (name) => this.#server.hosts.get(name),
 				},
 			});
+		this.#counters = new ClusterCounters({
+			pub,
+			prefix: this.#cfg.prefix,
+			node: this.node,
+			log: this.#log,
+		});
 		await this.owners.start();
 		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
 		await sub.subscribe(this.#keys.registry);
@@ -289,6 +302,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.resync(this.#localEntries())
 				.catch((err: unknown) => this.#log.error({ err }, "cluster: resync failed"));
 		else this.#queueState();
+		// The counters' shares of this node, gone with Redis's data or removed by the leader.
+		await this.#counters
+			?.rewrite()
+			.catch((err: unknown) => this.#log.error({ err }, "cluster: counters not rewritten"));
 		await this.#join().catch((err: unknown) => this.#log.error({ err }, "cluster: resync failed"));
 	}
 
@@ -310,6 +327,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 					.entriesOf(this.node)
 					.then((entries) => shard.removeNode(this.node, entries))
 					.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving the registry failed"));
+			// What this node held in the cluster's counters (guests, uploads, rooms) goes with it.
+			await this.#counters
+				?.releaseNode(this.node)
+				.catch((err: unknown) => this.#log.warn({ err }, "cluster: counters not released"));
 			await pub
 				.multi()
 				.del(this.#keys.alive(this.node))
@@ -751,6 +772,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			}
 			await this.#shard.removeNode(node, entries);
 		}
+		// Its shares of the cluster's counters (guests per address, uploads, temporary rooms).
+		await this.#counters?.releaseNode(node);
 		await (this.#pub as Redis)
 			.multi()
 			.zrem(this.#keys.nodes, node)
