@@ -19,6 +19,8 @@ export interface ChildNodeConfig {
 	node: string;
 	/** PostgreSQL shared with the other nodes; SQLite in `dataDir` otherwise. */
 	postgres?: { url: string; schema: string };
+	/** Plain HTTP listener (BOSH, WebSocket, uploads) on this port; none when absent. */
+	httpPort?: number;
 	/** Further TOML lines (components, ...), after the cluster table. */
 	extra?: string[];
 }
@@ -47,7 +49,7 @@ export function childNodeToml(c: ChildNodeConfig): string {
 		"[listeners.c2s_direct_tls]",
 		"enabled = false",
 		"[listeners.http]",
-		"enabled = false",
+		...(c.httpPort ? ['address = "127.0.0.1"', `port = ${c.httpPort}`] : ["enabled = false"]),
 		"[listeners.https]",
 		"enabled = false",
 		"[listeners.s2s]",
