@@ -160,6 +160,15 @@ export class ClusterCounters implements ClusterCounterApi {
 	}
 
 	/**
+	 * True once per cluster and Redis life for `mark` (SET NX of the key `<p>:c:<mark>`): who gets
+	 * true counts what exists outside any node (the persistent rooms in storage). Redis losing its
+	 * data loses the mark with the counters, so they are counted again.
+	 */
+	async once(mark: string): Promise<boolean> {
+		return (await this.#pub.set(this.key(mark), "1", "NX")) === "OK";
+	}
+
+	/**
 	 * After a lost connection or this node declared dead (its fields removed by the leader):
 	 * writes every share of this node again (HSET, not added: what is there is this node's).
 	 */

@@ -434,6 +434,8 @@ export interface ClusterCounterApi {
 	): Promise<void>;
 	spend(name: string, amount: number, window: CounterWindow): Promise<void>;
 	total(name: string, window?: CounterWindow): Promise<number>;
+	/** True for the first caller of the cluster (again after Redis lost its data). */
+	once(mark: string): Promise<boolean>;
 }
 
 /** A node as the cluster's registry in Redis shows it (src/cluster/status.ts). */
