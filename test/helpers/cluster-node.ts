@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { TEST_CLUSTER_REGISTRY } from "./cluster-registry.ts";
 import { TEST_REDIS_URL } from "./services.ts";
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
@@ -27,8 +28,7 @@ export interface ChildNodeConfig {
 
 /** TOML text for {@link ChildNodeConfig}. */
 export function childNodeToml(c: ChildNodeConfig): string {
-	const registry =
-		process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated";
+	const registry = TEST_CLUSTER_REGISTRY;
 	const lines = [
 		"[server]",
 		`data_dir = ${JSON.stringify(c.dataDir)}`,
