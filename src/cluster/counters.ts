@@ -89,6 +89,8 @@ export class ClusterCounters implements ClusterCounterApi {
 	readonly #log: Logger;
 	/** This node's share of each counter (what its field holds, or will once written). */
 	readonly #mine = new Map<string, number>();
+	/** Set once this node released its shares (stopping): what ends after that writes nothing. */
+	#stopped = false;
 
 	constructor(o: { pub: Redis; prefix: string; node: string; log: Logger }) {
 		o.pub.defineCommand("parleyCount", { numberOfKeys: 1, lua: ADD_SCRIPT });
@@ -120,6 +122,7 @@ export class ClusterCounters implements ClusterCounterApi {
 		max: number,
 		o: { shared?: boolean; window?: Window } = {},
 	): Promise<true | Refusal> {
+		if (this.#stopped) throw new Error("cluster: this node left the cluster");
 		const field = o.shared ? "*" : this.#node;
 		if (!o.shared) this.#grow(name, by);
 		const res = await this.#run(name, field, by, max, o.window).catch((err: unknown) => {
@@ -142,19 +145,21 @@ export class ClusterCounters implements ClusterCounterApi {
 		by: number,
 		o: { shared?: boolean; window?: Window } = {},
 	): Promise<void> {
+		if (this.#stopped) return;
 		if (o.shared) await this.#run(name, "*", -by, 0, o.window);
 		else await this.#shrink(name, by, () => this.#run(name, this.#node, -by, 0, o.window));
 	}
 
 	/** Records `amount` spent now on `name` (kept for the window, whatever becomes of this node). */
 	async spend(name: string, amount: number, window: Window): Promise<void> {
-		if (amount <= 0) return;
+		if (amount <= 0 || this.#stopped) return;
 		const field = `@${Math.floor(Date.now() / window.bucketMs)}`;
 		await this.#run(name, field, amount, 0, window);
 	}
 
 	/** The total of `name` in the whole cluster (spending out of the window left out). */
 	async total(name: string, window?: Window): Promise<number> {
+		if (this.#stopped) throw new Error("cluster: this node left the cluster");
 		const res = await this.#run(name, this.#node, 0, 0, window, true);
 		return Number(res[1] ?? 0);
 	}
@@ -182,6 +187,7 @@ export class ClusterCounters implements ClusterCounterApi {
 
 	/** Removes what `node` held in every counter (the leader, for a dead node; a node, stopping). */
 	async releaseNode(node: string): Promise<void> {
+		if (node === this.#node) this.#stopped = true;
 		const names = await this.#pub.smembers(this.nodeKey(node));
 		const p = this.#pub.pipeline();
 		for (const name of names) p.hdel(this.key(name), node);

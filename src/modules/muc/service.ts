@@ -558,6 +558,11 @@ export class MucService implements RoomHost {
 		}
 		// In a cluster the whole cluster's rooms count, when the room is made (#count).
 		if (this.#counters()) return;
+		this.#localLimits(bare);
+	}
+
+	/** `max_rooms` and `max_rooms_per_user` over this node's rooms (one node, or Redis unreachable). */
+	#localLimits(bare: string): void {
 		if (this.cfg.max_rooms > 0 && this.rooms.size >= this.cfg.max_rooms)
 			throw new StanzaError("resource-constraint", "this service has reached its room limit");
 		const mine = this.#created.get(bare) ?? 0;
@@ -587,11 +592,20 @@ export class MucService implements RoomHost {
 		const bare = from.bare.toString();
 		const admin = this.#admins.has(bare);
 		const names = this.#counterNames(bare);
-		if ((await counters.tryAdd(names.rooms, 1, admin ? 0 : this.cfg.max_rooms)) !== true)
-			throw new StanzaError("resource-constraint", "this service has reached its room limit");
-		if ((await counters.tryAdd(names.mine, 1, admin ? 0 : this.cfg.max_rooms_per_user)) !== true) {
-			await counters.release(names.rooms, 1);
-			throw new StanzaError("policy-violation", "you have created as many rooms as allowed");
+		let added = false;
+		try {
+			if ((await counters.tryAdd(names.rooms, 1, admin ? 0 : this.cfg.max_rooms)) !== true)
+				throw new StanzaError("resource-constraint", "this service has reached its room limit");
+			added = true;
+			if ((await counters.tryAdd(names.mine, 1, admin ? 0 : this.cfg.max_rooms_per_user)) !== true)
+				throw new StanzaError("policy-violation", "you have created as many rooms as allowed");
+		} catch (err) {
+			if (added) await counters.release(names.rooms, 1).catch(() => {});
+			if (err instanceof StanzaError) throw err;
+			// Redis does not answer: this node's rooms decide, and the room is not counted.
+			this.#log.warn({ err }, "room counters unreachable; counting this node's rooms");
+			if (!admin) this.#localLimits(bare);
+			return null;
 		}
 		return { creator: bare, shared: false };
 	}
