@@ -5,8 +5,9 @@
  * it, so each counter is a hash with one field per node holding something:
  *
  * - `<p>:c:<name>`   a hash per counter: `<node>` -> what that node holds (released with the
- *                    node: the leader HDELs a dead node's field), `*` -> what belongs to no node
- *                    (a persistent room, kept when its node dies), `@<bucket>` -> what was spent
+ *                    node: the leader HDELs a dead node's field), `=<unit>` -> a unit that belongs
+ *                    to no node (a persistent room, kept when its node dies; set, not added, so
+ *                    counting it twice counts it once), `@<bucket>` -> what was spent
  *                    in that time bucket (bytes uploaded), kept for the counter's window and
  *                    then dropped by the next check;
  * - `<p>:cn:<node>`  a set per node of the counters where it holds something, for the leader
@@ -23,7 +24,8 @@ import type { Redis } from "ioredis";
 import type { ClusterCounterApi } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
 
-// KEYS: the counter. ARGV: field, by, max (0: none), now (ms), window (ms, 0: none), bucket (ms).
+// KEYS: the counter. ARGV: field, by, max (0: none), now (ms), window (ms, 0: none), bucket (ms),
+// unit ("1": the field is a unit's, set to `by` if absent and removed by a negative `by`).
 // Spent fields older than the window go first; an add (by > 0) with a max is refused when the
 // total would pass it. Returns {1} or, refused, {0, total, bucket1, spent1, bucket2, ...} (the
 // spent buckets, for a Retry-After); max -1 only reads (that answer, nothing added). A field
@@ -34,6 +36,9 @@ local max = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
 local bucket = tonumber(ARGV[6])
+if ARGV[7] == '1' and by > 0 and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  return {1}
+end
 local all = redis.call('HGETALL', KEYS[1])
 local total = 0
 local spent = {}
@@ -57,7 +62,9 @@ if max < 0 or (by > 0 and max > 0 and total + by > max) then
   for i = 1, #spent do out[#out + 1] = spent[i] end
   return out
 end
-if by ~= 0 then
+if ARGV[7] == '1' then
+  if by < 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], by) end
+elseif by ~= 0 then
   local n = redis.call('HINCRBY', KEYS[1], ARGV[1], by)
   if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
 end
@@ -114,23 +121,27 @@ export class ClusterCounters implements ClusterCounterApi {
 
 	/**
 	 * Adds `by` (> 0) to this node's share of `name` unless the total would pass `max` (0: no
-	 * limit). `shared`: the unit belongs to no node (field `*`), and survives this node.
+	 * limit). `unit`: what is added is that unit's and no node's (field `=<unit>`): it survives
+	 * this node, and adding it again changes nothing.
 	 */
 	async tryAdd(
 		name: string,
 		by: number,
 		max: number,
-		o: { shared?: boolean; window?: Window } = {},
+		o: { unit?: string; window?: Window } = {},
 	): Promise<true | Refusal> {
 		if (this.#stopped) throw new Error("cluster: this node left the cluster");
-		const field = o.shared ? "*" : this.#node;
-		if (!o.shared) this.#grow(name, by);
-		const res = await this.#run(name, field, by, max, o.window).catch((err: unknown) => {
-			if (!o.shared) this.#shrink(name, by);
-			throw err;
-		});
+		const shared = o.unit !== undefined;
+		const field = shared ? `=${o.unit}` : this.#node;
+		if (!shared) this.#grow(name, by);
+		const res = await this.#run(name, field, by, max, o.window, false, shared).catch(
+			(err: unknown) => {
+				if (!shared) this.#shrink(name, by);
+				throw err;
+			},
+		);
 		if (res[0] === 1) return true;
-		if (!o.shared) this.#shrink(name, by);
+		if (!shared) this.#shrink(name, by);
 		const spent: Refusal["spent"] = [];
 		const bucketMs = o.window?.bucketMs ?? 1;
 		for (let i = 2; i + 1 < res.length; i += 2)
@@ -139,14 +150,14 @@ export class ClusterCounters implements ClusterCounterApi {
 		return { total: Number(res[1] ?? 0), spent };
 	}
 
-	/** Takes `by` (> 0) off this node's share of `name` (or off the shared part). */
+	/** Takes `by` (> 0) off this node's share of `name` (or removes `unit`). */
 	async release(
 		name: string,
 		by: number,
-		o: { shared?: boolean; window?: Window } = {},
+		o: { unit?: string; window?: Window } = {},
 	): Promise<void> {
 		if (this.#stopped) return;
-		if (o.shared) await this.#run(name, "*", -by, 0, o.window);
+		if (o.unit !== undefined) await this.#run(name, `=${o.unit}`, -by, 0, o.window, false, true);
 		else await this.#shrink(name, by, () => this.#run(name, this.#node, -by, 0, o.window));
 	}
 
@@ -226,6 +237,7 @@ export class ClusterCounters implements ClusterCounterApi {
 		max: number,
 		window: Window | undefined,
 		read = false,
+		unit = false,
 	): Promise<number[]> {
 		// A read is an add of 0 that answers with the total: a refusal of an add of 1 with max 0.
 		return this.#pub.parleyCount(
@@ -236,6 +248,7 @@ export class ClusterCounters implements ClusterCounterApi {
 			String(Date.now()),
 			String(window?.ms ?? 0),
 			String(window?.bucketMs ?? 1),
+			unit ? "1" : "0",
 		);
 	}
 }

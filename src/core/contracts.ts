@@ -416,8 +416,8 @@ export interface CounterWindow {
 
 /**
  * Cluster-wide counters (src/cluster/counters.ts): each node's share is its own and is released
- * when the node dies (the leader's node-death cleanup) or stops; `shared` units belong to no
- * node and stay; what is `spend`t counts for its window.
+ * when the node dies (the leader's node-death cleanup) or stops; a named `unit` belongs to no
+ * node and stays (added twice, counted once); what is `spend`t counts for its window.
  */
 export interface ClusterCounterApi {
 	/** Adds `by` unless the total would pass `max` (0: no limit): true, or what it found. */
@@ -425,13 +425,9 @@ export interface ClusterCounterApi {
 		name: string,
 		by: number,
 		max: number,
-		o?: { shared?: boolean; window?: CounterWindow },
+		o?: { unit?: string; window?: CounterWindow },
 	): Promise<true | { total: number; spent: { at: number; amount: number }[] }>;
-	release(
-		name: string,
-		by: number,
-		o?: { shared?: boolean; window?: CounterWindow },
-	): Promise<void>;
+	release(name: string, by: number, o?: { unit?: string; window?: CounterWindow }): Promise<void>;
 	spend(name: string, amount: number, window: CounterWindow): Promise<void>;
 	total(name: string, window?: CounterWindow): Promise<number>;
 	/** True for the first caller of the cluster (again after Redis lost its data). */

@@ -142,9 +142,9 @@ export class MucService implements RoomHost {
 	/**
 	 * In a cluster, `max_rooms` and `max_rooms_per_user` count in Redis (src/cluster/counters.ts):
 	 * a room this node holds, its creator, and whether it counts as stored (a persistent room,
-	 * field `*`, kept when a node dies) or as this node's (a temporary room, gone with the node).
+	 * field `=<room>`, kept when a node dies) or as this node's (a temporary room, gone with the node).
 	 */
-	readonly #counted = new Map<string, { creator: string; shared: boolean }>();
+	readonly #counted = new Map<string, { creator: string; local: string; shared: boolean }>();
 
 	constructor(
 		host: Host,
@@ -293,7 +293,7 @@ export class MucService implements RoomHost {
 		this.#stored.add(local);
 		this.#created.set(room.creator, (this.#created.get(room.creator) ?? 0) + 1);
 		// Counted as stored already (by its creation, or by the seeding in `refresh`).
-		if (this.#counters()) this.#counted.set(local, { creator: room.creator, shared: true });
+		if (this.#counters()) this.#counted.set(local, { creator: room.creator, local, shared: true });
 	}
 
 	// --- a cluster's share of the rooms (issue 16) ---
@@ -586,7 +586,10 @@ export class MucService implements RoomHost {
 	 * saved as persistent) unless the cluster's `max_rooms` or the creator's
 	 * `max_rooms_per_user` is reached (service admins are counted, never refused).
 	 */
-	async #count(from: JID): Promise<{ creator: string; shared: boolean } | null> {
+	async #count(
+		local: string,
+		from: JID,
+	): Promise<{ creator: string; local: string; shared: boolean } | null> {
 		const counters = this.#counters();
 		if (!counters) return null;
 		const bare = from.bare.toString();
@@ -607,7 +610,7 @@ export class MucService implements RoomHost {
 			if (!admin) this.#localLimits(bare);
 			return null;
 		}
-		return { creator: bare, shared: false };
+		return { creator: bare, local, shared: false };
 	}
 
 	/** A room this node counted is gone (destroyed, or a temporary room this node let go). */
@@ -617,11 +620,11 @@ export class MucService implements RoomHost {
 		if (c) this.#release(c);
 	}
 
-	#release(c: { creator: string; shared: boolean }): void {
+	#release(c: { creator: string; local: string; shared: boolean }): void {
 		const counters = this.#counters();
 		if (!counters) return;
 		const names = this.#counterNames(c.creator);
-		const o = { shared: c.shared };
+		const o = c.shared ? { unit: c.local } : {};
 		Promise.all([counters.release(names.rooms, 1, o), counters.release(names.mine, 1, o)]).catch(
 			(err: unknown) => this.#log.warn({ err }, "room counters not released"),
 		);
@@ -636,8 +639,14 @@ export class MucService implements RoomHost {
 		c.shared = stored;
 		const names = this.#counterNames(c.creator);
 		for (const name of [names.rooms, names.mine]) {
-			await counters.tryAdd(name, 1, 0, { shared: stored });
-			await counters.release(name, 1, { shared: !stored });
+			// The stored part first: a room is never counted nowhere (counted twice for a moment).
+			if (stored) {
+				await counters.tryAdd(name, 1, 0, { unit: local });
+				await counters.release(name, 1);
+			} else {
+				await counters.tryAdd(name, 1, 0);
+				await counters.release(name, 1, { unit: local });
+			}
 		}
 	}
 
@@ -653,8 +662,8 @@ export class MucService implements RoomHost {
 			const stored = (await this.#store.get(local)) as StoredRoom | undefined;
 			if (stored?.v !== 1) continue;
 			const names = this.#counterNames(stored.creator);
-			await counters.tryAdd(names.rooms, 1, 0, { shared: true });
-			await counters.tryAdd(names.mine, 1, 0, { shared: true });
+			await counters.tryAdd(names.rooms, 1, 0, { unit: local });
+			await counters.tryAdd(names.mine, 1, 0, { unit: local });
 		}
 	}
 
@@ -745,9 +754,9 @@ export class MucService implements RoomHost {
 			await this.#checkTombstone(to.local, from);
 			room = this.rooms.get(to.local);
 		}
-		let counted: { creator: string; shared: boolean } | null = null;
+		let counted: { creator: string; local: string; shared: boolean } | null = null;
 		if (!room) {
-			counted = await this.#count(from);
+			counted = await this.#count(to.local, from);
 			room = this.rooms.get(to.local);
 			// Made by another stanza meanwhile: this one joins it, and counts nothing.
 			if (room && counted) this.#release(counted);
