@@ -638,15 +638,20 @@ export class MucService implements RoomHost {
 		if (!c || !counters || c.shared === stored) return;
 		c.shared = stored;
 		const names = this.#counterNames(c.creator);
-		for (const name of [names.rooms, names.mine]) {
-			// The stored part first: a room is never counted nowhere (counted twice for a moment).
-			if (stored) {
-				await counters.tryAdd(name, 1, 0, { unit: local });
-				await counters.release(name, 1);
-			} else {
-				await counters.tryAdd(name, 1, 0);
-				await counters.release(name, 1, { unit: local });
+		try {
+			for (const name of [names.rooms, names.mine]) {
+				// The new part first: a room is never counted nowhere (counted twice for a moment).
+				if (stored) {
+					await counters.tryAdd(name, 1, 0, { unit: local });
+					await counters.release(name, 1);
+				} else {
+					await counters.tryAdd(name, 1, 0);
+					await counters.release(name, 1, { unit: local });
+				}
 			}
+		} catch (err) {
+			// The room is saved all the same; the counters are off by it until it is destroyed.
+			this.#log.warn({ err, room: local }, "room counters not moved");
 		}
 	}
 
