@@ -46,7 +46,7 @@ import { Delivery } from "./delivery.ts";
 import { Ownership } from "./ownership.ts";
 import { ShardedRegistry, type ShardMessage } from "./registry.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
-import { beatsKey, readClusterStatus } from "./status.ts";
+import { type Beat, beatsKey, readClusterStatus } from "./status.ts";
 
 /** Separates the fields of a node-channel message; U+0000 cannot occur in XML or in a JID. */
 const SEP = "\u0000";
@@ -277,6 +277,30 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		if (!this.#shard)
 			await pub.publish(this.#keys.registry, JSON.stringify([{ op: "hello", node: this.node }]));
 		await this.#tick();
+		await this.#checkRegistryModes().catch(() => {});
+	}
+
+	/**
+	 * Nodes with different `cluster.registry` do not see each other's sessions (a replicated node
+	 * never looks up; a sharded one never reads the replicas' channel): said loudly at join, the
+	 * likely cause being a rolling upgrade across the change of default (docs/configuration.md).
+	 * A live node whose heartbeat names no registry is older than that change: "replicated".
+	 */
+	async #checkRegistryModes(): Promise<void> {
+		const beats = await (this.#pub as Redis).hgetall(beatsKey(this.#cfg.prefix));
+		const fresh = Date.now() - this.#cfg.node_timeout * 1000;
+		const other: string[] = [];
+		for (const [node, json] of Object.entries(beats)) {
+			if (node === this.node) continue;
+			const beat = JSON.parse(json) as Partial<Beat>;
+			const mode = beat.registry ?? "replicated";
+			if ((beat.at ?? 0) >= fresh && mode !== this.#cfg.registry) other.push(`${node} (${mode})`);
+		}
+		if (other.length)
+			this.#log.error(
+				{ registry: this.#cfg.registry, others: other },
+				"cluster: nodes with another cluster.registry are live; they and this node do not see each other's sessions (set the same registry on every node)",
+			);
 	}
 
 	/** Sessions bound on this node (its streams, not the replicas). */
@@ -705,6 +729,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 						at: Date.now(),
 						sessions: this.#localSessions(),
 						heartbeat: this.#cfg.heartbeat,
+						registry: this.#cfg.registry,
 					}),
 				)
 				.exec()) as [[null, number], [null, string | null], [null, string[]], [null, number]];
