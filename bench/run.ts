@@ -1,4 +1,4 @@
-// npm run bench -- [--target parley|prosody|ejabberd|relay]...
+// npm run bench -- [--help] [--target parley|prosody|ejabberd|relay]...
 //                  [login|chat|chat-sm|idle|roster|saturation|storage|muc|pep|s2s|anon]...
 //                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N]
 //                  [--guests N]
@@ -89,7 +89,7 @@
 // prints one table per scenario with each figure's ratio to the best XMPP server. The primary
 // figure is the server's own CPU time (utime+stime of its process tree, from /proc).
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
-import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
 	cores,
@@ -226,6 +226,13 @@ function parseArgs(argv: string[]): Options {
 	};
 	for (let i = 0; i < argv.length; i++) {
 		const a = argv[i] as string;
+		if (a === "--help" || a === "-h") {
+			// The usage is this file's opening comment.
+			const text = readFileSync(new URL(import.meta.url), "utf8");
+			const head = text.slice(0, text.search(/^import /m));
+			process.stdout.write(head.replace(/^\/\/ ?/gm, ""));
+			process.exit(0);
+		}
 		if (a === "--target" || a === "-t") {
 			const t = argv[++i] as TargetName;
 			if (
