@@ -5,7 +5,7 @@
  *   npx node --expose-gc bench/cluster-registry.ts [--nodes 1,2,3] [--sessions 600]
  *       [--concurrency 1]   logins (and presence changes, logouts) in flight at once; 1 shows
  *                           the cost of one event alone, more shows the per-tick batching
- *       [--registry sharded|replicated]   cluster.registry of the nodes (sharded: the default)
+ *       [--registry replicated|sharded]   cluster.registry of the nodes
  *       [--negative 0]      first, the heap of N cached bare JIDs without sessions (sharded)
  *       [--script 0]        first, Redis's time per sharded-registry write: N new entries then
  *                           N updates, pipelined EVALSHAs of the put script, INFO commandstats
@@ -554,7 +554,7 @@ async function main() {
 			concurrency: { type: "string", default: "1" },
 			clients: { type: "boolean", default: false },
 			replicas: { type: "string", default: "20000" },
-			registry: { type: "string", default: "sharded" },
+			registry: { type: "string", default: "replicated" },
 			contacts: { type: "string", default: "0" },
 			negative: { type: "string", default: "0" },
 			script: { type: "string", default: "0" },
@@ -563,7 +563,7 @@ async function main() {
 		},
 	});
 	REDIS_URL = values.redis;
-	const registry = values.registry === "replicated" ? "replicated" : "sharded";
+	const registry = values.registry === "sharded" ? "sharded" : "replicated";
 	const contacts = Number(values.contacts);
 	if (values.clients) return clients();
 	const sessions = Number(values.sessions);

@@ -282,9 +282,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 
 	/**
 	 * Nodes with different `cluster.registry` do not see each other's sessions (a replicated node
-	 * never looks up; a sharded one never reads the replicas' channel): said loudly at join, the
-	 * likely cause being a rolling upgrade across the change of default (docs/configuration.md).
-	 * A live node whose heartbeat names no registry is older than that change: "replicated".
+	 * never looks up; a sharded one never reads the replicas' channel): said loudly at join. A
+	 * live node whose heartbeat names no registry (an older version) is not judged.
 	 */
 	async #checkRegistryModes(): Promise<void> {
 		const beats = await (this.#pub as Redis).hgetall(beatsKey(this.#cfg.prefix));
@@ -293,8 +292,9 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		for (const [node, json] of Object.entries(beats)) {
 			if (node === this.node) continue;
 			const beat = JSON.parse(json) as Partial<Beat>;
-			const mode = beat.registry ?? "replicated";
-			if ((beat.at ?? 0) >= fresh && mode !== this.#cfg.registry) other.push(`${node} (${mode})`);
+			const mode = beat.registry;
+			if ((beat.at ?? 0) >= fresh && mode && mode !== this.#cfg.registry)
+				other.push(`${node} (${mode})`);
 		}
 		if (other.length)
 			this.#log.error(

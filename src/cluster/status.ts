@@ -16,7 +16,7 @@ export interface Beat {
 	sessions: number;
 	/** The node's heartbeat interval in seconds. */
 	heartbeat: number;
-	/** Its `cluster.registry` (absent from nodes older than the sharded default: "replicated"). */
+	/** Its `cluster.registry` (absent from older nodes). */
 	registry?: string;
 }
 

@@ -59,7 +59,8 @@ async function on(port: number, user: string, resource: string): Promise<RawClie
 
 /**
  * Waits until `node` knows of exactly `count` sessions on other nodes. The sharded registry
- * (the default) knows of those it looked up: the test's two users are, at each try.
+ * (PARLEY_TEST_CLUSTER_REGISTRY=sharded) knows of those it looked up: the test's two users are,
+ * at each try.
  */
 async function replicas(node: TestServer, count: number): Promise<void> {
 	await waitFor(

@@ -1,6 +1,6 @@
 /**
  * What the sharded session registry (`cluster.registry = "sharded"`, issue 16) does beyond the
- * cluster's behaviour (test/e2e/cluster.test.ts runs that, in this mode by default): a node holds its own
+ * cluster's behaviour (test/e2e/cluster-sharded.test.ts runs that): a node holds its own
  * sessions and only the other nodes' sessions it looked up; its cache is bounded and an evicted
  * JID is looked up again; Redis holds every entry, and a stopped node leaves none behind. Two
  * nodes in this process, the local Redis under a private prefix.

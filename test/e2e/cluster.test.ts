@@ -31,8 +31,8 @@ const PREFIX = `parley-test-${process.pid}-${Math.random().toString(36).slice(2,
 const USERS = ["alice", "bob", "carol", "dave", "erin", "mallory", "frank", "grace"];
 
 /**
- * `cluster.registry` of every node: the default, "sharded"; test/e2e/cluster-replicated.test.ts
- * runs this file again with "replicated" (the environment variable is that file's way to say so).
+ * `cluster.registry` of every node: the default, "replicated"; test/e2e/cluster-sharded.test.ts
+ * runs this file again with "sharded" (the environment variable is that file's way to say so).
  */
 const REGISTRY = TEST_CLUSTER_REGISTRY;
 

@@ -67,7 +67,7 @@ test("server.workers: WebSocket on both workers, BOSH requests reach the worker 
 		'format = "json"',
 		"[cluster]",
 		`prefix = ${JSON.stringify(prefix)}`,
-		// The default registry, or PARLEY_TEST_CLUSTER_REGISTRY=replicated's (issue 16).
+		// The default registry, or PARLEY_TEST_CLUSTER_REGISTRY=sharded's (issue 16).
 		`registry = "${TEST_CLUSTER_REGISTRY}"`,
 	];
 	writeFileSync(toml, `${lines.join("\n")}\n`);

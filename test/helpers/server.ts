@@ -63,8 +63,8 @@ export async function startTestServer(
 		storage: { backend: opts.storage ?? "memory", ...opts.config?.storage },
 	};
 	const config = configSchema.parse(raw);
-	// PARLEY_TEST_CLUSTER_REGISTRY=replicated runs every cluster test on the replicated registry
-	// (the default is "sharded", issue 16) unless it names its own.
+	// PARLEY_TEST_CLUSTER_REGISTRY=sharded runs every cluster test on the sharded registry
+	// (issue 16) unless it names its own.
 	if (!opts.config?.cluster?.registry) config.cluster.registry = TEST_CLUSTER_REGISTRY;
 	await provideSelfSignedCertificate(config);
 	const log = createLogger({
