@@ -10,6 +10,10 @@
  *       [--script 0]        first, Redis's time per sharded-registry write: N new entries then
  *                           N updates, pipelined EVALSHAs of the put script, INFO commandstats
  *                           before and after (other clients' EVALSHAs would count too)
+ *       [--redis redis://127.0.0.1:6379]   the Redis the nodes and the bench's MONITOR use
+ *       [--no-monitor]      no MONITOR (its cost lands on Redis and on this process): the CPU
+ *                           per session of the nodes (this process) and of Redis (INFO cpu) is
+ *                           then the registry's alone; the traffic columns read 0
  *       [--contacts 0]      each user has this many mutual contacts (users i+1..i+K), spread
  *                           over the nodes, so that presence goes somewhere and the sharded
  *                           registry has JIDs to look up
@@ -43,6 +47,8 @@ import { befriend } from "../test/helpers/xmpp-user.ts";
 import { login, type Session } from "./lib/xmpp.ts";
 
 const PASSWORD = "bench-pw";
+/** `--redis`: the Redis of the nodes, the MONITOR and the bench's reads (set in main()). */
+let REDIS_URL = "redis://127.0.0.1:6379";
 
 // --- client side (child process) ---
 
@@ -173,6 +179,13 @@ function heap(): number {
 	return process.memoryUsage().heapUsed;
 }
 
+/** Redis's own CPU time so far (s): INFO cpu, user + sys. */
+async function redisCpu(r: Redis): Promise<number> {
+	const info = await r.info("cpu");
+	const get = (k: string) => Number(new RegExp(`${k}:([0-9.]+)`).exec(info)?.[1] ?? 0);
+	return get("used_cpu_user") + get("used_cpu_sys");
+}
+
 async function commandstatsPublish(r: Redis): Promise<{ calls: number; usec: number }> {
 	const info = await r.info("commandstats");
 	const m = /cmdstat_publish:calls=(\d+),usec=(\d+)/.exec(info);
@@ -187,12 +200,21 @@ async function run(
 	concurrency: number,
 	registry: Registry,
 	contacts: number,
+	monitoring = true,
 ) {
 	const prefix = `parley-bench-${process.pid}-${nodes}-${Math.random().toString(36).slice(2, 6)}`;
 	const users = Array.from({ length: sessions }, (_, i) => `u${i}`);
 	const cluster = (node: string) => ({
 		auth: { require_encryption: false, allow_plain_without_tls: true },
-		cluster: { enabled: true, prefix, node, heartbeat: 1, node_timeout: 5, registry },
+		cluster: {
+			enabled: true,
+			redis: REDIS_URL,
+			prefix,
+			node,
+			heartbeat: 1,
+			node_timeout: 5,
+			registry,
+		},
 		limits: { connections_per_ip: 0 },
 	});
 	const servers: TestServer[] = [];
@@ -220,14 +242,14 @@ async function run(
 	});
 
 	// Counting Redis traffic of this run's prefix.
-	const monitorConn = new Redis();
-	const stats = new Redis();
-	const monitor = await monitorConn.monitor();
+	const monitorConn = new Redis(REDIS_URL);
+	const stats = new Redis(REDIS_URL);
+	const monitor = monitoring ? await monitorConn.monitor() : null;
 	await stats.ping();
 	// The bench's own reads (stats) and the commands a script runs are not the nodes' traffic.
 	const statsPort = `:${stats.stream.localPort}`;
 	let t = zero();
-	monitor.on("monitor", (_time: string, args: string[], source: string) => {
+	monitor?.on("monitor", (_time: string, args: string[], source: string) => {
 		if (source === "lua" || source.endsWith(statsPort)) return;
 		if (!args.some((a) => a.startsWith(prefix))) return;
 		const bytes = args.reduce((n, a) => n + Buffer.byteLength(a), 0);
@@ -272,12 +294,16 @@ async function run(
 		const cs0 = await commandstatsPublish(stats);
 		const received0 = sum("receivedBytes");
 		const misses0 = sum("misses");
+		const redis0 = await redisCpu(stats);
+		const cpu0 = process.cpuUsage();
 		const t0 = performance.now();
 		await go();
 		await waitFor(check, what, 120_000);
 		// What the last tick queued is published at setImmediate and reaches MONITOR after.
 		await new Promise((r) => setTimeout(r, 300));
 		const ms = performance.now() - t0;
+		const cpu = process.cpuUsage(cpu0);
+		const redisS = (await redisCpu(stats)) - redis0;
 		const cs1 = await commandstatsPublish(stats);
 		const seen = t;
 		// Sharded: what the nodes received on the JIDs' channels (a script's PUBLISH is not seen
@@ -288,6 +314,9 @@ async function run(
 		return {
 			what,
 			ms,
+			/** CPU of the nodes (this process) and of Redis during the phase, µs. */
+			nodeUs: cpu.user + cpu.system,
+			redisUs: redisS * 1e6,
 			misses,
 			traffic: seen,
 			publishUsec:
@@ -369,9 +398,19 @@ async function replicaCost(count: number): Promise<{ bytes: number; applyUs: num
 	const prefix = `parley-bench-${process.pid}-ghost`;
 	const s = await startTestServer({
 		storage: "sqlite",
-		config: { cluster: { enabled: true, prefix, node: "n0", heartbeat: 1, node_timeout: 5 } },
+		config: {
+			cluster: {
+				enabled: true,
+				redis: REDIS_URL,
+				prefix,
+				node: "n0",
+				heartbeat: 1,
+				node_timeout: 5,
+				registry: "replicated",
+			},
+		},
 	});
-	const r = new Redis();
+	const r = new Redis(REDIS_URL);
 	await r.set(`${prefix}:alive:ghost`, "1", "PX", 600_000);
 	await new Promise((res) => setTimeout(res, 1500));
 	const link = s.server.cluster as ClusterLink;
@@ -427,6 +466,7 @@ async function negativeCacheCost(count: number): Promise<number> {
 		config: {
 			cluster: {
 				enabled: true,
+				redis: REDIS_URL,
 				prefix,
 				node: "n0",
 				heartbeat: 1,
@@ -453,7 +493,7 @@ async function negativeCacheCost(count: number): Promise<number> {
 }
 
 async function scriptCost(count: number): Promise<{ added: number; updated: number }> {
-	const r = new Redis();
+	const r = new Redis(REDIS_URL);
 	const sha = (await r.script("LOAD", PUT_SCRIPT)) as string;
 	const p0 = `parley-bench-${process.pid}-script`;
 	const stat = async () => {
@@ -518,8 +558,11 @@ async function main() {
 			contacts: { type: "string", default: "0" },
 			negative: { type: "string", default: "0" },
 			script: { type: "string", default: "0" },
+			"no-monitor": { type: "boolean", default: false },
+			redis: { type: "string", default: REDIS_URL },
 		},
 	});
+	REDIS_URL = values.redis;
 	const registry = values.registry === "sharded" ? "sharded" : "replicated";
 	const contacts = Number(values.contacts);
 	if (values.clients) return clients();
@@ -549,7 +592,7 @@ async function main() {
 	}
 	let local = 0;
 	for (const n of values.nodes.split(",").map(Number)) {
-		const r = await run(n, sessions, concurrency, registry, contacts);
+		const r = await run(n, sessions, concurrency, registry, contacts, !values["no-monitor"]);
 		const perSession = r.heapDelta / sessions;
 		if (n === 1) local = perSession;
 		console.log(`\n== ${n} node(s), ${sessions} sessions (${Math.ceil(sessions / n)} per node)`);
@@ -571,7 +614,8 @@ async function main() {
 			console.log(
 				`${p.what.padEnd(16)} per session: ${per(x.publishes)} PUBLISH (${per(x.stanzaPublishes)} of stanzas), ${per(x.registryCmds)} registry cmds (${per(p.misses)} lookups), ` +
 					`${per(x.publishBytes + x.registryBytes, 0)} B in, ${per(x.deliveredBytes, 0)} B out to subscribers (${per(x.deliveredBytes - x.stanzaBytes, 0)} registry, ${per(x.stanzaBytes, 0)} stanzas), ${per(x.other)} other cmds; ` +
-					`${(sessions / (p.ms / 1000)).toFixed(0)}/s; redis PUBLISH ${p.publishUsec.toFixed(1)} µs/call`,
+					`${(sessions / (p.ms / 1000)).toFixed(0)}/s; redis PUBLISH ${p.publishUsec.toFixed(1)} µs/call; ` +
+					`CPU per session: nodes ${(p.nodeUs / sessions).toFixed(0)} µs, Redis ${(p.redisUs / sessions).toFixed(0)} µs`,
 			);
 		}
 		console.log(

@@ -1,4 +1,4 @@
-// npm run bench -- [--target parley|prosody|ejabberd|relay]...
+// npm run bench -- [--help] [--target parley|prosody|ejabberd|relay]...
 //                  [login|chat|chat-sm|idle|roster|saturation|storage|muc|pep|s2s|anon]...
 //                  [--profile] [--baseline DIR] [--sessions N] [--logins N] [--messages N] [--pairs N]
 //                  [--guests N]
@@ -76,6 +76,10 @@
 //                 row "cluster cross-node" in the chat table. `--target parley --target cluster
 //                 chat xchat`: single-node, same-node and cross-node in one run.
 // --target baseline-cluster (with --baseline DIR): the cluster target from that checkout.
+// --cluster-registry R, --baseline-cluster-registry R: `cluster.registry` ("replicated" or
+//                 "sharded") of the cluster and baseline-cluster targets (their default when not
+//                 given); with --baseline pointing at this checkout, both registries in one run.
+//                 The cluster targets start their own redis-server on a free port (never 6379).
 // --target mam: also Parley from this checkout with the mam module added to the default
 //                 module set (every chat message archived twice, XEP-0313), beside "parley"
 //                 (no mam): `--target parley --target mam chat` is archiving's cost in one run;
@@ -85,7 +89,7 @@
 // prints one table per scenario with each figure's ratio to the best XMPP server. The primary
 // figure is the server's own CPU time (utime+stime of its process tree, from /proc).
 import { type ChildProcess, execFileSync, fork } from "node:child_process";
-import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import {
 	cores,
@@ -159,6 +163,9 @@ interface Options {
 	baselineMam?: boolean;
 	/** --workers N: also Parley with N worker processes (target "workers") */
 	workers?: number;
+	/** --cluster-registry, --baseline-cluster-registry: `cluster.registry` of those targets */
+	clusterRegistry?: string;
+	baselineClusterRegistry?: string;
 	sessions: number;
 	logins: number;
 	messages: number;
@@ -219,6 +226,13 @@ function parseArgs(argv: string[]): Options {
 	};
 	for (let i = 0; i < argv.length; i++) {
 		const a = argv[i] as string;
+		if (a === "--help" || a === "-h") {
+			// The usage is this file's opening comment.
+			const text = readFileSync(new URL(import.meta.url), "utf8");
+			const head = text.slice(0, text.search(/^import /m));
+			process.stdout.write(head.replace(/^\/\/ ?/gm, ""));
+			process.exit(0);
+		}
 		if (a === "--target" || a === "-t") {
 			const t = argv[++i] as TargetName;
 			if (
@@ -234,7 +248,13 @@ function parseArgs(argv: string[]): Options {
 		else if (a === "--baseline") o.baseline = resolve(argv[++i] ?? "");
 		else if (a === "--baseline-mam") o.baselineMam = true;
 		else if (a === "--workers") o.workers = num(argv[++i], a);
-		else if (a === "--sessions") o.sessions = num(argv[++i], a);
+		else if (a === "--cluster-registry" || a === "--baseline-cluster-registry") {
+			const r = argv[++i] ?? "";
+			if (r !== "replicated" && r !== "sharded")
+				throw new Error(`${a} needs "replicated" or "sharded"`);
+			if (a === "--cluster-registry") o.clusterRegistry = r;
+			else o.baselineClusterRegistry = r;
+		} else if (a === "--sessions") o.sessions = num(argv[++i], a);
 		else if (a === "--logins") o.logins = num(argv[++i], a);
 		else if (a === "--messages") o.messages = o.s2sMessages = num(argv[++i], a);
 		else if (a === "--pairs") o.pairs = num(argv[++i], a);
@@ -1699,6 +1719,12 @@ async function main() {
 			log,
 			baselineRoot: o.baseline,
 			workers: name === "workers" ? (o.workers ?? 2) : undefined,
+			clusterRegistry:
+				name === "cluster"
+					? o.clusterRegistry
+					: name === "baseline-cluster"
+						? o.baselineClusterRegistry
+						: undefined,
 			mam: name === "baseline" && o.baselineMam,
 			muc: wanted.includes("muc"),
 			mucArchive: o.mucArchive,

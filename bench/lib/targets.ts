@@ -115,6 +115,8 @@ export interface StartOptions {
 	workers?: number;
 	/** the "cluster" target: two `parley serve` nodes, each with its own c2s port */
 	nodes?: boolean;
+	/** the cluster's `cluster.registry` (--cluster-registry), its default when not given */
+	clusterRegistry?: string;
 	/** the "mam" target: the host's modules are the default set plus "mam" */
 	mam?: boolean;
 	/** enable a MUC service at conference.localhost (the muc scenario runs) */
@@ -405,7 +407,7 @@ ${
 }${s2s}[hosts."${domain}"]
 ${o.mam ? `modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n` : ""}${muc}${o.guest ? parleyGuest(domain) : ""}${
 	redisPort
-		? `[cluster]\nenabled = true\nredis = "redis://127.0.0.1:${redisPort}"\nprefix = "bench"\n${o.nodes ? 'node = "n1"\n' : ""}`
+		? `[cluster]\nenabled = true\nredis = "redis://127.0.0.1:${redisPort}"\nprefix = "bench"\n${o.nodes ? 'node = "n1"\n' : ""}${o.clusterRegistry ? `registry = "${o.clusterRegistry}"\n` : ""}`
 		: ""
 }`,
 	);

@@ -160,9 +160,12 @@ export function saslContextFor(
  * Why one more guest may not log in to an anonymous host from `ip`, or null: the host's
  * `anonymous.max_sessions` (bound sessions in the whole cluster: every node holds them all with
  * the replicated registry; the sharded one counts them in Redis) and
- * `anonymous.max_sessions_per_ip` (the sessions this node holds). Checked at SASL time and again
- * when the resource is bound (`self` is then left out), so guests that authenticate together
- * cannot pass it before any binds. A refusal is counted (`parley_connections_refused_total`).
+ * `anonymous.max_sessions_per_ip` (in a cluster, a counter in Redis that every node's guests
+ * count in, src/cluster/counters.ts, whatever the registry; on one node, its sessions). Checked
+ * at SASL time and again when the resource is bound (`self` is then left out, and in a cluster
+ * counted: {@link releaseGuest} takes it out when the stream ends, the leader when its node
+ * dies), so guests that authenticate together cannot pass it before any binds. A refusal is
+ * counted (`parley_connections_refused_total`).
  */
 export async function guestLimit(
 	host: Host,
@@ -196,6 +199,21 @@ export async function guestLimit(
 			throttle: false,
 		};
 	}
+	const counters = host.server.cluster?.counters;
+	if (maxPerIp > 0 && fromIp < maxPerIp && counters && !self?.data.has(GUEST_COUNTED)) {
+		// The whole cluster's guests from `ip`: read at SASL time, taken at bind time (atomic, so
+		// two nodes binding at once cannot both pass). When Redis does not answer, the local count
+		// stands (and nothing is taken).
+		const name = guestCounter(host, ip);
+		try {
+			if (!self) fromIp = Math.max(fromIp, await counters.total(name));
+			else if ((await counters.tryAdd(name, 1, maxPerIp)) === true)
+				self.data.set(GUEST_COUNTED, name);
+			else fromIp = maxPerIp;
+		} catch (err) {
+			host.log.warn({ err }, "cluster: the guests of an address could not be counted");
+		}
+	}
 	if (maxPerIp > 0 && fromIp >= maxPerIp) {
 		host.server.metrics.refused("anonymous.max_sessions_per_ip");
 		return {
@@ -205,4 +223,22 @@ export async function guestLimit(
 		};
 	}
 	return null;
+}
+
+/** Session data: the cluster counter a bound guest counts in (`anonymous.max_sessions_per_ip`). */
+const GUEST_COUNTED = "parley.guest-counted";
+
+/** The counter of `host`'s guests from `ip` in the whole cluster (src/cluster/counters.ts). */
+export function guestCounter(host: Host, ip: string): string {
+	return `guests:${host.name}:${ip}`;
+}
+
+/** A guest's stream ended: what it counted in the cluster's guests of its address goes. */
+export function releaseGuest(session: Session): void {
+	const name = session.data.get(GUEST_COUNTED);
+	if (typeof name !== "string") return;
+	session.data.delete(GUEST_COUNTED);
+	session.host.server.cluster?.counters
+		?.release(name, 1)
+		.catch((err: unknown) => session.host.log.warn({ err }, "cluster: a guest was not uncounted"));
 }

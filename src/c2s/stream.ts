@@ -69,6 +69,7 @@ import {
 	boundFeatures,
 	guestLimit,
 	preauthFeatures,
+	releaseGuest,
 	sasl2Feature,
 	saslContextFor,
 } from "./features.ts";
@@ -1550,6 +1551,7 @@ export class C2SStream implements Session {
 		if (this.#authTimer) clearTimeout(this.#authTimer);
 		this.#authTimer = null;
 		this.#queue.length = 0;
+		releaseGuest(this);
 		const jid = this.#jid;
 		const host = this.#host;
 		if (jid && host) {

@@ -42,11 +42,12 @@ import type { Logger } from "../core/log.ts";
 import type { Element } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
+import { ClusterCounters } from "./counters.ts";
 import { Delivery } from "./delivery.ts";
 import { Ownership } from "./ownership.ts";
 import { ShardedRegistry, type ShardMessage } from "./registry.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
-import { beatsKey, readClusterStatus } from "./status.ts";
+import { type Beat, beatsKey, readClusterStatus } from "./status.ts";
 
 /** Separates the fields of a node-channel message; U+0000 cannot occur in XML or in a JID. */
 const SEP = "\u0000";
@@ -82,6 +83,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	#sub: Redis | null = null;
 	/** The sharded registry (`cluster.registry = "sharded"`, src/cluster/registry.ts); null: replicated. */
 	#shard: ShardedRegistry | null = null;
+	/** Limits that hold across the nodes (src/cluster/counters.ts); set once started. */
+	#counters: ClusterCounters | null = null;
 	/**
 	 * Per node, increasing, and across restarts of a node under the same name (it starts from
 	 * the clock, in thousandths of a millisecond): other nodes compare it with what they have
@@ -165,6 +168,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		return this.#remote.size;
 	}
 
+	get counters(): ClusterCounters | null {
+		return this.#counters;
+	}
+
 	/** The sharded registry, when `cluster.registry = "sharded"` (tests and benches read it). */
 	get shard(): ShardedRegistry | null {
 		return this.#shard;
@@ -245,6 +252,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 					host: (name) => this.#server.hosts.get(name),
 				},
 			});
+		this.#counters = new ClusterCounters({
+			pub,
+			prefix: this.#cfg.prefix,
+			node: this.node,
+			log: this.#log,
+		});
 		await this.owners.start();
 		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
 		await sub.subscribe(this.#keys.registry);
@@ -283,6 +296,30 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		if (!this.#shard)
 			await pub.publish(this.#keys.registry, JSON.stringify([{ op: "hello", node: this.node }]));
 		await this.#tick();
+		await this.#checkRegistryModes().catch(() => {});
+	}
+
+	/**
+	 * Nodes with different `cluster.registry` do not see each other's sessions (a replicated node
+	 * never looks up; a sharded one never reads the replicas' channel): said loudly at join. A
+	 * live node whose heartbeat names no registry (an older version) is not judged.
+	 */
+	async #checkRegistryModes(): Promise<void> {
+		const beats = await (this.#pub as Redis).hgetall(beatsKey(this.#cfg.prefix));
+		const fresh = Date.now() - this.#cfg.node_timeout * 1000;
+		const other: string[] = [];
+		for (const [node, json] of Object.entries(beats)) {
+			if (node === this.node) continue;
+			const beat = JSON.parse(json) as Partial<Beat>;
+			const mode = beat.registry;
+			if ((beat.at ?? 0) >= fresh && mode && mode !== this.#cfg.registry)
+				other.push(`${node} (${mode})`);
+		}
+		if (other.length)
+			this.#log.error(
+				{ registry: this.#cfg.registry, others: other },
+				"cluster: nodes with another cluster.registry are live; they and this node do not see each other's sessions (set the same registry on every node)",
+			);
 	}
 
 	/** Sessions bound on this node (its streams, not the replicas). */
@@ -308,6 +345,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.resync(this.#localEntries())
 				.catch((err: unknown) => this.#log.error({ err }, "cluster: resync failed"));
 		else this.#queueState();
+		// The counters' shares of this node, gone with Redis's data or removed by the leader.
+		await this.#counters
+			?.rewrite()
+			.catch((err: unknown) => this.#log.error({ err }, "cluster: counters not rewritten"));
 		await this.#join().catch((err: unknown) => this.#log.error({ err }, "cluster: resync failed"));
 	}
 
@@ -329,6 +370,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 					.entriesOf(this.node)
 					.then((entries) => shard.removeNode(this.node, entries))
 					.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving the registry failed"));
+			// What this node held in the cluster's counters (guests, uploads, rooms) goes with it.
+			await this.#counters
+				?.releaseNode(this.node)
+				.catch((err: unknown) => this.#log.warn({ err }, "cluster: counters not released"));
 			await pub
 				.multi()
 				.del(this.#keys.alive(this.node))
@@ -760,6 +805,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 						at: Date.now(),
 						sessions: this.#localSessions(),
 						heartbeat: this.#cfg.heartbeat,
+						registry: this.#cfg.registry,
 					}),
 				)
 				.exec()) as [[null, number], [null, string | null], [null, string[]], [null, number]];
@@ -827,6 +873,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			}
 			await this.#shard.removeNode(node, entries);
 		}
+		// Its shares of the cluster's counters (guests per address, uploads, temporary rooms).
+		await this.#counters?.releaseNode(node);
 		await (this.#pub as Redis)
 			.multi()
 			.zrem(this.#keys.nodes, node)

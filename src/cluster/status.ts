@@ -16,6 +16,8 @@ export interface Beat {
 	sessions: number;
 	/** The node's heartbeat interval in seconds. */
 	heartbeat: number;
+	/** Its `cluster.registry` (absent from older nodes). */
+	registry?: string;
 }
 
 export const beatsKey = (prefix: string) => `${prefix}:beats`;

@@ -421,6 +421,35 @@ export interface ClusterHook {
 	registryStats?(): { remoteSessions: number; cachedJids: number; lookups: number };
 	/** Components split over the nodes (MUC rooms): who owns which unit (issue 16). */
 	readonly owners?: ComponentOwners;
+	/** Counters for limits that hold across the nodes (src/cluster/counters.ts); set once started. */
+	readonly counters?: ClusterCounterApi | null;
+}
+
+/** A counter's rolling window of spending (the uploads' bytes per day). */
+export interface CounterWindow {
+	ms: number;
+	/** Spending is summed per bucket of this length (ms). */
+	bucketMs: number;
+}
+
+/**
+ * Cluster-wide counters (src/cluster/counters.ts): each node's share is its own and is released
+ * when the node dies (the leader's node-death cleanup) or stops; a named `unit` belongs to no
+ * node and stays (added twice, counted once); what is `spend`t counts for its window.
+ */
+export interface ClusterCounterApi {
+	/** Adds `by` unless the total would pass `max` (0: no limit): true, or what it found. */
+	tryAdd(
+		name: string,
+		by: number,
+		max: number,
+		o?: { unit?: string; window?: CounterWindow },
+	): Promise<true | { total: number; spent: { at: number; amount: number }[] }>;
+	release(name: string, by: number, o?: { unit?: string; window?: CounterWindow }): Promise<void>;
+	spend(name: string, amount: number, window: CounterWindow): Promise<void>;
+	total(name: string, window?: CounterWindow): Promise<number>;
+	/** True for the first caller of the cluster (again after Redis lost its data). */
+	once(mark: string): Promise<boolean>;
 }
 
 /** A node as the cluster's registry in Redis shows it (src/cluster/status.ts). */

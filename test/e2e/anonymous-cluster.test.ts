@@ -6,11 +6,14 @@
  * account holder there, and the two write to each other directly.
  */
 import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import type { XmlElement } from "@xmpp/client";
 import { xml } from "@xmpp/client";
 import { Redis } from "ioredis";
 import type { ClusterLink } from "../../src/cluster/link.ts";
+import { spawnChildNode } from "../helpers/cluster-node.ts";
+import { freePort } from "../helpers/pg-cluster.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -261,5 +264,97 @@ describe("guests in a cluster", { skip: redisSkip }, () => {
 				(s) => s.is("message") && s.getChildText("body") === "maintenance at noon",
 				`announcement at ${g.jid}`,
 			);
+	});
+});
+
+/**
+ * `anonymous.max_sessions_per_ip` counts the guests of an address on every node (a counter in
+ * Redis, src/cluster/counters.ts), and a node killed with SIGKILL leaves nothing counted: the
+ * leader releases its share when it declares it dead. Node 1 in this process (the leader: it
+ * joined first), node 2 a `parley serve` process; every client comes from 127.0.0.1.
+ */
+describe("guests per address across nodes", { skip: redisSkip }, () => {
+	const IP_PREFIX = `${PREFIX}-ip`;
+	const IPGUEST = "ipguest.localhost";
+	const anon = { authentication: "anonymous" as const, anonymous: { max_sessions_per_ip: 2 } };
+	let leader: TestServer;
+	let child: ChildProcess | null = null;
+	let output = () => "";
+	let port = 0;
+	const mine: XmppConnection[] = [];
+
+	before(async () => {
+		leader = await startTestServer({
+			storage: "sqlite",
+			config: {
+				auth: { require_encryption: false, allow_plain_without_tls: true },
+				hosts: { localhost: {}, [IPGUEST]: anon },
+				cluster: {
+					enabled: true,
+					redis: TEST_REDIS_URL,
+					prefix: IP_PREFIX,
+					node: "ip-1",
+					heartbeat: 0.5,
+					node_timeout: 3,
+				},
+			},
+		});
+		port = await freePort();
+		// On the leader's SQLite file, as another node of the same cluster.
+		const started = spawnChildNode({
+			dataDir: leader.dataDir,
+			port,
+			prefix: IP_PREFIX,
+			node: "ip-2",
+			extra: [
+				`[hosts.${JSON.stringify(IPGUEST)}]`,
+				'authentication = "anonymous"',
+				`[hosts.${JSON.stringify(IPGUEST)}.anonymous]`,
+				"max_sessions_per_ip = 2",
+			],
+		});
+		child = started.child;
+		output = started.output;
+	});
+
+	after(async () => {
+		for (const c of mine) await c.xmpp.stop().catch(() => {});
+		child?.kill("SIGKILL");
+		await leader?.stop();
+		const r = new Redis(TEST_REDIS_URL);
+		const keys = await r.keys(`${IP_PREFIX}:*`);
+		if (keys.length) await r.del(...keys);
+		await r.quit();
+	});
+
+	const guestOn = async (p: number) => {
+		const c = await connectAnonymous(`xmpp://127.0.0.1:${p}`, { domain: IPGUEST });
+		mine.push(c);
+		return c;
+	};
+
+	test("RFC 6120 §7.6.2.1: the limit holds over both nodes and a killed node's guests stop counting", async () => {
+		// Node 2's first guest: once it serves.
+		await waitFor(
+			() => guestOn(port).catch(() => undefined),
+			"node 2 to serve a guest",
+			20_000,
+		).catch((err: Error) => {
+			throw new Error(`${err.message}; node 2 said: ${output()}`);
+		});
+		await guestOn(leader.port);
+		// Two guests from 127.0.0.1, one on each node: a third is refused on either node.
+		await assert.rejects(guestOn(leader.port), /too many guest sessions from this address/);
+		await assert.rejects(guestOn(port), /too many guest sessions from this address/);
+		// The guest of node 2 is gone with its node: the leader takes it out of the count.
+		child?.kill("SIGKILL");
+		child = null;
+		await waitFor(
+			() => guestOn(leader.port).catch(() => undefined),
+			"a guest admitted again once node 2 is declared dead",
+			20_000,
+		);
+		// ... and the limit still holds: two guests are connected again.
+		await assert.rejects(guestOn(leader.port), /too many guest sessions from this address/);
 	});
 });

@@ -58,10 +58,18 @@ async function on(port: number, user: string, resource: string): Promise<RawClie
 	return c;
 }
 
-/** Waits until `node` knows of exactly `count` sessions on other nodes. */
+/**
+ * Waits until `node` knows of exactly `count` sessions on other nodes. The sharded registry
+ * (PARLEY_TEST_CLUSTER_REGISTRY=sharded) knows of those it looked up: the test's two users are,
+ * at each try.
+ */
 async function replicas(node: TestServer, count: number): Promise<void> {
 	await waitFor(
-		() => (node.server.cluster as ClusterLink | null)?.remoteSessions === count,
+		async () => {
+			const link = node.server.cluster as ClusterLink | null;
+			await link?.resolveAll(["alice@localhost", "bob@localhost"]);
+			return link?.remoteSessions === count;
+		},
 		`${count} remote sessions`,
 		20_000,
 	);

@@ -6,6 +6,7 @@
  * nodes in this process, the local Redis under a private prefix.
  */
 import assert from "node:assert/strict";
+import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import type { ClusterLink } from "../../src/cluster/link.ts";
@@ -166,6 +167,34 @@ describe("the sharded session registry", { skip: redisSkip }, () => {
 		assert.equal(await redis.sismember(`${PREFIX}:n:node-b`, "dave@localhost/same"), 1);
 		second.end();
 		await written("dave", []);
+	});
+
+	test("a node joining with the other registry mode says so in its log (a rolling upgrade across the default)", async () => {
+		let log = "";
+		const sink = new Writable({
+			write(chunk, _enc, done) {
+				log += String(chunk);
+				done();
+			},
+		});
+		const c = await startTestServer({
+			storage: "sqlite",
+			dataDir: a.dataDir,
+			config: {
+				...config("node-r"),
+				cluster: { ...config("node-r").cluster, registry: "replicated" as const },
+			},
+			log: sink,
+		});
+		try {
+			await waitFor(() => log.includes("another cluster.registry"), "the warning");
+			const line = log.split("\n").find((l) => l.includes("another cluster.registry")) ?? "";
+			const entry = JSON.parse(line) as { level: number; others: string[]; registry: string };
+			assert.equal(entry.registry, "replicated");
+			assert.deepEqual(entry.others.sort(), ["node-a (sharded)", "node-b (sharded)"]);
+		} finally {
+			await c.stop();
+		}
 	});
 
 	test("a node that stops removes its entries from Redis, and the node that cached them drops them", async () => {

@@ -17,6 +17,7 @@ import type { ClusterLink } from "../../src/cluster/link.ts";
 import { RemoteSession } from "../../src/cluster/remote-session.ts";
 import { HIBERNATING } from "../../src/core/contracts.ts";
 import { spawnChildNode, writeChildNodeToml } from "../helpers/cluster-node.ts";
+import { TEST_CLUSTER_REGISTRY } from "../helpers/cluster-registry.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online, sync } from "../helpers/raw-stanzas.ts";
@@ -42,10 +43,10 @@ const USERS = [
 ];
 
 /**
- * `cluster.registry` of every node: test/e2e/cluster-sharded.test.ts runs this file again with
- * "sharded" (the environment variable is that file's way to say so).
+ * `cluster.registry` of every node: the default, "replicated"; test/e2e/cluster-sharded.test.ts
+ * runs this file again with "sharded" (the environment variable is that file's way to say so).
  */
-const REGISTRY = process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated";
+const REGISTRY = TEST_CLUSTER_REGISTRY;
 
 const clusterConfig = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },

@@ -15,6 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import type { Element } from "../../src/xml/element.ts";
+import { type ChildNode, spawnChildNode } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/prosody.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
@@ -637,6 +638,109 @@ describe("slixmpp's xep_0363 plugin", {
 });
 
 describe("XEP-0363 in a cluster", { skip: redisSkip }, () => {
+	test("ip_max_uploads and ip_daily_quota count an address's PUTs on every node; a killed node's uploads in progress stop counting, what it received does not", async () => {
+		const prefix = `parley-test-uplimit-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+		const [portA, portB, c2sB] = [await freePort(), await freePort(), await freePort()];
+		const limits = { ip_max_uploads: 1, ip_daily_quota: 150_000 };
+		const a = await startTestServer({
+			storage: "sqlite",
+			config: {
+				...(uploadConfig(portA, { [MAIN]: limits }) as object),
+				cluster: {
+					enabled: true,
+					redis: TEST_REDIS_URL,
+					prefix,
+					node: "up-a",
+					heartbeat: 0.5,
+					node_timeout: 3,
+				},
+			} as never,
+			users: [["alice@localhost", "alice-pw"]],
+		});
+		// Node B: a `parley serve` process on A's data directory (SQLite and upload files).
+		let node: ChildNode | null = spawnChildNode({
+			dataDir: a.dataDir,
+			port: c2sB,
+			httpPort: portB,
+			prefix,
+			node: "up-b",
+			extra: [
+				`[components.${JSON.stringify(MAIN)}]`,
+				'type = "upload"',
+				`url_base = "http://127.0.0.1:${portA}/upload/${MAIN}"`,
+				`ip_max_uploads = ${limits.ip_max_uploads}`,
+				`ip_daily_quota = ${limits.ip_daily_quota}`,
+			],
+		});
+		const r = new Redis(TEST_REDIS_URL);
+		const type = "application/octet-stream";
+		const onB = (url: string) => url.replace(`:${portA}/`, `:${portB}/`);
+		let hanging: http.ClientRequest | null = null;
+		try {
+			const alice = await connectUser(a.port, "alice");
+			await waitFor(
+				() =>
+					fetch(`http://127.0.0.1:${portB}/`).then(
+						() => true,
+						() => undefined,
+					),
+				"node B's HTTP listener",
+				20_000,
+			).catch((err: Error) => {
+				throw new Error(`${err.message}; node B said: ${node?.output()}`);
+			});
+			// 60 000 bytes received by node B count for the address everywhere.
+			const one = await slot(alice, MAIN, "one.bin", 60_000);
+			const first = await putFrom("127.0.0.1", onB(one.put), randomBytes(60_000), type);
+			assert.equal(first.status, 201, first.text);
+			// An upload in progress on node B: its count is node B's share of the counter.
+			const hang = await slot(alice, MAIN, "hang.bin", 50_000);
+			const req = http.request(onB(hang.put), {
+				method: "PUT",
+				localAddress: "127.0.0.1",
+				headers: { "content-type": type, "content-length": 50_000 },
+			});
+			hanging = req;
+			req.on("error", () => {});
+			req.write(randomBytes(10_000));
+			await waitFor(
+				async () => (await r.hget(`${prefix}:c:upload:${MAIN}:n:127.0.0.1`, "up-b")) === "1",
+				"node B's upload counted",
+			);
+			// ip_max_uploads = 1 holds on node A too (RFC 6585 §4: 429).
+			const three = await slot(alice, MAIN, "three.bin", 30_000);
+			const body3 = randomBytes(30_000);
+			const refused = await putFrom("127.0.0.1", three.put, body3, type);
+			assert.equal(refused.status, 429, refused.text);
+			assert.match(refused.text, /too many uploads from this address at once/);
+			// Node B dies mid-upload: the leader (A) releases its share; the same PUT then passes.
+			node.child.kill("SIGKILL");
+			node = null;
+			await waitFor(
+				async () =>
+					(await putFrom("127.0.0.1", three.put, body3, type)).status === 201 || undefined,
+				"the upload admitted once node B is declared dead",
+				20_000,
+			);
+			// What node B received still counts: 60 000 + 30 000 + 70 000 > 150 000 a day.
+			const four = await slot(alice, MAIN, "four.bin", 70_000);
+			const daily = await putFrom("127.0.0.1", four.put, randomBytes(70_000), type);
+			assert.equal(daily.status, 429, daily.text);
+			assert.match(daily.text, /daily upload limit/);
+			// RFC 9110 §10.2.3: when node B's 60 000 bytes leave the 24-hour window.
+			const retry = Number(daily.headers["retry-after"]);
+			assert.ok(retry > 86_000 && retry <= 87_000, String(daily.headers["retry-after"]));
+			alice.c.end();
+		} finally {
+			hanging?.destroy();
+			node?.child.kill("SIGKILL");
+			await a.stop();
+			const keys = await r.keys(`${prefix}:*`);
+			if (keys.length) await r.del(...keys);
+			await r.quit();
+		}
+	});
+
 	test("a slot from the leader is PUT through another node's listener; both serve the file", async () => {
 		const prefix = `parley-test-upload-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 		const [portA, portB] = [await freePort(), await freePort()];

@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 import { xml } from "@xmpp/client";
 import { Redis } from "ioredis";
 import { BoshClient } from "../helpers/bosh.ts";
+import { TEST_CLUSTER_REGISTRY } from "../helpers/cluster-registry.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import { startTestServer } from "../helpers/server.ts";
 import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
@@ -66,8 +67,8 @@ test("server.workers: WebSocket on both workers, BOSH requests reach the worker 
 		'format = "json"',
 		"[cluster]",
 		`prefix = ${JSON.stringify(prefix)}`,
-		// PARLEY_TEST_CLUSTER_REGISTRY=sharded runs it on the sharded registry (issue 16).
-		`registry = "${process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated"}"`,
+		// The default registry, or PARLEY_TEST_CLUSTER_REGISTRY=sharded's (issue 16).
+		`registry = "${TEST_CLUSTER_REGISTRY}"`,
 	];
 	writeFileSync(toml, `${lines.join("\n")}\n`);
 	for (const u of ["alice", "bob"])

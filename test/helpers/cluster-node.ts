@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { TEST_CLUSTER_REGISTRY } from "./cluster-registry.ts";
 import { TEST_REDIS_URL } from "./services.ts";
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
@@ -23,14 +24,15 @@ export interface ChildNodeConfig {
 	log?: string[];
 	/** PostgreSQL shared with the other nodes; SQLite in `dataDir` otherwise. */
 	postgres?: { url: string; schema: string };
+	/** Plain HTTP listener (BOSH, WebSocket, uploads) on this port; none when absent. */
+	httpPort?: number;
 	/** Further TOML lines (components, ...), after the cluster table. */
 	extra?: string[];
 }
 
 /** TOML text for {@link ChildNodeConfig}. */
 export function childNodeToml(c: ChildNodeConfig): string {
-	const registry =
-		process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated";
+	const registry = TEST_CLUSTER_REGISTRY;
 	const lines = [
 		"[server]",
 		`data_dir = ${JSON.stringify(c.dataDir)}`,
@@ -51,7 +53,7 @@ export function childNodeToml(c: ChildNodeConfig): string {
 		"[listeners.c2s_direct_tls]",
 		"enabled = false",
 		"[listeners.http]",
-		"enabled = false",
+		...(c.httpPort ? ['address = "127.0.0.1"', `port = ${c.httpPort}`] : ["enabled = false"]),
 		"[listeners.https]",
 		"enabled = false",
 		"[listeners.s2s]",

@@ -11,6 +11,7 @@ import { type Config, configSchema } from "../../src/core/config/schema.ts";
 import { createLogger } from "../../src/core/log.ts";
 import type { Server } from "../../src/core/server.ts";
 import { MemoryBackend } from "../../src/storage/memory.ts";
+import { TEST_CLUSTER_REGISTRY } from "./cluster-registry.ts";
 import { provideSelfSignedCertificate, trustServerCertificates } from "./tls.ts";
 
 export interface TestServer {
@@ -64,9 +65,7 @@ export async function startTestServer(
 	const config = configSchema.parse(raw);
 	// PARLEY_TEST_CLUSTER_REGISTRY=sharded runs every cluster test on the sharded registry
 	// (issue 16) unless it names its own.
-	const registry = process.env.PARLEY_TEST_CLUSTER_REGISTRY;
-	if ((registry === "sharded" || registry === "replicated") && !opts.config?.cluster?.registry)
-		config.cluster.registry = registry;
+	if (!opts.config?.cluster?.registry) config.cluster.registry = TEST_CLUSTER_REGISTRY;
 	await provideSelfSignedCertificate(config);
 	const log = createLogger({
 		level: opts.log ? "info" : (process.env.PARLEY_TEST_LOG ?? "silent"),

@@ -495,9 +495,10 @@ export const configSchema = z
 				stream_maxlen: z.number().int().min(100).default(100_000),
 				/**
 				 * Where a node learns of the other nodes' sessions (docs/scaling.md). "replicated": every
-				 * node holds every session of the cluster. "sharded" (experimental): the sessions are in
-				 * Redis, a hash per bare JID, and a node holds its own plus those it looked up.
-				 * Every node of a cluster must use the same.
+				 * node holds every session of the cluster. "sharded": the sessions are in Redis, a hash
+				 * per bare JID, and a node holds its own plus those it looked up (not the default: at
+				 * 10,000 sessions on 3 nodes with rosters spread over the nodes it costs more memory and
+				 * login CPU; docs/scaling.md). Every node of a cluster must use the same.
 				 */
 				registry: z.enum(["replicated", "sharded"]).default("replicated"),
 				/** Sharded registry: bare JIDs of other nodes' users a node keeps cached at most. */

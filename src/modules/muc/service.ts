@@ -5,7 +5,12 @@
  */
 import { randomUUID } from "node:crypto";
 import type { MucComponentConfig } from "../../core/config/schema.ts";
-import { HIBERNATING, type Host, type Session } from "../../core/contracts.ts";
+import {
+	type ClusterCounterApi,
+	HIBERNATING,
+	type Host,
+	type Session,
+} from "../../core/contracts.ts";
 import type { DeliveredEvent, StanzaEvent } from "../../core/router.ts";
 import { newArchiveId } from "../../storage/memory.ts";
 import type { ArchiveStore, Json, KeyValStore } from "../../storage/types.ts";
@@ -134,6 +139,12 @@ export class MucService implements RoomHost {
 	readonly #touched = new Map<string, number>();
 	/** What this node last wrote to the cluster's room directory, per room. */
 	readonly #listed = new Map<string, string | null>();
+	/**
+	 * In a cluster, `max_rooms` and `max_rooms_per_user` count in Redis (src/cluster/counters.ts):
+	 * a room this node holds, its creator, and whether it counts as stored (a persistent room,
+	 * field `=<room>`, kept when a node dies) or as this node's (a temporary room, gone with the node).
+	 */
+	readonly #counted = new Map<string, { creator: string; local: string; shared: boolean }>();
 
 	constructor(
 		host: Host,
@@ -231,6 +242,7 @@ export class MucService implements RoomHost {
 		const n = (this.#created.get(room.creator) ?? 1) - 1;
 		if (n > 0) this.#created.set(room.creator, n);
 		else this.#created.delete(room.creator);
+		this.#uncount(room.jid.local);
 		for (const key of [...room.byReal.keys()]) this.sessionIndex(room, key, false);
 		if (this.#stored.has(room.jid.local)) void this.#write(room.jid.local, undefined);
 		void this.#list(room.jid.local, null);
@@ -280,6 +292,8 @@ export class MucService implements RoomHost {
 		this.rooms.set(local, room);
 		this.#stored.add(local);
 		this.#created.set(room.creator, (this.#created.get(room.creator) ?? 0) + 1);
+		// Counted as stored already (by its creation, or by the seeding in `refresh`).
+		if (this.#counters()) this.#counted.set(local, { creator: room.creator, local, shared: true });
 	}
 
 	// --- a cluster's share of the rooms (issue 16) ---
@@ -341,6 +355,10 @@ export class MucService implements RoomHost {
 		else this.#created.delete(room.creator);
 		for (const key of [...room.byReal.keys()]) this.sessionIndex(room, key, false);
 		this.#stored.delete(local);
+		// A temporary room is gone with its node's hold on it; a stored one stays counted.
+		const c = this.#counted.get(local);
+		if (c?.shared) this.#counted.delete(local);
+		else this.#uncount(local);
 	}
 
 	/** This node leaves the cluster: occupants on other nodes are told (status 332, Room.shutdown). */
@@ -373,6 +391,7 @@ export class MucService implements RoomHost {
 		const cluster = this.#clustered ? this.host.server.cluster : null;
 		const owners = cluster?.owners;
 		if (!cluster || !owners) return;
+		await this.#seedCounters();
 		const mark = `${SEEDED}${cluster.node}`;
 		if (await owners.has(this.host, mark)) return;
 		for (const local of await this.#store.users()) {
@@ -497,6 +516,7 @@ export class MucService implements RoomHost {
 		if (room.config.persistent && !room.locked)
 			await this.#write(local, room.toStored() as unknown as Json);
 		else if (this.#stored.has(local)) await this.#write(local, undefined);
+		await this.#recount(local);
 		await this.#list(local, this.#entryOf(room));
 	}
 
@@ -536,11 +556,120 @@ export class MucService implements RoomHost {
 				: this.host.server.hosts.has(from.domain);
 			if (!local) throw new StanzaError("not-allowed", "only local users create rooms here");
 		}
+		// In a cluster the whole cluster's rooms count, when the room is made (#count).
+		if (this.#counters()) return;
+		this.#localLimits(bare);
+	}
+
+	/** `max_rooms` and `max_rooms_per_user` over this node's rooms (one node, or Redis unreachable). */
+	#localLimits(bare: string): void {
 		if (this.cfg.max_rooms > 0 && this.rooms.size >= this.cfg.max_rooms)
 			throw new StanzaError("resource-constraint", "this service has reached its room limit");
 		const mine = this.#created.get(bare) ?? 0;
 		if (this.cfg.max_rooms_per_user > 0 && mine >= this.cfg.max_rooms_per_user)
 			throw new StanzaError("policy-violation", "you have created as many rooms as allowed");
+	}
+
+	// --- the room limits across a cluster (issue 16) ---
+
+	#counters(): ClusterCounterApi | null | undefined {
+		return this.#clustered ? this.host.server.cluster?.counters : null;
+	}
+
+	/** The counters of the service's rooms and of one creator's (src/cluster/counters.ts). */
+	#counterNames(creator: string): { rooms: string; mine: string } {
+		return { rooms: `muc:${this.host.name}:rooms`, mine: `muc:${this.host.name}:by:${creator}` };
+	}
+
+	/**
+	 * A room `local` is about to be made by `from`: counted as this node's (temporary until
+	 * saved as persistent) unless the cluster's `max_rooms` or the creator's
+	 * `max_rooms_per_user` is reached (service admins are counted, never refused).
+	 */
+	async #count(
+		local: string,
+		from: JID,
+	): Promise<{ creator: string; local: string; shared: boolean } | null> {
+		const counters = this.#counters();
+		if (!counters) return null;
+		const bare = from.bare.toString();
+		const admin = this.#admins.has(bare);
+		const names = this.#counterNames(bare);
+		let added = false;
+		try {
+			if ((await counters.tryAdd(names.rooms, 1, admin ? 0 : this.cfg.max_rooms)) !== true)
+				throw new StanzaError("resource-constraint", "this service has reached its room limit");
+			added = true;
+			if ((await counters.tryAdd(names.mine, 1, admin ? 0 : this.cfg.max_rooms_per_user)) !== true)
+				throw new StanzaError("policy-violation", "you have created as many rooms as allowed");
+		} catch (err) {
+			if (added) await counters.release(names.rooms, 1).catch(() => {});
+			if (err instanceof StanzaError) throw err;
+			// Redis does not answer: this node's rooms decide, and the room is not counted.
+			this.#log.warn({ err }, "room counters unreachable; counting this node's rooms");
+			if (!admin) this.#localLimits(bare);
+			return null;
+		}
+		return { creator: bare, local, shared: false };
+	}
+
+	/** A room this node counted is gone (destroyed, or a temporary room this node let go). */
+	#uncount(local: string): void {
+		const c = this.#counted.get(local);
+		this.#counted.delete(local);
+		if (c) this.#release(c);
+	}
+
+	#release(c: { creator: string; local: string; shared: boolean }): void {
+		const counters = this.#counters();
+		if (!counters) return;
+		const names = this.#counterNames(c.creator);
+		const o = c.shared ? { unit: c.local } : {};
+		Promise.all([counters.release(names.rooms, 1, o), counters.release(names.mine, 1, o)]).catch(
+			(err: unknown) => this.#log.warn({ err }, "room counters not released"),
+		);
+	}
+
+	/** A saved room moves between this node's part of the counters and the stored part. */
+	async #recount(local: string): Promise<void> {
+		const c = this.#counted.get(local);
+		const counters = this.#counters();
+		const stored = this.#stored.has(local);
+		if (!c || !counters || c.shared === stored) return;
+		c.shared = stored;
+		const names = this.#counterNames(c.creator);
+		try {
+			for (const name of [names.rooms, names.mine]) {
+				// The new part first: a room is never counted nowhere (counted twice for a moment).
+				if (stored) {
+					await counters.tryAdd(name, 1, 0, { unit: local });
+					await counters.release(name, 1);
+				} else {
+					await counters.tryAdd(name, 1, 0);
+					await counters.release(name, 1, { unit: local });
+				}
+			}
+		} catch (err) {
+			// The room is saved all the same; the counters are off by it until it is destroyed.
+			this.#log.warn({ err, room: local }, "room counters not moved");
+		}
+	}
+
+	/**
+	 * The stored (persistent) rooms counted once per cluster and Redis life: by the first node
+	 * to ask, at its first heartbeat (rooms stored before the counters existed, or after Redis
+	 * lost them).
+	 */
+	async #seedCounters(): Promise<void> {
+		const counters = this.#counters();
+		if (!counters || !(await counters.once(`muc:${this.host.name}:seeded`))) return;
+		for (const local of await this.#store.users()) {
+			const stored = (await this.#store.get(local)) as StoredRoom | undefined;
+			if (stored?.v !== 1) continue;
+			const names = this.#counterNames(stored.creator);
+			await counters.tryAdd(names.rooms, 1, 0, { unit: local });
+			await counters.tryAdd(names.mine, 1, 0, { unit: local });
+		}
 	}
 
 	/**
@@ -630,8 +759,16 @@ export class MucService implements RoomHost {
 			await this.#checkTombstone(to.local, from);
 			room = this.rooms.get(to.local);
 		}
+		let counted: { creator: string; local: string; shared: boolean } | null = null;
+		if (!room) {
+			counted = await this.#count(to.local, from);
+			room = this.rooms.get(to.local);
+			// Made by another stanza meanwhile: this one joins it, and counts nothing.
+			if (room && counted) this.#release(counted);
+		}
 		if (!room) {
 			room = this.#create(to.bare, from, stanza.getChild("x", NS_MUC) !== undefined);
+			if (counted) this.#counted.set(to.local, counted);
 			created = true;
 		}
 		try {

@@ -6,7 +6,7 @@
 import type { HttpRequestEvent, HttpResponse } from "../../core/contracts.ts";
 import type { Logger } from "../../core/log.ts";
 import { type FileMeta, type FileStore, SizeMismatch } from "./files.ts";
-import type { IpUploadLimits } from "./ip-limits.ts";
+import type { UploadLimiter } from "./ip-limits.ts";
 import { mediaType, SLOT_ID, type Slot, verifySlot } from "./slot.ts";
 
 /** Shown inline by a browser; anything else (HTML, SVG, PDF, ...) is a download. */
@@ -26,7 +26,7 @@ export interface UploadHttpOptions {
 	/** Records a received file in the index before it is published (quota accounting). */
 	record(slot: Slot, when: number): Promise<void>;
 	/** What one client address may PUT (ip-limits.ts). */
-	ipLimits?: IpUploadLimits;
+	ipLimits?: UploadLimiter;
 	log: Logger;
 	now?: () => number;
 }
@@ -75,7 +75,7 @@ export class UploadHttp {
 			return text(415, `Content-Type ${given} is not the slot's type, ${slot.type}`);
 		if (await this.#o.files.exists(id)) return text(409, "this slot was already used");
 		// Per address, after the slot's checks so that junk requests count for nothing.
-		const limit = this.#o.ipLimits?.begin(e.ip, slot.size);
+		const limit = await this.#o.ipLimits?.begin(e.ip, slot.size);
 		if (limit !== undefined && typeof limit !== "function") {
 			this.#o.log.info({ ip: e.ip, size: slot.size, status: limit.status }, limit.reason);
 			// RFC 6585 §4: 429, with when to come back if known (RFC 9110 §10.2.3); RFC 9110

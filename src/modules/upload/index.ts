@@ -31,7 +31,7 @@ import { resultFor } from "../../xmpp/stanza.ts";
 import { hostDiscoInfo } from "../disco.ts";
 import { FileStore } from "./files.ts";
 import { UploadHttp } from "./http.ts";
-import { IpUploadLimits } from "./ip-limits.ts";
+import { ClusterIpUploadLimits, IpUploadLimits } from "./ip-limits.ts";
 import { mediaType, newSlotId, type Slot, safeFileName, signSlot } from "./slot.ts";
 
 export const NS_UPLOAD = "urn:xmpp:http:upload:0";
@@ -237,11 +237,17 @@ export default defineModule({
 			}),
 		);
 
-		// Per client address, on the HTTP side (ip-limits.ts); counted by each process that serves PUTs.
-		const ipLimits = new IpUploadLimits({
-			maxUploads: cfg.ip_max_uploads,
-			dailyBytes: cfg.ip_daily_quota,
-		});
+		// Per client address, on the HTTP side (ip-limits.ts): in this process's memory, or in a
+		// cluster in Redis for every node's PUTs (issue 16).
+		const ipOptions = { maxUploads: cfg.ip_max_uploads, dailyBytes: cfg.ip_daily_quota };
+		const ipLimits = core.config.cluster.enabled
+			? new ClusterIpUploadLimits({
+					...ipOptions,
+					counters: () => core.cluster?.counters,
+					service: host.name,
+					log: api.log,
+				})
+			: new IpUploadLimits(ipOptions);
 		api.every(Math.min(cfg.cleanup_interval * 1000, 3_600_000), () => ipLimits.prune());
 		const http = new UploadHttp({
 			files,

@@ -6,10 +6,13 @@
  * are per user and global), so the defaults are generous: they stop a flood, not a busy NAT.
  *
  * IPv6 addresses count by their /64, the block one subscriber usually gets; IPv4 by address.
- * Kept in the memory of the process that serves the HTTP requests: a restart forgets it, and
- * each cluster node counts what it receives.
+ * On one node, kept in the memory of the process that serves the HTTP requests (a restart
+ * forgets it). In a cluster, counted in Redis for all nodes ({@link ClusterIpUploadLimits}):
+ * an address cannot get N times its quota by spreading its PUTs over N nodes.
  */
 import net from "node:net";
+import type { ClusterCounterApi, CounterWindow } from "../../core/contracts.ts";
+import type { Logger } from "../../core/log.ts";
 
 const DAY = 86_400_000;
 
@@ -19,6 +22,15 @@ export interface IpLimitOptions {
 	/** Bytes one address may upload in any 24 hours; 0 = unlimited. */
 	dailyBytes: number;
 	now?: () => number;
+}
+
+/** Ends an upload: called once with the bytes received (all of them, even on failure). */
+export type UploadEnd = (received: number) => void;
+
+/** What the HTTP side asks before a PUT (one node's memory, or the cluster's counters). */
+export interface UploadLimiter {
+	begin(ip: string, size: number): IpRefusal | UploadEnd | Promise<IpRefusal | UploadEnd>;
+	prune(): void;
 }
 
 /** Why an upload may not start, and what to answer. */
@@ -51,7 +63,7 @@ export function ipKey(ip: string): string {
 		.join(":")}::/64`;
 }
 
-export class IpUploadLimits {
+export class IpUploadLimits implements UploadLimiter {
 	readonly #o: IpLimitOptions;
 	readonly #now: () => number;
 	readonly #by = new Map<string, Usage>();
@@ -134,5 +146,111 @@ export class IpUploadLimits {
 		if (u.active === 0 && u.done.length === 0) this.#by.delete(key);
 		else this.#by.set(key, u);
 		return u;
+	}
+}
+
+/**
+ * {@link IpUploadLimits} for a cluster (issue 16): two counters per address in Redis
+ * (src/cluster/counters.ts), `upload:<service>:n:<address>` for the uploads in progress and
+ * `upload:<service>:b:<address>` for the bytes, that is the sizes of the uploads in progress
+ * (each node's share, released by the leader when that node dies: its uploads died with it)
+ * plus what was received, in 10-minute buckets kept for 24 hours (a dead node's uploads stay
+ * counted). Each check-and-add is atomic, so two nodes cannot both admit the last upload. When
+ * Redis does not answer, this node's own memory decides ({@link IpUploadLimits}).
+ */
+export class ClusterIpUploadLimits implements UploadLimiter {
+	readonly #o: IpLimitOptions;
+	readonly #counters: () => ClusterCounterApi | null | undefined;
+	readonly #service: string;
+	readonly #local: IpUploadLimits;
+	readonly #log: Logger;
+	readonly #window: CounterWindow = { ms: DAY, bucketMs: 600_000 };
+
+	constructor(
+		o: IpLimitOptions & {
+			counters: () => ClusterCounterApi | null | undefined;
+			service: string;
+			log: Logger;
+		},
+	) {
+		this.#o = o;
+		this.#counters = o.counters;
+		this.#service = o.service;
+		this.#log = o.log;
+		this.#local = new IpUploadLimits(o);
+	}
+
+	/** The counters of an address (its key: the address or the IPv6 /64). */
+	counterNames(ip: string): { uploads: string; bytes: string } {
+		const key = ipKey(ip);
+		return {
+			uploads: `upload:${this.#service}:n:${key}`,
+			bytes: `upload:${this.#service}:b:${key}`,
+		};
+	}
+
+	async begin(ip: string, size: number): Promise<IpRefusal | UploadEnd> {
+		const { maxUploads, dailyBytes } = this.#o;
+		const counters = this.#counters();
+		if (!counters || (dailyBytes > 0 && size > dailyBytes)) return this.#local.begin(ip, size);
+		const { uploads, bytes } = this.counterNames(ip);
+		const window = this.#window;
+		let counted = false;
+		try {
+			if (maxUploads > 0) {
+				if ((await counters.tryAdd(uploads, 1, maxUploads)) !== true)
+					return {
+						status: 429,
+						reason: `too many uploads from this address at once (at most ${maxUploads})`,
+					};
+				counted = true;
+			}
+			if (dailyBytes > 0) {
+				const r = await counters.tryAdd(bytes, size, dailyBytes, { window });
+				if (r !== true) {
+					if (counted) await counters.release(uploads, 1);
+					// RFC 9110 §10.2.3: when enough of what was received leaves the window (to the
+					// bucket); none when uploads in progress alone are in the way.
+					const now = Date.now();
+					let used = r.total;
+					let at: number | undefined;
+					for (const s of r.spent) {
+						if (used + size <= dailyBytes) break;
+						used -= s.amount;
+						at = s.at + window.bucketMs + window.ms;
+					}
+					return {
+						status: 429,
+						reason: `daily upload limit of this address reached (${dailyBytes} bytes in 24 hours)`,
+						...(used + size <= dailyBytes && at !== undefined
+							? { retryAfter: Math.max(1, Math.ceil((at - now) / 1000)) }
+							: {}),
+					};
+				}
+			}
+		} catch (err) {
+			this.#log.warn({ err }, "cluster: upload counters unreachable; counting on this node");
+			if (counted) void counters.release(uploads, 1).catch(() => {});
+			return this.#local.begin(ip, size);
+		}
+		let ended = false;
+		return (received: number) => {
+			if (ended) return;
+			ended = true;
+			const done = async () => {
+				if (maxUploads > 0) await counters.release(uploads, 1);
+				if (dailyBytes > 0) {
+					await counters.spend(bytes, received, window);
+					await counters.release(bytes, size, { window });
+				}
+			};
+			done().catch((err: unknown) =>
+				this.#log.warn({ err }, "cluster: an upload's counters were not updated"),
+			);
+		};
+	}
+
+	prune(): void {
+		this.#local.prune();
 	}
 }
