@@ -27,7 +27,6 @@
  *   the answer comes back on the asking node's channel.
  */
 import { hostname } from "node:os";
-import { Redis } from "ioredis";
 import type { Config } from "../core/config/schema.ts";
 import type {
 	ClusterHook,
@@ -42,10 +41,12 @@ import type { Element } from "../xml/element.ts";
 import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
 import { Delivery } from "./delivery.ts";
+import type { ClusterKeys } from "./keys.ts";
 import { Ownership } from "./ownership.ts";
+import { describeRedis, keysFor, openRedis, type RedisClient } from "./redis.ts";
 import { ShardedRegistry, type ShardMessage } from "./registry.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
-import { beatsKey, readClusterStatus } from "./status.ts";
+import { readClusterStatus } from "./status.ts";
 
 /** Separates the fields of a node-channel message; U+0000 cannot occur in XML or in a JID. */
 const SEP = "\u0000";
@@ -71,14 +72,11 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	readonly #server: Core;
 	readonly #cfg: Config["cluster"];
 	readonly #log: Logger;
-	readonly #keys: {
-		registry: string;
-		nodes: string;
-		alive: (node: string) => string;
-	};
+	/** Key and channel names (src/cluster/keys.ts: hash-tagged on a Redis Cluster). */
+	readonly #keys: ClusterKeys;
 	readonly #delivery: Delivery;
-	#pub: Redis | null = null;
-	#sub: Redis | null = null;
+	#pub: RedisClient | null = null;
+	#sub: RedisClient | null = null;
 	/** The sharded registry (`cluster.registry = "sharded"`, src/cluster/registry.ts); null: replicated. */
 	#shard: ShardedRegistry | null = null;
 	#seq = 0;
@@ -102,15 +100,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#cfg = server.config.cluster;
 		this.node = this.#cfg.node || defaultNodeName();
 		this.#log = server.log.child({ node: this.node });
-		const p = this.#cfg.prefix;
-		this.#keys = {
-			registry: `${p}:registry`,
-			nodes: `${p}:nodes`,
-			alive: (n) => `${p}:alive:${n}`,
-		};
+		this.#keys = keysFor(this.#cfg);
 		this.#delivery = new Delivery({
-			redis: this.#cfg.redis,
-			prefix: p,
+			redis: this.#cfg,
+			keys: this.#keys,
 			node: this.node,
 			nodeTimeoutMs: this.#cfg.node_timeout * 1000,
 			heartbeatMs: this.#cfg.heartbeat * 1000,
@@ -177,7 +170,6 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 
 	async start(): Promise<void> {
 		const options = {
-			lazyConnect: true,
 			connectTimeout: 5000,
 			// Commands wait for a reconnection rather than fail at once; a stanza for another node
 			// that cannot be published within this is logged and lost.
@@ -185,8 +177,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			retryStrategy: (times: number) => (this.#stopping ? null : Math.min(times * 200, 2000)),
 		};
 		// Named, so that an operator sees in CLIENT LIST which node holds a connection.
-		const pub = new Redis(this.#cfg.redis, { ...options, connectionName: `${this.node}:pub` });
-		const sub = new Redis(this.#cfg.redis, { ...options, connectionName: `${this.node}:sub` });
+		const pub = openRedis(this.#cfg, { ...options, name: `${this.node}:pub` });
+		const sub = openRedis(this.#cfg, { ...options, name: `${this.node}:sub`, sharded: true });
 		this.#pub = pub;
 		this.#sub = sub;
 		// The socket's own error (ECONNREFUSED, NOAUTH, ...) says more than a failed connect().
@@ -207,13 +199,13 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			pub.disconnect();
 			sub.disconnect();
 			const why = firstError || (err as Error).message;
-			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${why}`);
+			throw new Error(`cluster: cannot reach Redis at ${describeRedis(this.#cfg)}: ${why}`);
 		}
 		if (this.#cfg.registry === "sharded")
 			this.#shard = new ShardedRegistry({
 				pub,
 				sub,
-				prefix: this.#cfg.prefix,
+				keys: this.#keys,
 				node: this.node,
 				log: this.#log,
 				cacheMax: this.#cfg.registry_cache,
@@ -227,14 +219,21 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				},
 			});
 		await this.owners.start();
-		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
-		await sub.subscribe(this.#keys.registry);
+		// On a Redis Cluster every channel is a sharded one (docs/architecture.md "Redis Cluster").
+		const onMessage = (channel: string, message: string) => this.#onMessage(channel, message);
+		if (this.#keys.clustered) {
+			sub.on("smessage", onMessage);
+			await sub.ssubscribe(this.#keys.registry);
+		} else {
+			sub.on("message", onMessage);
+			await sub.subscribe(this.#keys.registry);
+		}
 		await this.#join();
 		await this.#delivery.start().catch((err: Error) => {
 			this.#stopping = true;
 			pub.disconnect();
 			sub.disconnect();
-			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${err.message}`);
+			throw new Error(`cluster: cannot reach Redis at ${describeRedis(this.#cfg)}: ${err.message}`);
 		});
 		// After a lost connection ioredis resubscribes by itself; what was published meanwhile is
 		// gone, so the node republishes its sessions and reloads the others'.
@@ -244,7 +243,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#ready = true;
 		this.#timer = setInterval(() => void this.#tick(), this.#cfg.heartbeat * 1000);
 		this.#timer.unref();
-		this.#log.info({ redis: this.#cfg.redis, prefix: this.#cfg.prefix }, "joined the cluster");
+		this.#log.info(
+			{ redis: describeRedis(this.#cfg), prefix: this.#cfg.prefix },
+			"joined the cluster",
+		);
 	}
 
 	/**
@@ -252,7 +254,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	 * the registry channel, which this node already listens to).
 	 */
 	async #join(): Promise<void> {
-		const pub = this.#pub as Redis;
+		const pub = this.#pub as RedisClient;
 		const sentAt = performance.now();
 		const [, [, was]] = (await pub
 			.multi()
@@ -261,8 +263,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			.exec()) as [unknown, [null, string | null]];
 		this.#delivery.alive(sentAt, was === null);
 		// The sharded registry is in Redis: nobody needs to be told this node's state.
-		if (!this.#shard)
-			await pub.publish(this.#keys.registry, JSON.stringify([{ op: "hello", node: this.node }]));
+		if (!this.#shard) await this.#publish(pub, JSON.stringify([{ op: "hello", node: this.node }]));
 		await this.#tick();
 	}
 
@@ -279,7 +280,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		const pub = this.#pub;
 		if (!pub) throw new Error("cluster: not joined");
 		if (pub.status !== "ready") throw new Error("cluster: Redis is not reachable");
-		return readClusterStatus(pub, this.#cfg.prefix);
+		return readClusterStatus(pub, this.#keys);
 	}
 
 	async #resync(why: string): Promise<void> {
@@ -314,7 +315,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.multi()
 				.del(this.#keys.alive(this.node))
 				.zrem(this.#keys.nodes, this.node)
-				.hdel(beatsKey(this.#cfg.prefix), this.node)
+				.hdel(this.#keys.beats, this.node)
 				.exec()
 				.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving failed"));
 		}
@@ -475,7 +476,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		if (!pub) return;
 		const lost = (err: unknown) =>
 			this.#log.warn({ err }, "cluster: a batch for the other nodes was lost");
-		if (registry.length) pub.publish(this.#keys.registry, `[${registry.join(",")}]`).catch(lost);
+		if (registry.length) this.#publish(pub, `[${registry.join(",")}]`).catch(lost);
+	}
+
+	/** On the registry channel: PUBLISH with one Redis, SPUBLISH on a Redis Cluster. */
+	#publish(pub: RedisClient, message: string): Promise<number> {
+		return this.#keys.clustered
+			? (pub.spublish(this.#keys.registry, message) as Promise<number>)
+			: pub.publish(this.#keys.registry, message);
 	}
 
 	// --- incoming ---
@@ -678,7 +686,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.set(this.#keys.alive(this.node), "1", "PX", ttl, "GET")
 				.zrange(this.#keys.nodes, "0", "-1")
 				.hset(
-					beatsKey(this.#cfg.prefix),
+					this.#keys.beats,
 					this.node,
 					JSON.stringify({
 						at: Date.now(),
@@ -751,10 +759,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			}
 			await this.#shard.removeNode(node, entries);
 		}
-		await (this.#pub as Redis)
+		await (this.#pub as RedisClient)
 			.multi()
 			.zrem(this.#keys.nodes, node)
-			.hdel(beatsKey(this.#cfg.prefix), node)
+			.hdel(this.#keys.beats, node)
 			.exec();
 		for (const r of gone)
 			await r.host.events.fire("session/closed", { session: r }).catch((err: unknown) => {

@@ -17,6 +17,10 @@ export interface ChildNodeConfig {
 	port: number;
 	prefix: string;
 	node: string;
+	/** `cluster.registry`; the in-process nodes' (PARLEY_TEST_CLUSTER_REGISTRY) by default. */
+	registry?: "replicated" | "sharded";
+	/** `cluster.redis_cluster`: seed nodes of a Redis Cluster instead of the test Redis. */
+	redisCluster?: string[];
 	/** PostgreSQL shared with the other nodes; SQLite in `dataDir` otherwise. */
 	postgres?: { url: string; schema: string };
 	/** Further TOML lines (components, ...), after the cluster table. */
@@ -26,7 +30,8 @@ export interface ChildNodeConfig {
 /** TOML text for {@link ChildNodeConfig}. */
 export function childNodeToml(c: ChildNodeConfig): string {
 	const registry =
-		process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated";
+		c.registry ??
+		(process.env.PARLEY_TEST_CLUSTER_REGISTRY === "sharded" ? "sharded" : "replicated");
 	const lines = [
 		"[server]",
 		`data_dir = ${JSON.stringify(c.dataDir)}`,
@@ -58,7 +63,9 @@ export function childNodeToml(c: ChildNodeConfig): string {
 		'level = "warn"',
 		"[cluster]",
 		"enabled = true",
-		`redis = ${JSON.stringify(TEST_REDIS_URL)}`,
+		c.redisCluster
+			? `redis_cluster = ${JSON.stringify(c.redisCluster)}`
+			: `redis = ${JSON.stringify(TEST_REDIS_URL)}`,
 		`prefix = ${JSON.stringify(c.prefix)}`,
 		`node = ${JSON.stringify(c.node)}`,
 		"heartbeat = 0.5",
