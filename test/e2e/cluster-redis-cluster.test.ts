@@ -6,10 +6,14 @@
  * step that needs it), and the pub/sub channels are sharded ones.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Cluster } from "ioredis";
+import { EXIT } from "../../src/cli/common.ts";
 import type { ClusterLink } from "../../src/cluster/link.ts";
-import { spawnChildNode } from "../helpers/cluster-node.ts";
+import { childNodeToml, spawnChildNode } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online } from "../helpers/raw-stanzas.ts";
@@ -21,6 +25,16 @@ import {
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { befriend } from "../helpers/xmpp-user.ts";
+
+const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
+
+/** `parley ARGS`, its exit code and output (never rejects). */
+const parley = (args: string[]) =>
+	new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+		execFile(process.execPath, [BIN, ...args], (err, stdout, stderr) =>
+			resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+		);
+	});
 
 const USERS = ["alice", "bob", "carol", "dave", "erin"];
 const ROOM = "talk@conference.localhost";
@@ -120,6 +134,46 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 				} finally {
 					r.disconnect();
 				}
+			});
+
+			test("parley check pings the Redis Cluster (and says why it cannot); parley cluster status reads the nodes from it", async () => {
+				const toml = (name: string, seeds: string[]) => {
+					const file = join(a.dataDir, `${name}.toml`);
+					writeFileSync(
+						file,
+						childNodeToml({
+							dataDir: a.dataDir,
+							port: 0,
+							prefix,
+							node: name,
+							registry,
+							redisCluster: seeds,
+						}),
+					);
+					return file;
+				};
+				const up = toml("check-up", rc.seeds);
+				const ok = await parley(["check", "--config", up]);
+				assert.equal(ok.code, EXIT.OK, ok.stderr);
+				assert.ok(
+					ok.stdout.includes(`cluster: Redis Cluster ${rc.seeds.join(",")}: reachable`),
+					ok.stdout,
+				);
+				const status = await parley(["cluster", "status", "--json", "--config", up]);
+				assert.equal(status.code, EXIT.OK, status.stderr);
+				const nodes = (JSON.parse(status.stdout) as { nodes: { node: string; health: string }[] })
+					.nodes;
+				assert.deepEqual(
+					nodes.map((n) => [n.node, n.health]),
+					[
+						["node-a", "alive"],
+						["node-b", "alive"],
+					],
+				);
+				// Port 1 on loopback: nothing listens there.
+				const down = await parley(["check", "--config", toml("check-down", ["127.0.0.1:1"])]);
+				assert.equal(down.code, EXIT.CHECK_FAILED, down.stderr);
+				assert.match(down.stderr, /cluster\.redis_cluster: not reachable \(.+\)/);
 			});
 
 			test("RFC 6121 §4.2.2 and §8.5.3.1: presence and chat between users on two nodes", async () => {
