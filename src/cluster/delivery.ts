@@ -389,6 +389,9 @@ export class Delivery {
 					this.#rereadPending = true;
 				} else {
 					this.#o.log.warn({ err }, "cluster delivery: reading this node's stream failed");
+					// A read's reply may have been lost (on a Redis Cluster a shard's failover shows as
+					// errors, not as this client's reconnection): its entries are pending for this node.
+					this.#rereadPending = true;
 					await new Promise((resolve) => setTimeout(resolve, 200));
 				}
 			}

@@ -240,6 +240,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		sub.on("ready", () => {
 			if (this.#ready && !this.#stopping) void this.#resync("Redis connection restored");
 		});
+		// On a Redis Cluster a shard's failover moves the sharded subscriptions to its new master
+		// (ioredis re-subscribes, then says so) without the client reconnecting: what was published
+		// meanwhile is lost just the same.
+		if (this.#keys.clustered)
+			sub.on("subscribersReady", () => {
+				if (this.#ready && !this.#stopping)
+					void this.#resync("Redis Cluster subscriptions moved to another node");
+			});
 		this.#ready = true;
 		this.#timer = setInterval(() => void this.#tick(), this.#cfg.heartbeat * 1000);
 		this.#timer.unref();

@@ -1,7 +1,8 @@
 /**
  * A Parley cluster on a Redis Cluster (`cluster.redis_cluster`, docs/scaling.md "Redis
- * Cluster"): a private Redis Cluster of three masters (test/helpers/redis-cluster.ts), two nodes
- * in this process and one child process, in both registry modes. Every multi-key command of the
+ * Cluster"): a private Redis Cluster of three masters and their replicas
+ * (test/helpers/redis-cluster.ts), two nodes in this process and one child process, in both
+ * registry modes; then the failover of the shard that holds a node's stream. Every multi-key command of the
  * link must be slot-safe there (a CROSSSLOT error fails the chat, presence, room or offline
  * step that needs it), and the pub/sub channels are sharded ones.
  */
@@ -47,7 +48,8 @@ let rc: RedisCluster;
 
 describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 	before(async () => {
-		rc = await startRedisCluster({ masters: 3 });
+		// A replica each, for the failover at the end.
+		rc = await startRedisCluster({ masters: 3, replicas: 1 });
 	});
 	after(async () => {
 		await rc?.stop();
@@ -353,4 +355,80 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 				alice.end();
 			});
 		});
+	describe("a shard's failover (sharded registry)", () => {
+		const prefix = `parley-rc-failover-${process.pid}`;
+		let a: TestServer;
+		let b: TestServer;
+		const clients: RawClient[] = [];
+		// node_timeout longer than the Redis Cluster's failover (cluster-node-timeout 2 s and an
+		// election): the nodes' heartbeats may be on the failing shard (docs/scaling.md).
+		const config = (node: string) => ({
+			auth: { require_encryption: false, allow_plain_without_tls: true },
+			cluster: {
+				enabled: true,
+				redis_cluster: rc.seeds,
+				prefix,
+				node,
+				heartbeat: 0.5,
+				node_timeout: 15,
+				registry: "sharded" as const,
+			},
+		});
+		before(async () => {
+			a = await startTestServer({
+				storage: "sqlite",
+				config: config("node-a"),
+				users: USERS.map((u) => [`${u}@localhost`, `pw-${u}`] as [string, string]),
+			});
+			b = await startTestServer({
+				storage: "sqlite",
+				dataDir: a.dataDir,
+				config: config("node-b"),
+			});
+		});
+		after(async () => {
+			for (const c of clients) c.end();
+			await b?.stop();
+			await a?.stop();
+		});
+
+		test("kill -9 of the master that holds node B's stream: after its replica takes over, chat across the nodes and logins go on", async () => {
+			const on = async (port: number, user: string, resource: string) => {
+				const c = await online(port, user, resource);
+				clients.push(c);
+				return c;
+			};
+			const alice = await on(a.port, "alice", "a1");
+			const bob = await on(b.port, "bob", "b1");
+			const mark0 = bob.received.length;
+			alice.send(
+				"<message to='bob@localhost/b1' id='f0' type='chat'><body>before</body></message>",
+			);
+			await message(bob, "f0", mark0);
+			const stream = `${prefix}:stream:{node-b}`;
+			const old = await rc.masterOf(stream);
+			await rc.kill(old);
+			await waitFor(
+				async () => (await rc.masterOf(stream).catch(() => old)) !== old,
+				"a replica to take the shard over",
+				30_000,
+			);
+			// Sent once the shard has a master again; the XADD and node B's read find it.
+			const mark = bob.received.length;
+			alice.send("<message to='bob@localhost/b1' id='f1' type='chat'><body>after</body></message>");
+			assert.match(
+				await bob.waitFor(/id="f1"[\s\S]*?<body>after<\/body>/, mark, 30_000),
+				/alice@localhost\/a1/,
+			);
+			const markA = alice.received.length;
+			bob.send("<message to='alice@localhost/a1' id='f2' type='chat'><body>back</body></message>");
+			await alice.waitFor(/id="f2"/, markA, 30_000);
+			// A login after the failover is found from the other node (its registry entry and channel).
+			const erin = await on(b.port, "erin", "e1");
+			const markE = erin.received.length;
+			alice.send("<message to='erin@localhost' id='f3' type='chat'><body>new</body></message>");
+			await erin.waitFor(/id="f3"[\s\S]*?<body>new<\/body>/, markE, 30_000);
+			assert.equal(a.server.cluster?.leader, true, "node A still leads: nobody was declared dead");
+		});
+	});
 });

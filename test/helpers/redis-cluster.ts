@@ -37,6 +37,10 @@ export interface RedisCluster {
 	dir: string;
 	/** `redis-cli -p <port> <args>` on one of the nodes. */
 	cli(port: number, ...args: string[]): Promise<string>;
+	/** The port of the master that serves `key`'s slot now, as a live node sees it. */
+	masterOf(key: string): Promise<number>;
+	/** SIGKILL of one node (a replica takes a master's place after `cluster-node-timeout`). */
+	kill(port: number): Promise<void>;
 	/** Stops every node (SIGKILL: nothing to save) and removes the directory. */
 	stop(): Promise<void>;
 }
@@ -68,6 +72,8 @@ export async function startRedisCluster(
 			);
 	const dir = mkdtempSync(join(tmpdir(), "parley-redis-cluster-"));
 	const children: ChildProcess[] = [];
+	const byPort = new Map<number, ChildProcess>();
+	const killed = new Set<number>();
 	const run = (port: number, ...args: string[]) =>
 		cli("redis-cli", ["-p", String(port), ...args]).then((r) => r.stdout);
 	const cluster: RedisCluster = {
@@ -75,6 +81,30 @@ export async function startRedisCluster(
 		ports,
 		dir,
 		cli: run,
+		masterOf: async (key) => {
+			const live = ports.find((p) => !killed.has(p)) as number;
+			const slot = Number((await run(live, "cluster", "keyslot", key)).trim());
+			// CLUSTER NODES: id addr@bus flags master ping pong epoch state slots...
+			for (const line of (await run(live, "cluster", "nodes")).split("\n")) {
+				const f = line.trim().split(" ");
+				if (!f[2]?.includes("master") || f[2].includes("fail")) continue;
+				for (const range of f.slice(8)) {
+					const [lo, hi = lo] = range.split("-").map(Number) as [number, number?];
+					if (slot >= lo && slot <= (hi as number))
+						return Number(f[1]?.split("@")[0]?.split(":")[1]);
+				}
+			}
+			throw new Error(`no master serves slot ${slot}`);
+		},
+		kill: async (port) => {
+			const c = byPort.get(port);
+			killed.add(port);
+			if (!c || c.exitCode !== null || c.signalCode !== null) return;
+			await new Promise<void>((resolve) => {
+				c.once("exit", () => resolve());
+				c.kill("SIGKILL");
+			});
+		},
 		stop: async () => {
 			await Promise.all(
 				children.map(
@@ -93,32 +123,32 @@ export async function startRedisCluster(
 		for (const port of ports) {
 			const d = join(dir, String(port));
 			mkdirSync(d);
-			children.push(
-				spawn(
-					"redis-server",
-					[
-						"--port",
-						String(port),
-						"--bind",
-						"127.0.0.1",
-						"--cluster-enabled",
-						"yes",
-						"--cluster-config-file",
-						join(d, "nodes.conf"),
-						"--cluster-node-timeout",
-						"2000",
-						"--save",
-						"",
-						"--appendonly",
-						"no",
-						"--dir",
-						d,
-						"--logfile",
-						join(d, "log"),
-					],
-					{ stdio: "ignore" },
-				),
+			const child = spawn(
+				"redis-server",
+				[
+					"--port",
+					String(port),
+					"--bind",
+					"127.0.0.1",
+					"--cluster-enabled",
+					"yes",
+					"--cluster-config-file",
+					join(d, "nodes.conf"),
+					"--cluster-node-timeout",
+					"2000",
+					"--save",
+					"",
+					"--appendonly",
+					"no",
+					"--dir",
+					d,
+					"--logfile",
+					join(d, "log"),
+				],
+				{ stdio: "ignore" },
 			);
+			children.push(child);
+			byPort.set(port, child);
 		}
 		for (const port of ports)
 			await waitFor(
