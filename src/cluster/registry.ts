@@ -233,7 +233,9 @@ export class ShardedRegistry {
 	 * node's writes still queued go first on the same connection, so they are counted.
 	 */
 	async counts(host: string): Promise<{ sessions: number; users: number }> {
-		void this.flush();
+		// On a Redis Cluster the host's set and counter follow each script's answer: wait for them.
+		if (this.#keys.clustered) await this.flush();
+		else void this.flush();
 		const [setKey, usersKey] = this.#hostKeys(`@${host}`);
 		const res = (await this.#pub.pipeline().scard(setKey).get(usersKey).exec()) ?? [];
 		for (const [err] of res) if (err) throw err;
@@ -242,7 +244,8 @@ export class ShardedRegistry {
 
 	/** Full JIDs of `host`'s sessions in the whole cluster (this node's queued writes first). */
 	async jids(host: string): Promise<string[]> {
-		void this.flush();
+		if (this.#keys.clustered) await this.flush();
+		else void this.flush();
 		return this.#pub.smembers(this.#hostKeys(`@${host}`)[0]);
 	}
 
