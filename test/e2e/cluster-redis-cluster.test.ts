@@ -138,6 +138,19 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 				}
 			});
 
+			test("a request to one node (the BOSH hand-over's `ask`) travels on that node's sharded channel; one to a node nobody serves is answered null at once", {
+				timeout: 120_000,
+			}, async () => {
+				const la = a.server.cluster as ClusterLink;
+				const lb = b.server.cluster as ClusterLink;
+				lb.answer("test-echo", async (payload) => Buffer.concat([Buffer.from("re:"), payload]));
+				const answer = await la.ask("node-b", "test-echo", Buffer.from("\u0001x"), 10_000);
+				assert.equal(answer?.toString(), "re:\u0001x");
+				// SPUBLISH counts no receiver: null without waiting for the ask's timeout (an hour; the
+				// test's own timeout fails it first).
+				assert.equal(await la.ask("node-gone", "test-echo", Buffer.from("x"), 3_600_000), null);
+			});
+
 			test("parley check pings the Redis Cluster (and says why it cannot); parley cluster status reads the nodes from it", async () => {
 				const toml = (name: string, seeds: string[]) => {
 					const file = join(a.dataDir, `${name}.toml`);
