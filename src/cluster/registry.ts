@@ -24,8 +24,8 @@
  *   worst a member without an entry, which `entriesOf` skips, never an entry the leader cannot
  *   find); the host set and counter follow the script's answer (new field, first field, last
  *   field gone). A node that dies between the script and those leaves the host's counts off by
- *   one until its sessions are removed; they are counts for limits and announcements, not
- *   routing. A tick's changes are sent in one turn (ioredis's auto-pipelining: one write per
+ *   one (nothing corrects it while the host has sessions); they are counts for limits and
+ *   announcements, not routing. A tick's changes are sent in one turn (ioredis's auto-pipelining: one write per
  *   shard).
  * - Lookups. Before the router (or a module) reads `host.sessions` for a user that may be
  *   connected elsewhere, {@link ShardedRegistry.resolve} makes sure the user's bare JID is
