@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { Cluster } from "ioredis";
 import { EXIT } from "../../src/cli/common.ts";
@@ -61,6 +62,8 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 			let a: TestServer;
 			let b: TestServer;
 			const clients: RawClient[] = [];
+			/** Node A's log (JSON lines, info and up). */
+			let logA = "";
 			const on = async (port: number, user: string, resource: string) => {
 				const c = await online(port, user, resource);
 				clients.push(c);
@@ -92,10 +95,15 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 				);
 
 			before(async () => {
+				const log = new PassThrough();
+				log.on("data", (d: Buffer) => {
+					logA += d.toString();
+				});
 				a = await startTestServer({
 					storage: "sqlite",
 					config: config("node-a"),
 					users: USERS.map((u) => [`${u}@localhost`, `pw-${u}`] as [string, string]),
+					log,
 				});
 				b = await startTestServer({
 					storage: "sqlite",
@@ -362,6 +370,13 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 					await dave.waitFor(/id="k1"[\s\S]*?<body>in flight<\/body>/);
 					await dave.waitFor(/id="k2"[\s\S]*?<body>after<\/body>/);
 					dave.end();
+					// Node A never lost its place: no resynchronisation (ioredis moving subscriptions
+					// without a failover would make one), no failed registry write or Redis error.
+					assert.match(logA, /joined the cluster/);
+					assert.doesNotMatch(
+						logA,
+						/resynchronising|registry write failed|writes were lost|Redis error|CROSSSLOT/,
+					);
 				} finally {
 					child?.kill("SIGKILL");
 				}
