@@ -2,8 +2,8 @@
  * Redis's time per sharded-registry write on one Redis and on a Redis Cluster (issue 16,
  * docs/scaling.md "Redis Cluster"): N new entries, then N updates, of the put script as the
  * registry sends them (one Redis: PUT_SCRIPT in one pipeline; Redis Cluster: SADD of the node
- * set, PUT_SLOT_SCRIPT, then the host set's SADD and the counter's INCR its answer asks for, on
- * an auto-pipelining Cluster client). Redis time is INFO commandstats (usec of every command)
+ * set for a new entry, PUT_SLOT_SCRIPT, then the host set's SADD and the counter's INCR its
+ * answer asks for, on an auto-pipelining Cluster client). Redis time is INFO commandstats (usec of every command)
  * summed over the masters after CONFIG RESETSTAT, so nothing but this run may use them.
  *
  *   npx node bench/redis-cluster-registry.ts --redis redis://127.0.0.1:6392 [--count 20000]
@@ -50,12 +50,16 @@ function entry(i: number, seq: number): string {
 }
 
 /** Total usec and calls of every command, summed over `nodes`. */
-async function stats(nodes: Redis[]): Promise<{ usec: number; calls: number; perNode: number[] }> {
+async function stats(
+	nodes: Redis[],
+): Promise<{ usec: number; calls: number; perNode: number[]; callsPerNode: number[] }> {
 	let usec = 0;
 	let calls = 0;
 	const perNode: number[] = [];
+	const callsPerNode: number[] = [];
 	for (const n of nodes) {
 		let mine = 0;
+		let myCalls = 0;
 		for (const m of (await n.info("commandstats")).matchAll(
 			/cmdstat_(\w+):calls=(\d+),usec=(\d+)/g,
 		)) {
@@ -63,10 +67,12 @@ async function stats(nodes: Redis[]): Promise<{ usec: number; calls: number; per
 			calls += Number(m[2]);
 			usec += Number(m[3]);
 			mine += Number(m[3]);
+			myCalls += Number(m[2]);
 		}
 		perNode.push(mine);
+		callsPerNode.push(myCalls);
 	}
-	return { usec, calls, perNode };
+	return { usec, calls, perNode, callsPerNode };
 }
 
 async function single(url: string): Promise<{ added: number; updated: number }> {
@@ -126,7 +132,7 @@ async function cluster(): Promise<{ added: number; updated: number; shares: stri
 			for (let i = 0; i < COUNT; i++) {
 				const bare = `user${i}@${HOST}`;
 				const full = `${bare}/phone-${i}`;
-				done.push(c.sadd(k.nodeSet(NODE), full));
+				if (isNew) done.push(c.sadd(k.nodeSet(NODE), full));
 				done.push(
 					put
 						.putSlot(
@@ -147,7 +153,8 @@ async function cluster(): Promise<{ added: number; updated: number; shares: stri
 			}
 			await Promise.all(done);
 			const s = await stats(masters);
-			shares = s.perNode.map((u) => `${((100 * u) / s.usec).toFixed(0)}%`).join(" / ");
+			const pc = (x: number, all: number) => `${((100 * x) / all).toFixed(0)}%`;
+			shares += `${isNew ? "new entries" : "; updates"}: time ${s.perNode.map((u) => pc(u, s.usec)).join(" / ")} (commands ${s.callsPerNode.map((c) => pc(c, s.calls)).join(" / ")})`;
 			return s.usec / COUNT;
 		};
 		const added = await run(1, true);
@@ -166,5 +173,5 @@ console.log(
 );
 const rc = await cluster();
 console.log(
-	`Redis Cluster, 3 masters: ${rc.added.toFixed(1)} µs of Redis time per new entry, ${rc.updated.toFixed(1)} µs per update, summed over the masters; shares of the updates' time: ${rc.shares}`,
+	`Redis Cluster, 3 masters: ${rc.added.toFixed(1)} µs of Redis time per new entry, ${rc.updated.toFixed(1)} µs per update, summed over the masters; shares of the masters: ${rc.shares}`,
 );

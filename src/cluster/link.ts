@@ -241,13 +241,11 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			if (this.#ready && !this.#stopping) void this.#resync("Redis connection restored");
 		});
 		// On a Redis Cluster a shard's failover moves the sharded subscriptions to its new master
-		// (ioredis re-subscribes, then says so) without the client reconnecting: what was published
-		// meanwhile is lost just the same.
-		if (this.#keys.clustered)
-			sub.on("subscribersReady", () => {
-				if (this.#ready && !this.#stopping)
-					void this.#resync("Redis Cluster subscriptions moved to another node");
-			});
+		// (ioredis re-subscribes) without the client reconnecting, so this does not fire: what was
+		// published on that shard meanwhile is lost (docs/scaling.md "Redis Cluster"). Not on
+		// ioredis's `subscribersReady` either: it fires at each of its retries while the dead
+		// master is still listed, and a resync's SSUBSCRIBEs fed those retries (a storm of resyncs
+		// in a test).
 		this.#ready = true;
 		this.#timer = setInterval(() => void this.#tick(), this.#cfg.heartbeat * 1000);
 		this.#timer.unref();

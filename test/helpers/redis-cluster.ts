@@ -170,6 +170,17 @@ export async function startRedisCluster(
 				`redis ${port} to see the cluster`,
 				20_000,
 			);
+		// A replica that never finished its first sync refuses to take its master's place (its data
+		// is too old to be trusted): a failover test needs every link up first.
+		for (const port of ports) {
+			const role = async () => await run(port, "info", "replication");
+			if (!/role:slave/.test(await role())) continue;
+			await waitFor(
+				async () => /master_link_status:up/.test(await role()),
+				`replica ${port} to sync with its master`,
+				20_000,
+			);
+		}
 	} catch (err) {
 		await cluster.stop();
 		throw err;
