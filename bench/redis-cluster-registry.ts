@@ -2,7 +2,7 @@
  * Redis's time per sharded-registry write on one Redis and on a Redis Cluster (issue 16,
  * docs/scaling.md "Redis Cluster"): N new entries, then N updates, of the put script as the
  * registry sends them (one Redis: PUT_SCRIPT in one pipeline; Redis Cluster: SADD of the node
- * set for a new entry, PUT_SLOT_SCRIPT, then the host set's SADD and the counter's INCR its
+ * set, PUT_SLOT_SCRIPT, then the host set's SADD and the counter's INCR its
  * answer asks for, on an auto-pipelining Cluster client). Redis time is INFO commandstats (usec of every command)
  * summed over the masters after CONFIG RESETSTAT, so nothing but this run may use them.
  *
@@ -132,7 +132,7 @@ async function cluster(): Promise<{ added: number; updated: number; shares: stri
 			for (let i = 0; i < COUNT; i++) {
 				const bare = `user${i}@${HOST}`;
 				const full = `${bare}/phone-${i}`;
-				if (isNew) done.push(c.sadd(k.nodeSet(NODE), full));
+				done.push(c.sadd(k.nodeSet(NODE), full));
 				done.push(
 					put
 						.putSlot(

@@ -19,8 +19,8 @@
  *   slots, and a script may touch one slot only. The script keeps what must be atomic, the
  *   JID's hash and its channel (`<p>:s:{<bare>}`, SPUBLISH on `<p>:j:{<bare>}`, one slot): a
  *   cache never misses a change nor sees one the hash does not hold. The node set, host set and
- *   counter are separate commands, in this order: the node set gains the member before the entry's
- *   first write (and on a resync's) and loses it after it is removed (so a node that dies between the two leaves at
+ *   counter are separate commands, in this order: the node set gains the member before each write
+ *   of the entry and loses it after it is removed (so a node that dies between the two leaves at
  *   worst a member without an entry, which `entriesOf` skips, never an entry the leader cannot
  *   find); the host set and counter follow the script's answer (new field, first field, last
  *   field gone). A node that dies between the script and those leaves the host's counts off by
@@ -162,8 +162,7 @@ type Scripted = Redis & {
 };
 
 type Write =
-	/** `rewrite`: a resync's write (Redis may have lost the node set's member). */
-	| { op: "put"; entry: SessionEntry; isNew: boolean; rewrite?: boolean }
+	| { op: "put"; entry: SessionEntry; isNew: boolean }
 	| { op: "del"; bare: string; resource: string; node: string; id: string; seq: number };
 
 export class ShardedRegistry {
@@ -384,7 +383,7 @@ export class ShardedRegistry {
 	put(entry: SessionEntry, update = false): void {
 		const isNew = !update && !this.#written.has(entry.id);
 		this.#written.add(entry.id);
-		this.#writes.push({ op: "put", entry, isNew, rewrite: update });
+		this.#writes.push({ op: "put", entry, isNew });
 	}
 
 	remove(bare: string, resource: string, id: string, seq: number): void {
@@ -423,9 +422,9 @@ export class ShardedRegistry {
 				const slash = e.jid.indexOf("/");
 				const bare = e.jid.slice(0, slash);
 				const [hostSet, users] = this.#hostKeys(bare);
-				// The member is in the node set from the entry's first write on: an update (a presence
-				// change, the bulk of the writes) adds nothing to that set's shard, a resync adds it again.
-				if (w.isNew || w.rewrite) done.push(r.sadd(this.#set(e.node), e.jid));
+				// With every write, as PUT_SCRIPT does: a member a shard's failover lost (its replica is
+				// asynchronous) comes back with the entry's next write.
+				done.push(r.sadd(this.#set(e.node), e.jid));
 				done.push(
 					r
 						.parleyPutSlot(
