@@ -25,6 +25,7 @@ const prefix = `parley-bench-leases-${process.pid}`;
 const cfg: Config["cluster"] = {
 	enabled: true,
 	redis: "redis://127.0.0.1:6379",
+	redis_cluster: [],
 	prefix,
 	node: "bench",
 	heartbeat: 2,

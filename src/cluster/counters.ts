@@ -190,20 +190,21 @@ export class ClusterCounters implements ClusterCounterApi {
 	 */
 	async rewrite(): Promise<void> {
 		if (!this.#mine.size) return;
-		const p = this.#pub.pipeline();
-		p.sadd(this.nodeKey(this.#node), ...this.#mine.keys());
-		for (const [name, n] of this.#mine) p.hset(this.key(name), this.#node, String(n));
-		await p.exec();
+		// Single commands, not a pipeline: on a Redis Cluster the keys live on different shards
+		// (an ioredis pipeline must stay on one); sent at once, they still share a round trip.
+		await Promise.all([
+			this.#pub.sadd(this.nodeKey(this.#node), ...this.#mine.keys()),
+			...[...this.#mine].map(([name, n]) => this.#pub.hset(this.key(name), this.#node, String(n))),
+		]);
 	}
 
 	/** Removes what `node` held in every counter (the leader, for a dead node; a node, stopping). */
 	async releaseNode(node: string): Promise<void> {
 		if (node === this.#node) this.#stopped = true;
 		const names = await this.#pub.smembers(this.nodeKey(node));
-		const p = this.#pub.pipeline();
-		for (const name of names) p.hdel(this.key(name), node);
-		p.del(this.nodeKey(node));
-		await p.exec();
+		// Single commands, as in rewrite(): the counters' keys are on several shards of a Redis Cluster.
+		await Promise.all(names.map((name) => this.#pub.hdel(this.key(name), node)));
+		await this.#pub.del(this.nodeKey(node));
 		if (node === this.#node) this.#mine.clear();
 	}
 

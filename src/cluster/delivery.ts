@@ -32,8 +32,10 @@
  *   pub/sub, channel `<prefix>:node:<node>`: they have their own timeout, and PUBLISH says at
  *   once when no node of that name listens.
  */
-import { Redis, type RedisOptions } from "ioredis";
+import type { Config } from "../core/config/schema.ts";
 import type { Logger } from "../core/log.ts";
+import type { ClusterKeys } from "./keys.ts";
+import { type ConnectOptions, openRedis, type RedisClient } from "./redis.ts";
 
 /** Separates the fields of a request record; U+0000 cannot occur in XML or in a JID. */
 const SEP = "\u0000";
@@ -51,7 +53,7 @@ const BLOCK_MS = 1000;
  * (its heartbeat came back between the leader's check and now). KEYS: stream, alive key,
  * orphan key, orphan set. Entries are deleted once acknowledged, so an empty stream holds
  * nothing to route: it is deleted. Returns 2 when the stream was orphaned, 1 when there was none (or
- * an empty one, deleted), 0 when the node is alive.
+ * an empty one, deleted), 0 when the node is alive. With one Redis.
  */
 const ORPHAN_SCRIPT = `
 if ARGV[1] == "1" and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
@@ -64,9 +66,28 @@ else
 end
 return 1`;
 
+/**
+ * The same on a Redis Cluster, where the stream and its orphan share the node's slot but the
+ * `alive` key and the orphan set are in the membership slot (src/cluster/keys.ts). KEYS: stream,
+ * orphan key. The caller checks `alive` just before (GET) and lists the orphan just before (SADD):
+ * a node whose heartbeat comes back between the two is orphaned all the same, as if it had come
+ * back a moment later, and handles that as any node declared dead (its reads acknowledge first,
+ * so the leader routes each entry once); a leader that dies after the SADD leaves a listed
+ * orphan that does not exist, which the next drain removes once it is old enough to be sure the
+ * RENAME is not still on its way ({@link Delivery} `#drain`).
+ */
+const ORPHAN_SLOT_SCRIPT = `
+if redis.call('XLEN', KEYS[1]) == 0 then
+	redis.call('DEL', KEYS[1])
+	return 1
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 2`;
+
 export interface DeliveryOptions {
-	redis: string;
-	prefix: string;
+	/** Where the cluster's Redis is (`cluster.redis` or `cluster.redis_cluster`). */
+	redis: Pick<Config["cluster"], "redis" | "redis_cluster" | "prefix">;
+	keys: ClusterKeys;
 	node: string;
 	/** `cluster.node_timeout`, ms. */
 	nodeTimeoutMs: number;
@@ -95,18 +116,13 @@ export class Delivery {
 	#seq = 0;
 	/** Highest `n` handled per sending process (`o`): redelivered entries are dropped. */
 	readonly #seen = new Map<string, number>();
-	readonly #keys: {
-		stream: (node: string) => string;
-		channel: (node: string) => string;
-		alive: (node: string) => string;
-		orphans: string;
-	};
+	readonly #keys: ClusterKeys;
 	/** XADD, XACK, PUBLISH, the leader's claims. */
-	#w: Redis | null = null;
+	#w: RedisClient | null = null;
 	/** The blocking reads of this node's stream. */
-	#r: Redis | null = null;
+	#r: RedisClient | null = null;
 	/** Requests and answers (pub/sub). */
-	#sub: Redis | null = null;
+	#sub: RedisClient | null = null;
 	#stopping = false;
 	/** stop() began: no more reads; sending still works until #stopping. */
 	#leaving = false;
@@ -134,28 +150,21 @@ export class Delivery {
 	constructor(options: DeliveryOptions) {
 		this.#o = options;
 		this.#origin = `${options.node}/${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-		const p = options.prefix;
-		this.#keys = {
-			stream: (n) => `${p}:stream:${n}`,
-			channel: (n) => `${p}:node:${n}`,
-			alive: (n) => `${p}:alive:${n}`,
-			orphans: `${p}:orphans`,
-		};
+		this.#keys = options.keys;
 	}
 
 	async start(): Promise<void> {
 		const node = this.#o.node;
-		const options: RedisOptions = {
-			lazyConnect: true,
+		const options: Omit<ConnectOptions, "name"> = {
 			connectTimeout: 5000,
 			// Entries wait for Redis to come back rather than fail: they are the stanzas.
 			maxRetriesPerRequest: null,
 			retryStrategy: (times: number) =>
 				this.#stopping || this.#leaving ? null : Math.min(times * 200, 2000),
 		};
-		const w = new Redis(this.#o.redis, { ...options, connectionName: `${node}:out` });
-		const r = new Redis(this.#o.redis, { ...options, connectionName: `${node}:in` });
-		const sub = new Redis(this.#o.redis, { ...options, connectionName: `${node}:ask` });
+		const w = openRedis(this.#o.redis, { ...options, name: `${node}:out` });
+		const r = openRedis(this.#o.redis, { ...options, name: `${node}:in` });
+		const sub = openRedis(this.#o.redis, { ...options, name: `${node}:ask`, sharded: true });
 		this.#w = w;
 		this.#r = r;
 		this.#sub = sub;
@@ -176,10 +185,17 @@ export class Delivery {
 		r.on("ready", () => {
 			this.#rereadPending = true;
 		});
-		sub.on("message", (_channel: string, message: string) => {
+		const onMessage = (_channel: string, message: string) => {
 			for (const record of message.split(REC)) this.#onRequest(record);
-		});
-		await sub.subscribe(this.#keys.channel(node));
+		};
+		// A node's channel is a sharded one on a Redis Cluster: only its shard carries it.
+		if (this.#keys.clustered) {
+			sub.on("smessage", onMessage);
+			await sub.ssubscribe(this.#keys.nodeChannel(node));
+		} else {
+			sub.on("message", onMessage);
+			await sub.subscribe(this.#keys.nodeChannel(node));
+		}
 		await this.#ensureGroup(this.#keys.stream(node));
 		this.#loop = this.#read();
 	}
@@ -285,7 +301,7 @@ export class Delivery {
 	 * read's wait after Redis lost it), then handed to `gone`.
 	 */
 	#xadd(
-		w: Redis,
+		w: RedisClient,
 		node: string,
 		records: string[],
 		n: number,
@@ -330,14 +346,16 @@ export class Delivery {
 	// --- receiving ---
 
 	async #ensureGroup(key: string): Promise<void> {
-		await (this.#w as Redis).xgroup("CREATE", key, GROUP, "0", "MKSTREAM").catch((err: Error) => {
-			if (!/BUSYGROUP/.test(err.message)) throw err;
-		});
+		await (this.#w as RedisClient)
+			.xgroup("CREATE", key, GROUP, "0", "MKSTREAM")
+			.catch((err: Error) => {
+				if (!/BUSYGROUP/.test(err.message)) throw err;
+			});
 	}
 
 	async #read(): Promise<void> {
 		const key = this.#keys.stream(this.#o.node);
-		const r = this.#r as Redis;
+		const r = this.#r as RedisClient;
 		while (!this.#stopping && !this.#leaving) {
 			const pending = this.#rereadPending;
 			try {
@@ -371,6 +389,9 @@ export class Delivery {
 					this.#rereadPending = true;
 				} else {
 					this.#o.log.warn({ err }, "cluster delivery: reading this node's stream failed");
+					// A read's reply may have been lost (on a Redis Cluster a shard's failover shows as
+					// errors, not as this client's reconnection): its entries are pending for this node.
+					this.#rereadPending = true;
 					await new Promise((resolve) => setTimeout(resolve, 200));
 				}
 			}
@@ -388,7 +409,7 @@ export class Delivery {
 	}
 
 	async #handle(key: string, entries: RawEntry[]): Promise<void> {
-		const w = this.#w as Redis;
+		const w = this.#w as RedisClient;
 		const ids = entries.map(([id]) => id);
 		if (this.#mayBeDead()) {
 			// Acknowledge first, one by one: an entry the leader took (the stream was renamed) is
@@ -456,18 +477,28 @@ export class Delivery {
 	}
 
 	async #orphan(node: string, checkAlive: boolean): Promise<string> {
-		const w = this.#w as Redis;
-		const orphan = `${this.#o.prefix}:orphan:${node}:${Date.now()}`;
-		const renamed = await w.eval(
-			ORPHAN_SCRIPT,
-			4,
-			this.#keys.stream(node),
-			this.#keys.alive(node),
-			orphan,
-			this.#keys.orphans,
-			checkAlive ? "1" : "0",
-		);
-		return renamed === 2 ? orphan : "";
+		const w = this.#w as RedisClient;
+		const k = this.#keys;
+		const orphan = k.orphan(node, Date.now());
+		if (!k.clustered) {
+			const renamed = await w.eval(
+				ORPHAN_SCRIPT,
+				4,
+				k.stream(node),
+				k.alive(node),
+				orphan,
+				k.orphans,
+				checkAlive ? "1" : "0",
+			);
+			return renamed === 2 ? orphan : "";
+		}
+		// Redis Cluster: three slots, three steps (ORPHAN_SLOT_SCRIPT says why this order).
+		if (checkAlive && (await w.exists(k.alive(node)))) return "";
+		await w.sadd(k.orphans, orphan);
+		const renamed = await w.eval(ORPHAN_SLOT_SCRIPT, 2, k.stream(node), orphan);
+		if (renamed === 2) return orphan;
+		await w.srem(k.orphans, orphan);
+		return "";
 	}
 
 	/**
@@ -488,9 +519,13 @@ export class Delivery {
 	}
 
 	async #drain(orphan: string): Promise<void> {
-		const w = this.#w as Redis;
+		const w = this.#w as RedisClient;
 		let routed = 0;
-		if (await w.exists(orphan)) {
+		const exists = await w.exists(orphan);
+		// Redis Cluster: listed before its RENAME (#orphan); a young one may be on its way still.
+		const time = Number(orphan.slice(orphan.lastIndexOf(":") + 1));
+		if (!exists && this.#keys.clustered && Date.now() - time < this.#o.nodeTimeoutMs) return;
+		if (exists) {
 			await this.#ensureGroup(orphan);
 			let start = "0-0";
 			do {
@@ -522,7 +557,13 @@ export class Delivery {
 				routed += await this.#rerouteAll(orphan, entries);
 			}
 		}
-		await w.multi().del(orphan).srem(this.#keys.orphans, orphan).exec();
+		// One transaction with one Redis; on a Redis Cluster the orphan and the list are in two
+		// slots: deleted first, so a leader that dies in between leaves a listed orphan that does
+		// not exist, which the next drain removes.
+		if (this.#keys.clustered) {
+			await w.del(orphan);
+			await w.srem(this.#keys.orphans, orphan);
+		} else await w.multi().del(orphan).srem(this.#keys.orphans, orphan).exec();
 		this.#o.log.warn(
 			{ orphan, entries: routed },
 			"cluster delivery: a node's stream was re-routed",
@@ -580,7 +621,7 @@ export class Delivery {
 			const timer = setTimeout(() => done(null), timeoutMs);
 			this.#asked.set(id, { resolve: done, timer });
 			const record = `q${SEP}${id}${SEP}${this.#o.node}${SEP}${kind}${SEP}${payload.toString("base64")}`;
-			w.publish(this.#keys.channel(node), record).then(
+			this.#publish(w, node, record).then(
 				(receivers) => {
 					if (receivers === 0) done(null);
 				},
@@ -590,6 +631,14 @@ export class Delivery {
 				},
 			);
 		});
+	}
+
+	/** PUBLISH with one Redis, SPUBLISH on a Redis Cluster (the receivers on its shard). */
+	#publish(w: RedisClient, node: string, message: string): Promise<number> {
+		const channel = this.#keys.nodeChannel(node);
+		return this.#keys.clustered
+			? (w.spublish(channel, message) as Promise<number>)
+			: w.publish(channel, message);
 	}
 
 	#onRequest(message: string): void {
@@ -605,7 +654,9 @@ export class Delivery {
 		handler(Buffer.from(data, "base64")).then(
 			(answer) => {
 				const a = `a${SEP}${id}${SEP}${answer.toString("base64")}`;
-				this.#w?.publish(this.#keys.channel(from), a).catch((err: unknown) => {
+				const w = this.#w;
+				if (!w) return;
+				this.#publish(w, from, a).catch((err: unknown) => {
 					this.#o.log.warn({ err }, "cluster: an answer for another node was lost");
 				});
 			},

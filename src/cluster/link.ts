@@ -27,7 +27,6 @@
  *   the answer comes back on the asking node's channel.
  */
 import { hostname } from "node:os";
-import { Redis } from "ioredis";
 import type { Config } from "../core/config/schema.ts";
 import type {
 	ClusterHook,
@@ -44,10 +43,12 @@ import { parseDocument } from "../xml/parser.ts";
 import type { StreamErrorCondition } from "../xmpp/errors.ts";
 import { ClusterCounters } from "./counters.ts";
 import { Delivery } from "./delivery.ts";
+import type { ClusterKeys } from "./keys.ts";
 import { Ownership } from "./ownership.ts";
+import { describeRedis, keysFor, openRedis, type RedisClient } from "./redis.ts";
 import { ShardedRegistry, type ShardMessage } from "./registry.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
-import { type Beat, beatsKey, readClusterStatus } from "./status.ts";
+import { type Beat, readClusterStatus } from "./status.ts";
 
 /** Separates the fields of a node-channel message; U+0000 cannot occur in XML or in a JID. */
 const SEP = "\u0000";
@@ -73,14 +74,11 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	readonly #server: Core;
 	readonly #cfg: Config["cluster"];
 	readonly #log: Logger;
-	readonly #keys: {
-		registry: string;
-		nodes: string;
-		alive: (node: string) => string;
-	};
+	/** Key and channel names (src/cluster/keys.ts: hash-tagged on a Redis Cluster). */
+	readonly #keys: ClusterKeys;
 	readonly #delivery: Delivery;
-	#pub: Redis | null = null;
-	#sub: Redis | null = null;
+	#pub: RedisClient | null = null;
+	#sub: RedisClient | null = null;
 	/** The sharded registry (`cluster.registry = "sharded"`, src/cluster/registry.ts); null: replicated. */
 	#shard: ShardedRegistry | null = null;
 	/** Limits that hold across the nodes (src/cluster/counters.ts); set once started. */
@@ -124,15 +122,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#cfg = server.config.cluster;
 		this.node = this.#cfg.node || defaultNodeName();
 		this.#log = server.log.child({ node: this.node });
-		const p = this.#cfg.prefix;
-		this.#keys = {
-			registry: `${p}:registry`,
-			nodes: `${p}:nodes`,
-			alive: (n) => `${p}:alive:${n}`,
-		};
+		this.#keys = keysFor(this.#cfg);
 		this.#delivery = new Delivery({
-			redis: this.#cfg.redis,
-			prefix: p,
+			redis: this.#cfg,
+			keys: this.#keys,
 			node: this.node,
 			nodeTimeoutMs: this.#cfg.node_timeout * 1000,
 			heartbeatMs: this.#cfg.heartbeat * 1000,
@@ -203,7 +196,6 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 
 	async start(): Promise<void> {
 		const options = {
-			lazyConnect: true,
 			connectTimeout: 5000,
 			// Commands wait for a reconnection rather than fail at once; a stanza for another node
 			// that cannot be published within this is logged and lost.
@@ -211,8 +203,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			retryStrategy: (times: number) => (this.#stopping ? null : Math.min(times * 200, 2000)),
 		};
 		// Named, so that an operator sees in CLIENT LIST which node holds a connection.
-		const pub = new Redis(this.#cfg.redis, { ...options, connectionName: `${this.node}:pub` });
-		const sub = new Redis(this.#cfg.redis, { ...options, connectionName: `${this.node}:sub` });
+		const pub = openRedis(this.#cfg, { ...options, name: `${this.node}:pub` });
+		const sub = openRedis(this.#cfg, { ...options, name: `${this.node}:sub`, sharded: true });
 		this.#pub = pub;
 		this.#sub = sub;
 		// The socket's own error (ECONNREFUSED, NOAUTH, ...) says more than a failed connect().
@@ -233,13 +225,13 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			pub.disconnect();
 			sub.disconnect();
 			const why = firstError || (err as Error).message;
-			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${why}`);
+			throw new Error(`cluster: cannot reach Redis at ${describeRedis(this.#cfg)}: ${why}`);
 		}
 		if (this.#cfg.registry === "sharded")
 			this.#shard = new ShardedRegistry({
 				pub,
 				sub,
-				prefix: this.#cfg.prefix,
+				keys: this.#keys,
 				node: this.node,
 				log: this.#log,
 				cacheMax: this.#cfg.registry_cache,
@@ -259,24 +251,40 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			log: this.#log,
 		});
 		await this.owners.start();
-		sub.on("message", (channel: string, message: string) => this.#onMessage(channel, message));
-		await sub.subscribe(this.#keys.registry);
+		// On a Redis Cluster every channel is a sharded one (docs/architecture.md "Redis Cluster").
+		const onMessage = (channel: string, message: string) => this.#onMessage(channel, message);
+		if (this.#keys.clustered) {
+			sub.on("smessage", onMessage);
+			await sub.ssubscribe(this.#keys.registry);
+		} else {
+			sub.on("message", onMessage);
+			await sub.subscribe(this.#keys.registry);
+		}
 		await this.#join();
 		await this.#delivery.start().catch((err: Error) => {
 			this.#stopping = true;
 			pub.disconnect();
 			sub.disconnect();
-			throw new Error(`cluster: cannot reach Redis at ${this.#cfg.redis}: ${err.message}`);
+			throw new Error(`cluster: cannot reach Redis at ${describeRedis(this.#cfg)}: ${err.message}`);
 		});
 		// After a lost connection ioredis resubscribes by itself; what was published meanwhile is
 		// gone, so the node republishes its sessions and reloads the others'.
 		sub.on("ready", () => {
 			if (this.#ready && !this.#stopping) void this.#resync("Redis connection restored");
 		});
+		// On a Redis Cluster a shard's failover moves the sharded subscriptions to its new master
+		// (ioredis re-subscribes) without the client reconnecting, so this does not fire: what was
+		// published on that shard meanwhile is lost (docs/scaling.md "Redis Cluster"). Not on
+		// ioredis's `subscribersReady` either: it fires at each of its retries while the dead
+		// master is still listed, and a resync's SSUBSCRIBEs fed those retries (a storm of resyncs
+		// in a test).
 		this.#ready = true;
 		this.#timer = setInterval(() => void this.#tick(), this.#cfg.heartbeat * 1000);
 		this.#timer.unref();
-		this.#log.info({ redis: this.#cfg.redis, prefix: this.#cfg.prefix }, "joined the cluster");
+		this.#log.info(
+			{ redis: describeRedis(this.#cfg), prefix: this.#cfg.prefix },
+			"joined the cluster",
+		);
 	}
 
 	/**
@@ -284,7 +292,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	 * the registry channel, which this node already listens to).
 	 */
 	async #join(): Promise<void> {
-		const pub = this.#pub as Redis;
+		const pub = this.#pub as RedisClient;
 		const sentAt = performance.now();
 		const [, [, was]] = (await pub
 			.multi()
@@ -293,8 +301,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			.exec()) as [unknown, [null, string | null]];
 		this.#delivery.alive(sentAt, was === null);
 		// The sharded registry is in Redis: nobody needs to be told this node's state.
-		if (!this.#shard)
-			await pub.publish(this.#keys.registry, JSON.stringify([{ op: "hello", node: this.node }]));
+		if (!this.#shard) await this.#publish(pub, JSON.stringify([{ op: "hello", node: this.node }]));
 		await this.#tick();
 		await this.#checkRegistryModes().catch(() => {});
 	}
@@ -305,7 +312,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	 * live node whose heartbeat names no registry (an older version) is not judged.
 	 */
 	async #checkRegistryModes(): Promise<void> {
-		const beats = await (this.#pub as Redis).hgetall(beatsKey(this.#cfg.prefix));
+		const beats = await (this.#pub as RedisClient).hgetall(this.#keys.beats);
 		const fresh = Date.now() - this.#cfg.node_timeout * 1000;
 		const other: string[] = [];
 		for (const [node, json] of Object.entries(beats)) {
@@ -335,7 +342,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		const pub = this.#pub;
 		if (!pub) throw new Error("cluster: not joined");
 		if (pub.status !== "ready") throw new Error("cluster: Redis is not reachable");
-		return readClusterStatus(pub, this.#cfg.prefix);
+		return readClusterStatus(pub, this.#keys);
 	}
 
 	async #resync(why: string): Promise<void> {
@@ -378,7 +385,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.multi()
 				.del(this.#keys.alive(this.node))
 				.zrem(this.#keys.nodes, this.node)
-				.hdel(beatsKey(this.#cfg.prefix), this.node)
+				.hdel(this.#keys.beats, this.node)
 				.exec()
 				.catch((err: unknown) => this.#log.warn({ err }, "cluster: leaving failed"));
 		}
@@ -577,7 +584,14 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		if (!pub) return;
 		const lost = (err: unknown) =>
 			this.#log.warn({ err }, "cluster: a batch for the other nodes was lost");
-		if (registry.length) pub.publish(this.#keys.registry, `[${registry.join(",")}]`).catch(lost);
+		if (registry.length) this.#publish(pub, `[${registry.join(",")}]`).catch(lost);
+	}
+
+	/** On the registry channel: PUBLISH with one Redis, SPUBLISH on a Redis Cluster. */
+	#publish(pub: RedisClient, message: string): Promise<number> {
+		return this.#keys.clustered
+			? (pub.spublish(this.#keys.registry, message) as Promise<number>)
+			: pub.publish(this.#keys.registry, message);
 	}
 
 	// --- incoming ---
@@ -799,7 +813,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				.set(this.#keys.alive(this.node), "1", "PX", ttl, "GET")
 				.zrange(this.#keys.nodes, "0", "-1")
 				.hset(
-					beatsKey(this.#cfg.prefix),
+					this.#keys.beats,
 					this.node,
 					JSON.stringify({
 						at: Date.now(),
@@ -875,10 +889,10 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		}
 		// Its shares of the cluster's counters (guests per address, uploads, temporary rooms).
 		await this.#counters?.releaseNode(node);
-		await (this.#pub as Redis)
+		await (this.#pub as RedisClient)
 			.multi()
 			.zrem(this.#keys.nodes, node)
-			.hdel(beatsKey(this.#cfg.prefix), node)
+			.hdel(this.#keys.beats, node)
 			.exec();
 		for (const r of gone)
 			await r.host.events.fire("session/closed", { session: r }).catch((err: unknown) => {

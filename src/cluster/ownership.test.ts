@@ -18,6 +18,7 @@ const PREFIX = `parley-ownership-${process.pid}-${Math.random().toString(36).sli
 const cfg: Config["cluster"] = {
 	enabled: true,
 	redis: TEST_REDIS_URL,
+	redis_cluster: [],
 	prefix: PREFIX,
 	node: "",
 	heartbeat: 0.5,

@@ -23,11 +23,16 @@
  *
  * It has two Redis connections of its own, commands and the `owners` channel (the link's are
  * busy with the registry and stanzas).
+ *
+ * On a Redis Cluster (src/cluster/keys.ts) each lease is in its own slot: the renewal and release
+ * scripts run once per slot group of leases, the directory reads the leases one GET each (sent
+ * together per shard), and `owners` is a sharded channel.
  */
-import { Redis } from "ioredis";
 import type { Config } from "../core/config/schema.ts";
 import type { ComponentOwners, Host, OwnedUnits } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
+import type { ClusterKeys } from "./keys.ts";
+import { keysFor, openRedis, type RedisClient } from "./redis.ts";
 
 /** Returns the owner of KEYS[1], first making it ARGV[1] for ARGV[2] ms if it has none. */
 const CLAIM = `local v = redis.call('GET', KEYS[1])
@@ -71,13 +76,13 @@ interface Owned {
 
 export class Ownership implements ComponentOwners {
 	readonly #node: string;
-	readonly #prefix: string;
-	readonly #url: string;
+	readonly #cfg: Config["cluster"];
+	readonly #keys: ClusterKeys;
 	readonly #leaseMs: number;
 	readonly #cacheMs: number;
 	readonly #log: Logger;
-	#redis: Redis | null = null;
-	#sub: Redis | null = null;
+	#redis: RedisClient | null = null;
+	#sub: RedisClient | null = null;
 	readonly #channel: string;
 	#stopping = false;
 	/** Units this node holds the lease of, by lease key. */
@@ -87,12 +92,12 @@ export class Ownership implements ComponentOwners {
 
 	constructor(node: string, cfg: Config["cluster"], log: Logger) {
 		this.#node = node;
-		this.#prefix = cfg.prefix;
-		this.#url = cfg.redis;
+		this.#cfg = cfg;
+		this.#keys = keysFor(cfg);
 		this.#leaseMs = Math.round(cfg.node_timeout * 1000);
 		this.#cacheMs = Math.round(cfg.heartbeat * 1000);
 		this.#log = log;
-		this.#channel = `${cfg.prefix}:owners`;
+		this.#channel = this.#keys.owners;
 	}
 
 	/** Units this node owns now. */
@@ -102,12 +107,12 @@ export class Ownership implements ComponentOwners {
 
 	async start(): Promise<void> {
 		const connect = async (name: string) => {
-			const r = new Redis(this.#url, {
-				lazyConnect: true,
+			const r = openRedis(this.#cfg, {
 				connectTimeout: 5000,
 				maxRetriesPerRequest: 3,
-				connectionName: `${this.#node}:${name}`,
+				name: `${this.#node}:${name}`,
 				retryStrategy: (times: number) => (this.#stopping ? null : Math.min(times * 200, 2000)),
+				sharded: name === "owners-sub",
 			});
 			r.on("error", (err: Error) => {
 				if (!this.#stopping) this.#log.warn({ err: err.message }, "cluster owners: Redis error");
@@ -118,8 +123,14 @@ export class Ownership implements ComponentOwners {
 		this.#redis = await connect("owners");
 		const sub = await connect("owners-sub");
 		this.#sub = sub;
-		sub.on("message", (_channel: string, message: string) => this.#changed(message));
-		await sub.subscribe(this.#channel);
+		const onMessage = (_channel: string, message: string) => this.#changed(message);
+		if (this.#keys.clustered) {
+			sub.on("smessage", onMessage);
+			await sub.ssubscribe(this.#channel);
+		} else {
+			sub.on("message", onMessage);
+			await sub.subscribe(this.#channel);
+		}
 	}
 
 	/** Another node claimed or released units (`keys`), or released all of its own (none). */
@@ -138,12 +149,17 @@ export class Ownership implements ComponentOwners {
 	#announce(keys?: string[]): void {
 		const redis = this.#redis;
 		if (redis?.status !== "ready") return;
-		redis
-			.publish(
-				this.#channel,
-				JSON.stringify(keys ? { node: this.#node, keys } : { node: this.#node }),
-			)
-			.catch((err: unknown) => this.#log.warn({ err }, "cluster owners: an announcement was lost"));
+		this.#publish(
+			redis,
+			JSON.stringify(keys ? { node: this.#node, keys } : { node: this.#node }),
+		).catch((err: unknown) => this.#log.warn({ err }, "cluster owners: an announcement was lost"));
+	}
+
+	/** PUBLISH with one Redis, SPUBLISH on a Redis Cluster. */
+	#publish(redis: RedisClient, message: string): Promise<unknown> {
+		return this.#keys.clustered
+			? redis.spublish(this.#channel, message)
+			: redis.publish(this.#channel, message);
 	}
 
 	/**
@@ -174,18 +190,15 @@ export class Ownership implements ComponentOwners {
 		this.#owned.clear();
 		this.#cache.clear();
 		if (redis && redis.status === "ready") {
-			for (let i = 0; i < keys.length; i += SLICE) {
-				const slice = keys.slice(i, i + SLICE);
+			for (const slice of this.#keys.groups(keys, SLICE)) {
 				await redis
 					.eval(RELEASE, slice.length, ...slice, this.#node)
 					.catch((err: unknown) => this.#log.warn({ err }, "cluster owners: release failed"));
 			}
 			if (keys.length)
-				await redis
-					.publish(this.#channel, JSON.stringify({ node: this.#node }))
-					.catch((err: unknown) =>
-						this.#log.warn({ err }, "cluster owners: release not announced"),
-					);
+				await this.#publish(redis, JSON.stringify({ node: this.#node })).catch((err: unknown) =>
+					this.#log.warn({ err }, "cluster owners: release not announced"),
+				);
 		}
 		await Promise.all([redis?.quit().catch(() => {}), this.#sub?.quit().catch(() => {})]);
 		this.#redis = null;
@@ -193,14 +206,14 @@ export class Ownership implements ComponentOwners {
 	}
 
 	#leaseKey(host: Host, unit: string): string {
-		return `${this.#prefix}:room:${unit}@${host.name}`;
+		return this.#keys.lease(host.name, unit);
 	}
 
 	#directoryKey(host: Host): string {
-		return `${this.#prefix}:rooms:${host.name}`;
+		return this.#keys.rooms(host.name);
 	}
 
-	#ready(): Redis {
+	#ready(): RedisClient {
 		const redis = this.#redis;
 		if (!redis || this.#stopping) throw new Error("cluster owners: not running");
 		return redis;
@@ -261,7 +274,12 @@ export class Ownership implements ComponentOwners {
 		const redis = this.#ready();
 		const all = await redis.hgetall(this.#directoryKey(host));
 		const units = Object.keys(all);
-		const owners = units.length ? await redis.mget(units.map((u) => this.#leaseKey(host, u))) : [];
+		const leases = units.map((u) => this.#leaseKey(host, u));
+		const owners = !units.length
+			? []
+			: this.#keys.clustered
+				? await Promise.all(leases.map((k) => redis.get(k)))
+				: await redis.mget(leases);
 		const out = new Map<string, { entry: string; owned: boolean }>();
 		units.forEach((u, i) => {
 			out.set(u, { entry: all[u] as string, owned: owners[i] !== null });
@@ -285,27 +303,42 @@ export class Ownership implements ComponentOwners {
 			if (units?.holds(unit)) keep.push(key);
 			else drop.push(key);
 		}
-		for (let i = 0; i < drop.length; i += SLICE) {
-			const slice = drop.slice(i, i + SLICE);
-			await redis.eval(RELEASE, slice.length, ...slice, this.#node);
+		// On a Redis Cluster one group per slot holding leases: sent together (one write per shard).
+		const released = drop.length
+			? await Promise.all(
+					this.#keys.groups(drop, SLICE).map(async (slice) => {
+						await redis.eval(RELEASE, slice.length, ...slice, this.#node);
+						return slice;
+					}),
+				)
+			: [];
+		for (const slice of released) {
 			for (const key of slice) this.#forget(key);
 			this.#announce(slice);
 		}
-		for (let i = 0; i < keep.length; i += SLICE) {
-			const slice = keep.slice(i, i + SLICE);
-			const renewed = (await redis.eval(
-				RENEW,
-				slice.length,
-				...slice,
-				this.#node,
-				String(this.#leaseMs),
-			)) as number[];
+		const renewals = await Promise.all(
+			this.#keys
+				.groups(keep, SLICE)
+				.map(
+					async (slice) =>
+						[
+							slice,
+							(await redis.eval(
+								RENEW,
+								slice.length,
+								...slice,
+								this.#node,
+								String(this.#leaseMs),
+							)) as number[],
+						] as const,
+				),
+		);
+		for (const [slice, renewed] of renewals)
 			slice.forEach((key, j) => {
 				if (renewed[j] === 1) return;
 				this.#log.warn({ lease: key }, "cluster owners: a lease was lost; its unit is dropped");
 				this.#forget(key);
 			});
-		}
 		// What Redis may have lost (a restart) is written again: the components' directories.
 		const placements = new Set<OwnedUnits>();
 		for (const { host } of this.#owned.values()) {

@@ -15,6 +15,18 @@
  *   `<p>:u:<host>`  a counter per host of its bare JIDs with a session (online users).
  *   A change is one Lua script (hash, node set, host set and counter, publication at once, so
  *   that a reader never sees one without the other); a tick's changes go in one pipeline.
+ * - On a Redis Cluster (`cluster.redis_cluster`, src/cluster/keys.ts) those keys are in different
+ *   slots, and a script may touch one slot only. The script keeps what must be atomic, the
+ *   JID's hash and its channel (`<p>:s:{<bare>}`, SPUBLISH on `<p>:j:{<bare>}`, one slot): a
+ *   cache never misses a change nor sees one the hash does not hold. The node set, host set and
+ *   counter are separate commands, in this order: the node set gains the member before each write
+ *   of the entry and loses it after it is removed (so a node that dies between the two leaves at
+ *   worst a member without an entry, which `entriesOf` skips, never an entry the leader cannot
+ *   find); the host set and counter follow the script's answer (new field, first field, last
+ *   field gone). A node that dies between the script and those leaves the host's counts off by
+ *   one (nothing corrects it while the host has sessions); they are counts for limits and
+ *   announcements, not routing. A tick's changes are sent in one turn (ioredis's auto-pipelining: one write per
+ *   shard).
  * - Lookups. Before the router (or a module) reads `host.sessions` for a user that may be
  *   connected elsewhere, {@link ShardedRegistry.resolve} makes sure the user's bare JID is
  *   cached: a hit is synchronous (a Map lookup); a miss SUBSCRIBEs to the JID's channel, then
@@ -41,6 +53,7 @@
 import type { Redis } from "ioredis";
 import type { Host } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
+import type { ClusterKeys } from "./keys.ts";
 import type { SessionEntry } from "./remote-session.ts";
 
 /** What travels on a bare JID's channel: the same shape as the replicated registry's messages. */
@@ -111,9 +124,44 @@ end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1`;
 
+// Redis Cluster (see the header): the hash and its channel only. KEYS: hash. ARGV: resource,
+// id, entry, new, channel. Returns 0: refused (as PUT_SCRIPT), 1: an existing field updated,
+// 2: a new field, 3: a new field, the hash's first.
+export const PUT_SLOT_SCRIPT = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[4] ~= '1' and cur and not string.find(cur, '"id":"' .. ARGV[2] .. '"', 1, true) then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('SPUBLISH', ARGV[5], '{"op":"put","entry":' .. ARGV[3] .. '}')
+if cur then return 1 end
+if redis.call('HLEN', KEYS[1]) == 1 then return 3 end
+return 2`;
+
+// Redis Cluster. KEYS: hash. ARGV: resource, id, channel, message. Returns 0: not this
+// session's field, 1: removed, 2: removed, the hash's last.
+export const DEL_SLOT_SCRIPT = `
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local out = 0
+if cur and string.find(cur, '"id":"' .. ARGV[2] .. '"', 1, true) then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  out = 1
+  if redis.call('HLEN', KEYS[1]) == 0 then out = 2 end
+end
+redis.call('SPUBLISH', ARGV[3], ARGV[4])
+return out`;
+
+// KEYS: a counter. One user fewer; a counter back at 0 goes (as in DEL_SCRIPT).
+export const DECR_SCRIPT = `
+if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 0`;
+
 type Scripted = Redis & {
 	parleyPut(...args: string[]): Promise<number>;
 	parleyDel(...args: string[]): Promise<number>;
+	parleyPutSlot(...args: string[]): Promise<number>;
+	parleyDelSlot(...args: string[]): Promise<number>;
+	parleyDecr(key: string): Promise<number>;
 };
 
 type Write =
@@ -131,7 +179,7 @@ type Write =
 export class ShardedRegistry {
 	readonly #pub: Scripted;
 	readonly #sub: Redis;
-	readonly #prefix: string;
+	readonly #keys: ClusterKeys;
 	readonly #node: string;
 	readonly #log: Logger;
 	readonly #sink: ShardSink;
@@ -151,7 +199,7 @@ export class ShardedRegistry {
 	constructor(o: {
 		pub: Redis;
 		sub: Redis;
-		prefix: string;
+		keys: ClusterKeys;
 		node: string;
 		log: Logger;
 		sink: ShardSink;
@@ -159,30 +207,34 @@ export class ShardedRegistry {
 	}) {
 		o.pub.defineCommand("parleyPut", { numberOfKeys: 4, lua: PUT_SCRIPT });
 		o.pub.defineCommand("parleyDel", { numberOfKeys: 4, lua: DEL_SCRIPT });
+		o.pub.defineCommand("parleyPutSlot", { numberOfKeys: 1, lua: PUT_SLOT_SCRIPT });
+		o.pub.defineCommand("parleyDelSlot", { numberOfKeys: 1, lua: DEL_SLOT_SCRIPT });
+		o.pub.defineCommand("parleyDecr", { numberOfKeys: 1, lua: DECR_SCRIPT });
 		this.#pub = o.pub as Scripted;
 		this.#sub = o.sub;
-		this.#prefix = o.prefix;
+		this.#keys = o.keys;
 		this.#node = o.node;
 		this.#log = o.log;
 		this.#sink = o.sink;
 		this.#max = o.cacheMax;
 	}
 
+	// Key names: src/cluster/keys.ts (hash-tagged on a Redis Cluster).
 	#hash(bare: string): string {
-		return `${this.#prefix}:s:${bare}`;
+		return this.#keys.jidHash(bare);
 	}
 	#set(node: string): string {
-		return `${this.#prefix}:n:${node}`;
+		return this.#keys.nodeSet(node);
 	}
 	#channel(bare: string): string {
-		return `${this.#prefix}:j:${bare}`;
+		return this.#keys.jidChannel(bare);
 	}
 	/** The host's set of full JIDs and its online-users counter, for a bare or full JID. */
 	#hostKeys(jid: string): [string, string] {
 		const at = jid.indexOf("@");
 		const slash = jid.indexOf("/", at);
 		const host = jid.slice(at + 1, slash < 0 ? undefined : slash);
-		return [`${this.#prefix}:h:${host}`, `${this.#prefix}:u:${host}`];
+		return [this.#keys.hostSet(host), this.#keys.hostUsers(host)];
 	}
 
 	// --- the whole cluster's sessions of a host ---
@@ -192,7 +244,9 @@ export class ShardedRegistry {
 	 * node's writes still queued go first on the same connection, so they are counted.
 	 */
 	async counts(host: string): Promise<{ sessions: number; users: number }> {
-		void this.flush();
+		// On a Redis Cluster the host's set and counter follow each script's answer: wait for them.
+		if (this.#keys.clustered) await this.flush();
+		else void this.flush();
 		const [setKey, usersKey] = this.#hostKeys(`@${host}`);
 		const res = (await this.#pub.pipeline().scard(setKey).get(usersKey).exec()) ?? [];
 		for (const [err] of res) if (err) throw err;
@@ -201,7 +255,8 @@ export class ShardedRegistry {
 
 	/** Full JIDs of `host`'s sessions in the whole cluster (this node's queued writes first). */
 	async jids(host: string): Promise<string[]> {
-		void this.flush();
+		if (this.#keys.clustered) await this.flush();
+		else void this.flush();
 		return this.#pub.smembers(this.#hostKeys(`@${host}`)[0]);
 	}
 
@@ -267,11 +322,24 @@ export class ShardedRegistry {
 		if (!fresh.length) return;
 		const bares = fresh.map((c) => `${c.user}@${c.host.name}`);
 		try {
-			await this.#sub.subscribe(...bares.map((b) => this.#channel(b)));
-			const p = this.#pub.pipeline();
-			for (const b of bares) p.hgetall(this.#hash(b));
-			const results = (await p.exec()) ?? [];
-			for (const [err, all] of results as [Error | null, Record<string, string>][]) {
+			let results: [Error | null, Record<string, string>][];
+			if (this.#keys.clustered) {
+				// Sharded channels: one SSUBSCRIBE per JID (their slots differ), each to its shard.
+				await Promise.all(bares.map((b) => this.#sub.ssubscribe(this.#channel(b))));
+				results = await Promise.all(
+					bares.map((b) =>
+						this.#pub
+							.hgetall(this.#hash(b))
+							.then((all): [null, Record<string, string>] => [null, all]),
+					),
+				);
+			} else {
+				await this.#sub.subscribe(...bares.map((b) => this.#channel(b)));
+				const p = this.#pub.pipeline();
+				for (const b of bares) p.hgetall(this.#hash(b));
+				results = ((await p.exec()) ?? []) as [Error | null, Record<string, string>][];
+			}
+			for (const [err, all] of results) {
 				if (err) throw err;
 				for (const v of Object.values(all))
 					this.#sink.apply({ op: "put", entry: JSON.parse(v) as SessionEntry }, true);
@@ -297,11 +365,11 @@ export class ShardedRegistry {
 
 	/** A message on a bare JID's channel; false when `channel` is not one. */
 	onMessage(channel: string, message: string): boolean {
-		const head = `${this.#prefix}:j:`;
-		if (!channel.startsWith(head)) return false;
+		const bare = this.#keys.jidOfChannel(channel);
+		if (bare === null) return false;
 		this.counters.received++;
 		this.counters.receivedBytes += message.length;
-		const c = this.#cache.get(channel.slice(head.length));
+		const c = this.#cache.get(bare);
 		if (!c) return true; // evicted; the UNSUBSCRIBE is on its way
 		const m = JSON.parse(message) as ShardMessage;
 		if (c.buffer) c.buffer.push(m);
@@ -346,6 +414,7 @@ export class ShardedRegistry {
 		const writes = this.#writes;
 		if (!writes.length) return Promise.resolve();
 		this.#writes = [];
+		if (this.#keys.clustered) return this.#flushSlots(writes);
 		const p = this.#pub.pipeline() as unknown as Scripted;
 		for (const w of writes) this.#queue(p, w);
 		this.counters.writes += writes.length;
@@ -356,6 +425,66 @@ export class ShardedRegistry {
 			},
 			(err: unknown) => this.#log.warn({ err }, "cluster: registry writes were lost"),
 		);
+	}
+
+	/**
+	 * Redis Cluster (see the header): each write as commands on its keys' shards, issued in order
+	 * (one connection per shard keeps the order of a key's commands).
+	 */
+	#flushSlots(writes: Write[]): Promise<void> {
+		const r = this.#pub;
+		const done: Promise<unknown>[] = [];
+		for (const w of writes) {
+			if (w.op === "put") {
+				const e = w.entry;
+				const slash = e.jid.indexOf("/");
+				const bare = e.jid.slice(0, slash);
+				const [hostSet, users] = this.#hostKeys(bare);
+				// With every write, as PUT_SCRIPT does: a member a shard's failover lost (its replica is
+				// asynchronous) comes back with the entry's next write.
+				done.push(r.sadd(this.#set(e.node), e.jid));
+				done.push(
+					r
+						.parleyPutSlot(
+							this.#hash(bare),
+							e.jid.slice(slash + 1),
+							e.id,
+							JSON.stringify(e),
+							w.isNew ? "1" : "0",
+							this.#channel(bare),
+						)
+						.then((res) =>
+							Promise.all([res >= 2 ? r.sadd(hostSet, e.jid) : 0, res === 3 ? r.incr(users) : 0]),
+						),
+				);
+				continue;
+			}
+			const full = `${w.bare}/${w.resource}`;
+			const [hostSet, users] = this.#hostKeys(w.bare);
+			const m: ShardMessage = { op: "del", node: w.node, id: w.id, seq: w.seq };
+			done.push(
+				r
+					.parleyDelSlot(
+						this.#hash(w.bare),
+						w.resource,
+						w.id,
+						this.#channel(w.bare),
+						JSON.stringify(m),
+					)
+					.then((res) =>
+						Promise.all([
+							res >= 1 ? r.srem(hostSet, full) : 0,
+							res === 2 ? r.parleyDecr(users) : 0,
+						]),
+					),
+			);
+			done.push(r.srem(this.#set(w.node), full));
+		}
+		this.counters.writes += writes.length;
+		return Promise.allSettled(done).then((results) => {
+			const failed = results.find((x) => x.status === "rejected");
+			if (failed) this.#log.warn({ err: failed.reason }, "cluster: a registry write failed");
+		});
 	}
 
 	#queue(p: Scripted, w: Write): void {
@@ -407,7 +536,10 @@ export class ShardedRegistry {
 			this.#cache.delete(bare);
 			this.#sink.forget(c.host, c.user);
 		}
-		if (idle.length) this.#sub.unsubscribe(...idle.map(([b]) => this.#channel(b))).catch(() => {});
+		if (!idle.length) return;
+		if (this.#keys.clustered)
+			for (const [b] of idle) this.#sub.sunsubscribe(this.#channel(b)).catch(() => {});
+		else this.#sub.unsubscribe(...idle.map(([b]) => this.#channel(b))).catch(() => {});
 	}
 
 	/**
@@ -440,13 +572,28 @@ export class ShardedRegistry {
 	async entriesOf(node: string): Promise<SessionEntry[]> {
 		const members = await this.#pub.smembers(this.#set(node));
 		if (!members.length) return [];
-		const p = this.#pub.pipeline();
-		for (const full of members) {
+		const hget = (full: string): [string, string] => {
 			const slash = full.indexOf("/");
-			p.hget(this.#hash(full.slice(0, slash)), full.slice(slash + 1));
+			return [this.#hash(full.slice(0, slash)), full.slice(slash + 1)];
+		};
+		let replies: [Error | null, unknown][];
+		if (this.#keys.clustered)
+			// The JIDs' hashes are on every shard: one HGET each, sent together per shard.
+			replies = await Promise.all(
+				members.map((full) =>
+					this.#pub.hget(...hget(full)).then(
+						(v): [null, unknown] => [null, v],
+						(err: Error): [Error, null] => [err, null],
+					),
+				),
+			);
+		else {
+			const p = this.#pub.pipeline();
+			for (const full of members) p.hget(...hget(full));
+			replies = (await p.exec()) ?? [];
 		}
 		const out: SessionEntry[] = [];
-		for (const [err, v] of (await p.exec()) ?? []) {
+		for (const [err, v] of replies) {
 			if (err || typeof v !== "string") continue;
 			const e = JSON.parse(v) as SessionEntry;
 			if (e.node === node) out.push(e);

@@ -7,9 +7,11 @@
  * - `<prefix>:alive:<node>`: refreshed every heartbeat, expires after `node_timeout`.
  * - `<prefix>:beats`: hash, node -> `{"at":ms,"sessions":n,"heartbeat":s}` written with each
  *   heartbeat (when, how many local sessions, at what interval).
+ * With a Redis Cluster they carry the hash tag `{<prefix>}` (src/cluster/keys.ts).
  */
 import type { Redis } from "ioredis";
 import type { ClusterNodeStatus, ClusterStatus } from "../core/contracts.ts";
+import { type ClusterKeys, clusterKeys } from "./keys.ts";
 
 export interface Beat {
 	at: number;
@@ -20,22 +22,23 @@ export interface Beat {
 	registry?: string;
 }
 
-export const beatsKey = (prefix: string) => `${prefix}:beats`;
-
+/** `layout`: a prefix (one Redis's key names) or the cluster's key names. */
 export async function readClusterStatus(
 	redis: Redis,
-	prefix: string,
+	layout: string | ClusterKeys,
 	now = Date.now(),
 ): Promise<ClusterStatus> {
-	const flat = await redis.zrange(`${prefix}:nodes`, "0", "-1", "WITHSCORES");
+	const keys = typeof layout === "string" ? clusterKeys(layout, false) : layout;
+	const prefix = keys.prefix;
+	const flat = await redis.zrange(keys.nodes, "0", "-1", "WITHSCORES");
 	const joined: [string, number][] = [];
 	for (let i = 0; i < flat.length; i += 2) joined.push([flat[i] as string, Number(flat[i + 1])]);
-	const beats = await redis.hgetall(beatsKey(prefix));
+	const beats = await redis.hgetall(keys.beats);
 	// A node the leader already removed from the set but whose beat is still there is shown too
 	// (dead), so that an operator sees it go.
 	for (const node of Object.keys(beats))
 		if (!joined.some(([n]) => n === node)) joined.push([node, 0]);
-	const alive = joined.length ? await redis.mget(joined.map(([n]) => `${prefix}:alive:${n}`)) : [];
+	const alive = joined.length ? await redis.mget(joined.map(([n]) => keys.alive(n))) : [];
 	let leaderFound = false;
 	const nodes: ClusterNodeStatus[] = joined.map(([node, since], i) => {
 		let beat: Beat = { at: 0, sessions: 0, heartbeat: 2 };

@@ -22,6 +22,10 @@ export interface ChildNodeConfig {
 	node?: string;
 	/** The lines of the [log] table; `level = "warn"` unless given. */
 	log?: string[];
+	/** `cluster.registry`; the in-process nodes' (PARLEY_TEST_CLUSTER_REGISTRY) by default. */
+	registry?: "replicated" | "sharded";
+	/** `cluster.redis_cluster`: seed nodes of a Redis Cluster instead of the test Redis. */
+	redisCluster?: string[];
 	/** PostgreSQL shared with the other nodes; SQLite in `dataDir` otherwise. */
 	postgres?: { url: string; schema: string };
 	/** Plain HTTP listener (BOSH, WebSocket, uploads) on this port; none when absent. */
@@ -32,7 +36,7 @@ export interface ChildNodeConfig {
 
 /** TOML text for {@link ChildNodeConfig}. */
 export function childNodeToml(c: ChildNodeConfig): string {
-	const registry = TEST_CLUSTER_REGISTRY;
+	const registry = c.registry ?? TEST_CLUSTER_REGISTRY;
 	const lines = [
 		"[server]",
 		`data_dir = ${JSON.stringify(c.dataDir)}`,
@@ -64,7 +68,9 @@ export function childNodeToml(c: ChildNodeConfig): string {
 		...(c.log ?? ['level = "warn"']),
 		"[cluster]",
 		"enabled = true",
-		`redis = ${JSON.stringify(TEST_REDIS_URL)}`,
+		c.redisCluster
+			? `redis_cluster = ${JSON.stringify(c.redisCluster)}`
+			: `redis = ${JSON.stringify(TEST_REDIS_URL)}`,
 		`prefix = ${JSON.stringify(c.prefix)}`,
 		...(c.node ? [`node = ${JSON.stringify(c.node)}`] : []),
 		"heartbeat = 0.5",

@@ -48,11 +48,15 @@ export function anonymousHostLine(name: string, config: Config): string | undefi
 	);
 }
 
-/** Why the cluster's Redis cannot be used (a PING), or undefined when it answers. */
-async function redisProblem(url: string): Promise<string | undefined> {
-	const { Redis } = await import("ioredis");
-	const r = new Redis(url, {
-		lazyConnect: true,
+/**
+ * Why the cluster's Redis cannot be used (a PING; on a Redis Cluster also CLUSTER INFO's
+ * `cluster_state`, which is `fail` while a slot has no serving shard), or undefined when it
+ * answers.
+ */
+async function redisProblem(cfg: Config["cluster"]): Promise<string | undefined> {
+	const { openRedis, usesRedisCluster } = await import("../../cluster/redis.ts");
+	const r = openRedis(cfg, {
+		name: "parley-check",
 		connectTimeout: 3000,
 		maxRetriesPerRequest: 0,
 		retryStrategy: () => null,
@@ -65,6 +69,11 @@ async function redisProblem(url: string): Promise<string | undefined> {
 	try {
 		await r.connect();
 		await r.ping();
+		if (usesRedisCluster(cfg)) {
+			const info = String(await r.cluster("INFO"));
+			const state = /cluster_state:(\w+)/.exec(info)?.[1] ?? "unknown";
+			if (state !== "ok") return `the Redis Cluster's state is ${state} (CLUSTER INFO)`;
+		}
 		return undefined;
 	} catch (err) {
 		return `not reachable (${cause || (err as Error).message})`;
@@ -137,9 +146,14 @@ async function check(opts: { config?: string }): Promise<void> {
 		problems.push(...(await federation(config, hosts, described, selfSignedFile)));
 	const workers = await import("../../cluster/workers.ts");
 	if (config.cluster.enabled || workers.workerCount(config.server.workers) > 1) {
-		const problem = await redisProblem(config.cluster.redis);
-		console.log(`cluster: Redis at ${config.cluster.redis}: ${problem ?? "reachable"}`);
-		if (problem) problems.push(`cluster.redis: ${problem}`);
+		const { describeRedis, usesRedisCluster } = await import("../../cluster/redis.ts");
+		const problem = await redisProblem(config.cluster);
+		const where = describeRedis(config.cluster);
+		console.log(
+			`cluster: ${usesRedisCluster(config.cluster) ? where : `Redis at ${where}`}: ${problem ?? "reachable"}`,
+		);
+		const setting = usesRedisCluster(config.cluster) ? "cluster.redis_cluster" : "cluster.redis";
+		if (problem) problems.push(`${setting}: ${problem}`);
 	}
 	if (problems.length) throw new CliError(problems.join("\n"), EXIT.CHECK_FAILED);
 	console.log("all checks passed");

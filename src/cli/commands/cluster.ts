@@ -5,7 +5,7 @@
  * can call it. The same answer is the `cluster.status` admin command (GET /cluster).
  */
 import type { Command } from "commander";
-import { Redis } from "ioredis";
+import { describeRedis, keysFor, openRedis } from "../../cluster/redis.ts";
 import { readClusterStatus } from "../../cluster/status.ts";
 import { CliError, CONFIG_HELP, EXIT, loadConfig } from "../common.ts";
 
@@ -20,14 +20,14 @@ export function addClusterCommands(program: Command): void {
 		.option("--json", "print them as JSON")
 		.action(async (opts: { config?: string; json?: boolean }) => {
 			const config = loadConfig(opts.config);
-			const { redis: url, prefix } = config.cluster;
+			const { prefix } = config.cluster;
+			const url = describeRedis(config.cluster);
 			let firstError = "";
-			const redis = new Redis(url, {
-				lazyConnect: true,
+			const redis = openRedis(config.cluster, {
 				connectTimeout: 3000,
 				maxRetriesPerRequest: 0,
 				retryStrategy: () => null,
-				connectionName: "parley-cli",
+				name: "parley-cli",
 			});
 			redis.on("error", (err: Error) => {
 				firstError ||= err.message;
@@ -35,7 +35,7 @@ export function addClusterCommands(program: Command): void {
 			let status: Awaited<ReturnType<typeof readClusterStatus>>;
 			try {
 				await redis.connect();
-				status = await readClusterStatus(redis, prefix);
+				status = await readClusterStatus(redis, keysFor(config.cluster));
 			} catch (err) {
 				throw new CliError(
 					`cannot reach the cluster's Redis at ${url}: ${firstError || (err as Error).message}`,

@@ -474,6 +474,21 @@ export const configSchema = z
 					.string()
 					.regex(/^rediss?:\/\//, "a redis:// or rediss:// URL")
 					.default("redis://127.0.0.1:6379"),
+				/**
+				 * A Redis Cluster instead (docs/scaling.md "Redis Cluster"): some of its nodes, as
+				 * `host:port` or `redis://[user:password@]host:port` (`rediss://` for TLS; the first
+				 * one's credentials and TLS apply to all). Not empty: `redis` is not used.
+				 */
+				redis_cluster: z
+					.array(
+						z
+							.string()
+							.regex(
+								/^(rediss?:\/\/([^@/]*@)?)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}\/?$/,
+								"host:port, or a redis:// or rediss:// URL with a port",
+							),
+					)
+					.default([]),
 				/** Namespace of the cluster's keys and channels; one per cluster sharing a Redis. */
 				prefix: z
 					.string()
