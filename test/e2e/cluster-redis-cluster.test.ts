@@ -7,7 +7,7 @@
  * step that needs it), and the pub/sub channels are sharded ones.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { type ChildProcess, execFile } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -26,6 +26,7 @@ import {
 } from "../helpers/redis-cluster.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { connectAnonymous, type XmppConnection } from "../helpers/xmpp-client.ts";
 import { befriend } from "../helpers/xmpp-user.ts";
 
 const BIN = new URL("../../bin/parley.js", import.meta.url).pathname;
@@ -383,6 +384,90 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 				alice.end();
 			});
 		});
+	/**
+	 * The cluster-wide counters (src/cluster/counters.ts) on a Redis Cluster: each counter is one
+	 * key, but a node's shares are written and released over several shards (no pipeline may span
+	 * them). `anonymous.max_sessions_per_ip` is the example: node A in this process (the leader),
+	 * node C a `parley serve` process killed with SIGKILL.
+	 */
+	describe("guests per address on a Redis Cluster", () => {
+		const prefix = `parley-rc-ip-${process.pid}`;
+		const GUEST = "guest.localhost";
+		let a: TestServer;
+		let child: ChildProcess | null = null;
+		let output = () => "";
+		let port = 0;
+		const mine: XmppConnection[] = [];
+		const guestOn = async (p: number) => {
+			const c = await connectAnonymous(`xmpp://127.0.0.1:${p}`, { domain: GUEST });
+			mine.push(c);
+			return c;
+		};
+
+		before(async () => {
+			a = await startTestServer({
+				storage: "sqlite",
+				config: {
+					auth: { require_encryption: false, allow_plain_without_tls: true },
+					hosts: {
+						localhost: {},
+						[GUEST]: { authentication: "anonymous", anonymous: { max_sessions_per_ip: 2 } },
+					},
+					cluster: {
+						enabled: true,
+						redis_cluster: rc.seeds,
+						prefix,
+						node: "ip-a",
+						heartbeat: 0.5,
+						node_timeout: 3,
+					},
+				},
+			});
+			port = await freePort();
+			const started = spawnChildNode({
+				dataDir: a.dataDir,
+				port,
+				prefix,
+				node: "ip-c",
+				redisCluster: rc.seeds,
+				extra: [
+					`[hosts.${JSON.stringify(GUEST)}]`,
+					'authentication = "anonymous"',
+					`[hosts.${JSON.stringify(GUEST)}.anonymous]`,
+					"max_sessions_per_ip = 2",
+				],
+			});
+			child = started.child;
+			output = started.output;
+		});
+		after(async () => {
+			for (const c of mine) await c.xmpp.stop().catch(() => {});
+			child?.kill("SIGKILL");
+			await a?.stop();
+		});
+
+		test("RFC 6120 §7.6.2.1: the limit holds over both nodes, and the leader releases a killed node's share", async () => {
+			await waitFor(
+				() => guestOn(port).catch(() => undefined),
+				"node C to serve a guest",
+				30_000,
+			).catch((err: Error) => {
+				throw new Error(`${err.message}; node C said: ${output()}`);
+			});
+			await guestOn(a.port);
+			await assert.rejects(guestOn(a.port), /too many guest sessions from this address/);
+			await assert.rejects(guestOn(port), /too many guest sessions from this address/);
+			child?.kill("SIGKILL");
+			child = null;
+			await waitFor(
+				() => guestOn(a.port).catch(() => undefined),
+				"a guest admitted again once node C is declared dead",
+				20_000,
+			);
+			await assert.rejects(guestOn(a.port), /too many guest sessions from this address/);
+		});
+	});
+
 	describe("a shard's failover (sharded registry)", () => {
 		const prefix = `parley-rc-failover-${process.pid}`;
 		let a: TestServer;
