@@ -12,7 +12,7 @@ import type { XmlElement } from "@xmpp/client";
 import { xml } from "@xmpp/client";
 import { Redis } from "ioredis";
 import type { ClusterLink } from "../../src/cluster/link.ts";
-import { spawnChildNode } from "../helpers/cluster-node.ts";
+import { spawnChildNode, testCluster } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
@@ -31,14 +31,7 @@ const node = (name: string) => ({
 		[GUEST]: { authentication: "anonymous" as const, anonymous: { max_sessions: 2 } },
 	},
 	components: { [MUC]: { type: "muc" as const } },
-	cluster: {
-		enabled: true,
-		redis: TEST_REDIS_URL,
-		prefix: PREFIX,
-		node: name,
-		heartbeat: 0.5,
-		node_timeout: 3,
-	},
+	cluster: testCluster(PREFIX, name),
 });
 
 let n1: TestServer;
@@ -289,14 +282,7 @@ describe("guests per address across nodes", { skip: redisSkip }, () => {
 			config: {
 				auth: { require_encryption: false, allow_plain_without_tls: true },
 				hosts: { localhost: {}, [IPGUEST]: anon },
-				cluster: {
-					enabled: true,
-					redis: TEST_REDIS_URL,
-					prefix: IP_PREFIX,
-					node: "ip-1",
-					heartbeat: 0.5,
-					node_timeout: 3,
-				},
+				cluster: testCluster(IP_PREFIX, "ip-1"),
 			},
 		});
 		port = await freePort();

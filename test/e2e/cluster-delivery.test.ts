@@ -21,7 +21,7 @@ import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import pg from "pg";
 import type { ClusterLink } from "../../src/cluster/link.ts";
-import { spawnChildNode } from "../helpers/cluster-node.ts";
+import { spawnChildNode, testCluster } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { online } from "../helpers/raw-stanzas.ts";
@@ -37,14 +37,7 @@ const NODE_B = `dl-b-${TAG}`;
 
 const clusterConfig = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
-	cluster: {
-		enabled: true,
-		redis: TEST_REDIS_URL,
-		prefix: PREFIX,
-		node,
-		heartbeat: 0.5,
-		node_timeout: 3,
-	},
+	cluster: testCluster(PREFIX, node),
 });
 
 let a: TestServer;

@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import type { ClusterStatus } from "../../src/core/contracts.ts";
 import { type AdminHarness, startAdmin } from "../helpers/admin.ts";
+import { testCluster } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { online } from "../helpers/raw-stanzas.ts";
@@ -50,14 +51,7 @@ describe("parley cluster status and GET /cluster", { skip: redisSkip }, () => {
 			storage: "sqlite",
 			config: {
 				auth: { require_encryption: false, allow_plain_without_tls: true },
-				cluster: {
-					enabled: true,
-					redis: TEST_REDIS_URL,
-					prefix: PREFIX,
-					node: "node-b",
-					heartbeat: 0.5,
-					node_timeout: 3,
-				},
+				cluster: testCluster(PREFIX, "node-b"),
 			},
 			users: [["bob@localhost", "pw-bob"]],
 		});

@@ -16,7 +16,7 @@ import pg from "pg";
 import type { ClusterLink } from "../../src/cluster/link.ts";
 import { RemoteSession } from "../../src/cluster/remote-session.ts";
 import { HIBERNATING } from "../../src/core/contracts.ts";
-import { spawnChildNode, writeChildNodeToml } from "../helpers/cluster-node.ts";
+import { spawnChildNode, testCluster, writeChildNodeToml } from "../helpers/cluster-node.ts";
 import { TEST_CLUSTER_REGISTRY } from "../helpers/cluster-registry.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
@@ -718,14 +718,7 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		const prefix = `${PREFIX}-f`;
 		const config = (node: string) => ({
 			...clusterConfig(node),
-			cluster: {
-				enabled: true,
-				redis: TEST_REDIS_URL,
-				prefix,
-				node,
-				heartbeat: 0.5,
-				node_timeout: 3,
-			},
+			cluster: testCluster(prefix, node),
 		});
 		const dataDir = mkdtempSync(join(tmpdir(), "parley-failover-"));
 		const x = await startTestServer({

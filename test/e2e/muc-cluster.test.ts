@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { spawnChildNode } from "../helpers/cluster-node.ts";
+import { spawnChildNode, testCluster } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, online } from "../helpers/raw-stanzas.ts";
@@ -103,14 +103,7 @@ async function listed(c: RawClient): Promise<string[]> {
 /** The configuration of a node run in this process. */
 const inProcess = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
-	cluster: {
-		enabled: true,
-		redis: TEST_REDIS_URL,
-		prefix: PREFIX,
-		node,
-		heartbeat: 0.5,
-		node_timeout: 3,
-	},
+	cluster: testCluster(PREFIX, node),
 	storage: { backend: "postgres" as const, url: TEST_PG_URL, schema: SCHEMA },
 	components: { [SERVICE]: { type: "muc" as const } },
 });

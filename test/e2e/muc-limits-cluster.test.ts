@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
-import { spawnChildNode } from "../helpers/cluster-node.ts";
+import { spawnChildNode, testCluster } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, online } from "../helpers/raw-stanzas.ts";
@@ -85,14 +85,7 @@ describe("max_rooms and max_rooms_per_user over the nodes of a cluster (issue 16
 			storage: "sqlite",
 			config: {
 				auth: { require_encryption: false, allow_plain_without_tls: true },
-				cluster: {
-					enabled: true,
-					redis: TEST_REDIS_URL,
-					prefix: PREFIX,
-					node: "mucmax-a",
-					heartbeat: 0.5,
-					node_timeout: 3,
-				},
+				cluster: testCluster(PREFIX, "mucmax-a"),
 				components: { [SERVICE]: { type: "muc", ...LIMITS } },
 			},
 			users: ["alice", "bob", "carol"].map(

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Redis } from "ioredis";
 import type { S2SManager } from "../../src/s2s/manager.ts";
+import { testCluster } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { message, online } from "../helpers/raw-stanzas.ts";
@@ -30,14 +31,7 @@ describe("federation from a cluster", { skip: redisSkip }, () => {
 		const node = (name: string, s2sPort: number) => ({
 			auth: PLAIN,
 			hosts: { "a.example": {} },
-			cluster: {
-				enabled: true,
-				redis: TEST_REDIS_URL,
-				prefix: PREFIX,
-				node: name,
-				heartbeat: 0.5,
-				node_timeout: 3,
-			},
+			cluster: testCluster(PREFIX, name),
 			listeners: { s2s: { enabled: true, address: "127.0.0.1", port: s2sPort } },
 			s2s: { routes: { "b.example": `127.0.0.1:${pb}` } },
 		});

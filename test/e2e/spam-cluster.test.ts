@@ -16,6 +16,7 @@ import type { ClusterNotice } from "../../src/core/contracts.ts";
 import { QUARANTINE_STORE } from "../../src/modules/spam/quarantine.ts";
 import { REPORT_STORE } from "../../src/modules/spam/reports.ts";
 import { sha256 } from "../../src/modules/spam/rtbl.ts";
+import { testCluster } from "../helpers/cluster-node.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq, message, online } from "../helpers/raw-stanzas.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -31,14 +32,7 @@ const USERS = ["admin", "alice", "bob", "carol", "dave", "mallory"];
 
 const clusterConfig = (node: string) => ({
 	auth: { require_encryption: false, allow_plain_without_tls: true },
-	cluster: {
-		enabled: true,
-		redis: TEST_REDIS_URL,
-		prefix: PREFIX,
-		node,
-		heartbeat: 0.5,
-		node_timeout: 3,
-	},
+	cluster: testCluster(PREFIX, node),
 	hosts: {
 		localhost: {
 			modules: [...DEFAULT_HOST_MODULES],

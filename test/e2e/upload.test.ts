@@ -15,7 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import type { Element } from "../../src/xml/element.ts";
-import { type ChildNode, spawnChildNode } from "../helpers/cluster-node.ts";
+import { type ChildNode, spawnChildNode, testCluster } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/prosody.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { redisSkip, TEST_REDIS_URL } from "../helpers/services.ts";
@@ -646,14 +646,7 @@ describe("XEP-0363 in a cluster", { skip: redisSkip }, () => {
 			storage: "sqlite",
 			config: {
 				...(uploadConfig(portA, { [MAIN]: limits }) as object),
-				cluster: {
-					enabled: true,
-					redis: TEST_REDIS_URL,
-					prefix,
-					node: "up-a",
-					heartbeat: 0.5,
-					node_timeout: 3,
-				},
+				cluster: testCluster(prefix, "up-a"),
 			} as never,
 			users: [["alice@localhost", "alice-pw"]],
 		});
@@ -750,14 +743,7 @@ describe("XEP-0363 in a cluster", { skip: redisSkip }, () => {
 			components: {
 				[MAIN]: { type: "upload", url_base: `http://127.0.0.1:${portA}/upload/${MAIN}` },
 			},
-			cluster: {
-				enabled: true,
-				redis: TEST_REDIS_URL,
-				prefix,
-				node: name,
-				heartbeat: 0.5,
-				node_timeout: 3,
-			},
+			cluster: testCluster(prefix, name),
 		});
 		const a = await startTestServer({
 			storage: "sqlite",

@@ -15,6 +15,7 @@ import { promisify } from "node:util";
 import { xml } from "@xmpp/client";
 import { Redis } from "ioredis";
 import { BoshClient } from "../helpers/bosh.ts";
+import { testCluster } from "../helpers/cluster-node.ts";
 import { TEST_CLUSTER_REGISTRY } from "../helpers/cluster-registry.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import { startTestServer } from "../helpers/server.ts";
@@ -190,14 +191,7 @@ test("[cluster]: a BOSH session created on one node is served through another no
 	const node = (name: string) =>
 		({
 			auth: { require_encryption: false, allow_plain_without_tls: true },
-			cluster: {
-				enabled: true,
-				redis: TEST_REDIS_URL,
-				prefix,
-				node: name,
-				heartbeat: 0.5,
-				node_timeout: 3,
-			},
+			cluster: testCluster(prefix, name),
 		}) as never;
 	const a = await startTestServer({
 		storage: "sqlite",

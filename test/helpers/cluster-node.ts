@@ -131,3 +131,18 @@ export function spawnChildNode(c: ChildNodeConfig, o: SpawnOptions = {}): ChildN
 	const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
 	return { child, toml, exited, output: () => out };
 }
+
+/**
+ * The `[cluster]` table of an in-process test node: the test Redis (`PARLEY_TEST_REDIS`) and
+ * short heartbeats, so that a node killed in a test is declared dead within seconds.
+ */
+export function testCluster(prefix: string, node: string) {
+	return {
+		enabled: true,
+		redis: TEST_REDIS_URL,
+		prefix,
+		node,
+		heartbeat: 0.5,
+		node_timeout: 3,
+	};
+}
