@@ -34,6 +34,7 @@ import type {
 	ClusterStatus,
 	Core,
 	Host,
+	RemotePresence,
 	RemoteUnavailable,
 	Session,
 } from "../core/contracts.ts";
@@ -102,6 +103,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	readonly #wasAvailable = new WeakSet<Session>();
 	/** What `#applied` held when a local session went unavailable (its next entry carries it). */
 	readonly #leftSeen = new WeakMap<Session, Record<string, number>>();
+	/**
+	 * What `#applied` held when a local session that stays available first changed this tick
+	 * (a new presence, RFC 6121 §4.4.2, broadcast to the sessions this node knows right after):
+	 * its next entry carries it.
+	 */
+	readonly #changedSeen = new WeakMap<Session, Record<string, number>>();
 	/** Local sessions whose state changed since the last publication. */
 	readonly #dirty = new Set<Session>();
 	/** Replicas of other nodes' sessions, by session id. */
@@ -404,8 +411,11 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		if (this.#stopping || !session.jid) return;
 		// Going unavailable (RFC 6121 §4.5.2): the presence module sends unavailable to the
 		// sessions it knows right after this, synchronously; what this node knows is noted now.
+		// A change while available (a new presence, §4.4.2): the same, noted at the first
+		// change of the tick (what this node knew before the broadcast, or less).
 		if (session.available) {
-			this.#wasAvailable.add(session);
+			if (!this.#wasAvailable.has(session)) this.#wasAvailable.add(session);
+			else if (!this.#changedSeen.has(session)) this.#changedSeen.set(session, this.#appliedNow());
 			this.#leftSeen.delete(session);
 		} else if (this.#wasAvailable.delete(session)) this.#leftSeen.set(session, this.#appliedNow());
 		this.#shard?.pin(session.host, session.jid.local, session.id);
@@ -573,6 +583,12 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 				if (seen) entry.seen = seen;
 				this.#leftSeen.delete(session);
 			} else if (!this.#availableSeq.has(session.id)) this.#availableSeq.set(session.id, entry.seq);
+			else {
+				// Available before this entry too: other nodes compare its presence with theirs.
+				const seen = this.#changedSeen.get(session);
+				if (seen) entry.seen = seen;
+			}
+			this.#changedSeen.delete(session);
 			if (this.#shard) this.#shard.put(entry);
 			else this.#outRegistry.push(`{"op":"put","entry":${JSON.stringify(entry)}}`);
 		}
@@ -647,6 +663,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		let r = this.#remote.get(e.id);
 		if (r && r.seq >= e.seq) return;
 		const was = r?.available ?? false;
+		const before = was ? r?.presence?.toString() : undefined;
 		if (!r) {
 			const jid = this.#server.jids.parse(e.jid);
 			r = new RemoteSession(e, host, jid, this);
@@ -671,6 +688,20 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		r.data.clear();
 		for (const [k, v] of Object.entries(e.data)) r.data.set(k, v);
 		if (was && !r.available) this.#unavailable(r, e.seen);
+		else if (was && r.presence && r.presence.toString() !== before)
+			this.#presenceChanged(r, e.seen);
+	}
+
+	/**
+	 * A replica that was and is available has a new presence: `session/remote-presence` lets
+	 * the presence module send it to the local sessions this node showed the old one to and its
+	 * node did not know of (RFC 6121 §4.4.2).
+	 */
+	#presenceChanged(r: RemoteSession, seen: Record<string, number> | undefined): void {
+		const data: RemotePresence = { session: r, knew: this.#knew(seen) };
+		r.host.events.fire("session/remote-presence", data).catch((err: unknown) => {
+			this.#log.error({ err }, "session/remote-presence handler failed");
+		});
 	}
 
 	/**

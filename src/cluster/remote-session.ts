@@ -33,7 +33,8 @@ export interface SessionEntry {
 	/**
 	 * On the entry that makes a session unavailable: what its node had applied of the other
 	 * nodes' registry changes when it sent the unavailable presence, the highest `seq` per node
-	 * (see `session/remote-unavailable`, src/cluster/link.ts).
+	 * (see `session/remote-unavailable`, src/cluster/link.ts). On a later entry of a session that
+	 * stays available: the same, when it changed (a new presence, see `session/remote-presence`).
 	 */
 	seen?: Record<string, number>;
 }

@@ -93,6 +93,18 @@ export interface RemoteUnavailable {
 	knew(local: Session): boolean;
 }
 
+/**
+ * `session/remote-presence` data, on the replica's host: another node's session that was and is
+ * available has a new presence (away, a new status: RFC 6121 §4.4.2). Its node broadcast it to
+ * the sessions it knew of; `knew(local)` as in {@link RemoteUnavailable}. A session that this
+ * node showed the replica's old presence to but that its node did not know yet would otherwise
+ * keep seeing the old one.
+ */
+export interface RemotePresence {
+	session: Session;
+	knew(local: Session): boolean;
+}
+
 /** `cluster/sm-abandon` data: the bare username and the `previd` a client failed to resume. */
 export const SM_ABANDON = "sm-abandon";
 

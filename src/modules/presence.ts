@@ -17,7 +17,7 @@
  * storage can deliver stored messages.
  */
 import { z } from "zod";
-import type { Host, RemoteUnavailable, Session } from "../core/contracts.ts";
+import type { Host, RemotePresence, RemoteUnavailable, Session } from "../core/contracts.ts";
 import { HANDLED, Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
@@ -514,6 +514,28 @@ export default defineModule({
 				s.send(
 					x("presence", { type: "unavailable", from: r.jid.toString(), to: s.jid.toString() }),
 				);
+			}
+		});
+
+		/**
+		 * In a cluster: another node's session that this node showed to a local session (as
+		 * above) changed its presence (§4.4.2: away, a new status). Its node broadcast it to the
+		 * sessions it knew of; one that logged in here within a registry propagation of that was
+		 * not among them, and would keep the old presence. Those get the new one from here.
+		 */
+		api.hook("session/remote-presence", ({ session: r, knew }: RemotePresence) => {
+			const to = r.shownTo;
+			if (!to?.size || !r.jid || !r.presence) return;
+			for (const s of [...to]) {
+				if (!s.jid || s.host.sessions.get(s.jid.local)?.get(s.jid.resource) !== s) {
+					to.delete(s);
+					continue;
+				}
+				if (!s.available || knew(s)) continue;
+				const p = r.presence.clone();
+				p.attrs.from = r.jid.toString();
+				p.attrs.to = s.jid.toString();
+				s.send(p);
 			}
 		});
 

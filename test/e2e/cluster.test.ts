@@ -40,6 +40,8 @@ const USERS = [
 	"grace",
 	"heidi",
 	"ivan",
+	"judy",
+	"kevin",
 ];
 
 /**
@@ -348,6 +350,83 @@ describe("a cluster of nodes over Redis", { skip: redisSkip }, () => {
 		await ivan.waitFor(unavailable, markI);
 		fresh.end();
 		ivan.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
+	});
+
+	test("RFC 6121 §4.2.2 / §4.4.2 in a cluster: a presence change on another node reaches the account's other resource once", async () => {
+		const old = await on(a.port, "judy", "old");
+		const fresh = await on(b.port, "judy", "fresh");
+		await fresh.waitFor(/<presence[^>]*from="judy@localhost\/old"/);
+		await waitFor(
+			() => a.server.hosts.get("localhost")?.sessions.get("judy")?.get("fresh")?.available,
+			"node a to know judy/fresh available",
+		);
+		const mark = fresh.received.length;
+		old.send("<presence><show>away</show></presence>");
+		await waitFor(
+			() =>
+				b.server.hosts
+					.get("localhost")
+					?.sessions.get("judy")
+					?.get("old")
+					?.presence?.getChildText("show") === "away",
+			"node b to see judy/old away",
+		);
+		// Node a knew judy/fresh: node b adds nothing (it would have by this answer).
+		await iq(fresh, "ping-p", "<iq type='get' id='ping-p'><ping xmlns='urn:xmpp:ping'/></iq>");
+		const away =
+			/<presence(?=[^>]*from="judy@localhost\/old")[^>]*>(?:(?!<\/presence>)[\s\S])*<show>away<\/show>/g;
+		assert.equal(fresh.received.slice(mark).match(away)?.length, 1);
+		old.end();
+		fresh.end();
+		await replicas(a, 0);
+		await replicas(b, 0);
+	});
+
+	test("RFC 6121 §4.2.2 / §4.3.2 / §4.4.2 in a cluster: a presence change made on one node before that node learns of the account's new resource and a contact's, on another node, reaches them", async () => {
+		await befriend(a.server, "judy@localhost", "kevin@localhost");
+		const old = await on(a.port, "judy", "old");
+		const fresh = await login(b.port, "judy", "pw-judy", { resource: "fresh" });
+		const kevin = await login(b.port, "kevin", "pw-kevin", { resource: "k" });
+		clients.push(fresh, kevin);
+		await waitFor(
+			() => b.server.hosts.get("localhost")?.sessions.get("judy")?.get("old")?.available,
+			"node b to know judy/old available",
+		);
+		await waitFor(
+			() => a.server.hosts.get("localhost")?.sessions.get("judy")?.get("fresh"),
+			"node a to know judy/fresh bound",
+		);
+		// Redis takes no writes (CLIENT PAUSE … WRITE, Redis 6.2+): no registry change of either
+		// node reaches the other, as when both happen within a registry propagation.
+		const redis = new Redis(TEST_REDIS_URL);
+		const markF = fresh.received.length;
+		const markK = kevin.received.length;
+		const markO = old.received.length;
+		await redis.call("CLIENT", "PAUSE", "20000", "WRITE");
+		try {
+			// Node b shows judy/old's presence to her new resource (§4.2.2) and in answer to
+			// kevin's probe (§4.3.2).
+			fresh.send("<presence/>");
+			await fresh.waitFor(/<presence[^>]*from="judy@localhost\/old"/, markF);
+			kevin.send("<presence/>");
+			await kevin.waitFor(/<presence[^>]*from="judy@localhost\/old"/, markK);
+			// judy/old goes away while node a still has neither of them available; node a has
+			// broadcast it once it echoes it to the sender (§4.4.2).
+			old.send("<presence><show>away</show></presence>");
+			await old.waitFor(/<show>away<\/show>/, markO);
+		} finally {
+			await redis.call("CLIENT", "UNPAUSE");
+			await redis.quit();
+		}
+		const away =
+			/<presence(?=[^>]*from="judy@localhost\/old")[^>]*>(?:(?!<\/presence>)[\s\S])*<show>away<\/show>/;
+		await fresh.waitFor(away, markF);
+		await kevin.waitFor(away, markK);
+		old.end();
+		fresh.end();
+		kevin.end();
 		await replicas(a, 0);
 		await replicas(b, 0);
 	});
