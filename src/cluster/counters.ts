@@ -13,7 +13,11 @@
  * - `<p>:cn:<node>`  a set per node of the counters where it holds something, for the leader
  *                    to find them when the node dies (and the node itself when it stops).
  *
- * The total is the sum of the fields. A check-and-add is one script on the counter's one key
+ * - `#` in each counter: the sum of its node and unit fields, kept by every script that writes
+ *                    one (absent at 0), so that a check reads it instead of summing a MUC
+ *                    service's persistent rooms; spent buckets are summed by each check.
+ *
+ * The total is `#` plus the spent buckets in the window. A check-and-add is one script on the counter's one key
  * (atomic, and a single key, so that a Redis Cluster can place it anywhere); the node's set is
  * written by separate commands on the same connection, in order: SADD before this node's first
  * unit, SREM after its last (the node knows its own share, so it never needs to ask). After a
@@ -24,56 +28,102 @@ import type { Redis } from "ioredis";
 import type { ClusterCounterApi } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
 
+// Shared by the scripts below: `#` holds the sum of the node and unit fields (the running total,
+// so that a check needs no walk over a MUC service's persistent rooms), absent when 0. Absent
+// with such fields (a hash written before `#` existed), it is summed once and written.
+const TOTAL = `
+local function base(key)
+  local t = redis.call('HGET', key, '#')
+  if t then return tonumber(t) end
+  local all = redis.call('HGETALL', key)
+  local s = 0
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 1) ~= '@' then s = s + tonumber(all[i + 1]) end
+  end
+  if s > 0 then redis.call('HSET', key, '#', s) end
+  return s
+end
+local function keep(key, t)
+  if t > 0 then redis.call('HSET', key, '#', t) else redis.call('HDEL', key, '#') end
+end
+`;
+
 // KEYS: the counter. ARGV: field, by, max (0: none), now (ms), window (ms, 0: none), bucket (ms),
 // unit ("1": the field is a unit's, set to `by` if absent and removed by a negative `by`).
 // Spent fields older than the window go first; an add (by > 0) with a max is refused when the
 // total would pass it. Returns {1} or, refused, {0, total, bucket1, spent1, bucket2, ...} (the
 // spent buckets, for a Retry-After); max -1 only reads (that answer, nothing added). A field
-// back at 0 goes, as does the hash when empty.
-export const ADD_SCRIPT = `
+// back at 0 goes, as does the hash when empty. The total is `#` plus the spent buckets, which
+// are walked only with a window (a counter with spending is always given its window, and has
+// no unit fields): O(1) in the number of units, O(buckets + nodes) with a window.
+export const ADD_SCRIPT = `${TOTAL}
+local f = ARGV[1]
 local by = tonumber(ARGV[2])
 local max = tonumber(ARGV[3])
 local now = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
 local bucket = tonumber(ARGV[6])
-if ARGV[7] == '1' and by > 0 and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+if ARGV[7] == '1' and by > 0 and redis.call('HEXISTS', KEYS[1], f) == 1 then
   return {1}
 end
-local all = redis.call('HGETALL', KEYS[1])
-local total = 0
+local t = base(KEYS[1])
+local total = t
 local spent = {}
-for i = 1, #all, 2 do
-  local f = all[i]
-  local v = tonumber(all[i + 1])
-  if string.sub(f, 1, 1) == '@' then
-    local b = tonumber(string.sub(f, 2))
-    if window > 0 and (b + 1) * bucket + window <= now then
-      redis.call('HDEL', KEYS[1], f)
-      v = 0
-    elseif v > 0 then
-      spent[#spent + 1] = b
-      spent[#spent + 1] = v
+if window > 0 then
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local g = all[i]
+    if string.sub(g, 1, 1) == '@' then
+      local b = tonumber(string.sub(g, 2))
+      local v = tonumber(all[i + 1])
+      if (b + 1) * bucket + window <= now then
+        redis.call('HDEL', KEYS[1], g)
+      else
+        if v > 0 then
+          spent[#spent + 1] = b
+          spent[#spent + 1] = v
+        end
+        total = total + v
+      end
     end
   end
-  total = total + v
 end
 if max < 0 or (by > 0 and max > 0 and total + by > max) then
   local out = {0, total}
   for i = 1, #spent do out[#out + 1] = spent[i] end
   return out
 end
+local counted = string.sub(f, 1, 1) ~= '@'
 if ARGV[7] == '1' then
-  if by < 0 then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], by) end
+  local old = tonumber(redis.call('HGET', KEYS[1], f) or '0')
+  if by < 0 then redis.call('HDEL', KEYS[1], f); by = 0 else redis.call('HSET', KEYS[1], f, by) end
+  keep(KEYS[1], t + by - old)
 elseif by ~= 0 then
-  local n = redis.call('HINCRBY', KEYS[1], ARGV[1], by)
-  if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+  local n = redis.call('HINCRBY', KEYS[1], f, by)
+  if n <= 0 then redis.call('HDEL', KEYS[1], f) end
+  if counted then
+    if n > 0 then keep(KEYS[1], t + by) else keep(KEYS[1], t + by - n) end
+  end
 end
 if window > 0 and redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('PEXPIRE', KEYS[1], window + bucket)
 end
 return {1}`;
 
-type Scripted = Redis & { parleyCount(key: string, ...args: string[]): Promise<number[]> };
+// KEYS: a counter. ARGV: a node, its share (> 0: set; 0: removed). For rewrite() and
+// releaseNode(): one key per script, as the counters are on several shards of a Redis Cluster.
+export const SET_SCRIPT = `${TOTAL}
+local t = base(KEYS[1])
+local old = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local n = tonumber(ARGV[2])
+if n > 0 then redis.call('HSET', KEYS[1], ARGV[1], n) else redis.call('HDEL', KEYS[1], ARGV[1]) end
+keep(KEYS[1], t + n - old)
+return 1`;
+
+type Scripted = Redis & {
+	parleyCount(key: string, ...args: string[]): Promise<number[]>;
+	parleyShare(key: string, node: string, share: string): Promise<number>;
+};
 
 /** Options of a counter with spending over a rolling window (the uploads' bytes per day). */
 export interface Window {
@@ -101,6 +151,7 @@ export class ClusterCounters implements ClusterCounterApi {
 
 	constructor(o: { pub: Redis; prefix: string; node: string; log: Logger }) {
 		o.pub.defineCommand("parleyCount", { numberOfKeys: 1, lua: ADD_SCRIPT });
+		o.pub.defineCommand("parleyShare", { numberOfKeys: 1, lua: SET_SCRIPT });
 		this.#pub = o.pub as Scripted;
 		this.#prefix = o.prefix;
 		this.#node = o.node;
@@ -186,15 +237,18 @@ export class ClusterCounters implements ClusterCounterApi {
 
 	/**
 	 * After a lost connection or this node declared dead (its fields removed by the leader):
-	 * writes every share of this node again (HSET, not added: what is there is this node's).
+	 * writes every share of this node again (set, not added: what is there is this node's).
 	 */
 	async rewrite(): Promise<void> {
 		if (!this.#mine.size) return;
-		// Single commands, not a pipeline: on a Redis Cluster the keys live on different shards
-		// (an ioredis pipeline must stay on one); sent at once, they still share a round trip.
+		// Single commands and one script per counter, not a pipeline: on a Redis Cluster the keys
+		// live on different shards (an ioredis pipeline must stay on one); sent at once, they
+		// still share a round trip. The script keeps the counter's running total (`#`).
 		await Promise.all([
 			this.#pub.sadd(this.nodeKey(this.#node), ...this.#mine.keys()),
-			...[...this.#mine].map(([name, n]) => this.#pub.hset(this.key(name), this.#node, String(n))),
+			...[...this.#mine].map(([name, n]) =>
+				this.#pub.parleyShare(this.key(name), this.#node, String(n)),
+			),
 		]);
 	}
 
@@ -202,8 +256,9 @@ export class ClusterCounters implements ClusterCounterApi {
 	async releaseNode(node: string): Promise<void> {
 		if (node === this.#node) this.#stopped = true;
 		const names = await this.#pub.smembers(this.nodeKey(node));
-		// Single commands, as in rewrite(): the counters' keys are on several shards of a Redis Cluster.
-		await Promise.all(names.map((name) => this.#pub.hdel(this.key(name), node)));
+		// One script per counter, as in rewrite(): the counters' keys are on several shards of a
+		// Redis Cluster. It takes the node's share off the running total (`#`) with its field.
+		await Promise.all(names.map((name) => this.#pub.parleyShare(this.key(name), node, "0")));
 		await this.#pub.del(this.nodeKey(node));
 		if (node === this.#node) this.#mine.clear();
 	}
