@@ -46,13 +46,20 @@ import { ClusterCounters } from "./counters.ts";
 import { Delivery } from "./delivery.ts";
 import type { ClusterKeys } from "./keys.ts";
 import { Ownership } from "./ownership.ts";
-import { describeRedis, keysFor, openRedis, type RedisClient } from "./redis.ts";
+import { describeRedis, keysFor, openRedis, type RedisClient, watchMasters } from "./redis.ts";
 import { ShardedRegistry, type ShardMessage } from "./registry.ts";
 import { type RemoteLink, RemoteSession, type SessionEntry } from "./remote-session.ts";
 import { type Beat, readClusterStatus } from "./status.ts";
 
 /** Separates the fields of a node-channel message; U+0000 cannot occur in XML or in a JID. */
 const SEP = "\u0000";
+/**
+ * After a Redis Cluster's masters change, how long they must stay the same before the node
+ * resynchronises (ioredis is still moving the sharded subscriptions meanwhile), and the least
+ * time between two such resyncs.
+ */
+const SETTLE_MS = 2000;
+const RESYNC_GAP_MS = 10_000;
 
 type RegistryMessage =
 	| { op: "put"; entry: SessionEntry }
@@ -116,6 +123,9 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	/** Stanzas from other nodes being routed here (an ended session's message to offline storage). */
 	readonly #routing = new Set<Promise<unknown>>();
 	#timer: NodeJS.Timeout | null = null;
+	/** The resync after a Redis Cluster failover, waiting for the masters to settle. */
+	#settle: NodeJS.Timeout | null = null;
+	#topologyResyncAt = 0;
 	#leader = false;
 	#leaderNode = "";
 	#stopping = false;
@@ -280,11 +290,13 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 			if (this.#ready && !this.#stopping) void this.#resync("Redis connection restored");
 		});
 		// On a Redis Cluster a shard's failover moves the sharded subscriptions to its new master
-		// (ioredis re-subscribes) without the client reconnecting, so this does not fire: what was
-		// published on that shard meanwhile is lost (docs/scaling.md "Redis Cluster"). Not on
-		// ioredis's `subscribersReady` either: it fires at each of its retries while the dead
+		// (ioredis re-subscribes) without the client reconnecting, so this does not fire, and what
+		// was published on that shard meanwhile is lost. The node resynchronises once the masters
+		// have changed and then stayed the same for a while (docs/scaling.md "Redis Cluster").
+		// Not on ioredis's `subscribersReady`: it fires at each of its retries while the dead
 		// master is still listed, and a resync's SSUBSCRIBEs fed those retries (a storm of resyncs
-		// in a test).
+		// in a test); the set of masters changes once per failover, whatever the retries.
+		watchMasters(pub, () => this.#mastersChanged());
 		this.#ready = true;
 		this.#timer = setInterval(() => void this.#tick(), this.#cfg.heartbeat * 1000);
 		this.#timer.unref();
@@ -352,6 +364,24 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		return readClusterStatus(pub, this.#keys);
 	}
 
+	/**
+	 * The Redis Cluster's masters changed (a failover): one resync, {@link SETTLE_MS} after the
+	 * last change and at least {@link RESYNC_GAP_MS} after the previous one, never from inside
+	 * ioredis's own retries.
+	 */
+	#mastersChanged(): void {
+		if (this.#stopping) return;
+		if (this.#settle) clearTimeout(this.#settle);
+		const wait = Math.max(SETTLE_MS, this.#topologyResyncAt + RESYNC_GAP_MS - Date.now());
+		this.#settle = setTimeout(() => {
+			this.#settle = null;
+			if (this.#stopping) return;
+			this.#topologyResyncAt = Date.now();
+			void this.#resync("the Redis Cluster's masters changed (a failover)");
+		}, wait);
+		this.#settle.unref();
+	}
+
 	async #resync(why: string): Promise<void> {
 		this.#log.warn({ why }, "cluster: resynchronising the session registry");
 		if (this.#shard)
@@ -371,6 +401,8 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		this.#stopping = true;
 		if (this.#timer) clearInterval(this.#timer);
 		this.#timer = null;
+		if (this.#settle) clearTimeout(this.#settle);
+		this.#settle = null;
 		this.owners.leaving();
 		this.#writeOut();
 		await this.owners.stop();

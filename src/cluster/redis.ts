@@ -107,3 +107,28 @@ export function openRedis(cfg: ClusterSettings, o: ConnectOptions): RedisClient 
 	// See RedisClient: the same commands, typed as the single-server client's.
 	return cluster as unknown as RedisClient;
 }
+
+/**
+ * Redis Cluster only: calls `changed` when the set of masters ioredis routes to changes (a
+ * failover promotes a replica; a master is added or removed), as seen after each of its slot
+ * refreshes (`refresh`). Compared as a set, so the refreshes ioredis runs again and again while
+ * a dead master is still listed (and any that a caller's own commands cause) call nothing until
+ * the slots really name another master. Nothing on a single server.
+ */
+export function watchMasters(client: RedisClient, changed: () => void): void {
+	if (!(client instanceof Cluster)) return;
+	const cluster: Cluster = client;
+	const masters = () =>
+		cluster
+			.nodes("master")
+			.map((n) => `${n.options.host}:${n.options.port}`)
+			.sort()
+			.join(",");
+	let known = masters();
+	cluster.on("refresh", () => {
+		const now = masters();
+		if (now === known) return;
+		known = now;
+		changed();
+	});
+}

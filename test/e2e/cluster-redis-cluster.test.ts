@@ -15,6 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { Cluster } from "ioredis";
 import { EXIT } from "../../src/cli/common.ts";
 import type { ClusterLink } from "../../src/cluster/link.ts";
+import { keysFor } from "../../src/cluster/redis.ts";
 import { childNodeToml, spawnChildNode } from "../helpers/cluster-node.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import type { RawClient } from "../helpers/raw.ts";
@@ -65,8 +66,8 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 			const clients: RawClient[] = [];
 			/** Node A's log (JSON lines, info and up). */
 			let logA = "";
-			const on = async (port: number, user: string, resource: string) => {
-				const c = await online(port, user, resource);
+			const on = async (port: number, user: string, resource: string, priority?: number) => {
+				const c = await online(port, user, resource, priority === undefined ? {} : { priority });
 				clients.push(c);
 				return c;
 			};
@@ -473,6 +474,8 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 		let a: TestServer;
 		let b: TestServer;
 		const clients: RawClient[] = [];
+		// Users one of whom has their registry hash (and channel) on the shard that fails over.
+		const SPARE = Array.from({ length: 24 }, (_, i) => `u${i}`);
 		// node_timeout longer than the Redis Cluster's failover (cluster-node-timeout 2 s and an
 		// election): the nodes' heartbeats may be on the failing shard (docs/scaling.md).
 		const config = (node: string) => ({
@@ -491,7 +494,7 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 			a = await startTestServer({
 				storage: "sqlite",
 				config: config("node-a"),
-				users: USERS.map((u) => [`${u}@localhost`, `pw-${u}`] as [string, string]),
+				users: [...USERS, ...SPARE].map((u) => [`${u}@localhost`, `pw-${u}`] as [string, string]),
 			});
 			b = await startTestServer({
 				storage: "sqlite",
@@ -506,8 +509,8 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 		});
 
 		test("kill -9 of the master that holds node B's stream: after its replica takes over, chat across the nodes and logins go on", async () => {
-			const on = async (port: number, user: string, resource: string) => {
-				const c = await online(port, user, resource);
+			const on = async (port: number, user: string, resource: string, priority?: number) => {
+				const c = await online(port, user, resource, priority === undefined ? {} : { priority });
 				clients.push(c);
 				return c;
 			};
@@ -520,7 +523,25 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 			await message(bob, "f0", mark0);
 			const stream = `${prefix}:stream:{node-b}`;
 			const old = await rc.masterOf(stream);
+			// A user on node B whose registry entry lives on that shard; node A has it cached (it
+			// routed a message there) and listens to its changes on the shard's channel.
+			const keys = keysFor({ redis: "", redis_cluster: rc.seeds, prefix });
+			let user = "";
+			for (const u of SPARE)
+				if ((await rc.masterOf(keys.jidHash(`${u}@localhost`))) === old) {
+					user = u;
+					break;
+				}
+			assert.ok(user, "a spare user's registry hash is on the shard that fails over");
+			const x1 = await on(b.port, user, "x1", 1);
+			const markX = x1.received.length;
+			alice.send(`<message to='${user}@localhost' id='g0' type='chat'><body>hi</body></message>`);
+			await message(x1, "g0", markX);
 			await rc.kill(old);
+			// Its second resource logs in while the shard has no master: the registry change (and
+			// its SPUBLISH on the shard) lands on the new master, possibly before node A's sharded
+			// subscription has moved there (docs/scaling.md "Redis Cluster", "Failover").
+			const x2Login = on(b.port, user, "x2", 5);
 			await waitFor(
 				async () => (await rc.masterOf(stream).catch(() => old)) !== old,
 				"a replica to take the shard over",
@@ -541,6 +562,26 @@ describe("a cluster on a Redis Cluster", { skip: redisClusterSkip }, () => {
 			const markE = erin.received.length;
 			alice.send("<message to='erin@localhost' id='f3' type='chat'><body>new</body></message>");
 			await erin.waitFor(/id="f3"[\s\S]*?<body>new<\/body>/, markE, 30_000);
+			// RFC 6121 §8.5.3.1: a message to an available full JID goes to that resource. Node A
+			// knows the resource that logged in during the failover once it resynchronised after the
+			// masters changed; without that its cached entry lacks x2, and §8.5.3.2.1 sends the
+			// messages to x1 instead. Sent again until one arrives (A resyncs a little after).
+			const x2 = await x2Login;
+			const markX2 = x2.received.length;
+			let n = 0;
+			let polls = 0;
+			await waitFor(
+				() => {
+					if (x2.received.slice(markX2).includes('id="g1-')) return true;
+					if (polls++ % 50 === 0)
+						alice.send(
+							`<message to='${user}@localhost/x2' id='g1-${n++}' type='chat'><body>during</body></message>`,
+						);
+					return false;
+				},
+				"node A to see the resource that logged in during the failover",
+				30_000,
+			);
 			assert.equal(a.server.cluster?.leader, true, "node A still leads: nobody was declared dead");
 		});
 	});
