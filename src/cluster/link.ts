@@ -34,8 +34,7 @@ import type {
 	ClusterStatus,
 	Core,
 	Host,
-	RemotePresence,
-	RemoteUnavailable,
+	RemoteShownChange,
 	Session,
 } from "../core/contracts.ts";
 import type { Logger } from "../core/log.ts";
@@ -695,7 +694,6 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		let r = this.#remote.get(e.id);
 		if (r && r.seq >= e.seq) return;
 		const was = r?.available ?? false;
-		const before = was ? r?.presence?.toString() : undefined;
 		if (!r) {
 			const jid = this.#server.jids.parse(e.jid);
 			r = new RemoteSession(e, host, jid, this);
@@ -716,35 +714,33 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 		r.available = e.available;
 		r.priority = e.priority;
 		r.interested = e.interested;
-		r.presence = e.presence ? this.#parse(e.presence) : null;
+		// Most entries of an available session repeat its presence (a priority or flag change):
+		// parsed only when the text changed.
+		const changed = e.presence !== r.presenceText;
+		if (changed) {
+			r.presence = e.presence ? this.#parse(e.presence) : null;
+			r.presenceText = e.presence;
+		}
 		r.data.clear();
 		for (const [k, v] of Object.entries(e.data)) r.data.set(k, v);
-		if (was && !r.available) this.#unavailable(r, e.seen);
-		else if (was && r.presence && r.presence.toString() !== before)
-			this.#presenceChanged(r, e.seen);
+		if (was && !r.available) this.#shownChanged("session/remote-unavailable", r, e.seen);
+		else if (was && r.presence && changed) this.#shownChanged("session/remote-presence", r, e.seen);
 	}
 
 	/**
-	 * A replica that was and is available has a new presence: `session/remote-presence` lets
-	 * the presence module send it to the local sessions this node showed the old one to and its
-	 * node did not know of (RFC 6121 §4.4.2).
+	 * A replica that was available went unavailable or ended (`session/remote-unavailable`, RFC
+	 * 6121 §4.5.2), or is still available with a new presence (`session/remote-presence`,
+	 * §4.4.2): the presence module tells the local sessions this node showed it to and its node
+	 * did not know of.
 	 */
-	#presenceChanged(r: RemoteSession, seen: Record<string, number> | undefined): void {
-		const data: RemotePresence = { session: r, knew: this.#knew(seen) };
-		r.host.events.fire("session/remote-presence", data).catch((err: unknown) => {
-			this.#log.error({ err }, "session/remote-presence handler failed");
-		});
-	}
-
-	/**
-	 * A replica that was available is no more (its session sent unavailable presence or ended):
-	 * `session/remote-unavailable` lets the presence module tell the local sessions this node
-	 * showed it to and its node did not know of (RFC 6121 §4.5.2).
-	 */
-	#unavailable(r: RemoteSession, seen: Record<string, number> | undefined): void {
-		const data: RemoteUnavailable = { session: r, knew: this.#knew(seen) };
-		r.host.events.fire("session/remote-unavailable", data).catch((err: unknown) => {
-			this.#log.error({ err }, "session/remote-unavailable handler failed");
+	#shownChanged(
+		topic: "session/remote-unavailable" | "session/remote-presence",
+		r: RemoteSession,
+		seen: Record<string, number> | undefined,
+	): void {
+		const data: RemoteShownChange = { session: r, knew: this.#knew(seen) };
+		r.host.events.fire(topic, data).catch((err: unknown) => {
+			this.#log.error({ err }, `${topic} handler failed`);
 		});
 	}
 
@@ -756,7 +752,7 @@ export class ClusterLink implements ClusterHook, RemoteLink {
 	 */
 	#closed(r: RemoteSession, seen?: Record<string, number>): void {
 		this.#drop(r);
-		if (r.available) this.#unavailable(r, seen);
+		if (r.available) this.#shownChanged("session/remote-unavailable", r, seen);
 		r.host.events.fire("session/remote-closed", { session: r }).catch((err: unknown) => {
 			this.#log.error({ err }, "session/remote-closed handler failed");
 		});

@@ -54,6 +54,8 @@ export class RemoteSession implements Session {
 	available = false;
 	priority = 0;
 	presence: Element | null = null;
+	/** The entry's presence text that `presence` was parsed from (an unchanged one is not parsed again). */
+	presenceText = "";
 	interested = false;
 	readonly data = new Map<string, unknown>();
 	/** Sequence number of the entry this replica reflects. */

@@ -57,7 +57,7 @@ export interface Session {
 	/**
 	 * On a replica: the sessions of this node that this node itself showed the replica's
 	 * available presence (RFC 6121 §4.2.2 to the user's new resource, §4.3.2 probe answers). Its
-	 * node may not have known them yet; see {@link RemoteUnavailable}.
+	 * node may not have known them yet; see {@link RemoteShownChange}.
 	 */
 	readonly shownTo?: Set<Session>;
 	/** What carries a local client session now (a XEP-0198 resumption may change it); absent on a replica. */
@@ -82,25 +82,14 @@ export interface Session {
 export type ClientTransportKind = "tcp" | "websocket" | "bosh";
 
 /**
- * `session/remote-unavailable` data, on the replica's host: another node's session that was
- * available went unavailable or ended. Its node sent unavailable presence (RFC 6121 §4.5.2) to
- * the sessions it knew of; `knew(local)` tells whether that included this node's `local` session
+ * `session/remote-unavailable` and `session/remote-presence` data, on the replica's host: another
+ * node's session that was available went unavailable or ended (RFC 6121 §4.5.2), or has a new
+ * presence while still available (§4.4.2: away, a new status). Its node sent that to the
+ * sessions it knew of; `knew(local)` tells whether that included this node's `local` session
  * (false when unknown, e.g. its node died). A session that this node showed the replica's
- * presence to but that its node did not know yet would otherwise keep seeing it available.
+ * presence to but that its node did not know yet would otherwise keep seeing the old one.
  */
-export interface RemoteUnavailable {
-	session: Session;
-	knew(local: Session): boolean;
-}
-
-/**
- * `session/remote-presence` data, on the replica's host: another node's session that was and is
- * available has a new presence (away, a new status: RFC 6121 §4.4.2). Its node broadcast it to
- * the sessions it knew of; `knew(local)` as in {@link RemoteUnavailable}. A session that this
- * node showed the replica's old presence to but that its node did not know yet would otherwise
- * keep seeing the old one.
- */
-export interface RemotePresence {
+export interface RemoteShownChange {
 	session: Session;
 	knew(local: Session): boolean;
 }

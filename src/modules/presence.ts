@@ -17,7 +17,7 @@
  * storage can deliver stored messages.
  */
 import { z } from "zod";
-import type { Host, RemotePresence, RemoteUnavailable, Session } from "../core/contracts.ts";
+import type { Host, RemoteShownChange, Session } from "../core/contracts.ts";
 import { HANDLED, Priority } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import type { StanzaEvent } from "../core/router.ts";
@@ -99,6 +99,11 @@ export async function answerProbe(
 	}
 }
 
+/** Whether `s` is still its resource's session on its host (not ended, not replaced). */
+function current(s: Session): boolean {
+	return !!s.jid && s.host.sessions.get(s.jid.local)?.get(s.jid.resource) === s;
+}
+
 /**
  * `to`, a session of this node, was just shown the presence of `from`: when `from` is a replica
  * of another node's session, it remembers that (see `session/remote-unavailable`).
@@ -107,9 +112,7 @@ function shown(from: Session, to: Session): void {
 	const set = from.shownTo;
 	if (!set) return;
 	// Bounded by the sessions still there: a replica may outlive many short sessions.
-	if (set.size >= 64)
-		for (const s of set)
-			if (s.jid && s.host.sessions.get(s.jid.local)?.get(s.jid.resource) !== s) set.delete(s);
+	if (set.size >= 64) for (const s of set) if (!current(s)) set.delete(s);
 	set.add(to);
 }
 
@@ -503,14 +506,13 @@ export default defineModule({
 		 * in here within a registry propagation of that (milliseconds) was not among them, and
 		 * would see the ended resource available for ever. Those get the unavailable from here.
 		 */
-		api.hook("session/remote-unavailable", ({ session: r, knew }: RemoteUnavailable) => {
+		api.hook("session/remote-unavailable", ({ session: r, knew }: RemoteShownChange) => {
 			const to = r.shownTo;
 			if (!to?.size || !r.jid) return;
 			const targets = [...to];
 			to.clear();
 			for (const s of targets) {
-				if (!s.available || !s.jid || knew(s)) continue;
-				if (s.host.sessions.get(s.jid.local)?.get(s.jid.resource) !== s) continue;
+				if (!s.available || !s.jid || knew(s) || !current(s)) continue;
 				s.send(
 					x("presence", { type: "unavailable", from: r.jid.toString(), to: s.jid.toString() }),
 				);
@@ -523,11 +525,11 @@ export default defineModule({
 		 * sessions it knew of; one that logged in here within a registry propagation of that was
 		 * not among them, and would keep the old presence. Those get the new one from here.
 		 */
-		api.hook("session/remote-presence", ({ session: r, knew }: RemotePresence) => {
+		api.hook("session/remote-presence", ({ session: r, knew }: RemoteShownChange) => {
 			const to = r.shownTo;
 			if (!to?.size || !r.jid || !r.presence) return;
 			for (const s of [...to]) {
-				if (!s.jid || s.host.sessions.get(s.jid.local)?.get(s.jid.resource) !== s) {
+				if (!s.jid || !current(s)) {
 					to.delete(s);
 					continue;
 				}
