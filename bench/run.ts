@@ -84,6 +84,9 @@
 //                 module set (every chat message archived twice, XEP-0313), beside "parley"
 //                 (no mam): `--target parley --target mam chat` is archiving's cost in one run;
 //                 with --baseline DIR --baseline-mam the baseline archives too (before/after).
+// --target prosody-mam / ejabberd-mam: the reference servers with their own archives on for
+//                 every account, on SQLite (bench/lib/targets.ts): `--target prosody --target
+//                 prosody-mam chat` is what archiving costs Prosody, as "mam" is for Parley.
 // --profile: Parley only, under the scenarios given (chat when none), e.g. `--profile login`.
 // Starts each target itself, provisions accounts, runs the scenarios one target at a time and
 // prints one table per scenario with each figure's ratio to the best XMPP server. The primary
@@ -110,9 +113,11 @@ import {
 	startBaselineCluster,
 	startCluster,
 	startEjabberd,
+	startEjabberdMam,
 	startMam,
 	startParley,
 	startProsody,
+	startProsodyMam,
 	startRelay,
 	startWorkers,
 	type TargetName,
@@ -239,6 +244,8 @@ function parseArgs(argv: string[]): Options {
 				!ALL_TARGETS.includes(t) &&
 				t !== "workers" &&
 				t !== "mam" &&
+				t !== "prosody-mam" &&
+				t !== "ejabberd-mam" &&
 				t !== "cluster" &&
 				t !== "baseline-cluster"
 			)
@@ -1638,7 +1645,9 @@ function table(results: ScenarioResult[], scenario: string): string {
 		"cluster",
 		"cluster cross-node",
 		"prosody",
+		"prosody-mam",
 		"ejabberd",
+		"ejabberd-mam",
 		"relay",
 		...S2S_SERVERS.flatMap((x) => S2S_SERVERS.map((y) => `${x}→${y}`)),
 	];
@@ -1742,6 +1751,8 @@ async function main() {
 			mam: startMam,
 			prosody: startProsody,
 			ejabberd: startEjabberd,
+			"prosody-mam": startProsodyMam,
+			"ejabberd-mam": startEjabberdMam,
 			relay: startRelay,
 		}[name];
 		let t: Running;

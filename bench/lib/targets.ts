@@ -25,6 +25,13 @@ import { type Endpoint, streamHeader } from "./xmpp.ts";
  * (every message crosses nodes through Redis).
  */
 /**
+ * "prosody-mam" / "ejabberd-mam": the reference servers with their own message archives on for
+ * every account, each archive on SQLite as Parley's default storage (Prosody mod_mam,
+ * `default_archive_policy = true`, `storage = { archive = "sql" }` with LuaDBI's SQLite3 driver;
+ * ejabberd mod_mam, `default: always`, `db_type: sql` with `sql_type: sqlite`), beside
+ * "prosody" / "ejabberd" in the same invocation: what archiving costs them, as "mam" for Parley.
+ */
+/**
  * "mam": Parley from this checkout with the mam module added to its host's default module set
  * (XEP-0313: every chat message archived for its sender and its recipient), beside "parley"
  * (mam off) in the same invocation, so the chat scenario shows what archiving costs.
@@ -38,6 +45,8 @@ export type TargetName =
 	| "mam"
 	| "prosody"
 	| "ejabberd"
+	| "prosody-mam"
+	| "ejabberd-mam"
 	| "relay";
 
 export interface Running {
@@ -117,7 +126,10 @@ export interface StartOptions {
 	nodes?: boolean;
 	/** the cluster's `cluster.registry` (--cluster-registry), its default when not given */
 	clusterRegistry?: string;
-	/** the "mam" target: the host's modules are the default set plus "mam" */
+	/**
+	 * the "mam" target: the host's modules are the default set plus "mam"; the "prosody-mam" and
+	 * "ejabberd-mam" targets: their archives on for every account
+	 */
 	mam?: boolean;
 	/** enable a MUC service at conference.localhost (the muc scenario runs) */
 	muc?: boolean;
@@ -286,6 +298,18 @@ export async function startBaselineCluster(o: StartOptions, processTree: (p: num
 	const t = await startCluster({ ...o, root: o.baselineRoot }, processTree);
 	t.name = "baseline-cluster";
 	t.version = t.version.replace("this checkout", o.baselineRoot);
+	return t;
+}
+
+export async function startProsodyMam(o: StartOptions, processTree: (p: number) => number[]) {
+	const t = await startProsody({ ...o, mam: true }, processTree);
+	t.name = "prosody-mam";
+	return t;
+}
+
+export async function startEjabberdMam(o: StartOptions, processTree: (p: number) => number[]) {
+	const t = await startEjabberd({ ...o, mam: true }, processTree);
+	t.name = "ejabberd-mam";
 	return t;
 }
 
@@ -540,7 +564,10 @@ ${o.mam ? `modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n` : ""
 	return running;
 }
 
-export async function startProsody(o: StartOptions, processTree: (p: number) => number[]) {
+export async function startProsody(
+	o: StartOptions,
+	processTree: (p: number) => number[],
+): Promise<Running> {
 	if (!existsSync("/usr/bin/prosody")) aptInstall("prosody", o.log);
 	const data = join(o.stateDir, "data");
 	mkdirSync(data, { recursive: true });
@@ -563,17 +590,24 @@ s2s_direct_tls_ports = {}
 modules_enabled = {
 	"roster"; "saslauth"; "disco"; "ping"; "version"; "time"; "vcard_legacy"; "private";
 	"lastactivity"; "server_contact_info"; "offline"; "carbons"; "blocklist"; "register";
-${o.pep ? `\t"pep";\n` : ""}${o.sm ? `\t"smacks";\n` : ""}${s2s ? `\t"tls"; "dialback"; "test_s2s_routes";\n` : ""}}
+${o.pep ? `\t"pep";\n` : ""}${o.sm ? `\t"smacks";\n` : ""}${o.mam ? `\t"mam";\n` : ""}${s2s ? `\t"tls"; "dialback"; "test_s2s_routes";\n` : ""}}
 ${s2s ? s2s.global : `modules_disabled = { "s2s"; "tls" }`}
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_hashed"
 default_iteration_count = 4096
-storage = "internal"
+${
+	o.mam
+		? `-- archives on SQLite, as Prosody recommends for them (and as Parley's default storage)
+storage = { archive = "sql" }
+default_storage = "internal"
+sql = { driver = "SQLite3", database = "${join(o.stateDir, "prosody.sqlite")}" }`
+		: `storage = "internal"`
+}
 allow_registration = true
 registration_allowlist = { "127.0.0.1" }
 c2s_timeout = 3600
-network_settings = { tcp_backlog = 1024 }
+${o.mam ? `default_archive_policy = true\narchive_expires_after = "never"\n` : ""}network_settings = { tcp_backlog = 1024 }
 VirtualHost "${domain}"
 ${s2s ? s2s.host : ""}${
 	o.guest
@@ -619,7 +653,7 @@ ${
 		muc: o.muc ? MUC_DOMAIN : undefined,
 		guest: o.guest ? `guest.${domain}` : undefined,
 		notes: [
-			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}${o.mucArchive ? " with mod_muc_mam, muc_log_by_default = true" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (mod_auth_anonymous, its defaults)` : ""}${o.pep ? "; mod_pep (its defaults: max_items 1, persist_items)" : ""}${o.sm ? "; mod_smacks (XEP-0198) with its defaults: an <r/> whenever a stanza is unacknowledged and none is out (smacks_max_unacked_stanzas 0), hibernation 600 s, queue 500" : ""}`,
+			`storage: internal (files); accounts via in-band registration, no throttle${o.muc ? `; MUC (mod_muc) at ${MUC_DOMAIN}${o.mucArchive ? " with mod_muc_mam, muc_log_by_default = true" : ""}` : ""}${o.guest ? `; anonymous host guest.${domain} (mod_auth_anonymous, its defaults)` : ""}${o.pep ? "; mod_pep (its defaults: max_items 1, persist_items)" : ""}${o.sm ? "; mod_smacks (XEP-0198) with its defaults: an <r/> whenever a stanza is unacknowledged and none is out (smacks_max_unacked_stanzas 0), hibernation 600 s, queue 500" : ""}${o.mam ? "; mod_mam for every account (default_archive_policy = true), archive storage sql on SQLite3 (LuaDBI)" : ""}`,
 			...(o.s2s
 				? [
 						`${domain}: s2s on 127.0.0.1:${o.s2s.port}, mod_tls + mod_dialback, s2s_require_encryption and s2s_secure_auth as by default (true, false), a self-signed certificate; routes by the SRV-answering plugin of test/helpers/prosody.ts`,
@@ -705,7 +739,10 @@ test_s2s_routes_file = "${routes}"`,
 	};
 }
 
-export async function startEjabberd(o: StartOptions, processTree: (p: number) => number[]) {
+export async function startEjabberd(
+	o: StartOptions,
+	processTree: (p: number) => number[],
+): Promise<Running> {
 	if (!existsSync("/usr/sbin/ejabberdctl")) aptInstall("ejabberd", o.log);
 	for (const d of ["logs", "spool"]) mkdirSync(join(o.stateDir, d), { recursive: true });
 	const port = await freePort();
@@ -728,7 +765,14 @@ listen:
     starttls: false
     starttls_required: false
 auth_method: internal
-auth_password_format: scram
+${
+	o.mam
+		? `# the archive on SQLite (mod_mam db_type sql), as Parley's default storage; the rest on Mnesia
+sql_type: sqlite
+sql_database: "${join(o.stateDir, "ejabberd.db")}"
+`
+		: ""
+}auth_password_format: scram
 auth_scram_hash: sha
 disable_sasl_mechanisms: ["digest-md5", "x-oauth2"]
 registration_timeout: infinity
@@ -774,7 +818,7 @@ modules:
   mod_register:
     ip_access: all
     access: register
-${o.sm ? "  mod_stream_mgmt: {}\n" : ""}${
+${o.sm ? "  mod_stream_mgmt: {}\n" : ""}${o.mam ? "  mod_mam:\n    default: always\n    db_type: sql\n" : ""}${
 	o.pep
 		? `  mod_pubsub:
     plugins: ["flat", "pep"]
@@ -797,7 +841,7 @@ ${o.sm ? "  mod_stream_mgmt: {}\n" : ""}${
     default_room_options:
       max_users: 2000
       persistent: false
-${o.mucArchive ? "      mam: true\n  mod_mam: {}\n" : ""}`
+${o.mucArchive ? `      mam: true\n${o.mam ? "" : "  mod_mam: {}\n"}` : ""}`
 		: ""
 }`,
 	);
@@ -839,7 +883,7 @@ ${o.mucArchive ? "      mam: true\n  mod_mam: {}\n" : ""}`
 		xmpp: true,
 		muc: o.muc ? MUC_DOMAIN : undefined,
 		notes: [
-			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.ejabberdPings ? `; mod_ping send_pings: true, ping_interval: ${o.ejabberdPings.interval}, ping_ack_timeout: ${o.ejabberdPings.ackTimeout}, timeout_action: kill` : ""}${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals${o.mucArchive ? "; default_room_options mam: true, mod_mam with its defaults" : ""})` : ""}${o.pep ? `; mod_pubsub (plugins flat, pep; its defaults otherwise) and mod_caps` : ""}${o.sm ? "; mod_stream_mgmt (XEP-0198) with its defaults (resume_timeout 300 s, max_ack_queue 5000, ack_timeout 60 s)" : ""}`,
+			`storage: mnesia; auth_password_format scram (SHA-1, 4096); accounts via in-band registration${o.ejabberdPings ? `; mod_ping send_pings: true, ping_interval: ${o.ejabberdPings.interval}, ping_ack_timeout: ${o.ejabberdPings.ackTimeout}, timeout_action: kill` : ""}${o.muc ? `; mod_muc at ${MUC_DOMAIN} (max_users 2000, no intervals${o.mucArchive ? "; default_room_options mam: true, mod_mam with its defaults" : ""})` : ""}${o.pep ? `; mod_pubsub (plugins flat, pep; its defaults otherwise) and mod_caps` : ""}${o.sm ? "; mod_stream_mgmt (XEP-0198) with its defaults (resume_timeout 300 s, max_ack_queue 5000, ack_timeout 60 s)" : ""}${o.mam ? "; mod_mam for every account (default: always), db_type sql on SQLite (sql_type sqlite)" : ""}`,
 		],
 		// SIGTERM to the Erlang VM only (init:stop); its port programs end with it.
 		stop: () =>
