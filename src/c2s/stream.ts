@@ -1294,10 +1294,13 @@ export class C2SStream implements Session {
 				if (!sm) return this.close("unsupported-stanza-type", "stream management is not enabled");
 				{
 					// Handled includes stored: in a cluster, what went to another node must be held by
-					// Redis before the <a/> (a node killed right after it must not lose them, issue 16).
+					// Redis before the <a/> (a node killed right after it must not lose them, issue 16);
+					// and the archive copies (XEP-0313) of what was handled, which the mam module
+					// queues as lazy appends, must be committed (storage `settle`).
 					// Elements are handled one at a time, so `inbound` cannot grow meanwhile.
 					const pending = this.#server.cluster?.settled?.();
 					if (pending) await pending;
+					await this.#server.storage.settle();
 				}
 				this.#transport.send(x("a", { xmlns: NS_SM, h: String(sm.inbound) }));
 				return;

@@ -557,6 +557,10 @@ class TimedBackend implements StorageBackend {
 		return timed(this.#m, "delete_user", () => this.#raw.deleteUser(host, user));
 	}
 
+	settle(): Promise<void> {
+		return this.#raw.settle();
+	}
+
 	close(): Promise<void> {
 		return this.#raw.close();
 	}

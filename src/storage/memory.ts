@@ -369,6 +369,11 @@ export class MemoryBackend implements StorageBackend {
 		}
 	}
 
+	/** Every write is done when its call returns. */
+	settle(): Promise<void> {
+		return Promise.resolve();
+	}
+
 	async close(): Promise<void> {
 		this.#closed = true;
 		this.#hosts.clear();

@@ -571,6 +571,11 @@ export class PostgresBackend implements StorageBackend {
 		};
 	}
 
+	/** Lazy appends are not held back here: the batches queued so far are the whole wait. */
+	settle(): Promise<void> {
+		return this.#tail;
+	}
+
 	deleteUser(host: string, user: string): Promise<void> {
 		return this.#sql(async (c) => {
 			for (const t of [this.#t.keyval, this.#t.map, this.#t.archive]) {

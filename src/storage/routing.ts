@@ -96,6 +96,12 @@ export class RoutingBackend implements StorageBackend {
 		await settleAll([...new Set(this.backends.values())].map((b) => b.deleteUser(host, user)));
 	}
 
+	settle(): Promise<void> {
+		return Promise.all([...new Set(this.backends.values())].map((b) => b.settle())).then(
+			() => undefined,
+		);
+	}
+
 	/** Closes every backend, even when one fails; then rejects with the first failure. */
 	async close(): Promise<void> {
 		await settleAll([...new Set(this.backends.values())].map((b) => b.close()));

@@ -684,6 +684,16 @@ export class SqliteBackend implements StorageBackend {
 		});
 	}
 
+	/** Commits the queued writes (lazy ones too) at the end of this turn of the event loop. */
+	settle(): Promise<void> {
+		if (this.#pending.length === 0 || this.#closed) return Promise.resolve();
+		// A write nobody holds back: queued after the others, it commits with them (#flush).
+		return this.#write(() => undefined, true).then(
+			() => undefined,
+			() => undefined,
+		);
+	}
+
 	/** Commits the queued writes, then closes the database. */
 	async close(): Promise<void> {
 		if (this.#closed) return;

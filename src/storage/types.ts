@@ -111,6 +111,13 @@ export interface StorageBackend {
 	archive<T extends Json = Json>(host: string, store: string): ArchiveStore<T>;
 	/** Deletes everything a user has in every store of a host (account removal). */
 	deleteUser(host: string, user: string): Promise<void>;
+	/**
+	 * Resolves once every write issued before the call is durable, lazy archive appends
+	 * included (it asks for their commit now rather than waiting for it). Never rejects: a
+	 * write's failure is its own promise's. What an acknowledgement waits for (XEP-0198 §4: an
+	 * `<a h/>` counts a message as handled, its archive copies with it).
+	 */
+	settle(): Promise<void>;
 	/** Waits for pending writes, then releases files and connections. */
 	close(): Promise<void>;
 }

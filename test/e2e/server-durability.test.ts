@@ -23,6 +23,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { DEFAULT_HOST_MODULES } from "../../src/core/config/schema.ts";
 import type { RawClient } from "../helpers/raw.ts";
 import { iq } from "../helpers/raw-stanzas.ts";
 import { postgresSkip, TEST_PG_URL } from "../helpers/services.ts";
@@ -38,7 +39,7 @@ const KILL_AFTER = 2000;
 
 const NS_PRIV_TEST = "urn:parley:test:durability";
 
-function configText(storage: string): string {
+function configText(storage: string, hostExtra = ""): string {
 	return `[server]
 data_dir = "data"
 [log]
@@ -62,7 +63,7 @@ enabled = false
 [listeners.admin]
 enabled = false
 [hosts.localhost]
-`;
+${hostExtra}`;
 }
 
 /** `parley serve` as a child; resolves with its c2s port once it listens. */
@@ -299,12 +300,19 @@ function durabilitySuite(tag: string) {
 	];
 	return {
 		cases,
-		/** A new directory with a parley.toml for `storage` and the `users` lines imported. */
-		async prepare(storage: string, users: string): Promise<{ dir: string; config: string }> {
+		/**
+		 * A new directory with a parley.toml for `storage` (and `hostExtra` in the host's table)
+		 * and the `users` lines imported.
+		 */
+		async prepare(
+			storage: string,
+			users: string,
+			hostExtra = "",
+		): Promise<{ dir: string; config: string }> {
 			const dir = mkdtempSync(join(tmpdir(), `parley-${tag}-`));
 			dirs.push(dir);
 			const config = join(dir, "parley.toml");
-			writeFileSync(config, configText(storage));
+			writeFileSync(config, configText(storage, hostExtra));
 			await run(["user", "import", "--config", config], users);
 			return { dir, config };
 		},
@@ -444,6 +452,71 @@ describe("kill -9 right after a XEP-0198 <a/> that acknowledges a burst of messa
 				`${MESSAGES} messages acknowledged by <a h='${MESSAGES}'/>, all delivered after kill -9`,
 			);
 			reader.end();
+			second.child.kill("SIGTERM");
+		});
+	}
+});
+
+describe("kill -9 right after a XEP-0198 <a/>: the archive copies of what it acknowledged survive", {
+	timeout: 180_000,
+}, () => {
+	const MESSAGES = 200;
+	const suite = durabilitySuite("mamdur");
+	/** The RSM count (XEP-0059 §2.6) of `client`'s archive: a page of none, then <fin/>'s count. */
+	const archived = async (client: RawClient): Promise<number> => {
+		const mark = client.received.length;
+		client.send(
+			"<iq type='set' id='count'><query xmlns='urn:xmpp:mam:2' queryid='c'>" +
+				"<set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set></query></iq>",
+		);
+		const reply = await client.waitFor(/<iq[^>]*id="count"[\s\S]*?<\/iq>/, mark);
+		const count = /<count>(\d+)<\/count>/.exec(reply);
+		assert.ok(count, `a count in ${reply}`);
+		return Number(count[1]);
+	};
+	for (const [name, storage] of suite.cases) {
+		test(`${name}: both archives hold every message the server acknowledged (XEP-0198 §4 h, XEP-0313)`, {
+			skip: name === "PostgreSQL" ? postgresSkip : false,
+		}, async (t) => {
+			const { dir, config } = await suite.prepare(
+				storage,
+				"sender@localhost pw\nreader@localhost pw",
+				`modules = ${JSON.stringify([...DEFAULT_HOST_MODULES, "mam"])}\n`,
+			);
+			const first = suite.serve(config, dir);
+			const port = await first.port;
+			const exited = new Promise<void>((resolve) => first.child.on("exit", () => resolve()));
+			// The reader is online: the messages are delivered, so only the archives keep them.
+			const reader = await login(port, "reader", "pw", { resource: "r" });
+			const rmark = reader.received.length;
+			reader.send("<presence/>");
+			const sender = await login(port, "sender", "pw", { resource: "s" });
+			let mark = sender.received.length;
+			sender.send("<enable xmlns='urn:xmpp:sm:3'/>");
+			await sender.waitFor(/<enabled/, mark);
+			let burst = "";
+			for (let i = 0; i < MESSAGES; i++)
+				burst += `<message to='reader@localhost/r' type='chat' id='m${i}'><body>archived ${i}</body></message>`;
+			mark = sender.received.length;
+			sender.send(`${burst}<r xmlns='urn:xmpp:sm:3'/>`);
+			await sender.waitFor(new RegExp(`<a xmlns="urn:xmpp:sm:3" h="${MESSAGES}"/>`), mark, 60_000);
+			first.child.kill("SIGKILL");
+			await exited;
+			await reader.waitFor(new RegExp(`id=["']m${MESSAGES - 1}["']`), rmark);
+			sender.end();
+			reader.end();
+
+			const second = suite.serve(config, dir);
+			const port2 = await second.port;
+			const sender2 = await login(port2, "sender", "pw", { resource: "s2" });
+			const reader2 = await login(port2, "reader", "pw", { resource: "r2" });
+			assert.equal(await archived(sender2), MESSAGES, "the sender's archive");
+			assert.equal(await archived(reader2), MESSAGES, "the recipient's archive");
+			t.diagnostic(
+				`${MESSAGES} delivered messages acknowledged by <a h='${MESSAGES}'/>: all in both archives after kill -9`,
+			);
+			sender2.end();
+			reader2.end();
 			second.child.kill("SIGTERM");
 		});
 	}
