@@ -4,6 +4,7 @@
  */
 
 import type { Core } from "../core/contracts.ts";
+import { type Lease, leaseAll } from "../security/limits.ts";
 import type { Element } from "../xml/element.ts";
 import { XmlError } from "../xml/errors.ts";
 import { parseDocument } from "../xml/parser.ts";
@@ -133,7 +134,8 @@ export class BoshManager {
 		if (!host) return terminateBody("host-unknown");
 		// RFC 6120 §5.3.1: TLS is mandatory for this host, and BOSH cannot STARTTLS.
 		if (host.requireEncryption && !peer.secure) return terminateBody("policy-violation");
-		if (!server.connectionLimiter.acquire(peer.ip)) return terminateBody("policy-violation");
+		const leases = leaseAll(peer.ip, [server.connectionLimiter, server.unauthenticatedLimiter]);
+		if (!leases) return terminateBody("policy-violation");
 		const streamAttrs = Object.create(null) as Record<string, string>;
 		streamAttrs.to = to;
 		// XEP-0206 §4: the XMPP version rides on the body as xmpp:version.
@@ -155,15 +157,16 @@ export class BoshManager {
 				ack: attrs.ack === "1",
 				streamAttrs,
 				sidPrefix: this.#sidPrefix,
+				preauth: leases[1],
 			},
-			(s) => this.#sessionEnded(s, peer.ip),
+			(s) => this.#sessionEnded(s, leases),
 		);
 		this.#sessions.set(session.sid, session);
 		return session.create(rid);
 	}
 
-	#sessionEnded(session: BoshSession, ip: string): void {
-		this.#server.connectionLimiter.release(ip);
+	#sessionEnded(session: BoshSession, leases: readonly Lease[]): void {
+		for (const lease of leases) lease.release();
 		const sid = session.sid;
 		if (this.#sessions.get(sid) === session) this.#sessions.delete(sid);
 		// Late requests still get the terminal body for a moment, then item-not-found.

@@ -9,6 +9,7 @@ import { C2SStream } from "../c2s/stream.ts";
 import type { Transport } from "../c2s/transport.ts";
 import type { Core } from "../core/contracts.ts";
 import { standaloneXml } from "../http/serialize.ts";
+import type { Lease } from "../security/limits.ts";
 import { type Attrs, Element, escapeAttr } from "../xml/element.ts";
 import { NS_CLIENT, NS_STREAMS } from "../xmpp/ns.ts";
 
@@ -46,6 +47,8 @@ export interface BoshSessionOptions {
 	streamAttrs: Attrs;
 	/** Put before the random part of the sid: the cluster node holding the session. */
 	sidPrefix?: string;
+	/** Its place among its address's unauthenticated connections, until SASL success. */
+	preauth?: Lease;
 }
 
 interface PendingRequest {
@@ -127,6 +130,10 @@ export class BoshSession implements Transport {
 
 	get stream(): C2SStream {
 		return this.#stream;
+	}
+
+	authenticated(): void {
+		this.#opts.preauth?.release();
 	}
 
 	get ended(): boolean {

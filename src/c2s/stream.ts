@@ -606,6 +606,7 @@ export class C2SStream implements Session {
 		// RFC 6120 §6.4.6: the stream restarts; the parser starts over and the size limit grows.
 		this.#transport.resetParser();
 		this.#transport.setStanzaLimit(this.#server.config.limits.stanza_size);
+		this.#transport.authenticated();
 		this.#headerSent = false;
 		this.#state = "header";
 		// A guest's RFC 4505 trace is logged (sanitised, at most 255 characters) and never used.
@@ -975,6 +976,7 @@ export class C2SStream implements Session {
 		this.#username = user;
 		this.#server.metrics.auth(exchange.mech.name, true);
 		this.#transport.setStanzaLimit(this.#server.config.limits.stanza_size);
+		this.#transport.authenticated();
 		const software = sanitizeTrace(
 			Buffer.from(req.getChild("user-agent", NS_SASL2)?.getChildText("software", NS_SASL2) ?? ""),
 		);

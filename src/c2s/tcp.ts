@@ -8,6 +8,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { type ChannelBindingSource, channelBindingFor } from "../auth/channel-binding.ts";
 import type { Core } from "../core/contracts.ts";
+import { type Lease, leaseAll } from "../security/limits.ts";
 import type { Attrs, Element } from "../xml/element.ts";
 import { escapeAttr } from "../xml/element.ts";
 import { StreamParser } from "../xml/parser.ts";
@@ -108,8 +109,10 @@ export class C2SListener {
 
 	#accept(socket: net.Socket, secure: boolean): void {
 		const ip = normalizeIp(socket.remoteAddress ?? "");
-		if (!this.#server.connectionLimiter.acquire(ip)) {
-			// Over the per-IP connection limit: a stream error needs a stream, so the cheapest
+		const server = this.#server;
+		const leases = leaseAll(ip, [server.connectionLimiter, server.unauthenticatedLimiter]);
+		if (!leases) {
+			// Over a per-IP connection limit: a stream error needs a stream, so the cheapest
 			// honest answer is to close at once (Prosody's limits do the same).
 			socket.destroy();
 			return;
@@ -121,10 +124,10 @@ export class C2SListener {
 		);
 		socket.setNoDelay(true);
 		socket.setKeepAlive(true, 60_000);
-		const transport = new TcpTransport(this.#server, socket, ip, secure);
+		const transport = new TcpTransport(this.#server, socket, ip, secure, leases[1] as Lease);
 		socket.once("close", () => {
 			this.#sockets.delete(socket);
-			this.#server.connectionLimiter.release(ip);
+			for (const lease of leases) lease.release();
 		});
 		transport.start();
 	}
@@ -147,8 +150,12 @@ class TcpTransport implements Transport {
 	/** The client's closing tag has arrived (RFC 6120 §4.4): its stream is over. */
 	#peerClosed = false;
 
-	constructor(server: Core, socket: net.Socket, ip: string, secure: boolean) {
+	/** Its place among its address's unauthenticated connections, until SASL success. */
+	readonly #preauth: Lease;
+
+	constructor(server: Core, socket: net.Socket, ip: string, secure: boolean, preauth: Lease) {
 		this.#server = server;
+		this.#preauth = preauth;
 		this.#socket = socket;
 		this.remoteAddress = ip;
 		this.#secure = secure;
@@ -316,6 +323,10 @@ class TcpTransport implements Transport {
 
 	resetParser(): void {
 		this.#parser.reset();
+	}
+
+	authenticated(): void {
+		this.#preauth.release();
 	}
 
 	setStanzaLimit(bytes: number): void {

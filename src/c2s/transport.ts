@@ -30,6 +30,11 @@ export interface Transport {
 	pause(): void;
 	resume(): void;
 	/**
+	 * The client authenticated (SASL or SASL2 success): its connection no longer counts among its
+	 * address's unauthenticated ones (`limits.unauthenticated_per_ip`).
+	 */
+	authenticated(): void;
+	/**
 	 * XEP-0198 resumption: the session moved to another connection, so this one stops reporting
 	 * anything to its stream (data, closing). Transports that offer stream management have it.
 	 */

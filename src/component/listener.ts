@@ -18,7 +18,8 @@ export function componentListener(
 		address: opts.address,
 		port: opts.port,
 		log: core.log,
-		limiter: core.connectionLimiter,
+		// As s2s: counted as unauthenticated throughout (a component needs one connection).
+		limiters: [core.connectionLimiter, core.unauthenticatedLimiter],
 		onSocket: (socket) => {
 			const stream = new ComponentStream(core, socket, (s) => core.streams.delete(s));
 			core.streams.add(stream);

@@ -544,7 +544,10 @@ export interface Core {
 	readonly jids: JIDCache;
 	/** Open client streams, for shutdown; a transport adds each stream it creates. */
 	readonly streams: Set<Connection>;
+	/** `limits.connections_per_ip`: every connection of an address. */
 	readonly connectionLimiter: ConnectionLimiter;
+	/** `limits.unauthenticated_per_ip`: an address's connections until they authenticate. */
+	readonly unauthenticatedLimiter: ConnectionLimiter;
 	readonly authFailures: AuthFailureTracker;
 	readonly storage: StorageBackend;
 	/** `storage` with each operation timed for the metrics; hosts open their stores through it. */

@@ -16,6 +16,7 @@ function fakeCore(sessions: Partial<Session>[], s2s = { incoming: 0, outgoing: 0
 		hosts: new Map([["example.com", host]]),
 		remote: { streamCounts: () => s2s },
 		connectionLimiter: new ConnectionLimiter(1),
+		unauthenticatedLimiter: new ConnectionLimiter(1),
 	} as unknown as Core;
 }
 
@@ -54,6 +55,9 @@ test("counts and gauges read at scrape time", async () => {
 	m.refused("s2s.max_streams_per_domain");
 	core.connectionLimiter.acquire("192.0.2.1");
 	core.connectionLimiter.acquire("192.0.2.1"); // over the limit of 1
+	core.unauthenticatedLimiter.acquire("192.0.2.2");
+	core.unauthenticatedLimiter.acquire("192.0.2.2");
+	core.unauthenticatedLimiter.acquire("192.0.2.2");
 	const s = await samples(m);
 	assert.equal(s.get('parley_stanzas_received_total{stream="c2s",kind="message"}'), 2);
 	assert.equal(s.get('parley_stanzas_received_total{stream="s2s",kind="presence"}'), 1);
@@ -65,6 +69,7 @@ test("counts and gauges read at scrape time", async () => {
 	assert.equal(s.get('parley_dead_peers_total{stream="c2s"}'), 1);
 	assert.equal(s.get("parley_component_streams"), 1);
 	assert.equal(s.get('parley_connections_refused_total{limit="limits.connections_per_ip"}'), 1);
+	assert.equal(s.get('parley_connections_refused_total{limit="limits.unauthenticated_per_ip"}'), 2);
 	assert.equal(s.get('parley_connections_refused_total{limit="s2s.max_streams_per_domain"}'), 1);
 	assert.equal(s.get('parley_sessions{transport="tcp"}'), 2);
 	assert.equal(s.get('parley_sessions{transport="bosh"}'), 1);

@@ -156,6 +156,7 @@ export class ServerMetrics implements MetricsRecorder {
 			collect() {
 				this.reset();
 				this.inc({ limit: "limits.connections_per_ip" }, core.connectionLimiter.refused);
+				this.inc({ limit: "limits.unauthenticated_per_ip" }, core.unauthenticatedLimiter.refused);
 				for (const [limit, n] of refused) this.inc({ limit }, n);
 			},
 		});

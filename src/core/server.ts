@@ -89,6 +89,7 @@ export class Server implements Core {
 	/** A full collection once a storm of connections is over (quiet-gc.ts). */
 	readonly quietGc = new QuietGc({ intervalMs: 5_000, minEnded: 500, maxOpenedWhileQuiet: 10 });
 	readonly connectionLimiter: ConnectionLimiter;
+	readonly unauthenticatedLimiter: ConnectionLimiter;
 	readonly authFailures: AuthFailureTracker;
 	readonly listeners: Listener[] = [];
 	/** This server's own metrics registry (metrics.ts); null when `metrics.enabled` is false. */
@@ -117,6 +118,7 @@ export class Server implements Core {
 		this.router = new Router(this);
 		this.#storage = opts.storage ?? null;
 		this.connectionLimiter = new ConnectionLimiter(config.limits.connections_per_ip);
+		this.unauthenticatedLimiter = new ConnectionLimiter(config.limits.unauthenticated_per_ip);
 		this.authFailures = new AuthFailureTracker(config.limits.sasl_failures_per_ip);
 		this.#metrics = config.metrics.enabled ? new ServerMetrics(this) : null;
 		this.metrics = this.#metrics ?? NO_METRICS;
@@ -354,6 +356,8 @@ export class Server implements Core {
 			if (key === "log.level") this.log.level = next.log.level;
 			else if (key === "limits.connections_per_ip")
 				this.connectionLimiter.max = next.limits.connections_per_ip;
+			else if (key === "limits.unauthenticated_per_ip")
+				this.unauthenticatedLimiter.max = next.limits.unauthenticated_per_ip;
 			else if (key === "limits.sasl_failures_per_ip")
 				this.authFailures.allowance = next.limits.sasl_failures_per_ip;
 			else if (key === "server.name")

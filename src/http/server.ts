@@ -24,6 +24,7 @@ import Fastify, {
 import { BoshManager } from "../bosh/manager.ts";
 import { terminateBody } from "../bosh/session.ts";
 import type { Core, HttpRequestEvent } from "../core/contracts.ts";
+import { leaseAll } from "../security/limits.ts";
 import { SUBPROTOCOL, WebSocketTransport } from "../websocket/transport.ts";
 import { isSafeHost, normalizeIp, parseForwarded, trustedProxies } from "./client-info.ts";
 import { endpointLinks, hostMetaJson, hostMetaXml } from "./host-meta.ts";
@@ -313,12 +314,19 @@ export class HttpListener {
 			},
 			(socket, req) => {
 				const p = peer(req);
-				if (!server.connectionLimiter.acquire(p.ip)) {
+				const leases = leaseAll(p.ip, [server.connectionLimiter, server.unauthenticatedLimiter]);
+				if (!leases) {
 					socket.close(CLOSE_POLICY, "too many connections");
 					return;
 				}
-				socket.once("close", () => server.connectionLimiter.release(p.ip));
-				new WebSocketTransport(server, socket, { ip: p.ip, secure: p.secure }).start();
+				socket.once("close", () => {
+					for (const lease of leases) lease.release();
+				});
+				new WebSocketTransport(server, socket, {
+					ip: p.ip,
+					secure: p.secure,
+					preauth: leases[1],
+				}).start();
 			},
 		);
 	}

@@ -6,7 +6,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { Logger } from "../core/log.ts";
-import type { ConnectionLimiter } from "../security/limits.ts";
+import { type ConnectionLimiter, leaseAll } from "../security/limits.ts";
 
 export interface SocketListenerOptions {
 	/** The listener's name in logs and `Server.port()` ("s2s", "component", ...). */
@@ -14,7 +14,8 @@ export interface SocketListenerOptions {
 	address: string;
 	port: number;
 	log: Logger;
-	limiter: ConnectionLimiter;
+	/** Each connection holds a place in each of them for its whole life. */
+	limiters: readonly ConnectionLimiter[];
 	/**
 	 * Direct TLS from the first byte with these options (asked for again when a reload replaced
 	 * the certificates); plain TCP without.
@@ -41,17 +42,18 @@ export class SocketListener {
 	}
 
 	async listen(): Promise<void> {
-		const { address, port, log, limiter } = this.#opts;
+		const { address, port, log, limiters } = this.#opts;
 		const accept = (socket: net.Socket) => {
 			const ip = socket.remoteAddress ?? "";
-			if (!limiter.acquire(ip)) {
+			const leases = leaseAll(ip, limiters);
+			if (!leases) {
 				socket.destroy();
 				return;
 			}
 			this.#sockets.add(socket);
 			socket.once("close", () => {
 				this.#sockets.delete(socket);
-				limiter.release(ip);
+				for (const lease of leases) lease.release();
 			});
 			this.#opts.onSocket(socket);
 		};

@@ -250,7 +250,12 @@ export class S2SManager implements RemoteDomains {
 		const core = this.#core;
 		const l = core.config.listeners;
 		const out: Listener[] = [];
-		const common = { log: core.log, limiter: core.connectionLimiter };
+		// Peer servers count as unauthenticated for their connections' whole life: a server
+		// needs a few, and limits.unauthenticated_per_ip bounds a flood of idle ones.
+		const common = {
+			log: core.log,
+			limiters: [core.connectionLimiter, core.unauthenticatedLimiter],
+		};
 		if (l.s2s.enabled)
 			out.push(
 				new SocketListener({

@@ -30,6 +30,45 @@ export class ConnectionLimiter {
 		if (n > 0) this.#open.set(ip, n);
 		else this.#open.delete(ip);
 	}
+
+	/**
+	 * `acquire` as a lease whose `release` may be called more than once (by whichever of a
+	 * connection's ends comes first: authentication, close); undefined when at the limit.
+	 */
+	lease(ip: string): Lease | undefined {
+		if (!this.acquire(ip)) return undefined;
+		let held = true;
+		return {
+			release: () => {
+				if (!held) return;
+				held = false;
+				this.release(ip);
+			},
+		};
+	}
+}
+
+/**
+ * A lease from each limiter for a connection from `ip`, in order; undefined when one of them is
+ * at its limit (the leases already taken are given back).
+ */
+export function leaseAll(ip: string, limiters: readonly ConnectionLimiter[]): Lease[] | undefined {
+	const leases: Lease[] = [];
+	for (const limiter of limiters) {
+		const lease = limiter.lease(ip);
+		if (!lease) {
+			for (const l of leases) l.release();
+			return undefined;
+		}
+		leases.push(lease);
+	}
+	return leases;
+}
+
+/** One connection's place in a {@link ConnectionLimiter}. */
+export interface Lease {
+	/** Gives the place back; later calls do nothing. */
+	release(): void;
 }
 
 const WINDOW_MS = 60_000;

@@ -10,6 +10,7 @@ import { C2SStream } from "../c2s/stream.ts";
 import type { Transport } from "../c2s/transport.ts";
 import type { Core } from "../core/contracts.ts";
 import { standaloneXml } from "../http/serialize.ts";
+import type { Lease } from "../security/limits.ts";
 import { type Attrs, type Element, escapeAttr } from "../xml/element.ts";
 import { XmlError } from "../xml/errors.ts";
 import { parseDocument } from "../xml/parser.ts";
@@ -27,6 +28,8 @@ export interface WebSocketPeer {
 	ip: string;
 	/** wss://, or TLS terminated by a trusted proxy / per config. */
 	secure: boolean;
+	/** Its place among its address's unauthenticated connections, until SASL success. */
+	preauth?: Lease;
 }
 
 /** Bytes queued for a client that does not read before the connection is dropped. */
@@ -46,12 +49,14 @@ export class WebSocketTransport implements Transport {
 	#closing = false;
 	#alive = true;
 	#pinger: NodeJS.Timeout | null = null;
+	readonly #preauth: Lease | undefined;
 
 	constructor(server: Core, ws: WebSocket, peer: WebSocketPeer) {
 		this.#server = server;
 		this.#ws = ws;
 		this.remoteAddress = peer.ip;
 		this.secure = peer.secure;
+		this.#preauth = peer.preauth;
 		this.#stanzaLimit = server.config.limits.preauth_stanza_size;
 		this.#stream = new C2SStream(server, this);
 		server.streams.add(this.#stream);
@@ -60,6 +65,10 @@ export class WebSocketTransport implements Transport {
 
 	get stream(): C2SStream {
 		return this.#stream;
+	}
+
+	authenticated(): void {
+		this.#preauth?.release();
 	}
 
 	start(): void {

@@ -513,6 +513,40 @@ describe("limits", () => {
 		}
 	});
 
+	test("only connections that have not authenticated count against limits.unauthenticated_per_ip: logged-in clients may share an address (a NAT, a proxy)", async () => {
+		const t = await startTestServer({
+			users: [["alice@localhost", "pw-alice"]],
+			config: {
+				auth: { require_encryption: false, allow_plain_without_tls: true },
+				limits: { unauthenticated_per_ip: 2, sasl_failures_per_ip: 0 },
+			},
+		});
+		const clients: RawClient[] = [];
+		try {
+			// Six sessions from 127.0.0.1: each counted only until its SASL success.
+			for (let i = 0; i < 6; i++)
+				clients.push(await login(t.port, "alice", "pw-alice", { resource: `r${i}` }));
+			const a = await RawClient.connect(t.port);
+			const b = await RawClient.connect(t.port);
+			clients.push(a, b);
+			for (const c of [a, b]) {
+				c.open();
+				await c.waitFor("</stream:features>");
+			}
+			const refused = await RawClient.connect(t.port);
+			await refused.waitClosed();
+			// a authenticates: its place is free at once, before its connection ends.
+			assert.match(await authenticate(a, "alice", "pw-alice", {}), /<success/);
+			const d = await RawClient.connect(t.port);
+			clients.push(d);
+			d.open();
+			await d.waitFor("</stream:features>");
+		} finally {
+			for (const c of clients) c.end();
+			await t.stop();
+		}
+	});
+
 	test("repeated SASL failures close the connection with policy-violation (RFC 6120 §6.4.5)", async () => {
 		const t = await startTestServer({
 			config: {

@@ -730,8 +730,16 @@ export const configSchema = z
 				max_depth: z.number().int().min(4).max(1000).default(64),
 				/** Seconds a connection may take to authenticate and bind. */
 				auth_timeout: z.number().positive().default(60),
-				/** Open c2s connections per source IP; 0 = unlimited. */
-				connections_per_ip: z.number().int().min(0).default(32),
+				/**
+				 * Open connections per source IP, authenticated or not; 0 = unlimited (the default:
+				 * a NAT or a proxy carries many users, see unauthenticated_per_ip).
+				 */
+				connections_per_ip: z.number().int().min(0).default(0),
+				/**
+				 * Connections per source IP that have not authenticated yet (a client before SASL
+				 * success; s2s and component connections throughout); 0 = unlimited.
+				 */
+				unauthenticated_per_ip: z.number().int().min(0).default(32),
 				/** Failed SASL attempts per IP per minute before further attempts are delayed; 0 = off. */
 				sasl_failures_per_ip: z.number().int().min(0).default(10),
 				/** SASL failures allowed on one connection before it is closed. */
