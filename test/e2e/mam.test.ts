@@ -147,6 +147,22 @@ describe("XEP-0313 Message Archive Management", () => {
 		for (const f of [MAM, `${MAM}#extended`, SID]) assert.ok(features.includes(f), f);
 	});
 
+	test("disco: the server's own disco#info lists urn:xmpp:mam:2 too, as ejabberd does, for clients that look only there (Profanity 0.13.1, Debian 12's)", async () => {
+		// §6.1 asks only the archiving JID to advertise it; Profanity up to 0.14 asks its server
+		// alone (connection_supports() over the domain and its disco#items) and else refuses /mam.
+		const alice = await user("alice", "disco-host");
+		const r = await iq(
+			alice,
+			"get",
+			"localhost",
+			"<query xmlns='http://jabber.org/protocol/disco#info'/>",
+		);
+		const features = (r.getChild("query") as Element)
+			.getChildren("feature")
+			.map((f) => f.attrs.var);
+		assert.ok(features.includes(MAM), features.join(" "));
+	});
+
 	test("§5.1.1 / XEP-0359 §4: a chat message is archived for both parties; the delivered copy carries the recipient's stanza-id", async () => {
 		const alice = await user("alice", "a1");
 		const bob = await user("bob", "b1");
