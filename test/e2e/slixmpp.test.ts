@@ -82,6 +82,8 @@ describe("slixmpp", { skip }, () => {
 					notified: [["http://jabber.org/protocol/tune", "alice@localhost"]],
 					vcard_photo_matches: true,
 					avatar_from_vcard: true,
+					// XEP-0049 on the server's disco#info, where poezio 0.14 looks for it.
+					server_lists_private: true,
 					bookmarks2: ["room@conference.localhost"],
 					private_after_pep: ["other@conference.localhost", "room@conference.localhost"],
 				},
