@@ -1258,13 +1258,15 @@ export class C2SStream implements Session {
 	async #clientStanza(el: Element): Promise<void> {
 		const jid = this.#jid as JID;
 		const from = el.attrs.from;
-		// RFC 6120 §8.1.2.1: the server stamps 'from'. A client that claims to be anyone but
-		// itself (its full JID, or its bare JID) is trying to spoof: invalid-from (§4.9.3.9).
+		// RFC 6120 §8.1.2.1: the server stamps 'from', overriding what the client wrote. A client
+		// that claims another account is trying to spoof: invalid-from (§4.9.3.9). One that names
+		// its own account with another resource is not, and is overridden as Prosody does:
+		// Converse 14 resumes its session (XEP-0198) after a page reload under the old resource
+		// but writes the new one it picked into 'from'.
 		if (from !== undefined && from !== jid.toString() && from !== jid.bareString) {
 			let ok = false;
 			try {
-				const parsed = this.#server.jids.parse(from);
-				ok = parsed.equals(jid) || parsed.equals(jid.bare);
+				ok = this.#server.jids.parse(from).bare.equals(jid.bare);
 			} catch {}
 			if (!ok) return this.close("invalid-from", "the 'from' address is not yours");
 		}

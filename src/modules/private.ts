@@ -67,6 +67,9 @@ export default defineModule({
 	load(api) {
 		// One map entry per (user, "name namespace"), the fragment as XML text.
 		const store = api.map<string>(PRIVATE_STORE);
+		// XEP-0049 defines no disco feature, but Prosody's mod_private lists it on the server and
+		// clients look for it there: poezio 0.14 (Debian 12) keeps bookmarks nowhere without it.
+		api.addFeature(NS_PRIVATE);
 
 		/** XEP-0049 §3: only the owner, addressing their own account (or no one), may use it. */
 		const checkOwner = ({ from, to }: StanzaEvent) => {

@@ -2,8 +2,9 @@
 
 Usage: slixmpp_mam.py HOST PORT. alice sends 25 chat messages to bob; bob reads his archive of
 the conversation with iterate() forwards (pages of 10) and backwards (reverse=True, the newest
-first, as clients catch up), asks for the form fields, and reads the metadata; the stanza-id
-(XEP-0359) of a delivered message must be the id of its archived copy.
+first, as clients catch up; pages of 10 too, down to the first message), asks for the form
+fields, and reads the metadata; the stanza-id (XEP-0359) of a delivered message must be the id
+of its archived copy.
 Prints one JSON line with what it found; exits 0 when it ran to the end.
 """
 import asyncio
@@ -62,10 +63,10 @@ async def main():
     result["forwards"] = [b for b, _ in forwards]
     result["ids_match"] = [i for _, i in forwards] == [s for _, s in bob.received]
 
-    # slixmpp 1.8's RSM iterator stops when first index + page size == count, which on a
-    # backwards walk is already true of the newest page: one page of 12 is what it can fetch.
+    # All the way back, pages of 10: slixmpp's RSM iterator ends a walk once first index + page
+    # size == count, so it goes past the newest page only if that page carries no index.
     backwards = []
-    async for msg in mam.iterate(with_jid=slixmpp.JID(f"alice@{host}"), reverse=True, rsm={"max": 12}, total=12):
+    async for msg in mam.iterate(with_jid=slixmpp.JID(f"alice@{host}"), reverse=True, rsm={"max": 10}):
         backwards.append(msg["mam_result"]["forwarded"]["stanza"]["body"])
     result["backwards"] = backwards
 

@@ -10,7 +10,8 @@ carol is a stranger. Steps, each recorded in one JSON line printed at the end:
 - Avatars: alice publishes a XEP-0084 avatar with xep_0084; bob reads alice's vCard
   (XEP-0054) and finds the same picture (XEP-0398); bob sets a vCard photo with xep_0054 and
   alice reads bob's XEP-0084 metadata.
-- Bookmarks: alice stores XEP-0048 bookmarks in private XML (xep_0049) and reads them back as
+- Bookmarks: the server lists jabber:iq:private (poezio looks there before it stores bookmarks);
+  alice stores XEP-0048 bookmarks in private XML (xep_0049) and reads them back as
   XEP-0402 items (xep_0060); she stores them in PEP (xep_0223, #compat-pep) and the private copy
   follows.
 Exits 0 when it ran to the end.
@@ -135,6 +136,10 @@ async def main():
     result["avatar_from_vcard"] = ids == [sha]
 
     # --- bookmarks: XEP-0048 in private XML <-> XEP-0402 ---
+    # poezio 0.14 (Debian 12) stores bookmarks in private XML only when the server's disco#info
+    # lists jabber:iq:private (core.check_bookmark_storage), as Prosody's mod_private does.
+    info = await alice.plugin["xep_0030"].get_info(jid=host)
+    result["server_lists_private"] = "jabber:iq:private" in info["disco_info"]["features"]
     bookmarks = Bookmarks()
     bookmarks.add_conference(f"room@conference.{host}", "alice", name="Room", autojoin=True)
     await alice.plugin["xep_0048"].set_bookmarks(bookmarks, method="xep_0049")

@@ -115,6 +115,85 @@ describe("Converse.js in headless Chromium (issue 5)", { skip }, () => {
 		else rmSync(outDir, { recursive: true, force: true });
 	});
 
+	test("alice reloads the page: Converse resumes her session over WebSocket (XEP-0198) and goes on chatting", async () => {
+		const endpoint = `ws://127.0.0.1:${t.httpPort}/xmpp-websocket`;
+		const context = await browser.newContext();
+		const { external } = await refuseNetwork(context);
+		const page = await context.newPage();
+		const frames: string[] = [];
+		page.on("websocket", (ws) => {
+			ws.on("framesent", (f) => frames.push(`-> ${String(f.payload)}`));
+			ws.on("framereceived", (f) => frames.push(`<- ${String(f.payload)}`));
+		});
+		let bob: Awaited<ReturnType<typeof startBob>> | undefined;
+		try {
+			bob = await startBob(t);
+			const query = new URLSearchParams({
+				transport: "websocket",
+				url: endpoint,
+				jid: "alice@localhost",
+				password: "alice-secret",
+			});
+			await page.goto(`${siteOrigin}/?${query}`, { timeout: TIMEOUT });
+			const connected = async () => {
+				const h = await page.evaluateHandle(() => (globalThis as unknown as PageGlobal).parley);
+				await page.waitForFunction((p) => p.connected, h, { timeout: TIMEOUT });
+				return h;
+			};
+			const first = await (await connected()).evaluate((p) => p.api.user.jid());
+			const resource = first.split("/")[1] as string;
+			const sessions = t.server.hosts.get("localhost")?.sessions;
+			await page.reload({ timeout: TIMEOUT });
+			const h = await connected();
+			assert.ok(
+				frames.some((f) => f.startsWith("<- <resumed ")),
+				"Converse resumed the session it kept in sessionStorage",
+			);
+			// Converse picks a new resource after the reload and writes it into 'from'; the server
+			// overrides it (RFC 6120 §8.1.2.1) instead of ending the stream with invalid-from.
+			// page.evaluate has no timeout of its own: on a closed stream the promise never settles.
+			let timer: NodeJS.Timeout | undefined;
+			await Promise.race([
+				h.evaluate(async (p, jid) => {
+					await p.api.chats.open(jid, {}, true);
+				}, "bob@localhost"),
+				new Promise((_, reject) => {
+					timer = setTimeout(() => reject(new Error("Converse never opened the chat")), TIMEOUT);
+				}),
+			]).finally(() => clearTimeout(timer));
+			const textarea = page.locator("textarea.chat-textarea");
+			await textarea.waitFor({ state: "visible", timeout: TIMEOUT });
+			await textarea.fill("still here after the reload");
+			await textarea.press("Enter");
+			const m = await waitFor(
+				() =>
+					bob?.stanzas.find(
+						(s) => s.is("message") && s.getChildText("body") === "still here after the reload",
+					),
+				"bob to receive what alice typed after the reload",
+				TIMEOUT,
+			);
+			assert.equal(m.attrs.from, first, "the resumed session's full JID");
+			assert.deepEqual([...(sessions?.get("alice")?.keys() ?? [])], [resource]);
+			assert.deepEqual(
+				frames.filter((f) => f.includes("<stream:error")),
+				[],
+				"no stream error",
+			);
+			await h.evaluate(async (p) => {
+				await p.api.user.logout();
+			});
+			assert.deepEqual(external, [], "no request left 127.0.0.1");
+		} catch (err) {
+			failed = true;
+			writeFileSync(join(outDir, "reload-websocket.log"), `${frames.join("\n")}\n`);
+			throw err;
+		} finally {
+			await context.close();
+			await bob?.stop();
+		}
+	});
+
 	const runs = [
 		["websocket", "alice"],
 		["bosh", "alice"],

@@ -82,6 +82,8 @@ describe("slixmpp", { skip }, () => {
 					notified: [["http://jabber.org/protocol/tune", "alice@localhost"]],
 					vcard_photo_matches: true,
 					avatar_from_vcard: true,
+					// XEP-0049 on the server's disco#info, where poezio 0.14 looks for it.
+					server_lists_private: true,
 					bookmarks2: ["room@conference.localhost"],
 					private_after_pep: ["other@conference.localhost", "room@conference.localhost"],
 				},
@@ -255,6 +257,55 @@ describe("slixmpp", { skip }, () => {
 			await muc.stop();
 		}
 	});
+
+	for (const mode of ["starttls", "directtls"] as const) {
+		test(`${mode}: a session's carbons, vCard-temp, MUC history and stream resumption with slixmpp's plugins`, async () => {
+			const s = await startTestServer({
+				config: { components: { "conference.localhost": { type: "muc" } } },
+				users: [
+					["alice@localhost", "alice-pw"],
+					["bob@localhost", "bob-pw"],
+				],
+			});
+			try {
+				const port = mode === "starttls" ? s.port : s.tlsPort;
+				const r = await run(
+					PYTHON,
+					[
+						"test/clients/slixmpp_session.py",
+						"localhost",
+						String(port),
+						mode,
+						"conference.localhost",
+					],
+					{ encoding: "utf8", timeout: 60_000 },
+				).catch((e: { stdout?: string; stderr?: string }) => e);
+				const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
+				const result = JSON.parse(line || "{}") as Record<string, unknown>;
+				assert.deepEqual(
+					result,
+					{
+						// XEP-0280 §6 / §7: the other resource's sent and received messages.
+						carbon_sent: ["sent", "alice@localhost/a2", "bob@localhost/b", "from a2"],
+						carbon_received: ["received", "bob@localhost/b", "alice@localhost/a2", "to a2"],
+						// XEP-0054 §3.1 / §3.2.
+						vcard: ["Alice Liddell", ["alice"]],
+						// XEP-0045 §7.2.15 (maxstanzas=2), each with XEP-0203 delay, before the subject.
+						muc_history: [
+							["line 2", true],
+							["line 3", true],
+						],
+						// XEP-0198 §5: resumed, and what came meanwhile delivered.
+						sm_resumable: true,
+						sm_resumed: ["alice@localhost/a2", "while you were away"],
+					},
+					`${line}\n${(r.stderr ?? "").slice(-3000)}`,
+				);
+			} finally {
+				await s.stop();
+			}
+		});
+	}
 
 	const cases: [mode: "starttls" | "directtls", mech: string][] = [
 		["starttls", "auto"],

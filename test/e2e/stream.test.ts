@@ -278,6 +278,21 @@ describe("negotiation and errors (plain TCP allowed for speed)", () => {
 		bob.end();
 	});
 
+	test("one's own account with another resource as 'from' is overridden with the full JID (RFC 6120 §8.1.2.1), as after Converse 14 resumes", async () => {
+		// Converse 14 resumes its session (XEP-0198) after a page reload, under the old resource,
+		// then writes the new resource it picked into 'from' (test/e2e/browser.test.ts).
+		const bob = await login(t.port, "bob", "pw-bob", { resource: "b3" });
+		const c = await login(t.port, "alice", "pw-alice", { resource: "a3" });
+		const mark = bob.received.length;
+		c.send(
+			"<message from='alice@localhost/picked-after-reload' to='bob@localhost/b3' id='other-res'><body>hi</body></message>",
+		);
+		const got = await bob.waitFor(/<message[^>]*id="other-res"[\s\S]*?<\/message>/, mark);
+		assert.match(got, /from="alice@localhost\/a3"/);
+		c.end();
+		bob.end();
+	});
+
 	test("a malformed 'to' gets jid-malformed with the stanza echoed (RFC 6120 §8.3.3.8, §8.3.1)", async () => {
 		const c = await login(t.port, "alice", "pw-alice");
 		const mark = c.received.length;

@@ -130,6 +130,10 @@ export default defineModule({
 		api.addAccountFeature(NS_MAM);
 		api.addAccountFeature(NS_MAM_EXTENDED);
 		api.addAccountFeature(NS_SID);
+		// §6.1 asks for the feature on the archiving JID (the account) only, but clients that
+		// look for it on their server's disco#info alone (Profanity up to 0.14, Debian 12's 0.13.1,
+		// and others) otherwise never query the archive: ejabberd lists it on the domain too.
+		api.addFeature(NS_MAM);
 
 		// --- preferences ---
 

@@ -207,7 +207,8 @@ export function resultMessage(
 
 /**
  * Runs a parsed query against an archive: sends each result through `send` (in the order
- * asked for) and returns the `<fin/>` of §4.3 with its RSM set (first with index, last, count).
+ * asked for) and returns the `<fin/>` of §4.3 with its RSM set (first, with its index on a forward
+ * walk; last; count).
  * Unknown ids (anchors, before-id/after-id, ids) are item-not-found (§4.1.2, #extended).
  */
 export async function runQuery(
@@ -238,16 +239,21 @@ export async function runQuery(
 		const first = page.items[0];
 		const last = page.items.at(-1);
 		if (first && last) {
-			// XEP-0059 §2.6: the first item's position in the whole result set. The first page
-			// of either walk (what clients ask most) needs no second count.
-			const backwards = q.reverse === true;
+			// XEP-0059 §2.6: the first item's position in the whole result set, on a forward walk
+			// only. The index is optional (§2.1) and Prosody and ejabberd never send it; a page
+			// asked for with <before/> goes without: slixmpp's ResultIterator (xep_0059, 1.8 to
+			// this day, poezio's MAM) ends any walk once index + page size = count, which on a
+			// backwards walk is already true of the newest page, so it would never page further.
 			const index =
-				!backwards && q.after === undefined
-					? 0
-					: backwards && q.before === undefined
-						? count - page.items.length
+				q.reverse === true
+					? undefined
+					: q.after === undefined
+						? 0
 						: await store.count(user, clean({ ...filters, before: first.id }));
-			set.append(x("first", { index: String(index) }, first.id), x("last", null, last.id));
+			set.append(
+				x("first", index === undefined ? null : { index: String(index) }, first.id),
+				x("last", null, last.id),
+			);
 		}
 		set.append(x("count", null, String(count)));
 		return x("fin", { xmlns: NS_MAM, complete: page.complete ? "true" : undefined }, set);
