@@ -50,7 +50,16 @@ export class C2SListener {
 
 	async listen(): Promise<void> {
 		const server = this.#directTls
-			? tls.createServer(this.#server.certificates.serverOptions(), (s) => this.#accept(s, true))
+			? tls.createServer(
+					{
+						...this.#server.certificates.serverOptions(),
+						// A connection counts against its address only once its handshake is done:
+						// until then it gets no longer than a stream gets to authenticate (Node's
+						// default is 120 s), so silent sockets do not pile up.
+						handshakeTimeout: Math.min(120_000, this.#server.config.limits.auth_timeout * 1000),
+					},
+					(s) => this.#accept(s, true),
+				)
 			: net.createServer((s) => this.#accept(s, false));
 		if (this.#directTls) {
 			// A failed handshake never reaches the connection handler; it must not crash us.
@@ -59,6 +68,9 @@ export class C2SListener {
 					{ err: err.message, ip: socket.remoteAddress },
 					"TLS handshake failed",
 				);
+				// Node leaves the socket open when a listener takes the error (a handshake
+				// timeout is reported this way and closes nothing by itself).
+				socket.destroy();
 			});
 		}
 		server.maxConnections = 19_000; // below the process's hard limit of open files

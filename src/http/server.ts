@@ -87,13 +87,25 @@ export class HttpListener {
 			// One factory for both: fastify's types follow the plain http server either way.
 			serverFactory: (handler) => {
 				// No limit on a whole request (fastify's own default; Node's is 5 minutes): a large
-				// upload over a slow phone link takes longer. Headers still have 60 s, and an
-				// upload's body may not stall (UPLOAD_IDLE_MS).
-				const options = { requestTimeout: 0 };
+				// upload over a slow phone link takes longer, and an upload's body may not stall
+				// (UPLOAD_IDLE_MS). Headers get `limits.auth_timeout`, as a client stream gets to
+				// authenticate: Node derives its headersTimeout from requestTimeout, so requestTimeout
+				// 0 alone would let a connection that never finishes its headers (or sends nothing)
+				// stay for ever. Node checks every connectionsCheckingInterval (30 s by default), so
+				// that follows a short limit down. TLS handshakes get the same time.
+				const limit = server.config.limits.auth_timeout * 1000;
+				const options = {
+					requestTimeout: 0,
+					headersTimeout: limit,
+					connectionsCheckingInterval: Math.max(50, Math.min(30_000, limit / 2)),
+					handshakeTimeout: Math.min(120_000, limit),
+				};
 				if (!tlsOptions) return http.createServer(options, handler);
 				const s = https.createServer({ ...tlsOptions, ...options }, handler);
 				s.on("tlsClientError", (err, socket) => {
 					server.log.debug({ err: err.message, ip: socket.remoteAddress }, "TLS handshake failed");
+					// Node leaves the socket open when a listener takes the error (see src/c2s/tcp.ts).
+					socket.destroy();
 				});
 				return s as unknown as http.Server;
 			},

@@ -64,6 +64,9 @@ export class SocketListener {
 			// A failed handshake never reaches `accept`; it must not crash the server.
 			server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
 				log.debug({ err: err.message, ip: socket.remoteAddress }, "TLS handshake failed");
+				// Node leaves the socket open when a listener takes the error (a handshake
+				// timeout is reported this way and closes nothing by itself).
+				socket.destroy();
 			});
 		}
 		await new Promise<void>((resolve, reject) => {

@@ -34,6 +34,11 @@ export interface IncomingContext {
 	readonly jids: JIDCache;
 	readonly requireEncryption: boolean;
 	readonly stanzaBytes: number;
+	/**
+	 * How long a stream may stay without an authenticated domain (`limits.auth_timeout`): RFC 6120
+	 * §4.9.3.4 connection-timeout, so silent or never-authenticating peers do not hold sockets.
+	 */
+	readonly authTimeoutMs: number;
 	isLocal(domain: string): boolean;
 	/** Federation with this remote domain is allowed by the config. */
 	allowed(domain: string): boolean;
@@ -84,6 +89,8 @@ export class IncomingStream {
 	readonly methods = new Map<string, string>();
 	/** When the connection was accepted (ms since the epoch). */
 	readonly since = Date.now();
+	/** Until a domain authenticates (RFC 6120 §4.9.3.4); see `#authTimedOut`. */
+	#authTimer: NodeJS.Timeout | null = null;
 
 	constructor(ctx: IncomingContext) {
 		this.#ctx = ctx;
@@ -92,6 +99,33 @@ export class IncomingStream {
 	/** Connects the socket; called once, right after construction. */
 	attach(socket: XmlSocket): void {
 		this.#socket = socket;
+		this.#armAuthTimer();
+	}
+
+	#armAuthTimer(): void {
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = setTimeout(() => this.#authTimedOut(), this.#ctx.authTimeoutMs);
+		this.#authTimer.unref();
+	}
+
+	#stopAuthTimer(): void {
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = null;
+	}
+
+	/**
+	 * No domain authenticated in time. A dialback verification still running (bounded by
+	 * `s2s.connect_timeout`) gets its answer first; otherwise the stream ends with
+	 * connection-timeout (RFC 6120 §4.9.3.4), as a client stream does.
+	 */
+	#authTimedOut(): void {
+		this.#authTimer = null;
+		if (this.#state === "closed" || this.#authenticated.size > 0) return;
+		if (this.#pending > 0) {
+			this.#armAuthTimer();
+			return;
+		}
+		this.close("connection-timeout", "no domain authenticated in time");
 	}
 
 	get remoteAddress(): string {
@@ -250,6 +284,7 @@ export class IncomingStream {
 		}
 		this.#saslDomain = domain;
 		this.#authenticated.add(`${domain} ${this.#local}`);
+		this.#stopAuthTimer();
 		this.methods.set(domain, "external");
 		this.#ctx.authenticated(this);
 		this.#socket.setStanzaLimit(this.#ctx.stanzaBytes);
@@ -357,6 +392,7 @@ export class IncomingStream {
 						return;
 					}
 					this.#authenticated.add(`${from} ${to}`);
+					this.#stopAuthTimer();
 					if (!this.methods.has(from)) this.methods.set(from, "dialback");
 					this.#ctx.authenticated(this);
 					// Past authentication, stanzas may be as large as a client's (RFC 6120 §13.12).
@@ -404,6 +440,9 @@ export class IncomingStream {
 		const expected = this.#ctx.dialbackKey(to, from, id);
 		const valid = this.#ctx.keysMatch(el.text(), expected);
 		this.#socket.send(x("db:verify", { ...attrs, type: valid ? "valid" : "invalid" }));
+		// XEP-0220 §2.1.3: a stream that only carries a peer's verification requests never
+		// authenticates; while it is used it stays (it still ends once left idle).
+		if (this.#authenticated.size === 0 && this.#authTimer) this.#armAuthTimer();
 	}
 
 	#stanza(el: Element): void {
@@ -469,6 +508,7 @@ export class IncomingStream {
 			);
 		}
 		this.#state = "closed";
+		this.#stopAuthTimer();
 		this.#socket.close();
 		this.#ctx.ended(this);
 	}
@@ -477,6 +517,7 @@ export class IncomingStream {
 	closed(): void {
 		if (this.#state === "closed") return;
 		this.#state = "closed";
+		this.#stopAuthTimer();
 		this.#ctx.ended(this);
 	}
 }

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { RawClient } from "../helpers/raw.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { login } from "../helpers/xmpp-raw-login.ts";
@@ -190,4 +190,65 @@ test("a half-open TCP connection that never sends anything is closed by the auth
 	} finally {
 		await s.stop();
 	}
+});
+
+/**
+ * Connections that never get as far as a stream: every port closes them within
+ * `limits.auth_timeout`, so sockets that send nothing (or half a request) cannot pile up
+ * (RFC 6120 §4.9.3.4 connection-timeout, where a stream exists).
+ */
+describe("silent connections on every port are closed after limits.auth_timeout", () => {
+	let s: TestServer;
+	before(async () => {
+		s = await startTestServer({
+			config: {
+				limits: { auth_timeout: 0.3 },
+				listeners: {
+					s2s: { enabled: true, address: "127.0.0.1", port: 0 },
+					s2s_direct_tls: { enabled: true, address: "127.0.0.1", port: 0 },
+				},
+			},
+		});
+	});
+	after(() => s.stop());
+
+	/** Resolves with what the server wrote once it closed the connection. */
+	function closedBy(port: number, first?: string): Promise<string> {
+		return new Promise((resolve) => {
+			const socket = net.connect({ port, host: "127.0.0.1" }, () => {
+				if (first) socket.write(first);
+			});
+			let got = "";
+			socket.setEncoding("utf8");
+			socket.on("data", (d: string) => {
+				got += d;
+			});
+			socket.on("error", () => {});
+			socket.once("close", () => resolve(got));
+		});
+	}
+
+	test("HTTP: nothing sent, or request headers never finished (slowloris)", {
+		timeout: 10_000,
+	}, async () => {
+		await closedBy(s.httpPort);
+		await closedBy(s.httpPort, "POST /http-bind HTTP/1.1\r\nHost: localhost\r\nX-A: ");
+	});
+	test("TLS ports: no handshake ever started (c2s direct TLS, HTTPS, s2s direct TLS)", {
+		timeout: 10_000,
+	}, async () => {
+		await closedBy(s.tlsPort);
+		await closedBy(s.httpsPort);
+		await closedBy(s.server.port("s2s_direct_tls"));
+	});
+	test("s2s: nothing sent, or a stream that never authenticates gets connection-timeout", {
+		timeout: 10_000,
+	}, async () => {
+		await closedBy(s.server.port("s2s"));
+		const got = await closedBy(
+			s.server.port("s2s"),
+			"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='a.example' to='localhost' version='1.0'>",
+		);
+		assert.match(got, /<connection-timeout/);
+	});
 });
