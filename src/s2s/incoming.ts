@@ -69,6 +69,8 @@ export interface IncomingContext {
 const STANZAS = new Set(["message", "presence", "iq"]);
 /** Stanzas being routed before the stream stops reading (as for client streams). */
 const MAX_QUEUE = 64;
+/** Dialback claims (`<db:result/>`) of one stream being verified at once. */
+const MAX_VERIFYING = 8;
 
 export class IncomingStream {
 	readonly id = newStreamId();
@@ -80,6 +82,8 @@ export class IncomingStream {
 	/** "remote local" pairs the peer has authenticated (XEP-0220 §2.5: several per stream). */
 	readonly #authenticated = new Set<string>();
 	#pending = 0;
+	/** XEP-0220 verifications of the peer's claims still waiting for the authority's answer. */
+	#verifying = 0;
 	#chain: Promise<void> = Promise.resolve();
 	/** The domain the peer's stream header says it is (RFC 6120 §4.7.1 'from'). */
 	#peerFrom = "";
@@ -121,7 +125,7 @@ export class IncomingStream {
 	#authTimedOut(): void {
 		this.#authTimer = null;
 		if (this.#state === "closed" || this.#authenticated.size > 0) return;
-		if (this.#pending > 0) {
+		if (this.#verifying > 0) {
 			this.#armAuthTimer();
 			return;
 		}
@@ -379,11 +383,18 @@ export class IncomingStream {
 			reply("error", dialbackError("cancel", "policy-violation"));
 			return;
 		}
-		this.#pending++;
+		// Each claim makes us reach the claimed domain's server (DNS, a connection, a db:verify):
+		// unbounded, one cheap stream could have us connect to thousands of hosts. XEP-0220 §2.4
+		// errors leave the stream open; resource-constraint (type wait) says to try again later.
+		if (this.#verifying >= MAX_VERIFYING) {
+			reply("error", dialbackError("wait", "resource-constraint"));
+			return;
+		}
+		this.#verifying++;
 		void this.#ctx
 			.verifyWithAuthority(to, from, this.id, key)
 			.then((outcome) => {
-				this.#pending--;
+				this.#verifying--;
 				if (this.#state === "closed") return;
 				if (outcome === "valid") {
 					// A peer opens a stream or two per domain pair; hundreds are an attack on memory.
@@ -419,7 +430,7 @@ export class IncomingStream {
 				}
 			})
 			.catch((err: unknown) => {
-				this.#pending--;
+				this.#verifying--;
 				this.#ctx.log.error({ err }, "s2s dialback verification failed");
 				reply("error", dialbackError("wait", "internal-server-error"));
 			});

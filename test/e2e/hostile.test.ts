@@ -252,3 +252,42 @@ describe("silent connections on every port are closed after limits.auth_timeout"
 		assert.match(got, /<connection-timeout/);
 	});
 });
+
+test("XEP-0220: one s2s stream has at most 8 dialback claims verified at once; more get resource-constraint", {
+	timeout: 20_000,
+}, async () => {
+	// Every claim sends us to the claimed domain's server: here one that accepts and never
+	// answers, so the verifications stay pending.
+	const silent = net.createServer((sock) => sock.on("error", () => {}));
+	await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+	const port = (silent.address() as net.AddressInfo).port;
+	const domains = Array.from({ length: 12 }, (_, i) => `d${i}.example`);
+	const s = await startTestServer({
+		config: {
+			listeners: { s2s: { enabled: true, address: "127.0.0.1", port: 0 } },
+			s2s: {
+				require_encryption: false,
+				routes: Object.fromEntries(domains.map((d) => [d, `127.0.0.1:${port}`])),
+			},
+		},
+	});
+	try {
+		const c = await RawClient.connect(s.server.port("s2s"));
+		c.send(
+			"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' from='d0.example' to='localhost' version='1.0'>",
+		);
+		await c.waitFor("</stream:features>");
+		for (const d of domains) c.send(`<db:result from='${d}' to='localhost'>00ff</db:result>`);
+		await c.waitFor(/(<db:result[^>]*type="error"[\s\S]*?<\/db:result>[\s\S]*){4}/);
+		const refused = [...c.received.matchAll(/<db:result[^>]*to="([^"]+)"[^>]*type="error"/g)].map(
+			(m) => m[1],
+		);
+		assert.deepEqual(refused, domains.slice(8));
+		assert.match(c.received, /<resource-constraint/);
+		assert.equal(c.closed, false, "XEP-0220 §2.4: the stream stays open");
+		c.end();
+	} finally {
+		await s.stop();
+		silent.close();
+	}
+});
