@@ -174,6 +174,19 @@ for (const [what, xml] of postauth) {
 	});
 }
 
+test("after binding: a stanza in jabber:server (as if from another server, with a forged 'from') ends the stream with unsupported-stanza-type (RFC 6120 §4.9.3.24)", async () => {
+	const c = await login(t.port, "mallory", "pw-mallory", { resource: "ns" });
+	// A server stanza keeps its 'from'; on a client stream it must not be taken as one, nor
+	// stamped and delivered as the client's own.
+	c.send(
+		"<message xmlns='jabber:server' from='alice@localhost/other' to='alice@localhost/witness'><body>jabber:server forgery</body></message>",
+	);
+	await c.waitFor(/<unsupported-stanza-type/);
+	await c.waitClosed();
+	await stillServing();
+	assert.doesNotMatch(witness.received, /jabber:server forgery/);
+});
+
 test("nothing the hostile client sent reached alice except what was addressed to her", () => {
 	// The vCard and roster sets "for someone else" must not have changed alice's data, and no
 	// stanza claiming to be from alice was forged (RFC 6120 §8.1.2.1).
