@@ -304,3 +304,100 @@ test("XEP-0220: one s2s stream has at most 8 dialback claims verified at once; m
 		silent.close();
 	}
 });
+
+for (const [listener, limit] of [
+	["c2s_direct_tls", "unauthenticated_per_ip"],
+	["s2s_direct_tls", "unauthenticated_per_ip"],
+	["http", "connections_per_ip"],
+	["https", "connections_per_ip"],
+] as const) {
+	test(`${listener}: a connection counts against limits.${limit} from its TCP accept (before any handshake or request)`, {
+		timeout: 20_000,
+	}, async () => {
+		const s = await startTestServer({
+			config: {
+				limits: { [limit]: 2 },
+				listeners: { [listener]: { enabled: true, address: "127.0.0.1", port: 0 } },
+				// Loopback is a trusted proxy by default, whose connections are not counted.
+				http: { trusted_proxies: [] },
+			},
+		});
+		const port = s.server.port(listener);
+		const open: net.Socket[] = [];
+		const connect = () => {
+			const c = net.connect({ port, host: "127.0.0.1" }).on("error", () => {});
+			open.push(c);
+			return c;
+		};
+		try {
+			// Two silent connections (no ClientHello) take the address's two places...
+			const held = [connect(), connect()];
+			await Promise.all(held.map((h) => new Promise((r) => h.once("connect", r))));
+			// ...so a third is closed at once (it would otherwise wait for limits.auth_timeout, 60 s).
+			const third = connect();
+			await new Promise<void>((r) => third.once("close", () => r()));
+			assert.ok(
+				held.every((h) => !h.destroyed),
+				"the first two are still open",
+			);
+		} finally {
+			for (const o of open) o.destroy();
+			await s.stop();
+		}
+	});
+}
+
+test("a direct TLS client that logs in gives back its unauthenticated place (taken at its TCP accept)", {
+	timeout: 20_000,
+}, async () => {
+	const s = await startTestServer({
+		config: { limits: { unauthenticated_per_ip: 1 } },
+		users: [["alice@localhost", "pw"]],
+	});
+	try {
+		const first = await login(s.tlsPort, "alice", "pw", { tls: true, resource: "one" });
+		const second = await login(s.tlsPort, "alice", "pw", { tls: true, resource: "two" });
+		first.end();
+		second.end();
+	} finally {
+		await s.stop();
+	}
+});
+
+test("a message flood from one client: another client's message is delivered while the flood is still being handled (RFC 6120 §10.1 per sender, not globally)", {
+	timeout: 60_000,
+}, async () => {
+	const s = await startTestServer({
+		config: { auth: { require_encryption: false, allow_plain_without_tls: true } },
+		users: [
+			["alice@localhost", "a"],
+			["bob@localhost", "b"],
+			["mallory@localhost", "m"],
+		],
+	});
+	const clients: RawClient[] = [];
+	try {
+		const alice = await login(s.port, "alice", "a", { resource: "a" });
+		const bob = await login(s.port, "bob", "b", { resource: "b" });
+		const mallory = await login(s.port, "mallory", "m", { resource: "flood" });
+		clients.push(alice, bob, mallory);
+		const N = 10_000;
+		mallory.send(
+			Array.from(
+				{ length: N },
+				(_, i) => `<message to='mallory@localhost/flood' id='f${i}'><body>${i}</body></message>`,
+			).join(""),
+		);
+		await mallory.waitFor('id="f10"');
+		bob.send("<message to='alice@localhost/a' id='bob'><body>hello</body></message>");
+		await alice.waitFor(/id="bob"/, 0, 30_000);
+		// Each stream is handled in order on its own (and a flooder's socket is paused past 64
+		// queued elements), so Bob's one message did not wait behind the whole flood.
+		const handled = mallory.received.match(/id="f\d+"/g)?.length ?? 0;
+		assert.ok(handled < N, `Bob's message waited for all ${N} of Mallory's`);
+		await mallory.waitFor(`id="f${N - 1}"`, 0, 30_000);
+	} finally {
+		for (const c of clients) c.end();
+		await s.stop();
+	}
+});
