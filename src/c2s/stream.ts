@@ -579,7 +579,7 @@ export class C2SStream implements Session {
 		} else if (el.name !== "response" || !mech) {
 			return this.#saslFailure("malformed-request", `unexpected <${el.name}/>`);
 		}
-		const delay = this.#server.authFailures.delayFor(this.remoteAddress);
+		const delay = this.#server.authFailures.reserve(this.remoteAddress);
 		if (delay > 0) await new Promise((r) => setTimeout(r, delay));
 		if (this.closed) return;
 		// RFC 6120 §6.4.2: "=" is an empty initial response; no text means none at all.
@@ -763,7 +763,7 @@ export class C2SStream implements Session {
 			payload === undefined ? null : payload === "" ? Buffer.alloc(0) : strictBase64Decode(payload);
 		if (input === null && payload !== undefined) return fail("incorrect-encoding");
 		// The same slowdown as RFC 6120 SASL after failures from this address.
-		const delay = this.#server.authFailures.delayFor(this.remoteAddress);
+		const delay = this.#server.authFailures.reserve(this.remoteAddress);
 		if (delay > 0) await new Promise((r) => setTimeout(r, delay));
 		if (this.closed) return;
 		const mech = exchange.mech;

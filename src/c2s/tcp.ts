@@ -50,8 +50,31 @@ export class C2SListener {
 
 	async listen(): Promise<void> {
 		const server = this.#directTls
-			? tls.createServer(this.#server.certificates.serverOptions(), (s) => this.#accept(s, true))
-			: net.createServer((s) => this.#accept(s, false));
+			? tls.createServer(
+					{
+						...this.#server.certificates.serverOptions(),
+						// No longer than a stream gets to authenticate (Node's default is 120 s), so
+						// silent sockets do not pile up.
+						handshakeTimeout: Math.min(120_000, this.#server.config.limits.auth_timeout * 1000),
+					},
+					(s) => this.#accept(s, true, this.#handshaken(s)),
+				)
+			: net.createServer((s) => this.#accept(s, false, this.#lease(s)));
+		// Direct TLS: a connection counts against its address's limits from its TCP accept, not
+		// from the end of its handshake, or one address could hold any number of silent
+		// handshakes. The leases it took then go to its stream (src/net/listener.ts does the same).
+		if (this.#directTls)
+			server.on("connection", (raw: net.Socket) => {
+				const leases = this.#lease(raw);
+				if (!leases) return;
+				const key = peerKey(raw);
+				this.#handshaking.set(key, leases);
+				this.#sockets.add(raw);
+				raw.once("close", () => {
+					if (this.#handshaking.get(key) === leases) this.#handshaking.delete(key);
+					this.#sockets.delete(raw);
+				});
+			});
 		if (this.#directTls) {
 			// A failed handshake never reaches the connection handler; it must not crash us.
 			server.on("tlsClientError", (err, socket) => {
@@ -59,6 +82,9 @@ export class C2SListener {
 					{ err: err.message, ip: socket.remoteAddress },
 					"TLS handshake failed",
 				);
+				// Node leaves the socket open when a listener takes the error (a handshake
+				// timeout is reported this way and closes nothing by itself).
+				socket.destroy();
 			});
 		}
 		server.maxConnections = 19_000; // below the process's hard limit of open files
@@ -107,7 +133,14 @@ export class C2SListener {
 		await closed;
 	}
 
-	#accept(socket: net.Socket, secure: boolean): void {
+	/** Direct TLS: the leases of connections still in their handshake, by peer address and port. */
+	readonly #handshaking = new Map<string, Lease[]>();
+
+	/**
+	 * A place in each per-IP limit for a new TCP connection, given back when it closes (or, for
+	 * the unauthenticated one, at authentication); undefined, and the socket closed, at a limit.
+	 */
+	#lease(socket: net.Socket): Lease[] | undefined {
 		const ip = normalizeIp(socket.remoteAddress ?? "");
 		const server = this.#server;
 		const leases = leaseAll(ip, [server.connectionLimiter, server.unauthenticatedLimiter]);
@@ -115,8 +148,25 @@ export class C2SListener {
 			// Over a per-IP connection limit: a stream error needs a stream, so the cheapest
 			// honest answer is to close at once (Prosody's limits do the same).
 			socket.destroy();
-			return;
+			return undefined;
 		}
+		socket.once("close", () => {
+			for (const lease of leases) lease.release();
+		});
+		return leases;
+	}
+
+	/** The leases a direct TLS connection took at its TCP accept (the TLS socket shares its peer). */
+	#handshaken(socket: tls.TLSSocket): Lease[] | undefined {
+		const key = peerKey(socket);
+		const leases = this.#handshaking.get(key);
+		this.#handshaking.delete(key);
+		return leases ?? this.#lease(socket);
+	}
+
+	#accept(socket: net.Socket, secure: boolean, leases: Lease[] | undefined): void {
+		if (!leases) return;
+		const ip = normalizeIp(socket.remoteAddress ?? "");
 		this.#sockets.add(socket);
 		this.#server.log.debug(
 			{ listener: this.kind, ip, port: socket.remotePort },
@@ -131,6 +181,11 @@ export class C2SListener {
 		});
 		transport.start();
 	}
+}
+
+/** One TCP connection's peer: a TLS socket reports its underlying socket's. */
+function peerKey(socket: net.Socket): string {
+	return `${socket.remoteAddress} ${socket.remotePort}`;
 }
 
 function normalizeIp(ip: string): string {

@@ -24,7 +24,7 @@ import Fastify, {
 import { BoshManager } from "../bosh/manager.ts";
 import { terminateBody } from "../bosh/session.ts";
 import type { Core, HttpRequestEvent } from "../core/contracts.ts";
-import { leaseAll } from "../security/limits.ts";
+import { ConnectionLimiter, leaseAll } from "../security/limits.ts";
 import { SUBPROTOCOL, WebSocketTransport } from "../websocket/transport.ts";
 import { isSafeHost, normalizeIp, parseForwarded, trustedProxies } from "./client-info.ts";
 import { endpointLinks, hostMetaJson, hostMetaXml } from "./host-meta.ts";
@@ -78,6 +78,28 @@ export class HttpListener {
 		return this.#bosh.size;
 	}
 
+	/**
+	 * HTTP connections per address, as many as `limits.connections_per_ip` (0, the default: no
+	 * limit), counted apart from the streams (a WebSocket or BOSH session is counted again as
+	 * one), from the TCP accept: so an operator's cap also holds for sockets that never make a
+	 * request. A trusted proxy's connections are not counted (it carries everyone's; its clients
+	 * are counted as streams by their forwarded address).
+	 */
+	readonly #connections = new ConnectionLimiter(0);
+
+	#admit(socket: net.Socket, isTrusted: (address: string) => boolean): void {
+		const address = socket.remoteAddress ?? "";
+		if (isTrusted(address)) return;
+		this.#connections.max = this.#server.connectionLimiter.max;
+		const lease = this.#connections.lease(normalizeIp(address));
+		if (!lease) {
+			this.#server.connectionLimiter.refused++;
+			socket.destroy();
+			return;
+		}
+		socket.once("close", () => lease.release());
+	}
+
 	async listen(): Promise<void> {
 		const server = this.#server;
 		const cfg = server.config.http;
@@ -87,13 +109,28 @@ export class HttpListener {
 			// One factory for both: fastify's types follow the plain http server either way.
 			serverFactory: (handler) => {
 				// No limit on a whole request (fastify's own default; Node's is 5 minutes): a large
-				// upload over a slow phone link takes longer. Headers still have 60 s, and an
-				// upload's body may not stall (UPLOAD_IDLE_MS).
-				const options = { requestTimeout: 0 };
-				if (!tlsOptions) return http.createServer(options, handler);
-				const s = https.createServer({ ...tlsOptions, ...options }, handler);
+				// upload over a slow phone link takes longer, and an upload's body may not stall
+				// (UPLOAD_IDLE_MS). Headers get `limits.auth_timeout`, as a client stream gets to
+				// authenticate: Node derives its headersTimeout from requestTimeout, so requestTimeout
+				// 0 alone would let a connection that never finishes its headers (or sends nothing)
+				// stay for ever. Node checks every connectionsCheckingInterval (30 s by default), so
+				// that follows a short limit down. TLS handshakes get the same time.
+				const limit = server.config.limits.auth_timeout * 1000;
+				const options = {
+					requestTimeout: 0,
+					headersTimeout: limit,
+					connectionsCheckingInterval: Math.max(50, Math.min(30_000, limit / 2)),
+					handshakeTimeout: Math.min(120_000, limit),
+				};
+				const s = tlsOptions
+					? https.createServer({ ...tlsOptions, ...options }, handler)
+					: http.createServer(options, handler);
+				s.on("connection", (socket: net.Socket) => this.#admit(socket, isTrusted));
+				if (!tlsOptions) return s as http.Server;
 				s.on("tlsClientError", (err, socket) => {
 					server.log.debug({ err: err.message, ip: socket.remoteAddress }, "TLS handshake failed");
+					// Node leaves the socket open when a listener takes the error (see src/c2s/tcp.ts).
+					socket.destroy();
 				});
 				return s as unknown as http.Server;
 			},

@@ -271,6 +271,16 @@ export default defineModule({
 					type: "wait",
 				});
 			}
+			// The address's turn is taken now, before the account is created (PBKDF2 and storage
+			// take a while): otherwise registrations sent at once on parallel connections all pass
+			// the check above. A registration that fails gives it back.
+			const throttled = windowMs > 0 && !trusted && token === undefined;
+			if (throttled) lastByIp.set(ip, Date.now());
+			const giveBack = () => {
+				if (!throttled) return;
+				if (last === undefined) lastByIp.delete(ip);
+				else lastByIp.set(ip, last);
+			};
 			let invite: Invite | undefined;
 			if (token !== undefined) {
 				// One use taken before the account exists, given back if it cannot be created, so
@@ -296,10 +306,10 @@ export default defineModule({
 					throw accountError(err);
 				}
 			} catch (err) {
+				giveBack();
 				if (token !== undefined) await invites.release(token);
 				throw err;
 			}
-			if (windowMs > 0 && !trusted && token === undefined) lastByIp.set(ip, Date.now());
 			host.log.info({ user, ip, invited: token !== undefined }, "account registered in-band");
 			if (token !== undefined) await invites.recordUse(token, user);
 			await host.events.fire("account/created", { host, username: user } satisfies AccountEvent);

@@ -43,27 +43,40 @@ export class SocketListener {
 
 	async listen(): Promise<void> {
 		const { address, port, log, limiters } = this.#opts;
-		const accept = (socket: net.Socket) => {
-			const ip = socket.remoteAddress ?? "";
-			const leases = leaseAll(ip, limiters);
+		/** A place in each limit for a new TCP connection; false (and closed) at a limit. */
+		const admit = (socket: net.Socket): boolean => {
+			const leases = leaseAll(socket.remoteAddress ?? "", limiters);
 			if (!leases) {
 				socket.destroy();
-				return;
+				return false;
 			}
 			this.#sockets.add(socket);
 			socket.once("close", () => {
 				this.#sockets.delete(socket);
 				for (const lease of leases) lease.release();
 			});
-			this.#opts.onSocket(socket);
+			return true;
 		};
 		const server = this.#opts.tls
-			? tls.createServer(this.#opts.tls(), accept)
-			: net.createServer(accept);
+			? tls.createServer(this.#opts.tls(), (socket) => {
+					// Counted at its TCP accept (below), for as long as that socket lives.
+					this.#sockets.add(socket);
+					socket.once("close", () => this.#sockets.delete(socket));
+					this.#opts.onSocket(socket);
+				})
+			: net.createServer((socket) => {
+					if (admit(socket)) this.#opts.onSocket(socket);
+				});
+		// Direct TLS: counted from the TCP accept, not from the end of the handshake, or one
+		// address could hold any number of silent handshakes.
+		if (this.#opts.tls) server.on("connection", (raw: net.Socket) => admit(raw));
 		if (this.#opts.tls) {
 			// A failed handshake never reaches `accept`; it must not crash the server.
 			server.on("tlsClientError", (err: Error, socket: tls.TLSSocket) => {
 				log.debug({ err: err.message, ip: socket.remoteAddress }, "TLS handshake failed");
+				// Node leaves the socket open when a listener takes the error (a handshake
+				// timeout is reported this way and closes nothing by itself).
+				socket.destroy();
 			});
 		}
 		await new Promise<void>((resolve, reject) => {

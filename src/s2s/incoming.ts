@@ -34,6 +34,11 @@ export interface IncomingContext {
 	readonly jids: JIDCache;
 	readonly requireEncryption: boolean;
 	readonly stanzaBytes: number;
+	/**
+	 * How long a stream may stay without an authenticated domain (`limits.auth_timeout`): RFC 6120
+	 * §4.9.3.4 connection-timeout, so silent or never-authenticating peers do not hold sockets.
+	 */
+	readonly authTimeoutMs: number;
 	isLocal(domain: string): boolean;
 	/** Federation with this remote domain is allowed by the config. */
 	allowed(domain: string): boolean;
@@ -64,6 +69,8 @@ export interface IncomingContext {
 const STANZAS = new Set(["message", "presence", "iq"]);
 /** Stanzas being routed before the stream stops reading (as for client streams). */
 const MAX_QUEUE = 64;
+/** Dialback claims (`<db:result/>`) of one stream being verified at once. */
+const MAX_VERIFYING = 8;
 
 export class IncomingStream {
 	readonly id = newStreamId();
@@ -75,6 +82,8 @@ export class IncomingStream {
 	/** "remote local" pairs the peer has authenticated (XEP-0220 §2.5: several per stream). */
 	readonly #authenticated = new Set<string>();
 	#pending = 0;
+	/** XEP-0220 verifications of the peer's claims still waiting for the authority's answer. */
+	#verifying = 0;
 	#chain: Promise<void> = Promise.resolve();
 	/** The domain the peer's stream header says it is (RFC 6120 §4.7.1 'from'). */
 	#peerFrom = "";
@@ -84,6 +93,8 @@ export class IncomingStream {
 	readonly methods = new Map<string, string>();
 	/** When the connection was accepted (ms since the epoch). */
 	readonly since = Date.now();
+	/** Until a domain authenticates (RFC 6120 §4.9.3.4); see `#authTimedOut`. */
+	#authTimer: NodeJS.Timeout | null = null;
 
 	constructor(ctx: IncomingContext) {
 		this.#ctx = ctx;
@@ -92,6 +103,33 @@ export class IncomingStream {
 	/** Connects the socket; called once, right after construction. */
 	attach(socket: XmlSocket): void {
 		this.#socket = socket;
+		this.#armAuthTimer();
+	}
+
+	#armAuthTimer(): void {
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = setTimeout(() => this.#authTimedOut(), this.#ctx.authTimeoutMs);
+		this.#authTimer.unref();
+	}
+
+	#stopAuthTimer(): void {
+		if (this.#authTimer) clearTimeout(this.#authTimer);
+		this.#authTimer = null;
+	}
+
+	/**
+	 * No domain authenticated in time. A dialback verification still running (bounded by
+	 * `s2s.connect_timeout`) gets its answer first; otherwise the stream ends with
+	 * connection-timeout (RFC 6120 §4.9.3.4), as a client stream does.
+	 */
+	#authTimedOut(): void {
+		this.#authTimer = null;
+		if (this.#state === "closed" || this.#authenticated.size > 0) return;
+		if (this.#verifying > 0) {
+			this.#armAuthTimer();
+			return;
+		}
+		this.close("connection-timeout", "no domain authenticated in time");
 	}
 
 	get remoteAddress(): string {
@@ -250,6 +288,7 @@ export class IncomingStream {
 		}
 		this.#saslDomain = domain;
 		this.#authenticated.add(`${domain} ${this.#local}`);
+		this.#stopAuthTimer();
 		this.methods.set(domain, "external");
 		this.#ctx.authenticated(this);
 		this.#socket.setStanzaLimit(this.#ctx.stanzaBytes);
@@ -344,11 +383,18 @@ export class IncomingStream {
 			reply("error", dialbackError("cancel", "policy-violation"));
 			return;
 		}
-		this.#pending++;
+		// Each claim makes us reach the claimed domain's server (DNS, a connection, a db:verify):
+		// unbounded, one cheap stream could have us connect to thousands of hosts. XEP-0220 §2.4
+		// errors leave the stream open; resource-constraint (type wait) says to try again later.
+		if (this.#verifying >= MAX_VERIFYING) {
+			reply("error", dialbackError("wait", "resource-constraint"));
+			return;
+		}
+		this.#verifying++;
 		void this.#ctx
 			.verifyWithAuthority(to, from, this.id, key)
 			.then((outcome) => {
-				this.#pending--;
+				this.#verifying--;
 				if (this.#state === "closed") return;
 				if (outcome === "valid") {
 					// A peer opens a stream or two per domain pair; hundreds are an attack on memory.
@@ -357,6 +403,7 @@ export class IncomingStream {
 						return;
 					}
 					this.#authenticated.add(`${from} ${to}`);
+					this.#stopAuthTimer();
 					if (!this.methods.has(from)) this.methods.set(from, "dialback");
 					this.#ctx.authenticated(this);
 					// Past authentication, stanzas may be as large as a client's (RFC 6120 §13.12).
@@ -383,7 +430,7 @@ export class IncomingStream {
 				}
 			})
 			.catch((err: unknown) => {
-				this.#pending--;
+				this.#verifying--;
 				this.#ctx.log.error({ err }, "s2s dialback verification failed");
 				reply("error", dialbackError("wait", "internal-server-error"));
 			});
@@ -404,6 +451,9 @@ export class IncomingStream {
 		const expected = this.#ctx.dialbackKey(to, from, id);
 		const valid = this.#ctx.keysMatch(el.text(), expected);
 		this.#socket.send(x("db:verify", { ...attrs, type: valid ? "valid" : "invalid" }));
+		// XEP-0220 §2.1.3: a stream that only carries a peer's verification requests never
+		// authenticates; while it is used it stays (it still ends once left idle).
+		if (this.#authenticated.size === 0 && this.#authTimer) this.#armAuthTimer();
 	}
 
 	#stanza(el: Element): void {
@@ -469,6 +519,7 @@ export class IncomingStream {
 			);
 		}
 		this.#state = "closed";
+		this.#stopAuthTimer();
 		this.#socket.close();
 		this.#ctx.ended(this);
 	}
@@ -477,6 +528,7 @@ export class IncomingStream {
 	closed(): void {
 		if (this.#state === "closed") return;
 		this.#state = "closed";
+		this.#stopAuthTimer();
 		this.#ctx.ended(this);
 	}
 }

@@ -280,6 +280,8 @@ export class S2SManager implements RemoteDomains {
 						requestCert: true,
 						rejectUnauthorized: false,
 						ALPNProtocols: ["xmpp-server"],
+						// No longer than a stream gets to authenticate (Node's default is 120 s).
+						handshakeTimeout: Math.min(120_000, core.config.limits.auth_timeout * 1000),
 					}),
 					onSocket: (socket) => this.accept(socket, true),
 				}),
@@ -296,6 +298,7 @@ export class S2SManager implements RemoteDomains {
 			jids: core.jids,
 			requireEncryption: cfg.s2s.require_encryption,
 			stanzaBytes: cfg.limits.stanza_size,
+			authTimeoutMs: cfg.limits.auth_timeout * 1000,
 			isLocal: (domain) => core.local(domain) !== undefined,
 			allowed: (domain) => this.allowed(domain),
 			tooManyStreams: (domain, self) => {

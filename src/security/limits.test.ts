@@ -113,3 +113,28 @@ test("AuthFailureTracker: failures() is the count inside the window, per address
 	c.advance(30_000);
 	assert.equal(tr.failures("ip"), 1, "the first one left the window");
 });
+
+test("AuthFailureTracker: parallel attempts from one address past the allowance wait their turn, one after another", () => {
+	const c = clock();
+	const tr = new AuthFailureTracker(2, c.now);
+	// Within the allowance nothing waits, however many run at once.
+	assert.deepEqual([tr.reserve("ip"), tr.reserve("ip")], [0, 0]);
+	for (let i = 0; i < 6; i++) tr.recordFailure("ip");
+	// Past it (delay 10 s), 32 connections asking at once are spaced 10 s apart: still 6 guesses
+	// a minute, not 32 every 10 s.
+	const waits = Array.from({ length: 32 }, () => tr.reserve("ip"));
+	assert.deepEqual(waits.slice(0, 4), [10_000, 20_000, 30_000, 40_000]);
+	assert.equal(waits[31], 320_000);
+	// Another address is not queued behind this one.
+	assert.equal(tr.reserve("other"), 0);
+	// One connection alone waits exactly the delay, as before.
+	c.advance(320_000);
+	for (let i = 0; i < 6; i++) tr.recordFailure("solo");
+	assert.equal(tr.reserve("solo"), 10_000);
+	c.advance(10_000);
+	assert.equal(tr.reserve("solo"), 10_000);
+	// Turns that have passed are swept.
+	c.advance(60_000);
+	tr.sweep();
+	assert.equal(tr.reserve("solo"), 0);
+});

@@ -47,7 +47,12 @@ before(async () => {
 		config: {
 			auth: { require_encryption: false, allow_plain_without_tls: true },
 			// Hanging connections end by the server's auth timeout (not by the client giving up).
-			limits: { sasl_failures_per_ip: 0, connections_per_ip: 0, auth_timeout: 2 },
+			limits: {
+				sasl_failures_per_ip: 0,
+				connections_per_ip: 0,
+				unauthenticated_per_ip: 0,
+				auth_timeout: 2,
+			},
 			listeners: { https: { enabled: false }, c2s_direct_tls: { enabled: false } },
 		},
 		users: [

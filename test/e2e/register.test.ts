@@ -192,6 +192,41 @@ test("XEP-0077 §3.1.1: a second registration from one IP within the window is r
 	}
 });
 
+test("XEP-0077 §3.1.1: registrations sent at once on parallel connections from one IP make one account, not one each", async () => {
+	const t = await withRegister({ min_seconds_between_registrations_per_ip: 300 });
+	try {
+		const streams = await Promise.all(Array.from({ length: 6 }, () => preauth(t)));
+		const replies = await Promise.all(
+			streams.map(({ c }, i) => request(c, "set", register(`burst${i}`, "pw"))),
+		);
+		const created = replies.filter((r) => /type="result"/.test(r));
+		assert.equal(created.length, 1, replies.join("\n"));
+		assert.ok(
+			replies.filter((r) => r !== created[0]).every((r) => condition(r) === "policy-violation"),
+		);
+		const accounts = t.server.hosts.get("localhost")?.accounts;
+		let existing = 0;
+		for (let i = 0; i < 6; i++) if (await accounts?.exists(`burst${i}`)) existing++;
+		assert.equal(existing, 1);
+		for (const { c } of streams) c.end();
+	} finally {
+		await t.stop();
+	}
+});
+
+test("XEP-0077 §3.1.1: a registration that fails (the name is taken) does not use up the address's turn", async () => {
+	const t = await withRegister({ min_seconds_between_registrations_per_ip: 300 });
+	try {
+		await t.server.hosts.get("localhost")?.accounts.create("taken", "pw");
+		const { c } = await preauth(t);
+		assert.equal(condition(await request(c, "set", register("taken", "pw"))), "conflict");
+		assert.match(await request(c, "set", register("fresh", "pw")), /type="result"/);
+		c.end();
+	} finally {
+		await t.stop();
+	}
+});
+
 test("welcome once to a new account, message of the day once per change", async () => {
 	const t = await withRegister(
 		{ min_seconds_between_registrations_per_ip: 0 },
