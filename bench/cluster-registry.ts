@@ -215,7 +215,7 @@ async function run(
 			node_timeout: 5,
 			registry,
 		},
-		limits: { connections_per_ip: 0 },
+		limits: { connections_per_ip: 0, unauthenticated_per_ip: 0 },
 	});
 	const servers: TestServer[] = [];
 	servers.push(

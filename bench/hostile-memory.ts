@@ -237,6 +237,7 @@ require_encryption = false
 allow_plain_without_tls = true
 [limits]
 connections_per_ip = 0
+unauthenticated_per_ip = 0
 sasl_failures_per_ip = 0
 [listeners.c2s]
 address = "127.0.0.1"

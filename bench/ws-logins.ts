@@ -95,6 +95,7 @@ async function serve(workers: number): Promise<{ child: ChildProcess; port: numb
 			"allow_plain_without_tls = true",
 			"[limits]",
 			"connections_per_ip = 0",
+			"unauthenticated_per_ip = 0",
 			"[listeners.c2s]",
 			"enabled = false",
 			"[listeners.c2s_direct_tls]",

@@ -414,6 +414,7 @@ require_encryption = false
 allow_plain_without_tls = true
 [limits]
 connections_per_ip = 0
+unauthenticated_per_ip = 0
 sasl_failures_per_ip = 0
 auth_timeout = 600
 ${o.liveness ? `[sessions]\nidle_ping = ${o.liveness.idle_ping}\nping_timeout = ${o.liveness.ping_timeout}\n` : ""}[listeners.c2s]

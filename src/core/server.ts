@@ -10,7 +10,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { AccountManager } from "../auth/accounts.ts";
-import { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
+import { AuthFailureTracker, addressList, ConnectionLimiter } from "../security/limits.ts";
 import type { StorageBackend } from "../storage/types.ts";
 import { type CertificateStore, loadCertificates, ReplaceableCertificates } from "../tls/certs.ts";
 import { JIDCache } from "../xmpp/jid.ts";
@@ -117,8 +117,12 @@ export class Server implements Core {
 		this.log = opts.log ?? createLogger({ level: config.log.level, format: config.log.format });
 		this.router = new Router(this);
 		this.#storage = opts.storage ?? null;
-		this.connectionLimiter = new ConnectionLimiter(config.limits.connections_per_ip);
-		this.unauthenticatedLimiter = new ConnectionLimiter(config.limits.unauthenticated_per_ip);
+		const exempt = config.limits.exempt_ips;
+		this.connectionLimiter = new ConnectionLimiter(config.limits.connections_per_ip, exempt);
+		this.unauthenticatedLimiter = new ConnectionLimiter(
+			config.limits.unauthenticated_per_ip,
+			exempt,
+		);
 		this.authFailures = new AuthFailureTracker(config.limits.sasl_failures_per_ip);
 		this.#metrics = config.metrics.enabled ? new ServerMetrics(this) : null;
 		this.metrics = this.#metrics ?? NO_METRICS;
@@ -358,7 +362,11 @@ export class Server implements Core {
 				this.connectionLimiter.max = next.limits.connections_per_ip;
 			else if (key === "limits.unauthenticated_per_ip")
 				this.unauthenticatedLimiter.max = next.limits.unauthenticated_per_ip;
-			else if (key === "limits.sasl_failures_per_ip")
+			else if (key === "limits.exempt_ips") {
+				const exempt = addressList(next.limits.exempt_ips);
+				this.connectionLimiter.exempt = exempt;
+				this.unauthenticatedLimiter.exempt = exempt;
+			} else if (key === "limits.sasl_failures_per_ip")
 				this.authFailures.allowance = next.limits.sasl_failures_per_ip;
 			else if (key === "server.name")
 				// The name of each host's server/im identity (XEP-0030), set when the host was made.

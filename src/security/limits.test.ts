@@ -45,6 +45,21 @@ function clock(start = 1_000_000): { now: () => number; advance: (ms: number) =>
 	};
 }
 
+test("ConnectionLimiter: exempt addresses and ranges are never counted, IPv4-mapped IPv6 included", () => {
+	const l = new ConnectionLimiter(1, ["127.0.0.1", "::1", "10.0.0.0/8"]);
+	for (const ip of ["127.0.0.1", "::ffff:127.0.0.1", "::1", "10.1.2.3"]) {
+		assert.ok(l.acquire(ip));
+		assert.ok(l.acquire(ip), `${ip} is exempt`);
+		l.release(ip);
+	}
+	assert.ok(l.acquire("127.0.0.2"));
+	assert.equal(l.acquire("127.0.0.2"), false, "127.0.0.2 is not on the list");
+	assert.equal(l.refused, 1);
+	l.exempt = null; // a reload that empties the list
+	assert.ok(l.acquire("127.0.0.1"));
+	assert.equal(l.acquire("127.0.0.1"), false);
+});
+
 test("AuthFailureTracker: failures within the allowance cost nothing, then the delay doubles up to 10 s", () => {
 	const c = clock();
 	const tr = new AuthFailureTracker(3, c.now);

@@ -1,3 +1,5 @@
+import { BlockList, isIP } from "node:net";
+
 /**
  * Per-IP limits on the c2s listeners: how many connections one address may hold, and how
  * fast it may fail SASL. A password-guessing loop is slowed down (each failure past the
@@ -6,16 +8,23 @@
 export class ConnectionLimiter {
 	/** Open connections allowed per address; 0 means unlimited. A reload may change it. */
 	max: number;
+	/**
+	 * Addresses never counted (`limits.exempt_ips`: a proxy or a load generator on this machine
+	 * speaks for many clients). A reload may replace it.
+	 */
+	exempt: BlockList | null;
 	/** Connections refused since the start (`parley_connections_refused_total`). */
 	refused = 0;
 	readonly #open = new Map<string, number>();
 
-	constructor(max: number) {
+	constructor(max: number, exempt: readonly string[] = []) {
 		this.max = max;
+		this.exempt = addressList(exempt);
 	}
 
 	/** Returns false when the address is at its limit; otherwise counts the connection. */
 	acquire(ip: string): boolean {
+		if (this.exempt && isListed(this.exempt, ip)) return true;
 		const n = this.#open.get(ip) ?? 0;
 		if (this.max > 0 && n >= this.max) {
 			this.refused++;
@@ -26,6 +35,7 @@ export class ConnectionLimiter {
 	}
 
 	release(ip: string): void {
+		if (!this.#open.has(ip)) return; // exempt (or never counted)
 		const n = (this.#open.get(ip) ?? 1) - 1;
 		if (n > 0) this.#open.set(ip, n);
 		else this.#open.delete(ip);
@@ -46,6 +56,29 @@ export class ConnectionLimiter {
 			},
 		};
 	}
+}
+
+/**
+ * A BlockList of addresses and CIDR ranges ("127.0.0.1", "10.0.0.0/8", "::1"); null when empty.
+ * Throws on a malformed entry (the configuration schema checks them first).
+ */
+export function addressList(entries: readonly string[]): BlockList | null {
+	if (entries.length === 0) return null;
+	const list = new BlockList();
+	for (const entry of entries) {
+		const [addr = "", bits] = entry.split("/");
+		const family = isIP(addr) === 6 ? "ipv6" : isIP(addr) === 4 ? "ipv4" : null;
+		if (!family) throw new Error(`"${entry}" is not an IP address or CIDR range`);
+		if (bits === undefined) list.addAddress(addr, family);
+		else list.addSubnet(addr, Number(bits), family);
+	}
+	return list;
+}
+
+/** Whether `ip` (as a socket gives it; IPv4-mapped IPv6 too) is on `list`. */
+function isListed(list: BlockList, ip: string): boolean {
+	const family = isIP(ip) === 6 ? "ipv6" : isIP(ip) === 4 ? "ipv4" : null;
+	return family !== null && list.check(ip, family);
 }
 
 /**

@@ -316,7 +316,7 @@ for (const [listener, limit] of [
 	}, async () => {
 		const s = await startTestServer({
 			config: {
-				limits: { [limit]: 2 },
+				limits: { [limit]: 2, exempt_ips: [] },
 				listeners: { [listener]: { enabled: true, address: "127.0.0.1", port: 0 } },
 				// Loopback is a trusted proxy by default, whose connections are not counted.
 				http: { trusted_proxies: [] },
@@ -351,7 +351,7 @@ test("a direct TLS client that logs in gives back its unauthenticated place (tak
 	timeout: 20_000,
 }, async () => {
 	const s = await startTestServer({
-		config: { limits: { unauthenticated_per_ip: 1 } },
+		config: { limits: { unauthenticated_per_ip: 1, exempt_ips: [] } },
 		users: [["alice@localhost", "pw"]],
 	});
 	try {

@@ -147,7 +147,9 @@ describe("metrics", () => {
 });
 
 test("a connection over limits.connections_per_ip is counted as refused", async () => {
-	const t = await startTestServer({ config: { limits: { connections_per_ip: 1 } } });
+	const t = await startTestServer({
+		config: { limits: { connections_per_ip: 1, exempt_ips: [] } },
+	});
 	const open = (port: number) =>
 		new Promise<ReturnType<typeof tcpConnect>>((resolve, reject) => {
 			const s = tcpConnect(port, "127.0.0.1", () => resolve(s));

@@ -378,22 +378,31 @@ test("log level and connection limit change in place: a new connection over the 
 		changed((c) => {
 			c.log.level = "fatal";
 			c.limits.connections_per_ip = 2;
+			c.limits.exempt_ips = [];
 		}),
 	);
 	assert.deepEqual(report, {
-		applied: ["log.level", "limits.connections_per_ip"],
+		applied: ["log.level", "limits.connections_per_ip", "limits.exempt_ips"],
 		restartNeeded: [],
 	});
 	assert.equal(t.server.log.level, "fatal");
-	// Alice and Bob hold two connections from 127.0.0.1: a third is closed at once.
+	// Loopback is no longer exempt, so connections from now on count (Alice's and Bob's, made
+	// while it was, do not): two more are accepted, a third is closed at once.
+	const held = [await RawClient.connect(t.port), await RawClient.connect(t.port)];
+	for (const c of held) {
+		c.open();
+		await c.waitFor("</stream:features>");
+	}
 	const third = await RawClient.connect(t.port);
 	await waitFor(() => third.closed, "the connection over the limit to be closed");
 	assert.equal(third.received, "");
+	for (const c of held) c.end();
 	await stillChatting();
 	await t.server.reload(
 		changed((c) => {
 			c.log.level = "silent";
 			c.limits.connections_per_ip = 32;
+			c.limits.exempt_ips = ["127.0.0.1", "::1"];
 		}),
 	);
 	const fourth = await login(t.port, "erin", "erin-pw", { starttls: true });

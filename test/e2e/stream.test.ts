@@ -496,7 +496,9 @@ describe("limits", () => {
 	});
 
 	test("connections per IP are capped", async () => {
-		const t = await startTestServer({ config: { limits: { connections_per_ip: 2 } } });
+		const t = await startTestServer({
+			config: { limits: { connections_per_ip: 2, exempt_ips: [] } },
+		});
 		try {
 			const a = await RawClient.connect(t.port);
 			const b = await RawClient.connect(t.port);
@@ -533,7 +535,7 @@ describe("limits", () => {
 			users: [["alice@localhost", "pw-alice"]],
 			config: {
 				auth: { require_encryption: false, allow_plain_without_tls: true },
-				limits: { unauthenticated_per_ip: 2, sasl_failures_per_ip: 0 },
+				limits: { unauthenticated_per_ip: 2, sasl_failures_per_ip: 0, exempt_ips: [] },
 			},
 		});
 		const clients: RawClient[] = [];
@@ -556,6 +558,22 @@ describe("limits", () => {
 			clients.push(d);
 			d.open();
 			await d.waitFor("</stream:features>");
+		} finally {
+			for (const c of clients) c.end();
+			await t.stop();
+		}
+	});
+
+	test("loopback is exempt from the per-IP connection caps by default (limits.exempt_ips): a local proxy or load generator speaks for many", async () => {
+		const t = await startTestServer({ config: { limits: { unauthenticated_per_ip: 2 } } });
+		const clients: RawClient[] = [];
+		try {
+			for (let i = 0; i < 5; i++) {
+				const c = await RawClient.connect(t.port);
+				clients.push(c);
+				c.open();
+				await c.waitFor("</stream:features>");
+			}
 		} finally {
 			for (const c of clients) c.end();
 			await t.stop();

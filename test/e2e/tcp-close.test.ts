@@ -16,7 +16,7 @@ before(async () => {
 	t = await startTestServer({
 		config: {
 			auth: { require_encryption: false, allow_plain_without_tls: true },
-			limits: { connections_per_ip: 1 },
+			limits: { connections_per_ip: 1, exempt_ips: [] },
 		},
 		users: [["ann@localhost", "pw-ann"]],
 	});

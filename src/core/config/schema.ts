@@ -5,6 +5,7 @@
  * Every key has a default: `parley serve` runs with no file at all. Unknown keys are errors
  * (`strictObject`), so a typo never silently falls back to a default.
  */
+import net from "node:net";
 import { z } from "zod";
 
 const port = z.number().int().min(0).max(65535);
@@ -740,6 +741,26 @@ export const configSchema = z
 				 * success; s2s and component connections throughout); 0 = unlimited.
 				 */
 				unauthenticated_per_ip: z.number().int().min(0).default(32),
+				/**
+				 * Addresses (or CIDR ranges) the two caps above never count: a reverse proxy, a TCP
+				 * multiplexer or a load generator on this machine speaks for many clients. SASL
+				 * failures from them are still counted.
+				 */
+				exempt_ips: z
+					.array(
+						z.string().refine(
+							(v) => {
+								const [addr = "", bits, extra] = v.split("/");
+								const family = net.isIP(addr);
+								if (family === 0 || extra !== undefined) return false;
+								if (bits === undefined) return true;
+								const n = Number(bits);
+								return /^\d+$/.test(bits) && n <= (family === 4 ? 32 : 128);
+							},
+							{ message: "an IP address or CIDR range" },
+						),
+					)
+					.default(["127.0.0.1", "::1"]),
 				/** Failed SASL attempts per IP per minute before further attempts are delayed; 0 = off. */
 				sasl_failures_per_ip: z.number().int().min(0).default(10),
 				/** SASL failures allowed on one connection before it is closed. */
