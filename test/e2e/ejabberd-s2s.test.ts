@@ -366,3 +366,79 @@ describe("federation with ejabberd over SASL EXTERNAL", { skip: ejabberdSkip }, 
 			assert.equal(echo.attrs.from, `hall@${PARLEY_MUC}/eve`);
 		}));
 });
+
+describe("ejabberd restarts under a federated stream", { skip: ejabberdSkip }, () => {
+	let pair: Pair;
+	before(async () => {
+		pair = await startPair({ certificates: true });
+	});
+	after(async () => {
+		await pair?.parley.stop();
+		await pair?.ej.stop();
+	});
+	const { paul, eve } = clients(() => pair);
+
+	test("while it is down a message bounces; once it is back a new stream carries each message once (RFC 6120 §8.3.3.16, §4.9.3.22)", async () => {
+		const a = await paul();
+		try {
+			await a.xmpp.send(xml("presence"));
+			let b = await eve();
+			await b.xmpp.send(xml("presence"));
+			await chatBothWays(a, b, "r");
+			await b.xmpp.stop();
+			// ejabberd stops (its streams end with system-shutdown) and comes back on the same ports.
+			await pair.ej.halt();
+			await a.xmpp.send(
+				xml("message", { to: `eve@${EJ}`, type: "chat", id: "down" }, xml("body", {}, "there?")),
+			);
+			const bounce = await waitFor(
+				() => a.stanzas.find((s) => s.is("message") && s.attrs.id === "down"),
+				"the message to come back while ejabberd is down",
+				WAIT,
+			);
+			assert.equal(bounce.attrs.type, "error");
+			assert.ok(bounce.getChild("error")?.getChild("remote-server-not-found"));
+			await pair.ej.restart();
+			b = await eve();
+			try {
+				await b.xmpp.send(xml("presence"));
+				for (const id of ["after1", "after2", "after3"])
+					await a.xmpp.send(
+						xml("message", { to: `eve@${EJ}/e`, type: "chat", id }, xml("body", {}, id)),
+					);
+				await waitFor(
+					() => b.stanzas.find((s) => s.is("message") && s.attrs.id === "after3"),
+					"eve to get the messages sent after the restart",
+					WAIT,
+				);
+				await b.xmpp.send(
+					xml(
+						"message",
+						{ to: `paul@${PARLEY}/p`, type: "chat", id: "back" },
+						xml("body", {}, "hi"),
+					),
+				);
+				await waitFor(
+					() => a.stanzas.find((s) => s.is("message") && s.attrs.id === "back"),
+					"paul to get eve's message on ejabberd's new stream",
+					WAIT,
+				);
+				const got = b.stanzas.filter((s) => s.is("message") && s.attrs.id?.startsWith("after"));
+				assert.deepEqual(
+					got.map((s) => s.attrs.id),
+					["after1", "after2", "after3"],
+					"each once, in order (RFC 6120 §10.1)",
+				);
+				assert.equal(
+					b.stanzas.filter((s) => s.is("message") && s.attrs.id === "down").length,
+					0,
+					"the bounced message is not delivered later as well",
+				);
+			} finally {
+				await b.xmpp.stop();
+			}
+		} finally {
+			await a.xmpp.stop();
+		}
+	});
+});
