@@ -236,3 +236,77 @@ describe("Parley and Prosody with certificates", { skip: prosodySkip }, () => {
 		}
 	});
 });
+
+describe("Prosody with s2s_secure_auth and a Parley certificate it cannot verify", {
+	skip: prosodySkip,
+}, () => {
+	let prosody: ProsodyServer;
+	let parley: Peer;
+
+	before(async () => {
+		const ca = await testCa();
+		prosody = await startProsody({
+			domain: "strict.test",
+			users: [["u", "u-pw"]],
+			// No trustCa: Prosody cannot verify Parley's certificate, which the test CA issued.
+			secureAuth: true,
+		});
+		const s2sPort = await freePort();
+		// Prosody refuses Parley's certificate for EXTERNAL, and s2s_secure_auth refuses dialback.
+		parley = await federatedServer("parley.test", s2sPort, {
+			routes: { "strict.test": `${prosody.address}:${prosody.s2sPort}` },
+		});
+		prosody.setRoute("parley.test", "127.0.0.1", s2sPort);
+		trustCertificates([ca.certPath]);
+	});
+	after(async () => {
+		await parley?.t.stop();
+		await prosody?.stop();
+	});
+
+	test("a message to it comes back to its sender as an error, payload kept, nothing delivered (RFC 6120 §8.3.3.16, §13.7.2.3)", async () => {
+		const pam = await connect(`xmpp://localhost:${prosody.c2sPort}`, "u", "u-pw", {
+			domain: "strict.test",
+			resource: "q",
+		});
+		const paul = await connect(`xmpp://localhost:${parley.t.port}`, "u", "u-pw", {
+			domain: "parley.test",
+			resource: "p",
+		});
+		try {
+			await pam.xmpp.send(xml("presence"));
+			await paul.xmpp.send(xml("presence"));
+			await paul.xmpp.send(
+				xml("message", { to: "u@strict.test/q", type: "chat", id: "s1" }, xml("body", {}, "hi")),
+			);
+			const back = await waitFor(
+				() => paul.stanzas.find((s) => s.is("message") && s.attrs.id === "s1"),
+				"the message to come back",
+				20_000,
+			);
+			assert.equal(back.attrs.type, "error");
+			assert.equal(back.getChildText("body"), "hi");
+			assert.equal(
+				pam.stanzas.find((s) => s.attrs.id === "s1"),
+				undefined,
+			);
+			// And Prosody's user, writing to Parley, hears from Prosody that it cannot be reached.
+			await pam.xmpp.send(
+				xml("message", { to: "u@parley.test/p", type: "chat", id: "s2" }, xml("body", {}, "hi")),
+			);
+			const back2 = await waitFor(
+				() => pam.stanzas.find((s) => s.is("message") && s.attrs.id === "s2"),
+				"Prosody to bounce its user's message",
+				20_000,
+			);
+			assert.equal(back2.attrs.type, "error");
+			assert.equal(
+				paul.stanzas.find((s) => s.attrs.id === "s2"),
+				undefined,
+			);
+		} finally {
+			await paul.xmpp.stop();
+			await pam.xmpp.stop();
+		}
+	});
+});
