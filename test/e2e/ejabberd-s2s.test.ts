@@ -71,22 +71,34 @@ interface Pair {
 async function startPair(opts: {
 	certificates: boolean;
 	starttls?: "optional" | "required";
+	/**
+	 * XEP-0368 only, both ways: each side reaches the other on its direct TLS port, and the
+	 * STARTTLS port ejabberd is given for Parley is closed.
+	 */
+	directTls?: boolean;
 }): Promise<Pair> {
 	const s2sPort = await freePort();
+	const directPort = opts.directTls ? await freePort() : 0;
+	const parleyRoute = opts.directTls
+		? { port: await freePort(), directTlsPort: directPort }
+		: { port: s2sPort };
 	const ej = await startEjabberd({
+		directTls: opts.directTls,
 		domain: EJ,
 		muc: EJ_MUC,
 		users: [["eve", "eve-pw"]],
 		starttls: opts.starttls,
 		trustCa: opts.certificates,
-		routes: { [PARLEY]: { port: s2sPort }, [PARLEY_MUC]: { port: s2sPort } },
+		routes: { [PARLEY]: parleyRoute, [PARLEY_MUC]: parleyRoute },
 	});
 	const ca = await testCa();
 	// Without id-on-xmppAddr, as a public CA issues them: with it, ejabberd 23.01 (p1_xmpp 1.6.1,
 	// xmpp_stream_pkix:get_cert_domains) crashes its s2s process on SASL EXTERNAL (badarg in ++).
 	const cert = await serverCert([PARLEY, PARLEY_MUC], { xmppAddr: false });
 	const log = logCollector();
-	const route = `${ej.address}:${ej.s2sPort}`;
+	const route = opts.directTls
+		? `tls:${ej.address}:${ej.s2sDirectTlsPort}`
+		: `${ej.address}:${ej.s2sPort}`;
 	try {
 		const parley = await startTestServer({
 			config: {
@@ -94,7 +106,12 @@ async function startPair(opts: {
 					[PARLEY]: opts.certificates ? { tls: { cert: cert.certPath, key: cert.keyPath } } : {},
 				},
 				components: { [PARLEY_MUC]: { type: "muc" } },
-				listeners: { s2s: { enabled: true, address: "127.0.0.1", port: s2sPort } },
+				listeners: {
+					s2s: { enabled: true, address: "127.0.0.1", port: s2sPort },
+					...(opts.directTls
+						? { s2s_direct_tls: { enabled: true, address: "127.0.0.1", port: directPort } }
+						: {}),
+				},
 				s2s: {
 					routes: { [EJ]: route, [EJ_MUC]: route },
 					...(opts.certificates ? { ca_file: ca.certPath } : {}),
@@ -441,4 +458,24 @@ describe("ejabberd restarts under a federated stream", { skip: ejabberdSkip }, (
 			await a.xmpp.stop();
 		}
 	});
+});
+
+describe("federation with ejabberd over XEP-0368 direct TLS", { skip: ejabberdSkip }, () => {
+	let pair: Pair;
+	before(async () => {
+		pair = await startPair({ certificates: true, directTls: true });
+	});
+	after(async () => {
+		await pair?.parley.stop();
+		await pair?.ej.stop();
+	});
+	const { both } = clients(() => pair);
+
+	test("chat both ways, each side on the other's direct TLS port, SASL EXTERNAL (XEP-0368 §3, XEP-0178)", () =>
+		both(async (a, b) => {
+			await chatBothWays(a, b, "t");
+			const lines = pair.log.lines();
+			assert.equal(authMethod(lines, "outgoing", EJ), "external");
+			assert.equal(authMethod(lines, "incoming", EJ), "external");
+		}));
 });

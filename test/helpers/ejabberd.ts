@@ -69,6 +69,8 @@ export interface EjabberdOptions {
 	users?: [user: string, password: string][];
 	/** Where ejabberd connects for these remote domains (see the top of this file). */
 	routes?: Record<string, Route>;
+	/** Also listen for XEP-0368 direct TLS s2s (`tls: true`) on `s2sDirectTlsPort`. */
+	directTls?: boolean;
 	/** ejabberd's `loglevel` (default "info"; "debug" logs every element sent and received). */
 	logLevel?: "info" | "debug";
 	/** YAML appended to the config, verbatim. */
@@ -81,6 +83,8 @@ export interface EjabberdServer {
 	address: string;
 	c2sPort: number;
 	s2sPort: number;
+	/** XEP-0368 direct TLS s2s port, 0 unless `directTls`. */
+	s2sDirectTlsPort: number;
 	dir: string;
 	/** ejabberd's log so far (ejabberd.log, error.log and console). */
 	log(): string;
@@ -195,6 +199,7 @@ export async function startEjabberd(opts: EjabberdOptions): Promise<EjabberdServ
 	writeFileSync(caFile, ca.certPem);
 	const c2sPort = await freePort(address);
 	const s2sPort = await freePort(address);
+	const s2sDirectTlsPort = opts.directTls ? await freePort(address) : 0;
 	const node = `parleytest${process.pid}x${++nodes}@localhost`;
 	const configPath = join(dir, "ejabberd.yml");
 	const starttls = opts.starttls ?? "required";
@@ -219,7 +224,15 @@ listen:
   - port: ${s2sPort}
     ip: ${yaml(address)}
     module: ejabberd_s2s_in
-auth_method: internal
+${
+	s2sDirectTlsPort
+		? `  - port: ${s2sDirectTlsPort}
+    ip: ${yaml(address)}
+    module: ejabberd_s2s_in
+    tls: true
+`
+		: ""
+}auth_method: internal
 acl:
   local:
     user_regexp: ""
@@ -363,7 +376,12 @@ ${opts.dialback === false ? "" : "  mod_s2s_dialback: {}\n"}${
 		for (;;) {
 			if (c.exitCode !== null || c.signalCode !== null)
 				throw new Error(`ejabberd exited (${c.exitCode ?? c.signalCode}) at start:\n${log()}`);
-			if ((await canConnect(address, c2sPort)) && (await canConnect(address, s2sPort))) break;
+			if (
+				(await canConnect(address, c2sPort)) &&
+				(await canConnect(address, s2sPort)) &&
+				(!s2sDirectTlsPort || (await canConnect(address, s2sDirectTlsPort)))
+			)
+				break;
 			if (Date.now() > deadline) {
 				await halt();
 				throw new Error(`ejabberd did not listen on ${c2sPort}/${s2sPort} within 60 s:\n${log()}`);
@@ -410,6 +428,7 @@ ${opts.dialback === false ? "" : "  mod_s2s_dialback: {}\n"}${
 		address,
 		c2sPort,
 		s2sPort,
+		s2sDirectTlsPort,
 		dir,
 		log,
 		ctl,
