@@ -10,6 +10,7 @@ import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { type XmlElement, xml } from "@xmpp/client";
 import { type EjabberdServer, ejabberdSkip, startEjabberd } from "../helpers/ejabberd.ts";
+import { publishTune, TUNE, tuneEvent, wantNotifications } from "../helpers/pep.ts";
 import { freePort } from "../helpers/prosody.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { serverCert, testCa } from "../helpers/test-ca.ts";
@@ -339,6 +340,17 @@ describe("federation with ejabberd over SASL EXTERNAL", { skip: ejabberdSkip }, 
 			await a.xmpp.stop();
 		}
 	});
+
+	// Relies on the mutual subscription the test above made (tests of a describe run in order).
+	test("PEP both ways: each side's tune reaches the other's contact that +notifies it (XEP-0163 §4.3, XEP-0115)", () =>
+		both(async (a, b) => {
+			await wantNotifications(b, [TUNE]);
+			await publishTune(a, "from parley");
+			await tuneEvent(b, `paul@${PARLEY}`, "from parley");
+			await wantNotifications(a, [TUNE]);
+			await publishTune(b, "from ejabberd");
+			await tuneEvent(a, `eve@${EJ}`, "from ejabberd");
+		}));
 
 	test("Parley's user in an ejabberd room, ejabberd's user in a Parley room (XEP-0045 §7.2)", () =>
 		both(async (a, b) => {
