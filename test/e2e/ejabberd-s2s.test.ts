@@ -398,6 +398,61 @@ describe("federation with ejabberd over SASL EXTERNAL", { skip: ejabberdSkip }, 
 			await tuneEvent(a, `eve@${EJ}`, "from ejabberd");
 		}));
 
+	// Uses the subscription the test above made, and ends it.
+	test("unsubscribing both ways: each contact's server sends unavailable from its resources (RFC 6121 §3.3.3, §3.2.3)", () =>
+		both(async (a, b) => {
+			await waitFor(
+				() =>
+					a.stanzas.find(
+						(s) => s.is("presence") && s.attrs.from === `eve@${EJ}/e` && !s.attrs.type,
+					),
+				"paul to see eve available first",
+				WAIT,
+			);
+			await waitFor(
+				() =>
+					b.stanzas.find(
+						(s) => s.is("presence") && s.attrs.from === `paul@${PARLEY}/p` && !s.attrs.type,
+					),
+				"eve to see paul available first",
+				WAIT,
+			);
+			// Eve stops following paul: Parley, paul's server, says paul is unavailable to her.
+			await b.xmpp.send(xml("presence", { to: `paul@${PARLEY}`, type: "unsubscribe" }));
+			await waitFor(
+				() =>
+					b.stanzas.find(
+						(s) =>
+							s.is("presence") &&
+							s.attrs.from === `paul@${PARLEY}/p` &&
+							s.attrs.type === "unavailable",
+					),
+				"eve to get paul's unavailable from Parley",
+				WAIT,
+			);
+			// Paul stops following eve: ejabberd, eve's server, says eve is unavailable to him, and
+			// nothing is left between them.
+			await a.xmpp.send(xml("presence", { to: `eve@${EJ}`, type: "unsubscribe" }));
+			await waitFor(
+				() =>
+					a.stanzas.find(
+						(s) =>
+							s.is("presence") && s.attrs.from === `eve@${EJ}/e` && s.attrs.type === "unavailable",
+					),
+				"paul to get eve's unavailable from ejabberd",
+				WAIT,
+			);
+			const roster = await a.xmpp.iqCaller.request(
+				xml("iq", { type: "get" }, xml("query", { xmlns: "jabber:iq:roster" })),
+				WAIT,
+			);
+			const item = roster
+				.getChild("query", "jabber:iq:roster")
+				?.getChildren("item")
+				.find((i) => i.attrs.jid === `eve@${EJ}`);
+			assert.equal(item?.attrs.subscription ?? "none", "none");
+		}));
+
 	test("Parley's user in an ejabberd room, ejabberd's user in a Parley room (XEP-0045 §7.2)", () =>
 		both(roomsBothWays));
 });
