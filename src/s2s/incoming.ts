@@ -332,6 +332,20 @@ export class IncomingStream {
 			this.#stanza(el);
 			return;
 		}
+		if (el.ns === NS_STREAMS && el.name === "error") {
+			// RFC 6120 §4.9.1.1: the peer ended the stream with an error (Prosody and ejabberd send
+			// system-shutdown when they stop); we close ours (§4.4), without an error of our own.
+			this.#ctx.log.info(
+				{
+					ip: this.remoteAddress,
+					remote: this.remoteDomains,
+					condition: el.elements()[0]?.name ?? "undefined-condition",
+				},
+				"s2s stream error from the remote server",
+			);
+			this.close();
+			return;
+		}
 		this.close("unsupported-stanza-type", `<${el.name}/> is not allowed here`);
 	}
 

@@ -91,6 +91,12 @@ export class OutgoingStream {
 	#method = "";
 	/** Once ready: is the remote server still reading, and what has it surely read. */
 	#liveness: Liveness | null = null;
+	/**
+	 * The remote server ended the stream itself (its closing tag or a stream error, as Prosody and
+	 * ejabberd do when they stop): it read what we wrote (RFC 6120 §4.4: the closing side keeps
+	 * processing what it receives), so nothing is sent again.
+	 */
+	#peerClosed = false;
 
 	constructor(local: string, remote: string, ctx: OutgoingContext) {
 		this.local = local;
@@ -229,8 +235,10 @@ export class OutgoingStream {
 			{
 				streamStart: (attrs, name, ns, defaultNs) => this.#streamStart(attrs, name, ns, defaultNs),
 				element: (el) => this.#element(el),
-				streamEnd: () =>
-					this.fail("remote-server-not-found", "the remote server closed the stream"),
+				streamEnd: () => {
+					this.#peerClosed = true;
+					this.fail("remote-server-not-found", "the remote server closed the stream");
+				},
 				parseError: (_condition, text) => this.fail("remote-server-not-found", `bad XML: ${text}`),
 				closed: () => this.fail("remote-server-not-found", "the connection closed"),
 				inbound: () => this.#liveness?.inbound(),
@@ -294,6 +302,7 @@ export class OutgoingStream {
 				{ remote: this.remote, condition },
 				"s2s stream error from the remote server",
 			);
+			this.#peerClosed = true;
 			this.fail(
 				condition === "connection-timeout" ? "remote-server-timeout" : "remote-server-not-found",
 				`stream error: ${condition}`,
@@ -523,11 +532,13 @@ export class OutgoingStream {
 		if (this.#state === "closed") return;
 		const wasReady = this.#state === "ready";
 		// The connection broke under a ready stream: what it carried since the last answered
-		// ping may be lost, so it goes again (stanzas still queued bounce below, as before).
+		// ping may be lost, so it goes again (stanzas still queued bounce below, as before). Not
+		// when the remote server closed the stream: it had read them, and they would arrive twice
+		// (or, with the server still down, come back to their senders as errors though delivered).
 		const unread = this.#liveness?.stop() ?? [];
 		this.#liveness = null;
 		this.#end();
-		if (unread.length) this.#ctx.retry(this, unread);
+		if (unread.length && !this.#peerClosed) this.#ctx.retry(this, unread);
 		if (!wasReady)
 			this.#ctx.log.info(
 				{ local: this.local, remote: this.remote, reason: text },

@@ -77,7 +77,9 @@ export class Element {
 
 	append(...nodes: Node[]): this {
 		for (const n of nodes) {
-			if (typeof n !== "string" && n.ns === null && this.ns !== null) inheritNs(n, this.ns);
+			// A prefixed element's namespace is its prefix's, not the default one its children take.
+			if (typeof n !== "string" && n.ns === null && this.ns !== null && !this.name.includes(":"))
+				inheritNs(n, this.ns);
 			this.children.push(n);
 		}
 		return this;
@@ -164,11 +166,21 @@ export function escapeAttr(s: string): string {
 function serialize(el: Element, contextNs: string | null): string {
 	let s = `<${el.name}`;
 	let ns = contextNs;
-	if (el.ns !== null && el.ns !== contextNs) {
-		s += ` xmlns="${escapeAttr(el.ns)}"`;
-		ns = el.ns;
-	}
 	const attrs = el.attrs;
+	if (el.ns !== null) {
+		const colon = el.name.indexOf(":");
+		if (colon > 0) {
+			// A prefixed name (XEP-0220's <db:result/>) is in the namespace of its prefix: that is
+			// what is declared, and the default namespace stays for the children (XEP-0220 §2.4's
+			// <error/> is jabber:server). ejabberd reads `<db:result xmlns='jabber:server:dialback'>`
+			// as an unknown element and answers bad-request.
+			const decl = `xmlns:${el.name.slice(0, colon)}`;
+			if (attrs[decl] === undefined) s += ` ${decl}="${escapeAttr(el.ns)}"`;
+		} else if (el.ns !== contextNs) {
+			s += ` xmlns="${escapeAttr(el.ns)}"`;
+			ns = el.ns;
+		}
+	}
 	for (const k in attrs) s += ` ${k}="${escapeAttr(attrs[k] as string)}"`;
 	const children = el.children;
 	if (children.length === 0) return `${s}/>`;

@@ -6,9 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { type XmlElement, xml } from "@xmpp/client";
-import { capsVer } from "../../src/modules/caps.ts";
-import type { Element } from "../../src/xml/element.ts";
+import { xml } from "@xmpp/client";
+import { publishTune, TUNE, tuneEvent, wantNotifications } from "../helpers/pep.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import { type ProsodyServer, prosodySkip, startProsody } from "../helpers/prosody.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -16,78 +15,9 @@ import { testCa } from "../helpers/test-ca.ts";
 import { trustCertificates } from "../helpers/tls.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { connect, type XmppConnection } from "../helpers/xmpp-client.ts";
-import { clientInfo } from "../helpers/xmpp-user.ts";
 
 const PARLEY = "parley.test";
-const TUNE = "http://jabber.org/protocol/tune";
-const EVENT = "http://jabber.org/protocol/pubsub#event";
 const PUBSUB = "http://jabber.org/protocol/pubsub";
-const CAPS_NODE = "urn:parley:test";
-
-/**
- * XEP-0115: announce caps that +notify `notify`, and answer whoever asks for them (the servers
- * of the contacts, over s2s) with the disco#info the hash was computed from.
- */
-async function wantNotifications(c: XmppConnection, notify: string[]): Promise<void> {
-	const info = clientInfo(notify);
-	const ver = capsVer(info);
-	c.xmpp.on("stanza", (s: XmlElement) => {
-		const q = s.getChild("query", "http://jabber.org/protocol/disco#info");
-		if (!s.is("iq") || s.attrs.type !== "get" || q?.attrs.node !== `${CAPS_NODE}#${ver}`) return;
-		const answer = toXmpp(clientInfo(notify, q.attrs.node));
-		void c.xmpp.send(xml("iq", { type: "result", id: s.attrs.id, to: s.attrs.from }, answer));
-	});
-	await c.xmpp.send(
-		xml(
-			"presence",
-			{},
-			xml("c", { xmlns: "http://jabber.org/protocol/caps", hash: "sha-1", node: CAPS_NODE, ver }),
-		),
-	);
-}
-
-/** One of the server's elements as an xmpp.js element. */
-function toXmpp(el: Element): XmlElement {
-	const attrs: Record<string, string> = { ...el.attrs };
-	if (el.ns) attrs.xmlns = el.ns;
-	return xml(el.name, attrs, ...el.children.map((c) => (typeof c === "string" ? c : toXmpp(c))));
-}
-
-const tuneEvent = (c: XmppConnection, from: string, title: string) =>
-	waitFor(
-		() =>
-			c.stanzas.find(
-				(s) =>
-					s.is("message") &&
-					s.attrs.from === from &&
-					s
-						.getChild("event", EVENT)
-						?.getChild("items")
-						?.getChild("item")
-						?.getChild("tune", TUNE)
-						?.getChildText("title") === title,
-			),
-		`${title} from ${from}`,
-		20_000,
-	);
-
-const publishTune = (c: XmppConnection, title: string) =>
-	c.xmpp.iqCaller.request(
-		xml(
-			"iq",
-			{ type: "set" },
-			xml(
-				"pubsub",
-				{ xmlns: PUBSUB },
-				xml(
-					"publish",
-					{ node: TUNE },
-					xml("item", {}, xml("tune", { xmlns: TUNE }, xml("title", {}, title))),
-				),
-			),
-		),
-		20_000,
-	);
 
 describe("PEP across federation with Prosody", { skip: prosodySkip }, () => {
 	let prosody: ProsodyServer;

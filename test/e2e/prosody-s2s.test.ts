@@ -305,4 +305,60 @@ describe("federation with Prosody over dialback", { skip: prosodySkip }, () => {
 				20_000,
 			);
 		}));
+	// Last: it restarts Prosody. Prosody ends its streams with system-shutdown when it stops.
+	test("Prosody restarts: what it had read is not sent again; the messages after go on a new stream, each once (RFC 6120 §4.4, §10.1)", async () => {
+		const a = await paul();
+		try {
+			await a.xmpp.send(xml("presence"));
+			let b = await pam();
+			await b.xmpp.send(xml("presence"));
+			await a.xmpp.send(
+				xml("message", { to: "pam@prosody.test/q", type: "chat", id: "pre" }, xml("body", {}, "1")),
+			);
+			await waitFor(
+				() => b.stanzas.find((s) => s.is("message") && s.attrs.id === "pre"),
+				"pam to get the first message",
+				20_000,
+			);
+			await b.xmpp.stop();
+			await prosody.halt();
+			await a.xmpp.send(
+				xml("message", { to: "pam@prosody.test", type: "chat", id: "down" }, xml("body", {}, "2")),
+			);
+			await waitFor(
+				() => a.stanzas.find((s) => s.attrs.id === "down" && s.attrs.type === "error"),
+				"the message sent while Prosody is down to come back",
+				20_000,
+			);
+			// "pre" was read: sent again, it would have come back first, on the same failed stream.
+			assert.deepEqual(
+				a.stanzas.filter((s) => s.attrs.type === "error").map((s) => s.attrs.id),
+				["down"],
+			);
+			await prosody.restart();
+			b = await pam();
+			try {
+				await b.xmpp.send(xml("presence"));
+				for (const id of ["after1", "after2", "after3"])
+					await a.xmpp.send(
+						xml("message", { to: "pam@prosody.test/q", type: "chat", id }, xml("body", {}, id)),
+					);
+				await waitFor(
+					() => b.stanzas.find((s) => s.is("message") && s.attrs.id === "after3"),
+					"pam to get the messages sent after the restart",
+					20_000,
+				);
+				assert.deepEqual(
+					b.stanzas
+						.filter((s) => s.is("message") && /^(pre|down|after)/.test(s.attrs.id ?? ""))
+						.map((s) => s.attrs.id),
+					["after1", "after2", "after3"],
+				);
+			} finally {
+				await b.xmpp.stop();
+			}
+		} finally {
+			await a.xmpp.stop();
+		}
+	});
 });

@@ -13,7 +13,7 @@ import { parseDocument } from "../../src/xml/parser.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import { type ProsodyServer, prosodySkip, startProsody } from "../helpers/prosody.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { serverCert, testCa } from "../helpers/test-ca.ts";
+import { serverCert, testCa, untrustedCa } from "../helpers/test-ca.ts";
 import { trustCertificates } from "../helpers/tls.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { connect } from "../helpers/xmpp-client.ts";
@@ -230,6 +230,155 @@ describe("Parley and Prosody with certificates", { skip: prosodySkip }, () => {
 			const lines = parley.log.lines();
 			assert.equal(authenticated(lines, "outgoing", "prosody.test")?.auth, "external");
 			assert.equal(authenticated(lines, "incoming", "prosody.test")?.auth, "external");
+		} finally {
+			await paul.xmpp.stop();
+			await pam.xmpp.stop();
+		}
+	});
+});
+
+describe("Prosody with s2s_secure_auth and a Parley certificate it cannot verify", {
+	skip: prosodySkip,
+}, () => {
+	let prosody: ProsodyServer;
+	let parley: Peer;
+
+	before(async () => {
+		const ca = await testCa();
+		prosody = await startProsody({
+			domain: "strict.test",
+			users: [["u", "u-pw"]],
+			// No trustCa: Prosody cannot verify Parley's certificate, which the test CA issued.
+			secureAuth: true,
+		});
+		const s2sPort = await freePort();
+		// Prosody refuses Parley's certificate for EXTERNAL, and s2s_secure_auth refuses dialback.
+		parley = await federatedServer("parley.test", s2sPort, {
+			routes: { "strict.test": `${prosody.address}:${prosody.s2sPort}` },
+		});
+		prosody.setRoute("parley.test", "127.0.0.1", s2sPort);
+		trustCertificates([ca.certPath]);
+	});
+	after(async () => {
+		await parley?.t.stop();
+		await prosody?.stop();
+	});
+
+	test("a message to it comes back to its sender as an error, payload kept, nothing delivered (RFC 6120 §8.3.3.16, §13.7.2.3)", async () => {
+		const pam = await connect(`xmpp://localhost:${prosody.c2sPort}`, "u", "u-pw", {
+			domain: "strict.test",
+			resource: "q",
+		});
+		const paul = await connect(`xmpp://localhost:${parley.t.port}`, "u", "u-pw", {
+			domain: "parley.test",
+			resource: "p",
+		});
+		try {
+			await pam.xmpp.send(xml("presence"));
+			await paul.xmpp.send(xml("presence"));
+			await paul.xmpp.send(
+				xml("message", { to: "u@strict.test/q", type: "chat", id: "s1" }, xml("body", {}, "hi")),
+			);
+			const back = await waitFor(
+				() => paul.stanzas.find((s) => s.is("message") && s.attrs.id === "s1"),
+				"the message to come back",
+				20_000,
+			);
+			assert.equal(back.attrs.type, "error");
+			assert.equal(back.getChildText("body"), "hi");
+			assert.equal(
+				pam.stanzas.find((s) => s.attrs.id === "s1"),
+				undefined,
+			);
+			// And Prosody's user, writing to Parley, hears from Prosody that it cannot be reached.
+			await pam.xmpp.send(
+				xml("message", { to: "u@parley.test/p", type: "chat", id: "s2" }, xml("body", {}, "hi")),
+			);
+			const back2 = await waitFor(
+				() => pam.stanzas.find((s) => s.is("message") && s.attrs.id === "s2"),
+				"Prosody to bounce its user's message",
+				20_000,
+			);
+			assert.equal(back2.attrs.type, "error");
+			assert.equal(
+				paul.stanzas.find((s) => s.attrs.id === "s2"),
+				undefined,
+			);
+		} finally {
+			await paul.xmpp.stop();
+			await pam.xmpp.stop();
+		}
+	});
+});
+
+describe("Parley with secure_auth and a Prosody certificate it cannot verify", {
+	skip: prosodySkip,
+}, () => {
+	let prosody: ProsodyServer;
+	let parley: Peer;
+
+	before(async () => {
+		const ca = await testCa();
+		// Prosody's certificate names its domain but comes from a CA Parley does not trust.
+		prosody = await startProsody({
+			domain: "lax.test",
+			users: [["u", "u-pw"]],
+			cert: await serverCert(["lax.test"], { issuer: "untrusted" }),
+			trustCa: ca.certPath,
+		});
+		const s2sPort = await freePort();
+		parley = await federatedServer("parley.test", s2sPort, {
+			routes: { "lax.test": `${prosody.address}:${prosody.s2sPort}` },
+			s2s: { secure_auth: true },
+		});
+		prosody.setRoute("parley.test", "127.0.0.1", s2sPort);
+		// The clients trust both CAs; only Parley's s2s (ca_file: the test CA) does not.
+		trustCertificates([ca.certPath, (await untrustedCa()).certPath]);
+	});
+	after(async () => {
+		await parley?.t.stop();
+		await prosody?.stop();
+	});
+
+	test("no dialback either way: each side's message comes back to its sender (RFC 6120 §13.7.2.3, §8.3.3.16)", async () => {
+		const paul = await connect(`xmpp://localhost:${parley.t.port}`, "u", "u-pw", {
+			domain: "parley.test",
+			resource: "p",
+		});
+		const pam = await connect(`xmpp://localhost:${prosody.c2sPort}`, "u", "u-pw", {
+			domain: "lax.test",
+			resource: "q",
+		});
+		try {
+			await paul.xmpp.send(xml("presence"));
+			await pam.xmpp.send(xml("presence"));
+			await paul.xmpp.send(
+				xml("message", { to: "u@lax.test/q", type: "chat", id: "l1" }, xml("body", {}, "hi")),
+			);
+			const back = await waitFor(
+				() => paul.stanzas.find((s) => s.is("message") && s.attrs.id === "l1"),
+				"Parley to bounce its user's message",
+				20_000,
+			);
+			assert.equal(back.attrs.type, "error");
+			await pam.xmpp.send(
+				xml("message", { to: "u@parley.test/p", type: "chat", id: "l2" }, xml("body", {}, "hi")),
+			);
+			const back2 = await waitFor(
+				() => pam.stanzas.find((s) => s.is("message") && s.attrs.id === "l2"),
+				"Prosody to bounce its user's message",
+				20_000,
+			);
+			assert.equal(back2.attrs.type, "error");
+			assert.equal(
+				pam.stanzas.find((s) => s.attrs.id === "l1"),
+				undefined,
+			);
+			assert.equal(
+				paul.stanzas.find((s) => s.attrs.id === "l2"),
+				undefined,
+			);
+			assert.equal(authenticated(parley.log.lines(), "incoming", "lax.test"), undefined);
 		} finally {
 			await paul.xmpp.stop();
 			await pam.xmpp.stop();

@@ -84,3 +84,59 @@ test("messages written to a vanished s2s stream are sent again on a new one, onc
 		await bob.xmpp.stop();
 	}
 });
+
+test("a peer that ends its stream itself (system-shutdown) read what it got: nothing is sent again or bounced (RFC 6120 §4.4)", async () => {
+	const [cS2s, dS2s] = await Promise.all([freePort(), freePort()]);
+	const d = await startTestServer({
+		config: {
+			hosts: { "d.example": {} },
+			listeners: { s2s: { enabled: true, address: "127.0.0.1", port: dS2s } },
+			s2s: { routes: { "c.example": `127.0.0.1:${cS2s}` } },
+		},
+		users: [["dan@d.example", "dan-pw"]],
+	});
+	const c = await startTestServer({
+		config: {
+			hosts: { "c.example": {} },
+			listeners: { s2s: { enabled: true, address: "127.0.0.1", port: cS2s } },
+			// No ping answers the message before d stops: it counts as unconfirmed.
+			s2s: { routes: { "d.example": `127.0.0.1:${dS2s}` }, idle_ping: 60 },
+		},
+		users: [["carl@c.example", "carl-pw"]],
+	});
+	const carl = await connect(`xmpp://127.0.0.1:${c.port}`, "carl", "carl-pw", {
+		domain: "c.example",
+		resource: "r",
+	});
+	try {
+		const dan = await connect(`xmpp://127.0.0.1:${d.port}`, "dan", "dan-pw", {
+			domain: "d.example",
+			resource: "r",
+		});
+		await dan.xmpp.send(xml("presence"));
+		await chat(carl, "dan@d.example/r", "read");
+		await waitFor(
+			() => dan.stanzas.find((s) => s.is("message") && s.attrs.id === "read"),
+			"dan to get the message",
+		);
+		await dan.xmpp.stop();
+		// d stops: its incoming stream from c ends with system-shutdown (RFC 6120 §4.9.3.22).
+		await d.stop();
+		// The next message finds d gone and comes back; a copy of "read" sent again would have
+		// come back before it, on the same new stream.
+		await chat(carl, "dan@d.example/r", "after");
+		await waitFor(
+			() => carl.stanzas.find((s) => s.attrs.id === "after" && s.attrs.type === "error"),
+			"the message sent after d stopped to come back",
+			15_000,
+		);
+		assert.deepEqual(
+			carl.stanzas.filter((s) => s.attrs.type === "error").map((s) => s.attrs.id),
+			["after"],
+		);
+	} finally {
+		await carl.xmpp.stop();
+		await c.stop();
+		await d.stop();
+	}
+});

@@ -322,6 +322,18 @@ describe("a peer that misbehaves", () => {
 		await c.waitClosed();
 	});
 
+	test("a peer that ends its stream with a stream error gets the stream closed, not an error back (RFC 6120 §4.9.1.1, §4.4)", async () => {
+		const { c } = await tlsStream();
+		c.received = "";
+		// What Prosody and ejabberd send on every stream when they shut down.
+		c.send(
+			"<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
+		);
+		await c.waitClosed();
+		assert.doesNotMatch(c.received, /<stream:error/);
+		assert.match(c.received, /<\/stream:stream>/);
+	});
+
 	test("a stream to a domain not served here gets host-unknown (RFC 6120 §4.9.3.6)", async () => {
 		const c = await RawClient.connect(bS2s);
 		c.send(header("a.example", "elsewhere.example"));

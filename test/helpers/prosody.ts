@@ -126,6 +126,10 @@ export interface ProsodyServer {
 	addUser(user: string, password: string): Promise<void>;
 	/** The exit code once it has exited (null while running, or killed by a signal). */
 	exitCode(): number | null;
+	/** Stops Prosody (SIGTERM, then SIGKILL after 5 s), keeping `dir`. */
+	halt(): Promise<void>;
+	/** Starts it again on the same ports and data (after `halt`). */
+	restart(): Promise<void>;
 	/** Stops Prosody (SIGTERM, then SIGKILL after 5 s) and removes `dir`. */
 	stop(): Promise<void>;
 }
@@ -336,11 +340,8 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
 		throw new Error(`${why}:\n${text}`);
 	};
 
-	let c2sPort = 0;
-	let s2sPort = 0;
-	for (let attempt = 1; ; attempt++) {
-		c2sPort = await freePort(address);
-		s2sPort = await freePort(address);
+	/** Spawns Prosody on these ports; "taken" when another process had one of them. */
+	const spawnOn = async (c2sPort: number, s2sPort: number): Promise<"ok" | "taken"> => {
 		writeConfig(c2sPort, s2sPort);
 		rmSync(logPath, { force: true });
 		console_ = "";
@@ -360,30 +361,32 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
 			`Activated service 's2s' on [${address}]:${s2sPort}`,
 		];
 		const deadline = Date.now() + 15_000;
-		let portTaken = false;
 		for (;;) {
 			if (c.exitCode !== null || c.signalCode !== null)
 				return fail(`prosody exited (${c.exitCode ?? c.signalCode}) at start`);
 			const text = log();
-			if (text.includes("Failed to open server port")) {
-				portTaken = true;
-				break;
-			}
+			if (text.includes("Failed to open server port")) return "taken";
 			if (
 				ready.every((line) => text.includes(line)) &&
 				(await canConnect(address, c2sPort)) &&
 				(await canConnect(address, s2sPort))
 			)
-				break;
+				return "ok";
 			if (Date.now() > deadline)
 				return fail(`prosody did not listen on ${c2sPort}/${s2sPort} within 15 s`);
 			await new Promise((r) => setTimeout(r, 50));
 		}
-		if (!portTaken) break;
+	};
+
+	let c2sPort = 0;
+	let s2sPort = 0;
+	for (let attempt = 1; ; attempt++) {
+		c2sPort = await freePort(address);
+		s2sPort = await freePort(address);
+		if ((await spawnOn(c2sPort, s2sPort)) === "ok") break;
 		if (attempt === 3) return fail("prosody could not bind its ports 3 times");
 		await halt();
 	}
-	const running = child as ChildProcess;
 
 	return {
 		domain,
@@ -414,7 +417,12 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
 			writeRoutes();
 		},
 		addUser,
-		exitCode: () => running.exitCode,
+		exitCode: () => child?.exitCode ?? null,
+		halt,
+		async restart() {
+			if ((await spawnOn(c2sPort, s2sPort)) !== "ok")
+				throw new Error(`prosody could not bind ${c2sPort}/${s2sPort} again`);
+		},
 		stop,
 	};
 }
