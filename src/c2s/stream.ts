@@ -1274,7 +1274,9 @@ export class C2SStream implements Session {
 		this.#server.metrics.stanzaIn("c2s", el.name);
 		if (el.name === "iq" && isLegacySession(el, this.host.name)) {
 			// RFC 3921 §3: clients that still establish a "session" after binding get a result.
-			this.#transport.send(x("iq", { type: "result", id: el.attrs.id, to: jid.toString() }));
+			// Through send(), like any stanza to the client: XEP-0198 §4 counts it in h (libpurple
+			// sends <enable/> before this IQ and acknowledges the result).
+			this.send(x("iq", { type: "result", id: el.attrs.id, to: jid.toString() }));
 			return;
 		}
 		await this.#server.router.fromClient(this, el);

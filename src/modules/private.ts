@@ -71,6 +71,11 @@ export default defineModule({
 		// clients look for it there: poezio 0.14 (Debian 12) keeps bookmarks nowhere without it.
 		api.addFeature(NS_PRIVATE);
 
+		// XEP-0030 §3.1: the server lists what it supports. Clients look for it there before
+		// they use private storage: poezio (0.14) keeps no remote bookmarks without it, as
+		// Prosody's mod_private advertises it on the host.
+		api.addFeature(NS_PRIVATE);
+
 		/** XEP-0049 §3: only the owner, addressing their own account (or no one), may use it. */
 		const checkOwner = ({ from, to }: StanzaEvent) => {
 			if (!from.bare.equals(to)) throw new StanzaError("forbidden", "private data is private");

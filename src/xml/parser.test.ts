@@ -336,6 +336,20 @@ test("namespace well-formedness: undeclared prefixes and reserved names (RFC 612
 	assert.equal(parse(`${HEADER}<message p:id='1' xmlns:p='urn:p'/>`).errors, 0);
 });
 
+test("Namespaces in XML 1.0 §3: xmlns:xml may be declared, to its own namespace (Psi's stream header)", () => {
+	const NS_XML = "http://www.w3.org/XML/1998/namespace";
+	// Iris (Psi 1.5) declares it on the stream header; it threw from the frozen root scope.
+	const header = `<stream:stream xmlns='jabber:client' xmlns:stream='${NS_STREAM}' xmlns:xml='${NS_XML}' xml:lang='en' to='localhost' version='1.0'>`;
+	const r = parse(
+		`${header}<message xmlns:xml='${NS_XML}' xml:lang='de'><body>hi</body></message>`,
+	);
+	assert.equal(r.errors, 0, r.events.join("\n"));
+	assert.equal(r.stanzas.length, 1);
+	assert.equal((r.stanzas[0] as Element).attr("xml:lang"), "de");
+	const events = assertSplitInvariant(`${header}<presence/>`);
+	assert.ok(!events.some((e) => e.startsWith("error")), events.join("\n"));
+});
+
 test("__proto__ and constructor attributes are plain data (no prototype pollution)", () => {
 	const r = parse(`${HEADER}<message __proto__='x' constructor='y' toString='z'/><presence/>`);
 	const m = r.stanzas[0] as Element;

@@ -672,8 +672,12 @@ class Core {
 					if (p === "xmlns" || (p === "xml") !== (av === NS_XML) || av === NS_XMLNS || av === "") {
 						return this.fail("not-well-formed", `invalid namespace declaration ${an}`);
 					}
-					if (scope === parentScope) scope = Object.create(parentScope) as Scope;
-					scope[p] = av;
+					// xmlns:xml may be declared (to its own namespace, checked above): the binding is
+					// already in ROOT_SCOPE, which is frozen, so assigning it again would throw.
+					if (p !== "xml") {
+						if (scope === parentScope) scope = Object.create(parentScope) as Scope;
+						scope[p] = av;
+					}
 				} else if (an.indexOf(":") > 0) prefixed++;
 			} else if (an.indexOf(":") > 0) prefixed++;
 			if (attrs[an] !== undefined) return this.fail("not-well-formed", `duplicate attribute ${an}`);

@@ -213,6 +213,24 @@ test("XEP-0049 §2.3/§3: reserved namespaces and empty queries are not-acceptab
 	}
 });
 
+test("XEP-0030 §3.1: the server's disco#info lists jabber:iq:private (XEP-0049)", async () => {
+	// poezio reads the host's features to choose a bookmark storage: without this one it
+	// says "No remote bookmark storage available" and keeps none.
+	const alice = await connect("alice");
+	try {
+		const info = await request(
+			alice,
+			"get",
+			"<query xmlns='http://jabber.org/protocol/disco#info'/>",
+			"localhost",
+		);
+		assert.ok(isResult(info), info);
+		assert.match(info, /<feature var="jabber:iq:private"\/>/);
+	} finally {
+		alice.end();
+	}
+});
+
 test("XEP-0049 §3: another user's private data is forbidden", async () => {
 	const bob = await connect("bob");
 	try {

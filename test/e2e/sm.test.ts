@@ -95,6 +95,25 @@ describe("XEP-0198 Stream Management", () => {
 		c.close();
 	});
 
+	test("§4: the result of a legacy session IQ (RFC 3921 §3) sent after <enable/> counts in h (Pidgin)", async () => {
+		// libpurple 2.14 sends <enable/>, then the session IQ, then acknowledges every stanza it
+		// got since <enabled/>, the session result included; counting it on one side only made
+		// the server end the stream with "acknowledged more stanzas than were sent".
+		const c = await login(t.port, "frank", "pw-frank", { resource: "legacy", mechanism: "PLAIN" });
+		clients.push(c);
+		assert.match(await enable(c, ""), /^<enabled\b/);
+		let mark = c.received.length;
+		c.send("<iq type='set' id='sess'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
+		await c.waitFor(/<iq[^>]*id="sess"[^>]*>/, mark);
+		mark = c.received.length;
+		c.send(`<a xmlns='${SM}' h='1'/>`);
+		c.send("<iq type='get' id='after'><ping xmlns='urn:xmpp:ping'/></iq>");
+		const text = await c.waitFor(/<iq[^>]*id="after"[^>]*>|<stream:error>/, mark);
+		assert.doesNotMatch(text, /<stream:error>/, "h=1 covers the session result");
+		assert.match(text, /type="result"/);
+		c.close();
+	});
+
 	test("§5: a vanished connection's session hibernates (contacts see nothing), is resumed on a new connection, and gets exactly what it had not acknowledged", async () => {
 		const relay = await startVanishingRelay(t.port);
 		relays.push(relay);

@@ -43,6 +43,23 @@ describe("with TLS required (the default)", () => {
 		c.end();
 	});
 
+	test("a stream header that declares xmlns:xml (Namespaces in XML 1.0 §3) is served (Psi)", async () => {
+		// Psi 1.5 (Iris) sends this header; parsing it threw outside any handler and ended the
+		// whole server process.
+		const c = await RawClient.connect(t.port);
+		c.send(
+			"<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en' to='localhost' xmlns='jabber:client' xmlns:xml='http://www.w3.org/XML/1998/namespace'>",
+		);
+		const f = await c.waitFor("</stream:features>");
+		assert.match(f, /<starttls xmlns="urn:ietf:params:xml:ns:xmpp-tls">/);
+		c.end();
+		// The server is still there for the next client.
+		const d = await RawClient.connect(t.port);
+		d.open();
+		await d.waitFor("</stream:features>");
+		d.end();
+	});
+
 	test("after STARTTLS, SCRAM and PLAIN are offered with channel binding types (XEP-0440)", async () => {
 		const c = await RawClient.connect(t.port);
 		c.open();
