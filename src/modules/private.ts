@@ -67,10 +67,6 @@ export default defineModule({
 	load(api) {
 		// One map entry per (user, "name namespace"), the fragment as XML text.
 		const store = api.map<string>(PRIVATE_STORE);
-		// XEP-0049 defines no disco feature, but Prosody's mod_private lists it on the server and
-		// clients look for it there: poezio 0.14 (Debian 12) keeps bookmarks nowhere without it.
-		api.addFeature(NS_PRIVATE);
-
 		// XEP-0030 §3.1: the server lists what it supports. Clients look for it there before
 		// they use private storage: poezio (0.14) keeps no remote bookmarks without it, as
 		// Prosody's mod_private advertises it on the host.
