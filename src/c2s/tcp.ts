@@ -240,10 +240,21 @@ class TcpTransport implements Transport {
 	/** The session moved to another connection (XEP-0198 resumption): this one says nothing more. */
 	#detached = false;
 
+	/** An exception escaped the handling of this client's bytes: nothing more is read. */
+	#failed = false;
+
 	readonly #onData = (chunk: Buffer) => {
-		if (this.#detached) return;
+		if (this.#detached || this.#failed) return;
 		this.#stream.inbound();
-		this.#parser.write(chunk);
+		try {
+			this.#parser.write(chunk);
+		} catch (err) {
+			// A bug costs this connection, not the process and every session in it: thrown in a
+			// socket's data handler it would end `parley serve` (RFC 6120 §4.9.3.8).
+			this.#failed = true;
+			this.#server.log.error({ err, ip: this.remoteAddress }, "client stream failed");
+			this.#stream.close("internal-server-error");
+		}
 	};
 	readonly #onClose = () => {
 		if (!this.#detached) this.#stream.transportClosed();

@@ -91,9 +91,22 @@ export class XmlSocket {
 		return this.#socket;
 	}
 
+	/** An exception escaped the handling of the peer's bytes: nothing more is read. */
+	#failed = false;
+
 	readonly #onData = (chunk: Buffer) => {
+		if (this.#failed) return;
 		this.#events.inbound?.();
-		this.#parser.write(chunk);
+		try {
+			this.#parser.write(chunk);
+		} catch (err) {
+			// A bug costs this connection, not the process and every session in it (thrown in a
+			// socket's data handler it would end `parley serve`); the peer sees the connection
+			// drop and its stream's owner cleans up as for any lost connection.
+			this.#failed = true;
+			this.#log.error({ err, ip: this.remoteAddress }, "stream failed");
+			this.#socket.destroy();
+		}
 	};
 	readonly #onClose = () => {
 		if (this.#closedFired) return;

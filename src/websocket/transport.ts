@@ -73,7 +73,16 @@ export class WebSocketTransport implements Transport {
 
 	start(): void {
 		const ws = this.#ws;
-		ws.on("message", (data, isBinary) => this.#message(data as Buffer | Buffer[], isBinary));
+		ws.on("message", (data, isBinary) => {
+			try {
+				this.#message(data as Buffer | Buffer[], isBinary);
+			} catch (err) {
+				// A bug costs this connection, not the process and every session in it: thrown in
+				// the socket's data handler it would end `parley serve` (RFC 6120 §4.9.3.8).
+				this.#server.log.error({ err, ip: this.remoteAddress }, "client stream failed");
+				this.#stream.close("internal-server-error");
+			}
+		});
 		ws.on("close", () => {
 			if (this.#pinger) clearInterval(this.#pinger);
 			if (!this.#detached) this.#stream.transportClosed();
