@@ -56,6 +56,10 @@ test("c2s: the stream whose bytes threw gets internal-server-error; the server g
 	bad.send(MARK);
 	await bad.waitFor("<internal-server-error");
 	await bad.waitClosed();
+	assert.match(
+		bad.received,
+		/<stream:error><internal-server-error xmlns="urn:ietf:params:xml:ns:xmpp-streams"\/>/,
+	);
 	await stillServing();
 });
 
