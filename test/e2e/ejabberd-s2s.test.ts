@@ -6,10 +6,10 @@
  * which running it as the ejabberd user needs).
  */
 import assert from "node:assert/strict";
-import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { type XmlElement, xml } from "@xmpp/client";
 import { type EjabberdServer, ejabberdSkip, startEjabberd } from "../helpers/ejabberd.ts";
+import { logCollector } from "../helpers/log-collector.ts";
 import { publishTune, TUNE, tuneEvent, wantNotifications } from "../helpers/pep.ts";
 import { freePort } from "../helpers/prosody.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -34,23 +34,6 @@ const isSelfPresence = (s: XmlElement, from: string) =>
 	(s.getChild("x", MUC_USER)?.children ?? []).some(
 		(c) => typeof c !== "string" && c.name === "status" && c.attrs.code === "110",
 	);
-
-/** A server's JSON log lines, as they are written. */
-function logCollector(): { stream: PassThrough; lines: () => Record<string, unknown>[] } {
-	const stream = new PassThrough();
-	let text = "";
-	stream.on("data", (d: Buffer) => {
-		text += d.toString("utf8");
-	});
-	return {
-		stream,
-		lines: () =>
-			text
-				.split("\n")
-				.filter((l) => l.startsWith("{"))
-				.map((l) => JSON.parse(l) as Record<string, unknown>),
-	};
-}
 
 const authMethod = (lines: Record<string, unknown>[], direction: string, remote: string) =>
 	lines.find(

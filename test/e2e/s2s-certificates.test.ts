@@ -6,10 +6,10 @@
  * `s2s.ca_file`.
  */
 import assert from "node:assert/strict";
-import { PassThrough } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { xml } from "@xmpp/client";
 import { parseDocument } from "../../src/xml/parser.ts";
+import { logCollector } from "../helpers/log-collector.ts";
 import { freePort } from "../helpers/pg-cluster.ts";
 import { type ProsodyServer, prosodySkip, startProsody } from "../helpers/prosody.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -17,23 +17,6 @@ import { serverCert, testCa, untrustedCa } from "../helpers/test-ca.ts";
 import { trustCertificates } from "../helpers/tls.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { connect } from "../helpers/xmpp-client.ts";
-
-/** A server's JSON log lines, as they are written. */
-function logCollector(): { stream: PassThrough; lines: () => Record<string, unknown>[] } {
-	const stream = new PassThrough();
-	let text = "";
-	stream.on("data", (d: Buffer) => {
-		text += d.toString("utf8");
-	});
-	return {
-		stream,
-		lines: () =>
-			text
-				.split("\n")
-				.filter((l) => l.startsWith("{"))
-				.map((l) => JSON.parse(l) as Record<string, unknown>),
-	};
-}
 
 const authenticated = (lines: Record<string, unknown>[], direction: string, remote: string) =>
 	lines.find(

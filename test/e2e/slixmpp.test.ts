@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
-import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { type Invite, InviteStore } from "../../src/auth/invites.ts";
+import { logCollector } from "../helpers/log-collector.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { befriend } from "../helpers/xmpp-user.ts";
 
@@ -344,21 +344,6 @@ describe("slixmpp", { skip }, () => {
 	}
 });
 
-/** The server's JSON log lines, as objects. */
-function logCollector(): { stream: Writable; lines: Record<string, unknown>[] } {
-	const lines: Record<string, unknown>[] = [];
-	let rest = "";
-	const stream = new Writable({
-		write(chunk: Buffer, _enc, done) {
-			const parts = (rest + chunk.toString("utf8")).split("\n");
-			rest = parts.pop() ?? "";
-			for (const line of parts) if (line.trim()) lines.push(JSON.parse(line));
-			done();
-		},
-	});
-	return { stream, lines };
-}
-
 interface LoginRecord {
 	ok: boolean;
 	mech: string | null;
@@ -425,8 +410,8 @@ describe("slixmpp 1.8.3 and channel binding (issues 11 and 22)", { skip }, () =>
 
 		// The log names the reason for each refusal, so an operator can tell it from a wrong
 		// password: the type asked for, the types we have (XEP-0440), the address, not counted.
-		const refusals = log.lines.filter((l) => l.msg === "authentication failed");
-		assert.equal(refusals.length, 2 * LOGINS, JSON.stringify(log.lines));
+		const refusals = log.lines().filter((l) => l.msg === "authentication failed");
+		assert.equal(refusals.length, 2 * LOGINS, JSON.stringify(log.lines()));
 		for (const l of refusals) {
 			assert.equal(l.level, "info");
 			assert.equal(l.ip, "127.0.0.1");
@@ -439,19 +424,22 @@ describe("slixmpp 1.8.3 and channel binding (issues 11 and 22)", { skip }, () =>
 			assert.ok(cb.available.includes("tls-exporter"), JSON.stringify(cb));
 			assert.match(String(l.reason), /tls-unique is undefined for TLS 1\.3/);
 		}
-		const ok = log.lines.filter((l) => l.msg === "authenticated");
+		const ok = log.lines().filter((l) => l.msg === "authenticated");
 		assert.equal(ok.length, LOGINS);
 	});
 
 	test("a wrong password still counts (RFC 6120 §6.5.10), and only the guess, not the refused -PLUS", async () => {
 		const before = t.server.authFailures.failures("127.0.0.1");
-		const mark = log.lines.length;
+		const mark = log.lines().length;
 		const { logins, raw } = await slixmppLogins(t.port, "erin", "not-erin-pw", 1);
 		assert.equal(logins[0]?.ok, false, raw);
 		// sasl_failures_per_connection = 1: the first counted failure closes the connection
 		// (RFC 6120 §6.4.5), so exactly one guess was counted.
 		assert.equal(t.server.authFailures.failures("127.0.0.1"), before + 1);
-		const failed = log.lines.slice(mark).filter((l) => l.msg === "authentication failed");
+		const failed = log
+			.lines()
+			.slice(mark)
+			.filter((l) => l.msg === "authentication failed");
 		assert.deepEqual(
 			failed.map((l) => [l.mech, l.condition, l.counted, l.reason]),
 			[
