@@ -1,5 +1,6 @@
 /** The modules that ship with Parley, by name. A host's `modules` list picks from these. */
 import type { ModuleDefinition } from "../core/modules/define.ts";
+import account from "./account.ts";
 import adhoc from "./adhoc/index.ts";
 import anonymous from "./anonymous.ts";
 import blocking from "./blocking.ts";
@@ -44,6 +45,7 @@ export function builtinModules(): ModuleDefinition<never>[] {
 		last,
 		contactInfo,
 		caps,
+		account,
 		register,
 		motd,
 		externalServices,

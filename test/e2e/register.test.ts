@@ -40,6 +40,54 @@ const condition = (reply: string) =>
 const register = (user: string, password: string) =>
 	`<query xmlns='jabber:iq:register'><username>${user}</username><password>${password}</password></query>`;
 
+test("the default module list (account, no register): a logged-in user changes its password and cancels its account (XEP-0077 §3.3, §3.2)", async () => {
+	const t = await startTestServer({
+		config: { auth: plainAuth },
+		users: [["dora@localhost", "old-pw"]],
+	});
+	try {
+		const dora = await login(t.port, "dora", "old-pw");
+		const reg = await request(dora, "get", "<query xmlns='jabber:iq:register'/>", "localhost");
+		assert.match(reg, /<registered\/>/, "§3.1: an authenticated entity is registered");
+		const other = await request(dora, "set", register("someoneelse", "x"), "localhost");
+		assert.equal(condition(other), "forbidden", "only one's own password");
+		const changed = await request(dora, "set", register("dora", "new-pw"), "localhost");
+		assert.match(changed, /type="result"/, `§3.3: ${changed}`);
+		dora.end();
+		await assert.rejects(login(t.port, "dora", "old-pw"), /authentication failed/);
+		const again = await login(t.port, "dora", "new-pw");
+		const removed = await request(
+			again,
+			"set",
+			"<query xmlns='jabber:iq:register'><remove/></query>",
+		);
+		assert.match(removed, /type="result"/, "§3.2");
+		await again.waitClosed();
+		assert.equal(await t.server.hosts.get("localhost")?.accounts.exists("dora"), false);
+	} finally {
+		await t.stop();
+	}
+});
+
+test("account.allow_password_change = false: a password change is not-allowed (XEP-0077 §3.3)", async () => {
+	const t = await startTestServer({
+		config: {
+			auth: plainAuth,
+			hosts: { localhost: { module_options: { account: { allow_password_change: false } } } },
+		},
+		users: [["ed@localhost", "pw"]],
+	});
+	try {
+		const ed = await login(t.port, "ed", "pw");
+		const refused = await request(ed, "set", register("ed", "other"), "localhost");
+		assert.equal(condition(refused), "not-allowed");
+		ed.end();
+		(await login(t.port, "ed", "pw")).end();
+	} finally {
+		await t.stop();
+	}
+});
+
 test("XEP-0077 disabled by default: not advertised (users.md 26), the IQ ends the stream", async () => {
 	const t = await startTestServer({
 		config: { auth: plainAuth },
@@ -62,7 +110,8 @@ test("XEP-0077 disabled by default: not advertised (users.md 26), the IQ ends th
 			"<query xmlns='http://jabber.org/protocol/disco#info'/>",
 			"localhost",
 		);
-		assert.doesNotMatch(info, /jabber:iq:register/, "not in disco#info either");
+		// Listed for what a logged-in account can do (the `account` module): change its password.
+		assert.match(info, /jabber:iq:register/, "disco#info: §3.3 and §3.2 for logged-in users");
 		alice.end();
 	} finally {
 		await t.stop();

@@ -43,6 +43,7 @@ export const DEFAULT_HOST_MODULES = [
 	"spam",
 	"pep",
 	"push",
+	"account",
 ] as const;
 
 const host = z.strictObject({
