@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { z } from "zod";
 import { formValues } from "../../xmpp/data-form.ts";
-import { argsForm, argsFromForm, describeArg, resultForm } from "./forms.ts";
+import { argsForm, argsFromForm, describeArg, resultForm, resultLabel } from "./forms.ts";
 
 test("XEP-0004 §3.3 field types follow the schema and the argument's name", () => {
 	const type = (name: string, s: z.ZodType) => describeArg(name, s).type;
@@ -61,4 +61,16 @@ test("a result becomes a result form; nothing to show is no form", () => {
 	assert.deepEqual(v.get("jids"), ["a@x"]);
 	assert.equal(v.has("skip"), false);
 	assert.equal(resultForm(undefined, "urn:test", "T"), undefined);
+});
+
+test("result fields are labelled: XEP-0133's own labels, other keys in words", () => {
+	assert.equal(resultLabel("onlineusersnum"), "The number of online users");
+	assert.equal(resultLabel("sessionsTotal"), "Sessions total");
+	assert.equal(resultLabel("max_rooms"), "Max rooms");
+	const form = resultForm({ onlineusersnum: 3, ok: true }, "urn:test", "T");
+	assert.match(
+		String(form),
+		/<field var="onlineusersnum" type="text-single" label="The number of online users">/,
+	);
+	assert.match(String(form), /<field var="ok" type="boolean" label="Ok">/);
 });

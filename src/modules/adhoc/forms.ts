@@ -163,6 +163,36 @@ export function argsFromForm(
 	return out;
 }
 
+/** XEP-0133 §4's result fields, labelled as the XEP's examples label them. */
+const RESULT_LABELS: Record<string, string> = {
+	onlineusersnum: "The number of online users",
+	registeredusersnum: "The number of registered users",
+	activeusersnum: "The number of active users",
+	idleusersnum: "The number of idle users",
+	disabledusersnum: "The number of disabled users",
+	onlineuserjids: "The list of online users",
+	registereduserjids: "The list of registered users",
+	activeuserjids: "The list of active users",
+	idleuserjids: "The list of idle users",
+	disableduserjids: "The list of disabled users",
+};
+
+/**
+ * A result field's label: XEP-0133's own where it is one of its fields, else the key in words
+ * (`sessionsTotal`, `sessions_total` -> "Sessions total"), so a client that shows labels (Gajim)
+ * does not show a bare key.
+ */
+export function resultLabel(name: string): string {
+	const known = RESULT_LABELS[name];
+	if (known) return known;
+	const words = name
+		.replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+		.replace(/[_-]+/g, " ")
+		.trim()
+		.toLowerCase();
+	return words ? words[0]?.toUpperCase() + words.slice(1) : name;
+}
+
 /**
  * A command's result as a form of type `result` (XEP-0004 §3.4): each key of an object one
  * field (a list a `text-multi`, a boolean a `boolean`), any other value one field `result`.
@@ -176,21 +206,27 @@ export function resultForm(result: unknown, formType: string, title: string): El
 			: [["result", result] as const];
 	for (const [name, value] of entries) {
 		if (value === undefined) continue;
-		if (typeof value === "boolean") fields.push(field(name, "boolean", name, value ? "1" : "0"));
+		if (typeof value === "boolean")
+			fields.push(field(name, "boolean", resultLabel(name), value ? "1" : "0"));
 		else if (Array.isArray(value))
 			fields.push(
 				field(
 					name,
 					/jids$/i.test(name) ? "jid-multi" : "text-multi",
-					name,
+					resultLabel(name),
 					value.map((v) => (typeof v === "object" ? JSON.stringify(v) : String(v))),
 				),
 			);
 		else if (value !== null && typeof value === "object")
-			fields.push(field(name, "text-single", name, JSON.stringify(value)));
+			fields.push(field(name, "text-single", resultLabel(name), JSON.stringify(value)));
 		else if (value !== null)
 			fields.push(
-				field(name, /jid$/i.test(name) ? "jid-single" : "text-single", name, String(value)),
+				field(
+					name,
+					/jid$/i.test(name) ? "jid-single" : "text-single",
+					resultLabel(name),
+					String(value),
+				),
 			);
 	}
 	return x("x", { xmlns: NS_DATA, type: "result" }, x("title", null, title), fields);
