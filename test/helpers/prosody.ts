@@ -57,7 +57,10 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { freePort } from "./ports.ts";
 import { type ServerCert, serverCert } from "./test-ca.ts";
+
+export { freePort };
 
 const run = promisify(execFile);
 
@@ -137,18 +140,6 @@ export interface ProsodyServer {
 /** A Lua string literal (decimal escapes for what could break out of the quotes). */
 function lua(s: string): string {
 	return `"${s.replace(/[\\"\n\r\0]/g, (c) => `\\${c.charCodeAt(0)}`)}"`;
-}
-
-/** A port that was free a moment ago on `address`. */
-export function freePort(address = "127.0.0.1"): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const srv = net.createServer();
-		srv.once("error", reject);
-		srv.listen(0, address, () => {
-			const { port } = srv.address() as net.AddressInfo;
-			srv.close(() => resolve(port));
-		});
-	});
 }
 
 function canConnect(address: string, port: number): Promise<boolean> {
