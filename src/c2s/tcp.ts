@@ -8,6 +8,7 @@ import net from "node:net";
 import tls from "node:tls";
 import { type ChannelBindingSource, channelBindingFor } from "../auth/channel-binding.ts";
 import type { Core } from "../core/contracts.ts";
+import { normalizeIp } from "../security/addresses.ts";
 import { type Lease, leaseAll } from "../security/limits.ts";
 import type { Attrs, Element } from "../xml/element.ts";
 import { escapeAttr } from "../xml/element.ts";
@@ -186,10 +187,6 @@ export class C2SListener {
 /** One TCP connection's peer: a TLS socket reports its underlying socket's. */
 function peerKey(socket: net.Socket): string {
 	return `${socket.remoteAddress} ${socket.remotePort}`;
-}
-
-function normalizeIp(ip: string): string {
-	return ip.startsWith("::ffff:") ? ip.slice(7) : ip;
 }
 
 class TcpTransport implements Transport {

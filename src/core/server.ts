@@ -10,7 +10,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { AccountManager } from "../auth/accounts.ts";
-import { AuthFailureTracker, addressList, ConnectionLimiter } from "../security/limits.ts";
+import { addressMatcher } from "../security/addresses.ts";
+import { AuthFailureTracker, ConnectionLimiter } from "../security/limits.ts";
 import type { StorageBackend } from "../storage/types.ts";
 import { type CertificateStore, loadCertificates, ReplaceableCertificates } from "../tls/certs.ts";
 import { JIDCache } from "../xmpp/jid.ts";
@@ -363,7 +364,7 @@ export class Server implements Core {
 			else if (key === "limits.unauthenticated_per_ip")
 				this.unauthenticatedLimiter.max = next.limits.unauthenticated_per_ip;
 			else if (key === "limits.exempt_ips") {
-				const exempt = addressList(next.limits.exempt_ips);
+				const exempt = addressMatcher(next.limits.exempt_ips);
 				this.connectionLimiter.exempt = exempt;
 				this.unauthenticatedLimiter.exempt = exempt;
 			} else if (key === "limits.sasl_failures_per_ip")

@@ -4,28 +4,18 @@
  * `Forwarded` headers are believed only when the peer is listed in `http.trusted_proxies`,
  * otherwise anyone could claim any address (and dodge the per-IP limits).
  */
-import net from "node:net";
+import { addressMatcher, normalizeIp } from "../security/addresses.ts";
 
-/** Builds the trust test for `http.trusted_proxies` (addresses and CIDR ranges). */
+/** `http.trusted_proxies` as a test of an address. */
 export function trustedProxies(entries: readonly string[]): (address: string) => boolean {
-	const list = new net.BlockList();
-	for (const entry of entries) {
-		const [addr = "", prefix] = entry.split("/");
-		const type = net.isIPv6(addr) ? "ipv6" : "ipv4";
-		if (!net.isIP(addr)) throw new Error(`http.trusted_proxies: ${entry} is not an IP address`);
-		if (prefix === undefined) list.addAddress(addr, type);
-		else list.addSubnet(addr, Number.parseInt(prefix, 10), type);
+	try {
+		return addressMatcher(entries);
+	} catch (e) {
+		throw new Error(`http.trusted_proxies: ${(e as Error).message}`);
 	}
-	return (address) => {
-		const ip = normalizeIp(address);
-		const type = net.isIPv6(ip) ? "ipv6" : net.isIPv4(ip) ? "ipv4" : null;
-		return type !== null && list.check(ip, type);
-	};
 }
 
-export function normalizeIp(ip: string): string {
-	return ip.startsWith("::ffff:") && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
-}
+export { normalizeIp };
 
 export interface ForwardedElement {
 	for?: string;

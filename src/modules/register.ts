@@ -13,7 +13,6 @@
  * welcome message, for one); `account/deleted` comes from the account manager, however an
  * account is removed.
  */
-import { BlockList, isIP } from "node:net";
 import { z } from "zod";
 import { AccountManager } from "../auth/accounts.ts";
 import { type Invite, type InviteRefusal, InviteStore, NS_PARS } from "../auth/invites.ts";
@@ -21,6 +20,7 @@ import type { Host, PreauthEvent } from "../core/contracts.ts";
 import { HANDLED } from "../core/events.ts";
 import { defineModule } from "../core/modules/define.ts";
 import { ModuleError } from "../core/modules/manager.ts";
+import { addressMatcher } from "../security/addresses.ts";
 import { type Element, x } from "../xml/element.ts";
 import { StanzaError } from "../xmpp/errors.ts";
 import { accountError, accountHandlers, errorWithoutPayload, NS_REGISTER } from "./account.ts";
@@ -63,25 +63,13 @@ const options = z.strictObject({
 	invite_only: z.boolean().default(true),
 });
 
-/** A node:net BlockList of addresses and CIDR ranges; throws on a malformed entry. */
-export function addressList(entries: readonly string[]): BlockList {
-	const list = new BlockList();
-	for (const entry of entries) {
-		const [addr = "", bits] = entry.split("/");
-		const family = isIP(addr) === 6 ? "ipv6" : isIP(addr) === 4 ? "ipv4" : null;
-		if (!family) throw new ModuleError(`"${entry}" is not an IP address or CIDR range`);
-		if (bits === undefined) list.addAddress(addr, family);
-		else list.addSubnet(addr, Number(bits), family);
+/** An option's address list; a malformed entry fails the module's load, naming it. */
+function addressList(entries: readonly string[]): (ip: string) => boolean {
+	try {
+		return addressMatcher(entries);
+	} catch (e) {
+		throw new ModuleError((e as Error).message);
 	}
-	return list;
-}
-
-/** Whether `ip` (as a socket reports it, IPv4-mapped IPv6 included) is on `list`. */
-export function listed(list: BlockList, ip: string): boolean {
-	const v4 = ip.startsWith("::ffff:") && isIP(ip.slice(7)) === 4 ? ip.slice(7) : null;
-	if (v4) return list.check(v4, "ipv4");
-	const family = isIP(ip);
-	return family === 0 ? false : list.check(ip, family === 6 ? "ipv6" : "ipv4");
 }
 
 const REFUSALS: Record<InviteRefusal, string> = {
@@ -216,7 +204,7 @@ export default defineModule({
 			if (!username || !password) {
 				throw new StanzaError("not-acceptable", "a username and a password are required");
 			}
-			if (listed(blockIps, ip)) {
+			if (blockIps(ip)) {
 				host.log.info({ ip }, "registration refused: address on registration_block_ips");
 				// §3.1.1: the server decides; RFC 6120 §8.3.3.10 not-allowed, type cancel.
 				throw new StanzaError("not-allowed", "registration is not allowed from your address");
@@ -225,7 +213,7 @@ export default defineModule({
 				// XEP-0077 §3.1.1: not-allowed, registration is closed; XEP-0445 opens it per invitation.
 				throw new StanzaError("not-allowed", "registration on this server needs an invitation");
 			}
-			const trusted = listed(allowIps, ip);
+			const trusted = allowIps(ip);
 			const last = lastByIp.get(ip);
 			// An invitation is the server's own permission: no per-address limit on it.
 			if (

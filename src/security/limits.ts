@@ -1,4 +1,4 @@
-import { BlockList, isIP } from "node:net";
+import { addressMatcher } from "./addresses.ts";
 
 /**
  * Per-IP limits on the c2s listeners: how many connections one address may hold, and how
@@ -12,19 +12,19 @@ export class ConnectionLimiter {
 	 * Addresses never counted (`limits.exempt_ips`: a proxy or a load generator on this machine
 	 * speaks for many clients). A reload may replace it.
 	 */
-	exempt: BlockList | null;
+	exempt: (ip: string) => boolean;
 	/** Connections refused since the start (`parley_connections_refused_total`). */
 	refused = 0;
 	readonly #open = new Map<string, number>();
 
 	constructor(max: number, exempt: readonly string[] = []) {
 		this.max = max;
-		this.exempt = addressList(exempt);
+		this.exempt = addressMatcher(exempt);
 	}
 
 	/** Returns false when the address is at its limit; otherwise counts the connection. */
 	acquire(ip: string): boolean {
-		if (this.exempt && isListed(this.exempt, ip)) return true;
+		if (this.exempt(ip)) return true;
 		const n = this.#open.get(ip) ?? 0;
 		if (this.max > 0 && n >= this.max) {
 			this.refused++;
@@ -56,29 +56,6 @@ export class ConnectionLimiter {
 			},
 		};
 	}
-}
-
-/**
- * A BlockList of addresses and CIDR ranges ("127.0.0.1", "10.0.0.0/8", "::1"); null when empty.
- * Throws on a malformed entry (the configuration schema checks them first).
- */
-export function addressList(entries: readonly string[]): BlockList | null {
-	if (entries.length === 0) return null;
-	const list = new BlockList();
-	for (const entry of entries) {
-		const [addr = "", bits] = entry.split("/");
-		const family = isIP(addr) === 6 ? "ipv6" : isIP(addr) === 4 ? "ipv4" : null;
-		if (!family) throw new Error(`"${entry}" is not an IP address or CIDR range`);
-		if (bits === undefined) list.addAddress(addr, family);
-		else list.addSubnet(addr, Number(bits), family);
-	}
-	return list;
-}
-
-/** Whether `ip` (as a socket gives it; IPv4-mapped IPv6 too) is on `list`. */
-function isListed(list: BlockList, ip: string): boolean {
-	const family = isIP(ip) === 6 ? "ipv6" : isIP(ip) === 4 ? "ipv4" : null;
-	return family !== null && list.check(ip, family);
 }
 
 /**

@@ -5,8 +5,8 @@
  * Every key has a default: `parley serve` runs with no file at all. Unknown keys are errors
  * (`strictObject`), so a typo never silently falls back to a default.
  */
-import net from "node:net";
 import { z } from "zod";
+import { addressMatcher } from "../../security/addresses.ts";
 
 const port = z.number().int().min(0).max(65535);
 
@@ -751,12 +751,12 @@ export const configSchema = z
 					.array(
 						z.string().refine(
 							(v) => {
-								const [addr = "", bits, extra] = v.split("/");
-								const family = net.isIP(addr);
-								if (family === 0 || extra !== undefined) return false;
-								if (bits === undefined) return true;
-								const n = Number(bits);
-								return /^\d+$/.test(bits) && n <= (family === 4 ? 32 : 128);
+								try {
+									addressMatcher([v]);
+									return true;
+								} catch {
+									return false;
+								}
 							},
 							{ message: "an IP address or CIDR range" },
 						),
